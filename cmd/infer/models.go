@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+func newModelsCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "models",
+		Short: "List and run models in process",
+	}
+	cmd.AddCommand(newModelsListCmd(g), newModelsRunCmd(g))
+	return cmd
+}
+
+func newModelsListCmd(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list [MODEL.onnx | MODEL_REPOSITORY]",
+		Short: "Load models and print their versions, state, inputs and outputs (default: the bundled models)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			repo, err := openRepository(g, firstArg(args), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer repo.Close()
+			return listModels(repo, cmd.OutOrStdout(), asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+
+func firstArg(args []string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return ""
+}
+
+type modelListing struct {
+	Name         string              `json:"name"`
+	Version      int64               `json:"version"`
+	State        string              `json:"state"`
+	Reason       string              `json:"reason,omitempty"`
+	Device       string              `json:"device,omitempty"`
+	MaxBatchSize int                 `json:"max_batch_size"`
+	Inputs       []runner.TensorSpec `json:"inputs,omitempty"`
+	Outputs      []runner.TensorSpec `json:"outputs,omitempty"`
+	LoadSeconds  float64             `json:"load_seconds,omitempty"`
+	WarmupSecs   float64             `json:"warmup_seconds,omitempty"`
+}
+
+func listModels(repo *runner.Repository, w io.Writer, asJSON bool) error {
+	var rows []modelListing
+	for _, s := range repo.Index() {
+		l := modelListing{Name: s.Name, Version: s.Version, State: s.State, Reason: s.Reason}
+		if m, err := repo.Model(s.Name, s.Version); err == nil {
+			l.Device = m.Device().String()
+			l.MaxBatchSize = *m.Config().MaxBatchSize
+			l.Inputs, l.Outputs = m.Metadata().Inputs, m.Metadata().Outputs
+			l.LoadSeconds, l.WarmupSecs = m.LoadDuration().Seconds(), m.WarmupDuration().Seconds()
+		}
+		rows = append(rows, l)
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MODEL\tVERSION\tSTATE\tDEVICE\tMAX BATCH\tINPUTS\tOUTPUTS")
+	for _, l := range rows {
+		if l.State != runner.StateReady {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t\t\t%s\t\n", l.Name, l.Version, l.State, l.Reason)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Version, l.State, l.Device, l.MaxBatchSize, specList(l.Inputs), specList(l.Outputs))
+	}
+	return tw.Flush()
+}
+
+func specList(specs []runner.TensorSpec) string {
+	parts := make([]string, len(specs))
+	for i, s := range specs {
+		parts[i] = fmt.Sprintf("%s %s %v", s.Name, s.DataType, s.Shape)
+	}
+	return strings.Join(parts, ", ")
+}
+
+type runOptions struct {
+	model       string
+	requests    int
+	concurrency int
+	seed        uint64
+}
+
+func newModelsRunCmd(g *globalOptions) *cobra.Command {
+	o := runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run [MODEL.onnx | MODEL_REPOSITORY]",
+		Short: "Run inference in process on random inputs and print outputs and timings (default: the bundled models)",
+		Long: `Run inference in process, through the same queue and dynamic batcher a server
+uses, on random inputs generated from each model's metadata (floats in [0,1),
+integers and booleans 0 or 1), and print each model's first outputs, the batch
+sizes that formed and the queue and infer phases.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.requests < 1 || o.concurrency < 1 {
+				return fmt.Errorf("--requests and --concurrency must be at least 1 (got %d and %d)", o.requests, o.concurrency)
+			}
+			repo, err := openRepository(g, firstArg(args), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer repo.Close()
+			return runModels(cmd.Context(), repo, o, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&o.model, "model", "", "run only this model (default: every ready model)")
+	cmd.Flags().IntVar(&o.requests, "requests", 64, "requests per model")
+	cmd.Flags().IntVar(&o.concurrency, "concurrency", 8, "requests in flight at once")
+	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the random inputs")
+	return cmd
+}
+
+func runModels(ctx context.Context, repo *runner.Repository, o runOptions, w io.Writer) error {
+	var models []*runner.Model
+	for _, s := range repo.Index() {
+		if s.State != runner.StateReady || o.model != "" && s.Name != o.model {
+			continue
+		}
+		m, err := repo.Model(s.Name, s.Version)
+		if err != nil {
+			return err
+		}
+		models = append(models, m)
+	}
+	if len(models) == 0 {
+		if o.model != "" {
+			return fmt.Errorf("--model %q: no such ready model (see `infer models list`)", o.model)
+		}
+		return fmt.Errorf("no ready model to run")
+	}
+	for _, m := range models {
+		if err := runModel(ctx, m, o, w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) error {
+	meta := m.Metadata()
+	batched := *m.Config().MaxBatchSize > 0
+	r := rand.New(rand.NewPCG(o.seed, 0))
+	reqs := make([]*runner.Request, o.requests)
+	for i := range reqs {
+		reqs[i] = &runner.Request{ID: fmt.Sprint(i)}
+		for _, t := range runner.SyntheticInputs(meta.Inputs, 1, batched) {
+			reqs[i].Inputs = append(reqs[i].Inputs, tensor.Random(t.Name, t.DataType, t.Shape, r))
+		}
+	}
+	resps := make([]*runner.Response, len(reqs))
+	errs := make([]error, len(reqs))
+	var next sync.Mutex
+	i := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range o.concurrency {
+		wg.Go(func() {
+			for {
+				next.Lock()
+				k := i
+				i++
+				next.Unlock()
+				if k >= len(reqs) {
+					return
+				}
+				resps[k], errs[k] = m.Infer(ctx, reqs[k])
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for k, err := range errs {
+		if err != nil {
+			return fmt.Errorf("model %q request %d: %w", meta.Name, k, err)
+		}
+	}
+
+	fmt.Fprintf(w, "%s (version %d, %s, max batch %d): loaded in %v, warmed up in %v\n",
+		meta.Name, meta.Version, m.Device(), *m.Config().MaxBatchSize, m.LoadDuration().Round(time.Microsecond), m.WarmupDuration().Round(time.Microsecond))
+	fmt.Fprintf(w, "  %d requests, %d in flight: %.0f requests/s\n", len(reqs), o.concurrency, float64(len(reqs))/elapsed.Seconds())
+	sizes := map[int]int{}
+	for _, resp := range resps {
+		sizes[resp.Timing.BatchSize]++
+	}
+	var formed []string
+	for _, n := range slices.Sorted(mapsKeys(sizes)) {
+		formed = append(formed, fmt.Sprintf("%d (%d requests)", n, sizes[n]))
+	}
+	fmt.Fprintf(w, "  batch sizes: %s\n", strings.Join(formed, ", "))
+	for _, ph := range []profile.Phase{profile.Queue, profile.Infer} {
+		d := make([]time.Duration, len(resps))
+		for k, resp := range resps {
+			d[k] = resp.Timing.Get(ph)
+		}
+		slices.Sort(d)
+		fmt.Fprintf(w, "  %-6s p50 %-10v p99 %-10v max %v\n", ph, d[len(d)/2].Round(time.Microsecond), d[len(d)*99/100].Round(time.Microsecond), d[len(d)-1].Round(time.Microsecond))
+	}
+	fmt.Fprintf(w, "  request 0:\n")
+	for _, out := range resps[0].Outputs {
+		fmt.Fprintf(w, "    %s %s %v: %s\n", out.Name, out.DataType, out.Shape, preview(out, 6))
+	}
+	return nil
+}
+
+func mapsKeys(m map[int]int) func(func(int) bool) {
+	return func(yield func(int) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// preview formats the first n elements of t.
+func preview(t tensor.Tensor, n int) string {
+	var vals []string
+	add := func(v any) { vals = append(vals, fmt.Sprint(v)) }
+	switch t.DataType {
+	case tensor.FP32:
+		v, _ := tensor.Values[float32](t)
+		for _, x := range v[:min(n, len(v))] {
+			add(fmt.Sprintf("%.4f", x))
+		}
+	case tensor.FP64:
+		v, _ := tensor.Values[float64](t)
+		for _, x := range v[:min(n, len(v))] {
+			add(fmt.Sprintf("%.4f", x))
+		}
+	case tensor.FP16:
+		v, _ := tensor.FP16Values(t)
+		for _, x := range v[:min(n, len(v))] {
+			add(fmt.Sprintf("%.4f", x))
+		}
+	case tensor.Int64:
+		v, _ := tensor.Values[int64](t)
+		for _, x := range v[:min(n, len(v))] {
+			add(x)
+		}
+	case tensor.Bool:
+		for _, b := range t.Data[:min(n, len(t.Data))] {
+			add(b != 0)
+		}
+	default:
+		for _, b := range t.Data[:min(n, len(t.Data))] {
+			add(b)
+		}
+	}
+	if tensor.Elements(t.Shape) > int64(n) {
+		vals = append(vals, "...")
+	}
+	return strings.Join(vals, " ")
+}

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// notYet makes a command that exists in the CLI's shape but whose work is
+// not built yet: it fails clearly instead of pretending.
+func notYet(use, short, instead string) *cobra.Command {
+	return &cobra.Command{
+		Use:                use,
+		Short:              short + " (not yet available)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fmt.Errorf("%s is not yet available in this build; %s", cmd.CommandPath(), instead)
+		},
+	}
+}
+
+func newServeCmd() *cobra.Command {
+	return notYet("serve [MODEL.onnx | MODEL_REPOSITORY]", "Serve models over the Open Inference Protocol (HTTP and gRPC)",
+		"`infer models run` loads the models and runs inference in process")
+}
+
+func newBenchCmd() *cobra.Command {
+	return notYet("bench [URL]", "Load-test an inference server, open or closed loop, with the latency budget split by phase",
+		"the runner's benchmarks run with `make bench`")
+}
+
+func newRolloutCmd() *cobra.Command {
+	return notYet("rollout", "Roll out a new model version: canary, blue-green, shadow, A/B", "load versions side by side in a model repository")
+}
+
+func newTopCmd() *cobra.Command {
+	return notYet("top", "Live dashboard of latency, throughput, errors, queues and cost per model", "`infer models run` prints per-model timings")
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/infer-serving/infer"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// globalOptions are the flags every command takes.
+type globalOptions struct {
+	onnxRuntimeLib string
+	logLevel       string
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "infer",
+		Short: "Serve ONNX models and measure inference servers",
+		Long: `infer serves ONNX models through ONNX Runtime over the Open Inference Protocol
+(KServe v2), benchmarks any such server honestly, and rolls out new model versions.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&g.onnxRuntimeLib, "onnxruntime-lib", "", "path to libonnxruntime.so (default: $"+runner.LibraryEnv+", beside the binary, then the cache folder)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+
+	root.AddCommand(
+		newVersionCmd(g),
+		newModelsCmd(g),
+		newServeCmd(),
+		newBenchCmd(),
+		newRolloutCmd(),
+		newTopCmd(),
+	)
+	return root
+}
+
+// openRepository loads the runtime and the models at path, or the bundled
+// models when path is empty. Models that fail to load are reported on w
+// and skipped; it fails only when nothing could be loaded.
+func openRepository(g *globalOptions, path string, w io.Writer) (*runner.Repository, error) {
+	if _, err := runner.InitRuntime(g.onnxRuntimeLib); err != nil {
+		return nil, err
+	}
+	var (
+		repo *runner.Repository
+		err  error
+	)
+	if path == "" {
+		repo, err = runner.OpenFS(infer.BundledModels(), infer.BundledModelsName, runner.LoadOptions{})
+	} else {
+		repo, err = runner.Open(path, runner.LoadOptions{})
+	}
+	if repo == nil {
+		return nil, err
+	}
+	if err != nil {
+		fmt.Fprintf(w, "warning: some models did not load:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+	for _, s := range repo.Index() {
+		if s.State == runner.StateReady {
+			return repo, nil
+		}
+	}
+	repo.Close()
+	return nil, errors.New("no model could be loaded")
+}

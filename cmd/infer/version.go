@@ -1,0 +1,90 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// Set at release time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+type versionInfo struct {
+	Version        string `json:"version"`
+	Commit         string `json:"commit"`
+	Go             string `json:"go"`
+	Platform       string `json:"platform"`
+	ONNXRuntime    string `json:"onnxruntime"`
+	ONNXRuntimeLib string `json:"onnxruntime_lib,omitempty"`
+	ONNXRuntimeErr string `json:"onnxruntime_error,omitempty"`
+}
+
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+		if rev != "" {
+			return rev + dirty
+		}
+	}
+	return "unknown"
+}
+
+func newVersionCmd(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, commit, Go version and the ONNX Runtime loaded",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			info := versionInfo{
+				Version:  version,
+				Commit:   buildCommit(),
+				Go:       runtime.Version(),
+				Platform: runtime.GOOS + "/" + runtime.GOARCH,
+			}
+			if rt, err := runner.InitRuntime(g.onnxRuntimeLib); err != nil {
+				info.ONNXRuntime, info.ONNXRuntimeErr = "not loaded", err.Error()
+			} else {
+				info.ONNXRuntime, info.ONNXRuntimeLib = rt.Version, rt.Path
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			}
+			fmt.Fprintf(w, "infer %s\ncommit:       %s\ngo:           %s %s\nonnxruntime:  %s", info.Version, info.Commit, info.Go, info.Platform, info.ONNXRuntime)
+			if info.ONNXRuntimeLib != "" {
+				fmt.Fprintf(w, " (%s)", info.ONNXRuntimeLib)
+			}
+			fmt.Fprintln(w)
+			if info.ONNXRuntimeErr != "" {
+				fmt.Fprintf(w, "              %s\n", info.ONNXRuntimeErr)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}

@@ -1,0 +1,81 @@
+// Package profile owns the vocabulary of the latency budget: the names of
+// the phases a request's time is split into, and the arithmetic on them.
+// Every other package refers to phases through these values; none spells a
+// phase name as a string of its own.
+package profile
+
+import "time"
+
+// Phase is one part of a request's latency budget.
+type Phase uint8
+
+// The phases, in the order a request passes through them.
+const (
+	// Connect is DNS lookup plus TCP (and TLS) set-up, measured by the client.
+	Connect Phase = iota
+	// Network is the time on the wire and in the client, the remainder of
+	// the client's total after the server's own phases.
+	Network
+	// Queue is the time a request waits for a batch and an instance.
+	Queue
+	// Preprocess is decoding and tokenization before inference.
+	Preprocess
+	// Infer is the batch's execution in the runtime.
+	Infer
+	// Postprocess is splitting, filtering and encoding outputs.
+	Postprocess
+	// Total is the server's whole handling time, receipt to last byte.
+	Total
+
+	numPhases
+)
+
+// NumPhases is the number of phases.
+const NumPhases = int(numPhases)
+
+var phaseNames = [NumPhases]string{
+	Connect:     "connect",
+	Network:     "network",
+	Queue:       "queue",
+	Preprocess:  "preprocess",
+	Infer:       "infer",
+	Postprocess: "postprocess",
+	Total:       "total",
+}
+
+// String returns the phase's name as it appears in headers and metrics.
+func (p Phase) String() string {
+	if int(p) < NumPhases {
+		return phaseNames[p]
+	}
+	return "unknown"
+}
+
+// ParsePhase returns the phase called name.
+func ParsePhase(name string) (Phase, bool) {
+	for i, n := range phaseNames {
+		if n == name {
+			return Phase(i), true
+		}
+	}
+	return 0, false
+}
+
+// ServerPhases are the phases a server measures for each request, in order.
+var ServerPhases = []Phase{Queue, Preprocess, Infer, Postprocess}
+
+// Timing is one request's measured phases.
+type Timing struct {
+	durations [NumPhases]time.Duration
+	// BatchSize is the number of rows in the batch the request ran in.
+	BatchSize int
+}
+
+// Set records d as the duration of phase p.
+func (t *Timing) Set(p Phase, d time.Duration) { t.durations[p] = d }
+
+// Add adds d to the duration of phase p.
+func (t *Timing) Add(p Phase, d time.Duration) { t.durations[p] += d }
+
+// Get returns the duration of phase p.
+func (t *Timing) Get(p Phase) time.Duration { return t.durations[p] }

@@ -1,0 +1,275 @@
+package runner
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// pending is one request from the moment it is queued until its result is
+// delivered.
+type pending struct {
+	inputs   []tensor.Tensor // in the model's input order
+	outputs  []int           // indices of the requested outputs; nil means all
+	rows     int64           // size along the batch dimension (1 if unbatched)
+	priority int             // queue index: 0 is the highest priority
+	enqueued time.Time
+	deadline time.Time // zero: none
+
+	// state moves from queued to exactly one of taken (by a worker, which
+	// will answer) or abandoned (by the caller, who stopped waiting).
+	state atomic.Int32
+	done  chan result // buffered: the answering side never blocks
+}
+
+const (
+	stateQueued int32 = iota
+	stateTaken
+	stateAbandoned
+)
+
+type result struct {
+	resp *Response
+	err  error
+}
+
+func (p *pending) answer(resp *Response, err error) { p.done <- result{resp, err} }
+
+// sameShape reports whether p and q can share a batch: every input's
+// dimensions after the batch dimension are equal.
+func (p *pending) sameShape(q *pending) bool {
+	for i := range p.inputs {
+		if !slices.Equal(p.inputs[i].Shape[1:], q.inputs[i].Shape[1:]) {
+			return false
+		}
+	}
+	return true
+}
+
+// batcher holds one model version's queue and decides when and how queued
+// requests form a batch, following Triton's dynamic batcher: a batch leaves
+// when it reaches max_batch_size (or the largest preferred size the queue
+// can fill), when the oldest request has waited max_queue_delay, or at once
+// when the delay is zero. Requests of different shapes never share a batch;
+// the oldest request of the highest priority leads, and later compatible
+// requests may join it ahead of incompatible ones.
+//
+// Workers pull batches with next, so a batch forms while every instance is
+// busy and leaves the moment one is free: under load, batches grow by
+// themselves with no delay configured.
+type batcher struct {
+	maxBatch  int64 // 0: batching off, one request per execution
+	delay     time.Duration
+	preferred []int64 // ascending
+	maxQueue  int
+
+	mu      sync.Mutex
+	queues  [][]*pending // one FIFO per priority level, highest first
+	n       int          // requests in queues
+	closed  bool
+	arrived chan struct{} // a token when something was queued
+	closing chan struct{} // closed by close
+}
+
+func newBatcher(cfg Config) *batcher {
+	b := &batcher{
+		maxBatch: int64(*cfg.MaxBatchSize),
+		delay:    time.Duration(cfg.DynamicBatching.MaxQueueDelay),
+		maxQueue: cfg.DynamicBatching.MaxQueueSize,
+		queues:   make([][]*pending, cfg.DynamicBatching.PriorityLevels),
+		arrived:  make(chan struct{}, 1),
+		closing:  make(chan struct{}),
+	}
+	for _, p := range cfg.DynamicBatching.PreferredBatchSizes {
+		b.preferred = append(b.preferred, int64(p))
+	}
+	return b
+}
+
+// submit queues p, or fails at once with ErrQueueFull or ErrClosed.
+func (b *batcher) submit(p *pending) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	if b.n >= b.maxQueue {
+		b.mu.Unlock()
+		return fmt.Errorf("%w: %d requests waiting (max_queue_size)", ErrQueueFull, b.maxQueue)
+	}
+	b.queues[p.priority] = append(b.queues[p.priority], p)
+	b.n++
+	b.mu.Unlock()
+	b.signal()
+	return nil
+}
+
+func (b *batcher) signal() {
+	select {
+	case b.arrived <- struct{}{}:
+	default:
+	}
+}
+
+// close stops new submissions; queued requests are still handed out, and
+// next reports ErrClosed once the queue is empty.
+func (b *batcher) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		close(b.closing)
+	}
+}
+
+// depth returns the number of queued requests and when the oldest was
+// queued (zero when none is).
+func (b *batcher) depth() (int, time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var oldest time.Time
+	for _, q := range b.queues {
+		if len(q) > 0 && (oldest.IsZero() || q[0].enqueued.Before(oldest)) {
+			oldest = q[0].enqueued
+		}
+	}
+	return b.n, oldest
+}
+
+// next blocks until a batch is ready and returns it, appended to dst[:0].
+// Requests whose deadline passes while queued are answered with
+// ErrDeadlineExceeded here and never returned. timer is the caller's own,
+// reused across calls. next returns ErrClosed once the batcher is closed
+// and drained.
+func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
+	var expired []*pending
+	for {
+		b.mu.Lock()
+		batch, wait := b.form(time.Now(), dst[:0], &expired)
+		more, closed := b.n > 0, b.closed
+		b.mu.Unlock()
+
+		for _, p := range expired {
+			p.answer(nil, fmt.Errorf("%w: waited %v in the queue", ErrDeadlineExceeded, p.deadline.Sub(p.enqueued).Round(time.Microsecond)))
+		}
+		expired = expired[:0]
+		if len(batch) > 0 {
+			if more {
+				b.signal() // let another idle worker look at what is left
+			}
+			return batch, nil
+		}
+		if closed && !more {
+			return nil, ErrClosed
+		}
+		var fire <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			fire = timer.C
+		}
+		select {
+		case <-b.arrived:
+		case <-fire:
+		case <-b.closing:
+		}
+		timer.Stop()
+	}
+}
+
+// form drops abandoned and expired requests, then either takes a batch out
+// of the queues (appended to dst) or returns how long to wait before the
+// queue may be ready: -1 means until something arrives. b.mu is held.
+func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*pending, time.Duration) {
+	var head *pending
+	for qi, q := range b.queues {
+		kept := q[:0]
+		for _, p := range q {
+			switch {
+			case p.state.Load() == stateAbandoned:
+			case !p.deadline.IsZero() && !now.Before(p.deadline):
+				if p.state.CompareAndSwap(stateQueued, stateTaken) {
+					*expired = append(*expired, p)
+				}
+			default:
+				kept = append(kept, p)
+				continue
+			}
+			b.n--
+		}
+		clear(q[len(kept):])
+		b.queues[qi] = kept
+		if head == nil && len(kept) > 0 {
+			head = kept[0]
+		}
+	}
+	if head == nil {
+		return dst, -1
+	}
+
+	// Unbatched models run one request at a time, in priority order.
+	if b.maxBatch == 0 {
+		return b.take(dst, head, head.rows), 0
+	}
+
+	var avail int64
+	for _, q := range b.queues {
+		for _, p := range q {
+			if p.sameShape(head) {
+				avail += p.rows
+			}
+		}
+	}
+	target := b.maxBatch
+	for i := len(b.preferred) - 1; i >= 0; i-- {
+		if b.preferred[i] <= avail {
+			target = b.preferred[i]
+			break
+		}
+	}
+	target = max(target, head.rows)
+	age := now.Sub(head.enqueued)
+	if avail >= target || b.delay == 0 || age >= b.delay || b.closed {
+		return b.take(dst, head, target), 0
+	}
+
+	// Not ready: wake when the delay runs out, or sooner when a queued
+	// request's deadline comes first, so it is answered on time.
+	wait := b.delay - age
+	for _, q := range b.queues {
+		for _, p := range q {
+			if !p.deadline.IsZero() {
+				wait = min(wait, p.deadline.Sub(now))
+			}
+		}
+	}
+	return dst, wait
+}
+
+// take moves requests compatible with head, head first, out of the queues
+// into dst until the batch holds target rows or nothing more fits.
+// b.mu is held.
+func (b *batcher) take(dst []*pending, head *pending, target int64) []*pending {
+	var rows int64
+	for qi, q := range b.queues {
+		kept := q[:0]
+		for _, p := range q {
+			fits := rows < target && rows+p.rows <= target && (p == head || b.maxBatch > 0 && p.sameShape(head))
+			if !fits {
+				kept = append(kept, p)
+				continue
+			}
+			b.n--
+			if p.state.CompareAndSwap(stateQueued, stateTaken) {
+				dst = append(dst, p)
+				rows += p.rows
+			}
+		}
+		clear(q[len(kept):])
+		b.queues[qi] = kept
+	}
+	return dst
+}

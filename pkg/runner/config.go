@@ -1,0 +1,251 @@
+package runner
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is one model's configuration, read from models/<name>/config.yaml.
+// Every field has a default (see Defaults); Validate checks the result
+// against the model's graph.
+type Config struct {
+	// MaxBatchSize is the largest number of rows one execution may hold.
+	// 0 turns batching off. Unset, it is DefaultMaxBatchSize for models
+	// whose first dimension is dynamic and 0 for the rest.
+	MaxBatchSize *int `yaml:"max_batch_size"`
+	// DynamicBatching shapes how queued requests are merged.
+	DynamicBatching DynamicBatching `yaml:"dynamic_batching"`
+	// Instances is the number of sessions (and execution threads) the
+	// model version runs; each executes one batch at a time.
+	Instances int `yaml:"instances"`
+	// IntraOpThreads and InterOpThreads size each session's ONNX Runtime
+	// thread pools; 0 lets the runtime choose (one per core).
+	IntraOpThreads int `yaml:"intra_op_threads"`
+	InterOpThreads int `yaml:"inter_op_threads"`
+	// Device is "cpu", "cuda:N" or "tensorrt:N".
+	Device string `yaml:"device"`
+	// ProviderOptions are passed to the CUDA or TensorRT execution provider
+	// as they are (gpu_mem_limit, arena_extend_strategy,
+	// cudnn_conv_algo_search, trt_fp16_enable, ...).
+	ProviderOptions map[string]string `yaml:"provider_options"`
+	// FallbackToCPU loads the model on the CPU when the device asked for is
+	// not available, instead of failing the load.
+	FallbackToCPU bool `yaml:"fallback_to_cpu"`
+	// Warmup runs generated inputs through every instance before the model
+	// is marked ready.
+	Warmup Warmup `yaml:"warmup"`
+}
+
+// DynamicBatching follows Triton's dynamic_batching block.
+type DynamicBatching struct {
+	// MaxQueueDelay is how long the oldest request may wait for a batch to
+	// fill. 0 executes whatever is queued as soon as an instance is free.
+	MaxQueueDelay Duration `yaml:"max_queue_delay"`
+	// PreferredBatchSizes are sizes to aim for: when enough rows are
+	// queued, the batcher forms the largest preferred size it can.
+	PreferredBatchSizes []int `yaml:"preferred_batch_sizes"`
+	// MaxQueueSize bounds the requests waiting; past it a request is
+	// rejected at once with ErrQueueFull.
+	MaxQueueSize int `yaml:"max_queue_size"`
+	// PriorityLevels is the number of priorities (1 is highest); requests
+	// of a higher priority are batched first.
+	PriorityLevels int `yaml:"priority_levels"`
+	// DefaultPriority is the level of requests that name none.
+	DefaultPriority int `yaml:"default_priority"`
+	// DefaultTimeout is the deadline of requests that carry none; 0 is none.
+	DefaultTimeout Duration `yaml:"default_timeout"`
+}
+
+// Warmup configures the runs made at load.
+type Warmup struct {
+	// Runs is the number of executions per instance; 0 skips warm-up.
+	Runs *int `yaml:"runs"`
+	// BatchSize is the number of rows each warm-up run holds.
+	BatchSize int `yaml:"batch_size"`
+}
+
+// Defaults.
+const (
+	DefaultMaxBatchSize = 64
+	DefaultMaxQueueSize = 1024
+	DefaultWarmupRuns   = 2
+)
+
+// Duration is a time.Duration that reads from YAML as "500us", "2ms" or a
+// bare number of microseconds (as Triton's *_microseconds fields hold).
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as 500us or 2ms", n.Line)
+	}
+	if us, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+		*d = Duration(time.Duration(us) * time.Microsecond)
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (want e.g. 500us, 2ms)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ParseConfig reads a YAML model configuration. Unknown fields are errors,
+// so a misspelt setting is never silently ignored.
+func ParseConfig(r io.Reader) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Marshal returns the configuration as YAML, as a user would write it.
+func (c Config) Marshal() []byte {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	_ = enc.Encode(c) // encoding plain structs cannot fail
+	return buf.Bytes()
+}
+
+var deviceRE = regexp.MustCompile(`^(cpu|cuda|tensorrt)(?::([0-9]+))?$`)
+
+// Device is a parsed device name.
+type Device struct {
+	Kind string // "cpu", "cuda" or "tensorrt"
+	ID   int
+}
+
+func (d Device) String() string {
+	if d.Kind == "cpu" {
+		return "cpu"
+	}
+	return d.Kind + ":" + strconv.Itoa(d.ID)
+}
+
+// ParseDevice parses "cpu", "cuda:N" or "tensorrt:N" ("cuda" means cuda:0).
+func ParseDevice(s string) (Device, error) {
+	m := deviceRE.FindStringSubmatch(strings.ToLower(strings.TrimSpace(s)))
+	if m == nil {
+		return Device{}, fmt.Errorf("device %q: want cpu, cuda:N or tensorrt:N", s)
+	}
+	d := Device{Kind: m[1]}
+	if m[2] != "" {
+		if d.Kind == "cpu" {
+			return Device{}, fmt.Errorf("device %q: cpu takes no index", s)
+		}
+		d.ID, _ = strconv.Atoi(m[2])
+	}
+	return d, nil
+}
+
+// withDefaults returns c with every unset field given its default, for a
+// model whose batch dimension is dynamic when batchable is true.
+func (c Config) withDefaults(batchable bool) Config {
+	if c.MaxBatchSize == nil {
+		n := 0
+		if batchable {
+			n = DefaultMaxBatchSize
+		}
+		c.MaxBatchSize = &n
+	}
+	db := &c.DynamicBatching
+	if db.MaxQueueSize == 0 {
+		db.MaxQueueSize = DefaultMaxQueueSize
+	}
+	if db.PriorityLevels == 0 {
+		db.PriorityLevels = 1
+	}
+	if db.DefaultPriority == 0 {
+		db.DefaultPriority = (db.PriorityLevels + 1) / 2
+	}
+	db.PreferredBatchSizes = append([]int(nil), db.PreferredBatchSizes...)
+	sort.Ints(db.PreferredBatchSizes)
+	if c.Instances == 0 {
+		c.Instances = 1
+	}
+	if c.Device == "" {
+		c.Device = "cpu"
+	}
+	if c.Warmup.Runs == nil {
+		n := DefaultWarmupRuns
+		c.Warmup.Runs = &n
+	}
+	if c.Warmup.BatchSize == 0 {
+		c.Warmup.BatchSize = 1
+	}
+	return c
+}
+
+// validate checks a defaulted configuration for a model whose batch
+// dimension is dynamic when batchable is true. Every problem is reported,
+// each naming its field.
+func (c Config) validate(batchable bool) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	mbs := *c.MaxBatchSize
+	switch {
+	case mbs < 0:
+		bad("max_batch_size: %d is negative", mbs)
+	case mbs > 0 && !batchable:
+		bad("max_batch_size: %d, but the model's first dimension is fixed in some input or output, so it cannot be batched (set max_batch_size: 0)", mbs)
+	}
+	db := c.DynamicBatching
+	if db.MaxQueueDelay < 0 {
+		bad("dynamic_batching.max_queue_delay: %v is negative", time.Duration(db.MaxQueueDelay))
+	}
+	for _, p := range db.PreferredBatchSizes {
+		if p < 1 || p > mbs {
+			bad("dynamic_batching.preferred_batch_sizes: %d is outside 1..max_batch_size (%d)", p, mbs)
+		}
+	}
+	if db.MaxQueueSize < 0 {
+		bad("dynamic_batching.max_queue_size: %d is negative", db.MaxQueueSize)
+	}
+	if db.PriorityLevels < 1 {
+		bad("dynamic_batching.priority_levels: %d, want at least 1", db.PriorityLevels)
+	}
+	if db.DefaultPriority < 1 || db.DefaultPriority > db.PriorityLevels {
+		bad("dynamic_batching.default_priority: %d is outside 1..priority_levels (%d)", db.DefaultPriority, db.PriorityLevels)
+	}
+	if db.DefaultTimeout < 0 {
+		bad("dynamic_batching.default_timeout: %v is negative", time.Duration(db.DefaultTimeout))
+	}
+	if c.Instances < 1 || c.Instances > 64 {
+		bad("instances: %d is outside 1..64", c.Instances)
+	}
+	if n := runtime.NumCPU() * 4; c.IntraOpThreads < 0 || c.IntraOpThreads > n {
+		bad("intra_op_threads: %d is outside 0..%d", c.IntraOpThreads, n)
+	}
+	if n := runtime.NumCPU() * 4; c.InterOpThreads < 0 || c.InterOpThreads > n {
+		bad("inter_op_threads: %d is outside 0..%d", c.InterOpThreads, n)
+	}
+	if _, err := ParseDevice(c.Device); err != nil {
+		bad("device: %v", err)
+	}
+	if *c.Warmup.Runs < 0 {
+		bad("warmup.runs: %d is negative", *c.Warmup.Runs)
+	}
+	if limit := max(1, mbs); c.Warmup.BatchSize < 1 || c.Warmup.BatchSize > limit {
+		bad("warmup.batch_size: %d is outside 1..%d", c.Warmup.BatchSize, limit)
+	}
+	return errors.Join(errs...)
+}

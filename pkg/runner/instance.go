@@ -1,0 +1,325 @@
+package runner
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"unsafe"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// instance is one ONNX Runtime session of a model version. It executes one
+// batch at a time and is owned by exactly one worker goroutine, so its
+// scratch buffers need no lock.
+type instance struct {
+	session *ort.DynamicAdvancedSession
+	inputs  []TensorSpec
+	outputs []TensorSpec
+	batched bool
+
+	// Reused across executions: concatenated inputs and the value slices
+	// handed to the runtime.
+	scratch [][]byte
+	ins     []ort.Value
+	outs    []ort.Value
+	// outRowBytes[j] is the size of one row of output j when every
+	// dimension but the batch one is fixed (the whole tensor for unbatched
+	// models), or -1 when the runtime must allocate the output.
+	outRowBytes []int64
+	outShape    [][]int64
+}
+
+// newInstance creates a session on dev. When dev cannot be used and
+// fallbackToCPU is set, the session is created on the CPU instead; the
+// device actually used is returned.
+func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.Logger) (*instance, Device, error) {
+	session, used, err := newSession(onnx, meta, cfg, dev)
+	if err != nil && dev.Kind != "cpu" && cfg.FallbackToCPU {
+		log.Warn("device unavailable, falling back to cpu", "device", dev.String(), "err", err)
+		session, used, err = newSession(onnx, meta, cfg, Device{Kind: "cpu"})
+	}
+	if err != nil {
+		return nil, Device{}, err
+	}
+	in := &instance{
+		session:     session,
+		inputs:      meta.Inputs,
+		outputs:     meta.Outputs,
+		batched:     *cfg.MaxBatchSize > 0,
+		scratch:     make([][]byte, len(meta.Inputs)),
+		ins:         make([]ort.Value, len(meta.Inputs)),
+		outs:        make([]ort.Value, len(meta.Outputs)),
+		outRowBytes: make([]int64, len(meta.Outputs)),
+		outShape:    make([][]int64, len(meta.Outputs)),
+	}
+	for j, o := range meta.Outputs {
+		dims := o.Shape
+		if in.batched {
+			dims = dims[1:]
+		}
+		in.outShape[j] = append([]int64{0}, dims...)
+		if n := tensor.Elements(dims); n > 0 {
+			in.outRowBytes[j] = n * int64(o.DataType.Size())
+		} else {
+			in.outRowBytes[j] = -1
+		}
+	}
+	return in, used, nil
+}
+
+func newSession(onnx []byte, meta Metadata, cfg Config, dev Device) (*ort.DynamicAdvancedSession, Device, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, dev, fmt.Errorf("session options: %w", err)
+	}
+	defer opts.Destroy()
+	if cfg.IntraOpThreads > 0 {
+		if err := opts.SetIntraOpNumThreads(cfg.IntraOpThreads); err != nil {
+			return nil, dev, fmt.Errorf("intra_op_threads: %w", err)
+		}
+	}
+	if cfg.InterOpThreads > 0 {
+		if err := opts.SetInterOpNumThreads(cfg.InterOpThreads); err != nil {
+			return nil, dev, fmt.Errorf("inter_op_threads: %w", err)
+		}
+	}
+	if err := appendProvider(opts, dev, cfg.ProviderOptions); err != nil {
+		return nil, dev, fmt.Errorf("%w: %s: %v", ErrDeviceUnavailable, dev, err)
+	}
+	names := func(specs []TensorSpec) []string {
+		s := make([]string, len(specs))
+		for i, t := range specs {
+			s[i] = t.Name
+		}
+		return s
+	}
+	session, err := ort.NewDynamicAdvancedSessionWithONNXData(onnx, names(meta.Inputs), names(meta.Outputs), opts)
+	if err != nil {
+		return nil, dev, fmt.Errorf("create session on %s: %w", dev, err)
+	}
+	return session, dev, nil
+}
+
+// appendProvider adds the execution provider for dev. CPU needs none;
+// TensorRT is given CUDA after it for the nodes TensorRT cannot take.
+func appendProvider(opts *ort.SessionOptions, dev Device, extra map[string]string) error {
+	withID := func() map[string]string {
+		m := map[string]string{"device_id": strconv.Itoa(dev.ID)}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	cuda := func() error {
+		c, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return err
+		}
+		defer c.Destroy()
+		if err := c.Update(withID()); err != nil {
+			return err
+		}
+		return opts.AppendExecutionProviderCUDA(c)
+	}
+	switch dev.Kind {
+	case "cuda":
+		return cuda()
+	case "tensorrt":
+		t, err := ort.NewTensorRTProviderOptions()
+		if err != nil {
+			return err
+		}
+		defer t.Destroy()
+		if err := t.Update(withID()); err != nil {
+			return err
+		}
+		if err := opts.AppendExecutionProviderTensorRT(t); err != nil {
+			return err
+		}
+		return cuda()
+	}
+	return nil
+}
+
+func (in *instance) close() {
+	if in.session != nil {
+		_ = in.session.Destroy()
+		in.session = nil
+	}
+}
+
+// execute runs batch as one execution and returns, for each request, its
+// own rows of the outputs it asked for, plus the total rows executed.
+func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, int64, error) {
+	var rows int64
+	for _, p := range batch {
+		rows += p.rows
+	}
+	defer in.release()
+	for i, spec := range in.inputs {
+		data, shape := in.gather(batch, i)
+		v, err := ort.NewCustomDataTensor(shape, data, ortType(spec.DataType))
+		if err != nil {
+			return nil, rows, fmt.Errorf("input %q: %w", spec.Name, err)
+		}
+		in.ins[i] = v
+	}
+	bufs := make([][]byte, len(in.outputs))
+	for j, spec := range in.outputs {
+		if in.outRowBytes[j] < 0 {
+			continue // dynamic dims: the runtime allocates it
+		}
+		n := in.outRowBytes[j]
+		shape := in.outputs[j].Shape
+		if in.batched {
+			n *= rows
+			shape = in.outShape[j]
+			shape[0] = rows
+		}
+		bufs[j] = make([]byte, n)
+		v, err := ort.NewCustomDataTensor(shape, bufs[j], ortType(spec.DataType))
+		if err != nil {
+			return nil, rows, fmt.Errorf("output %q: %w", spec.Name, err)
+		}
+		in.outs[j] = v
+	}
+	if err := in.session.Run(in.ins, in.outs); err != nil {
+		return nil, rows, fmt.Errorf("run: %w", err)
+	}
+	shapes := make([][]int64, len(in.outputs))
+	for j := range in.outputs {
+		shapes[j] = in.outs[j].GetShape()
+		if bufs[j] == nil {
+			b, err := valueBytes(in.outs[j], in.outputs[j])
+			if err != nil {
+				return nil, rows, err
+			}
+			bufs[j] = b
+		}
+	}
+	return in.split(batch, rows, bufs, shapes), rows, nil
+}
+
+// gather returns input i of the batch: the request's own tensor when it is
+// alone, else the requests' rows concatenated into a reused buffer.
+func (in *instance) gather(batch []*pending, i int) ([]byte, []int64) {
+	first := batch[0].inputs[i]
+	if len(batch) == 1 {
+		return first.Data, first.Shape
+	}
+	size := 0
+	for _, p := range batch {
+		size += len(p.inputs[i].Data)
+	}
+	buf := in.scratch[i][:0]
+	if cap(buf) < size {
+		buf = make([]byte, 0, size)
+	}
+	var rows int64
+	for _, p := range batch {
+		buf = append(buf, p.inputs[i].Data...)
+		rows += p.rows
+	}
+	in.scratch[i] = buf
+	shape := append([]int64{rows}, first.Shape[1:]...)
+	return buf, shape
+}
+
+// split hands each request its own rows of each output it asked for. The
+// slices alias the batch's output buffers, capped so that no caller can
+// write into another's rows.
+func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]int64) [][]tensor.Tensor {
+	out := make([][]tensor.Tensor, len(batch))
+	var offset int64
+	for k, p := range batch {
+		want := p.outputs
+		n := len(want)
+		if want == nil {
+			n = len(in.outputs)
+		}
+		ts := make([]tensor.Tensor, n)
+		for i := range n {
+			j := i
+			if want != nil {
+				j = want[i]
+			}
+			data, shape := bufs[j], shapes[j]
+			if in.batched {
+				rowBytes := int64(len(data)) / rows
+				lo, hi := offset*rowBytes, (offset+p.rows)*rowBytes
+				data = data[lo:hi:hi]
+				shape = append([]int64{p.rows}, shape[1:]...)
+			}
+			ts[i] = tensor.Tensor{Name: in.outputs[j].Name, DataType: in.outputs[j].DataType, Shape: shape, Data: data}
+		}
+		out[k] = ts
+		offset += p.rows
+	}
+	return out
+}
+
+// release destroys the runtime values of the last execution.
+func (in *instance) release() {
+	for i, v := range in.ins {
+		if v != nil {
+			_ = v.Destroy()
+			in.ins[i] = nil
+		}
+	}
+	for j, v := range in.outs {
+		if v != nil {
+			_ = v.Destroy()
+			in.outs[j] = nil
+		}
+	}
+}
+
+// valueBytes returns the elements of an output the runtime allocated.
+func valueBytes(v ort.Value, spec TensorSpec) ([]byte, error) {
+	var b []byte
+	switch t := v.(type) {
+	case *ort.Tensor[float32]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[float64]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[int8]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[int16]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[int32]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[int64]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[uint8]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[uint16]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[uint32]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[uint64]:
+		b = asBytes(t.GetData())
+	case *ort.Tensor[bool]:
+		b = asBytes(t.GetData())
+	case *ort.CustomDataTensor:
+		b = t.GetData()
+	default:
+		return nil, fmt.Errorf("output %q: unsupported runtime value %T", spec.Name, v)
+	}
+	want := tensor.Elements(v.GetShape()) * int64(spec.DataType.Size())
+	if int64(len(b)) != want {
+		return nil, fmt.Errorf("output %q: runtime returned %d bytes for shape %v of %s (want %d)", spec.Name, len(b), v.GetShape(), spec.DataType, want)
+	}
+	return b, nil
+}
+
+// asBytes views a slice of fixed-size elements as its bytes.
+func asBytes[T any](s []T) []byte {
+	if len(s) == 0 {
+		return nil
+	}
+	var z T
+	return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*int(unsafe.Sizeof(z)))
+}

@@ -1,0 +1,406 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// Model is one loaded version of a model: its sessions, its queue and
+// batcher, and its counters. It is safe for concurrent use.
+type Model struct {
+	meta      Metadata
+	cfg       Config // with defaults applied
+	device    Device // the device the sessions run on
+	batcher   *batcher
+	instances []*instance
+	inputIdx  map[string]int
+	outputIdx map[string]int
+	log       *slog.Logger
+
+	loadDuration   time.Duration
+	warmupDuration time.Duration
+
+	stats     counters
+	workers   sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// counters are the model's cumulative statistics.
+type counters struct {
+	success, failure atomic.Int64
+	executions, rows atomic.Int64
+	queueNanos       atomic.Int64
+	inferNanos       atomic.Int64
+	batchSizes       []atomic.Int64 // executions by rows, index = rows
+}
+
+// Stats is a snapshot of a model's cumulative statistics.
+type Stats struct {
+	Success    int64 // requests answered with outputs
+	Failure    int64 // requests answered with an error after being queued
+	Executions int64 // batches run
+	Rows       int64 // rows run, over all batches (Triton's inference_count)
+	Queue      time.Duration
+	Infer      time.Duration
+	// BatchSizes[n] is the number of executions that held n rows.
+	BatchSizes []int64
+	// QueueLength is the number of requests waiting now, and OldestQueued
+	// how long the oldest of them has waited.
+	QueueLength  int
+	OldestQueued time.Duration
+}
+
+// LoadOptions tune LoadModel.
+type LoadOptions struct {
+	// Logger receives load and fallback messages; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// LoadModel creates a model version from ONNX bytes: it reads the graph's
+// inputs and outputs, applies and checks cfg, creates cfg.Instances sessions,
+// warms each one up, and starts their workers. The model is ready for
+// Infer when LoadModel returns.
+func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOptions) (*Model, error) {
+	if LoadedRuntime() == nil {
+		return nil, errors.New("ONNX Runtime is not loaded: call InitRuntime first")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("model", name, "version", version)
+	start := time.Now()
+
+	ins, outs, err := ort.GetInputOutputInfoWithONNXData(onnx)
+	if err != nil {
+		return nil, fmt.Errorf("read graph: %w", err)
+	}
+	meta := Metadata{Name: name, Version: version, Platform: Platform}
+	if meta.Inputs, err = specsFromGraph(ins); err != nil {
+		return nil, fmt.Errorf("input %w", err)
+	}
+	if meta.Outputs, err = specsFromGraph(outs); err != nil {
+		return nil, fmt.Errorf("output %w", err)
+	}
+	canBatch := batchable(meta.Inputs, meta.Outputs)
+	cfg = cfg.withDefaults(canBatch)
+	if err := cfg.validate(canBatch); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	dev, _ := ParseDevice(cfg.Device) // validated above
+
+	m := &Model{
+		meta:      meta,
+		cfg:       cfg,
+		batcher:   newBatcher(cfg),
+		inputIdx:  indexByName(meta.Inputs),
+		outputIdx: indexByName(meta.Outputs),
+		log:       log,
+	}
+	m.stats.batchSizes = make([]atomic.Int64, max(*cfg.MaxBatchSize, 1)+1)
+	for range cfg.Instances {
+		in, used, err := newInstance(onnx, meta, cfg, dev, log)
+		if err != nil {
+			m.closeInstances()
+			return nil, err
+		}
+		m.device = used
+		m.instances = append(m.instances, in)
+	}
+	m.loadDuration = time.Since(start)
+
+	if err := m.warmup(); err != nil {
+		m.closeInstances()
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	for _, in := range m.instances {
+		m.workers.Add(1)
+		go m.work(in)
+	}
+	log.Info("model loaded", "device", m.device.String(), "instances", len(m.instances),
+		"max_batch_size", *cfg.MaxBatchSize, "load", m.loadDuration, "warmup", m.warmupDuration)
+	return m, nil
+}
+
+func indexByName(specs []TensorSpec) map[string]int {
+	m := make(map[string]int, len(specs))
+	for i, s := range specs {
+		m[s.Name] = i
+	}
+	return m
+}
+
+// warmup runs generated inputs through every instance.
+func (m *Model) warmup() error {
+	start := time.Now()
+	defer func() { m.warmupDuration = time.Since(start) }()
+	runs := *m.cfg.Warmup.Runs
+	if runs == 0 {
+		return nil
+	}
+	rows := int64(m.cfg.Warmup.BatchSize)
+	if *m.cfg.MaxBatchSize == 0 {
+		rows = 1
+	}
+	p := &pending{inputs: SyntheticInputs(m.meta.Inputs, rows, *m.cfg.MaxBatchSize > 0), rows: rows}
+	batch := []*pending{p}
+	for _, in := range m.instances {
+		for range runs {
+			if _, _, err := in.execute(batch); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// SyntheticInputs returns zero-filled inputs for specs, with rows in the
+// batch dimension when batched and 1 in every other dynamic dimension.
+func SyntheticInputs(specs []TensorSpec, rows int64, batched bool) []tensor.Tensor {
+	out := make([]tensor.Tensor, len(specs))
+	for i, s := range specs {
+		shape := make([]int64, len(s.Shape))
+		for j, d := range s.Shape {
+			switch {
+			case j == 0 && batched:
+				shape[j] = rows
+			case d < 0:
+				shape[j] = 1
+			default:
+				shape[j] = d
+			}
+		}
+		out[i] = tensor.Tensor{Name: s.Name, DataType: s.DataType, Shape: shape,
+			Data: make([]byte, tensor.Elements(shape)*int64(s.DataType.Size()))}
+	}
+	return out
+}
+
+// work is an instance's worker: it executes batches until the model is
+// closed and its queue drained.
+func (m *Model) work(in *instance) {
+	defer m.workers.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var batch []*pending
+	for {
+		var err error
+		batch, err = m.batcher.next(batch, timer)
+		if err != nil {
+			return
+		}
+		m.run(in, batch)
+		clear(batch) // drop references to answered requests
+	}
+}
+
+// run executes one batch and answers each of its requests.
+func (m *Model) run(in *instance, batch []*pending) {
+	start := time.Now()
+	outs, rows, err := in.execute(batch)
+	elapsed := time.Since(start)
+
+	m.stats.executions.Add(1)
+	m.stats.rows.Add(rows)
+	m.stats.inferNanos.Add(int64(elapsed))
+	if rows < int64(len(m.stats.batchSizes)) {
+		m.stats.batchSizes[rows].Add(1)
+	}
+	if err != nil {
+		m.log.Error("execution failed", "rows", rows, "err", err)
+		err = fmt.Errorf("model %q version %d: %w", m.meta.Name, m.meta.Version, err)
+	}
+	for k, p := range batch {
+		queued := start.Sub(p.enqueued)
+		m.stats.queueNanos.Add(int64(queued))
+		if err != nil {
+			m.stats.failure.Add(1)
+			p.answer(nil, err)
+			continue
+		}
+		m.stats.success.Add(1)
+		resp := &Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, Outputs: outs[k]}
+		resp.Timing.Set(profile.Queue, queued)
+		resp.Timing.Set(profile.Infer, elapsed)
+		resp.Timing.BatchSize = int(rows)
+		p.answer(resp, nil)
+	}
+}
+
+// Infer queues req and waits for its result. It fails at once with
+// ErrInvalidInput, ErrQueueFull, ErrClosed or ErrDeadlineExceeded (when
+// ctx's deadline has already passed); a request whose deadline passes while
+// it is queued is never executed and fails with ErrDeadlineExceeded.
+func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
+	p, err := m.prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	p.enqueued = now
+	if d, ok := ctx.Deadline(); ok {
+		p.deadline = d
+	} else if t := time.Duration(m.cfg.DynamicBatching.DefaultTimeout); t > 0 {
+		p.deadline = now.Add(t)
+	}
+	if !p.deadline.IsZero() && !now.Before(p.deadline) {
+		return nil, fmt.Errorf("%w: the deadline passed before the request was queued", ErrDeadlineExceeded)
+	}
+	if err := m.batcher.submit(p); err != nil {
+		return nil, fmt.Errorf("model %q version %d: %w", m.meta.Name, m.meta.Version, err)
+	}
+	select {
+	case r := <-p.done:
+		if r.resp != nil {
+			r.resp.ID = req.ID
+		} else if errors.Is(r.err, ErrDeadlineExceeded) {
+			m.stats.failure.Add(1) // expired in the queue; run counts the rest
+		}
+		return r.resp, r.err
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(stateQueued, stateAbandoned) {
+			m.stats.failure.Add(1)
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w: %v", ErrDeadlineExceeded, ctx.Err())
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// prepare checks req against the model's inputs and outputs and returns it
+// as a pending request, inputs in model order.
+func (m *Model) prepare(req *Request) (*pending, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidInput, fmt.Sprintf(format, args...))
+	}
+	batched := *m.cfg.MaxBatchSize > 0
+	if len(req.Inputs) != len(m.meta.Inputs) {
+		return nil, bad("model %q takes %d inputs, the request has %d", m.meta.Name, len(m.meta.Inputs), len(req.Inputs))
+	}
+	p := &pending{inputs: make([]tensor.Tensor, len(m.meta.Inputs)), rows: 1, done: make(chan result, 1)}
+	seen := make([]bool, len(m.meta.Inputs))
+	for _, t := range req.Inputs {
+		i, ok := m.inputIdx[t.Name]
+		if !ok {
+			return nil, bad("input %q: model %q has no such input", t.Name, m.meta.Name)
+		}
+		if seen[i] {
+			return nil, bad("input %q: given twice", t.Name)
+		}
+		seen[i] = true
+		spec := m.meta.Inputs[i]
+		if t.DataType != spec.DataType {
+			return nil, bad("input %q: datatype %s, the model expects %s", t.Name, t.DataType, spec.DataType)
+		}
+		if len(t.Shape) != len(spec.Shape) {
+			return nil, bad("input %q: shape %v has %d dimensions, the model expects %d (%v)", t.Name, t.Shape, len(t.Shape), len(spec.Shape), spec.Shape)
+		}
+		for j, d := range t.Shape {
+			if d < 1 {
+				return nil, bad("input %q: shape %v: dimension %d is %d, want at least 1", t.Name, t.Shape, j, d)
+			}
+			if spec.Shape[j] >= 0 && d != spec.Shape[j] {
+				return nil, bad("input %q: shape %v: dimension %d is %d, the model expects %d (%v)", t.Name, t.Shape, j, d, spec.Shape[j], spec.Shape)
+			}
+		}
+		if err := t.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+		}
+		p.inputs[i] = t
+	}
+	if batched {
+		p.rows = p.inputs[0].Shape[0]
+		for _, t := range p.inputs[1:] {
+			if t.Shape[0] != p.rows {
+				return nil, bad("inputs %q and %q: batch sizes %d and %d differ", p.inputs[0].Name, t.Name, p.rows, t.Shape[0])
+			}
+		}
+		if limit := int64(*m.cfg.MaxBatchSize); p.rows > limit {
+			return nil, bad("batch size %d exceeds the model's max_batch_size %d", p.rows, limit)
+		}
+	}
+	if len(req.Outputs) > 0 {
+		p.outputs = make([]int, len(req.Outputs))
+		for k, name := range req.Outputs {
+			j, ok := m.outputIdx[name]
+			if !ok {
+				return nil, bad("requested output %q: model %q has no such output", name, m.meta.Name)
+			}
+			p.outputs[k] = j
+		}
+	}
+	prio := req.Priority
+	if prio == 0 {
+		prio = m.cfg.DynamicBatching.DefaultPriority
+	}
+	if prio < 1 || prio > m.cfg.DynamicBatching.PriorityLevels {
+		return nil, bad("priority %d is outside 1..%d", req.Priority, m.cfg.DynamicBatching.PriorityLevels)
+	}
+	p.priority = prio - 1
+	return p, nil
+}
+
+// Metadata returns the model's name, version, inputs and outputs.
+func (m *Model) Metadata() Metadata { return m.meta }
+
+// Config returns the configuration in effect, defaults applied.
+func (m *Model) Config() Config { return m.cfg }
+
+// Device returns the device the model's sessions run on.
+func (m *Model) Device() Device { return m.device }
+
+// LoadDuration is the time to read the graph and create the sessions;
+// WarmupDuration the time of the warm-up runs after it.
+func (m *Model) LoadDuration() time.Duration { return m.loadDuration }
+
+// WarmupDuration returns the time the warm-up runs took.
+func (m *Model) WarmupDuration() time.Duration { return m.warmupDuration }
+
+// Stats returns a snapshot of the model's counters.
+func (m *Model) Stats() Stats {
+	s := Stats{
+		Success:    m.stats.success.Load(),
+		Failure:    m.stats.failure.Load(),
+		Executions: m.stats.executions.Load(),
+		Rows:       m.stats.rows.Load(),
+		Queue:      time.Duration(m.stats.queueNanos.Load()),
+		Infer:      time.Duration(m.stats.inferNanos.Load()),
+		BatchSizes: make([]int64, len(m.stats.batchSizes)),
+	}
+	for i := range m.stats.batchSizes {
+		s.BatchSizes[i] = m.stats.batchSizes[i].Load()
+	}
+	n, oldest := m.batcher.depth()
+	s.QueueLength = n
+	if n > 0 {
+		s.OldestQueued = time.Since(oldest)
+	}
+	return s
+}
+
+// Close stops accepting requests, answers every request already queued,
+// and releases the sessions. It is safe to call more than once.
+func (m *Model) Close() {
+	m.closeOnce.Do(func() {
+		m.batcher.close()
+		m.workers.Wait()
+		m.closeInstances()
+	})
+}
+
+func (m *Model) closeInstances() {
+	for _, in := range m.instances {
+		in.close()
+	}
+}

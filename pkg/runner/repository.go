@@ -1,0 +1,320 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// The files of a model repository: <name>/config.yaml and
+// <name>/<version>/model.onnx, versions being positive integers.
+const (
+	ConfigFile = "config.yaml"
+	ModelFile  = "model.onnx"
+)
+
+// Version states, as Triton's repository index reports them.
+const (
+	StateReady       = "READY"
+	StateUnavailable = "UNAVAILABLE"
+)
+
+// Repository is a set of named models, each with one or more loaded
+// versions, read from a model repository folder, a single .onnx file, or
+// any fs.FS laid out as a repository (such as the bundled models).
+type Repository struct {
+	src  fs.FS
+	desc string // where src lives, for messages
+	// single is set when the repository is one .onnx file: the model's
+	// name and the file's name within src.
+	single, singleFile string
+	opts               LoadOptions
+
+	mu     sync.RWMutex
+	models map[string]map[int64]*version
+}
+
+type version struct {
+	model *Model // nil unless ready
+	err   error  // why it is unavailable
+}
+
+// VersionStatus is one entry of the repository index.
+type VersionStatus struct {
+	Name    string
+	Version int64
+	State   string
+	Reason  string
+}
+
+// Open reads a model repository folder, or a single .onnx file served as
+// model <file name without .onnx>, version 1, with default configuration.
+// Models that fail to load are reported in the returned error (each naming
+// its file) while the others load and serve; the repository is returned
+// whenever the path itself could be read.
+func Open(p string, opts LoadOptions) (*Repository, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("open model repository: %w", err)
+	}
+	if !st.IsDir() {
+		if !strings.HasSuffix(p, ".onnx") {
+			return nil, fmt.Errorf("open %s: want a .onnx file or a model repository folder", p)
+		}
+		dir, file := filepath.Split(p)
+		if dir == "" {
+			dir = "."
+		}
+		r := &Repository{src: os.DirFS(dir), desc: dir, single: strings.TrimSuffix(file, ".onnx"), singleFile: file, opts: opts, models: map[string]map[int64]*version{}}
+		return r, r.Load(r.single)
+	}
+	return OpenFS(os.DirFS(p), p, opts)
+}
+
+// OpenFS reads a model repository from fsys; desc says where it lives, for
+// messages. As with Open, load failures are returned alongside the
+// repository.
+func OpenFS(fsys fs.FS, desc string, opts LoadOptions) (*Repository, error) {
+	r := &Repository{src: fsys, desc: desc, opts: opts, models: map[string]map[int64]*version{}}
+	names, err := r.List()
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("open model repository %s: no models (want <name>/<version>/%s)", desc, ModelFile)
+	}
+	var errs []error
+	for _, name := range names {
+		errs = append(errs, r.Load(name))
+	}
+	return r, errors.Join(errs...)
+}
+
+// List returns the names of the models in the repository's source,
+// loaded or not.
+func (r *Repository) List() ([]string, error) {
+	if r.single != "" {
+		return []string{r.single}, nil
+	}
+	entries, err := fs.ReadDir(r.src, ".")
+	if err != nil {
+		return nil, fmt.Errorf("read model repository %s: %w", r.desc, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// Load (re)reads model name from the source and loads every version found,
+// replacing the versions loaded before once the new ones are ready.
+func (r *Repository) Load(name string) error {
+	loaded, err := r.read(name)
+	if err != nil {
+		r.mu.Lock()
+		if _, ok := r.models[name]; !ok {
+			r.models[name] = map[int64]*version{0: {err: err}}
+		}
+		r.mu.Unlock()
+		return err
+	}
+	r.mu.Lock()
+	old := r.models[name]
+	r.models[name] = loaded
+	r.mu.Unlock()
+	closeVersions(old)
+
+	var errs []error
+	for _, v := range loaded {
+		errs = append(errs, v.err)
+	}
+	return errors.Join(errs...)
+}
+
+// read loads every version of one model. A version that fails is kept,
+// unavailable, with its error; a model whose folder or configuration
+// cannot be read at all is an error.
+func (r *Repository) read(name string) (map[int64]*version, error) {
+	if name == "" || name == "." || strings.ContainsAny(name, `/\`) {
+		return nil, fmt.Errorf("model name %q: want a plain folder name", name)
+	}
+	if r.single != "" {
+		if name != r.single {
+			return nil, fmt.Errorf("%w: %q (this repository serves only %q)", ErrModelNotFound, name, r.single)
+		}
+		return map[int64]*version{1: r.loadVersion(name, 1, r.singleFile, Config{})}, nil
+	}
+	cfg, err := r.readConfig(name)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := fs.ReadDir(r.src, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %q is not in %s", ErrModelNotFound, name, r.desc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read model %q: %w", name, err)
+	}
+	versions := map[int64]*version{}
+	for _, e := range entries {
+		v, err := strconv.ParseInt(e.Name(), 10, 64)
+		if !e.IsDir() || err != nil || v < 1 {
+			continue // not a version folder
+		}
+		versions[v] = r.loadVersion(name, v, path.Join(e.Name(), ModelFile), cfg)
+	}
+	if len(versions) == 0 {
+		return nil, fmt.Errorf("model %q in %s: no version folders (want %s/<version>/%s)", name, r.desc, name, ModelFile)
+	}
+	return versions, nil
+}
+
+func (r *Repository) readConfig(name string) (Config, error) {
+	file := path.Join(name, ConfigFile)
+	f, err := r.src.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Config{}, nil
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("read %s: %w", r.where(file), err)
+	}
+	defer f.Close()
+	cfg, err := ParseConfig(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("read %s: %w", r.where(file), err)
+	}
+	return cfg, nil
+}
+
+// loadVersion loads one version; the file is relative to the model's
+// folder (to the source's root for a single-file repository).
+func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) *version {
+	if r.single == "" {
+		file = path.Join(name, file)
+	}
+	data, err := fs.ReadFile(r.src, file)
+	if err != nil {
+		return &version{err: fmt.Errorf("load model %q version %d: %w", name, v, err)}
+	}
+	m, err := LoadModel(name, v, data, cfg, r.opts)
+	if err != nil {
+		return &version{err: fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)}
+	}
+	return &version{model: m}
+}
+
+func (r *Repository) where(file string) string {
+	if r.desc == "" {
+		return file
+	}
+	return path.Join(filepath.ToSlash(r.desc), file)
+}
+
+// ReadFile reads a file that ships with model name, such as its
+// vocabulary: <name>/<file> in a repository.
+func (r *Repository) ReadFile(name, file string) ([]byte, error) {
+	if r.single != "" {
+		return nil, fmt.Errorf("model %q: a single-file model has no %s", name, file)
+	}
+	return fs.ReadFile(r.src, path.Join(name, file))
+}
+
+// Unload closes every version of model name; queued requests are answered
+// first. The model stays in the index as unavailable.
+func (r *Repository) Unload(name string) error {
+	r.mu.Lock()
+	old, ok := r.models[name]
+	if ok {
+		r.models[name] = map[int64]*version{0: {err: fmt.Errorf("model %q is unloaded", name)}}
+	}
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
+	}
+	closeVersions(old)
+	return nil
+}
+
+// Model returns a ready version of model name: the given version, or the
+// highest ready version when version is 0.
+func (r *Repository) Model(name string, version int64) (*Model, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	versions, ok := r.models[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrModelNotFound, name)
+	}
+	if version != 0 {
+		v, ok := versions[version]
+		if !ok {
+			return nil, fmt.Errorf("%w: model %q has no version %d", ErrModelNotFound, name, version)
+		}
+		if v.model == nil {
+			return nil, fmt.Errorf("%w: model %q version %d: %v", ErrModelNotReady, name, version, v.err)
+		}
+		return v.model, nil
+	}
+	var best *Model
+	for _, v := range versions {
+		if v.model != nil && (best == nil || v.model.meta.Version > best.meta.Version) {
+			best = v.model
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%w: model %q has no ready version", ErrModelNotReady, name)
+	}
+	return best, nil
+}
+
+// Index returns every model version the repository knows, ready or not,
+// sorted by name and version.
+func (r *Repository) Index() []VersionStatus {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []VersionStatus
+	for name, versions := range r.models {
+		for v, st := range versions {
+			s := VersionStatus{Name: name, Version: v, State: StateReady}
+			if st.model == nil {
+				s.State, s.Reason = StateUnavailable, st.err.Error()
+			}
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b VersionStatus) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return int(a.Version - b.Version)
+	})
+	return out
+}
+
+// Close unloads every model, answering queued requests first.
+func (r *Repository) Close() {
+	r.mu.Lock()
+	models := r.models
+	r.models = map[string]map[int64]*version{}
+	r.mu.Unlock()
+	for _, versions := range models {
+		closeVersions(versions)
+	}
+}
+
+func closeVersions(versions map[int64]*version) {
+	for _, v := range versions {
+		if v.model != nil {
+			v.model.Close()
+		}
+	}
+}

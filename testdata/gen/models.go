@@ -1,0 +1,201 @@
+package main
+
+import (
+	"math"
+
+	g "github.com/infer-serving/infer/pkg/onnxgraph"
+)
+
+// rng is splitmix64: tiny, fast and fully specified, so the weights never
+// change with the Go version.
+type rng struct{ s uint64 }
+
+func (r *rng) next() uint64 {
+	r.s += 0x9e3779b97f4a7c15
+	z := r.s
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// uniform returns n values uniform in [-limit, limit).
+func (r *rng) uniform(n int, limit float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		u := float64(r.next()>>11) / (1 << 53)
+		v[i] = float32((2*u - 1) * limit)
+	}
+	return v
+}
+
+// glorot returns a [in,out] weight matrix with Xavier/Glorot uniform values.
+func (r *rng) glorot(name string, in, out int64) g.Tensor {
+	return g.Float32Tensor(name, []int64{in, out}, r.uniform(int(in*out), math.Sqrt(6/float64(in+out))))
+}
+
+func fill(n int64, v float32) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = v
+	}
+	return s
+}
+
+func scalarF(name string, v float32) g.Tensor { return g.Float32Tensor(name, nil, []float32{v}) }
+func ints(name string, v ...int64) g.Tensor  { return g.Int64Tensor(name, []int64{int64(len(v))}, v) }
+
+func model(b *g.Builder, doc string) *g.Model {
+	return &g.Model{
+		Graph:        b.Graph,
+		ProducerName: "infer-testdata-gen",
+		ProducerVer:  "1",
+		DocString:    doc,
+		ModelVersion: 1,
+	}
+}
+
+// mlp: an MNIST-shaped classifier, FP32 [batch,784] -> softmax [batch,10].
+func mlp() *g.Model {
+	r := &rng{s: 1}
+	b := g.NewBuilder("mlp")
+	x := b.Input("image", g.Float, g.Symbolic("batch"), g.Fixed(784))
+	w1 := b.Init(r.glorot("fc1.weight", 784, 256))
+	b1 := b.Init(g.Float32Tensor("fc1.bias", []int64{256}, r.uniform(256, 0.05)))
+	w2 := b.Init(r.glorot("fc2.weight", 256, 10))
+	b2 := b.Init(g.Float32Tensor("fc2.bias", []int64{10}, r.uniform(10, 0.05)))
+	h := b.Op("Relu", []string{b.Op("Add", []string{b.Op("MatMul", []string{x, w1}), b1})})
+	logits := b.Op("Add", []string{b.Op("MatMul", []string{h, w2}), b2})
+	b.OpNamed("probabilities", "Softmax", []string{logits}, g.AttrInt("axis", -1))
+	b.Output("probabilities", g.Float, g.Symbolic("batch"), g.Fixed(10))
+	return model(b, "784-256-10 multilayer perceptron with ReLU and softmax; deterministic weights.")
+}
+
+// Text encoder shape: a small BERT.
+const (
+	hidden    = 128
+	heads     = 4
+	headDim   = hidden / heads
+	ffn       = 512
+	layers    = 2
+	maxSeqLen = 512
+)
+
+// textEncoder: a 2-layer BERT-like encoder with mean pooling and L2
+// normalisation. INT64 input_ids and attention_mask [batch,seq] -> FP32
+// embedding [batch,128].
+func textEncoder(vocab int64) *g.Model {
+	r := &rng{s: 2}
+	b := g.NewBuilder("text-encoder")
+	batch, seq := g.Symbolic("batch"), g.Symbolic("sequence")
+	ids := b.Input("input_ids", g.Int64, batch, seq)
+	mask := b.Input("attention_mask", g.Int64, batch, seq)
+
+	wordEmb := b.Init(g.Float32Tensor("embeddings.word", []int64{vocab, hidden}, r.uniform(int(vocab*hidden), 0.1)))
+	posEmb := b.Init(g.Float32Tensor("embeddings.position", []int64{maxSeqLen, hidden}, r.uniform(maxSeqLen*hidden, 0.02)))
+	zero := b.Init(g.Int64Tensor("const.zero", nil, []int64{0}))
+	one := b.Init(g.Int64Tensor("const.one", nil, []int64{1}))
+
+	layerNorm := func(x, name string) string {
+		gamma := b.Init(g.Float32Tensor(name+".gamma", []int64{hidden}, fill(hidden, 1)))
+		beta := b.Init(g.Float32Tensor(name+".beta", []int64{hidden}, fill(hidden, 0)))
+		return b.Op("LayerNormalization", []string{x, gamma, beta}, g.AttrInt("axis", -1), g.AttrFloat("epsilon", 1e-12))
+	}
+	linear := func(x, name string, in, out int64) string {
+		w := b.Init(r.glorot(name+".weight", in, out))
+		bias := b.Init(g.Float32Tensor(name+".bias", []int64{out}, fill(out, 0)))
+		return b.Op("Add", []string{b.Op("MatMul", []string{x, w}), bias})
+	}
+
+	// Embeddings: word + position, positions 0..seq-1.
+	seqLen := b.Op("Gather", []string{b.Op("Shape", []string{ids}), one}, g.AttrInt("axis", 0))
+	positions := b.Op("Range", []string{zero, seqLen, one})
+	x := b.Op("Add", []string{
+		b.Op("Gather", []string{wordEmb, ids}, g.AttrInt("axis", 0)),
+		b.Op("Gather", []string{posEmb, positions}, g.AttrInt("axis", 0)),
+	})
+	x = layerNorm(x, "embeddings.norm")
+
+	// Attention bias: 0 where attended, -10000 where masked, [batch,1,1,seq].
+	maskF := b.Op("Cast", []string{mask}, g.AttrInt("to", int64(g.Float)))
+	notMask := b.Op("Sub", []string{b.Init(scalarF("const.onef", 1)), maskF})
+	bias := b.Op("Mul", []string{notMask, b.Init(scalarF("const.neg", -10000))})
+	bias = b.Op("Unsqueeze", []string{bias, b.Init(ints("const.axes12", 1, 2))})
+
+	splitShape := b.Init(ints("const.split_heads", 0, 0, heads, headDim))
+	mergeShape := b.Init(ints("const.merge_heads", 0, 0, hidden))
+	scale := b.Init(scalarF("const.scale", float32(1/math.Sqrt(headDim))))
+	half := b.Init(scalarF("const.half", 0.5))
+	onef := "const.onef"
+	invSqrt2 := b.Init(scalarF("const.inv_sqrt2", float32(1/math.Sqrt2)))
+
+	for l := range layers {
+		p := "layer" + string(rune('0'+l))
+		heads := func(v string, perm ...int64) string {
+			return b.Op("Transpose", []string{b.Op("Reshape", []string{v, splitShape})}, g.AttrInts("perm", perm...))
+		}
+		q := heads(linear(x, p+".attention.query", hidden, hidden), 0, 2, 1, 3)
+		k := heads(linear(x, p+".attention.key", hidden, hidden), 0, 2, 3, 1)
+		v := heads(linear(x, p+".attention.value", hidden, hidden), 0, 2, 1, 3)
+		scores := b.Op("Add", []string{b.Op("Mul", []string{b.Op("MatMul", []string{q, k}), scale}), bias})
+		probs := b.Op("Softmax", []string{scores}, g.AttrInt("axis", -1))
+		ctx := b.Op("Transpose", []string{b.Op("MatMul", []string{probs, v})}, g.AttrInts("perm", 0, 2, 1, 3))
+		ctx = b.Op("Reshape", []string{ctx, mergeShape})
+		x = layerNorm(b.Op("Add", []string{linear(ctx, p+".attention.output", hidden, hidden), x}), p+".attention.norm")
+
+		// Feed-forward with exact (erf) GELU.
+		h := linear(x, p+".ffn.in", hidden, ffn)
+		erf := b.Op("Erf", []string{b.Op("Mul", []string{h, invSqrt2})})
+		h = b.Op("Mul", []string{b.Op("Mul", []string{h, half}), b.Op("Add", []string{erf, onef})})
+		x = layerNorm(b.Op("Add", []string{linear(h, p+".ffn.out", ffn, hidden), x}), p+".ffn.norm")
+	}
+
+	// Mean over attended tokens, then L2 normalisation.
+	m := b.Op("Unsqueeze", []string{maskF, b.Init(ints("const.axes2", 2))})
+	axis1 := b.Init(ints("const.axis1", 1))
+	sum := b.Op("ReduceSum", []string{b.Op("Mul", []string{x, m}), axis1}, g.AttrInt("keepdims", 0))
+	count := b.Op("ReduceSum", []string{maskF, axis1}, g.AttrInt("keepdims", 1))
+	count = b.Op("Max", []string{count, b.Init(scalarF("const.eps", 1e-9))})
+	mean := b.Op("Div", []string{sum, count})
+	b.OpNamed("embedding", "LpNormalization", []string{mean}, g.AttrInt("axis", -1), g.AttrInt("p", 2))
+	b.Output("embedding", g.Float, batch, g.Fixed(hidden))
+	return model(b, "2-layer BERT-like sentence encoder (hidden 128, 4 heads), mean pooled and L2 normalised; deterministic weights; WordPiece vocabulary in vocab.txt.")
+}
+
+// multiIO: five inputs and outputs of different element types, batchable.
+func multiIO() *g.Model {
+	b := g.NewBuilder("multi-io")
+	batch := g.Symbolic("batch")
+	four := g.Fixed(4)
+	ids := b.Input("ids", g.Int64, batch, four)
+	flags := b.Input("flags", g.Bool, batch, four)
+	halfs := b.Input("halfs", g.Float16, batch, four)
+	wide := b.Input("wide", g.Double, batch, four)
+	raw := b.Input("bytes", g.Uint8, batch, four)
+
+	b.OpNamed("ids_doubled", "Mul", []string{ids, b.Init(g.Int64Tensor("const.two", nil, []int64{2}))})
+	b.OpNamed("flags_negated", "Not", []string{flags})
+	plus := b.Op("Add", []string{b.Op("Cast", []string{halfs}, g.AttrInt("to", int64(g.Float))), b.Init(scalarF("const.onef", 1))})
+	b.OpNamed("halfs_plus_one", "Cast", []string{plus}, g.AttrInt("to", int64(g.Float16)))
+	b.OpNamed("wide_sum", "ReduceSum", []string{wide, b.Init(ints("const.axis1", 1))}, g.AttrInt("keepdims", 1))
+	asInt := b.Op("Cast", []string{raw}, g.AttrInt("to", int64(g.Int32)))
+	inverted := b.Op("Sub", []string{b.Init(g.Tensor{Name: "const.255", Type: g.Int32, Raw: []byte{255, 0, 0, 0}}), asInt})
+	b.OpNamed("bytes_inverted", "Cast", []string{inverted}, g.AttrInt("to", int64(g.Uint8)))
+
+	b.Output("ids_doubled", g.Int64, batch, four)
+	b.Output("flags_negated", g.Bool, batch, four)
+	b.Output("halfs_plus_one", g.Float16, batch, four)
+	b.Output("wide_sum", g.Double, batch, g.Fixed(1))
+	b.Output("bytes_inverted", g.Uint8, batch, four)
+	return model(b, "Element-wise functions over INT64, BOOL, FP16, FP64 and UINT8 tensors with a dynamic batch dimension.")
+}
+
+// fixedShape: FP32 [2,3] -> its transpose scaled by 10, [3,2]. Its first
+// dimension is fixed, so it can never be batched.
+func fixedShape() *g.Model {
+	b := g.NewBuilder("fixed-shape")
+	x := b.Input("matrix", g.Float, g.Fixed(2), g.Fixed(3))
+	t := b.Op("Transpose", []string{x}, g.AttrInts("perm", 1, 0))
+	b.OpNamed("transposed", "Mul", []string{t, b.Init(scalarF("const.ten", 10))})
+	b.Output("transposed", g.Float, g.Fixed(3), g.Fixed(2))
+	return model(b, "Transpose of a fixed [2,3] matrix, times ten; not batchable.")
+}
