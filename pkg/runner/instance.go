@@ -18,7 +18,10 @@ type instance struct {
 	session *ort.DynamicAdvancedSession
 	inputs  []TensorSpec
 	outputs []TensorSpec
-	batched bool
+	// stacked is set when every input and output has a dynamic first
+	// dimension: requests are stacked along it, and outputs are sized from
+	// it, whether or not batching is on.
+	stacked bool
 
 	// Reused across executions: concatenated inputs and the value slices
 	// handed to the runtime.
@@ -48,7 +51,7 @@ func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.L
 		session:     session,
 		inputs:      meta.Inputs,
 		outputs:     meta.Outputs,
-		batched:     *cfg.MaxBatchSize > 0,
+		stacked:     batchable(meta.Inputs, meta.Outputs),
 		scratch:     make([][]byte, len(meta.Inputs)),
 		ins:         make([]ort.Value, len(meta.Inputs)),
 		outs:        make([]ort.Value, len(meta.Outputs)),
@@ -57,7 +60,7 @@ func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.L
 	}
 	for j, o := range meta.Outputs {
 		dims := o.Shape
-		if in.batched {
+		if in.stacked {
 			dims = dims[1:]
 		}
 		in.outShape[j] = append([]int64{0}, dims...)
@@ -174,7 +177,7 @@ func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, int64, error) 
 		}
 		n := in.outRowBytes[j]
 		shape := in.outputs[j].Shape
-		if in.batched {
+		if in.stacked {
 			n *= rows
 			shape = in.outShape[j]
 			shape[0] = rows
@@ -247,7 +250,7 @@ func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes []
 				j = want[i]
 			}
 			data, shape := bufs[j], shapes[j]
-			if in.batched {
+			if in.stacked {
 				rowBytes := int64(len(data)) / rows
 				lo, hi := offset*rowBytes, (offset+p.rows)*rowBytes
 				data = data[lo:hi:hi]
@@ -263,16 +266,14 @@ func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes []
 
 // release destroys the runtime values of the last execution.
 func (in *instance) release() {
-	for i, v := range in.ins {
-		if v != nil {
-			_ = v.Destroy()
-			in.ins[i] = nil
-		}
-	}
-	for j, v := range in.outs {
-		if v != nil {
-			_ = v.Destroy()
-			in.outs[j] = nil
+	for _, vs := range [][]ort.Value{in.ins, in.outs} {
+		for i, v := range vs {
+			// The runtime binding can store a typed nil when it fails to
+			// convert an output it allocated.
+			if cdt, ok := v.(*ort.CustomDataTensor); v != nil && !(ok && cdt == nil) {
+				_ = v.Destroy()
+			}
+			vs[i] = nil
 		}
 	}
 }

@@ -25,6 +25,7 @@ type Model struct {
 	instances []*instance
 	inputIdx  map[string]int
 	outputIdx map[string]int
+	stacked   bool // every input and output has a dynamic first dimension
 	log       *slog.Logger
 
 	loadDuration   time.Duration
@@ -105,6 +106,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		batcher:   newBatcher(cfg),
 		inputIdx:  indexByName(meta.Inputs),
 		outputIdx: indexByName(meta.Outputs),
+		stacked:   canBatch,
 		log:       log,
 	}
 	m.stats.batchSizes = make([]atomic.Int64, max(*cfg.MaxBatchSize, 1)+1)
@@ -149,10 +151,10 @@ func (m *Model) warmup() error {
 		return nil
 	}
 	rows := int64(m.cfg.Warmup.BatchSize)
-	if *m.cfg.MaxBatchSize == 0 {
+	if !m.stacked {
 		rows = 1
 	}
-	p := &pending{inputs: SyntheticInputs(m.meta.Inputs, rows, *m.cfg.MaxBatchSize > 0), rows: rows}
+	p := &pending{inputs: SyntheticInputs(m.meta.Inputs, rows, m.stacked), rows: rows}
 	batch := []*pending{p}
 	for _, in := range m.instances {
 		for range runs {
@@ -284,7 +286,6 @@ func (m *Model) prepare(req *Request) (*pending, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidInput, fmt.Sprintf(format, args...))
 	}
-	batched := *m.cfg.MaxBatchSize > 0
 	if len(req.Inputs) != len(m.meta.Inputs) {
 		return nil, bad("model %q takes %d inputs, the request has %d", m.meta.Name, len(m.meta.Inputs), len(req.Inputs))
 	}
@@ -319,14 +320,14 @@ func (m *Model) prepare(req *Request) (*pending, error) {
 		}
 		p.inputs[i] = t
 	}
-	if batched {
+	if m.stacked {
 		p.rows = p.inputs[0].Shape[0]
 		for _, t := range p.inputs[1:] {
 			if t.Shape[0] != p.rows {
 				return nil, bad("inputs %q and %q: batch sizes %d and %d differ", p.inputs[0].Name, t.Name, p.rows, t.Shape[0])
 			}
 		}
-		if limit := int64(*m.cfg.MaxBatchSize); p.rows > limit {
+		if limit := int64(*m.cfg.MaxBatchSize); limit > 0 && p.rows > limit {
 			return nil, bad("batch size %d exceeds the model's max_batch_size %d", p.rows, limit)
 		}
 	}

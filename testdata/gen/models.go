@@ -42,7 +42,7 @@ func fill(n int64, v float32) []float32 {
 }
 
 func scalarF(name string, v float32) g.Tensor { return g.Float32Tensor(name, nil, []float32{v}) }
-func ints(name string, v ...int64) g.Tensor  { return g.Int64Tensor(name, []int64{int64(len(v))}, v) }
+func ints(name string, v ...int64) g.Tensor   { return g.Int64Tensor(name, []int64{int64(len(v))}, v) }
 
 func model(b *g.Builder, doc string) *g.Model {
 	return &g.Model{

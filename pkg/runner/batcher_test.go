@@ -1,0 +1,169 @@
+package runner
+
+import (
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// The batcher's timing is tested on synctest's virtual clock: delays and
+// deadlines are exact and the tests take no real time.
+
+func testBatcher(maxBatch int, delay time.Duration, preferred ...int) *batcher {
+	cfg := Config{MaxBatchSize: &maxBatch, DynamicBatching: DynamicBatching{MaxQueueDelay: Duration(delay), PreferredBatchSizes: preferred, PriorityLevels: 2}}
+	cfg = cfg.withDefaults(true)
+	return newBatcher(cfg)
+}
+
+// req is a pending request of rows rows and one input of width cols.
+func req(rows, cols int64) *pending {
+	return &pending{
+		inputs:   []tensor.Tensor{{Shape: []int64{rows, cols}}},
+		rows:     rows,
+		enqueued: time.Now(),
+		done:     make(chan result, 1),
+	}
+}
+
+func submit(t *testing.T, b *batcher, ps ...*pending) {
+	t.Helper()
+	for _, p := range ps {
+		if err := b.submit(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func rowsOf(batch []*pending) (n int64) {
+	for _, p := range batch {
+		n += p.rows
+	}
+	return n
+}
+
+func TestBatcherWaitsMaxQueueDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(8, 5*time.Millisecond)
+		timer := time.NewTimer(time.Hour)
+		start := time.Now()
+		submit(t, b, req(1, 4), req(2, 4))
+		batch, err := b.next(nil, timer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited != 5*time.Millisecond {
+			t.Fatalf("batch left after %v, want exactly max_queue_delay 5ms", waited)
+		}
+		if rowsOf(batch) != 3 {
+			t.Fatalf("batch of %d rows, want 3", rowsOf(batch))
+		}
+	})
+}
+
+func TestBatcherLeavesAtOnceWhenFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(4, time.Second)
+		timer := time.NewTimer(time.Hour)
+		start := time.Now()
+		submit(t, b, req(2, 4), req(1, 4), req(1, 4), req(3, 4))
+		batch, _ := b.next(nil, timer)
+		if time.Since(start) != 0 || rowsOf(batch) != 4 || len(batch) != 3 {
+			t.Fatalf("got %d requests, %d rows after %v; want the first three (4 rows) at once", len(batch), rowsOf(batch), time.Since(start))
+		}
+		// The 3-row request is left; it waits out the delay alone.
+		batch, _ = b.next(batch, timer)
+		if rowsOf(batch) != 3 || time.Since(start) != time.Second {
+			t.Fatalf("second batch %d rows after %v", rowsOf(batch), time.Since(start))
+		}
+	})
+}
+
+func TestBatcherPreferredSizes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(16, time.Second, 4, 8)
+		timer := time.NewTimer(time.Hour)
+		for range 6 {
+			submit(t, b, req(1, 4))
+		}
+		batch, _ := b.next(nil, timer)
+		if rowsOf(batch) != 4 {
+			t.Fatalf("6 rows queued, preferred [4 8]: formed %d, want 4", rowsOf(batch))
+		}
+	})
+}
+
+func TestBatcherNeverMergesShapes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(8, 0)
+		timer := time.NewTimer(time.Hour)
+		a1, x, a2 := req(1, 4), req(1, 5), req(1, 4)
+		submit(t, b, a1, x, a2)
+		batch, _ := b.next(nil, timer)
+		if len(batch) != 2 || batch[0] != a1 || batch[1] != a2 {
+			t.Fatalf("first batch %v, want the two [*,4] requests", batch)
+		}
+		batch, _ = b.next(batch, timer)
+		if len(batch) != 1 || batch[0] != x {
+			t.Fatalf("second batch %v, want the [*,5] request alone", batch)
+		}
+	})
+}
+
+func TestBatcherHighPriorityFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(1, 0)
+		timer := time.NewTimer(time.Hour)
+		low, high := req(1, 4), req(1, 4)
+		low.priority, high.priority = 1, 0
+		submit(t, b, low, high)
+		batch, _ := b.next(nil, timer)
+		if batch[0] != high {
+			t.Fatal("the low-priority request ran first")
+		}
+	})
+}
+
+func TestBatcherExpiresQueuedRequestsAtTheirDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(8, time.Minute)
+		timer := time.NewTimer(time.Hour)
+		start := time.Now()
+		doomed, patient := req(1, 4), req(1, 4)
+		doomed.deadline = start.Add(10 * time.Millisecond)
+		submit(t, b, doomed, patient)
+		go func() { _, _ = b.next(nil, timer) }()
+		r := <-doomed.done
+		if !errors.Is(r.err, ErrDeadlineExceeded) {
+			t.Fatalf("err %v, want ErrDeadlineExceeded", r.err)
+		}
+		if at := time.Since(start); at != 10*time.Millisecond {
+			t.Fatalf("answered after %v, want at its 10ms deadline", at)
+		}
+		if n, _ := b.depth(); n != 1 {
+			t.Fatalf("%d queued, want only the patient request", n)
+		}
+		b.close()
+	})
+}
+
+func TestBatcherDrainsOnClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(8, time.Minute)
+		timer := time.NewTimer(time.Hour)
+		submit(t, b, req(1, 4))
+		b.close()
+		if err := b.submit(req(1, 4)); !errors.Is(err, ErrClosed) {
+			t.Fatalf("submit after close: %v", err)
+		}
+		batch, err := b.next(nil, timer)
+		if err != nil || len(batch) != 1 {
+			t.Fatalf("queued request not handed out after close: %v %v", batch, err)
+		}
+		if _, err := b.next(batch, timer); !errors.Is(err, ErrClosed) {
+			t.Fatalf("drained batcher: err %v, want ErrClosed", err)
+		}
+	})
+}

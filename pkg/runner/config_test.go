@@ -1,0 +1,75 @@
+package runner
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader(`
+max_batch_size: 32
+dynamic_batching:
+  max_queue_delay: 250us
+  preferred_batch_sizes: [16, 8]
+  default_timeout: 1500     # microseconds, as Triton writes them
+instances: 2
+device: cuda:1
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.withDefaults(true)
+	if err := cfg.validate(true); err != nil {
+		t.Fatal(err)
+	}
+	if *cfg.MaxBatchSize != 32 || time.Duration(cfg.DynamicBatching.MaxQueueDelay) != 250*time.Microsecond ||
+		time.Duration(cfg.DynamicBatching.DefaultTimeout) != 1500*time.Microsecond || cfg.Instances != 2 {
+		t.Fatalf("parsed %+v", cfg)
+	}
+	if got := cfg.DynamicBatching.PreferredBatchSizes; got[0] != 8 || got[1] != 16 {
+		t.Fatalf("preferred sizes %v, want sorted [8 16]", got)
+	}
+	if cfg.DynamicBatching.MaxQueueSize != DefaultMaxQueueSize || *cfg.Warmup.Runs != DefaultWarmupRuns {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	if d, _ := ParseDevice(cfg.Device); d.Kind != "cuda" || d.ID != 1 {
+		t.Fatalf("device %+v", d)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"max_batch_sise: 8", "max_batch_sise"},
+		{"max_batch_size: -1", "max_batch_size"},
+		{"dynamic_batching: {max_queue_delay: soon}", `"soon" is not a duration`},
+		{"dynamic_batching: {preferred_batch_sizes: [128]}", "preferred_batch_sizes: 128"},
+		{"dynamic_batching: {priority_levels: 2, default_priority: 3}", "default_priority"},
+		{"device: gpu", "device"},
+		{"device: cpu:1", "cpu takes no index"},
+		{"instances: 100", "instances"},
+		{"warmup: {runs: -1}", "warmup.runs"},
+	} {
+		cfg, err := ParseConfig(strings.NewReader(tc.yaml))
+		if err == nil {
+			cfg = cfg.withDefaults(true)
+			err = cfg.validate(true)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want it to mention %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestLocateLibraryNamesTheFix(t *testing.T) {
+	t.Setenv(LibraryEnv, "")
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	_, err := LocateLibrary("")
+	if err == nil || !strings.Contains(err.Error(), "scripts/setup-onnxruntime.sh") {
+		t.Fatalf("err %v, want the setup command named", err)
+	}
+	if _, err := LocateLibrary("/no/such/libonnxruntime.so"); err == nil || !strings.Contains(err.Error(), "--onnxruntime-lib") {
+		t.Fatalf("explicit path: err %v", err)
+	}
+}
