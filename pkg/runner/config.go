@@ -32,6 +32,11 @@ type Config struct {
 	// thread pools; 0 lets the runtime choose (one per core).
 	IntraOpThreads int `yaml:"intra_op_threads"`
 	InterOpThreads int `yaml:"inter_op_threads"`
+	// ThreadSpinning lets idle runtime threads spin waiting for work (the
+	// runtime's default). Spinning lowers latency on an idle machine but
+	// takes cores from request handling; unset, it is off, since the
+	// server's own goroutines share the cores.
+	ThreadSpinning bool `yaml:"thread_spinning"`
 	// Device is "cpu", "cuda:N" or "tensorrt:N".
 	Device string `yaml:"device"`
 	// ProviderOptions are passed to the CUDA or TensorRT execution provider

@@ -89,6 +89,15 @@ func newSession(onnx []byte, meta Metadata, cfg Config, dev Device) (*ort.Dynami
 			return nil, dev, fmt.Errorf("inter_op_threads: %w", err)
 		}
 	}
+	spin := "0"
+	if cfg.ThreadSpinning {
+		spin = "1"
+	}
+	for _, key := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+		if err := opts.AddSessionConfigEntry(key, spin); err != nil {
+			return nil, dev, fmt.Errorf("%s: %w", key, err)
+		}
+	}
 	if err := appendProvider(opts, dev, cfg.ProviderOptions); err != nil {
 		return nil, dev, fmt.Errorf("%w: %s: %v", ErrDeviceUnavailable, dev, err)
 	}

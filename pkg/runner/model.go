@@ -32,6 +32,7 @@ type Model struct {
 	warmupDuration time.Duration
 
 	stats     counters
+	pool      sync.Pool // of *pending
 	workers   sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -256,13 +257,16 @@ func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
 		p.deadline = now.Add(t)
 	}
 	if !p.deadline.IsZero() && !now.Before(p.deadline) {
+		m.putPending(p)
 		return nil, fmt.Errorf("%w: the deadline passed before the request was queued", ErrDeadlineExceeded)
 	}
 	if err := m.batcher.submit(p); err != nil {
+		m.putPending(p)
 		return nil, fmt.Errorf("model %q version %d: %w", m.meta.Name, m.meta.Version, err)
 	}
 	select {
 	case r := <-p.done:
+		m.putPending(p)
 		if r.resp != nil {
 			r.resp.ID = req.ID
 		} else if errors.Is(r.err, ErrDeadlineExceeded) {
@@ -270,6 +274,7 @@ func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
 		}
 		return r.resp, r.err
 	case <-ctx.Done():
+		// p stays out of the pool: the batcher or a worker may still hold it.
 		if p.state.CompareAndSwap(stateQueued, stateAbandoned) {
 			m.stats.failure.Add(1)
 		}
@@ -283,40 +288,68 @@ func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
 // prepare checks req against the model's inputs and outputs and returns it
 // as a pending request, inputs in model order.
 func (m *Model) prepare(req *Request) (*pending, error) {
+	p, err := m.check(req)
+	if err != nil && p != nil {
+		m.putPending(p)
+		return nil, err
+	}
+	return p, err
+}
+
+// getPending returns a cleared pending request from the model's pool.
+func (m *Model) getPending() *pending {
+	p, _ := m.pool.Get().(*pending)
+	if p == nil {
+		p = &pending{inputs: make([]tensor.Tensor, len(m.meta.Inputs)), done: make(chan result, 1)}
+	}
+	p.rows = 1
+	return p
+}
+
+// putPending clears p and returns it to the pool. Only a request nothing
+// else refers to any more may be returned: one whose result was received,
+// or one that was never queued.
+func (m *Model) putPending(p *pending) {
+	clear(p.inputs)
+	*p = pending{inputs: p.inputs, done: p.done}
+	m.pool.Put(p)
+}
+
+// check does prepare's work; on error it may return the pending request
+// it had begun filling, for the pool.
+func (m *Model) check(req *Request) (*pending, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidInput, fmt.Sprintf(format, args...))
 	}
 	if len(req.Inputs) != len(m.meta.Inputs) {
 		return nil, bad("model %q takes %d inputs, the request has %d", m.meta.Name, len(m.meta.Inputs), len(req.Inputs))
 	}
-	p := &pending{inputs: make([]tensor.Tensor, len(m.meta.Inputs)), rows: 1, done: make(chan result, 1)}
-	seen := make([]bool, len(m.meta.Inputs))
+	p := m.getPending()
 	for _, t := range req.Inputs {
 		i, ok := m.inputIdx[t.Name]
 		if !ok {
-			return nil, bad("input %q: model %q has no such input", t.Name, m.meta.Name)
+			return p, bad("input %q: model %q has no such input", t.Name, m.meta.Name)
 		}
-		if seen[i] {
-			return nil, bad("input %q: given twice", t.Name)
+		if p.inputs[i].Name != "" {
+			return p, bad("input %q: given twice", t.Name)
 		}
-		seen[i] = true
 		spec := m.meta.Inputs[i]
 		if t.DataType != spec.DataType {
-			return nil, bad("input %q: datatype %s, the model expects %s", t.Name, t.DataType, spec.DataType)
+			return p, bad("input %q: datatype %s, the model expects %s", t.Name, t.DataType, spec.DataType)
 		}
 		if len(t.Shape) != len(spec.Shape) {
-			return nil, bad("input %q: shape %v has %d dimensions, the model expects %d (%v)", t.Name, t.Shape, len(t.Shape), len(spec.Shape), spec.Shape)
+			return p, bad("input %q: shape %v has %d dimensions, the model expects %d (%v)", t.Name, t.Shape, len(t.Shape), len(spec.Shape), spec.Shape)
 		}
 		for j, d := range t.Shape {
 			if d < 1 {
-				return nil, bad("input %q: shape %v: dimension %d is %d, want at least 1", t.Name, t.Shape, j, d)
+				return p, bad("input %q: shape %v: dimension %d is %d, want at least 1", t.Name, t.Shape, j, d)
 			}
 			if spec.Shape[j] >= 0 && d != spec.Shape[j] {
-				return nil, bad("input %q: shape %v: dimension %d is %d, the model expects %d (%v)", t.Name, t.Shape, j, d, spec.Shape[j], spec.Shape)
+				return p, bad("input %q: shape %v: dimension %d is %d, the model expects %d (%v)", t.Name, t.Shape, j, d, spec.Shape[j], spec.Shape)
 			}
 		}
 		if err := t.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+			return p, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 		}
 		p.inputs[i] = t
 	}
@@ -324,11 +357,11 @@ func (m *Model) prepare(req *Request) (*pending, error) {
 		p.rows = p.inputs[0].Shape[0]
 		for _, t := range p.inputs[1:] {
 			if t.Shape[0] != p.rows {
-				return nil, bad("inputs %q and %q: batch sizes %d and %d differ", p.inputs[0].Name, t.Name, p.rows, t.Shape[0])
+				return p, bad("inputs %q and %q: batch sizes %d and %d differ", p.inputs[0].Name, t.Name, p.rows, t.Shape[0])
 			}
 		}
 		if limit := int64(*m.cfg.MaxBatchSize); limit > 0 && p.rows > limit {
-			return nil, bad("batch size %d exceeds the model's max_batch_size %d", p.rows, limit)
+			return p, bad("batch size %d exceeds the model's max_batch_size %d", p.rows, limit)
 		}
 	}
 	if len(req.Outputs) > 0 {
@@ -336,7 +369,7 @@ func (m *Model) prepare(req *Request) (*pending, error) {
 		for k, name := range req.Outputs {
 			j, ok := m.outputIdx[name]
 			if !ok {
-				return nil, bad("requested output %q: model %q has no such output", name, m.meta.Name)
+				return p, bad("requested output %q: model %q has no such output", name, m.meta.Name)
 			}
 			p.outputs[k] = j
 		}
@@ -346,7 +379,7 @@ func (m *Model) prepare(req *Request) (*pending, error) {
 		prio = m.cfg.DynamicBatching.DefaultPriority
 	}
 	if prio < 1 || prio > m.cfg.DynamicBatching.PriorityLevels {
-		return nil, bad("priority %d is outside 1..%d", req.Priority, m.cfg.DynamicBatching.PriorityLevels)
+		return p, bad("priority %d is outside 1..%d", req.Priority, m.cfg.DynamicBatching.PriorityLevels)
 	}
 	p.priority = prio - 1
 	return p, nil

@@ -1,0 +1,140 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// The benchmarks compare the batcher with the runtime alone, on mlp:
+//
+//	go test ./pkg/runner -run '^$' -bench . -benchtime 2s
+//
+// BenchmarkRawMLP is ONNX Runtime's own throughput at each batch size: one
+// session, tensors made once, Run in a loop. BenchmarkBatcherMLP sends
+// single-row requests from N concurrent callers through Model.Infer (queue,
+// batcher, concatenation, split) and reports, beside its own rows/s, the
+// mean batch it formed and the fraction of raw throughput at that batch
+// size, measured in the same run.
+
+// rawSession runs mlp directly in ONNX Runtime at a fixed batch size.
+type rawSession struct {
+	session *ort.DynamicAdvancedSession
+	in, out *ort.Tensor[float32]
+	rows    int64
+}
+
+func newRawSession(b *testing.B, rows int64) *rawSession {
+	b.Helper()
+	data, err := os.ReadFile(filepath.Join(bundled, "mlp", "1", ModelFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The runtime's defaults: every core, threads spinning.
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{"image"}, []string{"probabilities"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := make([]float32, rows*784)
+	for i := range x {
+		x[i] = float32(i%255) / 255
+	}
+	in, err := ort.NewTensor(ort.NewShape(rows, 784), x)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := ort.NewEmptyTensor[float32](ort.NewShape(rows, 10))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &rawSession{session: s, in: in, out: out, rows: rows}
+}
+
+func (r *rawSession) run(b *testing.B) {
+	if err := r.session.Run([]ort.Value{r.in}, []ort.Value{r.out}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func (r *rawSession) close() {
+	r.in.Destroy()
+	r.out.Destroy()
+	r.session.Destroy()
+}
+
+// rowsPerSecond measures raw throughput at r's batch size for about d.
+func (r *rawSession) rowsPerSecond(b *testing.B, d time.Duration) float64 {
+	r.run(b) // warm
+	start := time.Now()
+	n := 0
+	for time.Since(start) < d {
+		r.run(b)
+		n++
+	}
+	return float64(n) * float64(r.rows) / time.Since(start).Seconds()
+}
+
+func BenchmarkRawMLP(b *testing.B) {
+	for _, rows := range []int64{1, 2, 4, 8, 16, 32, 64, 128, 256} {
+		b.Run(fmt.Sprintf("batch=%d", rows), func(b *testing.B) {
+			r := newRawSession(b, rows)
+			defer r.close()
+			r.run(b)
+			b.ResetTimer()
+			for b.Loop() {
+				r.run(b)
+			}
+			b.ReportMetric(float64(b.N)*float64(rows)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
+func BenchmarkBatcherMLP(b *testing.B) {
+	for _, callers := range []int{1, 8, 64, 256} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			m := loadBundled(b, "mlp", Config{MaxBatchSize: intp(256)})
+			r := rand.New(rand.NewPCG(1, 1))
+			reqs := make([]*Request, callers)
+			for i := range reqs {
+				reqs[i] = randomRequest(m, 1, 1, r)
+			}
+			before := m.Stats()
+			var left atomic.Int64
+			left.Store(int64(b.N))
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for c := range callers {
+				wg.Go(func() {
+					for left.Add(-1) >= 0 {
+						if _, err := m.Infer(context.Background(), reqs[c]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			after := m.Stats()
+			rowsPerSec := float64(b.N) / b.Elapsed().Seconds()
+			meanBatch := float64(after.Rows-before.Rows) / float64(max(1, after.Executions-before.Executions))
+			b.ReportMetric(rowsPerSec, "rows/s")
+			b.ReportMetric(meanBatch, "mean-batch")
+
+			// Raw throughput at the batch size formed, in this same run.
+			m.Close()
+			raw := newRawSession(b, int64(math.Round(meanBatch)))
+			defer raw.close()
+			b.ReportMetric(rowsPerSec/raw.rowsPerSecond(b, 500*time.Millisecond), "of-raw")
+		})
+	}
+}
