@@ -1,0 +1,44 @@
+# The README's quick start is `make demo` and `make test`; both install the
+# ONNX Runtime library first (scripts/setup-onnxruntime.sh, idempotent).
+GO ?= go
+GORELEASER ?= $(GO) run github.com/goreleaser/goreleaser/v2@v2.15.1
+
+.PHONY: all onnxruntime build demo test check-models bench release-check release-libs clean
+
+all: build
+
+onnxruntime:
+	@scripts/setup-onnxruntime.sh >/dev/null
+
+build:
+	$(GO) build -o bin/infer ./cmd/infer
+
+# Load the bundled models and run inference on each through the batcher.
+demo: onnxruntime build
+	bin/infer models run
+
+# The whole suite: formatting, vet, the bundled models bit for bit, and
+# every test under the race detector.
+test: onnxruntime check-models
+	@unformatted=$$(gofmt -l . | grep -v '^testdata/models/' || true); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./... ./testdata/gen
+	$(GO) test -race -count=1 ./...
+
+check-models:
+	$(GO) run ./testdata/gen -check
+
+# Runtime-alone and batcher throughput on mlp, in one run.
+bench: onnxruntime
+	$(GO) test ./pkg/runner -run '^$$' -bench . -benchtime 2s
+
+# Stage libonnxruntime.so.1 for each release architecture (goreleaser's
+# before-hook), then validate the release configuration.
+release-libs:
+	scripts/stage-onnxruntime.sh build/onnxruntime
+
+release-check:
+	$(GORELEASER) check
+
+clean:
+	rm -rf bin dist build

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// run executes the CLI with args and returns what it printed.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String() + errOut.String(), err
+}
+
+func TestModelsRunOnBundledModels(t *testing.T) {
+	out, err := run(t, "models", "run", "--requests", "16", "--concurrency", "4")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"mlp (version 1", "text-encoder (version 1", "multi-io (version 1", "fixed-shape (version 1",
+		"probabilities FP32 [1 10]", "embedding FP32 [1 128]", "halfs_plus_one FP16 [1 4]", "transposed FP32 [3 2]",
+		"batch sizes:", "queue", "infer"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestModelsListJSON(t *testing.T) {
+	out, err := run(t, "models", "list", "--json", "--log-level", "error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []modelListing
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(rows) != 4 || rows[1].Name != "mlp" || rows[1].MaxBatchSize != 64 || rows[1].Inputs[0].Shape[1] != 784 {
+		t.Fatalf("listing %+v", rows)
+	}
+}
+
+func TestModelsRunReportsBrokenModels(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "broken", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken", "1", "model.onnx"), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "models", "run", dir)
+	if err == nil || !strings.Contains(out, "broken/1/model.onnx") {
+		t.Fatalf("err %v, output %q: want the broken file named", err, out)
+	}
+	if _, err := run(t, "models", "run", filepath.Join(dir, "absent")); err == nil || !strings.Contains(err.Error(), "absent") {
+		t.Fatalf("missing path: err %v", err)
+	}
+	if _, err := run(t, "models", "run", "--model", "nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("unknown --model: err %v", err)
+	}
+	if _, err := run(t, "models", "run", "--requests", "0"); err == nil || !strings.Contains(err.Error(), "--requests") {
+		t.Fatalf("--requests 0: err %v", err)
+	}
+}
+
+func TestVersionReportsTheRuntime(t *testing.T) {
+	out, err := run(t, "version", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info versionInfo
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(info.ONNXRuntime, "1.24") || info.Go == "" || info.Version == "" {
+		t.Fatalf("version info %+v", info)
+	}
+}
+
+func TestUnbuiltCommandsSaySo(t *testing.T) {
+	for _, c := range []string{"serve", "bench", "rollout", "top"} {
+		if _, err := run(t, c, "--qps", "5"); err == nil || !strings.Contains(err.Error(), "not yet available") {
+			t.Errorf("infer %s: err %v, want a clear 'not yet available'", c, err)
+		}
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	out, err := run(t, "completion", "bash")
+	if err != nil || !strings.Contains(out, "__start_infer") {
+		t.Fatalf("bash completion: %v", err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	if _, err := runner.InitRuntime(""); err != nil {
+		os.Stderr.WriteString("cmd tests need ONNX Runtime: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
