@@ -2,7 +2,6 @@ package runner
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -192,21 +191,29 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 const coarseTimer = 2 * time.Millisecond
 
 // waitShort waits for d, or until something is queued or the batcher
-// closes, by yielding the processor between checks: precise to a few
-// microseconds, at the cost of keeping one core busy for at most d.
+// closes, checking in slices of at most shortSlice slept in the kernel
+// (sleepPrecise): precise to tens of microseconds without keeping a core
+// busy.
 func (b *batcher) waitShort(d time.Duration) {
 	until := time.Now().Add(d)
-	for time.Now().Before(until) {
+	for {
+		left := time.Until(until)
+		if left <= 0 {
+			return
+		}
 		select {
 		case <-b.arrived:
 			return
 		case <-b.closing:
 			return
 		default:
-			runtime.Gosched()
+			sleepPrecise(min(left, shortSlice))
 		}
 	}
 }
+
+// shortSlice bounds how late waitShort notices an arrival.
+const shortSlice = 50 * time.Microsecond
 
 // form drops abandoned and expired requests, then either takes a batch out
 // of the queues (appended to dst) or returns how long to wait before the
