@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -213,7 +214,7 @@ func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) e
 		sizes[resp.Timing.BatchSize]++
 	}
 	var formed []string
-	for _, n := range slices.Sorted(mapsKeys(sizes)) {
+	for _, n := range slices.Sorted(maps.Keys(sizes)) {
 		formed = append(formed, fmt.Sprintf("%d (%d requests)", n, sizes[n]))
 	}
 	fmt.Fprintf(w, "  batch sizes: %s\n", strings.Join(formed, ", "))
@@ -230,16 +231,6 @@ func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) e
 		fmt.Fprintf(w, "    %s %s %v: %s\n", out.Name, out.DataType, out.Shape, preview(out, 6))
 	}
 	return nil
-}
-
-func mapsKeys(m map[int]int) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // preview formats the first n elements of t.
