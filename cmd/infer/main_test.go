@@ -75,6 +75,23 @@ func TestModelsRunReportsBrokenModels(t *testing.T) {
 	}
 }
 
+func TestModelsConfigPrintsWhatIsInEffect(t *testing.T) {
+	out, err := run(t, "models", "config", "--model", "mlp", "--log-level", "error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := runner.ParseConfig(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("printed config does not parse back: %v\n%s", err, out)
+	}
+	if *cfg.MaxBatchSize != 64 || cfg.DynamicBatching.MaxQueueSize != 1024 || cfg.Device != "cpu" || *cfg.Warmup.Runs != 2 {
+		t.Fatalf("config in effect %+v from:\n%s", cfg, out)
+	}
+	if _, err := run(t, "models", "config"); err == nil || !strings.Contains(err.Error(), "--model") {
+		t.Fatalf("missing --model: err %v", err)
+	}
+}
+
 func TestVersionReportsTheRuntime(t *testing.T) {
 	out, err := run(t, "version", "--json")
 	if err != nil {

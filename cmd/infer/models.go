@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -25,7 +26,7 @@ func newModelsCmd(g *globalOptions) *cobra.Command {
 		Use:   "models",
 		Short: "List and run models in process",
 	}
-	cmd.AddCommand(newModelsListCmd(g), newModelsRunCmd(g))
+	cmd.AddCommand(newModelsListCmd(g), newModelsRunCmd(g), newModelsConfigCmd(g))
 	return cmd
 }
 
@@ -45,6 +46,33 @@ func newModelsListCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+
+func newModelsConfigCmd(g *globalOptions) *cobra.Command {
+	var model string
+	cmd := &cobra.Command{
+		Use:   "config [MODEL.onnx | MODEL_REPOSITORY] --model NAME",
+		Short: "Print the configuration in effect for a model, defaults applied, as YAML",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if model == "" {
+				return fmt.Errorf("--model is required (see `infer models list` for names)")
+			}
+			repo, err := openRepository(g, firstArg(args), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer repo.Close()
+			m, err := repo.Model(model, 0)
+			if err != nil {
+				return fmt.Errorf("--model %q: %w", model, err)
+			}
+			_, err = cmd.OutOrStdout().Write(m.Config().Marshal())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&model, "model", "", "model name")
 	return cmd
 }
 
@@ -236,39 +264,57 @@ func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) e
 // preview formats the first n elements of t.
 func preview(t tensor.Tensor, n int) string {
 	var vals []string
-	add := func(v any) { vals = append(vals, fmt.Sprint(v)) }
 	switch t.DataType {
 	case tensor.FP32:
-		v, _ := tensor.Values[float32](t)
-		for _, x := range v[:min(n, len(v))] {
-			add(fmt.Sprintf("%.4f", x))
-		}
+		vals = previewValues[float32](t, n, "%.4f")
 	case tensor.FP64:
-		v, _ := tensor.Values[float64](t)
-		for _, x := range v[:min(n, len(v))] {
-			add(fmt.Sprintf("%.4f", x))
-		}
-	case tensor.FP16:
-		v, _ := tensor.FP16Values(t)
-		for _, x := range v[:min(n, len(v))] {
-			add(fmt.Sprintf("%.4f", x))
-		}
+		vals = previewValues[float64](t, n, "%.4f")
+	case tensor.Int8:
+		vals = previewValues[int8](t, n, "%d")
+	case tensor.Int16:
+		vals = previewValues[int16](t, n, "%d")
+	case tensor.Int32:
+		vals = previewValues[int32](t, n, "%d")
 	case tensor.Int64:
-		v, _ := tensor.Values[int64](t)
-		for _, x := range v[:min(n, len(v))] {
-			add(x)
+		vals = previewValues[int64](t, n, "%d")
+	case tensor.Uint8:
+		vals = previewValues[uint8](t, n, "%d")
+	case tensor.Uint16:
+		vals = previewValues[uint16](t, n, "%d")
+	case tensor.Uint32:
+		vals = previewValues[uint32](t, n, "%d")
+	case tensor.Uint64:
+		vals = previewValues[uint64](t, n, "%d")
+	case tensor.FP16, tensor.BF16:
+		for i := 0; i+1 < len(t.Data) && len(vals) < n; i += 2 {
+			h := uint16(t.Data[i]) | uint16(t.Data[i+1])<<8
+			f := tensor.Float16ToFloat32(h)
+			if t.DataType == tensor.BF16 {
+				f = math.Float32frombits(uint32(h) << 16)
+			}
+			vals = append(vals, fmt.Sprintf("%.4f", f))
 		}
 	case tensor.Bool:
 		for _, b := range t.Data[:min(n, len(t.Data))] {
-			add(b != 0)
+			vals = append(vals, fmt.Sprint(b != 0))
 		}
 	default:
-		for _, b := range t.Data[:min(n, len(t.Data))] {
-			add(b)
-		}
+		return fmt.Sprintf("(%d bytes)", len(t.Data))
 	}
 	if tensor.Elements(t.Shape) > int64(n) {
 		vals = append(vals, "...")
 	}
 	return strings.Join(vals, " ")
+}
+
+func previewValues[T tensor.Number](t tensor.Tensor, n int, format string) []string {
+	v, err := tensor.Values[T](t)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	out := make([]string, 0, min(n, len(v)))
+	for _, x := range v[:min(n, len(v))] {
+		out = append(out, fmt.Sprintf(format, x))
+	}
+	return out
 }

@@ -39,10 +39,12 @@ type instance struct {
 // fallbackToCPU is set, the session is created on the CPU instead; the
 // device actually used is returned.
 func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.Logger) (*instance, Device, error) {
-	session, used, err := newSession(onnx, meta, cfg, dev)
+	used := dev
+	session, err := newSession(onnx, meta, cfg, dev)
 	if err != nil && dev.Kind != "cpu" && cfg.FallbackToCPU {
 		log.Warn("device unavailable, falling back to cpu", "device", dev.String(), "err", err)
-		session, used, err = newSession(onnx, meta, cfg, Device{Kind: "cpu"})
+		used = Device{Kind: "cpu"}
+		session, err = newSession(onnx, meta, cfg, used)
 	}
 	if err != nil {
 		return nil, Device{}, err
@@ -73,20 +75,20 @@ func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.L
 	return in, used, nil
 }
 
-func newSession(onnx []byte, meta Metadata, cfg Config, dev Device) (*ort.DynamicAdvancedSession, Device, error) {
+func newSession(onnx []byte, meta Metadata, cfg Config, dev Device) (*ort.DynamicAdvancedSession, error) {
 	opts, err := ort.NewSessionOptions()
 	if err != nil {
-		return nil, dev, fmt.Errorf("session options: %w", err)
+		return nil, fmt.Errorf("session options: %w", err)
 	}
 	defer opts.Destroy()
 	if cfg.IntraOpThreads > 0 {
 		if err := opts.SetIntraOpNumThreads(cfg.IntraOpThreads); err != nil {
-			return nil, dev, fmt.Errorf("intra_op_threads: %w", err)
+			return nil, fmt.Errorf("intra_op_threads: %w", err)
 		}
 	}
 	if cfg.InterOpThreads > 0 {
 		if err := opts.SetInterOpNumThreads(cfg.InterOpThreads); err != nil {
-			return nil, dev, fmt.Errorf("inter_op_threads: %w", err)
+			return nil, fmt.Errorf("inter_op_threads: %w", err)
 		}
 	}
 	spin := "0"
@@ -95,11 +97,11 @@ func newSession(onnx []byte, meta Metadata, cfg Config, dev Device) (*ort.Dynami
 	}
 	for _, key := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
 		if err := opts.AddSessionConfigEntry(key, spin); err != nil {
-			return nil, dev, fmt.Errorf("%s: %w", key, err)
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 	}
 	if err := appendProvider(opts, dev, cfg.ProviderOptions); err != nil {
-		return nil, dev, fmt.Errorf("%w: %s: %v", ErrDeviceUnavailable, dev, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrDeviceUnavailable, dev, err)
 	}
 	names := func(specs []TensorSpec) []string {
 		s := make([]string, len(specs))
@@ -110,9 +112,9 @@ func newSession(onnx []byte, meta Metadata, cfg Config, dev Device) (*ort.Dynami
 	}
 	session, err := ort.NewDynamicAdvancedSessionWithONNXData(onnx, names(meta.Inputs), names(meta.Outputs), opts)
 	if err != nil {
-		return nil, dev, fmt.Errorf("create session on %s: %w", dev, err)
+		return nil, fmt.Errorf("create session on %s: %w", dev, err)
 	}
-	return session, dev, nil
+	return session, nil
 }
 
 // appendProvider adds the execution provider for dev. CPU needs none;

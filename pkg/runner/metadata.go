@@ -28,31 +28,41 @@ type Metadata struct {
 // Platform is the platform name Triton reports for ONNX models.
 const Platform = "onnxruntime_onnx"
 
-var ortTypes = map[ort.TensorElementDataType]tensor.DataType{
-	ort.TensorElementDataTypeBool:     tensor.Bool,
-	ort.TensorElementDataTypeUint8:    tensor.Uint8,
-	ort.TensorElementDataTypeUint16:   tensor.Uint16,
-	ort.TensorElementDataTypeUint32:   tensor.Uint32,
-	ort.TensorElementDataTypeUint64:   tensor.Uint64,
-	ort.TensorElementDataTypeInt8:     tensor.Int8,
-	ort.TensorElementDataTypeInt16:    tensor.Int16,
-	ort.TensorElementDataTypeInt32:    tensor.Int32,
-	ort.TensorElementDataTypeInt64:    tensor.Int64,
-	ort.TensorElementDataTypeFloat16:  tensor.FP16,
-	ort.TensorElementDataTypeBFloat16: tensor.BF16,
-	ort.TensorElementDataTypeFloat:    tensor.FP32,
-	ort.TensorElementDataTypeDouble:   tensor.FP64,
-	ort.TensorElementDataTypeString:   tensor.Bytes,
+// ortTypes maps each protocol datatype to the runtime's element type; the
+// zero value (undefined) marks none.
+var ortTypes = [...]ort.TensorElementDataType{
+	tensor.Bool:   ort.TensorElementDataTypeBool,
+	tensor.Uint8:  ort.TensorElementDataTypeUint8,
+	tensor.Uint16: ort.TensorElementDataTypeUint16,
+	tensor.Uint32: ort.TensorElementDataTypeUint32,
+	tensor.Uint64: ort.TensorElementDataTypeUint64,
+	tensor.Int8:   ort.TensorElementDataTypeInt8,
+	tensor.Int16:  ort.TensorElementDataTypeInt16,
+	tensor.Int32:  ort.TensorElementDataTypeInt32,
+	tensor.Int64:  ort.TensorElementDataTypeInt64,
+	tensor.FP16:   ort.TensorElementDataTypeFloat16,
+	tensor.BF16:   ort.TensorElementDataTypeBFloat16,
+	tensor.FP32:   ort.TensorElementDataTypeFloat,
+	tensor.FP64:   ort.TensorElementDataTypeDouble,
+	tensor.Bytes:  ort.TensorElementDataTypeString,
 }
 
-// ortType is the inverse of ortTypes.
+// ortType returns the runtime's element type for dt.
 func ortType(dt tensor.DataType) ort.TensorElementDataType {
-	for k, v := range ortTypes {
-		if v == dt {
-			return k
-		}
+	if int(dt) < len(ortTypes) {
+		return ortTypes[dt]
 	}
 	return ort.TensorElementDataTypeUndefined
+}
+
+// protocolType returns the protocol datatype of a runtime element type.
+func protocolType(t ort.TensorElementDataType) (tensor.DataType, bool) {
+	for dt, o := range ortTypes {
+		if o == t && o != ort.TensorElementDataTypeUndefined {
+			return tensor.DataType(dt), true
+		}
+	}
+	return tensor.Invalid, false
 }
 
 // specsFromGraph converts ONNX Runtime's view of a graph's inputs or
@@ -63,7 +73,7 @@ func specsFromGraph(infos []ort.InputOutputInfo) ([]TensorSpec, error) {
 		if info.OrtValueType != ort.ONNXTypeTensor {
 			return nil, fmt.Errorf("%q is a %s, only tensors are supported", info.Name, info.OrtValueType)
 		}
-		dt, ok := ortTypes[info.DataType]
+		dt, ok := protocolType(info.DataType)
 		if !ok {
 			return nil, fmt.Errorf("%q has element type %s, which the protocol cannot carry", info.Name, info.DataType)
 		}

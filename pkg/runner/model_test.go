@@ -34,11 +34,7 @@ func randomRequest(m *Model, rows, seq int64, r *rand.Rand) *Request {
 		var t tensor.Tensor
 		switch spec.DataType {
 		case tensor.FP32:
-			v := make([]float32, n)
-			for i := range v {
-				v[i] = r.Float32()
-			}
-			t = tensor.New(spec.Name, shape, v)
+			t = tensor.New(spec.Name, shape, randomFloats(n, 1, r))
 		case tensor.Int64:
 			v := make([]int64, n)
 			for i := range v {
@@ -55,11 +51,7 @@ func randomRequest(m *Model, rows, seq int64, r *rand.Rand) *Request {
 			}
 			t = tensor.NewBool(spec.Name, shape, v)
 		case tensor.FP16:
-			v := make([]float32, n)
-			for i := range v {
-				v[i] = r.Float32() * 100
-			}
-			t = tensor.NewFP16(spec.Name, shape, v)
+			t = tensor.NewFP16(spec.Name, shape, randomFloats(n, 100, r))
 		case tensor.FP64:
 			v := make([]float64, n)
 			for i := range v {
@@ -76,6 +68,15 @@ func randomRequest(m *Model, rows, seq int64, r *rand.Rand) *Request {
 		req.Inputs = append(req.Inputs, t)
 	}
 	return req
+}
+
+// randomFloats returns n values uniform in [0, scale).
+func randomFloats(n int64, scale float32, r *rand.Rand) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = r.Float32() * scale
+	}
+	return v
 }
 
 // assertClose fails unless got and want hold the same tensors, float
