@@ -39,6 +39,22 @@ type result struct {
 
 func (p *pending) answer(resp *Response, err error) { p.done <- result{resp, err} }
 
+// outputCount returns how many outputs p asked for, of total.
+func (p *pending) outputCount(total int) int {
+	if p.outputs == nil {
+		return total
+	}
+	return len(p.outputs)
+}
+
+// output returns the model index of the i-th output p asked for.
+func (p *pending) output(i int) int {
+	if p.outputs == nil {
+		return i
+	}
+	return p.outputs[i]
+}
+
 // sameShape reports whether p and q can share a batch: every input's
 // dimensions after the batch dimension are equal.
 func (p *pending) sameShape(q *pending) bool {

@@ -20,11 +20,12 @@ import (
 //	go test ./pkg/runner -run '^$' -bench . -benchtime 2s
 //
 // BenchmarkRawMLP is ONNX Runtime's own throughput at each batch size: one
-// session, tensors made once, Run in a loop. BenchmarkBatcherMLP sends
-// single-row requests from N concurrent callers through Model.Infer (queue,
-// batcher, concatenation, split) and reports, beside its own rows/s, the
-// mean batch it formed and the fraction of raw throughput at that batch
-// size, measured in the same run.
+// session with the runtime's defaults, tensors made once, Run in a loop.
+// BenchmarkBatcherMLP sends single-row requests from N concurrent callers
+// through Model.Infer (queue, batcher, concatenation, split), for each
+// instance layout, and reports, beside its own rows/s, the mean batch it
+// formed and the fraction of raw throughput at that batch size, measured in
+// the same run. The callers share the machine's cores with the runtime.
 
 // rawSession runs mlp directly in ONNX Runtime at a fixed batch size.
 type rawSession struct {
@@ -98,43 +99,61 @@ func BenchmarkRawMLP(b *testing.B) {
 	}
 }
 
-func BenchmarkBatcherMLP(b *testing.B) {
-	for _, callers := range []int{1, 8, 64, 256} {
-		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			m := loadBundled(b, "mlp", Config{MaxBatchSize: intp(256)})
-			r := rand.New(rand.NewPCG(1, 1))
-			reqs := make([]*Request, callers)
-			for i := range reqs {
-				reqs[i] = randomRequest(m, 1, 1, r)
-			}
-			before := m.Stats()
-			var left atomic.Int64
-			left.Store(int64(b.N))
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for c := range callers {
-				wg.Go(func() {
-					for left.Add(-1) >= 0 {
-						if _, err := m.Infer(context.Background(), reqs[c]); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			after := m.Stats()
-			rowsPerSec := float64(b.N) / b.Elapsed().Seconds()
-			meanBatch := float64(after.Rows-before.Rows) / float64(max(1, after.Executions-before.Executions))
-			b.ReportMetric(rowsPerSec, "rows/s")
-			b.ReportMetric(meanBatch, "mean-batch")
+// batcherLayouts are the instance layouts BenchmarkBatcherMLP compares:
+// one session using every core, and one single-threaded session per core,
+// whose smaller batches keep a full batch waiting for each instance.
+var batcherLayouts = []struct {
+	name string
+	cfg  Config
+}{
+	{"1x2threads", Config{MaxBatchSize: intp(256)}},
+	{"2x1thread", Config{MaxBatchSize: intp(16), Instances: 2, IntraOpThreads: 1,
+		DynamicBatching: DynamicBatching{MaxQueueDelay: Duration(500 * time.Microsecond)}}},
+}
 
-			// Raw throughput at the batch size formed, in this same run.
-			m.Close()
-			raw := newRawSession(b, int64(math.Round(meanBatch)))
-			defer raw.close()
-			b.ReportMetric(rowsPerSec/raw.rowsPerSecond(b, 500*time.Millisecond), "of-raw")
+func BenchmarkBatcherMLP(b *testing.B) {
+	for _, layout := range batcherLayouts {
+		for _, callers := range []int{1, 8, 64, 256} {
+			b.Run(fmt.Sprintf("layout=%s/callers=%d", layout.name, callers), func(b *testing.B) {
+				benchmarkBatcher(b, layout.cfg, callers)
+			})
+		}
+	}
+}
+
+func benchmarkBatcher(b *testing.B, cfg Config, callers int) {
+	m := loadBundled(b, "mlp", cfg)
+	r := rand.New(rand.NewPCG(1, 1))
+	reqs := make([]*Request, callers)
+	for i := range reqs {
+		reqs[i] = randomRequest(m, 1, 1, r)
+	}
+	before := m.Stats()
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for c := range callers {
+		wg.Go(func() {
+			for left.Add(-1) >= 0 {
+				if _, err := m.Infer(context.Background(), reqs[c]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
 		})
 	}
+	wg.Wait()
+	b.StopTimer()
+	after := m.Stats()
+	rowsPerSec := float64(b.N) / b.Elapsed().Seconds()
+	meanBatch := float64(after.Rows-before.Rows) / float64(max(1, after.Executions-before.Executions))
+	b.ReportMetric(rowsPerSec, "rows/s")
+	b.ReportMetric(meanBatch, "mean-batch")
+
+	// Raw throughput at the batch size formed, in this same run.
+	m.Close()
+	raw := newRawSession(b, int64(math.Round(meanBatch)))
+	defer raw.close()
+	b.ReportMetric(rowsPerSec/raw.rowsPerSecond(b, 500*time.Millisecond), "of-raw")
 }

@@ -245,27 +245,37 @@ func (in *instance) gather(batch []*pending, i int) ([]byte, []int64) {
 // split hands each request its own rows of each output it asked for. The
 // slices alias the batch's output buffers, capped so that no caller can
 // write into another's rows.
+//
+// The tensors and shapes of the whole batch are carved out of one
+// allocation each, rather than a few per request.
 func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]int64) [][]tensor.Tensor {
+	count, dims := 0, 0
+	for _, p := range batch {
+		for i := range p.outputCount(len(in.outputs)) {
+			count++
+			dims += len(shapes[p.output(i)])
+		}
+	}
+	tensors := make([]tensor.Tensor, count)
+	dimArena := make([]int64, dims)
 	out := make([][]tensor.Tensor, len(batch))
 	var offset int64
 	for k, p := range batch {
-		want := p.outputs
-		n := len(want)
-		if want == nil {
-			n = len(in.outputs)
-		}
-		ts := make([]tensor.Tensor, n)
-		for i := range n {
-			j := i
-			if want != nil {
-				j = want[i]
-			}
+		n := p.outputCount(len(in.outputs))
+		ts := tensors[:n:n]
+		tensors = tensors[n:]
+		for i := range ts {
+			j := p.output(i)
 			data, shape := bufs[j], shapes[j]
 			if in.stacked {
 				rowBytes := int64(len(data)) / rows
 				lo, hi := offset*rowBytes, (offset+p.rows)*rowBytes
 				data = data[lo:hi:hi]
-				shape = append([]int64{p.rows}, shape[1:]...)
+				own := dimArena[:len(shape):len(shape)]
+				dimArena = dimArena[len(shape):]
+				own[0] = p.rows
+				copy(own[1:], shape[1:])
+				shape = own
 			}
 			ts[i] = tensor.Tensor{Name: in.outputs[j].Name, DataType: in.outputs[j].DataType, Shape: shape, Data: data}
 		}

@@ -126,6 +126,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		m.closeInstances()
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
+	reserveProcs(len(m.instances))
 	for _, in := range m.instances {
 		m.workers.Add(1)
 		go m.work(in)
@@ -223,6 +224,10 @@ func (m *Model) run(in *instance, batch []*pending) {
 		m.log.Error("execution failed", "rows", rows, "err", err)
 		err = fmt.Errorf("model %q version %d: %w", m.meta.Name, m.meta.Version, err)
 	}
+	var resps []Response // one allocation for the batch's responses
+	if err == nil {
+		resps = make([]Response, len(batch))
+	}
 	for k, p := range batch {
 		queued := start.Sub(p.enqueued)
 		m.stats.queueNanos.Add(int64(queued))
@@ -232,7 +237,8 @@ func (m *Model) run(in *instance, batch []*pending) {
 			continue
 		}
 		m.stats.success.Add(1)
-		resp := &Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, Outputs: outs[k]}
+		resp := &resps[k]
+		*resp = Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, Outputs: outs[k]}
 		resp.Timing.Set(profile.Queue, queued)
 		resp.Timing.Set(profile.Infer, elapsed)
 		resp.Timing.BatchSize = int(rows)
@@ -264,25 +270,36 @@ func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
 		m.putPending(p)
 		return nil, fmt.Errorf("model %q version %d: %w", m.meta.Name, m.meta.Version, err)
 	}
-	select {
-	case r := <-p.done:
-		m.putPending(p)
-		if r.resp != nil {
-			r.resp.ID = req.ID
-		} else if errors.Is(r.err, ErrDeadlineExceeded) {
-			m.stats.failure.Add(1) // expired in the queue; run counts the rest
+	var r result
+	if ctx.Done() == nil {
+		r = <-p.done // a context that is never done needs no select
+	} else {
+		select {
+		case r = <-p.done:
+		case <-ctx.Done():
+			return nil, m.abandon(ctx, p)
 		}
-		return r.resp, r.err
-	case <-ctx.Done():
-		// p stays out of the pool: the batcher or a worker may still hold it.
-		if p.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			m.stats.failure.Add(1)
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: %v", ErrDeadlineExceeded, ctx.Err())
-		}
-		return nil, ctx.Err()
 	}
+	m.putPending(p)
+	if r.resp != nil {
+		r.resp.ID = req.ID
+	} else if errors.Is(r.err, ErrDeadlineExceeded) {
+		m.stats.failure.Add(1) // expired in the queue; run counts the rest
+	}
+	return r.resp, r.err
+}
+
+// abandon withdraws p after ctx ended while the caller waited, and returns
+// the caller's error.
+func (m *Model) abandon(ctx context.Context, p *pending) error {
+	// p stays out of the pool: the batcher or a worker may still hold it.
+	if p.state.CompareAndSwap(stateQueued, stateAbandoned) {
+		m.stats.failure.Add(1)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %v", ErrDeadlineExceeded, ctx.Err())
+	}
+	return ctx.Err()
 }
 
 // prepare checks req against the model's inputs and outputs and returns it
@@ -429,6 +446,7 @@ func (m *Model) Close() {
 	m.closeOnce.Do(func() {
 		m.batcher.close()
 		m.workers.Wait()
+		releaseProcs(len(m.instances))
 		m.closeInstances()
 	})
 }
