@@ -1,0 +1,286 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// MaxTensorElements bounds one tensor's element count, so that a shape
+// alone cannot make the decoder allocate without limit.
+const MaxTensorElements = 1 << 31
+
+// wire forms of a request and a response's JSON part.
+type (
+	wireRequest struct {
+		ID         string       `json:"id,omitempty"`
+		Parameters Parameters   `json:"parameters,omitempty"`
+		Inputs     []wireTensor `json:"inputs"`
+		Outputs    []wireOutput `json:"outputs,omitempty"`
+	}
+	wireTensor struct {
+		Name       string          `json:"name"`
+		Shape      []int64         `json:"shape"`
+		Datatype   string          `json:"datatype"`
+		Parameters Parameters      `json:"parameters,omitempty"`
+		Data       json.RawMessage `json:"data,omitempty"`
+	}
+	wireOutput struct {
+		Name       string     `json:"name"`
+		Parameters Parameters `json:"parameters,omitempty"`
+	}
+	wireResponse struct {
+		ModelName    string       `json:"model_name"`
+		ModelVersion string       `json:"model_version,omitempty"`
+		ID           string       `json:"id,omitempty"`
+		Parameters   Parameters   `json:"parameters,omitempty"`
+		Outputs      []wireTensor `json:"outputs"`
+	}
+)
+
+// ErrBadRequest marks every decoding error: the request, not the server, is
+// at fault.
+var ErrBadRequest = errors.New("bad request")
+
+func badf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
+}
+
+// split separates a body into its JSON header and its binary part, given
+// the Inference-Header-Content-Length value (-1 when absent: all JSON).
+func split(body []byte, headerLength int64) ([]byte, []byte, error) {
+	if headerLength < 0 {
+		return body, nil, nil
+	}
+	if headerLength > int64(len(body)) {
+		return nil, nil, badf("%s is %d but the body has %d bytes", HeaderContentLength, headerLength, len(body))
+	}
+	return body[:headerLength], body[headerLength:], nil
+}
+
+// ParseHeaderLength parses the Inference-Header-Content-Length header
+// value; an empty value means none (-1).
+func ParseHeaderLength(v string) (int64, error) {
+	if v == "" {
+		return -1, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, badf("%s %q is not a byte count", HeaderContentLength, v)
+	}
+	return n, nil
+}
+
+// DecodeRequest decodes an infer request body. headerLength is the
+// Inference-Header-Content-Length value, -1 when the body is all JSON.
+// Binary tensor data is not copied: the returned tensors alias body.
+func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
+	header, bin, err := split(body, headerLength)
+	if err != nil {
+		return nil, err
+	}
+	var w wireRequest
+	if err := json.Unmarshal(header, &w); err != nil {
+		return nil, badf("request JSON: %v", err)
+	}
+	req := &InferRequest{ID: w.ID, Parameters: w.Parameters, Inputs: make([]tensor.Tensor, len(w.Inputs))}
+	if req.BinaryOutput, err = w.Parameters.Bool(ParamBinaryDataOutput); err != nil {
+		return nil, badf("%v", err)
+	}
+	if len(w.Inputs) == 0 {
+		return nil, badf("request has no inputs")
+	}
+	for i, in := range w.Inputs {
+		t, rest, err := decodeTensor(in, bin, "input")
+		if err != nil {
+			return nil, err
+		}
+		bin = rest
+		req.Inputs[i] = t
+	}
+	if len(bin) > 0 {
+		return nil, badf("%d bytes of binary data follow the inputs that declare %s", len(bin), ParamBinaryDataSize)
+	}
+	for _, o := range w.Outputs {
+		if o.Name == "" {
+			return nil, badf("requested output without a name")
+		}
+		b, err := o.Parameters.Bool(ParamBinaryData)
+		if err != nil {
+			return nil, badf("output %q: %v", o.Name, err)
+		}
+		req.Outputs = append(req.Outputs, RequestedOutput{Name: o.Name, Binary: b})
+	}
+	return req, nil
+}
+
+// decodeTensor turns one wire tensor into a tensor, taking its binary
+// data from the front of bin when it declares binary_data_size, and
+// returns what is left of bin. kind is "input" or "output", for messages.
+func decodeTensor(w wireTensor, bin []byte, kind string) (tensor.Tensor, []byte, error) {
+	if w.Name == "" {
+		return tensor.Tensor{}, bin, badf("%s without a name", kind)
+	}
+	dt, ok := tensor.ParseDataType(w.Datatype)
+	if !ok {
+		return tensor.Tensor{}, bin, badf("%s %q: unknown datatype %q", kind, w.Name, w.Datatype)
+	}
+	n := tensor.Elements(w.Shape)
+	if w.Shape == nil || n < 0 || n > MaxTensorElements {
+		return tensor.Tensor{}, bin, badf("%s %q: invalid shape %v", kind, w.Name, w.Shape)
+	}
+	t := tensor.Tensor{Name: w.Name, DataType: dt, Shape: w.Shape}
+	size, isBinary, err := w.Parameters.Int(ParamBinaryDataSize)
+	if err != nil {
+		return t, bin, badf("%s %q: %v", kind, w.Name, err)
+	}
+	if isBinary {
+		if len(w.Data) > 0 {
+			return t, bin, badf("%s %q: both %s and JSON data", kind, w.Name, ParamBinaryDataSize)
+		}
+		if size > int64(len(bin)) {
+			return t, bin, badf("%s %q: %s is %d but only %d binary bytes remain", kind, w.Name, ParamBinaryDataSize, size, len(bin))
+		}
+		t.Data, bin = bin[:size:size], bin[size:]
+	} else {
+		if len(w.Data) == 0 {
+			return t, bin, badf("%s %q: no data (give JSON data or %s)", kind, w.Name, ParamBinaryDataSize)
+		}
+		var dst []byte
+		if dt != tensor.Bytes {
+			dst = make([]byte, 0, n*int64(dt.Size()))
+		}
+		data, count, err := appendJSONData(dst, w.Data, dt)
+		if err != nil {
+			return t, bin, badf("%s %q: data: %v", kind, w.Name, err)
+		}
+		if count != n {
+			return t, bin, badf("%s %q: shape %v holds %d elements, data has %d", kind, w.Name, w.Shape, n, count)
+		}
+		t.Data = data
+	}
+	if err := t.Validate(); err != nil {
+		return t, bin, badf("%s", err)
+	}
+	return t, bin, nil
+}
+
+// Encode returns the request as a body, with its JSON header length when
+// binary is set (all inputs as binary data), else -1.
+func (r *InferRequest) Encode(binary bool) ([]byte, int64, error) {
+	w := wireRequest{ID: r.ID, Parameters: r.Parameters, Inputs: make([]wireTensor, len(r.Inputs))}
+	if r.BinaryOutput {
+		w.Parameters = withParam(w.Parameters, ParamBinaryDataOutput, true)
+	}
+	var bin []byte
+	for i, t := range r.Inputs {
+		wt, err := wireOf(t, binary)
+		if err != nil {
+			return nil, 0, err
+		}
+		w.Inputs[i] = wt
+		if binary {
+			bin = append(bin, t.Data...)
+		}
+	}
+	for _, o := range r.Outputs {
+		wo := wireOutput{Name: o.Name}
+		if o.Binary {
+			wo.Parameters = Parameters{ParamBinaryData: true}
+		}
+		w.Outputs = append(w.Outputs, wo)
+	}
+	return encodeBody(w, bin, binary)
+}
+
+// Encode returns the response as a body and the length of its JSON header,
+// or -1 when no output is binary.
+func (r *InferResponse) Encode() ([]byte, int64, error) {
+	w := wireResponse{ModelName: r.ModelName, ModelVersion: r.ModelVersion, ID: r.ID, Parameters: r.Parameters, Outputs: make([]wireTensor, len(r.Outputs))}
+	var bin []byte
+	anyBinary := false
+	for i, t := range r.Outputs {
+		binary := r.Binary != nil && r.Binary[i]
+		wt, err := wireOf(t, binary)
+		if err != nil {
+			return nil, 0, err
+		}
+		w.Outputs[i] = wt
+		if binary {
+			anyBinary = true
+			bin = append(bin, t.Data...)
+		}
+	}
+	return encodeBody(w, bin, anyBinary)
+}
+
+func encodeBody(w any, bin []byte, binary bool) ([]byte, int64, error) {
+	header, err := json.Marshal(w)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !binary {
+		return header, -1, nil
+	}
+	return append(header, bin...), int64(len(header)), nil
+}
+
+func wireOf(t tensor.Tensor, binary bool) (wireTensor, error) {
+	w := wireTensor{Name: t.Name, Shape: t.Shape, Datatype: t.DataType.String()}
+	if w.Shape == nil {
+		w.Shape = []int64{}
+	}
+	if binary {
+		w.Parameters = Parameters{ParamBinaryDataSize: len(t.Data)}
+		return w, nil
+	}
+	data, err := appendJSONValues(nil, t)
+	if err != nil {
+		return w, err
+	}
+	w.Data = data
+	return w, nil
+}
+
+func withParam(p Parameters, k string, v any) Parameters {
+	out := make(Parameters, len(p)+1)
+	for key, val := range p {
+		out[key] = val
+	}
+	out[k] = v
+	return out
+}
+
+// DecodeResponse decodes an infer response body; headerLength is -1 when
+// the body is all JSON. Error bodies ({"error": ...}) are returned as
+// errors.
+func DecodeResponse(body []byte, headerLength int64) (*InferResponse, error) {
+	header, bin, err := split(body, headerLength)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.HasPrefix(bytes.TrimSpace(header), []byte(`{"error"`)) {
+		var e Error
+		if json.Unmarshal(header, &e) == nil {
+			return nil, errors.New(e.Error)
+		}
+	}
+	var w wireResponse
+	if err := json.Unmarshal(header, &w); err != nil {
+		return nil, fmt.Errorf("response JSON: %w", err)
+	}
+	resp := &InferResponse{ModelName: w.ModelName, ModelVersion: w.ModelVersion, ID: w.ID, Parameters: w.Parameters}
+	for _, o := range w.Outputs {
+		t, rest, err := decodeTensor(o, bin, "output")
+		if err != nil {
+			return nil, err
+		}
+		bin = rest
+		resp.Outputs = append(resp.Outputs, t)
+	}
+	return resp, nil
+}

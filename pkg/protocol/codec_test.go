@@ -1,0 +1,174 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// everyType returns one tensor of each datatype, with awkward values.
+func everyType() []tensor.Tensor {
+	bytesData := binary.LittleEndian.AppendUint32(nil, 5)
+	bytesData = append(bytesData, "hé\"\n"...)
+	bytesData = binary.LittleEndian.AppendUint32(bytesData, 0)
+	return []tensor.Tensor{
+		tensor.NewBool("bool", []int64{1, 3}, []bool{true, false, true}),
+		tensor.New("uint8", []int64{2}, []uint8{0, 255}),
+		tensor.New("uint16", []int64{2}, []uint16{0, math.MaxUint16}),
+		tensor.New("uint32", []int64{2}, []uint32{7, math.MaxUint32}),
+		tensor.New("uint64", []int64{2}, []uint64{0, math.MaxUint64}),
+		tensor.New("int8", []int64{2}, []int8{math.MinInt8, math.MaxInt8}),
+		tensor.New("int16", []int64{2}, []int16{math.MinInt16, 3}),
+		tensor.New("int32", []int64{2}, []int32{math.MinInt32, math.MaxInt32}),
+		tensor.New("int64", []int64{2, 1}, []int64{math.MinInt64, math.MaxInt64}),
+		tensor.NewFP16("fp16", []int64{3}, []float32{1.5, -0.25, 65504}),
+		{Name: "bf16", DataType: tensor.BF16, Shape: []int64{2}, Data: []byte{0x80, 0x3f, 0x00, 0xc0}}, // 1.0, -2.0
+		tensor.New("fp32", []int64{2, 2}, []float32{0.1, -3.4e38, 1e-45, 7}),
+		tensor.New("fp64", []int64{2}, []float64{math.Pi, -1e-300}),
+		{Name: "bytes", DataType: tensor.Bytes, Shape: []int64{2}, Data: bytesData},
+	}
+}
+
+func TestRequestRoundTripEveryDatatype(t *testing.T) {
+	for _, bin := range []bool{false, true} {
+		t.Run(fmt.Sprintf("binary=%v", bin), func(t *testing.T) {
+			req := &InferRequest{ID: "r1", Inputs: everyType(), Outputs: []RequestedOutput{{Name: "y", Binary: true}}}
+			body, hl, err := req.Encode(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bin != (hl >= 0) {
+				t.Fatalf("header length %d for binary=%v", hl, bin)
+			}
+			got, err := DecodeRequest(body, hl)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, body)
+			}
+			if got.ID != "r1" || len(got.Outputs) != 1 || !got.Outputs[0].Binary {
+				t.Fatalf("request fields %+v", got)
+			}
+			for i, want := range req.Inputs {
+				g := got.Inputs[i]
+				if g.Name != want.Name || g.DataType != want.DataType || fmt.Sprint(g.Shape) != fmt.Sprint(want.Shape) || !bytes.Equal(g.Data, want.Data) {
+					t.Errorf("%s: got %s %v % x, want %s %v % x", want.Name, g.DataType, g.Shape, g.Data, want.DataType, want.Shape, want.Data)
+				}
+			}
+		})
+	}
+}
+
+func TestResponseRoundTripMixedBinary(t *testing.T) {
+	outs := everyType()
+	binaryFlags := make([]bool, len(outs))
+	for i := range binaryFlags {
+		binaryFlags[i] = i%2 == 0
+	}
+	resp := &InferResponse{ModelName: "m", ModelVersion: "3", ID: "x", Outputs: outs, Binary: binaryFlags}
+	body, hl, err := resp.Encode()
+	if err != nil || hl < 0 {
+		t.Fatalf("encode: %v, header length %d", err, hl)
+	}
+	got, err := DecodeResponse(body, hl)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, body)
+	}
+	if got.ModelName != "m" || got.ModelVersion != "3" || got.ID != "x" {
+		t.Fatalf("%+v", got)
+	}
+	for i := range outs {
+		if !bytes.Equal(got.Outputs[i].Data, outs[i].Data) {
+			t.Errorf("%s: % x, want % x", outs[i].Name, got.Outputs[i].Data, outs[i].Data)
+		}
+	}
+}
+
+// The request example of the specification: flat and nested data.
+func TestSpecificationExample(t *testing.T) {
+	body := []byte(`{
+	  "id" : "42",
+	  "inputs" : [
+	    {"name" : "input0", "shape" : [ 2, 2 ], "datatype" : "UINT32", "data" : [ 1, 2, 3, 4 ]},
+	    {"name" : "input1", "shape" : [ 3 ], "datatype" : "BOOL", "data" : [ true ]}
+	  ],
+	  "outputs" : [ {"name" : "output0"} ]
+	}`)
+	_, err := DecodeRequest(body, -1)
+	if err == nil || !strings.Contains(err.Error(), `input "input1": shape [3] holds 3 elements, data has 1`) {
+		t.Fatalf("err %v: the example's input1 is one element short and must be named", err)
+	}
+	body = bytes.Replace(body, []byte(`[ true ]`), []byte(`[ true, false, true ]`), 1)
+	body = bytes.Replace(body, []byte(`[ 1, 2, 3, 4 ]`), []byte(`[ [1, 2], [3, 4] ]`), 1)
+	req, err := DecodeRequest(body, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := tensor.Values[uint32](req.Inputs[0])
+	if req.ID != "42" || fmt.Sprint(v) != "[1 2 3 4]" || !bytes.Equal(req.Inputs[1].Data, []byte{1, 0, 1}) || req.Outputs[0].Name != "output0" {
+		t.Fatalf("decoded %+v", req)
+	}
+}
+
+// The binary example of the extension's specification: a JSON header
+// followed by 16 bytes of FP32 data.
+func TestBinaryExtensionExample(t *testing.T) {
+	header := `{"model_name":"mymodel","inputs":[{"name":"input0","shape":[2,2],"datatype":"FP32","parameters":{"binary_data_size":16}}],"outputs":[{"name":"output0","parameters":{"binary_data":true}},{"name":"output1"}]}`
+	data := tensor.New("input0", []int64{2, 2}, []float32{1, 2, 3, 4}).Data
+	hl, err := ParseHeaderLength(fmt.Sprint(len(header)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := DecodeRequest(append([]byte(header), data...), hl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(req.Inputs[0].Data, data) || !req.Outputs[0].Binary || req.Outputs[1].Binary {
+		t.Fatalf("%+v", req)
+	}
+}
+
+func TestDecodeErrorsNameTheProblem(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		hl   int64
+		want string
+	}{
+		{`{`, -1, "request JSON"},
+		{`{"inputs":[]}`, -1, "no inputs"},
+		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FLOAT","data":[1,2]}]}`, -1, `input "x": unknown datatype "FLOAT"`},
+		{`{"inputs":[{"name":"x","shape":[-2],"datatype":"FP32","data":[1,2]}]}`, -1, `input "x": invalid shape`},
+		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32"}]}`, -1, `input "x": no data`},
+		{`{"inputs":[{"name":"x","shape":[2],"datatype":"INT8","data":[1,300]}]}`, -1, `"300" is not a valid INT8`},
+		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,"a"]}]}`, -1, `input "x": data: element 1`},
+		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[[1,2]}]}`, -1, "request JSON"},
+		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,,2]}]}`, -1, "request JSON"},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"BOOL","data":[1]}]}`, -1, `"1" is not a valid BOOL`},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":8}}]}`, 1000, "body has"},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":8}}]}XXXX`, 0, "only 4 binary bytes remain"},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}XXXXYYYY`, 0, "4 bytes of binary data follow"},
+		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":4}}]}XXXX`, 0, "needs 8 bytes"},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":-4}}]}`, -1, "not a non-negative integer"},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"binary_data_output":"yes"}}`, -1, "not a boolean"},
+	} {
+		if tc.hl == 0 { // the JSON header ends at the last '}'
+			tc.hl = int64(strings.LastIndex(tc.body, "}") + 1)
+		}
+		_, err := DecodeRequest([]byte(tc.body), tc.hl)
+		if err == nil || !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want a bad request mentioning %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+func TestNonFiniteFloatsBecomeNull(t *testing.T) {
+	out := tensor.New("y", []int64{3}, []float32{1, float32(math.NaN()), float32(math.Inf(-1))})
+	body, _, err := (&InferResponse{ModelName: "m", Outputs: []tensor.Tensor{out}}).Encode()
+	if err != nil || !bytes.Contains(body, []byte(`"data":[1,null,null]`)) {
+		t.Fatalf("%v %s", err, body)
+	}
+}

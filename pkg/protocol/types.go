@@ -1,0 +1,122 @@
+// Package protocol encodes and decodes the Open Inference Protocol (KServe
+// v2) over HTTP: JSON tensors, flat or nested, and the binary tensor data
+// extension in both directions. Server and load generator share it; it
+// knows nothing of how requests are executed.
+//
+// References: kserve/open-inference-protocol specification/protocol, and
+// Triton's protocol/extension_binary_data.md.
+package protocol
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// HeaderContentLength is the HTTP header that carries the length of the
+// JSON part of a body holding binary tensor data.
+const HeaderContentLength = "Inference-Header-Content-Length"
+
+// Parameter names of the binary tensor data extension and of Triton's
+// request parameters.
+const (
+	ParamBinaryDataSize   = "binary_data_size"
+	ParamBinaryData       = "binary_data"
+	ParamBinaryDataOutput = "binary_data_output"
+	ParamTimeout          = "timeout"  // microseconds
+	ParamPriority         = "priority" // 1 is the highest
+)
+
+// Extensions are the protocol extensions this package implements.
+var Extensions = []string{"binary_tensor_data"}
+
+// ServerMetadata is the body of GET /v2.
+type ServerMetadata struct {
+	Name       string   `json:"name"`
+	Version    string   `json:"version"`
+	Extensions []string `json:"extensions"`
+}
+
+// TensorMetadata describes one model input or output; -1 marks a
+// dynamic dimension.
+type TensorMetadata struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+// ModelMetadata is the body of GET /v2/models/{model}[/versions/{version}].
+type ModelMetadata struct {
+	Name     string           `json:"name"`
+	Versions []string         `json:"versions,omitempty"`
+	Platform string           `json:"platform"`
+	Inputs   []TensorMetadata `json:"inputs"`
+	Outputs  []TensorMetadata `json:"outputs"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Parameters are a request's, input's or output's parameters: JSON
+// booleans, numbers and strings by name.
+type Parameters map[string]any
+
+// Int returns parameter name as a non-negative integer; ok is false when
+// it is absent.
+func (p Parameters) Int(name string) (v int64, ok bool, err error) {
+	raw, ok := p[name]
+	if !ok {
+		return 0, false, nil
+	}
+	f, isNum := raw.(float64)
+	if !isNum || f < 0 || f != math.Trunc(f) || f > 1<<53 {
+		return 0, true, fmt.Errorf("parameter %q: %v is not a non-negative integer", name, raw)
+	}
+	return int64(f), true, nil
+}
+
+// Bool returns parameter name as a boolean (false when absent).
+func (p Parameters) Bool(name string) (bool, error) {
+	raw, ok := p[name]
+	if !ok {
+		return false, nil
+	}
+	b, isBool := raw.(bool)
+	if !isBool {
+		return false, fmt.Errorf("parameter %q: %v is not a boolean", name, raw)
+	}
+	return b, nil
+}
+
+// RequestedOutput is one entry of a request's outputs list.
+type RequestedOutput struct {
+	Name   string
+	Binary bool // return as binary data
+}
+
+// InferRequest is a decoded infer request.
+type InferRequest struct {
+	ID     string
+	Inputs []tensor.Tensor
+	// Outputs are the outputs asked for; empty means all, in JSON unless
+	// BinaryOutput is set.
+	Outputs      []RequestedOutput
+	BinaryOutput bool
+	// Parameters holds the request-level parameters, timeout and priority
+	// included.
+	Parameters Parameters
+}
+
+// InferResponse is an infer response.
+type InferResponse struct {
+	ModelName    string
+	ModelVersion string
+	ID           string
+	Outputs      []tensor.Tensor
+	// Binary[i] sends Outputs[i] as binary data; nil sends all as JSON.
+	Binary     []bool
+	Parameters Parameters
+}
