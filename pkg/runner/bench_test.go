@@ -153,8 +153,8 @@ func benchmarkBatcher(b *testing.B, cfg Config, callers int) {
 	// Where the time went: the instances' share of the run spent executing,
 	// one execution's mean duration, and a request's mean time queued.
 	execs := float64(max(1, after.Executions-before.Executions))
-	b.ReportMetric(float64(after.Infer-before.Infer)/float64(b.Elapsed())/float64(len(m.instances)), "busy")
-	b.ReportMetric(float64(after.Infer-before.Infer)/execs/1e3, "exec-us")
+	b.ReportMetric(float64(after.ExecutionTime-before.ExecutionTime)/float64(b.Elapsed())/float64(len(m.instances)), "busy")
+	b.ReportMetric(float64(after.ExecutionTime-before.ExecutionTime)/execs/1e3, "exec-us")
 	b.ReportMetric(float64(after.Queue-before.Queue)/float64(b.N)/1e3, "queue-us")
 
 	// Raw throughput at the batch size formed, in this same run.

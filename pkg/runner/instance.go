@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -165,19 +166,29 @@ func (in *instance) close() {
 	}
 }
 
+// execution describes one run of a batch.
+type execution struct {
+	rows int64
+	// input is gathering the inputs and handing them to the runtime, infer
+	// the runtime's Run, output splitting the outputs among the requests.
+	input, infer, output time.Duration
+}
+
 // execute runs batch as one execution and returns, for each request, its
-// own rows of the outputs it asked for, plus the total rows executed.
-func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, int64, error) {
-	var rows int64
+// own rows of the outputs it asked for.
+func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, execution, error) {
+	var ex execution
 	for _, p := range batch {
-		rows += p.rows
+		ex.rows += p.rows
 	}
+	rows := ex.rows
+	start := time.Now()
 	defer in.release()
 	for i, spec := range in.inputs {
 		data, shape := in.gather(batch, i)
 		v, err := ort.NewCustomDataTensor(shape, data, ortType(spec.DataType))
 		if err != nil {
-			return nil, rows, fmt.Errorf("input %q: %w", spec.Name, err)
+			return nil, ex, fmt.Errorf("input %q: %w", spec.Name, err)
 		}
 		in.ins[i] = v
 	}
@@ -196,12 +207,17 @@ func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, int64, error) 
 		bufs[j] = make([]byte, n)
 		v, err := ort.NewCustomDataTensor(shape, bufs[j], ortType(spec.DataType))
 		if err != nil {
-			return nil, rows, fmt.Errorf("output %q: %w", spec.Name, err)
+			return nil, ex, fmt.Errorf("output %q: %w", spec.Name, err)
 		}
 		in.outs[j] = v
 	}
-	if err := in.session.Run(in.ins, in.outs); err != nil {
-		return nil, rows, fmt.Errorf("run: %w", err)
+	ran := time.Now()
+	ex.input = ran.Sub(start)
+	err := in.session.Run(in.ins, in.outs)
+	done := time.Now()
+	ex.infer = done.Sub(ran)
+	if err != nil {
+		return nil, ex, fmt.Errorf("run: %w", err)
 	}
 	shapes := make([][]int64, len(in.outputs))
 	for j := range in.outputs {
@@ -209,12 +225,14 @@ func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, int64, error) 
 		if bufs[j] == nil {
 			b, err := valueBytes(in.outs[j], in.outputs[j])
 			if err != nil {
-				return nil, rows, err
+				return nil, ex, err
 			}
 			bufs[j] = b
 		}
 	}
-	return in.split(batch, rows, bufs, shapes), rows, nil
+	outs := in.split(batch, rows, bufs, shapes)
+	ex.output = time.Since(done)
+	return outs, ex, nil
 }
 
 // gather returns input i of the batch: the request's own tensor when it is

@@ -41,19 +41,33 @@ type Model struct {
 type counters struct {
 	success, failure atomic.Int64
 	executions, rows atomic.Int64
-	queueNanos       atomic.Int64
-	inferNanos       atomic.Int64
-	batchSizes       []atomic.Int64 // executions by rows, index = rows
+	lastInference    atomic.Int64 // Unix nanoseconds
+	// Per request, as Triton's inference_stats count them: a request
+	// running in a batch is charged the batch's whole compute phases.
+	successNanos, queueNanos            atomic.Int64
+	inputNanos, inferNanos, outputNanos atomic.Int64
+	executionNanos                      atomic.Int64 // per execution
+	batchSizes                          []atomic.Int64
 }
 
-// Stats is a snapshot of a model's cumulative statistics.
+// Stats is a snapshot of a model's cumulative statistics. Durations are
+// summed over requests (Triton's inference_stats), except ExecutionTime,
+// summed over executions.
 type Stats struct {
 	Success    int64 // requests answered with outputs
 	Failure    int64 // requests answered with an error after being queued
 	Executions int64 // batches run
 	Rows       int64 // rows run, over all batches (Triton's inference_count)
-	Queue      time.Duration
-	Infer      time.Duration
+	// LastInference is when the last execution finished.
+	LastInference time.Time
+	// SuccessTime is the successful requests' time from queueing to answer.
+	SuccessTime   time.Duration
+	Queue         time.Duration
+	ComputeInput  time.Duration
+	ComputeInfer  time.Duration
+	ComputeOutput time.Duration
+	// ExecutionTime is the instances' busy time: the sum of executions.
+	ExecutionTime time.Duration
 	// BatchSizes[n] is the number of executions that held n rows.
 	BatchSizes []int64
 	// QueueLength is the number of requests waiting now, and OldestQueued
@@ -211,15 +225,21 @@ func (m *Model) work(in *instance) {
 // run executes one batch and answers each of its requests.
 func (m *Model) run(in *instance, batch []*pending) {
 	start := time.Now()
-	outs, rows, err := in.execute(batch)
-	elapsed := time.Since(start)
+	outs, ex, err := in.execute(batch)
+	end := time.Now()
+	elapsed, rows := end.Sub(start), ex.rows
 
 	m.stats.executions.Add(1)
 	m.stats.rows.Add(rows)
-	m.stats.inferNanos.Add(int64(elapsed))
+	m.stats.executionNanos.Add(int64(elapsed))
+	m.stats.lastInference.Store(end.UnixNano())
 	if rows < int64(len(m.stats.batchSizes)) {
 		m.stats.batchSizes[rows].Add(1)
 	}
+	n := int64(len(batch))
+	m.stats.inputNanos.Add(n * int64(ex.input))
+	m.stats.inferNanos.Add(n * int64(ex.infer))
+	m.stats.outputNanos.Add(n * int64(ex.output))
 	if err != nil {
 		m.log.Error("execution failed", "rows", rows, "err", err)
 		err = fmt.Errorf("model %q version %d: %w", m.meta.Name, m.meta.Version, err)
@@ -237,6 +257,7 @@ func (m *Model) run(in *instance, batch []*pending) {
 			continue
 		}
 		m.stats.success.Add(1)
+		m.stats.successNanos.Add(int64(end.Sub(p.enqueued)))
 		resp := &resps[k]
 		*resp = Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, Outputs: outs[k]}
 		resp.Timing.Set(profile.Queue, queued)
@@ -421,16 +442,23 @@ func (m *Model) WarmupDuration() time.Duration { return m.warmupDuration }
 // Stats returns a snapshot of the model's counters.
 func (m *Model) Stats() Stats {
 	s := Stats{
-		Success:    m.stats.success.Load(),
-		Failure:    m.stats.failure.Load(),
-		Executions: m.stats.executions.Load(),
-		Rows:       m.stats.rows.Load(),
-		Queue:      time.Duration(m.stats.queueNanos.Load()),
-		Infer:      time.Duration(m.stats.inferNanos.Load()),
-		BatchSizes: make([]int64, len(m.stats.batchSizes)),
+		Success:       m.stats.success.Load(),
+		Failure:       m.stats.failure.Load(),
+		Executions:    m.stats.executions.Load(),
+		Rows:          m.stats.rows.Load(),
+		SuccessTime:   time.Duration(m.stats.successNanos.Load()),
+		Queue:         time.Duration(m.stats.queueNanos.Load()),
+		ComputeInput:  time.Duration(m.stats.inputNanos.Load()),
+		ComputeInfer:  time.Duration(m.stats.inferNanos.Load()),
+		ComputeOutput: time.Duration(m.stats.outputNanos.Load()),
+		ExecutionTime: time.Duration(m.stats.executionNanos.Load()),
+		BatchSizes:    make([]int64, len(m.stats.batchSizes)),
 	}
 	for i := range m.stats.batchSizes {
 		s.BatchSizes[i] = m.stats.batchSizes[i].Load()
+	}
+	if ns := m.stats.lastInference.Load(); ns != 0 {
+		s.LastInference = time.Unix(0, ns)
 	}
 	n, oldest := m.batcher.depth()
 	s.QueueLength = n

@@ -225,6 +225,17 @@ func TestBatchNeverExceedsMaxBatchSize(t *testing.T) {
 	if counted != st.Rows {
 		t.Fatalf("batch-size histogram holds %d rows, %d were run: some batch was larger than %d", counted, st.Rows, maxBatch)
 	}
+	// Triton's per-request accounting: each request is charged its queue
+	// time and its batch's compute phases, and its success time covers both.
+	if st.Success != 96 || st.ComputeInfer <= 0 || st.ComputeInput <= 0 || st.ComputeOutput <= 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if st.SuccessTime < st.Queue+st.ComputeInput+st.ComputeInfer+st.ComputeOutput {
+		t.Fatalf("success time %v < queue %v + compute %v", st.SuccessTime, st.Queue, st.ComputeInput+st.ComputeInfer+st.ComputeOutput)
+	}
+	if st.LastInference.IsZero() || st.ExecutionTime <= 0 {
+		t.Fatalf("stats %+v", st)
+	}
 	if biggest < 4 {
 		t.Fatalf("largest batch %d: 96 concurrent callers never formed a real batch", biggest)
 	}
