@@ -19,11 +19,6 @@ func notYet(use, short, instead string) *cobra.Command {
 	}
 }
 
-func newServeCmd() *cobra.Command {
-	return notYet("serve [MODEL.onnx | MODEL_REPOSITORY]", "Serve models over the Open Inference Protocol (HTTP and gRPC)",
-		"`infer models run` loads the models and runs inference in process")
-}
-
 func newBenchCmd() *cobra.Command {
 	return notYet("bench [URL]", "Load-test an inference server, open or closed loop, with the latency budget split by phase",
 		"the runner's benchmarks run with `make bench`")

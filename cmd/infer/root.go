@@ -43,7 +43,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(g),
 		newModelsCmd(g),
-		newServeCmd(),
+		newServeCmd(g),
 		newBenchCmd(),
 		newRolloutCmd(),
 		newTopCmd(),

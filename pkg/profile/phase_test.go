@@ -1,6 +1,9 @@
 package profile
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // The phase names are a wire contract (Server-Timing, metrics labels).
 func TestPhaseNames(t *testing.T) {
@@ -18,5 +21,31 @@ func TestPhaseNames(t *testing.T) {
 	}
 	if _, ok := ParsePhase("compute"); ok {
 		t.Error(`"compute" is not a phase`)
+	}
+}
+
+func TestServerTimingRoundTrip(t *testing.T) {
+	var tm Timing
+	tm.Set(Queue, 12*time.Microsecond)
+	tm.Set(Preprocess, 4*time.Microsecond)
+	tm.Set(Infer, 153500*time.Nanosecond)
+	tm.Set(Postprocess, 8*time.Microsecond)
+	tm.Set(Total, 181*time.Microsecond)
+	got := string(tm.AppendServerTiming(nil))
+	want := "queue;dur=0.012, preprocess;dur=0.004, infer;dur=0.1535, postprocess;dur=0.008, total;dur=0.181"
+	if got != want {
+		t.Fatalf("Server-Timing %q, want %q", got, want)
+	}
+	back, ok := ParseServerTiming(got + `, cache;desc="miss", db;dur=3`)
+	if !ok {
+		t.Fatal("nothing parsed")
+	}
+	for _, p := range []Phase{Queue, Preprocess, Infer, Postprocess, Total} {
+		if d := back.Get(p) - tm.Get(p); d < -time.Nanosecond || d > time.Nanosecond {
+			t.Errorf("%s: %v, want %v", p, back.Get(p), tm.Get(p))
+		}
+	}
+	if _, ok := ParseServerTiming("db;dur=3, cpu"); ok {
+		t.Error("a header without our phases parsed as ours")
 	}
 }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// startServe runs `infer serve` on the bundled models on loopback ports
+// and returns the HTTP and metrics addresses, a stop function, and the
+// channel runServe's result arrives on.
+func startServe(t *testing.T, o serveOptions) (string, string, context.CancelFunc, chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan [2]string, 1)
+	o.host, o.httpPort, o.metricsPort = "127.0.0.1", 0, 0
+	if o.gracePeriod == 0 {
+		o.gracePeriod = 10 * time.Second
+	}
+	if o.drainDelay == 0 {
+		o.drainDelay = 300 * time.Millisecond
+	}
+	o.httpPort, o.metricsPort = freePort(t), freePort(t)
+	o.listening = func(h, m string) { ready <- [2]string{h, m} }
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, &globalOptions{}, o, io.Discard) }()
+	select {
+	case a := <-ready:
+		return a[0], a[1], cancel, done
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	return "", "", cancel, done
+}
+
+// A SIGTERM under load: every request the server accepted is answered in
+// full, those in flight when the drain began included; requests after it
+// are refused with 503 (and Connection: close), and the clients, as a load
+// balancer does, stop at that answer; none is cut off; serve returns nil
+// (exit 0). (A client that ignores the drain and keeps dialling can still
+// be reset by the kernel when the port closes, with its request unread:
+// that is what the drain delay is for.)
+func TestShutdownUnderLoadAnswersEveryAcceptedRequest(t *testing.T) {
+	addr, _, stop, done := startServe(t, serveOptions{})
+	body, hl, err := (&protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}).Encode(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addr + "/v2/models/mlp/infer"
+	client := &http.Client{Timeout: 30 * time.Second}
+
+	var ok, refused, closed atomic.Int64
+	var mu sync.Mutex
+	var failures []string
+	deadline := time.Now().Add(20 * time.Second) // the loop's bound
+	var wg sync.WaitGroup
+	stopping := make(chan struct{})
+	for range 16 {
+		wg.Go(func() {
+			for n := 0; n < 5000 && time.Now().Before(deadline); n++ {
+				req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+				req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+				resp, err := client.Do(req)
+				if err != nil {
+					select {
+					case <-stopping:
+						// Not accepted: the port is closed, or Shutdown closed
+						// this idle keep-alive connection as the request left
+						// (it closes only connections with no request in flight).
+						if errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "server closed idle connection") {
+							closed.Add(1)
+							return
+						}
+					default:
+					}
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case err != nil:
+					mu.Lock()
+					failures = append(failures, "cut off: "+err.Error())
+					mu.Unlock()
+				case resp.StatusCode == 200:
+					rhl, _ := protocol.ParseHeaderLength(resp.Header.Get(protocol.HeaderContentLength))
+					if _, err := protocol.DecodeResponse(b, rhl); err != nil {
+						mu.Lock()
+						failures = append(failures, "incomplete response: "+err.Error())
+						mu.Unlock()
+					}
+					ok.Add(1)
+				case resp.StatusCode == 503:
+					refused.Add(1)
+					return // draining: go elsewhere
+				default:
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("status %d: %s", resp.StatusCode, b))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for ok.Load() < 200 {
+		time.Sleep(time.Millisecond)
+	}
+	close(stopping)
+	stop() // what SIGTERM does through the command's context
+	if err := <-done; err != nil {
+		t.Fatalf("serve returned %v, want nil (exit 0)", err)
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d failures, first: %s", len(failures), failures[0])
+	}
+	t.Logf("answered %d, refused %d, port closed for %d", ok.Load(), refused.Load(), closed.Load())
+}
+
+func TestServeRejectsBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		o    serveOptions
+		want string
+	}{
+		{serveOptions{httpPort: 70000, metricsPort: 8002}, "--http-port 70000"},
+		{serveOptions{httpPort: 0, metricsPort: 0}, "nothing to serve"},
+		{serveOptions{httpPort: 9000, metricsPort: 9000}, "both 9000"},
+	} {
+		if err := runServe(context.Background(), &globalOptions{}, tc.o, io.Discard); err == nil || !contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}

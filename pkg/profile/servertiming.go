@@ -1,0 +1,49 @@
+package profile
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// AppendServerTiming appends t's server phases and total as a W3C
+// Server-Timing header value, durations in milliseconds:
+//
+//	queue;dur=0.012, preprocess;dur=0.004, infer;dur=0.153, postprocess;dur=0.008, total;dur=0.181
+func (t *Timing) AppendServerTiming(dst []byte) []byte {
+	for i, p := range append(ServerPhases[:len(ServerPhases):len(ServerPhases)], Total) {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, p.String()...)
+		dst = append(dst, ";dur="...)
+		dst = strconv.AppendFloat(dst, float64(t.durations[p])/float64(time.Millisecond), 'f', -1, 64)
+	}
+	return dst
+}
+
+// ParseServerTiming reads the phases it knows from a Server-Timing header
+// value into a Timing; ok is false when it found none. Unknown metrics and
+// parameters other than dur are ignored, as the specification asks.
+func ParseServerTiming(v string) (t Timing, ok bool) {
+	for metric := range strings.SplitSeq(v, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(metric), ";")
+		p, known := ParsePhase(strings.TrimSpace(name))
+		if !known {
+			continue
+		}
+		for param := range strings.SplitSeq(params, ";") {
+			k, val, _ := strings.Cut(strings.TrimSpace(param), "=")
+			if strings.TrimSpace(k) != "dur" {
+				continue
+			}
+			ms, err := strconv.ParseFloat(strings.Trim(strings.TrimSpace(val), `"`), 64)
+			if err != nil || ms < 0 {
+				continue
+			}
+			t.durations[p] = time.Duration(ms * float64(time.Millisecond))
+			ok = true
+		}
+	}
+	return t, ok
+}

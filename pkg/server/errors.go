@@ -1,0 +1,56 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// errDraining answers requests that arrive after shutdown began.
+var errDraining = errors.New("server is shutting down")
+
+// httpStatus maps an error to its status code, once for every endpoint, as
+// Triton does: 400 malformed input, 404 unknown model or version, 413 body
+// too large, 429 queue full, 503 not ready or draining, 504 deadline
+// exceeded, 500 anything else.
+func httpStatus(err error) int {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.Is(err, protocol.ErrBadRequest), errors.Is(err, runner.ErrInvalidInput):
+		return http.StatusBadRequest
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, runner.ErrModelNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, runner.ErrQueueFull):
+		return http.StatusTooManyRequests
+	case errors.Is(err, runner.ErrModelNotReady), errors.Is(err, runner.ErrClosed), errors.Is(err, errDraining):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, runner.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// outcome is the metrics label for an error (nil: "success").
+func outcome(err error) string {
+	if err == nil {
+		return "success"
+	}
+	switch httpStatus(err) {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return "invalid"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusTooManyRequests:
+		return "queue_full"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	case http.StatusGatewayTimeout:
+		return "timeout"
+	}
+	return "error"
+}

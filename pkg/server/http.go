@@ -1,0 +1,355 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// BatchSizeHeader carries the number of rows in the batch a request ran in.
+const BatchSizeHeader = "Inference-Batch-Size"
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, protocol.Error{Error: err.Error()})
+}
+
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	status := httpStatus(err)
+	if status == http.StatusInternalServerError {
+		s.log.Error("request failed", "err", err)
+	}
+	writeError(w, status, err)
+}
+
+// model resolves the {model} and optional {version} path values.
+func (s *Server) model(r *http.Request) (*runner.Model, error) {
+	var version int64
+	if v := r.PathValue("version"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, v)
+		}
+		version = n
+	}
+	return s.repo.Model(r.PathValue("model"), version)
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+	if !s.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) serveServerMetadata(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version,
+		Extensions: append([]string{"model_repository", "statistics", "model_configuration"}, protocol.Extensions...)})
+}
+
+func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
+	out := make([]protocol.TensorMetadata, len(specs))
+	for i, t := range specs {
+		out[i] = protocol.TensorMetadata{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
+	}
+	return out
+}
+
+func (s *Server) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
+	m, err := s.model(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	meta := m.Metadata()
+	var versions []string
+	for _, st := range s.repo.Index() {
+		if st.Name == meta.Name && st.State == runner.StateReady {
+			versions = append(versions, strconv.FormatInt(st.Version, 10))
+		}
+	}
+	writeJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: versions, Platform: meta.Platform,
+		Inputs: tensorMetadata(meta.Inputs), Outputs: tensorMetadata(meta.Outputs)})
+}
+
+func (s *Server) serveModelReady(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.model(r); err != nil || s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// serveModelConfig returns the configuration in effect, defaults applied,
+// with the graph's inputs and outputs, as JSON.
+func (s *Server) serveModelConfig(w http.ResponseWriter, r *http.Request) {
+	m, err := s.model(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(m.Config().Marshal(), &cfg); err != nil {
+		s.fail(w, err)
+		return
+	}
+	meta := m.Metadata()
+	cfg["name"], cfg["platform"] = meta.Name, meta.Platform
+	cfg["input"], cfg["output"] = tensorMetadata(meta.Inputs), tensorMetadata(meta.Outputs)
+	writeJSON(w, http.StatusOK, cfg)
+}
+
+type statDuration struct {
+	Count int64 `json:"count"`
+	Ns    int64 `json:"ns"`
+}
+
+type modelStats struct {
+	Name           string                  `json:"name"`
+	Version        string                  `json:"version"`
+	LastInference  int64                   `json:"last_inference"` // ms since the epoch
+	InferenceCount int64                   `json:"inference_count"`
+	ExecutionCount int64                   `json:"execution_count"`
+	InferenceStats map[string]statDuration `json:"inference_stats"`
+}
+
+// serveModelStats answers Triton's statistics extension, the cumulative
+// counts and nanoseconds perf_analyzer differences between two reads.
+func (s *Server) serveModelStats(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("model")
+	var out []modelStats
+	for _, st := range s.repo.Index() {
+		if name != "" && st.Name != name || st.State != runner.StateReady {
+			continue
+		}
+		if v := r.PathValue("version"); v != "" && v != strconv.FormatInt(st.Version, 10) {
+			continue
+		}
+		m, err := s.repo.Model(st.Name, st.Version)
+		if err != nil {
+			continue
+		}
+		x := m.Stats()
+		ms := modelStats{Name: st.Name, Version: strconv.FormatInt(st.Version, 10), InferenceCount: x.Rows, ExecutionCount: x.Executions,
+			InferenceStats: map[string]statDuration{
+				"success":        {x.Success, int64(x.SuccessTime)},
+				"fail":           {x.Failure, 0},
+				"queue":          {x.Success, int64(x.Queue)},
+				"compute_input":  {x.Success, int64(x.ComputeInput)},
+				"compute_infer":  {x.Success, int64(x.ComputeInfer)},
+				"compute_output": {x.Success, int64(x.ComputeOutput)},
+				"cache_hit":      {},
+				"cache_miss":     {},
+			}}
+		if !x.LastInference.IsZero() {
+			ms.LastInference = x.LastInference.UnixMilli()
+		}
+		out = append(out, ms)
+	}
+	if name != "" && len(out) == 0 {
+		if _, err := s.model(r); err != nil {
+			s.fail(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"model_stats": out})
+}
+
+func (s *Server) serveRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
+	type entry struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		State   string `json:"state"`
+		Reason  string `json:"reason,omitempty"`
+	}
+	idx := []entry{}
+	for _, st := range s.repo.Index() {
+		idx = append(idx, entry{st.Name, strconv.FormatInt(st.Version, 10), st.State, st.Reason})
+	}
+	writeJSON(w, http.StatusOK, idx)
+}
+
+func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("model")
+	if err := s.repo.Load(name); err != nil {
+		s.log.Warn("model load failed", "model", name, "err", err)
+		status := httpStatus(err)
+		if status == http.StatusInternalServerError {
+			status = http.StatusBadRequest // the model's files are at fault, as Triton reports it
+		}
+		writeError(w, status, err)
+		return
+	}
+	s.log.Info("model loaded on request", "model", name)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) serveUnload(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("model")
+	if err := s.repo.Unload(name); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.log.Info("model unloaded on request", "model", name)
+	w.WriteHeader(http.StatusOK)
+}
+
+// readBody reads a request body of at most limit bytes into one buffer of
+// the announced size.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, fmt.Errorf("%w: reading the body: %v", protocol.ErrBadRequest, err)
+		}
+		return buf, nil
+	}
+	buf, err := io.ReadAll(body)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, fmt.Errorf("request body over %d bytes: %w", limit, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the body: %v", protocol.ErrBadRequest, err)
+	}
+	return buf, nil
+}
+
+// serveInfer is the hot path: decode, run, encode, and account for each
+// phase of the request's time.
+func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	m, err := s.model(r)
+	if err == nil && s.draining.Load() {
+		err = errDraining
+	}
+	if err != nil {
+		s.metrics.requests.WithLabelValues(r.PathValue("model"), r.PathValue("version"), "http", outcome(err)).Inc()
+		s.fail(w, err)
+		return
+	}
+	meta := m.Metadata()
+	version := strconv.FormatInt(meta.Version, 10)
+	obs := s.metrics.forModel(m)
+	obs.inflight.Inc()
+	defer obs.inflight.Dec()
+
+	resp, timing, err := s.infer(w, r, m, start)
+	if err != nil {
+		s.metrics.requests.WithLabelValues(meta.Name, version, "http", outcome(err)).Inc()
+		s.fail(w, err)
+		return
+	}
+	body, headerLength, err := resp.Encode()
+	if err != nil {
+		s.metrics.requests.WithLabelValues(meta.Name, version, "http", outcome(err)).Inc()
+		s.fail(w, err)
+		return
+	}
+	end := time.Now()
+	timing.Set(profile.Postprocess, end.Sub(timing.postStart))
+	timing.Set(profile.Total, end.Sub(start))
+
+	h := w.Header()
+	h.Set("Server-Timing", string(timing.AppendServerTiming(make([]byte, 0, 128))))
+	h.Set(BatchSizeHeader, strconv.Itoa(timing.BatchSize))
+	if headerLength >= 0 {
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set(protocol.HeaderContentLength, strconv.FormatInt(headerLength, 10))
+	} else {
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+
+	s.metrics.requests.WithLabelValues(meta.Name, version, "http", "success").Inc()
+	for _, p := range append(profile.ServerPhases, profile.Total) {
+		obs.phases[p].Observe(timing.Get(p).Seconds())
+	}
+}
+
+// serverTiming is a request's timing plus when postprocessing began.
+type serverTiming struct {
+	profile.Timing
+	postStart time.Time
+}
+
+// infer decodes the request, runs it on m and returns the response to
+// encode; its timing holds every phase but postprocess and total.
+func (s *Server) infer(w http.ResponseWriter, r *http.Request, m *runner.Model, start time.Time) (*protocol.InferResponse, *serverTiming, error) {
+	body, err := readBody(w, r, s.opts.MaxBodyBytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	headerLength, err := protocol.ParseHeaderLength(r.Header.Get(protocol.HeaderContentLength))
+	if err != nil {
+		return nil, nil, err
+	}
+	req, err := protocol.DecodeRequest(body, headerLength)
+	if err != nil {
+		return nil, nil, err
+	}
+	run := runner.Request{ID: req.ID, Inputs: req.Inputs}
+	for _, o := range req.Outputs {
+		run.Outputs = append(run.Outputs, o.Name)
+	}
+	ctx := r.Context()
+	timeout := s.opts.DefaultTimeout
+	if us, ok, err := req.Parameters.Int(protocol.ParamTimeout); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
+	} else if ok && us > 0 {
+		timeout = time.Duration(us) * time.Microsecond
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if p, ok, err := req.Parameters.Int(protocol.ParamPriority); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
+	} else if ok {
+		run.Priority = int(p)
+	}
+
+	submitted := time.Now()
+	out, err := m.Infer(ctx, &run)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := &serverTiming{Timing: out.Timing, postStart: time.Now()}
+	// Preprocess is everything before the request reached the queue.
+	t.Set(profile.Preprocess, submitted.Sub(start))
+
+	meta := m.Metadata()
+	resp := &protocol.InferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), ID: req.ID, Outputs: out.Outputs}
+	if req.BinaryOutput || len(req.Outputs) > 0 {
+		resp.Binary = make([]bool, len(out.Outputs))
+		for i := range resp.Binary {
+			resp.Binary[i] = req.BinaryOutput || i < len(req.Outputs) && req.Outputs[i].Binary
+		}
+	}
+	return resp, t, nil
+}

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// metrics are the server's Prometheus metrics. Per-request observations go
+// through observers cached per model version, so the hot path does no
+// label hashing; everything the runner already counts (queues, batch
+// sizes, load times) is read at scrape time by repositoryCollector.
+type metrics struct {
+	registry *prometheus.Registry
+	requests *prometheus.CounterVec   // model, version, protocol, outcome
+	phases   *prometheus.HistogramVec // model, version, phase
+	inflight *prometheus.GaugeVec     // model, version
+
+	mu       sync.Mutex
+	observed map[*runner.Model]*modelObservers
+}
+
+type modelObservers struct {
+	phases   [profile.NumPhases]prometheus.Observer
+	inflight prometheus.Gauge
+}
+
+// latencyBuckets run from 50 µs to 10 s, in seconds.
+var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 10, 24)
+
+func newMetrics(repo *runner.Repository) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infer_requests_total",
+			Help: "Inference requests by model, version, protocol and outcome (success, invalid, not_found, queue_full, unavailable, timeout, error).",
+		}, []string{"model", "version", "protocol", "outcome"}),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "infer_request_duration_seconds",
+			Help:    "Server-side duration of successful inference requests by phase (queue, preprocess, infer, postprocess, total).",
+			Buckets: latencyBuckets,
+		}, []string{"model", "version", "phase"}),
+		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "infer_inflight_requests",
+			Help: "Inference requests being handled now.",
+		}, []string{"model", "version"}),
+		observed: map[*runner.Model]*modelObservers{},
+	}
+	m.registry.MustRegister(m.requests, m.phases, m.inflight,
+		repositoryCollector{repo},
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector())
+	return m
+}
+
+func (m *metrics) forModel(model *runner.Model) *modelObservers {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.observed[model]
+	if !ok {
+		meta := model.Metadata()
+		v := strconv.FormatInt(meta.Version, 10)
+		o = &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v)}
+		for _, p := range append(profile.ServerPhases, profile.Total) {
+			o.phases[p] = m.phases.WithLabelValues(meta.Name, v, p.String())
+		}
+		m.observed[model] = o
+	}
+	return o
+}
+
+// repositoryCollector exports, at scrape time, what each loaded model
+// version's runner counts.
+type repositoryCollector struct{ repo *runner.Repository }
+
+var (
+	labels       = []string{"model", "version"}
+	descQueue    = prometheus.NewDesc("infer_queue_requests", "Requests waiting in the model's queue.", labels, nil)
+	descOldest   = prometheus.NewDesc("infer_queue_oldest_age_seconds", "How long the oldest queued request has waited.", labels, nil)
+	descBatch    = prometheus.NewDesc("infer_batch_size", "Rows per execution.", labels, nil)
+	descExecs    = prometheus.NewDesc("infer_executions_total", "Batches executed.", labels, nil)
+	descRows     = prometheus.NewDesc("infer_inferences_total", "Rows executed, over all batches.", labels, nil)
+	descBusy     = prometheus.NewDesc("infer_execution_seconds_total", "Time the model's instances spent executing.", labels, nil)
+	descLoad     = prometheus.NewDesc("infer_model_load_seconds", "Time to read the graph and create the sessions.", labels, nil)
+	descWarmup   = prometheus.NewDesc("infer_model_warmup_seconds", "Time the warm-up runs took.", labels, nil)
+	descReady    = prometheus.NewDesc("infer_model_ready", "1 when the model version is ready, else 0.", labels, nil)
+	batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}
+)
+
+func (c repositoryCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueue, descOldest, descBatch, descExecs, descRows, descBusy, descLoad, descWarmup, descReady} {
+		ch <- d
+	}
+}
+
+func (c repositoryCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.repo.Index() {
+		v := strconv.FormatInt(st.Version, 10)
+		m, err := c.repo.Model(st.Name, st.Version)
+		if err != nil {
+			ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, 0, st.Name, v)
+			continue
+		}
+		s := m.Stats()
+		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, 1, st.Name, v)
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.QueueLength), st.Name, v)
+		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, s.OldestQueued.Seconds(), st.Name, v)
+		ch <- prometheus.MustNewConstMetric(descExecs, prometheus.CounterValue, float64(s.Executions), st.Name, v)
+		ch <- prometheus.MustNewConstMetric(descRows, prometheus.CounterValue, float64(s.Rows), st.Name, v)
+		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, s.ExecutionTime.Seconds(), st.Name, v)
+		ch <- prometheus.MustNewConstMetric(descLoad, prometheus.GaugeValue, m.LoadDuration().Seconds(), st.Name, v)
+		ch <- prometheus.MustNewConstMetric(descWarmup, prometheus.GaugeValue, m.WarmupDuration().Seconds(), st.Name, v)
+
+		buckets := make(map[float64]uint64, len(batchBuckets))
+		var count uint64
+		var sum float64
+		for size, n := range s.BatchSizes {
+			count += uint64(n)
+			sum += float64(size) * float64(n)
+			for _, b := range batchBuckets {
+				if float64(size) <= b {
+					buckets[b] += uint64(n)
+				}
+			}
+		}
+		ch <- prometheus.MustNewConstHistogram(descBatch, count, sum, buckets, st.Name, v)
+	}
+}

@@ -1,0 +1,111 @@
+// Package server is infer's HTTP front end: it speaks the Open Inference
+// Protocol (KServe v2) with Triton's extensions, translates each request
+// into a runner.Request and back, and measures the latency budget of every
+// response. It knows nothing of batching or the runtime.
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Name and Version are reported by GET /v2.
+	Name, Version string
+	// MaxBodyBytes bounds a request body; larger ones get 413.
+	MaxBodyBytes int64
+	// DefaultTimeout is the deadline of infer requests that give no
+	// "timeout" parameter; 0 is none.
+	DefaultTimeout time.Duration
+	// Logger receives request errors and repository changes.
+	Logger *slog.Logger
+}
+
+// DefaultMaxBodyBytes is the default bound on a request body.
+const DefaultMaxBodyBytes = 64 << 20
+
+// Server serves a model repository over HTTP.
+type Server struct {
+	repo     *runner.Repository
+	opts     Options
+	log      *slog.Logger
+	metrics  *metrics
+	draining atomic.Bool
+}
+
+// New returns a server for repo.
+func New(repo *runner.Repository, opts Options) *Server {
+	if opts.Name == "" {
+		opts.Name = "infer"
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo)}
+}
+
+// Drain marks the server not ready and makes it refuse new inference
+// requests with 503, while requests already accepted run to completion.
+// From then on every response carries "Connection: close", so each
+// client's keep-alive connection is closed after its next response rather
+// than while it sends a request. Call it, wait a drain delay, then call
+// http.Server.Shutdown.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Ready reports whether the server accepts inference requests: it is not
+// draining and at least one model version is ready.
+func (s *Server) Ready() bool {
+	if s.draining.Load() {
+		return false
+	}
+	for _, st := range s.repo.Index() {
+		if st.State == runner.StateReady {
+			return true
+		}
+	}
+	return false
+}
+
+// MetricsHandler serves the Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
+}
+
+// Handler returns the HTTP handler of the protocol's endpoints.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /v2/health/ready", s.serveReady)
+	mux.HandleFunc("GET /v2", s.serveServerMetadata)
+	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
+		mux.HandleFunc("GET "+prefix, s.serveModelMetadata)
+		mux.HandleFunc("GET "+prefix+"/ready", s.serveModelReady)
+		mux.HandleFunc("GET "+prefix+"/config", s.serveModelConfig)
+		mux.HandleFunc("GET "+prefix+"/stats", s.serveModelStats)
+		mux.HandleFunc("POST "+prefix+"/infer", s.serveInfer)
+	}
+	mux.HandleFunc("GET /v2/models/stats", s.serveModelStats)
+	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
+	mux.HandleFunc("POST /v2/repository/models/{model}/load", s.serveLoad)
+	mux.HandleFunc("POST /v2/repository/models/{model}/unload", s.serveUnload)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		mux.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,360 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+var bundled = filepath.Join("..", "..", "testdata", "models")
+
+func TestMain(m *testing.M) {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if _, err := runner.InitRuntime(""); err != nil {
+		fmt.Fprintln(os.Stderr, "server tests need ONNX Runtime:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// start serves repo (the bundled models when nil) on a loopback port.
+func start(t *testing.T, repo *runner.Repository, opts Options) (*Server, *httptest.Server) {
+	t.Helper()
+	if repo == nil {
+		var err error
+		if repo, err = runner.Open(bundled, runner.LoadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(repo, opts)
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { hs.Close(); repo.Close() })
+	return s, hs
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func call(t *testing.T, method, url string, body []byte, header map[string]string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+// infer posts req to model (binary: inputs as binary data) and decodes the
+// response.
+func infer(t *testing.T, base, model string, req *protocol.InferRequest, binary bool) (reply, *protocol.InferResponse) {
+	t.Helper()
+	body, hl, err := req.Encode(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]string{}
+	if hl >= 0 {
+		h[protocol.HeaderContentLength] = strconv.FormatInt(hl, 10)
+	}
+	r := call(t, "POST", base+"/v2/models/"+model+"/infer", body, h)
+	if r.status != http.StatusOK {
+		return r, nil
+	}
+	rhl, err := protocol.ParseHeaderLength(r.header.Get(protocol.HeaderContentLength))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := protocol.DecodeResponse(r.body, rhl)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, r.body)
+	}
+	return r, resp
+}
+
+func TestHealthAndMetadata(t *testing.T) {
+	s, hs := start(t, nil, Options{Version: "test"})
+	for _, path := range []string{"/v2/health/live", "/v2/health/ready", "/v2/models/mlp/ready", "/v2/models/mlp/versions/1/ready"} {
+		if r := call(t, "GET", hs.URL+path, nil, nil); r.status != 200 {
+			t.Errorf("GET %s: %d", path, r.status)
+		}
+	}
+	var sm protocol.ServerMetadata
+	r := call(t, "GET", hs.URL+"/v2", nil, nil)
+	if err := json.Unmarshal(r.body, &sm); err != nil || sm.Name != "infer" || sm.Version != "test" || !strings.Contains(strings.Join(sm.Extensions, ","), "binary_tensor_data") {
+		t.Fatalf("server metadata %s", r.body)
+	}
+	var mm protocol.ModelMetadata
+	r = call(t, "GET", hs.URL+"/v2/models/text-encoder/versions/1", nil, nil)
+	if err := json.Unmarshal(r.body, &mm); err != nil || mm.Platform != "onnxruntime_onnx" || mm.Versions[0] != "1" ||
+		mm.Inputs[0].Name != "input_ids" || mm.Inputs[0].Datatype != "INT64" || fmt.Sprint(mm.Inputs[0].Shape) != "[-1 -1]" || mm.Outputs[0].Shape[1] != 128 {
+		t.Fatalf("model metadata %s", r.body)
+	}
+	for _, path := range []string{"/v2/models/nope", "/v2/models/mlp/versions/7", "/v2/models/mlp/versions/x", "/v2/nothing"} {
+		r := call(t, "GET", path2(hs.URL, path), nil, nil)
+		var e protocol.Error
+		if r.status != 404 || json.Unmarshal(r.body, &e) != nil || e.Error == "" {
+			t.Errorf("GET %s: %d %s, want 404 with an error body", path, r.status, r.body)
+		}
+	}
+	r = call(t, "GET", hs.URL+"/v2/models/mlp/config", nil, nil)
+	var cfg map[string]any
+	if err := json.Unmarshal(r.body, &cfg); err != nil || cfg["max_batch_size"] != float64(64) || cfg["name"] != "mlp" {
+		t.Fatalf("config %s", r.body)
+	}
+
+	s.Drain()
+	if r := call(t, "GET", hs.URL+"/v2/health/ready", nil, nil); r.status != 503 {
+		t.Fatalf("ready while draining: %d", r.status)
+	}
+	if r := call(t, "GET", hs.URL+"/v2/health/live", nil, nil); r.status != 200 {
+		t.Fatalf("live while draining: %d", r.status)
+	}
+	r, _ = infer(t, hs.URL, "fixed-shape", &protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("matrix", []int64{2, 3}, make([]float32, 6))}}, false)
+	if r.status != 503 {
+		t.Fatalf("infer while draining: %d", r.status)
+	}
+}
+
+func path2(base, p string) string { return base + p }
+
+// Every bundled model answers over JSON and binary bodies exactly as the
+// runner does in process.
+func TestInferMatchesRunner(t *testing.T) {
+	_, hs := start(t, nil, Options{})
+	repo, err := runner.Open(bundled, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, name := range []string{"mlp", "text-encoder", "multi-io", "fixed-shape"} {
+		m, _ := repo.Model(name, 0)
+		var inputs []tensor.Tensor
+		for _, spec := range runner.SyntheticInputs(m.Metadata().Inputs, 2, *m.Config().MaxBatchSize > 0) {
+			t := tensor.Random(spec.Name, spec.DataType, spec.Shape, r)
+			if spec.DataType == tensor.Int64 { // token ids ([CLS], "the") and masks alike
+				ids := make([]int64, tensor.Elements(spec.Shape))
+				for i := range ids {
+					ids[i] = []int64{2, 1003}[i%2]
+				}
+				t = tensor.New(spec.Name, spec.Shape, ids)
+			}
+			inputs = append(inputs, t)
+		}
+		want, err := m.Infer(context.Background(), &runner.Request{Inputs: inputs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []struct {
+			binIn, binOut bool
+		}{{false, false}, {true, true}, {true, false}, {false, true}} {
+			t.Run(fmt.Sprintf("%s/in-binary=%v/out-binary=%v", name, mode.binIn, mode.binOut), func(t *testing.T) {
+				req := &protocol.InferRequest{ID: "req-" + name, Inputs: inputs, BinaryOutput: mode.binOut}
+				rep, resp := infer(t, hs.URL, name, req, mode.binIn)
+				if resp == nil {
+					t.Fatalf("%d %s", rep.status, rep.body)
+				}
+				if resp.ID != req.ID || resp.ModelName != name || resp.ModelVersion != "1" {
+					t.Fatalf("response %+v", resp)
+				}
+				if mode.binOut != (rep.header.Get(protocol.HeaderContentLength) != "") {
+					t.Fatalf("binary output %v but header %q", mode.binOut, rep.header.Get(protocol.HeaderContentLength))
+				}
+				for i, w := range want.Outputs {
+					g := resp.Outputs[i]
+					if g.Name != w.Name || fmt.Sprint(g.Shape) != fmt.Sprint(w.Shape) || !bytes.Equal(g.Data, w.Data) {
+						t.Fatalf("output %s: %v % x, want %v % x", w.Name, g.Shape, g.Data[:min(16, len(g.Data))], w.Shape, w.Data[:min(16, len(w.Data))])
+					}
+				}
+				timing, ok := profile.ParseServerTiming(rep.header.Get("Server-Timing"))
+				if !ok || timing.Get(profile.Infer) <= 0 || timing.Get(profile.Total) < timing.Get(profile.Infer)+timing.Get(profile.Queue) {
+					t.Fatalf("Server-Timing %q", rep.header.Get("Server-Timing"))
+				}
+				if n, err := strconv.Atoi(rep.header.Get(BatchSizeHeader)); err != nil || n < 1 {
+					t.Fatalf("%s %q", BatchSizeHeader, rep.header.Get(BatchSizeHeader))
+				}
+			})
+		}
+	}
+}
+
+func TestRequestedOutputs(t *testing.T) {
+	_, hs := start(t, nil, Options{})
+	inputs := runner.SyntheticInputs([]runner.TensorSpec{
+		{Name: "ids", DataType: tensor.Int64, Shape: []int64{-1, 4}}, {Name: "flags", DataType: tensor.Bool, Shape: []int64{-1, 4}},
+		{Name: "halfs", DataType: tensor.FP16, Shape: []int64{-1, 4}}, {Name: "wide", DataType: tensor.FP64, Shape: []int64{-1, 4}},
+		{Name: "bytes", DataType: tensor.Uint8, Shape: []int64{-1, 4}}}, 1, true)
+	req := &protocol.InferRequest{Inputs: inputs, Outputs: []protocol.RequestedOutput{{Name: "bytes_inverted", Binary: true}, {Name: "flags_negated"}}}
+	rep, resp := infer(t, hs.URL, "multi-io", req, false)
+	if resp == nil {
+		t.Fatalf("%d %s", rep.status, rep.body)
+	}
+	if len(resp.Outputs) != 2 || resp.Outputs[0].Name != "bytes_inverted" || !bytes.Equal(resp.Outputs[0].Data, []byte{255, 255, 255, 255}) ||
+		!bytes.Equal(resp.Outputs[1].Data, []byte{1, 1, 1, 1}) {
+		t.Fatalf("outputs %+v", resp.Outputs)
+	}
+	// The first output travelled as binary data, the second as JSON.
+	if !bytes.Contains(rep.body, []byte(`"data":[true,true,true,true]`)) || !bytes.Contains(rep.body, []byte(`"binary_data_size":4`)) {
+		t.Fatalf("body %s", rep.body)
+	}
+}
+
+func TestErrorStatuses(t *testing.T) {
+	dir := t.TempDir()
+	data, _ := os.ReadFile(filepath.Join(bundled, "mlp", "1", "model.onnx"))
+	// "slow" holds requests for a minute unless 64 arrive: queue of one.
+	for _, p := range []struct{ file, content string }{
+		{"slow/1/model.onnx", string(data)},
+		{"slow/config.yaml", "max_batch_size: 64\ndynamic_batching: {max_queue_delay: 1m, max_queue_size: 1}\n"},
+		{"mlp/1/model.onnx", string(data)},
+	} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, p.file)), 0o755)
+		os.WriteFile(filepath.Join(dir, p.file), []byte(p.content), 0o644)
+	}
+	repo, err := runner.Open(dir, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hs := start(t, repo, Options{MaxBodyBytes: 16 << 10})
+	image := func() []tensor.Tensor {
+		return []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}
+	}
+
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		want       string
+	}{
+		{"malformed JSON", `{"inputs":`, 400, "request JSON"},
+		{"wrong shape", `{"inputs":[{"name":"image","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`, 400, `input \"image\": shape [1 3]`},
+		{"wrong datatype", `{"inputs":[{"name":"image","shape":[1,1],"datatype":"FP64","data":[1]}]}`, 400, "datatype FP64"},
+		{"element count", `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[1]}]}`, 400, "holds 784 elements, data has 1"},
+		{"unknown output", `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","parameters":{"binary_data_size":0}}],"outputs":[{"name":"logits"}]}`, 400, ""},
+		{"too large", `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[` + strings.Repeat("0.5,", 8000) + `0]}]}`, 413, "16384"},
+	} {
+		r := call(t, "POST", hs.URL+"/v2/models/mlp/infer", []byte(tc.body), nil)
+		if r.status != tc.status || !strings.Contains(string(r.body), tc.want) || !bytes.HasPrefix(r.body, []byte(`{"error":`)) {
+			t.Errorf("%s: %d %s, want %d mentioning %q", tc.name, r.status, r.body, tc.status, tc.want)
+		}
+	}
+
+	// 504: the request's own timeout parameter (microseconds) passes in the queue.
+	req := &protocol.InferRequest{Inputs: image(), Parameters: protocol.Parameters{protocol.ParamTimeout: 20000}}
+	if r, _ := infer(t, hs.URL, "slow", req, true); r.status != 504 {
+		t.Fatalf("timeout: %d %s", r.status, r.body)
+	}
+	// 429: one request waits in the queue, the next finds it full.
+	held := make(chan int, 1)
+	go func() {
+		r, _ := infer(t, hs.URL, "slow", &protocol.InferRequest{Inputs: image(), Parameters: protocol.Parameters{protocol.ParamTimeout: 3e6}}, true)
+		held <- r.status
+	}()
+	m, _ := repo.Model("slow", 0)
+	for m.Stats().QueueLength == 0 {
+		runtimeGosched()
+	}
+	if r, _ := infer(t, hs.URL, "slow", &protocol.InferRequest{Inputs: image()}, true); r.status != 429 {
+		t.Fatalf("queue full: %d %s", r.status, r.body)
+	}
+	if status := <-held; status != 504 {
+		t.Fatalf("held request: %d, want 504 at its 3s timeout", status)
+	}
+	// 503 once unloaded, 200 again after a load.
+	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/unload", nil, nil); r.status != 200 {
+		t.Fatalf("unload: %d %s", r.status, r.body)
+	}
+	if r, _ := infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: image()}, true); r.status != 503 {
+		t.Fatalf("unloaded model: %d %s", r.status, r.body)
+	}
+	var idx []map[string]string
+	r := call(t, "POST", hs.URL+"/v2/repository/index", nil, nil)
+	if json.Unmarshal(r.body, &idx) != nil || !strings.Contains(string(r.body), `"state":"UNAVAILABLE"`) {
+		t.Fatalf("index %s", r.body)
+	}
+	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/load", nil, nil); r.status != 200 {
+		t.Fatalf("load: %d %s", r.status, r.body)
+	}
+	if r, _ := infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: image()}, true); r.status != 200 {
+		t.Fatalf("reloaded model: %d %s", r.status, r.body)
+	}
+	if r := call(t, "POST", hs.URL+"/v2/repository/models/ghost/load", nil, nil); r.status != 404 {
+		t.Fatalf("load of a missing model: %d %s", r.status, r.body)
+	}
+}
+
+func TestStatsAndMetrics(t *testing.T) {
+	s, hs := start(t, nil, Options{})
+	const n = 16
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}, true)
+		})
+	}
+	wg.Wait()
+	r := call(t, "GET", hs.URL+"/v2/models/mlp/stats", nil, nil)
+	var st struct {
+		ModelStats []modelStats `json:"model_stats"`
+	}
+	if err := json.Unmarshal(r.body, &st); err != nil || len(st.ModelStats) != 1 {
+		t.Fatalf("stats %s", r.body)
+	}
+	ms := st.ModelStats[0]
+	is := ms.InferenceStats
+	if ms.InferenceCount != n || is["success"].Count != n || is["compute_infer"].Ns <= 0 || is["queue"].Count != n || ms.ExecutionCount < 1 || ms.LastInference == 0 {
+		t.Fatalf("stats %s", r.body)
+	}
+	if r := call(t, "GET", hs.URL+"/v2/models/stats", nil, nil); !strings.Contains(string(r.body), `"name":"text-encoder"`) {
+		t.Fatalf("all stats %s", r.body)
+	}
+
+	ms2 := httptest.NewServer(s.MetricsHandler())
+	defer ms2.Close()
+	body := string(call(t, "GET", ms2.URL, nil, nil).body)
+	for _, want := range []string{
+		`infer_requests_total{model="mlp",outcome="success",protocol="http",version="1"} 16`,
+		`infer_request_duration_seconds_count{model="mlp",phase="infer",version="1"} 16`,
+		`infer_inferences_total{model="mlp",version="1"} 16`,
+		`infer_batch_size_sum{model="mlp",version="1"} 16`,
+		`infer_queue_requests{model="mlp",version="1"} 0`,
+		`infer_model_ready{model="fixed-shape",version="1"} 1`,
+		`infer_model_load_seconds{model="text-encoder",version="1"}`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
