@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/infer-serving/infer/pkg/server"
 )
@@ -20,6 +23,7 @@ type serveOptions struct {
 	path           string
 	host           string
 	httpPort       int
+	grpcPort       int
 	metricsPort    int
 	maxBodyBytes   int64
 	defaultTimeout time.Duration
@@ -27,18 +31,19 @@ type serveOptions struct {
 	drainDelay     time.Duration
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
-	listening func(httpAddr, metricsAddr string)
+	listening func(addrs map[string]string)
 }
 
 func newServeCmd(g *globalOptions) *cobra.Command {
 	o := serveOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve [MODEL.onnx | MODEL_REPOSITORY]",
-		Short: "Serve models over the Open Inference Protocol (KServe v2) on HTTP, with Prometheus metrics",
+		Short: "Serve models over the Open Inference Protocol (KServe v2) on HTTP and gRPC, with Prometheus metrics",
 		Long: `Serve one .onnx file or a model repository (default: the bundled models) over
-the Open Inference Protocol on HTTP, Triton's ports and endpoints included, with
-the latency budget (queue, preprocess, infer, postprocess, total) in a
-Server-Timing header on every response and Prometheus metrics on their own port.
+the Open Inference Protocol on HTTP and gRPC, Triton's ports and endpoints
+included, with the latency budget (queue, preprocess, infer, postprocess, total)
+in a Server-Timing header (gRPC: trailing metadata) on every response and
+Prometheus metrics on their own port.
 
 On SIGTERM or SIGINT the server turns not-ready, refuses new inference requests
 with 503, answers every request it accepted, and exits 0 within --grace-period.`,
@@ -57,6 +62,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.host, "host", "", "address to listen on (default: every interface)")
 	f.IntVar(&o.httpPort, "http-port", 8000, "HTTP port of the protocol (0 turns it off)")
+	f.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port of the protocol (0 turns it off)")
 	f.IntVar(&o.metricsPort, "metrics-port", 8002, "HTTP port of /metrics (0 turns it off)")
 	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted (413 beyond)")
 	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter (0: none)")
@@ -66,19 +72,25 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 }
 
 func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.Writer) error {
-	for _, p := range []struct {
+	ports := []struct {
 		name string
 		port int
-	}{{"--http-port", o.httpPort}, {"--metrics-port", o.metricsPort}} {
+	}{{"--http-port", o.httpPort}, {"--grpc-port", o.grpcPort}, {"--metrics-port", o.metricsPort}}
+	used := map[int]string{}
+	for _, p := range ports {
 		if p.port < 0 || p.port > 65535 {
 			return fmt.Errorf("%s %d: want 0 (off) to 65535", p.name, p.port)
 		}
+		if other, dup := used[p.port]; dup && p.port != 0 {
+			return fmt.Errorf("%s and %s are both %d", other, p.name, p.port)
+		}
+		used[p.port] = p.name
 	}
-	if o.httpPort == 0 && o.metricsPort == 0 {
-		return errors.New("--http-port and --metrics-port are both 0: nothing to serve")
+	if o.maxBodyBytes <= 0 {
+		o.maxBodyBytes = server.DefaultMaxBodyBytes
 	}
-	if o.httpPort != 0 && o.httpPort == o.metricsPort {
-		return fmt.Errorf("--http-port and --metrics-port are both %d", o.httpPort)
+	if o.httpPort == 0 && o.grpcPort == 0 {
+		return errors.New("--http-port and --grpc-port are both 0: nothing to serve")
 	}
 	repo, err := openRepository(g, o.path, stderr)
 	if err != nil {
@@ -87,40 +99,68 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	defer repo.Close()
 	srv := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout})
 
-	type listener struct {
-		name string
-		srv  *http.Server
-		ln   net.Listener
+	// Each front end: a listener, how to serve it, how to stop it.
+	type frontEnd struct {
+		name     string
+		ln       net.Listener
+		serve    func(net.Listener) error
+		shutdown func(context.Context) error
 	}
-	var listeners []listener
-	open := func(name string, port int, h http.Handler) error {
+	var fronts []frontEnd
+	listen := func(name string, port int) (net.Listener, error) {
 		if port == 0 {
-			return nil
+			return nil, nil
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(port)))
 		if err != nil {
-			return fmt.Errorf("%s listener: %w", name, err)
+			for _, f := range fronts {
+				f.ln.Close()
+			}
+			return nil, fmt.Errorf("%s listener: %w", name, err)
 		}
-		listeners = append(listeners, listener{name, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln})
-		return nil
+		return ln, nil
 	}
-	if err := open("HTTP", o.httpPort, srv.Handler()); err != nil {
+	for _, h := range []struct {
+		name    string
+		port    int
+		handler http.Handler
+	}{{"HTTP", o.httpPort, srv.Handler()}, {"metrics", o.metricsPort, srv.MetricsHandler()}} {
+		ln, err := listen(h.name, h.port)
+		if err != nil {
+			return err
+		}
+		if ln != nil {
+			hs := &http.Server{Handler: h.handler, ReadHeaderTimeout: 10 * time.Second}
+			fronts = append(fronts, frontEnd{h.name, ln, hs.Serve, hs.Shutdown})
+		}
+	}
+	ln, err := listen("gRPC", o.grpcPort)
+	if err != nil {
 		return err
 	}
-	if err := open("metrics", o.metricsPort, srv.MetricsHandler()); err != nil {
-		for _, l := range listeners {
-			l.ln.Close()
-		}
-		return err
+	if ln != nil {
+		gs := grpc.NewServer(grpc.MaxRecvMsgSize(int(min(o.maxBodyBytes, math.MaxInt32))))
+		srv.RegisterGRPC(gs)
+		fronts = append(fronts, frontEnd{"gRPC", ln, gs.Serve, func(ctx context.Context) error {
+			done := make(chan struct{})
+			go func() { gs.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				gs.Stop()
+				return ctx.Err()
+			}
+		}})
 	}
 
-	errc := make(chan error, len(listeners))
+	errc := make(chan error, len(fronts))
 	addrs := map[string]string{}
-	for _, l := range listeners {
-		addrs[l.name] = l.ln.Addr().String()
+	for _, f := range fronts {
+		addrs[f.name] = f.ln.Addr().String()
 		go func() {
-			if err := l.srv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("%s server: %w", l.name, err)
+			if err := f.serve(f.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("%s server: %w", f.name, err)
 			}
 		}()
 	}
@@ -130,9 +170,9 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 			n++
 		}
 	}
-	fmt.Fprintf(stderr, "infer: serving %d model versions; HTTP %s, metrics %s\n", n, orOff(addrs["HTTP"]), orOff(addrs["metrics"]))
+	fmt.Fprintf(stderr, "infer: serving %d model versions; HTTP %s, gRPC %s, metrics %s\n", n, orOff(addrs["HTTP"]), orOff(addrs["gRPC"]), orOff(addrs["metrics"]))
 	if o.listening != nil {
-		o.listening(addrs["HTTP"], addrs["metrics"])
+		o.listening(addrs)
 	}
 
 	var serveErr error
@@ -152,11 +192,18 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	case <-time.After(min(o.drainDelay, o.gracePeriod)):
 	case <-shutdown.Done():
 	}
-	for _, l := range listeners {
-		if err := l.srv.Shutdown(shutdown); err != nil {
-			serveErr = errors.Join(serveErr, fmt.Errorf("%s server: shutdown within %v: %w", l.name, o.gracePeriod, err))
-		}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, f := range fronts {
+		wg.Go(func() {
+			if err := f.shutdown(shutdown); err != nil {
+				mu.Lock()
+				serveErr = errors.Join(serveErr, fmt.Errorf("%s server: shutdown within %v: %w", f.name, o.gracePeriod, err))
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	return serveErr
 }
 

@@ -15,31 +15,35 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
 // startServe runs `infer serve` on the bundled models on loopback ports
-// and returns the HTTP and metrics addresses, a stop function, and the
+// and returns the HTTP and gRPC addresses, a stop function, and the
 // channel runServe's result arrives on.
 func startServe(t *testing.T, o serveOptions) (string, string, context.CancelFunc, chan error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan [2]string, 1)
-	o.host, o.httpPort, o.metricsPort = "127.0.0.1", 0, 0
+	ready := make(chan map[string]string, 1)
+	o.host = "127.0.0.1"
 	if o.gracePeriod == 0 {
 		o.gracePeriod = 10 * time.Second
 	}
 	if o.drainDelay == 0 {
 		o.drainDelay = 300 * time.Millisecond
 	}
-	o.httpPort, o.metricsPort = freePort(t), freePort(t)
-	o.listening = func(h, m string) { ready <- [2]string{h, m} }
+	o.httpPort, o.grpcPort, o.metricsPort = freePort(t), freePort(t), freePort(t)
+	o.listening = func(addrs map[string]string) { ready <- addrs }
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, &globalOptions{}, o, io.Discard) }()
 	select {
 	case a := <-ready:
-		return a[0], a[1], cancel, done
+		return a["HTTP"], a["gRPC"], cancel, done
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	case <-time.After(30 * time.Second):
@@ -140,11 +144,43 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		want string
 	}{
 		{serveOptions{httpPort: 70000, metricsPort: 8002}, "--http-port 70000"},
-		{serveOptions{httpPort: 0, metricsPort: 0}, "nothing to serve"},
-		{serveOptions{httpPort: 9000, metricsPort: 9000}, "both 9000"},
+		{serveOptions{httpPort: 0, grpcPort: 0, metricsPort: 8002}, "nothing to serve"},
+		{serveOptions{httpPort: 9000, grpcPort: 9001, metricsPort: 9000}, "both 9000"},
 	} {
 		if err := runServe(context.Background(), &globalOptions{}, tc.o, io.Discard); err == nil || !contains(err.Error(), tc.want) {
 			t.Errorf("%+v: err %v, want %q", tc.o, err, tc.want)
 		}
+	}
+}
+
+// One serve process answers the same model over HTTP and gRPC, and the
+// gRPC server stops gracefully with the rest.
+func TestServeSpeaksHTTPAndGRPC(t *testing.T) {
+	httpAddr, grpcAddr, stop, done := startServe(t, serveOptions{})
+	resp, err := http.Get("http://" + httpAddr + "/v2/health/ready")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HTTP ready: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := inferencepb.NewGRPCInferenceServiceClient(conn)
+	x := tensor.New("matrix", []int64{2, 3}, []float32{1, 2, 3, 4, 5, 6})
+	r, err := c.ModelInfer(context.Background(), &inferencepb.ModelInferRequest{ModelName: "fixed-shape",
+		Inputs:           []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "matrix", Datatype: "FP32", Shape: x.Shape}},
+		RawInputContents: [][]byte{x.Data}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := tensor.Values[float32](tensor.Tensor{Name: "y", DataType: tensor.FP32, Data: r.RawOutputContents[0]})
+	if fmt.Sprint(y) != "[10 40 20 50 30 60]" {
+		t.Fatalf("gRPC output %v", y)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("serve returned %v", err)
 	}
 }

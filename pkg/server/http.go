@@ -44,15 +44,21 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 
 // model resolves the {model} and optional {version} path values.
 func (s *Server) model(r *http.Request) (*runner.Model, error) {
-	var version int64
-	if v := r.PathValue("version"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
+	return s.resolve(r.PathValue("model"), r.PathValue("version"))
+}
+
+// resolve returns the ready model version a request names; an empty
+// version means the latest ready one.
+func (s *Server) resolve(name, version string) (*runner.Model, error) {
+	var v int64
+	if version != "" {
+		n, err := strconv.ParseInt(version, 10, 64)
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, v)
+			return nil, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, version)
 		}
-		version = n
+		v = n
 	}
-	return s.repo.Model(r.PathValue("model"), version)
+	return s.repo.Model(name, v)
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
@@ -64,8 +70,7 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) serveServerMetadata(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version,
-		Extensions: append([]string{"model_repository", "statistics", "model_configuration"}, protocol.Extensions...)})
+	writeJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version, Extensions: s.extensions()})
 }
 
 func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
@@ -83,13 +88,7 @@ func (s *Server) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	meta := m.Metadata()
-	var versions []string
-	for _, st := range s.repo.Index() {
-		if st.Name == meta.Name && st.State == runner.StateReady {
-			versions = append(versions, strconv.FormatInt(st.Version, 10))
-		}
-	}
-	writeJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: versions, Platform: meta.Platform,
+	writeJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: s.readyVersions(meta.Name), Platform: meta.Platform,
 		Inputs: tensorMetadata(meta.Inputs), Outputs: tensorMetadata(meta.Outputs)})
 }
 
@@ -120,7 +119,7 @@ func (s *Server) serveModelConfig(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, cfg)
 }
 
-type statDuration struct {
+type jsonDuration struct {
 	Count int64 `json:"count"`
 	Ns    int64 `json:"ns"`
 }
@@ -131,28 +130,50 @@ type modelStats struct {
 	LastInference  int64                   `json:"last_inference"` // ms since the epoch
 	InferenceCount int64                   `json:"inference_count"`
 	ExecutionCount int64                   `json:"execution_count"`
-	InferenceStats map[string]statDuration `json:"inference_stats"`
+	InferenceStats map[string]jsonDuration `json:"inference_stats"`
+}
+
+// versionStats is one ready model version's statistics.
+type versionStats struct {
+	name, version string
+	runner.Stats
+}
+
+// stats returns the statistics of the ready versions that name and version
+// select (empty: all). It fails when a name is given but resolves to no
+// ready version.
+func (s *Server) stats(name, version string) ([]versionStats, error) {
+	var out []versionStats
+	for _, st := range s.repo.Index() {
+		v := strconv.FormatInt(st.Version, 10)
+		if name != "" && st.Name != name || version != "" && version != v || st.State != runner.StateReady {
+			continue
+		}
+		if m, err := s.repo.Model(st.Name, st.Version); err == nil {
+			out = append(out, versionStats{st.Name, v, m.Stats()})
+		}
+	}
+	if name != "" && len(out) == 0 {
+		if _, err := s.resolve(name, version); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // serveModelStats answers Triton's statistics extension, the cumulative
 // counts and nanoseconds perf_analyzer differences between two reads.
 func (s *Server) serveModelStats(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("model")
-	var out []modelStats
-	for _, st := range s.repo.Index() {
-		if name != "" && st.Name != name || st.State != runner.StateReady {
-			continue
-		}
-		if v := r.PathValue("version"); v != "" && v != strconv.FormatInt(st.Version, 10) {
-			continue
-		}
-		m, err := s.repo.Model(st.Name, st.Version)
-		if err != nil {
-			continue
-		}
-		x := m.Stats()
-		ms := modelStats{Name: st.Name, Version: strconv.FormatInt(st.Version, 10), InferenceCount: x.Rows, ExecutionCount: x.Executions,
-			InferenceStats: map[string]statDuration{
+	all, err := s.stats(r.PathValue("model"), r.PathValue("version"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := []modelStats{}
+	for _, vs := range all {
+		x := vs.Stats
+		ms := modelStats{Name: vs.name, Version: vs.version, InferenceCount: x.Rows, ExecutionCount: x.Executions,
+			InferenceStats: map[string]jsonDuration{
 				"success":        {x.Success, int64(x.SuccessTime)},
 				"fail":           {x.Failure, 0},
 				"queue":          {x.Success, int64(x.Queue)},
@@ -166,12 +187,6 @@ func (s *Server) serveModelStats(w http.ResponseWriter, r *http.Request) {
 			ms.LastInference = x.LastInference.UnixMilli()
 		}
 		out = append(out, ms)
-	}
-	if name != "" && len(out) == 0 {
-		if _, err := s.model(r); err != nil {
-			s.fail(w, err)
-			return
-		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"model_stats": out})
 }
@@ -246,25 +261,22 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 		err = errDraining
 	}
 	if err != nil {
-		s.metrics.requests.WithLabelValues(r.PathValue("model"), r.PathValue("version"), "http", outcome(err)).Inc()
+		s.metrics.record(m, r.PathValue("model"), protoHTTP, nil, err)
 		s.fail(w, err)
 		return
 	}
-	meta := m.Metadata()
-	version := strconv.FormatInt(meta.Version, 10)
 	obs := s.metrics.forModel(m)
 	obs.inflight.Inc()
 	defer obs.inflight.Dec()
 
 	resp, timing, err := s.infer(w, r, m, start)
-	if err != nil {
-		s.metrics.requests.WithLabelValues(meta.Name, version, "http", outcome(err)).Inc()
-		s.fail(w, err)
-		return
+	var body []byte
+	headerLength := int64(-1)
+	if err == nil {
+		body, headerLength, err = resp.Encode()
 	}
-	body, headerLength, err := resp.Encode()
 	if err != nil {
-		s.metrics.requests.WithLabelValues(meta.Name, version, "http", outcome(err)).Inc()
+		s.metrics.record(m, "", protoHTTP, nil, err)
 		s.fail(w, err)
 		return
 	}
@@ -285,10 +297,21 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 
-	s.metrics.requests.WithLabelValues(meta.Name, version, "http", "success").Inc()
-	for _, p := range append(profile.ServerPhases, profile.Total) {
-		obs.phases[p].Observe(timing.Get(p).Seconds())
+	s.metrics.record(m, "", protoHTTP, &timing.Timing, nil)
+}
+
+// run executes req on m under the request's timeout, or the server's
+// default when it gives none (0).
+func (s *Server) run(ctx context.Context, m *runner.Model, req *runner.Request, timeout time.Duration) (*runner.Response, error) {
+	if timeout <= 0 {
+		timeout = s.opts.DefaultTimeout
 	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return m.Infer(ctx, req)
 }
 
 // serverTiming is a request's timing plus when postprocessing began.
@@ -316,26 +339,18 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request, m *runner.Model, 
 	for _, o := range req.Outputs {
 		run.Outputs = append(run.Outputs, o.Name)
 	}
-	ctx := r.Context()
-	timeout := s.opts.DefaultTimeout
-	if us, ok, err := req.Parameters.Int(protocol.ParamTimeout); err != nil {
+	timeoutUs, _, err := req.Parameters.Int(protocol.ParamTimeout)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
-	} else if ok && us > 0 {
-		timeout = time.Duration(us) * time.Microsecond
 	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	if p, ok, err := req.Parameters.Int(protocol.ParamPriority); err != nil {
+	priority, _, err := req.Parameters.Int(protocol.ParamPriority)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
-	} else if ok {
-		run.Priority = int(p)
 	}
+	run.Priority = int(priority)
 
 	submitted := time.Now()
-	out, err := m.Infer(ctx, &run)
+	out, err := s.run(r.Context(), m, &run, time.Duration(timeoutUs)*time.Microsecond)
 	if err != nil {
 		return nil, nil, err
 	}

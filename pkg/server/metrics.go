@@ -28,7 +28,14 @@ type metrics struct {
 type modelObservers struct {
 	phases   [profile.NumPhases]prometheus.Observer
 	inflight prometheus.Gauge
+	success  map[string]prometheus.Counter // by protocol
 }
+
+// Protocol labels.
+const (
+	protoHTTP = "http"
+	protoGRPC = "grpc"
+)
 
 // latencyBuckets run from 50 µs to 10 s, in seconds.
 var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 10, 24)
@@ -65,13 +72,35 @@ func (m *metrics) forModel(model *runner.Model) *modelObservers {
 	if !ok {
 		meta := model.Metadata()
 		v := strconv.FormatInt(meta.Version, 10)
-		o = &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v)}
+		o = &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v), success: map[string]prometheus.Counter{}}
+		for _, p := range []string{protoHTTP, protoGRPC} {
+			o.success[p] = m.requests.WithLabelValues(meta.Name, v, p, "success")
+		}
 		for _, p := range append(profile.ServerPhases, profile.Total) {
 			o.phases[p] = m.phases.WithLabelValues(meta.Name, v, p.String())
 		}
 		m.observed[model] = o
 	}
 	return o
+}
+
+// record counts a finished request of model (nil when it did not resolve,
+// name then labels it) and, on success, observes its phases.
+func (m *metrics) record(model *runner.Model, name, protocol string, t *profile.Timing, err error) {
+	if err != nil || model == nil {
+		version := ""
+		if model != nil {
+			meta := model.Metadata()
+			name, version = meta.Name, strconv.FormatInt(meta.Version, 10)
+		}
+		m.requests.WithLabelValues(name, version, protocol, outcome(err)).Inc()
+		return
+	}
+	o := m.forModel(model)
+	o.success[protocol].Inc()
+	for _, p := range append(profile.ServerPhases, profile.Total) {
+		o.phases[p].Observe(t.Get(p).Seconds())
+	}
 }
 
 // repositoryCollector exports, at scrape time, what each loaded model

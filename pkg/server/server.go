@@ -8,11 +8,14 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/health"
 
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -38,6 +41,7 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	metrics  *metrics
+	health   *health.Server // the gRPC health service's state
 	draining atomic.Bool
 }
 
@@ -52,7 +56,7 @@ func New(repo *runner.Repository, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo)}
+	return &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
 }
 
 // Drain marks the server not ready and makes it refuse new inference
@@ -61,7 +65,26 @@ func New(repo *runner.Repository, opts Options) *Server {
 // client's keep-alive connection is closed after its next response rather
 // than while it sends a request. Call it, wait a drain delay, then call
 // http.Server.Shutdown.
-func (s *Server) Drain() { s.draining.Store(true) }
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.health.Shutdown() // every service NOT_SERVING
+}
+
+// extensions are the protocol extensions both front ends implement.
+func (s *Server) extensions() []string {
+	return append([]string{"model_repository", "statistics", "model_configuration"}, protocol.Extensions...)
+}
+
+// readyVersions lists model name's ready versions.
+func (s *Server) readyVersions(name string) []string {
+	var out []string
+	for _, st := range s.repo.Index() {
+		if st.Name == name && st.State == runner.StateReady {
+			out = append(out, strconv.FormatInt(st.Version, 10))
+		}
+	}
+	return out
+}
 
 // Ready reports whether the server accepts inference requests: it is not
 // draining and at least one model version is ready.

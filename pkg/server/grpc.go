@@ -1,0 +1,343 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// gRPC metadata keys of the trailers every ModelInfer response carries.
+const (
+	TrailerServerTiming = "server-timing"
+	TrailerBatchSize    = "inference-batch-size"
+)
+
+// RegisterGRPC adds the Open Inference Protocol's gRPC service
+// (inference.GRPCInferenceService) and the standard gRPC health service to
+// g. Drain turns the health status to NOT_SERVING.
+func (s *Server) RegisterGRPC(g *grpc.Server) {
+	inferencepb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
+	healthpb.RegisterHealthServer(g, s.health)
+}
+
+// grpcError maps an error to a gRPC status, as httpStatus does for HTTP.
+func grpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	code := codes.Internal
+	switch httpStatus(err) {
+	case 400:
+		code = codes.InvalidArgument
+	case 404:
+		code = codes.NotFound
+	case 413, 429:
+		code = codes.ResourceExhausted
+	case 503:
+		code = codes.Unavailable
+	case 504:
+		code = codes.DeadlineExceeded
+	}
+	return status.Error(code, err.Error())
+}
+
+type grpcService struct {
+	inferencepb.UnimplementedGRPCInferenceServiceServer
+	s *Server
+}
+
+func (g *grpcService) ServerLive(context.Context, *inferencepb.ServerLiveRequest) (*inferencepb.ServerLiveResponse, error) {
+	return &inferencepb.ServerLiveResponse{Live: true}, nil
+}
+
+func (g *grpcService) ServerReady(context.Context, *inferencepb.ServerReadyRequest) (*inferencepb.ServerReadyResponse, error) {
+	return &inferencepb.ServerReadyResponse{Ready: g.s.Ready()}, nil
+}
+
+func (g *grpcService) ModelReady(_ context.Context, req *inferencepb.ModelReadyRequest) (*inferencepb.ModelReadyResponse, error) {
+	_, err := g.s.resolve(req.GetName(), req.GetVersion())
+	return &inferencepb.ModelReadyResponse{Ready: err == nil && !g.s.draining.Load()}, nil
+}
+
+func (g *grpcService) ServerMetadata(context.Context, *inferencepb.ServerMetadataRequest) (*inferencepb.ServerMetadataResponse, error) {
+	return &inferencepb.ServerMetadataResponse{Name: g.s.opts.Name, Version: g.s.opts.Version, Extensions: g.s.extensions()}, nil
+}
+
+func (g *grpcService) ModelMetadata(_ context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
+	m, err := g.s.resolve(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	meta := m.Metadata()
+	resp := &inferencepb.ModelMetadataResponse{Name: meta.Name, Platform: meta.Platform, Versions: g.s.readyVersions(meta.Name)}
+	for _, t := range meta.Inputs {
+		resp.Inputs = append(resp.Inputs, &inferencepb.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape})
+	}
+	for _, t := range meta.Outputs {
+		resp.Outputs = append(resp.Outputs, &inferencepb.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape})
+	}
+	return resp, nil
+}
+
+func (g *grpcService) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
+	resp, timing, err := g.infer(ctx, req)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(
+		TrailerServerTiming, string(timing.AppendServerTiming(nil)),
+		TrailerBatchSize, strconv.Itoa(timing.BatchSize)))
+	return resp, nil
+}
+
+// maxStreamInFlight bounds the requests of one stream executing at once.
+const maxStreamInFlight = 64
+
+// ModelStreamInfer runs each request of the stream as it arrives, up to
+// maxStreamInFlight at once, and sends each response (or its error) when
+// ready: responses may come out of order, matched by id. The timing travels
+// in each response's "server-timing" parameter.
+func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inferencepb.ModelInferRequest, inferencepb.ModelStreamInferResponse]) error {
+	ctx := stream.Context()
+	var (
+		wg      sync.WaitGroup
+		sendMu  sync.Mutex
+		sendErr error
+		slots   = make(chan struct{}, maxStreamInFlight)
+	)
+	send := func(r *inferencepb.ModelStreamInferResponse) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if sendErr == nil {
+			sendErr = stream.Send(r)
+		}
+	}
+	defer wg.Wait()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			resp, timing, err := g.infer(ctx, req)
+			if err != nil {
+				send(&inferencepb.ModelStreamInferResponse{ErrorMessage: err.Error(),
+					InferResponse: &inferencepb.ModelInferResponse{ModelName: req.GetModelName(), ModelVersion: req.GetModelVersion(), Id: req.GetId()}})
+				return
+			}
+			resp.Parameters = map[string]*inferencepb.InferParameter{
+				TrailerServerTiming: {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: string(timing.AppendServerTiming(nil))}},
+			}
+			send(&inferencepb.ModelStreamInferResponse{InferResponse: resp})
+		})
+	}
+}
+
+// infer runs one ModelInferRequest, accounting for it in the metrics.
+func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, *profile.Timing, error) {
+	start := time.Now()
+	s := g.s
+	m, err := s.resolve(req.GetModelName(), req.GetModelVersion())
+	if err == nil && s.draining.Load() {
+		err = errDraining
+	}
+	if err != nil {
+		s.metrics.record(m, req.GetModelName(), protoGRPC, nil, err)
+		return nil, nil, err
+	}
+	obs := s.metrics.forModel(m)
+	obs.inflight.Inc()
+	defer obs.inflight.Dec()
+
+	resp, timing, err := g.run(ctx, m, req, start)
+	s.metrics.record(m, "", protoGRPC, timing, err)
+	return resp, timing, err
+}
+
+func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb.ModelInferRequest, start time.Time) (*inferencepb.ModelInferResponse, *profile.Timing, error) {
+	inputs, err := grpcInputs(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	run := runner.Request{ID: req.GetId(), Inputs: inputs}
+	for _, o := range req.GetOutputs() {
+		run.Outputs = append(run.Outputs, o.GetName())
+	}
+	var timeout time.Duration
+	for name, p := range req.GetParameters() {
+		v, isInt := intParam(p)
+		switch name {
+		case protocol.ParamTimeout:
+			if !isInt || v < 0 {
+				return nil, nil, badRequest("parameter %q: want a non-negative integer (microseconds)", name)
+			}
+			timeout = time.Duration(v) * time.Microsecond
+		case protocol.ParamPriority:
+			if !isInt || v < 0 {
+				return nil, nil, badRequest("parameter %q: want a non-negative integer", name)
+			}
+			run.Priority = int(v)
+		}
+	}
+	submitted := time.Now()
+	out, err := g.s.run(ctx, m, &run, timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	post := time.Now()
+	meta := m.Metadata()
+	resp := &inferencepb.ModelInferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), Id: req.GetId(),
+		Outputs:           make([]*inferencepb.ModelInferResponse_InferOutputTensor, len(out.Outputs)),
+		RawOutputContents: make([][]byte, len(out.Outputs))}
+	for i, t := range out.Outputs {
+		resp.Outputs[i] = &inferencepb.ModelInferResponse_InferOutputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
+		resp.RawOutputContents[i] = t.Data
+	}
+	timing := out.Timing
+	end := time.Now()
+	timing.Set(profile.Preprocess, submitted.Sub(start))
+	timing.Set(profile.Postprocess, end.Sub(post))
+	timing.Set(profile.Total, end.Sub(start))
+	return resp, &timing, nil
+}
+
+func intParam(p *inferencepb.InferParameter) (int64, bool) {
+	switch v := p.GetParameterChoice().(type) {
+	case *inferencepb.InferParameter_Int64Param:
+		return v.Int64Param, true
+	case *inferencepb.InferParameter_Uint64Param:
+		return int64(v.Uint64Param), v.Uint64Param <= 1<<62
+	}
+	return 0, false
+}
+
+func (g *grpcService) ModelConfig(_ context.Context, req *inferencepb.ModelConfigRequest) (*inferencepb.ModelConfigResponse, error) {
+	m, err := g.s.resolve(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	meta, cfg := m.Metadata(), m.Config()
+	mbs := *cfg.MaxBatchSize
+	dims := func(shape []int64) []int64 {
+		if mbs > 0 {
+			return shape[1:] // Triton's config omits the batch dimension
+		}
+		return shape
+	}
+	pc := &inferencepb.ModelConfig{Name: meta.Name, Platform: meta.Platform, Backend: "onnxruntime", MaxBatchSize: int32(mbs)}
+	for _, t := range meta.Inputs {
+		pc.Input = append(pc.Input, &inferencepb.ModelInput{Name: t.Name, DataType: modelDataTypes[t.DataType], Dims: dims(t.Shape)})
+	}
+	for _, t := range meta.Outputs {
+		pc.Output = append(pc.Output, &inferencepb.ModelOutput{Name: t.Name, DataType: modelDataTypes[t.DataType], Dims: dims(t.Shape)})
+	}
+	kind := inferencepb.ModelInstanceGroup_KIND_CPU
+	group := &inferencepb.ModelInstanceGroup{Name: meta.Name, Count: int32(cfg.Instances), Kind: kind}
+	if d := m.Device(); d.Kind != "cpu" {
+		group.Kind, group.Gpus = inferencepb.ModelInstanceGroup_KIND_GPU, []int32{int32(d.ID)}
+	}
+	pc.InstanceGroup = []*inferencepb.ModelInstanceGroup{group}
+	if mbs > 0 {
+		db := cfg.DynamicBatching
+		b := &inferencepb.ModelDynamicBatching{
+			MaxQueueDelayMicroseconds: uint64(time.Duration(db.MaxQueueDelay) / time.Microsecond),
+			PriorityLevels:            uint64(db.PriorityLevels),
+			DefaultPriorityLevel:      uint64(db.DefaultPriority),
+			DefaultQueuePolicy: &inferencepb.ModelQueuePolicy{
+				DefaultTimeoutMicroseconds: uint64(time.Duration(db.DefaultTimeout) / time.Microsecond),
+				AllowTimeoutOverride:       true,
+				MaxQueueSize:               uint32(db.MaxQueueSize),
+			},
+		}
+		for _, p := range db.PreferredBatchSizes {
+			b.PreferredBatchSize = append(b.PreferredBatchSize, int32(p))
+		}
+		pc.SchedulingChoice = &inferencepb.ModelConfig_DynamicBatching{DynamicBatching: b}
+	}
+	return &inferencepb.ModelConfigResponse{Config: pc}, nil
+}
+
+func pbDuration(count int64, d time.Duration) *inferencepb.StatisticDuration {
+	return &inferencepb.StatisticDuration{Count: uint64(count), Ns: uint64(d)}
+}
+
+func (g *grpcService) ModelStatistics(_ context.Context, req *inferencepb.ModelStatisticsRequest) (*inferencepb.ModelStatisticsResponse, error) {
+	all, err := g.s.stats(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &inferencepb.ModelStatisticsResponse{}
+	for _, vs := range all {
+		x := vs.Stats
+		ms := &inferencepb.ModelStatistics{Name: vs.name, Version: vs.version, InferenceCount: uint64(x.Rows), ExecutionCount: uint64(x.Executions),
+			InferenceStats: &inferencepb.InferStatistics{
+				Success:       pbDuration(x.Success, x.SuccessTime),
+				Fail:          pbDuration(x.Failure, 0),
+				Queue:         pbDuration(x.Success, x.Queue),
+				ComputeInput:  pbDuration(x.Success, x.ComputeInput),
+				ComputeInfer:  pbDuration(x.Success, x.ComputeInfer),
+				ComputeOutput: pbDuration(x.Success, x.ComputeOutput),
+				CacheHit:      pbDuration(0, 0),
+				CacheMiss:     pbDuration(0, 0),
+			}}
+		if !x.LastInference.IsZero() {
+			ms.LastInference = uint64(x.LastInference.UnixMilli())
+		}
+		resp.ModelStats = append(resp.ModelStats, ms)
+	}
+	return resp, nil
+}
+
+func (g *grpcService) RepositoryIndex(_ context.Context, req *inferencepb.RepositoryIndexRequest) (*inferencepb.RepositoryIndexResponse, error) {
+	resp := &inferencepb.RepositoryIndexResponse{}
+	for _, st := range g.s.repo.Index() {
+		if req.GetReady() && st.State != runner.StateReady {
+			continue
+		}
+		resp.Models = append(resp.Models, &inferencepb.RepositoryIndexResponse_ModelIndex{
+			Name: st.Name, Version: strconv.FormatInt(st.Version, 10), State: st.State, Reason: st.Reason})
+	}
+	return resp, nil
+}
+
+func (g *grpcService) RepositoryModelLoad(_ context.Context, req *inferencepb.RepositoryModelLoadRequest) (*inferencepb.RepositoryModelLoadResponse, error) {
+	if err := g.s.repo.Load(req.GetModelName()); err != nil {
+		if errors.Is(err, runner.ErrModelNotFound) {
+			return nil, grpcError(err)
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	g.s.log.Info("model loaded on request", "model", req.GetModelName(), "protocol", protoGRPC)
+	return &inferencepb.RepositoryModelLoadResponse{}, nil
+}
+
+func (g *grpcService) RepositoryModelUnload(_ context.Context, req *inferencepb.RepositoryModelUnloadRequest) (*inferencepb.RepositoryModelUnloadResponse, error) {
+	if err := g.s.repo.Unload(req.GetModelName()); err != nil {
+		return nil, grpcError(err)
+	}
+	g.s.log.Info("model unloaded on request", "model", req.GetModelName(), "protocol", protoGRPC)
+	return &inferencepb.RepositoryModelUnloadResponse{}, nil
+}

@@ -1,0 +1,177 @@
+package server
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", protocol.ErrBadRequest, fmt.Sprintf(format, args...))
+}
+
+// grpcInputs converts a ModelInferRequest's inputs: raw_input_contents,
+// one entry per input in order, or each input's typed contents. Raw data
+// is not copied.
+func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
+	raw := req.GetRawInputContents()
+	if len(raw) > 0 && len(raw) != len(req.GetInputs()) {
+		return nil, badRequest("%d raw_input_contents for %d inputs", len(raw), len(req.GetInputs()))
+	}
+	if len(req.GetInputs()) == 0 {
+		return nil, badRequest("request has no inputs")
+	}
+	out := make([]tensor.Tensor, len(req.GetInputs()))
+	for i, in := range req.GetInputs() {
+		dt, ok := tensor.ParseDataType(in.GetDatatype())
+		if !ok {
+			return nil, badRequest("input %q: unknown datatype %q", in.GetName(), in.GetDatatype())
+		}
+		n := tensor.Elements(in.GetShape())
+		if n < 0 || n > protocol.MaxTensorElements {
+			return nil, badRequest("input %q: invalid shape %v", in.GetName(), in.GetShape())
+		}
+		t := tensor.Tensor{Name: in.GetName(), DataType: dt, Shape: in.GetShape()}
+		if len(raw) > 0 {
+			if in.GetContents() != nil {
+				return nil, badRequest("input %q: both raw_input_contents and typed contents", in.GetName())
+			}
+			t.Data = raw[i]
+		} else {
+			data, err := typedContents(in.GetContents(), dt, n)
+			if err != nil {
+				return nil, badRequest("input %q: %v", in.GetName(), err)
+			}
+			t.Data = data
+		}
+		if err := t.Validate(); err != nil {
+			return nil, badRequest("%v", err)
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+// typedContents encodes the repeated field of c that dt travels in, which
+// must hold exactly n elements.
+func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int64) ([]byte, error) {
+	count := func(got int) error {
+		if int64(got) != n {
+			return fmt.Errorf("shape holds %d elements, contents have %d", n, got)
+		}
+		return nil
+	}
+	size := dt.Size()
+	var out []byte
+	if dt != tensor.Bytes {
+		out = make([]byte, 0, n*int64(size))
+	}
+	switch dt {
+	case tensor.Bool:
+		v := c.GetBoolContents()
+		if err := count(len(v)); err != nil {
+			return nil, err
+		}
+		for _, b := range v {
+			if b {
+				out = append(out, 1)
+			} else {
+				out = append(out, 0)
+			}
+		}
+	case tensor.Int8, tensor.Int16, tensor.Int32:
+		v := c.GetIntContents()
+		if err := count(len(v)); err != nil {
+			return nil, err
+		}
+		lo, hi := -(int64(1) << (8*size - 1)), int64(1)<<(8*size-1)-1
+		for k, x := range v {
+			if int64(x) < lo || int64(x) > hi {
+				return nil, fmt.Errorf("element %d: %d does not fit %s", k, x, dt)
+			}
+			out = appendLE(out, uint64(x), size)
+		}
+	case tensor.Int64:
+		v := c.GetInt64Contents()
+		if err := count(len(v)); err != nil {
+			return nil, err
+		}
+		for _, x := range v {
+			out = binary.LittleEndian.AppendUint64(out, uint64(x))
+		}
+	case tensor.Uint8, tensor.Uint16, tensor.Uint32:
+		v := c.GetUintContents()
+		if err := count(len(v)); err != nil {
+			return nil, err
+		}
+		for k, x := range v {
+			if uint64(x) >= uint64(1)<<(8*size) && size < 4 {
+				return nil, fmt.Errorf("element %d: %d does not fit %s", k, x, dt)
+			}
+			out = appendLE(out, uint64(x), size)
+		}
+	case tensor.Uint64:
+		v := c.GetUint64Contents()
+		if err := count(len(v)); err != nil {
+			return nil, err
+		}
+		for _, x := range v {
+			out = binary.LittleEndian.AppendUint64(out, x)
+		}
+	case tensor.FP32:
+		v := c.GetFp32Contents()
+		if err := count(len(v)); err != nil {
+			return nil, err
+		}
+		for _, x := range v {
+			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(x))
+		}
+	case tensor.FP64:
+		v := c.GetFp64Contents()
+		if err := count(len(v)); err != nil {
+			return nil, err
+		}
+		for _, x := range v {
+			out = binary.LittleEndian.AppendUint64(out, math.Float64bits(x))
+		}
+	case tensor.Bytes:
+		v := c.GetBytesContents()
+		if err := count(len(v)); err != nil {
+			return nil, err
+		}
+		for _, b := range v {
+			out = binary.LittleEndian.AppendUint32(out, uint32(len(b)))
+			out = append(out, b...)
+		}
+	default:
+		return nil, fmt.Errorf("%s travels only in raw_input_contents", dt)
+	}
+	return out, nil
+}
+
+func appendLE(dst []byte, v uint64, size int) []byte {
+	switch size {
+	case 1:
+		return append(dst, byte(v))
+	case 2:
+		return binary.LittleEndian.AppendUint16(dst, uint16(v))
+	case 4:
+		return binary.LittleEndian.AppendUint32(dst, uint32(v))
+	}
+	return binary.LittleEndian.AppendUint64(dst, v)
+}
+
+// modelDataTypes maps protocol datatypes to model_config.proto's enum.
+var modelDataTypes = map[tensor.DataType]inferencepb.DataType{
+	tensor.Bool: inferencepb.DataType_TYPE_BOOL, tensor.Uint8: inferencepb.DataType_TYPE_UINT8,
+	tensor.Uint16: inferencepb.DataType_TYPE_UINT16, tensor.Uint32: inferencepb.DataType_TYPE_UINT32,
+	tensor.Uint64: inferencepb.DataType_TYPE_UINT64, tensor.Int8: inferencepb.DataType_TYPE_INT8,
+	tensor.Int16: inferencepb.DataType_TYPE_INT16, tensor.Int32: inferencepb.DataType_TYPE_INT32,
+	tensor.Int64: inferencepb.DataType_TYPE_INT64, tensor.FP16: inferencepb.DataType_TYPE_FP16,
+	tensor.FP32: inferencepb.DataType_TYPE_FP32, tensor.FP64: inferencepb.DataType_TYPE_FP64,
+	tensor.Bytes: inferencepb.DataType_TYPE_STRING, tensor.BF16: inferencepb.DataType_TYPE_BF16,
+}

@@ -1,0 +1,281 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// startGRPC serves the bundled models over gRPC on a loopback port and
+// returns a client of the generated code.
+func startGRPC(t *testing.T) (*Server, inferencepb.GRPCInferenceServiceClient, *grpc.ClientConn) {
+	t.Helper()
+	repo, err := runner.Open(bundled, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(repo, Options{Version: "test"})
+	g := grpc.NewServer()
+	s.RegisterGRPC(g)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(); g.Stop(); repo.Close() })
+	return s, inferencepb.NewGRPCInferenceServiceClient(conn), conn
+}
+
+func code(err error) codes.Code { return status.Code(err) }
+
+func TestGRPCHealthAndMetadata(t *testing.T) {
+	s, c, conn := startGRPC(t)
+	ctx := context.Background()
+	if r, err := c.ServerLive(ctx, &inferencepb.ServerLiveRequest{}); err != nil || !r.Live {
+		t.Fatalf("live: %v %v", r, err)
+	}
+	if r, err := c.ServerReady(ctx, &inferencepb.ServerReadyRequest{}); err != nil || !r.Ready {
+		t.Fatalf("ready: %v %v", r, err)
+	}
+	if r, err := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "mlp", Version: "1"}); err != nil || !r.Ready {
+		t.Fatalf("model ready: %v %v", r, err)
+	}
+	if r, _ := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "nope"}); r.Ready {
+		t.Fatal("unknown model ready")
+	}
+	sm, err := c.ServerMetadata(ctx, &inferencepb.ServerMetadataRequest{})
+	if err != nil || sm.Name != "infer" || sm.Version != "test" {
+		t.Fatalf("server metadata %v %v", sm, err)
+	}
+	mm, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: "multi-io"})
+	if err != nil || mm.Platform != "onnxruntime_onnx" || len(mm.Inputs) != 5 || mm.Inputs[2].Datatype != "FP16" || fmt.Sprint(mm.Outputs[3].Shape) != "[-1 1]" {
+		t.Fatalf("model metadata %v %v", mm, err)
+	}
+	if _, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: "mlp", Version: "9"}); code(err) != codes.NotFound {
+		t.Fatalf("unknown version: %v", err)
+	}
+	cfg, err := c.ModelConfig(ctx, &inferencepb.ModelConfigRequest{Name: "mlp"})
+	if err != nil || cfg.Config.MaxBatchSize != 64 || fmt.Sprint(cfg.Config.Input[0].Dims) != "[784]" ||
+		cfg.Config.Input[0].DataType != inferencepb.DataType_TYPE_FP32 || cfg.Config.GetDynamicBatching().GetDefaultQueuePolicy().GetMaxQueueSize() != 1024 {
+		t.Fatalf("config %v %v", cfg, err)
+	}
+	if cfg, _ := c.ModelConfig(ctx, &inferencepb.ModelConfigRequest{Name: "fixed-shape"}); fmt.Sprint(cfg.Config.Input[0].Dims) != "[2 3]" || cfg.Config.GetDynamicBatching() != nil {
+		t.Fatalf("fixed-shape config %v", cfg)
+	}
+	idx, err := c.RepositoryIndex(ctx, &inferencepb.RepositoryIndexRequest{Ready: true})
+	if err != nil || len(idx.Models) != 4 || idx.Models[0].State != "READY" {
+		t.Fatalf("index %v %v", idx, err)
+	}
+
+	h := healthpb.NewHealthClient(conn)
+	if r, err := h.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", r, err)
+	}
+	s.Drain()
+	if r, err := h.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health while draining: %v %v", r, err)
+	}
+	if _, err := c.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "mlp"}); code(err) != codes.Unavailable {
+		t.Fatalf("infer while draining: %v", err)
+	}
+}
+
+// grpcRequest builds a ModelInferRequest from tensors, raw or typed.
+func grpcRequest(model string, inputs []tensor.Tensor, raw bool) *inferencepb.ModelInferRequest {
+	req := &inferencepb.ModelInferRequest{ModelName: model, Id: "g-" + model}
+	for _, t := range inputs {
+		in := &inferencepb.ModelInferRequest_InferInputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
+		if raw {
+			req.RawInputContents = append(req.RawInputContents, t.Data)
+		} else {
+			in.Contents = &inferencepb.InferTensorContents{}
+			switch t.DataType {
+			case tensor.FP32:
+				in.Contents.Fp32Contents, _ = tensor.Values[float32](t)
+			case tensor.FP64:
+				in.Contents.Fp64Contents, _ = tensor.Values[float64](t)
+			case tensor.Int64:
+				in.Contents.Int64Contents, _ = tensor.Values[int64](t)
+			case tensor.Uint8:
+				for _, b := range t.Data {
+					in.Contents.UintContents = append(in.Contents.UintContents, uint32(b))
+				}
+			case tensor.Bool:
+				for _, b := range t.Data {
+					in.Contents.BoolContents = append(in.Contents.BoolContents, b != 0)
+				}
+			}
+		}
+		req.Inputs = append(req.Inputs, in)
+	}
+	return req
+}
+
+// The generated client round-trips every bundled model, raw and typed,
+// with exactly the runner's outputs, and the latency budget in trailers.
+func TestGRPCInferAllModels(t *testing.T) {
+	_, c, _ := startGRPC(t)
+	repo, err := runner.Open(bundled, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, name := range []string{"mlp", "text-encoder", "multi-io", "fixed-shape"} {
+		m, _ := repo.Model(name, 0)
+		var inputs []tensor.Tensor
+		for _, spec := range runner.SyntheticInputs(m.Metadata().Inputs, 3, *m.Config().MaxBatchSize > 0) {
+			inputs = append(inputs, tensor.Random(spec.Name, spec.DataType, spec.Shape, r))
+		}
+		want, err := m.Infer(context.Background(), &runner.Request{Inputs: inputs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range []bool{true, false} {
+			if !raw && name == "multi-io" {
+				continue // FP16 has no typed contents; checked below
+			}
+			var trailer metadata.MD
+			resp, err := c.ModelInfer(context.Background(), grpcRequest(name, inputs, raw), grpc.Trailer(&trailer))
+			if err != nil {
+				t.Fatalf("%s raw=%v: %v", name, raw, err)
+			}
+			if resp.Id != "g-"+name || resp.ModelVersion != "1" || len(resp.RawOutputContents) != len(want.Outputs) {
+				t.Fatalf("%s: response %v", name, resp)
+			}
+			for i, w := range want.Outputs {
+				if resp.Outputs[i].Name != w.Name || fmt.Sprint(resp.Outputs[i].Shape) != fmt.Sprint(w.Shape) || !bytes.Equal(resp.RawOutputContents[i], w.Data) {
+					t.Fatalf("%s raw=%v output %s differs", name, raw, w.Name)
+				}
+			}
+			timing, ok := profile.ParseServerTiming(strings.Join(trailer.Get(TrailerServerTiming), ","))
+			if !ok || timing.Get(profile.Infer) <= 0 || len(trailer.Get(TrailerBatchSize)) != 1 {
+				t.Fatalf("%s: trailers %v", name, trailer)
+			}
+		}
+	}
+	// FP16 only travels raw: typed contents are refused, naming the input.
+	bad := grpcRequest("multi-io", runner.SyntheticInputs([]runner.TensorSpec{{Name: "halfs", DataType: tensor.FP16, Shape: []int64{-1, 4}}}, 1, true), false)
+	if _, err := c.ModelInfer(context.Background(), bad); code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"halfs"`) {
+		t.Fatalf("typed FP16: %v", err)
+	}
+}
+
+func TestGRPCErrors(t *testing.T) {
+	_, c, _ := startGRPC(t)
+	ctx := context.Background()
+	image := []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}
+	for _, tc := range []struct {
+		name string
+		req  *inferencepb.ModelInferRequest
+		code codes.Code
+		want string
+	}{
+		{"unknown model", grpcRequest("nope", image, true), codes.NotFound, "nope"},
+		{"no inputs", &inferencepb.ModelInferRequest{ModelName: "mlp"}, codes.InvalidArgument, "no inputs"},
+		{"wrong shape", grpcRequest("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 3}, []float32{1, 2, 3})}, true), codes.InvalidArgument, `"image"`},
+		{"short typed", func() *inferencepb.ModelInferRequest {
+			r := grpcRequest("mlp", image, false)
+			r.Inputs[0].Contents.Fp32Contents = r.Inputs[0].Contents.Fp32Contents[:5]
+			return r
+		}(), codes.InvalidArgument, "contents have 5"},
+		{"raw count", func() *inferencepb.ModelInferRequest {
+			r := grpcRequest("mlp", image, true)
+			r.RawInputContents = append(r.RawInputContents, nil)
+			return r
+		}(), codes.InvalidArgument, "2 raw_input_contents for 1 inputs"},
+	} {
+		_, err := c.ModelInfer(ctx, tc.req)
+		if code(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %v mentioning %q", tc.name, err, tc.code, tc.want)
+		}
+	}
+}
+
+func TestGRPCStreamAndStatistics(t *testing.T) {
+	_, c, _ := startGRPC(t)
+	ctx := context.Background()
+	stream, err := c.ModelStreamInfer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := range n {
+		req := grpcRequest("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}, true)
+		req.Id = fmt.Sprint(i)
+		if i == 7 {
+			req.Inputs[0].Shape = []int64{1, 5} // one bad request: an error message, the stream goes on
+		}
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := r.InferResponse.GetId()
+		seen[id] = true
+		if (id == "7") != (r.ErrorMessage != "") {
+			t.Fatalf("response %s: error %q", id, r.ErrorMessage)
+		}
+		if id != "7" && r.InferResponse.Parameters[TrailerServerTiming].GetStringParam() == "" {
+			t.Fatalf("response %s lacks its timing", id)
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d responses for %d requests", len(seen), n)
+	}
+	st, err := c.ModelStatistics(ctx, &inferencepb.ModelStatisticsRequest{Name: "mlp"})
+	if err != nil || len(st.ModelStats) != 1 {
+		t.Fatal(err)
+	}
+	is := st.ModelStats[0].InferenceStats
+	if is.Success.Count != n-1 || is.ComputeInfer.Ns == 0 || st.ModelStats[0].InferenceCount != n-1 {
+		t.Fatalf("statistics %v", st.ModelStats[0])
+	}
+	if _, err := c.ModelStatistics(ctx, &inferencepb.ModelStatisticsRequest{Name: "ghost"}); code(err) != codes.NotFound {
+		t.Fatalf("statistics of a missing model: %v", err)
+	}
+	if _, err := c.RepositoryModelUnload(ctx, &inferencepb.RepositoryModelUnloadRequest{ModelName: "mlp"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "mlp"}); r.Ready {
+		t.Fatal("unloaded model ready")
+	}
+	if _, err := c.RepositoryModelLoad(ctx, &inferencepb.RepositoryModelLoadRequest{ModelName: "mlp"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "mlp"}); !r.Ready {
+		t.Fatal("reloaded model not ready")
+	}
+}
