@@ -1,0 +1,211 @@
+// Package tokenizer turns text into the token ids BERT-style encoders take:
+// WordPiece over a vocab.txt, with BERT's basic pre-tokenization.
+package tokenizer
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// WordPiece is a WordPiece tokenizer (as BERT's): clean the text, split it
+// on whitespace and punctuation (and around CJK characters), optionally
+// lowercase and strip accents, then split each word into the longest
+// vocabulary pieces, continuations marked "##". It is safe for concurrent
+// use.
+type WordPiece struct {
+	vocab     map[string]int64
+	lowercase bool
+	// Special token ids.
+	cls, sep, pad, unk int64
+}
+
+// maxWordChars is the longest word split into pieces; longer words become
+// [UNK], as BERT's tokenizer does.
+const maxWordChars = 100
+
+// NewWordPiece reads a vocabulary, one token per line, the line number
+// being the id. It must hold [CLS], [SEP], [PAD] and [UNK].
+func NewWordPiece(vocab []byte, lowercase bool) (*WordPiece, error) {
+	w := &WordPiece{vocab: map[string]int64{}, lowercase: lowercase}
+	sc := bufio.NewScanner(bytes.NewReader(vocab))
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	var id int64
+	for sc.Scan() {
+		tok := strings.TrimRight(sc.Text(), "\r")
+		if _, dup := w.vocab[tok]; !dup && tok != "" {
+			w.vocab[tok] = id
+		}
+		id++
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read vocabulary: %w", err)
+	}
+	for _, s := range []struct {
+		name string
+		dst  *int64
+	}{{"[CLS]", &w.cls}, {"[SEP]", &w.sep}, {"[PAD]", &w.pad}, {"[UNK]", &w.unk}} {
+		v, ok := w.vocab[s.name]
+		if !ok {
+			return nil, fmt.Errorf("vocabulary of %d tokens lacks %s", id, s.name)
+		}
+		*s.dst = v
+	}
+	return w, nil
+}
+
+// Size returns the number of distinct tokens.
+func (w *WordPiece) Size() int { return len(w.vocab) }
+
+// PadID returns the id of [PAD].
+func (w *WordPiece) PadID() int64 { return w.pad }
+
+// ErrEmpty is returned for a text with no tokens at all.
+var ErrEmpty = errors.New("text has no tokens")
+
+// Encode returns the ids of [CLS] text [SEP], truncated to maxLen ids
+// (maxLen < 3 means no limit beyond the special tokens).
+func (w *WordPiece) Encode(dst []int64, text string, maxLen int) []int64 {
+	dst = append(dst, w.cls)
+	limit := maxLen - 1 // room for [SEP]
+	for word := range w.words(text) {
+		if maxLen >= 3 && len(dst) >= limit {
+			break
+		}
+		dst = w.appendPieces(dst, word)
+		if maxLen >= 3 && len(dst) > limit {
+			dst = dst[:limit]
+		}
+	}
+	return append(dst, w.sep)
+}
+
+// Tokens returns the pieces of text, without special tokens: a helper for
+// inspection and tests.
+func (w *WordPiece) Tokens(text string) []string {
+	inv := make(map[int64]string, len(w.vocab))
+	for k, v := range w.vocab {
+		inv[v] = k
+	}
+	var out []string
+	for word := range w.words(text) {
+		for _, id := range w.appendPieces(nil, word) {
+			out = append(out, inv[id])
+		}
+	}
+	return out
+}
+
+// appendPieces splits one word greedily into the longest vocabulary
+// pieces; a word that cannot be split becomes [UNK].
+func (w *WordPiece) appendPieces(dst []int64, word string) []int64 {
+	if len([]rune(word)) > maxWordChars {
+		return append(dst, w.unk)
+	}
+	start := len(dst)
+	var piece strings.Builder
+	for begin := 0; begin < len(word); {
+		found := int64(-1)
+		end := len(word)
+		for ; end > begin; end-- {
+			if !utf8Boundary(word, end) {
+				continue
+			}
+			piece.Reset()
+			if begin > 0 {
+				piece.WriteString("##")
+			}
+			piece.WriteString(word[begin:end])
+			if id, ok := w.vocab[piece.String()]; ok {
+				found = id
+				break
+			}
+		}
+		if found < 0 {
+			return append(dst[:start], w.unk)
+		}
+		dst = append(dst, found)
+		begin = end
+	}
+	return dst
+}
+
+func utf8Boundary(s string, i int) bool {
+	return i == len(s) || s[i]&0xC0 != 0x80
+}
+
+// words yields BERT's basic tokens: whitespace-separated, punctuation and
+// CJK characters on their own, control characters dropped, and when
+// lowercasing, accents stripped (NFD, then combining marks removed).
+func (w *WordPiece) words(text string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		if w.lowercase {
+			text = strings.ToLower(text)
+			text = stripAccents(text)
+		}
+		var cur strings.Builder
+		flush := func() bool {
+			if cur.Len() == 0 {
+				return true
+			}
+			s := cur.String()
+			cur.Reset()
+			return yield(s)
+		}
+		for _, r := range text {
+			switch {
+			case r == 0 || r == unicode.ReplacementChar || isControl(r):
+				continue
+			case unicode.IsSpace(r):
+				if !flush() {
+					return
+				}
+			case isPunct(r) || isCJK(r):
+				if !flush() || !yield(string(r)) {
+					return
+				}
+			default:
+				cur.WriteRune(r)
+			}
+		}
+		flush()
+	}
+}
+
+func stripAccents(s string) string {
+	d := norm.NFD.String(s)
+	var b strings.Builder
+	b.Grow(len(d))
+	for _, r := range d {
+		if !unicode.Is(unicode.Mn, r) {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	if r == '\t' || r == '\n' || r == '\r' {
+		return false
+	}
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf)
+}
+
+// isPunct follows BERT: ASCII symbols count as punctuation too.
+func isPunct(r rune) bool {
+	if r >= 33 && r <= 47 || r >= 58 && r <= 64 || r >= 91 && r <= 96 || r >= 123 && r <= 126 {
+		return true
+	}
+	return unicode.IsPunct(r)
+}
+
+func isCJK(r rune) bool {
+	return r >= 0x4E00 && r <= 0x9FFF || r >= 0x3400 && r <= 0x4DBF || r >= 0x20000 && r <= 0x2A6DF ||
+		r >= 0x2A700 && r <= 0x2B73F || r >= 0x2B740 && r <= 0x2B81F || r >= 0x2B820 && r <= 0x2CEAF ||
+		r >= 0xF900 && r <= 0xFAFF || r >= 0x2F800 && r <= 0x2FA1F
+}
