@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -195,6 +196,15 @@ func runModels(ctx context.Context, repo *runner.Repository, o runOptions, w io.
 	return nil
 }
 
+// demoSentences feed text inputs, varied in length so that padding per
+// batch shows.
+var demoSentences = []string{
+	"The quick brown fox jumps over the lazy dog.",
+	"Inference servers batch requests together.",
+	"Hello, world!",
+	"Dynamic batching trades a little latency for a lot of throughput on busy models.",
+}
+
 func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) error {
 	meta := m.Metadata()
 	batched := *m.Config().MaxBatchSize > 0
@@ -203,6 +213,12 @@ func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) e
 	for i := range reqs {
 		reqs[i] = &runner.Request{ID: fmt.Sprint(i)}
 		for _, t := range runner.SyntheticInputs(meta.Inputs, 1, batched) {
+			if t.DataType == tensor.Bytes { // a text input: real sentences
+				s := demoSentences[i%len(demoSentences)]
+				data := binary.LittleEndian.AppendUint32(nil, uint32(len(s)))
+				reqs[i].Inputs = append(reqs[i].Inputs, tensor.Tensor{Name: t.Name, DataType: tensor.Bytes, Shape: t.Shape, Data: append(data, s...)})
+				continue
+			}
 			reqs[i].Inputs = append(reqs[i].Inputs, tensor.Random(t.Name, t.DataType, t.Shape, r))
 		}
 	}

@@ -74,5 +74,8 @@ type Timing struct {
 // Set records d as the duration of phase p.
 func (t *Timing) Set(p Phase, d time.Duration) { t.durations[p] = d }
 
+// Add adds d to the duration of phase p.
+func (t *Timing) Add(p Phase, d time.Duration) { t.durations[p] += d }
+
 // Get returns the duration of phase p.
 func (t *Timing) Get(p Phase) time.Duration { return t.durations[p] }

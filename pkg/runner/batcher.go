@@ -55,10 +55,14 @@ func (p *pending) output(i int) int {
 	return p.outputs[i]
 }
 
-// sameShape reports whether p and q can share a batch: every input's
-// dimensions after the batch dimension are equal.
-func (p *pending) sameShape(q *pending) bool {
+// compatible reports whether p and q can share a batch: every input's
+// dimensions after the batch dimension are equal, except those of ragged
+// inputs, which the instance pads to the batch's longest.
+func (b *batcher) compatible(p, q *pending) bool {
 	for i := range p.inputs {
+		if b.ragged != nil && b.ragged[i] {
+			continue
+		}
 		if !slices.Equal(p.inputs[i].Shape[1:], q.inputs[i].Shape[1:]) {
 			return false
 		}
@@ -82,6 +86,7 @@ type batcher struct {
 	delay     time.Duration
 	preferred []int64 // ascending
 	maxQueue  int
+	ragged    []bool // per input: padded per batch, so its length may differ
 
 	mu      sync.Mutex
 	queues  [][]*pending // one FIFO per priority level, highest first
@@ -269,7 +274,7 @@ func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*p
 	var avail int64
 	for _, q := range b.queues {
 		for _, p := range q {
-			if p.sameShape(head) {
+			if b.compatible(p, head) {
 				avail += p.rows
 			}
 		}
@@ -308,7 +313,7 @@ func (b *batcher) take(dst []*pending, head *pending, target int64) []*pending {
 	for qi, q := range b.queues {
 		kept := q[:0]
 		for _, p := range q {
-			fits := rows < target && rows+p.rows <= target && (p == head || b.maxBatch > 0 && p.sameShape(head))
+			fits := rows < target && rows+p.rows <= target && (p == head || b.maxBatch > 0 && b.compatible(p, head))
 			if !fits {
 				kept = append(kept, p)
 				continue

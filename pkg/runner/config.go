@@ -49,6 +49,8 @@ type Config struct {
 	// Warmup runs generated inputs through every instance before the model
 	// is marked ready.
 	Warmup Warmup `yaml:"warmup"`
+	// Tokenizer, when set, lets clients send text (see TokenizerConfig).
+	Tokenizer *TokenizerConfig `yaml:"tokenizer"`
 }
 
 // DynamicBatching follows Triton's dynamic_batching block.
@@ -197,6 +199,9 @@ func (c Config) withDefaults(batchable bool) Config {
 	if c.Warmup.BatchSize == 0 {
 		c.Warmup.BatchSize = 1
 	}
+	if c.Tokenizer != nil {
+		c.Tokenizer = c.Tokenizer.withDefaults()
+	}
 	return c
 }
 
@@ -251,6 +256,17 @@ func (c Config) validate(batchable bool) error {
 	}
 	if limit := max(1, mbs); c.Warmup.BatchSize < 1 || c.Warmup.BatchSize > limit {
 		bad("warmup.batch_size: %d is outside 1..%d", c.Warmup.BatchSize, limit)
+	}
+	if t := c.Tokenizer; t != nil {
+		if t.MaxLength < 3 {
+			bad("tokenizer.max_length: %d, want at least 3 ([CLS], a token, [SEP])", t.MaxLength)
+		}
+		if t.IDs == t.Mask {
+			bad("tokenizer.ids and tokenizer.mask are both %q", t.IDs)
+		}
+		if mbs == 0 && !batchable {
+			bad("tokenizer: the model's first dimension is fixed; text inputs need a batch dimension")
+		}
 	}
 	return errors.Join(errs...)
 }

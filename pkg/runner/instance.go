@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -23,6 +24,10 @@ type instance struct {
 	// dimension: requests are stacked along it, and outputs are sized from
 	// it, whether or not batching is on.
 	stacked bool
+	// pad holds, for each ragged input ([batch, sequence] INT64), the value
+	// its rows are padded with to the batch's longest sequence; nil for
+	// the others.
+	pad []*int64
 
 	// Reused across executions: concatenated inputs and the value slices
 	// handed to the runtime.
@@ -242,6 +247,11 @@ func (in *instance) gather(batch []*pending, i int) ([]byte, []int64) {
 	if len(batch) == 1 {
 		return first.Data, first.Shape
 	}
+	if in.pad != nil && in.pad[i] != nil {
+		if data, shape, padded := in.gatherPadded(batch, i, *in.pad[i]); padded {
+			return data, shape
+		}
+	}
 	size := 0
 	for _, p := range batch {
 		size += len(p.inputs[i].Data)
@@ -258,6 +268,40 @@ func (in *instance) gather(batch []*pending, i int) ([]byte, []int64) {
 	in.scratch[i] = buf
 	shape := append([]int64{rows}, first.Shape[1:]...)
 	return buf, shape
+}
+
+// gatherPadded concatenates ragged input i ([rows, sequence] INT64),
+// padding every row to the batch's longest sequence with pad. It reports
+// false, doing nothing, when all sequences are already equal.
+func (in *instance) gatherPadded(batch []*pending, i int, pad int64) ([]byte, []int64, bool) {
+	longest, uniform := batch[0].inputs[i].Shape[1], true
+	var rows int64
+	for _, p := range batch {
+		seq := p.inputs[i].Shape[1]
+		uniform = uniform && seq == longest
+		longest = max(longest, seq)
+		rows += p.rows
+	}
+	if uniform {
+		return nil, nil, false
+	}
+	size := int(rows * longest * 8)
+	buf := in.scratch[i][:0]
+	if cap(buf) < size {
+		buf = make([]byte, 0, size)
+	}
+	for _, p := range batch {
+		t := p.inputs[i]
+		row := int(t.Shape[1]) * 8
+		for r := 0; r < int(p.rows); r++ {
+			buf = append(buf, t.Data[r*row:(r+1)*row]...)
+			for range longest - t.Shape[1] {
+				buf = binary.LittleEndian.AppendUint64(buf, uint64(pad))
+			}
+		}
+	}
+	in.scratch[i] = buf
+	return buf, []int64{rows, longest}, true
 }
 
 // split hands each request its own rows of each output it asked for. The

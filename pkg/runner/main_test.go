@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 var bundled = filepath.Join("..", "..", "testdata", "models")
 
 func TestMain(m *testing.M) {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if _, err := InitRuntime(""); err != nil {
 		fmt.Fprintln(os.Stderr, "runner tests need ONNX Runtime:", err)
 		os.Exit(1)

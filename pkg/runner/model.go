@@ -18,7 +18,9 @@ import (
 // Model is one loaded version of a model: its sessions, its queue and
 // batcher, and its counters. It is safe for concurrent use.
 type Model struct {
-	meta      Metadata
+	meta      Metadata // the graph's inputs and outputs
+	served    Metadata // what clients see: meta, with text in place of token inputs
+	text      *textFront
 	cfg       Config // with defaults applied
 	device    Device // the device the sessions run on
 	batcher   *batcher
@@ -80,6 +82,9 @@ type Stats struct {
 type LoadOptions struct {
 	// Logger receives load and fallback messages; slog.Default() when nil.
 	Logger *slog.Logger
+	// ReadFile reads a file of the model's folder, such as a tokenizer's
+	// vocabulary; the repository sets it.
+	ReadFile func(name string) ([]byte, error)
 }
 
 // LoadModel creates a model version from ONNX bytes: it reads the graph's
@@ -115,8 +120,19 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 	}
 	dev, _ := ParseDevice(cfg.Device) // validated above
 
+	served := meta
+	var text *textFront
+	if cfg.Tokenizer != nil {
+		if text, err = newTextFront(*cfg.Tokenizer, meta, opts.ReadFile); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		served.Inputs = text.served(meta.Inputs)
+	}
+
 	m := &Model{
 		meta:      meta,
+		served:    served,
+		text:      text,
 		cfg:       cfg,
 		batcher:   newBatcher(cfg),
 		inputIdx:  indexByName(meta.Inputs),
@@ -125,12 +141,21 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		log:       log,
 	}
 	m.stats.batchSizes = make([]atomic.Int64, max(*cfg.MaxBatchSize, 1)+1)
+	var pad []*int64
+	if text != nil {
+		pad = make([]*int64, len(meta.Inputs))
+		padID, zero := text.tok.PadID(), int64(0)
+		pad[text.ids], pad[text.mask] = &padID, &zero
+		m.batcher.ragged = make([]bool, len(meta.Inputs))
+		m.batcher.ragged[text.ids], m.batcher.ragged[text.mask] = true, true
+	}
 	for range cfg.Instances {
 		in, used, err := newInstance(onnx, meta, cfg, dev, log)
 		if err != nil {
 			m.closeInstances()
 			return nil, err
 		}
+		in.pad = pad
 		m.device = used
 		m.instances = append(m.instances, in)
 	}
@@ -272,6 +297,21 @@ func (m *Model) run(in *instance, batch []*pending) {
 // ctx's deadline has already passed); a request whose deadline passes while
 // it is queued is never executed and fails with ErrDeadlineExceeded.
 func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
+	var tokenizing time.Duration
+	if m.text != nil {
+		var err error
+		if req, tokenizing, _, err = m.text.tokenize(req); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := m.infer(ctx, req)
+	if resp != nil {
+		resp.Timing.Set(profile.Preprocess, tokenizing)
+	}
+	return resp, err
+}
+
+func (m *Model) infer(ctx context.Context, req *Request) (*Response, error) {
 	p, err := m.prepare(req)
 	if err != nil {
 		return nil, err
@@ -423,8 +463,12 @@ func (m *Model) check(req *Request) (*pending, error) {
 	return p, nil
 }
 
-// Metadata returns the model's name, version, inputs and outputs.
-func (m *Model) Metadata() Metadata { return m.meta }
+// Metadata returns the model's name, version, inputs and outputs as
+// clients see them (a text input in place of the token inputs it feeds).
+func (m *Model) Metadata() Metadata { return m.served }
+
+// GraphMetadata returns the inputs and outputs of the model's graph.
+func (m *Model) GraphMetadata() Metadata { return m.meta }
 
 // Config returns the configuration in effect, defaults applied.
 func (m *Model) Config() Config { return m.cfg }

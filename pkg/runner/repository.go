@@ -206,7 +206,11 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 	if err != nil {
 		return &version{err: fmt.Errorf("load model %q version %d: %w", name, v, err)}
 	}
-	m, err := LoadModel(name, v, data, cfg, r.opts)
+	opts := r.opts
+	if r.single == "" {
+		opts.ReadFile = func(f string) ([]byte, error) { return r.ReadFile(name, f) }
+	}
+	m, err := LoadModel(name, v, data, cfg, opts)
 	if err != nil {
 		return &version{err: fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)}
 	}

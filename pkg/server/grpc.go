@@ -218,7 +218,7 @@ func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb
 	}
 	timing := out.Timing
 	end := time.Now()
-	timing.Set(profile.Preprocess, submitted.Sub(start))
+	timing.Add(profile.Preprocess, submitted.Sub(start))
 	timing.Set(profile.Postprocess, end.Sub(post))
 	timing.Set(profile.Total, end.Sub(start))
 	return resp, &timing, nil

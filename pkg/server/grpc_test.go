@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -124,6 +125,12 @@ func grpcRequest(model string, inputs []tensor.Tensor, raw bool) *inferencepb.Mo
 			case tensor.Bool:
 				for _, b := range t.Data {
 					in.Contents.BoolContents = append(in.Contents.BoolContents, b != 0)
+				}
+			case tensor.Bytes:
+				for d := t.Data; len(d) > 0; {
+					n := binary.LittleEndian.Uint32(d)
+					in.Contents.BytesContents = append(in.Contents.BytesContents, d[4:4+n])
+					d = d[4+n:]
 				}
 			}
 		}

@@ -355,8 +355,9 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request, m *runner.Model, 
 		return nil, nil, err
 	}
 	t := &serverTiming{Timing: out.Timing, postStart: time.Now()}
-	// Preprocess is everything before the request reached the queue.
-	t.Set(profile.Preprocess, submitted.Sub(start))
+	// Preprocess is everything before the request reached the runner, plus
+	// the runner's own (tokenization).
+	t.Add(profile.Preprocess, submitted.Sub(start))
 
 	meta := m.Metadata()
 	resp := &protocol.InferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), ID: req.ID, Outputs: out.Outputs}

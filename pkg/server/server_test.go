@@ -118,7 +118,7 @@ func TestHealthAndMetadata(t *testing.T) {
 	var mm protocol.ModelMetadata
 	r = call(t, "GET", hs.URL+"/v2/models/text-encoder/versions/1", nil, nil)
 	if err := json.Unmarshal(r.body, &mm); err != nil || mm.Platform != "onnxruntime_onnx" || mm.Versions[0] != "1" ||
-		mm.Inputs[0].Name != "input_ids" || mm.Inputs[0].Datatype != "INT64" || fmt.Sprint(mm.Inputs[0].Shape) != "[-1 -1]" || mm.Outputs[0].Shape[1] != 128 {
+		mm.Inputs[0].Name != "text" || mm.Inputs[0].Datatype != "BYTES" || fmt.Sprint(mm.Inputs[0].Shape) != "[-1]" || mm.Outputs[0].Shape[1] != 128 {
 		t.Fatalf("model metadata %s", r.body)
 	}
 	for _, path := range []string{"/v2/models/nope", "/v2/models/mlp/versions/7", "/v2/models/mlp/versions/x", "/v2/nothing"} {
