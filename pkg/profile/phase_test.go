@@ -49,3 +49,16 @@ func TestServerTimingRoundTrip(t *testing.T) {
 		t.Error("a header without our phases parsed as ours")
 	}
 }
+
+func TestPricePerRequest(t *testing.T) {
+	p := Price{USDPerHour: 3.6} // $0.001 a second
+	if got := p.Of(2 * time.Second); got < 0.002-1e-12 || got > 0.002+1e-12 {
+		t.Fatalf("two seconds cost %v, want 0.002", got)
+	}
+	if got := p.PerRequest(10*time.Second, 1000); got < 1e-5-1e-15 || got > 1e-5+1e-15 {
+		t.Fatalf("per request %v, want 1e-5", got)
+	}
+	if got := p.PerRequest(time.Second, 0); got != 0 {
+		t.Fatalf("no requests: %v", got)
+	}
+}

@@ -51,6 +51,13 @@ type Config struct {
 	Warmup Warmup `yaml:"warmup"`
 	// Tokenizer, when set, lets clients send text (see TokenizerConfig).
 	Tokenizer *TokenizerConfig `yaml:"tokenizer"`
+	// Cost prices one instance of the model, for cost estimates.
+	Cost Cost `yaml:"cost"`
+}
+
+// Cost is the price of one model instance.
+type Cost struct {
+	USDPerHour float64 `yaml:"usd_per_hour"`
 }
 
 // DynamicBatching follows Triton's dynamic_batching block.
@@ -256,6 +263,9 @@ func (c Config) validate(batchable bool) error {
 	}
 	if limit := max(1, mbs); c.Warmup.BatchSize < 1 || c.Warmup.BatchSize > limit {
 		bad("warmup.batch_size: %d is outside 1..%d", c.Warmup.BatchSize, limit)
+	}
+	if p := c.Cost.USDPerHour; p < 0 || p != p {
+		bad("cost.usd_per_hour: %v, want a price of zero or more", p)
 	}
 	if t := c.Tokenizer; t != nil {
 		if t.MaxLength < 3 {

@@ -118,11 +118,13 @@ var (
 	descLoad     = prometheus.NewDesc("infer_model_load_seconds", "Time to read the graph and create the sessions.", labels, nil)
 	descWarmup   = prometheus.NewDesc("infer_model_warmup_seconds", "Time the warm-up runs took.", labels, nil)
 	descReady    = prometheus.NewDesc("infer_model_ready", "1 when the model version is ready, else 0.", labels, nil)
+	descCost     = prometheus.NewDesc("infer_cost_usd_total", "Estimated cost of the instances' busy time, from cost.usd_per_hour.", labels, nil)
+	descCostReq  = prometheus.NewDesc("infer_cost_per_request_usd", "Estimated cost per successful request since load: usd_per_hour x busy hours / requests.", labels, nil)
 	batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}
 )
 
 func (c repositoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descOldest, descBatch, descExecs, descRows, descBusy, descLoad, descWarmup, descReady} {
+	for _, d := range []*prometheus.Desc{descQueue, descOldest, descBatch, descExecs, descRows, descBusy, descLoad, descWarmup, descReady, descCost, descCostReq} {
 		ch <- d
 	}
 }
@@ -144,6 +146,11 @@ func (c repositoryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, s.ExecutionTime.Seconds(), st.Name, v)
 		ch <- prometheus.MustNewConstMetric(descLoad, prometheus.GaugeValue, m.LoadDuration().Seconds(), st.Name, v)
 		ch <- prometheus.MustNewConstMetric(descWarmup, prometheus.GaugeValue, m.WarmupDuration().Seconds(), st.Name, v)
+		if usd := m.Config().Cost.USDPerHour; usd > 0 {
+			price := profile.Price{USDPerHour: usd}
+			ch <- prometheus.MustNewConstMetric(descCost, prometheus.CounterValue, price.Of(s.ExecutionTime), st.Name, v)
+			ch <- prometheus.MustNewConstMetric(descCostReq, prometheus.GaugeValue, price.PerRequest(s.ExecutionTime, s.Success), st.Name, v)
+		}
 
 		buckets := make(map[float64]uint64, len(batchBuckets))
 		var count uint64

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -352,9 +353,34 @@ func TestStatsAndMetrics(t *testing.T) {
 		`infer_model_ready{model="fixed-shape",version="1"} 1`,
 		`infer_model_load_seconds{model="text-encoder",version="1"}`,
 		`process_resident_memory_bytes`,
+		`infer_cost_usd_total{model="mlp",version="1"}`,
+		`infer_cost_per_request_usd{model="mlp",version="1"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// mlp's config prices an instance at $0.10 an hour: the cost is that
+	// price for the busy seconds, shared by the 16 requests.
+	busy, cost, perReq := metricValue(t, body, `infer_execution_seconds_total{model="mlp",version="1"}`),
+		metricValue(t, body, `infer_cost_usd_total{model="mlp",version="1"}`),
+		metricValue(t, body, `infer_cost_per_request_usd{model="mlp",version="1"}`)
+	if want := 0.10 * busy / 3600; busy <= 0 || math.Abs(cost-want) > 1e-12 || math.Abs(perReq-want/16) > 1e-12 {
+		t.Fatalf("busy %gs: cost %g (want %g), per request %g (want %g)", busy, cost, want, perReq, want/16)
+	}
+}
+
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no series %s", series)
+	return 0
 }
