@@ -148,13 +148,13 @@ func appendScalar(dst []byte, tok string, dt tensor.DataType) ([]byte, error) {
 		if err != nil {
 			return dst, err
 		}
-		return appendUint(dst, uint64(v), dt.Size()), nil
+		return tensor.AppendUint(dst, uint64(v), dt.Size()), nil
 	case tensor.Uint8, tensor.Uint16, tensor.Uint32, tensor.Uint64:
 		v, err := strconv.ParseUint(tok, 10, 8*dt.Size())
 		if err != nil {
 			return dst, err
 		}
-		return appendUint(dst, v, dt.Size()), nil
+		return tensor.AppendUint(dst, v, dt.Size()), nil
 	case tensor.FP32, tensor.FP16, tensor.BF16:
 		v, err := strconv.ParseFloat(tok, 32)
 		if err != nil {
@@ -176,18 +176,6 @@ func appendScalar(dst []byte, tok string, dt tensor.DataType) ([]byte, error) {
 		return binary.LittleEndian.AppendUint64(dst, math.Float64bits(v)), nil
 	}
 	return dst, fmt.Errorf("unsupported datatype %s", dt)
-}
-
-func appendUint(dst []byte, v uint64, size int) []byte {
-	switch size {
-	case 1:
-		return append(dst, byte(v))
-	case 2:
-		return binary.LittleEndian.AppendUint16(dst, uint16(v))
-	case 4:
-		return binary.LittleEndian.AppendUint32(dst, uint32(v))
-	}
-	return binary.LittleEndian.AppendUint64(dst, v)
 }
 
 // bfloat16 rounds f to bfloat16, to nearest even; NaN stays NaN.

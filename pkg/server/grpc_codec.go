@@ -93,7 +93,7 @@ func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int
 			if int64(x) < lo || int64(x) > hi {
 				return nil, fmt.Errorf("element %d: %d does not fit %s", k, x, dt)
 			}
-			out = appendLE(out, uint64(x), size)
+			out = tensor.AppendUint(out, uint64(x), size)
 		}
 	case tensor.Int64:
 		v := c.GetInt64Contents()
@@ -112,7 +112,7 @@ func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int
 			if uint64(x) >= uint64(1)<<(8*size) && size < 4 {
 				return nil, fmt.Errorf("element %d: %d does not fit %s", k, x, dt)
 			}
-			out = appendLE(out, uint64(x), size)
+			out = tensor.AppendUint(out, uint64(x), size)
 		}
 	case tensor.Uint64:
 		v := c.GetUint64Contents()
@@ -151,18 +151,6 @@ func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int
 		return nil, fmt.Errorf("%s travels only in raw_input_contents", dt)
 	}
 	return out, nil
-}
-
-func appendLE(dst []byte, v uint64, size int) []byte {
-	switch size {
-	case 1:
-		return append(dst, byte(v))
-	case 2:
-		return binary.LittleEndian.AppendUint16(dst, uint16(v))
-	case 4:
-		return binary.LittleEndian.AppendUint32(dst, uint32(v))
-	}
-	return binary.LittleEndian.AppendUint64(dst, v)
 }
 
 // modelDataTypes maps protocol datatypes to model_config.proto's enum.

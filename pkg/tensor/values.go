@@ -142,3 +142,17 @@ func getElement[T Number](b []byte, dt DataType) T {
 	}
 	return 0
 }
+
+// AppendUint appends the low size bytes (1, 2, 4 or 8) of v to dst,
+// little-endian: how every integer element of a tensor is laid out.
+func AppendUint(dst []byte, v uint64, size int) []byte {
+	switch size {
+	case 1:
+		return append(dst, byte(v))
+	case 2:
+		return binary.LittleEndian.AppendUint16(dst, uint16(v))
+	case 4:
+		return binary.LittleEndian.AppendUint32(dst, uint32(v))
+	}
+	return binary.LittleEndian.AppendUint64(dst, v)
+}
