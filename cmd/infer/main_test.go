@@ -30,7 +30,7 @@ func TestModelsRunOnBundledModels(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	for _, want := range []string{"mlp (version 1", "text-encoder (version 1", "multi-io (version 1", "fixed-shape (version 1",
-		"probabilities FP32 [1 10]", "embedding FP32 [1 128]", "halfs_plus_one FP16 [1 4]", "transposed FP32 [3 2]",
+		"probabilities FP32 [1 10]", "embedding FP32 [1 128]", "halfs_plus_one FP16 [1 4]", "transposed FP32 [3 2]", "bf16_out BF16 [1 2]",
 		"batch sizes:", "queue", "infer"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -47,7 +47,12 @@ func TestModelsListJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if len(rows) != 4 || rows[1].Name != "mlp" || rows[1].MaxBatchSize != 64 || rows[1].Inputs[0].Shape[1] != 784 {
+	byName := map[string]modelListing{}
+	for _, r := range rows {
+		byName[r.Name] = r
+	}
+	mlp := byName["mlp"]
+	if len(rows) != 5 || mlp.MaxBatchSize != 64 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" {
 		t.Fatalf("listing %+v", rows)
 	}
 }

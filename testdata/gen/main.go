@@ -64,9 +64,10 @@ func run(dir string, check bool, bertVocab string) error {
 		"text-encoder/1/model.onnx": textEncoder(nvocab).Encode(),
 		"multi-io/1/model.onnx":     multiIO().Encode(),
 		"fixed-shape/1/model.onnx":  fixedShape().Encode(),
+		"all-types/1/model.onnx":    allTypes().Encode(),
 	}
 	var errs []error
-	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx"} {
+	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)

@@ -189,6 +189,27 @@ func multiIO() *g.Model {
 	return model(b, "Element-wise functions over INT64, BOOL, FP16, FP64 and UINT8 tensors with a dynamic batch dimension.")
 }
 
+// allTypes: one input per non-string element type the protocol carries,
+// each [batch,2], returned unchanged by Identity: for end-to-end tests of
+// every datatype over every protocol.
+func allTypes() *g.Model {
+	b := g.NewBuilder("all-types")
+	batch := g.Symbolic("batch")
+	for _, t := range []struct {
+		name string
+		typ  g.DataType
+	}{
+		{"bool", g.Bool}, {"uint8", g.Uint8}, {"uint16", g.Uint16}, {"uint32", g.Uint32}, {"uint64", g.Uint64},
+		{"int8", g.Int8}, {"int16", g.Int16}, {"int32", g.Int32}, {"int64", g.Int64},
+		{"fp16", g.Float16}, {"bf16", g.BFloat}, {"fp32", g.Float}, {"fp64", g.Double},
+	} {
+		in := b.Input(t.name+"_in", t.typ, batch, g.Fixed(2))
+		b.OpNamed(t.name+"_out", "Identity", []string{in})
+		b.Output(t.name+"_out", t.typ, batch, g.Fixed(2))
+	}
+	return model(b, "Identity over every element type the protocol carries but BYTES, [batch,2] each.")
+}
+
 // fixedShape: FP32 [2,3] -> its transpose scaled by 10, [3,2]. Its first
 // dimension is fixed, so it can never be batched.
 func fixedShape() *g.Model {
