@@ -11,11 +11,14 @@ type Phase uint8
 
 // The phases, in the order a request passes through them.
 const (
+	// Delay is how late the client sent the request after its intended
+	// send time (open loop): the time coordinated omission hides.
+	Delay Phase = iota
 	// Connect is DNS lookup plus TCP (and TLS) set-up, measured by the client.
-	Connect Phase = iota
-	// Network is the time on the wire and in the client, the remainder of
-	// the client's total after the server's own phases.
-	Network
+	Connect
+	// Write is the client writing the request, from holding a connection
+	// to the last byte written.
+	Write
 	// Queue is the time a request waits for a batch and an instance.
 	Queue
 	// Preprocess is decoding and tokenization before inference.
@@ -24,7 +27,12 @@ const (
 	Infer
 	// Postprocess is splitting, filtering and encoding outputs.
 	Postprocess
-	// Total is the server's whole handling time, receipt to last byte.
+	// Network is the time on the wire, in the server outside its phases,
+	// and in the client: the remainder of the client's total after every
+	// phase it could attribute.
+	Network
+	// Total is the whole: the server's handling time in Server-Timing, the
+	// client's latency in the load generator.
 	Total
 
 	numPhases
@@ -34,7 +42,9 @@ const (
 const NumPhases = int(numPhases)
 
 var phaseNames = [NumPhases]string{
+	Delay:       "delay",
 	Connect:     "connect",
+	Write:       "write",
 	Network:     "network",
 	Queue:       "queue",
 	Preprocess:  "preprocess",
@@ -63,6 +73,10 @@ func ParsePhase(name string) (Phase, bool) {
 
 // ServerPhases are the phases a server measures for each request, in order.
 var ServerPhases = []Phase{Queue, Preprocess, Infer, Postprocess}
+
+// BudgetPhases are the parts a load generator splits a request's latency
+// into, in order; they add up to Total.
+var BudgetPhases = []Phase{Delay, Connect, Write, Queue, Preprocess, Infer, Postprocess, Network}
 
 // Timing is one request's measured phases.
 type Timing struct {

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/clock"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
@@ -187,7 +188,7 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 		if closed && !more {
 			return nil, ErrClosed
 		}
-		if wait >= 0 && wait < coarseTimer {
+		if wait >= 0 && wait < clock.Coarse {
 			b.waitShort(wait)
 			continue
 		}
@@ -205,16 +206,11 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 	}
 }
 
-// coarseTimer is the shortest wait left to Go's timers. They fire up to a
-// millisecond late on Linux (the network poller sleeps in whole
-// milliseconds), far coarser than the 50 to 500 microsecond queue delays
-// dynamic batching is tuned with; shorter waits are made by waitShort.
-const coarseTimer = 2 * time.Millisecond
-
 // waitShort waits for d, or until something is queued or the batcher
-// closes, checking in slices of at most shortSlice slept in the kernel
-// (sleepPrecise): precise to tens of microseconds without keeping a core
-// busy.
+// closes. Go's timers fire up to a millisecond late, far coarser than the
+// 50 to 500 microsecond queue delays dynamic batching is tuned with, so
+// the wait is slept in the kernel in slices, checking between them:
+// precise to tens of microseconds without keeping a core busy.
 func (b *batcher) waitShort(d time.Duration) {
 	until := time.Now().Add(d)
 	for {
@@ -228,13 +224,10 @@ func (b *batcher) waitShort(d time.Duration) {
 		case <-b.closing:
 			return
 		default:
-			sleepPrecise(min(left, shortSlice))
+			clock.Sleep(left)
 		}
 	}
 }
-
-// shortSlice bounds how late waitShort notices an arrival.
-const shortSlice = 50 * time.Microsecond
 
 // form drops abandoned and expired requests, then either takes a batch out
 // of the queues (appended to dst) or returns how long to wait before the
