@@ -1,0 +1,113 @@
+package loadgen
+
+import (
+	"maps"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/infer-serving/infer/pkg/profile"
+)
+
+// Latencies are recorded in microseconds, from 1 µs to 10 minutes, to 3
+// significant digits.
+const (
+	histMin    = 1
+	histMax    = int64(10 * time.Minute / time.Microsecond)
+	histDigits = 3
+)
+
+func newHist() *hdr.Histogram { return hdr.New(histMin, histMax, histDigits) }
+
+func micros(d time.Duration) int64 { return max(int64(d/time.Microsecond), 0) }
+
+// Recorder accumulates results. It is not safe for concurrent use: each
+// worker keeps its own, and they are merged for the report.
+type Recorder struct {
+	// Total is the corrected latency (from the intended send time), Service
+	// the uncorrected one (from the actual send), both successful only.
+	Total, Service *hdr.Histogram
+	// Phases holds each budget phase; PhaseSum their sums, for shares.
+	Phases   [profile.NumPhases]*hdr.Histogram
+	PhaseSum [profile.NumPhases]time.Duration
+	// OK counts successes; Errors failures by kind; Late the sends made
+	// more than LateAfter behind schedule; ServerReported the successes
+	// whose server sent its own phases.
+	OK, Late, ServerReported int64
+	Errors                   map[string]int64
+	// First and Last bracket the intended send times recorded.
+	First, Last time.Time
+}
+
+// LateAfter is how far behind schedule a send counts as late.
+const LateAfter = time.Millisecond
+
+// NewRecorder returns an empty recorder.
+func NewRecorder() *Recorder {
+	r := &Recorder{Total: newHist(), Service: newHist(), Errors: map[string]int64{}}
+	for _, p := range append(profile.BudgetPhases, profile.Total) {
+		r.Phases[p] = newHist()
+	}
+	return r
+}
+
+// Record adds one finished result.
+func (r *Recorder) Record(res *Result) {
+	if r.First.IsZero() || res.Intended.Before(r.First) {
+		r.First = res.Intended
+	}
+	if res.Intended.After(r.Last) {
+		r.Last = res.Intended
+	}
+	if res.Phases.Get(profile.Delay) > LateAfter {
+		r.Late++
+	}
+	if res.Err != nil {
+		r.Errors[res.Kind]++
+		return
+	}
+	r.OK++
+	if res.ServerReported {
+		r.ServerReported++
+	}
+	_ = r.Total.RecordValue(micros(res.Phases.Get(profile.Total)))
+	_ = r.Service.RecordValue(micros(res.Service()))
+	for _, p := range append(profile.BudgetPhases, profile.Total) {
+		d := res.Phases.Get(p)
+		r.PhaseSum[p] += d
+		_ = r.Phases[p].RecordValue(micros(d))
+	}
+}
+
+// Merge adds o's results to r.
+func (r *Recorder) Merge(o *Recorder) {
+	r.Total.Merge(o.Total)
+	r.Service.Merge(o.Service)
+	for p, h := range o.Phases {
+		if h != nil {
+			r.Phases[p].Merge(h)
+			r.PhaseSum[p] += o.PhaseSum[p]
+		}
+	}
+	r.OK += o.OK
+	r.Late += o.Late
+	r.ServerReported += o.ServerReported
+	for k, v := range maps.All(o.Errors) {
+		r.Errors[k] += v
+	}
+	if !o.First.IsZero() && (r.First.IsZero() || o.First.Before(r.First)) {
+		r.First = o.First
+	}
+	if o.Last.After(r.Last) {
+		r.Last = o.Last
+	}
+}
+
+// Count returns the number of results recorded.
+func (r *Recorder) Count() int64 {
+	n := r.OK
+	for _, v := range r.Errors {
+		n += v
+	}
+	return n
+}
