@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,7 +16,9 @@ func main() {
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "infer:", err)
+		if !errors.Is(err, errSLO) { // the report and the missed objectives are printed already
+			fmt.Fprintln(os.Stderr, "infer:", err)
+		}
 		os.Exit(1)
 	}
 }

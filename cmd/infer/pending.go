@@ -19,11 +19,6 @@ func notYet(use, short, instead string) *cobra.Command {
 	}
 }
 
-func newBenchCmd() *cobra.Command {
-	return notYet("bench [URL]", "Load-test an inference server, open or closed loop, with the latency budget split by phase",
-		"the runner's benchmarks run with `make bench`")
-}
-
 func newRolloutCmd() *cobra.Command {
 	return notYet("rollout", "Roll out a new model version: canary, blue-green, shadow, A/B", "load versions side by side in a model repository")
 }

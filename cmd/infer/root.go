@@ -44,7 +44,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(g),
 		newModelsCmd(g),
 		newServeCmd(g),
-		newBenchCmd(),
+		newBenchCmd(g),
 		newRolloutCmd(),
 		newTopCmd(),
 	)

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/infer-serving/infer/pkg/loadgen"
+)
+
+type benchOptions struct {
+	url, protocol, model, version string
+	qps                           float64
+	schedule                      string
+	qpsTo                         float64
+	rampOver, stepEvery, period   time.Duration
+	step, amplitude               float64
+	concurrency                   int
+	duration, warmup, timeout     time.Duration
+	requests                      uint64
+	shapes                        []string
+	rows                          int64
+	textFile                      string
+	cold                          bool
+	method, body                  string
+	headers                       []string
+	output, slo                   string
+	seed                          uint64
+}
+
+// errSLO marks a run that missed its objectives: the exit code says so.
+var errSLO = errors.New("service-level objectives missed")
+
+func newBenchCmd(_ *globalOptions) *cobra.Command {
+	o := benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench [URL]",
+		Short: "Load-test an inference server, open or closed loop, with the latency budget split by phase",
+		Long: `Load-test an Open Inference Protocol server (infer serve, Triton, KServe,
+MLServer) over HTTP or gRPC, or any plain HTTP endpoint.
+
+Open loop (--qps) sends on an absolute schedule and measures each latency
+from the request's intended send time, so a stalled server shows as the wait
+its users see (coordinated omission corrected; the uncorrected service time
+is reported too). Closed loop (--concurrency without --qps) keeps that many
+requests in flight. Latencies go into HdrHistograms; each request's time is
+split into delay, connect, write, the server's queue, preprocess, infer and
+postprocess (from Server-Timing or gRPC trailers), and network.
+
+URL defaults to a local infer serve: http://localhost:8000, or localhost:8001
+with --protocol grpc. The model defaults to the only one served; inputs are
+generated from its metadata.`,
+		Example: `  infer bench --qps 500 --duration 30s
+  infer bench http://localhost:8000 --model text-encoder --concurrency 16 --requests 10000
+  infer bench localhost:8001 --protocol grpc --qps 1000 --schedule poisson --slo 'p99<20ms'
+  infer bench http://localhost:8080/healthz --protocol http --qps 2000`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.url = args[0]
+			}
+			err := runBench(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if errors.Is(err, errSLO) {
+				cmd.SilenceErrors = true
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol) or http (a plain endpoint)")
+	f.StringVar(&o.model, "model", "", "model name (default: the only model served)")
+	f.StringVar(&o.version, "model-version", "", "model version (default: the server's choice)")
+	f.Float64Var(&o.qps, "qps", 0, "open loop: requests per second (the schedule's start rate)")
+	f.StringVar(&o.schedule, "schedule", "constant", "open-loop schedule: constant, poisson, ramp, step or sine")
+	f.Float64Var(&o.qpsTo, "qps-to", 0, "ramp: the final rate; step: the highest rate (0: no limit)")
+	f.DurationVar(&o.rampOver, "ramp-over", 0, "ramp: how long the rate takes to reach --qps-to (default: --duration)")
+	f.Float64Var(&o.step, "step", 0, "step: the rate added every --step-every")
+	f.DurationVar(&o.stepEvery, "step-every", 10*time.Second, "step: how long each rate holds")
+	f.Float64Var(&o.amplitude, "amplitude", 0, "sine: how far the rate swings around --qps")
+	f.DurationVar(&o.period, "period", time.Minute, "sine: the period of the swing")
+	f.IntVar(&o.concurrency, "concurrency", 0, "closed loop: requests in flight (default 1); open loop: the most in flight (default 4096)")
+	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure, after the warm-up")
+	f.Uint64Var(&o.requests, "requests", 0, "stop after this many measured requests (0: no limit)")
+	f.DurationVar(&o.warmup, "warmup", 0, "load the server this long before measuring")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
+	f.StringArrayVar(&o.shapes, "shape", nil, "full shape of an input with dynamic dimensions, name:d1,d2,... (repeatable)")
+	f.Int64Var(&o.rows, "batch-size", 1, "rows per request along a dynamic first dimension")
+	f.StringVar(&o.textFile, "text-file", "", "strings for BYTES inputs, one per line")
+	f.BoolVar(&o.cold, "cold", false, "open a new connection for every request (HTTP), to show connection set-up")
+	f.StringVar(&o.method, "method", "GET", "plain http: the request method")
+	f.StringArrayVar(&o.headers, "header", nil, "plain http: a request header, 'Name: value' (repeatable)")
+	f.StringVar(&o.body, "body", "", "plain http: the request body, or @file")
+	f.StringVar(&o.output, "output", "text", "report format: text or json")
+	f.StringVar(&o.slo, "slo", "", "objectives such as 'p99<50ms,errors<1%': exit 1 when missed")
+	f.Uint64Var(&o.seed, "seed", 1, "seed of generated inputs and Poisson arrivals")
+	return cmd
+}
+
+func (o benchOptions) schedulePlan() (loadgen.Schedule, error) {
+	if o.qps == 0 {
+		if o.schedule != "constant" {
+			return nil, fmt.Errorf("--schedule %s needs --qps", o.schedule)
+		}
+		return nil, nil
+	}
+	var s loadgen.Schedule
+	switch o.schedule {
+	case "constant":
+		s = loadgen.Constant{QPS: o.qps}
+	case "poisson":
+		s = loadgen.NewPoisson(o.qps, o.seed)
+	case "ramp":
+		over := o.rampOver
+		if over == 0 {
+			over = o.duration
+		}
+		s = loadgen.Ramp{From: o.qps, To: o.qpsTo, Over: over}
+	case "step":
+		s = &loadgen.Steps{Start: o.qps, Step: o.step, Max: o.qpsTo, Every: o.stepEvery}
+	case "sine":
+		s = &loadgen.Sine{Mean: o.qps, Amplitude: o.amplitude, Period: o.period}
+	default:
+		return nil, fmt.Errorf("--schedule %q: want constant, poisson, ramp, step or sine", o.schedule)
+	}
+	if err := loadgen.Validate(s); err != nil {
+		return nil, fmt.Errorf("--schedule %s: %w", o.schedule, err)
+	}
+	return s, nil
+}
+
+func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
+	if o.output != "text" && o.output != "json" {
+		return fmt.Errorf("--output %q: want text or json", o.output)
+	}
+	if o.duration <= 0 && o.requests == 0 {
+		return errors.New("--duration and --requests are both 0: the run would never end")
+	}
+	if o.rows < 1 {
+		return fmt.Errorf("--batch-size %d: want at least 1", o.rows)
+	}
+	var objectives []loadgen.Objective
+	if o.slo != "" {
+		var err error
+		if objectives, err = loadgen.ParseSLO(o.slo); err != nil {
+			return err
+		}
+	}
+	sched, err := o.schedulePlan()
+	if err != nil {
+		return err
+	}
+	if o.url == "" {
+		o.url = "http://localhost:8000"
+		if o.protocol == loadgen.ProtoGRPC {
+			o.url = "localhost:8001"
+		}
+	}
+	conns := o.concurrency
+	if conns <= 0 {
+		conns = 1
+		if sched != nil {
+			conns = loadgen.DefaultMaxInFlight
+		}
+	}
+
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var (
+		target loadgen.Target
+		model  string
+		done   = func() {}
+	)
+	if o.protocol == "http" {
+		if target, err = o.plainTarget(conns); err != nil {
+			return err
+		}
+	} else {
+		v2 := loadgen.V2Options{URL: o.url, Protocol: o.protocol, Model: o.model, Version: o.version, Rows: o.rows, Conns: conns, Cold: o.cold, Seed: o.seed,
+			Shapes: map[string][]int64{}}
+		for _, s := range o.shapes {
+			name, shape, err := loadgen.ParseShape(s)
+			if err != nil {
+				return err
+			}
+			v2.Shapes[name] = shape
+		}
+		if o.textFile != "" {
+			data, err := os.ReadFile(o.textFile)
+			if err != nil {
+				return fmt.Errorf("--text-file: %w", err)
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				if line = strings.TrimSpace(line); line != "" {
+					v2.Texts = append(v2.Texts, line)
+				}
+			}
+			if len(v2.Texts) == 0 {
+				return fmt.Errorf("--text-file %s holds no lines", o.textFile)
+			}
+		}
+		var m loadgen.Model
+		if target, m, done, err = loadgen.NewV2Target(setup, v2); err != nil {
+			return err
+		}
+		model = m.Name
+	}
+	defer done()
+
+	mode := fmt.Sprintf("closed loop, %d in flight", conns)
+	if sched != nil {
+		mode = fmt.Sprintf("open loop, %s from %.0f/s", o.schedule, o.qps)
+	}
+	fmt.Fprintf(stderr, "infer bench: %s %s %s, %s, for %v%s\n", o.protocol, o.url, model, mode, o.duration, requestsNote(o.requests))
+	run := loadgen.Options{Schedule: sched, Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout,
+		Progress: func(p loadgen.Progress) {
+			fmt.Fprintf(stderr, "  %5.1fs  sent %d  ok %d  failed %d\n", p.Elapsed.Seconds(), p.Sent, p.OK, p.Failed)
+		}}
+	if sched == nil {
+		run.Concurrency = conns
+	}
+	sum, err := loadgen.Run(ctx, target, run)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	report := loadgen.NewReport(sum, o.url, model, o.protocol)
+	if o.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return err
+		}
+	} else if err := report.WriteText(stdout); err != nil {
+		return err
+	}
+	if report.Requests > 0 && report.OK == 0 {
+		return fmt.Errorf("every request failed (%s)", firstError(report.Errors))
+	}
+	if v := report.Violations(objectives); len(v) > 0 {
+		for _, line := range v {
+			fmt.Fprintf(stderr, "infer bench: SLO missed: %s\n", line)
+		}
+		return errSLO
+	}
+	return nil
+}
+
+func requestsNote(n uint64) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" or %d requests", n)
+}
+
+func firstError(errs map[string]int64) string {
+	var best string
+	var n int64
+	for k, v := range errs {
+		if v > n {
+			best, n = k, v
+		}
+	}
+	return best
+}
+
+// plainTarget is a plain HTTP request from --method, --header and --body.
+func (o benchOptions) plainTarget(conns int) (loadgen.Target, error) {
+	if !strings.HasPrefix(o.url, "http://") && !strings.HasPrefix(o.url, "https://") {
+		return nil, fmt.Errorf("URL %q: want http:// or https:// with --protocol http", o.url)
+	}
+	h := http.Header{}
+	for _, kv := range o.headers {
+		k, v, ok := strings.Cut(kv, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("--header %q: want 'Name: value'", kv)
+		}
+		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	body := []byte(o.body)
+	if file, ok := strings.CutPrefix(o.body, "@"); ok {
+		var err error
+		if body, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("--body: %w", err)
+		}
+	}
+	req, err := http.NewRequest(o.method, o.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--method %q with %q: %w", o.method, o.url, err)
+	}
+	return &loadgen.HTTP{Client: loadgen.NewHTTPClient(conns, o.cold),
+		Requests: []loadgen.HTTPRequest{{Method: req.Method, URL: o.url, Header: h, Body: body}}}, nil
+}

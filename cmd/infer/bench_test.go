@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/loadgen"
+)
+
+// infer bench against a real infer serve on loopback, over each protocol:
+// every request answered, the server's phases received, and the budget
+// phases adding up to the total.
+func TestBenchAgainstServeEveryProtocol(t *testing.T) {
+	httpAddr, grpcAddr, stop, done := startServe(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	for _, tc := range []struct {
+		protocol, url string
+		open          bool
+	}{
+		{loadgen.ProtoHTTPBinary, "http://" + httpAddr, false},
+		{loadgen.ProtoHTTPJSON, "http://" + httpAddr, true},
+		{loadgen.ProtoGRPC, grpcAddr, false},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			o := benchDefaults(tc.url, tc.protocol)
+			o.model, o.requests, o.concurrency = "mlp", 300, 4
+			if tc.open {
+				o.qps, o.concurrency = 400, 64
+			}
+			var out bytes.Buffer
+			if err := runBench(context.Background(), o, &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			var r loadgen.Report
+			if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+				t.Fatalf("%v\n%s", err, out.String())
+			}
+			if r.Requests != 300 || r.OK != 300 || r.ServerReported != 300 || r.Model != "mlp" {
+				t.Fatalf("report %+v", r)
+			}
+			var shares float64
+			phase := map[string]loadgen.PhaseReport{}
+			for _, p := range r.Phases {
+				shares += p.Share
+				phase[p.Phase] = p
+			}
+			if math.Abs(shares-1) > 1e-6 {
+				t.Fatalf("phase shares add up to %v, want 1", shares)
+			}
+			if phase["infer"].Mean <= 0 || phase["queue"].Share <= 0 || phase["network"].Mean <= 0 {
+				t.Fatalf("phases %+v", phase)
+			}
+			if tc.open && (r.Mode != "open" || r.TargetRate < 300 || r.TargetRate > 500) {
+				t.Fatalf("open loop: mode %s, target %.1f", r.Mode, r.TargetRate)
+			}
+		})
+	}
+
+	// A missed objective exits non-zero; a met one does not.
+	o := benchDefaults("http://"+httpAddr, loadgen.ProtoHTTPBinary)
+	o.model, o.requests, o.slo = "fixed-shape", 50, "p99<1ns"
+	if err := runBench(context.Background(), o, io.Discard, io.Discard); !errors.Is(err, errSLO) {
+		t.Fatalf("impossible SLO: err %v", err)
+	}
+	o.slo = "p99<10s,errors<1%"
+	if err := runBench(context.Background(), o, io.Discard, io.Discard); err != nil {
+		t.Fatalf("easy SLO: %v", err)
+	}
+	// Text inputs take lines from --text-file.
+	file := filepath.Join(t.TempDir(), "texts.txt")
+	os.WriteFile(file, []byte("first sentence\nsecond, longer sentence of text\n"), 0o644)
+	o = benchDefaults("http://"+httpAddr, loadgen.ProtoHTTPBinary)
+	o.model, o.requests, o.textFile = "text-encoder", 20, file
+	var out bytes.Buffer
+	if err := runBench(context.Background(), o, &out, io.Discard); err != nil || !strings.Contains(out.String(), "preprocess") {
+		t.Fatalf("text model: %v\n%s", err, out.String())
+	}
+}
+
+func benchDefaults(url, protocol string) benchOptions {
+	return benchOptions{url: url, protocol: protocol, schedule: "constant", duration: 20 * time.Second, timeout: 10 * time.Second,
+		rows: 1, output: "json", method: "GET", stepEvery: time.Second, period: time.Second, seed: 1}
+}
+
+// Bad input gets one clear line naming what was wrong.
+func TestBenchBadInput(t *testing.T) {
+	httpAddr, _, stop, done := startServe(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	base := benchDefaults("http://"+httpAddr, loadgen.ProtoHTTPBinary)
+	base.requests = 5
+	for _, tc := range []struct {
+		name string
+		edit func(*benchOptions)
+		want string
+	}{
+		{"no model among several", func(o *benchOptions) {}, "choose one with --model"},
+		{"unknown model", func(o *benchOptions) { o.model = "nope" }, `model "nope"`},
+		{"bad shape flag", func(o *benchOptions) { o.model, o.shapes = "mlp", []string{"image:1,x"} }, `--shape "image:1,x"`},
+		{"shape of a missing input", func(o *benchOptions) { o.model, o.shapes = "mlp", []string{"pixels:1,784"} }, "no input \"pixels\""},
+		{"shape against the model", func(o *benchOptions) { o.model, o.shapes = "mlp", []string{"image:1,783"} }, "dimension 1 is 783"},
+		{"unreachable URL", func(o *benchOptions) { o.url, o.model = "http://127.0.0.1:1", "mlp" }, "cannot reach"},
+		{"bad URL", func(o *benchOptions) { o.url = "localhost:8000" }, "want http://host:port"},
+		{"bad protocol", func(o *benchOptions) { o.protocol = "soap" }, `protocol "soap"`},
+		{"bad slo", func(o *benchOptions) { o.slo = "p98<1ms" }, `unknown metric "p98"`},
+		{"bad schedule", func(o *benchOptions) { o.qps, o.schedule = 10, "square" }, `--schedule "square"`},
+		{"sine too wide", func(o *benchOptions) { o.qps, o.schedule, o.amplitude = 10, "sine", 20 }, "amplitude"},
+		{"missing text file", func(o *benchOptions) { o.model, o.textFile = "text-encoder", "/no/such/file" }, "--text-file"},
+		{"unbounded", func(o *benchOptions) { o.duration, o.requests = 0, 0 }, "never end"},
+	} {
+		o := base
+		tc.edit(&o)
+		err := runBench(context.Background(), o, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: err %v, want one line mentioning %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,213 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/infer-serving/infer/pkg/profile"
+)
+
+// Percentiles summarises a latency histogram, in milliseconds.
+type Percentiles struct {
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P95  float64 `json:"p95_ms"`
+	P99  float64 `json:"p99_ms"`
+	P999 float64 `json:"p99_9_ms"`
+	Max  float64 `json:"max_ms"`
+	Mean float64 `json:"mean_ms"`
+}
+
+func percentiles(h *hdr.Histogram) Percentiles {
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return Percentiles{
+		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P95: ms(h.ValueAtQuantile(95)),
+		P99: ms(h.ValueAtQuantile(99)), P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()), Mean: h.Mean() / 1000,
+	}
+}
+
+// PhaseReport is one part of the latency budget.
+type PhaseReport struct {
+	Phase string  `json:"phase"`
+	P50   float64 `json:"p50_ms"`
+	P95   float64 `json:"p95_ms"`
+	P99   float64 `json:"p99_ms"`
+	Mean  float64 `json:"mean_ms"`
+	// Share is the phase's part of all successful requests' total time.
+	Share float64 `json:"share"`
+}
+
+// Report is a finished run's figures, for people and for machines.
+type Report struct {
+	Target       string           `json:"target"`
+	Model        string           `json:"model,omitempty"`
+	Protocol     string           `json:"protocol"`
+	Mode         string           `json:"mode"` // "open" or "closed"
+	Requests     int64            `json:"requests"`
+	OK           int64            `json:"ok"`
+	Errors       map[string]int64 `json:"errors"`
+	ErrorRate    float64          `json:"error_rate"`
+	Late         int64            `json:"late_sends"`
+	Seconds      float64          `json:"seconds"`
+	TargetRate   float64          `json:"target_rate,omitempty"`
+	AchievedRate float64          `json:"achieved_rate"`
+	// Latency runs from each request's intended send time (corrected for
+	// coordinated omission); Service from its actual send.
+	Latency        Percentiles   `json:"latency"`
+	Service        Percentiles   `json:"service"`
+	Phases         []PhaseReport `json:"phases"`
+	ServerReported int64         `json:"server_reported"`
+}
+
+// NewReport summarises a run.
+func NewReport(s *Summary, target, model, protocol string) Report {
+	r := Report{Target: target, Model: model, Protocol: protocol, Mode: "closed", Requests: s.Count(), OK: s.OK,
+		Errors: maps.Clone(s.Errors), Late: s.Late, Seconds: s.Window.Seconds(), TargetRate: s.TargetRate,
+		AchievedRate: s.AchievedRate(), Latency: percentiles(s.Total), Service: percentiles(s.Service), ServerReported: s.ServerReported}
+	if s.Open {
+		r.Mode = "open"
+	}
+	if r.Requests > 0 {
+		r.ErrorRate = float64(r.Requests-r.OK) / float64(r.Requests)
+	}
+	total := s.PhaseSum[profile.Total]
+	for _, p := range profile.BudgetPhases {
+		pr := percentiles(s.Phases[p])
+		ph := PhaseReport{Phase: p.String(), P50: pr.P50, P95: pr.P95, P99: pr.P99, Mean: pr.Mean}
+		if total > 0 {
+			ph.Share = float64(s.PhaseSum[p]) / float64(total)
+		}
+		r.Phases = append(r.Phases, ph)
+	}
+	return r
+}
+
+// WriteText writes the report as a table for people.
+func (r Report) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "target\t%s %s", r.Protocol, r.Target)
+	if r.Model != "" {
+		fmt.Fprintf(tw, " model %s", r.Model)
+	}
+	fmt.Fprintf(tw, "\n")
+	fmt.Fprintf(tw, "load\t%s loop, %d requests in %.2fs", r.Mode, r.Requests, r.Seconds)
+	if r.Mode == "open" {
+		fmt.Fprintf(tw, ", target %.1f/s", r.TargetRate)
+	}
+	fmt.Fprintf(tw, ", achieved %.1f/s\n", r.AchievedRate)
+	fmt.Fprintf(tw, "errors\t%s\n", r.errorLine())
+	if r.Mode == "open" {
+		fmt.Fprintf(tw, "late sends\t%d (more than %v behind schedule)\n", r.Late, LateAfter)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "latency (ms)\tp50\tp90\tp95\tp99\tp99.9\tmax\tmean\n")
+	row := func(name string, p Percentiles) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, ms(p.P50), ms(p.P90), ms(p.P95), ms(p.P99), ms(p.P999), ms(p.Max), ms(p.Mean))
+	}
+	row("total", r.Latency)
+	if r.Mode == "open" {
+		row("service (uncorrected)", r.Service)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "budget (ms)\tp50\tp95\tp99\tmean\tshare\n")
+	for _, p := range r.Phases {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\n", p.Phase, ms(p.P50), ms(p.P95), ms(p.P99), ms(p.Mean), 100*p.Share)
+	}
+	if r.OK > 0 && r.ServerReported == 0 {
+		fmt.Fprintf(tw, "\t(the server reported no phases: queue to postprocess are counted in network)\n")
+	}
+	return tw.Flush()
+}
+
+func ms(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+
+func (r Report) errorLine() string {
+	if len(r.Errors) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, r.Errors[k]))
+	}
+	return fmt.Sprintf("%.2f%% (%s)", 100*r.ErrorRate, strings.Join(parts, ", "))
+}
+
+// Objective is one service-level objective, such as p99<50ms.
+type Objective struct {
+	Metric string // p50, p90, p95, p99, p99.9, max, mean, or errors
+	Limit  float64
+	text   string
+}
+
+// ParseSLO parses objectives like "p99<50ms,errors<1%".
+func ParseSLO(s string) ([]Objective, error) {
+	var out []Objective
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		metric, limit, ok := strings.Cut(part, "<")
+		if !ok {
+			return nil, fmt.Errorf("--slo %q: want objectives like p99<50ms or errors<1%%", part)
+		}
+		o := Objective{Metric: strings.TrimSpace(metric), text: part}
+		limit = strings.TrimSpace(limit)
+		switch o.Metric {
+		case "p50", "p90", "p95", "p99", "p99.9", "max", "mean":
+			d, err := time.ParseDuration(limit)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("--slo %q: %q is not a duration such as 50ms", part, limit)
+			}
+			o.Limit = float64(d) / float64(time.Millisecond)
+		case "errors":
+			v, err := strconv.ParseFloat(strings.TrimSuffix(limit, "%"), 64)
+			if err != nil || !strings.HasSuffix(limit, "%") || v < 0 {
+				return nil, fmt.Errorf("--slo %q: %q is not a percentage such as 1%%", part, limit)
+			}
+			o.Limit = v / 100
+		default:
+			return nil, fmt.Errorf("--slo %q: unknown metric %q (want p50, p90, p95, p99, p99.9, max, mean or errors)", part, o.Metric)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// Violations returns the objectives r misses, described.
+func (r Report) Violations(objectives []Objective) []string {
+	var out []string
+	for _, o := range objectives {
+		var got float64
+		switch o.Metric {
+		case "p50":
+			got = r.Latency.P50
+		case "p90":
+			got = r.Latency.P90
+		case "p95":
+			got = r.Latency.P95
+		case "p99":
+			got = r.Latency.P99
+		case "p99.9":
+			got = r.Latency.P999
+		case "max":
+			got = r.Latency.Max
+		case "mean":
+			got = r.Latency.Mean
+		case "errors":
+			if r.ErrorRate >= o.Limit {
+				out = append(out, fmt.Sprintf("%s: error rate %.2f%%", o.text, 100*r.ErrorRate))
+			}
+			continue
+		}
+		if got >= o.Limit || r.OK == 0 {
+			out = append(out, fmt.Sprintf("%s: %s is %.3fms", o.text, o.Metric, got))
+		}
+	}
+	return out
+}

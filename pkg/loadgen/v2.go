@@ -1,0 +1,334 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// Protocols an Open Inference Protocol target speaks.
+const (
+	ProtoHTTPBinary = "http-binary"
+	ProtoHTTPJSON   = "http-json"
+	ProtoGRPC       = "grpc"
+)
+
+// V2Options say what to send to an Open Inference Protocol server.
+type V2Options struct {
+	// URL is the server: http://host:port for HTTP, host:port (or
+	// grpc://host:port) for gRPC.
+	URL      string
+	Protocol string
+	// Model names the model; empty picks the only ready one. Version
+	// empty lets the server choose.
+	Model, Version string
+	// Rows is each request's batch size along a dynamic first dimension
+	// (1 when 0).
+	Rows int64
+	// Shapes gives the full shape of inputs with dynamic dimensions.
+	Shapes map[string][]int64
+	// Texts feed BYTES inputs, in turn (a fixed sentence when empty).
+	Texts []string
+	// Conns is the number of connections to keep; Cold opens one per
+	// request (HTTP).
+	Conns int
+	Cold  bool
+	// Seed makes the generated inputs repeatable.
+	Seed uint64
+}
+
+// Model describes the model a V2 target sends to.
+type Model struct {
+	Name, Version string
+	Inputs        []protocol.TensorMetadata
+}
+
+// requestPool is how many different requests a target cycles through, so
+// that no cache sees only one.
+const requestPool = 16
+
+// NewV2Target reads the model's metadata from the server and returns a
+// target sending it generated inputs, and what it found. close releases
+// the target's connections.
+func NewV2Target(ctx context.Context, o V2Options) (t Target, m Model, close func(), err error) {
+	if o.Rows <= 0 {
+		o.Rows = 1
+	}
+	if o.Conns <= 0 {
+		o.Conns = 64
+	}
+	switch o.Protocol {
+	case ProtoHTTPBinary, ProtoHTTPJSON:
+		return newV2HTTP(ctx, o)
+	case ProtoGRPC:
+		return newV2GRPC(ctx, o)
+	}
+	return nil, Model{}, nil, fmt.Errorf("protocol %q: want %s, %s or %s", o.Protocol, ProtoHTTPBinary, ProtoHTTPJSON, ProtoGRPC)
+}
+
+func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) {
+	base, err := url.Parse(strings.TrimRight(o.URL, "/"))
+	if err != nil || base.Scheme != "http" && base.Scheme != "https" || base.Host == "" {
+		return nil, Model{}, nil, fmt.Errorf("server URL %q: want http://host:port", o.URL)
+	}
+	client := NewHTTPClient(o.Conns, o.Cold)
+	get := func(method, path string, v any) error {
+		req, err := http.NewRequestWithContext(ctx, method, base.String()+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("cannot reach %s: %w", base, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode != http.StatusOK {
+			var e protocol.Error
+			if json.Unmarshal(body, &e) == nil && e.Error != "" {
+				return fmt.Errorf("%s %s: %d: %s", method, path, resp.StatusCode, e.Error)
+			}
+			return fmt.Errorf("%s %s: status %d", method, path, resp.StatusCode)
+		}
+		return json.Unmarshal(body, v)
+	}
+	name := o.Model
+	if name == "" {
+		var idx []struct{ Name, State string }
+		if err := get("POST", "/v2/repository/index", &idx); err != nil {
+			return nil, Model{}, nil, fmt.Errorf("no --model given and the repository index is unavailable: %w", err)
+		}
+		if name, err = onlyReady(idx); err != nil {
+			return nil, Model{}, nil, err
+		}
+	}
+	path := "/v2/models/" + url.PathEscape(name)
+	if o.Version != "" {
+		path += "/versions/" + url.PathEscape(o.Version)
+	}
+	var meta protocol.ModelMetadata
+	if err := get("GET", path, &meta); err != nil {
+		return nil, Model{}, nil, fmt.Errorf("model %q: %w", name, err)
+	}
+	model := Model{Name: meta.Name, Version: o.Version, Inputs: meta.Inputs}
+	pool, err := generate(meta.Inputs, o)
+	if err != nil {
+		return nil, model, nil, err
+	}
+	binaryBody := o.Protocol == ProtoHTTPBinary
+	target := &HTTP{Client: client}
+	for _, inputs := range pool {
+		body, hl, err := (&protocol.InferRequest{Inputs: inputs, BinaryOutput: binaryBody}).Encode(binaryBody)
+		if err != nil {
+			return nil, model, nil, err
+		}
+		h := http.Header{"Content-Type": {"application/json"}}
+		if hl >= 0 {
+			h.Set("Content-Type", "application/octet-stream")
+			h.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+		}
+		target.Requests = append(target.Requests, HTTPRequest{Method: "POST", URL: base.String() + path + "/infer", Header: h, Body: body})
+	}
+	return target, model, client.CloseIdleConnections, nil
+}
+
+func newV2GRPC(ctx context.Context, o V2Options) (Target, Model, func(), error) {
+	addr := strings.TrimPrefix(o.URL, "grpc://")
+	if addr == "" || strings.Contains(addr, "/") {
+		return nil, Model{}, nil, fmt.Errorf("server address %q: want host:port for gRPC", o.URL)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)))
+	if err != nil {
+		return nil, Model{}, nil, fmt.Errorf("server address %q: %w", o.URL, err)
+	}
+	c := inferencepb.NewGRPCInferenceServiceClient(conn)
+	fail := func(err error) (Target, Model, func(), error) { conn.Close(); return nil, Model{}, nil, err }
+	name := o.Model
+	if name == "" {
+		idx, err := c.RepositoryIndex(ctx, &inferencepb.RepositoryIndexRequest{Ready: true})
+		if err != nil {
+			return fail(fmt.Errorf("no --model given and the repository index of %s is unavailable: %w", addr, err))
+		}
+		var entries []struct{ Name, State string }
+		for _, m := range idx.GetModels() {
+			entries = append(entries, struct{ Name, State string }{m.GetName(), m.GetState()})
+		}
+		if name, err = onlyReady(entries); err != nil {
+			return fail(err)
+		}
+	}
+	meta, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: name, Version: o.Version})
+	if err != nil {
+		return fail(fmt.Errorf("model %q at %s: %w", name, addr, err))
+	}
+	model := Model{Name: meta.GetName(), Version: o.Version}
+	for _, in := range meta.GetInputs() {
+		model.Inputs = append(model.Inputs, protocol.TensorMetadata{Name: in.GetName(), Datatype: in.GetDatatype(), Shape: in.GetShape()})
+	}
+	pool, err := generate(model.Inputs, o)
+	if err != nil {
+		return fail(err)
+	}
+	target := &GRPC{Client: c}
+	for _, inputs := range pool {
+		req := &inferencepb.ModelInferRequest{ModelName: model.Name, ModelVersion: o.Version}
+		for _, t := range inputs {
+			req.Inputs = append(req.Inputs, &inferencepb.ModelInferRequest_InferInputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape})
+			req.RawInputContents = append(req.RawInputContents, t.Data)
+		}
+		target.Requests = append(target.Requests, req)
+	}
+	return target, model, func() { conn.Close() }, nil
+}
+
+// onlyReady returns the one ready model of an index, or an error naming
+// the choices.
+func onlyReady(idx []struct{ Name, State string }) (string, error) {
+	seen := map[string]bool{}
+	var ready []string
+	for _, m := range idx {
+		if (m.State == "" || m.State == "READY") && !seen[m.Name] {
+			seen[m.Name] = true
+			ready = append(ready, m.Name)
+		}
+	}
+	switch len(ready) {
+	case 0:
+		return "", errors.New("the server has no ready model")
+	case 1:
+		return ready[0], nil
+	}
+	return "", fmt.Errorf("the server has %d ready models (%s): choose one with --model", len(ready), strings.Join(ready, ", "))
+}
+
+// generate returns requestPool sets of inputs for a model's inputs: random
+// values of each input's datatype, the first dynamic dimension o.Rows, the
+// others from o.Shapes.
+func generate(inputs []protocol.TensorMetadata, o V2Options) ([][]tensor.Tensor, error) {
+	for name := range o.Shapes {
+		found := false
+		for _, in := range inputs {
+			found = found || in.Name == name
+		}
+		if !found {
+			return nil, fmt.Errorf("--shape %s: the model has no input %q", name, name)
+		}
+	}
+	shapes := make([][]int64, len(inputs))
+	types := make([]tensor.DataType, len(inputs))
+	for i, in := range inputs {
+		dt, ok := tensor.ParseDataType(in.Datatype)
+		if !ok {
+			return nil, fmt.Errorf("input %q: unknown datatype %q", in.Name, in.Datatype)
+		}
+		types[i] = dt
+		if s, ok := o.Shapes[in.Name]; ok {
+			if len(s) != len(in.Shape) {
+				return nil, fmt.Errorf("--shape %s:%s: %d dimensions, the model's input has %d (%v)", in.Name, joinInts(s), len(s), len(in.Shape), in.Shape)
+			}
+			for j, d := range s {
+				if d < 1 || in.Shape[j] >= 0 && d != in.Shape[j] {
+					return nil, fmt.Errorf("--shape %s:%s: dimension %d is %d, the model's input is %v", in.Name, joinInts(s), j, d, in.Shape)
+				}
+			}
+			shapes[i] = s
+			continue
+		}
+		s := make([]int64, len(in.Shape))
+		for j, d := range in.Shape {
+			switch {
+			case d >= 0:
+				s[j] = d
+			case j == 0:
+				s[j] = o.Rows
+			default:
+				return nil, fmt.Errorf("input %q has shape %v: give its dynamic dimensions with --shape %s:%s", in.Name, in.Shape, in.Name, joinInts(example(in.Shape, o.Rows)))
+			}
+		}
+		shapes[i] = s
+	}
+	texts := o.Texts
+	if len(texts) == 0 {
+		texts = []string{"The quick brown fox jumps over the lazy dog."}
+	}
+	r := rand.New(rand.NewPCG(o.Seed, 1))
+	pool := make([][]tensor.Tensor, requestPool)
+	next := 0
+	for k := range pool {
+		for i, in := range inputs {
+			if types[i] != tensor.Bytes {
+				pool[k] = append(pool[k], tensor.Random(in.Name, types[i], shapes[i], r))
+				continue
+			}
+			var data []byte
+			for range tensor.Elements(shapes[i]) {
+				s := texts[next%len(texts)]
+				next++
+				data = binary.LittleEndian.AppendUint32(data, uint32(len(s)))
+				data = append(data, s...)
+			}
+			pool[k] = append(pool[k], tensor.Tensor{Name: in.Name, DataType: tensor.Bytes, Shape: shapes[i], Data: data})
+		}
+	}
+	return pool, nil
+}
+
+func example(shape []int64, rows int64) []int64 {
+	s := make([]int64, len(shape))
+	for j, d := range shape {
+		switch {
+		case d >= 0:
+			s[j] = d
+		case j == 0:
+			s[j] = rows
+		default:
+			s[j] = 128
+		}
+	}
+	return s
+}
+
+func joinInts(v []int64) string {
+	var b bytes.Buffer
+	for i, x := range v {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(x, 10))
+	}
+	return b.String()
+}
+
+// ParseShape parses a --shape value, name:d1,d2,...
+func ParseShape(s string) (string, []int64, error) {
+	name, dims, ok := strings.Cut(s, ":")
+	if !ok || name == "" || dims == "" {
+		return "", nil, fmt.Errorf("--shape %q: want name:d1,d2,... such as input_ids:1,128", s)
+	}
+	var shape []int64
+	for _, d := range strings.Split(dims, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(d), 10, 64)
+		if err != nil || n < 1 {
+			return "", nil, fmt.Errorf("--shape %q: %q is not a positive dimension", s, d)
+		}
+		shape = append(shape, n)
+	}
+	return name, shape, nil
+}
