@@ -19,6 +19,9 @@ import (
 type benchOptions struct {
 	url, protocol, model, version string
 	qps                           float64
+	qpsSpec                       string
+	findMax                       bool
+	maxQPS                        float64
 	schedule                      string
 	qpsTo                         float64
 	rampOver, stepEvery, period   time.Duration
@@ -78,7 +81,9 @@ generated from its metadata.`,
 	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol) or http (a plain endpoint)")
 	f.StringVar(&o.model, "model", "", "model name (default: the only model served)")
 	f.StringVar(&o.version, "model-version", "", "model version (default: the server's choice)")
-	f.Float64Var(&o.qps, "qps", 0, "open loop: requests per second (the schedule's start rate)")
+	f.StringVar(&o.qpsSpec, "qps", "", "open loop: requests per second (the schedule's start rate), or a sweep start:stop:step, one run per rate")
+	f.BoolVar(&o.findMax, "find-max", false, "search for the highest rate that meets --slo (and achieves 99% of target), from --qps (default 100)")
+	f.Float64Var(&o.maxQPS, "max-qps", 0, "--find-max: the highest rate to try (0: no limit)")
 	f.StringVar(&o.schedule, "schedule", "constant", "open-loop schedule: constant, poisson, ramp, step or sine")
 	f.Float64Var(&o.qpsTo, "qps-to", 0, "ramp: the final rate; step: the highest rate (0: no limit)")
 	f.DurationVar(&o.rampOver, "ramp-over", 0, "ramp: how long the rate takes to reach --qps-to (default: --duration)")
@@ -139,6 +144,28 @@ func (o benchOptions) schedulePlan() (loadgen.Schedule, error) {
 func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
 	if o.output != "text" && o.output != "json" {
 		return fmt.Errorf("--output %q: want text or json", o.output)
+	}
+	var rates []float64
+	if o.qpsSpec != "" {
+		var err error
+		if rates, err = loadgen.ParseRates(o.qpsSpec); err != nil {
+			return err
+		}
+		o.qps = rates[0]
+	}
+	if o.findMax {
+		if o.slo == "" {
+			return errors.New("--find-max needs --slo, the objective a rate must meet, such as 'p99<50ms'")
+		}
+		if len(rates) > 1 {
+			return errors.New("--find-max searches by itself: give --qps one start rate, not a sweep")
+		}
+		if o.qps == 0 {
+			o.qps = 100
+		}
+	}
+	if (len(rates) > 1 || o.findMax) && o.schedule != "constant" && o.schedule != "poisson" {
+		return fmt.Errorf("--schedule %s cannot be swept: sweeps and --find-max run constant or poisson loads", o.schedule)
 	}
 	if o.duration <= 0 && o.requests == 0 {
 		return errors.New("--duration and --requests are both 0: the run would never end")
@@ -214,23 +241,44 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	}
 	defer done()
 
+	// measure runs one load at rate (0: closed loop) and reports it.
+	measure := func(rate float64, progress bool) (loadgen.Report, error) {
+		run := loadgen.Options{Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout}
+		if rate > 0 {
+			o.qps = rate
+			s, err := o.schedulePlan()
+			if err != nil {
+				return loadgen.Report{}, err
+			}
+			run.Schedule = s
+		} else {
+			run.Concurrency = conns
+		}
+		if progress {
+			run.Progress = func(p loadgen.Progress) {
+				fmt.Fprintf(stderr, "  %5.1fs  sent %d  ok %d  failed %d\n", p.Elapsed.Seconds(), p.Sent, p.OK, p.Failed)
+			}
+		}
+		sum, err := loadgen.Run(ctx, target, run)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return loadgen.Report{}, err
+		}
+		return loadgen.NewReport(sum, o.url, model, o.protocol), ctx.Err()
+	}
+
+	if len(rates) > 1 || o.findMax {
+		return capacity(o, rates, objectives, measure, stdout, stderr)
+	}
 	mode := fmt.Sprintf("closed loop, %d in flight", conns)
+	rate := 0.0
 	if sched != nil {
-		mode = fmt.Sprintf("open loop, %s from %.0f/s", o.schedule, o.qps)
+		mode, rate = fmt.Sprintf("open loop, %s from %.0f/s", o.schedule, o.qps), o.qps
 	}
 	fmt.Fprintf(stderr, "infer bench: %s %s %s, %s, for %v%s\n", o.protocol, o.url, model, mode, o.duration, requestsNote(o.requests))
-	run := loadgen.Options{Schedule: sched, Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout,
-		Progress: func(p loadgen.Progress) {
-			fmt.Fprintf(stderr, "  %5.1fs  sent %d  ok %d  failed %d\n", p.Elapsed.Seconds(), p.Sent, p.OK, p.Failed)
-		}}
-	if sched == nil {
-		run.Concurrency = conns
-	}
-	sum, err := loadgen.Run(ctx, target, run)
+	report, err := measure(rate, true)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	report := loadgen.NewReport(sum, o.url, model, o.protocol)
 	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -296,4 +344,69 @@ func (o benchOptions) plainTarget(conns int) (loadgen.Target, error) {
 	}
 	return &loadgen.HTTP{Client: loadgen.NewHTTPClient(conns, o.cold),
 		Requests: []loadgen.HTTPRequest{{Method: req.Method, URL: o.url, Header: h, Body: body}}}, nil
+}
+
+// capacity runs a sweep, one row per rate, or searches for the highest
+// rate meeting the objectives (--find-max).
+func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, measure func(float64, bool) (loadgen.Report, error), stdout, stderr io.Writer) error {
+	var steps []loadgen.Report
+	row := func(r loadgen.Report) {
+		met := "yes"
+		if !loadgen.Sustained(r, objectives) {
+			met = "no"
+		}
+		fmt.Fprintf(stderr, "  target %8.1f/s  achieved %8.1f/s  p50 %8.3fms  p99 %8.3fms  errors %5.2f%%  sustained %s\n",
+			r.TargetRate, r.AchievedRate, r.Latency.P50, r.Latency.P99, 100*r.ErrorRate, met)
+	}
+	var best float64
+	if o.findMax {
+		fmt.Fprintf(stderr, "infer bench: searching for the highest rate meeting %s, from %.0f/s, %v a probe\n", o.slo, o.qps, o.duration)
+		var err error
+		best, _, err = loadgen.FindMax(o.qps, o.maxQPS, 0.05, func(rate float64) (bool, error) {
+			r, err := measure(rate, false)
+			if err != nil {
+				return false, err
+			}
+			steps = append(steps, r)
+			row(r)
+			return loadgen.Sustained(r, objectives), nil
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stderr, "infer bench: sweeping %d rates, %v each\n", len(rates), o.duration)
+		for _, rate := range rates {
+			r, err := measure(rate, false)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			steps = append(steps, r)
+			row(r)
+			if loadgen.Sustained(r, objectives) {
+				best = max(best, r.TargetRate)
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Steps        []loadgen.Report `json:"steps"`
+			MaxSustained float64          `json:"max_sustained_rate"`
+		}{steps, best})
+	}
+	fmt.Fprintf(stdout, "%-12s %12s %10s %10s %10s %8s %10s\n", "target/s", "achieved/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "sustained")
+	for _, r := range steps {
+		met := "yes"
+		if !loadgen.Sustained(r, objectives) {
+			met = "no"
+		}
+		fmt.Fprintf(stdout, "%-12.1f %12.1f %10.3f %10.3f %10.3f %7.2f%% %10s\n", r.TargetRate, r.AchievedRate, r.Latency.P50, r.Latency.P99, r.Latency.P999, 100*r.ErrorRate, met)
+	}
+	fmt.Fprintf(stdout, "highest rate sustained: %.1f/s\n", best)
+	return nil
 }

@@ -124,3 +124,34 @@ func TestBenchBadInput(t *testing.T) {
 		}
 	}
 }
+
+// A sweep runs one load per rate; --find-max searches up to its cap.
+func TestBenchSweepAndFindMax(t *testing.T) {
+	httpAddr, _, stop, done := startServe(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	o := benchDefaults("http://"+httpAddr, loadgen.ProtoHTTPBinary)
+	o.model, o.duration, o.qpsSpec, o.slo = "fixed-shape", 300*time.Millisecond, "100:200:100", "p99<2s"
+	var out bytes.Buffer
+	if err := runBench(context.Background(), o, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var sweep struct {
+		Steps        []loadgen.Report `json:"steps"`
+		MaxSustained float64          `json:"max_sustained_rate"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &sweep); err != nil || len(sweep.Steps) != 2 || sweep.MaxSustained != 200 {
+		t.Fatalf("sweep %+v %v\n%s", sweep, err, out.String())
+	}
+	o.qpsSpec, o.findMax, o.maxQPS = "100", true, 400
+	out.Reset()
+	if err := runBench(context.Background(), o, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &sweep); err != nil || sweep.MaxSustained != 400 || len(sweep.Steps) != 3 {
+		t.Fatalf("find-max %+v %v", sweep, err)
+	}
+	o.slo = ""
+	if err := runBench(context.Background(), o, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--slo") {
+		t.Fatalf("find-max without an objective: %v", err)
+	}
+}
