@@ -206,7 +206,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		done   = func() {}
 	)
 	if o.protocol == "http" {
-		if target, err = o.plainTarget(conns); err != nil {
+		if target, done, err = o.plainTarget(conns); err != nil {
 			return err
 		}
 	} else {
@@ -319,15 +319,15 @@ func firstError(errs map[string]int64) string {
 }
 
 // plainTarget is a plain HTTP request from --method, --header and --body.
-func (o benchOptions) plainTarget(conns int) (loadgen.Target, error) {
+func (o benchOptions) plainTarget(conns int) (loadgen.Target, func(), error) {
 	if !strings.HasPrefix(o.url, "http://") && !strings.HasPrefix(o.url, "https://") {
-		return nil, fmt.Errorf("URL %q: want http:// or https:// with --protocol http", o.url)
+		return nil, nil, fmt.Errorf("URL %q: want http:// or https:// with --protocol http", o.url)
 	}
 	h := http.Header{}
 	for _, kv := range o.headers {
 		k, v, ok := strings.Cut(kv, ":")
 		if !ok || strings.TrimSpace(k) == "" {
-			return nil, fmt.Errorf("--header %q: want 'Name: value'", kv)
+			return nil, nil, fmt.Errorf("--header %q: want 'Name: value'", kv)
 		}
 		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
@@ -335,15 +335,23 @@ func (o benchOptions) plainTarget(conns int) (loadgen.Target, error) {
 	if file, ok := strings.CutPrefix(o.body, "@"); ok {
 		var err error
 		if body, err = os.ReadFile(file); err != nil {
-			return nil, fmt.Errorf("--body: %w", err)
+			return nil, nil, fmt.Errorf("--body: %w", err)
 		}
 	}
 	req, err := http.NewRequest(o.method, o.url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("--method %q with %q: %w", o.method, o.url, err)
+		return nil, nil, fmt.Errorf("--method %q with %q: %w", o.method, o.url, err)
 	}
-	return &loadgen.HTTP{Client: loadgen.NewHTTPClient(conns, o.cold),
-		Requests: []loadgen.HTTPRequest{{Method: req.Method, URL: o.url, Header: h, Body: body}}}, nil
+	reqs := []loadgen.HTTPRequest{{Method: req.Method, URL: o.url, Header: h, Body: body}}
+	if strings.HasPrefix(o.url, "http://") { // the lean client; net/http for TLS
+		fast, err := loadgen.NewHTTP1(reqs, conns, o.cold)
+		if err != nil {
+			return nil, nil, err
+		}
+		return fast, fast.Close, nil
+	}
+	client := loadgen.NewHTTPClient(conns, o.cold)
+	return &loadgen.HTTP{Client: client, Requests: reqs}, client.CloseIdleConnections, nil
 }
 
 // capacity runs a sweep, one row per rate, or searches for the highest

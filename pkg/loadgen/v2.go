@@ -145,6 +145,14 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 		}
 		target.Requests = append(target.Requests, HTTPRequest{Method: "POST", URL: base.String() + path + "/infer", Header: h, Body: body})
 	}
+	client.CloseIdleConnections()
+	if base.Scheme == "http" { // the lean client; net/http for TLS
+		fast, err := NewHTTP1(target.Requests, o.Conns, o.Cold)
+		if err != nil {
+			return nil, model, nil, err
+		}
+		return fast, model, fast.Close, nil
+	}
 	return target, model, client.CloseIdleConnections, nil
 }
 
