@@ -31,7 +31,7 @@ type benchOptions struct {
 	requests                      uint64
 	shapes                        []string
 	rows                          int64
-	textFile                      string
+	textFile, inputData           string
 	cold                          bool
 	method, body                  string
 	headers                       []string
@@ -99,6 +99,7 @@ generated from its metadata.`,
 	f.StringArrayVar(&o.shapes, "shape", nil, "full shape of an input with dynamic dimensions, name:d1,d2,... (repeatable)")
 	f.Int64Var(&o.rows, "batch-size", 1, "rows per request along a dynamic first dimension")
 	f.StringVar(&o.textFile, "text-file", "", "strings for BYTES inputs, one per line")
+	f.StringVar(&o.inputData, "input-data", "", "a perf_analyzer-style JSON file of the requests to send, instead of generated inputs")
 	f.BoolVar(&o.cold, "cold", false, "open a new connection for every request (HTTP), to show connection set-up")
 	f.StringVar(&o.method, "method", "GET", "plain http: the request method")
 	f.StringArrayVar(&o.headers, "header", nil, "plain http: a request header, 'Name: value' (repeatable)")
@@ -211,7 +212,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		}
 	} else {
 		v2 := loadgen.V2Options{URL: o.url, Protocol: o.protocol, Model: o.model, Version: o.version, Rows: o.rows, Conns: conns, Cold: o.cold, Seed: o.seed,
-			Shapes: map[string][]int64{}}
+			Shapes: map[string][]int64{}, InputData: o.inputData}
 		for _, s := range o.shapes {
 			name, shape, err := loadgen.ParseShape(s)
 			if err != nil {

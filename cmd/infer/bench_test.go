@@ -75,6 +75,13 @@ func TestBenchAgainstServeEveryProtocol(t *testing.T) {
 	if err := runBench(context.Background(), o, io.Discard, io.Discard); err != nil {
 		t.Fatalf("easy SLO: %v", err)
 	}
+	// Requests can come from a perf_analyzer-style file.
+	o = benchDefaults("http://"+httpAddr, loadgen.ProtoGRPC)
+	o.url, o.model, o.requests = grpcAddr, "fixed-shape", 20
+	o.inputData = writeTemp(t, `{"data": [{"matrix": [[1, 2, 3], [4, 5, 6]]}, {"matrix": {"content": [0, 0, 0, 0, 0, 1], "shape": [2, 3]}}]}`)
+	if err := runBench(context.Background(), o, io.Discard, io.Discard); err != nil {
+		t.Fatalf("input data: %v", err)
+	}
 	// Text inputs take lines from --text-file.
 	file := filepath.Join(t.TempDir(), "texts.txt")
 	os.WriteFile(file, []byte("first sentence\nsecond, longer sentence of text\n"), 0o644)
@@ -84,6 +91,15 @@ func TestBenchAgainstServeEveryProtocol(t *testing.T) {
 	if err := runBench(context.Background(), o, &out, io.Discard); err != nil || !strings.Contains(out.String(), "preprocess") {
 		t.Fatalf("text model: %v\n%s", err, out.String())
 	}
+}
+
+func writeTemp(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "input.json")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func benchDefaults(url, protocol string) benchOptions {
@@ -115,6 +131,9 @@ func TestBenchBadInput(t *testing.T) {
 		{"sine too wide", func(o *benchOptions) { o.qps, o.schedule, o.amplitude = 10, "sine", 20 }, "amplitude"},
 		{"missing text file", func(o *benchOptions) { o.model, o.textFile = "text-encoder", "/no/such/file" }, "--text-file"},
 		{"unbounded", func(o *benchOptions) { o.duration, o.requests = 0, 0 }, "never end"},
+		{"malformed input data", func(o *benchOptions) {
+			o.model, o.inputData = "mlp", writeTemp(t, `{"data": [{"image": [1, 2]}]}`)
+		}, "holds 784 elements, data has 2"},
 	} {
 		o := base
 		tc.edit(&o)

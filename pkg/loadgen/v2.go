@@ -3,7 +3,6 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +44,9 @@ type V2Options struct {
 	Shapes map[string][]int64
 	// Texts feed BYTES inputs, in turn (a fixed sentence when empty).
 	Texts []string
+	// InputData, when set, is a perf_analyzer-style file of the requests
+	// to send, in turn, instead of generated ones.
+	InputData string
 	// Conns is the number of connections to keep; Cold opens one per
 	// request (HTTP).
 	Conns int
@@ -230,6 +232,9 @@ func onlyReady(idx []struct{ Name, State string }) (string, error) {
 // values of each input's datatype, the first dynamic dimension o.Rows, the
 // others from o.Shapes.
 func generate(inputs []protocol.TensorMetadata, o V2Options) ([][]tensor.Tensor, error) {
+	if o.InputData != "" {
+		return ReadInputData(o.InputData, inputs, o.Rows)
+	}
 	for name := range o.Shapes {
 		found := false
 		for _, in := range inputs {
@@ -285,14 +290,7 @@ func generate(inputs []protocol.TensorMetadata, o V2Options) ([][]tensor.Tensor,
 				pool[k] = append(pool[k], tensor.Random(in.Name, types[i], shapes[i], r))
 				continue
 			}
-			var data []byte
-			for range tensor.Elements(shapes[i]) {
-				s := texts[next%len(texts)]
-				next++
-				data = binary.LittleEndian.AppendUint32(data, uint32(len(s)))
-				data = append(data, s...)
-			}
-			pool[k] = append(pool[k], tensor.Tensor{Name: in.Name, DataType: tensor.Bytes, Shape: shapes[i], Data: data})
+			pool[k] = append(pool[k], textsTensor(in.Name, shapes[i], texts, &next))
 		}
 	}
 	return pool, nil

@@ -284,3 +284,10 @@ func DecodeResponse(body []byte, headerLength int64) (*InferResponse, error) {
 	}
 	return resp, nil
 }
+
+// TensorFromJSON builds a tensor from JSON data (flat or nested), which
+// must hold exactly the elements of shape.
+func TensorFromJSON(name, datatype string, shape []int64, data json.RawMessage) (tensor.Tensor, error) {
+	t, _, err := decodeTensor(wireTensor{Name: name, Shape: shape, Datatype: datatype, Data: data}, nil, "input")
+	return t, err
+}
