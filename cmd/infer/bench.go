@@ -204,6 +204,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	var (
 		target loadgen.Target
 		model  string
+		stats  loadgen.StatsReader // nil for plain HTTP
 		done   = func() {}
 	)
 	if o.protocol == "http" {
@@ -238,7 +239,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		if target, m, done, err = loadgen.NewV2Target(setup, v2); err != nil {
 			return err
 		}
-		model = m.Name
+		model, stats = m.Name, m.Stats
 	}
 	defer done()
 
@@ -260,11 +261,26 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 				fmt.Fprintf(stderr, "  %5.1fs  sent %d  ok %d  failed %d\n", p.Elapsed.Seconds(), p.Sent, p.OK, p.Failed)
 			}
 		}
+		var before loadgen.ServerStats
+		haveBefore := false
+		if stats != nil {
+			var err error
+			before, err = stats(ctx)
+			haveBefore = err == nil
+		}
 		sum, err := loadgen.Run(ctx, target, run)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return loadgen.Report{}, err
 		}
-		return loadgen.NewReport(sum, o.url, model, o.protocol), ctx.Err()
+		report := loadgen.NewReport(sum, o.url, model, o.protocol)
+		// A server that sent no phases per response (Triton) still gets its
+		// phases from the statistics it accumulated meanwhile.
+		if report.ServerReported == 0 && haveBefore {
+			if after, err := stats(ctx); err == nil {
+				report.ApplyServerStats(after.Minus(before))
+			}
+		}
+		return report, ctx.Err()
 	}
 
 	if len(rates) > 1 || o.findMax {

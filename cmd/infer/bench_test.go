@@ -7,6 +7,10 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +94,43 @@ func TestBenchAgainstServeEveryProtocol(t *testing.T) {
 	var out bytes.Buffer
 	if err := runBench(context.Background(), o, &out, io.Discard); err != nil || !strings.Contains(out.String(), "preprocess") {
 		t.Fatalf("text model: %v\n%s", err, out.String())
+	}
+}
+
+// A server that reports no phases per response (as Triton does not) still
+// gets its phases, from the statistics it accumulated during the run: here
+// infer serve behind a real proxy that strips Server-Timing.
+func TestBenchFallsBackToServerStats(t *testing.T) {
+	httpAddr, _, stop, done := startServe(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	backend, _ := url.Parse("http://" + httpAddr)
+	proxy := httputil.NewSingleHostReverseProxy(backend)
+	proxy.ModifyResponse = func(r *http.Response) error { r.Header.Del("Server-Timing"); return nil }
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+
+	o := benchDefaults(front.URL, loadgen.ProtoHTTPBinary)
+	o.model, o.requests, o.concurrency = "mlp", 200, 4
+	var out bytes.Buffer
+	if err := runBench(context.Background(), o, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var r loadgen.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.ServerReported != 0 || r.OK != 200 {
+		t.Fatalf("report %+v", r)
+	}
+	var shares float64
+	for _, p := range r.Phases {
+		shares += p.Share
+		if p.Phase == "infer" && (p.Source != loadgen.SourceStats || p.Mean <= 0) {
+			t.Fatalf("infer phase %+v, want a mean from the server's statistics", p)
+		}
+	}
+	if math.Abs(shares-1) > 0.05 {
+		t.Fatalf("shares add up to %v", shares)
 	}
 }
 

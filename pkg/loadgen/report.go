@@ -43,6 +43,28 @@ type PhaseReport struct {
 	Mean  float64 `json:"mean_ms"`
 	// Share is the phase's part of all successful requests' total time.
 	Share float64 `json:"share"`
+	// Source says where the figures come from: measured by the client,
+	// reported by the server per request (Server-Timing, trailers), derived
+	// from its statistics (means only), or the remainder.
+	Source string `json:"source"`
+}
+
+// Phase sources.
+const (
+	SourceClient    = "client"
+	SourceServer    = "server"
+	SourceStats     = "stats"
+	SourceRemainder = "remainder"
+)
+
+func phaseSource(p profile.Phase) string {
+	switch p {
+	case profile.Queue, profile.Preprocess, profile.Infer, profile.Postprocess:
+		return SourceServer
+	case profile.Network:
+		return SourceRemainder
+	}
+	return SourceClient
 }
 
 // Report is a finished run's figures, for people and for machines.
@@ -81,7 +103,7 @@ func NewReport(s *Summary, target, model, protocol string) Report {
 	total := s.PhaseSum[profile.Total]
 	for _, p := range profile.BudgetPhases {
 		pr := percentiles(s.Phases[p])
-		ph := PhaseReport{Phase: p.String(), P50: pr.P50, P95: pr.P95, P99: pr.P99, Mean: pr.Mean}
+		ph := PhaseReport{Phase: p.String(), P50: pr.P50, P95: pr.P95, P99: pr.P99, Mean: pr.Mean, Source: phaseSource(p)}
 		if total > 0 {
 			ph.Share = float64(s.PhaseSum[p]) / float64(total)
 		}
@@ -117,14 +139,27 @@ func (r Report) WriteText(w io.Writer) error {
 		row("service (uncorrected)", r.Service)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "budget (ms)\tp50\tp95\tp99\tmean\tshare\n")
+	fmt.Fprintf(tw, "budget (ms)\tp50\tp95\tp99\tmean\tshare\tsource\n")
 	for _, p := range r.Phases {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\n", p.Phase, ms(p.P50), ms(p.P95), ms(p.P99), ms(p.Mean), 100*p.Share)
+		if p.Source == SourceStats {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%.1f%%\t%s\n", p.Phase, ms(p.Mean), 100*p.Share, p.Source)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t%s\n", p.Phase, ms(p.P50), ms(p.P95), ms(p.P99), ms(p.Mean), 100*p.Share, p.Source)
 	}
-	if r.OK > 0 && r.ServerReported == 0 {
+	if r.OK > 0 && r.ServerReported == 0 && !r.statsApplied() {
 		fmt.Fprintf(tw, "\t(the server reported no phases: queue to postprocess are counted in network)\n")
 	}
 	return tw.Flush()
+}
+
+func (r Report) statsApplied() bool {
+	for _, p := range r.Phases {
+		if p.Source == SourceStats {
+			return true
+		}
+	}
+	return false
 }
 
 func ms(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }

@@ -59,6 +59,9 @@ type V2Options struct {
 type Model struct {
 	Name, Version string
 	Inputs        []protocol.TensorMetadata
+	// Stats reads the model's cumulative statistics from the server, for
+	// servers that report no phases per response.
+	Stats StatsReader
 }
 
 // requestPool is how many different requests a target cycles through, so
@@ -128,7 +131,7 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 	if err := get("GET", path, &meta); err != nil {
 		return nil, Model{}, nil, fmt.Errorf("model %q: %w", name, err)
 	}
-	model := Model{Name: meta.Name, Version: o.Version, Inputs: meta.Inputs}
+	model := Model{Name: meta.Name, Version: o.Version, Inputs: meta.Inputs, Stats: httpStats(client, base.String(), meta.Name, o.Version)}
 	pool, err := generate(meta.Inputs, o)
 	if err != nil {
 		return nil, model, nil, err
@@ -147,13 +150,12 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 		}
 		target.Requests = append(target.Requests, HTTPRequest{Method: "POST", URL: base.String() + path + "/infer", Header: h, Body: body})
 	}
-	client.CloseIdleConnections()
 	if base.Scheme == "http" { // the lean client; net/http for TLS
 		fast, err := NewHTTP1(target.Requests, o.Conns, o.Cold)
 		if err != nil {
 			return nil, model, nil, err
 		}
-		return fast, model, fast.Close, nil
+		return fast, model, func() { fast.Close(); client.CloseIdleConnections() }, nil
 	}
 	return target, model, client.CloseIdleConnections, nil
 }
@@ -188,7 +190,7 @@ func newV2GRPC(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 	if err != nil {
 		return fail(fmt.Errorf("model %q at %s: %w", name, addr, err))
 	}
-	model := Model{Name: meta.GetName(), Version: o.Version}
+	model := Model{Name: meta.GetName(), Version: o.Version, Stats: grpcStats(c, meta.GetName(), o.Version)}
 	for _, in := range meta.GetInputs() {
 		model.Inputs = append(model.Inputs, protocol.TensorMetadata{Name: in.GetName(), Datatype: in.GetDatatype(), Shape: in.GetShape()})
 	}
