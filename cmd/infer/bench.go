@@ -33,7 +33,7 @@ type benchOptions struct {
 	rows                          int64
 	textFile, inputData           string
 	cold                          bool
-	method, body                  string
+	method, body, targets         string
 	headers                       []string
 	output, slo                   string
 	seed                          uint64
@@ -104,6 +104,7 @@ generated from its metadata.`,
 	f.StringVar(&o.method, "method", "GET", "plain http: the request method")
 	f.StringArrayVar(&o.headers, "header", nil, "plain http: a request header, 'Name: value' (repeatable)")
 	f.StringVar(&o.body, "body", "", "plain http: the request body, or @file")
+	f.StringVar(&o.targets, "targets", "", "plain http: a file of requests to send in turn (METHOD URL, headers, @body-file; blank-line separated)")
 	f.StringVar(&o.output, "output", "text", "report format: text or json")
 	f.StringVar(&o.slo, "slo", "", "objectives such as 'p99<50ms,errors<1%': exit 1 when missed")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of generated inputs and Poisson arrivals")
@@ -210,6 +211,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	if o.protocol == "http" {
 		if target, done, err = o.plainTarget(conns); err != nil {
 			return err
+		}
+		if o.targets != "" {
+			o.url = o.targets // what the report names
 		}
 	} else {
 		v2 := loadgen.V2Options{URL: o.url, Protocol: o.protocol, Model: o.model, Version: o.version, Rows: o.rows, Conns: conns, Cold: o.cold, Seed: o.seed,
@@ -337,6 +341,13 @@ func firstError(errs map[string]int64) string {
 
 // plainTarget is a plain HTTP request from --method, --header and --body.
 func (o benchOptions) plainTarget(conns int) (loadgen.Target, func(), error) {
+	if o.targets != "" {
+		reqs, err := loadgen.ReadTargets(o.targets)
+		if err != nil {
+			return nil, nil, err
+		}
+		return httpTarget(reqs, conns, o.cold)
+	}
 	if !strings.HasPrefix(o.url, "http://") && !strings.HasPrefix(o.url, "https://") {
 		return nil, nil, fmt.Errorf("URL %q: want http:// or https:// with --protocol http", o.url)
 	}
@@ -359,15 +370,16 @@ func (o benchOptions) plainTarget(conns int) (loadgen.Target, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--method %q with %q: %w", o.method, o.url, err)
 	}
-	reqs := []loadgen.HTTPRequest{{Method: req.Method, URL: o.url, Header: h, Body: body}}
-	if strings.HasPrefix(o.url, "http://") { // the lean client; net/http for TLS
-		fast, err := loadgen.NewHTTP1(reqs, conns, o.cold)
-		if err != nil {
-			return nil, nil, err
-		}
+	return httpTarget([]loadgen.HTTPRequest{{Method: req.Method, URL: o.url, Header: h, Body: body}}, conns, o.cold)
+}
+
+// httpTarget sends reqs with the lean HTTP/1.1 client when they are all
+// plain http:// to one host, else with net/http.
+func httpTarget(reqs []loadgen.HTTPRequest, conns int, cold bool) (loadgen.Target, func(), error) {
+	if fast, err := loadgen.NewHTTP1(reqs, conns, cold); err == nil {
 		return fast, fast.Close, nil
 	}
-	client := loadgen.NewHTTPClient(conns, o.cold)
+	client := loadgen.NewHTTPClient(conns, cold)
 	return &loadgen.HTTP{Client: client, Requests: reqs}, client.CloseIdleConnections, nil
 }
 
