@@ -35,7 +35,7 @@ type benchOptions struct {
 	cold                          bool
 	method, body, targets         string
 	headers                       []string
-	output, slo                   string
+	output, slo, csvFile          string
 	seed                          uint64
 }
 
@@ -77,6 +77,7 @@ generated from its metadata.`,
 			return err
 		},
 	}
+	cmd.AddCommand(newBenchCompareCmd())
 	f := cmd.Flags()
 	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol) or http (a plain endpoint)")
 	f.StringVar(&o.model, "model", "", "model name (default: the only model served)")
@@ -107,6 +108,7 @@ generated from its metadata.`,
 	f.StringVar(&o.targets, "targets", "", "plain http: a file of requests to send in turn (METHOD URL, headers, @body-file; blank-line separated)")
 	f.StringVar(&o.output, "output", "text", "report format: text or json")
 	f.StringVar(&o.slo, "slo", "", "objectives such as 'p99<50ms,errors<1%': exit 1 when missed")
+	f.StringVar(&o.csvFile, "csv", "", "also write the figures as CSV to this file, one row per run or sweep step")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of generated inputs and Poisson arrivals")
 	return cmd
 }
@@ -300,6 +302,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
+	if err := writeCSV(o.csvFile, []loadgen.Report{report}); err != nil {
+		return err
+	}
 	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -428,6 +433,9 @@ func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, m
 			}
 		}
 	}
+	if err := writeCSV(o.csvFile, steps); err != nil {
+		return err
+	}
 	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -446,4 +454,40 @@ func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, m
 	}
 	fmt.Fprintf(stdout, "highest rate sustained: %.1f/s\n", best)
 	return nil
+}
+
+func writeCSV(path string, reports []loadgen.Report) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--csv: %w", err)
+	}
+	if err := loadgen.WriteCSV(f, reports); err != nil {
+		f.Close()
+		return fmt.Errorf("--csv %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func newBenchCompareCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "compare A.json B.json",
+		Short: "Show the difference between two runs saved with --output json",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var reports [2]loadgen.Report
+			for i, path := range args {
+				data, err := os.ReadFile(path)
+				if err != nil {
+					return err
+				}
+				if err := json.Unmarshal(data, &reports[i]); err != nil || reports[i].Requests == 0 {
+					return fmt.Errorf("%s: not a report of one run (save one with infer bench --output json)", path)
+				}
+			}
+			return loadgen.WriteComparison(cmd.OutOrStdout(), args[0], args[1], loadgen.Compare(reports[0], reports[1]))
+		},
+	}
 }

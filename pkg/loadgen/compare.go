@@ -1,0 +1,97 @@
+package loadgen
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+)
+
+// WriteCSV writes one row per report (a run, or each step of a sweep):
+// rates, counts, latency percentiles and each phase's mean, in
+// milliseconds.
+func WriteCSV(w io.Writer, reports []Report) error {
+	cw := csv.NewWriter(w)
+	head := []string{"target_rate", "achieved_rate", "requests", "ok", "error_rate", "late_sends",
+		"p50_ms", "p90_ms", "p95_ms", "p99_ms", "p99_9_ms", "max_ms", "mean_ms"}
+	if len(reports) > 0 {
+		for _, p := range reports[0].Phases {
+			head = append(head, p.Phase+"_mean_ms")
+		}
+	}
+	if err := cw.Write(head); err != nil {
+		return err
+	}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	for _, r := range reports {
+		l := r.Latency
+		row := []string{f(r.TargetRate), f(r.AchievedRate), strconv.FormatInt(r.Requests, 10), strconv.FormatInt(r.OK, 10),
+			f(r.ErrorRate), strconv.FormatInt(r.Late, 10), f(l.P50), f(l.P90), f(l.P95), f(l.P99), f(l.P999), f(l.Max), f(l.Mean)}
+		for _, p := range r.Phases {
+			row = append(row, f(p.Mean))
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// Delta is one figure of two runs side by side.
+type Delta struct {
+	Metric string
+	A, B   float64
+	// Better says which way is an improvement: +1 higher, -1 lower.
+	Better int
+}
+
+// Change returns B relative to A, as a fraction (0.1 = 10% more).
+func (d Delta) Change() float64 {
+	if d.A == 0 {
+		return 0
+	}
+	return (d.B - d.A) / d.A
+}
+
+// Compare lines up two runs' figures: rates, errors, latency percentiles
+// and each phase's mean.
+func Compare(a, b Report) []Delta {
+	out := []Delta{
+		{"achieved rate /s", a.AchievedRate, b.AchievedRate, +1},
+		{"error rate", a.ErrorRate, b.ErrorRate, -1},
+		{"p50 ms", a.Latency.P50, b.Latency.P50, -1},
+		{"p90 ms", a.Latency.P90, b.Latency.P90, -1},
+		{"p95 ms", a.Latency.P95, b.Latency.P95, -1},
+		{"p99 ms", a.Latency.P99, b.Latency.P99, -1},
+		{"p99.9 ms", a.Latency.P999, b.Latency.P999, -1},
+		{"max ms", a.Latency.Max, b.Latency.Max, -1},
+		{"mean ms", a.Latency.Mean, b.Latency.Mean, -1},
+	}
+	bm := map[string]float64{}
+	for _, p := range b.Phases {
+		bm[p.Phase] = p.Mean
+	}
+	for _, p := range a.Phases {
+		out = append(out, Delta{p.Phase + " mean ms", p.Mean, bm[p.Phase], -1})
+	}
+	return out
+}
+
+// WriteComparison writes Compare's figures as a table.
+func WriteComparison(w io.Writer, nameA, nameB string, deltas []Delta) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "\t%s\t%s\tchange\t\n", nameA, nameB)
+	for _, d := range deltas {
+		mark := ""
+		switch c := d.Change() * float64(d.Better); {
+		case c > 0.05:
+			mark = " better"
+		case c < -0.05:
+			mark = " worse"
+		}
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.1f%%%s\t\n", d.Metric, d.A, d.B, 100*d.Change(), mark)
+	}
+	return tw.Flush()
+}

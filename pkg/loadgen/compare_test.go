@@ -1,0 +1,29 @@
+package loadgen
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCompareAndCSV(t *testing.T) {
+	a := Report{AchievedRate: 1000, Latency: Percentiles{P99: 10, P50: 2}, Phases: []PhaseReport{{Phase: "infer", Mean: 1}}}
+	b := Report{AchievedRate: 1200, Latency: Percentiles{P99: 20, P50: 2}, Phases: []PhaseReport{{Phase: "infer", Mean: 0.5}}}
+	var out bytes.Buffer
+	if err := WriteComparison(&out, "a.json", "b.json", Compare(a, b)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"+20.0% better", "+100.0% worse", "-50.0% better", "+0.0%"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("comparison lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if err := WriteCSV(&out, []Report{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.HasSuffix(lines[0], "infer_mean_ms") || !strings.HasPrefix(lines[2], "0,1200,") {
+		t.Fatalf("csv:\n%s", out.String())
+	}
+}
