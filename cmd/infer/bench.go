@@ -35,7 +35,7 @@ type benchOptions struct {
 	cold                          bool
 	method, body, targets         string
 	headers                       []string
-	output, slo, csvFile          string
+	output, slo, csvFile, html    string
 	seed                          uint64
 }
 
@@ -109,6 +109,7 @@ generated from its metadata.`,
 	f.StringVar(&o.output, "output", "text", "report format: text or json")
 	f.StringVar(&o.slo, "slo", "", "objectives such as 'p99<50ms,errors<1%': exit 1 when missed")
 	f.StringVar(&o.csvFile, "csv", "", "also write the figures as CSV to this file, one row per run or sweep step")
+	f.StringVar(&o.html, "html", "", "also write a self-contained HTML report (latency over time, percentile distribution) to this file")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of generated inputs and Poisson arrivals")
 	return cmd
 }
@@ -167,6 +168,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		if o.qps == 0 {
 			o.qps = 100
 		}
+	}
+	if o.html != "" && (len(rates) > 1 || o.findMax) {
+		return errors.New("--html reports one run: use --csv for a sweep or --find-max")
 	}
 	if (len(rates) > 1 || o.findMax) && o.schedule != "constant" && o.schedule != "poisson" {
 		return fmt.Errorf("--schedule %s cannot be swept: sweeps and --find-max run constant or poisson loads", o.schedule)
@@ -304,6 +308,11 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	}
 	if err := writeCSV(o.csvFile, []loadgen.Report{report}); err != nil {
 		return err
+	}
+	if o.html != "" {
+		if err := writeFile(o.html, func(w io.Writer) error { return loadgen.WriteHTML(w, report) }); err != nil {
+			return fmt.Errorf("--html: %w", err)
+		}
 	}
 	if o.output == "json" {
 		enc := json.NewEncoder(stdout)
@@ -490,4 +499,17 @@ func newBenchCompareCmd() *cobra.Command {
 			return loadgen.WriteComparison(cmd.OutOrStdout(), args[0], args[1], loadgen.Compare(reports[0], reports[1]))
 		},
 	}
+}
+
+// writeFile writes a file through write, closing it either way.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

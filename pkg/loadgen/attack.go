@@ -114,7 +114,9 @@ func Run(ctx context.Context, t Target, o Options) (*Summary, error) {
 	start := time.Now()
 	r := &run{t: t, o: o, warmEnd: start.Add(o.Warmup)}
 	for range 2 * runtime.GOMAXPROCS(0) {
-		r.shards = append(r.shards, &shard{rec: NewRecorder()})
+		rec := NewRecorder()
+		rec.Epoch = r.warmEnd
+		r.shards = append(r.shards, &shard{rec: rec})
 	}
 	stopProgress := r.progress(ctx, start)
 	if o.Schedule != nil {
@@ -125,6 +127,7 @@ func Run(ctx context.Context, t Target, o Options) (*Summary, error) {
 	stopProgress()
 
 	sum := &Summary{Recorder: NewRecorder(), Open: o.Schedule != nil}
+	sum.Epoch = r.warmEnd
 	for _, s := range r.shards {
 		sum.Merge(s.rec)
 	}

@@ -37,6 +37,31 @@ type Recorder struct {
 	Errors                   map[string]int64
 	// First and Last bracket the intended send times recorded.
 	First, Last time.Time
+	// Epoch, when set, starts Timeline: one bucket per second of intended
+	// send time.
+	Epoch    time.Time
+	Timeline []*Second
+}
+
+// Second is one second of a run: requests meant to be sent in it, their
+// failures, and the successful ones' latencies (2 significant digits).
+type Second struct {
+	Requests, Errors int64
+	Latency          *hdr.Histogram
+}
+
+func (r *Recorder) second(t time.Time) *Second {
+	i := int(t.Sub(r.Epoch) / time.Second)
+	if r.Epoch.IsZero() || i < 0 || i > 24*3600 {
+		return nil
+	}
+	for len(r.Timeline) <= i {
+		r.Timeline = append(r.Timeline, nil)
+	}
+	if r.Timeline[i] == nil {
+		r.Timeline[i] = &Second{Latency: hdr.New(histMin, histMax, 2)}
+	}
+	return r.Timeline[i]
 }
 
 // LateAfter is how far behind schedule a send counts as late.
@@ -62,9 +87,19 @@ func (r *Recorder) Record(res *Result) {
 	if res.Phases.Get(profile.Delay) > LateAfter {
 		r.Late++
 	}
+	sec := r.second(res.Intended)
+	if sec != nil {
+		sec.Requests++
+	}
 	if res.Err != nil {
 		r.Errors[res.Kind]++
+		if sec != nil {
+			sec.Errors++
+		}
 		return
+	}
+	if sec != nil {
+		_ = sec.Latency.RecordValue(micros(res.Phases.Get(profile.Total)))
 	}
 	r.OK++
 	if res.ServerReported {
@@ -100,6 +135,18 @@ func (r *Recorder) Merge(o *Recorder) {
 	}
 	if o.Last.After(r.Last) {
 		r.Last = o.Last
+	}
+	if r.Epoch.IsZero() {
+		r.Epoch = o.Epoch
+	}
+	for i, s := range o.Timeline {
+		if s == nil || !r.Epoch.Equal(o.Epoch) {
+			continue
+		}
+		mine := r.second(r.Epoch.Add(time.Duration(i) * time.Second))
+		mine.Requests += s.Requests
+		mine.Errors += s.Errors
+		mine.Latency.Merge(s.Latency)
 	}
 }
 

@@ -87,7 +87,28 @@ type Report struct {
 	Service        Percentiles   `json:"service"`
 	Phases         []PhaseReport `json:"phases"`
 	ServerReported int64         `json:"server_reported"`
+	// Distribution is the latency at percentiles from 0 to 100, for
+	// percentile plots; Timeline the run second by second.
+	Distribution []Point        `json:"distribution"`
+	Timeline     []SecondReport `json:"timeline"`
 }
+
+// Point is the latency at one percentile.
+type Point struct {
+	Percentile float64 `json:"percentile"`
+	Ms         float64 `json:"ms"`
+}
+
+// SecondReport is one second of the run, by intended send time.
+type SecondReport struct {
+	Second   int     `json:"second"`
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	P50      float64 `json:"p50_ms"`
+	P99      float64 `json:"p99_ms"`
+}
+
+var distributionAt = []float64{0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 97, 98, 99, 99.5, 99.9, 99.95, 99.99, 100}
 
 // NewReport summarises a run.
 func NewReport(s *Summary, target, model, protocol string) Report {
@@ -99,6 +120,18 @@ func NewReport(s *Summary, target, model, protocol string) Report {
 	}
 	if r.Requests > 0 {
 		r.ErrorRate = float64(r.Requests-r.OK) / float64(r.Requests)
+	}
+	if s.Total.TotalCount() > 0 {
+		for _, q := range distributionAt {
+			r.Distribution = append(r.Distribution, Point{q, float64(s.Total.ValueAtQuantile(q)) / 1000})
+		}
+	}
+	for i, sec := range s.Timeline {
+		if sec == nil {
+			continue
+		}
+		r.Timeline = append(r.Timeline, SecondReport{Second: i, Requests: sec.Requests, Errors: sec.Errors,
+			P50: float64(sec.Latency.ValueAtQuantile(50)) / 1000, P99: float64(sec.Latency.ValueAtQuantile(99)) / 1000})
 	}
 	total := s.PhaseSum[profile.Total]
 	for _, p := range profile.BudgetPhases {
