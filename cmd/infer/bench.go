@@ -267,9 +267,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			run.Concurrency = conns
 		}
 		if progress {
-			run.Progress = func(p loadgen.Progress) {
-				fmt.Fprintf(stderr, "  %5.1fs  sent %d  ok %d  failed %d\n", p.Elapsed.Seconds(), p.Sent, p.OK, p.Failed)
-			}
+			bar := newProgress(stderr, o.warmup+o.duration, o.requests)
+			run.Progress = bar.update
+			defer bar.done()
 		}
 		var before loadgen.ServerStats
 		haveBefore := false
@@ -301,7 +301,11 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	if sched != nil {
 		mode, rate = fmt.Sprintf("open loop, %s from %.0f/s", o.schedule, o.qps), o.qps
 	}
-	fmt.Fprintf(stderr, "infer bench: %s %s %s, %s, for %v%s\n", o.protocol, o.url, model, mode, o.duration, requestsNote(o.requests))
+	what := o.protocol + " " + o.url
+	if model != "" {
+		what += " model " + model
+	}
+	fmt.Fprintf(stderr, "infer bench: %s, %s, for %v%s\n", what, mode, o.duration, requestsNote(o.requests))
 	report, err := measure(rate, true)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

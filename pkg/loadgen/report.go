@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"charm.land/lipgloss/v2"
+	"charm.land/lipgloss/v2/table"
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/infer-serving/infer/pkg/profile"
@@ -145,45 +147,87 @@ func NewReport(s *Summary, target, model, protocol string) Report {
 	return r
 }
 
-// WriteText writes the report as a table for people.
+// Styles of the text report, declared once.
+var (
+	labelStyle  = lipgloss.NewStyle().Bold(true)
+	cellStyle   = lipgloss.NewStyle().Padding(0, 1)
+	numberStyle = cellStyle.Align(lipgloss.Right)
+	faintStyle  = lipgloss.NewStyle().Faint(true)
+	barStyle    = lipgloss.NewStyle().Foreground(lipgloss.Color("#4c78a8"))
+	badStyle    = lipgloss.NewStyle().Foreground(lipgloss.Color("#e45756")).Bold(true)
+)
+
+// newTable returns a table whose first column is a label, the next
+// figures ones right-aligned figures, and any after them text.
+func newTable(figures int, headers ...string) *table.Table {
+	return table.New().Border(lipgloss.RoundedBorder()).BorderStyle(faintStyle).Headers(headers...).
+		StyleFunc(func(row, col int) lipgloss.Style {
+			style := cellStyle
+			if col >= 1 && col <= figures {
+				style = numberStyle
+			}
+			if row == table.HeaderRow {
+				return style.Bold(true)
+			}
+			return style
+		})
+}
+
+// WriteText writes the report for people: a summary and lipgloss tables of
+// the latency percentiles and the budget. Colours are dropped when w is
+// not a terminal.
 func (r Report) WriteText(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "target\t%s %s", r.Protocol, r.Target)
+	var b strings.Builder
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(&b, "%s %s\n", labelStyle.Render(fmt.Sprintf("%-11s", label)), fmt.Sprintf(format, args...))
+	}
+	target := r.Protocol + " " + r.Target
 	if r.Model != "" {
-		fmt.Fprintf(tw, " model %s", r.Model)
+		target += " model " + r.Model
 	}
-	fmt.Fprintf(tw, "\n")
-	fmt.Fprintf(tw, "load\t%s loop, %d requests in %.2fs", r.Mode, r.Requests, r.Seconds)
+	line("target", "%s", target)
+	load := fmt.Sprintf("%s loop, %d requests in %.2fs", r.Mode, r.Requests, r.Seconds)
 	if r.Mode == "open" {
-		fmt.Fprintf(tw, ", target %.1f/s", r.TargetRate)
+		load += fmt.Sprintf(", target %.1f/s", r.TargetRate)
 	}
-	fmt.Fprintf(tw, ", achieved %.1f/s\n", r.AchievedRate)
-	fmt.Fprintf(tw, "errors\t%s\n", r.errorLine())
+	line("load", "%s, achieved %.1f/s", load, r.AchievedRate)
+	errs := r.errorLine()
+	if len(r.Errors) > 0 {
+		errs = badStyle.Render(errs)
+	}
+	line("errors", "%s", errs)
 	if r.Mode == "open" {
-		fmt.Fprintf(tw, "late sends\t%d (more than %v behind schedule)\n", r.Late, LateAfter)
+		line("late sends", "%d (more than %v behind schedule)", r.Late, LateAfter)
 	}
-	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "latency (ms)\tp50\tp90\tp95\tp99\tp99.9\tmax\tmean\n")
-	row := func(name string, p Percentiles) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, ms(p.P50), ms(p.P90), ms(p.P95), ms(p.P99), ms(p.P999), ms(p.Max), ms(p.Mean))
+
+	lat := newTable(7, "latency (ms)", "p50", "p90", "p95", "p99", "p99.9", "max", "mean")
+	row := func(name string, p Percentiles) []string {
+		return []string{name, ms(p.P50), ms(p.P90), ms(p.P95), ms(p.P99), ms(p.P999), ms(p.Max), ms(p.Mean)}
 	}
-	row("total", r.Latency)
+	lat.Row(row("total", r.Latency)...)
 	if r.Mode == "open" {
-		row("service (uncorrected)", r.Service)
+		lat.Row(row("service (uncorrected)", r.Service)...)
 	}
-	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "budget (ms)\tp50\tp95\tp99\tmean\tshare\tsource\n")
+	b.WriteString(lat.String())
+	b.WriteString("\n")
+
+	budget := newTable(5, "budget (ms)", "p50", "p95", "p99", "mean", "share", "", "source")
 	for _, p := range r.Phases {
+		bar := barStyle.Render(strings.Repeat("█", int(math.Round(p.Share*20))))
+		share := fmt.Sprintf("%.1f%%", 100*p.Share)
 		if p.Source == SourceStats {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t%s\t%.1f%%\t%s\n", p.Phase, ms(p.Mean), 100*p.Share, p.Source)
+			budget.Row(p.Phase, "-", "-", "-", ms(p.Mean), share, bar, p.Source)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f%%\t%s\n", p.Phase, ms(p.P50), ms(p.P95), ms(p.P99), ms(p.Mean), 100*p.Share, p.Source)
+		budget.Row(p.Phase, ms(p.P50), ms(p.P95), ms(p.P99), ms(p.Mean), share, bar, p.Source)
 	}
+	b.WriteString(budget.String())
+	b.WriteString("\n")
 	if r.OK > 0 && r.ServerReported == 0 && !r.statsApplied() {
-		fmt.Fprintf(tw, "\t(the server reported no phases: queue to postprocess are counted in network)\n")
+		b.WriteString(faintStyle.Render("the server reported no phases: queue to postprocess are counted in network") + "\n")
 	}
-	return tw.Flush()
+	_, err := lipgloss.Fprint(w, b.String())
+	return err
 }
 
 func (r Report) statsApplied() bool {
