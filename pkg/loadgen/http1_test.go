@@ -99,6 +99,15 @@ func TestHTTP1AgainstRealServer(t *testing.T) {
 	if sum.OK != 200 || sum.ServerReported != 200 || sum.PhaseSum[profile.Infer] != 200*5*time.Microsecond {
 		t.Fatalf("ok %d, reported %d, infer %v, errors %v", sum.OK, sum.ServerReported, sum.PhaseSum[profile.Infer], sum.Errors)
 	}
+	// Every fifth response closed its connection: about 40 were opened, and
+	// their connect times are counted apart.
+	if sum.NewConns < 40 || sum.NewConns > 60 || sum.Connects.TotalCount() != sum.NewConns {
+		t.Fatalf("%d new connections, %d connect times", sum.NewConns, sum.Connects.TotalCount())
+	}
+	cold, _ := NewHTTP1([]HTTPRequest{{Method: "POST", URL: srv.URL + "/", Header: http.Header{"X-Test": {"yes"}}}}, 4, true)
+	if sum, _ := Run(context.Background(), cold, Options{Concurrency: 2, Requests: 20}); sum.NewConns != 20 || sum.OK != 20 {
+		t.Fatalf("cold: %d new connections for %d requests", sum.NewConns, sum.OK)
+	}
 	if _, err := NewHTTP1([]HTTPRequest{{Method: "GET", URL: "https://example.test/"}}, 1, false); err == nil {
 		t.Fatal("https accepted by the plain HTTP/1.1 client")
 	}

@@ -37,6 +37,11 @@ type Recorder struct {
 	Errors                   map[string]int64
 	// First and Last bracket the intended send times recorded.
 	First, Last time.Time
+	// NewConns counts the requests that opened a connection; Connects
+	// holds their connect times alone, apart from the reused connections'
+	// zeros.
+	NewConns int64
+	Connects *hdr.Histogram
 	// Epoch, when set, starts Timeline: one bucket per second of intended
 	// send time.
 	Epoch    time.Time
@@ -69,7 +74,7 @@ const LateAfter = time.Millisecond
 
 // NewRecorder returns an empty recorder.
 func NewRecorder() *Recorder {
-	r := &Recorder{Total: newHist(), Service: newHist(), Errors: map[string]int64{}}
+	r := &Recorder{Total: newHist(), Service: newHist(), Connects: newHist(), Errors: map[string]int64{}}
 	for _, p := range append(profile.BudgetPhases, profile.Total) {
 		r.Phases[p] = newHist()
 	}
@@ -86,6 +91,10 @@ func (r *Recorder) Record(res *Result) {
 	}
 	if res.Phases.Get(profile.Delay) > LateAfter {
 		r.Late++
+	}
+	if c := res.Phases.Get(profile.Connect); c > 0 {
+		r.NewConns++
+		_ = r.Connects.RecordValue(micros(c))
 	}
 	sec := r.second(res.Intended)
 	if sec != nil {
@@ -118,6 +127,8 @@ func (r *Recorder) Record(res *Result) {
 func (r *Recorder) Merge(o *Recorder) {
 	r.Total.Merge(o.Total)
 	r.Service.Merge(o.Service)
+	r.Connects.Merge(o.Connects)
+	r.NewConns += o.NewConns
 	for p, h := range o.Phases {
 		if h != nil {
 			r.Phases[p].Merge(h)

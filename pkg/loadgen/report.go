@@ -89,6 +89,10 @@ type Report struct {
 	Service        Percentiles   `json:"service"`
 	Phases         []PhaseReport `json:"phases"`
 	ServerReported int64         `json:"server_reported"`
+	// NewConnections counts the requests that opened a connection, and
+	// Connect their DNS and connect time alone.
+	NewConnections int64       `json:"new_connections"`
+	Connect        Percentiles `json:"connect_new"`
 	// Distribution is the latency at percentiles from 0 to 100, for
 	// percentile plots; Timeline the run second by second.
 	Distribution []Point        `json:"distribution"`
@@ -116,7 +120,8 @@ var distributionAt = []float64{0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95
 func NewReport(s *Summary, target, model, protocol string) Report {
 	r := Report{Target: target, Model: model, Protocol: protocol, Mode: "closed", Requests: s.Count(), OK: s.OK,
 		Errors: maps.Clone(s.Errors), Late: s.Late, Seconds: s.Window.Seconds(), TargetRate: s.TargetRate,
-		AchievedRate: s.AchievedRate(), Latency: percentiles(s.Total), Service: percentiles(s.Service), ServerReported: s.ServerReported}
+		AchievedRate: s.AchievedRate(), Latency: percentiles(s.Total), Service: percentiles(s.Service), ServerReported: s.ServerReported,
+		NewConnections: s.NewConns, Connect: percentiles(s.Connects)}
 	if s.Open {
 		r.Mode = "open"
 	}
@@ -198,6 +203,9 @@ func (r Report) WriteText(w io.Writer) error {
 	line("errors", "%s", errs)
 	if r.Mode == "open" {
 		line("late sends", "%d (more than %v behind schedule)", r.Late, LateAfter)
+	}
+	if r.NewConnections > 0 {
+		line("connections", "%d opened; connect p50 %sms, p99 %sms, max %sms", r.NewConnections, ms(r.Connect.P50), ms(r.Connect.P99), ms(r.Connect.Max))
 	}
 
 	lat := newTable(7, "latency (ms)", "p50", "p90", "p95", "p99", "p99.9", "max", "mean")
