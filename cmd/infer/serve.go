@@ -36,6 +36,7 @@ type serveOptions struct {
 
 func newServeCmd(g *globalOptions) *cobra.Command {
 	o := serveOptions{}
+	var configFile string
 	cmd := &cobra.Command{
 		Use:   "serve [MODEL.onnx | MODEL_REPOSITORY]",
 		Short: "Serve models over the Open Inference Protocol (KServe v2) on HTTP and gRPC, with Prometheus metrics",
@@ -49,6 +50,11 @@ On SIGTERM or SIGINT the server turns not-ready, refuses new inference requests
 with 503, answers every request it accepted, and exits 0 within --grace-period.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if configFile != "" {
+				if err := o.applyConfig(configFile, cmd.Flags().Changed); err != nil {
+					return err
+				}
+			}
 			if len(args) == 1 {
 				if o.path != "" && o.path != args[0] {
 					return fmt.Errorf("model path given twice: %q and --model-repository %q", args[0], o.path)
@@ -59,6 +65,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, grace_period); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.host, "host", "", "address to listen on (default: every interface)")
 	f.IntVar(&o.httpPort, "http-port", 8000, "HTTP port of the protocol (0 turns it off)")

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,5 +184,27 @@ func TestServeSpeaksHTTPAndGRPC(t *testing.T) {
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("serve returned %v", err)
+	}
+}
+
+func TestServeConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "serve.yaml")
+	os.WriteFile(path, []byte("http_port: 9100\ngrpc_port: 0\ndefault_timeout: 250ms\nmodel_repository: ./models\n"), 0o644)
+	o := serveOptions{httpPort: 8000, grpcPort: 8001, metricsPort: 8002}
+	given := map[string]bool{"http-port": true} // --http-port was on the command line
+	o.httpPort = 7000
+	if err := o.applyConfig(path, func(f string) bool { return given[f] }); err != nil {
+		t.Fatal(err)
+	}
+	if o.httpPort != 7000 || o.grpcPort != 0 || o.metricsPort != 8002 || o.defaultTimeout != 250*time.Millisecond || o.path != "./models" {
+		t.Fatalf("options %+v", o)
+	}
+	os.WriteFile(path, []byte("http_prot: 9100\n"), 0o644)
+	if err := o.applyConfig(path, func(string) bool { return false }); err == nil || !strings.Contains(err.Error(), "http_prot") {
+		t.Fatalf("misspelt key: %v", err)
+	}
+	out, err := run(t, "serve", "--config", filepath.Join(t.TempDir(), "none.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "--config") {
+		t.Fatalf("missing config: %v %s", err, out)
 	}
 }

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// serveConfig is infer serve's YAML configuration file: the flags'
+// settings, under their names with underscores.
+type serveConfig struct {
+	ModelRepository *string        `yaml:"model_repository"`
+	Host            *string        `yaml:"host"`
+	HTTPPort        *int           `yaml:"http_port"`
+	GRPCPort        *int           `yaml:"grpc_port"`
+	MetricsPort     *int           `yaml:"metrics_port"`
+	MaxBodyBytes    *int64         `yaml:"max_body_bytes"`
+	DefaultTimeout  *time.Duration `yaml:"default_timeout"`
+	DrainDelay      *time.Duration `yaml:"drain_delay"`
+	GracePeriod     *time.Duration `yaml:"grace_period"`
+}
+
+// applyConfig sets o from a configuration file, except the settings whose
+// flag was given (changed reports that): the command line wins.
+func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var c serveConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	set := func(flag string, from bool, apply func()) {
+		if from && !changed(flag) {
+			apply()
+		}
+	}
+	set("model-repository", c.ModelRepository != nil, func() { o.path = *c.ModelRepository })
+	set("host", c.Host != nil, func() { o.host = *c.Host })
+	set("http-port", c.HTTPPort != nil, func() { o.httpPort = *c.HTTPPort })
+	set("grpc-port", c.GRPCPort != nil, func() { o.grpcPort = *c.GRPCPort })
+	set("metrics-port", c.MetricsPort != nil, func() { o.metricsPort = *c.MetricsPort })
+	set("max-body-bytes", c.MaxBodyBytes != nil, func() { o.maxBodyBytes = *c.MaxBodyBytes })
+	set("default-timeout", c.DefaultTimeout != nil, func() { o.defaultTimeout = *c.DefaultTimeout })
+	set("drain-delay", c.DrainDelay != nil, func() { o.drainDelay = *c.DrainDelay })
+	set("grace-period", c.GracePeriod != nil, func() { o.gracePeriod = *c.GracePeriod })
+	return nil
+}
