@@ -9,7 +9,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,8 @@ type serveOptions struct {
 	defaultTimeout time.Duration
 	gracePeriod    time.Duration
 	drainDelay     time.Duration
+	adminTokenFile string
+	stateDir       string
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
 	listening func(addrs map[string]string)
@@ -73,6 +77,8 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.IntVar(&o.metricsPort, "metrics-port", 8002, "HTTP port of /metrics (0 turns it off)")
 	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted (413 beyond)")
 	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter (0: none)")
+	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token the admin endpoints require (or $"+adminTokenEnv+"); without one they answer loopback callers only")
+	f.StringVar(&o.stateDir, "state-dir", "", "folder that keeps traffic policies across restarts (default: none, policies live in memory)")
 	f.DurationVar(&o.drainDelay, "drain-delay", time.Second, "on shutdown, how long to keep answering (503, Connection: close) before closing the ports, so clients and load balancers move away")
 	f.DurationVar(&o.gracePeriod, "grace-period", 30*time.Second, "how long shutdown waits for accepted requests, drain delay included")
 	return cmd
@@ -104,7 +110,15 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		return err
 	}
 	defer repo.Close()
-	srv := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout})
+	token, err := o.adminToken()
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout,
+		AdminToken: token, StateDir: o.stateDir})
+	if err != nil {
+		return fmt.Errorf("--state-dir %s: %w", o.stateDir, err)
+	}
 
 	// Each front end: a listener, how to serve it, how to stop it.
 	type frontEnd struct {
@@ -219,4 +233,24 @@ func orOff(addr string) string {
 		return "off"
 	}
 	return addr
+}
+
+// adminTokenEnv holds the admin token when no file does.
+const adminTokenEnv = "INFER_ADMIN_TOKEN"
+
+// adminToken reads the admin endpoints' bearer token: from
+// --admin-token-file, else $INFER_ADMIN_TOKEN, else none.
+func (o serveOptions) adminToken() (string, error) {
+	if o.adminTokenFile != "" {
+		data, err := os.ReadFile(o.adminTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--admin-token-file: %w", err)
+		}
+		token := strings.TrimSpace(string(data))
+		if token == "" {
+			return "", fmt.Errorf("--admin-token-file %s is empty", o.adminTokenFile)
+		}
+		return token, nil
+	}
+	return strings.TrimSpace(os.Getenv(adminTokenEnv)), nil
 }

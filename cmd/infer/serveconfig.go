@@ -23,6 +23,8 @@ type serveConfig struct {
 	DefaultTimeout  *time.Duration `yaml:"default_timeout"`
 	DrainDelay      *time.Duration `yaml:"drain_delay"`
 	GracePeriod     *time.Duration `yaml:"grace_period"`
+	AdminTokenFile  *string        `yaml:"admin_token_file"`
+	StateDir        *string        `yaml:"state_dir"`
 }
 
 // applyConfig sets o from a configuration file, except the settings whose
@@ -52,5 +54,7 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 	set("default-timeout", c.DefaultTimeout != nil, func() { o.defaultTimeout = *c.DefaultTimeout })
 	set("drain-delay", c.DrainDelay != nil, func() { o.drainDelay = *c.DrainDelay })
 	set("grace-period", c.GracePeriod != nil, func() { o.gracePeriod = *c.GracePeriod })
+	set("admin-token-file", c.AdminTokenFile != nil, func() { o.adminTokenFile = *c.AdminTokenFile })
+	set("state-dir", c.StateDir != nil, func() { o.stateDir = *c.StateDir })
 	return nil
 }

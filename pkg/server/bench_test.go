@@ -68,7 +68,10 @@ func benchmarkServe(b *testing.B, batching bool, proto string, callers int) {
 		b.Fatal(err)
 	}
 	defer repo.Close()
-	s := New(repo, Options{})
+	s, err := New(repo, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
 
 	image := tensor.New("image", []int64{1, 784}, make([]float32, 784))
 	for i := range 784 {

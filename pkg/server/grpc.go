@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
@@ -160,7 +162,17 @@ func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inference
 func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, *profile.Timing, error) {
 	start := time.Now()
 	s := g.s
-	m, err := s.resolve(req.GetModelName(), req.GetModelVersion())
+	m, err := s.route(req.GetModelName(), req.GetModelVersion(), func(p deploy.Policy) string {
+		if h := p.StickyHeader(); h != "" {
+			if md, ok := metadata.FromIncomingContext(ctx); ok {
+				if v := md.Get(strings.ToLower(h)); len(v) > 0 {
+					return v[0]
+				}
+			}
+			return ""
+		}
+		return req.GetId()
+	})
 	if err == nil && s.draining.Load() {
 		err = errDraining
 	}

@@ -32,7 +32,10 @@ func startGRPC(t *testing.T) (*Server, inferencepb.GRPCInferenceServiceClient, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(repo, Options{Version: "test"})
+	s, err := New(repo, Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	g := grpc.NewServer()
 	s.RegisterGRPC(g)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -252,16 +253,45 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return buf, nil
 }
 
+// decodeHTTP reads and decodes an infer request's body.
+func decodeHTTP(w http.ResponseWriter, r *http.Request, limit int64) (*protocol.InferRequest, error) {
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		return nil, err
+	}
+	headerLength, err := protocol.ParseHeaderLength(r.Header.Get(protocol.HeaderContentLength))
+	if err != nil {
+		return nil, err
+	}
+	return protocol.DecodeRequest(body, headerLength)
+}
+
 // serveInfer is the hot path: decode, run, encode, and account for each
 // phase of the request's time.
 func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	m, err := s.model(r)
-	if err == nil && s.draining.Load() {
+	name := r.PathValue("model")
+	var (
+		req *protocol.InferRequest
+		m   *runner.Model
+		err error
+	)
+	if s.draining.Load() {
 		err = errDraining
 	}
+	if err == nil {
+		req, err = decodeHTTP(w, r, s.opts.MaxBodyBytes)
+	}
+	if err == nil {
+		m, err = s.route(name, r.PathValue("version"), func(p deploy.Policy) string {
+			if h := p.StickyHeader(); h != "" {
+				return r.Header.Get(h)
+			}
+			return req.ID
+		})
+	}
 	if err != nil {
-		s.metrics.record(m, r.PathValue("model"), protoHTTP, nil, err)
+		s.metrics.record(m, name, protoHTTP, nil, err)
 		s.fail(w, err)
 		return
 	}
@@ -269,7 +299,7 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	obs.inflight.Inc()
 	defer obs.inflight.Dec()
 
-	resp, timing, err := s.infer(w, r, m, start)
+	resp, timing, err := s.infer(r.Context(), m, req, start)
 	var body []byte
 	headerLength := int64(-1)
 	if err == nil {
@@ -322,19 +352,7 @@ type serverTiming struct {
 
 // infer decodes the request, runs it on m and returns the response to
 // encode; its timing holds every phase but postprocess and total.
-func (s *Server) infer(w http.ResponseWriter, r *http.Request, m *runner.Model, start time.Time) (*protocol.InferResponse, *serverTiming, error) {
-	body, err := readBody(w, r, s.opts.MaxBodyBytes)
-	if err != nil {
-		return nil, nil, err
-	}
-	headerLength, err := protocol.ParseHeaderLength(r.Header.Get(protocol.HeaderContentLength))
-	if err != nil {
-		return nil, nil, err
-	}
-	req, err := protocol.DecodeRequest(body, headerLength)
-	if err != nil {
-		return nil, nil, err
-	}
+func (s *Server) infer(ctx context.Context, m *runner.Model, req *protocol.InferRequest, start time.Time) (*protocol.InferResponse, *serverTiming, error) {
 	run := runner.Request{ID: req.ID, Inputs: req.Inputs}
 	for _, o := range req.Outputs {
 		run.Outputs = append(run.Outputs, o.Name)
@@ -350,7 +368,7 @@ func (s *Server) infer(w http.ResponseWriter, r *http.Request, m *runner.Model, 
 	run.Priority = int(priority)
 
 	submitted := time.Now()
-	out, err := s.run(r.Context(), m, &run, time.Duration(timeoutUs)*time.Microsecond)
+	out, err := s.run(ctx, m, &run, time.Duration(timeoutUs)*time.Microsecond)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/health"
 
+	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
@@ -30,6 +31,12 @@ type Options struct {
 	DefaultTimeout time.Duration
 	// Logger receives request errors and repository changes.
 	Logger *slog.Logger
+	// AdminToken, when set, is the bearer token the admin endpoints
+	// (traffic policies, repository load and unload) require; when empty
+	// they answer loopback callers only.
+	AdminToken string
+	// StateDir, when set, keeps traffic policies across restarts.
+	StateDir string
 }
 
 // DefaultMaxBodyBytes is the default bound on a request body.
@@ -41,12 +48,14 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	metrics  *metrics
+	traffic  traffic
 	health   *health.Server // the gRPC health service's state
 	draining atomic.Bool
 }
 
-// New returns a server for repo.
-func New(repo *runner.Repository, opts Options) *Server {
+// New returns a server for repo, restoring the traffic policies kept in
+// opts.StateDir.
+func New(repo *runner.Repository, opts Options) (*Server, error) {
 	if opts.Name == "" {
 		opts.Name = "infer"
 	}
@@ -56,7 +65,16 @@ func New(repo *runner.Repository, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
+	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer(),
+		traffic: traffic{policies: map[string]deploy.Policy{}}}
+	s.metrics.registry.MustRegister(trafficCollector{&s.traffic})
+	if opts.StateDir != "" {
+		s.traffic.store = &deploy.Store{Dir: opts.StateDir}
+		if err := s.restorePolicies(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Drain marks the server not ready and makes it refuse new inference
@@ -120,8 +138,11 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /v2/models/stats", s.serveModelStats)
 	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
-	mux.HandleFunc("POST /v2/repository/models/{model}/load", s.serveLoad)
-	mux.HandleFunc("POST /v2/repository/models/{model}/unload", s.serveUnload)
+	mux.HandleFunc("POST /v2/repository/models/{model}/load", s.admin(s.serveLoad))
+	mux.HandleFunc("POST /v2/repository/models/{model}/unload", s.admin(s.serveUnload))
+	mux.HandleFunc("GET /v2/admin/models/{model}/traffic", s.admin(s.serveGetPolicy))
+	mux.HandleFunc("PUT /v2/admin/models/{model}/traffic", s.admin(s.servePutPolicy))
+	mux.HandleFunc("DELETE /v2/admin/models/{model}/traffic", s.admin(s.serveDeletePolicy))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -44,7 +44,10 @@ func start(t *testing.T, repo *runner.Repository, opts Options) (*Server, *httpt
 			t.Fatal(err)
 		}
 	}
-	s := New(repo, opts)
+	s, err := New(repo, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(func() { hs.Close(); repo.Close() })
 	return s, hs

@@ -1,0 +1,221 @@
+package server
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// traffic holds the models' traffic policies.
+type traffic struct {
+	mu       sync.RWMutex
+	policies map[string]deploy.Policy
+	store    *deploy.Store // nil: policies live in memory only
+}
+
+func (t *traffic) get(model string) (deploy.Policy, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	p, ok := t.policies[model]
+	return p, ok
+}
+
+// route resolves the model version a request gets: the one it names, or
+// by the model's traffic policy, or the latest ready one. key returns the
+// request's sticky key, read only when the policy is sticky.
+func (s *Server) route(name, version string, key func(deploy.Policy) string) (*runner.Model, error) {
+	if version != "" {
+		return s.resolve(name, version)
+	}
+	p, ok := s.traffic.get(name)
+	if !ok {
+		return s.resolve(name, "")
+	}
+	k := ""
+	if p.Sticky != "" {
+		k = key(p)
+	}
+	v := p.Route(k, rand.Float64())
+	m, err := s.repo.Model(name, v)
+	if err != nil {
+		// The policy names a version that is gone: serve the latest ready
+		// rather than fail every request.
+		s.log.Warn("traffic policy names a version that is not ready", "model", name, "version", v, "err", err)
+		return s.resolve(name, "")
+	}
+	return m, nil
+}
+
+// ready reports whether version v of model is loaded and ready.
+func (s *Server) ready(model string) func(int64) bool {
+	return func(v int64) bool {
+		_, err := s.repo.Model(model, v)
+		return err == nil
+	}
+}
+
+// SetPolicy validates and applies model's traffic policy, saving it first
+// when the server keeps state. by says who asked, for the log.
+func (s *Server) SetPolicy(model string, p deploy.Policy, by string) error {
+	if p.Shadow != nil {
+		return fmt.Errorf("%w: shadow: mirroring is not yet available in this server", errBadPolicy)
+	}
+	if err := p.Validate(s.ready(model)); err != nil {
+		return fmt.Errorf("%w: %v", errBadPolicy, err)
+	}
+	s.traffic.mu.Lock()
+	defer s.traffic.mu.Unlock()
+	if s.traffic.store != nil {
+		if err := s.traffic.store.Save(model, p); err != nil {
+			return err
+		}
+	}
+	s.traffic.policies[model] = p
+	s.log.Info("traffic policy changed", "model", model, "weights", fmt.Sprint(p.Weights), "sticky", p.Sticky, "by", by)
+	return nil
+}
+
+// ClearPolicy returns model to the default: the latest ready version.
+func (s *Server) ClearPolicy(model, by string) error {
+	s.traffic.mu.Lock()
+	defer s.traffic.mu.Unlock()
+	if s.traffic.store != nil {
+		if err := s.traffic.store.Delete(model); err != nil {
+			return err
+		}
+	}
+	delete(s.traffic.policies, model)
+	s.log.Info("traffic policy cleared", "model", model, "by", by)
+	return nil
+}
+
+// restorePolicies applies the policies saved in the state folder; one that
+// no longer fits the loaded versions is skipped, with a warning.
+func (s *Server) restorePolicies() error {
+	saved, err := s.traffic.store.Load()
+	if err != nil {
+		return err
+	}
+	for model, p := range saved {
+		if err := p.Validate(s.ready(model)); err != nil {
+			s.log.Warn("saved traffic policy skipped", "model", model, "err", err)
+			continue
+		}
+		s.traffic.policies[model] = p
+		s.log.Info("traffic policy restored", "model", model, "weights", fmt.Sprint(p.Weights))
+	}
+	return nil
+}
+
+var errBadPolicy = errors.New("invalid traffic policy")
+
+// admin guards the endpoints that change what the server serves: with a
+// token, requests must carry it as a bearer token (compared in constant
+// time; 401 otherwise); without one, only loopback callers are let in
+// (403 otherwise). The token is never logged.
+func (s *Server) admin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.AdminToken != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) != 1 {
+				s.log.Warn("admin request refused", "path", r.URL.Path, "from", r.RemoteAddr, "reason", "no or wrong bearer token")
+				w.Header().Set("WWW-Authenticate", `Bearer realm="infer admin"`)
+				writeError(w, http.StatusUnauthorized, errors.New("admin endpoint: a bearer token is required"))
+				return
+			}
+		} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || !net.ParseIP(host).IsLoopback() {
+			s.log.Warn("admin request refused", "path", r.URL.Path, "from", r.RemoteAddr, "reason", "not loopback and no admin token set")
+			writeError(w, http.StatusForbidden, errors.New("admin endpoint: only loopback callers, as the server has no admin token"))
+			return
+		}
+		next(w, r)
+	}
+}
+
+// who names an admin caller for the log.
+func who(r *http.Request) string {
+	if r.Header.Get("Authorization") != "" {
+		return "token holder at " + r.RemoteAddr
+	}
+	return r.RemoteAddr
+}
+
+func (s *Server) serveGetPolicy(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("model")
+	if _, err := s.resolve(name, ""); err != nil {
+		s.fail(w, err)
+		return
+	}
+	p, ok := s.traffic.get(name)
+	if !ok { // the default: all to the latest ready version
+		m, _ := s.resolve(name, "")
+		p = deploy.Weighted(m.Metadata().Version)
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) servePutPolicy(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("model")
+	if _, err := s.resolve(name, ""); err != nil {
+		s.fail(w, err)
+		return
+	}
+	var p deploy.Policy
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("traffic policy JSON: %v", err))
+		return
+	}
+	if err := s.SetPolicy(name, p, who(r)); err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, errBadPolicy) {
+			status = http.StatusBadRequest
+		}
+		writeError(w, status, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) serveDeletePolicy(w http.ResponseWriter, r *http.Request) {
+	if err := s.ClearPolicy(r.PathValue("model"), who(r)); err != nil {
+		s.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// trafficCollector exports each model's traffic shares.
+type trafficCollector struct{ t *traffic }
+
+var descShare = prometheus.NewDesc("infer_traffic_share", "Share of a model's unversioned requests routed to each version by its traffic policy.", labels, nil)
+
+func (c trafficCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descShare }
+
+func (c trafficCollector) Collect(ch chan<- prometheus.Metric) {
+	c.t.mu.RLock()
+	defer c.t.mu.RUnlock()
+	for model, p := range c.t.policies {
+		total := 0.0
+		for _, w := range p.Weights {
+			total += w
+		}
+		for v, w := range p.Weights {
+			ch <- prometheus.MustNewConstMetric(descShare, prometheus.GaugeValue, w/total, model, strconv.FormatInt(v, 10))
+		}
+	}
+}

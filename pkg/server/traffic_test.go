@@ -1,0 +1,237 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// twoVersions returns a repository folder with mlp versions 1 and 2.
+func twoVersions(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(bundled, "mlp", "1", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1", "2"} {
+		os.MkdirAll(filepath.Join(dir, "mlp", v), 0o755)
+		os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644)
+	}
+	return dir
+}
+
+func openRepo(t *testing.T, dir string) *runner.Repository {
+	t.Helper()
+	repo, err := runner.Open(dir, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
+func setPolicy(t *testing.T, base string, p any, token string) reply {
+	t.Helper()
+	body, _ := json.Marshal(p)
+	h := map[string]string{}
+	if token != "" {
+		h["Authorization"] = "Bearer " + token
+	}
+	return call(t, "PUT", base+"/v2/admin/models/mlp/traffic", body, h)
+}
+
+func image() []tensor.Tensor {
+	return []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}
+}
+
+// versionOf sends an unversioned request and returns the version answering.
+func versionOf(t *testing.T, base string, header map[string]string) string {
+	t.Helper()
+	body, hl, _ := (&protocol.InferRequest{Inputs: image()}).Encode(true)
+	h := map[string]string{protocol.HeaderContentLength: strconvI(hl)}
+	for k, v := range header {
+		h[k] = v
+	}
+	r := call(t, "POST", base+"/v2/models/mlp/infer", body, h)
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	rhl, _ := protocol.ParseHeaderLength(r.header.Get(protocol.HeaderContentLength))
+	resp, err := protocol.DecodeResponse(r.body, rhl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.ModelVersion
+}
+
+func TestTrafficPolicyRoutesUnversionedRequests(t *testing.T) {
+	repo := openRepo(t, twoVersions(t))
+	_, hs := start(t, repo, Options{})
+
+	// The default: the latest ready version.
+	if v := versionOf(t, hs.URL, nil); v != "2" {
+		t.Fatalf("default version %s", v)
+	}
+	if r := setPolicy(t, hs.URL, deploy.Policy{Weights: map[int64]float64{1: 50, 2: 50}}, ""); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	counts := map[string]int{}
+	for range 400 {
+		counts[versionOf(t, hs.URL, nil)]++
+	}
+	if counts["1"] < 140 || counts["2"] < 140 {
+		t.Fatalf("50/50 split gave %v", counts)
+	}
+	// A request that names its version is not routed.
+	body, hl, _ := (&protocol.InferRequest{Inputs: image()}).Encode(true)
+	r := call(t, "POST", hs.URL+"/v2/models/mlp/versions/1/infer", body, map[string]string{protocol.HeaderContentLength: strconvI(hl)})
+	if r.status != 200 || !bytes.Contains(r.body, []byte(`"model_version":"1"`)) {
+		t.Fatalf("named version: %d %s", r.status, r.body)
+	}
+
+	// Sticky by header: a user always lands on the same arm.
+	setPolicy(t, hs.URL, deploy.Policy{Weights: map[int64]float64{1: 50, 2: 50}, Sticky: "header:X-User-Id"}, "")
+	arms := map[string]bool{}
+	for u := range 20 {
+		user := map[string]string{"X-User-Id": "user-" + strconvI(int64(u))}
+		first := versionOf(t, hs.URL, user)
+		for range 3 {
+			if v := versionOf(t, hs.URL, user); v != first {
+				t.Fatalf("user %d moved from version %s to %s", u, first, v)
+			}
+		}
+		arms[first] = true
+	}
+	if len(arms) != 2 {
+		t.Fatalf("20 users all on %v", arms)
+	}
+
+	// Read it back; bad policies are refused, naming the problem.
+	var got deploy.Policy
+	if r := call(t, "GET", hs.URL+"/v2/admin/models/mlp/traffic", nil, nil); r.status != 200 || json.Unmarshal(r.body, &got) != nil || got.Sticky != "header:X-User-Id" {
+		t.Fatalf("policy read back: %d %s", r.status, r.body)
+	}
+	for _, tc := range []struct {
+		body any
+		want string
+	}{
+		{map[string]any{"weights": map[string]float64{"7": 1}}, "version 7 is not loaded"},
+		{map[string]any{"weights": map[string]float64{"1": 1}, "shadow": map[string]any{"version": 2, "fraction": 0.1}}, "not yet available"},
+		{map[string]any{"weights": map[string]float64{"1": 1}, "wieghts": 1}, "unknown field"},
+	} {
+		if r := setPolicy(t, hs.URL, tc.body, ""); r.status != 400 || !strings.Contains(string(r.body), tc.want) {
+			t.Errorf("%v: %d %s, want 400 mentioning %q", tc.body, r.status, r.body, tc.want)
+		}
+	}
+	if r := call(t, "DELETE", hs.URL+"/v2/admin/models/mlp/traffic", nil, nil); r.status != 200 {
+		t.Fatal(r.status)
+	}
+	if v := versionOf(t, hs.URL, nil); v != "2" {
+		t.Fatalf("after clearing: version %s", v)
+	}
+}
+
+func TestGRPCFollowsTheTrafficPolicy(t *testing.T) {
+	repo := openRepo(t, twoVersions(t))
+	s, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	if err := s.SetPolicy("mlp", deploy.Policy{Weights: map[int64]float64{1: 1, 2: 0}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	g := &grpcService{s: s}
+	x := image()[0]
+	resp, err := g.ModelInfer(context.Background(), &inferencepb.ModelInferRequest{ModelName: "mlp",
+		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "image", Datatype: "FP32", Shape: x.Shape}}, RawInputContents: [][]byte{x.Data}})
+	if err != nil || resp.ModelVersion != "1" {
+		t.Fatalf("gRPC unversioned request: %v %v", resp, err)
+	}
+}
+
+// With a token, admin calls need it; the token never reaches the logs.
+func TestAdminEndpointsRefuseAnonymousCallers(t *testing.T) {
+	const token = "s3cret-admin-token"
+	var logs bytes.Buffer
+	repo := openRepo(t, twoVersions(t))
+	_, hs := start(t, repo, Options{AdminToken: token, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	policy := deploy.Policy{Weights: map[int64]float64{1: 1}}
+	for _, tc := range []struct {
+		name, token string
+		status      int
+	}{{"anonymous", "", 401}, {"wrong token", "guess", 401}, {"right token", token, 200}} {
+		if r := setPolicy(t, hs.URL, policy, tc.token); r.status != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.body, tc.status)
+		}
+	}
+	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/unload", nil, nil); r.status != 401 {
+		t.Errorf("anonymous unload: %d", r.status)
+	}
+	if strings.Contains(logs.String(), token) {
+		t.Fatal("the admin token was logged")
+	}
+	if !strings.Contains(logs.String(), "traffic policy changed") || !strings.Contains(logs.String(), "admin request refused") {
+		t.Fatalf("changes and refusals not logged:\n%s", logs.String())
+	}
+
+	// Without a token, only loopback callers are let in.
+	s, err := New(repo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addr   string
+		status int
+	}{{"10.1.2.3:4567", 403}, {"[::1]:4567", 200}, {"127.0.0.1:4567", 200}} {
+		req := httptest.NewRequest("GET", "/v2/admin/models/mlp/traffic", nil)
+		req.RemoteAddr = tc.addr
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != tc.status {
+			t.Errorf("from %s: %d, want %d", tc.addr, rec.Code, tc.status)
+		}
+	}
+}
+
+// A restarted server comes back with the policies it had.
+func TestTrafficPoliciesSurviveRestart(t *testing.T) {
+	dir, state := twoVersions(t), t.TempDir()
+	repo := openRepo(t, dir)
+	s, err := New(repo, Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPolicy("mlp", deploy.Policy{Weights: map[int64]float64{1: 5, 2: 95}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	repo.Close()
+
+	repo2 := openRepo(t, dir)
+	s2, hs := start(t, repo2, Options{StateDir: state})
+	p, ok := s2.traffic.get("mlp")
+	if !ok || p.Weights[1] != 5 || p.Weights[2] != 95 {
+		t.Fatalf("restored %+v, %v", p, ok)
+	}
+	ms := httptest.NewServer(s2.MetricsHandler())
+	defer ms.Close()
+	if body := string(call(t, "GET", ms.URL, nil, nil).body); !strings.Contains(body, `infer_traffic_share{model="mlp",version="2"} 0.95`) {
+		t.Fatalf("share metric missing:\n%s", body)
+	}
+	_ = hs
+}
+
+func strconvI(v int64) string { return strconv.FormatInt(v, 10) }
