@@ -225,6 +225,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		})
 	}
 	wg.Wait()
+	srv.Close()
 	return serveErr
 }
 

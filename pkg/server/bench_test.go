@@ -72,6 +72,7 @@ func benchmarkServe(b *testing.B, batching bool, proto string, callers int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer s.Close()
 
 	image := tensor.New("image", []int64{1, 784}, make([]float32, 784))
 	for i := range 784 {

@@ -184,15 +184,23 @@ func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequ
 	obs.inflight.Inc()
 	defer obs.inflight.Dec()
 
-	resp, timing, err := g.run(ctx, m, req, start)
+	resp, timing, job, err := g.run(ctx, m, req, start)
 	s.metrics.record(m, "", protoGRPC, timing, err)
+	if err == nil {
+		if shadow := s.shadowFor(req.GetModelName(), req.GetModelVersion(), m); shadow != nil {
+			job.name, job.primary, job.shadow = req.GetModelName(), m, shadow
+			s.shadow.mirror(job)
+		}
+	}
 	return resp, timing, err
 }
 
-func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb.ModelInferRequest, start time.Time) (*inferencepb.ModelInferResponse, *profile.Timing, error) {
+// run executes one request and returns, beside the response, the request
+// and answer a shadow comparison would need.
+func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb.ModelInferRequest, start time.Time) (*inferencepb.ModelInferResponse, *profile.Timing, shadowJob, error) {
 	inputs, err := grpcInputs(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, shadowJob{}, err
 	}
 	run := runner.Request{ID: req.GetId(), Inputs: inputs}
 	for _, o := range req.GetOutputs() {
@@ -204,12 +212,12 @@ func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb
 		switch name {
 		case protocol.ParamTimeout:
 			if !isInt || v < 0 {
-				return nil, nil, badRequest("parameter %q: want a non-negative integer (microseconds)", name)
+				return nil, nil, shadowJob{}, badRequest("parameter %q: want a non-negative integer (microseconds)", name)
 			}
 			timeout = time.Duration(v) * time.Microsecond
 		case protocol.ParamPriority:
 			if !isInt || v < 0 {
-				return nil, nil, badRequest("parameter %q: want a non-negative integer", name)
+				return nil, nil, shadowJob{}, badRequest("parameter %q: want a non-negative integer", name)
 			}
 			run.Priority = int(v)
 		}
@@ -217,7 +225,7 @@ func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb
 	submitted := time.Now()
 	out, err := g.s.run(ctx, m, &run, timeout)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, shadowJob{}, err
 	}
 	post := time.Now()
 	meta := m.Metadata()
@@ -233,7 +241,7 @@ func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb
 	timing.Add(profile.Preprocess, submitted.Sub(start))
 	timing.Set(profile.Postprocess, end.Sub(post))
 	timing.Set(profile.Total, end.Sub(start))
-	return resp, &timing, nil
+	return resp, &timing, shadowJob{req: run, answer: out.Outputs}, nil
 }
 
 func intParam(p *inferencepb.InferParameter) (int64, bool) {

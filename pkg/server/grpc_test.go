@@ -47,7 +47,7 @@ func startGRPC(t *testing.T) (*Server, inferencepb.GRPCInferenceServiceClient, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close(); g.Stop(); repo.Close() })
+	t.Cleanup(func() { conn.Close(); g.Stop(); s.Close(); repo.Close() })
 	return s, inferencepb.NewGRPCInferenceServiceClient(conn), conn
 }
 

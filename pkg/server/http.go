@@ -328,6 +328,13 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 
 	s.metrics.record(m, "", protoHTTP, &timing.Timing, nil)
+	if shadow := s.shadowFor(name, r.PathValue("version"), m); shadow != nil {
+		job := shadowJob{name: name, primary: m, shadow: shadow, req: runner.Request{ID: req.ID, Inputs: req.Inputs}, answer: resp.Outputs}
+		for _, o := range req.Outputs {
+			job.req.Outputs = append(job.req.Outputs, o.Name)
+		}
+		s.shadow.mirror(job)
+	}
 }
 
 // run executes req on m under the request's timeout, or the server's

@@ -49,6 +49,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *metrics
 	traffic  traffic
+	shadow   *shadowing
 	health   *health.Server // the gRPC health service's state
 	draining atomic.Bool
 }
@@ -68,6 +69,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer(),
 		traffic: traffic{policies: map[string]deploy.Policy{}}}
 	s.metrics.registry.MustRegister(trafficCollector{&s.traffic})
+	s.shadow = newShadowing(s.metrics.registry)
 	if opts.StateDir != "" {
 		s.traffic.store = &deploy.Store{Dir: opts.StateDir}
 		if err := s.restorePolicies(); err != nil {
@@ -143,6 +145,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v2/admin/models/{model}/traffic", s.admin(s.serveGetPolicy))
 	mux.HandleFunc("PUT /v2/admin/models/{model}/traffic", s.admin(s.servePutPolicy))
 	mux.HandleFunc("DELETE /v2/admin/models/{model}/traffic", s.admin(s.serveDeletePolicy))
+	mux.HandleFunc("GET /v2/admin/models/{model}/shadow", s.admin(s.serveShadowSummary))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

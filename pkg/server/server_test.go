@@ -49,7 +49,7 @@ func start(t *testing.T, repo *runner.Repository, opts Options) (*Server, *httpt
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(func() { hs.Close(); repo.Close() })
+	t.Cleanup(func() { hs.Close(); s.Close(); repo.Close() })
 	return s, hs
 }
 

@@ -70,9 +70,6 @@ func (s *Server) ready(model string) func(int64) bool {
 // SetPolicy validates and applies model's traffic policy, saving it first
 // when the server keeps state. by says who asked, for the log.
 func (s *Server) SetPolicy(model string, p deploy.Policy, by string) error {
-	if p.Shadow != nil {
-		return fmt.Errorf("%w: shadow: mirroring is not yet available in this server", errBadPolicy)
-	}
 	if err := p.Validate(s.ready(model)); err != nil {
 		return fmt.Errorf("%w: %v", errBadPolicy, err)
 	}
@@ -189,6 +186,15 @@ func (s *Server) servePutPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) serveShadowSummary(w http.ResponseWriter, r *http.Request) {
+	sum, ok := s.ShadowSummary(r.PathValue("model"))
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("model %q has mirrored nothing", r.PathValue("model")))
+		return
+	}
+	writeJSON(w, http.StatusOK, sum)
 }
 
 func (s *Server) serveDeletePolicy(w http.ResponseWriter, r *http.Request) {
