@@ -12,10 +12,14 @@ import (
 // errDraining answers requests that arrive after shutdown began.
 var errDraining = errors.New("server is shutting down")
 
+// statusClientClosed answers a request its client gave up on: nobody reads
+// it, but it is logged and counted apart from the server's own failures.
+const statusClientClosed = 499
+
 // httpStatus maps an error to its status code, once for every endpoint, as
 // Triton does: 400 malformed input, 404 unknown model or version, 413 body
-// too large, 429 queue full, 503 not ready or draining, 504 deadline
-// exceeded, 500 anything else.
+// too large, 429 queue full, 499 client gone, 503 not ready or draining,
+// 504 deadline exceeded, 500 anything else.
 func httpStatus(err error) int {
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -31,6 +35,8 @@ func httpStatus(err error) int {
 		return http.StatusServiceUnavailable
 	case errors.Is(err, runner.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return statusClientClosed
 	}
 	return http.StatusInternalServerError
 }
@@ -51,6 +57,8 @@ func outcome(err error) string {
 		return "unavailable"
 	case http.StatusGatewayTimeout:
 		return "timeout"
+	case statusClientClosed:
+		return "canceled"
 	}
 	return "error"
 }

@@ -53,6 +53,8 @@ func grpcError(err error) error {
 		code = codes.Unavailable
 	case 504:
 		code = codes.DeadlineExceeded
+	case statusClientClosed:
+		code = codes.Canceled
 	}
 	return status.Error(code, err.Error())
 }

@@ -45,7 +45,7 @@ func newMetrics(repo *runner.Repository) *metrics {
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "infer_requests_total",
-			Help: "Inference requests by model, version, protocol and outcome (success, invalid, not_found, queue_full, unavailable, timeout, error).",
+			Help: "Inference requests by model, version, protocol and outcome (success, invalid, not_found, queue_full, unavailable, timeout, canceled, error).",
 		}, []string{"model", "version", "protocol", "outcome"}),
 		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "infer_request_duration_seconds",

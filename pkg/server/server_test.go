@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
@@ -78,6 +80,15 @@ func call(t *testing.T, method, url string, body []byte, header map[string]strin
 		t.Fatal(err)
 	}
 	return reply{resp.StatusCode, resp.Header, b}
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// inferRequest is a binary-data infer request bound to ctx.
+func inferRequest(ctx context.Context, url string, body []byte, hl int64) *http.Request {
+	req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+	return req
 }
 
 // infer posts req to model (binary: inputs as binary data) and decodes the
@@ -251,7 +262,7 @@ func TestErrorStatuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, hs := start(t, repo, Options{MaxBodyBytes: 16 << 10})
+	s, hs := start(t, repo, Options{MaxBodyBytes: 16 << 10})
 	image := func() []tensor.Tensor {
 		return []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}
 	}
@@ -294,6 +305,38 @@ func TestErrorStatuses(t *testing.T) {
 	}
 	if status := <-held; status != 504 {
 		t.Fatalf("held request: %d, want 504 at its 3s timeout", status)
+	}
+	// A client that gives up is counted as canceled, not as a server error.
+	ctx, cancel := context.WithCancel(context.Background())
+	body, hl, _ := (&protocol.InferRequest{Inputs: image()}).Encode(true)
+	gone := make(chan error, 1)
+	go func() {
+		resp, err := httpClient.Do(inferRequest(ctx, hs.URL+"/v2/models/slow/infer", body, hl))
+		if err == nil {
+			resp.Body.Close()
+		}
+		gone <- err
+	}()
+	for m.Stats().QueueLength == 0 {
+		runtimeGosched()
+	}
+	cancel()
+	if err := <-gone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled request: %v", err)
+	}
+	canceled := `infer_requests_total{model="slow",outcome="canceled",protocol="http",version="1"} 1`
+	for deadline := time.Now().Add(5 * time.Second); ; runtimeGosched() {
+		rec := httptest.NewRecorder()
+		s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if text := rec.Body.String(); strings.Contains(text, canceled) {
+			if strings.Contains(text, `model="slow",outcome="error"`) {
+				t.Fatal("a canceled request counted as an error")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in\n%s", canceled, rec.Body)
+		}
 	}
 	// 503 once unloaded, 200 again after a load.
 	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/unload", nil, nil); r.status != 200 {
