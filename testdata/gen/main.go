@@ -65,9 +65,10 @@ func run(dir string, check bool, bertVocab string) error {
 		"multi-io/1/model.onnx":     multiIO().Encode(),
 		"fixed-shape/1/model.onnx":  fixedShape().Encode(),
 		"all-types/1/model.onnx":    allTypes().Encode(),
+		"../variants/mlp-slow.onnx": mlpSlow().Encode(),
 	}
 	var errs []error
-	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx"} {
+	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-slow.onnx"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)

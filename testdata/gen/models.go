@@ -70,6 +70,39 @@ func mlp() *g.Model {
 	return model(b, "784-256-10 multilayer perceptron with ReLU and softmax; deterministic weights.")
 }
 
+// mlpSlow is mlp with its first layer computed slowRuns times over: the
+// same answers (to float rounding), at far more cost. Each run reads its own copy
+// of the image, made by scaling by 2 and back by 1/2 (exact in floating
+// point), so graph optimizers cannot merge the runs as common
+// subexpressions; Max of the equal results keeps every run live. A variant
+// for rollout tests, where a slower version must be rolled back; it lives
+// in testdata/variants, not in the served bundle.
+func mlpSlow() *g.Model {
+	const slowRuns = 200
+	r := &rng{s: 1} // mlp's seed: the same weights
+	b := g.NewBuilder("mlp-slow")
+	x := b.Input("image", g.Float, g.Symbolic("batch"), g.Fixed(784))
+	w1 := b.Init(r.glorot("fc1.weight", 784, 256))
+	b1 := b.Init(g.Float32Tensor("fc1.bias", []int64{256}, r.uniform(256, 0.05)))
+	w2 := b.Init(r.glorot("fc2.weight", 256, 10))
+	b2 := b.Init(g.Float32Tensor("fc2.bias", []int64{10}, r.uniform(10, 0.05)))
+	two, half := make([]float32, 784), make([]float32, 784)
+	for i := range two {
+		two[i], half[i] = 2, 0.5
+	}
+	tw, hf := b.Init(g.Float32Tensor("const.two", []int64{784}, two)), b.Init(g.Float32Tensor("const.half", []int64{784}, half))
+	copyOf, runs := x, make([]string, slowRuns)
+	for i := range runs {
+		copyOf = b.Op("Mul", []string{b.Op("Mul", []string{copyOf, tw}), hf})
+		runs[i] = b.Op("MatMul", []string{copyOf, w1})
+	}
+	h := b.Op("Relu", []string{b.Op("Add", []string{b.Op("Max", runs), b1})})
+	logits := b.Op("Add", []string{b.Op("MatMul", []string{h, w2}), b2})
+	b.OpNamed("probabilities", "Softmax", []string{logits}, g.AttrInt("axis", -1))
+	b.Output("probabilities", g.Float, g.Symbolic("batch"), g.Fixed(10))
+	return model(b, "mlp with its first layer computed 200 times over: the same answers at far more cost, for rollout tests.")
+}
+
 // Text encoder shape: a small BERT.
 const (
 	hidden    = 128
