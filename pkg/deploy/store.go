@@ -10,52 +10,64 @@ import (
 	"strings"
 )
 
-// Store keeps each model's traffic policy in a state folder, one JSON file
-// per model, written atomically: a crash or kill at any moment leaves
-// either the old policy or the new one, never a torn file.
+// Store keeps state in a folder, one JSON file per model and kind (its
+// traffic policy, its rollout), written atomically: a crash or kill at any
+// moment leaves either the old state or the new one, never a torn file.
 type Store struct {
 	Dir string
 }
 
-func (s Store) path(model string) (string, error) {
+// State file kinds.
+const (
+	kindTraffic = "traffic"
+	kindRollout = "rollout"
+)
+
+func (s Store) path(kind, model string) (string, error) {
 	if model == "" || strings.ContainsAny(model, `/\`) || model == "." || model == ".." {
 		return "", fmt.Errorf("model name %q cannot name a state file", model)
 	}
-	return filepath.Join(s.Dir, "traffic."+model+".json"), nil
+	return filepath.Join(s.Dir, kind+"."+model+".json"), nil
 }
 
-// Save writes model's policy: to a temporary file, synced, renamed over
-// the old one, and the folder synced so the rename itself is durable.
-func (s Store) Save(model string, p Policy) error {
-	path, err := s.path(model)
+// Save writes model's policy.
+func (s Store) Save(model string, p Policy) error { return s.save(kindTraffic, model, p) }
+
+// SaveRollout writes model's rollout state.
+func (s Store) SaveRollout(model string, st State) error { return s.save(kindRollout, model, st) }
+
+// save writes v: to a temporary file, synced, renamed over the old one,
+// and the folder synced so the rename itself is durable.
+func (s Store) save(kind, model string, v any) error {
+	path, err := s.path(kind, model)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return fmt.Errorf("state folder: %w", err)
 	}
-	data, err := json.MarshalIndent(p, "", "  ")
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.Dir, ".traffic-*.tmp")
+	tmp, err := os.CreateTemp(s.Dir, "."+kind+"-*.tmp")
 	if err != nil {
-		return fmt.Errorf("save policy of %q: %w", model, err)
+		return fmt.Errorf("save %s state of %q: %w", kind, model, err)
 	}
 	defer os.Remove(tmp.Name()) // gone after the rename; cleans up a failure
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save policy of %q: %w", model, err)
+		return fmt.Errorf("save %s state of %q: %w", kind, model, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("save policy of %q: %w", model, err)
+		return fmt.Errorf("save %s state of %q: %w", kind, model, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save policy of %q: %w", model, err)
+		return fmt.Errorf("save %s state of %q: %w", kind, model, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("save policy of %q: %w", model, err)
+		return fmt.Errorf("save %s state of %q: %w", kind, model, err)
 	}
 	if dir, err := os.Open(s.Dir); err == nil {
 		_ = dir.Sync()
@@ -66,7 +78,7 @@ func (s Store) Save(model string, p Policy) error {
 
 // Delete removes model's policy; a missing one is not an error.
 func (s Store) Delete(model string) error {
-	path, err := s.path(model)
+	path, err := s.path(kindTraffic, model)
 	if err != nil {
 		return err
 	}
@@ -77,8 +89,13 @@ func (s Store) Delete(model string) error {
 }
 
 // Load returns every model's saved policy.
-func (s Store) Load() (map[string]Policy, error) {
-	out := map[string]Policy{}
+func (s Store) Load() (map[string]Policy, error) { return load[Policy](s, kindTraffic) }
+
+// LoadRollouts returns every model's saved rollout.
+func (s Store) LoadRollouts() (map[string]State, error) { return load[State](s, kindRollout) }
+
+func load[T any](s Store, kind string) (map[string]T, error) {
+	out := map[string]T{}
 	entries, err := os.ReadDir(s.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return out, nil
@@ -88,7 +105,7 @@ func (s Store) Load() (map[string]Policy, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		model, ok := strings.CutPrefix(name, "traffic.")
+		model, ok := strings.CutPrefix(name, kind+".")
 		if !ok || !strings.HasSuffix(model, ".json") || e.IsDir() {
 			continue
 		}
@@ -97,11 +114,11 @@ func (s Store) Load() (map[string]Policy, error) {
 		if err != nil {
 			return nil, err
 		}
-		var p Policy
-		if err := json.Unmarshal(data, &p); err != nil {
+		var v T
+		if err := json.Unmarshal(data, &v); err != nil {
 			return nil, fmt.Errorf("state file %s: %w", name, err)
 		}
-		out[model] = p
+		out[model] = v
 	}
 	return out, nil
 }

@@ -1,0 +1,304 @@
+package deploy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/window"
+)
+
+// Strategies.
+const (
+	Canary    = "canary"     // shift traffic in steps, analysing each
+	BlueGreen = "blue-green" // verify the standby, switch all traffic at once
+	Mirror    = "shadow"     // mirror a fraction, analyse drift, never serve
+	AB        = "ab"         // a fixed sticky split, analysed until promoted or aborted
+)
+
+// Phases of a rollout.
+const (
+	Progressing = "progressing"
+	Paused      = "paused" // inconclusive too long, or an A/B test: waits for promote or abort
+	Promoted    = "promoted"
+	RolledBack  = "rolled-back"
+	Aborted     = "aborted"
+	Completed   = "completed" // a shadow rollout that ran its course
+)
+
+// Duration is a time.Duration that reads and writes JSON as "30s".
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Spec is what a rollout is asked to do.
+type Spec struct {
+	Model     string `json:"model"`
+	Stable    int64  `json:"stable"`
+	Candidate int64  `json:"candidate"`
+	Strategy  string `json:"strategy"`
+	// Steps are the candidate's percentages of traffic, one analysis each
+	// (canary: 5, 25, 50, 100 by default; A/B: its one split).
+	Steps []float64 `json:"steps"`
+	// Interval is how long each step runs before it is analysed.
+	Interval Duration `json:"interval"`
+	// Sticky is the A/B assignment key ("id" or "header:Name").
+	Sticky string `json:"sticky,omitempty"`
+	// ShadowFraction is the share of requests mirrored by a shadow rollout.
+	ShadowFraction float64  `json:"shadow_fraction,omitempty"`
+	Analysis       Analysis `json:"analysis"`
+}
+
+// Analysis says when a step passes. A step with fewer than MinRequests
+// candidate requests is inconclusive: no promotion on no data.
+type Analysis struct {
+	MinRequests    int64   `json:"min_requests"`
+	MinSuccessRate float64 `json:"min_success_rate"`
+	// MaxP99Ratio bounds the candidate's p99 against the stable version's
+	// over the same step (0: not checked).
+	MaxP99Ratio float64 `json:"max_p99_ratio"`
+	// MaxDrift bounds the shadow's mean max-abs-difference above the noise
+	// floor (0: not checked).
+	MaxDrift float64 `json:"max_drift"`
+	// FailureLimit failed analyses roll back; InconclusiveLimit
+	// inconclusive ones in a row pause the rollout for a person to decide.
+	FailureLimit      int `json:"failure_limit"`
+	InconclusiveLimit int `json:"inconclusive_limit"`
+}
+
+// WithDefaults fills what a spec leaves out.
+func (s Spec) WithDefaults() Spec {
+	if s.Strategy == "" {
+		s.Strategy = Canary
+	}
+	if len(s.Steps) == 0 {
+		switch s.Strategy {
+		case Canary:
+			s.Steps = []float64{5, 25, 50, 100}
+		case AB:
+			s.Steps = []float64{50}
+		default:
+			s.Steps = []float64{100}
+		}
+	}
+	if s.Interval == 0 {
+		s.Interval = Duration(30 * time.Second)
+	}
+	a := &s.Analysis
+	if a.MinRequests == 0 {
+		a.MinRequests = 20
+	}
+	if a.MinSuccessRate == 0 {
+		a.MinSuccessRate = 0.99
+	}
+	if a.FailureLimit == 0 {
+		a.FailureLimit = 1
+	}
+	if a.InconclusiveLimit == 0 {
+		a.InconclusiveLimit = 3
+	}
+	return s
+}
+
+// Validate checks a defaulted spec, naming the field at fault.
+func (s Spec) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Model == "" {
+		bad("model: empty")
+	}
+	if s.Stable < 1 || s.Candidate < 1 || s.Stable == s.Candidate {
+		bad("stable %d and candidate %d: want two different versions", s.Stable, s.Candidate)
+	}
+	if !slices.Contains([]string{Canary, BlueGreen, Mirror, AB}, s.Strategy) {
+		bad("strategy %q: want canary, blue-green, shadow or ab", s.Strategy)
+	}
+	for i, p := range s.Steps {
+		if !(p > 0 && p <= 100) || i > 0 && p <= s.Steps[i-1] {
+			bad("steps %v: want rising percentages in (0, 100]", s.Steps)
+			break
+		}
+	}
+	if time.Duration(s.Interval) < 10*time.Millisecond {
+		bad("interval %v: too short to measure anything", time.Duration(s.Interval))
+	}
+	if s.Strategy == Mirror && !(s.ShadowFraction > 0 && s.ShadowFraction <= 1) {
+		bad("shadow_fraction %v: want more than 0, at most 1", s.ShadowFraction)
+	}
+	a := s.Analysis
+	if a.MinSuccessRate < 0 || a.MinSuccessRate > 1 || a.MaxP99Ratio < 0 || a.MaxDrift < 0 || a.MinRequests < 1 || a.FailureLimit < 1 || a.InconclusiveLimit < 1 {
+		bad("analysis %+v: want rates in [0,1], non-negative ceilings and limits of at least 1", a)
+	}
+	return errors.Join(errs...)
+}
+
+// Policy returns the traffic policy of step i.
+func (s Spec) Policy(step int) Policy {
+	p := s.Steps[min(step, len(s.Steps)-1)]
+	switch s.Strategy {
+	case Mirror:
+		return Policy{Weights: map[int64]float64{s.Stable: 1}, Shadow: &Shadow{Version: s.Candidate, Fraction: s.ShadowFraction}}
+	case BlueGreen:
+		return Weighted(s.Candidate)
+	}
+	if p >= 100 {
+		return Weighted(s.Candidate)
+	}
+	return Policy{Weights: map[int64]float64{s.Stable: 100 - p, s.Candidate: p}, Sticky: s.Sticky}
+}
+
+// VersionMetrics are one version's cumulative figures, as the server
+// exports them.
+type VersionMetrics struct {
+	Requests float64          `json:"requests"`
+	Errors   float64          `json:"errors"`
+	Latency  window.Histogram `json:"latency"`
+}
+
+// DriftMetrics are a shadow's cumulative comparisons: how many, and the
+// sums of their max-abs-differences, against the shadow and the noise
+// floor (the primary against itself).
+type DriftMetrics struct {
+	Compared      int64   `json:"compared"`
+	ShadowSumAbs  float64 `json:"shadow_sum_abs"`
+	NoiseCompared int64   `json:"noise_compared"`
+	NoiseSumAbs   float64 `json:"noise_sum_abs"`
+}
+
+// since returns the comparisons made after start, as means.
+func (d DriftMetrics) since(start DriftMetrics) (compared int64, shadowMean, noiseMean float64) {
+	if d.Compared < start.Compared { // the server restarted
+		start = DriftMetrics{}
+	}
+	compared = d.Compared - start.Compared
+	if compared > 0 {
+		shadowMean = (d.ShadowSumAbs - start.ShadowSumAbs) / float64(compared)
+	}
+	if n := d.NoiseCompared - start.NoiseCompared; n > 0 {
+		noiseMean = (d.NoiseSumAbs - start.NoiseSumAbs) / float64(n)
+	}
+	return compared, shadowMean, noiseMean
+}
+
+// Verdicts of an analysis.
+const (
+	Pass         = "pass"
+	Fail         = "fail"
+	Inconclusive = "inconclusive"
+)
+
+// Result is one analysis: the verdict, why, and the figures behind it.
+type Result struct {
+	Verdict string             `json:"verdict"`
+	Reason  string             `json:"reason"`
+	Figures map[string]float64 `json:"figures"`
+}
+
+// Analyse judges one step from the two versions' metrics at its start and
+// end (and the shadow's comparisons, when mirroring).
+func (a Analysis) Analyse(stableStart, stableEnd, candStart, candEnd VersionMetrics, driftStart, driftEnd *DriftMetrics) Result {
+	req := func(start, end VersionMetrics) (float64, float64) {
+		return window.CounterDelta(end.Requests, start.Requests), window.CounterDelta(end.Errors, start.Errors)
+	}
+	cReq, cErr := req(candStart, candEnd)
+	sReq, _ := req(stableStart, stableEnd)
+	fig := map[string]float64{"candidate_requests": cReq, "stable_requests": sReq}
+	if driftStart != nil && driftEnd != nil {
+		compared, shadowMean, noiseMean := driftEnd.since(*driftStart)
+		fig["shadow_compared"] = float64(compared)
+		fig["shadow_mean_abs_diff"] = shadowMean
+		fig["noise_mean_abs_diff"] = noiseMean
+		if a.MaxDrift > 0 && compared >= a.MinRequests && shadowMean-noiseMean > a.MaxDrift {
+			return Result{Fail, fmt.Sprintf("shadow drift %.3g above the noise floor %.3g exceeds %.3g", shadowMean, noiseMean, a.MaxDrift), fig}
+		}
+		if cReq < float64(a.MinRequests) && compared < a.MinRequests {
+			return Result{Inconclusive, fmt.Sprintf("%d comparisons, want at least %d", compared, a.MinRequests), fig}
+		}
+		if cReq < float64(a.MinRequests) {
+			return Result{Pass, "drift within bounds", fig}
+		}
+	}
+	if cReq < float64(a.MinRequests) {
+		return Result{Inconclusive, fmt.Sprintf("%.0f candidate requests, want at least %d", cReq, a.MinRequests), fig}
+	}
+	success := 1 - cErr/cReq
+	fig["candidate_success_rate"] = success
+	if success < a.MinSuccessRate {
+		return Result{Fail, fmt.Sprintf("success rate %.2f%% below %.2f%%", 100*success, 100*a.MinSuccessRate), fig}
+	}
+	cLat := window.Delta(candEnd.Latency, candStart.Latency)
+	sLat := window.Delta(stableEnd.Latency, stableStart.Latency)
+	cP99 := cLat.Quantile(0.99)
+	fig["candidate_p99_ms"] = 1000 * cP99
+	if a.MaxP99Ratio > 0 && sLat.Count >= uint64(a.MinRequests) {
+		sP99 := sLat.Quantile(0.99)
+		fig["stable_p99_ms"] = 1000 * sP99
+		if ratio := cP99 / sP99; !math.IsNaN(ratio) {
+			fig["p99_ratio"] = ratio
+			if ratio > a.MaxP99Ratio {
+				return Result{Fail, fmt.Sprintf("p99 %.3gms is %.2fx the stable version's %.3gms, above %.2fx", 1000*cP99, ratio, 1000*sP99, a.MaxP99Ratio), fig}
+			}
+		}
+	}
+	return Result{Pass, "within every bound", fig}
+}
+
+// Event is one entry of a rollout's history.
+type Event struct {
+	Time    time.Time          `json:"time"`
+	Step    int                `json:"step"`
+	Percent float64            `json:"percent"`
+	Kind    string             `json:"kind"` // started, step, pass, fail, inconclusive, promoted, rolled-back, aborted, paused, undone, completed
+	Reason  string             `json:"reason,omitempty"`
+	Figures map[string]float64 `json:"figures,omitempty"`
+}
+
+// State is a rollout as it stands, persisted after every change.
+type State struct {
+	Spec         Spec      `json:"spec"`
+	Phase        string    `json:"phase"`
+	Step         int       `json:"step"`
+	StepStarted  time.Time `json:"step_started"`
+	Failures     int       `json:"failures"`
+	Inconclusive int       `json:"inconclusive"`
+	// Baselines are both versions' metrics when the step started.
+	StableAtStep    VersionMetrics `json:"stable_at_step"`
+	CandidateAtStep VersionMetrics `json:"candidate_at_step"`
+	DriftAtStep     DriftMetrics   `json:"drift_at_step"`
+	History         []Event        `json:"history"`
+}
+
+// Done reports whether the rollout has ended.
+func (s State) Done() bool { return s.Phase != Progressing && s.Phase != Paused }
+
+// Percent returns the candidate's share of traffic at the current step.
+func (s State) Percent() float64 { return s.Spec.Steps[min(s.Step, len(s.Spec.Steps)-1)] }
+
+// ParsePercent reads "5%" or "5" as 5.
+func ParsePercent(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil || !(v > 0 && v <= 100) {
+		return 0, fmt.Errorf("%q: want a percentage in (0, 100], such as 5%%", s)
+	}
+	return v, nil
+}
