@@ -50,6 +50,7 @@ type Server struct {
 	metrics  *metrics
 	traffic  traffic
 	shadow   *shadowing
+	rollouts *deploy.Engine
 	health   *health.Server // the gRPC health service's state
 	draining atomic.Bool
 }
@@ -73,8 +74,14 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	if opts.StateDir != "" {
 		s.traffic.store = &deploy.Store{Dir: opts.StateDir}
 		if err := s.restorePolicies(); err != nil {
+			s.shadow.close()
 			return nil, err
 		}
+	}
+	var err error
+	if s.rollouts, err = deploy.NewEngine(s, s.traffic.store, s.log); err != nil {
+		s.shadow.close()
+		return nil, err
 	}
 	return s, nil
 }
@@ -146,6 +153,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /v2/admin/models/{model}/traffic", s.admin(s.servePutPolicy))
 	mux.HandleFunc("DELETE /v2/admin/models/{model}/traffic", s.admin(s.serveDeletePolicy))
 	mux.HandleFunc("GET /v2/admin/models/{model}/shadow", s.admin(s.serveShadowSummary))
+	mux.HandleFunc("POST /v2/admin/models/{model}/rollout", s.admin(s.serveStartRollout))
+	mux.HandleFunc("GET /v2/admin/models/{model}/rollout", s.admin(s.serveGetRollout))
+	mux.HandleFunc("POST /v2/admin/models/{model}/rollout/{command}", s.admin(s.serveRolloutCommand))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

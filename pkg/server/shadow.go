@@ -223,9 +223,15 @@ func (s *Server) shadowFor(name, version string, primary *runner.Model) *runner.
 	return m
 }
 
-// Close stops the server's background work (shadow workers); call it
-// after the front ends have stopped.
+// Close stops the server's background work (rollout drivers, shadow
+// workers); call it after the front ends have stopped. Rollouts in
+// progress resume when a server over the same state folder starts.
 func (s *Server) Close() {
-	s.shadow.stop()
-	s.shadow.wg.Wait()
+	s.rollouts.Close()
+	s.shadow.close()
+}
+
+func (sh *shadowing) close() {
+	sh.stop()
+	sh.wg.Wait()
 }

@@ -59,12 +59,9 @@ func (s *Server) route(name, version string, key func(deploy.Policy) string) (*r
 	return m, nil
 }
 
-// ready reports whether version v of model is loaded and ready.
+// ready returns VersionReady for model.
 func (s *Server) ready(model string) func(int64) bool {
-	return func(v int64) bool {
-		_, err := s.repo.Model(model, v)
-		return err == nil
-	}
+	return func(v int64) bool { return s.VersionReady(model, v) }
 }
 
 // SetPolicy validates and applies model's traffic policy, saving it first

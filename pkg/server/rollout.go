@@ -1,0 +1,175 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+	"github.com/infer-serving/infer/pkg/window"
+)
+
+// The server is the rollout engine's Source: it reads its own registry,
+// repository and shadow comparisons, and applies traffic policies.
+var _ deploy.Source = (*Server)(nil)
+
+// Metrics returns a version's cumulative request counts (every protocol;
+// anything but success an error, except requests their clients gave up on)
+// and its total-latency histogram.
+func (s *Server) Metrics(model string, version int64) (deploy.VersionMetrics, error) {
+	families, err := s.metrics.registry.Gather()
+	if err != nil {
+		return deploy.VersionMetrics{}, err
+	}
+	v := strconv.FormatInt(version, 10)
+	var out deploy.VersionMetrics
+	for _, f := range families {
+		switch f.GetName() {
+		case "infer_requests_total":
+			for _, m := range f.GetMetric() {
+				l := labelMap(m.GetLabel())
+				if l["model"] != model || l["version"] != v || l["outcome"] == "canceled" {
+					continue
+				}
+				out.Requests += m.GetCounter().GetValue()
+				if l["outcome"] != "success" {
+					out.Errors += m.GetCounter().GetValue()
+				}
+			}
+		case "infer_request_duration_seconds":
+			for _, m := range f.GetMetric() {
+				l := labelMap(m.GetLabel())
+				if l["model"] == model && l["version"] == v && l["phase"] == "total" {
+					out.Latency = window.FromProto(m.GetHistogram())
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func labelMap[L interface {
+	GetName() string
+	GetValue() string
+}](labels []L) map[string]string {
+	m := make(map[string]string, len(labels))
+	for _, l := range labels {
+		m[l.GetName()] = l.GetValue()
+	}
+	return m
+}
+
+// Drift returns the shadow comparisons of model against version so far.
+func (s *Server) Drift(model string, version int64) deploy.DriftMetrics {
+	sum, ok := s.ShadowSummary(model)
+	if !ok || sum.Version != version {
+		return deploy.DriftMetrics{}
+	}
+	return deploy.DriftMetrics{
+		Compared: sum.Shadow.Compared, ShadowSumAbs: sum.Shadow.MeanAbsDiff * float64(sum.Shadow.Compared),
+		NoiseCompared: sum.Noise.Compared, NoiseSumAbs: sum.Noise.MeanAbsDiff * float64(sum.Noise.Compared),
+	}
+}
+
+// VersionReady reports whether a version is loaded and ready.
+func (s *Server) VersionReady(model string, version int64) bool {
+	_, err := s.repo.Model(model, version)
+	return err == nil
+}
+
+// smokeRequests is how many generated requests verify a blue-green
+// candidate before traffic switches to it.
+const smokeRequests = 5
+
+// Smoke sends a version generated requests of its own, in process, and
+// fails unless each is answered.
+func (s *Server) Smoke(model string, version int64) error {
+	m, err := s.repo.Model(model, version)
+	if err != nil {
+		return err
+	}
+	r := rand.New(rand.NewPCG(uint64(version), 7))
+	for i := range smokeRequests {
+		var inputs []tensor.Tensor
+		for _, in := range m.Metadata().Inputs {
+			shape := make([]int64, len(in.Shape))
+			for j, d := range in.Shape {
+				shape[j] = max(d, 1)
+			}
+			inputs = append(inputs, tensor.Random(in.Name, in.DataType, shape, r))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := m.Infer(ctx, &runner.Request{ID: fmt.Sprintf("smoke-%d", i), Inputs: inputs})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("smoke request %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) serveStartRollout(w http.ResponseWriter, r *http.Request) {
+	var spec deploy.Spec
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("rollout spec JSON: %v", err))
+		return
+	}
+	spec.Model = r.PathValue("model")
+	st, err := s.rollouts.Start(spec, who(r))
+	if errors.Is(err, deploy.ErrInProgress) {
+		writeError(w, http.StatusConflict, err)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, st)
+}
+
+func (s *Server) serveGetRollout(w http.ResponseWriter, r *http.Request) {
+	st, err := s.rollouts.Get(r.PathValue("model"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) serveRolloutCommand(w http.ResponseWriter, r *http.Request) {
+	model, by := r.PathValue("model"), who(r)
+	var (
+		st  deploy.State
+		err error
+	)
+	switch r.PathValue("command") {
+	case "promote":
+		st, err = s.rollouts.Promote(model, by)
+	case "abort":
+		st, err = s.rollouts.Abort(model, by)
+	case "undo":
+		st, err = s.rollouts.Undo(model, by)
+	default:
+		writeError(w, http.StatusNotFound, fmt.Errorf("rollout command %q: want promote, abort or undo", r.PathValue("command")))
+		return
+	}
+	if errors.Is(err, deploy.ErrNoRollout) {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusConflict, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}

@@ -1,0 +1,262 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/protocol"
+)
+
+// load sends unversioned mlp requests from a few clients until the test
+// ends: the traffic a rollout's analysis reads.
+func load(t *testing.T, base string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	body, hl, _ := (&protocol.InferRequest{Inputs: image()}).Encode(true)
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req := inferRequest(ctx, base+"/v2/models/mlp/infer", body, hl)
+				if resp, err := httpClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// waitPhase polls the rollout until it reaches one of phases.
+func waitPhase(t *testing.T, s *Server, phases ...string) deploy.State {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := s.rollouts.Get("mlp")
+		if err == nil {
+			for _, p := range phases {
+				if st.Phase == p {
+					return st
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.MarshalIndent(st, "", " ")
+			t.Fatalf("rollout never reached %v:\n%s", phases, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func kinds(st deploy.State) string {
+	var k []string
+	for _, e := range st.History {
+		k = append(k, e.Kind)
+	}
+	return strings.Join(k, " ")
+}
+
+func spec(steps ...float64) deploy.Spec {
+	return deploy.Spec{Stable: 1, Candidate: 2, Steps: steps, Interval: deploy.Duration(400 * time.Millisecond),
+		Analysis: deploy.Analysis{MinRequests: 10, MaxP99Ratio: 3}}
+}
+
+func TestCanaryPromotesAGoodVersion(t *testing.T) {
+	repo := openRepo(t, twoVersions(t))
+	s, hs := start(t, repo, Options{})
+	load(t, hs.URL)
+	body, _ := json.Marshal(spec(50, 100))
+	if r := call(t, "POST", hs.URL+"/v2/admin/models/mlp/rollout", body, nil); r.status != 201 {
+		t.Fatalf("start: %d %s", r.status, r.body)
+	}
+	st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
+	if st.Phase != deploy.Promoted || strings.Count(kinds(st), "pass") != 2 {
+		t.Fatalf("phase %s, history %s", st.Phase, kinds(st))
+	}
+	if p, _ := s.traffic.get("mlp"); p.Weights[2] != 1 || len(p.Weights) != 1 {
+		t.Fatalf("traffic after promotion %+v", p)
+	}
+	// Undo: back to the stable version at once.
+	if r := call(t, "POST", hs.URL+"/v2/admin/models/mlp/rollout/undo", nil, nil); r.status != 200 {
+		t.Fatalf("undo: %d %s", r.status, r.body)
+	}
+	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 {
+		t.Fatalf("traffic after undo %+v", p)
+	}
+}
+
+func TestCanaryRollsBackAFailingVersion(t *testing.T) {
+	dir := twoVersions(t)
+	fixed, _ := os.ReadFile(filepath.Join(bundled, "fixed-shape", "1", "model.onnx")) // answers mlp's requests with 400
+	os.WriteFile(filepath.Join(dir, "mlp", "2", "model.onnx"), fixed, 0o644)
+	repo := openRepo(t, dir)
+	s, hs := start(t, repo, Options{})
+	load(t, hs.URL)
+	if _, err := s.rollouts.Start(withModel(spec(25, 50, 100)), "test"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
+	if st.Phase != deploy.RolledBack || st.Step != 0 || !strings.Contains(st.History[len(st.History)-1].Reason, "success rate") {
+		t.Fatalf("phase %s at step %d, history %s: %s", st.Phase, st.Step, kinds(st), st.History[len(st.History)-1].Reason)
+	}
+	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 || len(p.Weights) != 1 {
+		t.Fatalf("traffic after rollback %+v", p)
+	}
+}
+
+func TestCanaryRollsBackASlowVersion(t *testing.T) {
+	dir := twoVersions(t)
+	slow, err := os.ReadFile(filepath.Join("..", "..", "testdata", "variants", "mlp-slow.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "mlp", "2", "model.onnx"), slow, 0o644)
+	os.WriteFile(filepath.Join(dir, "mlp", "config.yaml"), []byte("max_batch_size: 0\n"), 0o644) // one request at a time: latency is the model's
+	repo := openRepo(t, dir)
+	s, hs := start(t, repo, Options{})
+	load(t, hs.URL)
+	sp := withModel(spec(50, 100))
+	sp.Analysis.MaxP99Ratio, sp.Analysis.MinRequests = 1.5, 30
+	sp.Interval = deploy.Duration(time.Second)
+	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
+	last := st.History[len(st.History)-1]
+	if st.Phase != deploy.RolledBack || st.Step != 0 || !strings.Contains(last.Reason, "p99") {
+		b, _ := json.MarshalIndent(st.History, "", " ")
+		t.Fatalf("phase %s at step %d: %s\n%s", st.Phase, st.Step, last.Reason, b)
+	}
+}
+
+func TestBlueGreenSwitchesAtOnce(t *testing.T) {
+	repo := openRepo(t, twoVersions(t))
+	s, hs := start(t, repo, Options{})
+	load(t, hs.URL)
+	sp := withModel(spec())
+	sp.Strategy = deploy.BlueGreen
+	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.traffic.get("mlp"); p.Weights[2] != 1 {
+		t.Fatalf("not switched after the smoke requests: %+v", p)
+	}
+	if st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack); st.Phase != deploy.Promoted {
+		t.Fatalf("%s: %s", st.Phase, kinds(st))
+	}
+}
+
+func TestShadowRolloutNeverServes(t *testing.T) {
+	repo := openRepo(t, twoVersions(t))
+	s, hs := start(t, repo, Options{})
+	load(t, hs.URL)
+	sp := withModel(spec())
+	sp.Strategy, sp.ShadowFraction, sp.Analysis.MaxDrift = deploy.Mirror, 0.5, 1e-3
+	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitPhase(t, s, deploy.Completed, deploy.RolledBack)
+	if st.Phase != deploy.Completed {
+		t.Fatalf("%s: %s", st.Phase, kinds(st))
+	}
+	var judged map[string]float64
+	for _, e := range st.History {
+		if e.Kind == deploy.Pass {
+			judged = e.Figures
+		}
+	}
+	if judged["shadow_compared"] < 10 {
+		t.Fatalf("pass without comparisons: %v", judged)
+	}
+	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 || p.Shadow != nil {
+		t.Fatalf("traffic after a shadow rollout %+v", p)
+	}
+}
+
+// A server stopped mid-rollout comes back at the same step, with the same
+// weights, and the rollout goes on from there.
+func TestRolloutResumesAfterRestart(t *testing.T) {
+	dir, state := twoVersions(t), t.TempDir()
+	repo := openRepo(t, dir)
+	s, err := New(repo, Options{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := withModel(spec(10, 50, 100))
+	sp.Interval = deploy.Duration(time.Hour) // it stays at its first step
+	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // as after a kill: the state on disk is all that is left
+	repo.Close()
+
+	repo2 := openRepo(t, dir)
+	s2, hs := start(t, repo2, Options{StateDir: state})
+	st, err := s2.rollouts.Get("mlp")
+	if err != nil || st.Phase != deploy.Progressing || st.Step != 0 || st.Percent() != 10 {
+		t.Fatalf("resumed %+v %v", st, err)
+	}
+	if p, _ := s2.traffic.get("mlp"); p.Weights[2] != 10 || p.Weights[1] != 90 {
+		t.Fatalf("weights after restart %+v", p)
+	}
+	if r := call(t, "POST", hs.URL+"/v2/admin/models/mlp/rollout/abort", nil, nil); r.status != 200 {
+		t.Fatalf("abort: %d %s", r.status, r.body)
+	}
+	if st, _ := s2.rollouts.Get("mlp"); st.Phase != deploy.Aborted {
+		t.Fatal(st.Phase)
+	}
+	if r := call(t, "POST", hs.URL+"/v2/admin/models/mlp/rollout/promote", nil, nil); r.status != 409 {
+		t.Fatalf("promote after abort: %d", r.status)
+	}
+}
+
+func withModel(s deploy.Spec) deploy.Spec { s.Model = "mlp"; return s }
+
+// Bad rollout requests are answered with the field or the conflict at
+// fault, and change nothing.
+func TestRolloutRequestErrors(t *testing.T) {
+	repo := openRepo(t, twoVersions(t))
+	s, hs := start(t, repo, Options{})
+	url := hs.URL + "/v2/admin/models/mlp/rollout"
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{"GET", "", "", 404, `no rollout of model "mlp"`},
+		{"POST", "", `{"stable":1,"candidate":2,"stpes":[5]}`, 400, `unknown field "stpes"`},
+		{"POST", "", `{"stable":1,"candidate":2,"interval":"soon"}`, 400, `duration "soon"`},
+		{"POST", "", `{"stable":1,"candidate":2,"steps":[50,10]}`, 400, "steps [50 10]"},
+		{"POST", "", `{"stable":1,"candidate":9}`, 400, "version 9 is not loaded"},
+		{"POST", "/promote", "", 404, "no rollout"},
+		{"POST", "/rewind", "", 404, `rollout command "rewind"`},
+	} {
+		r := call(t, tc.method, url+tc.path, []byte(tc.body), nil)
+		var e struct{ Error string }
+		json.Unmarshal(r.body, &e)
+		if r.status != tc.status || !strings.Contains(e.Error, tc.want) {
+			t.Errorf("%s %s %s: %d %s, want %d %q", tc.method, tc.path, tc.body, r.status, r.body, tc.status, tc.want)
+		}
+	}
+	if _, err := s.rollouts.Get("mlp"); err == nil {
+		t.Fatal("a bad request started a rollout")
+	}
+	sp := withModel(spec(50, 100))
+	sp.Interval = deploy.Duration(time.Hour)
+	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, "POST", url, []byte(`{"stable":1,"candidate":2}`), nil); r.status != 409 || !strings.Contains(string(r.body), "abort it first") {
+		t.Fatalf("second rollout: %d %s", r.status, r.body)
+	}
+	if r := call(t, "POST", url+"/undo", nil, nil); r.status != 409 || !strings.Contains(string(r.body), "nothing to undo") {
+		t.Fatalf("undo in progress: %d %s", r.status, r.body)
+	}
+}
