@@ -8,7 +8,6 @@ package deploy
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"math"
 	"slices"
@@ -81,32 +80,47 @@ func (p Policy) Validate(ready func(version int64) bool) error {
 	return nil
 }
 
+// Router is a policy prepared for the per-request path: its versions
+// sorted and their weights summed once, so that a pick neither sorts nor
+// allocates.
+type Router struct {
+	Policy
+	versions []int64   // ascending, those with weight above 0
+	upTo     []float64 // upTo[i]: the summed weights of versions[:i+1]
+}
+
+// Router prepares p for routing.
+func (p Policy) Router() *Router {
+	r := &Router{Policy: p}
+	total := 0.0
+	for _, v := range slices.Sorted(maps.Keys(p.Weights)) {
+		if w := p.Weights[v]; w > 0 {
+			total += w
+			r.versions = append(r.versions, v)
+			r.upTo = append(r.upTo, total)
+		}
+	}
+	return r
+}
+
 // Route picks the version for one request. With a sticky key given, the
 // choice is a hash of the key; otherwise u, uniform in [0,1), decides.
-// Either way a version gets requests in proportion to its weight.
-func (p Policy) Route(key string, u float64) int64 {
-	if p.Sticky != "" && key != "" {
+// Either way a version gets requests in proportion to its weight. A policy
+// with no weight above 0 (which Validate refuses) routes to version 0.
+func (r *Router) Route(key string, u float64) int64 {
+	if len(r.versions) == 0 {
+		return 0
+	}
+	if r.Sticky != "" && key != "" {
 		u = unit(key)
 	}
-	versions := slices.Sorted(maps.Keys(p.Weights))
-	total := 0.0
-	for _, v := range versions {
-		total += p.Weights[v]
-	}
-	at := u * total
-	var last int64
-	for _, v := range versions {
-		w := p.Weights[v]
-		if w <= 0 {
-			continue
+	at := u * r.upTo[len(r.upTo)-1]
+	for i, upTo := range r.upTo {
+		if at < upTo {
+			return r.versions[i]
 		}
-		last = v
-		if at < w {
-			return v
-		}
-		at -= w
 	}
-	return last // u rounding to the very top
+	return r.versions[len(r.versions)-1] // u rounding to the very top
 }
 
 // Mirror reports whether a request drawing u, uniform in [0,1), is also
@@ -117,9 +131,11 @@ func (p Policy) Mirror(u float64) bool { return p.Shadow != nil && u < p.Shadow.
 // FNV-1a, whose high bits barely change between keys that differ at the
 // end, finished with murmur3's 64-bit mixer, then the top 53 bits.
 func unit(key string) float64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(key))
-	x := h.Sum64()
+	x := uint64(14695981039346656037) // FNV-1a, inline: no hasher to allocate
+	for i := 0; i < len(key); i++ {
+		x ^= uint64(key[i])
+		x *= 1099511628211
+	}
 	x ^= x >> 33
 	x *= 0xff51afd7ed558ccd
 	x ^= x >> 33

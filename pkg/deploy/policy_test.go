@@ -12,7 +12,7 @@ import (
 
 // With weights 5/95 over 10,000 requests, the canary's share is 5% ± 1%.
 func TestRouteFollowsWeights(t *testing.T) {
-	p := Policy{Weights: map[int64]float64{1: 95, 2: 5}}
+	p := Policy{Weights: map[int64]float64{1: 95, 2: 5}}.Router()
 	r := rand.New(rand.NewPCG(1, 2))
 	counts := map[int64]int{}
 	for range 10000 {
@@ -22,7 +22,7 @@ func TestRouteFollowsWeights(t *testing.T) {
 		t.Fatalf("canary share %.3f, want 0.05 ± 0.01 (%v)", share, counts)
 	}
 	// A version at weight 0 gets nothing: a blue-green standby.
-	p = Policy{Weights: map[int64]float64{1: 0, 2: 1}}
+	p = Policy{Weights: map[int64]float64{1: 0, 2: 1}}.Router()
 	for range 1000 {
 		if v := p.Route("", r.Float64()); v != 2 {
 			t.Fatalf("routed to standby version %d", v)
@@ -35,7 +35,7 @@ func TestRouteFollowsWeights(t *testing.T) {
 
 // A/B assignment is sticky per key, and still splits keys by weight.
 func TestStickyAssignment(t *testing.T) {
-	p := Policy{Weights: map[int64]float64{1: 50, 2: 50}, Sticky: "header:X-User-Id"}
+	p := Policy{Weights: map[int64]float64{1: 50, 2: 50}, Sticky: "header:X-User-Id"}.Router()
 	r := rand.New(rand.NewPCG(3, 4))
 	arms := map[int64]int{}
 	for i := range 2000 {
@@ -53,6 +53,10 @@ func TestStickyAssignment(t *testing.T) {
 	}
 	if p.StickyHeader() != "X-User-Id" {
 		t.Fatal(p.StickyHeader())
+	}
+	// Routing runs on every request: no allocation.
+	if n := testing.AllocsPerRun(100, func() { p.Route("user-7", 0.5) }); n != 0 {
+		t.Fatalf("%v allocations per route", n)
 	}
 }
 

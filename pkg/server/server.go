@@ -67,8 +67,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer(),
-		traffic: traffic{policies: map[string]deploy.Policy{}}}
+	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
 	s.metrics.registry.MustRegister(trafficCollector{&s.traffic})
 	s.shadow = newShadowing(s.metrics.registry)
 	if opts.StateDir != "" {

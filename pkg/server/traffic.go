@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -19,18 +21,44 @@ import (
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
-// traffic holds the models' traffic policies.
+// traffic holds the models' traffic policies, prepared for routing. Every
+// request reads them and few ever change them: the map is replaced on each
+// change, never modified, so reads take no lock.
 type traffic struct {
-	mu       sync.RWMutex
-	policies map[string]deploy.Policy
-	store    *deploy.Store // nil: policies live in memory only
+	mu      sync.Mutex // serializes changes
+	routers atomic.Pointer[map[string]*deploy.Router]
+	store   *deploy.Store // nil: policies live in memory only
+}
+
+func (t *traffic) router(model string) (*deploy.Router, bool) {
+	m := t.routers.Load()
+	if m == nil {
+		return nil, false
+	}
+	r, ok := (*m)[model]
+	return r, ok
 }
 
 func (t *traffic) get(model string) (deploy.Policy, bool) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	p, ok := t.policies[model]
-	return p, ok
+	r, ok := t.router(model)
+	if !ok {
+		return deploy.Policy{}, false
+	}
+	return r.Policy, true
+}
+
+// set applies model's policy (nil: removes it); the caller holds mu.
+func (t *traffic) set(model string, p *deploy.Policy) {
+	next := map[string]*deploy.Router{}
+	if cur := t.routers.Load(); cur != nil {
+		next = maps.Clone(*cur)
+	}
+	if p == nil {
+		delete(next, model)
+	} else {
+		next[model] = p.Router()
+	}
+	t.routers.Store(&next)
 }
 
 // route resolves the model version a request gets: the one it names, or
@@ -40,13 +68,13 @@ func (s *Server) route(name, version string, key func(deploy.Policy) string) (*r
 	if version != "" {
 		return s.resolve(name, version)
 	}
-	p, ok := s.traffic.get(name)
+	p, ok := s.traffic.router(name)
 	if !ok {
 		return s.resolve(name, "")
 	}
 	k := ""
 	if p.Sticky != "" {
-		k = key(p)
+		k = key(p.Policy)
 	}
 	v := p.Route(k, rand.Float64())
 	m, err := s.repo.Model(name, v)
@@ -77,7 +105,7 @@ func (s *Server) SetPolicy(model string, p deploy.Policy, by string) error {
 			return err
 		}
 	}
-	s.traffic.policies[model] = p
+	s.traffic.set(model, &p)
 	s.log.Info("traffic policy changed", "model", model, "weights", fmt.Sprint(p.Weights), "sticky", p.Sticky, "by", by)
 	return nil
 }
@@ -91,7 +119,7 @@ func (s *Server) ClearPolicy(model, by string) error {
 			return err
 		}
 	}
-	delete(s.traffic.policies, model)
+	s.traffic.set(model, nil)
 	s.log.Info("traffic policy cleared", "model", model, "by", by)
 	return nil
 }
@@ -103,12 +131,14 @@ func (s *Server) restorePolicies() error {
 	if err != nil {
 		return err
 	}
+	s.traffic.mu.Lock()
+	defer s.traffic.mu.Unlock()
 	for model, p := range saved {
 		if err := p.Validate(s.ready(model)); err != nil {
 			s.log.Warn("saved traffic policy skipped", "model", model, "err", err)
 			continue
 		}
-		s.traffic.policies[model] = p
+		s.traffic.set(model, &p)
 		s.log.Info("traffic policy restored", "model", model, "weights", fmt.Sprint(p.Weights))
 	}
 	return nil
@@ -210,9 +240,11 @@ var descShare = prometheus.NewDesc("infer_traffic_share", "Share of a model's un
 func (c trafficCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descShare }
 
 func (c trafficCollector) Collect(ch chan<- prometheus.Metric) {
-	c.t.mu.RLock()
-	defer c.t.mu.RUnlock()
-	for model, p := range c.t.policies {
+	routers := c.t.routers.Load()
+	if routers == nil {
+		return
+	}
+	for model, p := range *routers {
 		total := 0.0
 		for _, w := range p.Weights {
 			total += w
