@@ -19,10 +19,6 @@ func notYet(use, short, instead string) *cobra.Command {
 	}
 }
 
-func newRolloutCmd() *cobra.Command {
-	return notYet("rollout", "Roll out a new model version: canary, blue-green, shadow, A/B", "load versions side by side in a model repository")
-}
-
 func newTopCmd() *cobra.Command {
 	return notYet("top", "Live dashboard of latency, throughput, errors, queues and cost per model", "`infer models run` prints per-model timings")
 }

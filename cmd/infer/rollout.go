@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/infer-serving/infer/pkg/deploy"
+)
+
+// rolloutOptions are the flags every rollout command shares.
+type rolloutOptions struct {
+	server         string
+	model          string
+	adminTokenFile string
+	output         string
+	poll           time.Duration
+}
+
+func (o rolloutOptions) client() (*deploy.Client, error) {
+	if o.output != "text" && o.output != "json" {
+		return nil, fmt.Errorf("--output %q: want text or json", o.output)
+	}
+	token, err := serveOptions{adminTokenFile: o.adminTokenFile}.adminToken()
+	if err != nil {
+		return nil, err
+	}
+	base := o.server
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	return &deploy.Client{Base: base, Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// resolveModel resolves --model: the only model served when not given.
+func (o rolloutOptions) resolveModel(ctx context.Context, c *deploy.Client) (string, error) {
+	if o.model != "" {
+		return o.model, nil
+	}
+	return c.OnlyModel(ctx)
+}
+
+func newRolloutCmd() *cobra.Command {
+	o := rolloutOptions{}
+	d := deploy.Spec{}.WithDefaults()
+	var (
+		version, from             int64
+		canary, steps, shadow, ab string
+		abKey                     string
+		blueGreen, detach         bool
+		interval                  time.Duration
+		a                         deploy.Analysis
+	)
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Roll out a new model version on a running server: canary, blue-green, shadow, A/B",
+		Long: `Start a rollout on a running infer serve and follow it to its end. The server
+runs the rollout itself (it goes on if this command stops, and resumes after
+a restart with --state-dir); this command prints each step, each analysis's
+figures and its verdict.
+
+The server defaults to the local infer serve, the model to the only one
+served, the stable version to the one with the most traffic now, and the
+new version to the newest other ready one: so 'infer rollout --canary 5%'
+just works once the new version is in the repository.
+
+Exit status: 0 when the new version is promoted (or a shadow completes), 1
+when it is rolled back or aborted.`,
+		Example: `  infer rollout --canary 5%
+  infer rollout --model mlp --version 2 --steps 10,50,100 --interval 1m --max-p99-ratio 1.2
+  infer rollout --blue-green
+  infer rollout --shadow 10% --max-drift 1e-4
+  infer rollout --ab 50% --ab-key header:X-User-Id
+  infer rollout status --watch
+  infer rollout abort`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			spec := deploy.Spec{Strategy: deploy.Canary, Interval: deploy.Duration(interval), Analysis: a}
+			switch {
+			case blueGreen:
+				spec.Strategy = deploy.BlueGreen
+			case shadow != "":
+				spec.Strategy = deploy.Mirror
+				if spec.ShadowFraction, err = deploy.ParsePercent(shadow); err != nil {
+					return fmt.Errorf("--shadow %w", err)
+				}
+				spec.ShadowFraction /= 100
+			case ab != "":
+				spec.Strategy, spec.Sticky = deploy.AB, abKey
+				p, err := deploy.ParsePercent(ab)
+				if err != nil {
+					return fmt.Errorf("--ab %w", err)
+				}
+				spec.Steps = []float64{p}
+			case canary != "":
+				p, err := deploy.ParsePercent(canary)
+				if err != nil {
+					return fmt.Errorf("--canary %w", err)
+				}
+				spec.Steps = []float64{p}
+				for _, s := range d.Steps {
+					if s > p {
+						spec.Steps = append(spec.Steps, s)
+					}
+				}
+			case steps != "":
+				for _, f := range strings.Split(steps, ",") {
+					p, err := deploy.ParsePercent(f)
+					if err != nil {
+						return fmt.Errorf("--steps %w", err)
+					}
+					spec.Steps = append(spec.Steps, p)
+				}
+			}
+			if ab == "" && abKey != "" {
+				return errors.New("--ab-key is for --ab: give the split too, e.g. --ab 50%")
+			}
+			t, err := c.Resolve(cmd.Context(), deploy.Target{Model: o.model, Stable: from, Candidate: version})
+			if err != nil {
+				return err
+			}
+			spec.Model, spec.Stable, spec.Candidate = t.Model, t.Stable, t.Candidate
+			st, err := c.Start(cmd.Context(), spec)
+			if err != nil {
+				return err
+			}
+			if detach {
+				return printState(cmd.OutOrStdout(), o.output, st)
+			}
+			return follow(cmd.Context(), c, cmd.OutOrStdout(), o, st.Spec.Model, time.Time{})
+		},
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.server, "server", "http://localhost:8000", "the infer serve to roll out on (its HTTP address)")
+	pf.StringVar(&o.model, "model", "", "model name (default: the only model served)")
+	pf.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the server's admin token (or $"+adminTokenEnv+")")
+	pf.StringVar(&o.output, "output", "text", "text, or json (one JSON event a line while following; the rollout's state otherwise)")
+	pf.DurationVar(&o.poll, "poll", 500*time.Millisecond, "how often to read the rollout while following it")
+	f := cmd.Flags()
+	f.Int64Var(&version, "version", 0, "the new version (default: the newest ready version not serving now)")
+	f.Int64Var(&from, "from", 0, "the stable version (default: the one with the most traffic now)")
+	f.StringVar(&canary, "canary", "", "canary, starting at this share and going on through 25%, 50%, 100% (the default strategy: 5%)")
+	f.StringVar(&steps, "steps", "", "canary steps as percentages, e.g. 5,25,50,100")
+	f.BoolVar(&blueGreen, "blue-green", false, "verify the new version with smoke requests, then switch all traffic at once, keeping the old one warm for undo")
+	f.StringVar(&shadow, "shadow", "", "mirror this share of requests to the new version and judge drift; it never serves")
+	f.StringVar(&ab, "ab", "", "A/B test: this share to the new version, sticky per --ab-key, until promoted or aborted")
+	f.StringVar(&abKey, "ab-key", "", `the A/B assignment key: "id" (the request id) or "header:Name"`)
+	f.DurationVar(&interval, "interval", time.Duration(d.Interval), "how long each step runs before it is analysed")
+	f.Int64Var(&a.MinRequests, "min-requests", d.Analysis.MinRequests, "fewer requests to the new version in a step is inconclusive, never a pass")
+	f.Float64Var(&a.MinSuccessRate, "min-success-rate", d.Analysis.MinSuccessRate, "the new version's lowest success rate in a step")
+	f.Float64Var(&a.MaxP99Ratio, "max-p99-ratio", 0, "the highest p99 of the new version over the stable one's in a step (0: not checked)")
+	f.Float64Var(&a.MaxDrift, "max-drift", 0, "shadow: the highest mean max-abs-difference above the noise floor (0: not checked)")
+	f.IntVar(&a.FailureLimit, "failure-limit", d.Analysis.FailureLimit, "failed analyses before rolling back")
+	f.IntVar(&a.InconclusiveLimit, "inconclusive-limit", d.Analysis.InconclusiveLimit, "inconclusive analyses in a row before pausing for a person to decide")
+	f.BoolVar(&detach, "detach", false, "start the rollout and return; follow it with 'infer rollout status --watch'")
+	cmd.MarkFlagsMutuallyExclusive("canary", "steps", "blue-green", "shadow", "ab")
+
+	cmd.AddCommand(newRolloutStatusCmd(&o), newRolloutHistoryCmd(&o))
+	for _, c := range []struct{ name, short string }{
+		{"promote", "End the rollout with all traffic on the new version"},
+		{"abort", "End the rollout with all traffic on the stable version"},
+		{"undo", "After a promotion, move all traffic back to the stable version at once"},
+	} {
+		cmd.AddCommand(newRolloutCommandCmd(&o, c.name, c.short))
+	}
+	return cmd
+}
+
+func newRolloutStatusCmd(o *rolloutOptions) *cobra.Command {
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the model's rollout: phase, step, traffic and the last analysis",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, model, err := o.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			st, err := c.Rollout(cmd.Context(), model)
+			if err != nil {
+				return err
+			}
+			if watch && !st.Done() {
+				return follow(cmd.Context(), c, cmd.OutOrStdout(), *o, model, time.Time{})
+			}
+			if o.output == "json" {
+				return printState(cmd.OutOrStdout(), o.output, st)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintln(w, summary(st))
+			for _, e := range slices.Backward(st.History) {
+				if e.Kind == deploy.Pass || e.Kind == deploy.Fail || e.Kind == deploy.Inconclusive {
+					fmt.Fprintf(w, "last analysis: %s\n", eventLine(e))
+					break
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&watch, "watch", false, "follow the rollout, printing each event, until it ends")
+	return cmd
+}
+
+func newRolloutHistoryCmd(o *rolloutOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "history",
+		Short: "Print every event of the model's rollout, with each analysis's figures",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, model, err := o.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			st, err := c.Rollout(cmd.Context(), model)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return printState(cmd.OutOrStdout(), o.output, st)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), summary(st))
+			for _, e := range st.History {
+				fmt.Fprintln(cmd.OutOrStdout(), eventLine(e))
+			}
+			return nil
+		},
+	}
+}
+
+func newRolloutCommandCmd(o *rolloutOptions, name, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   name,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, model, err := o.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			st, err := c.Command(cmd.Context(), model, name)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return printState(cmd.OutOrStdout(), o.output, st)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), summary(st))
+			return nil
+		},
+	}
+}
+
+func (o rolloutOptions) connect(ctx context.Context) (*deploy.Client, string, error) {
+	c, err := o.client()
+	if err != nil {
+		return nil, "", err
+	}
+	model, err := o.resolveModel(ctx, c)
+	return c, model, err
+}
+
+// follow prints the rollout's events after since as they happen, until it
+// ends: nil when the new version was promoted or a shadow completed, an
+// error naming the reason when it was rolled back or aborted.
+func follow(ctx context.Context, c *deploy.Client, w io.Writer, o rolloutOptions, model string, since time.Time) error {
+	enc := json.NewEncoder(w)
+	tick := time.NewTicker(o.poll)
+	defer tick.Stop()
+	for {
+		st, err := c.Rollout(ctx, model)
+		if err != nil {
+			return err
+		}
+		for _, e := range st.History {
+			if !e.Time.After(since) {
+				continue
+			}
+			since = e.Time
+			if o.output == "json" {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(w, eventLine(e))
+			}
+		}
+		if st.Done() {
+			last := st.History[len(st.History)-1]
+			switch st.Phase {
+			case deploy.Promoted, deploy.Completed:
+				return nil
+			}
+			return fmt.Errorf("rollout of %q to version %d %s: %s", model, st.Spec.Candidate, st.Phase, last.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func printState(w io.Writer, output string, st deploy.State) error {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	_, err := fmt.Fprintln(w, summary(st))
+	return err
+}
+
+// summary is one line: what the rollout is and where it stands.
+func summary(st deploy.State) string {
+	s := st.Spec
+	return fmt.Sprintf("%s: %s from version %d to %d, %s at step %d of %d (%g%%)", s.Model, s.Strategy, s.Stable, s.Candidate, st.Phase, st.Step+1, len(s.Steps), st.Percent())
+}
+
+// eventLine is one event: when, the step, what happened and why, and the
+// analysis's figures, sorted by name.
+func eventLine(e deploy.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  step %d (%g%%)  %-12s %s", e.Time.Local().Format("15:04:05"), e.Step+1, e.Percent, e.Kind, e.Reason)
+	for _, k := range slices.Sorted(maps.Keys(e.Figures)) {
+		b.WriteString("  " + k + "=" + strconv.FormatFloat(e.Figures[k], 'g', 4, 64))
+	}
+	return b.String()
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// rolloutServer serves mlp versions 1 and 2 (2 from the bundled model at
+// v2, mlp's by default), with all traffic pinned to 1 as before a rollout,
+// and unversioned load from a few clients until the test ends.
+func rolloutServer(t *testing.T, v2 string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for v, src := range map[string]string{"1": "mlp", "2": v2} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", src, "1", "model.onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(dir, "mlp", v), 0o755)
+		os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644)
+	}
+	addr, _, stop, done := startServe(t, serveOptions{path: dir})
+	t.Cleanup(func() { stop(); <-done })
+	base := "http://" + addr
+	req, _ := http.NewRequest("PUT", base+"/v2/admin/models/mlp/traffic", strings.NewReader(`{"weights":{"1":1}}`))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pin version 1: %v %v", resp, err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	body, hl, _ := (&protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}).Encode(true)
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v2/models/mlp/infer", bytes.NewReader(body))
+				req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return base
+}
+
+var fastRollout = []string{"--interval", "300ms", "--min-requests", "5", "--poll", "50ms"}
+
+// The defaults find the model, the stable and the new version; the command
+// prints every step with its analysis and ends at the promotion; status,
+// history, undo and a late promote follow.
+func TestRolloutPromotesAndUndoes(t *testing.T) {
+	base := rolloutServer(t, "mlp")
+	out, err := run(t, append([]string{"rollout", "--server", base, "--canary", "50%"}, fastRollout...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"canary from version 1 to 2", "step 1 (50%)  pass", "step 2 (100%)  pass", "candidate_requests=", "candidate_p99_ms=", "promoted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := run(t, "rollout", "status", "--server", base); err != nil || !strings.Contains(out, "mlp: canary from version 1 to 2, promoted") || strings.Count(out, "last analysis:") != 1 {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+	out, err = run(t, "rollout", "history", "--server", base, "--output", "json")
+	var st deploy.State
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Phase != deploy.Promoted || len(st.History) < 5 {
+		t.Fatalf("history: %v\n%s", err, out)
+	}
+	if out, err := run(t, "rollout", "undo", "--server", base); err != nil || !strings.Contains(out, "rolled-back") {
+		t.Errorf("undo: %v\n%s", err, out)
+	}
+	if out, err := run(t, "rollout", "promote", "--server", base); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("promote after the end: %v\n%s", err, out)
+	}
+}
+
+// A version that answers mlp's requests with errors is rolled back at the
+// first step, exit status 1, the reason in the last JSON event.
+func TestRolloutRollsBackJSON(t *testing.T) {
+	base := rolloutServer(t, "fixed-shape")
+	out, err := run(t, append([]string{"rollout", "--server", base, "--output", "json"}, fastRollout...)...)
+	if err == nil || !strings.Contains(err.Error(), "rolled-back") {
+		t.Fatalf("err %v\n%s", err, out)
+	}
+	var events []deploy.Event
+	for line := range strings.Lines(strings.TrimSuffix(out, "Error: "+err.Error()+"\n")) {
+		var e deploy.Event
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		events = append(events, e)
+	}
+	if len(events) < 3 {
+		t.Fatalf("events %+v\n%s", events, out)
+	}
+	last := events[len(events)-1]
+	if last.Kind != deploy.RolledBack || last.Step != 0 || !strings.Contains(last.Reason, "success rate") {
+		t.Fatalf("last event %+v", last)
+	}
+}
+
+func TestRolloutBadInput(t *testing.T) {
+	base := rolloutServer(t, "mlp")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--canary", "150%"}, "--canary \"150%\": want a percentage"},
+		{[]string{"--canary", "5%", "--blue-green"}, "none of the others can be"},
+		{[]string{"--steps", "5,x"}, "--steps \"x\""},
+		{[]string{"--ab-key", "header:X"}, "--ab-key is for --ab"},
+		{[]string{"--output", "yaml"}, "--output \"yaml\""},
+		{[]string{"--model", "ghost"}, `model "ghost" has no ready version`},
+		{[]string{"--version", "7"}, "version 7 is not loaded"},
+		{[]string{"--interval", "1ms"}, "interval 1ms"},
+	} {
+		out, err := run(t, append([]string{"rollout", "--server", base}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q\n%s", tc.args, err, tc.want, out)
+		}
+	}
+	if _, err := run(t, "rollout", "status", "--server", base); err == nil || !strings.Contains(err.Error(), "no rollout") {
+		t.Errorf("status without a rollout: %v", err)
+	}
+	if _, err := run(t, "rollout", "status", "--server", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach") {
+		t.Errorf("no server: %v", err)
+	}
+}

@@ -1,0 +1,206 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Client speaks to a running server's admin API: rollouts, traffic
+// policies and the repository index.
+type Client struct {
+	Base  string // http://host:port
+	Token string // the admin bearer token; empty: none (a loopback server)
+	HTTP  *http.Client
+}
+
+// ErrNotFound is returned for a 404: no such model, or no rollout of it.
+var ErrNotFound = errors.New("not found")
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+path, body)
+	if err != nil {
+		return fmt.Errorf("server %q: %w", c.Base, err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s (is infer serve running?): %w", c.Base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		err := fmt.Errorf("%s %s: %d: %s", method, path, resp.StatusCode, msg)
+		switch resp.StatusCode {
+		case http.StatusNotFound:
+			err = fmt.Errorf("%w: %w", ErrNotFound, err)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			err = fmt.Errorf("%w (give the server's admin token with --admin-token-file or $INFER_ADMIN_TOKEN)", err)
+		}
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func rolloutPath(model string) string {
+	return "/v2/admin/models/" + url.PathEscape(model) + "/rollout"
+}
+
+// Start begins a rollout of spec.Model.
+func (c *Client) Start(ctx context.Context, spec Spec) (State, error) {
+	var st State
+	err := c.do(ctx, "POST", rolloutPath(spec.Model), spec, &st)
+	return st, err
+}
+
+// Rollout returns model's rollout, the last one if it has ended.
+func (c *Client) Rollout(ctx context.Context, model string) (State, error) {
+	var st State
+	err := c.do(ctx, "GET", rolloutPath(model), nil, &st)
+	return st, err
+}
+
+// Command sends promote, abort or undo.
+func (c *Client) Command(ctx context.Context, model, command string) (State, error) {
+	var st State
+	err := c.do(ctx, "POST", rolloutPath(model)+"/"+url.PathEscape(command), nil, &st)
+	return st, err
+}
+
+// Policy returns model's traffic policy (the server answers the default,
+// all to the latest ready version, when none is set).
+func (c *Client) Policy(ctx context.Context, model string) (Policy, error) {
+	var p Policy
+	err := c.do(ctx, "GET", "/v2/admin/models/"+url.PathEscape(model)+"/traffic", nil, &p)
+	return p, err
+}
+
+// IndexEntry is one model version of the repository index.
+type IndexEntry struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Index returns the server's repository index.
+func (c *Client) Index(ctx context.Context) ([]IndexEntry, error) {
+	var idx []IndexEntry
+	err := c.do(ctx, "POST", "/v2/repository/index", nil, &idx)
+	return idx, err
+}
+
+// Target is what a rollout command names, filled in from the server where
+// left out.
+type Target struct {
+	Model     string
+	Stable    int64 // the version serving now
+	Candidate int64
+}
+
+// readyVersions returns each model's ready versions, ascending.
+func readyVersions(idx []IndexEntry) map[string][]int64 {
+	ready := map[string][]int64{}
+	for _, e := range idx {
+		if v, err := strconv.ParseInt(e.Version, 10, 64); err == nil && e.State == "READY" {
+			ready[e.Name] = append(ready[e.Name], v)
+		}
+	}
+	for _, vs := range ready {
+		slices.Sort(vs)
+	}
+	return ready
+}
+
+func onlyModel(ready map[string][]int64) (string, error) {
+	names := slices.Sorted(maps.Keys(ready))
+	if len(names) != 1 {
+		return "", fmt.Errorf("the server has %d ready models %v: name one with --model", len(names), names)
+	}
+	return names[0], nil
+}
+
+// OnlyModel returns the one model the server has ready.
+func (c *Client) OnlyModel(ctx context.Context) (string, error) {
+	idx, err := c.Index(ctx)
+	if err != nil {
+		return "", err
+	}
+	return onlyModel(readyVersions(idx))
+}
+
+// Resolve fills in t: the model, the only one served when not named; the
+// stable version, the one with the most traffic now; the candidate, the
+// newest ready version other than the stable one.
+func (c *Client) Resolve(ctx context.Context, t Target) (Target, error) {
+	idx, err := c.Index(ctx)
+	if err != nil {
+		return t, err
+	}
+	ready := readyVersions(idx)
+	if t.Model == "" {
+		if t.Model, err = onlyModel(ready); err != nil {
+			return t, err
+		}
+	}
+	versions := ready[t.Model]
+	if len(versions) == 0 {
+		return t, fmt.Errorf("model %q has no ready version on %s", t.Model, c.Base)
+	}
+	if t.Stable == 0 {
+		p, err := c.Policy(ctx, t.Model)
+		if err != nil {
+			return t, err
+		}
+		for v, w := range p.Weights {
+			if w > p.Weights[t.Stable] || w == p.Weights[t.Stable] && v < t.Stable {
+				t.Stable = v
+			}
+		}
+	}
+	if t.Candidate == 0 {
+		for _, v := range slices.Backward(versions) {
+			if v != t.Stable {
+				t.Candidate = v
+				break
+			}
+		}
+		if t.Candidate == 0 {
+			return t, fmt.Errorf("model %q has only version %d ready: load the new version into the repository first, or name it with --version", t.Model, t.Stable)
+		}
+	}
+	return t, nil
+}
