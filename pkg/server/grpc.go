@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/infer-serving/infer/pkg/deploy"
@@ -345,21 +347,53 @@ func (g *grpcService) RepositoryIndex(_ context.Context, req *inferencepb.Reposi
 	return resp, nil
 }
 
-func (g *grpcService) RepositoryModelLoad(_ context.Context, req *inferencepb.RepositoryModelLoadRequest) (*inferencepb.RepositoryModelLoadResponse, error) {
-	if err := g.s.repo.Load(req.GetModelName()); err != nil {
+// admin authorizes an admin RPC as the HTTP admin endpoints are: the
+// bearer token from the authorization metadata, else a loopback peer. It
+// returns who called, for the log.
+func (g *grpcService) admin(ctx context.Context, what string) (string, error) {
+	var auth, remote string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("authorization"); len(v) > 0 {
+			auth = v[0]
+		}
+	}
+	if p, ok := peer.FromContext(ctx); ok {
+		remote = p.Addr.String()
+	}
+	switch code, err := g.s.authorize(auth, remote, what); code {
+	case http.StatusUnauthorized:
+		return "", status.Error(codes.Unauthenticated, err.Error())
+	case http.StatusForbidden:
+		return "", status.Error(codes.PermissionDenied, err.Error())
+	}
+	if auth != "" {
+		return "token holder at " + remote, nil
+	}
+	return remote, nil
+}
+
+func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *inferencepb.RepositoryModelLoadRequest) (*inferencepb.RepositoryModelLoadResponse, error) {
+	by, err := g.admin(ctx, "RepositoryModelLoad")
+	if err != nil {
+		return nil, err
+	}
+	if err := g.s.load(req.GetModelName(), by); err != nil {
 		if errors.Is(err, runner.ErrModelNotFound) {
 			return nil, grpcError(err)
 		}
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	g.s.log.Info("model loaded on request", "model", req.GetModelName(), "protocol", protoGRPC)
 	return &inferencepb.RepositoryModelLoadResponse{}, nil
 }
 
-func (g *grpcService) RepositoryModelUnload(_ context.Context, req *inferencepb.RepositoryModelUnloadRequest) (*inferencepb.RepositoryModelUnloadResponse, error) {
+func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *inferencepb.RepositoryModelUnloadRequest) (*inferencepb.RepositoryModelUnloadResponse, error) {
+	by, err := g.admin(ctx, "RepositoryModelUnload")
+	if err != nil {
+		return nil, err
+	}
 	if err := g.s.repo.Unload(req.GetModelName()); err != nil {
 		return nil, grpcError(err)
 	}
-	g.s.log.Info("model unloaded on request", "model", req.GetModelName(), "protocol", protoGRPC)
+	g.s.log.Info("model unloaded on request", "model", req.GetModelName(), "protocol", protoGRPC, "by", by)
 	return &inferencepb.RepositoryModelUnloadResponse{}, nil
 }

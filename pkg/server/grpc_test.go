@@ -36,6 +36,14 @@ func startGRPC(t *testing.T) (*Server, inferencepb.GRPCInferenceServiceClient, *
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close(); repo.Close() })
+	c, conn := serveGRPC(t, s)
+	return s, c, conn
+}
+
+// serveGRPC serves s's gRPC service on loopback until the test ends.
+func serveGRPC(t *testing.T, s *Server) (inferencepb.GRPCInferenceServiceClient, *grpc.ClientConn) {
+	t.Helper()
 	g := grpc.NewServer()
 	s.RegisterGRPC(g)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -47,8 +55,8 @@ func startGRPC(t *testing.T) (*Server, inferencepb.GRPCInferenceServiceClient, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close(); g.Stop(); s.Close(); repo.Close() })
-	return s, inferencepb.NewGRPCInferenceServiceClient(conn), conn
+	t.Cleanup(func() { conn.Close(); g.Stop() })
+	return inferencepb.NewGRPCInferenceServiceClient(conn), conn
 }
 
 func code(err error) codes.Code { return status.Code(err) }

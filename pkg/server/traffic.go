@@ -152,21 +152,35 @@ var errBadPolicy = errors.New("invalid traffic policy")
 // (403 otherwise). The token is never logged.
 func (s *Server) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.AdminToken != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) != 1 {
-				s.log.Warn("admin request refused", "path", r.URL.Path, "from", r.RemoteAddr, "reason", "no or wrong bearer token")
+		if status, err := s.authorize(r.Header.Get("Authorization"), r.RemoteAddr, r.URL.Path); err != nil {
+			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="infer admin"`)
-				writeError(w, http.StatusUnauthorized, errors.New("admin endpoint: a bearer token is required"))
-				return
 			}
-		} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || !net.ParseIP(host).IsLoopback() {
-			s.log.Warn("admin request refused", "path", r.URL.Path, "from", r.RemoteAddr, "reason", "not loopback and no admin token set")
-			writeError(w, http.StatusForbidden, errors.New("admin endpoint: only loopback callers, as the server has no admin token"))
+			writeError(w, status, err)
 			return
 		}
 		next(w, r)
 	}
+}
+
+// authorize decides an admin call over either protocol from its
+// Authorization value and remote address: nil, or the refusal's status
+// (401 no or wrong token, 403 not loopback on a server without a token),
+// logged with the caller and never the token.
+func (s *Server) authorize(authorization, remote, what string) (int, error) {
+	if s.opts.AdminToken != "" {
+		got, ok := strings.CutPrefix(authorization, "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) != 1 {
+			s.log.Warn("admin request refused", "path", what, "from", remote, "reason", "no or wrong bearer token")
+			return http.StatusUnauthorized, errors.New("admin endpoint: a bearer token is required")
+		}
+		return 0, nil
+	}
+	if host, _, err := net.SplitHostPort(remote); err != nil || !net.ParseIP(host).IsLoopback() {
+		s.log.Warn("admin request refused", "path", what, "from", remote, "reason", "not loopback and no admin token set")
+		return http.StatusForbidden, errors.New("admin endpoint: only loopback callers, as the server has no admin token")
+	}
+	return 0, nil
 }
 
 // who names an admin caller for the log.

@@ -12,6 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
 	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/protocol"
@@ -182,6 +186,24 @@ func TestAdminEndpointsRefuseAnonymousCallers(t *testing.T) {
 	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/unload", nil, nil); r.status != 401 {
 		t.Errorf("anonymous unload: %d", r.status)
 	}
+	// The gRPC repository RPCs are admin calls too.
+	s0, _ := start(t, repo, Options{AdminToken: token, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	gc, _ := serveGRPC(t, s0)
+	for _, tc := range []struct {
+		name, auth string
+		want       codes.Code
+	}{{"anonymous", "", codes.Unauthenticated}, {"wrong token", "Bearer guess", codes.Unauthenticated}, {"right token", "Bearer " + token, codes.OK}} {
+		ctx := context.Background()
+		if tc.auth != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", tc.auth)
+		}
+		if _, err := gc.RepositoryModelLoad(ctx, &inferencepb.RepositoryModelLoadRequest{ModelName: "mlp"}); status.Code(err) != tc.want {
+			t.Errorf("gRPC load, %s: %v, want %v", tc.name, err, tc.want)
+		}
+		if _, err := gc.RepositoryModelUnload(ctx, &inferencepb.RepositoryModelUnloadRequest{ModelName: "ghost"}); tc.want != codes.OK && status.Code(err) != tc.want {
+			t.Errorf("gRPC unload, %s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
 	if strings.Contains(logs.String(), token) {
 		t.Fatal("the admin token was logged")
 	}
@@ -242,4 +264,37 @@ func strconvI(v int64) string { return strconv.FormatInt(v, 10) }
 func putF32(b []byte, v float32) {
 	t := tensor.New("", []int64{1}, []float32{v})
 	copy(b, t.Data)
+}
+
+// Loading a newer version does not hand it the traffic: unversioned
+// requests stay on the version that answered them, until a rollout.
+func TestLoadOfANewVersionKeepsTrafficWhereItWas(t *testing.T) {
+	dir := twoVersions(t)
+	v2 := filepath.Join(dir, "mlp", "2")
+	hidden := filepath.Join(t.TempDir(), "2")
+	if err := os.Rename(v2, hidden); err != nil {
+		t.Fatal(err)
+	}
+	repo := openRepo(t, dir)
+	s, hs := start(t, repo, Options{})
+	if v := versionOf(t, hs.URL, nil); v != "1" {
+		t.Fatalf("before: version %s", v)
+	}
+	if err := os.Rename(hidden, v2); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/load", nil, nil); r.status != 200 {
+		t.Fatalf("load: %d %s", r.status, r.body)
+	}
+	if !s.VersionReady("mlp", 2) {
+		t.Fatal("version 2 not loaded")
+	}
+	for range 20 {
+		if v := versionOf(t, hs.URL, nil); v != "1" {
+			t.Fatalf("after the load of version 2, an unversioned request got version %s", v)
+		}
+	}
+	if p, ok := s.traffic.get("mlp"); !ok || p.Weights[1] != 1 || len(p.Weights) != 1 {
+		t.Fatalf("policy after the load %+v %v", p, ok)
+	}
 }
