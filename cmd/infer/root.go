@@ -46,6 +46,7 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(g),
 		newBenchCmd(g),
 		newRolloutCmd(),
+		newDeployCmd(),
 		newTopCmd(),
 	)
 	return root

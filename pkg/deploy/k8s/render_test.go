@@ -1,0 +1,115 @@
+package k8s
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func canary() Options {
+	return Options{
+		Model: "mlp", Namespace: "serving", Image: "registry.example.com/infer:1.0",
+		Versions: []Version{{1, 95}, {2, 5}},
+		Gateway:  "infer", ModelsClaim: "infer-models",
+		Replicas: 2, MaxReplicas: 8, QueueTarget: "4", CPU: "2", Memory: "1Gi",
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	for name, o := range map[string]Options{
+		"canary.yaml": canary(),
+		"single.yaml": {Model: "text-encoder", Image: "infer:dev", Versions: []Version{{3, 1}}, Gateway: "gw", ModelsClaim: "models", Replicas: 1, QueueTarget: "4", CPU: "500m", Memory: "512Mi"},
+	} {
+		var b bytes.Buffer
+		if err := Write(&b, o); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join("testdata", name)
+		if *update {
+			if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Errorf("%s differs from the golden file (go test ./pkg/deploy/k8s -update rewrites it):\n%s", name, b.String())
+		}
+	}
+}
+
+// The stream reads back, strictly, into the typed objects it came from,
+// with the weights, probes, mounts and autoscaling in place.
+func TestRenderReadsBack(t *testing.T) {
+	var b bytes.Buffer
+	if err := Write(&b, canary()); err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(b.String(), "---\n")
+	if len(docs) != 7 { // 2 × (Deployment, Service, HPA) + HTTPRoute
+		t.Fatalf("%d documents", len(docs))
+	}
+	var d appsv1.Deployment
+	if err := yaml.UnmarshalStrict([]byte(docs[3]), &d); err != nil {
+		t.Fatal(err)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if d.Kind != "Deployment" || d.Name != "mlp-v2" || *d.Spec.Replicas != 2 || c.ReadinessProbe.HTTPGet.Path != "/v2/health/ready" ||
+		c.LivenessProbe.HTTPGet.Path != "/v2/health/live" || c.VolumeMounts[0].SubPath != "mlp/2" || c.VolumeMounts[0].MountPath != "/models/mlp/2" {
+		t.Fatalf("deployment %+v", d)
+	}
+	var s corev1.Service
+	if err := yaml.UnmarshalStrict([]byte(docs[4]), &s); err != nil || s.Spec.Selector["app.kubernetes.io/version"] != "2" {
+		t.Fatalf("service %+v %v", s, err)
+	}
+	var h autoscalingv2.HorizontalPodAutoscaler
+	if err := yaml.UnmarshalStrict([]byte(docs[5]), &h); err != nil || h.Spec.MaxReplicas != 8 || h.Spec.Metrics[0].Pods.Metric.Name != "infer_queue_requests" {
+		t.Fatalf("autoscaler %+v %v", h, err)
+	}
+	var r gatewayv1.HTTPRoute
+	if err := yaml.UnmarshalStrict([]byte(docs[6]), &r); err != nil {
+		t.Fatal(err)
+	}
+	split := r.Spec.Rules[0]
+	if *split.Matches[0].Path.Value != "/v2/models/mlp" || len(split.BackendRefs) != 2 ||
+		split.BackendRefs[0].Name != "mlp-v1" || *split.BackendRefs[0].Weight != 95 || *split.BackendRefs[1].Weight != 5 {
+		t.Fatalf("split rule %+v", split)
+	}
+	if pinned := r.Spec.Rules[2]; *pinned.Matches[0].Path.Value != "/v2/models/mlp/versions/2" || pinned.BackendRefs[0].Name != "mlp-v2" {
+		t.Fatalf("version rule %+v", pinned)
+	}
+}
+
+func TestRenderNamesTheBadOption(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(*Options)
+		want string
+	}{
+		{func(o *Options) { o.Model = "My_Model" }, `model "My_Model": not a Kubernetes name`},
+		{func(o *Options) { o.Image = "" }, "image: empty"},
+		{func(o *Options) { o.Versions = nil }, "versions: none"},
+		{func(o *Options) { o.Versions = []Version{{1, 0}, {2, 0}} }, "every version has weight 0"},
+		{func(o *Options) { o.Versions = []Version{{1, 1}, {1, 1}} }, "distinct versions"},
+		{func(o *Options) { o.MaxReplicas = 1 }, "max replicas 1"},
+		{func(o *Options) { o.Memory = "lots" }, `memory "lots"`},
+	} {
+		o := canary()
+		tc.edit(&o)
+		if err := Write(&bytes.Buffer{}, o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v, want %q", err, tc.want)
+		}
+	}
+}
