@@ -129,7 +129,17 @@ when it is rolled back or aborted.`,
 			if ab == "" && abKey != "" {
 				return errors.New("--ab-key is for --ab: give the split too, e.g. --ab 50%")
 			}
-			t, err := c.Resolve(cmd.Context(), deploy.Target{Model: o.model, Stable: from, Candidate: version})
+			target := deploy.Target{Model: o.model, Stable: from, Candidate: version}
+			t, err := c.Resolve(cmd.Context(), target)
+			if errors.Is(err, deploy.ErrNoCandidate) {
+				// Load the model again to pick up the new version's folder;
+				// the server keeps traffic where it was.
+				fmt.Fprintf(cmd.ErrOrStderr(), "loading %q to pick up its new version\n", t.Model)
+				if err := c.Load(cmd.Context(), t.Model); err != nil {
+					return err
+				}
+				t, err = c.Resolve(cmd.Context(), target)
+			}
 			if err != nil {
 				return err
 			}

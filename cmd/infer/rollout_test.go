@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/infer-serving/infer/pkg/deploy"
@@ -39,13 +39,15 @@ func rolloutServer(t *testing.T, v2 string) string {
 		t.Fatalf("pin version 1: %v %v", resp, err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	// The clients stop between requests, not mid-request: a connection
+	// dialled and abandoned would hold the server's shutdown for seconds.
+	var quit atomic.Bool
 	var wg sync.WaitGroup
 	body, hl, _ := (&protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}).Encode(true)
 	for range 4 {
 		wg.Go(func() {
-			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v2/models/mlp/infer", bytes.NewReader(body))
+			for !quit.Load() {
+				req, _ := http.NewRequest("POST", base+"/v2/models/mlp/infer", bytes.NewReader(body))
 				req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
 				if resp, err := http.DefaultClient.Do(req); err == nil {
 					resp.Body.Close()
@@ -53,7 +55,7 @@ func rolloutServer(t *testing.T, v2 string) string {
 			}
 		})
 	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	t.Cleanup(func() { quit.Store(true); wg.Wait() })
 	return base
 }
 
@@ -126,7 +128,7 @@ func TestRolloutBadInput(t *testing.T) {
 		{[]string{"--ab-key", "header:X"}, "--ab-key is for --ab"},
 		{[]string{"--output", "yaml"}, "--output \"yaml\""},
 		{[]string{"--model", "ghost"}, `model "ghost" has no ready version`},
-		{[]string{"--version", "7"}, "version 7 is not loaded"},
+		{[]string{"--version", "7"}, "version 7 of model \"mlp\" is not loaded (ready: [1 2])"},
 		{[]string{"--interval", "1ms"}, "interval 1ms"},
 	} {
 		out, err := run(t, append([]string{"rollout", "--server", base}, tc.args...)...)
@@ -139,5 +141,27 @@ func TestRolloutBadInput(t *testing.T) {
 	}
 	if _, err := run(t, "rollout", "status", "--server", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach") {
 		t.Errorf("no server: %v", err)
+	}
+}
+
+// A new version's folder dropped into the repository is loaded and warmed
+// by the rollout itself, while traffic stays on the version serving.
+func TestRolloutLoadsTheNewVersion(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "mlp", "1", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "mlp", "1"), 0o755)
+	os.WriteFile(filepath.Join(dir, "mlp", "1", "model.onnx"), data, 0o644)
+	addr, _, stop, done := startServe(t, serveOptions{path: dir})
+	t.Cleanup(func() { stop(); <-done })
+	base := "http://" + addr
+	os.MkdirAll(filepath.Join(dir, "mlp", "2"), 0o755)
+	os.WriteFile(filepath.Join(dir, "mlp", "2", "model.onnx"), data, 0o644)
+
+	out, err := run(t, "rollout", "--server", base, "--blue-green", "--detach")
+	if err != nil || !strings.Contains(out, "loading \"mlp\"") || !strings.Contains(out, "blue-green from version 1 to 2") {
+		t.Fatalf("%v\n%s", err, out)
 	}
 }

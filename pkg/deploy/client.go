@@ -23,8 +23,11 @@ type Client struct {
 	HTTP  *http.Client
 }
 
-// ErrNotFound is returned for a 404: no such model, or no rollout of it.
-var ErrNotFound = errors.New("not found")
+// Errors the client's answers can be tested for.
+var (
+	ErrNotFound    = errors.New("not found")               // a 404: no such model, or no rollout of it
+	ErrNoCandidate = errors.New("no new version is ready") // Resolve found nothing to roll out
+)
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -106,6 +109,12 @@ func (c *Client) Policy(ctx context.Context, model string) (Policy, error) {
 	var p Policy
 	err := c.do(ctx, "GET", "/v2/admin/models/"+url.PathEscape(model)+"/traffic", nil, &p)
 	return p, err
+}
+
+// Load has the server (re)read model from its repository, picking up new
+// version folders; the server keeps traffic where it was.
+func (c *Client) Load(ctx context.Context, model string) error {
+	return c.do(ctx, "POST", "/v2/repository/models/"+url.PathEscape(model)+"/load", nil, nil)
 }
 
 // IndexEntry is one model version of the repository index.
@@ -191,7 +200,10 @@ func (c *Client) Resolve(ctx context.Context, t Target) (Target, error) {
 			}
 		}
 	}
-	if t.Candidate == 0 {
+	switch {
+	case t.Candidate != 0 && !slices.Contains(versions, t.Candidate):
+		return t, fmt.Errorf("%w: version %d of model %q is not loaded (ready: %v)", ErrNoCandidate, t.Candidate, t.Model, versions)
+	case t.Candidate == 0:
 		for _, v := range slices.Backward(versions) {
 			if v != t.Stable {
 				t.Candidate = v
@@ -199,7 +211,7 @@ func (c *Client) Resolve(ctx context.Context, t Target) (Target, error) {
 			}
 		}
 		if t.Candidate == 0 {
-			return t, fmt.Errorf("model %q has only version %d ready: load the new version into the repository first, or name it with --version", t.Model, t.Stable)
+			return t, fmt.Errorf("%w: model %q has only version %d ready; put the new version's folder in the repository, or name it with --version", ErrNoCandidate, t.Model, t.Stable)
 		}
 	}
 	return t, nil
