@@ -126,7 +126,15 @@ func TestCompletion(t *testing.T) {
 	}
 }
 
+// runMainEnv, set in a child process's environment, makes the test binary
+// run infer itself: tests that must kill a real server process use it.
+const runMainEnv = "INFER_TEST_RUN_MAIN"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
 	if _, err := runner.InitRuntime(""); err != nil {
 		os.Stderr.WriteString("cmd tests need ONNX Runtime: " + err.Error() + "\n")
 		os.Exit(1)

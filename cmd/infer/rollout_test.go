@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/protocol"
@@ -163,5 +166,86 @@ func TestRolloutLoadsTheNewVersion(t *testing.T) {
 	out, err := run(t, "rollout", "--server", base, "--blue-green", "--detach")
 	if err != nil || !strings.Contains(out, "loading \"mlp\"") || !strings.Contains(out, "blue-green from version 1 to 2") {
 		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// serveProcess runs infer serve as a child process on loopback and waits
+// until it is ready.
+func serveProcess(t *testing.T, repo, state string, port int) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", repo, "--host", "127.0.0.1", "--http-port", strconv.Itoa(port),
+		"--grpc-port", "0", "--metrics-port", "0", "--state-dir", state)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/v2/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never became ready:\n%s", logs.String())
+		}
+	}
+}
+
+// kill -9 mid-rollout: the restarted server has the same versions, the
+// same weights, and the rollout at the same step.
+func TestRolloutSurvivesKill9(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "mlp", "1", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1", "2"} {
+		os.MkdirAll(filepath.Join(dir, "mlp", v), 0o755)
+		os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644)
+	}
+	port := freePort(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	server := serveProcess(t, dir, state, port)
+	if out, err := run(t, "rollout", "--server", base, "--from", "1", "--version", "2", "--steps", "10,50,100", "--interval", "1h", "--detach"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	weights := func() map[int64]float64 {
+		resp, err := http.Get(base + "/v2/admin/models/mlp/traffic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var p deploy.Policy
+		json.NewDecoder(resp.Body).Decode(&p)
+		return p.Weights
+	}
+	if w := weights(); w[1] != 90 || w[2] != 10 {
+		t.Fatalf("weights before the kill %v", w)
+	}
+
+	if err := server.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	server.Wait()
+	serveProcess(t, dir, state, port)
+
+	out, err := run(t, "rollout", "status", "--server", base, "--output", "json")
+	var st deploy.State
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if st.Phase != deploy.Progressing || st.Step != 0 || st.Percent() != 10 {
+		t.Fatalf("after the restart: %s at step %d (%g%%)", st.Phase, st.Step, st.Percent())
+	}
+	if w := weights(); w[1] != 90 || w[2] != 10 {
+		t.Fatalf("weights after the restart %v", w)
+	}
+	if out, err := run(t, "rollout", "abort", "--server", base); err != nil || !strings.Contains(out, "aborted") {
+		t.Fatalf("abort after the restart: %v\n%s", err, out)
 	}
 }
