@@ -60,15 +60,16 @@ func run(dir string, check bool, bertVocab string) error {
 	nvocab := int64(bytes.Count(vocab, []byte("\n")))
 
 	models := map[string][]byte{
-		"mlp/1/model.onnx":          mlp().Encode(),
-		"text-encoder/1/model.onnx": textEncoder(nvocab).Encode(),
-		"multi-io/1/model.onnx":     multiIO().Encode(),
-		"fixed-shape/1/model.onnx":  fixedShape().Encode(),
-		"all-types/1/model.onnx":    allTypes().Encode(),
-		"../variants/mlp-slow.onnx": mlpSlow().Encode(),
+		"mlp/1/model.onnx":              mlp().Encode(),
+		"text-encoder/1/model.onnx":     textEncoder(nvocab).Encode(),
+		"multi-io/1/model.onnx":         multiIO().Encode(),
+		"fixed-shape/1/model.onnx":      fixedShape().Encode(),
+		"all-types/1/model.onnx":        allTypes().Encode(),
+		"../variants/mlp-heavy.onnx":    mlpHeavy(100).Encode(),
+		"../variants/mlp-heavy-3x.onnx": mlpHeavy(300).Encode(),
 	}
 	var errs []error
-	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-slow.onnx"} {
+	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 
 	g "github.com/infer-serving/infer/pkg/onnxgraph"
@@ -70,17 +71,18 @@ func mlp() *g.Model {
 	return model(b, "784-256-10 multilayer perceptron with ReLU and softmax; deterministic weights.")
 }
 
-// mlpSlow is mlp with its first layer computed slowRuns times over: the
-// same answers (to float rounding), at far more cost. Each run reads its own copy
-// of the image, made by scaling by 2 and back by 1/2 (exact in floating
-// point), so graph optimizers cannot merge the runs as common
-// subexpressions; Max of the equal results keeps every run live. A variant
-// for rollout tests, where a slower version must be rolled back; it lives
-// in testdata/variants, not in the served bundle.
-func mlpSlow() *g.Model {
-	const slowRuns = 200
+// mlpHeavy is mlp with its first layer computed runs times over: the same
+// answers (to float rounding) at a cost that grows with runs. Each run
+// reads its own copy of the image, made by scaling by 2 and back by 1/2
+// (exact in floating point), so graph optimizers cannot merge the runs as
+// common subexpressions; Max of the equal results keeps every run live.
+// Variants for rollout tests, where a version three times slower than the
+// stable one must be rolled back: their latency is the model's compute,
+// not the noise of a loaded machine. They live in testdata/variants, not in
+// the served bundle.
+func mlpHeavy(runs int) *g.Model {
 	r := &rng{s: 1} // mlp's seed: the same weights
-	b := g.NewBuilder("mlp-slow")
+	b := g.NewBuilder(fmt.Sprintf("mlp-heavy-%d", runs))
 	x := b.Input("image", g.Float, g.Symbolic("batch"), g.Fixed(784))
 	w1 := b.Init(r.glorot("fc1.weight", 784, 256))
 	b1 := b.Init(g.Float32Tensor("fc1.bias", []int64{256}, r.uniform(256, 0.05)))
@@ -91,16 +93,16 @@ func mlpSlow() *g.Model {
 		two[i], half[i] = 2, 0.5
 	}
 	tw, hf := b.Init(g.Float32Tensor("const.two", []int64{784}, two)), b.Init(g.Float32Tensor("const.half", []int64{784}, half))
-	copyOf, runs := x, make([]string, slowRuns)
-	for i := range runs {
+	copyOf, layers := x, make([]string, runs)
+	for i := range layers {
 		copyOf = b.Op("Mul", []string{b.Op("Mul", []string{copyOf, tw}), hf})
-		runs[i] = b.Op("MatMul", []string{copyOf, w1})
+		layers[i] = b.Op("MatMul", []string{copyOf, w1})
 	}
-	h := b.Op("Relu", []string{b.Op("Add", []string{b.Op("Max", runs), b1})})
+	h := b.Op("Relu", []string{b.Op("Add", []string{b.Op("Max", layers), b1})})
 	logits := b.Op("Add", []string{b.Op("MatMul", []string{h, w2}), b2})
 	b.OpNamed("probabilities", "Softmax", []string{logits}, g.AttrInt("axis", -1))
 	b.Output("probabilities", g.Float, g.Symbolic("batch"), g.Fixed(10))
-	return model(b, "mlp with its first layer computed 200 times over: the same answers at far more cost, for rollout tests.")
+	return model(b, fmt.Sprintf("mlp with its first layer computed %d times over: the same answers at more cost, for rollout tests.", runs))
 }
 
 // Text encoder shape: a small BERT.
