@@ -62,3 +62,23 @@ func TestPricePerRequest(t *testing.T) {
 		t.Fatalf("no requests: %v", got)
 	}
 }
+
+func TestPriceAtARateAndShared(t *testing.T) {
+	near := func(got, want float64) bool { return got > want-1e-12 && got < want+1e-12 }
+	p := Price{USDPerHour: 3.6}
+	// $3.60 an hour at 100 requests a second: $0.001 a second over 100.
+	if got := p.PerRequestAt(100); !near(got, 1e-5) {
+		t.Fatalf("per request at 100/s: %v, want 1e-5", got)
+	}
+	if got := p.PerRequestAt(0); got != 0 {
+		t.Fatalf("no rate: %v", got)
+	}
+	// Ten seconds of a $3.60/h server is $0.01; a model that used 3 of the
+	// 4 busy seconds pays $0.0075 over its 750 requests.
+	if got := p.Share(10*time.Second, 3*time.Second, 4*time.Second, 750); !near(got, 1e-5) {
+		t.Fatalf("share: %v, want 1e-5", got)
+	}
+	if got := p.Share(10*time.Second, 0, 0, 10); got != 0 {
+		t.Fatalf("no busy time: %v", got)
+	}
+}
