@@ -111,14 +111,6 @@ func TestVersionReportsTheRuntime(t *testing.T) {
 	}
 }
 
-func TestUnbuiltCommandsSaySo(t *testing.T) {
-	for _, c := range []string{"top"} {
-		if _, err := run(t, c, "--qps", "5"); err == nil || !strings.Contains(err.Error(), "not yet available") {
-			t.Errorf("infer %s: err %v, want a clear 'not yet available'", c, err)
-		}
-	}
-}
-
 func TestCompletion(t *testing.T) {
 	out, err := run(t, "completion", "bash")
 	if err != nil || !strings.Contains(out, "__start_infer") {

@@ -30,6 +30,14 @@ import (
 // channel runServe's result arrives on.
 func startServe(t *testing.T, o serveOptions) (string, string, context.CancelFunc, chan error) {
 	t.Helper()
+	addrs, cancel, done := startServeAddrs(t, o)
+	return addrs["HTTP"], addrs["gRPC"], cancel, done
+}
+
+// startServeAddrs starts serve on free loopback ports and returns its
+// listeners' addresses by name (HTTP, gRPC, metrics).
+func startServeAddrs(t *testing.T, o serveOptions) (map[string]string, context.CancelFunc, chan error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan map[string]string, 1)
 	o.host = "127.0.0.1"
@@ -45,13 +53,13 @@ func startServe(t *testing.T, o serveOptions) (string, string, context.CancelFun
 	go func() { done <- runServe(ctx, &globalOptions{}, o, io.Discard) }()
 	select {
 	case a := <-ready:
-		return a["HTTP"], a["gRPC"], cancel, done
+		return a, cancel, done
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not start")
 	}
-	return "", "", cancel, done
+	return nil, cancel, done
 }
 
 // A SIGTERM under load: every request the server accepted is answered in

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/infer-serving/infer/pkg/loadgen"
+	"github.com/infer-serving/infer/pkg/monitor"
+	"github.com/infer-serving/infer/pkg/tui"
+)
+
+type topOptions struct {
+	servers        []string
+	metricsPort    int
+	interval       time.Duration
+	window         time.Duration
+	history        time.Duration
+	slo            string
+	pricePerHour   float64
+	adminTokenFile string
+	plain          bool
+	count          int
+	width          int
+}
+
+func newTopCmd() *cobra.Command {
+	o := topOptions{}
+	cmd := &cobra.Command{
+		Use:   "top",
+		Short: "Live dashboard of latency, throughput, errors, queues, rollouts and cost per model",
+		Long: `Watch running servers: per model version, requests/s, p50/p95/p99 over a
+sliding window (from histogram deltas between scrapes, not lifetime totals),
+error rate, queue length and oldest request, mean batch size, in-flight
+requests, cache hit rate, cost per 1,000 requests, sparklines of throughput
+and p99, the latency budget, and the rollout in progress.
+
+Keys: q quit, ? help, tab switch panel, arrows or j/k select, enter detail,
+/ filter by name, p pause.
+
+Without a terminal (or with --plain) it prints a plain-text snapshot every
+interval instead.`,
+		Example: `  infer top
+  infer top --server http://10.0.0.5:8000 --server http://10.0.0.6:8000 --slo 'p99<50ms,errors<1%'
+  infer top --plain --count 3 --price-per-hour 2.50`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runTop(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.servers, "server", []string{"http://localhost:8000"}, "server base URL to watch (repeat for several)")
+	f.IntVar(&o.metricsPort, "metrics-port", 8002, "port of each server's /metrics, on the server's host (0: the server URL's own port)")
+	f.DurationVar(&o.interval, "interval", time.Second, "time between scrapes")
+	f.DurationVar(&o.window, "window", monitor.DefaultWindow, "span of the rates and percentiles")
+	f.DurationVar(&o.history, "history", monitor.DefaultHistory, "span of the sparklines")
+	f.StringVar(&o.slo, "slo", "", "objectives that colour the figures, such as 'p99<50ms,errors<1%'")
+	f.Float64Var(&o.pricePerHour, "price-per-hour", 0, "US dollars an hour per server, split over its models by busy time (models priced in their config keep their own price)")
+	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the servers' admin token, to read rollouts (or $"+adminTokenEnv+")")
+	f.BoolVar(&o.plain, "plain", false, "print plain-text snapshots even on a terminal")
+	f.IntVar(&o.count, "count", 0, "with plain snapshots, stop after this many (0: until interrupted)")
+	f.IntVar(&o.width, "width", 120, "width of plain snapshots, in columns")
+	return cmd
+}
+
+func runTop(ctx context.Context, o topOptions, stdout io.Writer) error {
+	if o.interval <= 0 {
+		return fmt.Errorf("--interval %v: want a positive duration such as 1s", o.interval)
+	}
+	if o.window < o.interval {
+		return fmt.Errorf("--window %v is shorter than --interval %v: a window needs two scrapes", o.window, o.interval)
+	}
+	if o.pricePerHour < 0 {
+		return fmt.Errorf("--price-per-hour %v: want a price of 0 or more", o.pricePerHour)
+	}
+	if o.width < 80 {
+		return fmt.Errorf("--width %d: want at least 80 columns", o.width)
+	}
+	var objectives []loadgen.Objective
+	if o.slo != "" {
+		var err error
+		if objectives, err = loadgen.ParseSLO(o.slo); err != nil {
+			return err
+		}
+	}
+	var servers []monitor.Server
+	for i, s := range o.servers {
+		if !strings.Contains(s, "://") {
+			o.servers[i] = "http://" + s
+		}
+		u, err := url.Parse(o.servers[i])
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("--server %q: want a URL such as http://localhost:8000", s)
+		}
+		srv := monitor.Server{API: o.servers[i]}
+		if o.metricsPort > 0 {
+			u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(o.metricsPort))
+			u.Path = ""
+			srv.Metrics = u.String()
+		}
+		servers = append(servers, srv)
+	}
+	token, err := serveOptions{adminTokenFile: o.adminTokenFile}.adminToken()
+	if err != nil {
+		return err
+	}
+	mon, err := monitor.New(monitor.Options{Servers: servers, Window: o.window, History: o.history,
+		USDPerHour: o.pricePerHour, Token: token, Timeout: min(o.interval, monitor.DefaultTimeout)})
+	if err != nil {
+		return err
+	}
+	opts := tui.TopOptions{Poll: mon.Poll, Interval: o.interval, Servers: o.servers, Objectives: objectives, Context: ctx}
+
+	f, isFile := stdout.(*os.File)
+	if o.plain || !isFile || !term.IsTerminal(int(f.Fd())) {
+		return tui.RunPlain(ctx, stdout, opts, o.width, o.count)
+	}
+	p := tea.NewProgram(tui.NewTop(opts), tea.WithContext(ctx), tea.WithOutput(stdout))
+	if _, err := p.Run(); err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	return nil
+}
