@@ -9,11 +9,15 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/infer-serving/infer/pkg/loadgen"
+	"github.com/infer-serving/infer/pkg/tui"
 )
 
 type benchOptions struct {
@@ -37,6 +41,8 @@ type benchOptions struct {
 	headers                       []string
 	output, slo, csvFile, html    string
 	seed                          uint64
+	tui                           bool
+	pricePerHour                  float64
 }
 
 // errSLO marks a run that missed its objectives: the exit code says so.
@@ -111,6 +117,8 @@ generated from its metadata.`,
 	f.StringVar(&o.csvFile, "csv", "", "also write the figures as CSV to this file, one row per run or sweep step")
 	f.StringVar(&o.html, "html", "", "also write a self-contained HTML report (latency over time, percentile distribution) to this file")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of generated inputs and Poisson arrivals")
+	f.BoolVar(&o.tui, "tui", false, "watch the run on a live dashboard (plain snapshots when not on a terminal); q stops it early and reports")
+	f.Float64Var(&o.pricePerHour, "price-per-hour", 0, "US dollars an hour the server costs: reports the cost per 1,000 requests at the rate measured")
 	return cmd
 }
 
@@ -168,6 +176,12 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		if o.qps == 0 {
 			o.qps = 100
 		}
+	}
+	if o.tui && (len(rates) > 1 || o.findMax) {
+		return errors.New("--tui watches one run: drop it for a sweep or --find-max")
+	}
+	if o.pricePerHour < 0 {
+		return fmt.Errorf("--price-per-hour %v: want a price of 0 or more", o.pricePerHour)
 	}
 	if o.html != "" && (len(rates) > 1 || o.findMax) {
 		return errors.New("--html reports one run: use --csv for a sweep or --find-max")
@@ -253,8 +267,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	}
 	defer done()
 
-	// measure runs one load at rate (0: closed loop) and reports it.
-	measure := func(rate float64, progress bool) (loadgen.Report, error) {
+	// measureWith runs one load at rate (0: closed loop) and reports it,
+	// telling watch (when set) how it goes.
+	measureWith := func(ctx context.Context, rate float64, watch func(loadgen.Progress)) (loadgen.Report, error) {
 		run := loadgen.Options{Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout}
 		if rate > 0 {
 			o.qps = rate
@@ -266,11 +281,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		} else {
 			run.Concurrency = conns
 		}
-		if progress {
-			bar := newProgress(stderr, o.warmup+o.duration, o.requests)
-			run.Progress = bar.update
-			defer bar.done()
-		}
+		run.Progress, run.Live = watch, o.tui
 		var before loadgen.ServerStats
 		haveBefore := false
 		if stats != nil {
@@ -290,7 +301,18 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 				report.ApplyServerStats(after.Minus(before))
 			}
 		}
+		if o.pricePerHour > 0 {
+			report.SetPrice(o.pricePerHour)
+		}
 		return report, ctx.Err()
+	}
+	measure := func(rate float64, progress bool) (loadgen.Report, error) {
+		if !progress {
+			return measureWith(ctx, rate, nil)
+		}
+		bar := newProgress(stderr, o.warmup+o.duration, o.requests)
+		defer bar.done()
+		return measureWith(ctx, rate, bar.update)
 	}
 
 	if len(rates) > 1 || o.findMax {
@@ -306,7 +328,16 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		what += " model " + model
 	}
 	fmt.Fprintf(stderr, "infer bench: %s, %s, for %v%s\n", what, mode, o.duration, requestsNote(o.requests))
-	report, err := measure(rate, true)
+	var report loadgen.Report
+	if o.tui {
+		watched := tui.BenchOptions{Target: what, Load: mode, Duration: o.duration, Warmup: o.warmup, Requests: o.requests,
+			Objectives: objectives, USDPerHour: o.pricePerHour}
+		report, err = watchRun(ctx, watched, stdout, stderr, func(ctx context.Context, watch func(loadgen.Progress)) (loadgen.Report, error) {
+			return measureWith(ctx, rate, watch)
+		})
+	} else {
+		report, err = measure(rate, true)
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -337,6 +368,42 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		return errSLO
 	}
 	return nil
+}
+
+// watchRun runs a load under the live dashboard: full screen on a
+// terminal, where q stops the run early (what was recorded is still
+// reported), and plain snapshots on stderr elsewhere.
+func watchRun(ctx context.Context, o tui.BenchOptions, stdout, stderr io.Writer, run func(context.Context, func(loadgen.Progress)) (loadgen.Report, error)) (loadgen.Report, error) {
+	dash := tui.NewBench(o)
+	f, isFile := stdout.(*os.File)
+	if !isFile || !term.IsTerminal(int(f.Fd())) {
+		return run(ctx, func(p loadgen.Progress) {
+			dash.Update(tui.BenchProgress(p))
+			fmt.Fprint(stderr, dash.Plain(100)+"\n")
+		})
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	prog := tea.NewProgram(dash, tea.WithContext(ctx), tea.WithOutput(stdout))
+	var wg sync.WaitGroup
+	var uiErr error
+	wg.Go(func() {
+		_, uiErr = prog.Run()
+		stop() // the dashboard closed: q ends the run
+	})
+	report, err := run(runCtx, func(p loadgen.Progress) { prog.Send(tui.BenchProgress(p)) })
+	prog.Send(tui.BenchDone{})
+	wg.Wait()
+	if uiErr != nil && !errors.Is(uiErr, tea.ErrProgramKilled) && !errors.Is(uiErr, context.Canceled) {
+		return report, fmt.Errorf("dashboard: %w", uiErr)
+	}
+	if dash.Stopped() {
+		fmt.Fprintln(stderr, "infer bench: stopped from the dashboard; reporting what was recorded")
+		if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+			err = nil
+		}
+	}
+	return report, err
 }
 
 func requestsNote(n uint64) string {

@@ -172,6 +172,8 @@ func TestBenchBadInput(t *testing.T) {
 		{"sine too wide", func(o *benchOptions) { o.qps, o.schedule, o.amplitude = 10, "sine", 20 }, "amplitude"},
 		{"missing text file", func(o *benchOptions) { o.model, o.textFile = "text-encoder", "/no/such/file" }, "--text-file"},
 		{"unbounded", func(o *benchOptions) { o.duration, o.requests = 0, 0 }, "never end"},
+		{"tui on a sweep", func(o *benchOptions) { o.model, o.qpsSpec, o.tui = "mlp", "10:20:10", true }, "--tui watches one run"},
+		{"negative price", func(o *benchOptions) { o.model, o.pricePerHour = "mlp", -2 }, "--price-per-hour"},
 		{"malformed input data", func(o *benchOptions) {
 			o.model, o.inputData = "mlp", writeTemp(t, `{"data": [{"image": [1, 2]}]}`)
 		}, "holds 784 elements, data has 2"},
@@ -225,5 +227,32 @@ func TestBenchSweepAndFindMax(t *testing.T) {
 	o.slo = ""
 	if err := runBench(context.Background(), o, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--slo") {
 		t.Fatalf("find-max without an objective: %v", err)
+	}
+}
+
+// --tui off a terminal prints plain snapshots of the run as it goes, then
+// the report; --price-per-hour prices the rate measured.
+func TestBenchTUIPlainAndCost(t *testing.T) {
+	httpAddr, _, stop, done := startServe(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	o := benchDefaults("http://"+httpAddr, loadgen.ProtoHTTPBinary)
+	o.model, o.qps, o.duration, o.tui, o.pricePerHour = "mlp", 200, 2500*time.Millisecond, true, 3.6
+	var out, errOut bytes.Buffer
+	if err := runBench(context.Background(), o, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	snapshots := strings.Count(errOut.String(), "infer bench · http-binary http://"+httpAddr+" model mlp")
+	if snapshots < 2 || !strings.Contains(errOut.String(), "target 200/s") || !strings.Contains(errOut.String(), "budget") {
+		t.Fatalf("%d snapshots, want one a second with the rate and budget:\n%s", snapshots, errOut.String())
+	}
+	var r loadgen.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	// $3.60 an hour is $0.001 a second: at g successful requests a second,
+	// 1,000 of them cost 1/g dollars.
+	want := 1 / r.GoodRate()
+	if r.OK == 0 || r.USDPerHour != 3.6 || r.CostPer1k < want*0.999 || r.CostPer1k > want*1.001 {
+		t.Fatalf("cost per 1k %v at %v/s, want %v", r.CostPer1k, r.GoodRate(), want)
 	}
 }

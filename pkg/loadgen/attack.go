@@ -38,6 +38,9 @@ type Options struct {
 	// Progress, when set, is called about every ProgressEvery while the
 	// run goes on.
 	Progress func(Progress)
+	// Live adds to each Progress a copy of everything recorded so far, for
+	// live percentiles (merging it costs a few milliseconds a call).
+	Live bool
 }
 
 // Defaults.
@@ -51,6 +54,13 @@ const (
 type Progress struct {
 	Elapsed          time.Duration
 	Sent, OK, Failed int64
+	// Recording is false during the warm-up.
+	Recording bool
+	// TargetRate is the schedule's rate now (open loop), per second.
+	TargetRate float64
+	// Recorded holds what was recorded so far (with Options.Live): a copy
+	// of the run's own, the receiver's to keep.
+	Recorded *Recorder
 }
 
 // Summary is a finished run.
@@ -142,6 +152,18 @@ func Run(ctx context.Context, t Target, o Options) (*Summary, error) {
 		sum.TargetRate = float64(sum.Count()) / span.Seconds()
 	}
 	return sum, ctx.Err()
+}
+
+// snapshot merges the shards into a new recorder.
+func (r *run) snapshot() *Recorder {
+	out := NewRecorder()
+	out.Epoch = r.warmEnd
+	for _, s := range r.shards {
+		s.mu.Lock()
+		out.Merge(s.rec)
+		s.mu.Unlock()
+	}
+	return out
 }
 
 // newRecorder returns the shard a new worker records into.
@@ -282,7 +304,15 @@ func (r *run) progress(ctx context.Context, start time.Time) func() {
 		for {
 			select {
 			case <-tick.C:
-				r.o.Progress(Progress{Elapsed: time.Since(start), Sent: r.sent.Load(), OK: r.ok.Load(), Failed: r.failed.Load()})
+				now := time.Now()
+				p := Progress{Elapsed: now.Sub(start), Sent: r.sent.Load(), OK: r.ok.Load(), Failed: r.failed.Load(), Recording: !now.Before(r.warmEnd)}
+				if r.o.Schedule != nil {
+					p.TargetRate = r.o.Schedule.Rate(p.Elapsed)
+				}
+				if r.o.Live {
+					p.Recorded = r.snapshot()
+				}
+				r.o.Progress(p)
 			case <-done:
 				return
 			case <-ctx.Done():

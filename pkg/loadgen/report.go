@@ -97,7 +97,24 @@ type Report struct {
 	// percentile plots; Timeline the run second by second.
 	Distribution []Point        `json:"distribution"`
 	Timeline     []SecondReport `json:"timeline"`
+	// USDPerHour is what the server under test costs by the hour, when
+	// given; CostPer1k what 1,000 successful requests cost at the rate
+	// the run achieved.
+	USDPerHour float64 `json:"usd_per_hour,omitempty"`
+	CostPer1k  float64 `json:"cost_per_1k_usd,omitempty"`
 }
+
+// SetPrice prices the run: a server costing usdPerHour, serving the
+// successful requests at the rate measured, costs CostPer1k for 1,000.
+//
+//	cost per 1,000 requests = 1000 × usd_per_hour / (3600 × successful requests per second)
+func (r *Report) SetPrice(usdPerHour float64) {
+	r.USDPerHour = usdPerHour
+	r.CostPer1k = 1000 * profile.Price{USDPerHour: usdPerHour}.PerRequestAt(r.GoodRate())
+}
+
+// GoodRate returns the successful requests per second.
+func (r Report) GoodRate() float64 { return r.AchievedRate * (1 - r.ErrorRate) }
 
 // Point is the latency at one percentile.
 type Point struct {
@@ -203,6 +220,13 @@ func (r Report) WriteText(w io.Writer) error {
 	line("errors", "%s", errs)
 	if r.Mode == "open" {
 		line("late sends", "%d (more than %v behind schedule)", r.Late, LateAfter)
+	}
+	if r.USDPerHour > 0 {
+		if r.CostPer1k > 0 {
+			line("cost", "$%.3g per 1,000 requests at %.1f successful/s, at $%g an hour", r.CostPer1k, r.GoodRate(), r.USDPerHour)
+		} else {
+			line("cost", "none computed: no request succeeded")
+		}
 	}
 	if r.NewConnections > 0 {
 		line("connections", "%d opened; connect p50 %sms, p99 %sms, max %sms", r.NewConnections, ms(r.Connect.P50), ms(r.Connect.P99), ms(r.Connect.Max))
