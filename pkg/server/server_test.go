@@ -317,8 +317,18 @@ func TestErrorStatuses(t *testing.T) {
 		}
 		gone <- err
 	}()
-	for m.Stats().QueueLength == 0 {
-		runtimeGosched()
+	// Cancel once the server is handling it (the queue's length may still
+	// count the held request, expired but not yet swept).
+	inflight := `infer_inflight_requests{model="slow",version="1"} 1`
+	for deadline := time.Now().Add(10 * time.Second); ; runtimeGosched() {
+		rec := httptest.NewRecorder()
+		s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		if strings.Contains(rec.Body.String(), inflight) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the request never reached the server: no %s", inflight)
+		}
 	}
 	cancel()
 	if err := <-gone; !errors.Is(err, context.Canceled) {
