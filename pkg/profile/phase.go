@@ -21,6 +21,9 @@ const (
 	Write
 	// Queue is the time a request waits for a batch and an instance.
 	Queue
+	// Cache is the response cache's part: the lookup that answered a
+	// request, or the lookup and insertion around one that ran.
+	Cache
 	// Preprocess is decoding and tokenization before inference.
 	Preprocess
 	// Infer is the batch's execution in the runtime.
@@ -47,6 +50,7 @@ var phaseNames = [NumPhases]string{
 	Write:       "write",
 	Network:     "network",
 	Queue:       "queue",
+	Cache:       "cache",
 	Preprocess:  "preprocess",
 	Infer:       "infer",
 	Postprocess: "postprocess",
@@ -72,11 +76,11 @@ func ParsePhase(name string) (Phase, bool) {
 }
 
 // ServerPhases are the phases a server measures for each request, in order.
-var ServerPhases = []Phase{Queue, Preprocess, Infer, Postprocess}
+var ServerPhases = []Phase{Queue, Cache, Preprocess, Infer, Postprocess}
 
 // BudgetPhases are the parts a load generator splits a request's latency
 // into, in order; they add up to Total.
-var BudgetPhases = []Phase{Delay, Connect, Write, Queue, Preprocess, Infer, Postprocess, Network}
+var BudgetPhases = []Phase{Delay, Connect, Write, Queue, Cache, Preprocess, Infer, Postprocess, Network}
 
 // Timing is one request's measured phases.
 type Timing struct {

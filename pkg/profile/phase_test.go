@@ -1,13 +1,14 @@
 package profile
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
 
 // The phase names are a wire contract (Server-Timing, metrics labels).
 func TestPhaseNames(t *testing.T) {
-	want := []string{"delay", "connect", "write", "queue", "preprocess", "infer", "postprocess", "network", "total"}
+	want := []string{"delay", "connect", "write", "queue", "cache", "preprocess", "infer", "postprocess", "network", "total"}
 	for i, name := range want {
 		if got := Phase(i).String(); got != name {
 			t.Errorf("Phase(%d) = %q, want %q", i, got, name)
@@ -36,7 +37,7 @@ func TestServerTimingRoundTrip(t *testing.T) {
 	if got != want {
 		t.Fatalf("Server-Timing %q, want %q", got, want)
 	}
-	back, ok := ParseServerTiming(got + `, cache;desc="miss", db;dur=3`)
+	back, ok := ParseServerTiming(got + `, db;desc="miss", db;dur=3`)
 	if !ok {
 		t.Fatal("nothing parsed")
 	}
@@ -44,6 +45,10 @@ func TestServerTimingRoundTrip(t *testing.T) {
 		if d := back.Get(p) - tm.Get(p); d < -time.Nanosecond || d > time.Nanosecond {
 			t.Errorf("%s: %v, want %v", p, back.Get(p), tm.Get(p))
 		}
+	}
+	tm.Set(Cache, 2*time.Microsecond)
+	if got := string(tm.AppendServerTiming(nil)); !strings.Contains(got, "queue;dur=0.012, cache;dur=0.002, preprocess") {
+		t.Fatalf("a response cache's part is not in %q", got)
 	}
 	if _, ok := ParseServerTiming("db;dur=3, cpu"); ok {
 		t.Error("a header without our phases parsed as ours")

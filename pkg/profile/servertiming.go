@@ -10,11 +10,18 @@ import (
 // Server-Timing header value, durations in milliseconds:
 //
 //	queue;dur=0.012, preprocess;dur=0.004, infer;dur=0.153, postprocess;dur=0.008, total;dur=0.181
+//
+// The cache phase appears only when a response cache took part.
 func (t *Timing) AppendServerTiming(dst []byte) []byte {
-	for i, p := range append(ServerPhases[:len(ServerPhases):len(ServerPhases)], Total) {
-		if i > 0 {
+	first := true
+	for _, p := range append(ServerPhases[:len(ServerPhases):len(ServerPhases)], Total) {
+		if p == Cache && t.durations[p] == 0 {
+			continue
+		}
+		if !first {
 			dst = append(dst, ", "...)
 		}
+		first = false
 		dst = append(dst, p.String()...)
 		dst = append(dst, ";dur="...)
 		dst = strconv.AppendFloat(dst, float64(t.durations[p])/float64(time.Millisecond), 'f', -1, 64)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/infer-serving/infer/pkg/tensor"
 )
 
 // Config is one model's configuration, read from models/<name>/config.yaml.
@@ -53,6 +55,101 @@ type Config struct {
 	Tokenizer *TokenizerConfig `yaml:"tokenizer"`
 	// Cost prices one instance of the model, for cost estimates.
 	Cost Cost `yaml:"cost"`
+	// Cache configures the model version's response cache.
+	Cache CacheConfig `yaml:"cache"`
+	// MaxRequestBytes bounds one request's input bytes; larger requests
+	// are refused (413) before they take any memory in the queue. Unset,
+	// it is the bytes of a full batch (max_batch_size rows) when every
+	// input's size per row is fixed, else unbounded here (the server's
+	// body limit still applies).
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// CircuitBreaker stops sending requests to a failing model version.
+	CircuitBreaker CircuitBreakerConfig `yaml:"circuit_breaker"`
+	// Fallback is what answers, in order, while the breaker is open.
+	Fallback []FallbackStep `yaml:"fallback"`
+}
+
+// CircuitBreakerConfig shapes a model version's circuit breaker: it
+// opens when, over the last Window, at least MinRequests finished and
+// FailureRate or more of them failed on the server's side (errors and
+// timeouts; bad requests and shed load do not count); after OpenFor it
+// lets HalfOpenRequests probes through, closing again when they succeed.
+type CircuitBreakerConfig struct {
+	Enabled          bool     `yaml:"enabled"`
+	Window           Duration `yaml:"window"`
+	MinRequests      int      `yaml:"min_requests"`
+	FailureRate      float64  `yaml:"failure_rate"`
+	OpenFor          Duration `yaml:"open_for"`
+	HalfOpenRequests int      `yaml:"half_open_requests"`
+}
+
+// FallbackStep is one way to answer while the breaker is open: exactly
+// one of its fields is set.
+type FallbackStep struct {
+	// Cache answers from the model version's response cache, when the
+	// same request was answered before.
+	Cache bool `yaml:"cache,omitempty"`
+	// Model names a simpler model to ask instead, "name" (its serving
+	// version) or "name:version".
+	Model string `yaml:"model,omitempty"`
+	// Static answers with fixed outputs.
+	Static *StaticResponse `yaml:"static,omitempty"`
+	// Unavailable answers 503 with a Retry-After header.
+	Unavailable *Unavailable `yaml:"unavailable,omitempty"`
+}
+
+// StaticResponse is a fixed answer.
+type StaticResponse struct {
+	Outputs []StaticTensor `yaml:"outputs"`
+}
+
+// StaticTensor is one fixed output: numbers, read as its datatype.
+type StaticTensor struct {
+	Name     string    `yaml:"name"`
+	Datatype string    `yaml:"datatype"`
+	Shape    []int64   `yaml:"shape"`
+	Data     []float64 `yaml:"data"`
+}
+
+// Unavailable is an explicit refusal.
+type Unavailable struct {
+	// RetryAfter is what the Retry-After header tells clients (the time
+	// left until the breaker half-opens when unset).
+	RetryAfter Duration `yaml:"retry_after"`
+}
+
+// Tensors returns the static outputs as tensors.
+func (s StaticResponse) Tensors() ([]tensor.Tensor, error) {
+	var out []tensor.Tensor
+	for _, t := range s.Outputs {
+		dt, ok := tensor.ParseDataType(t.Datatype)
+		if !ok || dt.Size() == 0 {
+			return nil, fmt.Errorf("output %q: datatype %q, want a numeric one such as FP32", t.Name, t.Datatype)
+		}
+		if t.Name == "" {
+			return nil, errors.New("an output has no name")
+		}
+		if n := tensor.Elements(t.Shape); n != int64(len(t.Data)) || n < 0 {
+			return nil, fmt.Errorf("output %q: shape %v holds %d elements, data has %d", t.Name, t.Shape, n, len(t.Data))
+		}
+		out = append(out, tensor.FromFloat64(t.Name, dt, t.Shape, t.Data))
+	}
+	return out, nil
+}
+
+// CacheConfig configures a response cache. Its key is a hash of the
+// model, version, every input's name, datatype, shape and bytes, and the
+// outputs asked for; a hit is answered without queueing. For a text model
+// whose only input is text, entries are per string instead: a request's
+// strings found in the cache are not encoded again, and a string repeated
+// within a request is encoded once.
+type CacheConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// MaxBytes bounds the outputs held (DefaultCacheBytes when 0);
+	// entries are evicted by recency and frequency to stay within it.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// TTL, when set, drops entries this long after they were stored.
+	TTL Duration `yaml:"ttl"`
 }
 
 // Cost is the price of one model instance.
@@ -93,6 +190,7 @@ const (
 	DefaultMaxBatchSize = 64
 	DefaultMaxQueueSize = 1024
 	DefaultWarmupRuns   = 2
+	DefaultCacheBytes   = 64 << 20
 )
 
 // Duration is a time.Duration that reads from YAML as "500us", "2ms" or a
@@ -209,6 +307,26 @@ func (c Config) withDefaults(batchable bool) Config {
 	if c.Tokenizer != nil {
 		c.Tokenizer = c.Tokenizer.withDefaults()
 	}
+	if c.Cache.Enabled && c.Cache.MaxBytes == 0 {
+		c.Cache.MaxBytes = DefaultCacheBytes
+	}
+	if cb := &c.CircuitBreaker; cb.Enabled {
+		if cb.Window == 0 {
+			cb.Window = Duration(10 * time.Second)
+		}
+		if cb.MinRequests == 0 {
+			cb.MinRequests = 20
+		}
+		if cb.FailureRate == 0 {
+			cb.FailureRate = 0.5
+		}
+		if cb.OpenFor == 0 {
+			cb.OpenFor = Duration(5 * time.Second)
+		}
+		if cb.HalfOpenRequests == 0 {
+			cb.HalfOpenRequests = 1
+		}
+	}
 	return c
 }
 
@@ -266,6 +384,57 @@ func (c Config) validate(batchable bool) error {
 	}
 	if p := c.Cost.USDPerHour; p < 0 || p != p {
 		bad("cost.usd_per_hour: %v, want a price of zero or more", p)
+	}
+	if c.Cache.MaxBytes < 0 || c.Cache.MaxBytes > 1<<40 {
+		bad("cache.max_bytes: %d is outside 0..1TiB", c.Cache.MaxBytes)
+	}
+	if c.Cache.TTL < 0 {
+		bad("cache.ttl: %v is negative", time.Duration(c.Cache.TTL))
+	}
+	if c.MaxRequestBytes < 0 {
+		bad("max_request_bytes: %d is negative", c.MaxRequestBytes)
+	}
+	if cb := c.CircuitBreaker; cb.Enabled {
+		if cb.Window < Duration(10*time.Millisecond) {
+			bad("circuit_breaker.window: %v, want at least 10ms", time.Duration(cb.Window))
+		}
+		if cb.MinRequests < 1 {
+			bad("circuit_breaker.min_requests: %d, want at least 1", cb.MinRequests)
+		}
+		if !(cb.FailureRate > 0 && cb.FailureRate <= 1) {
+			bad("circuit_breaker.failure_rate: %v is outside (0, 1]", cb.FailureRate)
+		}
+		if cb.OpenFor <= 0 {
+			bad("circuit_breaker.open_for: %v, want a positive duration", time.Duration(cb.OpenFor))
+		}
+		if cb.HalfOpenRequests < 1 {
+			bad("circuit_breaker.half_open_requests: %d, want at least 1", cb.HalfOpenRequests)
+		}
+	}
+	if len(c.Fallback) > 0 && !c.CircuitBreaker.Enabled {
+		bad("fallback: a fallback answers while the circuit breaker is open; enable circuit_breaker too")
+	}
+	for i, f := range c.Fallback {
+		set := 0
+		for _, on := range []bool{f.Cache, f.Model != "", f.Static != nil, f.Unavailable != nil} {
+			if on {
+				set++
+			}
+		}
+		if set != 1 {
+			bad("fallback[%d]: want exactly one of cache, model, static, unavailable", i)
+		}
+		if f.Cache && !c.Cache.Enabled {
+			bad("fallback[%d]: cache, but the response cache is not enabled", i)
+		}
+		if f.Static != nil {
+			if _, err := f.Static.Tensors(); err != nil {
+				bad("fallback[%d].static: %v", i, err)
+			}
+		}
+		if f.Unavailable != nil && f.Unavailable.RetryAfter < 0 {
+			bad("fallback[%d].unavailable.retry_after: %v is negative", i, time.Duration(f.Unavailable.RetryAfter))
+		}
 	}
 	if t := c.Tokenizer; t != nil {
 		if t.MaxLength < 3 {

@@ -16,6 +16,9 @@ var (
 	ErrModelNotReady = errors.New("model not ready")
 	// ErrInvalidInput: the request does not match the model's inputs.
 	ErrInvalidInput = errors.New("invalid input")
+	// ErrTooLarge: the request's inputs exceed the model's bound on one
+	// request's bytes.
+	ErrTooLarge = errors.New("request too large")
 	// ErrQueueFull: the model's queue is at max_queue_size.
 	ErrQueueFull = errors.New("queue full")
 	// ErrDeadlineExceeded: the request's deadline passed before it ran.

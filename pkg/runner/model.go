@@ -29,6 +29,12 @@ type Model struct {
 	outputIdx map[string]int
 	stacked   bool // every input and output has a dynamic first dimension
 	log       *slog.Logger
+	cache     *responseCache // nil without one
+	// perString caches a text model by string: its only input is text
+	// and every output row has a fixed size.
+	perString bool
+	// maxRequestBytes bounds one request's input bytes (0: no bound).
+	maxRequestBytes int64
 
 	loadDuration   time.Duration
 	warmupDuration time.Duration
@@ -37,7 +43,11 @@ type Model struct {
 	pool      sync.Pool // of *pending
 	workers   sync.WaitGroup
 	closeOnce sync.Once
+	closed    atomic.Bool
 }
+
+// Closed reports whether the model version was closed (unloaded).
+func (m *Model) Closed() bool { return m.closed.Load() }
 
 // counters are the model's cumulative statistics.
 type counters struct {
@@ -76,6 +86,8 @@ type Stats struct {
 	// how long the oldest of them has waited.
 	QueueLength  int
 	OldestQueued time.Duration
+	// Cache holds the response cache's counts, when there is one.
+	Cache *CacheStats
 }
 
 // LoadOptions tune LoadModel.
@@ -141,6 +153,18 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		log:       log,
 	}
 	m.stats.batchSizes = make([]atomic.Int64, max(*cfg.MaxBatchSize, 1)+1)
+	m.maxRequestBytes = cfg.MaxRequestBytes
+	if m.maxRequestBytes == 0 && *cfg.MaxBatchSize > 0 {
+		// Twice a full batch: a request one row over max_batch_size still
+		// gets the error that names the rows.
+		m.maxRequestBytes = 2 * fullBatchBytes(served.Inputs, *cfg.MaxBatchSize)
+	}
+	if cfg.Cache.Enabled {
+		if m.cache, err = newResponseCache(cfg.Cache); err != nil {
+			return nil, fmt.Errorf("config: cache: %w", err)
+		}
+		m.perString = text != nil && len(served.Inputs) == 1 && fullBatchBytes(meta.Outputs, 1) > 0
+	}
 	var pad []*int64
 	if text != nil {
 		pad = make([]*int64, len(meta.Inputs))
@@ -173,6 +197,32 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 	log.Info("model loaded", "device", m.device.String(), "instances", len(m.instances),
 		"max_batch_size", *cfg.MaxBatchSize, "load", m.loadDuration, "warmup", m.warmupDuration)
 	return m, nil
+}
+
+// fullBatchBytes returns the input bytes of a batch of maxBatch rows (one
+// row for a model that does not batch), or 0 when some input's size per
+// row is not fixed (strings, or a dynamic dimension past the first).
+func fullBatchBytes(inputs []TensorSpec, maxBatch int) int64 {
+	var total int64
+	for _, in := range inputs {
+		size := int64(in.DataType.Size())
+		if size == 0 {
+			return 0
+		}
+		n := size
+		for i, d := range in.Shape {
+			switch {
+			case i == 0 && d < 0:
+				n *= int64(max(maxBatch, 1))
+			case d < 0:
+				return 0
+			default:
+				n *= d
+			}
+		}
+		total += n
+	}
+	return total
 }
 
 func indexByName(specs []TensorSpec) map[string]int {
@@ -297,6 +347,40 @@ func (m *Model) run(in *instance, batch []*pending) {
 // ctx's deadline has already passed); a request whose deadline passes while
 // it is queued is never executed and fails with ErrDeadlineExceeded.
 func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
+	if err := m.checkBytes(req); err != nil {
+		return nil, err
+	}
+	if m.cache != nil {
+		if m.perString && len(req.Inputs) == 1 && req.Inputs[0].Name == m.text.cfg.Input {
+			return m.inferStrings(ctx, req)
+		}
+		return m.inferCached(ctx, req)
+	}
+	return m.inferText(ctx, req)
+}
+
+// checkBytes refuses a request whose inputs exceed the model's bound on
+// one request's bytes, before it is hashed, tokenized or queued.
+func (m *Model) checkBytes(req *Request) error {
+	if m.maxRequestBytes <= 0 {
+		return nil
+	}
+	var n int64
+	for _, t := range req.Inputs {
+		n += int64(len(t.Data))
+	}
+	if n <= m.maxRequestBytes {
+		return nil
+	}
+	if m.cfg.MaxRequestBytes == 0 {
+		// The bound is a full batch's: say so in the terms of the batch.
+		return fmt.Errorf("%w: the inputs hold %d bytes, more than twice a full batch of model %q (max_batch_size %d rows), %d", ErrTooLarge, n, m.meta.Name, *m.cfg.MaxBatchSize, m.maxRequestBytes)
+	}
+	return fmt.Errorf("%w: the inputs hold %d bytes, over model %q's max_request_bytes %d", ErrTooLarge, n, m.meta.Name, m.maxRequestBytes)
+}
+
+// inferText tokenizes req's text, if it has any, and runs it.
+func (m *Model) inferText(ctx context.Context, req *Request) (*Response, error) {
 	var tokenizing time.Duration
 	if m.text != nil {
 		var err error
@@ -498,6 +582,10 @@ func (m *Model) Stats() Stats {
 		ExecutionTime: time.Duration(m.stats.executionNanos.Load()),
 		BatchSizes:    make([]int64, len(m.stats.batchSizes)),
 	}
+	if m.cache != nil {
+		cs := m.cache.stats()
+		s.Cache = &cs
+	}
 	for i := range m.stats.batchSizes {
 		s.BatchSizes[i] = m.stats.batchSizes[i].Load()
 	}
@@ -516,6 +604,7 @@ func (m *Model) Stats() Stats {
 // and releases the sessions. It is safe to call more than once.
 func (m *Model) Close() {
 	m.closeOnce.Do(func() {
+		m.closed.Store(true)
 		m.batcher.close()
 		m.workers.Wait()
 		releaseProcs(len(m.instances))

@@ -25,13 +25,13 @@ func httpStatus(err error) int {
 	switch {
 	case errors.Is(err, protocol.ErrBadRequest), errors.Is(err, runner.ErrInvalidInput):
 		return http.StatusBadRequest
-	case errors.As(err, &tooLarge):
+	case errors.As(err, &tooLarge), errors.Is(err, runner.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, runner.ErrModelNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, runner.ErrQueueFull):
 		return http.StatusTooManyRequests
-	case errors.Is(err, runner.ErrModelNotReady), errors.Is(err, runner.ErrClosed), errors.Is(err, errDraining):
+	case errors.Is(err, runner.ErrModelNotReady), errors.Is(err, runner.ErrClosed), errors.Is(err, errDraining), errors.Is(err, errCircuitOpen):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, runner.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

@@ -102,11 +102,18 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *inferencepb.ModelMet
 func (g *grpcService) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
 	resp, timing, err := g.infer(ctx, req)
 	if err != nil {
+		if after, ok := retryAfter(err); ok {
+			_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", after, trailerFallback, viaUnavailable))
+		}
 		return nil, grpcError(err)
 	}
-	_ = grpc.SetTrailer(ctx, metadata.Pairs(
+	md := metadata.Pairs(
 		TrailerServerTiming, string(timing.AppendServerTiming(nil)),
-		TrailerBatchSize, strconv.Itoa(timing.BatchSize)))
+		TrailerBatchSize, strconv.Itoa(timing.BatchSize))
+	if via := resp.GetParameters()[trailerFallback].GetStringParam(); via != "" {
+		md.Set(trailerFallback, via)
+	}
+	_ = grpc.SetTrailer(ctx, md)
 	return resp, nil
 }
 
@@ -154,9 +161,10 @@ func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inference
 					InferResponse: &inferencepb.ModelInferResponse{ModelName: req.GetModelName(), ModelVersion: req.GetModelVersion(), Id: req.GetId()}})
 				return
 			}
-			resp.Parameters = map[string]*inferencepb.InferParameter{
-				TrailerServerTiming: {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: string(timing.AppendServerTiming(nil))}},
+			if resp.Parameters == nil {
+				resp.Parameters = map[string]*inferencepb.InferParameter{}
 			}
+			resp.Parameters[TrailerServerTiming] = &inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: string(timing.AppendServerTiming(nil))}}
 			send(&inferencepb.ModelStreamInferResponse{InferResponse: resp})
 		})
 	}
@@ -227,7 +235,7 @@ func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb
 		}
 	}
 	submitted := time.Now()
-	out, err := g.s.run(ctx, m, &run, timeout)
+	out, via, err := g.s.run(ctx, m, &run, timeout)
 	if err != nil {
 		return nil, nil, shadowJob{}, err
 	}
@@ -236,6 +244,9 @@ func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb
 	resp := &inferencepb.ModelInferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), Id: req.GetId(),
 		Outputs:           make([]*inferencepb.ModelInferResponse_InferOutputTensor, len(out.Outputs)),
 		RawOutputContents: make([][]byte, len(out.Outputs))}
+	if via != "" {
+		resp.Parameters = map[string]*inferencepb.InferParameter{trailerFallback: {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: via}}}
+	}
 	for i, t := range out.Outputs {
 		resp.Outputs[i] = &inferencepb.ModelInferResponse_InferOutputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
 		resp.RawOutputContents[i] = t.Data
@@ -327,6 +338,10 @@ func (g *grpcService) ModelStatistics(_ context.Context, req *inferencepb.ModelS
 				CacheHit:      pbDuration(0, 0),
 				CacheMiss:     pbDuration(0, 0),
 			}}
+		if c := x.Cache; c != nil {
+			ms.InferenceStats.CacheHit = pbDuration(c.Hits, c.HitTime)
+			ms.InferenceStats.CacheMiss = pbDuration(c.Misses, c.MissTime)
+		}
 		if !x.LastInference.IsZero() {
 			ms.LastInference = uint64(x.LastInference.UnixMilli())
 		}

@@ -37,6 +37,10 @@ func writeError(w http.ResponseWriter, status int, err error) {
 
 func (s *Server) fail(w http.ResponseWriter, err error) {
 	status := httpStatus(err)
+	if after, ok := retryAfter(err); ok {
+		w.Header().Set("Retry-After", after)
+		w.Header().Set(FallbackHeader, viaUnavailable)
+	}
 	if status == http.StatusInternalServerError {
 		s.log.Error("request failed", "err", err)
 	}
@@ -184,6 +188,10 @@ func (s *Server) serveModelStats(w http.ResponseWriter, r *http.Request) {
 				"cache_hit":      {},
 				"cache_miss":     {},
 			}}
+		if c := x.Cache; c != nil {
+			ms.InferenceStats["cache_hit"] = jsonDuration{c.Hits, int64(c.HitTime)}
+			ms.InferenceStats["cache_miss"] = jsonDuration{c.Misses, int64(c.MissTime)}
+		}
 		if !x.LastInference.IsZero() {
 			ms.LastInference = x.LastInference.UnixMilli()
 		}
@@ -324,7 +332,7 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	obs.inflight.Inc()
 	defer obs.inflight.Dec()
 
-	resp, timing, err := s.infer(r.Context(), m, req, start)
+	resp, timing, via, err := s.infer(r.Context(), m, req, start)
 	var body []byte
 	headerLength := int64(-1)
 	if err == nil {
@@ -342,6 +350,9 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Server-Timing", string(timing.AppendServerTiming(make([]byte, 0, 128))))
 	h.Set(BatchSizeHeader, strconv.Itoa(timing.BatchSize))
+	if via != "" {
+		h.Set(FallbackHeader, via)
+	}
 	if headerLength >= 0 {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set(protocol.HeaderContentLength, strconv.FormatInt(headerLength, 10))
@@ -363,8 +374,9 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 }
 
 // run executes req on m under the request's timeout, or the server's
-// default when it gives none (0).
-func (s *Server) run(ctx context.Context, m *runner.Model, req *runner.Request, timeout time.Duration) (*runner.Response, error) {
+// default when it gives none (0), through m's circuit breaker when it has
+// one; via names the fallback that answered instead of m, if one did.
+func (s *Server) run(ctx context.Context, m *runner.Model, req *runner.Request, timeout time.Duration) (_ *runner.Response, via string, _ error) {
 	if timeout <= 0 {
 		timeout = s.opts.DefaultTimeout
 	}
@@ -373,7 +385,15 @@ func (s *Server) run(ctx context.Context, m *runner.Model, req *runner.Request, 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	return m.Infer(ctx, req)
+	if gd := s.guards.get(m, s.log.Info); gd != nil {
+		resp, via, err := s.answer(ctx, gd, req)
+		if via != "" {
+			s.metrics.fallback(m, via)
+		}
+		return resp, via, err
+	}
+	resp, err := s.execute(ctx, m, req)
+	return resp, "", err
 }
 
 // serverTiming is a request's timing plus when postprocessing began.
@@ -384,25 +404,25 @@ type serverTiming struct {
 
 // infer decodes the request, runs it on m and returns the response to
 // encode; its timing holds every phase but postprocess and total.
-func (s *Server) infer(ctx context.Context, m *runner.Model, req *protocol.InferRequest, start time.Time) (*protocol.InferResponse, *serverTiming, error) {
+func (s *Server) infer(ctx context.Context, m *runner.Model, req *protocol.InferRequest, start time.Time) (*protocol.InferResponse, *serverTiming, string, error) {
 	run := runner.Request{ID: req.ID, Inputs: req.Inputs}
 	for _, o := range req.Outputs {
 		run.Outputs = append(run.Outputs, o.Name)
 	}
 	timeoutUs, _, err := req.Parameters.Int(protocol.ParamTimeout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
+		return nil, nil, "", fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	priority, _, err := req.Parameters.Int(protocol.ParamPriority)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
+		return nil, nil, "", fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
 	}
 	run.Priority = int(priority)
 
 	submitted := time.Now()
-	out, err := s.run(ctx, m, &run, time.Duration(timeoutUs)*time.Microsecond)
+	out, via, err := s.run(ctx, m, &run, time.Duration(timeoutUs)*time.Microsecond)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, via, err
 	}
 	t := &serverTiming{Timing: out.Timing, postStart: time.Now()}
 	// Preprocess is everything before the request reached the runner, plus
@@ -417,5 +437,5 @@ func (s *Server) infer(ctx context.Context, m *runner.Model, req *protocol.Infer
 			resp.Binary[i] = req.BinaryOutput || i < len(req.Outputs) && req.Outputs[i].Binary
 		}
 	}
-	return resp, t, nil
+	return resp, t, via, nil
 }

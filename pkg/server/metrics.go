@@ -2,6 +2,7 @@ package server
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,8 @@ type metrics struct {
 	requests *prometheus.CounterVec   // model, version, protocol, outcome
 	phases   *prometheus.HistogramVec // model, version, phase
 	inflight *prometheus.GaugeVec     // model, version
+	// fallbacks counts the requests fallbacks answered, by kind.
+	fallbacks *prometheus.CounterVec // model, version, via
 
 	mu       sync.Mutex
 	observed map[*runner.Model]*modelObservers
@@ -56,9 +59,13 @@ func newMetrics(repo *runner.Repository) *metrics {
 			Name: "infer_inflight_requests",
 			Help: "Inference requests being handled now.",
 		}, []string{"model", "version"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infer_fallback_total",
+			Help: "Requests answered while a model version's circuit breaker was open, by what answered: cache, model, static, or unavailable (refused with 503).",
+		}, []string{"model", "version", "via"}),
 		observed: map[*runner.Model]*modelObservers{},
 	}
-	m.registry.MustRegister(m.requests, m.phases, m.inflight,
+	m.registry.MustRegister(m.requests, m.phases, m.inflight, m.fallbacks,
 		repositoryCollector{repo},
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector())
@@ -99,6 +106,9 @@ func (m *metrics) record(model *runner.Model, name, protocol string, t *profile.
 	o := m.forModel(model)
 	o.success[protocol].Inc()
 	for _, p := range append(profile.ServerPhases, profile.Total) {
+		if p == profile.Cache && t.Get(p) == 0 {
+			continue // no cache took part
+		}
 		o.phases[p].Observe(t.Get(p).Seconds())
 	}
 }
@@ -120,11 +130,14 @@ var (
 	descReady    = prometheus.NewDesc("infer_model_ready", "1 when the model version is ready, else 0.", labels, nil)
 	descCost     = prometheus.NewDesc("infer_cost_usd_total", "Estimated cost of the instances' busy time, from cost.usd_per_hour.", labels, nil)
 	descCostReq  = prometheus.NewDesc("infer_cost_per_request_usd", "Estimated cost per successful request since load: usd_per_hour x busy hours / requests.", labels, nil)
+	descCache    = prometheus.NewDesc("infer_cache_requests_total", "Response-cache lookups by result (hit, miss); a text model counts one a string.", append(labels, "result"), nil)
+	descCacheMem = prometheus.NewDesc("infer_cache_bytes", "Bytes the response cache holds.", labels, nil)
+	descCacheEv  = prometheus.NewDesc("infer_cache_evictions_total", "Response-cache entries evicted to stay within max_bytes.", labels, nil)
 	batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}
 )
 
 func (c repositoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descOldest, descBatch, descExecs, descRows, descBusy, descLoad, descWarmup, descReady, descCost, descCostReq} {
+	for _, d := range []*prometheus.Desc{descQueue, descOldest, descBatch, descExecs, descRows, descBusy, descLoad, descWarmup, descReady, descCost, descCostReq, descCache, descCacheMem, descCacheEv} {
 		ch <- d
 	}
 }
@@ -146,6 +159,12 @@ func (c repositoryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, s.ExecutionTime.Seconds(), st.Name, v)
 		ch <- prometheus.MustNewConstMetric(descLoad, prometheus.GaugeValue, m.LoadDuration().Seconds(), st.Name, v)
 		ch <- prometheus.MustNewConstMetric(descWarmup, prometheus.GaugeValue, m.WarmupDuration().Seconds(), st.Name, v)
+		if c := s.Cache; c != nil {
+			ch <- prometheus.MustNewConstMetric(descCache, prometheus.CounterValue, float64(c.Hits), st.Name, v, "hit")
+			ch <- prometheus.MustNewConstMetric(descCache, prometheus.CounterValue, float64(c.Misses), st.Name, v, "miss")
+			ch <- prometheus.MustNewConstMetric(descCacheMem, prometheus.GaugeValue, float64(c.Bytes), st.Name, v)
+			ch <- prometheus.MustNewConstMetric(descCacheEv, prometheus.CounterValue, float64(c.Evictions), st.Name, v)
+		}
 		if usd := m.Config().Cost.USDPerHour; usd > 0 {
 			price := profile.Price{USDPerHour: usd}
 			ch <- prometheus.MustNewConstMetric(descCost, prometheus.CounterValue, price.Of(s.ExecutionTime), st.Name, v)
@@ -165,5 +184,31 @@ func (c repositoryCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		ch <- prometheus.MustNewConstHistogram(descBatch, count, sum, buckets, st.Name, v)
+	}
+}
+
+// fallback counts a request a fallback answered (or refused) for model.
+func (m *metrics) fallback(model *runner.Model, via string) {
+	meta := model.Metadata()
+	kind, _, _ := strings.Cut(via, ":")
+	m.fallbacks.WithLabelValues(meta.Name, strconv.FormatInt(meta.Version, 10), kind).Inc()
+}
+
+// guardCollector exports each circuit breaker's state at scrape time.
+type guardCollector struct{ g *guards }
+
+var descCircuit = prometheus.NewDesc("infer_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", labels, nil)
+
+func (c guardCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCircuit }
+
+func (c guardCollector) Collect(ch chan<- prometheus.Metric) {
+	c.g.mu.RLock()
+	defer c.g.mu.RUnlock()
+	for m, gd := range c.g.by {
+		if m.Closed() {
+			continue
+		}
+		meta := m.Metadata()
+		ch <- prometheus.MustNewConstMetric(descCircuit, prometheus.GaugeValue, float64(gd.breaker.State()), meta.Name, strconv.FormatInt(meta.Version, 10))
 	}
 }

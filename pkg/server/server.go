@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/health"
 
@@ -37,6 +38,9 @@ type Options struct {
 	AdminToken string
 	// StateDir, when set, keeps traffic policies across restarts.
 	StateDir string
+	// AllowFaultInjection lets SetFault (and the admin endpoint) inject
+	// latency and errors into model versions, for tests and drills.
+	AllowFaultInjection bool
 }
 
 // DefaultMaxBodyBytes is the default bound on a request body.
@@ -53,6 +57,8 @@ type Server struct {
 	rollouts *deploy.Engine
 	health   *health.Server // the gRPC health service's state
 	draining atomic.Bool
+	guards   guards
+	faults   faults
 }
 
 // New returns a server for repo, restoring the traffic policies kept in
@@ -68,7 +74,12 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
-	s.metrics.registry.MustRegister(trafficCollector{&s.traffic})
+	s.faults.allowed = opts.AllowFaultInjection
+	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "infer_circuit_transitions_total",
+		Help: "Circuit breaker state changes by the state entered (open, half-open, closed).",
+	}, []string{"model", "version", "to"})
+	s.metrics.registry.MustRegister(trafficCollector{&s.traffic}, s.guards.trips, guardCollector{&s.guards})
 	s.shadow = newShadowing(s.metrics.registry)
 	if opts.StateDir != "" {
 		s.traffic.store = &deploy.Store{Dir: opts.StateDir}
@@ -155,6 +166,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v2/admin/models/{model}/rollout", s.admin(s.serveStartRollout))
 	mux.HandleFunc("GET /v2/admin/models/{model}/rollout", s.admin(s.serveGetRollout))
 	mux.HandleFunc("POST /v2/admin/models/{model}/rollout/{command}", s.admin(s.serveRolloutCommand))
+	mux.HandleFunc("PUT /v2/admin/models/{model}/versions/{version}/fault", s.admin(s.servePutFault))
+	mux.HandleFunc("DELETE /v2/admin/models/{model}/versions/{version}/fault", s.admin(s.servePutFault))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

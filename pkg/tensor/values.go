@@ -156,3 +156,29 @@ func AppendUint(dst []byte, v uint64, size int) []byte {
 	}
 	return binary.LittleEndian.AppendUint64(dst, v)
 }
+
+// FromFloat64 returns a tensor of datatype dt holding values converted
+// from float64, as configuration files give numbers: truncated towards
+// zero for integers, rounded to nearest for FP16 and BF16, non-zero as
+// true for BOOL. BYTES is not numeric and gets no data.
+func FromFloat64(name string, dt DataType, shape []int64, values []float64) Tensor {
+	size := dt.Size()
+	data := make([]byte, len(values)*size)
+	for i, v := range values {
+		b := data[i*size:]
+		switch dt {
+		case Bool:
+			if v != 0 {
+				b[0] = 1
+			}
+		case FP16:
+			binary.LittleEndian.PutUint16(b, Float32ToFloat16(float32(v)))
+		case BF16:
+			bits := math.Float32bits(float32(v))
+			binary.LittleEndian.PutUint16(b, uint16((bits+0x7fff+(bits>>16)&1)>>16))
+		default:
+			putElement(b, dt, v)
+		}
+	}
+	return Tensor{Name: name, DataType: dt, Shape: shape, Data: data}
+}

@@ -1,0 +1,339 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// FallbackHeader names, on a response a fallback gave, which one: cache,
+// model:NAME, static or unavailable. gRPC sends it as trailing metadata.
+const FallbackHeader = "Inference-Fallback"
+
+// trailerFallback is FallbackHeader in gRPC metadata and parameters.
+const trailerFallback = "inference-fallback"
+
+// Fallback kinds, as FallbackHeader and the metrics name them.
+const (
+	viaCache       = "cache"
+	viaModel       = "model"
+	viaStatic      = "static"
+	viaUnavailable = "unavailable"
+)
+
+// errCircuitOpen refuses a request to a model version whose breaker is
+// open when no fallback answered; it maps to 503.
+var errCircuitOpen = errors.New("circuit open")
+
+// unavailableError is a 503 with the time after which to retry.
+type unavailableError struct {
+	model      string
+	retryAfter time.Duration
+}
+
+func (e *unavailableError) Error() string {
+	return fmt.Sprintf("model %q is unavailable: its circuit breaker is open (retry after %v)", e.model, e.retryAfter.Round(time.Second))
+}
+
+func (e *unavailableError) Unwrap() error { return errCircuitOpen }
+
+// retryAfter returns the whole seconds to put in a Retry-After header.
+func retryAfter(err error) (string, bool) {
+	var u *unavailableError
+	if !errors.As(err, &u) {
+		return "", false
+	}
+	return strconv.Itoa(max(1, int((u.retryAfter+time.Second-1)/time.Second))), true
+}
+
+// guard is one model version's circuit breaker and fallback chain.
+type guard struct {
+	model    *runner.Model
+	breaker  *gobreaker.CircuitBreaker[*runner.Response]
+	openFor  time.Duration
+	fallback []fallbackStep
+	opened   time.Time // when the breaker last opened (under mu)
+	mu       sync.Mutex
+}
+
+type fallbackStep struct {
+	runner.FallbackStep
+	static []tensor.Tensor
+}
+
+// guards holds the guards of the model versions that have a breaker.
+type guards struct {
+	mu    sync.RWMutex
+	by    map[*runner.Model]*guard
+	trips *prometheus.CounterVec // model, version, to (state)
+}
+
+func (g *guards) get(m *runner.Model, log func(msg string, args ...any)) *guard {
+	cfg := m.Config().CircuitBreaker
+	if !cfg.Enabled {
+		return nil
+	}
+	g.mu.RLock()
+	gd := g.by[m]
+	g.mu.RUnlock()
+	if gd != nil {
+		return gd
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gd = g.by[m]; gd != nil {
+		return gd
+	}
+	for old := range g.by {
+		if old.Closed() { // unloaded: forget it
+			delete(g.by, old)
+		}
+	}
+	meta := m.Metadata()
+	version := strconv.FormatInt(meta.Version, 10)
+	gd = &guard{model: m, openFor: time.Duration(cfg.OpenFor)}
+	for _, f := range m.Config().Fallback {
+		step := fallbackStep{FallbackStep: f}
+		if f.Static != nil {
+			step.static, _ = f.Static.Tensors() // validated at load
+		}
+		gd.fallback = append(gd.fallback, step)
+	}
+	window := time.Duration(cfg.Window)
+	gd.breaker = gobreaker.NewCircuitBreaker[*runner.Response](gobreaker.Settings{
+		Name:         meta.Name + ":" + version,
+		MaxRequests:  uint32(cfg.HalfOpenRequests),
+		Interval:     window,
+		BucketPeriod: window / 10,
+		Timeout:      time.Duration(cfg.OpenFor),
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.Requests >= uint32(cfg.MinRequests) && float64(c.TotalFailures) >= cfg.FailureRate*float64(c.Requests)
+		},
+		IsExcluded: func(err error) bool { return !serverFault(err) && err != nil },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				gd.mu.Lock()
+				gd.opened = time.Now()
+				gd.mu.Unlock()
+			}
+			g.trips.WithLabelValues(meta.Name, version, to.String()).Inc()
+			log("circuit breaker", "model", meta.Name, "version", version, "from", from.String(), "to", to.String())
+		},
+	})
+	if g.by == nil {
+		g.by = map[*runner.Model]*guard{}
+	}
+	g.by[m] = gd
+	return gd
+}
+
+// serverFault reports whether err is the model version's failure, which
+// counts against its breaker: errors and timeouts, not bad requests, shed
+// load or clients that left.
+func serverFault(err error) bool {
+	switch httpStatus(err) {
+	case http.StatusInternalServerError, http.StatusGatewayTimeout:
+		return true
+	}
+	return errors.Is(err, runner.ErrModelNotReady)
+}
+
+// untilHalfOpen is how long the breaker stays open from now.
+func (gd *guard) untilHalfOpen() time.Duration {
+	gd.mu.Lock()
+	defer gd.mu.Unlock()
+	return max(gd.openFor-time.Since(gd.opened), 0)
+}
+
+// answer runs req through the guard: on the model version while its
+// breaker lets it, else down the fallback chain. via names the fallback
+// that answered ("" when the model did).
+func (s *Server) answer(ctx context.Context, gd *guard, req *runner.Request) (*runner.Response, string, error) {
+	m := gd.model
+	resp, err := gd.breaker.Execute(func() (*runner.Response, error) { return s.execute(ctx, m, req) })
+	if !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return resp, "", err
+	}
+	name := m.Metadata().Name
+	for _, f := range gd.fallback {
+		switch {
+		case f.Cache:
+			if r, ok := m.Cached(req); ok {
+				return r, viaCache, nil
+			}
+		case f.Model != "":
+			fname, fversion, _ := strings.Cut(f.Model, ":")
+			other, err := s.resolve(fname, fversion)
+			if err != nil || other == m {
+				continue
+			}
+			var r *runner.Response
+			if og := s.guards.get(other, s.log.Info); og != nil {
+				r, err = og.breaker.Execute(func() (*runner.Response, error) { return s.execute(ctx, other, req) })
+			} else {
+				r, err = s.execute(ctx, other, req)
+			}
+			if err == nil {
+				return r, viaModel + ":" + fname, nil
+			}
+		case f.Static != nil:
+			meta := m.Metadata()
+			return &runner.Response{ModelName: meta.Name, ModelVersion: meta.Version, ID: req.ID, Outputs: f.static}, viaStatic, nil
+		case f.Unavailable != nil:
+			wait := time.Duration(f.Unavailable.RetryAfter)
+			if wait == 0 {
+				wait = gd.untilHalfOpen()
+			}
+			return nil, viaUnavailable, &unavailableError{model: name, retryAfter: wait}
+		}
+	}
+	return nil, viaUnavailable, &unavailableError{model: name, retryAfter: gd.untilHalfOpen()}
+}
+
+// Fault is an injected failure of one model version, for tests and
+// drills: Latency added before each request, and ErrorRate of requests
+// failed (after the latency) with a 500.
+type Fault struct {
+	Latency   time.Duration `json:"latency"`
+	ErrorRate float64       `json:"error_rate"`
+}
+
+// errInjected is a failure a Fault made.
+var errInjected = errors.New("injected fault")
+
+// faults holds the faults set, by model and version.
+type faults struct {
+	mu      sync.RWMutex
+	allowed bool
+	by      map[string]Fault // "model:version"
+}
+
+func faultKey(model string, version int64) string {
+	return model + ":" + strconv.FormatInt(version, 10)
+}
+
+// SetFault injects f into model's version (nil clears it). It fails
+// unless the server was started with Options.AllowFaultInjection.
+func (s *Server) SetFault(model string, version int64, f *Fault) error {
+	if !s.faults.allowed {
+		return errors.New("fault injection is off: start the server with --allow-fault-injection")
+	}
+	if f != nil && (f.Latency < 0 || f.ErrorRate < 0 || f.ErrorRate > 1) {
+		return fmt.Errorf("%w: fault: latency %v, error rate %v: want a latency of 0 or more and an error rate in [0, 1]", protocol.ErrBadRequest, f.Latency, f.ErrorRate)
+	}
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	if f == nil {
+		delete(s.faults.by, faultKey(model, version))
+		s.log.Warn("fault cleared", "model", model, "version", version)
+		return nil
+	}
+	if s.faults.by == nil {
+		s.faults.by = map[string]Fault{}
+	}
+	s.faults.by[faultKey(model, version)] = *f
+	s.log.Warn("fault injected", "model", model, "version", version, "latency", f.Latency, "error_rate", f.ErrorRate)
+	return nil
+}
+
+// injected applies the fault set on m, if any: it waits out the latency
+// (or ctx) and then fails at the error rate.
+func (s *Server) injected(ctx context.Context, m *runner.Model) error {
+	if !s.faults.allowed {
+		return nil
+	}
+	meta := m.Metadata()
+	s.faults.mu.RLock()
+	f, ok := s.faults.by[faultKey(meta.Name, meta.Version)]
+	s.faults.mu.RUnlock()
+	if !ok {
+		return nil
+	}
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%w: %v", runner.ErrDeadlineExceeded, ctx.Err())
+			}
+			return ctx.Err()
+		}
+	}
+	if f.ErrorRate > 0 && rand.Float64() < f.ErrorRate {
+		return fmt.Errorf("model %q version %d: %w", meta.Name, meta.Version, errInjected)
+	}
+	return nil
+}
+
+// execute runs req on m, after any injected fault.
+func (s *Server) execute(ctx context.Context, m *runner.Model, req *runner.Request) (*runner.Response, error) {
+	if err := s.injected(ctx, m); err != nil {
+		return nil, err
+	}
+	return m.Infer(ctx, req)
+}
+
+// faultJSON is a fault as the admin endpoint reads it.
+type faultJSON struct {
+	Latency   string  `json:"latency"`
+	ErrorRate float64 `json:"error_rate"`
+}
+
+// servePutFault sets (PUT) or clears (DELETE) a model version's injected
+// fault: {"latency": "50ms", "error_rate": 0.2}. 403 unless the server
+// allows fault injection.
+func (s *Server) servePutFault(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("model")
+	m, err := s.resolve(name, r.PathValue("version"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if !s.faults.allowed {
+		writeError(w, http.StatusForbidden, errors.New("fault injection is off: start the server with --allow-fault-injection"))
+		return
+	}
+	version := m.Metadata().Version
+	if r.Method == http.MethodDelete {
+		_ = s.SetFault(name, version, nil)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	var in faultJSON
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("fault JSON: %v", err))
+		return
+	}
+	var f Fault
+	f.ErrorRate = in.ErrorRate
+	if in.Latency != "" {
+		if f.Latency, err = time.ParseDuration(in.Latency); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("fault: latency %q is not a duration such as 50ms", in.Latency))
+			return
+		}
+	}
+	if err := s.SetFault(name, version, &f); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, in)
+}
