@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/infer-serving/infer/pkg/runner"
+
+	"go.uber.org/goleak"
 )
 
 // run executes the CLI with args and returns what it printed.
@@ -131,5 +134,20 @@ func TestMain(m *testing.M) {
 		os.Stderr.WriteString("cmd tests need ONNX Runtime: " + err.Error() + "\n")
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// The tests' own clients keep idle connections; what must not outlive
+	// a test is the servers', load generators' and dashboards' goroutines.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	if code == 0 {
+		if err := goleak.Find(
+			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+			// teatest waits for a SIGINT for the life of the test binary.
+			goleak.IgnoreTopFunction("github.com/charmbracelet/x/exp/teatest/v2.NewTestModel.func2"),
+		); err != nil {
+			os.Stderr.WriteString("goroutines left behind: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -33,6 +33,8 @@ type serveOptions struct {
 	drainDelay     time.Duration
 	adminTokenFile string
 	stateDir       string
+	allowFaults    bool
+	faults         []string
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
 	listening func(addrs map[string]string)
@@ -81,6 +83,8 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.StringVar(&o.stateDir, "state-dir", "", "folder that keeps traffic policies across restarts (default: none, policies live in memory)")
 	f.DurationVar(&o.drainDelay, "drain-delay", time.Second, "on shutdown, how long to keep answering (503, Connection: close) before closing the ports, so clients and load balancers move away")
 	f.DurationVar(&o.gracePeriod, "grace-period", 30*time.Second, "how long shutdown waits for accepted requests, drain delay included")
+	f.BoolVar(&o.allowFaults, "allow-fault-injection", false, "let --fault and the admin fault endpoint add latency and errors to model versions (for tests and drills; never in production)")
+	f.StringArrayVar(&o.faults, "fault", nil, "inject a fault, MODEL:VERSION:latency=50ms,errors=20% (repeatable; needs --allow-fault-injection)")
 	return cmd
 }
 
@@ -105,6 +109,22 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if o.httpPort == 0 && o.grpcPort == 0 {
 		return errors.New("--http-port and --grpc-port are both 0: nothing to serve")
 	}
+	if len(o.faults) > 0 && !o.allowFaults {
+		return errors.New("--fault injects failures: add --allow-fault-injection to mean it")
+	}
+	type fault struct {
+		model   string
+		version int64
+		f       server.Fault
+	}
+	var faults []fault
+	for _, spec := range o.faults {
+		model, version, f, err := parseFault(spec)
+		if err != nil {
+			return err
+		}
+		faults = append(faults, fault{model, version, f})
+	}
 	repo, err := openRepository(g, o.path, stderr)
 	if err != nil {
 		return err
@@ -115,9 +135,17 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		return err
 	}
 	srv, err := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout,
-		AdminToken: token, StateDir: o.stateDir})
+		AdminToken: token, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults})
 	if err != nil {
 		return fmt.Errorf("--state-dir %s: %w", o.stateDir, err)
+	}
+	for _, f := range faults {
+		if _, err := repo.Model(f.model, f.version); err != nil {
+			return fmt.Errorf("--fault %s:%d: %w", f.model, f.version, err)
+		}
+		if err := srv.SetFault(f.model, f.version, &f.f); err != nil {
+			return fmt.Errorf("--fault: %w", err)
+		}
 	}
 
 	// Each front end: a listener, how to serve it, how to stop it.
@@ -254,4 +282,38 @@ func (o serveOptions) adminToken() (string, error) {
 		return token, nil
 	}
 	return strings.TrimSpace(os.Getenv(adminTokenEnv)), nil
+}
+
+// parseFault reads --fault MODEL:VERSION:latency=50ms,errors=20%.
+func parseFault(spec string) (string, int64, server.Fault, error) {
+	bad := func(why string) (string, int64, server.Fault, error) {
+		return "", 0, server.Fault{}, fmt.Errorf("--fault %q: %s (want MODEL:VERSION:latency=50ms,errors=20%%)", spec, why)
+	}
+	parts := strings.SplitN(spec, ":", 3)
+	if len(parts) != 3 || parts[0] == "" {
+		return bad("three parts separated by colons")
+	}
+	version, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || version < 1 {
+		return bad(fmt.Sprintf("version %q is not a positive integer", parts[1]))
+	}
+	var f server.Fault
+	for kv := range strings.SplitSeq(parts[2], ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k {
+		case "latency":
+			if f.Latency, err = time.ParseDuration(v); err != nil || f.Latency < 0 {
+				return bad(fmt.Sprintf("latency %q is not a duration such as 50ms", v))
+			}
+		case "errors":
+			p, err := strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+			if err != nil || !strings.HasSuffix(v, "%") || p < 0 || p > 100 {
+				return bad(fmt.Sprintf("errors %q is not a percentage such as 20%%", v))
+			}
+			f.ErrorRate = p / 100
+		default:
+			return bad(fmt.Sprintf("unknown setting %q", k))
+		}
+	}
+	return parts[0], version, f, nil
 }

@@ -40,6 +40,7 @@ const (
 	attrI      = 3
 	attrS      = 4
 	attrT      = 5
+	attrG      = 6
 	attrFs     = 7
 	attrIs     = 8
 	attrTypeNo = 20
@@ -145,6 +146,8 @@ func (a *Attribute) encode() []byte {
 		b = protowire.AppendString(b, a.s)
 	case attrTensor:
 		b = appendMessage(b, attrT, a.t.encode())
+	case attrGraph:
+		b = appendMessage(b, attrG, a.g.encode())
 	case attrFloats:
 		var p []byte
 		for _, f := range a.floats {

@@ -82,6 +82,7 @@ type Attribute struct {
 	i      int64
 	s      string
 	t      *Tensor
+	g      *Graph
 	ints   []int64
 	floats []float32
 }
@@ -92,6 +93,7 @@ const (
 	attrInt    = 2
 	attrString = 3
 	attrTensor = 4
+	attrGraph  = 5
 	attrFloats = 6
 	attrInts   = 7
 )
@@ -120,6 +122,11 @@ func AttrFloats(name string, v ...float32) Attribute {
 // AttrTensor returns a tensor attribute (as Constant's "value" takes).
 func AttrTensor(name string, t Tensor) Attribute {
 	return Attribute{Name: name, kind: attrTensor, t: &t}
+}
+
+// AttrGraph returns a subgraph attribute (as Loop's "body" takes).
+func AttrGraph(name string, g Graph) Attribute {
+	return Attribute{Name: name, kind: attrGraph, g: &g}
 }
 
 // Node is one operator application.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // bundled is the repository of the bundled models, relative to this package.
@@ -17,7 +19,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "runner tests need ONNX Runtime:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m) // no goroutine outlives its owner
 }
 
 // loadBundled loads one bundled model's version 1 with cfg.

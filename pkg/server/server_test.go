@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -34,7 +36,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "server tests need ONNX Runtime:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	// Every goroutine the server starts stops with it: none may be left.
+	goleak.VerifyTestMain(m)
 }
 
 // start serves repo (the bundled models when nil) on a loopback port.

@@ -67,9 +67,10 @@ func run(dir string, check bool, bertVocab string) error {
 		"all-types/1/model.onnx":        allTypes().Encode(),
 		"../variants/mlp-heavy.onnx":    mlpHeavy(100).Encode(),
 		"../variants/mlp-heavy-3x.onnx": mlpHeavy(300).Encode(),
+		"../variants/faulty.onnx":       faulty().Encode(),
 	}
 	var errs []error
-	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx"} {
+	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)

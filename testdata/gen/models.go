@@ -255,3 +255,40 @@ func fixedShape() *g.Model {
 	b.Output("transposed", g.Float, g.Fixed(3), g.Fixed(2))
 	return model(b, "Transpose of a fixed [2,3] matrix, times ten; not batchable.")
 }
+
+// faulty: y = 2x for FP32 x [batch,4], unless a row is marked. Column 1
+// at 1 or more fails the execution (a Gather out of its data's bounds: a
+// runtime error, as a corrupt kernel or bad input would give); column 2
+// at k (its floor) stalls it for k thousand iterations of an empty Loop
+// (about 2 µs an iteration on a 2-core machine: k = 500 is a second). Unmarked inputs in [0,1) do neither. The marks
+// act on the whole batch a marked row runs in, as a real poison request
+// does.
+func faulty() *g.Model {
+	b := g.NewBuilder("faulty")
+	x := b.Input("x", g.Float, g.Symbolic("batch"), g.Fixed(4))
+	column := func(i int64) string {
+		col := b.Op("Gather", []string{x, b.Init(g.Int64Tensor(fmt.Sprintf("const.col%d", i), nil, []int64{i}))}, g.AttrInt("axis", 1))
+		return b.Op("ReduceMax", []string{col}, g.AttrInt("keepdims", 0))
+	}
+	// The failure: Gather from one element at the mark's index.
+	idx := b.Op("Cast", []string{column(1)}, g.AttrInt("to", int64(g.Int64)))
+	picked := b.Op("Gather", []string{b.Init(g.Float32Tensor("const.one_zero", []int64{1}, []float32{0})), idx}, g.AttrInt("axis", 0))
+	// The stall: an empty Loop of floor(mark) * 1000 iterations.
+	trips := b.Op("Cast", []string{b.Op("Mul", []string{b.Op("Floor", []string{column(2)}), b.Init(scalarF("const.thousand", 1000))})},
+		g.AttrInt("to", int64(g.Int64)))
+	body := g.NewBuilder("stall")
+	body.Input("i", g.Int64)
+	cond := body.Input("cond_in", g.Bool)
+	v := body.Input("v_in", g.Float)
+	body.OpNamed("cond_out", "Identity", []string{cond})
+	body.OpNamed("v_out", "Add", []string{v, body.Init(scalarF("const.step", 1))})
+	body.Output("cond_out", g.Bool)
+	body.Output("v_out", g.Float)
+	keepGoing := b.Init(g.Tensor{Name: "const.true", Type: g.Bool, Raw: []byte{1}})
+	looped := b.Op("Loop", []string{trips, keepGoing, b.Init(scalarF("const.zero", 0))}, g.AttrGraph("body", body.Graph))
+	// y = 2x + 0 * (picked + looped): the marks' work stays in the graph.
+	noise := b.Op("Mul", []string{b.Op("Add", []string{picked, looped}), b.Init(scalarF("const.nothing", 0))})
+	b.OpNamed("y", "Add", []string{b.Op("Mul", []string{x, b.Init(scalarF("const.two", 2))}), noise})
+	b.Output("y", g.Float, g.Symbolic("batch"), g.Fixed(4))
+	return model(b, "y = 2x, failing when a row's column 1 is 1 or more and stalling floor(column 2) thousand loop iterations: for fault tests.")
+}
