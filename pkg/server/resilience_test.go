@@ -533,4 +533,3 @@ func TestCorruptVersionFailsAloneToLoad(t *testing.T) {
 		t.Fatalf("index after the failed load: %v", states)
 	}
 }
-
