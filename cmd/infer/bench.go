@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,8 @@ type benchOptions struct {
 	seed                          uint64
 	tui                           bool
 	pricePerHour                  float64
+	retries                       int
+	retryBudget                   string
 }
 
 // errSLO marks a run that missed its objectives: the exit code says so.
@@ -117,6 +120,8 @@ generated from its metadata.`,
 	f.StringVar(&o.csvFile, "csv", "", "also write the figures as CSV to this file, one row per run or sweep step")
 	f.StringVar(&o.html, "html", "", "also write a self-contained HTML report (latency over time, percentile distribution) to this file")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of generated inputs and Poisson arrivals")
+	f.IntVar(&o.retries, "retries", 0, "retry a request refused, reset, shed (429) or unavailable (502, 503) up to this many times, with jittered exponential back-off within --timeout")
+	f.StringVar(&o.retryBudget, "retry-budget", "10%", "retries allowed per request sent, so a failing server is not hit by a retry storm")
 	f.BoolVar(&o.tui, "tui", false, "watch the run on a live dashboard (plain snapshots when not on a terminal); q stops it early and reports")
 	f.Float64Var(&o.pricePerHour, "price-per-hour", 0, "US dollars an hour the server costs: reports the cost per 1,000 requests at the rate measured")
 	return cmd
@@ -179,6 +184,13 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	}
 	if o.tui && (len(rates) > 1 || o.findMax) {
 		return errors.New("--tui watches one run: drop it for a sweep or --find-max")
+	}
+	if o.retries < 0 || o.retries > 10 {
+		return fmt.Errorf("--retries %d: want 0 to 10", o.retries)
+	}
+	budget, err := strconv.ParseFloat(strings.TrimSuffix(o.retryBudget, "%"), 64)
+	if err != nil || !strings.HasSuffix(o.retryBudget, "%") || budget <= 0 || budget > 100 {
+		return fmt.Errorf("--retry-budget %q: want a percentage in (0, 100], such as 10%%", o.retryBudget)
 	}
 	if o.pricePerHour < 0 {
 		return fmt.Errorf("--price-per-hour %v: want a price of 0 or more", o.pricePerHour)
@@ -266,6 +278,11 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		model, stats = m.Name, m.Stats
 	}
 	defer done()
+	var retrying *loadgen.Retrying
+	if o.retries > 0 {
+		retrying = loadgen.NewRetrying(target, loadgen.RetryPolicy{Max: o.retries, Budget: budget / 100})
+		target = retrying
+	}
 
 	// measureWith runs one load at rate (0: closed loop) and reports it,
 	// telling watch (when set) how it goes.
@@ -289,11 +306,19 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			before, err = stats(ctx)
 			haveBefore = err == nil
 		}
+		var refusedBefore int64
+		if retrying != nil {
+			_, refusedBefore = retrying.Retries()
+		}
 		sum, err := loadgen.Run(ctx, target, run)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return loadgen.Report{}, err
 		}
 		report := loadgen.NewReport(sum, o.url, model, o.protocol)
+		if retrying != nil {
+			_, refused := retrying.Retries()
+			report.RetriesRefused = refused - refusedBefore
+		}
 		// A server that sent no phases per response (Triton) still gets its
 		// phases from the statistics it accumulated meanwhile.
 		if report.ServerReported == 0 && haveBefore {

@@ -13,14 +13,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Client speaks to a running server's admin API: rollouts, traffic
 // policies and the repository index.
 type Client struct {
-	Base  string // http://host:port
-	Token string // the admin bearer token; empty: none (a loopback server)
-	HTTP  *http.Client
+	Base  string       // http://host:port
+	Token string       // the admin bearer token; empty: none (a loopback server)
+	HTTP  *http.Client // nil: one whose calls time out after DefaultTimeout
 }
 
 // Errors the client's answers can be tested for.
@@ -28,6 +29,12 @@ var (
 	ErrNotFound    = errors.New("not found")               // a 404: no such model, or no rollout of it
 	ErrNoCandidate = errors.New("no new version is ready") // Resolve found nothing to roll out
 )
+
+// defaultClient bounds every admin call of a Client given no HTTP client.
+var defaultClient = &http.Client{Timeout: DefaultTimeout}
+
+// DefaultTimeout bounds an admin call.
+const DefaultTimeout = 30 * time.Second
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -45,7 +52,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := c.HTTP.Do(req)
+	client := c.HTTP
+	if client == nil {
+		client = defaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach %s (is infer serve running?): %w", c.Base, err)
 	}

@@ -34,6 +34,8 @@ type Recorder struct {
 	// more than LateAfter behind schedule; ServerReported the successes
 	// whose server sent its own phases.
 	OK, Late, ServerReported int64
+	// Retries counts the sends beyond each request's first.
+	Retries int64
 	Errors                   map[string]int64
 	// First and Last bracket the intended send times recorded.
 	First, Last time.Time
@@ -89,6 +91,9 @@ func (r *Recorder) Record(res *Result) {
 	if res.Intended.After(r.Last) {
 		r.Last = res.Intended
 	}
+	if res.Attempts > 1 {
+		r.Retries += int64(res.Attempts - 1)
+	}
 	if res.Phases.Get(profile.Delay) > LateAfter {
 		r.Late++
 	}
@@ -137,6 +142,7 @@ func (r *Recorder) Merge(o *Recorder) {
 	}
 	r.OK += o.OK
 	r.Late += o.Late
+	r.Retries += o.Retries
 	r.ServerReported += o.ServerReported
 	for k, v := range maps.All(o.Errors) {
 		r.Errors[k] += v

@@ -102,6 +102,10 @@ type Report struct {
 	// the run achieved.
 	USDPerHour float64 `json:"usd_per_hour,omitempty"`
 	CostPer1k  float64 `json:"cost_per_1k_usd,omitempty"`
+	// Retries counts the retries the recorded requests made, and
+	// RetriesRefused those the retry budget did not allow (whole run).
+	Retries        int64 `json:"retries,omitempty"`
+	RetriesRefused int64 `json:"retries_refused,omitempty"`
 }
 
 // SetPrice prices the run: a server costing usdPerHour, serving the
@@ -138,7 +142,7 @@ func NewReport(s *Summary, target, model, protocol string) Report {
 	r := Report{Target: target, Model: model, Protocol: protocol, Mode: "closed", Requests: s.Count(), OK: s.OK,
 		Errors: maps.Clone(s.Errors), Late: s.Late, Seconds: s.Window.Seconds(), TargetRate: s.TargetRate,
 		AchievedRate: s.AchievedRate(), Latency: percentiles(s.Total), Service: percentiles(s.Service), ServerReported: s.ServerReported,
-		NewConnections: s.NewConns, Connect: percentiles(s.Connects)}
+		NewConnections: s.NewConns, Connect: percentiles(s.Connects), Retries: s.Retries}
 	if s.Open {
 		r.Mode = "open"
 	}
@@ -220,6 +224,9 @@ func (r Report) WriteText(w io.Writer) error {
 	line("errors", "%s", errs)
 	if r.Mode == "open" {
 		line("late sends", "%d (more than %v behind schedule)", r.Late, LateAfter)
+	}
+	if r.Retries > 0 || r.RetriesRefused > 0 {
+		line("retries", "%d (%d refused by the retry budget)", r.Retries, r.RetriesRefused)
 	}
 	if r.USDPerHour > 0 {
 		if r.CostPer1k > 0 {

@@ -26,6 +26,8 @@ type Result struct {
 	// Err is nil on success; Kind names the failure for the report.
 	Err  error
 	Kind string
+	// Attempts counts the sends, retries included (0 or 1: no retry).
+	Attempts int
 }
 
 // Finish completes r's phases: the delay behind schedule, the remainder
