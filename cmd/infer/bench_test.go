@@ -145,7 +145,7 @@ func writeTemp(t *testing.T, body string) string {
 
 func benchDefaults(url, protocol string) benchOptions {
 	return benchOptions{url: url, protocol: protocol, schedule: "constant", duration: 20 * time.Second, timeout: 10 * time.Second,
-		rows: 1, output: "json", method: "GET", stepEvery: time.Second, period: time.Second, seed: 1}
+		rows: 1, output: "json", method: "GET", stepEvery: time.Second, period: time.Second, seed: 1, retryBudget: "10%"}
 }
 
 // Bad input gets one clear line naming what was wrong.
@@ -174,6 +174,8 @@ func TestBenchBadInput(t *testing.T) {
 		{"unbounded", func(o *benchOptions) { o.duration, o.requests = 0, 0 }, "never end"},
 		{"tui on a sweep", func(o *benchOptions) { o.model, o.qpsSpec, o.tui = "mlp", "10:20:10", true }, "--tui watches one run"},
 		{"negative price", func(o *benchOptions) { o.model, o.pricePerHour = "mlp", -2 }, "--price-per-hour"},
+		{"too many retries", func(o *benchOptions) { o.model, o.retries = "mlp", 50 }, "--retries 50"},
+		{"bad retry budget", func(o *benchOptions) { o.model, o.retries, o.retryBudget = "mlp", 2, "lots" }, `--retry-budget "lots"`},
 		{"malformed input data", func(o *benchOptions) {
 			o.model, o.inputData = "mlp", writeTemp(t, `{"data": [{"image": [1, 2]}]}`)
 		}, "holds 784 elements, data has 2"},

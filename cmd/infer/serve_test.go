@@ -156,6 +156,11 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{serveOptions{httpPort: 70000, metricsPort: 8002}, "--http-port 70000"},
 		{serveOptions{httpPort: 0, grpcPort: 0, metricsPort: 8002}, "nothing to serve"},
 		{serveOptions{httpPort: 9000, grpcPort: 9001, metricsPort: 9000}, "both 9000"},
+		{serveOptions{httpPort: 9000, faults: []string{"mlp:1:errors=50%"}}, "add --allow-fault-injection"},
+		{serveOptions{httpPort: 9000, allowFaults: true, faults: []string{"mlp:one:errors=50%"}}, `version "one"`},
+		{serveOptions{httpPort: 9000, allowFaults: true, faults: []string{"mlp:1:errors=50"}}, `errors "50"`},
+		{serveOptions{httpPort: 9000, allowFaults: true, faults: []string{"mlp:1:latency=soon"}}, `latency "soon"`},
+		{serveOptions{httpPort: 9000, allowFaults: true, faults: []string{"mlp:1:jitter=1ms"}}, `unknown setting "jitter"`},
 	} {
 		if err := runServe(context.Background(), &globalOptions{}, tc.o, io.Discard); err == nil || !contains(err.Error(), tc.want) {
 			t.Errorf("%+v: err %v, want %q", tc.o, err, tc.want)

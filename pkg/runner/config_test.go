@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,16 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"device: cpu:1", "cpu takes no index"},
 		{"instances: 100", "instances"},
 		{"warmup: {runs: -1}", "warmup.runs"},
+		{"cache: {enabled: true, max_bytes: -5}", "cache.max_bytes"},
+		{"cache: {ttl: -1s}", "cache.ttl"},
+		{"max_request_bytes: -1", "max_request_bytes"},
+		{"circuit_breaker: {enabled: true, failure_rate: 2}", "circuit_breaker.failure_rate"},
+		{"circuit_breaker: {enabled: true, window: 1ms}", "circuit_breaker.window"},
+		{"fallback: [{unavailable: {}}]", "enable circuit_breaker too"},
+		{"circuit_breaker: {enabled: true}\nfallback: [{cache: true, model: x}]", "fallback[0]: want exactly one"},
+		{"circuit_breaker: {enabled: true}\nfallback: [{cache: true}]", "the response cache is not enabled"},
+		{"circuit_breaker: {enabled: true}\nfallback: [{static: {outputs: [{name: y, datatype: FP32, shape: [1, 2], data: [1]}]}}]", "holds 2 elements, data has 1"},
+		{"circuit_breaker: {enabled: true}\nfallback: [{static: {outputs: [{name: y, datatype: BYTES, shape: [1], data: [1]}]}}]", `datatype "BYTES"`},
 	} {
 		cfg, err := ParseConfig(strings.NewReader(tc.yaml))
 		if err == nil {
@@ -71,5 +83,27 @@ func TestLocateLibraryNamesTheFix(t *testing.T) {
 	}
 	if _, err := LocateLibrary("/no/such/libonnxruntime.so"); err == nil || !strings.Contains(err.Error(), "--onnxruntime-lib") {
 		t.Fatalf("explicit path: err %v", err)
+	}
+}
+
+// The configuration the README shows is one this build reads and accepts.
+func TestREADMEConfigParses(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(readme), "### config.yaml")
+	_, block, _ := strings.Cut(after, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	cfg, err := ParseConfig(strings.NewReader(block))
+	if err != nil {
+		t.Fatalf("the README's config.yaml: %v", err)
+	}
+	cfg = cfg.withDefaults(true)
+	if err := cfg.validate(true); err != nil {
+		t.Fatalf("the README's config.yaml: %v", err)
+	}
+	if cfg.Cache.MaxBytes != 64<<20 || len(cfg.Fallback) != 4 || !cfg.CircuitBreaker.Enabled {
+		t.Fatalf("the README's config.yaml read as %+v", cfg)
 	}
 }

@@ -202,13 +202,12 @@ var descCircuit = prometheus.NewDesc("infer_circuit_state", "Circuit breaker sta
 func (c guardCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCircuit }
 
 func (c guardCollector) Collect(ch chan<- prometheus.Metric) {
-	c.g.mu.RLock()
-	defer c.g.mu.RUnlock()
-	for m, gd := range c.g.by {
-		if m.Closed() {
-			continue
+	c.g.by.Range(func(k, v any) bool {
+		m, gd := k.(*runner.Model), v.(*guard)
+		if gd != nil && !m.Closed() {
+			meta := m.Metadata()
+			ch <- prometheus.MustNewConstMetric(descCircuit, prometheus.GaugeValue, float64(gd.breaker.State()), meta.Name, strconv.FormatInt(meta.Version, 10))
 		}
-		meta := m.Metadata()
-		ch <- prometheus.MustNewConstMetric(descCircuit, prometheus.GaugeValue, float64(gd.breaker.State()), meta.Name, strconv.FormatInt(meta.Version, 10))
-	}
+		return true
+	})
 }

@@ -76,37 +76,37 @@ type fallbackStep struct {
 	static []tensor.Tensor
 }
 
-// guards holds the guards of the model versions that have a breaker.
+// guards holds each model version's guard, nil for those without a
+// breaker: requests read it without a lock.
 type guards struct {
-	mu    sync.RWMutex
-	by    map[*runner.Model]*guard
+	by    sync.Map               // *runner.Model -> *guard (nil: no breaker)
+	mu    sync.Mutex             // creating one
 	trips *prometheus.CounterVec // model, version, to (state)
 }
 
 func (g *guards) get(m *runner.Model, log func(msg string, args ...any)) *guard {
-	cfg := m.Config().CircuitBreaker
-	if !cfg.Enabled {
-		return nil
-	}
-	g.mu.RLock()
-	gd := g.by[m]
-	g.mu.RUnlock()
-	if gd != nil {
-		return gd
+	if gd, ok := g.by.Load(m); ok {
+		return gd.(*guard)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if gd = g.by[m]; gd != nil {
-		return gd
+	if gd, ok := g.by.Load(m); ok {
+		return gd.(*guard)
 	}
-	for old := range g.by {
-		if old.Closed() { // unloaded: forget it
-			delete(g.by, old)
+	g.by.Range(func(old, _ any) bool {
+		if old.(*runner.Model).Closed() { // unloaded: forget it
+			g.by.Delete(old)
 		}
+		return true
+	})
+	cfg := m.Config().CircuitBreaker
+	if !cfg.Enabled {
+		g.by.Store(m, (*guard)(nil))
+		return nil
 	}
 	meta := m.Metadata()
 	version := strconv.FormatInt(meta.Version, 10)
-	gd = &guard{model: m, openFor: time.Duration(cfg.OpenFor)}
+	gd := &guard{model: m, openFor: time.Duration(cfg.OpenFor)}
 	for _, f := range m.Config().Fallback {
 		step := fallbackStep{FallbackStep: f}
 		if f.Static != nil {
@@ -135,10 +135,7 @@ func (g *guards) get(m *runner.Model, log func(msg string, args ...any)) *guard 
 			log("circuit breaker", "model", meta.Name, "version", version, "from", from.String(), "to", to.String())
 		},
 	})
-	if g.by == nil {
-		g.by = map[*runner.Model]*guard{}
-	}
-	g.by[m] = gd
+	g.by.Store(m, gd)
 	return gd
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
@@ -312,7 +317,7 @@ func scrape(t *testing.T, s *Server) string {
 func TestOpenBreakerWithoutFallbackRefuses(t *testing.T) {
 	repo := repoOf(t, map[string][2]string{"faulty": {faultyFile,
 		"circuit_breaker: {enabled: true, min_requests: 3, open_for: 7s}\nfallback: [{unavailable: {}}]\n"}})
-	_, hs := start(t, repo, Options{})
+	s, hs := start(t, repo, Options{})
 	url := hs.URL + "/v2/models/faulty/infer"
 	client := &http.Client{Timeout: 10 * time.Second}
 	for range 3 {
@@ -324,6 +329,13 @@ func TestOpenBreakerWithoutFallbackRefuses(t *testing.T) {
 	}
 	if secs, _ := strconv.Atoi(r.header.Get("Retry-After")); secs < 5 || secs > 7 {
 		t.Fatalf("Retry-After %s, want the ~7s until the breaker half-opens", r.header.Get("Retry-After"))
+	}
+	// gRPC: UNAVAILABLE, with the same advice in the trailer.
+	gc, _ := serveGRPC(t, s)
+	var trailer metadata.MD
+	_, err := gc.ModelInfer(context.Background(), grpcRequest("faulty", []tensor.Tensor{tensor.New("x", []int64{1, 4}, []float32{0, 0, 0, 0})}, true), grpc.Trailer(&trailer))
+	if code(err) != codes.Unavailable || len(trailer.Get("retry-after")) != 1 || trailer.Get(trailerFallback)[0] != "unavailable" {
+		t.Fatalf("gRPC, open: %v, trailer %v", err, trailer)
 	}
 }
 
