@@ -36,7 +36,7 @@ type Recorder struct {
 	OK, Late, ServerReported int64
 	// Retries counts the sends beyond each request's first.
 	Retries int64
-	Errors                   map[string]int64
+	Errors  map[string]int64
 	// First and Last bracket the intended send times recorded.
 	First, Last time.Time
 	// NewConns counts the requests that opened a connection; Connects
