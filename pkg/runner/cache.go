@@ -154,7 +154,7 @@ func (m *Model) inferCached(ctx context.Context, req *Request) (*Response, error
 		c.hits.Add(1)
 		c.hitNanos.Add(int64(took))
 		m.stats.success.Add(1)
-		resp := &Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, ID: req.ID, Outputs: out}
+		resp := &Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, ID: req.ID, Outputs: out, FromCache: true}
 		resp.Timing.Set(profile.Cache, took)
 		return resp, nil
 	}
@@ -254,6 +254,7 @@ func (m *Model) inferStrings(ctx context.Context, req *Request) (*Response, erro
 	if len(missing) == 0 {
 		c.hitNanos.Add(int64(lookup))
 		m.stats.success.Add(1)
+		resp.FromCache = true
 	} else {
 		c.missNanos.Add(int64(lookup))
 	}
@@ -313,5 +314,6 @@ func (m *Model) Cached(req *Request) (*Response, bool) {
 		resp.Outputs = out
 	}
 	resp.Timing.Set(profile.Cache, time.Since(start))
+	resp.FromCache = true
 	return resp, true
 }

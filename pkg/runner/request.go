@@ -30,4 +30,7 @@ type Response struct {
 	// Timing holds the queue and infer phases and the batch size the
 	// request ran in.
 	Timing profile.Timing
+	// FromCache is true when the response cache answered without running
+	// the model.
+	FromCache bool
 }

@@ -36,6 +36,10 @@ const (
 	viaUnavailable = "unavailable"
 )
 
+// errCacheHit marks, inside the breaker, an answer the response cache
+// gave: it says nothing of the model's health, so it is not counted.
+var errCacheHit = errors.New("answered from the cache")
+
 // errCircuitOpen refuses a request to a model version whose breaker is
 // open when no fallback answered; it maps to 503.
 var errCircuitOpen = errors.New("circuit open")
@@ -122,9 +126,12 @@ func (g *guards) get(m *runner.Model, log func(msg string, args ...any)) *guard 
 		BucketPeriod: window / 10,
 		Timeout:      time.Duration(cfg.OpenFor),
 		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.Requests >= uint32(cfg.MinRequests) && float64(c.TotalFailures) >= cfg.FailureRate*float64(c.Requests)
+			// Requests counts the excluded ones (bad requests, shed
+			// load, cache hits) too; they are no evidence either way.
+			n := c.Requests - min(c.TotalExclusions, c.Requests)
+			return n >= uint32(cfg.MinRequests) && float64(c.TotalFailures) >= cfg.FailureRate*float64(n)
 		},
-		IsExcluded: func(err error) bool { return !serverFault(err) && err != nil },
+		IsExcluded: func(err error) bool { return err != nil && (errors.Is(err, errCacheHit) || !serverFault(err)) },
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
 				gd.mu.Lock()
@@ -162,7 +169,16 @@ func (gd *guard) untilHalfOpen() time.Duration {
 // that answered ("" when the model did).
 func (s *Server) answer(ctx context.Context, gd *guard, req *runner.Request) (*runner.Response, string, error) {
 	m := gd.model
-	resp, err := gd.breaker.Execute(func() (*runner.Response, error) { return s.execute(ctx, m, req) })
+	resp, err := gd.breaker.Execute(func() (*runner.Response, error) {
+		r, err := s.execute(ctx, m, req)
+		if err == nil && r.FromCache {
+			return r, errCacheHit
+		}
+		return r, err
+	})
+	if errors.Is(err, errCacheHit) {
+		return resp, "", nil
+	}
 	if !errors.Is(err, gobreaker.ErrOpenState) && !errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return resp, "", err
 	}

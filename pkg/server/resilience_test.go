@@ -256,6 +256,13 @@ fallback:
 	if first.status != 200 || first.header.Get(FallbackHeader) != "" {
 		t.Fatalf("a good request: %d %s %v", first.status, first.body, first.header)
 	}
+	// Answers from the cache say nothing of the model's health: they do
+	// not count against the failures to come.
+	for range 10 {
+		if r := post(t, client, url, good); r.status != 200 || !strings.Contains(r.header.Get("Server-Timing"), "cache") {
+			t.Fatalf("a cached request: %d %s", r.status, r.body)
+		}
+	}
 	// Failures open the breaker: with the good one, 4 of 5 failed.
 	for i := range 4 {
 		if r := post(t, client, url, faultyRequest(true, 0)); r.status != 500 {
