@@ -20,6 +20,7 @@ import (
 // use.
 type WordPiece struct {
 	vocab     map[string]int64
+	tokens    []string // by id
 	lowercase bool
 	// Special token ids.
 	cls, sep, pad, unk int64
@@ -41,6 +42,7 @@ func NewWordPiece(vocab []byte, lowercase bool) (*WordPiece, error) {
 		if _, dup := w.vocab[tok]; !dup && tok != "" {
 			w.vocab[tok] = id
 		}
+		w.tokens = append(w.tokens, tok)
 		id++
 	}
 	if err := sc.Err(); err != nil {
@@ -64,6 +66,41 @@ func (w *WordPiece) Size() int { return len(w.vocab) }
 
 // PadID returns the id of [PAD].
 func (w *WordPiece) PadID() int64 { return w.pad }
+
+// SepID returns the id of [SEP], which ends a generated text.
+func (w *WordPiece) SepID() int64 { return w.sep }
+
+// ClsID returns the id of [CLS].
+func (w *WordPiece) ClsID() int64 { return w.cls }
+
+// EncodeText appends the ids of text's pieces, without special tokens.
+func (w *WordPiece) EncodeText(dst []int64, text string) []int64 {
+	for word := range w.words(text) {
+		dst = w.appendPieces(dst, word)
+	}
+	return dst
+}
+
+// Decode returns the text of ids: pieces joined by spaces, "##"
+// continuations joined to the piece before, special tokens left out.
+func (w *WordPiece) Decode(ids []int64) string {
+	var b strings.Builder
+	for _, id := range ids {
+		if id < 0 || int(id) >= len(w.tokens) || id == w.cls || id == w.sep || id == w.pad {
+			continue
+		}
+		tok := w.tokens[id]
+		if rest, ok := strings.CutPrefix(tok, "##"); ok {
+			b.WriteString(rest)
+			continue
+		}
+		if b.Len() > 0 && !(len(tok) == 1 && isPunct(rune(tok[0])) && tok != "(" && tok != "[") {
+			b.WriteByte(' ')
+		}
+		b.WriteString(tok)
+	}
+	return b.String()
+}
 
 // ErrEmpty is returned for a text with no tokens at all.
 var ErrEmpty = errors.New("text has no tokens")

@@ -68,9 +68,13 @@ func run(dir string, check bool, bertVocab string) error {
 		"../variants/mlp-heavy.onnx":    mlpHeavy(100).Encode(),
 		"../variants/mlp-heavy-3x.onnx": mlpHeavy(300).Encode(),
 		"../variants/faulty.onnx":       faulty().Encode(),
+		// The decoder shares the text encoder's vocabulary.
+		"../variants/tiny-gpt/model.onnx": tinyGPT(nvocab).Encode(),
+		"../variants/tiny-gpt/vocab.txt":  vocab,
 	}
 	var errs []error
-	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx"} {
+	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx",
+		"../variants/tiny-gpt/model.onnx", "../variants/tiny-gpt/vocab.txt"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)

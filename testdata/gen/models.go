@@ -292,3 +292,107 @@ func faulty() *g.Model {
 	b.Output("y", g.Float, g.Symbolic("batch"), g.Fixed(4))
 	return model(b, "y = 2x, failing when a row's column 1 is 1 or more and stalling floor(column 2) thousand loop iterations: for fault tests.")
 }
+
+// Decoder shape: a small GPT.
+const (
+	gptHidden  = 128
+	gptHeads   = 4
+	gptHeadDim = gptHidden / gptHeads
+	gptFFN     = 512
+	gptLayers  = 2
+	gptMaxPos  = 512
+)
+
+// tinyGPT: a 2-layer GPT-like decoder (pre-norm, learned positions, tied
+// embeddings) with an explicit key/value cache, so that each step feeds
+// only its new tokens:
+//
+//	input_ids, position_ids INT64 [batch, new]
+//	attention_mask          INT64 [batch, past + new] (1: a real token)
+//	past_key_N, past_value_N FP32 [batch, 4, past, 32] per layer N
+//	-> logits FP32 [batch, vocab] (of each row's last new token)
+//	   present_key_N, present_value_N FP32 [batch, 4, past + new, 32]
+//
+// New tokens attend to the unmasked past and, causally, to each other.
+func tinyGPT(vocab int64) *g.Model {
+	r := &rng{s: 3}
+	b := g.NewBuilder("tiny-gpt")
+	batch, news, past, total := g.Symbolic("batch"), g.Symbolic("new"), g.Symbolic("past"), g.Symbolic("past_plus_new")
+	ids := b.Input("input_ids", g.Int64, batch, news)
+	pos := b.Input("position_ids", g.Int64, batch, news)
+	mask := b.Input("attention_mask", g.Int64, batch, total)
+	var pastK, pastV []string
+	for l := range gptLayers {
+		pastK = append(pastK, b.Input(fmt.Sprintf("past_key_%d", l), g.Float, batch, g.Fixed(gptHeads), past, g.Fixed(gptHeadDim)))
+		pastV = append(pastV, b.Input(fmt.Sprintf("past_value_%d", l), g.Float, batch, g.Fixed(gptHeads), past, g.Fixed(gptHeadDim)))
+	}
+
+	wte := b.Init(g.Float32Tensor("wte", []int64{vocab, gptHidden}, r.uniform(int(vocab*gptHidden), 0.1)))
+	wpe := b.Init(g.Float32Tensor("wpe", []int64{gptMaxPos, gptHidden}, r.uniform(gptMaxPos*gptHidden, 0.02)))
+	zero := b.Init(g.Int64Tensor("const.zero", nil, []int64{0}))
+	one := b.Init(g.Int64Tensor("const.one", nil, []int64{1}))
+	layerNorm := func(x, name string) string {
+		gamma := b.Init(g.Float32Tensor(name+".gamma", []int64{gptHidden}, fill(gptHidden, 1)))
+		beta := b.Init(g.Float32Tensor(name+".beta", []int64{gptHidden}, fill(gptHidden, 0)))
+		return b.Op("LayerNormalization", []string{x, gamma, beta}, g.AttrInt("axis", -1), g.AttrFloat("epsilon", 1e-5))
+	}
+	linear := func(x, name string, in, out int64) string {
+		w := b.Init(r.glorot(name+".weight", in, out))
+		bias := b.Init(g.Float32Tensor(name+".bias", []int64{out}, r.uniform(int(out), 0.02)))
+		return b.Op("Add", []string{b.Op("MatMul", []string{x, w}), bias})
+	}
+	x := b.Op("Add", []string{
+		b.Op("Gather", []string{wte, ids}, g.AttrInt("axis", 0)),
+		b.Op("Gather", []string{wpe, pos}, g.AttrInt("axis", 0)),
+	})
+
+	// Bias [batch, 1, new, past+new]: -1e9 where the mask is 0, or where a
+	// new token would see a later new token.
+	shapeIDs := b.Op("Shape", []string{ids})
+	newLen := b.Op("Gather", []string{shapeIDs, one}, g.AttrInt("axis", 0))
+	totalLen := b.Op("Gather", []string{b.Op("Shape", []string{mask}), one}, g.AttrInt("axis", 0))
+	pastLen := b.Op("Sub", []string{totalLen, newLen})
+	rowsIdx := b.Op("Unsqueeze", []string{b.Op("Range", []string{zero, newLen, one}), b.Init(ints("const.axis_last", 1))}) // [new, 1]
+	colsIdx := b.Op("Sub", []string{b.Op("Range", []string{zero, totalLen, one}), pastLen})                                // [past+new]: -past..new-1
+	causal := b.Op("Cast", []string{b.Op("LessOrEqual", []string{colsIdx, rowsIdx})}, g.AttrInt("to", int64(g.Float)))     // [new, past+new]
+	maskF := b.Op("Cast", []string{mask}, g.AttrInt("to", int64(g.Float)))                                                 // [batch, past+new]
+	maskF = b.Op("Unsqueeze", []string{maskF, b.Init(ints("const.axes12", 1, 2))})                                         // [batch,1,1,past+new]
+	allowed := b.Op("Mul", []string{maskF, causal})                                                                        // [batch,1,new,past+new]
+	bias := b.Op("Mul", []string{b.Op("Sub", []string{b.Init(scalarF("const.onef", 1)), allowed}), b.Init(scalarF("const.neg", -1e9))})
+
+	splitShape := b.Init(ints("const.split_heads", 0, 0, gptHeads, gptHeadDim))
+	mergeShape := b.Init(ints("const.merge_heads", 0, 0, gptHidden))
+	scale := b.Init(scalarF("const.scale", float32(1/math.Sqrt(gptHeadDim))))
+	half := b.Init(scalarF("const.half", 0.5))
+	invSqrt2 := b.Init(scalarF("const.inv_sqrt2", float32(1/math.Sqrt2)))
+	for l := range gptLayers {
+		p := fmt.Sprintf("h%d", l)
+		heads := func(v string) string { // [batch,new,hidden] -> [batch,heads,new,dim]
+			return b.Op("Transpose", []string{b.Op("Reshape", []string{v, splitShape})}, g.AttrInts("perm", 0, 2, 1, 3))
+		}
+		h := layerNorm(x, p+".ln_1")
+		q := heads(linear(h, p+".attn.q", gptHidden, gptHidden))
+		k := b.OpNamed(fmt.Sprintf("present_key_%d", l), "Concat", []string{pastK[l], heads(linear(h, p+".attn.k", gptHidden, gptHidden))}, g.AttrInt("axis", 2))
+		v := b.OpNamed(fmt.Sprintf("present_value_%d", l), "Concat", []string{pastV[l], heads(linear(h, p+".attn.v", gptHidden, gptHidden))}, g.AttrInt("axis", 2))
+		kT := b.Op("Transpose", []string{k}, g.AttrInts("perm", 0, 1, 3, 2))
+		scores := b.Op("Add", []string{b.Op("Mul", []string{b.Op("MatMul", []string{q, kT}), scale}), bias})
+		probs := b.Op("Softmax", []string{scores}, g.AttrInt("axis", -1))
+		ctx := b.Op("Reshape", []string{b.Op("Transpose", []string{b.Op("MatMul", []string{probs, v})}, g.AttrInts("perm", 0, 2, 1, 3)), mergeShape})
+		x = b.Op("Add", []string{x, linear(ctx, p+".attn.out", gptHidden, gptHidden)})
+		h = linear(layerNorm(x, p+".ln_2"), p+".mlp.in", gptHidden, gptFFN)
+		erf := b.Op("Erf", []string{b.Op("Mul", []string{h, invSqrt2})})
+		h = b.Op("Mul", []string{b.Op("Mul", []string{h, half}), b.Op("Add", []string{erf, "const.onef"})})
+		x = b.Op("Add", []string{x, linear(h, p+".mlp.out", gptFFN, gptHidden)})
+	}
+	x = layerNorm(x, "ln_f")
+	// The last new token of each row, then the tied projection.
+	last := b.Op("Sub", []string{newLen, one})
+	lastX := b.Op("Gather", []string{x, last}, g.AttrInt("axis", 1)) // [batch, hidden]
+	b.OpNamed("logits", "MatMul", []string{lastX, b.Op("Transpose", []string{wte}, g.AttrInts("perm", 1, 0))})
+	b.Output("logits", g.Float, batch, g.Fixed(vocab))
+	for l := range gptLayers {
+		b.Output(fmt.Sprintf("present_key_%d", l), g.Float, batch, g.Fixed(gptHeads), total, g.Fixed(gptHeadDim))
+		b.Output(fmt.Sprintf("present_value_%d", l), g.Float, batch, g.Fixed(gptHeads), total, g.Fixed(gptHeadDim))
+	}
+	return model(b, "2-layer GPT-like decoder (hidden 128, 4 heads, tied embeddings) with an explicit key/value cache per layer; deterministic weights; the text-encoder's WordPiece vocabulary in vocab.txt.")
+}

@@ -1,0 +1,198 @@
+package runner
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// Decoder is an autoregressive model with an explicit key/value cache:
+// each forward pass takes only the new tokens of each sequence, its past
+// keys and values, and an attention mask over past and new, and returns
+// the logits of each sequence's last new token and the keys and values
+// with the new ones appended:
+//
+//	input_ids, position_ids INT64 [batch, new]
+//	attention_mask          INT64 [batch, past + new]
+//	past_key_N, past_value_N FP32 [batch, heads, past, head_dim]
+//	-> logits FP32 [batch, vocab]
+//	   present_key_N, present_value_N FP32 [batch, heads, past + new, head_dim]
+type Decoder struct {
+	Name                 string
+	Layers               int
+	Heads, HeadDim       int
+	Vocab                int
+	session              *ort.DynamicAdvancedSession
+	inputs, outputs      []TensorSpec
+	mu                   sync.Mutex // one forward pass at a time
+	pastAt, presentAt    []int      // index of past/present key (2l) and value (2l+1)
+	idsAt, posAt, maskAt int
+	logitsAt             int
+}
+
+var kvName = regexp.MustCompile(`^(past|present)_(key|value)_([0-9]+)$`)
+
+// LoadDecoder creates a decoder from ONNX bytes, checking that its inputs
+// and outputs are those of a key/value-cached decoder.
+func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
+	if LoadedRuntime() == nil {
+		return nil, fmt.Errorf("decoder %q: ONNX Runtime is not loaded", name)
+	}
+	ins, outs, err := ort.GetInputOutputInfoWithONNXData(onnx)
+	if err != nil {
+		return nil, fmt.Errorf("decoder %q: read graph: %w", name, err)
+	}
+	d := &Decoder{Name: name, idsAt: -1, posAt: -1, maskAt: -1, logitsAt: -1}
+	if d.inputs, err = specsFromGraph(ins); err != nil {
+		return nil, fmt.Errorf("decoder %q: input %w", name, err)
+	}
+	if d.outputs, err = specsFromGraph(outs); err != nil {
+		return nil, fmt.Errorf("decoder %q: output %w", name, err)
+	}
+	kv := func(specs []TensorSpec, kind string) ([]int, error) {
+		found := map[int]int{}
+		for i, s := range specs {
+			m := kvName.FindStringSubmatch(s.Name)
+			if m == nil || m[1] != kind {
+				continue
+			}
+			l, _ := strconv.Atoi(m[3])
+			slot := 2 * l
+			if m[2] == "value" {
+				slot++
+			}
+			if s.DataType != tensor.FP32 || len(s.Shape) != 4 || s.Shape[1] < 1 || s.Shape[3] < 1 {
+				return nil, fmt.Errorf("%s: want FP32 [batch, heads, positions, head_dim], got %s %v", s.Name, s.DataType, s.Shape)
+			}
+			if d.Heads == 0 {
+				d.Heads, d.HeadDim = int(s.Shape[1]), int(s.Shape[3])
+			} else if int(s.Shape[1]) != d.Heads || int(s.Shape[3]) != d.HeadDim {
+				return nil, fmt.Errorf("%s: shape %v differs from the other layers'", s.Name, s.Shape)
+			}
+			found[slot] = i
+		}
+		if len(found) == 0 || len(found)%2 != 0 {
+			return nil, fmt.Errorf("want %s_key_N and %s_value_N for every layer N", kind, kind)
+		}
+		at := make([]int, len(found))
+		for slot := range at {
+			i, ok := found[slot]
+			if !ok {
+				return nil, fmt.Errorf("%s_%s_%d is missing", kind, [2]string{"key", "value"}[slot%2], slot/2)
+			}
+			at[slot] = i
+		}
+		return at, nil
+	}
+	if d.pastAt, err = kv(d.inputs, "past"); err != nil {
+		return nil, fmt.Errorf("decoder %q: %w", name, err)
+	}
+	if d.presentAt, err = kv(d.outputs, "present"); err != nil {
+		return nil, fmt.Errorf("decoder %q: %w", name, err)
+	}
+	if len(d.pastAt) != len(d.presentAt) {
+		return nil, fmt.Errorf("decoder %q: %d past and %d present tensors", name, len(d.pastAt), len(d.presentAt))
+	}
+	d.Layers = len(d.pastAt) / 2
+	for i, s := range d.inputs {
+		switch s.Name {
+		case "input_ids":
+			d.idsAt = i
+		case "position_ids":
+			d.posAt = i
+		case "attention_mask":
+			d.maskAt = i
+		}
+	}
+	for i, s := range d.outputs {
+		if s.Name == "logits" && s.DataType == tensor.FP32 && len(s.Shape) == 2 && s.Shape[1] > 0 {
+			d.logitsAt, d.Vocab = i, int(s.Shape[1])
+		}
+	}
+	if d.idsAt < 0 || d.posAt < 0 || d.maskAt < 0 || d.logitsAt < 0 || len(d.inputs) != 3+2*d.Layers || len(d.outputs) != 1+2*d.Layers {
+		return nil, fmt.Errorf("decoder %q: want inputs input_ids, position_ids, attention_mask and the past, outputs logits [batch, vocab] and the present", name)
+	}
+	cfg = cfg.withDefaults(true)
+	if d.session, err = newSession(onnx, Metadata{Inputs: d.inputs, Outputs: d.outputs}, cfg, Device{Kind: "cpu"}); err != nil {
+		return nil, fmt.Errorf("decoder %q: %w", name, err)
+	}
+	return d, nil
+}
+
+// Close releases the session.
+func (d *Decoder) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.session != nil {
+		_ = d.session.Destroy()
+		d.session = nil
+	}
+}
+
+// forward is one pass: batch rows of news new tokens each, after past
+// positions (at least one: a position the mask hides stands in for none).
+type forward struct {
+	batch, news, past int
+	ids, pos          []int64     // batch × news
+	mask              []int64     // batch × (past + news)
+	kv                [][]float32 // per layer, key then value: batch × heads × past × head_dim
+}
+
+// result of a forward pass: logits (batch × vocab), and per layer key then
+// value, batch × heads × (past + news) × head_dim.
+type forwardResult struct {
+	logits  []float32
+	present [][]float32
+}
+
+func (d *Decoder) run(f *forward) (*forwardResult, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.session == nil {
+		return nil, ErrClosed
+	}
+	ins := make([]ort.Value, len(d.inputs))
+	outs := make([]ort.Value, len(d.outputs))
+	defer func() {
+		for _, v := range append(ins, outs...) {
+			if v != nil {
+				_ = v.Destroy()
+			}
+		}
+	}()
+	b, n, p := int64(f.batch), int64(f.news), int64(f.past)
+	var err error
+	newTensor := func(shape []int64, data []byte, dt tensor.DataType) ort.Value {
+		if err != nil {
+			return nil
+		}
+		var v ort.Value
+		v, err = ort.NewCustomDataTensor(ort.NewShape(shape...), data, ortType(dt))
+		return v
+	}
+	ins[d.idsAt] = newTensor([]int64{b, n}, asBytes(f.ids), tensor.Int64)
+	ins[d.posAt] = newTensor([]int64{b, n}, asBytes(f.pos), tensor.Int64)
+	ins[d.maskAt] = newTensor([]int64{b, p + n}, asBytes(f.mask), tensor.Int64)
+	h, hd := int64(d.Heads), int64(d.HeadDim)
+	for slot, i := range d.pastAt {
+		ins[i] = newTensor([]int64{b, h, p, hd}, asBytes(f.kv[slot]), tensor.FP32)
+	}
+	res := &forwardResult{logits: make([]float32, f.batch*d.Vocab), present: make([][]float32, len(d.presentAt))}
+	outs[d.logitsAt] = newTensor([]int64{b, int64(d.Vocab)}, asBytes(res.logits), tensor.FP32)
+	for slot, i := range d.presentAt {
+		res.present[slot] = make([]float32, b*h*(p+n)*hd)
+		outs[i] = newTensor([]int64{b, h, p + n, hd}, asBytes(res.present[slot]), tensor.FP32)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decoder %q: %w", d.Name, err)
+	}
+	if err := d.session.Run(ins, outs); err != nil {
+		return nil, fmt.Errorf("decoder %q: run: %w", d.Name, err)
+	}
+	return res, nil
+}

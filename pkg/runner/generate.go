@@ -1,0 +1,499 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Scheduling is how an Engine batches sequences.
+type Scheduling int
+
+const (
+	// Continuous batching (iteration-level scheduling, as in Orca and
+	// vLLM): a sequence joins the running batch the step a slot and its
+	// memory are free, and leaves it the step it finishes.
+	Continuous Scheduling = iota
+	// Static batching: a batch is formed when none runs, of MaxBatch
+	// sequences (or fewer once the first has waited BatchWait), and runs
+	// until its longest sequence ends; finished sequences keep their slots.
+	Static
+)
+
+// EngineOptions shape an Engine.
+type EngineOptions struct {
+	Scheduling Scheduling
+	// MaxBatch is the most sequences decoded together (1: no batching).
+	MaxBatch int
+	// BatchWait is how long static batching waits for a full batch.
+	BatchWait time.Duration
+	// KVBytes is the key/value cache's memory budget: sequences wait for
+	// admission while their prompt and max tokens do not fit.
+	KVBytes int64
+	// PrefixCache reuses the key/value blocks of prompt prefixes seen
+	// before.
+	PrefixCache bool
+	// EOS ends a sequence when generated (-1: none).
+	EOS int64
+	// MaxPositions is the model's context length.
+	MaxPositions int
+}
+
+// GenerateRequest is one sequence to generate.
+type GenerateRequest struct {
+	Prompt    []int64
+	MaxTokens int
+	// Temperature 0 is greedy; otherwise sampling from the top TopK
+	// tokens (0: all) within probability mass TopP (0 or 1: all), with a
+	// random source seeded by Seed.
+	Temperature float64
+	TopK        int
+	TopP        float64
+	Seed        uint64
+}
+
+// Token is one generated token, or the end of a sequence.
+type Token struct {
+	ID    int64
+	Index int // from 0
+	// Finish is set on the last: "length" (max tokens or the context),
+	// "stop" (EOS), or "error" with Err.
+	Finish string
+	Err    error
+	// PromptTokens and CachedTokens count the prompt, and the part of it
+	// the prefix cache held (on the first token).
+	PromptTokens, CachedTokens int
+}
+
+// EngineStats is a snapshot of an engine's counters.
+type EngineStats struct {
+	Running, Waiting           int
+	KVBlocks, KVBlocksUsed     int
+	KVBytesUsed                int64
+	PromptTokens, OutputTokens int64
+	PrefixHits, PrefixLookups  int64 // blocks
+	Steps                      int64
+}
+
+// Engine generates sequences on a Decoder, batching them.
+type Engine struct {
+	dec    *Decoder
+	o      EngineOptions
+	pool   *kvPool
+	submit chan *sequence
+	stop   context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex // guards stats
+	stats EngineStats
+}
+
+type sequence struct {
+	ctx      context.Context
+	req      GenerateRequest
+	tokens   []int64 // prompt, then generated
+	prompt   int
+	blocks   []int
+	kv       int // positions in the cache
+	shared   int // leading blocks shared through the prefix cache
+	out      chan Token
+	rng      *rand.Rand
+	queued   time.Time
+	finished bool // static batching keeps finished sequences in the batch
+}
+
+// ErrTooLong means a prompt and its max tokens exceed the context or the
+// whole key/value budget.
+var ErrTooLong = errors.New("sequence too long")
+
+// NewEngine starts an engine on dec; Close stops it.
+func NewEngine(dec *Decoder, o EngineOptions) (*Engine, error) {
+	if o.MaxBatch < 1 {
+		return nil, fmt.Errorf("engine: max batch %d, want at least 1", o.MaxBatch)
+	}
+	if o.MaxPositions < 2 {
+		return nil, fmt.Errorf("engine: max positions %d, want at least 2", o.MaxPositions)
+	}
+	pool := newKVPool(dec.Layers, dec.Heads, dec.HeadDim, DefaultKVBlockTokens, o.KVBytes)
+	if pool.capacity() < 1 {
+		return nil, fmt.Errorf("engine: a key/value budget of %d bytes holds no block of %d", o.KVBytes, 4*pool.blockFloats)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{dec: dec, o: o, pool: pool, submit: make(chan *sequence, 1024), stop: cancel, done: make(chan struct{})}
+	go e.loop(ctx)
+	return e, nil
+}
+
+// Close stops the engine; sequences in flight end with an error.
+func (e *Engine) Close() {
+	e.stop()
+	<-e.done
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() EngineStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
+}
+
+// Generate queues req and returns its tokens as they are made; the
+// channel closes after the token that carries Finish. Cancelling ctx ends
+// the sequence at its next step.
+func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Token, error) {
+	if len(req.Prompt) == 0 {
+		return nil, fmt.Errorf("%w: an empty prompt", ErrInvalidInput)
+	}
+	if req.MaxTokens < 1 {
+		return nil, fmt.Errorf("%w: max tokens %d, want at least 1", ErrInvalidInput, req.MaxTokens)
+	}
+	if n := len(req.Prompt) + req.MaxTokens; n > e.o.MaxPositions {
+		return nil, fmt.Errorf("%w: %d prompt tokens and %d to generate exceed the context of %d", ErrTooLong, len(req.Prompt), req.MaxTokens, e.o.MaxPositions)
+	}
+	if need := e.pool.blocksFor(len(req.Prompt) + req.MaxTokens); need > e.pool.capacity() {
+		return nil, fmt.Errorf("%w: it needs %d key/value blocks, the budget holds %d", ErrTooLong, need, e.pool.capacity())
+	}
+	for _, t := range req.Prompt {
+		if t < 0 || t >= int64(e.dec.Vocab) {
+			return nil, fmt.Errorf("%w: token %d is outside the vocabulary of %d", ErrInvalidInput, t, e.dec.Vocab)
+		}
+	}
+	s := &sequence{ctx: ctx, req: req, tokens: slices.Clone(req.Prompt), prompt: len(req.Prompt),
+		queued: time.Now(), out: make(chan Token, req.MaxTokens+1), rng: rand.New(rand.NewPCG(req.Seed, req.Seed^0x9e3779b97f4a7c15))}
+	out := s.out // the engine owns s once it is sent
+	select {
+	case e.submit <- s:
+	case <-e.done:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return out, nil
+}
+
+func (e *Engine) loop(ctx context.Context) {
+	defer close(e.done)
+	var running, waiting []*sequence
+	defer func() {
+		for _, s := range append(running, waiting...) {
+			e.finish(s, Token{Finish: "error", Err: ErrClosed})
+		}
+	}()
+	for {
+		if len(running) == 0 && len(waiting) == 0 {
+			select {
+			case s := <-e.submit:
+				waiting = append(waiting, s)
+			case <-ctx.Done():
+				return
+			}
+		}
+	drain:
+		for {
+			select {
+			case s := <-e.submit:
+				waiting = append(waiting, s)
+			case <-ctx.Done():
+				return
+			default:
+				break drain
+			}
+		}
+		// Withdraw the sequences whose callers left.
+		waiting = slices.DeleteFunc(waiting, func(s *sequence) bool {
+			if s.ctx.Err() != nil {
+				e.finish(s, Token{Finish: "error", Err: s.ctx.Err()})
+				return true
+			}
+			return false
+		})
+		// Static batching waits for a full batch, for a while.
+		if e.o.Scheduling == Static && len(running) == 0 && len(waiting) < e.o.MaxBatch {
+			if wait := e.o.BatchWait - time.Since(waiting[0].queued); wait > 0 {
+				timer := time.NewTimer(wait)
+				select {
+				case s := <-e.submit:
+					waiting = append(waiting, s)
+				case <-timer.C:
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				}
+				timer.Stop()
+				continue
+			}
+		}
+		// Admit while slots and memory allow: any step (continuous), or
+		// only between batches (static).
+		var admitted []*sequence
+		if e.o.Scheduling == Continuous || len(running) == 0 {
+			for len(waiting) > 0 && len(running) < e.o.MaxBatch && e.admit(waiting[0]) {
+				admitted = append(admitted, waiting[0])
+				running = append(running, waiting[0])
+				waiting = waiting[1:]
+			}
+		}
+		e.setCounts(len(running), len(waiting))
+		if len(running) == 0 {
+			if len(waiting) > 0 {
+				// Nothing runs and the first waiter does not fit: that
+				// cannot change, so it fails rather than waits forever.
+				e.finish(waiting[0], Token{Finish: "error", Err: fmt.Errorf("%w: the key/value budget cannot hold it", ErrTooLong)})
+				waiting = waiting[1:]
+			}
+			continue
+		}
+		for _, s := range admitted {
+			if err := e.prefill(s); err != nil {
+				s.finished = true
+				e.finish(s, Token{Finish: "error", Err: err})
+			}
+		}
+		if err := e.decode(running); err != nil {
+			for _, s := range running {
+				if !s.finished {
+					s.finished = true
+					e.finish(s, Token{Finish: "error", Err: err})
+				}
+			}
+		}
+		// Retire: finished sequences leave at once (continuous), or with
+		// the batch (static).
+		if e.o.Scheduling == Continuous || !slices.ContainsFunc(running, func(s *sequence) bool { return !s.finished }) {
+			running = slices.DeleteFunc(running, func(s *sequence) bool {
+				if s.finished {
+					e.free(s)
+				}
+				return s.finished
+			})
+		}
+	}
+}
+
+func (e *Engine) setCounts(running, waiting int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stats.Running, e.stats.Waiting = running, waiting
+	e.stats.KVBlocks, e.stats.KVBlocksUsed = e.pool.capacity(), e.pool.inUse()
+	e.stats.KVBytesUsed = int64(e.pool.inUse()) * int64(4*e.pool.blockFloats)
+	e.stats.PrefixHits, e.stats.PrefixLookups = e.pool.hits, e.pool.lookups
+}
+
+// admit reserves s's memory for its prompt and max tokens, reusing cached
+// prefix blocks; false when the budget cannot hold it now.
+func (e *Engine) admit(s *sequence) bool {
+	var shared []int
+	var looked int
+	if e.o.PrefixCache {
+		shared, looked = e.pool.lookup(s.tokens)
+	}
+	need := e.pool.blocksFor(s.prompt+s.req.MaxTokens) - len(shared)
+	fresh, ok := e.pool.alloc(need)
+	if !ok {
+		for _, b := range shared {
+			e.pool.release(b)
+		}
+		return false
+	}
+	e.pool.hits += int64(len(shared))
+	e.pool.lookups += int64(looked)
+	s.blocks = append(shared, fresh...)
+	s.shared = len(shared)
+	s.kv = len(shared) * e.pool.blockTokens
+	return true
+}
+
+// free gives s's blocks back, keeping its prompt's in the prefix cache.
+func (e *Engine) free(s *sequence) {
+	if e.o.PrefixCache {
+		e.pool.remember(s.tokens[:s.prompt], s.blocks)
+	}
+	for _, b := range s.blocks {
+		e.pool.release(b)
+	}
+	s.blocks = nil
+}
+
+// prefill runs s's prompt past its cached prefix, and makes its first
+// token.
+func (e *Engine) prefill(s *sequence) error {
+	news := s.prompt - s.kv
+	past := max(s.kv, 1) // a hidden position stands in for no past
+	f := &forward{batch: 1, news: news, past: past,
+		ids: s.tokens[s.kv:s.prompt], pos: make([]int64, news), mask: make([]int64, past+news), kv: e.pastBuffers(1, past)}
+	for i := range news {
+		f.pos[i] = int64(s.kv + i)
+	}
+	for i := range s.kv {
+		f.mask[i] = 1
+	}
+	for i := range news {
+		f.mask[past+i] = 1
+	}
+	e.pool.read(s.blocks, s.kv, f.kv, 0, past)
+	res, err := e.dec.run(f)
+	if err != nil {
+		return err
+	}
+	for i := range news {
+		e.pool.write(s.blocks, s.kv+i, res.present, 0, past+news, past+i)
+	}
+	cached := s.kv
+	s.kv = s.prompt
+	e.count(func(st *EngineStats) { st.PromptTokens += int64(news) })
+	e.emit(s, e.sample(res.logits, s), cached)
+	return nil
+}
+
+// decode runs one step of every sequence in the batch: each feeds its
+// last token and gets its next.
+func (e *Engine) decode(batch []*sequence) error {
+	past := 1
+	for _, s := range batch {
+		past = max(past, s.kv)
+	}
+	n := len(batch)
+	f := &forward{batch: n, news: 1, past: past, ids: make([]int64, n), pos: make([]int64, n),
+		mask: make([]int64, n*(past+1)), kv: e.pastBuffers(n, past)}
+	for r, s := range batch {
+		f.ids[r] = s.tokens[len(s.tokens)-1]
+		f.pos[r] = int64(min(s.kv, e.o.MaxPositions-1))
+		row := f.mask[r*(past+1):][:past+1]
+		for i := range s.kv {
+			row[i] = 1
+		}
+		row[past] = 1
+		e.pool.read(s.blocks, s.kv, f.kv, r, past)
+	}
+	res, err := e.dec.run(f)
+	if err != nil {
+		return err
+	}
+	e.count(func(st *EngineStats) { st.Steps++ })
+	for r, s := range batch {
+		if s.finished {
+			continue // static batching: the slot idles to the batch's end
+		}
+		if s.ctx.Err() != nil {
+			s.finished = true
+			e.finish(s, Token{Index: len(s.tokens) - s.prompt, Finish: "error", Err: s.ctx.Err()})
+			continue
+		}
+		e.pool.write(s.blocks, s.kv, res.present, r, past+1, past)
+		s.kv++
+		e.emit(s, e.sample(res.logits[r*e.dec.Vocab:][:e.dec.Vocab], s), -1)
+	}
+	return nil
+}
+
+// pastBuffers returns zeroed past tensors for rows sequences of past
+// positions.
+func (e *Engine) pastBuffers(rows, past int) [][]float32 {
+	kv := make([][]float32, 2*e.dec.Layers)
+	for i := range kv {
+		kv[i] = make([]float32, rows*e.dec.Heads*past*e.dec.HeadDim)
+	}
+	return kv
+}
+
+// emit appends token t to s and sends it, ending s when it should end;
+// cached is the prompt's cached part, on the first token (else -1).
+func (e *Engine) emit(s *sequence, t int64, cached int) {
+	s.tokens = append(s.tokens, t)
+	tok := Token{ID: t, Index: len(s.tokens) - s.prompt - 1}
+	if cached >= 0 {
+		tok.PromptTokens, tok.CachedTokens = s.prompt, cached
+	}
+	switch {
+	case t == e.o.EOS:
+		tok.Finish = "stop"
+	case tok.Index+1 >= s.req.MaxTokens || len(s.tokens) >= e.o.MaxPositions:
+		tok.Finish = "length"
+	}
+	e.count(func(st *EngineStats) { st.OutputTokens++ })
+	if tok.Finish != "" {
+		s.finished = true
+		e.finish(s, tok)
+		return
+	}
+	s.out <- tok
+}
+
+// finish sends s's last token and closes its channel.
+func (e *Engine) finish(s *sequence, last Token) {
+	if s.out == nil {
+		return
+	}
+	s.out <- last
+	close(s.out)
+	s.out = nil
+}
+
+func (e *Engine) count(f func(*EngineStats)) {
+	e.mu.Lock()
+	f(&e.stats)
+	e.mu.Unlock()
+}
+
+// sample picks s's next token from logits.
+func (e *Engine) sample(logits []float32, s *sequence) int64 {
+	r := s.req
+	if r.Temperature <= 0 {
+		best := 0
+		for i, v := range logits {
+			if v > logits[best] {
+				best = i
+			}
+		}
+		return int64(best)
+	}
+	idx := make([]int, len(logits))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		switch {
+		case logits[a] > logits[b]:
+			return -1
+		case logits[a] < logits[b]:
+			return 1
+		}
+		return a - b
+	})
+	if r.TopK > 0 && r.TopK < len(idx) {
+		idx = idx[:r.TopK]
+	}
+	probs := make([]float64, len(idx))
+	top := float64(logits[idx[0]])
+	var sum float64
+	for i, j := range idx {
+		probs[i] = math.Exp((float64(logits[j]) - top) / r.Temperature)
+		sum += probs[i]
+	}
+	if r.TopP > 0 && r.TopP < 1 {
+		var mass float64
+		for i := range probs {
+			mass += probs[i] / sum
+			if mass >= r.TopP {
+				idx, probs = idx[:i+1], probs[:i+1]
+				break
+			}
+		}
+		sum = 0
+		for _, p := range probs {
+			sum += p
+		}
+	}
+	x := s.rng.Float64() * sum
+	for i, p := range probs {
+		if x -= p; x < 0 {
+			return int64(idx[i])
+		}
+	}
+	return int64(idx[len(idx)-1])
+}

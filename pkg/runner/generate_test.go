@@ -1,0 +1,356 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+var tinyGPTFile = filepath.Join("..", "..", "testdata", "variants", "tiny-gpt", "model.onnx")
+
+func loadTinyGPT(t testing.TB) *Decoder {
+	t.Helper()
+	data, err := os.ReadFile(tinyGPTFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadDecoder("tiny-gpt", data, Config{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
+func newEngine(t testing.TB, d *Decoder, o EngineOptions) *Engine {
+	t.Helper()
+	if o.KVBytes == 0 {
+		o.KVBytes = 64 << 20
+	}
+	if o.MaxPositions == 0 {
+		o.MaxPositions = 512
+	}
+	if o.EOS == 0 {
+		o.EOS = -1
+	}
+	e, err := NewEngine(d, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// prompts of varied lengths and output lengths, deterministic.
+func prompts(n int) []GenerateRequest {
+	var out []GenerateRequest
+	for i := range n {
+		p := make([]int64, 3+7*i%23)
+		for j := range p {
+			p[j] = int64(1000 + (i*131+j*17)%5000)
+		}
+		out = append(out, GenerateRequest{Prompt: p, MaxTokens: 4 + (i*11)%29})
+	}
+	return out
+}
+
+// collect generates every request at once and returns each one's tokens.
+func collect(t testing.TB, e *Engine, reqs []GenerateRequest) [][]int64 {
+	t.Helper()
+	out := make([][]int64, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		ch, err := e.Generate(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for tok := range ch {
+				if tok.Err != nil {
+					t.Errorf("request %d: %v", i, tok.Err)
+					return
+				}
+				out[i] = append(out[i], tok.ID)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// The cache is right: a prompt's last token run on its cached past gives
+// the logits of the whole prompt run at once.
+func TestDecoderIncrementalMatchesWhole(t *testing.T) {
+	d := loadTinyGPT(t)
+	e := newEngine(t, d, EngineOptions{MaxBatch: 1})
+	prompt := prompts(3)[2].Prompt
+	whole := &sequence{tokens: prompt, prompt: len(prompt)}
+	logitsOf := func(s *sequence, upTo int) []float32 {
+		blocks, _ := e.pool.alloc(e.pool.blocksFor(len(prompt)))
+		defer func() {
+			for _, b := range blocks {
+				e.pool.release(b)
+			}
+		}()
+		var last []float32
+		for start := 0; start < len(s.tokens); start += upTo {
+			n := min(upTo, len(s.tokens)-start)
+			past := max(start, 1)
+			f := &forward{batch: 1, news: n, past: past, ids: s.tokens[start : start+n], pos: make([]int64, n), mask: make([]int64, past+n), kv: e.pastBuffers(1, past)}
+			for i := range n {
+				f.pos[i], f.mask[past+i] = int64(start+i), 1
+			}
+			for i := range start {
+				f.mask[i] = 1
+			}
+			e.pool.read(blocks, start, f.kv, 0, past)
+			res, err := d.run(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				e.pool.write(blocks, start+i, res.present, 0, past+n, past+i)
+			}
+			last = res.logits
+		}
+		return last
+	}
+	a, b := logitsOf(whole, len(prompt)), logitsOf(whole, 1)
+	for i := range a {
+		if math.Abs(float64(a[i]-b[i])) > 1e-4 {
+			t.Fatalf("logit %d: %v at once, %v a token at a time", i, a[i], b[i])
+		}
+	}
+}
+
+// Continuous batching gives every sequence, token for token, the greedy
+// output it gets alone; so does static batching.
+func TestContinuousBatchingMatchesAlone(t *testing.T) {
+	d := loadTinyGPT(t)
+	reqs := prompts(9)
+	alone := make([][]int64, len(reqs))
+	one := newEngine(t, d, EngineOptions{MaxBatch: 1})
+	for i, r := range reqs {
+		alone[i] = collect(t, one, []GenerateRequest{r})[0]
+		if len(alone[i]) != r.MaxTokens {
+			t.Fatalf("request %d: %d tokens, want %d", i, len(alone[i]), r.MaxTokens)
+		}
+	}
+	for _, sched := range []Scheduling{Continuous, Static} {
+		got := collect(t, newEngine(t, d, EngineOptions{MaxBatch: 4, Scheduling: sched}), reqs)
+		for i := range reqs {
+			if !slices.Equal(got[i], alone[i]) {
+				t.Fatalf("scheduling %d, request %d:\n batched %v\n alone   %v", sched, i, got[i], alone[i])
+			}
+		}
+	}
+}
+
+// A sequence that finishes early frees its slot the next step: a waiting
+// sequence starts while the long one still runs.
+func TestFinishedSequenceFreesItsSlot(t *testing.T) {
+	d := loadTinyGPT(t)
+	p := prompts(3)
+	reqs := []GenerateRequest{{Prompt: p[0].Prompt, MaxTokens: 2}, {Prompt: p[1].Prompt, MaxTokens: 120}, {Prompt: p[2].Prompt, MaxTokens: 20}}
+	steps := func(sched Scheduling) int64 {
+		e := newEngine(t, d, EngineOptions{MaxBatch: 2, Scheduling: sched, BatchWait: 5 * time.Second})
+		collect(t, e, reqs)
+		return e.Stats().Steps
+	}
+	continuous, static := steps(Continuous), steps(Static)
+	// Continuous: the third joins when the first leaves, and is done long
+	// before the second: about 120 steps in all. Static: it waits for the
+	// second: about 120 + 20.
+	if continuous > 125 || static < 135 {
+		t.Fatalf("decode steps: continuous %d (want about 120), static %d (want about 140)", continuous, static)
+	}
+}
+
+// When the key/value budget is spent, sequences wait for memory instead
+// of failing; one that could never fit fails at once.
+func TestKVBudgetQueues(t *testing.T) {
+	d := loadTinyGPT(t)
+	blockBytes := int64(4 * d.Layers * 2 * d.Heads * DefaultKVBlockTokens * d.HeadDim)
+	e := newEngine(t, d, EngineOptions{MaxBatch: 8, KVBytes: 4 * blockBytes}) // 64 positions
+	reqs := []GenerateRequest{}
+	for _, r := range prompts(6) {
+		r.MaxTokens = 64 - len(r.Prompt) - 1 // each needs the whole budget
+		reqs = append(reqs, r)
+	}
+	got := collect(t, e, reqs)
+	for i, r := range reqs {
+		if len(got[i]) != r.MaxTokens {
+			t.Fatalf("request %d: %d tokens, want %d", i, len(got[i]), r.MaxTokens)
+		}
+	}
+	if e.pool.inUseMax > 4 {
+		t.Fatalf("%d blocks in use at once, over the budget of 4", e.pool.inUseMax)
+	}
+	if _, err := e.Generate(context.Background(), GenerateRequest{Prompt: make([]int64, 10), MaxTokens: 100}); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("a sequence over the whole budget: %v, want ErrTooLong", err)
+	}
+}
+
+// The prefix cache reuses a shared prefix's blocks and changes no output.
+func TestPrefixCacheSameOutput(t *testing.T) {
+	d := loadTinyGPT(t)
+	prefix := make([]int64, 64)
+	for i := range prefix {
+		prefix[i] = int64(2000 + i*7)
+	}
+	var reqs []GenerateRequest
+	for i := range 4 {
+		reqs = append(reqs, GenerateRequest{Prompt: append(slices.Clone(prefix), int64(3000+i), int64(3100+i)), MaxTokens: 8})
+	}
+	plain := newEngine(t, d, EngineOptions{MaxBatch: 4})
+	cached := newEngine(t, d, EngineOptions{MaxBatch: 4, PrefixCache: true})
+	want := [][]int64{}
+	for _, r := range reqs {
+		want = append(want, collect(t, plain, []GenerateRequest{r})[0])
+	}
+	for i, r := range reqs {
+		got := collect(t, cached, []GenerateRequest{r})[0]
+		if !slices.Equal(got, want[i]) {
+			t.Fatalf("request %d: %v with the prefix cache, %v without", i, got, want[i])
+		}
+	}
+	st := cached.Stats()
+	if st.PrefixHits != 3*4 { // requests 2-4 each find the prefix's 4 blocks
+		t.Fatalf("prefix cache: %d block hits of %d looked up, want 12", st.PrefixHits, st.PrefixLookups)
+	}
+}
+
+// Sampling is reproducible by seed, and greedy at temperature 0.
+func TestSamplingBySeed(t *testing.T) {
+	d := loadTinyGPT(t)
+	e := newEngine(t, d, EngineOptions{MaxBatch: 4})
+	r := prompts(1)[0]
+	r.MaxTokens, r.Temperature, r.TopK, r.TopP = 24, 1.0, 50, 0.9
+	a, b := r, r
+	a.Seed, b.Seed = 7, 8
+	got := collect(t, e, []GenerateRequest{a, a, b})
+	if !slices.Equal(got[0], got[1]) {
+		t.Fatal("the same seed gave different tokens")
+	}
+	if slices.Equal(got[0], got[2]) {
+		t.Fatal("different seeds gave the same 24 tokens")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := e.Generate(ctx, GenerateRequest{Prompt: r.Prompt, MaxTokens: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ch
+	cancel()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case tok, ok := <-ch:
+			if !ok {
+				return
+			}
+			if tok.Finish != "" && !errors.Is(tok.Err, context.Canceled) {
+				t.Fatalf("a cancelled sequence ended with %q %v", tok.Finish, tok.Err)
+			}
+		case <-deadline:
+			t.Fatal("a cancelled sequence did not end")
+		}
+	}
+}
+
+// BenchmarkGenerate runs one mix of 48 requests (prompts of 3 to 25
+// tokens, outputs of 4 to 64), all arriving at once, on the bundled
+// decoder: continuous batching, static batching (full batches, run to the
+// longest) and no batching, 8 sequences a batch; then a long shared
+// prefix with and without the prefix cache. It reports output tokens/s
+// and the p99 time to first token.
+func BenchmarkGenerate(b *testing.B) {
+	d := loadTinyGPT(b)
+	mix := prompts(48)
+	for i := range mix {
+		mix[i].MaxTokens = 4 + (i*37)%61
+	}
+	run := func(b *testing.B, o EngineOptions, reqs []GenerateRequest) {
+		var tokens int64
+		var ttfts []time.Duration
+		elapsed := time.Duration(0)
+		for b.Loop() {
+			e := newEngine(b, d, o)
+			start := time.Now()
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, r := range reqs {
+				submitted := time.Now()
+				ch, err := e.Generate(context.Background(), r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				wg.Go(func() {
+					first := true
+					for tok := range ch {
+						if tok.Err != nil {
+							b.Error(tok.Err)
+						}
+						mu.Lock()
+						if first {
+							ttfts = append(ttfts, time.Since(submitted))
+							first = false
+						}
+						tokens++
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			elapsed += time.Since(start)
+			e.Close()
+		}
+		slices.Sort(ttfts)
+		b.ReportMetric(float64(tokens)/elapsed.Seconds(), "tokens/s")
+		b.ReportMetric(float64(ttfts[int(math.Ceil(0.99*float64(len(ttfts))))-1].Microseconds())/1000, "p99-ttft-ms")
+	}
+	b.Run("continuous", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 8}, mix) })
+	b.Run("static", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 8, Scheduling: Static, BatchWait: time.Second}, mix) })
+	b.Run("none", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 1}, mix) })
+
+	prefix := make([]int64, 384)
+	for i := range prefix {
+		prefix[i] = int64(1500 + i*3)
+	}
+	var shared []GenerateRequest
+	for i := range 16 {
+		shared = append(shared, GenerateRequest{Prompt: append(slices.Clone(prefix), int64(4000+i), int64(4100+i)), MaxTokens: 4})
+	}
+	for _, cache := range []bool{false, true} {
+		b.Run("shared-prefix/cache="+map[bool]string{false: "off", true: "on"}[cache], func(b *testing.B) {
+			// The first request fills the cache; the rest arrive after it.
+			o := EngineOptions{MaxBatch: 8, PrefixCache: cache}
+			var ttfts []time.Duration
+			for b.Loop() {
+				e := newEngine(b, d, o)
+				collect(b, e, shared[:1])
+				for _, r := range shared[1:] {
+					submitted := time.Now()
+					ch, err := e.Generate(context.Background(), r)
+					if err != nil {
+						b.Fatal(err)
+					}
+					<-ch
+					ttfts = append(ttfts, time.Since(submitted))
+					for range ch {
+					}
+				}
+				e.Close()
+			}
+			slices.Sort(ttfts)
+			b.ReportMetric(float64(ttfts[len(ttfts)/2].Microseconds())/1000, "p50-ttft-ms")
+			b.ReportMetric(float64(ttfts[int(math.Ceil(0.99*float64(len(ttfts))))-1].Microseconds())/1000, "p99-ttft-ms")
+		})
+	}
+}
