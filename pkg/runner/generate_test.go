@@ -316,7 +316,9 @@ func BenchmarkGenerate(b *testing.B) {
 		b.ReportMetric(float64(ttfts[int(math.Ceil(0.99*float64(len(ttfts))))-1].Microseconds())/1000, "p99-ttft-ms")
 	}
 	b.Run("continuous", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 8}, mix) })
-	b.Run("static", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 8, Scheduling: Static, BatchWait: time.Second}, mix) })
+	b.Run("static", func(b *testing.B) {
+		run(b, EngineOptions{MaxBatch: 8, Scheduling: Static, BatchWait: time.Second}, mix)
+	})
 	b.Run("none", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 1}, mix) })
 
 	prefix := make([]int64, 384)
