@@ -67,6 +67,25 @@ type Config struct {
 	CircuitBreaker CircuitBreakerConfig `yaml:"circuit_breaker"`
 	// Fallback is what answers, in order, while the breaker is open.
 	Fallback []FallbackStep `yaml:"fallback"`
+	// Generation, when set, serves the model as a text generator (a
+	// decoder with a key/value cache) through a generation engine.
+	Generation *GenerationConfig `yaml:"generation"`
+}
+
+// GenerationConfig shapes a text generator's engine.
+type GenerationConfig struct {
+	// Scheduling is "continuous" (the default) or "static".
+	Scheduling string `yaml:"scheduling"`
+	// MaxBatch is the most sequences decoded together (16).
+	MaxBatch int `yaml:"max_batch"`
+	// KVCacheBytes is the key/value cache's budget (64 MiB).
+	KVCacheBytes int64 `yaml:"kv_cache_bytes"`
+	// PrefixCache reuses the cache of prompt prefixes seen before (true).
+	PrefixCache *bool `yaml:"prefix_cache"`
+	// MaxPositions is the model's context length (512).
+	MaxPositions int `yaml:"max_positions"`
+	// DefaultMaxTokens bounds a request that gives no max_tokens (64).
+	DefaultMaxTokens int `yaml:"default_max_tokens"`
 }
 
 // CircuitBreakerConfig shapes a model version's circuit breaker: it
@@ -310,6 +329,29 @@ func (c Config) withDefaults(batchable bool) Config {
 	if c.Cache.Enabled && c.Cache.MaxBytes == 0 {
 		c.Cache.MaxBytes = DefaultCacheBytes
 	}
+	if g := c.Generation; g != nil {
+		d := *g
+		if d.Scheduling == "" {
+			d.Scheduling = "continuous"
+		}
+		if d.MaxBatch == 0 {
+			d.MaxBatch = 16
+		}
+		if d.KVCacheBytes == 0 {
+			d.KVCacheBytes = 64 << 20
+		}
+		if d.PrefixCache == nil {
+			yes := true
+			d.PrefixCache = &yes
+		}
+		if d.MaxPositions == 0 {
+			d.MaxPositions = 512
+		}
+		if d.DefaultMaxTokens == 0 {
+			d.DefaultMaxTokens = 64
+		}
+		c.Generation = &d
+	}
 	if cb := &c.CircuitBreaker; cb.Enabled {
 		if cb.Window == 0 {
 			cb.Window = Duration(10 * time.Second)
@@ -409,6 +451,26 @@ func (c Config) validate(batchable bool) error {
 		}
 		if cb.HalfOpenRequests < 1 {
 			bad("circuit_breaker.half_open_requests: %d, want at least 1", cb.HalfOpenRequests)
+		}
+	}
+	if g := c.Generation; g != nil {
+		if g.Scheduling != "continuous" && g.Scheduling != "static" {
+			bad("generation.scheduling: %q, want continuous or static", g.Scheduling)
+		}
+		if g.MaxBatch < 1 || g.MaxBatch > 1024 {
+			bad("generation.max_batch: %d is outside 1..1024", g.MaxBatch)
+		}
+		if g.KVCacheBytes < 1<<20 {
+			bad("generation.kv_cache_bytes: %d, want at least 1 MiB", g.KVCacheBytes)
+		}
+		if g.MaxPositions < 2 {
+			bad("generation.max_positions: %d, want at least 2", g.MaxPositions)
+		}
+		if g.DefaultMaxTokens < 1 || g.DefaultMaxTokens >= g.MaxPositions {
+			bad("generation.default_max_tokens: %d is outside 1..max_positions-1", g.DefaultMaxTokens)
+		}
+		if c.Tokenizer == nil {
+			bad("generation: a text generator needs a tokenizer block (its vocabulary)")
 		}
 	}
 	if len(c.Fallback) > 0 && !c.CircuitBreaker.Enabled {

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-var tinyGPTFile = filepath.Join("..", "..", "testdata", "variants", "tiny-gpt", "model.onnx")
+var tinyGPTFile = filepath.Join("..", "..", "testdata", "generators", "tiny-gpt", "1", "model.onnx")
 
 func loadTinyGPT(t testing.TB) *Decoder {
 	t.Helper()

@@ -30,6 +30,7 @@ type Model struct {
 	stacked   bool // every input and output has a dynamic first dimension
 	log       *slog.Logger
 	cache     *responseCache // nil without one
+	gen       *Generator     // a text generator's, else nil
 	// perString caches a text model by string: its only input is text
 	// and every output row has a fixed size.
 	perString bool
@@ -131,6 +132,9 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	dev, _ := ParseDevice(cfg.Device) // validated above
+	if cfg.Generation != nil {
+		return loadGenerator(meta, onnx, cfg, opts, log, start)
+	}
 
 	served := meta
 	var text *textFront
@@ -347,6 +351,9 @@ func (m *Model) run(in *instance, batch []*pending) {
 // ctx's deadline has already passed); a request whose deadline passes while
 // it is queued is never executed and fails with ErrDeadlineExceeded.
 func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
+	if m.gen != nil {
+		return nil, fmt.Errorf("%w: model %q generates text: use /v2/models/%s/generate or /v1/completions", ErrInvalidInput, m.meta.Name, m.meta.Name)
+	}
 	if err := m.checkBytes(req); err != nil {
 		return nil, err
 	}
@@ -605,6 +612,9 @@ func (m *Model) Stats() Stats {
 func (m *Model) Close() {
 	m.closeOnce.Do(func() {
 		m.closed.Store(true)
+		if m.gen != nil {
+			m.gen.close()
+		}
 		m.batcher.close()
 		m.workers.Wait()
 		releaseProcs(len(m.instances))

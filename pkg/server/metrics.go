@@ -23,6 +23,10 @@ type metrics struct {
 	inflight *prometheus.GaugeVec     // model, version
 	// fallbacks counts the requests fallbacks answered, by kind.
 	fallbacks *prometheus.CounterVec // model, version, via
+	// Text generation: time to first token, between tokens, and tokens.
+	ttft, itl *prometheus.HistogramVec // model, version
+	tokens    *prometheus.CounterVec   // model, version, kind (prompt, output)
+	gens      map[*runner.Model]*genObservers
 
 	mu       sync.Mutex
 	observed map[*runner.Model]*modelObservers
@@ -63,9 +67,19 @@ func newMetrics(repo *runner.Repository) *metrics {
 			Name: "infer_fallback_total",
 			Help: "Requests answered while a model version's circuit breaker was open, by what answered: cache, model, static, or unavailable (refused with 503).",
 		}, []string{"model", "version", "via"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "infer_time_to_first_token_seconds", Help: "Text generation: from the request to its first token.", Buckets: latencyBuckets,
+		}, labels),
+		itl: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "infer_inter_token_latency_seconds", Help: "Text generation: between a sequence's tokens.", Buckets: latencyBuckets,
+		}, labels),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "infer_tokens_total", Help: "Text generation: prompt tokens in and output tokens out.",
+		}, append(labels, "kind")),
+		gens:     map[*runner.Model]*genObservers{},
 		observed: map[*runner.Model]*modelObservers{},
 	}
-	m.registry.MustRegister(m.requests, m.phases, m.inflight, m.fallbacks,
+	m.registry.MustRegister(m.requests, m.phases, m.inflight, m.fallbacks, m.ttft, m.itl, m.tokens,
 		repositoryCollector{repo},
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector())
@@ -133,11 +147,16 @@ var (
 	descCache    = prometheus.NewDesc("infer_cache_requests_total", "Response-cache lookups by result (hit, miss); a text model counts one a string.", append(labels, "result"), nil)
 	descCacheMem = prometheus.NewDesc("infer_cache_bytes", "Bytes the response cache holds.", labels, nil)
 	descCacheEv  = prometheus.NewDesc("infer_cache_evictions_total", "Response-cache entries evicted to stay within max_bytes.", labels, nil)
+	descSeqs     = prometheus.NewDesc("infer_sequences", "Text generation: sequences running in the batch, and waiting for a slot or memory.", append(labels, "state"), nil)
+	descKV       = prometheus.NewDesc("infer_kv_cache_bytes", "Text generation: key/value cache memory in use (sequences' and the prefix cache's).", labels, nil)
+	descKVCap    = prometheus.NewDesc("infer_kv_cache_blocks", "Text generation: key/value blocks the budget holds.", labels, nil)
+	descPrefix   = prometheus.NewDesc("infer_prefix_cache_blocks_total", "Text generation: full prompt blocks looked up in the prefix cache, by result (hit, miss).", append(labels, "result"), nil)
 	batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}
 )
 
 func (c repositoryCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueue, descOldest, descBatch, descExecs, descRows, descBusy, descLoad, descWarmup, descReady, descCost, descCostReq, descCache, descCacheMem, descCacheEv} {
+	for _, d := range []*prometheus.Desc{descQueue, descOldest, descBatch, descExecs, descRows, descBusy, descLoad, descWarmup, descReady, descCost, descCostReq, descCache, descCacheMem, descCacheEv,
+		descSeqs, descKV, descKVCap, descPrefix} {
 		ch <- d
 	}
 }
@@ -159,6 +178,15 @@ func (c repositoryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, s.ExecutionTime.Seconds(), st.Name, v)
 		ch <- prometheus.MustNewConstMetric(descLoad, prometheus.GaugeValue, m.LoadDuration().Seconds(), st.Name, v)
 		ch <- prometheus.MustNewConstMetric(descWarmup, prometheus.GaugeValue, m.WarmupDuration().Seconds(), st.Name, v)
+		if g := m.Generator(); g != nil {
+			gs := g.Stats()
+			ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(gs.Running), st.Name, v, "running")
+			ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(gs.Waiting), st.Name, v, "waiting")
+			ch <- prometheus.MustNewConstMetric(descKV, prometheus.GaugeValue, float64(gs.KVBytesUsed), st.Name, v)
+			ch <- prometheus.MustNewConstMetric(descKVCap, prometheus.GaugeValue, float64(gs.KVBlocks), st.Name, v)
+			ch <- prometheus.MustNewConstMetric(descPrefix, prometheus.CounterValue, float64(gs.PrefixHits), st.Name, v, "hit")
+			ch <- prometheus.MustNewConstMetric(descPrefix, prometheus.CounterValue, float64(gs.PrefixLookups-gs.PrefixHits), st.Name, v, "miss")
+		}
 		if c := s.Cache; c != nil {
 			ch <- prometheus.MustNewConstMetric(descCache, prometheus.CounterValue, float64(c.Hits), st.Name, v, "hit")
 			ch <- prometheus.MustNewConstMetric(descCache, prometheus.CounterValue, float64(c.Misses), st.Name, v, "miss")
@@ -210,4 +238,24 @@ func (c guardCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return true
 	})
+}
+
+// genObservers are a generator's per-request observers.
+type genObservers struct {
+	ttft, itl               prometheus.Observer
+	promptTokens, outTokens prometheus.Counter
+}
+
+func (m *metrics) forGenerator(model *runner.Model) *genObservers {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.gens[model]
+	if !ok {
+		meta := model.Metadata()
+		v := strconv.FormatInt(meta.Version, 10)
+		o = &genObservers{ttft: m.ttft.WithLabelValues(meta.Name, v), itl: m.itl.WithLabelValues(meta.Name, v),
+			promptTokens: m.tokens.WithLabelValues(meta.Name, v, "prompt"), outTokens: m.tokens.WithLabelValues(meta.Name, v, "output")}
+		m.gens[model] = o
+	}
+	return o
 }

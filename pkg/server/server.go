@@ -155,6 +155,14 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET "+prefix+"/stats", s.serveModelStats)
 		mux.HandleFunc("POST "+prefix+"/infer", s.serveInfer)
 	}
+	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
+		mux.HandleFunc("POST "+prefix+"/generate", s.serveGenerate)
+		mux.HandleFunc("POST "+prefix+"/generate_stream", s.serveGenerate)
+	}
+	mux.HandleFunc("POST /v1/completions", s.serveOpenAIGenerate)
+	mux.HandleFunc("POST /v1/chat/completions", s.serveOpenAIGenerate)
+	mux.HandleFunc("GET /v1/models", s.serveOpenAIModels)
+	mux.HandleFunc("POST /v1/embeddings", s.serveEmbeddings)
 	mux.HandleFunc("GET /v2/models/stats", s.serveModelStats)
 	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
 	mux.HandleFunc("POST /v2/repository/models/{model}/load", s.admin(s.serveLoad))
