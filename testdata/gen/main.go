@@ -70,7 +70,7 @@ func run(dir string, check bool, bertVocab string) error {
 		"../variants/faulty.onnx":       faulty().Encode(),
 		// The decoder shares the text encoder's vocabulary.
 		"../generators/tiny-gpt/1/model.onnx": tinyGPT(nvocab).Encode(),
-		"../generators/tiny-gpt/vocab.txt":  vocab,
+		"../generators/tiny-gpt/vocab.txt":    vocab,
 	}
 	var errs []error
 	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx",
