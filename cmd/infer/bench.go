@@ -46,6 +46,12 @@ type benchOptions struct {
 	pricePerHour                  float64
 	retries                       int
 	retryBudget                   string
+	// Text generation (--protocol openai).
+	chat                      bool
+	promptsFile               string
+	inputTokens, outputTokens string
+	sharedPrefix              int
+	temperature               float64
 }
 
 // errSLO marks a run that missed its objectives: the exit code says so.
@@ -88,7 +94,13 @@ generated from its metadata.`,
 	}
 	cmd.AddCommand(newBenchCompareCmd())
 	f := cmd.Flags()
-	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol) or http (a plain endpoint)")
+	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol), openai (streamed text generation) or http (a plain endpoint)")
+	f.BoolVar(&o.chat, "chat", false, "openai: send chat completions instead of completions")
+	f.StringVar(&o.promptsFile, "prompts", "", "openai: prompts, one a line (default: synthetic, see --input-tokens)")
+	f.StringVar(&o.inputTokens, "input-tokens", "64:256", "openai: synthetic prompt lengths in words (about tokens), N or MIN:MAX")
+	f.StringVar(&o.outputTokens, "output-tokens", "16:128", "openai: max_tokens of each request, N or MIN:MAX")
+	f.IntVar(&o.sharedPrefix, "shared-prefix-tokens", 0, "openai: words every synthetic prompt shares at its start, to measure prefix caching (default: none, every prompt unique from its first word)")
+	f.Float64Var(&o.temperature, "temperature", 0, "openai: sampling temperature (0: greedy)")
 	f.StringVar(&o.model, "model", "", "model name (default: the only model served)")
 	f.StringVar(&o.version, "model-version", "", "model version (default: the server's choice)")
 	f.StringVar(&o.qpsSpec, "qps", "", "open loop: requests per second (the schedule's start rate), or a sweep start:stop:step, one run per rate")
@@ -240,7 +252,11 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		stats  loadgen.StatsReader // nil for plain HTTP
 		done   = func() {}
 	)
-	if o.protocol == "http" {
+	if o.protocol == loadgen.ProtoOpenAI {
+		if target, model, err = o.openAITarget(setup, conns); err != nil {
+			return err
+		}
+	} else if o.protocol == "http" {
 		if target, done, err = o.plainTarget(conns); err != nil {
 			return err
 		}
@@ -287,7 +303,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	// measureWith runs one load at rate (0: closed loop) and reports it,
 	// telling watch (when set) how it goes.
 	measureWith := func(ctx context.Context, rate float64, watch func(loadgen.Progress)) (loadgen.Report, error) {
-		run := loadgen.Options{Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout}
+		run := loadgen.Options{Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout, Objectives: objectives}
 		if rate > 0 {
 			o.qps = rate
 			s, err := o.schedulePlan()
@@ -608,4 +624,81 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return f.Close()
+}
+
+// span reads "N" or "MIN:MAX".
+func span(flag, s string) (int, int, error) {
+	lo, hi, ranged := strings.Cut(s, ":")
+	a, err1 := strconv.Atoi(lo)
+	b := a
+	var err2 error
+	if ranged {
+		b, err2 = strconv.Atoi(hi)
+	}
+	if err1 != nil || err2 != nil || a < 1 || b < a {
+		return 0, 0, fmt.Errorf("%s %q: want N or MIN:MAX, at least 1", flag, s)
+	}
+	return a, b, nil
+}
+
+// openAITarget streams completions to an OpenAI-compatible server: the
+// model named, or the only one it lists.
+func (o benchOptions) openAITarget(ctx context.Context, conns int) (loadgen.Target, string, error) {
+	if !strings.HasPrefix(o.url, "http://") && !strings.HasPrefix(o.url, "https://") {
+		return nil, "", fmt.Errorf("--protocol openai: URL %q: want http://host:port", o.url)
+	}
+	t := &loadgen.OpenAI{Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: 0}},
+		URL: o.url, Model: o.model, Chat: o.chat, Temperature: o.temperature}
+	var err error
+	if t.MaxTokensMin, t.MaxTokensMax, err = span("--output-tokens", o.outputTokens); err != nil {
+		return nil, "", err
+	}
+	if o.sharedPrefix < 0 {
+		return nil, "", fmt.Errorf("--shared-prefix-tokens %d: want 0 or more", o.sharedPrefix)
+	}
+	if o.promptsFile != "" {
+		data, err := os.ReadFile(o.promptsFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--prompts: %w", err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				t.Prompts = append(t.Prompts, line)
+			}
+		}
+		if len(t.Prompts) == 0 {
+			return nil, "", fmt.Errorf("--prompts %s holds no lines", o.promptsFile)
+		}
+	} else {
+		lo, hi, err := span("--input-tokens", o.inputTokens)
+		if err != nil {
+			return nil, "", err
+		}
+		t.Prompts = loadgen.SyntheticPrompts(1000, lo, hi, o.sharedPrefix, o.seed)
+	}
+	if t.Model == "" {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(o.url, "/")+"/v1/models", nil)
+		resp, err := t.Client.Do(req)
+		if err != nil {
+			return nil, "", fmt.Errorf("cannot reach %s: %w", o.url, err)
+		}
+		defer resp.Body.Close()
+		var list struct {
+			Data []struct {
+				ID string `json:"id"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.StatusCode != http.StatusOK {
+			return nil, "", fmt.Errorf("%s/v1/models: %s: name the model with --model", o.url, resp.Status)
+		}
+		if len(list.Data) != 1 {
+			var names []string
+			for _, m := range list.Data {
+				names = append(names, m.ID)
+			}
+			return nil, "", fmt.Errorf("the server lists %d models (%s): choose one with --model", len(names), strings.Join(names, ", "))
+		}
+		t.Model = list.Data[0].ID
+	}
+	return t, t.Model, nil
 }

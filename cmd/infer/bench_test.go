@@ -145,7 +145,8 @@ func writeTemp(t *testing.T, body string) string {
 
 func benchDefaults(url, protocol string) benchOptions {
 	return benchOptions{url: url, protocol: protocol, schedule: "constant", duration: 20 * time.Second, timeout: 10 * time.Second,
-		rows: 1, output: "json", method: "GET", stepEvery: time.Second, period: time.Second, seed: 1, retryBudget: "10%"}
+		rows: 1, output: "json", method: "GET", stepEvery: time.Second, period: time.Second, seed: 1, retryBudget: "10%",
+		inputTokens: "64:256", outputTokens: "16:128"}
 }
 
 // Bad input gets one clear line naming what was wrong.
@@ -256,5 +257,41 @@ func TestBenchTUIPlainAndCost(t *testing.T) {
 	want := 1 / r.GoodRate()
 	if r.OK == 0 || r.USDPerHour != 3.6 || r.CostPer1k < want*0.999 || r.CostPer1k > want*1.001 {
 		t.Fatalf("cost per 1k %v at %v/s, want %v", r.CostPer1k, r.GoodRate(), want)
+	}
+}
+
+// infer bench streams completions from a real infer serve and measures
+// them; with a long shared prefix the server's prefix cache shows.
+func TestBenchOpenAI(t *testing.T) {
+	addr, _, stop, done := startServe(t, serveOptions{path: filepath.Join("..", "..", "testdata", "generators")})
+	defer func() { stop(); <-done }()
+	o := benchDefaults("http://"+addr, loadgen.ProtoOpenAI)
+	o.requests, o.concurrency, o.inputTokens, o.outputTokens, o.slo = 24, 4, "16:32", "8:16", "ttft<5s,tpot<1s"
+	var out, errOut bytes.Buffer
+	if err := runBench(context.Background(), o, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	var r loadgen.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	g := r.Generation
+	if r.OK != 24 || r.Model != "tiny-gpt" || g == nil || g.OutputTokens < 24*8 || g.OutputTokens > 24*16 || g.TTFT.P50 <= 0 || g.TPOT.P50 <= 0 || g.Goodput <= 0 {
+		t.Fatalf("report %+v, generation %+v", r, g)
+	}
+
+	for _, bad := range []struct {
+		edit func(*benchOptions)
+		want string
+	}{
+		{func(o *benchOptions) { o.outputTokens = "9:3" }, "--output-tokens"},
+		{func(o *benchOptions) { o.inputTokens = "x" }, "--input-tokens"},
+		{func(o *benchOptions) { o.promptsFile = "/no/such/file" }, "--prompts"},
+	} {
+		o := o
+		bad.edit(&o)
+		if err := runBench(context.Background(), o, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("err %v, want one naming %s", err, bad.want)
+		}
 	}
 }

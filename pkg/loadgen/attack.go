@@ -41,6 +41,9 @@ type Options struct {
 	// Live adds to each Progress a copy of everything recorded so far, for
 	// live percentiles (merging it costs a few milliseconds a call).
 	Live bool
+	// Objectives decide which text generation requests count towards
+	// goodput (ttft, tpot, itl, e2e).
+	Objectives []Objective
 }
 
 // Defaults.
@@ -126,6 +129,7 @@ func Run(ctx context.Context, t Target, o Options) (*Summary, error) {
 	for range 2 * runtime.GOMAXPROCS(0) {
 		rec := NewRecorder()
 		rec.Epoch = r.warmEnd
+		rec.Objectives = o.Objectives
 		r.shards = append(r.shards, &shard{rec: rec})
 	}
 	stopProgress := r.progress(ctx, start)

@@ -36,7 +36,11 @@ type Recorder struct {
 	OK, Late, ServerReported int64
 	// Retries counts the sends beyond each request's first.
 	Retries int64
-	Errors  map[string]int64
+	// Gen accumulates text generation measures, when there are any;
+	// Objectives decide which requests count towards goodput.
+	Gen        *genRecorder
+	Objectives []Objective
+	Errors     map[string]int64
 	// First and Last bracket the intended send times recorded.
 	First, Last time.Time
 	// NewConns counts the requests that opened a connection; Connects
@@ -115,6 +119,12 @@ func (r *Recorder) Record(res *Result) {
 	if sec != nil {
 		_ = sec.Latency.RecordValue(micros(res.Phases.Get(profile.Total)))
 	}
+	if res.Gen != nil {
+		if r.Gen == nil {
+			r.Gen = newGenRecorder()
+		}
+		r.Gen.record(res.Gen, r.Objectives)
+	}
 	r.OK++
 	if res.ServerReported {
 		r.ServerReported++
@@ -143,6 +153,12 @@ func (r *Recorder) Merge(o *Recorder) {
 	r.OK += o.OK
 	r.Late += o.Late
 	r.Retries += o.Retries
+	if o.Gen != nil {
+		if r.Gen == nil {
+			r.Gen = newGenRecorder()
+		}
+		r.Gen.merge(o.Gen)
+	}
 	r.ServerReported += o.ServerReported
 	for k, v := range maps.All(o.Errors) {
 		r.Errors[k] += v

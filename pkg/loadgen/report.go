@@ -106,6 +106,8 @@ type Report struct {
 	// RetriesRefused those the retry budget did not allow (whole run).
 	Retries        int64 `json:"retries,omitempty"`
 	RetriesRefused int64 `json:"retries_refused,omitempty"`
+	// Generation holds a text generation run's figures.
+	Generation *GenReport `json:"generation,omitempty"`
 }
 
 // SetPrice prices the run: a server costing usdPerHour, serving the
@@ -145,6 +147,9 @@ func NewReport(s *Summary, target, model, protocol string) Report {
 		NewConnections: s.NewConns, Connect: percentiles(s.Connects), Retries: s.Retries}
 	if s.Open {
 		r.Mode = "open"
+	}
+	if s.Gen != nil {
+		r.Generation = newGenReport(s.Gen, s.Window.Seconds())
 	}
 	if r.Requests > 0 {
 		r.ErrorRate = float64(r.Requests-r.OK) / float64(r.Requests)
@@ -239,6 +244,18 @@ func (r Report) WriteText(w io.Writer) error {
 		line("connections", "%d opened; connect p50 %sms, p99 %sms, max %sms", r.NewConnections, ms(r.Connect.P50), ms(r.Connect.P99), ms(r.Connect.Max))
 	}
 
+	if g := r.Generation; g != nil {
+		line("tokens", "%d out, %.1f/s; goodput %.2f requests/s, %.1f tokens/s", g.OutputTokens, g.OutputTokensPerSecond, g.Goodput, g.TokenGoodput)
+		gen := newTable(7, "generation (ms)", "p50", "p90", "p95", "p99", "p99.9", "max", "mean")
+		for _, row := range []struct {
+			name string
+			p    Percentiles
+		}{{"time to first token", g.TTFT}, {"inter-token", g.ITL}, {"per output token", g.TPOT}, {"end to end", g.E2E}} {
+			gen.Row(row.name, ms(row.p.P50), ms(row.p.P90), ms(row.p.P95), ms(row.p.P99), ms(row.p.P999), ms(row.p.Max), ms(row.p.Mean))
+		}
+		b.WriteString(gen.String())
+		b.WriteString("\n")
+	}
 	lat := newTable(7, "latency (ms)", "p50", "p90", "p95", "p99", "p99.9", "max", "mean")
 	row := func(name string, p Percentiles) []string {
 		return []string{name, ms(p.P50), ms(p.P90), ms(p.P95), ms(p.P99), ms(p.P999), ms(p.Max), ms(p.Mean)}
@@ -310,7 +327,7 @@ func ParseSLO(s string) ([]Objective, error) {
 		o := Objective{Metric: strings.TrimSpace(metric), text: part}
 		limit = strings.TrimSpace(limit)
 		switch o.Metric {
-		case "p50", "p90", "p95", "p99", "p99.9", "max", "mean":
+		case "p50", "p90", "p95", "p99", "p99.9", "max", "mean", "ttft", "tpot", "itl", "e2e":
 			d, err := time.ParseDuration(limit)
 			if err != nil || d <= 0 {
 				return nil, fmt.Errorf("--slo %q: %q is not a duration such as 50ms", part, limit)
@@ -323,7 +340,7 @@ func ParseSLO(s string) ([]Objective, error) {
 			}
 			o.Limit = v / 100
 		default:
-			return nil, fmt.Errorf("--slo %q: unknown metric %q (want p50, p90, p95, p99, p99.9, max, mean or errors)", part, o.Metric)
+			return nil, fmt.Errorf("--slo %q: unknown metric %q (want p50, p90, p95, p99, p99.9, max, mean, errors, or for text generation ttft, tpot, itl, e2e)", part, o.Metric)
 		}
 		out = append(out, o)
 	}
@@ -350,6 +367,17 @@ func (r Report) Violations(objectives []Objective) []string {
 			got = r.Latency.Max
 		case "mean":
 			got = r.Latency.Mean
+		case "ttft", "tpot", "itl", "e2e":
+			// Per request for goodput; the run's verdict is on the p99.
+			g := r.Generation
+			if g == nil {
+				continue
+			}
+			p := map[string]Percentiles{"ttft": g.TTFT, "tpot": g.TPOT, "itl": g.ITL, "e2e": g.E2E}[o.Metric]
+			if p.P99 >= o.Limit {
+				out = append(out, fmt.Sprintf("%s: p99 %s is %.3fms", o.text, o.Metric, p.P99))
+			}
+			continue
 		case "errors":
 			if r.ErrorRate >= o.Limit {
 				out = append(out, fmt.Sprintf("%s: error rate %.2f%%", o.text, 100*r.ErrorRate))

@@ -28,6 +28,8 @@ type Result struct {
 	Kind string
 	// Attempts counts the sends, retries included (0 or 1: no retry).
 	Attempts int
+	// Gen holds a text generation request's own measures.
+	Gen *Gen
 }
 
 // Finish completes r's phases: the delay behind schedule, the remainder
