@@ -150,7 +150,18 @@ type forwardResult struct {
 	present [][]float32
 }
 
-func (d *Decoder) run(f *forward) (*forwardResult, error) {
+// grow returns buf resized to n, reusing its array when it is big enough.
+// What it held is left in place: callers overwrite or mask it.
+func grow(buf []float32, n int) []float32 {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	return make([]float32, n, n+n/4)
+}
+
+// run makes one forward pass. With res given, its buffers are reused for
+// the outputs (and the returned result is res).
+func (d *Decoder) run(f *forward, res ...*forwardResult) (*forwardResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.session == nil {
@@ -182,11 +193,18 @@ func (d *Decoder) run(f *forward) (*forwardResult, error) {
 	for slot, i := range d.pastAt {
 		ins[i] = newTensor([]int64{b, h, p, hd}, asBytes(f.kv[slot]), tensor.FP32)
 	}
-	res := &forwardResult{logits: make([]float32, f.batch*d.Vocab), present: make([][]float32, len(d.presentAt))}
-	outs[d.logitsAt] = newTensor([]int64{b, int64(d.Vocab)}, asBytes(res.logits), tensor.FP32)
+	out := &forwardResult{}
+	if len(res) > 0 && res[0] != nil {
+		out = res[0]
+	}
+	if len(out.present) != len(d.presentAt) {
+		out.present = make([][]float32, len(d.presentAt))
+	}
+	out.logits = grow(out.logits, f.batch*d.Vocab)
+	outs[d.logitsAt] = newTensor([]int64{b, int64(d.Vocab)}, asBytes(out.logits), tensor.FP32)
 	for slot, i := range d.presentAt {
-		res.present[slot] = make([]float32, b*h*(p+n)*hd)
-		outs[i] = newTensor([]int64{b, h, p + n, hd}, asBytes(res.present[slot]), tensor.FP32)
+		out.present[slot] = grow(out.present[slot], int(b*h*(p+n)*hd))
+		outs[i] = newTensor([]int64{b, h, p + n, hd}, asBytes(out.present[slot]), tensor.FP32)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", d.Name, err)
@@ -194,5 +212,5 @@ func (d *Decoder) run(f *forward) (*forwardResult, error) {
 	if err := d.session.Run(ins, outs); err != nil {
 		return nil, fmt.Errorf("decoder %q: run: %w", d.Name, err)
 	}
-	return res, nil
+	return out, nil
 }

@@ -91,6 +91,10 @@ type Engine struct {
 
 	mu    sync.Mutex // guards stats
 	stats EngineStats
+
+	// Buffers the loop reuses from step to step.
+	past [][]float32
+	out  forwardResult
 }
 
 type sequence struct {
@@ -370,7 +374,7 @@ func (e *Engine) decode(batch []*sequence) error {
 		row[past] = 1
 		e.pool.read(s.blocks, s.kv, f.kv, r, past)
 	}
-	res, err := e.dec.run(f)
+	res, err := e.dec.run(f, &e.out)
 	if err != nil {
 		return err
 	}
@@ -391,14 +395,17 @@ func (e *Engine) decode(batch []*sequence) error {
 	return nil
 }
 
-// pastBuffers returns zeroed past tensors for rows sequences of past
-// positions.
+// pastBuffers returns past tensors for rows sequences of past positions,
+// reusing the loop's buffers. Positions a row does not fill hold stale,
+// finite values that the mask hides.
 func (e *Engine) pastBuffers(rows, past int) [][]float32 {
-	kv := make([][]float32, 2*e.dec.Layers)
-	for i := range kv {
-		kv[i] = make([]float32, rows*e.dec.Heads*past*e.dec.HeadDim)
+	if len(e.past) != 2*e.dec.Layers {
+		e.past = make([][]float32, 2*e.dec.Layers)
 	}
-	return kv
+	for i := range e.past {
+		e.past[i] = grow(e.past[i], rows*e.dec.Heads*past*e.dec.HeadDim)
+	}
+	return e.past
 }
 
 // emit appends token t to s and sends it, ending s when it should end;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -264,17 +265,21 @@ func TestSamplingBySeed(t *testing.T) {
 	}
 }
 
-// BenchmarkGenerate runs one mix of 48 requests (prompts of 3 to 25
-// tokens, outputs of 4 to 64), all arriving at once, on the bundled
-// decoder: continuous batching, static batching (full batches, run to the
-// longest) and no batching, 8 sequences a batch; then a long shared
-// prefix with and without the prefix cache. It reports output tokens/s
-// and the p99 time to first token.
+// BenchmarkGenerate runs request mixes of 48 requests (prompts of 3 to
+// 25 tokens), all arriving at once, on the bundled decoder: continuous
+// batching, static batching (full batches, each run to its longest
+// sequence) and no batching, 8 sequences a batch. Output lengths are
+// exponential with a mean of 32 tokens (4 to 160), as served traffic's
+// roughly are, or uniform from 4 to 64. Then a long shared prefix, with
+// and without the prefix cache. It reports output tokens/s and the p99
+// time to first token.
 func BenchmarkGenerate(b *testing.B) {
 	d := loadTinyGPT(b)
-	mix := prompts(48)
-	for i := range mix {
-		mix[i].MaxTokens = 4 + (i*37)%61
+	exponential, uniform := prompts(48), prompts(48)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range exponential {
+		exponential[i].MaxTokens = min(160, 4+int(rng.ExpFloat64()*28))
+		uniform[i].MaxTokens = 4 + (i*37)%61
 	}
 	run := func(b *testing.B, o EngineOptions, reqs []GenerateRequest) {
 		var tokens int64
@@ -315,11 +320,16 @@ func BenchmarkGenerate(b *testing.B) {
 		b.ReportMetric(float64(tokens)/elapsed.Seconds(), "tokens/s")
 		b.ReportMetric(float64(ttfts[int(math.Ceil(0.99*float64(len(ttfts))))-1].Microseconds())/1000, "p99-ttft-ms")
 	}
-	b.Run("continuous", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 8}, mix) })
-	b.Run("static", func(b *testing.B) {
-		run(b, EngineOptions{MaxBatch: 8, Scheduling: Static, BatchWait: time.Second}, mix)
-	})
-	b.Run("none", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 1}, mix) })
+	for _, mix := range []struct {
+		name string
+		reqs []GenerateRequest
+	}{{"exponential", exponential}, {"uniform", uniform}} {
+		b.Run(mix.name+"/continuous", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 8}, mix.reqs) })
+		b.Run(mix.name+"/static", func(b *testing.B) {
+			run(b, EngineOptions{MaxBatch: 8, Scheduling: Static, BatchWait: time.Second}, mix.reqs)
+		})
+		b.Run(mix.name+"/none", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 1}, mix.reqs) })
+	}
 
 	prefix := make([]int64, 384)
 	for i := range prefix {
