@@ -268,7 +268,7 @@ func TestSamplingBySeed(t *testing.T) {
 // BenchmarkGenerate runs request mixes of 48 requests (prompts of 3 to
 // 25 tokens), all arriving at once, on the bundled decoder: continuous
 // batching, static batching (full batches, each run to its longest
-// sequence) and no batching, 8 sequences a batch. Output lengths are
+// sequence) and no batching, 16 sequences a batch (the default max_batch). Output lengths are
 // exponential with a mean of 32 tokens (4 to 160), as served traffic's
 // roughly are, or uniform from 4 to 64. Then a long shared prefix, with
 // and without the prefix cache. It reports output tokens/s and the p99
@@ -324,9 +324,9 @@ func BenchmarkGenerate(b *testing.B) {
 		name string
 		reqs []GenerateRequest
 	}{{"exponential", exponential}, {"uniform", uniform}} {
-		b.Run(mix.name+"/continuous", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 8}, mix.reqs) })
+		b.Run(mix.name+"/continuous", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 16}, mix.reqs) })
 		b.Run(mix.name+"/static", func(b *testing.B) {
-			run(b, EngineOptions{MaxBatch: 8, Scheduling: Static, BatchWait: time.Second}, mix.reqs)
+			run(b, EngineOptions{MaxBatch: 16, Scheduling: Static, BatchWait: time.Second}, mix.reqs)
 		})
 		b.Run(mix.name+"/none", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 1}, mix.reqs) })
 	}
