@@ -91,6 +91,9 @@ type Engine struct {
 
 	mu    sync.Mutex // guards stats
 	stats EngineStats
+	// sendMu orders submissions before Close's final sweep of the queue.
+	sendMu sync.RWMutex
+	closed bool
 
 	// Buffers the loop reuses from step to step.
 	past [][]float32
@@ -133,10 +136,21 @@ func NewEngine(dec *Decoder, o EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops the engine; sequences in flight end with an error.
+// Close stops the engine; sequences in flight or queued end with an error.
 func (e *Engine) Close() {
 	e.stop()
 	<-e.done
+	e.sendMu.Lock()
+	defer e.sendMu.Unlock()
+	e.closed = true
+	for {
+		select {
+		case s := <-e.submit:
+			e.finish(s, Token{Finish: "error", Err: ErrClosed})
+		default:
+			return
+		}
+	}
 }
 
 // Stats returns the engine's counters.
@@ -170,6 +184,11 @@ func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Toke
 	s := &sequence{ctx: ctx, req: req, tokens: slices.Clone(req.Prompt), prompt: len(req.Prompt),
 		queued: time.Now(), out: make(chan Token, req.MaxTokens+1), rng: rand.New(rand.NewPCG(req.Seed, req.Seed^0x9e3779b97f4a7c15))}
 	out := s.out // the engine owns s once it is sent
+	e.sendMu.RLock()
+	defer e.sendMu.RUnlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
 	select {
 	case e.submit <- s:
 	case <-e.done:

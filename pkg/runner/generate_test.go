@@ -201,14 +201,7 @@ func TestKVBudgetQueues(t *testing.T) {
 // The prefix cache reuses a shared prefix's blocks and changes no output.
 func TestPrefixCacheSameOutput(t *testing.T) {
 	d := loadTinyGPT(t)
-	prefix := make([]int64, 64)
-	for i := range prefix {
-		prefix[i] = int64(2000 + i*7)
-	}
-	var reqs []GenerateRequest
-	for i := range 4 {
-		reqs = append(reqs, GenerateRequest{Prompt: append(slices.Clone(prefix), int64(3000+i), int64(3100+i)), MaxTokens: 8})
-	}
+	reqs := sharedPrefix(64, 4, 8)
 	plain := newEngine(t, d, EngineOptions{MaxBatch: 4})
 	cached := newEngine(t, d, EngineOptions{MaxBatch: 4, PrefixCache: true})
 	want := [][]int64{}
@@ -316,9 +309,8 @@ func BenchmarkGenerate(b *testing.B) {
 			elapsed += time.Since(start)
 			e.Close()
 		}
-		slices.Sort(ttfts)
 		b.ReportMetric(float64(tokens)/elapsed.Seconds(), "tokens/s")
-		b.ReportMetric(float64(ttfts[int(math.Ceil(0.99*float64(len(ttfts))))-1].Microseconds())/1000, "p99-ttft-ms")
+		b.ReportMetric(quantileMs(ttfts, 0.99), "p99-ttft-ms")
 	}
 	for _, mix := range []struct {
 		name string
@@ -331,14 +323,7 @@ func BenchmarkGenerate(b *testing.B) {
 		b.Run(mix.name+"/none", func(b *testing.B) { run(b, EngineOptions{MaxBatch: 1}, mix.reqs) })
 	}
 
-	prefix := make([]int64, 384)
-	for i := range prefix {
-		prefix[i] = int64(1500 + i*3)
-	}
-	var shared []GenerateRequest
-	for i := range 16 {
-		shared = append(shared, GenerateRequest{Prompt: append(slices.Clone(prefix), int64(4000+i), int64(4100+i)), MaxTokens: 4})
-	}
+	shared := sharedPrefix(384, 16, 4)
 	for _, cache := range []bool{false, true} {
 		b.Run("shared-prefix/cache="+map[bool]string{false: "off", true: "on"}[cache], func(b *testing.B) {
 			// The first request fills the cache; the rest arrive after it.
@@ -360,9 +345,61 @@ func BenchmarkGenerate(b *testing.B) {
 				}
 				e.Close()
 			}
-			slices.Sort(ttfts)
-			b.ReportMetric(float64(ttfts[len(ttfts)/2].Microseconds())/1000, "p50-ttft-ms")
-			b.ReportMetric(float64(ttfts[int(math.Ceil(0.99*float64(len(ttfts))))-1].Microseconds())/1000, "p99-ttft-ms")
+			b.ReportMetric(quantileMs(ttfts, 0.5), "p50-ttft-ms")
+			b.ReportMetric(quantileMs(ttfts, 0.99), "p99-ttft-ms")
 		})
+	}
+}
+
+// sharedPrefix makes n prompts of the same prefix tokens and two of their
+// own, each generating maxTokens.
+func sharedPrefix(prefix, n, maxTokens int) []GenerateRequest {
+	p := make([]int64, prefix)
+	for i := range p {
+		p[i] = int64(1500 + i*3)
+	}
+	var out []GenerateRequest
+	for i := range n {
+		out = append(out, GenerateRequest{Prompt: append(slices.Clone(p), int64(4000+i), int64(4100+i)), MaxTokens: maxTokens})
+	}
+	return out
+}
+
+// quantileMs returns the q-th quantile of ds (sorting them), in ms.
+func quantileMs(ds []time.Duration, q float64) float64 {
+	slices.Sort(ds)
+	return float64(ds[max(int(math.Ceil(q*float64(len(ds))))-1, 0)].Microseconds()) / 1000
+}
+
+// Closing the engine ends every sequence, running or queued, with an
+// error; later requests are refused.
+func TestEngineCloseEndsEverySequence(t *testing.T) {
+	d := loadTinyGPT(t)
+	e, err := NewEngine(d, EngineOptions{MaxBatch: 1, KVBytes: 64 << 20, MaxPositions: 512, EOS: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chans []<-chan Token
+	for _, r := range prompts(6) {
+		r.MaxTokens = 300
+		ch, err := e.Generate(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chans = append(chans, ch)
+	}
+	<-chans[0]
+	e.Close()
+	for i, ch := range chans {
+		var last Token
+		for tok := range ch {
+			last = tok
+		}
+		if !errors.Is(last.Err, ErrClosed) {
+			t.Fatalf("sequence %d ended with %q %v, want ErrClosed", i, last.Finish, last.Err)
+		}
+	}
+	if _, err := e.Generate(context.Background(), prompts(1)[0]); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrClosed", err)
 	}
 }
