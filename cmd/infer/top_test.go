@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -276,5 +277,39 @@ func TestTopPlainSnapshots(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("top %s: %v (want an error naming %s)\n%s", c.args, err, c.want, out)
 		}
+	}
+}
+
+// A text generator's row carries its generation figures.
+func TestTopShowsGenerators(t *testing.T) {
+	addrs, stop, done := startServeAddrs(t, serveOptions{path: filepath.Join("..", "..", "testdata", "generators")})
+	defer func() { stop(); <-done }()
+	mon, err := monitor.New(monitor.Options{Servers: []monitor.Server{{API: "http://" + addrs["HTTP"], Metrics: "http://" + addrs["metrics"]}}, Window: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mon.Poll(context.Background())
+	for range 3 {
+		resp, err := http.Post("http://"+addrs["HTTP"]+"/v1/completions", "application/json",
+			strings.NewReader(`{"model":"tiny-gpt","prompt":"the city","max_tokens":20,"temperature":0}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("completion: %s", resp.Status)
+		}
+	}
+	screen := tui.PlainFrame(tui.TopOptions{Servers: []string{"http://" + addrs["HTTP"]}}, mon.Poll(context.Background()), 140)
+	if !strings.Contains(screen, "tiny-gpt v1 tokens: TTFT p50") || !regexp.MustCompile(`tiny-gpt +1 +\S+ `).MatchString(screen) {
+		t.Fatalf("no generation figures for tiny-gpt:\n%s", screen)
+	}
+	var row monitor.Row
+	for _, r := range mon.Poll(context.Background()).Rows {
+		row = r
+	}
+	if !row.Generator || row.Requests != 3 {
+		t.Fatalf("tiny-gpt: generator %v, %v requests in the window, want 3", row.Generator, row.Requests)
 	}
 }

@@ -40,6 +40,13 @@ type Figures struct {
 	// Gauges at the window's end.
 	Queue, OldestAge, Inflight float64
 	Ready                      bool
+	// A text generator's figures: time to first token (p50, p99) and
+	// between tokens (p50), in seconds; output tokens per second; and the
+	// gauges.
+	Generator                 bool
+	TTFT50, TTFT99, ITL50     float64
+	TokenRate                 float64
+	Running, Waiting, KVBytes float64
 }
 
 // Between returns the figures of every model version in now for the
@@ -108,6 +115,16 @@ func Between(before, now Sample, serverUSDPerHour float64) []Figures {
 		case serverUSDPerHour > 0:
 			price := profile.Price{USDPerHour: serverUSDPerHour}
 			f.CostPer1k = 1000 * price.Share(wall, seconds(f.Busy), seconds(allBusy), success)
+		}
+		if c.Generator {
+			f.Generator, f.Running, f.Waiting, f.KVBytes = true, c.Running, c.Waiting, c.KVBytes
+			ttft := window.Delta(c.TTFT, b.TTFT)
+			f.TTFT50, f.TTFT99 = ttft.Quantile(0.5), ttft.Quantile(0.99)
+			f.ITL50 = window.Delta(c.ITL, b.ITL).Quantile(0.5)
+			f.TokenRate = math.NaN()
+			if wall > 0 {
+				f.TokenRate = window.CounterDelta(c.OutputTokens, b.OutputTokens) / wall.Seconds()
+			}
 		}
 		out = append(out, f)
 	}

@@ -178,3 +178,36 @@ func TestMonitorWindowAndTrend(t *testing.T) {
 		t.Fatalf("trend of %d points ending at %v/s, want 10-11 ending at 200/s", len(trend), trend[len(trend)-1].Rate)
 	}
 }
+
+func TestGeneratorFigures(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ttft := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metricTTFT, Buckets: testBuckets}, []string{"model", "version"})
+	tokens := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricTokens}, []string{"model", "version", "kind"})
+	seqs := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricSequences}, []string{"model", "version", "state"})
+	reg.MustRegister(ttft, tokens, seqs)
+	sample := func(at time.Time) Sample {
+		families, _ := reg.Gather()
+		var buf bytes.Buffer
+		for _, mf := range families {
+			_, _ = expfmt.MetricFamilyToText(&buf, mf)
+		}
+		s, err := Parse(&buf, "http://127.0.0.1:8000", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t0 := time.Unix(1000, 0)
+	tokens.WithLabelValues("gpt", "1", "output").Add(5000) // before the window
+	before := sample(t0)
+	for range 10 {
+		ttft.WithLabelValues("gpt", "1").Observe(0.015) // (10ms, 20ms]
+	}
+	tokens.WithLabelValues("gpt", "1", "output").Add(600)
+	tokens.WithLabelValues("gpt", "1", "prompt").Add(99)
+	seqs.WithLabelValues("gpt", "1", "running").Set(3)
+	f := Between(before, sample(t0.Add(2*time.Second)), 0)[0]
+	if !f.Generator || f.TokenRate != 300 || f.Running != 3 || f.TTFT99 <= 0.01 || f.TTFT99 > 0.02 {
+		t.Fatalf("generator figures %+v", f)
+	}
+}

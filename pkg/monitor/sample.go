@@ -36,6 +36,12 @@ const (
 	metricReady    = "infer_model_ready"
 	// MetricCache counts response-cache lookups by result (hit, miss).
 	MetricCache = "infer_cache_requests_total"
+	// Text generation.
+	metricTTFT      = "infer_time_to_first_token_seconds"
+	metricITL       = "infer_inter_token_latency_seconds"
+	metricTokens    = "infer_tokens_total"
+	metricSequences = "infer_sequences"
+	metricKV        = "infer_kv_cache_bytes"
 )
 
 // Key names one model version on one server.
@@ -67,6 +73,13 @@ type Counters struct {
 	Queue, OldestAge       float64 // requests, seconds
 	Inflight               float64
 	Ready                  bool
+	// A text generator's: time to first token and between tokens, output
+	// tokens, sequences running and waiting, and key/value bytes in use.
+	Generator        bool
+	TTFT, ITL        window.Histogram
+	OutputTokens     float64
+	Running, Waiting float64
+	KVBytes          float64
 }
 
 // Sample is every model version of one server read at one moment.
@@ -165,6 +178,24 @@ func Parse(r io.Reader, server string, at time.Time) (Sample, error) {
 				c.CostUSD, c.HasCost = m.GetCounter().GetValue(), true
 			case metricReady:
 				c.Ready = m.GetGauge().GetValue() == 1
+			case metricTTFT:
+				c.Generator, c.TTFT = true, window.FromProto(m.GetHistogram())
+			case metricITL:
+				c.ITL = window.FromProto(m.GetHistogram())
+			case metricTokens:
+				if label(m, "kind") == "output" {
+					c.OutputTokens = m.GetCounter().GetValue()
+				}
+			case metricSequences:
+				c.Generator = true
+				switch label(m, "state") {
+				case "running":
+					c.Running = m.GetGauge().GetValue()
+				case "waiting":
+					c.Waiting = m.GetGauge().GetValue()
+				}
+			case metricKV:
+				c.KVBytes = m.GetGauge().GetValue()
 			case MetricCache:
 				c.HasCache = true
 				switch label(m, "result") {

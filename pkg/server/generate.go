@@ -162,6 +162,14 @@ func (gen *generation) usage() openAIUsage {
 		PromptTokensDetails: &tokenDetails{CachedTokens: gen.cached}}
 }
 
+// clientGone names a failed write for what it was when the client left.
+func clientGone(r *http.Request, err error) error {
+	if r.Context().Err() != nil {
+		return r.Context().Err()
+	}
+	return err
+}
+
 // sse writes server-sent events, flushing each.
 type sse struct {
 	w  http.ResponseWriter
@@ -255,6 +263,14 @@ func (t tritonGenerate) params() (genParams, error) {
 }
 
 func (s *Server) serveGenerate(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	m, err := s.generate(w, r)
+	s.metrics.recordGeneration(m, r.PathValue("model"), time.Since(start), err)
+}
+
+// generate answers Triton's generate and generate_stream, and returns the
+// model and the error it answered with, if any.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, error) {
 	stream := strings.HasSuffix(r.URL.Path, "_stream")
 	m, err := s.model(r)
 	var req tritonGenerate
@@ -271,7 +287,7 @@ func (s *Server) serveGenerate(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.fail(w, err)
-		return
+		return m, err
 	}
 	defer gen.cancel()
 	meta := m.Metadata()
@@ -279,30 +295,30 @@ func (s *Server) serveGenerate(w http.ResponseWriter, r *http.Request) {
 	if !stream {
 		if err := gen.drain(); err != nil {
 			s.fail(w, err)
-			return
+			return m, err
 		}
 		w.Header().Set("Server-Timing", gen.serverTiming())
 		writeJSON(w, http.StatusOK, map[string]any{"model_name": meta.Name, "model_version": version, "text_output": gen.text})
-		return
+		return m, nil
 	}
 	events := startSSE(w)
 	for {
 		delta, done, err := gen.next()
 		if err != nil {
 			_ = events.send(map[string]string{"error": err.Error()})
-			return
+			return m, err
 		}
 		if delta != "" || done {
 			ev := map[string]any{"model_name": meta.Name, "model_version": version, "text_output": delta}
 			if done {
 				ev["finish_reason"] = gen.finish
 			}
-			if events.send(ev) != nil {
-				return
+			if err := events.send(ev); err != nil {
+				return m, clientGone(r, err)
 			}
 		}
 		if done {
-			return
+			return m, nil
 		}
 	}
 }
@@ -427,26 +443,34 @@ func openAIError(w http.ResponseWriter, err error) {
 }
 
 func (s *Server) serveOpenAIGenerate(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	m, name, err := s.openAIGenerate(w, r)
+	s.metrics.recordGeneration(m, name, time.Since(start), err)
+}
+
+// openAIGenerate answers a completion or chat completion, and returns the
+// model (and the name asked for) and the error it answered with, if any.
+func (s *Server) openAIGenerate(w http.ResponseWriter, r *http.Request) (*runner.Model, string, error) {
 	chat := strings.HasSuffix(r.URL.Path, "/chat/completions")
 	var req openAIRequest
 	if err := s.decodeBody(w, r, &req); err != nil {
 		openAIError(w, err)
-		return
+		return nil, "", err
 	}
 	m, err := s.resolve(req.Model, "")
 	if err != nil {
 		openAIError(w, err)
-		return
+		return nil, req.Model, err
 	}
 	p, err := req.params(chat)
 	if err != nil {
 		openAIError(w, err)
-		return
+		return m, req.Model, err
 	}
 	gen, err := s.startGeneration(r.Context(), m, p)
 	if err != nil {
 		openAIError(w, err)
-		return
+		return m, req.Model, err
 	}
 	defer gen.cancel()
 	id := fmt.Sprintf("cmpl-%016x", rand.Uint64())
@@ -472,12 +496,12 @@ func (s *Server) serveOpenAIGenerate(w http.ResponseWriter, r *http.Request) {
 	if !p.stream {
 		if err := gen.drain(); err != nil {
 			openAIError(w, err)
-			return
+			return m, req.Model, err
 		}
 		w.Header().Set("Server-Timing", gen.serverTiming())
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": object, "created": created, "model": name,
 			"choices": []any{choice(gen.text, gen.finish, false)}, "usage": gen.usage()})
-		return
+		return m, req.Model, nil
 	}
 	events := startSSE(w)
 	if chat {
@@ -488,16 +512,16 @@ func (s *Server) serveOpenAIGenerate(w http.ResponseWriter, r *http.Request) {
 		delta, done, err := gen.next()
 		if err != nil {
 			_ = events.send(map[string]any{"error": map[string]any{"message": err.Error(), "type": "server_error"}})
-			return
+			return m, req.Model, err
 		}
 		if delta != "" || done {
 			var finish any
 			if done {
 				finish = gen.finish
 			}
-			if events.send(map[string]any{"id": id, "object": chunkObject, "created": created, "model": name,
-				"choices": []any{choice(delta, finish, true)}}) != nil {
-				return
+			if err := events.send(map[string]any{"id": id, "object": chunkObject, "created": created, "model": name,
+				"choices": []any{choice(delta, finish, true)}}); err != nil {
+				return m, req.Model, clientGone(r, err)
 			}
 		}
 		if done {
@@ -508,6 +532,7 @@ func (s *Server) serveOpenAIGenerate(w http.ResponseWriter, r *http.Request) {
 		_ = events.send(map[string]any{"id": id, "object": chunkObject, "created": created, "model": name, "choices": []any{}, "usage": gen.usage()})
 	}
 	_ = events.send("[DONE]")
+	return m, req.Model, nil
 }
 
 func (s *Server) serveOpenAIModels(w http.ResponseWriter, _ *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -258,4 +259,17 @@ func (m *metrics) forGenerator(model *runner.Model) *genObservers {
 		m.gens[model] = o
 	}
 	return o
+}
+
+// recordGeneration counts a finished generation request of model (nil
+// when it did not resolve: name labels it) and, on success, observes its
+// end-to-end time as the total phase.
+func (m *metrics) recordGeneration(model *runner.Model, name string, took time.Duration, err error) {
+	if err != nil || model == nil {
+		m.record(model, name, protoHTTP, nil, err)
+		return
+	}
+	o := m.forModel(model)
+	o.success[protoHTTP].Inc()
+	o.phases[profile.Total].Observe(took.Seconds())
 }

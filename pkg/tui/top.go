@@ -491,10 +491,19 @@ func (m *Top) summary(w int) []string {
 			headerStyle.Render(truncate(r.Key.String(), 12)), sparkline(rates(r.Trend), half), num(r.Rate), sparkline(p99s(r.Trend), half), dur(r.P99)),
 		" budget " + m.budgetLine(r, w-10),
 	}
+	if r.Generator {
+		out = append(out, " tokens "+truncate(genLine(r), w-9))
+	}
 	if ro, ok := m.frame.Rollouts[r.Model]; ok {
 		out = append(out, " rollout "+truncate(rolloutLine(ro.State), w-10))
 	}
 	return out
+}
+
+// genLine gives a text generator's figures.
+func genLine(r monitor.Row) string {
+	return fmt.Sprintf("TTFT p50 %s p99 %s · ITL p50 %s · %s out/s · running %s, waiting %s · KV %s MiB",
+		dur(r.TTFT50), dur(r.TTFT99), dur(r.ITL50), num(r.TokenRate), num(r.Running), num(r.Waiting), num(r.KVBytes/(1<<20)))
 }
 
 // budgetLine is a stacked bar of the mean phase times, then their values:
@@ -571,6 +580,11 @@ func (m *Top) plainView(w int) []string {
 		table = table[:i+1]
 	}
 	out = append(out, table...)
+	for _, r := range m.rows() {
+		if r.Generator {
+			out = append(out, " "+truncate(r.Key.String()+" tokens: "+genLine(r), w-1))
+		}
+	}
 	out = append(out, m.budgetPanel(w, 1<<16)...)
 	if len(m.frame.Rollouts) > 0 {
 		out = append(out, m.rolloutPanel(w)...)
@@ -690,6 +704,9 @@ func (m *Top) detailView(w, h int) []string {
 		"",
 		" budget     " + m.budgetLine(r, w-13),
 		"            " + legend(monitor.BudgetPhases),
+	}
+	if r.Generator {
+		out = append(out, " tokens     "+genLine(r))
 	}
 	if ro, ok := m.frame.Rollouts[r.Model]; ok {
 		out = append(out, "", " rollout    "+rolloutLine(ro.State))
