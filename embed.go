@@ -7,11 +7,13 @@ import (
 	"io/fs"
 )
 
-//go:embed testdata/models/*/config.yaml testdata/models/*/*/model.onnx testdata/models/text-encoder/vocab.txt
+//go:embed testdata/models/*/config.yaml testdata/models/*/*/model.onnx testdata/models/*/vocab.txt
 var bundled embed.FS
 
 // BundledModels returns the demo model repository (mlp, text-encoder,
-// multi-io, fixed-shape), laid out as <name>/<version>/model.onnx.
+// multi-io, fixed-shape, all-types, and the text generator tiny-gpt),
+// laid out as <name>/<version>/model.onnx beside each config.yaml and
+// vocabulary.
 func BundledModels() fs.FS {
 	sub, err := fs.Sub(bundled, "testdata/models")
 	if err != nil {

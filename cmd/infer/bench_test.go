@@ -263,10 +263,10 @@ func TestBenchTUIPlainAndCost(t *testing.T) {
 // infer bench streams completions from a real infer serve and measures
 // them; with a long shared prefix the server's prefix cache shows.
 func TestBenchOpenAI(t *testing.T) {
-	addr, _, stop, done := startServe(t, serveOptions{path: filepath.Join("..", "..", "testdata", "generators")})
+	addr, _, stop, done := startServe(t, serveOptions{})
 	defer func() { stop(); <-done }()
 	o := benchDefaults("http://"+addr, loadgen.ProtoOpenAI)
-	o.requests, o.concurrency, o.inputTokens, o.outputTokens, o.slo = 24, 4, "16:32", "8:16", "ttft<5s,tpot<1s"
+	o.model, o.requests, o.concurrency, o.inputTokens, o.outputTokens, o.slo = "tiny-gpt", 24, 4, "16:32", "8:16", "ttft<5s,tpot<1s"
 	var out, errOut bytes.Buffer
 	if err := runBench(context.Background(), o, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())

@@ -55,7 +55,7 @@ func TestModelsListJSON(t *testing.T) {
 		byName[r.Name] = r
 	}
 	mlp := byName["mlp"]
-	if len(rows) != 5 || mlp.MaxBatchSize != 64 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" {
+	if len(rows) != 6 || mlp.MaxBatchSize != 64 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" || byName["tiny-gpt"].Device != "cpu" {
 		t.Fatalf("listing %+v", rows)
 	}
 }

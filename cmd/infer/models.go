@@ -206,6 +206,9 @@ var demoSentences = []string{
 }
 
 func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) error {
+	if g := m.Generator(); g != nil {
+		return runGenerator(ctx, m, g, o, w)
+	}
 	meta := m.Metadata()
 	batched := *m.Config().MaxBatchSize > 0
 	r := rand.New(rand.NewPCG(o.seed, 0))
@@ -333,4 +336,54 @@ func previewValues[T tensor.Number](t tensor.Tensor, n int, format string) []str
 		out = append(out, fmt.Sprintf(format, x))
 	}
 	return out
+}
+
+// runGenerator generates from each demo sentence at once, greedily, and
+// prints the texts, time to first token and tokens/s.
+func runGenerator(ctx context.Context, m *runner.Model, g *runner.Generator, o runOptions, w io.Writer) error {
+	meta := m.Metadata()
+	n := min(max(o.concurrency, 1), len(demoSentences))
+	type answer struct {
+		ids  []int64
+		ttft time.Duration
+		err  error
+	}
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		ch, err := g.Generate(ctx, runner.GenerateRequest{Prompt: g.Encode(demoSentences[i]), MaxTokens: 16})
+		if err != nil {
+			return fmt.Errorf("model %q: %w", meta.Name, err)
+		}
+		wg.Go(func() {
+			for tok := range ch {
+				if tok.Err != nil {
+					answers[i].err = tok.Err
+					return
+				}
+				if len(answers[i].ids) == 0 {
+					answers[i].ttft = time.Since(start)
+				}
+				if tok.Finish != "stop" {
+					answers[i].ids = append(answers[i].ids, tok.ID)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cfg := g.Config()
+	fmt.Fprintf(w, "%s (version %d, text generator, %s batching of up to %d): loaded in %v\n",
+		meta.Name, meta.Version, cfg.Scheduling, cfg.MaxBatch, m.LoadDuration().Round(time.Microsecond))
+	tokens := 0
+	for i, a := range answers {
+		if a.err != nil {
+			return fmt.Errorf("model %q prompt %d: %w", meta.Name, i, a.err)
+		}
+		tokens += len(a.ids)
+		fmt.Fprintf(w, "  %q -> %q (first token in %v)\n", demoSentences[i], g.Decode(a.ids), a.ttft.Round(time.Microsecond))
+	}
+	fmt.Fprintf(w, "  %d sequences at once: %d tokens in %v, %.0f tokens/s\n", n, tokens, elapsed.Round(time.Microsecond), float64(tokens)/elapsed.Seconds())
+	return nil
 }

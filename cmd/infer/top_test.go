@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -282,7 +281,7 @@ func TestTopPlainSnapshots(t *testing.T) {
 
 // A text generator's row carries its generation figures.
 func TestTopShowsGenerators(t *testing.T) {
-	addrs, stop, done := startServeAddrs(t, serveOptions{path: filepath.Join("..", "..", "testdata", "generators")})
+	addrs, stop, done := startServeAddrs(t, serveOptions{})
 	defer func() { stop(); <-done }()
 	mon, err := monitor.New(monitor.Options{Servers: []monitor.Server{{API: "http://" + addrs["HTTP"], Metrics: "http://" + addrs["metrics"]}}, Window: time.Hour})
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-var tinyGPTFile = filepath.Join("..", "..", "testdata", "generators", "tiny-gpt", "1", "model.onnx")
+var tinyGPTFile = filepath.Join(bundled, "tiny-gpt", "1", "model.onnx")
 
 func loadTinyGPT(t testing.TB) *Decoder {
 	t.Helper()

@@ -82,7 +82,7 @@ func loadGenerator(meta Metadata, onnx []byte, cfg Config, opts LoadOptions, log
 	served := meta
 	served.Inputs = []TensorSpec{{Name: "text_input", DataType: tensor.Bytes, Shape: []int64{1}}}
 	served.Outputs = []TensorSpec{{Name: "text_output", DataType: tensor.Bytes, Shape: []int64{1}}}
-	m := &Model{meta: meta, served: served, cfg: cfg, batcher: newBatcher(cfg), log: log,
+	m := &Model{meta: meta, served: served, cfg: cfg, batcher: newBatcher(cfg), log: log, device: Device{Kind: "cpu"},
 		gen: &Generator{cfg: gc, tok: tok, dec: dec, engine: engine}}
 	m.stats.batchSizes = make([]atomic.Int64, 2)
 	m.loadDuration = time.Since(start)

@@ -42,7 +42,7 @@ func copyModel(t *testing.T, src, repo string) {
 func startGenerators(t *testing.T) (*Server, string) {
 	t.Helper()
 	dir := t.TempDir()
-	copyModel(t, filepath.Join("..", "..", "testdata", "generators", "tiny-gpt"), dir)
+	copyModel(t, filepath.Join(bundled, "tiny-gpt"), dir)
 	copyModel(t, filepath.Join(bundled, "text-encoder"), dir)
 	repo, err := runner.Open(dir, runner.LoadOptions{})
 	if err != nil {

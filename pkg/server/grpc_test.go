@@ -96,7 +96,7 @@ func TestGRPCHealthAndMetadata(t *testing.T) {
 		t.Fatalf("fixed-shape config %v", cfg)
 	}
 	idx, err := c.RepositoryIndex(ctx, &inferencepb.RepositoryIndexRequest{Ready: true})
-	if err != nil || len(idx.Models) != 5 || idx.Models[0].State != "READY" {
+	if err != nil || len(idx.Models) != 6 || idx.Models[0].State != "READY" {
 		t.Fatalf("index %v %v", idx, err)
 	}
 

@@ -69,12 +69,12 @@ func run(dir string, check bool, bertVocab string) error {
 		"../variants/mlp-heavy-3x.onnx": mlpHeavy(300).Encode(),
 		"../variants/faulty.onnx":       faulty().Encode(),
 		// The decoder shares the text encoder's vocabulary.
-		"../generators/tiny-gpt/1/model.onnx": tinyGPT(nvocab).Encode(),
-		"../generators/tiny-gpt/vocab.txt":    vocab,
+		"tiny-gpt/1/model.onnx": tinyGPT(nvocab).Encode(),
+		"tiny-gpt/vocab.txt":    vocab,
 	}
 	var errs []error
 	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx",
-		"../generators/tiny-gpt/1/model.onnx", "../generators/tiny-gpt/vocab.txt"} {
+		"tiny-gpt/1/model.onnx", "tiny-gpt/vocab.txt"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)
