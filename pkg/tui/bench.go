@@ -12,6 +12,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/infer-serving/infer/pkg/loadgen"
@@ -214,6 +215,18 @@ func (m *Bench) body(w int) []string {
 	}
 	out = append(out, label("latency")+fmt.Sprintf("p50 %s · p95 %s · p99 %s · p99.9 %s · max %s",
 		q("p50", 50), q("p95", 95), q("p99", 99), q("p99.9", 99.9), q("max", 100)))
+	if g := rec.Gen; g != nil {
+		at := func(h *hdr.Histogram, metric string, quantile float64) string {
+			v := float64(h.ValueAtQuantile(quantile)) / 1e6
+			return judge(m.o.Objectives, metric, v).Render(dur(v))
+		}
+		tokens := fmt.Sprintf("TTFT p50 %s p99 %s · TPOT p50 %s p99 %s · ITL p99 %s",
+			at(g.TTFT, "ttft", 50), at(g.TTFT, "ttft", 99), at(g.TPOT, "tpot", 50), at(g.TPOT, "tpot", 99), at(g.ITL, "itl", 99))
+		if span := p.Elapsed - m.o.Warmup; p.Recording && span > 0 {
+			tokens += fmt.Sprintf(" · %s tokens/s", num(float64(g.Tokens)/span.Seconds()))
+		}
+		out = append(out, label("tokens")+tokens)
+	}
 	if m.o.USDPerHour > 0 && p.Recording {
 		if span := p.Elapsed - m.o.Warmup; span > 0 {
 			good := float64(rec.OK) / span.Seconds()

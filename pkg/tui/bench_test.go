@@ -99,3 +99,21 @@ func TestBenchEndsWhenTheRunDoes(t *testing.T) {
 		t.Fatal("the plain snapshot holds escape codes")
 	}
 }
+
+// A text generation run shows its token figures live.
+func TestBenchShowsGeneration(t *testing.T) {
+	rec := loadgen.NewRecorder()
+	for i := range 20 {
+		start := t0.Add(time.Duration(i) * 50 * time.Millisecond)
+		res := loadgen.Result{Intended: start, Start: start, End: start.Add(120 * time.Millisecond),
+			Gen: &loadgen.Gen{TTFT: 20 * time.Millisecond, E2E: 120 * time.Millisecond, Tokens: 11, Chunks: 11, Gaps: []time.Duration{10 * time.Millisecond}}}
+		res.Finish()
+		rec.Record(&res)
+	}
+	m := NewBench(benchOptions())
+	m.Update(BenchProgress(loadgen.Progress{Elapsed: 3 * time.Second, Sent: 20, OK: 20, Recording: true, Recorded: rec}))
+	plain := m.Plain(120)
+	if !strings.Contains(plain, "TTFT p50 20.0ms") || !strings.Contains(plain, "TPOT p50 10.0ms") || !strings.Contains(plain, "220 tokens/s") {
+		t.Fatalf("no generation figures:\n%s", plain)
+	}
+}
