@@ -24,6 +24,7 @@ type genParams struct {
 	topP         float64
 	topK         int
 	seed         uint64
+	seeded       bool // seed was given; else a random one
 	stop         []string
 	stream       bool
 	includeUsage bool
@@ -58,18 +59,18 @@ func (s *Server) startGeneration(ctx context.Context, m *runner.Model, p genPara
 		p.maxTokens = g.Config().DefaultMaxTokens
 	}
 	if p.maxTokens < 0 {
-		return nil, fmt.Errorf("%w: max_tokens %d, want at least 1", protocol400, p.maxTokens)
+		return nil, fmt.Errorf("%w: max_tokens %d, want at least 1", errBadGeneration, p.maxTokens)
 	}
 	if p.temperature < 0 || p.temperature > 10 || p.topP < 0 || p.topP > 1 || p.topK < 0 {
-		return nil, fmt.Errorf("%w: temperature %v, top_p %v, top_k %d: want temperature in [0, 10], top_p in [0, 1], top_k of 0 or more", protocol400, p.temperature, p.topP, p.topK)
+		return nil, fmt.Errorf("%w: temperature %v, top_p %v, top_k %d: want temperature in [0, 10], top_p in [0, 1], top_k of 0 or more", errBadGeneration, p.temperature, p.topP, p.topK)
 	}
-	if p.seed == 0 {
+	if !p.seeded {
 		p.seed = rand.Uint64()
 	}
 	start := time.Now()
 	ids := g.Encode(p.prompt)
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("%w: the prompt has no tokens", protocol400)
+		return nil, fmt.Errorf("%w: the prompt has no tokens", errBadGeneration)
 	}
 	encoded := time.Since(start)
 	ctx, cancel := context.WithCancel(ctx)
@@ -77,7 +78,7 @@ func (s *Server) startGeneration(ctx context.Context, m *runner.Model, p genPara
 	if err != nil {
 		cancel()
 		if errors.Is(err, runner.ErrTooLong) {
-			err = fmt.Errorf("%w: %v", protocol400, err)
+			err = fmt.Errorf("%w: %v", errBadGeneration, err)
 		}
 		return nil, err
 	}
@@ -85,8 +86,9 @@ func (s *Server) startGeneration(ctx context.Context, m *runner.Model, p genPara
 		metrics: s.metrics.forGenerator(m)}, nil
 }
 
-// protocol400 marks a bad generation request.
-var protocol400 = runner.ErrInvalidInput
+// errBadGeneration marks a bad generation request: a 400, as every
+// invalid input is.
+var errBadGeneration = runner.ErrInvalidInput
 
 // next waits for the next token and returns the text it adds; done is
 // true once the sequence has ended (finish then says why).
@@ -207,9 +209,9 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: an empty body", protocol400)
+			return fmt.Errorf("%w: an empty body", errBadGeneration)
 		}
-		return fmt.Errorf("%w: request JSON: %v", protocol400, err)
+		return fmt.Errorf("%w: request JSON: %v", errBadGeneration, err)
 	}
 	return nil
 }
@@ -237,7 +239,7 @@ func (t tritonGenerate) params() (genParams, error) {
 		case "top_k":
 			p.topK = int(num)
 		case "seed", "random_seed":
-			p.seed = uint64(num)
+			p.seed, p.seeded = uint64(num), true
 		case "stop":
 			switch s := v.(type) {
 			case string:
@@ -256,7 +258,7 @@ func (t tritonGenerate) params() (genParams, error) {
 			continue // other parameters are the client's own
 		}
 		if !isNum {
-			return p, fmt.Errorf("%w: parameter %q: want a number", protocol400, k)
+			return p, fmt.Errorf("%w: parameter %q: want a number", errBadGeneration, k)
 		}
 	}
 	return p, nil
@@ -370,7 +372,7 @@ func stringOrList(raw json.RawMessage, field string) ([]string, error) {
 	}
 	var many []string
 	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, fmt.Errorf("%w: %s: want a string or a list of strings", protocol400, field)
+		return nil, fmt.Errorf("%w: %s: want a string or a list of strings", errBadGeneration, field)
 	}
 	return many, nil
 }
@@ -379,7 +381,7 @@ func (o openAIRequest) params(chat bool) (genParams, error) {
 	var p genParams
 	if chat {
 		if len(o.Messages) == 0 {
-			return p, fmt.Errorf("%w: messages: want at least one", protocol400)
+			return p, fmt.Errorf("%w: messages: want at least one", errBadGeneration)
 		}
 		var b strings.Builder
 		for _, m := range o.Messages {
@@ -393,12 +395,12 @@ func (o openAIRequest) params(chat bool) (genParams, error) {
 			return p, err
 		}
 		if len(prompts) != 1 {
-			return p, fmt.Errorf("%w: prompt: want one string (got %d)", protocol400, len(prompts))
+			return p, fmt.Errorf("%w: prompt: want one string (got %d)", errBadGeneration, len(prompts))
 		}
 		p.prompt = prompts[0]
 	}
 	if o.N != nil && *o.N != 1 {
-		return p, fmt.Errorf("%w: n: only 1 is supported", protocol400)
+		return p, fmt.Errorf("%w: n: only 1 is supported", errBadGeneration)
 	}
 	switch {
 	case o.MaxCompl != nil:
@@ -407,7 +409,7 @@ func (o openAIRequest) params(chat bool) (genParams, error) {
 		p.maxTokens = *o.MaxTokens
 	}
 	if (o.MaxTokens != nil || o.MaxCompl != nil) && p.maxTokens < 1 {
-		return p, fmt.Errorf("%w: max_tokens %d, want at least 1", protocol400, p.maxTokens)
+		return p, fmt.Errorf("%w: max_tokens %d, want at least 1", errBadGeneration, p.maxTokens)
 	}
 	if o.Temperature != nil {
 		p.temperature = *o.Temperature
@@ -421,7 +423,7 @@ func (o openAIRequest) params(chat bool) (genParams, error) {
 		p.topK = *o.TopK
 	}
 	if o.Seed != nil {
-		p.seed = uint64(*o.Seed)
+		p.seed, p.seeded = uint64(*o.Seed), true
 	}
 	stop, err := stringOrList(o.Stop, "stop")
 	if err != nil {
@@ -562,10 +564,10 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	texts, err := stringOrList(req.Input, "input")
 	if err == nil && len(texts) == 0 {
-		err = fmt.Errorf("%w: input: want a string or a list of strings", protocol400)
+		err = fmt.Errorf("%w: input: want a string or a list of strings", errBadGeneration)
 	}
 	if err == nil && req.EncodingFormat != "" && req.EncodingFormat != "float" {
-		err = fmt.Errorf("%w: encoding_format %q: only float is supported", protocol400, req.EncodingFormat)
+		err = fmt.Errorf("%w: encoding_format %q: only float is supported", errBadGeneration, req.EncodingFormat)
 	}
 	var m *runner.Model
 	if err == nil {
@@ -573,7 +575,7 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		if in := m.Metadata().Inputs; len(in) != 1 || in[0].DataType != tensor.Bytes || m.Generator() != nil {
-			err = fmt.Errorf("%w: model %q does not embed text (it takes no single text input)", protocol400, req.Model)
+			err = fmt.Errorf("%w: model %q does not embed text (it takes no single text input)", errBadGeneration, req.Model)
 		}
 	}
 	if err != nil {
