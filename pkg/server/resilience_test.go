@@ -411,9 +411,17 @@ func TestOverloadIsolation(t *testing.T) {
 		v, _ := status.LoadOrStore(code, new(atomic.Int64))
 		v.(*atomic.Int64).Add(1)
 	}
-	// 250/s at "flooded" for 3 s: ten times its capacity.
+	// Its capacity here: one request at a time, each this long.
+	began := time.Now()
+	for range 3 {
+		if r := post(t, client, hs.URL+"/v2/models/flooded/infer", slow); r.status != 200 {
+			t.Fatalf("flooded, alone: %d %s", r.status, r.body)
+		}
+	}
+	each := time.Since(began) / 3
+	// Ten times that capacity, for 3 s.
 	deadline := time.Now().Add(3 * time.Second)
-	tick := time.NewTicker(4 * time.Millisecond)
+	tick := time.NewTicker(max(each/10, time.Millisecond))
 	wg.Go(func() {
 		defer tick.Stop()
 		for time.Now().Before(deadline) {
@@ -496,7 +504,7 @@ func TestOverloadIsolation(t *testing.T) {
 	if !s.Ready() {
 		t.Error("the server is not ready after the flood")
 	}
-	t.Logf("flooded: %d answered, %d shed (slowest 429 %v); calm: %d answered", n(200), n(429), time.Duration(slowest.Load()), calmSent.Load())
+	t.Logf("flooded (%v a request, sent 10x its capacity): %d answered, %d shed (slowest 429 %v); calm: %d answered", each, n(200), n(429), time.Duration(slowest.Load()), calmSent.Load())
 }
 
 // A request bigger than the model's bound is refused with 413 before it
