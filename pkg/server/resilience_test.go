@@ -238,7 +238,7 @@ func TestCircuitBreakerOpensFallsBackAndCloses(t *testing.T) {
 		"faulty": {faultyFile, `
 max_batch_size: 8
 cache: {enabled: true}
-circuit_breaker: {enabled: true, window: 2s, min_requests: 5, failure_rate: 0.5, open_for: 400ms}
+circuit_breaker: {enabled: true, window: 5s, min_requests: 5, failure_rate: 0.5, open_for: 1500ms}
 fallback:
   - cache: true
   - model: backup
@@ -299,7 +299,7 @@ fallback:
 	}
 	// After open_for, a good probe closes it again: answers come from the
 	// model itself.
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(1600 * time.Millisecond)
 	r = post(t, client, url, faultyRequest(false, 2))
 	if r.status != 200 || r.header.Get(FallbackHeader) != "" {
 		t.Fatalf("the half-open probe: %d %q %s", r.status, r.header.Get(FallbackHeader), r.body)
