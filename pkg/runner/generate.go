@@ -271,10 +271,12 @@ func (e *Engine) loop(ctx context.Context) {
 			}
 			continue
 		}
-		for _, s := range admitted {
-			if err := e.prefill(s); err != nil {
-				s.finished = true
-				e.finish(s, Token{Finish: "error", Err: err})
+		if len(admitted) > 0 {
+			if err := e.prefill(admitted); err != nil {
+				for _, s := range admitted {
+					s.finished = true
+					e.finish(s, Token{Finish: "error", Err: err})
+				}
 			}
 		}
 		if err := e.decode(running); err != nil {
@@ -342,34 +344,45 @@ func (e *Engine) free(s *sequence) {
 	s.blocks = nil
 }
 
-// prefill runs s's prompt past its cached prefix, and makes its first
-// token.
-func (e *Engine) prefill(s *sequence) error {
-	news := s.prompt - s.kv
-	past := max(s.kv, 1) // a hidden position stands in for no past
-	f := &forward{batch: 1, news: news, past: past,
-		ids: s.tokens[s.kv:s.prompt], pos: make([]int64, news), mask: make([]int64, past+news), kv: e.pastBuffers(1, past)}
-	for i := range news {
-		f.pos[i] = int64(s.kv + i)
+// prefill runs the prompts of the sequences admitted together, past
+// their cached prefixes, in one forward pass, and makes each one's first
+// token. Rows are left-padded: each row's new tokens end the window, so
+// that its last is the one whose logits come back; the mask hides the
+// padding.
+func (e *Engine) prefill(batch []*sequence) error {
+	news, past := 1, 1 // a hidden position stands in for no past
+	for _, s := range batch {
+		news, past = max(news, s.prompt-s.kv), max(past, s.kv)
 	}
-	for i := range s.kv {
-		f.mask[i] = 1
+	n := len(batch)
+	f := &forward{batch: n, news: news, past: past, ids: make([]int64, n*news), pos: make([]int64, n*news),
+		mask: make([]int64, n*(past+news)), kv: e.pastBuffers(n, past)}
+	for r, s := range batch {
+		own := s.prompt - s.kv
+		mask := f.mask[r*(past+news):][:past+news]
+		for i := range s.kv {
+			mask[i] = 1
+		}
+		for t := news - own; t < news; t++ {
+			k := s.kv + t - (news - own)
+			f.ids[r*news+t], f.pos[r*news+t], mask[past+t] = s.tokens[k], int64(k), 1
+		}
+		e.pool.read(s.blocks, s.kv, f.kv, r, past)
 	}
-	for i := range news {
-		f.mask[past+i] = 1
-	}
-	e.pool.read(s.blocks, s.kv, f.kv, 0, past)
 	res, err := e.dec.run(f)
 	if err != nil {
 		return err
 	}
-	for i := range news {
-		e.pool.write(s.blocks, s.kv+i, res.present, 0, past+news, past+i)
+	for r, s := range batch {
+		own := s.prompt - s.kv
+		for i := range own {
+			e.pool.write(s.blocks, s.kv+i, res.present, r, past+news, past+news-own+i)
+		}
+		cached := s.kv
+		s.kv = s.prompt
+		e.count(func(st *EngineStats) { st.PromptTokens += int64(own) })
+		e.emit(s, e.sample(res.logits[r*e.dec.Vocab:][:e.dec.Vocab], s), cached)
 	}
-	cached := s.kv
-	s.kv = s.prompt
-	e.count(func(st *EngineStats) { st.PromptTokens += int64(news) })
-	e.emit(s, e.sample(res.logits, s), cached)
 	return nil
 }
 
