@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/maypok86/otter/v2"
+	"github.com/maypok86/otter/v2/stats"
 
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -46,6 +47,7 @@ const entryOverhead = 256
 
 func newResponseCache(cfg CacheConfig) (*responseCache, error) {
 	entries, err := otter.New(&otter.Options[cacheKey, cached]{
+		StatsRecorder: stats.NewCounter(), // for the evictions
 		MaximumWeight: uint64(cfg.MaxBytes),
 		Weigher: func(_ cacheKey, e cached) uint32 {
 			n := entryOverhead
@@ -135,6 +137,7 @@ type CacheStats struct {
 }
 
 func (c *responseCache) stats() CacheStats {
+	c.entries.CleanUp() // apply pending writes, so the sizes are current
 	s := c.entries.Stats()
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(),
 		HitTime: time.Duration(c.hitNanos.Load()), MissTime: time.Duration(c.missNanos.Load()),

@@ -615,6 +615,9 @@ func (m *Model) Close() {
 		if m.gen != nil {
 			m.gen.close()
 		}
+		if m.cache != nil {
+			m.cache.entries.InvalidateAll() // its memory goes with the version
+		}
 		m.batcher.close()
 		m.workers.Wait()
 		releaseProcs(len(m.instances))

@@ -92,6 +92,11 @@ func (m *metrics) forModel(model *runner.Model) *modelObservers {
 	defer m.mu.Unlock()
 	o, ok := m.observed[model]
 	if !ok {
+		for old := range m.observed {
+			if old.Closed() { // unloaded: let it go
+				delete(m.observed, old)
+			}
+		}
 		meta := model.Metadata()
 		v := strconv.FormatInt(meta.Version, 10)
 		o = &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v), success: map[string]prometheus.Counter{}}
@@ -252,6 +257,11 @@ func (m *metrics) forGenerator(model *runner.Model) *genObservers {
 	defer m.mu.Unlock()
 	o, ok := m.gens[model]
 	if !ok {
+		for old := range m.gens {
+			if old.Closed() {
+				delete(m.gens, old)
+			}
+		}
 		meta := model.Metadata()
 		v := strconv.FormatInt(meta.Version, 10)
 		o = &genObservers{ttft: m.ttft.WithLabelValues(meta.Name, v), itl: m.itl.WithLabelValues(meta.Name, v),
