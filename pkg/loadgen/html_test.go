@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/infer-serving/infer/pkg/profile"
 )
 
 func TestWriteHTML(t *testing.T) {
@@ -25,6 +27,19 @@ func TestWriteHTML(t *testing.T) {
 	for _, banned := range []string{"<script", "src=", "href=", "@import"} {
 		if strings.Contains(page, banned) {
 			t.Errorf("page contains %q", banned)
+		}
+	}
+}
+
+// Each budget phase gets a colour of its own and the right source: the
+// server's phases (the response cache's included) are the server's.
+func TestPhaseColoursAndSources(t *testing.T) {
+	if len(phaseColors) < len(profile.BudgetPhases) {
+		t.Fatalf("%d colours for %d phases", len(phaseColors), len(profile.BudgetPhases))
+	}
+	for _, p := range profile.ServerPhases {
+		if src := phaseSource(p); src != SourceServer {
+			t.Errorf("phase %s: source %s, want server", p, src)
 		}
 	}
 }

@@ -61,7 +61,7 @@ const (
 
 func phaseSource(p profile.Phase) string {
 	switch p {
-	case profile.Queue, profile.Preprocess, profile.Infer, profile.Postprocess:
+	case profile.Queue, profile.Cache, profile.Preprocess, profile.Infer, profile.Postprocess:
 		return SourceServer
 	case profile.Network:
 		return SourceRemainder

@@ -117,3 +117,26 @@ func TestBenchShowsGeneration(t *testing.T) {
 		t.Fatalf("no generation figures:\n%s", plain)
 	}
 }
+
+// Every phase of the budget has a look of its own, so a bar always fills
+// its width and no two phases read alike.
+func TestEveryPhaseHasALook(t *testing.T) {
+	seen := map[string]profile.Phase{}
+	for _, p := range profile.BudgetPhases {
+		look, ok := phaseLook[p]
+		if !ok || look.glyph == "" {
+			t.Fatalf("phase %s has no glyph", p)
+		}
+		if other, dup := seen[look.glyph]; dup {
+			t.Fatalf("phases %s and %s share the glyph %q", p, other, look.glyph)
+		}
+		seen[look.glyph] = p
+	}
+	secs := make([]float64, len(profile.BudgetPhases))
+	for i := range secs {
+		secs[i] = 1
+	}
+	if w := ansi.StringWidth(stackedBar(profile.BudgetPhases, secs, 40)); w != 40 {
+		t.Fatalf("a bar of every phase is %d cells, want 40", w)
+	}
+}

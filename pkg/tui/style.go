@@ -40,6 +40,7 @@ var phaseLook = map[profile.Phase]struct {
 	colour lipgloss.Style
 }{
 	profile.Queue:       {"▒", lipgloss.NewStyle().Foreground(lipgloss.Yellow)},
+	profile.Cache:       {"▘", lipgloss.NewStyle().Foreground(lipgloss.BrightMagenta)},
 	profile.Preprocess:  {"░", lipgloss.NewStyle().Foreground(lipgloss.Magenta)},
 	profile.Infer:       {"█", lipgloss.NewStyle().Foreground(lipgloss.Blue)},
 	profile.Postprocess: {"▓", lipgloss.NewStyle().Foreground(lipgloss.Cyan)},
