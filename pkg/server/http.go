@@ -385,7 +385,7 @@ func (s *Server) run(ctx context.Context, m *runner.Model, req *runner.Request, 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	if gd := s.guards.get(m, s.log.Info); gd != nil {
+	if gd := s.guards.get(m); gd != nil {
 		resp, via, err := s.answer(ctx, gd, req)
 		if via != "" {
 			s.metrics.fallback(m, via)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -86,9 +87,10 @@ type guards struct {
 	by    sync.Map               // *runner.Model -> *guard (nil: no breaker)
 	mu    sync.Mutex             // creating one
 	trips *prometheus.CounterVec // model, version, to (state)
+	log   *slog.Logger
 }
 
-func (g *guards) get(m *runner.Model, log func(msg string, args ...any)) *guard {
+func (g *guards) get(m *runner.Model) *guard {
 	if gd, ok := g.by.Load(m); ok {
 		return gd.(*guard)
 	}
@@ -139,7 +141,7 @@ func (g *guards) get(m *runner.Model, log func(msg string, args ...any)) *guard 
 				gd.mu.Unlock()
 			}
 			g.trips.WithLabelValues(meta.Name, version, to.String()).Inc()
-			log("circuit breaker", "model", meta.Name, "version", version, "from", from.String(), "to", to.String())
+			g.log.Info("circuit breaker", "model", meta.Name, "version", version, "from", from.String(), "to", to.String())
 		},
 	})
 	g.by.Store(m, gd)
@@ -196,7 +198,7 @@ func (s *Server) answer(ctx context.Context, gd *guard, req *runner.Request) (*r
 				continue
 			}
 			var r *runner.Response
-			if og := s.guards.get(other, s.log.Info); og != nil {
+			if og := s.guards.get(other); og != nil {
 				r, err = og.breaker.Execute(func() (*runner.Response, error) { return s.execute(ctx, other, req) })
 			} else {
 				r, err = s.execute(ctx, other, req)

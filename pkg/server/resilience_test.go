@@ -560,3 +560,20 @@ func TestCorruptVersionFailsAloneToLoad(t *testing.T) {
 		t.Fatalf("index after the failed load: %v", states)
 	}
 }
+
+// Finding a model version's guard costs a request no allocation, with a
+// breaker or without.
+func TestGuardLookupAllocatesNothing(t *testing.T) {
+	repo := repoOf(t, map[string][2]string{"plain": {mlpFile, ""}, "guarded": {mlpFile, "circuit_breaker: {enabled: true}\n"}})
+	s, _ := start(t, repo, Options{})
+	for _, name := range []string{"plain", "guarded"} {
+		m, err := repo.Model(name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.guards.get(m)
+		if n := testing.AllocsPerRun(100, func() { s.guards.get(m) }); n != 0 {
+			t.Errorf("%s: %v allocations a lookup", name, n)
+		}
+	}
+}

@@ -75,6 +75,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	}
 	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
 	s.faults.allowed = opts.AllowFaultInjection
+	s.guards.log = s.log
 	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "infer_circuit_transitions_total",
 		Help: "Circuit breaker state changes by the state entered (open, half-open, closed).",
