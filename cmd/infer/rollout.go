@@ -213,11 +213,8 @@ func newRolloutStatusCmd(o *rolloutOptions) *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintln(w, summary(st))
-			for _, e := range slices.Backward(st.History) {
-				if e.Kind == deploy.Pass || e.Kind == deploy.Fail || e.Kind == deploy.Inconclusive {
-					fmt.Fprintf(w, "last analysis: %s\n", eventLine(e))
-					break
-				}
+			if e, ok := st.LastAnalysis(); ok {
+				fmt.Fprintf(w, "last analysis: %s\n", eventLine(e))
 			}
 			return nil
 		},

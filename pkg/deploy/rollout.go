@@ -288,6 +288,18 @@ type State struct {
 	History         []Event        `json:"history"`
 }
 
+// LastAnalysis returns the latest analysis event (pass, fail or
+// inconclusive); ok is false before the first.
+func (s State) LastAnalysis() (Event, bool) {
+	for _, e := range slices.Backward(s.History) {
+		switch e.Kind {
+		case Pass, Fail, Inconclusive:
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
 // Done reports whether the rollout has ended.
 func (s State) Done() bool { return s.Phase != Progressing && s.Phase != Paused }
 

@@ -119,3 +119,14 @@ func TestParsePercent(t *testing.T) {
 		}
 	}
 }
+
+func TestLastAnalysis(t *testing.T) {
+	s := State{History: []Event{{Kind: "started"}}}
+	if _, ok := s.LastAnalysis(); ok {
+		t.Fatal("an analysis before any")
+	}
+	s.History = append(s.History, Event{Kind: Pass, Step: 0}, Event{Kind: "step", Step: 1}, Event{Kind: Inconclusive, Step: 1}, Event{Kind: "paused"})
+	if e, ok := s.LastAnalysis(); !ok || e.Kind != Inconclusive || e.Step != 1 {
+		t.Fatalf("last analysis %+v %v, want the inconclusive one of step 2", e, ok)
+	}
+}

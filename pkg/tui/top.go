@@ -616,7 +616,7 @@ func (m *Top) rolloutPanel(w int) []string {
 			continue
 		}
 		out = append(out, " "+cell(r.Model, 16, true)+" "+truncate(rolloutLine(ro.State), w-19))
-		if last, ok := lastAnalysis(ro.State); ok {
+		if last, ok := ro.LastAnalysis(); ok {
 			out = append(out, " "+strings.Repeat(" ", 17)+faintStyle.Render(truncate(analysisLine(last), w-19)))
 		}
 	}
@@ -640,7 +640,7 @@ func rolloutLine(s deploy.State) string {
 	if s.Spec.Strategy == deploy.Mirror {
 		line = fmt.Sprintf("%s %s · v%d serves · v%d mirrors %s", s.Spec.Strategy, phase, s.Spec.Stable, s.Spec.Candidate, pct(s.Spec.ShadowFraction))
 	}
-	if last, ok := lastAnalysis(s); ok {
+	if last, ok := s.LastAnalysis(); ok {
 		line += " · last " + verdict(last.Kind)
 	}
 	return line
@@ -656,15 +656,6 @@ func verdict(kind string) string {
 	return warnStyle.Render(kind)
 }
 
-func lastAnalysis(s deploy.State) (deploy.Event, bool) {
-	for i := len(s.History) - 1; i >= 0; i-- {
-		switch s.History[i].Kind {
-		case deploy.Pass, deploy.Fail, deploy.Inconclusive:
-			return s.History[i], true
-		}
-	}
-	return deploy.Event{}, false
-}
 
 func analysisLine(e deploy.Event) string {
 	line := fmt.Sprintf("%s at %s: %s", e.Kind, e.Time.Format("15:04:05"), e.Reason)
