@@ -656,7 +656,6 @@ func verdict(kind string) string {
 	return warnStyle.Render(kind)
 }
 
-
 func analysisLine(e deploy.Event) string {
 	line := fmt.Sprintf("%s at %s: %s", e.Kind, e.Time.Format("15:04:05"), e.Reason)
 	for _, k := range slices.Sorted(maps.Keys(e.Figures)) {
