@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"hash/maphash"
 	"sync/atomic"
 	"time"
@@ -175,37 +174,76 @@ func (m *Model) inferCached(ctx context.Context, req *Request) (*Response, error
 	return resp, nil
 }
 
+// byString returns req's text when m caches by string and req is a
+// well-formed text-only request; others go through the whole-request
+// path, which also explains what is wrong with them.
+func (m *Model) byString(req *Request) (tensor.Tensor, bool) {
+	if !m.perString || len(req.Inputs) != 1 {
+		return tensor.Tensor{}, false
+	}
+	text := req.Inputs[0]
+	if text.Name != m.text.cfg.Input || text.DataType != tensor.Bytes || text.Validate() != nil ||
+		!(len(text.Shape) == 1 || len(text.Shape) == 2 && text.Shape[1] == 1) || text.Shape[0] < 1 {
+		return tensor.Tensor{}, false
+	}
+	return text, true
+}
+
+// splitStrings returns each string of BYTES data with its length prefix.
+func splitStrings(data []byte, n int) [][]byte {
+	out := make([][]byte, n)
+	for r := range out {
+		end := 4 + binary.LittleEndian.Uint32(data)
+		out[r], data = data[:end], data[end:]
+	}
+	return out
+}
+
+// stringKeys returns the cache key of each string of text, alone.
+func (c *responseCache) stringKeys(meta Metadata, text tensor.Tensor, strs [][]byte, outputs []string) []cacheKey {
+	keys := make([]cacheKey, len(strs))
+	for r, str := range strs {
+		one := tensor.Tensor{Name: text.Name, DataType: tensor.Bytes, Shape: []int64{1}, Data: str}
+		keys[r] = c.digest(meta, []tensor.Tensor{one}, outputs)
+	}
+	return keys
+}
+
+// joinRows stacks each output's one-row answers, in order.
+func joinRows(found [][]tensor.Tensor) []tensor.Tensor {
+	rows := len(found)
+	out := make([]tensor.Tensor, len(found[0]))
+	for k, t := range found[0] {
+		o := tensor.Tensor{Name: t.Name, DataType: t.DataType, Shape: append([]int64{int64(rows)}, t.Shape[1:]...),
+			Data: make([]byte, 0, len(t.Data)*rows)}
+		for r := range rows {
+			o.Data = append(o.Data, found[r][k].Data...)
+		}
+		out[k] = o
+	}
+	return out
+}
+
 // inferStrings serves a text model whose only input is its text through
 // a cache of one entry per string: the strings found are not encoded
 // again, the rest (each distinct one once) run as one request, and the
 // answer is assembled row by row in the request's order.
-func (m *Model) inferStrings(ctx context.Context, req *Request) (*Response, error) {
+func (m *Model) inferStrings(ctx context.Context, req *Request, text tensor.Tensor) (*Response, error) {
 	c := m.cache
 	start := time.Now()
-	text := req.Inputs[0]
-	if text.DataType != tensor.Bytes || !(len(text.Shape) == 1 || len(text.Shape) == 2 && text.Shape[1] == 1) || text.Shape[0] < 1 {
-		return m.inferText(ctx, req) // let it explain what is wrong
-	}
-	if err := text.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
-	}
 	rows := int(text.Shape[0])
-	keys := make([]cacheKey, rows)
+	strs := splitStrings(text.Data, rows)
+	keys := c.stringKeys(m.served, text, strs, req.Outputs)
 	found := make([][]tensor.Tensor, rows)
 	var missing []int // first row of each distinct string not cached
 	firstOf := map[cacheKey]int{}
-	data := text.Data
-	for r := range rows {
-		n := binary.LittleEndian.Uint32(data)
-		one := tensor.Tensor{Name: text.Name, DataType: tensor.Bytes, Shape: []int64{1}, Data: data[:4+n]}
-		data = data[4+n:]
-		keys[r] = c.digest(m.served, []tensor.Tensor{one}, req.Outputs)
-		if out, ok := c.get(keys[r], start); ok {
+	for r, key := range keys {
+		if out, ok := c.get(key, start); ok {
 			found[r] = out
 			continue
 		}
-		if _, ok := firstOf[keys[r]]; !ok {
-			firstOf[keys[r]] = r
+		if _, ok := firstOf[key]; !ok {
+			firstOf[key] = r
 			missing = append(missing, r)
 		}
 	}
@@ -216,7 +254,7 @@ func (m *Model) inferStrings(ctx context.Context, req *Request) (*Response, erro
 		// Run each distinct missing string once, in one request.
 		var sub []byte
 		for _, r := range missing {
-			sub = append(sub, stringAt(text.Data, r)...)
+			sub = append(sub, strs[r]...)
 		}
 		shape := append([]int64{int64(len(missing))}, text.Shape[1:]...)
 		ran, err := m.inferText(ctx, &Request{ID: req.ID, Inputs: []tensor.Tensor{{Name: text.Name, DataType: tensor.Bytes, Shape: shape, Data: sub}},
@@ -241,18 +279,8 @@ func (m *Model) inferStrings(ctx context.Context, req *Request) (*Response, erro
 			found[r] = found[firstOf[keys[r]]]
 		}
 	}
-	// Assemble each output from its rows.
-	resp.Outputs = make([]tensor.Tensor, len(found[0]))
-	for k, t := range found[0] {
-		out := tensor.Tensor{Name: t.Name, DataType: t.DataType, Shape: append([]int64{int64(rows)}, t.Shape[1:]...),
-			Data: make([]byte, 0, len(t.Data)*rows)}
-		for r := range rows {
-			out.Data = append(out.Data, found[r][k].Data...)
-		}
-		resp.Outputs[k] = out
-	}
-	hits := int64(rows - len(missing))
-	c.hits.Add(hits)
+	resp.Outputs = joinRows(found)
+	c.hits.Add(int64(rows - len(missing)))
 	c.misses.Add(int64(len(missing)))
 	if len(missing) == 0 {
 		c.hitNanos.Add(int64(lookup))
@@ -263,14 +291,6 @@ func (m *Model) inferStrings(ctx context.Context, req *Request) (*Response, erro
 	}
 	resp.Timing.Set(profile.Cache, lookup)
 	return resp, nil
-}
-
-// stringAt returns the r-th string of BYTES data, with its length prefix.
-func stringAt(data []byte, r int) []byte {
-	for range r {
-		data = data[4+binary.LittleEndian.Uint32(data):]
-	}
-	return data[:4+binary.LittleEndian.Uint32(data)]
 }
 
 // rowOf returns row i of t, a tensor of rows rows, as a tensor of one.
@@ -289,26 +309,16 @@ func (m *Model) Cached(req *Request) (*Response, bool) {
 		return nil, false
 	}
 	start := time.Now()
-	resp := &Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, ID: req.ID}
-	if m.perString && len(req.Inputs) == 1 && req.Inputs[0].Name == m.text.cfg.Input && req.Inputs[0].DataType == tensor.Bytes && req.Inputs[0].Validate() == nil && len(req.Inputs[0].Shape) > 0 {
-		text := req.Inputs[0]
-		rows := int(text.Shape[0])
-		var found [][]tensor.Tensor
-		for r := range rows {
-			one := tensor.Tensor{Name: text.Name, DataType: tensor.Bytes, Shape: []int64{1}, Data: stringAt(text.Data, r)}
-			out, ok := c.get(c.digest(m.served, []tensor.Tensor{one}, req.Outputs), start)
-			if !ok {
+	resp := &Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, ID: req.ID, FromCache: true}
+	if text, ok := m.byString(req); ok {
+		strs := splitStrings(text.Data, int(text.Shape[0]))
+		found := make([][]tensor.Tensor, len(strs))
+		for r, key := range c.stringKeys(m.served, text, strs, req.Outputs) {
+			if found[r], ok = c.get(key, start); !ok {
 				return nil, false
 			}
-			found = append(found, out)
 		}
-		for k, t := range found[0] {
-			out := tensor.Tensor{Name: t.Name, DataType: t.DataType, Shape: append([]int64{int64(rows)}, t.Shape[1:]...)}
-			for r := range rows {
-				out.Data = append(out.Data, found[r][k].Data...)
-			}
-			resp.Outputs = append(resp.Outputs, out)
-		}
+		resp.Outputs = joinRows(found)
 	} else {
 		out, ok := c.get(c.digest(m.served, req.Inputs, req.Outputs), start)
 		if !ok {
@@ -317,6 +327,5 @@ func (m *Model) Cached(req *Request) (*Response, bool) {
 		resp.Outputs = out
 	}
 	resp.Timing.Set(profile.Cache, time.Since(start))
-	resp.FromCache = true
 	return resp, true
 }

@@ -358,8 +358,8 @@ func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
 		return nil, err
 	}
 	if m.cache != nil {
-		if m.perString && len(req.Inputs) == 1 && req.Inputs[0].Name == m.text.cfg.Input {
-			return m.inferStrings(ctx, req)
+		if text, ok := m.byString(req); ok {
+			return m.inferStrings(ctx, req, text)
 		}
 		return m.inferCached(ctx, req)
 	}

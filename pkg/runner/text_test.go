@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -127,5 +128,26 @@ func TestTokenizerConfigErrors(t *testing.T) {
 	}})
 	if err == nil || !strings.Contains(err.Error(), "missing.txt") {
 		t.Fatalf("missing vocabulary: %v", err)
+	}
+}
+
+// A text model's cache answers by string, from the cache alone too: the
+// fallback's view of it.
+func TestCachedByString(t *testing.T) {
+	m := loadTextEncoder(t, Config{Cache: CacheConfig{Enabled: true}})
+	ran, err := m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{texts("text", "a cat", "a dog")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := m.Cached(&Request{Inputs: []tensor.Tensor{texts("text", "a dog", "a cat", "a dog")}})
+	if !ok || !got.FromCache || got.Outputs[0].Shape[0] != 3 {
+		t.Fatalf("cached answer for known strings: %v %+v", ok, got)
+	}
+	row := len(ran.Outputs[0].Data) / 2
+	if !bytes.Equal(got.Outputs[0].Data[:row], ran.Outputs[0].Data[row:]) || !bytes.Equal(got.Outputs[0].Data[row:2*row], ran.Outputs[0].Data[:row]) {
+		t.Fatal("the cached rows are not the strings' own")
+	}
+	if _, ok := m.Cached(&Request{Inputs: []tensor.Tensor{texts("text", "a cat", "a bird")}}); ok {
+		t.Fatal("a string never seen was answered from the cache")
 	}
 }
