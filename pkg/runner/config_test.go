@@ -61,6 +61,11 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"circuit_breaker: {enabled: true}\nfallback: [{cache: true}]", "the response cache is not enabled"},
 		{"circuit_breaker: {enabled: true}\nfallback: [{static: {outputs: [{name: y, datatype: FP32, shape: [1, 2], data: [1]}]}}]", "holds 2 elements, data has 1"},
 		{"circuit_breaker: {enabled: true}\nfallback: [{static: {outputs: [{name: y, datatype: BYTES, shape: [1], data: [1]}]}}]", `datatype "BYTES"`},
+		{"generation: {scheduling: eager}", "generation.scheduling"},
+		{"generation: {}", "needs a tokenizer"},
+		{"tokenizer: {}\ngeneration: {max_batch: 5000}", "generation.max_batch"},
+		{"tokenizer: {}\ngeneration: {kv_cache_bytes: 10}", "generation.kv_cache_bytes"},
+		{"tokenizer: {}\ngeneration: {max_positions: 64, default_max_tokens: 64}", "generation.default_max_tokens"},
 	} {
 		cfg, err := ParseConfig(strings.NewReader(tc.yaml))
 		if err == nil {

@@ -260,6 +260,8 @@ func TestOpenAIErrors(t *testing.T) {
 		{"/v1/chat/completions", `{"model":"tiny-gpt","messages":[]}`, 400, "messages"},
 		{"/v1/embeddings", `{"model":"tiny-gpt","input":"x"}`, 400, "does not embed"},
 		{"/v1/completions", `{"model":`, 400, "request JSON"},
+		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","stop":7}`, 400, "stop"},
+		{"/v1/embeddings", `{"model":"text-encoder","input":[]}`, 400, "input"},
 	} {
 		r := call(t, "POST", url+c.path, []byte(c.body), nil)
 		var e struct {
@@ -268,6 +270,22 @@ func TestOpenAIErrors(t *testing.T) {
 		if r.status != c.status || json.Unmarshal(r.body, &e) != nil || !strings.Contains(e.Error.Message, c.want) || e.Error.Type == "" {
 			t.Errorf("%s %s: %d %s, want %d mentioning %q", c.path, c.body, r.status, r.body, c.status, c.want)
 		}
+	}
+	for _, c := range []struct {
+		body   string
+		status int
+		want   string
+	}{
+		{`{"text_input":"x","parameters":{"max_tokens":"ten"}}`, 400, `parameter \"max_tokens\": want a number`},
+		{`{"text_input":""}`, 400, "no tokens"},
+		{`{"text_input":`, 400, "request JSON"},
+	} {
+		if r := call(t, "POST", url+"/v2/models/tiny-gpt/generate", []byte(c.body), nil); r.status != c.status || !strings.Contains(string(r.body), c.want) {
+			t.Errorf("generate %s: %d %s, want %d mentioning %s", c.body, r.status, r.body, c.status, c.want)
+		}
+	}
+	if r := call(t, "POST", url+"/v2/models/nope/generate", []byte(`{"text_input":"x"}`), nil); r.status != 404 {
+		t.Errorf("generate on an unknown model: %d %s", r.status, r.body)
 	}
 	if r, _ := infer(t, url, "tiny-gpt", &protocol.InferRequest{Inputs: []tensor.Tensor{{Name: "text_input", DataType: tensor.Bytes, Shape: []int64{1}, Data: []byte{1, 0, 0, 0, 'x'}}}}, true); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "generate") {
 		t.Errorf("infer on a generator: %d %s", r.status, r.body)
