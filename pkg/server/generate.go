@@ -59,10 +59,10 @@ func (s *Server) startGeneration(ctx context.Context, m *runner.Model, p genPara
 		p.maxTokens = g.Config().DefaultMaxTokens
 	}
 	if p.maxTokens < 0 {
-		return nil, fmt.Errorf("%w: max_tokens %d, want at least 1", errBadGeneration, p.maxTokens)
+		return nil, fmt.Errorf("%w: max_tokens %d, want at least 1", runner.ErrInvalidInput, p.maxTokens)
 	}
 	if p.temperature < 0 || p.temperature > 10 || p.topP < 0 || p.topP > 1 || p.topK < 0 {
-		return nil, fmt.Errorf("%w: temperature %v, top_p %v, top_k %d: want temperature in [0, 10], top_p in [0, 1], top_k of 0 or more", errBadGeneration, p.temperature, p.topP, p.topK)
+		return nil, fmt.Errorf("%w: temperature %v, top_p %v, top_k %d: want temperature in [0, 10], top_p in [0, 1], top_k of 0 or more", runner.ErrInvalidInput, p.temperature, p.topP, p.topK)
 	}
 	if !p.seeded {
 		p.seed = rand.Uint64()
@@ -70,7 +70,7 @@ func (s *Server) startGeneration(ctx context.Context, m *runner.Model, p genPara
 	start := time.Now()
 	ids := g.Encode(p.prompt)
 	if len(ids) == 0 {
-		return nil, fmt.Errorf("%w: the prompt has no tokens", errBadGeneration)
+		return nil, fmt.Errorf("%w: the prompt has no tokens", runner.ErrInvalidInput)
 	}
 	encoded := time.Since(start)
 	ctx, cancel := context.WithCancel(ctx)
@@ -78,7 +78,7 @@ func (s *Server) startGeneration(ctx context.Context, m *runner.Model, p genPara
 	if err != nil {
 		cancel()
 		if errors.Is(err, runner.ErrTooLong) {
-			err = fmt.Errorf("%w: %v", errBadGeneration, err)
+			err = fmt.Errorf("%w: %v", runner.ErrInvalidInput, err)
 		}
 		return nil, err
 	}
@@ -86,9 +86,6 @@ func (s *Server) startGeneration(ctx context.Context, m *runner.Model, p genPara
 		metrics: s.metrics.forGenerator(m)}, nil
 }
 
-// errBadGeneration marks a bad generation request: a 400, as every
-// invalid input is.
-var errBadGeneration = runner.ErrInvalidInput
 
 // next waits for the next token and returns the text it adds; done is
 // true once the sequence has ended (finish then says why).
@@ -209,9 +206,9 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: an empty body", errBadGeneration)
+			return fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
 		}
-		return fmt.Errorf("%w: request JSON: %v", errBadGeneration, err)
+		return fmt.Errorf("%w: request JSON: %v", runner.ErrInvalidInput, err)
 	}
 	return nil
 }
@@ -258,7 +255,7 @@ func (t tritonGenerate) params() (genParams, error) {
 			continue // other parameters are the client's own
 		}
 		if !isNum {
-			return p, fmt.Errorf("%w: parameter %q: want a number", errBadGeneration, k)
+			return p, fmt.Errorf("%w: parameter %q: want a number", runner.ErrInvalidInput, k)
 		}
 	}
 	return p, nil
@@ -372,7 +369,7 @@ func stringOrList(raw json.RawMessage, field string) ([]string, error) {
 	}
 	var many []string
 	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, fmt.Errorf("%w: %s: want a string or a list of strings", errBadGeneration, field)
+		return nil, fmt.Errorf("%w: %s: want a string or a list of strings", runner.ErrInvalidInput, field)
 	}
 	return many, nil
 }
@@ -381,7 +378,7 @@ func (o openAIRequest) params(chat bool) (genParams, error) {
 	var p genParams
 	if chat {
 		if len(o.Messages) == 0 {
-			return p, fmt.Errorf("%w: messages: want at least one", errBadGeneration)
+			return p, fmt.Errorf("%w: messages: want at least one", runner.ErrInvalidInput)
 		}
 		var b strings.Builder
 		for _, m := range o.Messages {
@@ -395,12 +392,12 @@ func (o openAIRequest) params(chat bool) (genParams, error) {
 			return p, err
 		}
 		if len(prompts) != 1 {
-			return p, fmt.Errorf("%w: prompt: want one string (got %d)", errBadGeneration, len(prompts))
+			return p, fmt.Errorf("%w: prompt: want one string (got %d)", runner.ErrInvalidInput, len(prompts))
 		}
 		p.prompt = prompts[0]
 	}
 	if o.N != nil && *o.N != 1 {
-		return p, fmt.Errorf("%w: n: only 1 is supported", errBadGeneration)
+		return p, fmt.Errorf("%w: n: only 1 is supported", runner.ErrInvalidInput)
 	}
 	switch {
 	case o.MaxCompl != nil:
@@ -409,7 +406,7 @@ func (o openAIRequest) params(chat bool) (genParams, error) {
 		p.maxTokens = *o.MaxTokens
 	}
 	if (o.MaxTokens != nil || o.MaxCompl != nil) && p.maxTokens < 1 {
-		return p, fmt.Errorf("%w: max_tokens %d, want at least 1", errBadGeneration, p.maxTokens)
+		return p, fmt.Errorf("%w: max_tokens %d, want at least 1", runner.ErrInvalidInput, p.maxTokens)
 	}
 	if o.Temperature != nil {
 		p.temperature = *o.Temperature
@@ -564,10 +561,10 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	texts, err := stringOrList(req.Input, "input")
 	if err == nil && len(texts) == 0 {
-		err = fmt.Errorf("%w: input: want a string or a list of strings", errBadGeneration)
+		err = fmt.Errorf("%w: input: want a string or a list of strings", runner.ErrInvalidInput)
 	}
 	if err == nil && req.EncodingFormat != "" && req.EncodingFormat != "float" {
-		err = fmt.Errorf("%w: encoding_format %q: only float is supported", errBadGeneration, req.EncodingFormat)
+		err = fmt.Errorf("%w: encoding_format %q: only float is supported", runner.ErrInvalidInput, req.EncodingFormat)
 	}
 	var m *runner.Model
 	if err == nil {
@@ -575,7 +572,7 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		if in := m.Metadata().Inputs; len(in) != 1 || in[0].DataType != tensor.Bytes || m.Generator() != nil {
-			err = fmt.Errorf("%w: model %q does not embed text (it takes no single text input)", errBadGeneration, req.Model)
+			err = fmt.Errorf("%w: model %q does not embed text (it takes no single text input)", runner.ErrInvalidInput, req.Model)
 		}
 	}
 	if err != nil {
