@@ -86,7 +86,6 @@ func (s *Server) startGeneration(ctx context.Context, m *runner.Model, p genPara
 		metrics: s.metrics.forGenerator(m)}, nil
 }
 
-
 // next waits for the next token and returns the text it adds; done is
 // true once the sequence has ended (finish then says why).
 func (gen *generation) next() (delta string, done bool, err error) {
