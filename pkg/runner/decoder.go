@@ -14,14 +14,19 @@ import (
 // Decoder is an autoregressive model with an explicit key/value cache:
 // each forward pass takes only the new tokens of each sequence, its past
 // keys and values, and an attention mask over past and new, and returns
-// the logits of each sequence's last new token and the keys and values
-// with the new ones appended:
+// the logits of each sequence's last new token and either the new tokens'
+// keys and values or, as most exported decoders do, the past with the new
+// appended:
 //
 //	input_ids, position_ids INT64 [batch, new]
 //	attention_mask          INT64 [batch, past + new]
 //	past_key_N, past_value_N FP32 [batch, heads, past, head_dim]
 //	-> logits FP32 [batch, vocab]
-//	   present_key_N, present_value_N FP32 [batch, heads, past + new, head_dim]
+//	   new_key_N, new_value_N FP32 [batch, heads, new, head_dim]
+//	   or present_key_N, present_value_N FP32 [batch, heads, past + new, head_dim]
+//
+// Returning only the new keys and values saves the model a copy of the
+// whole past every step, and the engine reading it back.
 type Decoder struct {
 	Name                 string
 	Layers               int
@@ -31,11 +36,12 @@ type Decoder struct {
 	inputs, outputs      []TensorSpec
 	mu                   sync.Mutex // one forward pass at a time
 	pastAt, presentAt    []int      // index of past/present key (2l) and value (2l+1)
+	newOnly              bool       // the present holds the new positions only
 	idsAt, posAt, maskAt int
 	logitsAt             int
 }
 
-var kvName = regexp.MustCompile(`^(past|present)_(key|value)_([0-9]+)$`)
+var kvName = regexp.MustCompile(`^(past|present|new)_(key|value)_([0-9]+)$`)
 
 // LoadDecoder creates a decoder from ONNX bytes, checking that its inputs
 // and outputs are those of a key/value-cached decoder.
@@ -92,7 +98,9 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 	if d.pastAt, err = kv(d.inputs, "past"); err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
-	if d.presentAt, err = kv(d.outputs, "present"); err != nil {
+	if d.presentAt, err = kv(d.outputs, "new"); err == nil {
+		d.newOnly = true
+	} else if d.presentAt, err = kv(d.outputs, "present"); err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
 	if len(d.pastAt) != len(d.presentAt) {
@@ -115,7 +123,7 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 		}
 	}
 	if d.idsAt < 0 || d.posAt < 0 || d.maskAt < 0 || d.logitsAt < 0 || len(d.inputs) != 3+2*d.Layers || len(d.outputs) != 1+2*d.Layers {
-		return nil, fmt.Errorf("decoder %q: want inputs input_ids, position_ids, attention_mask and the past, outputs logits [batch, vocab] and the present", name)
+		return nil, fmt.Errorf("decoder %q: want inputs input_ids, position_ids, attention_mask and the past, outputs logits [batch, vocab] and the new or present keys and values", name)
 	}
 	cfg = cfg.withDefaults(true)
 	if d.session, err = newSession(onnx, Metadata{Inputs: d.inputs, Outputs: d.outputs}, cfg, Device{Kind: "cpu"}); err != nil {
@@ -144,10 +152,20 @@ type forward struct {
 }
 
 // result of a forward pass: logits (batch × vocab), and per layer key then
-// value, batch × heads × (past + news) × head_dim.
+// value, batch × heads × positions × head_dim, where the window of
+// positions is the decoder's presentWindow.
 type forwardResult struct {
 	logits  []float32
 	present [][]float32
+}
+
+// presentWindow returns the positions a forward pass of news tokens after
+// past returns per row, and where in them the first new token is.
+func (d *Decoder) presentWindow(past, news int) (positions, first int) {
+	if d.newOnly {
+		return news, 0
+	}
+	return past + news, past
 }
 
 // grow returns buf resized to n, reusing its array when it is big enough.
@@ -202,9 +220,11 @@ func (d *Decoder) run(f *forward, res ...*forwardResult) (*forwardResult, error)
 	}
 	out.logits = grow(out.logits, f.batch*d.Vocab)
 	outs[d.logitsAt] = newTensor([]int64{b, int64(d.Vocab)}, asBytes(out.logits), tensor.FP32)
+	positions, _ := d.presentWindow(f.past, f.news)
+	w := int64(positions)
 	for slot, i := range d.presentAt {
-		out.present[slot] = grow(out.present[slot], int(b*h*(p+n)*hd))
-		outs[i] = newTensor([]int64{b, h, p + n, hd}, asBytes(out.present[slot]), tensor.FP32)
+		out.present[slot] = grow(out.present[slot], int(b*h*w*hd))
+		outs[i] = newTensor([]int64{b, h, w, hd}, asBytes(out.present[slot]), tensor.FP32)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", d.Name, err)

@@ -201,14 +201,16 @@ func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Toke
 
 func (e *Engine) loop(ctx context.Context) {
 	defer close(e.done)
-	var running, waiting []*sequence
+	// running are decoded each step; ready have been prefilled and wait
+	// for a slot (continuous batching); waiting have not been admitted.
+	var running, ready, waiting []*sequence
 	defer func() {
-		for _, s := range append(running, waiting...) {
+		for _, s := range slices.Concat(running, ready, waiting) {
 			e.finish(s, Token{Finish: "error", Err: ErrClosed})
 		}
 	}()
 	for {
-		if len(running) == 0 && len(waiting) == 0 {
+		if len(running) == 0 && len(ready) == 0 && len(waiting) == 0 {
 			select {
 			case s := <-e.submit:
 				waiting = append(waiting, s)
@@ -228,13 +230,19 @@ func (e *Engine) loop(ctx context.Context) {
 			}
 		}
 		// Withdraw the sequences whose callers left.
-		waiting = slices.DeleteFunc(waiting, func(s *sequence) bool {
-			if s.ctx.Err() != nil {
-				e.finish(s, Token{Finish: "error", Err: s.ctx.Err()})
-				return true
+		left := func(s *sequence) bool {
+			if s.ctx.Err() == nil {
+				return false
 			}
-			return false
-		})
+			e.finish(s, Token{Index: len(s.tokens) - s.prompt, Finish: "error", Err: s.ctx.Err()})
+			e.free(s)
+			return true
+		}
+		waiting = slices.DeleteFunc(waiting, left)
+		ready = slices.DeleteFunc(ready, left)
+		if len(running) == 0 && len(ready) == 0 && len(waiting) == 0 {
+			continue
+		}
 		// Static batching waits for a full batch, for a while.
 		if e.o.Scheduling == Static && len(running) == 0 && len(waiting) < e.o.MaxBatch {
 			if wait := e.o.BatchWait - time.Since(waiting[0].queued); wait > 0 {
@@ -254,22 +262,29 @@ func (e *Engine) loop(ctx context.Context) {
 		// Admit while slots and memory allow: any step (continuous), or
 		// only between batches (static).
 		var admitted []*sequence
-		if e.o.Scheduling == Continuous || len(running) == 0 {
-			for len(waiting) > 0 && len(running) < e.o.MaxBatch && e.admit(waiting[0]) {
+		switch {
+		case e.o.Scheduling == Continuous:
+			// Prefilled sequences take the free slots first. When none is
+			// left, the next group is prefilled in one pass: enough for
+			// the free slots and a reserve for the slots the next steps
+			// free, so that a sequence leaving does not cost a forward
+			// pass of its own to replace.
+			for len(ready) > 0 && len(running) < e.o.MaxBatch {
+				running = append(running, ready[0])
+				ready = ready[1:]
+			}
+			if len(ready) == 0 {
+				group := e.o.MaxBatch - len(running) + e.o.MaxBatch/2
+				for len(waiting) > 0 && len(admitted) < group && e.admit(waiting[0]) {
+					admitted = append(admitted, waiting[0])
+					waiting = waiting[1:]
+				}
+			}
+		case len(running) == 0:
+			for len(waiting) > 0 && len(admitted) < e.o.MaxBatch && e.admit(waiting[0]) {
 				admitted = append(admitted, waiting[0])
-				running = append(running, waiting[0])
 				waiting = waiting[1:]
 			}
-		}
-		e.setCounts(len(running), len(waiting))
-		if len(running) == 0 {
-			if len(waiting) > 0 {
-				// Nothing runs and the first waiter does not fit: that
-				// cannot change, so it fails rather than waits forever.
-				e.finish(waiting[0], Token{Finish: "error", Err: fmt.Errorf("%w: the key/value budget cannot hold it", ErrTooLong)})
-				waiting = waiting[1:]
-			}
-			continue
 		}
 		if len(admitted) > 0 {
 			if err := e.prefill(admitted); err != nil {
@@ -278,6 +293,29 @@ func (e *Engine) loop(ctx context.Context) {
 					e.finish(s, Token{Finish: "error", Err: err})
 				}
 			}
+			for _, s := range admitted {
+				switch {
+				case s.finished: // one token, an error, or a caller gone
+					e.free(s)
+				case len(running) < e.o.MaxBatch:
+					running = append(running, s)
+				default:
+					ready = append(ready, s)
+				}
+			}
+		}
+		e.setCounts(len(running), len(ready)+len(waiting))
+		if len(running) == 0 && len(admitted) == 0 {
+			if len(waiting) > 0 {
+				// Nothing runs and the first waiter does not fit: that
+				// cannot change, so it fails rather than waits forever.
+				e.finish(waiting[0], Token{Finish: "error", Err: fmt.Errorf("%w: the key/value budget cannot hold it", ErrTooLong)})
+				waiting = waiting[1:]
+			}
+			continue
+		}
+		if len(running) == 0 {
+			continue // every admitted sequence ended at its first token
 		}
 		if err := e.decode(running); err != nil {
 			for _, s := range running {
@@ -333,9 +371,11 @@ func (e *Engine) admit(s *sequence) bool {
 	return true
 }
 
-// free gives s's blocks back, keeping its prompt's in the prefix cache.
+// free gives s's blocks back, keeping its prompt's in the prefix cache
+// once they hold the prompt's keys and values (not after a failed
+// prefill).
 func (e *Engine) free(s *sequence) {
-	if e.o.PrefixCache {
+	if e.o.PrefixCache && s.kv >= s.prompt {
 		e.pool.remember(s.tokens[:s.prompt], s.blocks)
 	}
 	for _, b := range s.blocks {
@@ -373,10 +413,11 @@ func (e *Engine) prefill(batch []*sequence) error {
 	if err != nil {
 		return err
 	}
+	positions, first := e.dec.presentWindow(past, news)
 	for r, s := range batch {
 		own := s.prompt - s.kv
 		for i := range own {
-			e.pool.write(s.blocks, s.kv+i, res.present, r, past+news, past+news-own+i)
+			e.pool.write(s.blocks, s.kv+i, res.present, r, positions, first+news-own+i)
 		}
 		cached := s.kv
 		s.kv = s.prompt
@@ -411,6 +452,7 @@ func (e *Engine) decode(batch []*sequence) error {
 		return err
 	}
 	e.count(func(st *EngineStats) { st.Steps++ })
+	positions, first := e.dec.presentWindow(past, 1)
 	for r, s := range batch {
 		if s.finished {
 			continue // static batching: the slot idles to the batch's end
@@ -420,7 +462,7 @@ func (e *Engine) decode(batch []*sequence) error {
 			e.finish(s, Token{Index: len(s.tokens) - s.prompt, Finish: "error", Err: s.ctx.Err()})
 			continue
 		}
-		e.pool.write(s.blocks, s.kv, res.present, r, past+1, past)
+		e.pool.write(s.blocks, s.kv, res.present, r, positions, first)
 		s.kv++
 		e.emit(s, e.sample(res.logits[r*e.dec.Vocab:][:e.dec.Vocab], s), -1)
 	}
@@ -483,13 +525,7 @@ func (e *Engine) count(f func(*EngineStats)) {
 func (e *Engine) sample(logits []float32, s *sequence) int64 {
 	r := s.req
 	if r.Temperature <= 0 {
-		best := 0
-		for i, v := range logits {
-			if v > logits[best] {
-				best = i
-			}
-		}
-		return int64(best)
+		return int64(argmax(logits))
 	}
 	idx := make([]int, len(logits))
 	for i := range idx {
@@ -535,4 +571,45 @@ func (e *Engine) sample(logits []float32, s *sequence) int64 {
 		}
 	}
 	return int64(idx[len(idx)-1])
+}
+
+// argmax returns the index of the largest of xs, the first of equals (0
+// when xs is empty). Four running maxima, each over every fourth element,
+// keep the loop free of a dependency from one element to the next: greedy
+// decoding scans the whole vocabulary for every sequence every step.
+func argmax(xs []float32) int {
+	inf := float32(math.Inf(-1))
+	v0, v1, v2, v3 := inf, inf, inf, inf
+	i0, i1, i2, i3 := 0, 1, 2, 3
+	i := 0
+	for ; i+4 <= len(xs); i += 4 {
+		x := xs[i : i+4 : i+4]
+		if x[0] > v0 {
+			v0, i0 = x[0], i
+		}
+		if x[1] > v1 {
+			v1, i1 = x[1], i+1
+		}
+		if x[2] > v2 {
+			v2, i2 = x[2], i+2
+		}
+		if x[3] > v3 {
+			v3, i3 = x[3], i+3
+		}
+	}
+	best, bv := 0, inf
+	for _, c := range [...]struct {
+		v float32
+		i int
+	}{{v0, i0}, {v1, i1}, {v2, i2}, {v3, i3}} {
+		if c.i < i && (c.v > bv || c.v == bv && c.i < best) {
+			best, bv = c.i, c.v
+		}
+	}
+	for ; i < len(xs); i++ {
+		if xs[i] > bv {
+			best, bv = i, xs[i]
+		}
+	}
+	return best
 }

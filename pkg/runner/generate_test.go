@@ -3,11 +3,13 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -115,8 +117,9 @@ func TestDecoderIncrementalMatchesWhole(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			positions, first := d.presentWindow(past, n)
 			for i := range n {
-				e.pool.write(blocks, start+i, res.present, 0, past+n, past+i)
+				e.pool.write(blocks, start+i, res.present, 0, positions, first+i)
 			}
 			last = res.logits
 		}
@@ -258,17 +261,25 @@ func TestSamplingBySeed(t *testing.T) {
 	}
 }
 
-// BenchmarkGenerate runs request mixes of 48 requests (prompts of 3 to
+// BenchmarkGenerate runs request mixes of 192 requests (prompts of 3 to
 // 25 tokens), all arriving at once, on the bundled decoder: continuous
 // batching, static batching (full batches, each run to its longest
-// sequence) and no batching, 16 sequences a batch (the default max_batch). Output lengths are
-// exponential with a mean of 32 tokens (4 to 160), as served traffic's
-// roughly are, or uniform from 4 to 64. Then a long shared prefix, with
-// and without the prefix cache. It reports output tokens/s and the p99
-// time to first token.
+// sequence) and no batching, 16 sequences a batch (the default
+// max_batch). 192 requests make twelve full static batches, so that the
+// figures are those of serving rather than of draining the last batch.
+// Output lengths are exponential with a mean of 32 tokens (4 to 160), as
+// served traffic's roughly are, or uniform from 4 to 64. Then a long
+// shared prefix, with and without the prefix cache. It reports output
+// tokens/s and the p99 time to first token.
+//
+// BENCH_GENERATE_REQUESTS=48 runs a shorter mix.
 func BenchmarkGenerate(b *testing.B) {
 	d := loadTinyGPT(b)
-	exponential, uniform := prompts(48), prompts(48)
+	n := 192
+	if v, err := strconv.Atoi(os.Getenv("BENCH_GENERATE_REQUESTS")); err == nil && v > 0 {
+		n = v
+	}
+	exponential, uniform := prompts(n), prompts(n)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range exponential {
 		exponential[i].MaxTokens = min(160, 4+int(rng.ExpFloat64()*28))
@@ -433,5 +444,176 @@ func TestCacheEvictsWithinItsBytes(t *testing.T) {
 	c := m.Stats().Cache
 	if c.Bytes > 4096 || c.Evictions == 0 || c.Entries >= 40 {
 		t.Fatalf("a 4 KiB cache after 40 answers of about 300 bytes: %+v", c)
+	}
+}
+
+// argmax finds the first of the largest, as a plain scan does, at every
+// length and with ties across its four lanes.
+func TestArgmax(t *testing.T) {
+	plain := func(xs []float32) int {
+		best := 0
+		for i, v := range xs {
+			if v > xs[best] {
+				best = i
+			}
+		}
+		return best
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := range 40 {
+		for range 50 {
+			xs := make([]float32, n)
+			for i := range xs {
+				xs[i] = float32(rng.IntN(5)) // many ties
+			}
+			if got, want := argmax(xs), plain(xs); got != want {
+				t.Fatalf("argmax(%v) = %d, want %d", xs, got, want)
+			}
+		}
+	}
+	inf := float32(math.Inf(-1))
+	if got := argmax([]float32{inf, inf, inf, inf, inf}); got != 0 {
+		t.Fatalf("all -Inf: %d, want 0", got)
+	}
+}
+
+func loadVariant(t testing.TB, file string) *Decoder {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "variants", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadDecoder(file, data, Config{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
+// BenchmarkDecoderStep times one decode step of 16 rows at a past of 64
+// and 256 positions, for the same decoder returning the whole present and
+// returning only the new keys and values.
+func BenchmarkDecoderStep(b *testing.B) {
+	for _, layout := range []string{"present", "new"} {
+		d := loadVariant(b, "tiny-gpt-512-"+layout+".onnx")
+		for _, past := range []int{64, 256} {
+			b.Run(fmt.Sprintf("%s/past=%d", layout, past), func(b *testing.B) {
+				const rows = 16
+				f := &forward{batch: rows, news: 1, past: past, ids: make([]int64, rows), pos: make([]int64, rows), mask: make([]int64, rows*(past+1))}
+				for i := range f.mask {
+					f.mask[i] = 1
+				}
+				for range 2 * d.Layers {
+					f.kv = append(f.kv, make([]float32, rows*d.Heads*past*d.HeadDim))
+				}
+				var out forwardResult
+				for b.Loop() {
+					if _, err := d.run(f, &out); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// A decoder that returns the whole present (past and new keys and values)
+// and one that returns only the new ones generate the same tokens.
+func TestDecoderPresentLayouts(t *testing.T) {
+	full, fresh := loadVariant(t, "tiny-gpt-512-present.onnx"), loadVariant(t, "tiny-gpt-512-new.onnx")
+	if full.newOnly || !fresh.newOnly {
+		t.Fatalf("layouts read as new-only %v and %v, want false and true", full.newOnly, fresh.newOnly)
+	}
+	reqs := prompts(8)
+	for i := range reqs {
+		for j := range reqs[i].Prompt {
+			reqs[i].Prompt[j] %= 512
+		}
+		reqs[i].MaxTokens = 12 + 5*i
+	}
+	want := collect(t, newEngine(t, full, EngineOptions{MaxBatch: 4}), reqs)
+	got := collect(t, newEngine(t, fresh, EngineOptions{MaxBatch: 4}), reqs)
+	for i := range reqs {
+		if !slices.Equal(got[i], want[i]) {
+			t.Fatalf("request %d:\n new-only %v\n present  %v", i, got[i], want[i])
+		}
+	}
+}
+
+// Continuous batching prefills a group ahead of the free slots: those
+// sequences have their first token at once, wait for a slot, and, when
+// their caller leaves while they wait, end and give their memory back.
+func TestPrefilledAheadWaitForASlot(t *testing.T) {
+	d := loadTinyGPT(t)
+	e := newEngine(t, d, EngineOptions{MaxBatch: 2})
+	reqs := prompts(4)
+	var chans []<-chan Token
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i, r := range reqs {
+		r.MaxTokens = 60
+		c := context.Background()
+		if i == 2 {
+			c = ctx
+		}
+		ch, err := e.Generate(c, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chans = append(chans, ch)
+	}
+	// Two run and one more is prefilled ahead (a reserve of half the
+	// batch): the third has its first token while the first two decode.
+	select {
+	case tok := <-chans[2]:
+		if tok.Err != nil || tok.Index != 0 {
+			t.Fatalf("third sequence's first token: %+v", tok)
+		}
+		if made := e.Stats().OutputTokens; made >= 60 {
+			t.Fatalf("the third sequence's first token came after %d tokens: it waited for a slot to free", made)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sequence prefilled ahead had no first token")
+	}
+	// The counts are taken after the prefill that made the token.
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		st := e.Stats()
+		if st.Running > 2 {
+			t.Fatalf("%d running, over the batch of 2", st.Running)
+		}
+		if st.Running == 2 && st.Waiting == 2 {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("running %d, waiting %d: want 2 and 2", st.Running, st.Waiting)
+		}
+	}
+	cancel()
+	var last Token
+	for tok := range chans[2] {
+		last = tok
+	}
+	if !errors.Is(last.Err, context.Canceled) {
+		t.Fatalf("the cancelled sequence ended with %q %v", last.Finish, last.Err)
+	}
+	for i, ch := range chans {
+		if i == 2 {
+			continue
+		}
+		n := 0
+		for tok := range ch {
+			if tok.Err != nil {
+				t.Fatalf("sequence %d: %v", i, tok.Err)
+			}
+			n++
+		}
+		if n != 60 {
+			t.Fatalf("sequence %d: %d tokens, want 60", i, n)
+		}
+	}
+	e.Close()
+	if used := e.pool.inUse(); used != 0 {
+		t.Fatalf("%d key/value blocks still in use after every sequence ended", used)
 	}
 }

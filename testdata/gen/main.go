@@ -69,12 +69,15 @@ func run(dir string, check bool, bertVocab string) error {
 		"../variants/mlp-heavy-3x.onnx": mlpHeavy(300).Encode(),
 		"../variants/faulty.onnx":       faulty().Encode(),
 		// The decoder shares the text encoder's vocabulary.
-		"tiny-gpt/1/model.onnx": tinyGPT(nvocab).Encode(),
+		"tiny-gpt/1/model.onnx": tinyGPT(nvocab, false).Encode(),
 		"tiny-gpt/vocab.txt":    vocab,
+		// The same decoder in small, in both key/value output layouts.
+		"../variants/tiny-gpt-512-new.onnx":     tinyGPT(512, false).Encode(),
+		"../variants/tiny-gpt-512-present.onnx": tinyGPT(512, true).Encode(),
 	}
 	var errs []error
 	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx",
-		"tiny-gpt/1/model.onnx", "tiny-gpt/vocab.txt"} {
+		"tiny-gpt/1/model.onnx", "tiny-gpt/vocab.txt", "../variants/tiny-gpt-512-new.onnx", "../variants/tiny-gpt-512-present.onnx"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)

@@ -311,10 +311,16 @@ const (
 //	attention_mask          INT64 [batch, past + new] (1: a real token)
 //	past_key_N, past_value_N FP32 [batch, 4, past, 32] per layer N
 //	-> logits FP32 [batch, vocab] (of each row's last new token)
-//	   present_key_N, present_value_N FP32 [batch, 4, past + new, 32]
+//	   new_key_N, new_value_N FP32 [batch, 4, new, 32]
 //
 // New tokens attend to the unmasked past and, causally, to each other.
-func tinyGPT(vocab int64) *g.Model {
+//
+// With present, it returns the past with the new keys and values appended
+// (present_key_N [batch, heads, past+new, head_dim]), as most exported
+// decoders do, and attends over that; otherwise only the new ones
+// (new_key_N [batch, heads, new, head_dim]), attending over the past where
+// it lies. The two compute the same function.
+func tinyGPT(vocab int64, present bool) *g.Model {
 	r := &rng{s: 3}
 	b := g.NewBuilder("tiny-gpt")
 	batch, news, past, total := g.Symbolic("batch"), g.Symbolic("new"), g.Symbolic("past"), g.Symbolic("past_plus_new")
@@ -360,6 +366,10 @@ func tinyGPT(vocab int64) *g.Model {
 	allowed := b.Op("Mul", []string{maskF, causal})                                                                        // [batch,1,new,past+new]
 	bias := b.Op("Mul", []string{b.Op("Sub", []string{b.Init(scalarF("const.onef", 1)), allowed}), b.Init(scalarF("const.neg", -1e9))})
 
+	pastLen1 := b.Op("Unsqueeze", []string{pastLen, b.Init(ints("const.axis0", 0))}) // [1]
+	b.Init(ints("const.zero1", 0))
+	b.Init(ints("const.max1", math.MaxInt64))
+	b.Init(ints("const.axis3", 3))
 	splitShape := b.Init(ints("const.split_heads", 0, 0, gptHeads, gptHeadDim))
 	mergeShape := b.Init(ints("const.merge_heads", 0, 0, gptHidden))
 	scale := b.Init(scalarF("const.scale", float32(1/math.Sqrt(gptHeadDim))))
@@ -372,12 +382,30 @@ func tinyGPT(vocab int64) *g.Model {
 		}
 		h := layerNorm(x, p+".ln_1")
 		q := heads(linear(h, p+".attn.q", gptHidden, gptHidden))
-		k := b.OpNamed(fmt.Sprintf("present_key_%d", l), "Concat", []string{pastK[l], heads(linear(h, p+".attn.k", gptHidden, gptHidden))}, g.AttrInt("axis", 2))
-		v := b.OpNamed(fmt.Sprintf("present_value_%d", l), "Concat", []string{pastV[l], heads(linear(h, p+".attn.v", gptHidden, gptHidden))}, g.AttrInt("axis", 2))
-		kT := b.Op("Transpose", []string{k}, g.AttrInts("perm", 0, 1, 3, 2))
-		scores := b.Op("Add", []string{b.Op("Mul", []string{b.Op("MatMul", []string{q, kT}), scale}), bias})
-		probs := b.Op("Softmax", []string{scores}, g.AttrInt("axis", -1))
-		ctx := b.Op("Reshape", []string{b.Op("Transpose", []string{b.Op("MatMul", []string{probs, v})}, g.AttrInts("perm", 0, 2, 1, 3)), mergeShape})
+		// Attention reads the past where it lies: scores against past
+		// and new keys are computed apart and joined (a row of
+		// past+new scores, small), and the weighted sums of past and new
+		// values are added, so the past keys and values are never
+		// copied; only the new ones are returned.
+		keysT := func(k string) string { return b.Op("Transpose", []string{k}, g.AttrInts("perm", 0, 1, 3, 2)) }
+		newK, newV := heads(linear(h, p+".attn.k", gptHidden, gptHidden)), heads(linear(h, p+".attn.v", gptHidden, gptHidden))
+		var attended string
+		if present {
+			k := b.OpNamed(fmt.Sprintf("present_key_%d", l), "Concat", []string{pastK[l], newK}, g.AttrInt("axis", 2))
+			v := b.OpNamed(fmt.Sprintf("present_value_%d", l), "Concat", []string{pastV[l], newV}, g.AttrInt("axis", 2))
+			scores := b.Op("Add", []string{b.Op("Mul", []string{b.Op("MatMul", []string{q, keysT(k)}), scale}), bias})
+			attended = b.Op("MatMul", []string{b.Op("Softmax", []string{scores}, g.AttrInt("axis", -1)), v})
+		} else {
+			k := b.OpNamed(fmt.Sprintf("new_key_%d", l), "Identity", []string{newK})
+			v := b.OpNamed(fmt.Sprintf("new_value_%d", l), "Identity", []string{newV})
+			joined := b.Op("Concat", []string{b.Op("MatMul", []string{q, keysT(pastK[l])}), b.Op("MatMul", []string{q, keysT(k)})}, g.AttrInt("axis", 3))
+			scores := b.Op("Add", []string{b.Op("Mul", []string{joined, scale}), bias})
+			probs := b.Op("Softmax", []string{scores}, g.AttrInt("axis", -1))
+			pastProbs := b.Op("Slice", []string{probs, "const.zero1", pastLen1, "const.axis3"})
+			newProbs := b.Op("Slice", []string{probs, pastLen1, "const.max1", "const.axis3"})
+			attended = b.Op("Add", []string{b.Op("MatMul", []string{pastProbs, pastV[l]}), b.Op("MatMul", []string{newProbs, v})})
+		}
+		ctx := b.Op("Reshape", []string{b.Op("Transpose", []string{attended}, g.AttrInts("perm", 0, 2, 1, 3)), mergeShape})
 		x = b.Op("Add", []string{x, linear(ctx, p+".attn.out", gptHidden, gptHidden)})
 		h = linear(layerNorm(x, p+".ln_2"), p+".mlp.in", gptHidden, gptFFN)
 		erf := b.Op("Erf", []string{b.Op("Mul", []string{h, invSqrt2})})
@@ -391,8 +419,13 @@ func tinyGPT(vocab int64) *g.Model {
 	b.OpNamed("logits", "MatMul", []string{lastX, b.Op("Transpose", []string{wte}, g.AttrInts("perm", 1, 0))})
 	b.Output("logits", g.Float, batch, g.Fixed(vocab))
 	for l := range gptLayers {
-		b.Output(fmt.Sprintf("present_key_%d", l), g.Float, batch, g.Fixed(gptHeads), total, g.Fixed(gptHeadDim))
-		b.Output(fmt.Sprintf("present_value_%d", l), g.Float, batch, g.Fixed(gptHeads), total, g.Fixed(gptHeadDim))
+		if present {
+			b.Output(fmt.Sprintf("present_key_%d", l), g.Float, batch, g.Fixed(gptHeads), total, g.Fixed(gptHeadDim))
+			b.Output(fmt.Sprintf("present_value_%d", l), g.Float, batch, g.Fixed(gptHeads), total, g.Fixed(gptHeadDim))
+		} else {
+			b.Output(fmt.Sprintf("new_key_%d", l), g.Float, batch, g.Fixed(gptHeads), news, g.Fixed(gptHeadDim))
+			b.Output(fmt.Sprintf("new_value_%d", l), g.Float, batch, g.Fixed(gptHeads), news, g.Fixed(gptHeadDim))
+		}
 	}
-	return model(b, "2-layer GPT-like decoder (hidden 128, 4 heads, tied embeddings) with an explicit key/value cache per layer; deterministic weights; the text-encoder's WordPiece vocabulary in vocab.txt.")
+	return model(b, "2-layer GPT-like decoder (hidden 128, 4 heads, tied embeddings) with an explicit key/value cache per layer, returning the new tokens' keys and values; deterministic weights; the text-encoder's WordPiece vocabulary in vocab.txt.")
 }
