@@ -617,3 +617,25 @@ func TestPrefilledAheadWaitForASlot(t *testing.T) {
 		t.Fatalf("%d key/value blocks still in use after every sequence ended", used)
 	}
 }
+
+// A static batch's only caller leaving while it waits for the batch to
+// fill leaves the engine serving.
+func TestStaticWaitOutlivesItsCaller(t *testing.T) {
+	d := loadTinyGPT(t)
+	e := newEngine(t, d, EngineOptions{MaxBatch: 4, Scheduling: Static, BatchWait: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := e.Generate(ctx, prompts(1)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for tok := range ch {
+		if tok.Finish != "" && !errors.Is(tok.Err, context.Canceled) {
+			t.Fatalf("the cancelled sequence ended with %q %v", tok.Finish, tok.Err)
+		}
+	}
+	r := prompts(2)[1]
+	if got := collect(t, e, []GenerateRequest{r})[0]; len(got) != r.MaxTokens {
+		t.Fatalf("after a caller left: %d tokens, want %d", len(got), r.MaxTokens)
+	}
+}
