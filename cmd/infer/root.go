@@ -56,6 +56,17 @@ func newRootCmd() *cobra.Command {
 // models when path is empty. Models that fail to load are reported on w
 // and skipped; it fails only when nothing could be loaded.
 func openRepository(g *globalOptions, path string, w io.Writer) (*runner.Repository, error) {
+	return openRepositoryOn(g, path, "", w)
+}
+
+// openRepositoryOn opens a repository whose models load on device unless
+// their config names one.
+func openRepositoryOn(g *globalOptions, path, device string, w io.Writer) (*runner.Repository, error) {
+	if device != "" {
+		if _, err := runner.ParseDevice(device); err != nil {
+			return nil, fmt.Errorf("--device: %w", err)
+		}
+	}
 	if _, err := runner.InitRuntime(g.onnxRuntimeLib); err != nil {
 		return nil, err
 	}
@@ -63,10 +74,11 @@ func openRepository(g *globalOptions, path string, w io.Writer) (*runner.Reposit
 		repo *runner.Repository
 		err  error
 	)
+	opts := runner.LoadOptions{Device: device}
 	if path == "" {
-		repo, err = runner.OpenFS(infer.BundledModels(), infer.BundledModelsName, runner.LoadOptions{})
+		repo, err = runner.OpenFS(infer.BundledModels(), infer.BundledModelsName, opts)
 	} else {
-		repo, err = runner.Open(path, runner.LoadOptions{})
+		repo, err = runner.Open(path, opts)
 	}
 	if repo == nil {
 		return nil, err

@@ -34,6 +34,7 @@ type serveOptions struct {
 	adminTokenFile string
 	stateDir       string
 	allowFaults    bool
+	device         string
 	faults         []string
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
@@ -73,6 +74,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, grace_period); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
+	f.StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu; a model's fallback_to_cpu still applies)")
 	f.StringVar(&o.host, "host", "", "address to listen on (default: every interface)")
 	f.IntVar(&o.httpPort, "http-port", 8000, "HTTP port of the protocol (0 turns it off)")
 	f.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port of the protocol (0 turns it off)")
@@ -125,7 +127,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		}
 		faults = append(faults, fault{model, version, f})
 	}
-	repo, err := openRepository(g, o.path, stderr)
+	repo, err := openRepositoryOn(g, o.path, o.device, stderr)
 	if err != nil {
 		return err
 	}

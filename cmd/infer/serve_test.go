@@ -221,3 +221,24 @@ func TestServeConfigFile(t *testing.T) {
 		t.Fatalf("missing config: %v %s", err, out)
 	}
 }
+
+// --device names a bad device, or one this runtime cannot use: either way
+// a clear error before anything listens.
+func TestServeDevice(t *testing.T) {
+	out, err := run(t, "serve", "--device", "gpu0")
+	if err == nil || !strings.Contains(err.Error(), `--device: device "gpu0": want cpu, cuda:N or tensorrt:N`) {
+		t.Fatalf("--device gpu0: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	model, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "mlp", "1", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mlp.onnx"), model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, "serve", filepath.Join(dir, "mlp.onnx"), "--device", "cuda:0")
+	if err == nil || !strings.Contains(out, "cuda:0") || !strings.Contains(err.Error(), "no model could be loaded") {
+		t.Fatalf("--device cuda:0 on a CPU runtime: %v\n%s", err, out)
+	}
+}

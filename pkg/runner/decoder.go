@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"sync"
@@ -126,7 +127,17 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 		return nil, fmt.Errorf("decoder %q: want inputs input_ids, position_ids, attention_mask and the past, outputs logits [batch, vocab] and the new or present keys and values", name)
 	}
 	cfg = cfg.withDefaults(true)
-	if d.session, err = newSession(onnx, Metadata{Inputs: d.inputs, Outputs: d.outputs}, cfg, Device{Kind: "cpu"}); err != nil {
+	dev, err := ParseDevice(cfg.Device)
+	if err != nil {
+		return nil, fmt.Errorf("decoder %q: %w", name, err)
+	}
+	meta := Metadata{Inputs: d.inputs, Outputs: d.outputs}
+	d.session, err = newSession(onnx, meta, cfg, dev)
+	if err != nil && dev.Kind != "cpu" && cfg.FallbackToCPU {
+		slog.Warn("device unavailable, falling back to cpu", "model", name, "device", dev.String(), "err", err)
+		d.session, err = newSession(onnx, meta, cfg, Device{Kind: "cpu"})
+	}
+	if err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
 	return d, nil

@@ -98,6 +98,9 @@ type LoadOptions struct {
 	// ReadFile reads a file of the model's folder, such as a tokenizer's
 	// vocabulary; the repository sets it.
 	ReadFile func(name string) ([]byte, error)
+	// Device is the device of a model whose config names none ("cpu",
+	// "cuda:N" or "tensorrt:N"; empty: cpu).
+	Device string
 }
 
 // LoadModel creates a model version from ONNX bytes: it reads the graph's
@@ -127,6 +130,9 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		return nil, fmt.Errorf("output %w", err)
 	}
 	canBatch := batchable(meta.Inputs, meta.Outputs)
+	if cfg.Device == "" {
+		cfg.Device = opts.Device
+	}
 	cfg = cfg.withDefaults(canBatch)
 	if err := cfg.validate(canBatch); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
