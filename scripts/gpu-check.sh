@@ -115,7 +115,7 @@ stop() {
 # 1. The same outputs on the device as on the CPU.
 serve "$device" on 18000
 serve cpu on 19000
-grep 'model loaded' "$work/serve-$device-on.log" | tee -a "$report"
+grep -E 'model loaded|execution provider' "$work/serve-$device-on.log" | tee -a "$report"
 grep -q "model=mlp .*device=$device" "$work/serve-$device-on.log" || fail "mlp did not load on $device"
 python3 - <<'PY' | tee -a "$report"
 import json, math, random, sys, urllib.request

@@ -133,7 +133,7 @@ func appendProvider(opts *ort.SessionOptions, dev Device, extra map[string]strin
 		}
 		return m
 	}
-	cuda := func() error {
+	classic := func() error {
 		c, err := ort.NewCUDAProviderOptions()
 		if err != nil {
 			return err
@@ -143,6 +143,19 @@ func appendProvider(opts *ort.SessionOptions, dev Device, extra map[string]strin
 			return err
 		}
 		return opts.AppendExecutionProviderCUDA(c)
+	}
+	// The CUDA provider compiled into the runtime's interface, else the
+	// same provider as a plugin library beside it.
+	cuda := func() error {
+		err := classic()
+		if err == nil {
+			return nil
+		}
+		perr := appendCUDAPlugin(opts, dev, extra)
+		if perr == nil {
+			return nil
+		}
+		return fmt.Errorf("%w; as a plugin library: %v", err, perr)
 	}
 	switch dev.Kind {
 	case "cuda":
