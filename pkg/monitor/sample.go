@@ -75,9 +75,11 @@ type Counters struct {
 	Ready                  bool
 	// A text generator's: time to first token and between tokens, output
 	// tokens, sequences running and waiting, and key/value bytes in use.
-	Generator        bool
-	TTFT, ITL        window.Histogram
-	OutputTokens     float64
+	Generator    bool
+	TTFT, ITL    window.Histogram
+	OutputTokens float64
+	// Running decode each step; Waiting do not yet (prefilled or not
+	// admitted).
 	Running, Waiting float64
 	KVBytes          float64
 }
@@ -191,8 +193,8 @@ func Parse(r io.Reader, server string, at time.Time) (Sample, error) {
 				switch label(m, "state") {
 				case "running":
 					c.Running = m.GetGauge().GetValue()
-				case "waiting":
-					c.Waiting = m.GetGauge().GetValue()
+				case "waiting", "prefilled": // neither decodes yet
+					c.Waiting += m.GetGauge().GetValue()
 				}
 			case metricKV:
 				c.KVBytes = m.GetGauge().GetValue()

@@ -72,12 +72,14 @@ type Token struct {
 
 // EngineStats is a snapshot of an engine's counters.
 type EngineStats struct {
-	Running, Waiting           int
-	KVBlocks, KVBlocksUsed     int
-	KVBytesUsed                int64
-	PromptTokens, OutputTokens int64
-	PrefixHits, PrefixLookups  int64 // blocks
-	Steps                      int64
+	// Running are decoded each step; Prefilled have their first token
+	// and wait for a slot (continuous batching); Waiting are not admitted.
+	Running, Prefilled, Waiting int
+	KVBlocks, KVBlocksUsed      int
+	KVBytesUsed                 int64
+	PromptTokens, OutputTokens  int64
+	PrefixHits, PrefixLookups   int64 // blocks
+	Steps                       int64
 }
 
 // Engine generates sequences on a Decoder, batching them.
@@ -304,7 +306,7 @@ func (e *Engine) loop(ctx context.Context) {
 				}
 			}
 		}
-		e.setCounts(len(running), len(ready)+len(waiting))
+		e.setCounts(len(running), len(ready), len(waiting))
 		if len(running) == 0 && len(admitted) == 0 {
 			if len(waiting) > 0 {
 				// Nothing runs and the first waiter does not fit: that
@@ -338,10 +340,10 @@ func (e *Engine) loop(ctx context.Context) {
 	}
 }
 
-func (e *Engine) setCounts(running, waiting int) {
+func (e *Engine) setCounts(running, prefilled, waiting int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.stats.Running, e.stats.Waiting = running, waiting
+	e.stats.Running, e.stats.Prefilled, e.stats.Waiting = running, prefilled, waiting
 	e.stats.KVBlocks, e.stats.KVBlocksUsed = e.pool.capacity(), e.pool.inUse()
 	e.stats.KVBytesUsed = int64(e.pool.inUse()) * int64(4*e.pool.blockFloats)
 	e.stats.PrefixHits, e.stats.PrefixLookups = e.pool.hits, e.pool.lookups

@@ -582,11 +582,11 @@ func TestPrefilledAheadWaitForASlot(t *testing.T) {
 		if st.Running > 2 {
 			t.Fatalf("%d running, over the batch of 2", st.Running)
 		}
-		if st.Running == 2 && st.Waiting == 2 {
+		if st.Running == 2 && st.Prefilled == 1 && st.Waiting == 1 {
 			break
 		}
 		if time.Since(start) > 5*time.Second {
-			t.Fatalf("running %d, waiting %d: want 2 and 2", st.Running, st.Waiting)
+			t.Fatalf("running %d, prefilled %d, waiting %d: want 2, 1 and 1", st.Running, st.Prefilled, st.Waiting)
 		}
 	}
 	cancel()

@@ -153,7 +153,7 @@ var (
 	descCache    = prometheus.NewDesc("infer_cache_requests_total", "Response-cache lookups by result (hit, miss); a text model counts one a string.", append(labels, "result"), nil)
 	descCacheMem = prometheus.NewDesc("infer_cache_bytes", "Bytes the response cache holds.", labels, nil)
 	descCacheEv  = prometheus.NewDesc("infer_cache_evictions_total", "Response-cache entries evicted to stay within max_bytes.", labels, nil)
-	descSeqs     = prometheus.NewDesc("infer_sequences", "Text generation: sequences running in the batch, and waiting for a slot or memory.", append(labels, "state"), nil)
+	descSeqs     = prometheus.NewDesc("infer_sequences", "Text generation: sequences running in the batch (running), prefilled and waiting for a slot (prefilled), and waiting for admission (waiting).", append(labels, "state"), nil)
 	descKV       = prometheus.NewDesc("infer_kv_cache_bytes", "Text generation: key/value cache memory in use (sequences' and the prefix cache's).", labels, nil)
 	descKVCap    = prometheus.NewDesc("infer_kv_cache_blocks", "Text generation: key/value blocks the budget holds.", labels, nil)
 	descPrefix   = prometheus.NewDesc("infer_prefix_cache_blocks_total", "Text generation: full prompt blocks looked up in the prefix cache, by result (hit, miss).", append(labels, "result"), nil)
@@ -187,6 +187,7 @@ func (c repositoryCollector) Collect(ch chan<- prometheus.Metric) {
 		if g := m.Generator(); g != nil {
 			gs := g.Stats()
 			ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(gs.Running), st.Name, v, "running")
+			ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(gs.Prefilled), st.Name, v, "prefilled")
 			ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(gs.Waiting), st.Name, v, "waiting")
 			ch <- prometheus.MustNewConstMetric(descKV, prometheus.GaugeValue, float64(gs.KVBytesUsed), st.Name, v)
 			ch <- prometheus.MustNewConstMetric(descKVCap, prometheus.GaugeValue, float64(gs.KVBlocks), st.Name, v)
