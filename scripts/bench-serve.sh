@@ -9,15 +9,32 @@
 # server: both share this machine's cores.
 #
 # Usage: scripts/bench-serve.sh [benchtime]   (default 2s)
+# Environment:
+#   INFER_BENCH_DEVICE   serve mlp (and run it raw) on this device, such as
+#                        cuda:0 (default cpu)
+#   ONNXRUNTIME_LIB      the runtime library (default: the project's, set up)
+#   RUNNER_TEST, SERVER_TEST
+#                        prebuilt test binaries of pkg/runner and pkg/server
+#                        (go test -c), for a machine without Go
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup-onnxruntime.sh >/dev/null
+[ -n "${ONNXRUNTIME_LIB:-}" ] || scripts/setup-onnxruntime.sh >/dev/null
 benchtime=${1:-2s}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-echo "cores: $(nproc); $(go version | cut -d' ' -f3-)" >&2
-go test ./pkg/runner -run '^$' -bench 'RawMLP' -benchtime "$benchtime" | tee -a "$out" >&2
-go test ./pkg/server -run '^$' -bench 'ServeMLP' -benchtime "$benchtime" | tee -a "$out" >&2
+# bench PKG BINARY PATTERN runs PKG's benchmarks matching PATTERN.
+bench() {
+  if [ -n "$2" ]; then
+    local bin=$2
+    [[ $bin = /* ]] || bin=$PWD/$bin
+    (cd "pkg/$1" && "$bin" -test.run '^$' -test.bench "$3" -test.benchtime "$benchtime")
+  else
+    go test "./pkg/$1" -run '^$' -bench "$3" -benchtime "$benchtime"
+  fi
+}
+echo "cores: $(nproc); device: ${INFER_BENCH_DEVICE:-cpu}; $(go version 2>/dev/null | cut -d' ' -f3- || echo 'prebuilt test binaries')" >&2
+bench runner "${RUNNER_TEST:-}" 'RawMLP' | tee -a "$out" >&2
+bench server "${SERVER_TEST:-}" 'ServeMLP' | tee -a "$out" >&2
 awk '
   function metric(name,   i) { for (i = 1; i <= NF; i++) if ($(i) == name) return $(i-1); return "" }
   /^BenchmarkRawMLP/ { r = metric("rows/s"); if (r > raw) { raw = r; rawname = $1 } }

@@ -26,6 +26,9 @@ import (
 // instance layout, and reports, beside its own rows/s, the mean batch it
 // formed and the fraction of raw throughput at that batch size, measured in
 // the same run. The callers share the machine's cores with the runtime.
+//
+// INFER_BENCH_DEVICE (such as cuda:0) puts the raw sessions and the
+// batcher's instances on that device.
 
 // rawSession runs mlp directly in ONNX Runtime at a fixed batch size.
 type rawSession struct {
@@ -40,8 +43,19 @@ func newRawSession(b *testing.B, rows int64) *rawSession {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The runtime's defaults: every core, threads spinning.
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{"image"}, []string{"probabilities"}, nil)
+	// The runtime's defaults: every core, threads spinning; on the
+	// device asked for, if any.
+	var opts *ort.SessionOptions
+	if dev := benchDevice(b); dev.Kind != "cpu" {
+		if opts, err = ort.NewSessionOptions(); err != nil {
+			b.Fatal(err)
+		}
+		defer opts.Destroy()
+		if err := appendProvider(opts, dev, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{"image"}, []string{"probabilities"}, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +135,21 @@ func BenchmarkBatcherMLP(b *testing.B) {
 	}
 }
 
+// benchDevice is the device INFER_BENCH_DEVICE names (default cpu).
+func benchDevice(b *testing.B) Device {
+	name := os.Getenv("INFER_BENCH_DEVICE")
+	if name == "" {
+		name = "cpu"
+	}
+	dev, err := ParseDevice(name)
+	if err != nil {
+		b.Fatalf("INFER_BENCH_DEVICE: %v", err)
+	}
+	return dev
+}
+
 func benchmarkBatcher(b *testing.B, cfg Config, callers int) {
+	cfg.Device = benchDevice(b).String()
 	m := loadBundled(b, "mlp", cfg)
 	r := rand.New(rand.NewPCG(1, 1))
 	reqs := make([]*Request, callers)

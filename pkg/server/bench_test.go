@@ -36,6 +36,7 @@ import (
 // process, sharing the machine's cores with the server. Beside rows/s it
 // reports the server's own overhead, total minus infer from each
 // response's Server-Timing, at p50 and p99, in microseconds.
+// INFER_BENCH_DEVICE (such as cuda:0) serves mlp on that device.
 //
 //	scripts/bench-serve.sh   (this, and the runtime alone, in one run)
 func BenchmarkServeMLP(b *testing.B) {
@@ -63,7 +64,7 @@ func benchmarkServe(b *testing.B, batching bool, proto string, callers int) {
 		mbs = 64
 	}
 	os.WriteFile(filepath.Join(dir, "mlp", "config.yaml"), []byte(fmt.Sprintf("max_batch_size: %d\n", mbs)), 0o644)
-	repo, err := runner.Open(dir, runner.LoadOptions{})
+	repo, err := runner.Open(dir, runner.LoadOptions{Device: os.Getenv("INFER_BENCH_DEVICE")})
 	if err != nil {
 		b.Fatal(err)
 	}
