@@ -47,7 +47,8 @@ func startServeAddrs(t *testing.T, o serveOptions) (map[string]string, context.C
 	if o.drainDelay == 0 {
 		o.drainDelay = 300 * time.Millisecond
 	}
-	o.httpPort, o.grpcPort, o.metricsPort = freePort(t), freePort(t), freePort(t)
+	ports := freePorts(t, 3)
+	o.httpPort, o.grpcPort, o.metricsPort = ports[0], ports[1], ports[2]
 	o.listening = func(addrs map[string]string) { ready <- addrs }
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, &globalOptions{}, o, io.Discard) }()
