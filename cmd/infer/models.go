@@ -139,6 +139,7 @@ type runOptions struct {
 	requests    int
 	concurrency int
 	seed        uint64
+	device      string
 }
 
 func newModelsRunCmd(g *globalOptions) *cobra.Command {
@@ -155,7 +156,7 @@ sizes that formed and the queue and infer phases.`,
 			if o.requests < 1 || o.concurrency < 1 {
 				return fmt.Errorf("--requests and --concurrency must be at least 1 (got %d and %d)", o.requests, o.concurrency)
 			}
-			repo, err := openRepository(g, firstArg(args), cmd.ErrOrStderr())
+			repo, err := openRepositoryOn(g, firstArg(args), o.device, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -167,6 +168,7 @@ sizes that formed and the queue and infer phases.`,
 	cmd.Flags().IntVar(&o.requests, "requests", 64, "requests per model")
 	cmd.Flags().IntVar(&o.concurrency, "concurrency", 8, "requests in flight at once")
 	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the random inputs")
+	cmd.Flags().StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu)")
 	return cmd
 }
 

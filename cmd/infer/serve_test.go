@@ -238,8 +238,14 @@ func TestServeDevice(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "mlp.onnx"), model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err = run(t, "serve", filepath.Join(dir, "mlp.onnx"), "--device", "cuda:0")
-	if err == nil || !strings.Contains(out, "cuda:0") || !strings.Contains(err.Error(), "no model could be loaded") {
-		t.Fatalf("--device cuda:0 on a CPU runtime: %v\n%s", err, out)
+	for _, cmd := range []string{"serve", "models run"} {
+		args := append(strings.Fields(cmd), filepath.Join(dir, "mlp.onnx"), "--device", "cuda:0")
+		out, err = run(t, args...)
+		if err == nil || !strings.Contains(out, "cuda:0") || !strings.Contains(err.Error(), "no model could be loaded") {
+			t.Fatalf("%s --device cuda:0 on a CPU runtime: %v\n%s", cmd, err, out)
+		}
+	}
+	if out, err := run(t, "models", "run", filepath.Join(dir, "mlp.onnx"), "--device", "cpu", "--requests", "4"); err != nil || !strings.Contains(out, "mlp (version 1, cpu") {
+		t.Fatalf("models run --device cpu: %v\n%s", err, out)
 	}
 }
