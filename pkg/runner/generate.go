@@ -213,6 +213,7 @@ func (e *Engine) loop(ctx context.Context) {
 	}()
 	for {
 		if len(running) == 0 && len(ready) == 0 && len(waiting) == 0 {
+			e.setCounts(0, 0, 0) // idle: no count may stay from the last step
 			select {
 			case s := <-e.submit:
 				waiting = append(waiting, s)

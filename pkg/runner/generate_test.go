@@ -612,6 +612,14 @@ func TestPrefilledAheadWaitForASlot(t *testing.T) {
 			t.Fatalf("sequence %d: %d tokens, want 60", i, n)
 		}
 	}
+	// Idle, the counts say so.
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		if st := e.Stats(); st.Running+st.Prefilled+st.Waiting == 0 {
+			break
+		} else if time.Since(start) > 5*time.Second {
+			t.Fatalf("idle engine counts %d running, %d prefilled, %d waiting", st.Running, st.Prefilled, st.Waiting)
+		}
+	}
 	e.Close()
 	if used := e.pool.inUse(); used != 0 {
 		t.Fatalf("%d key/value blocks still in use after every sequence ended", used)
