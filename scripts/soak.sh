@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Soak test: infer serve under a steady load for a long stretch, watching
 # for slow leaks.
-#   1. Serves mlp and text-encoder on loopback, and starts a canary of a
-#      second mlp version at 5% that stays active throughout.
-#   2. Measures the capacity of the two models loaded together (closed
+#   1. Serves mlp, text-encoder and the tiny-gpt text generator on
+#      loopback, and starts a canary of a second mlp version at 5% that
+#      stays active throughout.
+#   2. Streams completions from tiny-gpt, open loop at SOAK_GEN_QPS
+#      (default 10) with 8 to 160 output tokens, from before the capacity
+#      measurement to the end of the soak.
+#   3. Measures the capacity of mlp and text-encoder together (closed
 #      loop, 15 s), then sends 80% of it to each, open loop, for
 #      SOAK_SECONDS (default 300).
-#   3. Samples the server's resident memory and goroutines every 10 s
+#   4. Samples the server's resident memory and goroutines every 10 s
 #      from its /metrics.
 # Passes when resident memory grows less than 10% after the first minute,
 # the goroutines come back to where they were before the load (no leak),
@@ -17,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-onnxruntime.sh >/dev/null
 seconds=${SOAK_SECONDS:-300}
+gen_qps=${SOAK_GEN_QPS:-10}
 go build -o bin/infer ./cmd/infer
 
 work=$(mktemp -d)
@@ -29,7 +34,7 @@ trap cleanup EXIT
 
 repo=$work/models
 mkdir -p "$repo"
-cp -r testdata/models/mlp testdata/models/text-encoder "$repo/"
+cp -r testdata/models/mlp testdata/models/text-encoder testdata/models/tiny-gpt "$repo/"
 base=$((20000 + RANDOM % 20000))
 http=$base metrics=$((base + 2))
 bin/infer serve "$repo" --host 127.0.0.1 --http-port "$http" --grpc-port 0 --metrics-port "$metrics" \
@@ -50,7 +55,10 @@ rate() { sed -n 's/^ *"achieved_rate": \([0-9.]*\).*/\1/p' "$1" | head -1; }
 texts=$work/texts.txt
 awk 'NF && n++ < 200' README.md >"$texts"
 
-echo "measuring capacity: both models at once, closed loop, 15 s" >&2
+bin/infer bench "$url" --protocol openai --model tiny-gpt --qps "$gen_qps" --input-tokens 8:64 --output-tokens 8:160 \
+  --duration "$((seconds + 20))s" --output json >"$work/soak-gen.json" 2>/dev/null &
+b3=$!
+echo "generating from tiny-gpt at $gen_qps/s throughout; measuring capacity: mlp and text-encoder at once, closed loop, 15 s" >&2
 bin/infer bench "$url" --model mlp --concurrency 16 --duration 15s --output json >"$work/cap-mlp.json" 2>/dev/null &
 c1=$!
 bin/infer bench "$url" --model text-encoder --text-file "$texts" --concurrency 4 --duration 15s --output json >"$work/cap-text.json" 2>/dev/null
@@ -73,7 +81,7 @@ while kill -0 "$b1" 2>/dev/null || kill -0 "$b2" 2>/dev/null; do
   printf "%d\t%.1f\t%d\n" "$now" "$(awk -v b="$(metric process_resident_memory_bytes)" 'BEGIN { print b / 1048576 }')" "$(metric go_goroutines)" >>"$samples"
   sleep 10
 done
-wait "$b1" "$b2" || true
+wait "$b1" "$b2" "$b3" || true
 sleep 2
 after_goroutines=$(metric go_goroutines)
 
@@ -85,7 +93,7 @@ echo "resident memory: ${first} MiB at the first minute, peak ${peak} MiB after 
 awk -v g="$growth" 'BEGIN { exit !(g == "nan" || g >= 10) }' && { echo "FAIL: memory grew 10% or more"; fail=1; }
 echo "goroutines: $idle_goroutines idle before the load, $after_goroutines after it"
 [ "$after_goroutines" -gt $((idle_goroutines + 10)) ] && { echo "FAIL: goroutines left behind"; fail=1; }
-for f in soak-mlp soak-text; do
+for f in soak-mlp soak-text soak-gen; do
   requests=$(sed -n 's/^ *"requests": \([0-9]*\).*/\1/p' "$work/$f.json" | head -1)
   ok=$(sed -n 's/^ *"ok": \([0-9]*\).*/\1/p' "$work/$f.json" | head -1)
   p99=$(sed -n '/"latency"/,/}/s/^ *"p99_ms": \([0-9.]*\).*/\1/p' "$work/$f.json" | head -1)
