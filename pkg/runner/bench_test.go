@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 )
 
 // The benchmarks compare the batcher with the runtime alone, on mlp:

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"sync"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
 	"github.com/infer-serving/infer/pkg/tensor"
 )

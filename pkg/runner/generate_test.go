@@ -91,7 +91,9 @@ func collect(t testing.TB, e *Engine, reqs []GenerateRequest) [][]int64 {
 // the logits of the whole prompt run at once.
 func TestDecoderIncrementalMatchesWhole(t *testing.T) {
 	d := loadTinyGPT(t)
-	e := newEngine(t, d, EngineOptions{MaxBatch: 1})
+	// The test's own pool and buffers: an engine's belong to its loop.
+	pool := newKVPool(d.Layers, d.Heads, d.HeadDim, DefaultKVBlockTokens, 64<<20)
+	e := &Engine{dec: d, pool: pool}
 	prompt := prompts(3)[2].Prompt
 	whole := &sequence{tokens: prompt, prompt: len(prompt)}
 	logitsOf := func(s *sequence, upTo int) []float32 {

@@ -8,7 +8,7 @@ import (
 	"time"
 	"unsafe"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
 	"github.com/infer-serving/infer/pkg/tensor"
 )

@@ -3,7 +3,7 @@ package runner
 import (
 	"fmt"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
 	"github.com/infer-serving/infer/pkg/tensor"
 )

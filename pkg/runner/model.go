@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/tensor"

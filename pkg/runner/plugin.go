@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"sync"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 )
 
 // CUDAProviderLibrary is the file name of ONNX Runtime's CUDA execution

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 )
 
 // The runtime lists its execution provider devices, the CPU's among them,

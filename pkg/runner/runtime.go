@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	ort "github.com/yalue/onnxruntime_go"
+	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 )
 
 // RuntimeVersion is the ONNX Runtime release the project installs and

@@ -1,3 +1,0 @@
-module github.com/yalue/onnxruntime_go
-
-go 1.19
