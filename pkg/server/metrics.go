@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,16 +28,21 @@ type metrics struct {
 	// Text generation: time to first token, between tokens, and tokens.
 	ttft, itl *prometheus.HistogramVec // model, version
 	tokens    *prometheus.CounterVec   // model, version, kind (prompt, output)
-	gens      map[*runner.Model]*genObservers
 
+	// observed holds each model version's observers: requests read it
+	// without a lock; mu serializes creating them.
+	observed sync.Map // *runner.Model -> *modelObservers
 	mu       sync.Mutex
-	observed map[*runner.Model]*modelObservers
 }
+
+// observedPhases are the phases a successful request observes.
+var observedPhases = append(slices.Clip(profile.ServerPhases), profile.Total)
 
 type modelObservers struct {
 	phases   [profile.NumPhases]prometheus.Observer
 	inflight prometheus.Gauge
 	success  map[string]prometheus.Counter // by protocol
+	gen      *genObservers                 // a text generator's, else nil
 }
 
 // Protocol labels.
@@ -77,8 +83,6 @@ func newMetrics(repo *runner.Repository) *metrics {
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "infer_tokens_total", Help: "Text generation: prompt tokens in and output tokens out.",
 		}, append(labels, "kind")),
-		gens:     map[*runner.Model]*genObservers{},
-		observed: map[*runner.Model]*modelObservers{},
 	}
 	m.registry.MustRegister(m.requests, m.phases, m.inflight, m.fallbacks, m.ttft, m.itl, m.tokens,
 		repositoryCollector{repo},
@@ -88,26 +92,34 @@ func newMetrics(repo *runner.Repository) *metrics {
 }
 
 func (m *metrics) forModel(model *runner.Model) *modelObservers {
+	if o, ok := m.observed.Load(model); ok {
+		return o.(*modelObservers)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	o, ok := m.observed[model]
-	if !ok {
-		for old := range m.observed {
-			if old.Closed() { // unloaded: let it go
-				delete(m.observed, old)
-			}
-		}
-		meta := model.Metadata()
-		v := strconv.FormatInt(meta.Version, 10)
-		o = &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v), success: map[string]prometheus.Counter{}}
-		for _, p := range []string{protoHTTP, protoGRPC} {
-			o.success[p] = m.requests.WithLabelValues(meta.Name, v, p, "success")
-		}
-		for _, p := range append(profile.ServerPhases, profile.Total) {
-			o.phases[p] = m.phases.WithLabelValues(meta.Name, v, p.String())
-		}
-		m.observed[model] = o
+	if o, ok := m.observed.Load(model); ok {
+		return o.(*modelObservers)
 	}
+	m.observed.Range(func(old, _ any) bool {
+		if old.(*runner.Model).Closed() { // unloaded: let it go
+			m.observed.Delete(old)
+		}
+		return true
+	})
+	meta := model.Metadata()
+	v := strconv.FormatInt(meta.Version, 10)
+	o := &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v), success: map[string]prometheus.Counter{}}
+	for _, p := range []string{protoHTTP, protoGRPC} {
+		o.success[p] = m.requests.WithLabelValues(meta.Name, v, p, "success")
+	}
+	for _, p := range observedPhases {
+		o.phases[p] = m.phases.WithLabelValues(meta.Name, v, p.String())
+	}
+	if model.Generator() != nil {
+		o.gen = &genObservers{ttft: m.ttft.WithLabelValues(meta.Name, v), itl: m.itl.WithLabelValues(meta.Name, v),
+			promptTokens: m.tokens.WithLabelValues(meta.Name, v, "prompt"), outTokens: m.tokens.WithLabelValues(meta.Name, v, "output")}
+	}
+	m.observed.Store(model, o)
 	return o
 }
 
@@ -125,7 +137,7 @@ func (m *metrics) record(model *runner.Model, name, protocol string, t *profile.
 	}
 	o := m.forModel(model)
 	o.success[protocol].Inc()
-	for _, p := range append(profile.ServerPhases, profile.Total) {
+	for _, p := range observedPhases {
 		if p == profile.Cache && t.Get(p) == 0 {
 			continue // no cache took part
 		}
@@ -253,24 +265,8 @@ type genObservers struct {
 	promptTokens, outTokens prometheus.Counter
 }
 
-func (m *metrics) forGenerator(model *runner.Model) *genObservers {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	o, ok := m.gens[model]
-	if !ok {
-		for old := range m.gens {
-			if old.Closed() {
-				delete(m.gens, old)
-			}
-		}
-		meta := model.Metadata()
-		v := strconv.FormatInt(meta.Version, 10)
-		o = &genObservers{ttft: m.ttft.WithLabelValues(meta.Name, v), itl: m.itl.WithLabelValues(meta.Name, v),
-			promptTokens: m.tokens.WithLabelValues(meta.Name, v, "prompt"), outTokens: m.tokens.WithLabelValues(meta.Name, v, "output")}
-		m.gens[model] = o
-	}
-	return o
-}
+// forGenerator returns a text generator's observers.
+func (m *metrics) forGenerator(model *runner.Model) *genObservers { return m.forModel(model).gen }
 
 // recordGeneration counts a finished generation request of model (nil
 // when it did not resolve: name labels it) and, on success, observes its
