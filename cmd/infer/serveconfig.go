@@ -25,6 +25,7 @@ type serveConfig struct {
 	GracePeriod     *time.Duration `yaml:"grace_period"`
 	AdminTokenFile  *string        `yaml:"admin_token_file"`
 	StateDir        *string        `yaml:"state_dir"`
+	Device          *string        `yaml:"device"`
 }
 
 // applyConfig sets o from a configuration file, except the settings whose
@@ -56,5 +57,6 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 	set("grace-period", c.GracePeriod != nil, func() { o.gracePeriod = *c.GracePeriod })
 	set("admin-token-file", c.AdminTokenFile != nil, func() { o.adminTokenFile = *c.AdminTokenFile })
 	set("state-dir", c.StateDir != nil, func() { o.stateDir = *c.StateDir })
+	set("device", c.Device != nil, func() { o.device = *c.Device })
 	return nil
 }

@@ -72,32 +72,27 @@ func Compare(a, b []tensor.Tensor) (Drift, error) {
 
 // floats decodes a floating-point tensor's elements.
 func floats(t tensor.Tensor) ([]float64, bool) {
+	var v []float32
+	var err error
 	switch t.DataType {
-	case tensor.FP32:
-		v, err := tensor.Values[float32](t)
-		if err != nil {
-			return nil, false
-		}
-		out := make([]float64, len(v))
-		for i, x := range v {
-			out[i] = float64(x)
-		}
-		return out, true
 	case tensor.FP64:
 		v, err := tensor.Values[float64](t)
 		return v, err == nil
+	case tensor.FP32:
+		v, err = tensor.Values[float32](t)
 	case tensor.FP16:
-		v, err := tensor.FP16Values(t)
-		if err != nil {
-			return nil, false
-		}
-		out := make([]float64, len(v))
-		for i, x := range v {
-			out[i] = float64(x)
-		}
-		return out, true
+		v, err = tensor.FP16Values(t)
+	default:
+		return nil, false
 	}
-	return nil, false
+	if err != nil {
+		return nil, false
+	}
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out, true
 }
 
 func cosine(a, b []float64) float64 {
