@@ -197,11 +197,7 @@ func newRolloutStatusCmd(o *rolloutOptions) *cobra.Command {
 		Short: "Show the model's rollout: phase, step, traffic and the last analysis",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, model, err := o.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			st, err := c.Rollout(cmd.Context(), model)
+			c, model, st, err := o.current(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -229,11 +225,7 @@ func newRolloutHistoryCmd(o *rolloutOptions) *cobra.Command {
 		Short: "Print every event of the model's rollout, with each analysis's figures",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, model, err := o.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			st, err := c.Rollout(cmd.Context(), model)
+			_, _, st, err := o.current(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -270,6 +262,16 @@ func newRolloutCommandCmd(o *rolloutOptions, name, short string) *cobra.Command 
 			return nil
 		},
 	}
+}
+
+// current connects and reads the model's rollout.
+func (o rolloutOptions) current(ctx context.Context) (*deploy.Client, string, deploy.State, error) {
+	c, model, err := o.connect(ctx)
+	if err != nil {
+		return nil, "", deploy.State{}, err
+	}
+	st, err := c.Rollout(ctx, model)
+	return c, model, st, err
 }
 
 func (o rolloutOptions) connect(ctx context.Context) (*deploy.Client, string, error) {
