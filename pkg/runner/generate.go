@@ -264,7 +264,7 @@ func (e *Engine) loop(ctx context.Context) {
 		}
 		// Admit while slots and memory allow: any step (continuous), or
 		// only between batches (static).
-		var admitted []*sequence
+		group := 0 // how many to admit and prefill together
 		switch {
 		case e.o.Scheduling == Continuous:
 			// Prefilled sequences take the free slots first. When none is
@@ -277,17 +277,15 @@ func (e *Engine) loop(ctx context.Context) {
 				ready = ready[1:]
 			}
 			if len(ready) == 0 {
-				group := e.o.MaxBatch - len(running) + e.o.MaxBatch/2
-				for len(waiting) > 0 && len(admitted) < group && e.admit(waiting[0]) {
-					admitted = append(admitted, waiting[0])
-					waiting = waiting[1:]
-				}
+				group = e.o.MaxBatch - len(running) + e.o.MaxBatch/2
 			}
 		case len(running) == 0:
-			for len(waiting) > 0 && len(admitted) < e.o.MaxBatch && e.admit(waiting[0]) {
-				admitted = append(admitted, waiting[0])
-				waiting = waiting[1:]
-			}
+			group = e.o.MaxBatch
+		}
+		var admitted []*sequence
+		for len(waiting) > 0 && len(admitted) < group && e.admit(waiting[0]) {
+			admitted = append(admitted, waiting[0])
+			waiting = waiting[1:]
 		}
 		if len(admitted) > 0 {
 			if err := e.prefill(admitted); err != nil {
@@ -308,17 +306,14 @@ func (e *Engine) loop(ctx context.Context) {
 			}
 		}
 		e.setCounts(len(running), len(ready), len(waiting))
-		if len(running) == 0 && len(admitted) == 0 {
-			if len(waiting) > 0 {
+		if len(running) == 0 {
+			if len(admitted) == 0 && len(waiting) > 0 {
 				// Nothing runs and the first waiter does not fit: that
 				// cannot change, so it fails rather than waits forever.
 				e.finish(waiting[0], Token{Finish: "error", Err: fmt.Errorf("%w: the key/value budget cannot hold it", ErrTooLong)})
 				waiting = waiting[1:]
 			}
-			continue
-		}
-		if len(running) == 0 {
-			continue // every admitted sequence ended at its first token
+			continue // else every admitted sequence ended at its first token
 		}
 		if err := e.decode(running); err != nil {
 			for _, s := range running {
