@@ -278,8 +278,11 @@ func TestSamplingBySeed(t *testing.T) {
 func BenchmarkGenerate(b *testing.B) {
 	d := loadTinyGPT(b)
 	n := 192
-	if v, err := strconv.Atoi(os.Getenv("BENCH_GENERATE_REQUESTS")); err == nil && v > 0 {
-		n = v
+	if v := os.Getenv("BENCH_GENERATE_REQUESTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("BENCH_GENERATE_REQUESTS=%q: want a number of requests, at least 1", v)
+		}
 	}
 	exponential, uniform := prompts(n), prompts(n)
 	rng := rand.New(rand.NewPCG(1, 2))

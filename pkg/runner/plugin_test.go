@@ -9,9 +9,9 @@ import (
 	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 )
 
-// The runtime lists its execution provider devices, the CPU's among them,
-// and a session made through AppendExecutionProviderV2 with that device
-// computes what a plain session does.
+// The runtime lists its execution provider devices, the CPU's among them;
+// a session made through AppendExecutionProviderV2 with that device
+// computes what a plain session does, and gets the provider's options.
 func TestExecutionProviderDevices(t *testing.T) {
 	devices, err := ort.GetEpDevices()
 	if err != nil {
@@ -62,6 +62,19 @@ func TestExecutionProviderDevices(t *testing.T) {
 	}
 	if got, want := run(devices[i:i+1]), run(nil); !slices.Equal(got, want) {
 		t.Fatalf("through the CPU's device %v, plainly %v", got, want)
+	}
+	// The provider's options reach the session: the runtime keeps them as
+	// its config entries.
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opts.Destroy()
+	if err := opts.AppendExecutionProviderV2(devices[i:i+1], map[string]string{"probe": "42"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := opts.GetSessionConfigEntry("ep.cpuexecutionprovider.probe"); err != nil || v != "42" {
+		t.Fatalf("provider option probe: %q %v, want 42", v, err)
 	}
 	if err := (&ort.SessionOptions{}).AppendExecutionProviderV2(nil, nil); err == nil {
 		t.Fatal("no device: want an error")
