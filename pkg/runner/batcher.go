@@ -89,11 +89,19 @@ type batcher struct {
 	maxQueue  int
 	ragged    []bool // per input: padded per batch, so its length may differ
 
-	mu      sync.Mutex
-	queues  [][]*pending // one FIFO per priority level, highest first
-	n       int          // requests in queues
-	closed  bool
-	arrived chan struct{} // a token when something was queued
+	mu     sync.Mutex
+	queues [][]*pending // one FIFO per priority level, highest first
+	n      int          // requests in queues
+	closed bool
+	// idle counts the workers waiting in next for the queue to change, and
+	// need is how many more rows their batch lacks (1 while the queue is
+	// empty). An arrival wakes a waiting worker only when it meets the need
+	// or carries a deadline, which may fall before the worker's wake-up:
+	// the arrivals that cannot change a worker's decision leave it asleep,
+	// and with every worker busy, submitting touches nothing but the queue.
+	idle    int
+	need    int64
+	arrived chan struct{} // a token when a waiting worker should look
 	closing chan struct{} // closed by close
 }
 
@@ -125,8 +133,15 @@ func (b *batcher) submit(p *pending) error {
 	}
 	b.queues[p.priority] = append(b.queues[p.priority], p)
 	b.n++
+	wake := false
+	if b.idle > 0 {
+		b.need -= p.rows
+		wake = b.need <= 0 || !p.deadline.IsZero()
+	}
 	b.mu.Unlock()
-	b.signal()
+	if wake {
+		b.signal()
+	}
 	return nil
 }
 
@@ -146,6 +161,13 @@ func (b *batcher) close() {
 		b.closed = true
 		close(b.closing)
 	}
+}
+
+// backlog reports whether requests are queued.
+func (b *batcher) backlog() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n > 0
 }
 
 // depth returns the number of queued requests and when the oldest was
@@ -169,10 +191,20 @@ func (b *batcher) depth() (int, time.Time) {
 // and drained.
 func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 	var expired []*pending
+	waiting := false
 	for {
 		b.mu.Lock()
-		batch, wait := b.form(time.Now(), dst[:0], &expired)
+		if waiting {
+			b.idle--
+			waiting = false
+		}
+		batch, wait, need := b.form(time.Now(), dst[:0], &expired)
 		more, closed := b.n > 0, b.closed
+		if len(batch) == 0 && !closed {
+			b.idle++
+			b.need = need
+			waiting = true
+		}
 		b.mu.Unlock()
 
 		for _, p := range expired {
@@ -231,8 +263,9 @@ func (b *batcher) waitShort(d time.Duration) {
 
 // form drops abandoned and expired requests, then either takes a batch out
 // of the queues (appended to dst) or returns how long to wait before the
-// queue may be ready: -1 means until something arrives. b.mu is held.
-func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*pending, time.Duration) {
+// queue may be ready (-1: until something arrives) and how many more rows
+// would make it ready now. b.mu is held.
+func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*pending, time.Duration, int64) {
 	var head *pending
 	for qi, q := range b.queues {
 		kept := q[:0]
@@ -256,12 +289,12 @@ func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*p
 		}
 	}
 	if head == nil {
-		return dst, -1
+		return dst, -1, 1
 	}
 
 	// Unbatched models run one request at a time, in priority order.
 	if b.maxBatch == 0 {
-		return b.take(dst, head, head.rows), 0
+		return b.take(dst, head, head.rows), 0, 0
 	}
 
 	var avail int64
@@ -282,7 +315,7 @@ func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*p
 	target = max(target, head.rows)
 	age := now.Sub(head.enqueued)
 	if avail >= target || b.delay == 0 || age >= b.delay || b.closed {
-		return b.take(dst, head, target), 0
+		return b.take(dst, head, target), 0, 0
 	}
 
 	// Not ready: wake when the delay runs out, or sooner when a queued
@@ -295,7 +328,7 @@ func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*p
 			}
 		}
 	}
-	return dst, wait
+	return dst, wait, target - avail
 }
 
 // take moves requests compatible with head, head first, out of the queues

@@ -167,3 +167,54 @@ func TestBatcherDrainsOnClose(t *testing.T) {
 		}
 	})
 }
+
+// A waiting worker is woken only by the arrival that fills its batch, or
+// by one whose deadline may come before the worker would wake: these are
+// the two arrivals it must not sleep through.
+func TestBatcherWakesAWaitingWorkerWhenItsBatchFills(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(4, time.Minute)
+		timer := time.NewTimer(time.Hour)
+		start := time.Now()
+		submit(t, b, req(1, 4))
+		got := make(chan []*pending)
+		go func() {
+			batch, _ := b.next(nil, timer)
+			got <- batch
+		}()
+		synctest.Wait() // the worker waits for three more rows
+		if b.idle != 1 || b.need != 3 {
+			t.Fatalf("waiting workers %d needing %d rows, want 1 needing 3", b.idle, b.need)
+		}
+		submit(t, b, req(1, 4), req(1, 4))
+		synctest.Wait()
+		select {
+		case batch := <-got:
+			t.Fatalf("a batch of %d rows left before it filled", rowsOf(batch))
+		default:
+		}
+		submit(t, b, req(1, 4))
+		if batch := <-got; rowsOf(batch) != 4 || time.Since(start) != 0 {
+			t.Fatalf("batch of %d rows after %v, want 4 rows at once", rowsOf(batch), time.Since(start))
+		}
+	})
+}
+
+func TestBatcherWakesAWaitingWorkerForADeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(8, time.Minute)
+		timer := time.NewTimer(time.Hour)
+		start := time.Now()
+		submit(t, b, req(1, 4))
+		go func() { _, _ = b.next(nil, timer) }()
+		synctest.Wait() // the worker sleeps until the first request's delay
+		doomed := req(1, 4)
+		doomed.deadline = start.Add(10 * time.Millisecond)
+		submit(t, b, doomed)
+		r := <-doomed.done
+		if !errors.Is(r.err, ErrDeadlineExceeded) || time.Since(start) != 10*time.Millisecond {
+			t.Fatalf("err %v after %v, want ErrDeadlineExceeded at its 10ms deadline", r.err, time.Since(start))
+		}
+		b.close()
+	})
+}
