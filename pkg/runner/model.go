@@ -294,7 +294,7 @@ func SyntheticInputs(specs []TensorSpec, rows int64, batched bool) []tensor.Tens
 // closed and its queue drained.
 //
 // Under load the worker keeps an OS thread of its own, as the instance
-// threads of a C++ server do: with 64 callers on mlp, 11 to 19 percent
+// threads of a C++ server do: with 64 callers on mlp, 12 to 19 percent
 // more rows a second than a worker that, like any goroutine, resumes on
 // whichever thread the scheduler has free after each runtime call. A
 // thread of its own costs a wake-up through the kernel each time the
