@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,10 +28,8 @@ type metrics struct {
 	ttft, itl *prometheus.HistogramVec // model, version
 	tokens    *prometheus.CounterVec   // model, version, kind (prompt, output)
 
-	// observed holds each model version's observers: requests read it
-	// without a lock; mu serializes creating them.
-	observed sync.Map // *runner.Model -> *modelObservers
-	mu       sync.Mutex
+	// observed holds each model version's observers.
+	observed perModel[*modelObservers]
 }
 
 // observedPhases are the phases a successful request observes.
@@ -92,20 +89,11 @@ func newMetrics(repo *runner.Repository) *metrics {
 }
 
 func (m *metrics) forModel(model *runner.Model) *modelObservers {
-	if o, ok := m.observed.Load(model); ok {
-		return o.(*modelObservers)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if o, ok := m.observed.Load(model); ok {
-		return o.(*modelObservers)
-	}
-	m.observed.Range(func(old, _ any) bool {
-		if old.(*runner.Model).Closed() { // unloaded: let it go
-			m.observed.Delete(old)
-		}
-		return true
-	})
+	return m.observed.get(model, m.observers)
+}
+
+// observers makes model's observers.
+func (m *metrics) observers(model *runner.Model) *modelObservers {
 	meta := model.Metadata()
 	v := strconv.FormatInt(meta.Version, 10)
 	o := &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v), success: map[string]prometheus.Counter{}}
@@ -119,7 +107,6 @@ func (m *metrics) forModel(model *runner.Model) *modelObservers {
 		o.gen = &genObservers{ttft: m.ttft.WithLabelValues(meta.Name, v), itl: m.itl.WithLabelValues(meta.Name, v),
 			promptTokens: m.tokens.WithLabelValues(meta.Name, v, "prompt"), outTokens: m.tokens.WithLabelValues(meta.Name, v, "output")}
 	}
-	m.observed.Store(model, o)
 	return o
 }
 
@@ -249,13 +236,11 @@ var descCircuit = prometheus.NewDesc("infer_circuit_state", "Circuit breaker sta
 func (c guardCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCircuit }
 
 func (c guardCollector) Collect(ch chan<- prometheus.Metric) {
-	c.g.by.Range(func(k, v any) bool {
-		m, gd := k.(*runner.Model), v.(*guard)
+	c.g.by.each(func(m *runner.Model, gd *guard) {
 		if gd != nil && !m.Closed() {
 			meta := m.Metadata()
 			ch <- prometheus.MustNewConstMetric(descCircuit, prometheus.GaugeValue, float64(gd.breaker.State()), meta.Name, strconv.FormatInt(meta.Version, 10))
 		}
-		return true
 	})
 }
 

@@ -82,32 +82,19 @@ type fallbackStep struct {
 }
 
 // guards holds each model version's guard, nil for those without a
-// breaker: requests read it without a lock.
+// breaker.
 type guards struct {
-	by    sync.Map               // *runner.Model -> *guard (nil: no breaker)
-	mu    sync.Mutex             // creating one
+	by    perModel[*guard]
 	trips *prometheus.CounterVec // model, version, to (state)
 	log   *slog.Logger
 }
 
-func (g *guards) get(m *runner.Model) *guard {
-	if gd, ok := g.by.Load(m); ok {
-		return gd.(*guard)
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if gd, ok := g.by.Load(m); ok {
-		return gd.(*guard)
-	}
-	g.by.Range(func(old, _ any) bool {
-		if old.(*runner.Model).Closed() { // unloaded: forget it
-			g.by.Delete(old)
-		}
-		return true
-	})
+func (g *guards) get(m *runner.Model) *guard { return g.by.get(m, g.newGuard) }
+
+// newGuard returns m's guard, or nil when m has no circuit breaker.
+func (g *guards) newGuard(m *runner.Model) *guard {
 	cfg := m.Config().CircuitBreaker
 	if !cfg.Enabled {
-		g.by.Store(m, (*guard)(nil))
 		return nil
 	}
 	meta := m.Metadata()
@@ -144,7 +131,6 @@ func (g *guards) get(m *runner.Model) *guard {
 			g.log.Info("circuit breaker", "model", meta.Name, "version", version, "from", from.String(), "to", to.String())
 		},
 	})
-	g.by.Store(m, gd)
 	return gd
 }
 
