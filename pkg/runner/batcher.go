@@ -163,13 +163,6 @@ func (b *batcher) close() {
 	}
 }
 
-// backlog reports whether requests are queued.
-func (b *batcher) backlog() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.n > 0
-}
-
 // depth returns the number of queued requests and when the oldest was
 // queued (zero when none is).
 func (b *batcher) depth() (int, time.Time) {
@@ -184,12 +177,12 @@ func (b *batcher) depth() (int, time.Time) {
 	return b.n, oldest
 }
 
-// next blocks until a batch is ready and returns it, appended to dst[:0].
-// Requests whose deadline passes while queued are answered with
-// ErrDeadlineExceeded here and never returned. timer is the caller's own,
-// reused across calls. next returns ErrClosed once the batcher is closed
-// and drained.
-func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
+// next blocks until a batch is ready and returns it, appended to dst[:0],
+// and whether more requests are left queued behind it. Requests whose
+// deadline passes while queued are answered with ErrDeadlineExceeded here
+// and never returned. timer is the caller's own, reused across calls.
+// next returns ErrClosed once the batcher is closed and drained.
+func (b *batcher) next(dst []*pending, timer *time.Timer) (_ []*pending, more bool, _ error) {
 	var expired []*pending
 	waiting := false
 	for {
@@ -199,7 +192,8 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 			waiting = false
 		}
 		batch, wait, need := b.form(time.Now(), dst[:0], &expired)
-		more, closed := b.n > 0, b.closed
+		var closed bool
+		more, closed = b.n > 0, b.closed
 		if len(batch) == 0 && !closed {
 			b.idle++
 			b.need = need
@@ -215,10 +209,10 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 			if more {
 				b.signal() // let another idle worker look at what is left
 			}
-			return batch, nil
+			return batch, more, nil
 		}
 		if closed && !more {
-			return nil, ErrClosed
+			return nil, false, ErrClosed
 		}
 		if wait >= 0 && wait < clock.Coarse {
 			b.waitShort(wait)

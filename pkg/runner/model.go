@@ -315,12 +315,13 @@ func (m *Model) work(in *instance) {
 	timer.Stop()
 	var batch []*pending
 	for {
+		var more bool
 		var err error
-		batch, err = m.batcher.next(batch, timer)
+		batch, more, err = m.batcher.next(batch, timer)
 		if err != nil {
 			return
 		}
-		if busy := len(batch) > 1 || m.batcher.backlog(); busy != locked {
+		if busy := len(batch) > 1 || more; busy != locked {
 			if busy {
 				runtime.LockOSThread()
 			} else {
