@@ -177,12 +177,12 @@ func (b *batcher) depth() (int, time.Time) {
 	return b.n, oldest
 }
 
-// next blocks until a batch is ready and returns it, appended to dst[:0],
-// and whether more requests are left queued behind it. Requests whose
+// next blocks until a batch is ready and returns it, appended to dst[:0].
+// Requests whose
 // deadline passes while queued are answered with ErrDeadlineExceeded here
 // and never returned. timer is the caller's own, reused across calls.
 // next returns ErrClosed once the batcher is closed and drained.
-func (b *batcher) next(dst []*pending, timer *time.Timer) (_ []*pending, more bool, _ error) {
+func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 	var expired []*pending
 	waiting := false
 	for {
@@ -192,8 +192,7 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) (_ []*pending, more bo
 			waiting = false
 		}
 		batch, wait, need := b.form(time.Now(), dst[:0], &expired)
-		var closed bool
-		more, closed = b.n > 0, b.closed
+		more, closed := b.n > 0, b.closed
 		if len(batch) == 0 && !closed {
 			b.idle++
 			b.need = need
@@ -209,10 +208,10 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) (_ []*pending, more bo
 			if more {
 				b.signal() // let another idle worker look at what is left
 			}
-			return batch, more, nil
+			return batch, nil
 		}
 		if closed && !more {
-			return nil, false, ErrClosed
+			return nil, ErrClosed
 		}
 		if wait >= 0 && wait < clock.Coarse {
 			b.waitShort(wait)

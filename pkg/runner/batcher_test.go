@@ -50,7 +50,7 @@ func TestBatcherWaitsMaxQueueDelay(t *testing.T) {
 		timer := time.NewTimer(time.Hour)
 		start := time.Now()
 		submit(t, b, req(1, 4), req(2, 4))
-		batch, _, err := b.next(nil, timer)
+		batch, err := b.next(nil, timer)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,12 +69,12 @@ func TestBatcherLeavesAtOnceWhenFull(t *testing.T) {
 		timer := time.NewTimer(time.Hour)
 		start := time.Now()
 		submit(t, b, req(2, 4), req(1, 4), req(1, 4), req(3, 4))
-		batch, _, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer)
 		if time.Since(start) != 0 || rowsOf(batch) != 4 || len(batch) != 3 {
 			t.Fatalf("got %d requests, %d rows after %v; want the first three (4 rows) at once", len(batch), rowsOf(batch), time.Since(start))
 		}
 		// The 3-row request is left; it waits out the delay alone.
-		batch, _, _ = b.next(batch, timer)
+		batch, _ = b.next(batch, timer)
 		if rowsOf(batch) != 3 || time.Since(start) != time.Second {
 			t.Fatalf("second batch %d rows after %v", rowsOf(batch), time.Since(start))
 		}
@@ -88,7 +88,7 @@ func TestBatcherPreferredSizes(t *testing.T) {
 		for range 6 {
 			submit(t, b, req(1, 4))
 		}
-		batch, _, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer)
 		if rowsOf(batch) != 4 {
 			t.Fatalf("6 rows queued, preferred [4 8]: formed %d, want 4", rowsOf(batch))
 		}
@@ -101,11 +101,11 @@ func TestBatcherNeverMergesShapes(t *testing.T) {
 		timer := time.NewTimer(time.Hour)
 		a1, x, a2 := req(1, 4), req(1, 5), req(1, 4)
 		submit(t, b, a1, x, a2)
-		batch, _, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer)
 		if len(batch) != 2 || batch[0] != a1 || batch[1] != a2 {
 			t.Fatalf("first batch %v, want the two [*,4] requests", batch)
 		}
-		batch, _, _ = b.next(batch, timer)
+		batch, _ = b.next(batch, timer)
 		if len(batch) != 1 || batch[0] != x {
 			t.Fatalf("second batch %v, want the [*,5] request alone", batch)
 		}
@@ -119,7 +119,7 @@ func TestBatcherHighPriorityFirst(t *testing.T) {
 		low, high := req(1, 4), req(1, 4)
 		low.priority, high.priority = 1, 0
 		submit(t, b, low, high)
-		batch, _, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer)
 		if batch[0] != high {
 			t.Fatal("the low-priority request ran first")
 		}
@@ -134,7 +134,7 @@ func TestBatcherExpiresQueuedRequestsAtTheirDeadline(t *testing.T) {
 		doomed, patient := req(1, 4), req(1, 4)
 		doomed.deadline = start.Add(10 * time.Millisecond)
 		submit(t, b, doomed, patient)
-		go func() { _, _, _ = b.next(nil, timer) }()
+		go func() { _, _ = b.next(nil, timer) }()
 		r := <-doomed.done
 		if !errors.Is(r.err, ErrDeadlineExceeded) {
 			t.Fatalf("err %v, want ErrDeadlineExceeded", r.err)
@@ -158,11 +158,11 @@ func TestBatcherDrainsOnClose(t *testing.T) {
 		if err := b.submit(req(1, 4)); !errors.Is(err, ErrClosed) {
 			t.Fatalf("submit after close: %v", err)
 		}
-		batch, _, err := b.next(nil, timer)
+		batch, err := b.next(nil, timer)
 		if err != nil || len(batch) != 1 {
 			t.Fatalf("queued request not handed out after close: %v %v", batch, err)
 		}
-		if _, _, err := b.next(batch, timer); !errors.Is(err, ErrClosed) {
+		if _, err := b.next(batch, timer); !errors.Is(err, ErrClosed) {
 			t.Fatalf("drained batcher: err %v, want ErrClosed", err)
 		}
 	})
@@ -179,7 +179,7 @@ func TestBatcherWakesAWaitingWorkerWhenItsBatchFills(t *testing.T) {
 		submit(t, b, req(1, 4))
 		got := make(chan []*pending)
 		go func() {
-			batch, _, _ := b.next(nil, timer)
+			batch, _ := b.next(nil, timer)
 			got <- batch
 		}()
 		synctest.Wait() // the worker waits for three more rows
@@ -206,7 +206,7 @@ func TestBatcherWakesAWaitingWorkerForADeadline(t *testing.T) {
 		timer := time.NewTimer(time.Hour)
 		start := time.Now()
 		submit(t, b, req(1, 4))
-		go func() { _, _, _ = b.next(nil, timer) }()
+		go func() { _, _ = b.next(nil, timer) }()
 		synctest.Wait() // the worker sleeps until the first request's delay
 		doomed := req(1, 4)
 		doomed.deadline = start.Add(10 * time.Millisecond)

@@ -293,43 +293,35 @@ func SyntheticInputs(specs []TensorSpec, rows int64, batched bool) []tensor.Tens
 // work is an instance's worker: it executes batches until the model is
 // closed and its queue drained.
 //
-// Under load the worker keeps an OS thread of its own, as the instance
-// threads of a C++ server do: with 64 callers on mlp, 12 to 19 percent
-// more rows a second than a worker that, like any goroutine, resumes on
-// whichever thread the scheduler has free after each runtime call. A
-// thread of its own costs a wake-up through the kernel each time the
-// worker waits for work, though, where a goroutine is handed over within
-// the scheduler: about 10 microseconds more for a lone request. So the
-// worker holds a thread while its batches hold several requests or more
-// wait behind them, and lets it go when it runs single requests with
-// nothing queued.
+// Having answered a batch of several requests, the worker yields its P
+// (Go's scheduling slot) before it takes the next batch. Answering makes
+// the callers runnable on the worker's own P; yielding lets them run there
+// at once, send their next requests and wait again, all on this thread,
+// and the worker comes back to a full queue. Without the yield the worker
+// goes straight back into the runtime's Run, a cgo call that keeps the P
+// until the scheduler's monitor takes it back; the callers wait for that,
+// or for an idle P's thread to be woken through the kernel to steal them,
+// a thread that then preempts the other instance's Run for its core. On
+// mlp with 64 callers and two single-threaded instances, the yield gives
+// 20 percent more rows a second than a worker holding an OS thread of its
+// own under load, and a sixth of the kernel time. A lone request is
+// answered by a worker that then waits for work, which hands the P over
+// just the same, so it is not yielded after.
 func (m *Model) work(in *instance) {
 	defer m.workers.Done()
-	locked := false
-	defer func() {
-		if locked {
-			runtime.UnlockOSThread()
-		}
-	}()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var batch []*pending
 	for {
-		var more bool
 		var err error
-		batch, more, err = m.batcher.next(batch, timer)
+		batch, err = m.batcher.next(batch, timer)
 		if err != nil {
 			return
 		}
-		if busy := len(batch) > 1 || more; busy != locked {
-			if busy {
-				runtime.LockOSThread()
-			} else {
-				runtime.UnlockOSThread()
-			}
-			locked = busy
-		}
 		m.run(in, batch)
+		if len(batch) > 1 {
+			runtime.Gosched()
+		}
 		clear(batch) // drop references to answered requests
 	}
 }
