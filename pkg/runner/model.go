@@ -200,7 +200,6 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		m.closeInstances()
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
-	reserveProcs(len(m.instances))
 	for _, in := range m.instances {
 		m.workers.Add(1)
 		go m.work(in)
@@ -299,14 +298,19 @@ func SyntheticInputs(specs []TensorSpec, rows int64, batched bool) []tensor.Tens
 // at once, send their next requests and wait again, all on this thread,
 // and the worker comes back to a full queue. Without the yield the worker
 // goes straight back into the runtime's Run, a cgo call that keeps the P
-// until the scheduler's monitor takes it back; the callers wait for that,
-// or for an idle P's thread to be woken through the kernel to steal them,
-// a thread that then preempts the other instance's Run for its core. On
-// mlp with 64 callers and two single-threaded instances, the yield gives
-// 20 percent more rows a second than a worker holding an OS thread of its
-// own under load, and a sixth of the kernel time. A lone request is
-// answered by a worker that then waits for work, which hands the P over
-// just the same, so it is not yielded after.
+// until the scheduler's monitor takes it back, and the callers wait for
+// that or for another thread, woken through the kernel, to steal them. A
+// lone request is answered by a worker that then waits for work, which
+// hands the P over just the same, so it is not yielded after.
+//
+// The worker leaves GOMAXPROCS alone. Raising it above the core count, so
+// that callers had a P while the instances ran, put more threads than
+// cores in line for the CPU: each garbage collection's stop then left an
+// instance's worker waiting milliseconds for a thread. On mlp with 64
+// callers and two single-threaded instances the yield and GOMAXPROCS at
+// the core count reach 0.82 to 0.89 of the runtime's own throughput, where
+// holding an OS thread per worker and one more P per instance reached 0.62
+// to 0.74.
 func (m *Model) work(in *instance) {
 	defer m.workers.Done()
 	timer := time.NewTimer(time.Hour)
@@ -649,7 +653,6 @@ func (m *Model) Close() {
 		}
 		m.batcher.close()
 		m.workers.Wait()
-		releaseProcs(len(m.instances))
 		m.closeInstances()
 	})
 }
