@@ -259,7 +259,11 @@ func (b *batcher) waitShort(d time.Duration) {
 // queue may be ready (-1: until something arrives) and how many more rows
 // would make it ready now. b.mu is held.
 func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*pending, time.Duration, int64) {
+	// One pass drops what is gone and, from the head on, counts the rows
+	// that could join the head's batch, stopping the count once they fill
+	// the largest batch there can be.
 	var head *pending
+	var avail int64
 	for qi, q := range b.queues {
 		kept := q[:0]
 		for _, p := range q {
@@ -271,15 +275,18 @@ func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*p
 				}
 			default:
 				kept = append(kept, p)
+				if head == nil {
+					head = p
+					avail = p.rows
+				} else if b.maxBatch > 0 && avail < b.maxBatch && b.compatible(p, head) {
+					avail += p.rows
+				}
 				continue
 			}
 			b.n--
 		}
 		clear(q[len(kept):])
 		b.queues[qi] = kept
-		if head == nil && len(kept) > 0 {
-			head = kept[0]
-		}
 	}
 	if head == nil {
 		return dst, -1, 1
@@ -290,14 +297,6 @@ func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*p
 		return b.take(dst, head, head.rows), 0, 0
 	}
 
-	var avail int64
-	for _, q := range b.queues {
-		for _, p := range q {
-			if b.compatible(p, head) {
-				avail += p.rows
-			}
-		}
-	}
 	target := b.maxBatch
 	for i := len(b.preferred) - 1; i >= 0; i-- {
 		if b.preferred[i] <= avail {
@@ -330,9 +329,16 @@ func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*p
 func (b *batcher) take(dst []*pending, head *pending, target int64) []*pending {
 	var rows int64
 	for qi, q := range b.queues {
+		if rows >= target {
+			break
+		}
 		kept := q[:0]
-		for _, p := range q {
-			fits := rows < target && rows+p.rows <= target && (p == head || b.maxBatch > 0 && b.compatible(p, head))
+		for i, p := range q {
+			if rows >= target {
+				kept = append(kept, q[i:]...) // the batch is full: keep the rest as it is
+				break
+			}
+			fits := rows+p.rows <= target && (p == head || b.maxBatch > 0 && b.compatible(p, head))
 			if !fits {
 				kept = append(kept, p)
 				continue
