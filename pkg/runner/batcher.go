@@ -99,10 +99,16 @@ type batcher struct {
 	// or carries a deadline, which may fall before the worker's wake-up:
 	// the arrivals that cannot change a worker's decision leave it asleep,
 	// and with every worker busy, submitting touches nothing but the queue.
-	idle    int
-	need    int64
-	arrived chan struct{} // a token when a waiting worker should look
-	closing chan struct{} // closed by close
+	idle int
+	need int64
+	// deadlines counts the queued requests that carry a deadline, and
+	// abandoned those whose callers stopped waiting that are still queued.
+	// While both are zero nothing queued can have gone, and forming a batch
+	// reads no more of the queue than the batch it takes.
+	deadlines int
+	abandoned atomic.Int64
+	arrived   chan struct{} // a token when a waiting worker should look
+	closing   chan struct{} // closed by close
 }
 
 func newBatcher(cfg Config) *batcher {
@@ -133,6 +139,9 @@ func (b *batcher) submit(p *pending) error {
 	}
 	b.queues[p.priority] = append(b.queues[p.priority], p)
 	b.n++
+	if !p.deadline.IsZero() {
+		b.deadlines++
+	}
 	wake := false
 	if b.idle > 0 {
 		b.need -= p.rows
@@ -150,6 +159,16 @@ func (b *batcher) signal() {
 	case b.arrived <- struct{}{}:
 	default:
 	}
+}
+
+// abandon withdraws p, whose caller stopped waiting, unless a worker has
+// already taken it, and reports whether it did.
+func (b *batcher) abandon(p *pending) bool {
+	if !p.state.CompareAndSwap(stateQueued, stateAbandoned) {
+		return false
+	}
+	b.abandoned.Add(1)
+	return true
 }
 
 // close stops new submissions; queued requests are still handed out, and
@@ -259,34 +278,28 @@ func (b *batcher) waitShort(d time.Duration) {
 // queue may be ready (-1: until something arrives) and how many more rows
 // would make it ready now. b.mu is held.
 func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*pending, time.Duration, int64) {
-	// One pass drops what is gone and, from the head on, counts the rows
-	// that could join the head's batch, stopping the count once they fill
-	// the largest batch there can be.
+	if b.deadlines > 0 || b.abandoned.Load() > 0 {
+		b.drop(now, expired)
+	}
+	// The head is the oldest request of the highest priority; count the
+	// rows that could join its batch, until they fill the largest batch
+	// there can be.
 	var head *pending
 	var avail int64
-	for qi, q := range b.queues {
-		kept := q[:0]
+	for _, q := range b.queues {
 		for _, p := range q {
-			switch {
-			case p.state.Load() == stateAbandoned:
-			case !p.deadline.IsZero() && !now.Before(p.deadline):
-				if p.state.CompareAndSwap(stateQueued, stateTaken) {
-					*expired = append(*expired, p)
-				}
-			default:
-				kept = append(kept, p)
-				if head == nil {
-					head = p
-					avail = p.rows
-				} else if b.maxBatch > 0 && avail < b.maxBatch && b.compatible(p, head) {
-					avail += p.rows
-				}
-				continue
+			if head == nil {
+				head, avail = p, p.rows
+			} else if b.compatible(p, head) {
+				avail += p.rows
 			}
-			b.n--
+			if b.maxBatch == 0 || avail >= b.maxBatch {
+				break
+			}
 		}
-		clear(q[len(kept):])
-		b.queues[qi] = kept
+		if head != nil && (b.maxBatch == 0 || avail >= b.maxBatch) {
+			break
+		}
 	}
 	if head == nil {
 		return dst, -1, 1
@@ -313,14 +326,50 @@ func (b *batcher) form(now time.Time, dst []*pending, expired *[]*pending) ([]*p
 	// Not ready: wake when the delay runs out, or sooner when a queued
 	// request's deadline comes first, so it is answered on time.
 	wait := b.delay - age
-	for _, q := range b.queues {
-		for _, p := range q {
-			if !p.deadline.IsZero() {
-				wait = min(wait, p.deadline.Sub(now))
+	if b.deadlines > 0 {
+		for _, q := range b.queues {
+			for _, p := range q {
+				if !p.deadline.IsZero() {
+					wait = min(wait, p.deadline.Sub(now))
+				}
 			}
 		}
 	}
 	return dst, wait, target - avail
+}
+
+// drop removes the abandoned requests from the queues, and the expired
+// ones, which it appends to expired to be answered. b.mu is held.
+func (b *batcher) drop(now time.Time, expired *[]*pending) {
+	for qi, q := range b.queues {
+		kept := q[:0]
+		for _, p := range q {
+			switch {
+			case p.state.Load() == stateAbandoned:
+				b.abandoned.Add(-1)
+			case !p.deadline.IsZero() && !now.Before(p.deadline):
+				if p.state.CompareAndSwap(stateQueued, stateTaken) {
+					*expired = append(*expired, p)
+				} else {
+					b.abandoned.Add(-1) // abandoned since the check above
+				}
+			default:
+				kept = append(kept, p)
+				continue
+			}
+			b.leave(p)
+		}
+		clear(q[len(kept):])
+		b.queues[qi] = kept
+	}
+}
+
+// leave counts p out of the queue. b.mu is held.
+func (b *batcher) leave(p *pending) {
+	b.n--
+	if !p.deadline.IsZero() {
+		b.deadlines--
+	}
 }
 
 // take moves requests compatible with head, head first, out of the queues
@@ -343,10 +392,12 @@ func (b *batcher) take(dst []*pending, head *pending, target int64) []*pending {
 				kept = append(kept, p)
 				continue
 			}
-			b.n--
+			b.leave(p)
 			if p.state.CompareAndSwap(stateQueued, stateTaken) {
 				dst = append(dst, p)
 				rows += p.rows
+			} else {
+				b.abandoned.Add(-1) // its caller stopped waiting
 			}
 		}
 		clear(q[len(kept):])

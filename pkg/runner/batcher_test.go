@@ -145,7 +145,43 @@ func TestBatcherExpiresQueuedRequestsAtTheirDeadline(t *testing.T) {
 		if n, _ := b.depth(); n != 1 {
 			t.Fatalf("%d queued, want only the patient request", n)
 		}
+		b.mu.Lock()
+		deadlines := b.deadlines
+		b.mu.Unlock()
+		if deadlines != 0 {
+			t.Fatalf("%d queued requests counted with a deadline, want 0", deadlines)
+		}
 		b.close()
+	})
+}
+
+// A request whose caller stopped waiting is never handed out, and leaves
+// no count behind: forming a batch reads the whole queue only while some
+// queued request has gone or may expire.
+func TestBatcherNeverHandsOutAbandonedRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := testBatcher(2, time.Minute)
+		timer := time.NewTimer(time.Hour)
+		first, second, third, fourth := req(1, 4), req(1, 4), req(1, 4), req(1, 4)
+		submit(t, b, first, second, third, fourth)
+		for _, p := range []*pending{first, third} {
+			if !b.abandon(p) {
+				t.Fatal("a queued request could not be abandoned")
+			}
+		}
+		batch, err := b.next(nil, timer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) != 2 || batch[0] != second || batch[1] != fourth {
+			t.Fatalf("batch of %d, want the two requests still waited for", len(batch))
+		}
+		if n, _ := b.depth(); n != 0 || b.abandoned.Load() != 0 {
+			t.Fatalf("%d queued and %d abandoned counted, want none", n, b.abandoned.Load())
+		}
+		if b.abandon(second) {
+			t.Fatal("a request a worker took was abandoned")
+		}
 	})
 }
 

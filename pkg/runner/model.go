@@ -478,7 +478,7 @@ func (m *Model) infer(ctx context.Context, req *Request) (*Response, error) {
 // the caller's error.
 func (m *Model) abandon(ctx context.Context, p *pending) error {
 	// p stays out of the pool: the batcher or a worker may still hold it.
-	if p.state.CompareAndSwap(stateQueued, stateAbandoned) {
+	if m.batcher.abandon(p) {
 		m.stats.failure.Add(1)
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
