@@ -187,26 +187,30 @@ func (in *instance) close() {
 // execution describes one run of a batch.
 type execution struct {
 	rows int64
+	// start and end bound the execution.
+	start, end time.Time
 	// input is gathering the inputs and handing them to the runtime, infer
 	// the runtime's Run, output splitting the outputs among the requests.
 	input, infer, output time.Duration
 }
 
-// execute runs batch as one execution and returns, for each request, its
-// own rows of the outputs it asked for.
-func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, execution, error) {
+// execute runs batch as one execution and sets each request's outputs in
+// resps, one response a request: its own rows of the outputs it asked for.
+// With resps nil the outputs are dropped.
+func (in *instance) execute(batch []*pending, resps []Response) (execution, error) {
 	var ex execution
 	for _, p := range batch {
 		ex.rows += p.rows
 	}
 	rows := ex.rows
 	start := time.Now()
+	ex.start = start
 	defer in.release()
 	for i, spec := range in.inputs {
 		data, shape := in.gather(batch, i)
 		v, err := ort.NewCustomDataTensor(shape, data, ortType(spec.DataType))
 		if err != nil {
-			return nil, ex, fmt.Errorf("input %q: %w", spec.Name, err)
+			return ex, fmt.Errorf("input %q: %w", spec.Name, err)
 		}
 		in.ins[i] = v
 	}
@@ -225,7 +229,7 @@ func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, execution, err
 		bufs[j] = make([]byte, n)
 		v, err := ort.NewCustomDataTensor(shape, bufs[j], ortType(spec.DataType))
 		if err != nil {
-			return nil, ex, fmt.Errorf("output %q: %w", spec.Name, err)
+			return ex, fmt.Errorf("output %q: %w", spec.Name, err)
 		}
 		in.outs[j] = v
 	}
@@ -235,7 +239,7 @@ func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, execution, err
 	done := time.Now()
 	ex.infer = done.Sub(ran)
 	if err != nil {
-		return nil, ex, fmt.Errorf("run: %w", err)
+		return ex, fmt.Errorf("run: %w", err)
 	}
 	shapes := make([][]int64, len(in.outputs))
 	for j := range in.outputs {
@@ -243,14 +247,17 @@ func (in *instance) execute(batch []*pending) ([][]tensor.Tensor, execution, err
 		if bufs[j] == nil {
 			b, err := valueBytes(in.outs[j], in.outputs[j])
 			if err != nil {
-				return nil, ex, err
+				return ex, err
 			}
 			bufs[j] = b
 		}
 	}
-	outs := in.split(batch, rows, bufs, shapes)
-	ex.output = time.Since(done)
-	return outs, ex, nil
+	if resps != nil {
+		in.split(batch, rows, bufs, shapes, resps)
+	}
+	ex.end = time.Now()
+	ex.output = ex.end.Sub(done)
+	return ex, nil
 }
 
 // gather returns input i of the batch: the request's own tensor when it is
@@ -317,13 +324,13 @@ func (in *instance) gatherPadded(batch []*pending, i int, pad int64) ([]byte, []
 	return buf, []int64{rows, longest}, true
 }
 
-// split hands each request its own rows of each output it asked for. The
-// slices alias the batch's output buffers, capped so that no caller can
-// write into another's rows.
+// split hands each request its own rows of each output it asked for, as
+// the Outputs of its response in resps. The slices alias the batch's output
+// buffers, capped so that no caller can write into another's rows.
 //
 // The tensors and shapes of the whole batch are carved out of one
 // allocation each, rather than a few per request.
-func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]int64) [][]tensor.Tensor {
+func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]int64, resps []Response) {
 	count, dims := 0, 0
 	for _, p := range batch {
 		for i := range p.outputCount(len(in.outputs)) {
@@ -333,7 +340,6 @@ func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes []
 	}
 	tensors := make([]tensor.Tensor, count)
 	dimArena := make([]int64, dims)
-	out := make([][]tensor.Tensor, len(batch))
 	var offset int64
 	for k, p := range batch {
 		n := p.outputCount(len(in.outputs))
@@ -354,10 +360,9 @@ func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes []
 			}
 			ts[i] = tensor.Tensor{Name: in.outputs[j].Name, DataType: in.outputs[j].DataType, Shape: shape, Data: data}
 		}
-		out[k] = ts
+		resps[k].Outputs = ts
 		offset += p.rows
 	}
-	return out
 }
 
 // release destroys the runtime values of the last execution.

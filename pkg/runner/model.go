@@ -259,7 +259,7 @@ func (m *Model) warmup() error {
 	batch := []*pending{p}
 	for _, in := range m.instances {
 		for range runs {
-			if _, _, err := in.execute(batch); err != nil {
+			if _, err := in.execute(batch, nil); err != nil {
 				return err
 			}
 		}
@@ -332,9 +332,12 @@ func (m *Model) work(in *instance) {
 
 // run executes one batch and answers each of its requests.
 func (m *Model) run(in *instance, batch []*pending) {
-	start := time.Now()
-	outs, ex, err := in.execute(batch)
-	end := time.Now()
+	resps := make([]Response, len(batch)) // one allocation for the batch
+	ex, err := in.execute(batch, resps)
+	if err != nil {
+		ex.end = time.Now()
+	}
+	start, end := ex.start, ex.end
 	elapsed, rows := end.Sub(start), ex.rows
 
 	m.stats.executions.Add(1)
@@ -368,10 +371,9 @@ func (m *Model) run(in *instance, batch []*pending) {
 	}
 	m.stats.success.Add(n)
 	m.stats.successNanos.Add(int64(latencySum))
-	resps := make([]Response, len(batch)) // one allocation for the batch
 	for k, p := range batch {
 		resp := &resps[k]
-		*resp = Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, Outputs: outs[k]}
+		resp.ModelName, resp.ModelVersion = m.meta.Name, m.meta.Version
 		resp.Timing.Set(profile.Queue, start.Sub(p.enqueued))
 		resp.Timing.Set(profile.Infer, elapsed)
 		resp.Timing.BatchSize = int(rows)
