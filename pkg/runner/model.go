@@ -529,10 +529,13 @@ func (m *Model) check(req *Request) (*pending, error) {
 		return nil, bad("model %q takes %d inputs, the request has %d", m.meta.Name, len(m.meta.Inputs), len(req.Inputs))
 	}
 	p := m.getPending()
-	for _, t := range req.Inputs {
-		i, ok := m.inputIdx[t.Name]
-		if !ok {
-			return p, bad("input %q: model %q has no such input", t.Name, m.meta.Name)
+	for k, t := range req.Inputs {
+		i := k // inputs usually come in the model's order: no lookup
+		if m.meta.Inputs[k].Name != t.Name {
+			var ok bool
+			if i, ok = m.inputIdx[t.Name]; !ok {
+				return p, bad("input %q: model %q has no such input", t.Name, m.meta.Name)
+			}
 		}
 		if p.inputs[i].Name != "" {
 			return p, bad("input %q: given twice", t.Name)
