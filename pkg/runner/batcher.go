@@ -197,10 +197,10 @@ func (b *batcher) depth() (int, time.Time) {
 }
 
 // next blocks until a batch is ready and returns it, appended to dst[:0].
-// Requests whose
-// deadline passes while queued are answered with ErrDeadlineExceeded here
-// and never returned. timer is the caller's own, reused across calls.
-// next returns ErrClosed once the batcher is closed and drained.
+// Requests whose deadline passes while queued are answered with
+// ErrDeadlineExceeded here and never returned. timer is the caller's own,
+// reused across calls. next returns ErrClosed once the batcher is closed
+// and drained.
 func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 	var expired []*pending
 	waiting := false
