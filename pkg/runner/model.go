@@ -308,9 +308,9 @@ func SyntheticInputs(specs []TensorSpec, rows int64, batched bool) []tensor.Tens
 // cores in line for the CPU: each garbage collection's stop then left an
 // instance's worker waiting milliseconds for a thread. On mlp with 64
 // callers and two single-threaded instances the yield and GOMAXPROCS at
-// the core count reach 0.81 to 0.97 of the runtime's own throughput
-// (median 0.88 in 11 runs), where holding an OS thread per worker and one
-// more P per instance reached 0.56 to 0.76 (median 0.67 in 12).
+// the core count reach 0.82 to 1.06 of the runtime's own throughput
+// (median 0.88 in 28 runs), where holding an OS thread per worker and one
+// more P per instance reached 0.62 to 0.74 (median 0.67 in 11).
 func (m *Model) work(in *instance) {
 	defer m.workers.Done()
 	timer := time.NewTimer(time.Hour)
