@@ -132,12 +132,7 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
 	meta := Metadata{Inputs: d.inputs, Outputs: d.outputs}
-	d.session, err = newSession(onnx, meta, cfg, dev)
-	if err != nil && dev.Kind != "cpu" && cfg.FallbackToCPU {
-		slog.Warn("device unavailable, falling back to cpu", "model", name, "device", dev.String(), "err", err)
-		d.session, err = newSession(onnx, meta, cfg, Device{Kind: "cpu"})
-	}
-	if err != nil {
+	if d.session, _, err = newSessionOrCPU(onnx, meta, cfg, dev, slog.With("model", name)); err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
 	return d, nil

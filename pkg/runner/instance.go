@@ -41,17 +41,10 @@ type instance struct {
 	outShape    [][]int64
 }
 
-// newInstance creates a session on dev. When dev cannot be used and
-// fallbackToCPU is set, the session is created on the CPU instead; the
-// device actually used is returned.
+// newInstance creates an instance's session with newSessionOrCPU and
+// returns the device actually used.
 func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.Logger) (*instance, Device, error) {
-	used := dev
-	session, err := newSession(onnx, meta, cfg, dev)
-	if err != nil && dev.Kind != "cpu" && cfg.FallbackToCPU {
-		log.Warn("device unavailable, falling back to cpu", "device", dev.String(), "err", err)
-		used = Device{Kind: "cpu"}
-		session, err = newSession(onnx, meta, cfg, used)
-	}
+	session, used, err := newSessionOrCPU(onnx, meta, cfg, dev, log)
 	if err != nil {
 		return nil, Device{}, err
 	}
@@ -79,6 +72,19 @@ func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.L
 		}
 	}
 	return in, used, nil
+}
+
+// newSessionOrCPU creates a session on dev. When dev cannot be used and
+// cfg.FallbackToCPU is set, the session is created on the CPU instead; the
+// device actually used is returned.
+func newSessionOrCPU(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.Logger) (*ort.DynamicAdvancedSession, Device, error) {
+	session, err := newSession(onnx, meta, cfg, dev)
+	if err != nil && dev.Kind != "cpu" && cfg.FallbackToCPU {
+		log.Warn("device unavailable, falling back to cpu", "device", dev.String(), "err", err)
+		dev = Device{Kind: "cpu"}
+		session, err = newSession(onnx, meta, cfg, dev)
+	}
+	return session, dev, err
 }
 
 func newSession(onnx []byte, meta Metadata, cfg Config, dev Device) (*ort.DynamicAdvancedSession, error) {
