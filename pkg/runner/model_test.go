@@ -380,3 +380,38 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A device the runtime cannot use fails the load with an error naming it,
+// unless the config allows falling back to the CPU: for a model's
+// instances and for a generator's decoder alike. No machine has a GPU
+// numbered 99, so this holds with or without CUDA.
+func TestUnavailableDeviceFailsOrFallsBackToCPU(t *testing.T) {
+	for _, name := range []string{"mlp", "tiny-gpt"} {
+		data, err := os.ReadFile(filepath.Join(bundled, name, "1", ModelFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		load := func(fallback bool) (Device, error) {
+			if name == "tiny-gpt" {
+				d, err := LoadDecoder(name, data, Config{Device: "cuda:99", FallbackToCPU: fallback, IntraOpThreads: 1})
+				if err != nil {
+					return Device{}, err
+				}
+				d.Close()
+				return Device{Kind: "cpu"}, nil
+			}
+			m, err := LoadModel(name, 1, data, Config{Device: "cuda:99", FallbackToCPU: fallback}, LoadOptions{})
+			if err != nil {
+				return Device{}, err
+			}
+			defer m.Close()
+			return m.Device(), nil
+		}
+		if _, err := load(false); !errors.Is(err, ErrDeviceUnavailable) || !strings.Contains(err.Error(), "cuda:99") {
+			t.Errorf("%s on cuda:99 without fallback: %v, want ErrDeviceUnavailable naming cuda:99", name, err)
+		}
+		if dev, err := load(true); err != nil || dev.Kind != "cpu" {
+			t.Errorf("%s on cuda:99 with fallback_to_cpu: device %v, %v; want it loaded on cpu", name, dev, err)
+		}
+	}
+}
