@@ -29,11 +29,13 @@ type instance struct {
 	// the others.
 	pad []*int64
 
-	// Reused across executions: concatenated inputs and the value slices
-	// handed to the runtime.
+	// Reused across executions: concatenated inputs, the value slices
+	// handed to the runtime, and each output's bytes and shape.
 	scratch [][]byte
 	ins     []ort.Value
 	outs    []ort.Value
+	bufs    [][]byte
+	shapes  [][]int64
 	// outRowBytes[j] is the size of one row of output j when every
 	// dimension but the batch one is fixed (the whole tensor for unbatched
 	// models), or -1 when the runtime must allocate the output.
@@ -56,6 +58,8 @@ func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.L
 		scratch:     make([][]byte, len(meta.Inputs)),
 		ins:         make([]ort.Value, len(meta.Inputs)),
 		outs:        make([]ort.Value, len(meta.Outputs)),
+		bufs:        make([][]byte, len(meta.Outputs)),
+		shapes:      make([][]int64, len(meta.Outputs)),
 		outRowBytes: make([]int64, len(meta.Outputs)),
 		outShape:    make([][]int64, len(meta.Outputs)),
 	}
@@ -209,8 +213,7 @@ func (in *instance) execute(batch []*pending, resps []Response) (execution, erro
 		ex.rows += p.rows
 	}
 	rows := ex.rows
-	start := time.Now()
-	ex.start = start
+	ex.start = time.Now()
 	defer in.release()
 	for i, spec := range in.inputs {
 		data, shape := in.gather(batch, i)
@@ -220,7 +223,7 @@ func (in *instance) execute(batch []*pending, resps []Response) (execution, erro
 		}
 		in.ins[i] = v
 	}
-	bufs := make([][]byte, len(in.outputs))
+	bufs := in.bufs
 	for j, spec := range in.outputs {
 		if in.outRowBytes[j] < 0 {
 			continue // dynamic dims: the runtime allocates it
@@ -240,14 +243,14 @@ func (in *instance) execute(batch []*pending, resps []Response) (execution, erro
 		in.outs[j] = v
 	}
 	ran := time.Now()
-	ex.input = ran.Sub(start)
+	ex.input = ran.Sub(ex.start)
 	err := in.session.Run(in.ins, in.outs)
 	done := time.Now()
 	ex.infer = done.Sub(ran)
 	if err != nil {
 		return ex, fmt.Errorf("run: %w", err)
 	}
-	shapes := make([][]int64, len(in.outputs))
+	shapes := in.shapes
 	for j := range in.outputs {
 		shapes[j] = in.outs[j].GetShape()
 		if bufs[j] == nil {
@@ -371,8 +374,11 @@ func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes []
 	}
 }
 
-// release destroys the runtime values of the last execution.
+// release destroys the runtime values of the last execution and lets go
+// of its outputs, which belong to the responses now.
 func (in *instance) release() {
+	clear(in.bufs)
+	clear(in.shapes)
 	for _, vs := range [][]ort.Value{in.ins, in.outs} {
 		for i, v := range vs {
 			// The runtime binding can store a typed nil when it fails to
