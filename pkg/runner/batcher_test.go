@@ -204,21 +204,29 @@ func TestBatcherDrainsOnClose(t *testing.T) {
 	})
 }
 
+// waitingWorker queues one single-row request on a batcher of maxBatch
+// rows and a minute's delay, and starts a worker on it, which waits: the
+// batch it takes comes on the channel.
+func waitingWorker(t *testing.T, maxBatch int) (*batcher, <-chan []*pending) {
+	b := testBatcher(maxBatch, time.Minute)
+	timer := time.NewTimer(time.Hour)
+	submit(t, b, req(1, 4))
+	got := make(chan []*pending, 1)
+	go func() {
+		batch, _ := b.next(nil, timer)
+		got <- batch
+	}()
+	synctest.Wait()
+	return b, got
+}
+
 // A waiting worker is woken only by the arrival that fills its batch, or
 // by one whose deadline may come before the worker would wake: these are
 // the two arrivals it must not sleep through.
 func TestBatcherWakesAWaitingWorkerWhenItsBatchFills(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := testBatcher(4, time.Minute)
-		timer := time.NewTimer(time.Hour)
 		start := time.Now()
-		submit(t, b, req(1, 4))
-		got := make(chan []*pending)
-		go func() {
-			batch, _ := b.next(nil, timer)
-			got <- batch
-		}()
-		synctest.Wait() // the worker waits for three more rows
+		b, got := waitingWorker(t, 4) // it waits for three more rows
 		if b.idle != 1 || b.need != 3 {
 			t.Fatalf("waiting workers %d needing %d rows, want 1 needing 3", b.idle, b.need)
 		}
@@ -238,12 +246,8 @@ func TestBatcherWakesAWaitingWorkerWhenItsBatchFills(t *testing.T) {
 
 func TestBatcherWakesAWaitingWorkerForADeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := testBatcher(8, time.Minute)
-		timer := time.NewTimer(time.Hour)
 		start := time.Now()
-		submit(t, b, req(1, 4))
-		go func() { _, _ = b.next(nil, timer) }()
-		synctest.Wait() // the worker sleeps until the first request's delay
+		b, _ := waitingWorker(t, 8) // it sleeps until the first request's delay
 		doomed := req(1, 4)
 		doomed.deadline = start.Add(10 * time.Millisecond)
 		submit(t, b, doomed)
