@@ -2404,8 +2404,8 @@ func (s *AdvancedSession) RunWithOptions(opts *RunOptions) error {
 	if opts != nil {
 		optsPtr = opts.o
 	}
-	status := C.RunOrtSessionWithOptions(s.ortSession, &s.inputs[0], &s.inputNames[0],
-		C.int(len(s.inputs)), &s.outputs[0], &s.outputNames[0],
+	status := C.RunOrtSessionWithOptions(s.ortSession, firstOrNil(s.inputs), firstOrNil(s.inputNames),
+		C.int(len(s.inputs)), firstOrNil(s.outputs), firstOrNil(s.outputNames),
 		C.int(len(s.outputs)), optsPtr)
 	if status != nil {
 		return fmt.Errorf("Error running network: %w", statusToError(status))
@@ -2944,9 +2944,11 @@ func (s *DynamicAdvancedSession) RunWithOptions(inputs, outputs []Value, opts *R
 	if opts != nil {
 		optsPtr = opts.o
 	}
-	status := C.RunOrtSessionWithOptions(s.s.ortSession, &inputValues[0],
-		&s.s.inputNames[0], C.int(len(inputs)), &outputValues[0],
-		&s.s.outputNames[0], C.int(len(outputs)), optsPtr)
+	// A graph may have no inputs (only constants): pass null arrays with a
+	// count of 0 rather than index an empty slice.
+	status := C.RunOrtSessionWithOptions(s.s.ortSession, firstOrNil(inputValues),
+		firstOrNil(s.s.inputNames), C.int(len(inputs)), firstOrNil(outputValues),
+		firstOrNil(s.s.outputNames), C.int(len(outputs)), optsPtr)
 	if status != nil {
 		return fmt.Errorf("Error running network: %w", statusToError(status))
 	}
@@ -3248,4 +3250,13 @@ func GetModelMetadataWithONNXData(data []byte) (*ModelMetadata, error) {
 	}
 	defer C.ReleaseOrtSession(s)
 	return getModelMetadataFromCSession(s)
+}
+
+// firstOrNil returns a pointer to s's first element, or nil when s is empty,
+// for C arrays passed with their length.
+func firstOrNil[T any](s []T) *T {
+	if len(s) == 0 {
+		return nil
+	}
+	return &s[0]
 }
