@@ -5,6 +5,7 @@ import (
 
 	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
+	"github.com/infer-serving/infer/pkg/onnxgraph"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
@@ -88,6 +89,31 @@ func specsFromGraph(infos []ort.InputOutputInfo) ([]TensorSpec, error) {
 			shape[j] = d
 		}
 		specs[i] = TensorSpec{Name: info.Name, DataType: dt, Shape: shape}
+	}
+	return specs, nil
+}
+
+// specsFromPorts converts a graph's inputs or outputs as the ONNX file
+// declares them (onnxgraph.ReadInterface). Only tensors of the protocol's
+// types are supported.
+func specsFromPorts(ports []onnxgraph.Port) ([]TensorSpec, error) {
+	specs := make([]TensorSpec, len(ports))
+	for i, p := range ports {
+		if p.Kind != onnxgraph.KindTensor {
+			kind := p.Kind
+			if kind == "" {
+				kind = "value of no declared type"
+			}
+			return nil, fmt.Errorf("%q is a %s, only tensors are supported", p.Name, kind)
+		}
+		dt, ok := protocolType(ort.TensorElementDataType(p.Type))
+		if !ok {
+			return nil, fmt.Errorf("%q has element type %d, which the protocol cannot carry", p.Name, p.Type)
+		}
+		if dt == tensor.Bytes {
+			return nil, fmt.Errorf("%q is a string tensor; string inputs and outputs are not supported by the runner yet", p.Name)
+		}
+		specs[i] = TensorSpec{Name: p.Name, DataType: dt, Shape: append([]int64{}, p.Shape...)}
 	}
 	return specs, nil
 }
