@@ -9,9 +9,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/infer-serving/infer/pkg/modelhost"
+	"github.com/infer-serving/infer/pkg/runner"
 )
 
 func main() {
+	// The hidden subcommand a model host is started with (see
+	// pkg/modelhost): it serves one session for its parent and exits.
+	if len(os.Args) == 2 && os.Args[1] == modelhost.HostArg && modelhost.IsHost() {
+		os.Exit(runner.ServeHost())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()

@@ -126,6 +126,7 @@ func TestCompletion(t *testing.T) {
 const runMainEnv = "INFER_TEST_RUN_MAIN"
 
 func TestMain(m *testing.M) {
+	runner.ServeHostIfChild()
 	if os.Getenv(runMainEnv) == "1" {
 		main()
 		os.Exit(0)

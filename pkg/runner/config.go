@@ -45,6 +45,13 @@ type Config struct {
 	// as they are (gpu_mem_limit, arena_extend_strategy,
 	// cudnn_conv_algo_search, trt_fp16_enable, ...).
 	ProviderOptions map[string]string `yaml:"provider_options"`
+	// Isolation is where the sessions run: "process" (each instance in a
+	// model host, a child process a runtime crash cannot take the server
+	// down with) or "none" (in the server's process). Unset, it is the
+	// server's --isolation.
+	Isolation string `yaml:"isolation"`
+	// Resources bounds each model host.
+	Resources Resources `yaml:"resources"`
 	// FallbackToCPU loads the model on the CPU when the device asked for is
 	// not available, instead of failing the load.
 	FallbackToCPU bool `yaml:"fallback_to_cpu"`
@@ -202,6 +209,10 @@ type Warmup struct {
 	Runs *int `yaml:"runs"`
 	// BatchSize is the number of rows each warm-up run holds.
 	BatchSize int `yaml:"batch_size"`
+	// Data is the value of every element fed: "one" (the default: no
+	// integer division by zero, no logarithm of zero) or "zero", as
+	// Triton's model_warmup offers zero_data.
+	Data string `yaml:"data"`
 }
 
 // Defaults.
@@ -209,6 +220,8 @@ const (
 	DefaultMaxBatchSize = 64
 	DefaultMaxQueueSize = 1024
 	DefaultWarmupRuns   = 2
+	WarmupOne           = "one"
+	WarmupZero          = "zero"
 	DefaultCacheBytes   = 64 << 20
 )
 
@@ -316,12 +329,18 @@ func (c Config) withDefaults(batchable bool) Config {
 	if c.Device == "" {
 		c.Device = "cpu"
 	}
+	if c.Isolation == "" {
+		c.Isolation = DefaultIsolation
+	}
 	if c.Warmup.Runs == nil {
 		n := DefaultWarmupRuns
 		c.Warmup.Runs = &n
 	}
 	if c.Warmup.BatchSize == 0 {
 		c.Warmup.BatchSize = 1
+	}
+	if c.Warmup.Data == "" {
+		c.Warmup.Data = WarmupOne
 	}
 	if c.Tokenizer != nil {
 		c.Tokenizer = c.Tokenizer.withDefaults()
@@ -409,6 +428,9 @@ func (c Config) validate(batchable bool) error {
 	if c.Instances < 1 || c.Instances > 64 {
 		bad("instances: %d is outside 1..64", c.Instances)
 	}
+	if err := validIsolation(c.Isolation); err != nil {
+		bad("%v", err)
+	}
 	if n := runtime.NumCPU() * 4; c.IntraOpThreads < 0 || c.IntraOpThreads > n {
 		bad("intra_op_threads: %d is outside 0..%d", c.IntraOpThreads, n)
 	}
@@ -417,6 +439,9 @@ func (c Config) validate(batchable bool) error {
 	}
 	if _, err := ParseDevice(c.Device); err != nil {
 		bad("device: %v", err)
+	}
+	if c.Warmup.Data != WarmupOne && c.Warmup.Data != WarmupZero {
+		bad("warmup.data: %q, want %s or %s", c.Warmup.Data, WarmupOne, WarmupZero)
 	}
 	if *c.Warmup.Runs < 0 {
 		bad("warmup.runs: %d is negative", *c.Warmup.Runs)

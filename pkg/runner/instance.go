@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -13,21 +12,12 @@ import (
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
-// instance is one ONNX Runtime session of a model version. It executes one
-// batch at a time and is owned by exactly one worker goroutine, so its
-// scratch buffers need no lock.
+// instance is one ONNX Runtime session of a model version, run in this
+// process. It executes one batch at a time and is owned by exactly one
+// worker goroutine, so its scratch buffers need no lock.
 type instance struct {
+	layout
 	session *ort.DynamicAdvancedSession
-	inputs  []TensorSpec
-	outputs []TensorSpec
-	// stacked is set when every input and output has a dynamic first
-	// dimension: requests are stacked along it, and outputs are sized from
-	// it, whether or not batching is on.
-	stacked bool
-	// pad holds, for each ragged input ([batch, sequence] INT64), the value
-	// its rows are padded with to the batch's longest sequence; nil for
-	// the others.
-	pad []*int64
 
 	// Reused across executions: concatenated inputs, the value slices
 	// handed to the runtime, and each output's bytes and shape.
@@ -36,11 +26,6 @@ type instance struct {
 	outs    []ort.Value
 	bufs    [][]byte
 	shapes  [][]int64
-	// outRowBytes[j] is the size of one row of output j when every
-	// dimension but the batch one is fixed (the whole tensor for unbatched
-	// models), or -1 when the runtime must allocate the output.
-	outRowBytes []int64
-	outShape    [][]int64
 }
 
 // newInstance creates an instance's session with newSessionOrCPU and
@@ -51,29 +36,13 @@ func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.L
 		return nil, Device{}, err
 	}
 	in := &instance{
-		session:     session,
-		inputs:      meta.Inputs,
-		outputs:     meta.Outputs,
-		stacked:     batchable(meta.Inputs, meta.Outputs),
-		scratch:     make([][]byte, len(meta.Inputs)),
-		ins:         make([]ort.Value, len(meta.Inputs)),
-		outs:        make([]ort.Value, len(meta.Outputs)),
-		bufs:        make([][]byte, len(meta.Outputs)),
-		shapes:      make([][]int64, len(meta.Outputs)),
-		outRowBytes: make([]int64, len(meta.Outputs)),
-		outShape:    make([][]int64, len(meta.Outputs)),
-	}
-	for j, o := range meta.Outputs {
-		dims := o.Shape
-		if in.stacked {
-			dims = dims[1:]
-		}
-		in.outShape[j] = append([]int64{0}, dims...)
-		if n := tensor.Elements(dims); n > 0 {
-			in.outRowBytes[j] = n * int64(o.DataType.Size())
-		} else {
-			in.outRowBytes[j] = -1
-		}
+		layout:  newLayout(meta),
+		session: session,
+		scratch: make([][]byte, len(meta.Inputs)),
+		ins:     make([]ort.Value, len(meta.Inputs)),
+		outs:    make([]ort.Value, len(meta.Outputs)),
+		bufs:    make([][]byte, len(meta.Outputs)),
+		shapes:  make([][]int64, len(meta.Outputs)),
 	}
 	return in, used, nil
 }
@@ -225,18 +194,12 @@ func (in *instance) execute(batch []*pending, resps []Response) (execution, erro
 	}
 	bufs := in.bufs
 	for j, spec := range in.outputs {
-		if in.outRowBytes[j] < 0 {
+		n := in.outputBytes(j, rows)
+		if n < 0 {
 			continue // dynamic dims: the runtime allocates it
 		}
-		n := in.outRowBytes[j]
-		shape := in.outputs[j].Shape
-		if in.stacked {
-			n *= rows
-			shape = in.outShape[j]
-			shape[0] = rows
-		}
 		bufs[j] = make([]byte, n)
-		v, err := ort.NewCustomDataTensor(shape, bufs[j], ortType(spec.DataType))
+		v, err := ort.NewCustomDataTensor(in.outputShape(j, rows), bufs[j], ortType(spec.DataType))
 		if err != nil {
 			return ex, fmt.Errorf("output %q: %w", spec.Name, err)
 		}
@@ -272,106 +235,19 @@ func (in *instance) execute(batch []*pending, resps []Response) (execution, erro
 // gather returns input i of the batch: the request's own tensor when it is
 // alone, else the requests' rows concatenated into a reused buffer.
 func (in *instance) gather(batch []*pending, i int) ([]byte, []int64) {
-	first := batch[0].inputs[i]
 	if len(batch) == 1 {
+		first := batch[0].inputs[i]
 		return first.Data, first.Shape
 	}
-	if in.pad != nil && in.pad[i] != nil {
-		if data, shape, padded := in.gatherPadded(batch, i, *in.pad[i]); padded {
-			return data, shape
-		}
-	}
-	size := 0
-	for _, p := range batch {
-		size += len(p.inputs[i].Data)
-	}
-	buf := in.scratch[i][:0]
+	size, shape, padded := in.gathered(batch, i)
+	buf := in.scratch[i]
 	if cap(buf) < size {
-		buf = make([]byte, 0, size)
+		buf = make([]byte, size)
 	}
-	var rows int64
-	for _, p := range batch {
-		buf = append(buf, p.inputs[i].Data...)
-		rows += p.rows
-	}
+	buf = buf[:size]
+	in.gatherTo(buf, batch, i, padded)
 	in.scratch[i] = buf
-	shape := append([]int64{rows}, first.Shape[1:]...)
 	return buf, shape
-}
-
-// gatherPadded concatenates ragged input i ([rows, sequence] INT64),
-// padding every row to the batch's longest sequence with pad. It reports
-// false, doing nothing, when all sequences are already equal.
-func (in *instance) gatherPadded(batch []*pending, i int, pad int64) ([]byte, []int64, bool) {
-	longest, uniform := batch[0].inputs[i].Shape[1], true
-	var rows int64
-	for _, p := range batch {
-		seq := p.inputs[i].Shape[1]
-		uniform = uniform && seq == longest
-		longest = max(longest, seq)
-		rows += p.rows
-	}
-	if uniform {
-		return nil, nil, false
-	}
-	size := int(rows * longest * 8)
-	buf := in.scratch[i][:0]
-	if cap(buf) < size {
-		buf = make([]byte, 0, size)
-	}
-	for _, p := range batch {
-		t := p.inputs[i]
-		row := int(t.Shape[1]) * 8
-		for r := 0; r < int(p.rows); r++ {
-			buf = append(buf, t.Data[r*row:(r+1)*row]...)
-			for range longest - t.Shape[1] {
-				buf = binary.LittleEndian.AppendUint64(buf, uint64(pad))
-			}
-		}
-	}
-	in.scratch[i] = buf
-	return buf, []int64{rows, longest}, true
-}
-
-// split hands each request its own rows of each output it asked for, as
-// the Outputs of its response in resps. The slices alias the batch's output
-// buffers, capped so that no caller can write into another's rows.
-//
-// The tensors and shapes of the whole batch are carved out of one
-// allocation each, rather than a few per request.
-func (in *instance) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]int64, resps []Response) {
-	count, dims := 0, 0
-	for _, p := range batch {
-		for i := range p.outputCount(len(in.outputs)) {
-			count++
-			dims += len(shapes[p.output(i)])
-		}
-	}
-	tensors := make([]tensor.Tensor, count)
-	dimArena := make([]int64, dims)
-	var offset int64
-	for k, p := range batch {
-		n := p.outputCount(len(in.outputs))
-		ts := tensors[:n:n]
-		tensors = tensors[n:]
-		for i := range ts {
-			j := p.output(i)
-			data, shape := bufs[j], shapes[j]
-			if in.stacked {
-				rowBytes := int64(len(data)) / rows
-				lo, hi := offset*rowBytes, (offset+p.rows)*rowBytes
-				data = data[lo:hi:hi]
-				own := dimArena[:len(shape):len(shape)]
-				dimArena = dimArena[len(shape):]
-				own[0] = p.rows
-				copy(own[1:], shape[1:])
-				shape = own
-			}
-			ts[i] = tensor.Tensor{Name: in.outputs[j].Name, DataType: in.outputs[j].DataType, Shape: shape, Data: data}
-		}
-		resps[k].Outputs = ts
-		offset += p.rows
-	}
 }
 
 // release destroys the runtime values of the last execution and lets go

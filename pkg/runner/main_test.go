@@ -14,6 +14,7 @@ import (
 var bundled = filepath.Join("..", "..", "testdata", "models")
 
 func TestMain(m *testing.M) {
+	ServeHostIfChild()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if _, err := InitRuntime(""); err != nil {
 		fmt.Fprintln(os.Stderr, "runner tests need ONNX Runtime:", err)

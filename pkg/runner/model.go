@@ -2,16 +2,17 @@ package runner
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
-
+	"github.com/infer-serving/infer/pkg/onnxgraph"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -25,7 +26,10 @@ type Model struct {
 	cfg       Config // with defaults applied
 	device    Device // the device the sessions run on
 	batcher   *batcher
-	instances []*instance
+	instances []executor
+	isolation string // IsolationProcess or IsolationNone
+	hosts     *hostHealth
+	closing   chan struct{} // closed when Close begins
 	inputIdx  map[string]int
 	outputIdx map[string]int
 	stacked   bool // every input and output has a dynamic first dimension
@@ -90,6 +94,10 @@ type Stats struct {
 	OldestQueued time.Duration
 	// Cache holds the response cache's counts, when there is one.
 	Cache *CacheStats
+	// HostCrashes counts the model hosts that died (memory faults
+	// included), HostMemoryFaults those that went over resources.memory,
+	// and HostRestarts the hosts started again after one died.
+	HostCrashes, HostMemoryFaults, HostRestarts int64
 }
 
 // LoadOptions tune LoadModel.
@@ -102,6 +110,25 @@ type LoadOptions struct {
 	// Device is the device of a model whose config names none ("cpu",
 	// "cuda:N" or "tensorrt:N"; empty: cpu).
 	Device string
+	// Isolation is where the sessions of a model whose config names none
+	// run: IsolationProcess or IsolationNone (empty: DefaultIsolation).
+	Isolation string
+	// LoadTimeout bounds a model host's load of its session
+	// (DefaultLoadTimeout when 0).
+	LoadTimeout time.Duration
+}
+
+// DefaultIsolation is where sessions run unless configured otherwise.
+const DefaultIsolation = IsolationProcess
+
+// DefaultLoadTimeout bounds a model host's load of one session.
+const DefaultLoadTimeout = 2 * time.Minute
+
+func (o LoadOptions) loadTimeout() time.Duration {
+	if o.LoadTimeout > 0 {
+		return o.LoadTimeout
+	}
+	return DefaultLoadTimeout
 }
 
 // LoadModel creates a model version from ONNX bytes: it reads the graph's
@@ -119,20 +146,26 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 	log = log.With("model", name, "version", version)
 	start := time.Now()
 
-	ins, outs, err := ort.GetInputOutputInfoWithONNXData(onnx)
+	// The graph's interface is read from the file's bytes, not through the
+	// runtime: a file that would crash the runtime must reach it only in a
+	// model host.
+	it, err := onnxgraph.ReadInterface(onnx)
 	if err != nil {
-		return nil, fmt.Errorf("read graph: %w", err)
+		return nil, err
 	}
 	meta := Metadata{Name: name, Version: version, Platform: Platform}
-	if meta.Inputs, err = specsFromGraph(ins); err != nil {
+	if meta.Inputs, err = specsFromPorts(it.Inputs); err != nil {
 		return nil, fmt.Errorf("input %w", err)
 	}
-	if meta.Outputs, err = specsFromGraph(outs); err != nil {
+	if meta.Outputs, err = specsFromPorts(it.Outputs); err != nil {
 		return nil, fmt.Errorf("output %w", err)
 	}
 	canBatch := batchable(meta.Inputs, meta.Outputs)
 	if cfg.Device == "" {
 		cfg.Device = opts.Device
+	}
+	if cfg.Isolation == "" {
+		cfg.Isolation = opts.Isolation
 	}
 	cfg = cfg.withDefaults(canBatch)
 	if err := cfg.validate(canBatch); err != nil {
@@ -162,6 +195,9 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		outputIdx: indexByName(meta.Outputs),
 		stacked:   canBatch,
 		log:       log,
+		isolation: cfg.Isolation,
+		hosts:     &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow},
+		closing:   make(chan struct{}),
 	}
 	m.stats.batchSizes = make([]atomic.Int64, max(*cfg.MaxBatchSize, 1)+1)
 	m.maxRequestBytes = cfg.MaxRequestBytes
@@ -185,12 +221,25 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		m.batcher.ragged[text.ids], m.batcher.ragged[text.mask] = true, true
 	}
 	for range cfg.Instances {
-		in, used, err := newInstance(onnx, meta, cfg, dev, log)
+		var in executor
+		var used Device
+		if m.isolation == IsolationProcess {
+			var h *hostedInstance
+			h, used, err = newHostedInstance(m, onnx, cfg, dev, opts)
+			if h != nil {
+				h.pad, in = pad, h
+			}
+		} else {
+			var i *instance
+			i, used, err = newInstance(onnx, meta, cfg, dev, log)
+			if i != nil {
+				i.pad, in = pad, i
+			}
+		}
 		if err != nil {
 			m.closeInstances()
 			return nil, err
 		}
-		in.pad = pad
 		m.device = used
 		m.instances = append(m.instances, in)
 	}
@@ -204,7 +253,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		m.workers.Add(1)
 		go m.work(in)
 	}
-	log.Info("model loaded", "device", m.device.String(), "instances", len(m.instances),
+	log.Info("model loaded", "device", m.device.String(), "instances", len(m.instances), "isolation", m.isolation,
 		"max_batch_size", *cfg.MaxBatchSize, "load", m.loadDuration, "warmup", m.warmupDuration)
 	return m, nil
 }
@@ -255,7 +304,11 @@ func (m *Model) warmup() error {
 	if !m.stacked {
 		rows = 1
 	}
-	p := &pending{inputs: SyntheticInputs(m.meta.Inputs, rows, m.stacked), rows: rows}
+	inputs := SyntheticInputs(m.meta.Inputs, rows, m.stacked)
+	if m.cfg.Warmup.Data == WarmupOne {
+		inputs = warmupInputs(m.meta.Inputs, rows, m.stacked)
+	}
+	p := &pending{inputs: inputs, rows: rows}
 	batch := []*pending{p}
 	for _, in := range m.instances {
 		for range runs {
@@ -265,6 +318,44 @@ func (m *Model) warmup() error {
 		}
 	}
 	return nil
+}
+
+// warmupInputs returns the warm-up's inputs: SyntheticInputs with every
+// element 1 (true for BOOL). One is the value a graph is least likely to
+// refuse: it divides, takes logarithms and square roots, and indexes any
+// dimension of two or more, where zero fails integer division (a SIGFPE
+// that would end a model host), is -Inf through Log and NaN through
+// division of floats.
+func warmupInputs(specs []TensorSpec, rows int64, batched bool) []tensor.Tensor {
+	ins := SyntheticInputs(specs, rows, batched)
+	for i := range ins {
+		fillOnes(ins[i])
+	}
+	return ins
+}
+
+// fillOnes sets every element of t to one.
+func fillOnes(t tensor.Tensor) {
+	size := t.DataType.Size()
+	if size == 0 || len(t.Data) == 0 {
+		return
+	}
+	one := make([]byte, size)
+	switch t.DataType {
+	case tensor.FP16:
+		binary.LittleEndian.PutUint16(one, 0x3c00)
+	case tensor.BF16:
+		binary.LittleEndian.PutUint16(one, 0x3f80)
+	case tensor.FP32:
+		binary.LittleEndian.PutUint32(one, math.Float32bits(1))
+	case tensor.FP64:
+		binary.LittleEndian.PutUint64(one, math.Float64bits(1))
+	default: // BOOL and the integers: 1 in the lowest byte
+		one[0] = 1
+	}
+	for off := 0; off < len(t.Data); off += size {
+		copy(t.Data[off:], one)
+	}
 }
 
 // SyntheticInputs returns zero-filled inputs for specs, with rows in the
@@ -311,7 +402,7 @@ func SyntheticInputs(specs []TensorSpec, rows int64, batched bool) []tensor.Tens
 // the core count reach 0.82 to 1.06 of the runtime's own throughput
 // (median 0.88 in 28 runs), where holding an OS thread per worker and one
 // more P per instance reached 0.62 to 0.74 (median 0.67 in 11).
-func (m *Model) work(in *instance) {
+func (m *Model) work(in executor) {
 	defer m.workers.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -331,9 +422,23 @@ func (m *Model) work(in *instance) {
 }
 
 // run executes one batch and answers each of its requests.
-func (m *Model) run(in *instance, batch []*pending) {
+//
+// When the batch's model host dies under it, the batch's requests are
+// run again once each, alone: one poison request then fails by itself
+// while its neighbours are answered. A request that was alone when its
+// host died is never run again: it is the poison, and retrying it would
+// only kill the host once more.
+func (m *Model) run(in executor, batch []*pending) {
 	resps := make([]Response, len(batch)) // one allocation for the batch
 	ex, err := in.execute(batch, resps)
+	var died *HostDiedError
+	if len(batch) > 1 && errors.As(err, &died) {
+		m.log.Warn("model host died under a batch: running its requests again one by one", "requests", len(batch), "cause", died.Cause)
+		for _, p := range batch {
+			m.run(in, []*pending{p})
+		}
+		return
+	}
 	if err != nil {
 		ex.end = time.Now()
 	}
@@ -388,6 +493,9 @@ func (m *Model) run(in *instance, batch []*pending) {
 func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
 	if m.gen != nil {
 		return nil, fmt.Errorf("%w: model %q generates text: use /v2/models/%s/generate or /v1/completions", ErrInvalidInput, m.meta.Name, m.meta.Name)
+	}
+	if reason := m.hosts.downReason(); reason != "" {
+		return nil, fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, m.meta.Name, m.meta.Version, reason)
 	}
 	if err := m.checkBytes(req); err != nil {
 		return nil, err
@@ -599,6 +707,14 @@ func (m *Model) Metadata() Metadata { return m.served }
 // GraphMetadata returns the inputs and outputs of the model's graph.
 func (m *Model) GraphMetadata() Metadata { return m.meta }
 
+// Unavailable returns why the version stopped serving while loaded (its
+// hosts crashed too often), or "" while it serves.
+func (m *Model) Unavailable() string { return m.hosts.downReason() }
+
+// Isolation returns where the version's sessions run: IsolationProcess or
+// IsolationNone.
+func (m *Model) Isolation() string { return m.isolation }
+
 // Config returns the configuration in effect, defaults applied.
 func (m *Model) Config() Config { return m.cfg }
 
@@ -637,6 +753,7 @@ func (m *Model) Stats() Stats {
 	if ns := m.stats.lastInference.Load(); ns != 0 {
 		s.LastInference = time.Unix(0, ns)
 	}
+	s.HostCrashes, s.HostMemoryFaults, s.HostRestarts = m.hosts.counts()
 	n, oldest := m.batcher.depth()
 	s.QueueLength = n
 	if n > 0 {
@@ -650,6 +767,7 @@ func (m *Model) Stats() Stats {
 func (m *Model) Close() {
 	m.closeOnce.Do(func() {
 		m.closed.Store(true)
+		close(m.closing)
 		if m.gen != nil {
 			m.gen.close()
 		}

@@ -266,11 +266,14 @@ func (r *Repository) Model(name string, version int64) (*Model, error) {
 		if v.model == nil {
 			return nil, fmt.Errorf("%w: model %q version %d: %v", ErrModelNotReady, name, version, v.err)
 		}
+		if reason := v.model.Unavailable(); reason != "" {
+			return nil, fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, name, version, reason)
+		}
 		return v.model, nil
 	}
 	var best *Model
 	for _, v := range versions {
-		if v.model != nil && (best == nil || v.model.meta.Version > best.meta.Version) {
+		if v.model != nil && v.model.Unavailable() == "" && (best == nil || v.model.meta.Version > best.meta.Version) {
 			best = v.model
 		}
 	}
@@ -291,6 +294,8 @@ func (r *Repository) Index() []VersionStatus {
 			s := VersionStatus{Name: name, Version: v, State: StateReady}
 			if st.model == nil {
 				s.State, s.Reason = StateUnavailable, st.err.Error()
+			} else if reason := st.model.Unavailable(); reason != "" {
+				s.State, s.Reason = StateUnavailable, reason
 			}
 			out = append(out, s)
 		}

@@ -70,6 +70,9 @@ func repoDir(t *testing.T, models map[string][2]string) string {
 var (
 	mlpFile    = filepath.Join(bundled, "mlp", "1", "model.onnx")
 	faultyFile = filepath.Join(variants, "faulty.onnx")
+	// faultyWarmup keeps warm-up clear of the faulty model's marks, which
+	// are ones.
+	faultyWarmup = "warmup: {data: zero}\n"
 )
 
 // faultyRequest is a faulty model's request: fail marks it to fail, stall
@@ -235,7 +238,7 @@ func slicesEqual(a, b []float32) bool {
 
 func TestCircuitBreakerOpensFallsBackAndCloses(t *testing.T) {
 	repo := repoOf(t, map[string][2]string{
-		"faulty": {faultyFile, `
+		"faulty": {faultyFile, faultyWarmup + `
 max_batch_size: 8
 cache: {enabled: true}
 circuit_breaker: {enabled: true, window: 5s, min_requests: 5, failure_rate: 0.5, open_for: 1500ms}
@@ -244,7 +247,7 @@ fallback:
   - model: backup
   - static: {outputs: [{name: y, datatype: FP32, shape: [1, 4], data: [0, 0, 0, 0]}]}
 `},
-		"backup": {faultyFile, ""},
+		"backup": {faultyFile, faultyWarmup},
 	})
 	s, hs := start(t, repo, Options{})
 	url := hs.URL + "/v2/models/faulty/infer"
@@ -322,7 +325,7 @@ func scrape(t *testing.T, s *Server) string {
 // Without any fallback that answers, an open breaker refuses with 503 and
 // Retry-After, over HTTP and gRPC alike.
 func TestOpenBreakerWithoutFallbackRefuses(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{"faulty": {faultyFile,
+	repo := repoOf(t, map[string][2]string{"faulty": {faultyFile, faultyWarmup +
 		"circuit_breaker: {enabled: true, min_requests: 3, open_for: 7s}\nfallback: [{unavailable: {}}]\n"}})
 	s, hs := start(t, repo, Options{})
 	url := hs.URL + "/v2/models/faulty/infer"
@@ -389,7 +392,7 @@ func TestFaultInjection(t *testing.T) {
 func TestOverloadIsolation(t *testing.T) {
 	repo := repoOf(t, map[string][2]string{
 		// 20 thousand iterations a request: about 40 ms, so about 25/s.
-		"flooded": {faultyFile, "max_batch_size: 0\ndynamic_batching: {max_queue_size: 8}\n"},
+		"flooded": {faultyFile, faultyWarmup + "max_batch_size: 0\ndynamic_batching: {max_queue_size: 8}\n"},
 		"calm":    {mlpFile, ""},
 	})
 	s, hs := start(t, repo, Options{})

@@ -31,6 +31,7 @@ import (
 var bundled = filepath.Join("..", "..", "testdata", "models")
 
 func TestMain(m *testing.M) {
+	runner.ServeHostIfChild()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if _, err := runner.InitRuntime(""); err != nil {
 		fmt.Fprintln(os.Stderr, "server tests need ONNX Runtime:", err)

@@ -74,10 +74,16 @@ func run(dir string, check bool, bertVocab string) error {
 		// The same decoder in small, in both key/value output layouts.
 		"../variants/tiny-gpt-512-new.onnx":     tinyGPT(512, false).Encode(),
 		"../variants/tiny-gpt-512-present.onnx": tinyGPT(512, true).Encode(),
+		// Models that go wrong, for the containment tests.
+		"../faults/int-div.onnx":   intDiv().Encode(),
+		"../faults/no-inputs.onnx": noInputs().Encode(),
+		"../faults/expand.onnx":    expand().Encode(),
+		"../faults/slow-load.onnx": slowLoad(1024, 64).Encode(),
 	}
 	var errs []error
 	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx",
-		"tiny-gpt/1/model.onnx", "tiny-gpt/vocab.txt", "../variants/tiny-gpt-512-new.onnx", "../variants/tiny-gpt-512-present.onnx"} {
+		"tiny-gpt/1/model.onnx", "tiny-gpt/vocab.txt", "../variants/tiny-gpt-512-new.onnx", "../variants/tiny-gpt-512-present.onnx",
+		"../faults/int-div.onnx", "../faults/no-inputs.onnx", "../faults/expand.onnx", "../faults/slow-load.onnx"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,306 @@
+package modelhost
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// EnvHost is set to "1" in a host's environment; a process started with
+// it serves as a host (see IsHost) and never starts hosts of its own.
+const EnvHost = "INFER_MODEL_HOST"
+
+// HostArg is the hidden argument the infer binary is started with as a
+// host.
+const HostArg = "model-host"
+
+// The host's inherited descriptors: its end of the socket, and the region.
+const (
+	hostConnFD   = 3
+	hostRegionFD = 4
+)
+
+// IsHost reports whether this process was started as a model host.
+func IsHost() bool { return os.Getenv(EnvHost) == "1" }
+
+// Conn is one end of a host's socket: a SOCK_SEQPACKET pair, so message
+// boundaries are kept. Its reads and writes are blocking system calls:
+// the goroutine that exchanges with a host is that host's one worker, and
+// a blocked read wakes the moment the answer lands, with no poller hop.
+type Conn struct {
+	fd  int
+	buf []byte
+}
+
+// Send writes one message.
+func (c *Conn) Send(msg []byte) error {
+	if len(msg) > maxMessage {
+		return fmt.Errorf("message of %d bytes, at most %d", len(msg), maxMessage)
+	}
+	for {
+		_, err := unix.Write(c.fd, msg)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("send to model host: %w", err)
+		}
+		return nil
+	}
+}
+
+// Recv reads one message, waiting at most timeout (0: no bound). It
+// returns io.EOF when the other end is gone. The message is valid until
+// the next Recv.
+func (c *Conn) Recv(timeout time.Duration) ([]byte, error) {
+	if c.buf == nil {
+		c.buf = make([]byte, maxMessage)
+	}
+	if timeout > 0 {
+		deadline := time.Now().Add(timeout)
+		for {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return nil, errTimeout
+			}
+			fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("poll model host: %w", err)
+			}
+			if n > 0 {
+				break
+			}
+		}
+	}
+	for {
+		n, err := unix.Read(c.fd, c.buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.ECONNRESET {
+			return nil, io.EOF
+		}
+		if err != nil {
+			return nil, fmt.Errorf("receive from model host: %w", err)
+		}
+		if n == 0 {
+			return nil, io.EOF
+		}
+		return c.buf[:n], nil
+	}
+}
+
+// Close closes this end.
+func (c *Conn) Close() error { return unix.Close(c.fd) }
+
+// errTimeout is Recv's error when its timeout passes.
+var errTimeout = errors.New("timed out")
+
+// IsTimeout reports whether err is Recv's timeout.
+func IsTimeout(err error) bool { return errors.Is(err, errTimeout) }
+
+// HostEnds returns a host's own connection and region, inherited from
+// the parent that started it.
+func HostEnds() (*Conn, *Region, error) {
+	if !IsHost() {
+		return nil, nil, errors.New("not started as a model host")
+	}
+	region, err := OpenRegion(os.NewFile(hostRegionFD, "region"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Conn{fd: hostConnFD}, region, nil
+}
+
+// Process is a running host, seen from the parent.
+type Process struct {
+	Conn
+	Region *Region
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when the host has exited
+	stderr stderrLines
+	exit   error // why it exited; set before done is closed
+}
+
+// Start starts a host: this executable with HostArg, given its end of a
+// new socket and the region. Its standard error goes to stderr and the
+// last of it is kept for the cause of its death. The host is killed if
+// this process's thread that started it dies (PR_SET_PDEATHSIG) and ends
+// by itself when its socket closes.
+func Start(region *Region, stderr io.Writer) (*Process, error) {
+	if IsHost() {
+		return nil, errors.New("a model host cannot start model hosts")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this executable: %w", err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	hostEnd := os.NewFile(uintptr(fds[1]), "model-host-socket")
+	defer hostEnd.Close() // the host holds its own copy once started
+	p := &Process{Conn: Conn{fd: fds[0]}, Region: region, done: make(chan struct{})}
+	p.stderr.w = stderr
+	cmd := exec.Command(exe, HostArg)
+	cmd.Env = append(os.Environ(), EnvHost+"=1")
+	cmd.ExtraFiles = []*os.File{hostEnd, region.File()} // fds 3 and 4
+	cmd.Stderr = &p.stderr
+	// Its own process group: a terminal's Ctrl-C reaches the server, which
+	// drains, and not its hosts, which must answer while it does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		unix.Close(fds[0])
+		return nil, fmt.Errorf("start model host: %w", err)
+	}
+	p.cmd = cmd
+	go func() {
+		err := cmd.Wait()
+		if err == nil {
+			err = errors.New("exited")
+		}
+		p.exit = err
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Pid returns the host's process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the host has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Kill ends the host at once.
+func (p *Process) Kill() { _ = p.cmd.Process.Kill() }
+
+// Stop kills the host, waits for it to exit and closes the socket; the
+// region is left to its owner.
+func (p *Process) Stop() {
+	p.Kill()
+	<-p.done
+	_ = p.Conn.Close()
+}
+
+// Cause waits up to wait for the host to exit and describes why it did:
+// the signal that ended it ("SIGKILL"), the fatal signal or error the
+// Go runtime reported before exiting ("SIGFPE: floating-point exception",
+// "fatal error: runtime: out of memory"), or its exit status with the
+// last line it logged. A host still running after wait is killed, and the
+// cause says so.
+func (p *Process) Cause(wait time.Duration) string {
+	select {
+	case <-p.done:
+	case <-time.After(wait):
+		p.Kill()
+		<-p.done
+		return "stopped answering and was killed"
+	}
+	var ee *exec.ExitError
+	if errors.As(p.exit, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return signalName(ws.Signal())
+		}
+	}
+	headline, last := p.stderr.summary()
+	if headline != "" {
+		return headline
+	}
+	if last != "" {
+		return p.exit.Error() + ": " + last
+	}
+	return p.exit.Error()
+}
+
+// signalName returns a signal's conventional name, such as SIGKILL.
+func signalName(s syscall.Signal) string {
+	if name := unix.SignalName(s); name != "" {
+		return name
+	}
+	return s.String()
+}
+
+// stderrLines reads a host's standard error line by line. The host's own
+// log lines (log/slog's text format, "time=...") are passed on to w; the
+// Go runtime's crash report is not, being mostly registers and stacks,
+// but its headline is kept: the first line that names a fatal signal,
+// error or panic. Memory is bounded whatever the host writes.
+type stderrLines struct {
+	w        io.Writer
+	mu       sync.Mutex
+	partial  []byte
+	headline string
+	last     string // the last log line
+}
+
+const maxLine = 4096
+
+func (t *stderrLines) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			room := maxLine - len(t.partial)
+			t.partial = append(t.partial, b[:min(len(b), max(room, 0))]...)
+			break
+		}
+		t.partial = append(t.partial, b[:min(i, max(maxLine-len(t.partial), 0))]...)
+		t.line(string(t.partial))
+		t.partial = t.partial[:0]
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+func (t *stderrLines) line(l string) {
+	l = strings.TrimSpace(l)
+	switch {
+	case l == "":
+	case strings.HasPrefix(l, "time="):
+		t.last = trim(l)
+		if t.w != nil {
+			_, _ = io.WriteString(t.w, l+"\n")
+		}
+	case t.headline == "" && isHeadline(l):
+		t.headline = trim(l)
+	}
+}
+
+// isHeadline reports whether l opens a Go runtime crash report:
+// "SIGFPE: floating-point exception", "fatal error: ...", "panic: ...".
+func isHeadline(l string) bool {
+	if strings.HasPrefix(l, "fatal error:") || strings.HasPrefix(l, "panic:") {
+		return true
+	}
+	name, _, ok := strings.Cut(l, ":")
+	return ok && strings.HasPrefix(name, "SIG") && len(name) <= 10 && strings.ToUpper(name) == name
+}
+
+func (t *stderrLines) summary() (headline, last string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.headline, t.last
+}
+
+func trim(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "…"
+	}
+	return s
+}

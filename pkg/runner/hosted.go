@@ -1,0 +1,373 @@
+package runner
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/modelhost"
+)
+
+// Isolation modes: where a model version's sessions run.
+const (
+	// IsolationProcess runs each instance's session in a model host, a
+	// child process: a crash in the runtime ends the host, never the server.
+	IsolationProcess = "process"
+	// IsolationNone runs sessions in the server's own process.
+	IsolationNone = "none"
+)
+
+// Host supervision defaults: a version whose hosts crash DefaultCrashLimit
+// times within DefaultCrashWindow stays unavailable until it is loaded
+// again; restarts wait from hostBackoffMin, doubling to hostBackoffMax.
+const (
+	DefaultCrashLimit  = 5
+	DefaultCrashWindow = time.Minute
+	hostBackoffMin     = 50 * time.Millisecond
+	hostBackoffMax     = 5 * time.Second
+	// hostCauseWait is how long a host whose socket closed is given to
+	// finish exiting before it is killed, to learn why it ended.
+	hostCauseWait = 2 * time.Second
+)
+
+// HostDiedError is the error of a batch whose model host ended while it
+// ran the batch: a signal (SIGFPE, SIGSEGV, SIGKILL from the kernel's OOM
+// killer), an exit, or going over its memory limit.
+type HostDiedError struct {
+	Model   string
+	Version int64
+	Cause   string
+}
+
+func (e *HostDiedError) Error() string {
+	return fmt.Sprintf("model host of %s v%d died: %s", e.Model, e.Version, e.Cause)
+}
+
+// hostHealth is a model version's record of its hosts' crashes, shared by
+// its instances.
+type hostHealth struct {
+	limit  int
+	window time.Duration
+
+	mu       sync.Mutex
+	crashes  []time.Time
+	down     string // why the version gave up; empty while it serves
+	total    int64  // crashes
+	restarts int64
+	memory   int64 // crashes that were memory-limit faults
+}
+
+func (h *hostHealth) counts() (crashes, memory, restarts int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.total, h.memory, h.restarts
+}
+
+// crashed records a crash and reports whether the version must give up.
+func (h *hostHealth) crashed(now time.Time, cause string, memory bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.total++
+	if memory {
+		h.memory++
+	}
+	keep := h.crashes[:0]
+	for _, t := range h.crashes {
+		if now.Sub(t) < h.window {
+			keep = append(keep, t)
+		}
+	}
+	h.crashes = append(keep, now)
+	if len(h.crashes) >= h.limit && h.down == "" {
+		h.down = fmt.Sprintf("model host crashed %d times within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause)
+	}
+	return h.down != ""
+}
+
+func (h *hostHealth) downReason() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.down
+}
+
+func (h *hostHealth) restarted() {
+	h.mu.Lock()
+	h.restarts++
+	h.mu.Unlock()
+}
+
+// hostedInstance runs a model version's batches in a model host: it
+// writes each batch's inputs into the region the two share, and copies
+// the outputs out. It is owned by one worker, which also restarts its
+// host when it dies.
+type hostedInstance struct {
+	layout
+	name    string
+	version int64
+	spec    []byte // the host's JSON spec, for restarts
+	onnx    []byte
+	health  *hostHealth
+	closing <-chan struct{} // closed when the model version is closing
+	log     *slog.Logger
+	timeout time.Duration // to load
+
+	proc   *modelhost.Process // nil while down
+	region *modelhost.Region
+	fails  int // consecutive crashes, for the back-off
+
+	msg    []byte
+	padded []bool // per input: its rows are padded (reused)
+	run    modelhost.Run
+	result modelhost.Result
+	bufs   [][]byte
+	shapes [][]int64
+}
+
+// newHostedInstance starts a host for one instance of a model version and
+// loads the model in it; it returns the device the host's session uses.
+func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadOptions) (*hostedInstance, Device, error) {
+	rt := LoadedRuntime()
+	spec, err := json.Marshal(hostSpec{Library: rt.Path, Name: m.meta.Name, Version: m.meta.Version, Inputs: m.meta.Inputs, Outputs: m.meta.Outputs,
+		Config: cfg, Device: dev.String(), ModelBytes: int64(len(onnx)), MemoryLimit: int64(cfg.Resources.Memory)})
+	if err != nil {
+		return nil, Device{}, fmt.Errorf("model host spec: %w", err)
+	}
+	h := &hostedInstance{layout: newLayout(m.meta), name: m.meta.Name, version: m.meta.Version, spec: spec, onnx: onnx,
+		health: m.hosts, closing: m.closing, log: m.log, timeout: opts.loadTimeout(),
+		bufs: make([][]byte, len(m.meta.Outputs)), shapes: make([][]int64, len(m.meta.Outputs))}
+	if h.region, err = modelhost.NewRegion("infer-"+m.meta.Name, len(onnx)); err != nil {
+		return nil, Device{}, err
+	}
+	used, err := h.start()
+	if err != nil {
+		h.region.Close()
+		return nil, Device{}, err
+	}
+	return h, used, nil
+}
+
+// start starts a host and loads the model in it.
+func (h *hostedInstance) start() (Device, error) {
+	if err := h.region.Grow(len(h.onnx)); err != nil {
+		return Device{}, err
+	}
+	copy(h.region.Bytes(), h.onnx)
+	proc, err := modelhost.Start(h.region, os.Stderr)
+	if err != nil {
+		return Device{}, err
+	}
+	fail := func(err error) (Device, error) {
+		proc.Stop()
+		return Device{}, err
+	}
+	if err := proc.Send(modelhost.AppendLoad(nil, h.spec)); err != nil {
+		return fail(err)
+	}
+	msg, err := proc.Recv(h.timeout)
+	switch {
+	case modelhost.IsTimeout(err):
+		return fail(fmt.Errorf("model host did not load the model within %s (--model-load-timeout)", h.timeout))
+	case errors.Is(err, io.EOF):
+		cause := proc.Cause(hostCauseWait)
+		proc.Stop()
+		return Device{}, &HostDiedError{Model: h.name, Version: h.version, Cause: cause + " (while loading)"}
+	case err != nil:
+		return fail(err)
+	}
+	raw, err := modelhost.LoadedAnswer(msg)
+	if err != nil {
+		return fail(err)
+	}
+	var loaded hostLoaded
+	if err := json.Unmarshal(raw, &loaded); err != nil {
+		return fail(fmt.Errorf("model host's answer: %w", err))
+	}
+	if loaded.Err != "" {
+		proc.Stop()
+		if strings.Contains(loaded.Err, ErrDeviceUnavailable.Error()) {
+			return Device{}, fmt.Errorf("%w: %s", ErrDeviceUnavailable, strings.TrimPrefix(loaded.Err, ErrDeviceUnavailable.Error()+": "))
+		}
+		return Device{}, errors.New(loaded.Err)
+	}
+	used, err := ParseDevice(loaded.Device)
+	if err != nil {
+		return fail(err)
+	}
+	h.proc = proc
+	return used, nil
+}
+
+// restart brings a dead host back, waiting out the back-off first. It
+// fails when the version gave up or is closing.
+func (h *hostedInstance) restart() error {
+	for {
+		if reason := h.health.downReason(); reason != "" {
+			return fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, h.name, h.version, reason)
+		}
+		wait := min(hostBackoffMax, hostBackoffMin<<min(h.fails-1, 10))
+		timer := time.NewTimer(wait)
+		select {
+		case <-h.closing:
+			timer.Stop()
+			return fmt.Errorf("model %q version %d: %w", h.name, h.version, ErrClosed)
+		case <-timer.C:
+		}
+		_, err := h.start()
+		if err == nil {
+			h.health.restarted()
+			h.log.Warn("model host restarted", "pid", h.proc.Pid(), "after", wait)
+			return nil
+		}
+		h.fails++
+		h.log.Error("model host restart failed", "err", err)
+		h.health.crashed(time.Now(), err.Error(), false)
+	}
+}
+
+// died records that the host ended while running a batch and returns the
+// batch's error.
+func (h *hostedInstance) died(cause string, memory bool) error {
+	h.proc.Stop()
+	h.proc = nil
+	h.fails++
+	h.health.crashed(time.Now(), cause, memory)
+	h.log.Error("model host died", "cause", cause)
+	return &HostDiedError{Model: h.name, Version: h.version, Cause: cause}
+}
+
+func (h *hostedInstance) execute(batch []*pending, resps []Response) (execution, error) {
+	var ex execution
+	for _, p := range batch {
+		ex.rows += p.rows
+	}
+	rows := ex.rows
+	ex.start = time.Now()
+	if h.proc == nil {
+		if err := h.restart(); err != nil {
+			return ex, err
+		}
+	}
+	// Lay the inputs out in the region, growing it first if need be.
+	if cap(h.run.Inputs) < len(h.inputs) {
+		h.run.Inputs = make([]modelhost.Tensor, len(h.inputs))
+	}
+	h.run.Inputs = h.run.Inputs[:len(h.inputs)]
+	end := 0
+	h.padded = h.padded[:0]
+	for i := range h.inputs {
+		size, shape, pad := h.gathered(batch, i)
+		h.run.Inputs[i] = modelhost.Tensor{Shape: shape, Offset: int64(end), Length: int64(size)}
+		h.padded = append(h.padded, pad)
+		end = modelhost.Align(end + size)
+	}
+	if err := h.region.Grow(end); err != nil {
+		return ex, err
+	}
+	mem := h.region.Bytes()
+	for i, t := range h.run.Inputs {
+		h.gatherTo(mem[t.Offset:t.Offset+t.Length], batch, i, h.padded[i])
+	}
+	h.run.RegionSize = int64(h.region.Size())
+	h.msg = modelhost.AppendRun(h.msg[:0], &h.run)
+	if err := h.proc.Send(h.msg); err != nil {
+		return ex, h.died(h.proc.Cause(hostCauseWait), false)
+	}
+	msg, err := h.proc.Recv(0)
+	if err != nil {
+		return ex, h.died(h.proc.Cause(hostCauseWait), false)
+	}
+	if err := modelhost.DecodeResult(msg, &h.result); err != nil {
+		return ex, h.died(fmt.Sprintf("answered a malformed result: %v", err), false)
+	}
+	res := &h.result
+	ex.input = time.Since(ex.start) - res.Infer
+	ex.infer = res.Infer
+	if res.Err != "" {
+		if strings.HasPrefix(res.Err, memoryFault) {
+			return ex, h.died(fmt.Sprintf("over resources.memory (%d bytes): %s", h.memoryLimit(), strings.TrimPrefix(res.Err, memoryFault)), true)
+		}
+		return ex, errors.New(res.Err)
+	}
+	h.fails = 0
+	done := time.Now()
+	if err := h.collect(rows); err != nil {
+		return ex, err
+	}
+	if resps != nil {
+		h.split(batch, rows, h.bufs, h.shapes, resps)
+	}
+	clear(h.bufs)
+	clear(h.shapes)
+	ex.end = time.Now()
+	ex.output = ex.end.Sub(done)
+	return ex, nil
+}
+
+// collect copies the batch's outputs out of the region into one new
+// allocation (the responses own them), checking each against its spec.
+func (h *hostedInstance) collect(rows int64) error {
+	res := &h.result
+	if err := h.region.Remap(int(res.RegionSize)); err != nil {
+		return err
+	}
+	if len(res.Outputs) != len(h.outputs) {
+		return fmt.Errorf("model host answered %d outputs, the model has %d", len(res.Outputs), len(h.outputs))
+	}
+	total, dims := int64(0), 0
+	for j, o := range res.Outputs {
+		if err := checkOutput(h.outputs[j], o, h.stacked, rows); err != nil {
+			return err
+		}
+		total += o.Length
+		dims += len(o.Shape)
+	}
+	data := make([]byte, total)
+	shapes := make([]int64, dims)
+	mem := h.region.Bytes()
+	for j, o := range res.Outputs {
+		n := copy(data, mem[o.Offset:o.Offset+o.Length])
+		h.bufs[j], data = data[:n:n], data[n:]
+		h.shapes[j], shapes = shapes[:len(o.Shape):len(o.Shape)], shapes[len(o.Shape):]
+		copy(h.shapes[j], o.Shape)
+	}
+	return nil
+}
+
+// checkOutput refuses an output whose bytes do not match its shape and
+// type, or whose rows are not the batch's.
+func checkOutput(spec TensorSpec, o modelhost.Tensor, stacked bool, rows int64) error {
+	n := int64(spec.DataType.Size())
+	for _, d := range o.Shape {
+		if d != 0 && n > (1<<62)/d {
+			return fmt.Errorf("output %q: shape %v is too large", spec.Name, o.Shape)
+		}
+		n *= d
+	}
+	if n != o.Length {
+		return fmt.Errorf("output %q: shape %v of %s takes %d bytes, the host wrote %d", spec.Name, o.Shape, spec.DataType, n, o.Length)
+	}
+	if stacked && (len(o.Shape) == 0 || o.Shape[0] != rows) {
+		return fmt.Errorf("output %q: shape %v for a batch of %d rows", spec.Name, o.Shape, rows)
+	}
+	return nil
+}
+
+func (h *hostedInstance) memoryLimit() int64 {
+	var spec hostSpec
+	_ = json.Unmarshal(h.spec, &spec)
+	return spec.MemoryLimit
+}
+
+func (h *hostedInstance) close() {
+	if h.proc != nil {
+		h.proc.Stop()
+		h.proc = nil
+	}
+	h.region.Close()
+}

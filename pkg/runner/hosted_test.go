@@ -1,0 +1,288 @@
+package runner
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// faults is the folder of the fault models, relative to this package.
+var faults = filepath.Join("..", "..", "testdata", "faults")
+
+// loadFault loads fault model name (testdata/faults/<name>.onnx).
+func loadFault(t testing.TB, name string, cfg Config, opts LoadOptions) *Model {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(faults, name+".onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadModel(name, 1, data, cfg, opts)
+	if err != nil {
+		t.Fatalf("load %s: %v", name, err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+func int32s(name string, rows int64, v ...int32) tensor.Tensor {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], uint32(x))
+	}
+	return tensor.Tensor{Name: name, DataType: tensor.Int32, Shape: []int64{rows, int64(len(v)) / rows}, Data: b}
+}
+
+// divide asks int-div for a / b, one row of four.
+func divide(m *Model, a, b []int32) ([]int32, error) {
+	resp, err := m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{int32s("a", 1, a...), int32s("b", 1, b...)}})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.Outputs[0].Data
+	q := make([]int32, len(out)/4)
+	for i := range q {
+		q[i] = int32(binary.LittleEndian.Uint32(out[4*i:]))
+	}
+	return q, nil
+}
+
+func wantQuotient(t *testing.T, got []int32, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("a healthy request failed: %v", err)
+	}
+	if want := []int32{4, 3, 2, 1}; len(got) != 4 || got[0] != want[0] || got[3] != want[3] {
+		t.Fatalf("quotient %v, want %v", got, want)
+	}
+}
+
+func wantHostDied(t *testing.T, err error, cause string) {
+	t.Helper()
+	var died *HostDiedError
+	if !errors.As(err, &died) || !strings.Contains(died.Cause, cause) {
+		t.Fatalf("err = %v, want the host's death by %s", err, cause)
+	}
+}
+
+var (
+	healthyA, healthyB = []int32{8, 9, 10, 11}, []int32{2, 3, 5, 11}
+	poisonB            = []int32{1, 0, 1, 1}
+)
+
+// A request whose integer division by zero raises SIGFPE in the runtime
+// ends its model host, not the test process: it is answered with the
+// signal, and the next request is served by a restarted host.
+func TestHostCrashIsAnsweredAndTheHostRestarts(t *testing.T) {
+	m := loadFault(t, "int-div", Config{}, LoadOptions{Isolation: IsolationProcess})
+	if m.Isolation() != IsolationProcess {
+		t.Fatalf("isolation %q", m.Isolation())
+	}
+	got, err := divide(m, healthyA, healthyB)
+	wantQuotient(t, got, err)
+
+	_, err = divide(m, healthyA, poisonB)
+	wantHostDied(t, err, "SIGFPE")
+	if !strings.Contains(err.Error(), `model host of int-div v1 died: SIGFPE`) {
+		t.Errorf("error %q does not name the model, version and signal", err)
+	}
+
+	got, err = divide(m, healthyA, healthyB)
+	wantQuotient(t, got, err)
+	if s := m.Stats(); s.HostCrashes != 1 || s.HostRestarts != 1 {
+		t.Errorf("crashes %d, restarts %d; want 1 and 1", s.HostCrashes, s.HostRestarts)
+	}
+}
+
+// A poison request batched with healthy ones kills the host once for the
+// batch and once more alone; its neighbours are run again, each alone,
+// and answered.
+func TestPoisonRequestFailsAloneAndItsBatchIsAnswered(t *testing.T) {
+	cfg := Config{MaxBatchSize: intp(5)}
+	cfg.DynamicBatching.MaxQueueDelay = Duration(time.Minute) // the batch goes when full
+	m := loadFault(t, "int-div", cfg, LoadOptions{Isolation: IsolationProcess})
+
+	errs := make([]error, 5)
+	quotients := make([][]int32, 5)
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() {
+			b := healthyB
+			if i == 2 {
+				b = poisonB
+			}
+			quotients[i], errs[i] = divide(m, healthyA, b)
+		})
+	}
+	wg.Wait()
+	for i := range 5 {
+		if i == 2 {
+			wantHostDied(t, errs[i], "SIGFPE")
+			continue
+		}
+		wantQuotient(t, quotients[i], errs[i])
+	}
+	// Two deaths prove the five ran as one batch first: one for the batch,
+	// one for the poison alone.
+	if s := m.Stats(); s.HostCrashes != 2 {
+		t.Errorf("%d crashes, want 2 (the batch, then the poison alone)", s.HostCrashes)
+	}
+}
+
+// A version whose hosts crash DefaultCrashLimit times within the window
+// gives up: it answers ErrModelNotReady with the reason, and the
+// repository reports it UNAVAILABLE, while the other models serve.
+func TestCrashLoopLeavesTheVersionUnavailable(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{"int-div": filepath.Join(faults, "int-div.onnx"), "mlp": filepath.Join(bundled, "mlp", "1", ModelFile)} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, name, "1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "1", ModelFile), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, err := Open(dir, LoadOptions{Isolation: IsolationProcess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(repo.Close)
+	m, err := repo.Model("int-div", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range DefaultCrashLimit {
+		if _, err := divide(m, healthyA, poisonB); err == nil {
+			t.Fatal("a division by zero succeeded")
+		}
+	}
+	_, err = divide(m, healthyA, healthyB)
+	if !errors.Is(err, ErrModelNotReady) || !strings.Contains(err.Error(), "crashed 5 times") {
+		t.Fatalf("after %d crashes: err = %v, want ErrModelNotReady naming the crashes", DefaultCrashLimit, err)
+	}
+	for _, s := range repo.Index() {
+		switch {
+		case s.Name == "int-div" && (s.State != StateUnavailable || !strings.Contains(s.Reason, "SIGFPE")):
+			t.Errorf("int-div: %s %q, want UNAVAILABLE naming SIGFPE", s.State, s.Reason)
+		case s.Name == "mlp" && s.State != StateReady:
+			t.Errorf("mlp: %s %q", s.State, s.Reason)
+		}
+	}
+	if _, err := repo.Model("int-div", 0); !errors.Is(err, ErrModelNotReady) {
+		t.Errorf("repository still hands out int-div: %v", err)
+	}
+	mlp, err := repo.Model("mlp", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mlp.Infer(context.Background(), &Request{Inputs: SyntheticInputs(mlp.Metadata().Inputs, 1, true)}); err != nil {
+		t.Errorf("mlp beside the crashed model: %v", err)
+	}
+	// Loading it again clears the record.
+	if err := repo.Load("int-div"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err = repo.Model("int-div", 0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := divide(m, healthyA, healthyB)
+	wantQuotient(t, got, err)
+}
+
+// A graph with no inputs is served, in a host and in process: each call
+// returns its constants.
+func TestModelWithNoInputsIsServed(t *testing.T) {
+	for _, iso := range []string{IsolationProcess, IsolationNone} {
+		m := loadFault(t, "no-inputs", Config{}, LoadOptions{Isolation: iso})
+		resp, err := m.Infer(context.Background(), &Request{})
+		if err != nil {
+			t.Fatalf("%s: %v", iso, err)
+		}
+		out := resp.Outputs[0]
+		var got []float32
+		for i := 0; i < len(out.Data); i += 4 {
+			got = append(got, math.Float32frombits(binary.LittleEndian.Uint32(out.Data[i:])))
+		}
+		if len(got) != 3 || got[0] != 1 || got[1] != 2 || got[2] != 3 {
+			t.Errorf("%s: values %v, want [1 2 3]", iso, got)
+		}
+	}
+}
+
+func expandRequest(rows, cols int64) *Request {
+	v := make([]byte, 4)
+	binary.LittleEndian.PutUint32(v, math.Float32bits(7))
+	s := make([]byte, 16)
+	binary.LittleEndian.PutUint64(s, uint64(rows))
+	binary.LittleEndian.PutUint64(s[8:], uint64(cols))
+	return &Request{Inputs: []tensor.Tensor{
+		{Name: "value", DataType: tensor.FP32, Shape: []int64{1}, Data: v},
+		{Name: "shape", DataType: tensor.Int64, Shape: []int64{2}, Data: s},
+	}}
+}
+
+// A request that makes the runtime allocate past resources.memory fails
+// with the limit named; the host is restarted and serves the next one.
+func TestMemoryLimitFailsTheRequestAndRestartsTheHost(t *testing.T) {
+	cfg := Config{Resources: Resources{Memory: 256 << 20}}
+	m := loadFault(t, "expand", cfg, LoadOptions{Isolation: IsolationProcess})
+	_, err := m.Infer(context.Background(), expandRequest(1<<15, 1<<15)) // 4 GiB of FP32
+	if err == nil || !strings.Contains(err.Error(), "resources.memory") {
+		t.Fatalf("err = %v, want the memory limit named", err)
+	}
+	resp, err := m.Infer(context.Background(), expandRequest(2, 3))
+	if err != nil {
+		t.Fatalf("after the memory fault: %v", err)
+	}
+	if got := resp.Outputs[0].Shape; len(got) != 2 || got[0] != 2 || got[1] != 3 {
+		t.Errorf("shape %v, want [2 3]", got)
+	}
+	if s := m.Stats(); s.HostMemoryFaults != 1 || s.HostRestarts != 1 {
+		t.Errorf("memory faults %d, restarts %d; want 1 and 1", s.HostMemoryFaults, s.HostRestarts)
+	}
+}
+
+// A model whose load outlasts the load timeout is unavailable with that
+// reason, its host is killed, and the repository's other models serve.
+func TestLoadTimeoutLeavesTheModelUnavailable(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(faults, "slow-load.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = LoadModel("slow-load", 1, data, Config{}, LoadOptions{Isolation: IsolationProcess, LoadTimeout: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "did not load the model within 300ms") {
+		t.Fatalf("err = %v, want the load timeout named", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the timed-out load took %s", took)
+	}
+}
+
+// Closing a version ends its hosts: their memory goes back to the system.
+func TestCloseEndsTheHosts(t *testing.T) {
+	m := loadFault(t, "int-div", Config{Instances: 2}, LoadOptions{Isolation: IsolationProcess})
+	var pids []int
+	for _, in := range m.instances {
+		pids = append(pids, in.(*hostedInstance).proc.Pid())
+	}
+	m.Close()
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("host %d still exists after Close (kill 0: %v)", pid, err)
+		}
+	}
+}

@@ -1,0 +1,183 @@
+package runner
+
+import (
+	"encoding/binary"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// executor runs batches of one model version: an in-process instance
+// (one runtime session) or a hosted one (a session in a model host
+// process). Each is owned by exactly one worker goroutine.
+type executor interface {
+	// execute runs batch as one execution and sets each request's
+	// outputs in resps, one response a request: its own rows of the
+	// outputs it asked for. With resps nil the outputs are dropped.
+	execute(batch []*pending, resps []Response) (execution, error)
+	close()
+}
+
+// layout is how a model version's batches are laid out in memory: which
+// inputs are stacked along the batch dimension, padded, and how big each
+// output's row is. In-process and hosted instances share it.
+type layout struct {
+	inputs  []TensorSpec
+	outputs []TensorSpec
+	// stacked is set when every input and output has a dynamic first
+	// dimension: requests are stacked along it, and outputs are sized from
+	// it, whether or not batching is on.
+	stacked bool
+	// pad holds, for each ragged input ([batch, sequence] INT64), the value
+	// its rows are padded with to the batch's longest sequence; nil for
+	// the others.
+	pad []*int64
+	// outRowBytes[j] is the size of one row of output j when every
+	// dimension but the batch one is fixed (the whole tensor for unbatched
+	// models), or -1 when the runtime must allocate the output.
+	outRowBytes []int64
+	outShape    [][]int64
+}
+
+func newLayout(meta Metadata) layout {
+	l := layout{
+		inputs:      meta.Inputs,
+		outputs:     meta.Outputs,
+		stacked:     batchable(meta.Inputs, meta.Outputs),
+		outRowBytes: make([]int64, len(meta.Outputs)),
+		outShape:    make([][]int64, len(meta.Outputs)),
+	}
+	for j, o := range meta.Outputs {
+		dims := o.Shape
+		if l.stacked {
+			dims = dims[1:]
+		}
+		l.outShape[j] = append([]int64{0}, dims...)
+		if n := tensor.Elements(dims); n > 0 {
+			l.outRowBytes[j] = n * int64(o.DataType.Size())
+		} else {
+			l.outRowBytes[j] = -1
+		}
+	}
+	return l
+}
+
+// outputBytes returns the size of output j for a batch of rows, or -1
+// when the runtime must allocate it.
+func (l *layout) outputBytes(j int, rows int64) int64 {
+	n := l.outRowBytes[j]
+	if n >= 0 && l.stacked {
+		n *= rows
+	}
+	return n
+}
+
+// outputShape returns output j's shape for a batch of rows, when its size
+// is fixed. The slice is the layout's own, reused across executions.
+func (l *layout) outputShape(j int, rows int64) []int64 {
+	if !l.stacked {
+		return l.outputs[j].Shape
+	}
+	shape := l.outShape[j]
+	shape[0] = rows
+	return shape
+}
+
+// gathered returns the size in bytes and the shape of input i of batch
+// once gathered, and whether its rows are padded to the longest.
+func (l *layout) gathered(batch []*pending, i int) (int, []int64, bool) {
+	first := batch[0].inputs[i]
+	if len(batch) == 1 {
+		return len(first.Data), first.Shape, false
+	}
+	var rows int64
+	size := 0
+	longest, uniform := int64(0), true
+	ragged := l.pad != nil && l.pad[i] != nil
+	for _, p := range batch {
+		t := p.inputs[i]
+		size += len(t.Data)
+		rows += p.rows
+		if ragged {
+			uniform = uniform && (longest == 0 || t.Shape[1] == longest)
+			longest = max(longest, t.Shape[1])
+		}
+	}
+	if ragged && !uniform {
+		return int(rows * longest * 8), []int64{rows, longest}, true
+	}
+	return size, append([]int64{rows}, first.Shape[1:]...), false
+}
+
+// gatherTo writes input i of batch into dst, which holds exactly its
+// gathered size: the requests' rows concatenated, each padded to the
+// longest sequence when padded is set.
+func (l *layout) gatherTo(dst []byte, batch []*pending, i int, padded bool) {
+	if !padded {
+		off := 0
+		for _, p := range batch {
+			off += copy(dst[off:], p.inputs[i].Data)
+		}
+		return
+	}
+	pad, longest := *l.pad[i], int64(len(dst))/8
+	var rows int64
+	for _, p := range batch {
+		rows += p.rows
+	}
+	longest /= rows
+	buf := dst[:0]
+	for _, p := range batch {
+		t := p.inputs[i]
+		row := int(t.Shape[1]) * 8
+		for r := 0; r < int(p.rows); r++ {
+			buf = append(buf, t.Data[r*row:(r+1)*row]...)
+			for range longest - t.Shape[1] {
+				buf = binary.LittleEndian.AppendUint64(buf, uint64(pad))
+			}
+		}
+	}
+}
+
+// split hands each request its own rows of each output it asked for, as
+// the Outputs of its response in resps. The slices alias the batch's output
+// buffers, capped so that no caller can write into another's rows.
+//
+// The tensors and shapes of the whole batch are carved out of one
+// allocation each, rather than a few per request.
+func (l *layout) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]int64, resps []Response) {
+	count, dims := 0, 0
+	for _, p := range batch {
+		for i := range p.outputCount(len(l.outputs)) {
+			count++
+			dims += len(shapes[p.output(i)])
+		}
+	}
+	tensors := make([]tensor.Tensor, count)
+	dimArena := make([]int64, dims)
+	var offset int64
+	for k, p := range batch {
+		n := p.outputCount(len(l.outputs))
+		ts := tensors[:n:n]
+		tensors = tensors[n:]
+		for i := range ts {
+			j := p.output(i)
+			data, shape := bufs[j], shapes[j]
+			if l.stacked {
+				rowBytes := int64(0)
+				if rows > 0 {
+					rowBytes = int64(len(data)) / rows
+				}
+				lo, hi := offset*rowBytes, (offset+p.rows)*rowBytes
+				data = data[lo:hi:hi]
+				own := dimArena[:len(shape):len(shape)]
+				dimArena = dimArena[len(shape):]
+				own[0] = p.rows
+				copy(own[1:], shape[1:])
+				shape = own
+			}
+			ts[i] = tensor.Tensor{Name: l.outputs[j].Name, DataType: l.outputs[j].DataType, Shape: shape, Data: data}
+		}
+		resps[k].Outputs = ts
+		offset += p.rows
+	}
+}
