@@ -156,7 +156,7 @@ sizes that formed and the queue and infer phases.`,
 			if o.requests < 1 || o.concurrency < 1 {
 				return fmt.Errorf("--requests and --concurrency must be at least 1 (got %d and %d)", o.requests, o.concurrency)
 			}
-			repo, err := openRepositoryOn(g, firstArg(args), o.device, cmd.ErrOrStderr())
+			repo, err := openRepositoryWith(g, firstArg(args), repoOptions{device: o.device}, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

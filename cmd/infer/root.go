@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -52,20 +53,37 @@ func newRootCmd() *cobra.Command {
 	return root
 }
 
-// openRepository loads the runtime and the models at path, or the bundled
+// openRepository opens the model repository at path, or the bundled
 // models when path is empty. Models that fail to load are reported on w
 // and skipped; it fails only when nothing could be loaded.
 func openRepository(g *globalOptions, path string, w io.Writer) (*runner.Repository, error) {
-	return openRepositoryOn(g, path, "", w)
+	return openRepositoryWith(g, path, repoOptions{}, w)
 }
 
-// openRepositoryOn opens a repository whose models load on device unless
-// their config names one.
-func openRepositoryOn(g *globalOptions, path, device string, w io.Writer) (*runner.Repository, error) {
-	if device != "" {
-		if _, err := runner.ParseDevice(device); err != nil {
+// repoOptions tune openRepositoryWith.
+type repoOptions struct {
+	// device, isolation and loadTimeout are runner.LoadOptions' Device,
+	// Isolation and LoadTimeout.
+	device, isolation string
+	loadTimeout       time.Duration
+	// strict fails when any model fails to load (Triton's
+	// --exit-on-error); otherwise failed models are reported and kept,
+	// UNAVAILABLE with their reason.
+	strict bool
+	// allowNone returns the repository even when no model loaded: a
+	// server then starts, reports itself not ready, and lists why.
+	allowNone bool
+}
+
+// openRepositoryWith opens a repository as openRepository does, with ro.
+func openRepositoryWith(g *globalOptions, path string, ro repoOptions, w io.Writer) (*runner.Repository, error) {
+	if ro.device != "" {
+		if _, err := runner.ParseDevice(ro.device); err != nil {
 			return nil, fmt.Errorf("--device: %w", err)
 		}
+	}
+	if ro.isolation != "" && ro.isolation != runner.IsolationProcess && ro.isolation != runner.IsolationNone {
+		return nil, fmt.Errorf("--isolation %q: want %s or %s", ro.isolation, runner.IsolationProcess, runner.IsolationNone)
 	}
 	if _, err := runner.InitRuntime(g.onnxRuntimeLib); err != nil {
 		return nil, err
@@ -74,7 +92,7 @@ func openRepositoryOn(g *globalOptions, path, device string, w io.Writer) (*runn
 		repo *runner.Repository
 		err  error
 	)
-	opts := runner.LoadOptions{Device: device}
+	opts := runner.LoadOptions{Device: ro.device, Isolation: ro.isolation, LoadTimeout: ro.loadTimeout}
 	if path == "" {
 		repo, err = runner.OpenFS(infer.BundledModels(), infer.BundledModelsName, opts)
 	} else {
@@ -84,7 +102,14 @@ func openRepositoryOn(g *globalOptions, path, device string, w io.Writer) (*runn
 		return nil, err
 	}
 	if err != nil {
+		if ro.strict {
+			repo.Close()
+			return nil, fmt.Errorf("--strict-model-control: %w", err)
+		}
 		fmt.Fprintf(w, "warning: some models did not load:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+	if ro.allowNone {
+		return repo, nil
 	}
 	for _, s := range repo.Index() {
 		if s.State == runner.StateReady {

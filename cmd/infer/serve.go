@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/server"
 )
 
@@ -36,6 +37,11 @@ type serveOptions struct {
 	allowFaults    bool
 	device         string
 	faults         []string
+	// isolation is where sessions run (runner.IsolationProcess or None),
+	// for models whose config.yaml names none.
+	isolation          string
+	modelLoadTimeout   time.Duration
+	strictModelControl bool
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
 	listening func(addrs map[string]string)
@@ -72,9 +78,12 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, grace_period, admin_token_file, state_dir); flags given override it")
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, grace_period, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu; a model's fallback_to_cpu still applies)")
+	f.StringVar(&o.isolation, "isolation", runner.DefaultIsolation, "where the sessions of models whose config.yaml names none run: process (each instance in a supervised model host, a child process a runtime crash cannot take the server down with) or none (in the server's process)")
+	f.DurationVar(&o.modelLoadTimeout, "model-load-timeout", runner.DefaultLoadTimeout, "how long a model host may take to load a model (isolation process); past it the model is UNAVAILABLE")
+	f.BoolVar(&o.strictModelControl, "strict-model-control", false, "exit at start-up when any model fails to load (Triton's --exit-on-error); by default failed models are UNAVAILABLE with their reason and the others serve")
 	f.StringVar(&o.host, "host", "", "address to listen on (default: every interface)")
 	f.IntVar(&o.httpPort, "http-port", 8000, "HTTP port of the protocol (0 turns it off)")
 	f.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port of the protocol (0 turns it off)")
@@ -127,7 +136,8 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		}
 		faults = append(faults, fault{model, version, f})
 	}
-	repo, err := openRepositoryOn(g, o.path, o.device, stderr)
+	repo, err := openRepositoryWith(g, o.path, repoOptions{device: o.device, isolation: o.isolation,
+		loadTimeout: o.modelLoadTimeout, strict: o.strictModelControl, allowNone: !o.strictModelControl}, stderr)
 	if err != nil {
 		return err
 	}

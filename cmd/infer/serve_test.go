@@ -238,14 +238,64 @@ func TestServeDevice(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "mlp.onnx"), model, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"serve", "models run"} {
-		args := append(strings.Fields(cmd), filepath.Join(dir, "mlp.onnx"), "--device", "cuda:0")
-		out, err = run(t, args...)
-		if err == nil || !strings.Contains(out, "cuda:0") || !strings.Contains(err.Error(), "no model could be loaded") {
-			t.Fatalf("%s --device cuda:0 on a CPU runtime: %v\n%s", cmd, err, out)
-		}
+	out, err = run(t, "models", "run", filepath.Join(dir, "mlp.onnx"), "--device", "cuda:0")
+	if err == nil || !strings.Contains(out, "cuda:0") || !strings.Contains(err.Error(), "no model could be loaded") {
+		t.Fatalf("models run --device cuda:0 on a CPU runtime: %v\n%s", err, out)
+	}
+	out, err = run(t, "serve", filepath.Join(dir, "mlp.onnx"), "--device", "cuda:0", "--strict-model-control")
+	if err == nil || !strings.Contains(err.Error(), "--strict-model-control") || !strings.Contains(err.Error(), "cuda:0") {
+		t.Fatalf("serve --strict-model-control --device cuda:0 on a CPU runtime: %v\n%s", err, out)
 	}
 	if out, err := run(t, "models", "run", filepath.Join(dir, "mlp.onnx"), "--device", "cpu", "--requests", "4"); err != nil || !strings.Contains(out, "mlp (version 1, cpu") {
 		t.Fatalf("models run --device cpu: %v\n%s", err, out)
+	}
+}
+
+// A model that fails to load never keeps the server from starting: it is
+// UNAVAILABLE with its reason, the others serve, and readiness says so.
+func TestServeStartsBesideAModelThatFailedToLoad(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range map[string]string{
+		"mlp":    filepath.Join("..", "..", "testdata", "models", "mlp", "1", "model.onnx"),
+		"broken": filepath.Join("..", "..", "testdata", "faults", "slow-load.onnx"),
+	} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "broken" {
+			data = data[:len(data)/2] // a truncated file
+		}
+		if err := os.MkdirAll(filepath.Join(dir, name, "1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "1", "model.onnx"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr, _, stop, done := startServe(t, serveOptions{path: dir})
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	resp, err := http.Post("http://"+addr+"/v2/repository/index", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(index), `"broken"`) || !strings.Contains(string(index), "UNAVAILABLE") || !strings.Contains(string(index), "malformed") {
+		t.Errorf("index %s: want broken UNAVAILABLE with its reason", index)
+	}
+	body := `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[` + strings.Repeat("0,", 783) + `0]}]}`
+	resp, err = http.Post("http://"+addr+"/v2/models/mlp/infer", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("mlp beside the broken model: %s", resp.Status)
 	}
 }

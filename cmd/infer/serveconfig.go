@@ -14,18 +14,21 @@ import (
 // serveConfig is infer serve's YAML configuration file: the flags'
 // settings, under their names with underscores.
 type serveConfig struct {
-	ModelRepository *string        `yaml:"model_repository"`
-	Host            *string        `yaml:"host"`
-	HTTPPort        *int           `yaml:"http_port"`
-	GRPCPort        *int           `yaml:"grpc_port"`
-	MetricsPort     *int           `yaml:"metrics_port"`
-	MaxBodyBytes    *int64         `yaml:"max_body_bytes"`
-	DefaultTimeout  *time.Duration `yaml:"default_timeout"`
-	DrainDelay      *time.Duration `yaml:"drain_delay"`
-	GracePeriod     *time.Duration `yaml:"grace_period"`
-	AdminTokenFile  *string        `yaml:"admin_token_file"`
-	StateDir        *string        `yaml:"state_dir"`
-	Device          *string        `yaml:"device"`
+	ModelRepository    *string        `yaml:"model_repository"`
+	Host               *string        `yaml:"host"`
+	HTTPPort           *int           `yaml:"http_port"`
+	GRPCPort           *int           `yaml:"grpc_port"`
+	MetricsPort        *int           `yaml:"metrics_port"`
+	MaxBodyBytes       *int64         `yaml:"max_body_bytes"`
+	DefaultTimeout     *time.Duration `yaml:"default_timeout"`
+	DrainDelay         *time.Duration `yaml:"drain_delay"`
+	GracePeriod        *time.Duration `yaml:"grace_period"`
+	AdminTokenFile     *string        `yaml:"admin_token_file"`
+	StateDir           *string        `yaml:"state_dir"`
+	Device             *string        `yaml:"device"`
+	Isolation          *string        `yaml:"isolation"`
+	ModelLoadTimeout   *time.Duration `yaml:"model_load_timeout"`
+	StrictModelControl *bool          `yaml:"strict_model_control"`
 }
 
 // applyConfig sets o from a configuration file, except the settings whose
@@ -58,5 +61,8 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 	set("admin-token-file", c.AdminTokenFile != nil, func() { o.adminTokenFile = *c.AdminTokenFile })
 	set("state-dir", c.StateDir != nil, func() { o.stateDir = *c.StateDir })
 	set("device", c.Device != nil, func() { o.device = *c.Device })
+	set("isolation", c.Isolation != nil, func() { o.isolation = *c.Isolation })
+	set("model-load-timeout", c.ModelLoadTimeout != nil, func() { o.modelLoadTimeout = *c.ModelLoadTimeout })
+	set("strict-model-control", c.StrictModelControl != nil, func() { o.strictModelControl = *c.StrictModelControl })
 	return nil
 }
