@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -23,20 +22,24 @@ import (
 )
 
 type serveOptions struct {
-	path           string
-	host           string
-	httpPort       int
-	grpcPort       int
-	metricsPort    int
-	maxBodyBytes   int64
-	defaultTimeout time.Duration
-	gracePeriod    time.Duration
-	drainDelay     time.Duration
-	adminTokenFile string
-	stateDir       string
-	allowFaults    bool
-	device         string
-	faults         []string
+	path         string
+	host         string
+	httpPort     int
+	grpcPort     int
+	metricsPort  int
+	maxBodyBytes int64
+	// How long to wait on a client: headers, one body, an idle connection.
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	idleTimeout       time.Duration
+	defaultTimeout    time.Duration
+	gracePeriod       time.Duration
+	drainDelay        time.Duration
+	adminTokenFile    string
+	stateDir          string
+	allowFaults       bool
+	device            string
+	faults            []string
 	// isolation is where sessions run (runner.IsolationProcess or None),
 	// for models whose config.yaml names none.
 	isolation          string
@@ -78,7 +81,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, grace_period, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control); flags given override it")
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, grace_period, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu; a model's fallback_to_cpu still applies)")
 	f.StringVar(&o.isolation, "isolation", runner.DefaultIsolation, "where the sessions of models whose config.yaml names none run: process (each instance in a supervised model host, a child process a runtime crash cannot take the server down with) or none (in the server's process)")
@@ -88,7 +91,10 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.IntVar(&o.httpPort, "http-port", 8000, "HTTP port of the protocol (0 turns it off)")
 	f.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port of the protocol (0 turns it off)")
 	f.IntVar(&o.metricsPort, "metrics-port", 8002, "HTTP port of /metrics (0 turns it off)")
-	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted (413 beyond)")
+	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted, in bytes (HTTP 413 beyond; also gRPC's largest message)")
+	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "longest wait for a request's headers (and a gRPC connection's handshake)")
+	f.DurationVar(&o.readTimeout, "read-timeout", server.DefaultReadTimeout, "longest wait for one HTTP request's body, from the end of its headers (408 beyond)")
+	f.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive HTTP connection, or a gRPC connection with no call open, stays open")
 	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter (0: none)")
 	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token the admin endpoints require (or $"+adminTokenEnv+"); without one they answer loopback callers only")
 	f.StringVar(&o.stateDir, "state-dir", "", "folder that keeps traffic policies across restarts (default: none, policies live in memory)")
@@ -116,6 +122,14 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	}
 	if o.maxBodyBytes <= 0 {
 		o.maxBodyBytes = server.DefaultMaxBodyBytes
+	}
+	for _, t := range []struct {
+		flag string
+		d    time.Duration
+	}{{"--read-header-timeout", o.readHeaderTimeout}, {"--read-timeout", o.readTimeout}, {"--idle-timeout", o.idleTimeout}} {
+		if t.d < 0 {
+			return fmt.Errorf("%s %v: want a positive duration (0: the default)", t.flag, t.d)
+		}
 	}
 	if o.httpPort == 0 && o.grpcPort == 0 {
 		return errors.New("--http-port and --grpc-port are both 0: nothing to serve")
@@ -147,6 +161,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		return err
 	}
 	srv, err := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout,
+		ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout, IdleTimeout: o.idleTimeout,
 		AdminToken: token, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults})
 	if err != nil {
 		return fmt.Errorf("--state-dir %s: %w", o.stateDir, err)
@@ -191,7 +206,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 			return err
 		}
 		if ln != nil {
-			hs := &http.Server{Handler: h.handler, ReadHeaderTimeout: 10 * time.Second}
+			hs := srv.HTTPServer(h.handler)
 			fronts = append(fronts, frontEnd{h.name, ln, hs.Serve, hs.Shutdown})
 		}
 	}
@@ -200,7 +215,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		return err
 	}
 	if ln != nil {
-		gs := grpc.NewServer(grpc.MaxRecvMsgSize(int(min(o.maxBodyBytes, math.MaxInt32))))
+		gs := grpc.NewServer(srv.GRPCServerOptions()...)
 		srv.RegisterGRPC(gs)
 		fronts = append(fronts, frontEnd{"gRPC", ln, gs.Serve, func(ctx context.Context) error {
 			done := make(chan struct{})

@@ -203,14 +203,15 @@ func TestServeSpeaksHTTPAndGRPC(t *testing.T) {
 
 func TestServeConfigFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "serve.yaml")
-	os.WriteFile(path, []byte("http_port: 9100\ngrpc_port: 0\ndefault_timeout: 250ms\nmodel_repository: ./models\ndevice: cuda:1\n"), 0o644)
+	os.WriteFile(path, []byte("http_port: 9100\ngrpc_port: 0\ndefault_timeout: 250ms\nmodel_repository: ./models\ndevice: cuda:1\nread_header_timeout: 3s\nread_timeout: 20s\nidle_timeout: 1m\n"), 0o644)
 	o := serveOptions{httpPort: 8000, grpcPort: 8001, metricsPort: 8002}
 	given := map[string]bool{"http-port": true} // --http-port was on the command line
 	o.httpPort = 7000
 	if err := o.applyConfig(path, func(f string) bool { return given[f] }); err != nil {
 		t.Fatal(err)
 	}
-	if o.httpPort != 7000 || o.grpcPort != 0 || o.metricsPort != 8002 || o.defaultTimeout != 250*time.Millisecond || o.path != "./models" || o.device != "cuda:1" {
+	if o.httpPort != 7000 || o.grpcPort != 0 || o.metricsPort != 8002 || o.defaultTimeout != 250*time.Millisecond || o.path != "./models" || o.device != "cuda:1" ||
+		o.readHeaderTimeout != 3*time.Second || o.readTimeout != 20*time.Second || o.idleTimeout != time.Minute {
 		t.Fatalf("options %+v", o)
 	}
 	os.WriteFile(path, []byte("http_prot: 9100\n"), 0o644)

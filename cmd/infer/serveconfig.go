@@ -20,6 +20,9 @@ type serveConfig struct {
 	GRPCPort           *int           `yaml:"grpc_port"`
 	MetricsPort        *int           `yaml:"metrics_port"`
 	MaxBodyBytes       *int64         `yaml:"max_body_bytes"`
+	ReadHeaderTimeout  *time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout        *time.Duration `yaml:"read_timeout"`
+	IdleTimeout        *time.Duration `yaml:"idle_timeout"`
 	DefaultTimeout     *time.Duration `yaml:"default_timeout"`
 	DrainDelay         *time.Duration `yaml:"drain_delay"`
 	GracePeriod        *time.Duration `yaml:"grace_period"`
@@ -55,6 +58,9 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 	set("grpc-port", c.GRPCPort != nil, func() { o.grpcPort = *c.GRPCPort })
 	set("metrics-port", c.MetricsPort != nil, func() { o.metricsPort = *c.MetricsPort })
 	set("max-body-bytes", c.MaxBodyBytes != nil, func() { o.maxBodyBytes = *c.MaxBodyBytes })
+	set("read-header-timeout", c.ReadHeaderTimeout != nil, func() { o.readHeaderTimeout = *c.ReadHeaderTimeout })
+	set("read-timeout", c.ReadTimeout != nil, func() { o.readTimeout = *c.ReadTimeout })
+	set("idle-timeout", c.IdleTimeout != nil, func() { o.idleTimeout = *c.IdleTimeout })
 	set("default-timeout", c.DefaultTimeout != nil, func() { o.defaultTimeout = *c.DefaultTimeout })
 	set("drain-delay", c.DrainDelay != nil, func() { o.drainDelay = *c.DrainDelay })
 	set("grace-period", c.GracePeriod != nil, func() { o.gracePeriod = *c.GracePeriod })

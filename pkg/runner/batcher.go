@@ -22,7 +22,9 @@ type pending struct {
 	deadline time.Time // zero: none
 
 	// state moves from queued to exactly one of taken (by a worker, which
-	// will answer) or abandoned (by the caller, who stopped waiting).
+	// will answer, or by the batcher when it expires) or abandoned (by the
+	// caller, who stopped waiting). It changes only under the batcher's
+	// lock; it is atomic so that tests and readers outside it see it whole.
 	state atomic.Int32
 	done  chan result // buffered: the answering side never blocks
 }
@@ -102,7 +104,9 @@ type batcher struct {
 	idle int
 	need int64
 	// deadlines counts the queued requests that carry a deadline, and
-	// abandoned those whose callers stopped waiting that are still queued.
+	// abandoned those whose callers stopped waiting that are still in the
+	// queues' slices: n no longer counts them, so they hold no place
+	// against max_queue_size, and the next batch formed removes them.
 	// While both are zero nothing queued can have gone, and forming a batch
 	// reads no more of the queue than the batch it takes.
 	deadlines int
@@ -126,15 +130,23 @@ func newBatcher(cfg Config) *batcher {
 	return b
 }
 
-// submit queues p, or fails at once with ErrQueueFull or ErrClosed.
+// submit queues p, or fails at once with ErrQueueFull or ErrClosed. A
+// full queue first answers the requests whose deadline has passed, which
+// no worker may have looked at while every instance was busy: a request
+// that timed out never keeps a later one out.
 func (b *batcher) submit(p *pending) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return ErrClosed
 	}
+	var expired []*pending
+	if b.n >= b.maxQueue && b.deadlines > 0 {
+		b.drop(time.Now(), &expired)
+	}
 	if b.n >= b.maxQueue {
 		b.mu.Unlock()
+		expire(expired)
 		return fmt.Errorf("%w: %d requests waiting (max_queue_size)", ErrQueueFull, b.maxQueue)
 	}
 	b.queues[p.priority] = append(b.queues[p.priority], p)
@@ -148,10 +160,18 @@ func (b *batcher) submit(p *pending) error {
 		wake = b.need <= 0 || !p.deadline.IsZero()
 	}
 	b.mu.Unlock()
+	expire(expired)
 	if wake {
 		b.signal()
 	}
 	return nil
+}
+
+// expire answers requests whose deadline passed while they were queued.
+func expire(ps []*pending) {
+	for _, p := range ps {
+		p.answer(nil, fmt.Errorf("%w: waited %v in the queue", ErrDeadlineExceeded, p.deadline.Sub(p.enqueued).Round(time.Microsecond)))
+	}
 }
 
 func (b *batcher) signal() {
@@ -162,11 +182,16 @@ func (b *batcher) signal() {
 }
 
 // abandon withdraws p, whose caller stopped waiting, unless a worker has
-// already taken it, and reports whether it did.
+// already taken it, and reports whether it did. p leaves the count of
+// queued requests at once, so its place goes to the next submission; the
+// next batch formed removes it from the queue's slice.
 func (b *batcher) abandon(p *pending) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if !p.state.CompareAndSwap(stateQueued, stateAbandoned) {
 		return false
 	}
+	b.leave(p)
 	b.abandoned.Add(1)
 	return true
 }
@@ -219,9 +244,7 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 		}
 		b.mu.Unlock()
 
-		for _, p := range expired {
-			p.answer(nil, fmt.Errorf("%w: waited %v in the queue", ErrDeadlineExceeded, p.deadline.Sub(p.enqueued).Round(time.Microsecond)))
-		}
+		expire(expired)
 		expired = expired[:0]
 		if len(batch) > 0 {
 			if more {
@@ -346,18 +369,14 @@ func (b *batcher) drop(now time.Time, expired *[]*pending) {
 		for _, p := range q {
 			switch {
 			case p.state.Load() == stateAbandoned:
-				b.abandoned.Add(-1)
+				b.abandoned.Add(-1) // abandon counted it out already
 			case !p.deadline.IsZero() && !now.Before(p.deadline):
-				if p.state.CompareAndSwap(stateQueued, stateTaken) {
-					*expired = append(*expired, p)
-				} else {
-					b.abandoned.Add(-1) // abandoned since the check above
-				}
+				p.state.Store(stateTaken)
+				b.leave(p)
+				*expired = append(*expired, p)
 			default:
 				kept = append(kept, p)
-				continue
 			}
-			b.leave(p)
 		}
 		clear(q[len(kept):])
 		b.queues[qi] = kept
@@ -387,18 +406,19 @@ func (b *batcher) take(dst []*pending, head *pending, target int64) []*pending {
 				kept = append(kept, q[i:]...) // the batch is full: keep the rest as it is
 				break
 			}
+			if p.state.Load() == stateAbandoned {
+				b.abandoned.Add(-1) // abandon counted it out already
+				continue
+			}
 			fits := rows+p.rows <= target && (p == head || b.maxBatch > 0 && b.compatible(p, head))
 			if !fits {
 				kept = append(kept, p)
 				continue
 			}
 			b.leave(p)
-			if p.state.CompareAndSwap(stateQueued, stateTaken) {
-				dst = append(dst, p)
-				rows += p.rows
-			} else {
-				b.abandoned.Add(-1) // its caller stopped waiting
-			}
+			p.state.Store(stateTaken)
+			dst = append(dst, p)
+			rows += p.rows
 		}
 		clear(q[len(kept):])
 		b.queues[qi] = kept

@@ -1,7 +1,9 @@
 package runner
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -256,5 +258,82 @@ func TestBatcherWakesAWaitingWorkerForADeadline(t *testing.T) {
 			t.Fatalf("err %v after %v, want ErrDeadlineExceeded at its 10ms deadline", r.err, time.Since(start))
 		}
 		b.close()
+	})
+}
+
+// A request that times out gives its place in a full queue to the next
+// one at once: whether its caller stops waiting (the context's deadline)
+// or its queue deadline passes while every worker is busy, no worker has
+// to look at the queue before the next submission is accepted.
+func TestBatcherTimedOutRequestFreesItsPlaceAtOnce(t *testing.T) {
+	const size = 3
+	fill := func(t *testing.T) *batcher {
+		t.Helper()
+		maxBatch := 8
+		cfg := Config{MaxBatchSize: &maxBatch, DynamicBatching: DynamicBatching{MaxQueueDelay: Duration(time.Minute), MaxQueueSize: size}}
+		return newBatcher(cfg.withDefaults(true))
+	}
+	t.Run("caller gives up", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := fill(t)
+			impatient := req(1, 4)
+			submit(t, b, impatient, req(1, 4), req(1, 4))
+			if err := b.submit(req(1, 4)); !errors.Is(err, ErrQueueFull) {
+				t.Fatalf("submit to a full queue: %v, want ErrQueueFull", err)
+			}
+			// The caller's wait, as Model.infer does it, under a 10ms timeout.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			select {
+			case <-impatient.done:
+				t.Fatal("answered with no worker running")
+			case <-ctx.Done():
+				if !b.abandon(impatient) {
+					t.Fatal("a queued request could not be abandoned")
+				}
+			}
+			if n, _ := b.depth(); n != size-1 {
+				t.Fatalf("%d queued after one was abandoned, want %d", n, size-1)
+			}
+			if err := b.submit(req(1, 4)); err != nil {
+				t.Fatalf("submit after a request timed out: %v, want its place", err)
+			}
+			batch, err := b.next(nil, time.NewTimer(time.Hour))
+			if err != nil || len(batch) != size || slices.Contains(batch, impatient) {
+				t.Fatalf("batch of %d (err %v), want the %d requests still waited for", len(batch), err, size)
+			}
+			if n, _ := b.depth(); n != 0 || b.abandoned.Load() != 0 {
+				t.Fatalf("%d queued and %d abandoned counted, want none", n, b.abandoned.Load())
+			}
+		})
+	})
+	t.Run("deadline passes while workers are busy", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := fill(t)
+			doomed := req(1, 4)
+			doomed.deadline = time.Now().Add(10 * time.Millisecond)
+			submit(t, b, doomed, req(1, 4), req(1, 4))
+			time.Sleep(10 * time.Millisecond) // no worker looks at the queue
+			if err := b.submit(req(1, 4)); err != nil {
+				t.Fatalf("submit after a request expired: %v, want its place", err)
+			}
+			select {
+			case r := <-doomed.done:
+				if !errors.Is(r.err, ErrDeadlineExceeded) {
+					t.Fatalf("expired request answered %v, want ErrDeadlineExceeded", r.err)
+				}
+			default:
+				t.Fatal("the expired request was not answered")
+			}
+			if n, _ := b.depth(); n != size {
+				t.Fatalf("%d queued, want %d", n, size)
+			}
+			b.mu.Lock()
+			deadlines := b.deadlines
+			b.mu.Unlock()
+			if deadlines != 0 {
+				t.Fatalf("%d queued requests counted with a deadline, want 0", deadlines)
+			}
+		})
 	})
 }

@@ -17,9 +17,10 @@ var errDraining = errors.New("server is shutting down")
 const statusClientClosed = 499
 
 // httpStatus maps an error to its status code, once for every endpoint, as
-// Triton does: 400 malformed input, 404 unknown model or version, 413 body
-// too large, 429 queue full, 499 client gone, 503 not ready or draining,
-// 504 deadline exceeded, 500 anything else.
+// Triton does: 400 malformed input, 404 unknown model or version, 408 body
+// not received within the read timeout, 413 body too large, 429 queue
+// full, 499 client gone, 503 not ready or draining, 504 deadline exceeded,
+// 500 anything else.
 func httpStatus(err error) int {
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -27,6 +28,8 @@ func httpStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.As(err, &tooLarge), errors.Is(err, runner.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBodyTimeout):
+		return http.StatusRequestTimeout
 	case errors.Is(err, runner.ErrModelNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, runner.ErrQueueFull):
@@ -47,7 +50,7 @@ func outcome(err error) string {
 		return "success"
 	}
 	switch httpStatus(err) {
-	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusRequestTimeout:
 		return "invalid"
 	case http.StatusNotFound:
 		return "not_found"

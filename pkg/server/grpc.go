@@ -155,7 +155,7 @@ func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inference
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			resp, timing, err := g.infer(ctx, req)
+			resp, timing, err := g.inferRecovered(ctx, req)
 			if err != nil {
 				send(&inferencepb.ModelStreamInferResponse{ErrorMessage: err.Error(),
 					InferResponse: &inferencepb.ModelInferResponse{ModelName: req.GetModelName(), ModelVersion: req.GetModelVersion(), Id: req.GetId()}})
@@ -168,6 +168,19 @@ func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inference
 			send(&inferencepb.ModelStreamInferResponse{InferResponse: resp})
 		})
 	}
+}
+
+// inferRecovered runs one request of a stream on the stream's goroutine
+// for it, where the stream interceptor cannot recover a panic: it is
+// recovered here into INTERNAL for that request alone.
+func (g *grpcService) inferRecovered(ctx context.Context, req *inferencepb.ModelInferRequest) (resp *inferencepb.ModelInferResponse, timing *profile.Timing, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			resp, timing = nil, nil
+			err = status.Error(codes.Internal, g.s.panicked(protoGRPC, "a ModelStreamInfer request", v).Error())
+		}
+	}()
+	return g.infer(ctx, req)
 }
 
 // infer runs one ModelInferRequest, accounting for it in the metrics.

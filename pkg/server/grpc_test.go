@@ -44,7 +44,7 @@ func startGRPC(t *testing.T) (*Server, inferencepb.GRPCInferenceServiceClient, *
 // serveGRPC serves s's gRPC service on loopback until the test ends.
 func serveGRPC(t *testing.T, s *Server) (inferencepb.GRPCInferenceServiceClient, *grpc.ClientConn) {
 	t.Helper()
-	g := grpc.NewServer()
+	g := grpc.NewServer(s.GRPCServerOptions()...)
 	s.RegisterGRPC(g)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

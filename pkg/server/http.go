@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -264,26 +265,60 @@ func (s *Server) serveUnload(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// readBody reads a request body of at most limit bytes into one buffer of
-// the announced size.
+// bodyChunk is the most readBody allocates before a body's bytes arrive,
+// in bytes: a Content-Length is a claim, and the buffer grows only as the
+// bytes it announces come in.
+const bodyChunk = 64 << 10
+
+// errBodyTooLarge makes the 413 error of a body over limit bytes, which
+// announced (or was found to hold) at least n bytes.
+func errBodyTooLarge(n, limit int64) error {
+	return fmt.Errorf("request body of %d bytes or more is over the limit of %d bytes (max_body_bytes): %w", n, limit, &http.MaxBytesError{Limit: limit})
+}
+
+// readBody reads a request body of at most limit bytes. One that announces
+// more is refused before it is read; otherwise the buffer starts at no
+// more than bodyChunk and doubles as the bytes arrive, up to the length
+// announced, so a client that announces a large body and sends little
+// costs the server little.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	want := r.ContentLength // -1: unknown (chunked)
+	if want > limit {
+		return nil, errBodyTooLarge(want, limit)
+	}
 	body := http.MaxBytesReader(w, r.Body, limit)
-	if n := r.ContentLength; n >= 0 && n <= limit {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, fmt.Errorf("%w: reading the body: %v", protocol.ErrBadRequest, err)
+	size := int64(bodyChunk)
+	if want >= 0 {
+		size = min(size, want)
+	}
+	buf := make([]byte, 0, max(size, 512))
+	for {
+		if want >= 0 && int64(len(buf)) == want {
+			return buf, nil // net/http never reads past the Content-Length
 		}
-		return buf, nil
+		if len(buf) == cap(buf) {
+			grow := int64(cap(buf))
+			if want >= 0 {
+				grow = min(grow, want-int64(len(buf)))
+			}
+			buf = slices.Grow(buf, int(grow))
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf, nil
+		case err != nil:
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return nil, errBodyTooLarge(int64(len(buf))+1, limit)
+			}
+			if errors.Is(err, errBodyTimeout) {
+				return nil, fmt.Errorf("reading the body after %d bytes: %w", len(buf), err)
+			}
+			return nil, fmt.Errorf("%w: reading the body after %d bytes: %v", protocol.ErrBadRequest, len(buf), err)
+		}
 	}
-	buf, err := io.ReadAll(body)
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return nil, fmt.Errorf("request body over %d bytes: %w", limit, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading the body: %v", protocol.ErrBadRequest, err)
-	}
-	return buf, nil
 }
 
 // decodeHTTP reads and decodes an infer request's body.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 // sizes, load times) is read at scrape time by repositoryCollector.
 type metrics struct {
 	registry *prometheus.Registry
+	repo     *runner.Repository
 	requests *prometheus.CounterVec   // model, version, protocol, outcome
 	phases   *prometheus.HistogramVec // model, version, phase
 	inflight *prometheus.GaugeVec     // model, version
@@ -27,6 +29,8 @@ type metrics struct {
 	// Text generation: time to first token, between tokens, and tokens.
 	ttft, itl *prometheus.HistogramVec // model, version
 	tokens    *prometheus.CounterVec   // model, version, kind (prompt, output)
+	// panics counts the requests a panic ended.
+	panics *prometheus.CounterVec // protocol
 
 	// observed holds each model version's observers.
 	observed perModel[*modelObservers]
@@ -54,6 +58,7 @@ var latencyBuckets = prometheus.ExponentialBucketsRange(50e-6, 10, 24)
 func newMetrics(repo *runner.Repository) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
+		repo:     repo,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "infer_requests_total",
 			Help: "Inference requests by model, version, protocol and outcome (success, invalid, not_found, queue_full, unavailable, timeout, canceled, error).",
@@ -81,7 +86,8 @@ func newMetrics(repo *runner.Repository) *metrics {
 			Name: "infer_tokens_total", Help: "Text generation: prompt tokens in and output tokens out.",
 		}, append(labels, "kind")),
 	}
-	m.registry.MustRegister(m.requests, m.phases, m.inflight, m.fallbacks, m.ttft, m.itl, m.tokens,
+	m.panics = newPanicCounter()
+	m.registry.MustRegister(m.panics, m.requests, m.phases, m.inflight, m.fallbacks, m.ttft, m.itl, m.tokens,
 		repositoryCollector{repo},
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector())
@@ -110,14 +116,33 @@ func (m *metrics) observers(model *runner.Model) *modelObservers {
 	return o
 }
 
-// record counts a finished request of model (nil when it did not resolve,
-// name then labels it) and, on success, observes its phases.
+// unknownModel labels the requests for a model name the repository does
+// not know: a client's made-up names all count under it, so they add one
+// series per protocol and outcome, not one per name. Model folders never
+// begin with "_" in practice, and Prometheus reserves only label names,
+// not values, that begin with "__".
+const unknownModel = "_unknown"
+
+// modelLabel returns name when the repository knows the model, ready or
+// not, else unknownModel: label values come only from the repository.
+func (m *metrics) modelLabel(name string) string {
+	if _, err := m.repo.Model(name, 0); errors.Is(err, runner.ErrModelNotFound) {
+		return unknownModel
+	}
+	return name
+}
+
+// record counts a finished request of model (nil when it did not resolve:
+// name then labels it if the repository knows it, else unknownModel) and,
+// on success, observes its phases.
 func (m *metrics) record(model *runner.Model, name, protocol string, t *profile.Timing, err error) {
 	if err != nil || model == nil {
 		version := ""
 		if model != nil {
 			meta := model.Metadata()
 			name, version = meta.Name, strconv.FormatInt(meta.Version, 10)
+		} else {
+			name = m.modelLabel(name)
 		}
 		m.requests.WithLabelValues(name, version, protocol, outcome(err)).Inc()
 		return

@@ -25,8 +25,18 @@ import (
 type Options struct {
 	// Name and Version are reported by GET /v2.
 	Name, Version string
-	// MaxBodyBytes bounds a request body; larger ones get 413.
+	// MaxBodyBytes bounds a request body, in bytes; larger ones get 413
+	// over HTTP and RESOURCE_EXHAUSTED over gRPC (0: DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// ReadHeaderTimeout bounds reading a request's headers, and a gRPC
+	// connection's handshake (0: DefaultReadHeaderTimeout).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading one HTTP request's body; a body that
+	// takes longer gets 408 (0: DefaultReadTimeout).
+	ReadTimeout time.Duration
+	// IdleTimeout bounds how long an HTTP keep-alive connection, or a gRPC
+	// connection with no call open, stays open idle (0: DefaultIdleTimeout).
+	IdleTimeout time.Duration
 	// DefaultTimeout is the deadline of infer requests that give no
 	// "timeout" parameter; 0 is none.
 	DefaultTimeout time.Duration
@@ -43,7 +53,7 @@ type Options struct {
 	AllowFaultInjection bool
 }
 
-// DefaultMaxBodyBytes is the default bound on a request body.
+// DefaultMaxBodyBytes is the default bound on a request body, in bytes.
 const DefaultMaxBodyBytes = 64 << 20
 
 // Server serves a model repository over HTTP.
@@ -67,9 +77,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	if opts.Name == "" {
 		opts.Name = "infer"
 	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
-	}
+	opts = opts.withTransportDefaults()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -138,6 +146,10 @@ func (s *Server) Ready() bool {
 	return false
 }
 
+// testRoutes, set by tests of this package only, adds routes to the mux
+// Handler builds, behind the same outer layers as every endpoint.
+var testRoutes func(*Server, *http.ServeMux)
+
 // MetricsHandler serves the Prometheus metrics.
 func (s *Server) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
@@ -180,10 +192,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if testRoutes != nil {
+		testRoutes(s, mux)
+	}
+	return s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.draining.Load() {
 			w.Header().Set("Connection", "close")
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }

@@ -1,0 +1,295 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// Routes only these tests reach: handlers that panic, behind the same
+// outer layers as every endpoint of the real mux.
+func init() {
+	testRoutes = func(s *Server, mux *http.ServeMux) {
+		mux.HandleFunc("GET /test/panic", func(http.ResponseWriter, *http.Request) { panic("test: a handler's bug") })
+		mux.HandleFunc("GET /test/panic-after-write", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte("half"))
+			_ = http.NewResponseController(w).Flush()
+			panic("test: a bug after the response began")
+		})
+		mux.HandleFunc("GET /test/abort", func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) })
+	}
+}
+
+// startHTTP serves the bundled models through s.HTTPServer, timeouts
+// included, on a loopback port.
+func startHTTP(t *testing.T, opts Options) (*Server, *httptest.Server) {
+	t.Helper()
+	repo, err := runner.Open(bundled, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(repo, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(nil)
+	hs.Config = s.HTTPServer(s.Handler())
+	hs.Start()
+	t.Cleanup(func() { hs.Close(); s.Close(); repo.Close() })
+	return s, hs
+}
+
+// rawRequest sends head, then body, on a fresh connection, half-closes it
+// when close is set, and returns the status and body of the answer.
+func rawRequest(t *testing.T, addr, head, body string, close bool) (int, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, head+body); err != nil {
+		t.Fatal(err)
+	}
+	if close {
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func inferHead(addr string, length int64) string {
+	return fmt.Sprintf("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", addr, length)
+}
+
+// A body announced at the limit but never sent costs the server what
+// arrived, not what was announced.
+func TestBodyBufferGrowsOnlyAsBytesArrive(t *testing.T) {
+	const limit, clients = 64 << 20, 4
+	_, hs := startHTTP(t, Options{MaxBodyBytes: limit})
+	addr := hs.Listener.Addr().String()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range clients {
+		status, body := rawRequest(t, addr, inferHead(addr, limit), "{", true)
+		if status != http.StatusBadRequest || !strings.Contains(body, "after 1 bytes") {
+			t.Fatalf("a body cut short after 1 byte: %d %s, want 400 naming the bytes read", status, body)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+		t.Fatalf("%d clients that each announced %d bytes and sent 1 made the server allocate %d bytes", clients, limit, grew)
+	}
+}
+
+func TestBodyOverTheLimitIsRefusedNamingIt(t *testing.T) {
+	_, hs := startHTTP(t, Options{MaxBodyBytes: 1 << 10})
+	addr := hs.Listener.Addr().String()
+	// Announced: refused before a byte of the body is read.
+	status, body := rawRequest(t, addr, inferHead(addr, 1<<30), "", false)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "limit of 1024 bytes") {
+		t.Fatalf("1 GiB announced: %d %s, want 413 naming the 1024-byte limit", status, body)
+	}
+	// Chunked: refused once the limit is passed.
+	req, _ := http.NewRequest("POST", hs.URL+"/v2/models/mlp/infer", io.MultiReader(strings.NewReader("{"), bytes.NewReader(bytes.Repeat([]byte(" "), 4<<10))))
+	resp, err := httpClient.Do(req) // no length: sent chunked
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), "limit of 1024 bytes") {
+		t.Fatalf("chunked body over the limit: %d %s, want 413 naming the limit", resp.StatusCode, b)
+	}
+}
+
+// A body that trickles in is cut at the read timeout with 408; the
+// timeout bounds the body alone, not the handler that runs after it.
+func TestSlowBodyTimesOut(t *testing.T) {
+	_, hs := startHTTP(t, Options{ReadTimeout: 200 * time.Millisecond})
+	addr := hs.Listener.Addr().String()
+	start := time.Now()
+	status, body := rawRequest(t, addr, inferHead(addr, 100), `{"inputs":`, false)
+	if status != http.StatusRequestTimeout || !strings.Contains(body, "read_timeout") {
+		t.Fatalf("slow body: %d %s, want 408 naming read_timeout", status, body)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("slow body answered after %v, want about the 200ms read timeout", took)
+	}
+}
+
+// Made-up model names, over either protocol, all count under one label
+// value: they add no series per name.
+func TestUnknownModelNamesCountUnderOneLabel(t *testing.T) {
+	s, hs := startHTTP(t, Options{})
+	c, _ := serveGRPC(t, s)
+	image := &protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}
+	for i := range 20 {
+		name := fmt.Sprintf("made-up-%d", i)
+		if r, _ := infer(t, hs.URL, name, image, true); r.status != http.StatusNotFound {
+			t.Fatalf("unknown model over HTTP: %d %s", r.status, r.body)
+		}
+		if _, err := c.ModelInfer(context.Background(), &inferencepb.ModelInferRequest{ModelName: name}); code(err) != codes.NotFound {
+			t.Fatalf("unknown model over gRPC: %v", err)
+		}
+	}
+	text := scrape(t, s)
+	if strings.Contains(text, "made-up") {
+		t.Fatal("a made-up model name became a label value")
+	}
+	for _, want := range []string{
+		`infer_requests_total{model="_unknown",outcome="not_found",protocol="http",version=""} 20`,
+		`infer_requests_total{model="_unknown",outcome="not_found",protocol="grpc",version=""} 20`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// A known model's bad version keeps the model's name.
+	if r, _ := infer(t, hs.URL, "mlp/versions/99", image, true); r.status != http.StatusNotFound {
+		t.Fatalf("unknown version: %d %s", r.status, r.body)
+	}
+	if text := scrape(t, s); !strings.Contains(text, `infer_requests_total{model="mlp",outcome="not_found",protocol="http",version=""} 1`) {
+		t.Error("a known model's unknown version was not counted under the model's name")
+	}
+}
+
+// syncBuffer is a log destination the server and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// A handler's panic answers its request with 500, is logged with its
+// stack and counted, and the server goes on serving; net/http's own
+// abort panic still aborts.
+func TestHTTPPanicIsRecovered(t *testing.T) {
+	var logs syncBuffer
+	s, hs := startHTTP(t, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	r := call(t, "GET", hs.URL+"/test/panic", nil, nil)
+	if r.status != http.StatusInternalServerError || !strings.Contains(string(r.body), `{"error":"internal error serving GET /test/panic"}`) {
+		t.Fatalf("panicking handler: %d %s, want 500", r.status, r.body)
+	}
+	if l := logs.String(); !strings.Contains(l, `"panic":"test: a handler's bug"`) || !strings.Contains(l, "transport_test.go") {
+		t.Fatalf("the panic was not logged with its stack:\n%s", l)
+	}
+	// Half a response out: the connection is cut, the client sees an error.
+	if resp, err := httpClient.Get(hs.URL + "/test/panic-after-write"); err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Fatal("a response a panic cut short was read whole")
+		}
+	}
+	if _, err := httpClient.Get(hs.URL + "/test/abort"); err == nil {
+		t.Fatal("http.ErrAbortHandler did not abort the response")
+	}
+	if r := call(t, "GET", hs.URL+"/v2/health/live", nil, nil); r.status != http.StatusOK {
+		t.Fatalf("live after panics: %d", r.status)
+	}
+	if text := scrape(t, s); !strings.Contains(text, `infer_panics_total{protocol="http"} 2`) || !strings.Contains(text, `infer_panics_total{protocol="grpc"} 0`) {
+		t.Fatalf("infer_panics_total: want 2 for http (the abort is not a bug), 0 for grpc:\n%s", grepLines(text, "infer_panics_total"))
+	}
+}
+
+// panicService is a gRPC service, registered on a server built with the
+// real options, whose calls panic.
+var panicService = grpc.ServiceDesc{
+	ServiceName: "test.Panic",
+	HandlerType: (*any)(nil),
+	Methods: []grpc.MethodDesc{{MethodName: "Unary", Handler: func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+		in := new(emptypb.Empty)
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		info := &grpc.UnaryServerInfo{Server: srv, FullMethod: "/test.Panic/Unary"}
+		return ic(ctx, in, info, func(context.Context, any) (any, error) { panic("test: a unary call's bug") })
+	}}},
+	Streams: []grpc.StreamDesc{{StreamName: "Stream", ServerStreams: true, ClientStreams: true,
+		Handler: func(any, grpc.ServerStream) error { panic("test: a stream's bug") }}},
+}
+
+func TestGRPCPanicIsRecovered(t *testing.T) {
+	s, _ := startHTTP(t, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	g := grpc.NewServer(s.GRPCServerOptions()...)
+	g.RegisterService(&panicService, struct{}{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(ln) }()
+	t.Cleanup(func() { g.Stop(); <-served })
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = conn.Invoke(ctx, "/test.Panic/Unary", &emptypb.Empty{}, &emptypb.Empty{})
+	if code(err) != codes.Internal || !strings.Contains(err.Error(), "internal error serving /test.Panic/Unary") {
+		t.Fatalf("panicking unary call: %v, want INTERNAL", err)
+	}
+	stream, err := conn.NewStream(ctx, &panicService.Streams[0], "/test.Panic/Stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.RecvMsg(&emptypb.Empty{}); code(err) != codes.Internal {
+		t.Fatalf("panicking stream: %v, want INTERNAL", err)
+	}
+	if text := scrape(t, s); !strings.Contains(text, `infer_panics_total{protocol="grpc"} 2`) {
+		t.Fatalf("infer_panics_total: want 2 for grpc:\n%s", grepLines(text, "infer_panics_total"))
+	}
+}
+
+// grepLines returns text's lines that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for l := range strings.SplitSeq(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

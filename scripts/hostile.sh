@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Hostile clients: infer serve on loopback against what a hostile or broken
+# client sends, while a well-behaved client measures the mlp model.
+#   1. Builds bin/infer and starts `infer serve` on 127.0.0.1 ports, with
+#      the default limits but a read timeout of HOSTILE_READ_TIMEOUT
+#      (default 10s, so that the script ends in about a minute).
+#   2. Runs scripts/hostile (go run), which measures mlp's p99 unloaded, then,
+#      while the same client keeps measuring, sends at once: slow bodies
+#      (a byte a second), bodies of 64 MiB and of 1 TiB announced and never
+#      sent, HOSTILE_IDLE_CONNS (default 10,000) idle connections and
+#      HOSTILE_NAMES (default 3,000) made-up model names; then enormous
+#      declared shapes, shapes whose product overflows int64 and JSON
+#      nested 100,000 deep. It samples the server's VmRSS and VmHWM from
+#      /proc/PID/status and counts the metric series before and after.
+# Fails (exit 1) when the server dies, its resident memory passes
+# HOSTILE_RSS_MIB (default 1024 MiB), a made-up name adds metric series,
+# an attack is not refused as it should be, or the normal client's p99
+# under attack is over twice its unloaded p99.
+#
+# HOSTILE_DECODER=0 leaves out the decoder's attacks, to see the
+# transport's figures alone while a decoder bug takes the server down.
+#
+# Usage: scripts/hostile.sh            HOSTILE_DECODER=0 scripts/hostile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+read_timeout=${HOSTILE_READ_TIMEOUT:-10s}
+idle=${HOSTILE_IDLE_CONNS:-10000}
+names=${HOSTILE_NAMES:-3000}
+rss_mib=${HOSTILE_RSS_MIB:-1024}
+decoder=true
+[ "${HOSTILE_DECODER:-1}" = 0 ] && decoder=false
+
+# 10,000 idle connections need as many descriptors in the server and in
+# the attacker: raise the soft limit as far as the hard one allows.
+need=$((idle + 1024))
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+  echo "hostile.sh: the hard limit on open files is $hard; using $((hard - 1024)) idle connections" >&2
+  idle=$((hard - 1024))
+  need=$hard
+fi
+[ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$need" ] && ulimit -Sn "$need"
+
+go build -o bin/infer ./cmd/infer
+go build -o bin/hostile ./scripts/hostile
+
+work=$(mktemp -d)
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+base=$((20000 + RANDOM % 20000))
+http=$base grpc=$((base + 1)) metrics=$((base + 2))
+bin/infer serve testdata/models --host 127.0.0.1 --http-port "$http" --grpc-port "$grpc" --metrics-port "$metrics" \
+  --read-timeout "$read_timeout" >"$work/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 300); do
+  curl -sf "http://127.0.0.1:$http/v2/health/ready" >/dev/null && break
+  kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.1
+done
+echo "hostile.sh: infer serve (pid $server) on 127.0.0.1:$http; $idle idle connections, $names made-up names, read timeout $read_timeout, RSS bound $rss_mib MiB" >&2
+
+status=0
+timeout 600 bin/hostile -http "127.0.0.1:$http" -metrics "127.0.0.1:$metrics" -pid "$server" \
+  -rss-bound $((rss_mib << 20)) -read-timeout "$read_timeout" -idle-conns "$idle" -names "$names" -decoder="$decoder" || status=$?
+if ! kill -0 "$server" 2>/dev/null; then
+  echo "FAIL the server process is gone; the end of its log:" >&2
+  tail -20 "$work/serve.log" >&2
+  server=""
+  status=1
+fi
+panics=$(grep -c '"panic serving a request"\|panic serving a request' "$work/serve.log" || true)
+echo "server log: $(wc -l <"$work/serve.log") lines, $panics recovered panics"
+exit "$status"
