@@ -393,10 +393,7 @@ func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *inferencepb.
 		return nil, err
 	}
 	if err := g.s.load(req.GetModelName(), by); err != nil {
-		if errors.Is(err, runner.ErrModelNotFound) {
-			return nil, grpcError(err)
-		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, status.Error(adminCode(loadStatus(err)), err.Error())
 	}
 	return &inferencepb.RepositoryModelLoadResponse{}, nil
 }
@@ -406,9 +403,8 @@ func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *inferencep
 	if err != nil {
 		return nil, err
 	}
-	if err := g.s.repo.Unload(req.GetModelName()); err != nil {
-		return nil, grpcError(err)
+	if err := g.s.unload(req.GetModelName(), by+" over gRPC"); err != nil {
+		return nil, status.Error(adminCode(adminStatus(err)), err.Error())
 	}
-	g.s.log.Info("model unloaded on request", "model", req.GetModelName(), "protocol", protoGRPC, "by", by)
 	return &inferencepb.RepositoryModelUnloadResponse{}, nil
 }
