@@ -32,6 +32,9 @@ type serveOptions struct {
 	gracePeriod    time.Duration
 	drainDelay     time.Duration
 	adminTokenFile string
+	adminHost      string
+	adminPort      int
+	adminTrust     bool
 	stateDir       string
 	allowFaults    bool
 	device         string
@@ -72,7 +75,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, grace_period, admin_token_file, state_dir); flags given override it")
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, admin_host, admin_port, admin_trust_loopback, max_body_bytes, default_timeout, drain_delay, grace_period, admin_token_file, state_dir); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu; a model's fallback_to_cpu still applies)")
 	f.StringVar(&o.host, "host", "", "address to listen on (default: every interface)")
@@ -81,7 +84,10 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.IntVar(&o.metricsPort, "metrics-port", 8002, "HTTP port of /metrics (0 turns it off)")
 	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted (413 beyond)")
 	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter (0: none)")
-	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token the admin endpoints require (or $"+adminTokenEnv+"); without one they answer loopback callers only")
+	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token every admin call requires (or $"+adminTokenEnv+"); with one the public HTTP and gRPC ports serve the admin API too, to token holders")
+	f.IntVar(&o.adminPort, "admin-port", DefaultAdminPort, "HTTP port of the admin API: repository load and unload, traffic policies, rollouts, fault injection (0 turns it off)")
+	f.StringVar(&o.adminHost, "admin-host", "127.0.0.1", "address the admin port listens on (0.0.0.0: every interface); other than loopback it needs an admin token")
+	f.BoolVar(&o.adminTrust, "admin-trust-loopback", false, "with no admin token, let loopback callers of the public ports use the admin API (the old rule; unsafe behind a proxy or sidecar on the same host, whose callers arrive from loopback)")
 	f.StringVar(&o.stateDir, "state-dir", "", "folder that keeps traffic policies across restarts (default: none, policies live in memory)")
 	f.DurationVar(&o.drainDelay, "drain-delay", time.Second, "on shutdown, how long to keep answering (503, Connection: close) before closing the ports, so clients and load balancers move away")
 	f.DurationVar(&o.gracePeriod, "grace-period", 30*time.Second, "how long shutdown waits for accepted requests, drain delay included")
@@ -94,7 +100,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	ports := []struct {
 		name string
 		port int
-	}{{"--http-port", o.httpPort}, {"--grpc-port", o.grpcPort}, {"--metrics-port", o.metricsPort}}
+	}{{"--http-port", o.httpPort}, {"--grpc-port", o.grpcPort}, {"--metrics-port", o.metricsPort}, {"--admin-port", o.adminPort}}
 	used := map[int]string{}
 	for _, p := range ports {
 		if p.port < 0 || p.port > 65535 {
@@ -107,6 +113,9 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	}
 	if o.maxBodyBytes <= 0 {
 		o.maxBodyBytes = server.DefaultMaxBodyBytes
+	}
+	if o.adminHost == "" {
+		o.adminHost = "127.0.0.1" // every interface is 0.0.0.0, said outright
 	}
 	if o.httpPort == 0 && o.grpcPort == 0 {
 		return errors.New("--http-port and --grpc-port are both 0: nothing to serve")
@@ -136,8 +145,11 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if err != nil {
 		return err
 	}
+	if err := o.checkAdmin(token); err != nil {
+		return err
+	}
 	srv, err := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout,
-		AdminToken: token, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults})
+		AdminToken: token, AdminTrustLoopback: o.adminTrust, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults})
 	if err != nil {
 		return fmt.Errorf("--state-dir %s: %w", o.stateDir, err)
 	}
@@ -158,11 +170,11 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		shutdown func(context.Context) error
 	}
 	var fronts []frontEnd
-	listen := func(name string, port int) (net.Listener, error) {
+	listen := func(name, host string, port int) (net.Listener, error) {
 		if port == 0 {
 			return nil, nil
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(port)))
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
 			for _, f := range fronts {
 				f.ln.Close()
@@ -172,11 +184,11 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		return ln, nil
 	}
 	for _, h := range []struct {
-		name    string
-		port    int
-		handler http.Handler
-	}{{"HTTP", o.httpPort, srv.Handler()}, {"metrics", o.metricsPort, srv.MetricsHandler()}} {
-		ln, err := listen(h.name, h.port)
+		name, host string
+		port       int
+		handler    http.Handler
+	}{{"HTTP", o.host, o.httpPort, srv.Handler()}, {"metrics", o.host, o.metricsPort, srv.MetricsHandler()}, {"admin", o.adminHost, o.adminPort, srv.AdminHandler()}} {
+		ln, err := listen(h.name, h.host, h.port)
 		if err != nil {
 			return err
 		}
@@ -185,7 +197,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 			fronts = append(fronts, frontEnd{h.name, ln, hs.Serve, hs.Shutdown})
 		}
 	}
-	ln, err := listen("gRPC", o.grpcPort)
+	ln, err := listen("gRPC", o.host, o.grpcPort)
 	if err != nil {
 		return err
 	}
@@ -221,7 +233,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 			n++
 		}
 	}
-	fmt.Fprintf(stderr, "infer: serving %d model versions; HTTP %s, gRPC %s, metrics %s\n", n, orOff(addrs["HTTP"]), orOff(addrs["gRPC"]), orOff(addrs["metrics"]))
+	fmt.Fprintf(stderr, "infer: serving %d model versions; HTTP %s, gRPC %s, metrics %s, admin %s\n", n, orOff(addrs["HTTP"]), orOff(addrs["gRPC"]), orOff(addrs["metrics"]), orOff(addrs["admin"]))
 	if o.listening != nil {
 		o.listening(addrs)
 	}
@@ -264,6 +276,22 @@ func orOff(addr string) string {
 		return "off"
 	}
 	return addr
+}
+
+// DefaultAdminPort is the admin API's port, next to Triton's three.
+const DefaultAdminPort = 8003
+
+// checkAdmin refuses an admin API open to the network: an admin port on
+// an address other than loopback with no token to guard it.
+func (o serveOptions) checkAdmin(token string) error {
+	if o.adminPort == 0 || token != "" {
+		return nil
+	}
+	host := o.adminHost
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--admin-host %q without an admin token would let anyone who reaches it load, unload and move traffic: give --admin-token-file (or $%s), or keep the admin port on 127.0.0.1", host, adminTokenEnv)
 }
 
 // adminTokenEnv holds the admin token when no file does.

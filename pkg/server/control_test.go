@@ -109,7 +109,7 @@ func TestAbortAfterStableGoneChangesNothing(t *testing.T) {
 // its own: an admin's policy change, load or unload is refused over
 // either protocol, naming the rollout, and changes nothing.
 func TestRolloutOwnsItsModel(t *testing.T) {
-	s, hs := start(t, openRepo(t, twoVersions(t)), Options{})
+	s, hs := start(t, openRepo(t, twoVersions(t)), Options{AdminTrustLoopback: true}) // gRPC admin from loopback
 	admin := adminBase(t, s, hs)
 	sp := withModel(spec(10, 100))
 	sp.Interval = deploy.Duration(time.Hour)
@@ -129,7 +129,7 @@ func TestRolloutOwnsItsModel(t *testing.T) {
 		}
 	}
 	c, _ := serveGRPC(t, s)
-	ctx := grpcAdmin(t, context.Background(), s)
+	ctx := context.Background()
 	if _, err := c.RepositoryModelUnload(ctx, &inferencepb.RepositoryModelUnloadRequest{ModelName: "mlp"}); code(err) != codes.FailedPrecondition {
 		t.Errorf("gRPC unload during a rollout: %v", err)
 	}
@@ -241,11 +241,7 @@ func TestLoadKeepsTrafficAndLeavesNoPin(t *testing.T) {
 // adminBase returns the base URL of s's admin API.
 func adminBase(t *testing.T, s *Server, hs *httptest.Server) string {
 	t.Helper()
-	return hs.URL
-}
-
-// grpcAdmin returns ctx as an admin RPC to s needs it.
-func grpcAdmin(t *testing.T, ctx context.Context, s *Server) context.Context {
-	t.Helper()
-	return ctx
+	as := httptest.NewServer(s.AdminHandler())
+	t.Cleanup(as.Close)
+	return as.URL
 }

@@ -362,9 +362,10 @@ func (g *grpcService) RepositoryIndex(_ context.Context, req *inferencepb.Reposi
 	return resp, nil
 }
 
-// admin authorizes an admin RPC as the HTTP admin endpoints are: the
-// bearer token from the authorization metadata, else a loopback peer. It
-// returns who called, for the log.
+// admin authorizes an admin RPC as the public HTTP port's admin endpoints
+// are (the gRPC port is a public one): the bearer token from the
+// authorization metadata, or a loopback peer where the server trusts
+// loopback. It returns who called, for the log.
 func (g *grpcService) admin(ctx context.Context, what string) (string, error) {
 	var auth, remote string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -375,7 +376,7 @@ func (g *grpcService) admin(ctx context.Context, what string) (string, error) {
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
-	switch code, err := g.s.authorize(auth, remote, what); code {
+	switch code, err := g.s.authorize(auth, remote, what, true); code {
 	case http.StatusUnauthorized:
 		return "", status.Error(codes.Unauthenticated, err.Error())
 	case http.StatusForbidden:

@@ -209,13 +209,12 @@ func (s *Server) restorePolicies() error {
 
 var errBadPolicy = errors.New("invalid traffic policy")
 
-// admin guards the endpoints that change what the server serves: with a
-// token, requests must carry it as a bearer token (compared in constant
-// time; 401 otherwise); without one, only loopback callers are let in
-// (403 otherwise). The token is never logged.
-func (s *Server) admin(next http.HandlerFunc) http.HandlerFunc {
+// admin guards the endpoints that change what the server serves, on the
+// public port or the admin listener, as authorize decides. The token is
+// never logged.
+func (s *Server) admin(next http.HandlerFunc, public bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if status, err := s.authorize(r.Header.Get("Authorization"), r.RemoteAddr, r.URL.Path); err != nil {
+		if status, err := s.authorize(r.Header.Get("Authorization"), r.RemoteAddr, r.URL.Path, public); err != nil {
 			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="infer admin"`)
 			}
@@ -226,11 +225,21 @@ func (s *Server) admin(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// errAdminElsewhere refuses the admin API on a public port of a server
+// with no admin token.
+var errAdminElsewhere = errors.New("the admin API is not served on this port: call the admin listener (infer serve --admin-port, on 127.0.0.1 by default), or start the server with an admin token and send it as a bearer token")
+
 // authorize decides an admin call over either protocol from its
-// Authorization value and remote address: nil, or the refusal's status
-// (401 no or wrong token, 403 not loopback on a server without a token),
-// logged with the caller and never the token.
-func (s *Server) authorize(authorization, remote, what string) (int, error) {
+// Authorization value and remote address, on a public port or the admin
+// listener: nil, or the refusal's status, logged with the caller and never
+// the token. The rule:
+//
+//   - with an admin token, every call must carry it (401 otherwise),
+//     wherever it arrives;
+//   - without one, the admin listener answers whoever reaches it (it
+//     listens on loopback unless told otherwise), and the public ports
+//     refuse (403), except loopback callers when AdminTrustLoopback is set.
+func (s *Server) authorize(authorization, remote, what string, public bool) (int, error) {
 	if s.opts.AdminToken != "" {
 		got, ok := strings.CutPrefix(authorization, "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) != 1 {
@@ -238,6 +247,13 @@ func (s *Server) authorize(authorization, remote, what string) (int, error) {
 			return http.StatusUnauthorized, errors.New("admin endpoint: a bearer token is required")
 		}
 		return 0, nil
+	}
+	if !public {
+		return 0, nil
+	}
+	if !s.opts.AdminTrustLoopback {
+		s.log.Warn("admin request refused", "path", what, "from", remote, "reason", "public port and no admin token set")
+		return http.StatusForbidden, errAdminElsewhere
 	}
 	if host, _, err := net.SplitHostPort(remote); err != nil || !net.ParseIP(host).IsLoopback() {
 		s.log.Warn("admin request refused", "path", what, "from", remote, "reason", "not loopback and no admin token set")
