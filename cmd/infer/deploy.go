@@ -37,7 +37,9 @@ mounted from a PersistentVolumeClaim) and a Service; a Gateway API HTTPRoute
 that splits the model's unversioned requests by --weights and sends versioned
 ones to their version; with --max-replicas, a HorizontalPodAutoscaler per
 version on the queue length (infer_queue_requests, through a custom-metrics
-adapter).
+adapter). The admin API listens on each pod's loopback (port 8003), which no
+Service exposes: reach it with kubectl port-forward, or give
+--admin-token-secret to require a token from a Secret on every admin call.
 
 The versions default to those in --repository (default: the bundled models),
 the newest taking all traffic and the others kept with none.`,
@@ -74,6 +76,7 @@ the newest taking all traffic and the others kept with none.`,
 	f.StringVar(&weights, "weights", "", "versions and their traffic weights, e.g. 1=95,2=5 (default: the repository's versions, the newest at 100)")
 	f.StringVar(&repository, "repository", "", "the model repository the versions are read from (default: the bundled models)")
 	f.StringVar(&o.Namespace, "namespace", "", "the namespace of every object (default: none set)")
+	f.StringVar(&o.AdminTokenSecret, "admin-token-secret", "", "a Secret whose \"token\" key the servers require on admin calls, which then reach the public ports too (default: none; the admin API stays on each pod's loopback, reached with kubectl port-forward)")
 	f.StringVar(&o.Gateway, "gateway", "infer", "the Gateway API Gateway the route attaches to")
 	f.StringVar(&o.ModelsClaim, "models-claim", "infer-models", "the PersistentVolumeClaim holding the model repository")
 	f.Int32Var(&o.Replicas, "replicas", 1, "pods per version")

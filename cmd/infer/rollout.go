@@ -27,6 +27,9 @@ type rolloutOptions struct {
 	poll           time.Duration
 }
 
+// defaultAdminURL is where a local infer serve's admin API listens.
+const defaultAdminURL = "http://127.0.0.1:8003"
+
 func (o rolloutOptions) client() (*deploy.Client, error) {
 	if o.output != "text" && o.output != "json" {
 		return nil, fmt.Errorf("--output %q: want text or json", o.output)
@@ -69,8 +72,9 @@ runs the rollout itself (it goes on if this command stops, and resumes after
 a restart with --state-dir); this command prints each step, each analysis's
 figures and its verdict.
 
-The server defaults to the local infer serve, the model to the only one
-served, the stable version to the one with the most traffic now, and the
+The server is reached on its admin API (--admin-url, default the local
+infer serve's admin port, ` + defaultAdminURL + `); the model defaults to the
+only one served, the stable version to the one with the most traffic now, and the
 new version to the newest other ready one: so 'infer rollout --canary 5%'
 just works once the new version is in the repository.
 
@@ -155,7 +159,9 @@ when it is rolled back or aborted.`,
 		},
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&o.server, "server", "http://localhost:8000", "the infer serve to roll out on (its HTTP address)")
+	pf.StringVar(&o.server, "admin-url", defaultAdminURL, "the admin API of the infer serve to roll out on (its --admin-port; or its HTTP port when it has an admin token)")
+	pf.StringVar(&o.server, "server", defaultAdminURL, "the same as --admin-url")
+	_ = pf.MarkDeprecated("server", "the admin API has its own port: use --admin-url")
 	pf.StringVar(&o.model, "model", "", "model name (default: the only model served)")
 	pf.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the server's admin token (or $"+adminTokenEnv+")")
 	pf.StringVar(&o.output, "output", "text", "text, or json (one JSON event a line while following; the rollout's state otherwise)")

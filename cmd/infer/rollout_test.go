@@ -22,7 +22,8 @@ import (
 
 // rolloutServer serves mlp versions 1 and 2 (2 from the bundled model at
 // v2, mlp's by default), with all traffic pinned to 1 as before a rollout,
-// and unversioned load from a few clients until the test ends.
+// and unversioned load from a few clients until the test ends. It returns
+// the server's admin API.
 func rolloutServer(t *testing.T, v2 string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -34,10 +35,10 @@ func rolloutServer(t *testing.T, v2 string) string {
 		os.MkdirAll(filepath.Join(dir, "mlp", v), 0o755)
 		os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644)
 	}
-	addr, _, stop, done := startServe(t, serveOptions{path: dir})
+	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir})
 	t.Cleanup(func() { stop(); <-done })
-	base := "http://" + addr
-	req, _ := http.NewRequest("PUT", base+"/v2/admin/models/mlp/traffic", strings.NewReader(`{"weights":{"1":1}}`))
+	base, admin := "http://"+addrs["HTTP"], "http://"+addrs["admin"]
+	req, _ := http.NewRequest("PUT", admin+"/v2/admin/models/mlp/traffic", strings.NewReader(`{"weights":{"1":1}}`))
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("pin version 1: %v %v", resp, err)
 	}
@@ -59,7 +60,7 @@ func rolloutServer(t *testing.T, v2 string) string {
 		})
 	}
 	t.Cleanup(func() { quit.Store(true); wg.Wait() })
-	return base
+	return admin
 }
 
 var fastRollout = []string{"--interval", "300ms", "--min-requests", "5", "--poll", "50ms"}
@@ -69,7 +70,7 @@ var fastRollout = []string{"--interval", "300ms", "--min-requests", "5", "--poll
 // history, undo and a late promote follow.
 func TestRolloutPromotesAndUndoes(t *testing.T) {
 	base := rolloutServer(t, "mlp")
-	out, err := run(t, append([]string{"rollout", "--server", base, "--canary", "50%"}, fastRollout...)...)
+	out, err := run(t, append([]string{"rollout", "--admin-url", base, "--canary", "50%"}, fastRollout...)...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -78,18 +79,18 @@ func TestRolloutPromotesAndUndoes(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	if out, err := run(t, "rollout", "status", "--server", base); err != nil || !strings.Contains(out, "mlp: canary from version 1 to 2, promoted") || strings.Count(out, "last analysis:") != 1 {
+	if out, err := run(t, "rollout", "status", "--admin-url", base); err != nil || !strings.Contains(out, "mlp: canary from version 1 to 2, promoted") || strings.Count(out, "last analysis:") != 1 {
 		t.Errorf("status: %v\n%s", err, out)
 	}
-	out, err = run(t, "rollout", "history", "--server", base, "--output", "json")
+	out, err = run(t, "rollout", "history", "--admin-url", base, "--output", "json")
 	var st deploy.State
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Phase != deploy.Promoted || len(st.History) < 5 {
 		t.Fatalf("history: %v\n%s", err, out)
 	}
-	if out, err := run(t, "rollout", "undo", "--server", base); err != nil || !strings.Contains(out, "rolled-back") {
+	if out, err := run(t, "rollout", "undo", "--admin-url", base); err != nil || !strings.Contains(out, "rolled-back") {
 		t.Errorf("undo: %v\n%s", err, out)
 	}
-	if out, err := run(t, "rollout", "promote", "--server", base); err == nil || !strings.Contains(err.Error(), "409") {
+	if out, err := run(t, "rollout", "promote", "--admin-url", base); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Errorf("promote after the end: %v\n%s", err, out)
 	}
 }
@@ -98,7 +99,7 @@ func TestRolloutPromotesAndUndoes(t *testing.T) {
 // first step, exit status 1, the reason in the last JSON event.
 func TestRolloutRollsBackJSON(t *testing.T) {
 	base := rolloutServer(t, "fixed-shape")
-	out, err := run(t, append([]string{"rollout", "--server", base, "--output", "json"}, fastRollout...)...)
+	out, err := run(t, append([]string{"rollout", "--admin-url", base, "--output", "json"}, fastRollout...)...)
 	if err == nil || !strings.Contains(err.Error(), "rolled-back") {
 		t.Fatalf("err %v\n%s", err, out)
 	}
@@ -134,15 +135,15 @@ func TestRolloutBadInput(t *testing.T) {
 		{[]string{"--version", "7"}, "version 7 of model \"mlp\" is not loaded (ready: [1 2])"},
 		{[]string{"--interval", "1ms"}, "interval 1ms"},
 	} {
-		out, err := run(t, append([]string{"rollout", "--server", base}, tc.args...)...)
+		out, err := run(t, append([]string{"rollout", "--admin-url", base}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q\n%s", tc.args, err, tc.want, out)
 		}
 	}
-	if _, err := run(t, "rollout", "status", "--server", base); err == nil || !strings.Contains(err.Error(), "no rollout") {
+	if _, err := run(t, "rollout", "status", "--admin-url", base); err == nil || !strings.Contains(err.Error(), "no rollout") {
 		t.Errorf("status without a rollout: %v", err)
 	}
-	if _, err := run(t, "rollout", "status", "--server", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach") {
+	if _, err := run(t, "rollout", "status", "--admin-url", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach") {
 		t.Errorf("no server: %v", err)
 	}
 }
@@ -157,13 +158,13 @@ func TestRolloutLoadsTheNewVersion(t *testing.T) {
 	}
 	os.MkdirAll(filepath.Join(dir, "mlp", "1"), 0o755)
 	os.WriteFile(filepath.Join(dir, "mlp", "1", "model.onnx"), data, 0o644)
-	addr, _, stop, done := startServe(t, serveOptions{path: dir})
+	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir})
 	t.Cleanup(func() { stop(); <-done })
-	base := "http://" + addr
+	base := "http://" + addrs["admin"]
 	os.MkdirAll(filepath.Join(dir, "mlp", "2"), 0o755)
 	os.WriteFile(filepath.Join(dir, "mlp", "2", "model.onnx"), data, 0o644)
 
-	out, err := run(t, "rollout", "--server", base, "--blue-green", "--detach")
+	out, err := run(t, "rollout", "--admin-url", base, "--blue-green", "--detach")
 	if err != nil || !strings.Contains(out, "loading \"mlp\"") || !strings.Contains(out, "blue-green from version 1 to 2") {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -171,10 +172,10 @@ func TestRolloutLoadsTheNewVersion(t *testing.T) {
 
 // serveProcess runs infer serve as a child process on loopback and waits
 // until it is ready.
-func serveProcess(t *testing.T, repo, state string, port int) *exec.Cmd {
+func serveProcess(t *testing.T, repo, state string, port, adminPort int) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "serve", repo, "--host", "127.0.0.1", "--http-port", strconv.Itoa(port),
-		"--grpc-port", "0", "--metrics-port", "0", "--state-dir", state)
+		"--grpc-port", "0", "--metrics-port", "0", "--admin-port", strconv.Itoa(adminPort), "--state-dir", state)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
@@ -208,10 +209,10 @@ func TestRolloutSurvivesKill9(t *testing.T) {
 		os.MkdirAll(filepath.Join(dir, "mlp", v), 0o755)
 		os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644)
 	}
-	port := freePort(t)
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	server := serveProcess(t, dir, state, port)
-	if out, err := run(t, "rollout", "--server", base, "--from", "1", "--version", "2", "--steps", "10,50,100", "--interval", "1h", "--detach"); err != nil {
+	ports := freePorts(t, 2)
+	base := "http://127.0.0.1:" + strconv.Itoa(ports[1]) // the admin API
+	server := serveProcess(t, dir, state, ports[0], ports[1])
+	if out, err := run(t, "rollout", "--admin-url", base, "--from", "1", "--version", "2", "--steps", "10,50,100", "--interval", "1h", "--detach"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	weights := func() map[int64]float64 {
@@ -232,9 +233,9 @@ func TestRolloutSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	server.Wait()
-	serveProcess(t, dir, state, port)
+	serveProcess(t, dir, state, ports[0], ports[1])
 
-	out, err := run(t, "rollout", "status", "--server", base, "--output", "json")
+	out, err := run(t, "rollout", "status", "--admin-url", base, "--output", "json")
 	var st deploy.State
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -245,7 +246,7 @@ func TestRolloutSurvivesKill9(t *testing.T) {
 	if w := weights(); w[1] != 90 || w[2] != 10 {
 		t.Fatalf("weights after the restart %v", w)
 	}
-	if out, err := run(t, "rollout", "abort", "--server", base); err != nil || !strings.Contains(out, "aborted") {
+	if out, err := run(t, "rollout", "abort", "--admin-url", base); err != nil || !strings.Contains(out, "aborted") {
 		t.Fatalf("abort after the restart: %v\n%s", err, out)
 	}
 }

@@ -45,6 +45,9 @@ type serveOptions struct {
 	isolation          string
 	modelLoadTimeout   time.Duration
 	strictModelControl bool
+	adminHost          string
+	adminPort          int
+	adminTrust         bool
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
 	listening func(addrs map[string]string)
@@ -81,7 +84,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, grace_period, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control); flags given override it")
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, grace_period, admin_host, admin_port, admin_trust_loopback, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu; a model's fallback_to_cpu still applies)")
 	f.StringVar(&o.isolation, "isolation", runner.DefaultIsolation, "where the sessions of models whose config.yaml names none run: process (each instance in a supervised model host, a child process a runtime crash cannot take the server down with) or none (in the server's process)")
@@ -96,7 +99,10 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.DurationVar(&o.readTimeout, "read-timeout", server.DefaultReadTimeout, "longest wait for one HTTP request's body, from the end of its headers (408 beyond)")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive HTTP connection, or a gRPC connection with no call open, stays open")
 	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter (0: none)")
-	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token the admin endpoints require (or $"+adminTokenEnv+"); without one they answer loopback callers only")
+	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token every admin call requires (or $"+adminTokenEnv+"); with one the public HTTP and gRPC ports serve the admin API too, to token holders")
+	f.IntVar(&o.adminPort, "admin-port", DefaultAdminPort, "HTTP port of the admin API: repository load and unload, traffic policies, rollouts, fault injection (0 turns it off)")
+	f.StringVar(&o.adminHost, "admin-host", "127.0.0.1", "address the admin port listens on (0.0.0.0: every interface); other than loopback it needs an admin token")
+	f.BoolVar(&o.adminTrust, "admin-trust-loopback", false, "with no admin token, let loopback callers of the public ports use the admin API (the old rule; unsafe behind a proxy or sidecar on the same host, whose callers arrive from loopback)")
 	f.StringVar(&o.stateDir, "state-dir", "", "folder that keeps traffic policies across restarts (default: none, policies live in memory)")
 	f.DurationVar(&o.drainDelay, "drain-delay", time.Second, "on shutdown, how long to keep answering (503, Connection: close) before closing the ports, so clients and load balancers move away")
 	f.DurationVar(&o.gracePeriod, "grace-period", 30*time.Second, "how long shutdown waits for accepted requests, drain delay included")
@@ -109,7 +115,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	ports := []struct {
 		name string
 		port int
-	}{{"--http-port", o.httpPort}, {"--grpc-port", o.grpcPort}, {"--metrics-port", o.metricsPort}}
+	}{{"--http-port", o.httpPort}, {"--grpc-port", o.grpcPort}, {"--metrics-port", o.metricsPort}, {"--admin-port", o.adminPort}}
 	used := map[int]string{}
 	for _, p := range ports {
 		if p.port < 0 || p.port > 65535 {
@@ -130,6 +136,9 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		if t.d < 0 {
 			return fmt.Errorf("%s %v: want a positive duration (0: the default)", t.flag, t.d)
 		}
+	}
+	if o.adminHost == "" {
+		o.adminHost = "127.0.0.1" // every interface is 0.0.0.0, said outright
 	}
 	if o.httpPort == 0 && o.grpcPort == 0 {
 		return errors.New("--http-port and --grpc-port are both 0: nothing to serve")
@@ -160,9 +169,12 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if err != nil {
 		return err
 	}
+	if err := o.checkAdmin(token); err != nil {
+		return err
+	}
 	srv, err := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout,
 		ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout, IdleTimeout: o.idleTimeout,
-		AdminToken: token, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults})
+		AdminToken: token, AdminTrustLoopback: o.adminTrust, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults})
 	if err != nil {
 		return fmt.Errorf("--state-dir %s: %w", o.stateDir, err)
 	}
@@ -183,11 +195,11 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		shutdown func(context.Context) error
 	}
 	var fronts []frontEnd
-	listen := func(name string, port int) (net.Listener, error) {
+	listen := func(name, host string, port int) (net.Listener, error) {
 		if port == 0 {
 			return nil, nil
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(o.host, strconv.Itoa(port)))
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
 			for _, f := range fronts {
 				f.ln.Close()
@@ -197,11 +209,11 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		return ln, nil
 	}
 	for _, h := range []struct {
-		name    string
-		port    int
-		handler http.Handler
-	}{{"HTTP", o.httpPort, srv.Handler()}, {"metrics", o.metricsPort, srv.MetricsHandler()}} {
-		ln, err := listen(h.name, h.port)
+		name, host string
+		port       int
+		handler    http.Handler
+	}{{"HTTP", o.host, o.httpPort, srv.Handler()}, {"metrics", o.host, o.metricsPort, srv.MetricsHandler()}, {"admin", o.adminHost, o.adminPort, srv.AdminHandler()}} {
+		ln, err := listen(h.name, h.host, h.port)
 		if err != nil {
 			return err
 		}
@@ -210,7 +222,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 			fronts = append(fronts, frontEnd{h.name, ln, hs.Serve, hs.Shutdown})
 		}
 	}
-	ln, err := listen("gRPC", o.grpcPort)
+	ln, err := listen("gRPC", o.host, o.grpcPort)
 	if err != nil {
 		return err
 	}
@@ -246,7 +258,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 			n++
 		}
 	}
-	fmt.Fprintf(stderr, "infer: serving %d model versions; HTTP %s, gRPC %s, metrics %s\n", n, orOff(addrs["HTTP"]), orOff(addrs["gRPC"]), orOff(addrs["metrics"]))
+	fmt.Fprintf(stderr, "infer: serving %d model versions; HTTP %s, gRPC %s, metrics %s, admin %s\n", n, orOff(addrs["HTTP"]), orOff(addrs["gRPC"]), orOff(addrs["metrics"]), orOff(addrs["admin"]))
 	if o.listening != nil {
 		o.listening(addrs)
 	}
@@ -289,6 +301,22 @@ func orOff(addr string) string {
 		return "off"
 	}
 	return addr
+}
+
+// DefaultAdminPort is the admin API's port, next to Triton's three.
+const DefaultAdminPort = 8003
+
+// checkAdmin refuses an admin API open to the network: an admin port on
+// an address other than loopback with no token to guard it.
+func (o serveOptions) checkAdmin(token string) error {
+	if o.adminPort == 0 || token != "" {
+		return nil
+	}
+	host := o.adminHost
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--admin-host %q without an admin token would let anyone who reaches it load, unload and move traffic: give --admin-token-file (or $%s), or keep the admin port on 127.0.0.1", host, adminTokenEnv)
 }
 
 // adminTokenEnv holds the admin token when no file does.

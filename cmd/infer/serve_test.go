@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -47,8 +48,8 @@ func startServeAddrs(t *testing.T, o serveOptions) (map[string]string, context.C
 	if o.drainDelay == 0 {
 		o.drainDelay = 300 * time.Millisecond
 	}
-	ports := freePorts(t, 3)
-	o.httpPort, o.grpcPort, o.metricsPort = ports[0], ports[1], ports[2]
+	ports := freePorts(t, 4)
+	o.httpPort, o.grpcPort, o.metricsPort, o.adminPort = ports[0], ports[1], ports[2], ports[3]
 	o.listening = func(addrs map[string]string) { ready <- addrs }
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, &globalOptions{}, o, io.Discard) }()
@@ -298,5 +299,53 @@ func TestServeStartsBesideAModelThatFailedToLoad(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("mlp beside the broken model: %s", resp.Status)
+	}
+}
+
+// The admin API is on its own loopback port: the public port refuses it
+// without a token, the admin port answers; a token opens the public port
+// to its holders; an admin port on another address needs a token.
+func TestServeAdminPort(t *testing.T) {
+	addrs, stop, done := startServeAddrs(t, serveOptions{})
+	status := func(method, url, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("GET", "http://"+addrs["HTTP"]+"/v2/admin/models/mlp/traffic", ""); got != 403 {
+		t.Errorf("admin on the public port without a token: %d", got)
+	}
+	if got := status("GET", "http://"+addrs["admin"]+"/v2/admin/models/mlp/traffic", ""); got != 200 {
+		t.Errorf("admin on the admin port: %d", got)
+	}
+	if host, _, _ := net.SplitHostPort(addrs["admin"]); host != "127.0.0.1" {
+		t.Errorf("admin port on %s, want loopback", addrs["admin"])
+	}
+	stop()
+	<-done
+
+	t.Setenv(adminTokenEnv, "s3cret")
+	addrs, stop, done = startServeAddrs(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	for _, base := range []string{addrs["HTTP"], addrs["admin"]} {
+		if got := status("GET", "http://"+base+"/v2/admin/models/mlp/traffic", ""); got != 401 {
+			t.Errorf("%s without the token: %d", base, got)
+		}
+		if got := status("GET", "http://"+base+"/v2/admin/models/mlp/traffic", "s3cret"); got != 200 {
+			t.Errorf("%s with the token: %d", base, got)
+		}
+	}
+	t.Setenv(adminTokenEnv, "")
+	err := runServe(context.Background(), &globalOptions{}, serveOptions{httpPort: freePort(t), adminPort: freePort(t), adminHost: "0.0.0.0"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--admin-host") {
+		t.Errorf("admin port on every interface without a token: %v", err)
 	}
 }

@@ -27,6 +27,9 @@ type serveConfig struct {
 	DrainDelay         *time.Duration `yaml:"drain_delay"`
 	GracePeriod        *time.Duration `yaml:"grace_period"`
 	AdminTokenFile     *string        `yaml:"admin_token_file"`
+	AdminHost          *string        `yaml:"admin_host"`
+	AdminPort          *int           `yaml:"admin_port"`
+	AdminTrust         *bool          `yaml:"admin_trust_loopback"`
 	StateDir           *string        `yaml:"state_dir"`
 	Device             *string        `yaml:"device"`
 	Isolation          *string        `yaml:"isolation"`
@@ -65,6 +68,9 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 	set("drain-delay", c.DrainDelay != nil, func() { o.drainDelay = *c.DrainDelay })
 	set("grace-period", c.GracePeriod != nil, func() { o.gracePeriod = *c.GracePeriod })
 	set("admin-token-file", c.AdminTokenFile != nil, func() { o.adminTokenFile = *c.AdminTokenFile })
+	set("admin-host", c.AdminHost != nil, func() { o.adminHost = *c.AdminHost })
+	set("admin-port", c.AdminPort != nil, func() { o.adminPort = *c.AdminPort })
+	set("admin-trust-loopback", c.AdminTrust != nil, func() { o.adminTrust = *c.AdminTrust })
 	set("state-dir", c.StateDir != nil, func() { o.stateDir = *c.StateDir })
 	set("device", c.Device != nil, func() { o.device = *c.Device })
 	set("isolation", c.Isolation != nil, func() { o.isolation = *c.Isolation })

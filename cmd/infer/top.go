@@ -30,6 +30,7 @@ type topOptions struct {
 	slo            string
 	pricePerHour   float64
 	adminTokenFile string
+	adminPort      int
 	plain          bool
 	count          int
 	width          int
@@ -62,6 +63,7 @@ interval instead.`,
 	f := cmd.Flags()
 	f.StringArrayVar(&o.servers, "server", []string{"http://localhost:8000"}, "server base URL to watch (repeat for several)")
 	f.IntVar(&o.metricsPort, "metrics-port", 8002, "port of each server's /metrics, on the server's host (0: the server URL's own port)")
+	f.IntVar(&o.adminPort, "admin-port", DefaultAdminPort, "port of each server's admin API, where rollouts are read, on the server's host (0: the server URL's own port)")
 	f.DurationVar(&o.interval, "interval", time.Second, "time between scrapes")
 	f.DurationVar(&o.window, "window", monitor.DefaultWindow, "span of the rates and percentiles")
 	f.DurationVar(&o.history, "history", monitor.DefaultHistory, "span of the sparklines")
@@ -108,6 +110,11 @@ func runTop(ctx context.Context, o topOptions, stdout io.Writer) error {
 			u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(o.metricsPort))
 			u.Path = ""
 			srv.Metrics = u.String()
+		}
+		if o.adminPort > 0 {
+			u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(o.adminPort))
+			u.Path = ""
+			srv.Admin = u.String()
 		}
 		servers = append(servers, srv)
 	}

@@ -247,7 +247,8 @@ func TestTopPlainSnapshots(t *testing.T) {
 	addrs, stop, done := startServeAddrs(t, serveOptions{})
 	defer func() { stop(); <-done }()
 	_, port, _ := strings.Cut(addrs["metrics"], ":")
-	out, err := run(t, "top", "--server", addrs["HTTP"], "--metrics-port", port, "--interval", "200ms", "--window", "200ms", "--count", "2", "--width", "100")
+	_, adminPort, _ := strings.Cut(addrs["admin"], ":")
+	out, err := run(t, "top", "--server", addrs["HTTP"], "--metrics-port", port, "--admin-port", adminPort, "--interval", "200ms", "--window", "200ms", "--count", "2", "--width", "100")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

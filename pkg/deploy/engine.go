@@ -20,7 +20,8 @@ type Source interface {
 	// Smoke sends a version a few requests of its own and fails unless
 	// every one is answered.
 	Smoke(model string, version int64) error
-	// SetPolicy applies a traffic policy.
+	// SetPolicy applies a traffic policy, or fails and leaves the one in
+	// force as it was.
 	SetPolicy(model string, p Policy, by string) error
 }
 
@@ -29,14 +30,21 @@ const historyLimit = 1000
 
 // Engine runs rollouts inside the server: one goroutine each, walking the
 // steps, analysing each from the server's metrics, and persisting its state
-// after every change, so that a restarted server resumes every rollout at
+// with every change, so that a restarted server resumes every rollout at
 // its step.
+//
+// Every change of a rollout, by a command or by its driver, is one
+// transition: checked against the versions loaded now, saved, its traffic
+// policy applied, and only then made the rollout's state. A transition
+// that fails at any point changes nothing, in memory or on disk.
 type Engine struct {
 	src   Source
 	store *Store // nil: rollouts live in memory
 	log   *slog.Logger
 
-	mu     sync.Mutex
+	tr sync.Mutex // serializes transitions
+
+	mu     sync.Mutex // guards states and wake
 	states map[string]*State
 	wake   map[string]chan struct{}
 
@@ -79,7 +87,22 @@ func (e *Engine) Close() {
 var (
 	ErrNoRollout  = errors.New("no rollout")          // the model has none
 	ErrInProgress = errors.New("rollout in progress") // the model has one that has not ended
+	// ErrRefused answers a command that does not fit the rollout as it
+	// stands or the versions loaded now (it has ended; the version traffic
+	// would move to is not ready). Nothing was changed.
+	ErrRefused = errors.New("command refused")
+	// ErrInvalidSpec answers a rollout spec that cannot be started.
+	ErrInvalidSpec = errors.New("invalid rollout")
 )
+
+// refusal is an error that is ErrRefused, worded on its own.
+type refusal struct{ msg string }
+
+func (r refusal) Error() string      { return r.msg }
+func (refusal) Is(target error) bool { return target == ErrRefused }
+func refused(format string, args ...any) error {
+	return refusal{fmt.Sprintf(format, args...)}
+}
 
 // Get returns model's rollout, the last one if it has ended.
 func (e *Engine) Get(model string) (State, error) {
@@ -92,257 +115,141 @@ func (e *Engine) Get(model string) (State, error) {
 	return clone(*st), nil
 }
 
+// Active returns model's rollout when it has not ended: while it has, the
+// model's traffic and loaded versions are the rollout's to change.
+func (e *Engine) Active(model string) (State, bool) {
+	st, err := e.Get(model)
+	if err != nil || st.Done() {
+		return State{}, false
+	}
+	return st, true
+}
+
 func clone(s State) State {
 	s.History = append([]Event(nil), s.History...)
 	s.Spec.Steps = append([]float64(nil), s.Spec.Steps...)
 	return s
 }
 
-// Start begins a rollout. The candidate must be loaded and ready.
-func (e *Engine) Start(spec Spec, by string) (State, error) {
-	spec = spec.WithDefaults()
-	if err := spec.Validate(); err != nil {
-		return State{}, err
-	}
-	for _, v := range []int64{spec.Stable, spec.Candidate} {
-		if !e.src.VersionReady(spec.Model, v) {
-			return State{}, fmt.Errorf("model %q version %d is not loaded and ready", spec.Model, v)
-		}
-	}
-	e.mu.Lock()
-	if st, ok := e.states[spec.Model]; ok && !st.Done() {
-		e.mu.Unlock()
-		return State{}, fmt.Errorf("%w: the %s of %q to version %d is %s; abort it first", ErrInProgress, st.Spec.Strategy, spec.Model, st.Spec.Candidate, st.Phase)
-	}
-	st := &State{Spec: spec, Phase: Progressing}
-	e.states[spec.Model] = st
-	e.mu.Unlock()
-
-	e.record(spec.Model, Event{Kind: "started", Reason: fmt.Sprintf("%s from version %d to %d, by %s", spec.Strategy, spec.Stable, spec.Candidate, by)})
-	if spec.Strategy == BlueGreen {
-		if err := e.src.Smoke(spec.Model, spec.Candidate); err != nil {
-			e.finish(spec.Model, RolledBack, spec.Stable, fmt.Sprintf("smoke requests to version %d failed: %v", spec.Candidate, err))
-			return e.Get(spec.Model)
-		}
-		e.record(spec.Model, Event{Kind: "step", Reason: fmt.Sprintf("smoke requests answered; all traffic switched to version %d, version %d kept warm", spec.Candidate, spec.Stable)})
-	}
-	if err := e.enterStep(spec.Model, 0); err != nil {
-		return State{}, err
-	}
-	e.startDriver(spec.Model)
-	return e.Get(spec.Model)
-}
-
-// enterStep applies step i's policy and opens its analysis window.
-func (e *Engine) enterStep(model string, i int) error {
-	e.mu.Lock()
-	spec := e.states[model].Spec
-	e.mu.Unlock()
-	if err := e.src.SetPolicy(model, spec.Policy(i), "rollout"); err != nil {
-		return fmt.Errorf("step %d: %w", i, err)
-	}
-	if err := e.openWindow(model, spec, i); err != nil {
-		return err
-	}
-	e.record(model, Event{Kind: "step", Reason: fmt.Sprintf("version %d at %g%%", spec.Candidate, spec.Steps[i])})
-	return nil
-}
-
-// openWindow starts an analysis window at step i: both versions' figures
-// from now on are judged when it closes. A new window breaks a run of
-// inconclusive analyses.
-func (e *Engine) openWindow(model string, spec Spec, i int) error {
-	stable, err1 := e.src.Metrics(model, spec.Stable)
-	cand, err2 := e.src.Metrics(model, spec.Candidate)
-	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("step %d: %w", i, err)
-	}
-	drift := e.src.Drift(model, spec.Candidate)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	st := e.states[model]
-	st.Step, st.StepStarted, st.Inconclusive = i, time.Now(), 0
-	st.StableAtStep, st.CandidateAtStep, st.DriftAtStep = stable, cand, drift
-	return nil
-}
-
-// retryLater waits another interval at the same step, keeping the
-// baselines, so that data accumulates.
-func (e *Engine) retryLater(model string) {
-	e.mu.Lock()
-	e.states[model].StepStarted = time.Now()
-	e.mu.Unlock()
-}
-
-// record appends an event and persists the state.
-func (e *Engine) record(model string, ev Event) {
-	e.mu.Lock()
-	st := e.states[model]
+// with returns st with ev appended to its history, stamped with the time
+// and st's step.
+func with(st State, ev Event) State {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
 	ev.Step, ev.Percent = st.Step, st.Percent()
-	st.History = append(st.History, ev)
+	st.History = append(append(make([]Event, 0, len(st.History)+1), st.History...), ev)
 	if len(st.History) > historyLimit {
 		st.History = st.History[len(st.History)-historyLimit:]
 	}
-	snapshot := clone(*st)
-	e.mu.Unlock()
-	e.log.Info("rollout", "model", model, "event", ev.Kind, "step", ev.Step, "percent", ev.Percent, "reason", ev.Reason)
-	e.persist(model, snapshot)
+	st.fresh++
+	return st
 }
 
-func (e *Engine) persist(model string, st State) {
-	if e.store == nil {
-		return
-	}
-	if err := e.store.SaveRollout(model, st); err != nil {
-		e.log.Error("rollout state not saved", "model", model, "err", err)
-	}
-}
-
-// finish ends a rollout in phase, leaving all traffic on version. A
-// rollout that has already ended is left alone (a command and the driver
-// can race to end it), except that a promotion can be undone.
-func (e *Engine) finish(model, phase string, version int64, reason string) {
-	e.mu.Lock()
-	st := e.states[model]
-	undo := st.Phase == Promoted && phase == RolledBack
-	if st.Done() && !undo {
-		e.mu.Unlock()
-		return
-	}
-	st.Phase = phase
-	e.mu.Unlock()
-	if err := e.src.SetPolicy(model, Weighted(version), "rollout"); err != nil {
-		e.log.Error("rollout could not move traffic", "model", model, "version", version, "err", err)
-	}
-	e.record(model, Event{Kind: phase, Reason: reason})
-	e.poke(model)
-}
-
-func (e *Engine) startDriver(model string) {
-	e.mu.Lock()
-	wake := make(chan struct{}, 1)
-	e.wake[model] = wake
-	e.mu.Unlock()
-	e.wg.Go(func() { e.drive(model, wake) })
-}
-
-func (e *Engine) poke(model string) {
-	e.mu.Lock()
-	w := e.wake[model]
-	e.mu.Unlock()
-	if w != nil {
-		select {
-		case w <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// drive walks one rollout until it ends or the engine closes.
-func (e *Engine) drive(model string, wake chan struct{}) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		st, err := e.Get(model)
-		if err != nil || st.Done() {
-			return
-		}
-		if st.Phase == Paused { // a person decides: promote or abort
-			select {
-			case <-wake:
-				continue
-			case <-e.ctx.Done():
-				return
-			}
-		}
-		timer.Reset(time.Until(st.StepStarted.Add(time.Duration(st.Spec.Interval))))
-		select {
-		case <-timer.C:
-			e.analyse(model, st)
-		case <-wake:
-		case <-e.ctx.Done():
-			return
-		}
-	}
-}
-
-// analyse judges the step st is at and moves the rollout on. A command
-// that changed the rollout meanwhile wins: its state is left alone.
-func (e *Engine) analyse(model string, st State) {
-	spec := st.Spec
+// atStep returns st at step i, its analysis window opening now: both
+// versions' figures from now on are judged when it closes. A new window
+// breaks a run of inconclusive analyses.
+func (e *Engine) atStep(st State, i int) (State, error) {
+	model, spec := st.Spec.Model, st.Spec
 	stable, err1 := e.src.Metrics(model, spec.Stable)
 	cand, err2 := e.src.Metrics(model, spec.Candidate)
 	if err := errors.Join(err1, err2); err != nil {
-		e.log.Warn("rollout analysis could not read metrics", "model", model, "err", err)
-		e.retryLater(model)
-		return
+		return State{}, fmt.Errorf("step %d: reading metrics: %w", i, err)
 	}
-	var driftStart, driftEnd *DriftMetrics
-	if spec.Strategy == Mirror {
-		d := e.src.Drift(model, spec.Candidate)
-		driftStart, driftEnd = &st.DriftAtStep, &d
-	}
-	res := spec.Analysis.Analyse(st.StableAtStep, stable, st.CandidateAtStep, cand, driftStart, driftEnd)
+	st.Step, st.StepStarted, st.Inconclusive = i, time.Now(), 0
+	st.StableAtStep, st.CandidateAtStep, st.DriftAtStep = stable, cand, e.src.Drift(model, spec.Candidate)
+	return st, nil
+}
 
+// commit makes next model's rollout: next is saved, then policy (nil:
+// traffic unchanged) applied, then next kept in memory and its new events
+// logged. When saving or applying fails, nothing changes: the saved state
+// is put back (prev; nil: none) and the error returned. The caller holds
+// tr.
+func (e *Engine) commit(model string, prev *State, next State, policy *Policy) error {
+	if e.store != nil {
+		if err := e.store.SaveRollout(model, next); err != nil {
+			return fmt.Errorf("rollout of %q: state not saved, nothing changed: %w", model, err)
+		}
+	}
+	if policy != nil {
+		if err := e.src.SetPolicy(model, *policy, "rollout"); err != nil {
+			e.putBack(model, prev)
+			return fmt.Errorf("rollout of %q: traffic not moved, nothing changed: %w", model, err)
+		}
+	}
+	fresh := next.History[len(next.History)-min(next.fresh, len(next.History)):]
+	next.fresh = 0
 	e.mu.Lock()
-	cur := e.states[model]
-	if cur.Phase != st.Phase || cur.Step != st.Step || !cur.StepStarted.Equal(st.StepStarted) {
-		e.mu.Unlock()
+	e.states[model] = &next
+	e.mu.Unlock()
+	for _, ev := range fresh {
+		e.log.Info("rollout", "model", model, "event", ev.Kind, "step", ev.Step, "percent", ev.Percent, "reason", ev.Reason)
+	}
+	return nil
+}
+
+// putBack restores the saved state of a transition that failed after
+// saving.
+func (e *Engine) putBack(model string, prev *State) {
+	if e.store == nil {
 		return
 	}
-	e.mu.Unlock()
-	e.record(model, Event{Kind: res.Verdict, Reason: res.Reason, Figures: res.Figures})
-
-	last := st.Step == len(spec.Steps)-1
-	switch res.Verdict {
-	case Pass:
-		switch {
-		case spec.Strategy == AB:
-			e.restartWindow(model, st) // an A/B test runs until someone promotes or aborts
-		case spec.Strategy == Mirror && last:
-			e.finish(model, Completed, spec.Stable, "drift within bounds at every step; the shadow never served")
-		case last:
-			e.finish(model, Promoted, spec.Candidate, "every step passed")
-		default:
-			if err := e.enterStep(model, st.Step+1); err != nil {
-				e.finish(model, RolledBack, spec.Stable, err.Error())
-			}
-		}
-	case Fail:
-		e.mu.Lock()
-		cur.Failures++
-		failed := cur.Failures >= spec.Analysis.FailureLimit
-		e.mu.Unlock()
-		if failed {
-			e.finish(model, RolledBack, spec.Stable, "analysis failed: "+res.Reason)
-			return
-		}
-		e.restartWindow(model, st)
-	case Inconclusive:
-		e.mu.Lock()
-		cur.Inconclusive++
-		pause := cur.Inconclusive >= spec.Analysis.InconclusiveLimit
-		if pause {
-			cur.Phase = Paused
-		} else {
-			cur.StepStarted = time.Now() // another interval; the baselines stay, so data accumulates
-		}
-		e.mu.Unlock()
-		if pause {
-			e.record(model, Event{Kind: Paused, Reason: fmt.Sprintf("%d inconclusive analyses in a row: promote or abort", spec.Analysis.InconclusiveLimit)})
-		}
+	var err error
+	if prev == nil {
+		err = e.store.DeleteRollout(model)
+	} else {
+		err = e.store.SaveRollout(model, *prev)
+	}
+	if err != nil {
+		e.log.Error("rollout state on disk not restored after a failed change", "model", model, "err", err)
 	}
 }
 
-// restartWindow begins a fresh analysis window at st's step.
-func (e *Engine) restartWindow(model string, st State) {
-	if err := e.openWindow(model, st.Spec, st.Step); err != nil {
-		e.log.Warn("rollout analysis could not read metrics", "model", model, "err", err)
-		e.retryLater(model)
+// Start begins a rollout. Both versions must be loaded and ready.
+func (e *Engine) Start(spec Spec, by string) (State, error) {
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return State{}, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
 	}
+	e.tr.Lock()
+	defer e.tr.Unlock()
+	for _, v := range []int64{spec.Stable, spec.Candidate} {
+		if !e.src.VersionReady(spec.Model, v) {
+			return State{}, fmt.Errorf("%w: model %q version %d is not loaded and ready", ErrInvalidSpec, spec.Model, v)
+		}
+	}
+	var prev *State
+	if st, err := e.Get(spec.Model); err == nil {
+		if !st.Done() {
+			return State{}, fmt.Errorf("%w: the %s of %q to version %d is %s; abort it first", ErrInProgress, st.Spec.Strategy, spec.Model, st.Spec.Candidate, st.Phase)
+		}
+		prev = &st
+	}
+	st := with(State{Spec: spec, Phase: Progressing}, Event{Kind: "started", Reason: fmt.Sprintf("%s from version %d to %d, by %s", spec.Strategy, spec.Stable, spec.Candidate, by)})
+	if spec.Strategy == BlueGreen {
+		if err := e.src.Smoke(spec.Model, spec.Candidate); err != nil {
+			// Traffic never left the stable version.
+			st.Phase = RolledBack
+			st = with(st, Event{Kind: RolledBack, Reason: fmt.Sprintf("smoke requests to version %d failed: %v; traffic left on version %d", spec.Candidate, err, spec.Stable)})
+			if err := e.commit(spec.Model, prev, st, nil); err != nil {
+				return State{}, err
+			}
+			return clone(st), nil
+		}
+		st = with(st, Event{Kind: "step", Reason: fmt.Sprintf("smoke requests answered; all traffic switched to version %d, version %d kept warm", spec.Candidate, spec.Stable)})
+	}
+	st, err := e.atStep(st, 0)
+	if err != nil {
+		return State{}, err
+	}
+	st = with(st, Event{Kind: "step", Reason: fmt.Sprintf("version %d at %g%%", spec.Candidate, spec.Steps[0])})
+	p := spec.Policy(0)
+	if err := e.commit(spec.Model, prev, st, &p); err != nil {
+		return State{}, err
+	}
+	e.startDriver(spec.Model)
+	return clone(st), nil
 }
 
 // Promote ends a rollout in progress or paused with all traffic on the
@@ -350,7 +257,7 @@ func (e *Engine) restartWindow(model string, st State) {
 func (e *Engine) Promote(model, by string) (State, error) {
 	return e.command(model, func(st State) (string, int64, string, error) {
 		if st.Done() {
-			return "", 0, "", fmt.Errorf("the rollout of %q has ended (%s)", model, st.Phase)
+			return "", 0, "", refused("the rollout of %q has ended (%s)", model, st.Phase)
 		}
 		return Promoted, st.Spec.Candidate, "promoted by " + by, nil
 	})
@@ -361,7 +268,7 @@ func (e *Engine) Promote(model, by string) (State, error) {
 func (e *Engine) Abort(model, by string) (State, error) {
 	return e.command(model, func(st State) (string, int64, string, error) {
 		if st.Done() {
-			return "", 0, "", fmt.Errorf("the rollout of %q has ended (%s)", model, st.Phase)
+			return "", 0, "", refused("the rollout of %q has ended (%s)", model, st.Phase)
 		}
 		return Aborted, st.Spec.Stable, "aborted by " + by, nil
 	})
@@ -372,16 +279,18 @@ func (e *Engine) Abort(model, by string) (State, error) {
 func (e *Engine) Undo(model, by string) (State, error) {
 	return e.command(model, func(st State) (string, int64, string, error) {
 		if st.Phase != Promoted {
-			return "", 0, "", fmt.Errorf("the rollout of %q is %s, not promoted: nothing to undo", model, st.Phase)
-		}
-		if !e.src.VersionReady(model, st.Spec.Stable) {
-			return "", 0, "", fmt.Errorf("version %d is no longer loaded", st.Spec.Stable)
+			return "", 0, "", refused("the rollout of %q is %s, not promoted: nothing to undo", model, st.Phase)
 		}
 		return RolledBack, st.Spec.Stable, "undone by " + by, nil
 	})
 }
 
+// command ends model's rollout as decide says, moving all traffic to the
+// version it names; when that version is not ready, or the change cannot
+// be saved or applied, it answers why and changes nothing.
 func (e *Engine) command(model string, decide func(State) (string, int64, string, error)) (State, error) {
+	e.tr.Lock()
+	defer e.tr.Unlock()
 	st, err := e.Get(model)
 	if err != nil {
 		return State{}, err
@@ -390,6 +299,21 @@ func (e *Engine) command(model string, decide func(State) (string, int64, string
 	if err != nil {
 		return State{}, err
 	}
-	e.finish(model, phase, version, reason)
-	return e.Get(model)
+	if !e.src.VersionReady(model, version) {
+		role := "stable"
+		if version == st.Spec.Candidate {
+			role = "candidate"
+		}
+		return State{}, refused("model %q version %d (the rollout's %s version) is not loaded and ready, so traffic cannot move to it: the rollout stays %s and traffic where it was; load version %d again first",
+			model, version, role, st.Phase, version)
+	}
+	next := st
+	next.Phase = phase
+	next = with(next, Event{Kind: phase, Reason: reason})
+	p := Weighted(version)
+	if err := e.commit(model, &st, next, &p); err != nil {
+		return State{}, err
+	}
+	e.poke(model)
+	return clone(next), nil
 }

@@ -286,6 +286,8 @@ type State struct {
 	CandidateAtStep VersionMetrics `json:"candidate_at_step"`
 	DriftAtStep     DriftMetrics   `json:"drift_at_step"`
 	History         []Event        `json:"history"`
+
+	fresh int // events appended and not yet logged
 }
 
 // LastAnalysis returns the latest analysis event (pass, fail or

@@ -48,7 +48,7 @@ func (s Store) save(kind, model string, v any) error {
 	}
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("save %s state of %q: %w", kind, model, err)
 	}
 	tmp, err := os.CreateTemp(s.Dir, "."+kind+"-*.tmp")
 	if err != nil {
@@ -69,23 +69,39 @@ func (s Store) save(kind, model string, v any) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("save %s state of %q: %w", kind, model, err)
 	}
-	if dir, err := os.Open(s.Dir); err == nil {
-		_ = dir.Sync()
-		dir.Close()
-	}
+	syncDir(s.Dir)
 	return nil
 }
 
 // Delete removes model's policy; a missing one is not an error.
-func (s Store) Delete(model string) error {
-	path, err := s.path(kindTraffic, model)
+func (s Store) Delete(model string) error { return s.remove(kindTraffic, model) }
+
+// DeleteRollout removes model's rollout state; a missing one is not an
+// error.
+func (s Store) DeleteRollout(model string) error { return s.remove(kindRollout, model) }
+
+// remove deletes a state file and syncs the folder, so that the removal
+// is as durable as a save.
+func (s Store) remove(kind, model string) error {
+	path, err := s.path(kind, model)
 	if err != nil {
 		return err
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return fmt.Errorf("delete %s state of %q: %w", kind, model, err)
 	}
+	syncDir(s.Dir)
 	return nil
+}
+
+// syncDir makes a rename or removal in dir durable. The rename or removal
+// is the commit point, already visible to every reader: a failure to sync
+// after it cannot be undone and is not reported as the change failing.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 }
 
 // Load returns every model's saved policy.

@@ -11,12 +11,13 @@ import (
 	"github.com/infer-serving/infer/pkg/deploy"
 )
 
-// Server is one server to watch: its HTTP API, where rollouts are read,
-// and where its metrics are served (Triton's layout puts them on a port
-// of their own).
+// Server is one server to watch: its HTTP API, where its metrics are
+// served (Triton's layout puts them on a port of their own) and its admin
+// API, where rollouts are read.
 type Server struct {
 	API     string // such as http://localhost:8000
 	Metrics string // such as http://localhost:8002; empty: the API's
+	Admin   string // such as http://localhost:8003; empty: the API's
 }
 
 // Options shape a Monitor.
@@ -132,7 +133,11 @@ func (m *Monitor) Poll(ctx context.Context) Frame {
 			r := read{server: server.API}
 			r.sample, r.err = Scraper{Server: server.API, Metrics: server.Metrics, HTTP: m.client}.Scrape(ctx)
 			if r.err == nil {
-				r.rollouts = m.rollouts(ctx, server.API, r.sample)
+				admin := server.Admin
+				if admin == "" {
+					admin = server.API
+				}
+				r.rollouts = m.rollouts(ctx, admin, r.sample)
 			}
 			reads[i] = r
 		})

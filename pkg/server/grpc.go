@@ -375,9 +375,10 @@ func (g *grpcService) RepositoryIndex(_ context.Context, req *inferencepb.Reposi
 	return resp, nil
 }
 
-// admin authorizes an admin RPC as the HTTP admin endpoints are: the
-// bearer token from the authorization metadata, else a loopback peer. It
-// returns who called, for the log.
+// admin authorizes an admin RPC as the public HTTP port's admin endpoints
+// are (the gRPC port is a public one): the bearer token from the
+// authorization metadata, or a loopback peer where the server trusts
+// loopback. It returns who called, for the log.
 func (g *grpcService) admin(ctx context.Context, what string) (string, error) {
 	var auth, remote string
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -388,7 +389,7 @@ func (g *grpcService) admin(ctx context.Context, what string) (string, error) {
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
-	switch code, err := g.s.authorize(auth, remote, what); code {
+	switch code, err := g.s.authorize(auth, remote, what, true); code {
 	case http.StatusUnauthorized:
 		return "", status.Error(codes.Unauthenticated, err.Error())
 	case http.StatusForbidden:
@@ -406,10 +407,7 @@ func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *inferencepb.
 		return nil, err
 	}
 	if err := g.s.load(req.GetModelName(), by); err != nil {
-		if errors.Is(err, runner.ErrModelNotFound) {
-			return nil, grpcError(err)
-		}
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, status.Error(adminCode(loadStatus(err)), err.Error())
 	}
 	return &inferencepb.RepositoryModelLoadResponse{}, nil
 }
@@ -419,9 +417,8 @@ func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *inferencep
 	if err != nil {
 		return nil, err
 	}
-	if err := g.s.repo.Unload(req.GetModelName()); err != nil {
-		return nil, grpcError(err)
+	if err := g.s.unload(req.GetModelName(), by+" over gRPC"); err != nil {
+		return nil, status.Error(adminCode(adminStatus(err)), err.Error())
 	}
-	g.s.log.Info("model unloaded on request", "model", req.GetModelName(), "protocol", protoGRPC, "by", by)
 	return &inferencepb.RepositoryModelUnloadResponse{}, nil
 }

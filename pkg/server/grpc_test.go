@@ -232,7 +232,7 @@ func TestGRPCErrors(t *testing.T) {
 }
 
 func TestGRPCStreamAndStatistics(t *testing.T) {
-	_, c, _ := startGRPC(t)
+	s, c, _ := startGRPC(t)
 	ctx := context.Background()
 	stream, err := c.ModelStreamInfer(ctx)
 	if err != nil {
@@ -284,13 +284,22 @@ func TestGRPCStreamAndStatistics(t *testing.T) {
 	if _, err := c.ModelStatistics(ctx, &inferencepb.ModelStatisticsRequest{Name: "ghost"}); code(err) != codes.NotFound {
 		t.Fatalf("statistics of a missing model: %v", err)
 	}
-	if _, err := c.RepositoryModelUnload(ctx, &inferencepb.RepositoryModelUnloadRequest{ModelName: "mlp"}); err != nil {
+	if _, err := c.RepositoryModelUnload(ctx, &inferencepb.RepositoryModelUnloadRequest{ModelName: "mlp"}); code(err) != codes.PermissionDenied {
+		t.Fatalf("unload on the public port of a server with no admin token: %v", err)
+	}
+	trusting, err := New(s.repo, Options{AdminTrustLoopback: true}) // as --admin-trust-loopback: a loopback peer may
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trusting.Close()
+	admin, _ := serveGRPC(t, trusting)
+	if _, err := admin.RepositoryModelUnload(ctx, &inferencepb.RepositoryModelUnloadRequest{ModelName: "mlp"}); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "mlp"}); r.Ready {
 		t.Fatal("unloaded model ready")
 	}
-	if _, err := c.RepositoryModelLoad(ctx, &inferencepb.RepositoryModelLoadRequest{ModelName: "mlp"}); err != nil {
+	if _, err := admin.RepositoryModelLoad(ctx, &inferencepb.RepositoryModelLoadRequest{ModelName: "mlp"}); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "mlp"}); !r.Ready {

@@ -216,52 +216,18 @@ func (s *Server) serveRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("model")
-	if err := s.load(name, who(r)); err != nil {
-		status := httpStatus(err)
-		if status == http.StatusInternalServerError {
-			status = http.StatusBadRequest // the model's files are at fault, as Triton reports it
-		}
-		writeError(w, status, err)
+	if err := s.load(r.PathValue("model"), who(r)); err != nil {
+		writeError(w, loadStatus(err), err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// load (re)loads model name from the repository on an admin's request. A
-// load that brings a newer version does not hand it the model's traffic:
-// with no policy set, unversioned requests stay on the version that
-// answered them before, until a policy or a rollout moves them.
-func (s *Server) load(name, by string) error {
-	before, _ := s.resolve(name, "")
-	if err := s.repo.Load(name); err != nil {
-		s.log.Warn("model load failed", "model", name, "by", by, "err", err)
-		return err
-	}
-	s.log.Info("model loaded on request", "model", name, "by", by)
-	if before == nil {
-		return nil
-	}
-	if _, ok := s.traffic.get(name); ok {
-		return nil
-	}
-	serving := before.Metadata().Version
-	if after, err := s.resolve(name, ""); err != nil || after.Metadata().Version == serving {
-		return nil
-	}
-	if err := s.SetPolicy(name, deploy.Weighted(serving), "load of a newer version"); err != nil {
-		s.log.Warn("traffic not kept on the serving version", "model", name, "version", serving, "err", err)
-	}
-	return nil
-}
-
 func (s *Server) serveUnload(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("model")
-	if err := s.repo.Unload(name); err != nil {
-		s.fail(w, err)
+	if err := s.unload(r.PathValue("model"), who(r)); err != nil {
+		writeError(w, adminStatus(err), err)
 		return
 	}
-	s.log.Info("model unloaded on request", "model", name, "by", who(r))
 	w.WriteHeader(http.StatusOK)
 }
 

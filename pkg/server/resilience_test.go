@@ -356,12 +356,12 @@ func TestFaultInjection(t *testing.T) {
 	if err := s.SetFault("mlp", 1, &Fault{ErrorRate: 1}); err == nil {
 		t.Fatal("a fault was injected into a server that does not allow it")
 	}
-	if r := call(t, "PUT", hs.URL+"/v2/admin/models/mlp/versions/1/fault", []byte(`{"error_rate":1}`), nil); r.status != 403 {
+	if r := call(t, "PUT", adminBase(t, s, hs)+"/v2/admin/models/mlp/versions/1/fault", []byte(`{"error_rate":1}`), nil); r.status != 403 {
 		t.Fatalf("admin fault on a server that does not allow it: %d %s", r.status, r.body)
 	}
 
 	s, hs = start(t, nil, Options{AllowFaultInjection: true})
-	if r := call(t, "PUT", hs.URL+"/v2/admin/models/mlp/versions/1/fault", []byte(`{"latency":"150ms","error_rate":0}`), nil); r.status != 200 {
+	if r := call(t, "PUT", adminBase(t, s, hs)+"/v2/admin/models/mlp/versions/1/fault", []byte(`{"latency":"150ms","error_rate":0}`), nil); r.status != 200 {
 		t.Fatalf("set a latency: %d %s", r.status, r.body)
 	}
 	image := []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}
@@ -375,10 +375,10 @@ func TestFaultInjection(t *testing.T) {
 	if r, _ := infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: image}, true); r.status != 500 || !strings.Contains(string(r.body), "injected fault") {
 		t.Fatalf("with every request failing: %d %s", r.status, r.body)
 	}
-	if r := call(t, "PUT", hs.URL+"/v2/admin/models/mlp/versions/1/fault", []byte(`{"error_rate":2}`), nil); r.status != 400 {
+	if r := call(t, "PUT", adminBase(t, s, hs)+"/v2/admin/models/mlp/versions/1/fault", []byte(`{"error_rate":2}`), nil); r.status != 400 {
 		t.Fatalf("an error rate of 2: %d %s", r.status, r.body)
 	}
-	if r := call(t, "DELETE", hs.URL+"/v2/admin/models/mlp/versions/1/fault", nil, nil); r.status != 200 {
+	if r := call(t, "DELETE", adminBase(t, s, hs)+"/v2/admin/models/mlp/versions/1/fault", nil, nil); r.status != 200 {
 		t.Fatalf("clear: %d %s", r.status, r.body)
 	}
 	if r, _ := infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: image}, true); r.status != 200 {
@@ -533,7 +533,7 @@ func TestCorruptVersionFailsAloneToLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, hs := start(t, repo, Options{})
+	s, hs := start(t, repo, Options{})
 	dir := filepath.Join(root, "mlp")
 	image := &protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}
 
@@ -543,7 +543,7 @@ func TestCorruptVersionFailsAloneToLoad(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "2", "model.onnx"), []byte("\x08\x07not an onnx graph at all"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/load", nil, nil); r.status != 400 || !strings.Contains(string(r.body), "2/model.onnx") {
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/load", nil, nil); r.status != 400 || !strings.Contains(string(r.body), "2/model.onnx") {
 		t.Fatalf("loading a corrupt version: %d %s, want 400 naming the file", r.status, r.body)
 	}
 	for _, model := range []string{"mlp", "other"} {

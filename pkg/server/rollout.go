@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -126,12 +125,8 @@ func (s *Server) serveStartRollout(w http.ResponseWriter, r *http.Request) {
 	}
 	spec.Model = r.PathValue("model")
 	st, err := s.rollouts.Start(spec, who(r))
-	if errors.Is(err, deploy.ErrInProgress) {
-		writeError(w, http.StatusConflict, err)
-		return
-	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, adminStatus(err), err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, st)
@@ -163,12 +158,8 @@ func (s *Server) serveRolloutCommand(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("rollout command %q: want promote, abort or undo", r.PathValue("command")))
 		return
 	}
-	if errors.Is(err, deploy.ErrNoRollout) {
-		writeError(w, http.StatusNotFound, err)
-		return
-	}
 	if err != nil {
-		writeError(w, http.StatusConflict, err)
+		writeError(w, adminStatus(err), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, st)

@@ -73,7 +73,7 @@ func TestCanaryPromotesAGoodVersion(t *testing.T) {
 	s, hs := start(t, repo, Options{})
 	load(t, hs.URL)
 	body, _ := json.Marshal(spec(50, 100))
-	if r := call(t, "POST", hs.URL+"/v2/admin/models/mlp/rollout", body, nil); r.status != 201 {
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/admin/models/mlp/rollout", body, nil); r.status != 201 {
 		t.Fatalf("start: %d %s", r.status, r.body)
 	}
 	st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
@@ -84,7 +84,7 @@ func TestCanaryPromotesAGoodVersion(t *testing.T) {
 		t.Fatalf("traffic after promotion %+v", p)
 	}
 	// Undo: back to the stable version at once.
-	if r := call(t, "POST", hs.URL+"/v2/admin/models/mlp/rollout/undo", nil, nil); r.status != 200 {
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/admin/models/mlp/rollout/undo", nil, nil); r.status != 200 {
 		t.Fatalf("undo: %d %s", r.status, r.body)
 	}
 	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 {
@@ -212,13 +212,13 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 	if p, _ := s2.traffic.get("mlp"); p.Weights[2] != 10 || p.Weights[1] != 90 {
 		t.Fatalf("weights after restart %+v", p)
 	}
-	if r := call(t, "POST", hs.URL+"/v2/admin/models/mlp/rollout/abort", nil, nil); r.status != 200 {
+	if r := call(t, "POST", adminBase(t, s2, hs)+"/v2/admin/models/mlp/rollout/abort", nil, nil); r.status != 200 {
 		t.Fatalf("abort: %d %s", r.status, r.body)
 	}
 	if st, _ := s2.rollouts.Get("mlp"); st.Phase != deploy.Aborted {
 		t.Fatal(st.Phase)
 	}
-	if r := call(t, "POST", hs.URL+"/v2/admin/models/mlp/rollout/promote", nil, nil); r.status != 409 {
+	if r := call(t, "POST", adminBase(t, s2, hs)+"/v2/admin/models/mlp/rollout/promote", nil, nil); r.status != 409 {
 		t.Fatalf("promote after abort: %d", r.status)
 	}
 }
@@ -230,7 +230,7 @@ func withModel(s deploy.Spec) deploy.Spec { s.Model = "mlp"; return s }
 func TestRolloutRequestErrors(t *testing.T) {
 	repo := openRepo(t, twoVersions(t))
 	s, hs := start(t, repo, Options{})
-	url := hs.URL + "/v2/admin/models/mlp/rollout"
+	url := adminBase(t, s, hs) + "/v2/admin/models/mlp/rollout"
 	for _, tc := range []struct {
 		method, path, body string
 		status             int

@@ -42,10 +42,18 @@ type Options struct {
 	DefaultTimeout time.Duration
 	// Logger receives request errors and repository changes.
 	Logger *slog.Logger
-	// AdminToken, when set, is the bearer token the admin endpoints
-	// (traffic policies, repository load and unload) require; when empty
-	// they answer loopback callers only.
+	// AdminToken, when set, is the bearer token every admin call requires
+	// (repository load and unload, traffic policies, rollouts, fault
+	// injection), on the admin listener and on the public ports alike.
+	// Without one, the admin API is served on the admin listener only
+	// (AdminHandler), whose address is the protection: the public ports
+	// refuse it, unless AdminTrustLoopback.
 	AdminToken string
+	// AdminTrustLoopback, with no AdminToken, lets loopback callers of the
+	// public ports use the admin API, as before there was an admin
+	// listener. A sidecar or reverse proxy on the same host forwards
+	// outside callers from loopback addresses: do not set it behind one.
+	AdminTrustLoopback bool
 	// StateDir, when set, keeps traffic policies across restarts.
 	StateDir string
 	// AllowFaultInjection lets SetFault (and the admin endpoint) inject
@@ -155,7 +163,9 @@ func (s *Server) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
 }
 
-// Handler returns the HTTP handler of the protocol's endpoints.
+// Handler returns the HTTP handler of the protocol's endpoints, for the
+// public port: its admin endpoints answer as Options.AdminToken and
+// AdminTrustLoopback say.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
@@ -178,17 +188,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/embeddings", s.serveEmbeddings)
 	mux.HandleFunc("GET /v2/models/stats", s.serveModelStats)
 	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
-	mux.HandleFunc("POST /v2/repository/models/{model}/load", s.admin(s.serveLoad))
-	mux.HandleFunc("POST /v2/repository/models/{model}/unload", s.admin(s.serveUnload))
-	mux.HandleFunc("GET /v2/admin/models/{model}/traffic", s.admin(s.serveGetPolicy))
-	mux.HandleFunc("PUT /v2/admin/models/{model}/traffic", s.admin(s.servePutPolicy))
-	mux.HandleFunc("DELETE /v2/admin/models/{model}/traffic", s.admin(s.serveDeletePolicy))
-	mux.HandleFunc("GET /v2/admin/models/{model}/shadow", s.admin(s.serveShadowSummary))
-	mux.HandleFunc("POST /v2/admin/models/{model}/rollout", s.admin(s.serveStartRollout))
-	mux.HandleFunc("GET /v2/admin/models/{model}/rollout", s.admin(s.serveGetRollout))
-	mux.HandleFunc("POST /v2/admin/models/{model}/rollout/{command}", s.admin(s.serveRolloutCommand))
-	mux.HandleFunc("PUT /v2/admin/models/{model}/versions/{version}/fault", s.admin(s.servePutFault))
-	mux.HandleFunc("DELETE /v2/admin/models/{model}/versions/{version}/fault", s.admin(s.servePutFault))
+	s.adminRoutes(mux, true)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
@@ -201,4 +201,37 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	}))
+}
+
+// AdminHandler returns the HTTP handler of the admin listener: the admin
+// API (repository load and unload, traffic policies, rollouts, fault
+// injection), the repository index and liveness. With an admin token set
+// every admin call needs it here too; without one the listener's address
+// (loopback by default) is what keeps outside callers away.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
+	s.adminRoutes(mux, false)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, errors.New("no such admin endpoint: "+r.Method+" "+r.URL.Path))
+	})
+	return mux
+}
+
+// adminRoutes adds the admin endpoints to mux, guarded for the public
+// port or the admin listener.
+func (s *Server) adminRoutes(mux *http.ServeMux, public bool) {
+	admin := func(h http.HandlerFunc) http.HandlerFunc { return s.admin(h, public) }
+	mux.HandleFunc("POST /v2/repository/models/{model}/load", admin(s.serveLoad))
+	mux.HandleFunc("POST /v2/repository/models/{model}/unload", admin(s.serveUnload))
+	mux.HandleFunc("GET /v2/admin/models/{model}/traffic", admin(s.serveGetPolicy))
+	mux.HandleFunc("PUT /v2/admin/models/{model}/traffic", admin(s.servePutPolicy))
+	mux.HandleFunc("DELETE /v2/admin/models/{model}/traffic", admin(s.serveDeletePolicy))
+	mux.HandleFunc("GET /v2/admin/models/{model}/shadow", admin(s.serveShadowSummary))
+	mux.HandleFunc("POST /v2/admin/models/{model}/rollout", admin(s.serveStartRollout))
+	mux.HandleFunc("GET /v2/admin/models/{model}/rollout", admin(s.serveGetRollout))
+	mux.HandleFunc("POST /v2/admin/models/{model}/rollout/{command}", admin(s.serveRolloutCommand))
+	mux.HandleFunc("PUT /v2/admin/models/{model}/versions/{version}/fault", admin(s.servePutFault))
+	mux.HandleFunc("DELETE /v2/admin/models/{model}/versions/{version}/fault", admin(s.servePutFault))
 }

@@ -353,7 +353,7 @@ func TestErrorStatuses(t *testing.T) {
 		}
 	}
 	// 503 once unloaded, 200 again after a load.
-	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/unload", nil, nil); r.status != 200 {
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/unload", nil, nil); r.status != 200 {
 		t.Fatalf("unload: %d %s", r.status, r.body)
 	}
 	if r, _ := infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: image()}, true); r.status != 503 {
@@ -364,13 +364,13 @@ func TestErrorStatuses(t *testing.T) {
 	if json.Unmarshal(r.body, &idx) != nil || !strings.Contains(string(r.body), `"state":"UNAVAILABLE"`) {
 		t.Fatalf("index %s", r.body)
 	}
-	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/load", nil, nil); r.status != 200 {
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/load", nil, nil); r.status != 200 {
 		t.Fatalf("load: %d %s", r.status, r.body)
 	}
 	if r, _ := infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: image()}, true); r.status != 200 {
 		t.Fatalf("reloaded model: %d %s", r.status, r.body)
 	}
-	if r := call(t, "POST", hs.URL+"/v2/repository/models/ghost/load", nil, nil); r.status != 404 {
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/ghost/load", nil, nil); r.status != 404 {
 		t.Fatalf("load of a missing model: %d %s", r.status, r.body)
 	}
 }

@@ -111,7 +111,7 @@ func TestShadowFailuresNeverSurface(t *testing.T) {
 	if sum.Shadow.Compared != 0 {
 		t.Fatalf("%+v", sum)
 	}
-	if r := call(t, "GET", hs.URL+"/v2/admin/models/mlp/shadow", nil, nil); r.status != 200 || !bytes.Contains(r.body, []byte(`"errors":`)) {
+	if r := call(t, "GET", adminBase(t, s, hs)+"/v2/admin/models/mlp/shadow", nil, nil); r.status != 200 || !bytes.Contains(r.body, []byte(`"errors":`)) {
 		t.Fatalf("summary endpoint: %d %s", r.status, r.body)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -93,16 +94,26 @@ func (s *Server) ready(model string) func(int64) bool {
 }
 
 // SetPolicy validates and applies model's traffic policy, saving it first
-// when the server keeps state. by says who asked, for the log.
+// when the server keeps state: it fails, changing nothing, when a version
+// it weighs is not ready or the policy cannot be saved. by says who asked,
+// for the log. It is the rollout engine's way to move traffic; an admin's
+// goes through changePolicy.
 func (s *Server) SetPolicy(model string, p deploy.Policy, by string) error {
+	s.traffic.mu.Lock()
+	defer s.traffic.mu.Unlock()
+	return s.setPolicyLocked(model, p, by)
+}
+
+// setPolicyLocked is SetPolicy for a caller holding traffic.mu: the
+// versions' readiness is checked under the lock that loads and unloads
+// take, so no version goes between the check and the change.
+func (s *Server) setPolicyLocked(model string, p deploy.Policy, by string) error {
 	if err := p.Validate(s.ready(model)); err != nil {
 		return fmt.Errorf("%w: %v", errBadPolicy, err)
 	}
-	s.traffic.mu.Lock()
-	defer s.traffic.mu.Unlock()
 	if s.traffic.store != nil {
 		if err := s.traffic.store.Save(model, p); err != nil {
-			return err
+			return fmt.Errorf("traffic policy of %q not saved, so not applied: %w", model, err)
 		}
 	}
 	s.traffic.set(model, &p)
@@ -114,14 +125,66 @@ func (s *Server) SetPolicy(model string, p deploy.Policy, by string) error {
 func (s *Server) ClearPolicy(model, by string) error {
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
+	return s.clearPolicyLocked(model, by)
+}
+
+func (s *Server) clearPolicyLocked(model, by string) error {
 	if s.traffic.store != nil {
 		if err := s.traffic.store.Delete(model); err != nil {
-			return err
+			return fmt.Errorf("traffic policy of %q not removed from the state folder, so kept: %w", model, err)
 		}
 	}
 	s.traffic.set(model, nil)
 	s.log.Info("traffic policy cleared", "model", model, "by", by)
 	return nil
+}
+
+// changePolicy sets (p) or clears (nil) model's policy on an admin's
+// request, refused while a rollout owns the model's traffic.
+func (s *Server) changePolicy(model string, p *deploy.Policy, by string) error {
+	s.traffic.mu.Lock()
+	defer s.traffic.mu.Unlock()
+	if err := s.idle(model, "changing its traffic policy"); err != nil {
+		return err
+	}
+	if p == nil {
+		return s.clearPolicyLocked(model, by)
+	}
+	return s.setPolicyLocked(model, *p, by)
+}
+
+// errBusy refuses an admin change of a model whose rollout has not ended:
+// until it does, the rollout decides the model's traffic and needs both
+// its versions loaded.
+var errBusy = errors.New("rollout in progress")
+
+// idle fails with errBusy, naming the rollout, while model has one in
+// progress or paused; what says what was refused.
+func (s *Server) idle(model, what string) error {
+	if s.rollouts == nil {
+		return nil
+	}
+	if st, ok := s.rollouts.Active(model); ok {
+		return fmt.Errorf("%w: the %s of %q from version %d to %d is %s; %s is refused until it is promoted or aborted",
+			errBusy, st.Spec.Strategy, model, st.Spec.Stable, st.Spec.Candidate, st.Phase, what)
+	}
+	return nil
+}
+
+// adminStatus is the HTTP status of a failed admin change: 404 no such
+// model or rollout, 400 a bad request, 409 a change that does not fit the
+// state the server is in, 500 the server's own failure (a state folder it
+// cannot write). Whatever the status, nothing was changed.
+func adminStatus(err error) int {
+	switch {
+	case errors.Is(err, deploy.ErrNoRollout), errors.Is(err, runner.ErrModelNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, errBusy), errors.Is(err, deploy.ErrInProgress), errors.Is(err, deploy.ErrRefused), errors.Is(err, errBadPolicy):
+		return http.StatusConflict
+	case errors.Is(err, deploy.ErrInvalidSpec), errors.Is(err, protocol.ErrBadRequest):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
 }
 
 // restorePolicies applies the policies saved in the state folder; one that
@@ -146,13 +209,12 @@ func (s *Server) restorePolicies() error {
 
 var errBadPolicy = errors.New("invalid traffic policy")
 
-// admin guards the endpoints that change what the server serves: with a
-// token, requests must carry it as a bearer token (compared in constant
-// time; 401 otherwise); without one, only loopback callers are let in
-// (403 otherwise). The token is never logged.
-func (s *Server) admin(next http.HandlerFunc) http.HandlerFunc {
+// admin guards the endpoints that change what the server serves, on the
+// public port or the admin listener, as authorize decides. The token is
+// never logged.
+func (s *Server) admin(next http.HandlerFunc, public bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if status, err := s.authorize(r.Header.Get("Authorization"), r.RemoteAddr, r.URL.Path); err != nil {
+		if status, err := s.authorize(r.Header.Get("Authorization"), r.RemoteAddr, r.URL.Path, public); err != nil {
 			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="infer admin"`)
 			}
@@ -163,11 +225,21 @@ func (s *Server) admin(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// errAdminElsewhere refuses the admin API on a public port of a server
+// with no admin token.
+var errAdminElsewhere = errors.New("the admin API is not served on this port: call the admin listener (infer serve --admin-port, on 127.0.0.1 by default), or start the server with an admin token and send it as a bearer token")
+
 // authorize decides an admin call over either protocol from its
-// Authorization value and remote address: nil, or the refusal's status
-// (401 no or wrong token, 403 not loopback on a server without a token),
-// logged with the caller and never the token.
-func (s *Server) authorize(authorization, remote, what string) (int, error) {
+// Authorization value and remote address, on a public port or the admin
+// listener: nil, or the refusal's status, logged with the caller and never
+// the token. The rule:
+//
+//   - with an admin token, every call must carry it (401 otherwise),
+//     wherever it arrives;
+//   - without one, the admin listener answers whoever reaches it (it
+//     listens on loopback unless told otherwise), and the public ports
+//     refuse (403), except loopback callers when AdminTrustLoopback is set.
+func (s *Server) authorize(authorization, remote, what string, public bool) (int, error) {
 	if s.opts.AdminToken != "" {
 		got, ok := strings.CutPrefix(authorization, "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) != 1 {
@@ -175,6 +247,13 @@ func (s *Server) authorize(authorization, remote, what string) (int, error) {
 			return http.StatusUnauthorized, errors.New("admin endpoint: a bearer token is required")
 		}
 		return 0, nil
+	}
+	if !public {
+		return 0, nil
+	}
+	if !s.opts.AdminTrustLoopback {
+		s.log.Warn("admin request refused", "path", what, "from", remote, "reason", "public port and no admin token set")
+		return http.StatusForbidden, errAdminElsewhere
 	}
 	if host, _, err := net.SplitHostPort(remote); err != nil || !net.ParseIP(host).IsLoopback() {
 		s.log.Warn("admin request refused", "path", what, "from", remote, "reason", "not loopback and no admin token set")
@@ -218,10 +297,10 @@ func (s *Server) servePutPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("traffic policy JSON: %v", err))
 		return
 	}
-	if err := s.SetPolicy(name, p, who(r)); err != nil {
-		status := http.StatusInternalServerError
+	if err := s.changePolicy(name, &p, who(r)); err != nil {
+		status := adminStatus(err)
 		if errors.Is(err, errBadPolicy) {
-			status = http.StatusBadRequest
+			status = http.StatusBadRequest // the body named a version not ready
 		}
 		writeError(w, status, err)
 		return
@@ -239,8 +318,8 @@ func (s *Server) serveShadowSummary(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveDeletePolicy(w http.ResponseWriter, r *http.Request) {
-	if err := s.ClearPolicy(r.PathValue("model"), who(r)); err != nil {
-		s.fail(w, err)
+	if err := s.changePolicy(r.PathValue("model"), nil, who(r)); err != nil {
+		writeError(w, adminStatus(err), err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)

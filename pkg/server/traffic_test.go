@@ -86,13 +86,13 @@ func versionOf(t *testing.T, base string, header map[string]string) string {
 
 func TestTrafficPolicyRoutesUnversionedRequests(t *testing.T) {
 	repo := openRepo(t, twoVersions(t))
-	_, hs := start(t, repo, Options{})
+	s, hs := start(t, repo, Options{})
 
 	// The default: the latest ready version.
 	if v := versionOf(t, hs.URL, nil); v != "2" {
 		t.Fatalf("default version %s", v)
 	}
-	if r := setPolicy(t, hs.URL, deploy.Policy{Weights: map[int64]float64{1: 50, 2: 50}}, ""); r.status != 200 {
+	if r := setPolicy(t, adminBase(t, s, hs), deploy.Policy{Weights: map[int64]float64{1: 50, 2: 50}}, ""); r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 	counts := map[string]int{}
@@ -110,7 +110,7 @@ func TestTrafficPolicyRoutesUnversionedRequests(t *testing.T) {
 	}
 
 	// Sticky by header: a user always lands on the same arm.
-	setPolicy(t, hs.URL, deploy.Policy{Weights: map[int64]float64{1: 50, 2: 50}, Sticky: "header:X-User-Id"}, "")
+	setPolicy(t, adminBase(t, s, hs), deploy.Policy{Weights: map[int64]float64{1: 50, 2: 50}, Sticky: "header:X-User-Id"}, "")
 	arms := map[string]bool{}
 	for u := range 20 {
 		user := map[string]string{"X-User-Id": "user-" + strconvI(int64(u))}
@@ -128,7 +128,7 @@ func TestTrafficPolicyRoutesUnversionedRequests(t *testing.T) {
 
 	// Read it back; bad policies are refused, naming the problem.
 	var got deploy.Policy
-	if r := call(t, "GET", hs.URL+"/v2/admin/models/mlp/traffic", nil, nil); r.status != 200 || json.Unmarshal(r.body, &got) != nil || got.Sticky != "header:X-User-Id" {
+	if r := call(t, "GET", adminBase(t, s, hs)+"/v2/admin/models/mlp/traffic", nil, nil); r.status != 200 || json.Unmarshal(r.body, &got) != nil || got.Sticky != "header:X-User-Id" {
 		t.Fatalf("policy read back: %d %s", r.status, r.body)
 	}
 	for _, tc := range []struct {
@@ -139,11 +139,11 @@ func TestTrafficPolicyRoutesUnversionedRequests(t *testing.T) {
 		{map[string]any{"weights": map[string]float64{"1": 1}, "shadow": map[string]any{"version": 9, "fraction": 0.1}}, "shadow.version 9"},
 		{map[string]any{"weights": map[string]float64{"1": 1}, "wieghts": 1}, "unknown field"},
 	} {
-		if r := setPolicy(t, hs.URL, tc.body, ""); r.status != 400 || !strings.Contains(string(r.body), tc.want) {
+		if r := setPolicy(t, adminBase(t, s, hs), tc.body, ""); r.status != 400 || !strings.Contains(string(r.body), tc.want) {
 			t.Errorf("%v: %d %s, want 400 mentioning %q", tc.body, r.status, r.body, tc.want)
 		}
 	}
-	if r := call(t, "DELETE", hs.URL+"/v2/admin/models/mlp/traffic", nil, nil); r.status != 200 {
+	if r := call(t, "DELETE", adminBase(t, s, hs)+"/v2/admin/models/mlp/traffic", nil, nil); r.status != 200 {
 		t.Fatal(r.status)
 	}
 	if v := versionOf(t, hs.URL, nil); v != "2" {
@@ -214,23 +214,65 @@ func TestAdminEndpointsRefuseAnonymousCallers(t *testing.T) {
 		t.Fatalf("changes and refusals not logged:\n%s", logs.String())
 	}
 
-	// Without a token, only loopback callers are let in.
-	s, err := New(repo, Options{})
-	if err != nil {
-		t.Fatal(err)
+	// The token is needed on the admin listener too.
+	as := httptest.NewServer(s0.AdminHandler())
+	defer as.Close()
+	if r := setPolicy(t, as.URL, policy, ""); r.status != 401 {
+		t.Errorf("anonymous on the admin listener of a server with a token: %d", r.status)
 	}
-	defer s.Close()
+	if r := setPolicy(t, as.URL, policy, token); r.status != 200 {
+		t.Errorf("token on the admin listener: %d %s", r.status, r.body)
+	}
+}
+
+// Without a token the public port refuses the admin API from every
+// caller, loopback ones too (a proxy on the host connects from loopback),
+// naming the admin listener; the admin listener answers; trusting loopback
+// brings back the loopback rule on the public port.
+func TestAdminAPIWithoutTokenIsOnTheAdminListener(t *testing.T) {
+	repo := openRepo(t, twoVersions(t))
 	for _, tc := range []struct {
+		name   string
+		trust  bool
+		admin  bool
 		addr   string
 		status int
-	}{{"10.1.2.3:4567", 403}, {"[::1]:4567", 200}, {"127.0.0.1:4567", 200}} {
+	}{
+		{"public, loopback", false, false, "127.0.0.1:4567", 403},
+		{"public, remote", false, false, "10.1.2.3:4567", 403},
+		{"admin listener", false, true, "127.0.0.1:4567", 200},
+		{"trusted public, remote", true, false, "10.1.2.3:4567", 403},
+		{"trusted public, loopback", true, false, "127.0.0.1:4567", 200},
+		{"trusted public, IPv6 loopback", true, false, "[::1]:4567", 200},
+	} {
+		s, err := New(repo, Options{AdminTrustLoopback: tc.trust})
+		if err != nil {
+			t.Fatal(err)
+		}
 		req := httptest.NewRequest("GET", "/v2/admin/models/mlp/traffic", nil)
 		req.RemoteAddr = tc.addr
 		rec := httptest.NewRecorder()
-		s.Handler().ServeHTTP(rec, req)
-		if rec.Code != tc.status {
-			t.Errorf("from %s: %d, want %d", tc.addr, rec.Code, tc.status)
+		if tc.admin {
+			s.AdminHandler().ServeHTTP(rec, req)
+		} else {
+			s.Handler().ServeHTTP(rec, req)
 		}
+		s.Close()
+		if rec.Code != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, rec.Code, rec.Body, tc.status)
+		}
+		if rec.Code == 403 && !tc.trust && !strings.Contains(rec.Body.String(), "admin listener") {
+			t.Errorf("%s: the refusal does not name the admin listener: %s", tc.name, rec.Body)
+		}
+	}
+	// Over real loopback connections: the public port refuses, the admin
+	// listener answers.
+	s, hs := start(t, nil, Options{})
+	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/unload", nil, nil); r.status != 403 {
+		t.Fatalf("unload on the public port: %d %s", r.status, r.body)
+	}
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/unload", nil, nil); r.status != 200 {
+		t.Fatalf("unload on the admin listener: %d %s", r.status, r.body)
 	}
 }
 
@@ -286,7 +328,7 @@ func TestLoadOfANewVersionKeepsTrafficWhereItWas(t *testing.T) {
 	if err := os.Rename(hidden, v2); err != nil {
 		t.Fatal(err)
 	}
-	if r := call(t, "POST", hs.URL+"/v2/repository/models/mlp/load", nil, nil); r.status != 200 {
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/load", nil, nil); r.status != 200 {
 		t.Fatalf("load: %d %s", r.status, r.body)
 	}
 	if !s.VersionReady("mlp", 2) {

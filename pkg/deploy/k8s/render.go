@@ -27,7 +27,13 @@ const (
 	HTTPPort    = 8000
 	GRPCPort    = 8001
 	MetricsPort = 8002
+	// AdminPort is the admin API's, on the pod's loopback only: no Service
+	// exposes it; kubectl port-forward reaches it.
+	AdminPort = 8003
 )
+
+// AdminTokenKey is the key of the admin token in AdminTokenSecret.
+const AdminTokenKey = "token"
 
 // Version is one model version and its share of the route's traffic.
 type Version struct {
@@ -54,6 +60,11 @@ type Options struct {
 	MaxReplicas int32
 	QueueTarget string
 	CPU, Memory string // each container's requests
+	// AdminTokenSecret, when set, names a Secret whose "token" key is the
+	// admin token: the server then requires it on every admin call, and
+	// serves the admin API to its holders on the public ports too.
+	// Without it the admin API is on the pod's loopback only.
+	AdminTokenSecret string
 }
 
 // Validate names the option at fault.
@@ -84,6 +95,11 @@ func (o Options) Validate() error {
 	}
 	if len(o.Versions) > 0 && total == 0 {
 		bad("weights: every version has weight 0, so the route sends nothing anywhere")
+	}
+	if o.AdminTokenSecret != "" {
+		if msgs := validation.IsDNS1123Subdomain(o.AdminTokenSecret); len(msgs) > 0 {
+			bad("admin token secret %q: not a Kubernetes name: %v", o.AdminTokenSecret, msgs)
+		}
 	}
 	if o.Gateway == "" || o.ModelsClaim == "" {
 		bad("gateway %q and models claim %q: both must be named", o.Gateway, o.ModelsClaim)
@@ -199,7 +215,8 @@ func deployment(o Options, v Version, name string) *appsv1.Deployment {
 					Containers: []corev1.Container{{
 						Name:  "infer",
 						Image: o.Image,
-						Args:  []string{"serve", "/models"},
+						Args:  []string{"serve", "/models", "--admin-host", "127.0.0.1", "--admin-port", strconv.Itoa(AdminPort)},
+						Env:   adminEnv(o),
 						Ports: []corev1.ContainerPort{
 							{Name: "http", ContainerPort: HTTPPort},
 							{Name: "grpc", ContainerPort: GRPCPort},
@@ -226,6 +243,17 @@ func deployment(o Options, v Version, name string) *appsv1.Deployment {
 	}
 }
 
+// adminEnv passes the admin token from its Secret, never in the manifest.
+func adminEnv(o Options) []corev1.EnvVar {
+	if o.AdminTokenSecret == "" {
+		return nil
+	}
+	return []corev1.EnvVar{{Name: "INFER_ADMIN_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: o.AdminTokenSecret}, Key: AdminTokenKey,
+	}}}}
+}
+
+// service exposes the protocol and the metrics; never the admin API.
 func service(o Options, v Version, name string) *corev1.Service {
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},

@@ -113,3 +113,43 @@ func TestRenderNamesTheBadOption(t *testing.T) {
 		}
 	}
 }
+
+// The admin API stays on each pod's loopback, exposed by no Service nor
+// route; with a Secret named, the token comes from it, never inline.
+func TestRenderKeepsTheAdminAPIPrivate(t *testing.T) {
+	for _, secret := range []string{"", "infer-admin"} {
+		o := canary()
+		o.AdminTokenSecret = secret
+		objs, err := Render(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range objs {
+			switch x := obj.(type) {
+			case *corev1.Service:
+				for _, p := range x.Spec.Ports {
+					if p.Port == AdminPort || p.TargetPort.IntValue() == AdminPort || p.Name == "admin" {
+						t.Errorf("service %s exposes the admin port: %+v", x.Name, p)
+					}
+				}
+			case *appsv1.Deployment:
+				c := x.Spec.Template.Spec.Containers[0]
+				if !strings.Contains(strings.Join(c.Args, " "), "--admin-host 127.0.0.1 --admin-port 8003") {
+					t.Errorf("args %v: the admin port is not on loopback", c.Args)
+				}
+				switch {
+				case secret == "" && len(c.Env) != 0:
+					t.Errorf("env without a secret: %+v", c.Env)
+				case secret != "" && (len(c.Env) != 1 || c.Env[0].Name != "INFER_ADMIN_TOKEN" || c.Env[0].Value != "" ||
+					c.Env[0].ValueFrom.SecretKeyRef.Name != secret || c.Env[0].ValueFrom.SecretKeyRef.Key != AdminTokenKey):
+					t.Errorf("env with secret %q: %+v", secret, c.Env)
+				}
+			}
+		}
+	}
+	o := canary()
+	o.AdminTokenSecret = "Not_A_Name"
+	if _, err := Render(o); err == nil || !strings.Contains(err.Error(), "admin token secret") {
+		t.Fatalf("a bad secret name: %v", err)
+	}
+}

@@ -1,0 +1,179 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+func (e *Engine) startDriver(model string) {
+	e.mu.Lock()
+	wake := make(chan struct{}, 1)
+	e.wake[model] = wake
+	e.mu.Unlock()
+	e.wg.Go(func() { e.drive(model, wake) })
+}
+
+func (e *Engine) poke(model string) {
+	e.mu.Lock()
+	w := e.wake[model]
+	e.mu.Unlock()
+	if w != nil {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// current reports whether wake is still model's driver's: a rollout
+// started after the one it drove has a driver of its own.
+func (e *Engine) current(model string, wake chan struct{}) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.wake[model] == wake
+}
+
+// drive walks one rollout until it ends or the engine closes. An analysis
+// that changed nothing (its state could not be saved) is tried again an
+// interval later, not at once.
+func (e *Engine) drive(model string, wake chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var tried time.Time // the step start last analysed
+	for {
+		st, err := e.Get(model)
+		if err != nil || st.Done() || !e.current(model, wake) {
+			return
+		}
+		if st.Phase == Paused { // a person decides: promote or abort
+			select {
+			case <-wake:
+				continue
+			case <-e.ctx.Done():
+				return
+			}
+		}
+		due := st.StepStarted.Add(time.Duration(st.Spec.Interval))
+		if st.StepStarted.Equal(tried) {
+			due = time.Now().Add(time.Duration(st.Spec.Interval))
+		}
+		timer.Reset(time.Until(due))
+		select {
+		case <-timer.C:
+			tried = st.StepStarted
+			e.analyse(model, st)
+		case <-wake:
+		case <-e.ctx.Done():
+			return
+		}
+	}
+}
+
+// analyse judges the step seen is at and moves the rollout on. A command
+// that changed the rollout meanwhile wins: its state is left alone.
+func (e *Engine) analyse(model string, seen State) {
+	e.tr.Lock()
+	defer e.tr.Unlock()
+	cur, err := e.Get(model)
+	if err != nil || cur.Phase != seen.Phase || cur.Step != seen.Step || !cur.StepStarted.Equal(seen.StepStarted) {
+		return
+	}
+	spec := cur.Spec
+	stable, err1 := e.src.Metrics(model, spec.Stable)
+	cand, err2 := e.src.Metrics(model, spec.Candidate)
+	if err := errors.Join(err1, err2); err != nil {
+		e.log.Warn("rollout analysis could not read metrics", "model", model, "err", err)
+		next := cur
+		next.StepStarted = time.Now() // another interval, the baselines kept
+		e.keep(model, cur, next)
+		return
+	}
+	var driftStart, driftEnd *DriftMetrics
+	if spec.Strategy == Mirror {
+		d := e.src.Drift(model, spec.Candidate)
+		driftStart, driftEnd = &cur.DriftAtStep, &d
+	}
+	res := spec.Analysis.Analyse(cur.StableAtStep, stable, cur.CandidateAtStep, cand, driftStart, driftEnd)
+	judged := with(cur, Event{Kind: res.Verdict, Reason: res.Reason, Figures: res.Figures})
+
+	last := cur.Step == len(spec.Steps)-1
+	switch res.Verdict {
+	case Pass:
+		switch {
+		case spec.Strategy == AB:
+			e.restartWindow(model, cur, judged) // an A/B test runs until someone promotes or aborts
+		case spec.Strategy == Mirror && last:
+			e.end(model, cur, judged, Completed, spec.Stable, "drift within bounds at every step; the shadow never served")
+		case last:
+			e.end(model, cur, judged, Promoted, spec.Candidate, "every step passed")
+		default:
+			i := cur.Step + 1
+			next, err := e.atStep(judged, i)
+			if err == nil {
+				next = with(next, Event{Kind: "step", Reason: fmt.Sprintf("version %d at %g%%", spec.Candidate, spec.Steps[i])})
+				p := spec.Policy(i)
+				err = e.commit(model, &cur, next, &p)
+			}
+			if err != nil {
+				e.end(model, cur, judged, RolledBack, spec.Stable, err.Error())
+			}
+		}
+	case Fail:
+		judged.Failures++
+		if judged.Failures >= spec.Analysis.FailureLimit {
+			e.end(model, cur, judged, RolledBack, spec.Stable, "analysis failed: "+res.Reason)
+			return
+		}
+		e.restartWindow(model, cur, judged)
+	case Inconclusive:
+		judged.Inconclusive++
+		if judged.Inconclusive >= spec.Analysis.InconclusiveLimit {
+			judged.Phase = Paused
+			judged = with(judged, Event{Kind: Paused, Reason: fmt.Sprintf("%d inconclusive analyses in a row: promote or abort", spec.Analysis.InconclusiveLimit)})
+		} else {
+			judged.StepStarted = time.Now() // another interval; the baselines stay, so data accumulates
+		}
+		e.keep(model, cur, judged)
+	}
+}
+
+// keep commits a change that moves no traffic, logging a failure: the
+// driver tries again an interval later.
+func (e *Engine) keep(model string, prev, next State) {
+	if err := e.commit(model, &prev, next, nil); err != nil {
+		e.log.Error("rollout state not changed", "model", model, "err", err)
+	}
+}
+
+// restartWindow begins a fresh analysis window at judged's step.
+func (e *Engine) restartWindow(model string, prev, judged State) {
+	next, err := e.atStep(judged, judged.Step)
+	if err != nil {
+		e.log.Warn("rollout analysis could not read metrics", "model", model, "err", err)
+		next = judged
+		next.StepStarted = time.Now()
+	}
+	e.keep(model, prev, next)
+}
+
+// end ends the rollout in phase with all traffic on version. When the
+// traffic cannot move there (the version is gone, the change cannot be
+// saved), the rollout pauses instead, traffic unchanged, for a person to
+// decide, and its history says why.
+func (e *Engine) end(model string, prev, judged State, phase string, version int64, reason string) {
+	err := refused("model %q version %d is not loaded and ready", model, version)
+	if e.src.VersionReady(model, version) {
+		next := judged
+		next.Phase = phase
+		next = with(next, Event{Kind: phase, Reason: reason})
+		p := Weighted(version)
+		if err = e.commit(model, &prev, next, &p); err == nil {
+			return
+		}
+	}
+	paused := judged
+	paused.Phase = Paused
+	paused = with(paused, Event{Kind: Paused, Reason: fmt.Sprintf("would have %s (%s), but traffic could not move to version %d: %v; traffic is where it was: promote or abort", phase, reason, version, err)})
+	e.keep(model, prev, paused)
+}
