@@ -10,6 +10,7 @@ import (
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/tensor"
 )
 
 // heapGrowth returns the bytes the process's heap handed out while f ran,
@@ -159,5 +160,28 @@ func TestHugeMaxTokensIsRefused(t *testing.T) {
 		if grew > maxGrowth {
 			t.Errorf("%s %s: the heap grew by %d bytes", tc.path, tc.body, grew)
 		}
+	}
+}
+
+// Texts are padded to the longest of the request before they run, so a
+// request of many empty strings and one long one would cost rows x
+// max_length x 16 bytes of ids and mask: more texts than the model's
+// max_batch_size are refused before any is tokenized.
+func TestManyTextsAreRefusedBeforeTokenizing(t *testing.T) {
+	_, hs := start(t, nil, Options{})
+	const rows = 100000
+	long := strings.Repeat("a ", 200)
+	data := tensor.AppendUint(nil, uint64(len(long)), 4)
+	data = append(data, long...)
+	data = append(data, make([]byte, 4*(rows-1))...) // empty strings
+	req := &protocol.InferRequest{Inputs: []tensor.Tensor{{Name: "text", DataType: tensor.Bytes, Shape: []int64{rows}, Data: data}}}
+	var r reply
+	grew := heapGrowth(func() { r, _ = infer(t, hs.URL, "text-encoder", req, true) })
+	var e protocol.Error
+	if want := `input "text": batch size 100000 exceeds the model's max_batch_size 32`; r.status != 400 || json.Unmarshal(r.body, &e) != nil || !strings.Contains(e.Error, want) {
+		t.Errorf("%d %s, want 400 mentioning %q", r.status, r.body, want)
+	}
+	if limit := uint64(maxGrowth + 8*len(data)); grew > limit {
+		t.Errorf("a %d-byte request: the heap grew by %d bytes", len(data), grew)
 	}
 }
