@@ -10,8 +10,10 @@ import (
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
-// MaxTensorElements bounds one tensor's element count, so that a shape
-// alone cannot make the decoder allocate without limit.
+// MaxTensorElements bounds the element count one tensor's shape may
+// declare. It is no bound on memory: the decoder allocates for the data a
+// body holds, never for what its shape declares, and refuses a shape
+// whose count the data does not match.
 const MaxTensorElements = 1 << 31
 
 // wire forms of a request and a response's JSON part.
