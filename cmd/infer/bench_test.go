@@ -179,7 +179,7 @@ func TestBenchBadInput(t *testing.T) {
 		{"bad retry budget", func(o *benchOptions) { o.model, o.retries, o.retryBudget = "mlp", 2, "lots" }, `--retry-budget "lots"`},
 		{"malformed input data", func(o *benchOptions) {
 			o.model, o.inputData = "mlp", writeTemp(t, `{"data": [{"image": [1, 2]}]}`)
-		}, "holds 784 elements, data has 2"},
+		}, "shape [1 784] declares 784 elements, data holds 2"},
 	} {
 		o := base
 		tc.edit(&o)

@@ -60,7 +60,7 @@ func TestReadInputDataErrors(t *testing.T) {
 		{`{"data": []}`, "holds no request"},
 		{`{"data": [{"ids": [1], "scale": [1, 2]}]}`, `lacks input "text"`},
 		{`{"data": [{"ids": [1], "scale": [1, 2], "text": ["x"], "extra": [1]}]}`, `no input "extra"`},
-		{`{"data": [{"ids": [1], "scale": [1, 2, 3], "text": ["x"]}]}`, "holds 2 elements, data has 3"},
+		{`{"data": [{"ids": [1], "scale": [1, 2, 3], "text": ["x"]}]}`, "shape [1 2] declares 2 elements, data holds 3"},
 		{`{"data": [{"ids": ["a"], "scale": [1, 2], "text": ["x"]}]}`, `input "ids"`},
 		{`{"data": [{"ids": [1], "scale": {"b64": "!!", "shape": [1, 2]}, "text": ["x"]}]}`, "b64"},
 	} {

@@ -10,8 +10,10 @@ import (
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
-// MaxTensorElements bounds one tensor's element count, so that a shape
-// alone cannot make the decoder allocate without limit.
+// MaxTensorElements bounds the element count one tensor's shape may
+// declare. It is no bound on memory: the decoder allocates for the data a
+// body holds, never for what its shape declares, and refuses a shape
+// whose count the data does not match.
 const MaxTensorElements = 1 << 31
 
 // wire forms of a request and a response's JSON part.
@@ -129,9 +131,9 @@ func decodeTensor(w wireTensor, bin []byte, kind string) (tensor.Tensor, []byte,
 	if !ok {
 		return tensor.Tensor{}, bin, badf("%s %q: unknown datatype %q", kind, w.Name, w.Datatype)
 	}
-	n := tensor.Elements(w.Shape)
-	if w.Shape == nil || n < 0 || n > MaxTensorElements {
-		return tensor.Tensor{}, bin, badf("%s %q: invalid shape %v", kind, w.Name, w.Shape)
+	n, err := declaredElements(w.Shape)
+	if err != nil {
+		return tensor.Tensor{}, bin, badf("%s %q: %v", kind, w.Name, err)
 	}
 	t := tensor.Tensor{Name: w.Name, DataType: dt, Shape: w.Shape}
 	size, isBinary, err := w.Parameters.Int(ParamBinaryDataSize)
@@ -145,6 +147,11 @@ func decodeTensor(w wireTensor, bin []byte, kind string) (tensor.Tensor, []byte,
 		if size > int64(len(bin)) {
 			return t, bin, badf("%s %q: %s is %d but only %d binary bytes remain", kind, w.Name, ParamBinaryDataSize, size, len(bin))
 		}
+		if dt != tensor.Bytes {
+			if want := n * int64(dt.Size()); size != want { // n <= MaxTensorElements: no overflow
+				return t, bin, badf("%s %q: shape %v of %s declares %d elements and needs %d bytes, %s is %d", kind, w.Name, w.Shape, dt, n, want, ParamBinaryDataSize, size)
+			}
+		}
 		t.Data, bin = bin[:size:size], bin[size:]
 	} else {
 		if len(w.Data) == 0 {
@@ -152,14 +159,16 @@ func decodeTensor(w wireTensor, bin []byte, kind string) (tensor.Tensor, []byte,
 		}
 		var dst []byte
 		if dt != tensor.Bytes {
-			dst = make([]byte, 0, n*int64(dt.Size()))
+			// Room for the declared elements, but never for more than the
+			// JSON text can spell: the shape is only a claim.
+			dst = make([]byte, 0, min(n, maxJSONElements(len(w.Data)))*int64(dt.Size()))
 		}
 		data, count, err := appendJSONData(dst, w.Data, dt)
 		if err != nil {
 			return t, bin, badf("%s %q: data: %v", kind, w.Name, err)
 		}
 		if count != n {
-			return t, bin, badf("%s %q: shape %v holds %d elements, data has %d", kind, w.Name, w.Shape, n, count)
+			return t, bin, badf("%s %q: shape %v declares %d elements, data holds %d", kind, w.Name, w.Shape, n, count)
 		}
 		t.Data = data
 	}
@@ -168,6 +177,28 @@ func decodeTensor(w wireTensor, bin []byte, kind string) (tensor.Tensor, []byte,
 	}
 	return t, bin, nil
 }
+
+// declaredElements returns the element count a wire tensor's shape
+// declares, checked without allocating: the shape must be present, of at
+// most tensor.MaxRank dimensions, none negative, and its product at most
+// MaxTensorElements.
+func declaredElements(shape []int64) (int64, error) {
+	if shape == nil {
+		return 0, errors.New("no shape")
+	}
+	n, err := tensor.ElementsChecked(shape)
+	if err != nil {
+		return 0, err
+	}
+	if n > MaxTensorElements {
+		return 0, fmt.Errorf("shape %v declares %d elements, more than the %d a tensor may hold", shape, n, int64(MaxTensorElements))
+	}
+	return n, nil
+}
+
+// maxJSONElements bounds the scalars that l bytes of JSON data can hold:
+// each takes at least one byte, and a comma separates it from the next.
+func maxJSONElements(l int) int64 { return (int64(l) + 1) / 2 }
 
 // Encode returns the request as a body, with its JSON header length when
 // binary is set (all inputs as binary data), else -1.

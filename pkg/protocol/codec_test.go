@@ -99,7 +99,7 @@ func TestSpecificationExample(t *testing.T) {
 	  "outputs" : [ {"name" : "output0"} ]
 	}`)
 	_, err := DecodeRequest(body, -1)
-	if err == nil || !strings.Contains(err.Error(), `input "input1": shape [3] holds 3 elements, data has 1`) {
+	if err == nil || !strings.Contains(err.Error(), `input "input1": shape [3] declares 3 elements, data holds 1`) {
 		t.Fatalf("err %v: the example's input1 is one element short and must be named", err)
 	}
 	body = bytes.Replace(body, []byte(`[ true ]`), []byte(`[ true, false, true ]`), 1)

@@ -155,7 +155,11 @@ func (s StaticResponse) Tensors() ([]tensor.Tensor, error) {
 		if t.Name == "" {
 			return nil, errors.New("an output has no name")
 		}
-		if n := tensor.Elements(t.Shape); n != int64(len(t.Data)) || n < 0 {
+		n, err := tensor.ElementsChecked(t.Shape)
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", t.Name, err)
+		}
+		if n != int64(len(t.Data)) {
 			return nil, fmt.Errorf("output %q: shape %v holds %d elements, data has %d", t.Name, t.Shape, n, len(t.Data))
 		}
 		out = append(out, tensor.FromFloat64(t.Name, dt, t.Shape, t.Data))

@@ -172,7 +172,7 @@ func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Toke
 	if req.MaxTokens < 1 {
 		return nil, fmt.Errorf("%w: max tokens %d, want at least 1", ErrInvalidInput, req.MaxTokens)
 	}
-	if n := len(req.Prompt) + req.MaxTokens; n > e.o.MaxPositions {
+	if req.MaxTokens > e.o.MaxPositions-len(req.Prompt) { // a sum could overflow: max_tokens comes from clients
 		return nil, fmt.Errorf("%w: %d prompt tokens and %d to generate exceed the context of %d", ErrTooLong, len(req.Prompt), req.MaxTokens, e.o.MaxPositions)
 	}
 	if need := e.pool.blocksFor(len(req.Prompt) + req.MaxTokens); need > e.pool.capacity() {

@@ -534,7 +534,7 @@ func (m *Model) inferText(ctx context.Context, req *Request) (*Response, error) 
 	var tokenizing time.Duration
 	if m.text != nil {
 		var err error
-		if req, tokenizing, _, err = m.text.tokenize(req); err != nil {
+		if req, tokenizing, _, err = m.text.tokenize(req, *m.cfg.MaxBatchSize); err != nil {
 			return nil, err
 		}
 	}

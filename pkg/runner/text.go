@@ -114,7 +114,10 @@ func (f *textFront) served(graph []TensorSpec) []TensorSpec {
 // tokenize returns req with its text input replaced by ids and mask,
 // padded to the request's longest text, and the time it took; ok is false
 // when req has no text input (it then gives the graph's inputs itself).
-func (f *textFront) tokenize(req *Request) (_ *Request, _ time.Duration, ok bool, _ error) {
+// maxRows is the model's max_batch_size (0: no bound): more texts than
+// that are refused before any is tokenized, since padding makes the ids
+// and mask rows x longest x 16 bytes, however short the texts.
+func (f *textFront) tokenize(req *Request, maxRows int) (_ *Request, _ time.Duration, ok bool, _ error) {
 	start := time.Now()
 	at := -1
 	for i, t := range req.Inputs {
@@ -131,6 +134,9 @@ func (f *textFront) tokenize(req *Request) (_ *Request, _ time.Duration, ok bool
 	}
 	if !(len(text.Shape) == 1 || len(text.Shape) == 2 && text.Shape[1] == 1) || text.Shape[0] < 1 {
 		return nil, 0, true, fmt.Errorf("%w: input %q: shape %v, want [n] or [n,1] strings", ErrInvalidInput, text.Name, text.Shape)
+	}
+	if maxRows > 0 && text.Shape[0] > int64(maxRows) {
+		return nil, 0, true, fmt.Errorf("%w: input %q: batch size %d exceeds the model's max_batch_size %d", ErrInvalidInput, text.Name, text.Shape[0], maxRows)
 	}
 	if err := text.Validate(); err != nil {
 		return nil, 0, true, fmt.Errorf("%w: %v", ErrInvalidInput, err)

@@ -108,7 +108,7 @@ func TestGRPCTypedContents(t *testing.T) {
 		{tensor.FP64, &inferencepb.InferTensorContents{Fp64Contents: []float64{1, 0}}, "00 00 00 00 00 00 f0 3f 00 00 00 00 00 00 00 00"},
 		{tensor.Bytes, &inferencepb.InferTensorContents{BytesContents: [][]byte{[]byte("ab"), {}}}, "02 00 00 00 61 62 00 00 00 00"},
 		{tensor.FP16, &inferencepb.InferTensorContents{}, "raw_input_contents"},
-		{tensor.Int32, &inferencepb.InferTensorContents{IntContents: []int32{1}}, "contents have 1"},
+		{tensor.Int32, &inferencepb.InferTensorContents{IntContents: []int32{1}}, "declares 2 elements, contents hold 1"},
 	} {
 		got, err := typedContents(tc.c, tc.dt, 2)
 		msg := fmt.Sprintf("% x", got)

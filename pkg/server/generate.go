@@ -199,10 +199,15 @@ func (e *sse) send(v any) error {
 	return e.rc.Flush()
 }
 
-// decodeStrict reads a JSON body into v, refusing unknown fields where
-// strict, within the server's body limit.
+// decodeBody reads a JSON body into v, within the server's body limit.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	return decodeJSON(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes), v)
+}
+
+// decodeJSON reads one JSON value from body into v; errors wrap
+// runner.ErrInvalidInput (a 400).
+func decodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)

@@ -31,9 +31,12 @@ func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
 		if !ok {
 			return nil, badRequest("input %q: unknown datatype %q", in.GetName(), in.GetDatatype())
 		}
-		n := tensor.Elements(in.GetShape())
-		if n < 0 || n > protocol.MaxTensorElements {
-			return nil, badRequest("input %q: invalid shape %v", in.GetName(), in.GetShape())
+		n, err := tensor.ElementsChecked(in.GetShape())
+		if err != nil {
+			return nil, badRequest("input %q: %v", in.GetName(), err)
+		}
+		if n > protocol.MaxTensorElements {
+			return nil, badRequest("input %q: shape %v declares %d elements, more than the %d a tensor may hold", in.GetName(), in.GetShape(), n, int64(protocol.MaxTensorElements))
 		}
 		t := tensor.Tensor{Name: in.GetName(), DataType: dt, Shape: in.GetShape()}
 		if len(raw) > 0 {
@@ -41,10 +44,15 @@ func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
 				return nil, badRequest("input %q: both raw_input_contents and typed contents", in.GetName())
 			}
 			t.Data = raw[i]
+			if dt != tensor.Bytes {
+				if want := n * int64(dt.Size()); int64(len(t.Data)) != want { // n <= MaxTensorElements: no overflow
+					return nil, badRequest("input %q: shape %v of %s declares %d elements and needs %d bytes, raw_input_contents[%d] holds %d", in.GetName(), in.GetShape(), dt, n, want, i, len(t.Data))
+				}
+			}
 		} else {
 			data, err := typedContents(in.GetContents(), dt, n)
 			if err != nil {
-				return nil, badRequest("input %q: %v", in.GetName(), err)
+				return nil, badRequest("input %q: shape %v: %v", in.GetName(), in.GetShape(), err)
 			}
 			t.Data = data
 		}
@@ -56,14 +64,40 @@ func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
 	return out, nil
 }
 
+// typedLen returns how many elements the repeated field of c that dt
+// travels in holds; ok is false for a type with no typed field.
+func typedLen(c *inferencepb.InferTensorContents, dt tensor.DataType) (n int, ok bool) {
+	switch dt {
+	case tensor.Bool:
+		return len(c.GetBoolContents()), true
+	case tensor.Int8, tensor.Int16, tensor.Int32:
+		return len(c.GetIntContents()), true
+	case tensor.Int64:
+		return len(c.GetInt64Contents()), true
+	case tensor.Uint8, tensor.Uint16, tensor.Uint32:
+		return len(c.GetUintContents()), true
+	case tensor.Uint64:
+		return len(c.GetUint64Contents()), true
+	case tensor.FP32:
+		return len(c.GetFp32Contents()), true
+	case tensor.FP64:
+		return len(c.GetFp64Contents()), true
+	case tensor.Bytes:
+		return len(c.GetBytesContents()), true
+	}
+	return 0, false
+}
+
 // typedContents encodes the repeated field of c that dt travels in, which
-// must hold exactly n elements.
+// must hold exactly n elements. The count is checked before anything is
+// allocated, so the allocation is bounded by the message received.
 func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int64) ([]byte, error) {
-	count := func(got int) error {
-		if int64(got) != n {
-			return fmt.Errorf("shape holds %d elements, contents have %d", n, got)
-		}
-		return nil
+	got, ok := typedLen(c, dt)
+	if !ok {
+		return nil, fmt.Errorf("%s travels only in raw_input_contents", dt)
+	}
+	if int64(got) != n {
+		return nil, fmt.Errorf("declares %d elements, contents hold %d", n, got)
 	}
 	size := dt.Size()
 	var out []byte
@@ -73,9 +107,6 @@ func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int
 	switch dt {
 	case tensor.Bool:
 		v := c.GetBoolContents()
-		if err := count(len(v)); err != nil {
-			return nil, err
-		}
 		for _, b := range v {
 			if b {
 				out = append(out, 1)
@@ -85,9 +116,6 @@ func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int
 		}
 	case tensor.Int8, tensor.Int16, tensor.Int32:
 		v := c.GetIntContents()
-		if err := count(len(v)); err != nil {
-			return nil, err
-		}
 		lo, hi := -(int64(1) << (8*size - 1)), int64(1)<<(8*size-1)-1
 		for k, x := range v {
 			if int64(x) < lo || int64(x) > hi {
@@ -97,17 +125,11 @@ func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int
 		}
 	case tensor.Int64:
 		v := c.GetInt64Contents()
-		if err := count(len(v)); err != nil {
-			return nil, err
-		}
 		for _, x := range v {
 			out = binary.LittleEndian.AppendUint64(out, uint64(x))
 		}
 	case tensor.Uint8, tensor.Uint16, tensor.Uint32:
 		v := c.GetUintContents()
-		if err := count(len(v)); err != nil {
-			return nil, err
-		}
 		for k, x := range v {
 			if uint64(x) >= uint64(1)<<(8*size) && size < 4 {
 				return nil, fmt.Errorf("element %d: %d does not fit %s", k, x, dt)
@@ -116,39 +138,25 @@ func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int
 		}
 	case tensor.Uint64:
 		v := c.GetUint64Contents()
-		if err := count(len(v)); err != nil {
-			return nil, err
-		}
 		for _, x := range v {
 			out = binary.LittleEndian.AppendUint64(out, x)
 		}
 	case tensor.FP32:
 		v := c.GetFp32Contents()
-		if err := count(len(v)); err != nil {
-			return nil, err
-		}
 		for _, x := range v {
 			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(x))
 		}
 	case tensor.FP64:
 		v := c.GetFp64Contents()
-		if err := count(len(v)); err != nil {
-			return nil, err
-		}
 		for _, x := range v {
 			out = binary.LittleEndian.AppendUint64(out, math.Float64bits(x))
 		}
 	case tensor.Bytes:
 		v := c.GetBytesContents()
-		if err := count(len(v)); err != nil {
-			return nil, err
-		}
 		for _, b := range v {
 			out = binary.LittleEndian.AppendUint32(out, uint32(len(b)))
 			out = append(out, b...)
 		}
-	default:
-		return nil, fmt.Errorf("%s travels only in raw_input_contents", dt)
 	}
 	return out, nil
 }

@@ -217,7 +217,7 @@ func TestGRPCErrors(t *testing.T) {
 			r := grpcRequest("mlp", image, false)
 			r.Inputs[0].Contents.Fp32Contents = r.Inputs[0].Contents.Fp32Contents[:5]
 			return r
-		}(), codes.InvalidArgument, "contents have 5"},
+		}(), codes.InvalidArgument, `input "image": shape [1 784]: declares 784 elements, contents hold 5`},
 		{"raw count", func() *inferencepb.ModelInferRequest {
 			r := grpcRequest("mlp", image, true)
 			r.RawInputContents = append(r.RawInputContents, nil)

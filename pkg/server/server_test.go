@@ -279,7 +279,7 @@ func TestErrorStatuses(t *testing.T) {
 		{"malformed JSON", `{"inputs":`, 400, "request JSON"},
 		{"wrong shape", `{"inputs":[{"name":"image","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}`, 400, `input \"image\": shape [1 3]`},
 		{"wrong datatype", `{"inputs":[{"name":"image","shape":[1,1],"datatype":"FP64","data":[1]}]}`, 400, "datatype FP64"},
-		{"element count", `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[1]}]}`, 400, "holds 784 elements, data has 1"},
+		{"element count", `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[1]}]}`, 400, `shape [1 784] declares 784 elements, data holds 1`},
 		{"unknown output", `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","parameters":{"binary_data_size":0}}],"outputs":[{"name":"logits"}]}`, 400, ""},
 		{"too large", `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[` + strings.Repeat("0.5,", 8000) + `0]}]}`, 413, "16384"},
 	} {

@@ -98,8 +98,14 @@ type Tensor struct {
 	Data []byte
 }
 
+// MaxRank is the most dimensions a shape may have. ONNX graphs rarely go
+// past 8; a longer shape from a client is refused rather than walked.
+const MaxRank = 64
+
 // Elements returns the number of elements the shape holds, or -1 when a
-// dimension is negative or the count overflows.
+// dimension is negative or the count overflows. Shapes that come from
+// outside the process are checked with ElementsChecked instead, which says
+// what is wrong.
 func Elements(shape []int64) int64 {
 	n := int64(1)
 	for _, d := range shape {
@@ -114,15 +120,54 @@ func Elements(shape []int64) int64 {
 	return n
 }
 
+// ElementsChecked returns the number of elements shape holds: the product
+// of its dimensions, 1 for a scalar (an empty shape). It fails when shape
+// has more than MaxRank dimensions, when a dimension is negative, or when
+// the product overflows int64; the errors name the shape. It allocates
+// nothing, so it is safe to call on any shape a client declares.
+func ElementsChecked(shape []int64) (int64, error) {
+	if len(shape) > MaxRank {
+		return 0, fmt.Errorf("invalid shape: rank %d, at most %d dimensions", len(shape), MaxRank)
+	}
+	n := int64(1)
+	for i, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("invalid shape %v: dimension %d is %d, want 0 or more", shape, i, d)
+		}
+		if d != 0 && n > math.MaxInt64/d {
+			return 0, fmt.Errorf("invalid shape %v: the product of its dimensions overflows int64", shape)
+		}
+		n *= d
+	}
+	return n, nil
+}
+
+// ByteSize returns the bytes n elements of a fixed-size type d take,
+// n*d.Size(). It fails for BYTES (whose elements vary in size), for a
+// negative n and when the product overflows int64.
+func ByteSize(n int64, d DataType) (int64, error) {
+	size := int64(d.Size())
+	switch {
+	case size == 0:
+		return 0, fmt.Errorf("%s elements have no fixed size", d)
+	case n < 0:
+		return 0, fmt.Errorf("%d elements", n)
+	case n > math.MaxInt64/size:
+		return 0, fmt.Errorf("%d elements of %s: the byte count overflows int64", n, d)
+	}
+	return n * size, nil
+}
+
 // Validate checks that t's data holds exactly the elements its shape and
-// type call for.
+// type call for, with overflow-safe arithmetic: t may come straight from a
+// client.
 func (t *Tensor) Validate() error {
 	if t.DataType == Invalid || t.DataType.Size() == 0 && t.DataType != Bytes {
 		return fmt.Errorf("tensor %q: unknown datatype %s", t.Name, t.DataType)
 	}
-	n := Elements(t.Shape)
-	if n < 0 {
-		return fmt.Errorf("tensor %q: invalid shape %v", t.Name, t.Shape)
+	n, err := ElementsChecked(t.Shape)
+	if err != nil {
+		return fmt.Errorf("tensor %q: %w", t.Name, err)
 	}
 	if t.DataType == Bytes {
 		got, err := CountBytesElements(t.Data)
@@ -130,11 +175,15 @@ func (t *Tensor) Validate() error {
 			return fmt.Errorf("tensor %q: %w", t.Name, err)
 		}
 		if got != n {
-			return fmt.Errorf("tensor %q: shape %v holds %d elements, data has %d", t.Name, t.Shape, n, got)
+			return fmt.Errorf("tensor %q: shape %v declares %d elements, data holds %d", t.Name, t.Shape, n, got)
 		}
 		return nil
 	}
-	if want := n * int64(t.DataType.Size()); int64(len(t.Data)) != want {
+	want, err := ByteSize(n, t.DataType)
+	if err != nil {
+		return fmt.Errorf("tensor %q: shape %v: %w", t.Name, t.Shape, err)
+	}
+	if int64(len(t.Data)) != want {
 		return fmt.Errorf("tensor %q: shape %v of %s needs %d bytes, data has %d", t.Name, t.Shape, t.DataType, want, len(t.Data))
 	}
 	return nil

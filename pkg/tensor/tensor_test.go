@@ -72,13 +72,57 @@ func TestValidate(t *testing.T) {
 		{Tensor{Name: "b", DataType: FP32, Shape: []int64{2, 2}, Data: make([]byte, 15)}, "needs 16 bytes"},
 		{Tensor{Name: "c", DataType: FP32, Shape: []int64{-1}}, "invalid shape"},
 		{Tensor{Name: "d", DataType: Bytes, Shape: []int64{2}, Data: bytesData}, ""},
-		{Tensor{Name: "e", DataType: Bytes, Shape: []int64{3}, Data: bytesData}, "holds 3 elements, data has 2"},
+		{Tensor{Name: "e", DataType: Bytes, Shape: []int64{3}, Data: bytesData}, "declares 3 elements, data holds 2"},
 		{Tensor{Name: "f", DataType: Bytes, Shape: []int64{1}, Data: []byte{9, 0, 0, 0, 'x'}}, "exceeds"},
 		{Tensor{Name: "g", DataType: Invalid, Shape: []int64{1}}, "unknown datatype"},
+		// 2^62 FP32 elements are 2^64 bytes: the byte count must not wrap to 0.
+		{Tensor{Name: "h", DataType: FP32, Shape: []int64{1 << 31, 1 << 31}}, "overflows int64"},
+		{Tensor{Name: "i", DataType: FP32, Shape: []int64{math.MaxInt64, 2}}, "overflows int64"},
 	} {
 		err := tc.t.Validate()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: err %v, want %q", tc.t.Name, err, tc.want)
+		}
+	}
+}
+
+func TestElementsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		shape []int64
+		want  int64
+		err   string
+	}{
+		{nil, 1, ""},
+		{[]int64{}, 1, ""},
+		{[]int64{2, 3, 4}, 24, ""},
+		{[]int64{0, math.MaxInt64, math.MaxInt64}, 0, ""},
+		{[]int64{math.MaxInt64}, math.MaxInt64, ""},
+		{[]int64{1 << 32, 1 << 31}, 0, "overflows int64"},
+		{[]int64{math.MaxInt64, 2}, 0, "overflows int64"},
+		{[]int64{3, -1}, 0, "dimension 1 is -1"},
+		{make([]int64, MaxRank+1), 0, "rank 65"},
+	} {
+		n, err := ElementsChecked(tc.shape)
+		if tc.err == "" && (err != nil || n != tc.want) || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("ElementsChecked(%v) = %d, %v; want %d, %q", tc.shape, n, err, tc.want, tc.err)
+		}
+	}
+	for _, tc := range []struct {
+		n    int64
+		dt   DataType
+		want int64
+		ok   bool
+	}{
+		{3, FP32, 12, true},
+		{0, FP64, 0, true},
+		{math.MaxInt64 / 8, FP64, math.MaxInt64 / 8 * 8, true},
+		{math.MaxInt64/8 + 1, FP64, 0, false},
+		{-1, FP32, 0, false},
+		{1, Bytes, 0, false},
+	} {
+		got, err := ByteSize(tc.n, tc.dt)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ByteSize(%d, %s) = %d, %v", tc.n, tc.dt, got, err)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -141,7 +142,7 @@ func (w *WordPiece) Tokens(text string) []string {
 // appendPieces splits one word greedily into the longest vocabulary
 // pieces; a word that cannot be split becomes [UNK].
 func (w *WordPiece) appendPieces(dst []int64, word string) []int64 {
-	if len([]rune(word)) > maxWordChars {
+	if len(word) > maxWordChars && utf8.RuneCountInString(word) > maxWordChars { // counted, not copied: a word may be the whole text
 		return append(dst, w.unk)
 	}
 	start := len(dst)

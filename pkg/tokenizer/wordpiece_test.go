@@ -62,7 +62,7 @@ func TestEncodeAddsSpecialTokensAndTruncates(t *testing.T) {
 // panics or hangs.
 func FuzzEncode(f *testing.F) {
 	w := bundled(f)
-	for _, s := range []string{"Hello, world!", "café", "東京", "\xff\xfe", strings.Repeat("ab", 80), "a\u0301"} {
+	for _, s := range []string{"Hello, world!", "café", "東京", "\xff\xfe", strings.Repeat("ab", 80), "a\u0301", strings.Repeat("x", 5000), strings.Repeat("é", 101)} {
 		f.Add(s, 16)
 	}
 	f.Fuzz(func(t *testing.T, text string, maxLen int) {
@@ -70,6 +70,9 @@ func FuzzEncode(f *testing.F) {
 		ids := w.Encode(nil, text, maxLen)
 		if len(ids) < 2 || ids[0] != w.cls || ids[len(ids)-1] != w.sep {
 			t.Fatalf("%q: ids %v not framed by [CLS] and [SEP]", text, ids)
+		}
+		if len(ids) > 2+4*len(text) { // each piece or [UNK] spells at least a byte, a rune grows to 4 at most
+			t.Fatalf("%q: %d ids from %d bytes", text, len(ids), len(text))
 		}
 		if maxLen >= 3 && len(ids) > maxLen {
 			t.Fatalf("%q: %d ids over the limit %d", text, len(ids), maxLen)

@@ -1,0 +1,88 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// allocated returns the bytes the heap handed out while f ran.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// A shape is only a claim: a small body declaring a huge tensor is refused
+// by counting the data it holds, before anything of the declared size is
+// allocated.
+func TestDeclaredShapeIsCheckedBeforeAllocating(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		hl   int64 // 0: the JSON header ends at the last '}'; -1: all JSON
+		want string
+	}{
+		{`{"inputs":[{"name":"x","shape":[2147483648],"datatype":"FP32","data":[1]}]}`, -1,
+			`input "x": shape [2147483648] declares 2147483648 elements, data holds 1`},
+		{`{"inputs":[{"name":"x","shape":[65536,32768],"datatype":"FP64","data":[[1,2]]}]}`, -1,
+			`input "x": shape [65536 32768] declares 2147483648 elements, data holds 2`},
+		{`{"inputs":[{"name":"x","shape":[2147483649],"datatype":"FP32","data":[1]}]}`, -1,
+			`input "x": shape [2147483649] declares 2147483649 elements, more than the 2147483648`},
+		{`{"inputs":[{"name":"x","shape":[4294967296,4294967296],"datatype":"FP32","data":[1]}]}`, -1,
+			`input "x": invalid shape [4294967296 4294967296]: the product of its dimensions overflows int64`},
+		{`{"inputs":[{"name":"x","shape":[9223372036854775807,2],"datatype":"INT8","data":[]}]}`, -1,
+			`overflows int64`},
+		{`{"inputs":[{"name":"x","shape":[1,-1],"datatype":"FP32","data":[1]}]}`, -1,
+			`input "x": invalid shape [1 -1]: dimension 1 is -1`},
+		{`{"inputs":[{"name":"x","shape":[` + strings.Repeat("1,", 100) + `1],"datatype":"FP32","data":[1]}]}`, -1,
+			`input "x": invalid shape: rank 101`},
+		{`{"inputs":[{"name":"x","datatype":"FP32","data":[1]}]}`, -1, `input "x": no shape`},
+		{`{"inputs":[{"name":"s","shape":[2147483648],"datatype":"BYTES","data":["a"]}]}`, -1,
+			`input "s": shape [2147483648] declares 2147483648 elements, data holds 1`},
+		// Binary data: the declared shape against binary_data_size, and
+		// binary_data_size against the bytes that are there.
+		{`{"inputs":[{"name":"x","shape":[2147483648],"datatype":"FP32","parameters":{"binary_data_size":4}}]}XXXX`, 0,
+			`input "x": shape [2147483648] of FP32 declares 2147483648 elements and needs 8589934592 bytes, binary_data_size is 4`},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4000000000}}]}XXXX`, 0,
+			`input "x": binary_data_size is 4000000000 but only 4 binary bytes remain`},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}},{"name":"y","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}XXXXYY`, 0,
+			`input "y": binary_data_size is 4 but only 2 binary bytes remain`},
+		{`{"inputs":[{"name":"s","shape":[2147483648],"datatype":"BYTES","parameters":{"binary_data_size":5}}]}` + "\x01\x00\x00\x00a", 0,
+			`tensor "s": shape [2147483648] declares 2147483648 elements, data holds 1`},
+		{`{"inputs":[{"name":"s","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":5}}]}` + "\xff\xff\xff\x7fa", 0,
+			`length 2147483647 exceeds the 1 bytes left`},
+	} {
+		if tc.hl == 0 {
+			tc.hl = int64(strings.LastIndex(tc.body, "}") + 1)
+		}
+		var err error
+		grew := allocated(func() { _, err = DecodeRequest([]byte(tc.body), tc.hl) })
+		if err == nil || !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want a bad request mentioning %q", tc.body, err, tc.want)
+		}
+		if grew > 1<<20 {
+			t.Errorf("%s: decoding allocated %d bytes", tc.body, grew)
+		}
+	}
+}
+
+// JSON data is parsed into room for no more elements than its text can
+// spell, whatever the shape declares: the allocation follows the body.
+func TestJSONDataAllocationFollowsTheBody(t *testing.T) {
+	data := "[" + strings.Repeat("1,", 999) + "1]"
+	for _, shape := range []string{"1000", "1001", "2147483648", "1000,2147483"} {
+		body := fmt.Sprintf(`{"inputs":[{"name":"x","shape":[%s],"datatype":"FP64","data":%s}]}`, shape, data)
+		var err error
+		grew := allocated(func() { _, err = DecodeRequest([]byte(body), -1) })
+		if (err == nil) != (shape == "1000") {
+			t.Errorf("shape [%s]: err %v", shape, err)
+		}
+		if limit := uint64(64 * len(body)); grew > limit {
+			t.Errorf("shape [%s]: %d bytes allocated for a %d-byte body", shape, grew, len(body))
+		}
+	}
+}
