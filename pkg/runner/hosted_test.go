@@ -286,3 +286,22 @@ func TestCloseEndsTheHosts(t *testing.T) {
 		}
 	}
 }
+
+// Loading names the repository does not hold adds nothing to its index:
+// what callers try cannot grow the server's state.
+func TestLoadingUnknownNamesLeavesTheIndexAlone(t *testing.T) {
+	repo, err := Open(filepath.Join(faults, "no-inputs.onnx"), LoadOptions{Isolation: IsolationNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(repo.Close)
+	before := len(repo.Index())
+	for _, name := range []string{"made-up", "../etc", "a/b", ""} {
+		if err := repo.Load(name); err == nil {
+			t.Errorf("load %q: no error", name)
+		}
+	}
+	if after := len(repo.Index()); after != before {
+		t.Errorf("index grew from %d to %d entries", before, after)
+	}
+}

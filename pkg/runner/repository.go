@@ -121,11 +121,16 @@ func (r *Repository) List() ([]string, error) {
 func (r *Repository) Load(name string) error {
 	loaded, err := r.read(name)
 	if err != nil {
-		r.mu.Lock()
-		if _, ok := r.models[name]; !ok {
-			r.models[name] = map[int64]*version{0: {err: err}}
+		// A model the source holds but cannot load is listed with its
+		// reason; a name the source does not hold is not: the index stays
+		// bounded by the repository, whatever names callers try.
+		if !errors.Is(err, ErrModelNotFound) && !errors.Is(err, ErrInvalidInput) {
+			r.mu.Lock()
+			if _, ok := r.models[name]; !ok {
+				r.models[name] = map[int64]*version{0: {err: err}}
+			}
+			r.mu.Unlock()
 		}
-		r.mu.Unlock()
 		return err
 	}
 	r.mu.Lock()
@@ -146,7 +151,7 @@ func (r *Repository) Load(name string) error {
 // cannot be read at all is an error.
 func (r *Repository) read(name string) (map[int64]*version, error) {
 	if name == "" || name == "." || strings.ContainsAny(name, `/\`) {
-		return nil, fmt.Errorf("model name %q: want a plain folder name", name)
+		return nil, fmt.Errorf("%w: model name %q: want a plain folder name", ErrInvalidInput, name)
 	}
 	if r.single != "" {
 		if name != r.single {

@@ -26,7 +26,7 @@ func FuzzRepositoryLoad(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	hs := httptest.NewServer(s.Handler())
+	hs := httptest.NewServer(s.AdminHandler()) // the admin listener, where loads are served
 	f.Cleanup(func() { hs.Close(); s.Close(); repo.Close() })
 	bundledModels := map[string]bool{}
 	for _, st := range repo.Index() {
