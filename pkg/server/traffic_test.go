@@ -47,6 +47,7 @@ func openRepo(t *testing.T, dir string) *runner.Repository {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(repo.Close) // its model hosts end with the test
 	return repo
 }
 
