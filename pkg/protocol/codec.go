@@ -93,9 +93,6 @@ func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
 	if req.BinaryOutput, err = w.Parameters.Bool(ParamBinaryDataOutput); err != nil {
 		return nil, badf("%v", err)
 	}
-	if len(w.Inputs) == 0 {
-		return nil, badf("request has no inputs")
-	}
 	for i, in := range w.Inputs {
 		t, rest, err := decodeTensor(in, bin, "input")
 		if err != nil {

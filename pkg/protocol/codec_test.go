@@ -139,7 +139,6 @@ func TestDecodeErrorsNameTheProblem(t *testing.T) {
 		want string
 	}{
 		{`{`, -1, "request JSON"},
-		{`{"inputs":[]}`, -1, "no inputs"},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FLOAT","data":[1,2]}]}`, -1, `input "x": unknown datatype "FLOAT"`},
 		{`{"inputs":[{"name":"x","shape":[-2],"datatype":"FP32","data":[1,2]}]}`, -1, `input "x": invalid shape`},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32"}]}`, -1, `input "x": no data`},

@@ -52,6 +52,11 @@ type VersionStatus struct {
 	Version int64
 	State   string
 	Reason  string
+	// Isolation is where a loaded version's sessions run, and HostCrashes,
+	// HostMemoryFaults and HostRestarts its model hosts' counts (see
+	// Stats), also once the version gave up after too many crashes.
+	Isolation                                   string
+	HostCrashes, HostMemoryFaults, HostRestarts int64
 }
 
 // Open reads a model repository folder, or a single .onnx file served as
@@ -299,8 +304,12 @@ func (r *Repository) Index() []VersionStatus {
 			s := VersionStatus{Name: name, Version: v, State: StateReady}
 			if st.model == nil {
 				s.State, s.Reason = StateUnavailable, st.err.Error()
-			} else if reason := st.model.Unavailable(); reason != "" {
-				s.State, s.Reason = StateUnavailable, reason
+			} else {
+				s.Isolation = st.model.isolation
+				s.HostCrashes, s.HostMemoryFaults, s.HostRestarts = st.model.hosts.counts()
+				if reason := st.model.Unavailable(); reason != "" {
+					s.State, s.Reason = StateUnavailable, reason
+				}
 			}
 			out = append(out, s)
 		}

@@ -22,9 +22,6 @@ func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
 	if len(raw) > 0 && len(raw) != len(req.GetInputs()) {
 		return nil, badRequest("%d raw_input_contents for %d inputs", len(raw), len(req.GetInputs()))
 	}
-	if len(req.GetInputs()) == 0 {
-		return nil, badRequest("request has no inputs")
-	}
 	out := make([]tensor.Tensor, len(req.GetInputs()))
 	for i, in := range req.GetInputs() {
 		dt, ok := tensor.ParseDataType(in.GetDatatype())

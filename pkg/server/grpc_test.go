@@ -211,7 +211,7 @@ func TestGRPCErrors(t *testing.T) {
 		want string
 	}{
 		{"unknown model", grpcRequest("nope", image, true), codes.NotFound, "nope"},
-		{"no inputs", &inferencepb.ModelInferRequest{ModelName: "mlp"}, codes.InvalidArgument, "no inputs"},
+		{"no inputs", &inferencepb.ModelInferRequest{ModelName: "mlp"}, codes.InvalidArgument, "takes 1 inputs, the request has 0"},
 		{"wrong shape", grpcRequest("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 3}, []float32{1, 2, 3})}, true), codes.InvalidArgument, `"image"`},
 		{"short typed", func() *inferencepb.ModelInferRequest {
 			r := grpcRequest("mlp", image, false)

@@ -162,31 +162,34 @@ func (m *metrics) record(model *runner.Model, name, protocol string, t *profile.
 type repositoryCollector struct{ repo *runner.Repository }
 
 var (
-	labels       = []string{"model", "version"}
-	descQueue    = prometheus.NewDesc("infer_queue_requests", "Requests waiting in the model's queue.", labels, nil)
-	descOldest   = prometheus.NewDesc("infer_queue_oldest_age_seconds", "How long the oldest queued request has waited.", labels, nil)
-	descBatch    = prometheus.NewDesc("infer_batch_size", "Rows per execution.", labels, nil)
-	descExecs    = prometheus.NewDesc("infer_executions_total", "Batches executed.", labels, nil)
-	descRows     = prometheus.NewDesc("infer_inferences_total", "Rows executed, over all batches.", labels, nil)
-	descBusy     = prometheus.NewDesc("infer_execution_seconds_total", "Time the model's instances spent executing.", labels, nil)
-	descLoad     = prometheus.NewDesc("infer_model_load_seconds", "Time to read the graph and create the sessions.", labels, nil)
-	descWarmup   = prometheus.NewDesc("infer_model_warmup_seconds", "Time the warm-up runs took.", labels, nil)
-	descReady    = prometheus.NewDesc("infer_model_ready", "1 when the model version is ready, else 0.", labels, nil)
-	descCost     = prometheus.NewDesc("infer_cost_usd_total", "Estimated cost of the instances' busy time, from cost.usd_per_hour.", labels, nil)
-	descCostReq  = prometheus.NewDesc("infer_cost_per_request_usd", "Estimated cost per successful request since load: usd_per_hour x busy hours / requests.", labels, nil)
-	descCache    = prometheus.NewDesc("infer_cache_requests_total", "Response-cache lookups by result (hit, miss); a text model counts one a string.", append(labels, "result"), nil)
-	descCacheMem = prometheus.NewDesc("infer_cache_bytes", "Bytes the response cache holds.", labels, nil)
-	descCacheEv  = prometheus.NewDesc("infer_cache_evictions_total", "Response-cache entries evicted to stay within max_bytes.", labels, nil)
-	descSeqs     = prometheus.NewDesc("infer_sequences", "Text generation: sequences running in the batch (running), prefilled and waiting for a slot (prefilled), and waiting for admission (waiting).", append(labels, "state"), nil)
-	descKV       = prometheus.NewDesc("infer_kv_cache_bytes", "Text generation: key/value cache memory in use (sequences' and the prefix cache's).", labels, nil)
-	descKVCap    = prometheus.NewDesc("infer_kv_cache_blocks", "Text generation: key/value blocks the budget holds.", labels, nil)
-	descPrefix   = prometheus.NewDesc("infer_prefix_cache_blocks_total", "Text generation: full prompt blocks looked up in the prefix cache, by result (hit, miss).", append(labels, "result"), nil)
-	batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}
+	labels        = []string{"model", "version"}
+	descQueue     = prometheus.NewDesc("infer_queue_requests", "Requests waiting in the model's queue.", labels, nil)
+	descOldest    = prometheus.NewDesc("infer_queue_oldest_age_seconds", "How long the oldest queued request has waited.", labels, nil)
+	descBatch     = prometheus.NewDesc("infer_batch_size", "Rows per execution.", labels, nil)
+	descExecs     = prometheus.NewDesc("infer_executions_total", "Batches executed.", labels, nil)
+	descRows      = prometheus.NewDesc("infer_inferences_total", "Rows executed, over all batches.", labels, nil)
+	descBusy      = prometheus.NewDesc("infer_execution_seconds_total", "Time the model's instances spent executing.", labels, nil)
+	descLoad      = prometheus.NewDesc("infer_model_load_seconds", "Time to read the graph and create the sessions.", labels, nil)
+	descWarmup    = prometheus.NewDesc("infer_model_warmup_seconds", "Time the warm-up runs took.", labels, nil)
+	descReady     = prometheus.NewDesc("infer_model_ready", "1 when the model version is ready, else 0.", labels, nil)
+	descCost      = prometheus.NewDesc("infer_cost_usd_total", "Estimated cost of the instances' busy time, from cost.usd_per_hour.", labels, nil)
+	descCostReq   = prometheus.NewDesc("infer_cost_per_request_usd", "Estimated cost per successful request since load: usd_per_hour x busy hours / requests.", labels, nil)
+	descCache     = prometheus.NewDesc("infer_cache_requests_total", "Response-cache lookups by result (hit, miss); a text model counts one a string.", append(labels, "result"), nil)
+	descCacheMem  = prometheus.NewDesc("infer_cache_bytes", "Bytes the response cache holds.", labels, nil)
+	descCacheEv   = prometheus.NewDesc("infer_cache_evictions_total", "Response-cache entries evicted to stay within max_bytes.", labels, nil)
+	descSeqs      = prometheus.NewDesc("infer_sequences", "Text generation: sequences running in the batch (running), prefilled and waiting for a slot (prefilled), and waiting for admission (waiting).", append(labels, "state"), nil)
+	descKV        = prometheus.NewDesc("infer_kv_cache_bytes", "Text generation: key/value cache memory in use (sequences' and the prefix cache's).", labels, nil)
+	descKVCap     = prometheus.NewDesc("infer_kv_cache_blocks", "Text generation: key/value blocks the budget holds.", labels, nil)
+	descPrefix    = prometheus.NewDesc("infer_prefix_cache_blocks_total", "Text generation: full prompt blocks looked up in the prefix cache, by result (hit, miss).", append(labels, "result"), nil)
+	descHostCrash = prometheus.NewDesc("infer_model_host_crashes_total", "Model hosts (isolation: process) that died: a signal, an exit, or going over resources.memory (those also count in infer_model_host_memory_faults_total).", labels, nil)
+	descHostMem   = prometheus.NewDesc("infer_model_host_memory_faults_total", "Model hosts restarted for going over resources.memory.", labels, nil)
+	descHostStart = prometheus.NewDesc("infer_model_host_restarts_total", "Model hosts started again after one died.", labels, nil)
+	batchBuckets  = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}
 )
 
 func (c repositoryCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueue, descOldest, descBatch, descExecs, descRows, descBusy, descLoad, descWarmup, descReady, descCost, descCostReq, descCache, descCacheMem, descCacheEv,
-		descSeqs, descKV, descKVCap, descPrefix} {
+		descSeqs, descKV, descKVCap, descPrefix, descHostCrash, descHostMem, descHostStart} {
 		ch <- d
 	}
 }
@@ -194,6 +197,11 @@ func (c repositoryCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c repositoryCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range c.repo.Index() {
 		v := strconv.FormatInt(st.Version, 10)
+		if st.Isolation == runner.IsolationProcess {
+			ch <- prometheus.MustNewConstMetric(descHostCrash, prometheus.CounterValue, float64(st.HostCrashes), st.Name, v)
+			ch <- prometheus.MustNewConstMetric(descHostMem, prometheus.CounterValue, float64(st.HostMemoryFaults), st.Name, v)
+			ch <- prometheus.MustNewConstMetric(descHostStart, prometheus.CounterValue, float64(st.HostRestarts), st.Name, v)
+		}
 		m, err := c.repo.Model(st.Name, st.Version)
 		if err != nil {
 			ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, 0, st.Name, v)
