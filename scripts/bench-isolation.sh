@@ -38,22 +38,23 @@ wait_for() { for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port$1" >/dev/n
 declare -A thr p50 mem
 for iso in none process; do
   port=$((port + 1))
-  "$bin" serve "$repo" --isolation "$iso" --host 127.0.0.1 --http-port "$port" --grpc-port 0 --metrics-port 0 --log-level error &
+  admin=$((port + 100))
+  "$bin" serve "$repo" --isolation "$iso" --host 127.0.0.1 --http-port "$port" --grpc-port 0 --metrics-port 0 --admin-port "$admin" --log-level error &
   pid=$!
   wait_for /v2/health/ready
   for c in 64 1; do
     out=$(mktemp)
     "$bin" bench "http://127.0.0.1:$port" --model mlp --protocol http-binary --concurrency "$c" \
-      --warmup 1s --duration "$duration" --output json >"$out"
+      --warmup 1s --duration "$duration" --output json >"$out" 2>/dev/null
     thr[$iso,$c]=$(field "$out" achieved_rate)
     p50[$iso,$c]=$(field "$out" latency p50_ms)
     rm -f "$out"
   done
   loaded=$(rss $pid)
-  curl -sf -X POST "http://127.0.0.1:$port/v2/repository/models/mlp/unload" >/dev/null
+  curl -sf -X POST "http://127.0.0.1:$admin/v2/repository/models/mlp/unload" >/dev/null
   sleep 1
   unloaded=$(rss $pid)
-  curl -sf -X POST "http://127.0.0.1:$port/v2/repository/models/mlp/load" >/dev/null
+  curl -sf -X POST "http://127.0.0.1:$admin/v2/repository/models/mlp/load" >/dev/null
   mem[$iso]="$loaded $unloaded"
   kill $pid; wait $pid 2>/dev/null || true
 done
@@ -66,6 +67,6 @@ done
 python3 - "${thr[none,64]}" "${thr[process,64]}" "${p50[none,1]}" "${p50[process,1]}" <<'EOF'
 import sys
 n64, p64, n1, p1 = map(float, sys.argv[1:])
-print(f"\nprocess / none: throughput at 64 clients {p64 / n64:.3f}x ({100 * (1 - p64 / n64):+.1f}% cost), "
+print(f"\nprocess / none: throughput at 64 clients {p64 / n64:.3f}x ({100 * (p64 / n64 - 1):+.1f}%), "
       f"p50 at 1 client {p1 / n1:.3f}x (+{1000 * (p1 - n1):.0f} us)")
 EOF

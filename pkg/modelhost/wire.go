@@ -37,6 +37,10 @@ type Run struct {
 	// RegionSize is the region's size as the parent left it, in bytes.
 	RegionSize int64
 	Inputs     []Tensor
+	// Outputs, when the parent knows them (one per graph output, in order),
+	// places every output in the region: the runtime writes each straight
+	// there. Empty, the host places them, after the inputs.
+	Outputs []Tensor
 }
 
 // Result is a host's answer to a Run.
@@ -56,7 +60,8 @@ type Result struct {
 func AppendRun(dst []byte, r *Run) []byte {
 	dst = append(dst, opRun)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(r.RegionSize))
-	return appendTensors(dst, r.Inputs)
+	dst = appendTensors(dst, r.Inputs)
+	return appendTensors(dst, r.Outputs)
 }
 
 // DecodeRun decodes msg into r, reusing r's slices.
@@ -67,6 +72,7 @@ func DecodeRun(msg []byte, r *Run) error {
 	}
 	r.RegionSize = d.int64()
 	r.Inputs = d.tensors(r.Inputs, r.RegionSize)
+	r.Outputs = d.tensors(r.Outputs, r.RegionSize)
 	return d.done()
 }
 

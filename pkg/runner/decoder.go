@@ -9,6 +9,7 @@ import (
 
 	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
+	"github.com/infer-serving/infer/pkg/onnxgraph"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
@@ -29,15 +30,20 @@ import (
 // Returning only the new keys and values saves the model a copy of the
 // whole past every step, and the engine reading it back.
 type Decoder struct {
-	Name                 string
-	Layers               int
-	Heads, HeadDim       int
-	Vocab                int
-	session              *ort.DynamicAdvancedSession
-	inputs, outputs      []TensorSpec
-	mu                   sync.Mutex // one forward pass at a time
-	pastAt, presentAt    []int      // index of past/present key (2l) and value (2l+1)
-	newOnly              bool       // the present holds the new positions only
+	Name            string
+	Layers          int
+	Heads, HeadDim  int
+	Vocab           int
+	session         *ort.DynamicAdvancedSession
+	inputs, outputs []TensorSpec
+	mu              sync.Mutex // one forward pass at a time
+	// remote, when set, runs the forward passes in a model host
+	// (isolation: process) instead of session; health and closing are its.
+	remote               *host
+	health               *hostHealth
+	closing              chan struct{}
+	pastAt, presentAt    []int // index of past/present key (2l) and value (2l+1)
+	newOnly              bool  // the present holds the new positions only
 	idsAt, posAt, maskAt int
 	logitsAt             int
 }
@@ -50,15 +56,15 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 	if LoadedRuntime() == nil {
 		return nil, fmt.Errorf("decoder %q: ONNX Runtime is not loaded", name)
 	}
-	ins, outs, err := ort.GetInputOutputInfoWithONNXData(onnx)
+	it, err := onnxgraph.ReadInterface(onnx) // not through the runtime: see LoadModel
 	if err != nil {
-		return nil, fmt.Errorf("decoder %q: read graph: %w", name, err)
+		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
 	d := &Decoder{Name: name, idsAt: -1, posAt: -1, maskAt: -1, logitsAt: -1}
-	if d.inputs, err = specsFromGraph(ins); err != nil {
+	if d.inputs, err = specsFromPorts(it.Inputs); err != nil {
 		return nil, fmt.Errorf("decoder %q: input %w", name, err)
 	}
-	if d.outputs, err = specsFromGraph(outs); err != nil {
+	if d.outputs, err = specsFromPorts(it.Outputs); err != nil {
 		return nil, fmt.Errorf("decoder %q: output %w", name, err)
 	}
 	kv := func(specs []TensorSpec, kind string) ([]int, error) {
@@ -131,17 +137,31 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
-	meta := Metadata{Inputs: d.inputs, Outputs: d.outputs}
-	if d.session, _, err = newSessionOrCPU(onnx, meta, cfg, dev, slog.With("model", name)); err != nil {
+	meta := Metadata{Name: name, Version: 1, Inputs: d.inputs, Outputs: d.outputs}
+	log := slog.With("model", name)
+	if cfg.Isolation == IsolationProcess {
+		d.health = &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow}
+		d.closing = make(chan struct{})
+		if d.remote, _, err = newHost(meta, onnx, cfg, dev, d.health, d.closing, log, DefaultLoadTimeout); err != nil {
+			return nil, fmt.Errorf("decoder %q: %w", name, err)
+		}
+		return d, nil
+	}
+	if d.session, _, err = newSessionOrCPU(onnx, meta, cfg, dev, log); err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
 	return d, nil
 }
 
-// Close releases the session.
+// Close releases the session, or ends the model host.
 func (d *Decoder) Close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.remote != nil {
+		close(d.closing)
+		d.remote.close()
+		d.remote = nil
+	}
 	if d.session != nil {
 		_ = d.session.Destroy()
 		d.session = nil
@@ -188,6 +208,9 @@ func grow(buf []float32, n int) []float32 {
 func (d *Decoder) run(f *forward, res ...*forwardResult) (*forwardResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.remote != nil {
+		return d.runHosted(f, res...)
+	}
 	if d.session == nil {
 		return nil, ErrClosed
 	}

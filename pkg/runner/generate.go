@@ -394,7 +394,7 @@ func (e *Engine) prefill(batch []*sequence) error {
 	}
 	n := len(batch)
 	f := &forward{batch: n, news: news, past: past, ids: make([]int64, n*news), pos: make([]int64, n*news),
-		mask: make([]int64, n*(past+news)), kv: e.pastBuffers(n, past)}
+		mask: make([]int64, n*(past+news)), kv: e.pastBuffers(n, news, past)}
 	for r, s := range batch {
 		own := s.prompt - s.kv
 		mask := f.mask[r*(past+news):][:past+news]
@@ -434,7 +434,7 @@ func (e *Engine) decode(batch []*sequence) error {
 	}
 	n := len(batch)
 	f := &forward{batch: n, news: 1, past: past, ids: make([]int64, n), pos: make([]int64, n),
-		mask: make([]int64, n*(past+1)), kv: e.pastBuffers(n, past)}
+		mask: make([]int64, n*(past+1)), kv: e.pastBuffers(n, 1, past)}
 	for r, s := range batch {
 		f.ids[r] = s.tokens[len(s.tokens)-1]
 		f.pos[r] = int64(min(s.kv, e.o.MaxPositions-1))
@@ -470,14 +470,12 @@ func (e *Engine) decode(batch []*sequence) error {
 // pastBuffers returns past tensors for rows sequences of past positions,
 // reusing the loop's buffers. Positions a row does not fill hold stale,
 // finite values that the mask hides.
-func (e *Engine) pastBuffers(rows, past int) [][]float32 {
-	if len(e.past) != 2*e.dec.Layers {
-		e.past = make([][]float32, 2*e.dec.Layers)
+func (e *Engine) pastBuffers(rows, news, past int) [][]float32 {
+	kv := e.dec.pastBuffers(rows, news, past, e.past)
+	if e.dec.health == nil { // in process: the arrays are the engine's
+		e.past = kv // reused next pass
 	}
-	for i := range e.past {
-		e.past[i] = grow(e.past[i], rows*e.dec.Heads*past*e.dec.HeadDim)
-	}
-	return e.past
+	return kv
 }
 
 // emit appends token t to s and sends it, ending s when it should end;

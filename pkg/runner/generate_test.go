@@ -23,7 +23,7 @@ func loadTinyGPT(t testing.TB) *Decoder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := LoadDecoder("tiny-gpt", data, Config{IntraOpThreads: 1})
+	d, err := LoadDecoder("tiny-gpt", data, Config{IntraOpThreads: 1, Isolation: os.Getenv("INFER_BENCH_ISOLATION")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestDecoderIncrementalMatchesWhole(t *testing.T) {
 		for start := 0; start < len(s.tokens); start += upTo {
 			n := min(upTo, len(s.tokens)-start)
 			past := max(start, 1)
-			f := &forward{batch: 1, news: n, past: past, ids: s.tokens[start : start+n], pos: make([]int64, n), mask: make([]int64, past+n), kv: e.pastBuffers(1, past)}
+			f := &forward{batch: 1, news: n, past: past, ids: s.tokens[start : start+n], pos: make([]int64, n), mask: make([]int64, past+n), kv: e.pastBuffers(1, n, past)}
 			for i := range n {
 				f.pos[i], f.mask[past+i] = int64(start+i), 1
 			}
@@ -123,7 +123,7 @@ func TestDecoderIncrementalMatchesWhole(t *testing.T) {
 			for i := range n {
 				e.pool.write(blocks, start+i, res.present, 0, positions, first+i)
 			}
-			last = res.logits
+			last = append(last[:0], res.logits...) // res is valid until the next pass
 		}
 		return last
 	}
@@ -488,7 +488,8 @@ func loadVariant(t testing.TB, file string) *Decoder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := LoadDecoder(file, data, Config{IntraOpThreads: 1})
+	// INFER_BENCH_ISOLATION=none|process compares where the decoder runs.
+	d, err := LoadDecoder(file, data, Config{IntraOpThreads: 1, Isolation: os.Getenv("INFER_BENCH_ISOLATION")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,11 +510,9 @@ func BenchmarkDecoderStep(b *testing.B) {
 				for i := range f.mask {
 					f.mask[i] = 1
 				}
-				for range 2 * d.Layers {
-					f.kv = append(f.kv, make([]float32, rows*d.Heads*past*d.HeadDim))
-				}
 				var out forwardResult
 				for b.Loop() {
+					f.kv = d.pastBuffers(rows, 1, past, f.kv) // where the engine's pass reads them
 					if _, err := d.run(f, &out); err != nil {
 						b.Fatal(err)
 					}

@@ -82,10 +82,14 @@ func loadGenerator(meta Metadata, onnx []byte, cfg Config, opts LoadOptions, log
 	served := meta
 	served.Inputs = []TensorSpec{{Name: "text_input", DataType: tensor.Bytes, Shape: []int64{1}}}
 	served.Outputs = []TensorSpec{{Name: "text_output", DataType: tensor.Bytes, Shape: []int64{1}}}
-	// The decoder runs in this process whatever the isolation asked for.
+	// A hosted decoder's crashes are the version's.
+	hosts, isolation := dec.health, IsolationProcess
+	if hosts == nil {
+		hosts, isolation = &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow}, IsolationNone
+	}
 	m := &Model{meta: meta, served: served, cfg: cfg, batcher: newBatcher(cfg), log: log, device: Device{Kind: "cpu"},
-		gen: &Generator{cfg: gc, tok: tok, dec: dec, engine: engine}, isolation: IsolationNone,
-		hosts: &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow}, closing: make(chan struct{})}
+		gen: &Generator{cfg: gc, tok: tok, dec: dec, engine: engine}, isolation: isolation,
+		hosts: hosts, closing: make(chan struct{})}
 	m.stats.batchSizes = make([]atomic.Int64, 2)
 	m.loadDuration = time.Since(start)
 	log.Info("model loaded", "generator", true, "scheduling", gc.Scheduling, "max_batch", gc.MaxBatch,

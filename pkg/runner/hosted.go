@@ -102,16 +102,14 @@ func (h *hostHealth) restarted() {
 	h.mu.Unlock()
 }
 
-// hostedInstance runs a model version's batches in a model host: it
-// writes each batch's inputs into the region the two share, and copies
-// the outputs out. It is owned by one worker, which also restarts its
-// host when it dies.
-type hostedInstance struct {
-	layout
+// host is one model host seen from the worker that owns it: the process,
+// the region the two share, and the restarts. Only its owner calls it.
+type host struct {
 	name    string
 	version int64
 	spec    []byte // the host's JSON spec, for restarts
 	onnx    []byte
+	memory  int64 // resources.memory, in bytes (0: none)
 	health  *hostHealth
 	closing <-chan struct{} // closed when the model version is closing
 	log     *slog.Logger
@@ -122,26 +120,21 @@ type hostedInstance struct {
 	fails  int // consecutive crashes, for the back-off
 
 	msg    []byte
-	padded []bool // per input: its rows are padded (reused)
 	run    modelhost.Run
 	result modelhost.Result
-	bufs   [][]byte
-	shapes [][]int64
 }
 
-// newHostedInstance starts a host for one instance of a model version and
-// loads the model in it; it returns the device the host's session uses.
-func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadOptions) (*hostedInstance, Device, error) {
-	rt := LoadedRuntime()
-	spec, err := json.Marshal(hostSpec{Library: rt.Path, Name: m.meta.Name, Version: m.meta.Version, Inputs: m.meta.Inputs, Outputs: m.meta.Outputs,
+// newHost starts a host for one session of a model version and loads the
+// model in it; it returns the device the host's session uses.
+func newHost(meta Metadata, onnx []byte, cfg Config, dev Device, health *hostHealth, closing <-chan struct{}, log *slog.Logger, timeout time.Duration) (*host, Device, error) {
+	spec, err := json.Marshal(hostSpec{Library: LoadedRuntime().Path, Name: meta.Name, Version: meta.Version, Inputs: meta.Inputs, Outputs: meta.Outputs,
 		Config: cfg, Device: dev.String(), ModelBytes: int64(len(onnx)), MemoryLimit: int64(cfg.Resources.Memory)})
 	if err != nil {
 		return nil, Device{}, fmt.Errorf("model host spec: %w", err)
 	}
-	h := &hostedInstance{layout: newLayout(m.meta), name: m.meta.Name, version: m.meta.Version, spec: spec, onnx: onnx,
-		health: m.hosts, closing: m.closing, log: m.log, timeout: opts.loadTimeout(),
-		bufs: make([][]byte, len(m.meta.Outputs)), shapes: make([][]int64, len(m.meta.Outputs))}
-	if h.region, err = modelhost.NewRegion("infer-"+m.meta.Name, len(onnx)); err != nil {
+	h := &host{name: meta.Name, version: meta.Version, spec: spec, onnx: onnx, memory: int64(cfg.Resources.Memory),
+		health: health, closing: closing, log: log, timeout: timeout}
+	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, len(onnx)); err != nil {
 		return nil, Device{}, err
 	}
 	used, err := h.start()
@@ -153,7 +146,7 @@ func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadO
 }
 
 // start starts a host and loads the model in it.
-func (h *hostedInstance) start() (Device, error) {
+func (h *host) start() (Device, error) {
 	if err := h.region.Grow(len(h.onnx)); err != nil {
 		return Device{}, err
 	}
@@ -199,14 +192,19 @@ func (h *hostedInstance) start() (Device, error) {
 	if err != nil {
 		return fail(err)
 	}
+	// The host holds its own copy now. Clear the region of the model's
+	// bytes, so that it only ever holds zeros and tensors: a decoder's
+	// past positions that its mask hides are read but never written, and
+	// stray bytes there could be NaNs, which no mask hides.
+	clear(h.region.Bytes()[:len(h.onnx)])
 	h.proc = proc
 	return used, nil
 }
 
-// restart brings a dead host back, waiting out the back-off first. It
-// fails when the version gave up or is closing.
-func (h *hostedInstance) restart() error {
-	for {
+// ready brings a dead host back, waiting out the back-off first. It fails
+// when the version gave up or is closing.
+func (h *host) ready() error {
+	for h.proc == nil {
 		if reason := h.health.downReason(); reason != "" {
 			return fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, h.name, h.version, reason)
 		}
@@ -218,27 +216,128 @@ func (h *hostedInstance) restart() error {
 			return fmt.Errorf("model %q version %d: %w", h.name, h.version, ErrClosed)
 		case <-timer.C:
 		}
-		_, err := h.start()
-		if err == nil {
-			h.health.restarted()
-			h.log.Warn("model host restarted", "pid", h.proc.Pid(), "after", wait)
-			return nil
+		if _, err := h.start(); err != nil {
+			h.fails++
+			h.log.Error("model host restart failed", "err", err)
+			h.health.crashed(time.Now(), err.Error(), false)
+			continue
 		}
-		h.fails++
-		h.log.Error("model host restart failed", "err", err)
-		h.health.crashed(time.Now(), err.Error(), false)
+		h.health.restarted()
+		h.log.Warn("model host restarted", "pid", h.proc.Pid(), "after", wait)
 	}
+	return nil
 }
 
 // died records that the host ended while running a batch and returns the
 // batch's error.
-func (h *hostedInstance) died(cause string, memory bool) error {
+func (h *host) died(cause string, memory bool) error {
 	h.proc.Stop()
 	h.proc = nil
 	h.fails++
 	h.health.crashed(time.Now(), cause, memory)
 	h.log.Error("model host died", "cause", cause)
 	return &HostDiedError{Model: h.name, Version: h.version, Cause: cause}
+}
+
+// layOut sizes the run's inputs, one a shape and byte count, laying them
+// out one after the other in the region (growing it first if need be), and
+// returns the region's bytes to write them into.
+func (h *host) layOut(n int, size func(i int) ([]int64, int)) ([]byte, error) {
+	if cap(h.run.Inputs) < n {
+		h.run.Inputs = make([]modelhost.Tensor, n)
+	}
+	h.run.Inputs = h.run.Inputs[:n]
+	h.run.Outputs = h.run.Outputs[:0] // the host places them, unless placeOutputs does
+	end := 0
+	for i := range n {
+		shape, bytes := size(i)
+		h.run.Inputs[i] = modelhost.Tensor{Shape: shape, Offset: int64(end), Length: int64(bytes)}
+		end = modelhost.Align(end + bytes)
+	}
+	if err := h.region.Grow(end); err != nil {
+		return nil, err
+	}
+	return h.region.Bytes(), nil
+}
+
+// placeOutputs lays the run's n outputs out after its inputs, for a
+// caller that knows every output's shape: the runtime then writes each
+// straight into the region. It returns the region's bytes.
+func (h *host) placeOutputs(n int, size func(j int) ([]int64, int)) ([]byte, error) {
+	end := 0
+	if k := len(h.run.Inputs); k > 0 {
+		last := h.run.Inputs[k-1]
+		end = modelhost.Align(int(last.Offset + last.Length))
+	}
+	if cap(h.run.Outputs) < n {
+		h.run.Outputs = make([]modelhost.Tensor, n)
+	}
+	h.run.Outputs = h.run.Outputs[:n]
+	for j := range n {
+		shape, bytes := size(j)
+		h.run.Outputs[j] = modelhost.Tensor{Shape: shape, Offset: int64(end), Length: int64(bytes)}
+		end = modelhost.Align(end + bytes)
+	}
+	if err := h.region.Grow(end); err != nil {
+		return nil, err
+	}
+	return h.region.Bytes(), nil
+}
+
+// exchange runs the inputs laid out in the region and waits for the
+// result: an error when the host died under the batch (a HostDiedError)
+// or the runtime refused it.
+func (h *host) exchange() error {
+	h.run.RegionSize = int64(h.region.Size())
+	h.msg = modelhost.AppendRun(h.msg[:0], &h.run)
+	if err := h.proc.Send(h.msg); err != nil {
+		return h.died(h.proc.Cause(hostCauseWait), false)
+	}
+	msg, err := h.proc.Recv(0)
+	if err != nil {
+		return h.died(h.proc.Cause(hostCauseWait), false)
+	}
+	if err := modelhost.DecodeResult(msg, &h.result); err != nil {
+		return h.died(fmt.Sprintf("answered a malformed result: %v", err), false)
+	}
+	if e := h.result.Err; e != "" {
+		if strings.HasPrefix(e, memoryFault) {
+			return h.died(fmt.Sprintf("over resources.memory (%d bytes): %s", h.memory, strings.TrimPrefix(e, memoryFault)), true)
+		}
+		return errors.New(e)
+	}
+	h.fails = 0
+	return h.region.Remap(int(h.result.RegionSize))
+}
+
+func (h *host) close() {
+	if h.proc != nil {
+		h.proc.Stop()
+		h.proc = nil
+	}
+	h.region.Close()
+}
+
+// hostedInstance runs a model version's batches in a model host: it
+// gathers each batch's inputs into the region the two share, and copies
+// the outputs out. It is owned by one worker, which also restarts its
+// host when it dies.
+type hostedInstance struct {
+	layout
+	*host
+	padded []bool // per input: its rows are padded (reused)
+	bufs   [][]byte
+	shapes [][]int64
+}
+
+// newHostedInstance starts a host for one instance of model version m.
+func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadOptions) (*hostedInstance, Device, error) {
+	h, used, err := newHost(m.meta, onnx, cfg, dev, m.hosts, m.closing, m.log, opts.loadTimeout())
+	if err != nil {
+		return nil, Device{}, err
+	}
+	return &hostedInstance{layout: newLayout(m.meta), host: h,
+		bufs: make([][]byte, len(m.meta.Outputs)), shapes: make([][]int64, len(m.meta.Outputs))}, used, nil
 }
 
 func (h *hostedInstance) execute(batch []*pending, resps []Response) (execution, error) {
@@ -248,53 +347,27 @@ func (h *hostedInstance) execute(batch []*pending, resps []Response) (execution,
 	}
 	rows := ex.rows
 	ex.start = time.Now()
-	if h.proc == nil {
-		if err := h.restart(); err != nil {
-			return ex, err
-		}
-	}
-	// Lay the inputs out in the region, growing it first if need be.
-	if cap(h.run.Inputs) < len(h.inputs) {
-		h.run.Inputs = make([]modelhost.Tensor, len(h.inputs))
-	}
-	h.run.Inputs = h.run.Inputs[:len(h.inputs)]
-	end := 0
-	h.padded = h.padded[:0]
-	for i := range h.inputs {
-		size, shape, pad := h.gathered(batch, i)
-		h.run.Inputs[i] = modelhost.Tensor{Shape: shape, Offset: int64(end), Length: int64(size)}
-		h.padded = append(h.padded, pad)
-		end = modelhost.Align(end + size)
-	}
-	if err := h.region.Grow(end); err != nil {
+	if err := h.ready(); err != nil {
 		return ex, err
 	}
-	mem := h.region.Bytes()
+	h.padded = h.padded[:0]
+	mem, err := h.layOut(len(h.inputs), func(i int) ([]int64, int) {
+		size, shape, pad := h.gathered(batch, i)
+		h.padded = append(h.padded, pad)
+		return shape, size
+	})
+	if err != nil {
+		return ex, err
+	}
 	for i, t := range h.run.Inputs {
 		h.gatherTo(mem[t.Offset:t.Offset+t.Length], batch, i, h.padded[i])
 	}
-	h.run.RegionSize = int64(h.region.Size())
-	h.msg = modelhost.AppendRun(h.msg[:0], &h.run)
-	if err := h.proc.Send(h.msg); err != nil {
-		return ex, h.died(h.proc.Cause(hostCauseWait), false)
-	}
-	msg, err := h.proc.Recv(0)
+	err = h.exchange()
+	ex.input = time.Since(ex.start) - h.result.Infer
+	ex.infer = h.result.Infer
 	if err != nil {
-		return ex, h.died(h.proc.Cause(hostCauseWait), false)
+		return ex, err
 	}
-	if err := modelhost.DecodeResult(msg, &h.result); err != nil {
-		return ex, h.died(fmt.Sprintf("answered a malformed result: %v", err), false)
-	}
-	res := &h.result
-	ex.input = time.Since(ex.start) - res.Infer
-	ex.infer = res.Infer
-	if res.Err != "" {
-		if strings.HasPrefix(res.Err, memoryFault) {
-			return ex, h.died(fmt.Sprintf("over resources.memory (%d bytes): %s", h.memoryLimit(), strings.TrimPrefix(res.Err, memoryFault)), true)
-		}
-		return ex, errors.New(res.Err)
-	}
-	h.fails = 0
 	done := time.Now()
 	if err := h.collect(rows); err != nil {
 		return ex, err
@@ -313,9 +386,6 @@ func (h *hostedInstance) execute(batch []*pending, resps []Response) (execution,
 // allocation (the responses own them), checking each against its spec.
 func (h *hostedInstance) collect(rows int64) error {
 	res := &h.result
-	if err := h.region.Remap(int(res.RegionSize)); err != nil {
-		return err
-	}
 	if len(res.Outputs) != len(h.outputs) {
 		return fmt.Errorf("model host answered %d outputs, the model has %d", len(res.Outputs), len(h.outputs))
 	}
@@ -356,18 +426,4 @@ func checkOutput(spec TensorSpec, o modelhost.Tensor, stacked bool, rows int64) 
 		return fmt.Errorf("output %q: shape %v for a batch of %d rows", spec.Name, o.Shape, rows)
 	}
 	return nil
-}
-
-func (h *hostedInstance) memoryLimit() int64 {
-	var spec hostSpec
-	_ = json.Unmarshal(h.spec, &spec)
-	return spec.MemoryLimit
-}
-
-func (h *hostedInstance) close() {
-	if h.proc != nil {
-		h.proc.Stop()
-		h.proc = nil
-	}
-	h.region.Close()
 }

@@ -202,14 +202,30 @@ func (h *hostSession) execute(r *modelhost.Run, res *modelhost.Result, start tim
 	if h.stacked && len(r.Inputs) > 0 && len(r.Inputs[0].Shape) > 0 {
 		rows = r.Inputs[0].Shape[0]
 	}
-	// Place the fixed-size outputs, growing the region first if need be.
+	// Place the fixed-size outputs, growing the region first if need be,
+	// where the parent said or after the inputs.
 	if cap(res.Outputs) < len(h.outputs) {
 		res.Outputs = make([]modelhost.Tensor, len(h.outputs))
 	}
 	res.Outputs = res.Outputs[:len(h.outputs)]
+	placed := len(r.Outputs) == len(h.outputs) && len(r.Outputs) > 0
+	if len(r.Outputs) > 0 && !placed {
+		return fmt.Errorf("%d outputs placed, the model has %d", len(r.Outputs), len(h.outputs))
+	}
 	end = modelhost.Align(end)
-	for j := range h.outputs {
+	for j, spec := range h.outputs {
 		o := &res.Outputs[j]
+		if placed {
+			p := r.Outputs[j]
+			if err := checkLength(spec, p); err != nil {
+				return err
+			}
+			o.Shape = append(o.Shape[:0], p.Shape...)
+			o.Offset, o.Length = p.Offset, p.Length
+			end = max(end, int(p.Offset+p.Length))
+			continue
+		}
+		o.Shape = o.Shape[:0]
 		o.Offset, o.Length = 0, h.outputBytes(j, rows)
 		if o.Length >= 0 {
 			o.Offset = int64(end)
@@ -232,7 +248,11 @@ func (h *hostSession) execute(r *modelhost.Run, res *modelhost.Result, start tim
 		if o.Length < 0 {
 			continue
 		}
-		v, err := ort.NewCustomDataTensor(h.outputShape(j, rows), mem[o.Offset:o.Offset+o.Length], ortType(spec.DataType))
+		shape := o.Shape
+		if !placed {
+			shape = h.outputShape(j, rows)
+		}
+		v, err := ort.NewCustomDataTensor(shape, mem[o.Offset:o.Offset+o.Length], ortType(spec.DataType))
 		if err != nil {
 			return fmt.Errorf("output %q: %w", spec.Name, err)
 		}
@@ -248,6 +268,9 @@ func (h *hostSession) execute(r *modelhost.Run, res *modelhost.Result, start tim
 	// The runtime allocated the outputs of dynamic size: copy them in.
 	for j, spec := range h.outputs {
 		o := &res.Outputs[j]
+		if placed {
+			continue // o is where the parent put it, its shape the parent's
+		}
 		o.Shape = append(o.Shape[:0], h.outs[j].GetShape()...)
 		if o.Length >= 0 {
 			continue
@@ -266,17 +289,17 @@ func (h *hostSession) execute(r *modelhost.Run, res *modelhost.Result, start tim
 	return nil
 }
 
-// checkLength refuses an input whose bytes do not match its shape.
+// checkLength refuses a tensor whose bytes do not match its shape.
 func checkLength(spec TensorSpec, t modelhost.Tensor) error {
 	n := int64(spec.DataType.Size())
 	for _, d := range t.Shape {
 		if d != 0 && n > (1<<62)/d {
-			return fmt.Errorf("input %q: shape %v is too large", spec.Name, t.Shape)
+			return fmt.Errorf("%q: shape %v is too large", spec.Name, t.Shape)
 		}
 		n *= d
 	}
 	if n != t.Length || n == 0 {
-		return fmt.Errorf("input %q: shape %v of %s takes %d bytes, %d sent", spec.Name, t.Shape, spec.DataType, n, t.Length)
+		return fmt.Errorf("%q: shape %v of %s takes %d bytes, %d given", spec.Name, t.Shape, spec.DataType, n, t.Length)
 	}
 	return nil
 }

@@ -66,33 +66,6 @@ func protocolType(t ort.TensorElementDataType) (tensor.DataType, bool) {
 	return tensor.Invalid, false
 }
 
-// specsFromGraph converts ONNX Runtime's view of a graph's inputs or
-// outputs. Only tensors of the protocol's types are supported.
-func specsFromGraph(infos []ort.InputOutputInfo) ([]TensorSpec, error) {
-	specs := make([]TensorSpec, len(infos))
-	for i, info := range infos {
-		if info.OrtValueType != ort.ONNXTypeTensor {
-			return nil, fmt.Errorf("%q is a %s, only tensors are supported", info.Name, info.OrtValueType)
-		}
-		dt, ok := protocolType(info.DataType)
-		if !ok {
-			return nil, fmt.Errorf("%q has element type %s, which the protocol cannot carry", info.Name, info.DataType)
-		}
-		if dt == tensor.Bytes {
-			return nil, fmt.Errorf("%q is a string tensor; string inputs and outputs are not supported by the runner yet", info.Name)
-		}
-		shape := make([]int64, len(info.Dimensions))
-		for j, d := range info.Dimensions {
-			if d < 0 {
-				d = -1
-			}
-			shape[j] = d
-		}
-		specs[i] = TensorSpec{Name: info.Name, DataType: dt, Shape: shape}
-	}
-	return specs, nil
-}
-
 // specsFromPorts converts a graph's inputs or outputs as the ONNX file
 // declares them (onnxgraph.ReadInterface). Only tensors of the protocol's
 // types are supported.
