@@ -52,20 +52,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# With two cores or more, the server (and its model hosts) run on the first
+# and the attackers with the measuring client on the second, so that what
+# is measured is the server's answer to the attack, not the attackers'
+# own CPU.
+pin_server=() pin_client=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  pin_server=(taskset -c 0) pin_client=(taskset -c 1)
+fi
+
 base=$((20000 + RANDOM % 20000))
-http=$base grpc=$((base + 1)) metrics=$((base + 2))
-bin/infer serve testdata/models --host 127.0.0.1 --http-port "$http" --grpc-port "$grpc" --metrics-port "$metrics" \
-  --read-timeout "$read_timeout" >"$work/serve.log" 2>&1 &
+http=$base grpc=$((base + 1)) metrics=$((base + 2)) admin=$((base + 3))
+"${pin_server[@]}" bin/infer serve testdata/models --host 127.0.0.1 --http-port "$http" --grpc-port "$grpc" --metrics-port "$metrics" \
+  --admin-port "$admin" --read-timeout "$read_timeout" >"$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 300); do
   curl -sf "http://127.0.0.1:$http/v2/health/ready" >/dev/null && break
   kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
   sleep 0.1
 done
-echo "hostile.sh: infer serve (pid $server) on 127.0.0.1:$http; $idle idle connections, $names made-up names, read timeout $read_timeout, RSS bound $rss_mib MiB" >&2
+echo "hostile.sh: infer serve (pid $server${pin_server:+, core 0; attackers on core 1}) on 127.0.0.1:$http; $idle idle connections, $names made-up names, read timeout $read_timeout, RSS bound $rss_mib MiB" >&2
 
 status=0
-timeout 600 bin/hostile -http "127.0.0.1:$http" -metrics "127.0.0.1:$metrics" -pid "$server" \
+timeout 600 "${pin_client[@]}" bin/hostile -http "127.0.0.1:$http" -metrics "127.0.0.1:$metrics" -pid "$server" \
   -rss-bound $((rss_mib << 20)) -read-timeout "$read_timeout" -idle-conns "$idle" -names "$names" -decoder="$decoder" || status=$?
 if ! kill -0 "$server" 2>/dev/null; then
   echo "FAIL the server process is gone; the end of its log:" >&2
