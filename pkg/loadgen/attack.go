@@ -77,6 +77,11 @@ type Summary struct {
 	// TargetRate is the rate the schedule asked for over the recorded
 	// stretch (open loop), in requests per second.
 	TargetRate float64
+	// Unsent counts the requests an open-loop schedule asked for within
+	// the duration that were never sent: the run fell so far behind (no
+	// worker free, the in-flight limit reached) that their time came after
+	// the end, and nothing is sent after the end.
+	Unsent int64
 }
 
 // AchievedRate returns the answered requests per second.
@@ -97,6 +102,7 @@ type run struct {
 	ok       atomic.Int64
 	failed   atomic.Int64
 	lastEnd  atomic.Int64 // Unix nanoseconds of the last recorded answer
+	unsent   int64        // open loop: see Summary.Unsent
 
 	// shards spread recording over a few locked recorders: one per
 	// worker would cost each worker a megabyte or two of histograms, and
@@ -140,7 +146,7 @@ func Run(ctx context.Context, t Target, o Options) (*Summary, error) {
 	}
 	stopProgress()
 
-	sum := &Summary{Recorder: NewRecorder(), Open: o.Schedule != nil}
+	sum := &Summary{Recorder: NewRecorder(), Open: o.Schedule != nil, Unsent: r.unsent}
 	sum.Epoch = r.warmEnd
 	for _, s := range r.shards {
 		sum.Merge(s.rec)
@@ -225,11 +231,22 @@ type hit struct {
 
 // open sends on the schedule, spawning workers as needed up to the
 // in-flight limit. Times come from the schedule alone, so a send that
-// waited for a worker does not delay the ones after it.
+// waited for a worker does not delay the ones after it. It stops at the
+// run's end by the clock, not by the schedule: a run that fell behind
+// sends nothing after the end, and counts what it never sent; the requests
+// in flight then have their timeout to answer.
 func (r *run) open(ctx context.Context, start time.Time) {
 	limit := r.o.Concurrency
 	if limit <= 0 {
 		limit = DefaultMaxInFlight
+	}
+	var end time.Time
+	var ended <-chan time.Time
+	if r.o.Duration > 0 {
+		end = r.warmEnd.Add(r.o.Duration)
+		timer := time.NewTimer(time.Until(end))
+		defer timer.Stop()
+		ended = timer.C
 	}
 	hits := make(chan hit)
 	var wg sync.WaitGroup
@@ -251,6 +268,10 @@ loop:
 		if !ok {
 			break
 		}
+		if !end.IsZero() && !time.Now().Before(end) {
+			r.countUnsent(start, n, record, end)
+			break
+		}
 		clock.SleepUntil(at, ctx.Done())
 		if ctx.Err() != nil {
 			break
@@ -268,10 +289,34 @@ loop:
 		case hits <- h:
 		case <-ctx.Done():
 			break loop
+		case <-ended:
+			r.countUnsent(start, n, record, end)
+			break loop
 		}
 	}
 	close(hits)
 	wg.Wait()
+}
+
+// countUnsent counts the recorded requests the schedule asked for from the
+// n-th, already claimed (record says whether it was to be recorded), up to
+// the end, which will never be sent.
+func (r *run) countUnsent(start time.Time, n uint64, record bool, end time.Time) {
+	if record {
+		r.unsent++
+	}
+	for n++; ; n++ {
+		at := start.Add(r.o.Schedule.At(n))
+		if !at.Before(end) {
+			return
+		}
+		if r.o.Requests > 0 && r.recorded.Add(1) > r.o.Requests {
+			return
+		}
+		if !at.Before(r.warmEnd) {
+			r.unsent++
+		}
+	}
 }
 
 // closed runs Concurrency clients, each sending its next request when the

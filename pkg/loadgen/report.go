@@ -71,18 +71,21 @@ func phaseSource(p profile.Phase) string {
 
 // Report is a finished run's figures, for people and for machines.
 type Report struct {
-	Target       string           `json:"target"`
-	Model        string           `json:"model,omitempty"`
-	Protocol     string           `json:"protocol"`
-	Mode         string           `json:"mode"` // "open" or "closed"
-	Requests     int64            `json:"requests"`
-	OK           int64            `json:"ok"`
-	Errors       map[string]int64 `json:"errors"`
-	ErrorRate    float64          `json:"error_rate"`
-	Late         int64            `json:"late_sends"`
-	Seconds      float64          `json:"seconds"`
-	TargetRate   float64          `json:"target_rate,omitempty"`
-	AchievedRate float64          `json:"achieved_rate"`
+	Target    string           `json:"target"`
+	Model     string           `json:"model,omitempty"`
+	Protocol  string           `json:"protocol"`
+	Mode      string           `json:"mode"` // "open" or "closed"
+	Requests  int64            `json:"requests"`
+	OK        int64            `json:"ok"`
+	Errors    map[string]int64 `json:"errors"`
+	ErrorRate float64          `json:"error_rate"`
+	Late      int64            `json:"late_sends"`
+	// Unsent counts the requests an open loop never sent: their time came
+	// after the end (see Summary.Unsent).
+	Unsent       int64   `json:"unsent_requests"`
+	Seconds      float64 `json:"seconds"`
+	TargetRate   float64 `json:"target_rate,omitempty"`
+	AchievedRate float64 `json:"achieved_rate"`
 	// Latency runs from each request's intended send time (corrected for
 	// coordinated omission); Service from its actual send.
 	Latency        Percentiles   `json:"latency"`
@@ -142,7 +145,7 @@ var distributionAt = []float64{0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95
 // NewReport summarises a run.
 func NewReport(s *Summary, target, model, protocol string) Report {
 	r := Report{Target: target, Model: model, Protocol: protocol, Mode: "closed", Requests: s.Count(), OK: s.OK,
-		Errors: maps.Clone(s.Errors), Late: s.Late, Seconds: s.Window.Seconds(), TargetRate: s.TargetRate,
+		Errors: maps.Clone(s.Errors), Late: s.Late, Unsent: s.Unsent, Seconds: s.Window.Seconds(), TargetRate: s.TargetRate,
 		AchievedRate: s.AchievedRate(), Latency: percentiles(s.Total), Service: percentiles(s.Service), ServerReported: s.ServerReported,
 		NewConnections: s.NewConns, Connect: percentiles(s.Connects), Retries: s.Retries}
 	if s.Open {
@@ -229,6 +232,9 @@ func (r Report) WriteText(w io.Writer) error {
 	line("errors", "%s", errs)
 	if r.Mode == "open" {
 		line("late sends", "%d (more than %v behind schedule)", r.Late, LateAfter)
+		if r.Unsent > 0 {
+			line("unsent", "%d (the schedule's, whose time came after the end: the server could not keep up)", r.Unsent)
+		}
 	}
 	if r.Retries > 0 || r.RetriesRefused > 0 {
 		line("retries", "%d (%d refused by the retry budget)", r.Retries, r.RetriesRefused)
