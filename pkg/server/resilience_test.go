@@ -8,11 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -384,130 +381,6 @@ func TestFaultInjection(t *testing.T) {
 	if r, _ := infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: image}, true); r.status != 200 {
 		t.Fatalf("cleared: %d %s", r.status, r.body)
 	}
-}
-
-// One model flooded at ten times what it can do sheds its own excess with
-// fast 429s, while another model on the same server answers every request;
-// nothing hangs, and the heap stays bounded.
-func TestOverloadIsolation(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{
-		// 20 thousand iterations a request: about 40 ms, so about 25/s.
-		"flooded": {faultyFile, faultyWarmup + "max_batch_size: 0\ndynamic_batching: {max_queue_size: 8}\n"},
-		"calm":    {mlpFile, ""},
-	})
-	s, hs := start(t, repo, Options{})
-	var before runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 300}}
-	slow := faultyRequest(false, 20)
-	var (
-		status   sync.Map // code -> *atomic.Int64
-		slowest  atomic.Int64
-		stop     atomic.Bool
-		wg       sync.WaitGroup
-		calmBad  atomic.Int64
-		calmSent atomic.Int64
-	)
-	count := func(code int) {
-		v, _ := status.LoadOrStore(code, new(atomic.Int64))
-		v.(*atomic.Int64).Add(1)
-	}
-	// Its capacity here: one request at a time, each this long.
-	began := time.Now()
-	for range 3 {
-		if r := post(t, client, hs.URL+"/v2/models/flooded/infer", slow); r.status != 200 {
-			t.Fatalf("flooded, alone: %d %s", r.status, r.body)
-		}
-	}
-	each := time.Since(began) / 3
-	// Ten times that capacity, for 3 s.
-	deadline := time.Now().Add(3 * time.Second)
-	tick := time.NewTicker(max(each/10, time.Millisecond))
-	wg.Go(func() {
-		defer tick.Stop()
-		for time.Now().Before(deadline) {
-			<-tick.C
-			wg.Go(func() {
-				began := time.Now()
-				resp, err := client.Post(hs.URL+"/v2/models/flooded/infer", "application/json", bytes.NewReader(slow))
-				if err != nil {
-					count(-1)
-					return
-				}
-				resp.Body.Close()
-				count(resp.StatusCode)
-				if resp.StatusCode == 429 {
-					for d := time.Since(began).Nanoseconds(); ; {
-						old := slowest.Load()
-						if d <= old || slowest.CompareAndSwap(old, d) {
-							break
-						}
-					}
-				}
-			})
-		}
-		stop.Store(true)
-	})
-	// The calm model, 4 clients in a closed loop meanwhile.
-	image, hl, _ := (&protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}).Encode(true)
-	for range 4 {
-		wg.Go(func() {
-			for !stop.Load() {
-				req, _ := http.NewRequest("POST", hs.URL+"/v2/models/calm/infer", bytes.NewReader(image))
-				req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
-				resp, err := client.Do(req)
-				calmSent.Add(1)
-				if err != nil {
-					calmBad.Add(1)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					calmBad.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-
-	n := func(code int) int64 {
-		if v, ok := status.Load(code); ok {
-			return v.(*atomic.Int64).Load()
-		}
-		return 0
-	}
-	if n(-1) > 0 {
-		t.Fatalf("%d flooded requests got no answer", n(-1))
-	}
-	var other int64
-	status.Range(func(k, v any) bool {
-		if c := k.(int); c != 200 && c != 429 {
-			other += v.(*atomic.Int64).Load()
-			t.Errorf("flooded: %d answers of %d", v.(*atomic.Int64).Load(), c)
-		}
-		return true
-	})
-	if n(429) < 5*n(200) {
-		t.Errorf("flooded at 10x: %d answered, %d shed; want most shed", n(200), n(429))
-	}
-	if d := time.Duration(slowest.Load()); d > time.Second {
-		t.Errorf("the slowest 429 took %v: shedding should be fast", d)
-	}
-	if calmBad.Load() > 0 || calmSent.Load() < 20 {
-		t.Errorf("calm: %d of %d requests failed; want every one answered", calmBad.Load(), calmSent.Load())
-	}
-	var after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 64<<20 {
-		t.Errorf("the heap grew by %d MiB under overload", grew>>20)
-	}
-	if !s.Ready() {
-		t.Error("the server is not ready after the flood")
-	}
-	t.Logf("flooded (%v a request, sent 10x its capacity): %d answered, %d shed (slowest 429 %v); calm: %d answered", each, n(200), n(429), time.Duration(slowest.Load()), calmSent.Load())
 }
 
 // A request bigger than the model's bound is refused with 413 before it
