@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"google.golang.org/grpc"
@@ -233,8 +234,11 @@ func slicesEqual(a, b []float32) bool {
 	return true
 }
 
+// The breaker's window and open_for are read on synctest's clock: however
+// slow the machine, the failures fall in one window and the probe comes
+// exactly after open_for.
 func TestCircuitBreakerOpensFallsBackAndCloses(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{
+	dir := repoDir(t, map[string][2]string{
 		"faulty": {faultyFile, faultyWarmup + `
 max_batch_size: 8
 cache: {enabled: true}
@@ -246,70 +250,87 @@ fallback:
 `},
 		"backup": {faultyFile, faultyWarmup},
 	})
-	s, hs := start(t, repo, Options{})
-	url := hs.URL + "/v2/models/faulty/infer"
-	client := &http.Client{Timeout: 10 * time.Second}
+	synctest.Test(t, func(t *testing.T) {
+		s := serveInBubble(t, dir, Options{})
+		h := s.Handler()
+		post := func(body []byte) reply { return serve(h, "POST", "/v2/models/faulty/infer", body) }
 
-	// A good request, answered and cached.
-	good := faultyRequest(false, 0)
-	first := post(t, client, url, good)
-	if first.status != 200 || first.header.Get(FallbackHeader) != "" {
-		t.Fatalf("a good request: %d %s %v", first.status, first.body, first.header)
-	}
-	// Answers from the cache say nothing of the model's health: they do
-	// not count against the failures to come.
-	for range 10 {
-		if r := post(t, client, url, good); r.status != 200 || !strings.Contains(r.header.Get("Server-Timing"), "cache") {
-			t.Fatalf("a cached request: %d %s", r.status, r.body)
+		// A good request, answered and cached.
+		good := faultyRequest(false, 0)
+		first := post(good)
+		if first.status != 200 || first.header.Get(FallbackHeader) != "" {
+			t.Fatalf("a good request: %d %s %v", first.status, first.body, first.header)
 		}
-	}
-	// Failures open the breaker: with the good one, 4 of 5 failed.
-	for i := range 4 {
-		if r := post(t, client, url, faultyRequest(true, 0)); r.status != 500 {
-			t.Fatalf("failure %d: %d %s", i, r.status, r.body)
+		// Answers from the cache say nothing of the model's health: they do
+		// not count against the failures to come.
+		for range 10 {
+			if r := post(good); r.status != 200 {
+				t.Fatalf("a cached request: %d %s", r.status, r.body)
+			}
 		}
-	}
-	// Open: the cached request comes from the cache, byte for byte...
-	r := post(t, client, url, good)
-	if r.status != 200 || r.header.Get(FallbackHeader) != "cache" || !bytes.Equal(r.body, first.body) {
-		t.Fatalf("open, a cached request: %d %q %s, want the cache's %s", r.status, r.header.Get(FallbackHeader), r.body, first.body)
-	}
-	// ...another from the backup model...
-	other := faultyRequest(false, 1)
-	r = post(t, client, url, other)
-	if r.status != 200 || r.header.Get(FallbackHeader) != "model:backup" {
-		t.Fatalf("open, an uncached request: %d %q %s, want the backup model's answer", r.status, r.header.Get(FallbackHeader), r.body)
-	}
-	// ...and with the backup failing too, the static answer.
-	r = post(t, client, url, faultyRequest(true, 0))
-	if r.status != 200 || r.header.Get(FallbackHeader) != "static" || !strings.Contains(string(r.body), `"data":[0,0,0,0]`) {
-		t.Fatalf("open, the backup failing: %d %q %s, want the static answer", r.status, r.header.Get(FallbackHeader), r.body)
-	}
-	metrics := scrape(t, s)
-	for _, want := range []string{
-		`infer_circuit_state{model="faulty",version="1"} 2`,
-		`infer_fallback_total{model="faulty",version="1",via="cache"} 1`,
-		`infer_fallback_total{model="faulty",version="1",via="model"} 1`,
-		`infer_fallback_total{model="faulty",version="1",via="static"} 1`,
-		`infer_circuit_transitions_total{model="faulty",to="open",version="1"} 1`,
-	} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %s", want)
+		// (A hit's cache phase takes no time on the bubble's clock, so
+		// Server-Timing leaves it out: the model's count tells.)
+		if m, _ := s.repo.Model("faulty", 1); m.Stats().Cache.Hits != 10 {
+			t.Fatalf("%d of 10 repeats answered from the cache", m.Stats().Cache.Hits)
 		}
-	}
-	// After open_for, a good probe closes it again: answers come from the
-	// model itself.
-	time.Sleep(1600 * time.Millisecond)
-	r = post(t, client, url, faultyRequest(false, 2))
-	if r.status != 200 || r.header.Get(FallbackHeader) != "" {
-		t.Fatalf("the half-open probe: %d %q %s", r.status, r.header.Get(FallbackHeader), r.body)
-	}
-	if m := scrape(t, s); !strings.Contains(m, `infer_circuit_state{model="faulty",version="1"} 0`) {
-		t.Fatal("a good probe did not close the breaker")
-	}
-	if r = post(t, client, url, faultyRequest(true, 0)); r.status != 500 {
-		t.Fatalf("closed again, a failing request reaches the model: %d %s", r.status, r.body)
-	}
+		// Failures open the breaker: with the good one, 4 of 5 failed.
+		for i := range 4 {
+			if r := post(faultyRequest(true, 0)); r.status != 500 {
+				t.Fatalf("failure %d: %d %s", i, r.status, r.body)
+			}
+		}
+		// Open: the cached request comes from the cache, byte for byte...
+		r := post(good)
+		if r.status != 200 || r.header.Get(FallbackHeader) != "cache" || !bytes.Equal(r.body, first.body) {
+			t.Fatalf("open, a cached request: %d %q %s, want the cache's %s", r.status, r.header.Get(FallbackHeader), r.body, first.body)
+		}
+		// ...another from the backup model...
+		r = post(faultyRequest(false, 1))
+		if r.status != 200 || r.header.Get(FallbackHeader) != "model:backup" {
+			t.Fatalf("open, an uncached request: %d %q %s, want the backup model's answer", r.status, r.header.Get(FallbackHeader), r.body)
+		}
+		// ...and with the backup failing too, the static answer.
+		r = post(faultyRequest(true, 0))
+		if r.status != 200 || r.header.Get(FallbackHeader) != "static" || !strings.Contains(string(r.body), `"data":[0,0,0,0]`) {
+			t.Fatalf("open, the backup failing: %d %q %s, want the static answer", r.status, r.header.Get(FallbackHeader), r.body)
+		}
+		metrics := scrape(t, s)
+		for _, want := range []string{
+			`infer_circuit_state{model="faulty",version="1"} 2`,
+			`infer_fallback_total{model="faulty",version="1",via="cache"} 1`,
+			`infer_fallback_total{model="faulty",version="1",via="model"} 1`,
+			`infer_fallback_total{model="faulty",version="1",via="static"} 1`,
+			`infer_circuit_transitions_total{model="faulty",to="open",version="1"} 1`,
+		} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		// 1ms before open_for ends, still open; 1ms after it, a good probe
+		// closes it again: answers come from the model itself.
+		time.Sleep(1499 * time.Millisecond)
+		if r = post(faultyRequest(false, 2)); r.header.Get(FallbackHeader) != "model:backup" {
+			t.Fatalf("1ms before open_for ends: %d %q %s, want the backup's answer", r.status, r.header.Get(FallbackHeader), r.body)
+		}
+		time.Sleep(2 * time.Millisecond)
+		r = post(faultyRequest(false, 3))
+		if r.status != 200 || r.header.Get(FallbackHeader) != "" {
+			t.Fatalf("the half-open probe: %d %q %s", r.status, r.header.Get(FallbackHeader), r.body)
+		}
+		if m := scrape(t, s); !strings.Contains(m, `infer_circuit_state{model="faulty",version="1"} 0`) {
+			t.Fatal("a good probe did not close the breaker")
+		}
+		if r = post(faultyRequest(true, 0)); r.status != 500 {
+			t.Fatalf("closed again, a failing request reaches the model: %d %s", r.status, r.body)
+		}
+	})
+}
+
+// serve sends one request to h in process.
+func serve(h http.Handler, method, path string, body []byte) reply {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, path, bytes.NewReader(body)))
+	return reply{rec.Code, rec.Header(), rec.Body.Bytes()}
 }
 
 func scrape(t *testing.T, s *Server) string {

@@ -67,13 +67,6 @@ func load(t *testing.T, s *Server) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
-// adminCall sends an admin request to s in process.
-func adminCall(s *Server, method, path string, body []byte) reply {
-	rec := httptest.NewRecorder()
-	s.AdminHandler().ServeHTTP(rec, httptest.NewRequest(method, path, bytes.NewReader(body)))
-	return reply{rec.Code, rec.Header(), rec.Body.Bytes()}
-}
-
 // waitPhase waits, on the bubble's clock, for the rollout to reach one
 // of phases; a minute is far more than any of these rollouts takes.
 func waitPhase(t *testing.T, s *Server, phases ...string) deploy.State {
@@ -128,7 +121,7 @@ func TestCanaryPromotesAGoodVersion(t *testing.T) {
 		latencies(t, s, map[int64]time.Duration{1: 10 * time.Millisecond, 2: 10 * time.Millisecond})
 		load(t, s)
 		body, _ := json.Marshal(spec(50, 100))
-		if r := adminCall(s, "POST", "/v2/admin/models/mlp/rollout", body); r.status != 201 {
+		if r := serve(s.AdminHandler(), "POST", "/v2/admin/models/mlp/rollout", body); r.status != 201 {
 			t.Fatalf("start: %d %s", r.status, r.body)
 		}
 		st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
@@ -139,7 +132,7 @@ func TestCanaryPromotesAGoodVersion(t *testing.T) {
 			t.Fatalf("traffic after promotion %+v", p)
 		}
 		// Undo: back to the stable version at once.
-		if r := adminCall(s, "POST", "/v2/admin/models/mlp/rollout/undo", nil); r.status != 200 {
+		if r := serve(s.AdminHandler(), "POST", "/v2/admin/models/mlp/rollout/undo", nil); r.status != 200 {
 			t.Fatalf("undo: %d %s", r.status, r.body)
 		}
 		if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 {
