@@ -1,43 +1,77 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
 )
 
-// load sends unversioned mlp requests from a few clients until the test
-// ends: the traffic a rollout's analysis reads.
-func load(t *testing.T, base string) {
+// The rollout tests run in a synctest bubble: the analysis interval, the
+// clients' pace and any injected latency are read on its virtual clock, so
+// what the analysis measures is exactly what the test set, however loaded
+// the machine. The models are loaded in process and inside the bubble: a
+// model host's socket is no durable block, and a worker outside the bubble
+// could not answer a request made in it.
+
+// serveInBubble opens the repository at dir in process and serves it,
+// inside the calling test's bubble; both close with the test.
+func serveInBubble(t *testing.T, dir string, opts Options) *Server {
+	t.Helper()
+	repo, err := runner.Open(dir, runner.LoadOptions{Isolation: runner.IsolationNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(repo, opts)
+	if err != nil {
+		repo.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); repo.Close() })
+	return s
+}
+
+// pace is the pause of each of load's clients between its requests.
+const pace = 5 * time.Millisecond
+
+// load sends unversioned mlp requests, in process, from a few clients
+// until the test ends: the traffic a rollout's analysis reads.
+func load(t *testing.T, s *Server) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	h := s.Handler()
 	body, hl, _ := (&protocol.InferRequest{Inputs: image()}).Encode(true)
 	for range 4 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				req := inferRequest(ctx, base+"/v2/models/mlp/infer", body, hl)
-				if resp, err := httpClient.Do(req); err == nil {
-					resp.Body.Close()
-				}
+				req := httptest.NewRequestWithContext(ctx, "POST", "/v2/models/mlp/infer", bytes.NewReader(body))
+				req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+				h.ServeHTTP(httptest.NewRecorder(), req)
+				time.Sleep(pace)
 			}
 		})
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
-// waitPhase polls the rollout until it reaches one of phases.
+// waitPhase waits, on the bubble's clock, for the rollout to reach one
+// of phases; a minute is far more than any of these rollouts takes.
 func waitPhase(t *testing.T, s *Server, phases ...string) deploy.State {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		st, err := s.rollouts.Get("mlp")
 		if err == nil {
@@ -55,6 +89,16 @@ func waitPhase(t *testing.T, s *Server, phases ...string) deploy.State {
 	}
 }
 
+// latencies injects each version's latency into s.
+func latencies(t *testing.T, s *Server, by map[int64]time.Duration) {
+	t.Helper()
+	for v, d := range by {
+		if err := s.SetFault("mlp", v, &Fault{Latency: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func kinds(st deploy.State) string {
 	var k []string
 	for _, e := range st.History {
@@ -68,122 +112,126 @@ func spec(steps ...float64) deploy.Spec {
 		Analysis: deploy.Analysis{MinRequests: 10, MaxP99Ratio: 3}}
 }
 
+// Both versions answer in 10ms: every step passes and the candidate is
+// promoted.
 func TestCanaryPromotesAGoodVersion(t *testing.T) {
-	repo := openRepo(t, twoVersions(t))
-	s, hs := start(t, repo, Options{})
-	load(t, hs.URL)
-	body, _ := json.Marshal(spec(50, 100))
-	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/admin/models/mlp/rollout", body, nil); r.status != 201 {
-		t.Fatalf("start: %d %s", r.status, r.body)
-	}
-	st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
-	if st.Phase != deploy.Promoted || strings.Count(kinds(st), "pass") != 2 {
-		t.Fatalf("phase %s, history %s", st.Phase, kinds(st))
-	}
-	if p, _ := s.traffic.get("mlp"); p.Weights[2] != 1 || len(p.Weights) != 1 {
-		t.Fatalf("traffic after promotion %+v", p)
-	}
-	// Undo: back to the stable version at once.
-	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/admin/models/mlp/rollout/undo", nil, nil); r.status != 200 {
-		t.Fatalf("undo: %d %s", r.status, r.body)
-	}
-	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 {
-		t.Fatalf("traffic after undo %+v", p)
-	}
+	dir := twoVersions(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := serveInBubble(t, dir, Options{AllowFaultInjection: true})
+		latencies(t, s, map[int64]time.Duration{1: 10 * time.Millisecond, 2: 10 * time.Millisecond})
+		load(t, s)
+		body, _ := json.Marshal(spec(50, 100))
+		if r := serve(s.AdminHandler(), "POST", "/v2/admin/models/mlp/rollout", body); r.status != 201 {
+			t.Fatalf("start: %d %s", r.status, r.body)
+		}
+		st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
+		if st.Phase != deploy.Promoted || strings.Count(kinds(st), "pass") != 2 {
+			t.Fatalf("phase %s, history %s", st.Phase, kinds(st))
+		}
+		if p, _ := s.traffic.get("mlp"); p.Weights[2] != 1 || len(p.Weights) != 1 {
+			t.Fatalf("traffic after promotion %+v", p)
+		}
+		// Undo: back to the stable version at once.
+		if r := serve(s.AdminHandler(), "POST", "/v2/admin/models/mlp/rollout/undo", nil); r.status != 200 {
+			t.Fatalf("undo: %d %s", r.status, r.body)
+		}
+		if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 {
+			t.Fatalf("traffic after undo %+v", p)
+		}
+	})
 }
 
 func TestCanaryRollsBackAFailingVersion(t *testing.T) {
 	dir := twoVersions(t)
 	fixed, _ := os.ReadFile(filepath.Join(bundled, "fixed-shape", "1", "model.onnx")) // answers mlp's requests with 400
 	os.WriteFile(filepath.Join(dir, "mlp", "2", "model.onnx"), fixed, 0o644)
-	repo := openRepo(t, dir)
-	s, hs := start(t, repo, Options{})
-	load(t, hs.URL)
-	if _, err := s.rollouts.Start(withModel(spec(25, 50, 100)), "test"); err != nil {
-		t.Fatal(err)
-	}
-	st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
-	if st.Phase != deploy.RolledBack || st.Step != 0 || !strings.Contains(st.History[len(st.History)-1].Reason, "success rate") {
-		t.Fatalf("phase %s at step %d, history %s: %s", st.Phase, st.Step, kinds(st), st.History[len(st.History)-1].Reason)
-	}
-	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 || len(p.Weights) != 1 {
-		t.Fatalf("traffic after rollback %+v", p)
-	}
-}
-
-// Version 2 computes three times what version 1 does (the heavy variants:
-// latency is the model's, not the loaded machine's noise) and is rolled
-// back at the first step on its p99.
-func TestCanaryRollsBackASlowVersion(t *testing.T) {
-	dir := twoVersions(t)
-	for v, variant := range map[string]string{"1": "mlp-heavy.onnx", "2": "mlp-heavy-3x.onnx"} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "variants", variant))
-		if err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		s := serveInBubble(t, dir, Options{})
+		load(t, s)
+		if _, err := s.rollouts.Start(withModel(spec(25, 50, 100)), "test"); err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644)
-	}
-	os.WriteFile(filepath.Join(dir, "mlp", "config.yaml"), []byte("max_batch_size: 0\n"), 0o644) // one request at a time: latency is the model's
-	repo := openRepo(t, dir)
-	s, hs := start(t, repo, Options{})
-	load(t, hs.URL)
-	sp := withModel(spec(50, 100))
-	sp.Analysis.MaxP99Ratio, sp.Analysis.MinRequests = 1.5, 30
-	sp.Interval = deploy.Duration(time.Second)
-	if _, err := s.rollouts.Start(sp, "test"); err != nil {
-		t.Fatal(err)
-	}
-	st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
-	last := st.History[len(st.History)-1]
-	if st.Phase != deploy.RolledBack || st.Step != 0 || !strings.Contains(last.Reason, "p99") {
-		b, _ := json.MarshalIndent(st.History, "", " ")
-		t.Fatalf("phase %s at step %d: %s\n%s", st.Phase, st.Step, last.Reason, b)
-	}
-	t.Log(last.Reason)
+		st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
+		if st.Phase != deploy.RolledBack || st.Step != 0 || !strings.Contains(st.History[len(st.History)-1].Reason, "success rate") {
+			t.Fatalf("phase %s at step %d, history %s: %s", st.Phase, st.Step, kinds(st), st.History[len(st.History)-1].Reason)
+		}
+		if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 || len(p.Weights) != 1 {
+			t.Fatalf("traffic after rollback %+v", p)
+		}
+	})
+}
+
+// Version 2 answers in 40ms, version 1 in 10ms: on the bubble's clock
+// those are the latencies measured, whatever else the machine is doing,
+// and version 2 is rolled back at the first step on its p99.
+func TestCanaryRollsBackASlowVersion(t *testing.T) {
+	dir := twoVersions(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := serveInBubble(t, dir, Options{AllowFaultInjection: true})
+		latencies(t, s, map[int64]time.Duration{1: 10 * time.Millisecond, 2: 40 * time.Millisecond})
+		load(t, s)
+		sp := withModel(spec(50, 100))
+		sp.Analysis.MaxP99Ratio, sp.Analysis.MinRequests = 1.5, 30
+		sp.Interval = deploy.Duration(time.Second)
+		if _, err := s.rollouts.Start(sp, "test"); err != nil {
+			t.Fatal(err)
+		}
+		st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
+		last := st.History[len(st.History)-1]
+		if st.Phase != deploy.RolledBack || st.Step != 0 || !strings.Contains(last.Reason, "p99") {
+			b, _ := json.MarshalIndent(st.History, "", " ")
+			t.Fatalf("phase %s at step %d: %s\n%s", st.Phase, st.Step, last.Reason, b)
+		}
+		t.Log(last.Reason)
+	})
 }
 
 func TestBlueGreenSwitchesAtOnce(t *testing.T) {
-	repo := openRepo(t, twoVersions(t))
-	s, hs := start(t, repo, Options{})
-	load(t, hs.URL)
-	sp := withModel(spec())
-	sp.Strategy = deploy.BlueGreen
-	if _, err := s.rollouts.Start(sp, "test"); err != nil {
-		t.Fatal(err)
-	}
-	if p, _ := s.traffic.get("mlp"); p.Weights[2] != 1 {
-		t.Fatalf("not switched after the smoke requests: %+v", p)
-	}
-	if st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack); st.Phase != deploy.Promoted {
-		t.Fatalf("%s: %s", st.Phase, kinds(st))
-	}
+	dir := twoVersions(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := serveInBubble(t, dir, Options{})
+		load(t, s)
+		sp := withModel(spec())
+		sp.Strategy = deploy.BlueGreen
+		if _, err := s.rollouts.Start(sp, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := s.traffic.get("mlp"); p.Weights[2] != 1 {
+			t.Fatalf("not switched after the smoke requests: %+v", p)
+		}
+		if st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack); st.Phase != deploy.Promoted {
+			t.Fatalf("%s: %s", st.Phase, kinds(st))
+		}
+	})
 }
 
 func TestShadowRolloutNeverServes(t *testing.T) {
-	repo := openRepo(t, twoVersions(t))
-	s, hs := start(t, repo, Options{})
-	load(t, hs.URL)
-	sp := withModel(spec())
-	sp.Strategy, sp.ShadowFraction, sp.Analysis.MaxDrift = deploy.Mirror, 0.5, 1e-3
-	if _, err := s.rollouts.Start(sp, "test"); err != nil {
-		t.Fatal(err)
-	}
-	st := waitPhase(t, s, deploy.Completed, deploy.RolledBack)
-	if st.Phase != deploy.Completed {
-		t.Fatalf("%s: %s", st.Phase, kinds(st))
-	}
-	var judged map[string]float64
-	for _, e := range st.History {
-		if e.Kind == deploy.Pass {
-			judged = e.Figures
+	dir := twoVersions(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := serveInBubble(t, dir, Options{})
+		load(t, s)
+		sp := withModel(spec())
+		sp.Strategy, sp.ShadowFraction, sp.Analysis.MaxDrift = deploy.Mirror, 0.5, 1e-3
+		if _, err := s.rollouts.Start(sp, "test"); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if judged["shadow_compared"] < 10 {
-		t.Fatalf("pass without comparisons: %v", judged)
-	}
-	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 || p.Shadow != nil {
-		t.Fatalf("traffic after a shadow rollout %+v", p)
-	}
+		st := waitPhase(t, s, deploy.Completed, deploy.RolledBack)
+		if st.Phase != deploy.Completed {
+			t.Fatalf("%s: %s", st.Phase, kinds(st))
+		}
+		var judged map[string]float64
+		for _, e := range st.History {
+			if e.Kind == deploy.Pass {
+				judged = e.Figures
+			}
+		}
+		if judged["shadow_compared"] < 10 {
+			t.Fatalf("pass without comparisons: %v", judged)
+		}
+		if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 || p.Shadow != nil {
+			t.Fatalf("traffic after a shadow rollout %+v", p)
+		}
+	})
 }
 
 // A server stopped mid-rollout comes back at the same step, with the same
