@@ -4,8 +4,8 @@
 # process (each instance in a model host), over binary HTTP, at 64
 # concurrent clients (throughput) and 1 client (p50 latency), closed loop,
 # with infer bench in its own process; and the memory of each: the
-# server's RSS, plus its hosts', with nothing loaded, after loading mlp,
-# and after unloading it again.
+# server's RSS plus its hosts', with mlp loaded (after the load), and after
+# unloading it.
 #
 # Usage: scripts/bench-isolation.sh [duration]   (default 5s a measurement)
 # Traffic goes to 127.0.0.1 only.
@@ -54,7 +54,6 @@ for iso in none process; do
   curl -sf -X POST "http://127.0.0.1:$admin/v2/repository/models/mlp/unload" >/dev/null
   sleep 1
   unloaded=$(rss $pid)
-  curl -sf -X POST "http://127.0.0.1:$admin/v2/repository/models/mlp/load" >/dev/null
   mem[$iso]="$loaded $unloaded"
   kill $pid; wait $pid 2>/dev/null || true
 done

@@ -159,7 +159,7 @@ func Run(ctx context.Context, t Target, o Options) (*Summary, error) {
 		if span <= 0 || o.Requests > 0 && uint64(sum.Count()) >= o.Requests {
 			span = sum.Last.Sub(r.warmEnd) + time.Duration(float64(time.Second)/o.Schedule.Rate(sum.Last.Sub(start)))
 		}
-		sum.TargetRate = float64(sum.Count()) / span.Seconds()
+		sum.TargetRate = float64(sum.Count()+sum.Unsent) / span.Seconds() // what the schedule asked for
 	}
 	return sum, ctx.Err()
 }

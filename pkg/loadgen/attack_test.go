@@ -45,12 +45,15 @@ func TestCoordinatedOmissionIsCorrected(t *testing.T) {
 			service.Add(int64(r.Service()))
 		}
 	})
-	sum, err := Run(context.Background(), probe, Options{Schedule: Constant{QPS: 1000}, Duration: 3 * time.Second, Concurrency: 50})
+	// Two seconds after the stall drain its backlog, on a slow machine too;
+	// what a starved machine still could not send by the end is unsent,
+	// never sent late, and counts with the answered.
+	sum, err := Run(context.Background(), probe, Options{Schedule: Constant{QPS: 1000}, Duration: 4 * time.Second, Concurrency: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.OK != 3000 || len(sum.Errors) > 0 {
-		t.Fatalf("%d answered, errors %v", sum.OK, sum.Errors)
+	if sum.OK+sum.Unsent != 4000 || sum.Unsent > 200 || len(sum.Errors) > 0 {
+		t.Fatalf("%d answered, %d unsent, errors %v: want 4000 between them, few unsent", sum.OK, sum.Unsent, sum.Errors)
 	}
 	n := max(during.Load(), 1)
 	mean, meanService := time.Duration(corrected.Load()/n), time.Duration(service.Load()/n)
@@ -65,8 +68,8 @@ func TestCoordinatedOmissionIsCorrected(t *testing.T) {
 	if sum.Late < 900 {
 		t.Fatalf("%d late sends, want the stall's ~1000", sum.Late)
 	}
-	// The run's mean carries the stall: a third of the requests near 500ms.
-	if m := time.Duration(sum.Total.Mean() * float64(time.Microsecond)); m < 120*time.Millisecond {
+	// The run's mean carries the stall: a quarter of the requests near 500ms.
+	if m := time.Duration(sum.Total.Mean() * float64(time.Microsecond)); m < 100*time.Millisecond {
 		t.Fatalf("run mean %v: the stall was omitted", m)
 	}
 	if p99 := time.Duration(sum.Total.ValueAtQuantile(99)) * time.Microsecond; p99 < 900*time.Millisecond {

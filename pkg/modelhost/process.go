@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -133,14 +134,19 @@ type Process struct {
 	done   chan struct{} // closed when the host has exited
 	stderr stderrLines
 	exit   error // why it exited; set before done is closed
+	// stopping is set by Stop before it kills the host: an exit that
+	// follows is no news.
+	stopping atomic.Bool
 }
 
 // Start starts a host: this executable with HostArg, given its end of a
-// new socket and the region. Its standard error goes to stderr and the
-// last of it is kept for the cause of its death. The host is killed if
-// this process's thread that started it dies (PR_SET_PDEATHSIG) and ends
-// by itself when its socket closes.
-func Start(region *Region, stderr io.Writer) (*Process, error) {
+// new socket and the region. Its log lines go to stderr, and its crash
+// report's headline is kept for the cause of its death. The host is killed
+// if this process's thread that started it dies (PR_SET_PDEATHSIG) and
+// ends by itself when its socket closes. exited, when set, is called as
+// soon as the host exits unless Stop ended it, with the host's process ID
+// and the cause: a host that dies while idle is known at once.
+func Start(region *Region, stderr io.Writer, exited func(pid int, cause string)) (*Process, error) {
 	if IsHost() {
 		return nil, errors.New("a model host cannot start model hosts")
 	}
@@ -175,6 +181,9 @@ func Start(region *Region, stderr io.Writer) (*Process, error) {
 		}
 		p.exit = err
 		close(p.done)
+		if exited != nil && !p.stopping.Load() {
+			exited(cmd.Process.Pid, p.Cause(0))
+		}
 	}()
 	return p, nil
 }
@@ -185,12 +194,23 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // Done is closed when the host has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
+// Exited reports whether the host has exited.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Kill ends the host at once.
 func (p *Process) Kill() { _ = p.cmd.Process.Kill() }
 
 // Stop kills the host, waits for it to exit and closes the socket; the
 // region is left to its owner.
 func (p *Process) Stop() {
+	p.stopping.Store(true)
 	p.Kill()
 	<-p.done
 	_ = p.Conn.Close()
@@ -203,12 +223,14 @@ func (p *Process) Stop() {
 // last line it logged. A host still running after wait is killed, and the
 // cause says so.
 func (p *Process) Cause(wait time.Duration) string {
-	select {
-	case <-p.done:
-	case <-time.After(wait):
-		p.Kill()
-		<-p.done
-		return "stopped answering and was killed"
+	if !p.Exited() {
+		select {
+		case <-p.done:
+		case <-time.After(wait):
+			p.Kill()
+			<-p.done
+			return "stopped answering and was killed"
+		}
 	}
 	var ee *exec.ExitError
 	if errors.As(p.exit, &ee) {

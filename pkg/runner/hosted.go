@@ -151,7 +151,10 @@ func (h *host) start() (Device, error) {
 		return Device{}, err
 	}
 	copy(h.region.Bytes(), h.onnx)
-	proc, err := modelhost.Start(h.region, os.Stderr)
+	log := h.log
+	proc, err := modelhost.Start(h.region, os.Stderr, func(pid int, cause string) {
+		log.Error("model host exited", "pid", pid, "cause", cause)
+	})
 	if err != nil {
 		return Device{}, err
 	}
@@ -201,9 +204,19 @@ func (h *host) start() (Device, error) {
 	return used, nil
 }
 
-// ready brings a dead host back, waiting out the back-off first. It fails
-// when the version gave up or is closing.
+// ready brings a dead host back, waiting out the back-off first: one that
+// died under a batch, or one that died while idle (the OOM killer's
+// victims among them), which is counted as a crash now, so that the batch
+// about to run is not blamed for it. It fails when the version gave up or
+// is closing.
 func (h *host) ready() error {
+	if h.proc != nil && h.proc.Exited() {
+		cause := h.proc.Cause(0)
+		h.proc.Stop()
+		h.proc = nil
+		h.fails++
+		h.health.crashed(time.Now(), cause, false)
+	}
 	for h.proc == nil {
 		if reason := h.health.downReason(); reason != "" {
 			return fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, h.name, h.version, reason)

@@ -338,3 +338,20 @@ func TestDecoderHostDiesAndComesBack(t *testing.T) {
 		}
 	}
 }
+
+// A host that dies while idle (as the kernel's OOM killer would end it) is
+// counted as a crash and restarted before the next batch, which it does
+// not fail: no request is blamed for a death it did not cause.
+func TestHostThatDiesIdleIsReplacedBeforeTheNextBatch(t *testing.T) {
+	m := loadFault(t, "int-div", Config{}, LoadOptions{Isolation: IsolationProcess})
+	h := m.instances[0].(*hostedInstance)
+	if err := syscall.Kill(h.proc.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-h.proc.Done()
+	got, err := divide(m, healthyA, healthyB)
+	wantQuotient(t, got, err)
+	if s := m.Stats(); s.HostCrashes != 1 || s.HostRestarts != 1 {
+		t.Errorf("crashes %d, restarts %d; want 1 and 1", s.HostCrashes, s.HostRestarts)
+	}
+}

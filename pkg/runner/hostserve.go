@@ -42,9 +42,9 @@ type hostLoaded struct {
 	Err    string // why the session could not be created
 }
 
-// memoryFault marks a host's error after an allocation failed: the host
-// exits after answering, so that its memory goes back to the system, and
-// the parent restarts it.
+// memoryFault marks a host's error after an allocation failed: the
+// parent then ends the host, so that its memory goes back to the system,
+// and starts another.
 const memoryFault = "model host went over its memory limit: "
 
 // ServeHost runs this process as a model host, started by the parent with
@@ -103,9 +103,6 @@ func serveHost(log *slog.Logger) error {
 		out = modelhost.AppendResult(out[:0], &res)
 		if err := conn.Send(out); err != nil {
 			return err
-		}
-		if strings.HasPrefix(res.Err, memoryFault) {
-			return nil
 		}
 	}
 }
