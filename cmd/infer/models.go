@@ -213,6 +213,9 @@ func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) e
 	}
 	meta := m.Metadata()
 	batched := *m.Config().MaxBatchSize > 0
+	if err := runner.CheckSyntheticInputs(meta.Inputs, 1, batched); err != nil {
+		return fmt.Errorf("model %q: %w", meta.Name, err)
+	}
 	r := rand.New(rand.NewPCG(o.seed, 0))
 	reqs := make([]*runner.Request, o.requests)
 	for i := range reqs {

@@ -207,6 +207,13 @@ func (p *Process) Exited() bool {
 // Kill ends the host at once.
 func (p *Process) Kill() { _ = p.cmd.Process.Kill() }
 
+// Abort ends the host at once, as its owner's decision: its exit is not
+// reported as news. Any goroutine may call it.
+func (p *Process) Abort() {
+	p.stopping.Store(true)
+	p.Kill()
+}
+
 // Stop kills the host, waits for it to exit and closes the socket; the
 // region is left to its owner.
 func (p *Process) Stop() {

@@ -435,6 +435,9 @@ func (c Config) validate(batchable bool) error {
 	if err := validIsolation(c.Isolation); err != nil {
 		bad("%v", err)
 	}
+	if c.Resources.ExecutionTimeout < 0 {
+		bad("resources.execution_timeout: %v is negative", time.Duration(c.Resources.ExecutionTimeout))
+	}
 	if n := runtime.NumCPU() * 4; c.IntraOpThreads < 0 || c.IntraOpThreads > n {
 		bad("intra_op_threads: %d is outside 0..%d", c.IntraOpThreads, n)
 	}

@@ -153,8 +153,12 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 	return d, nil
 }
 
-// Close releases the session, or ends the model host.
+// Close releases the session, or ends the model host: killed first, so
+// that a pass hung in it cannot hold Close.
 func (d *Decoder) Close() {
+	if d.remote != nil {
+		d.remote.kill()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.remote != nil {

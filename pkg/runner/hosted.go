@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/modelhost"
@@ -24,8 +25,11 @@ const (
 )
 
 // Host supervision defaults: a version whose hosts crash DefaultCrashLimit
-// times within DefaultCrashWindow stays unavailable until it is loaded
-// again; restarts wait from hostBackoffMin, doubling to hostBackoffMax.
+// times in a row (no batch answered between them) within
+// DefaultCrashWindow stays unavailable until it is loaded again; restarts
+// wait from hostBackoffMin, doubling to hostBackoffMax. Crashes with
+// answered batches between them, such as poison requests among good ones,
+// each fail their own batch and never take the version down.
 const (
 	DefaultCrashLimit  = 5
 	DefaultCrashWindow = time.Minute
@@ -55,10 +59,13 @@ type hostHealth struct {
 	limit  int
 	window time.Duration
 
+	// streak is len(crashes), read on every answered batch without the
+	// lock: an answer ends the streak.
+	streak   atomic.Int32
 	mu       sync.Mutex
-	crashes  []time.Time
-	down     string // why the version gave up; empty while it serves
-	total    int64  // crashes
+	crashes  []time.Time // the current streak's, within the window
+	down     string      // why the version gave up; empty while it serves
+	total    int64       // crashes
 	restarts int64
 	memory   int64 // crashes that were memory-limit faults
 }
@@ -84,10 +91,22 @@ func (h *hostHealth) crashed(now time.Time, cause string, memory bool) bool {
 		}
 	}
 	h.crashes = append(keep, now)
+	h.streak.Store(int32(len(h.crashes)))
 	if len(h.crashes) >= h.limit && h.down == "" {
-		h.down = fmt.Sprintf("model host crashed %d times within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause)
+		h.down = fmt.Sprintf("model host crashed %d times in a row within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause)
 	}
 	return h.down != ""
+}
+
+// answered ends a streak of crashes: a batch was answered.
+func (h *hostHealth) answered() {
+	if h.streak.Load() == 0 {
+		return
+	}
+	h.mu.Lock()
+	h.crashes = h.crashes[:0]
+	h.streak.Store(0)
+	h.mu.Unlock()
 }
 
 func (h *hostHealth) downReason() string {
@@ -109,13 +128,16 @@ type host struct {
 	version int64
 	spec    []byte // the host's JSON spec, for restarts
 	onnx    []byte
-	memory  int64 // resources.memory, in bytes (0: none)
+	memory  int64         // resources.memory, in bytes (0: none)
+	execute time.Duration // resources.execution_timeout
 	health  *hostHealth
 	closing <-chan struct{} // closed when the model version is closing
 	log     *slog.Logger
 	timeout time.Duration // to load
 
-	proc   *modelhost.Process // nil while down
+	proc *modelhost.Process // nil while down
+	// live is proc, for kill, which any goroutine may call.
+	live   atomic.Pointer[modelhost.Process]
 	region *modelhost.Region
 	fails  int // consecutive crashes, for the back-off
 
@@ -133,7 +155,8 @@ func newHost(meta Metadata, onnx []byte, cfg Config, dev Device, health *hostHea
 		return nil, Device{}, fmt.Errorf("model host spec: %w", err)
 	}
 	h := &host{name: meta.Name, version: meta.Version, spec: spec, onnx: onnx, memory: int64(cfg.Resources.Memory),
-		health: health, closing: closing, log: log, timeout: timeout}
+		execute: cfg.Resources.executionTimeout(),
+		health:  health, closing: closing, log: log, timeout: timeout}
 	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, len(onnx)); err != nil {
 		return nil, Device{}, err
 	}
@@ -201,6 +224,7 @@ func (h *host) start() (Device, error) {
 	// stray bytes there could be NaNs, which no mask hides.
 	clear(h.region.Bytes()[:len(h.onnx)])
 	h.proc = proc
+	h.live.Store(proc)
 	return used, nil
 }
 
@@ -212,6 +236,7 @@ func (h *host) start() (Device, error) {
 func (h *host) ready() error {
 	if h.proc != nil && h.proc.Exited() {
 		cause := h.proc.Cause(0)
+		h.live.Store(nil)
 		h.proc.Stop()
 		h.proc = nil
 		h.fails++
@@ -244,6 +269,11 @@ func (h *host) ready() error {
 // died records that the host ended while running a batch and returns the
 // batch's error.
 func (h *host) died(cause string, memory bool) error {
+	if h.memory > 0 && strings.Contains(cause, "out of memory") {
+		// The host's own heap met the limit before the runtime did.
+		cause, memory = fmt.Sprintf("over resources.memory (%d bytes): %s", h.memory, cause), true
+	}
+	h.live.Store(nil)
 	h.proc.Stop()
 	h.proc = nil
 	h.fails++
@@ -306,7 +336,10 @@ func (h *host) exchange() error {
 	if err := h.proc.Send(h.msg); err != nil {
 		return h.died(h.proc.Cause(hostCauseWait), false)
 	}
-	msg, err := h.proc.Recv(0)
+	msg, err := h.proc.Recv(h.execute)
+	if modelhost.IsTimeout(err) {
+		return h.died(fmt.Sprintf("did not answer a batch within resources.execution_timeout %s: taken for hung and killed", h.execute), false)
+	}
 	if err != nil {
 		return h.died(h.proc.Cause(hostCauseWait), false)
 	}
@@ -320,10 +353,19 @@ func (h *host) exchange() error {
 		return errors.New(e)
 	}
 	h.fails = 0
+	h.health.answered()
 	return h.region.Remap(int(h.result.RegionSize))
 }
 
+// kill ends the host now, from any goroutine: its owner then sees it die.
+func (h *host) kill() {
+	if p := h.live.Load(); p != nil {
+		p.Abort()
+	}
+}
+
 func (h *host) close() {
+	h.live.Store(nil)
 	if h.proc != nil {
 		h.proc.Stop()
 		h.proc = nil

@@ -7,12 +7,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/onnxgraph"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
@@ -170,7 +172,7 @@ func TestCrashLoopLeavesTheVersionUnavailable(t *testing.T) {
 		}
 	}
 	_, err = divide(m, healthyA, healthyB)
-	if !errors.Is(err, ErrModelNotReady) || !strings.Contains(err.Error(), "crashed 5 times") {
+	if !errors.Is(err, ErrModelNotReady) || !strings.Contains(err.Error(), "crashed 5 times in a row") {
 		t.Fatalf("after %d crashes: err = %v, want ErrModelNotReady naming the crashes", DefaultCrashLimit, err)
 	}
 	for _, s := range repo.Index() {
@@ -354,4 +356,134 @@ func TestHostThatDiesIdleIsReplacedBeforeTheNextBatch(t *testing.T) {
 	if s := m.Stats(); s.HostCrashes != 1 || s.HostRestarts != 1 {
 		t.Errorf("crashes %d, restarts %d; want 1 and 1", s.HostCrashes, s.HostRestarts)
 	}
+}
+
+// stallRequest asks the faulty variant to stall its Loop for about
+// thousands × 2 µs on this machine.
+func stallRequest(thousands float32) *Request {
+	x := make([]byte, 16)
+	binary.LittleEndian.PutUint32(x[8:], math.Float32bits(thousands))
+	return &Request{Inputs: []tensor.Tensor{{Name: "x", DataType: tensor.FP32, Shape: []int64{1, 4}, Data: x}}}
+}
+
+func loadFaulty(t *testing.T, cfg Config) *Model {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "variants", "faulty.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Warmup.Data = WarmupZero // its marks are ones
+	m, err := LoadModel("faulty", 1, data, cfg, LoadOptions{Isolation: IsolationProcess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// A host that hangs (a Loop of 10^12 iterations) is killed after
+// resources.execution_timeout: its batch fails naming the timeout, and
+// the next is served by a restarted host.
+func TestHungHostIsKilledAfterTheExecutionTimeout(t *testing.T) {
+	m := loadFaulty(t, Config{Resources: Resources{ExecutionTimeout: Duration(300 * time.Millisecond)}})
+	_, err := m.Infer(context.Background(), stallRequest(1e9))
+	if err == nil || !strings.Contains(err.Error(), "resources.execution_timeout 300ms") {
+		t.Fatalf("err = %v, want the execution timeout named", err)
+	}
+	if _, err := m.Infer(context.Background(), stallRequest(0)); err != nil {
+		t.Fatalf("after the hung host: %v", err)
+	}
+}
+
+// Closing a version whose host hangs kills the host after closeGrace
+// instead of waiting for it: an unload or a shutdown never hangs, and
+// every request is answered.
+func TestCloseKillsAHungHost(t *testing.T) {
+	defer func(g time.Duration) { closeGrace = g }(closeGrace)
+	closeGrace = 200 * time.Millisecond
+	m := loadFaulty(t, Config{MaxBatchSize: intp(1)})
+	answered := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := m.Infer(context.Background(), stallRequest(1e9))
+			answered <- err
+		}()
+	}
+	// One queued means the other is in the only instance's host, hanging.
+	for deadline := time.Now().Add(30 * time.Second); m.Stats().QueueLength != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the requests never reached the host")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { m.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited on the hung host")
+	}
+	for range 2 {
+		if err := <-answered; err == nil {
+			t.Error("a request was answered with outputs")
+		}
+	}
+}
+
+// Poison requests among good ones each fail alone and never take the
+// version down, however many: only crashes in a row do.
+func TestPoisonAmongGoodRequestsNeverTakesTheVersionDown(t *testing.T) {
+	m := loadFault(t, "int-div", Config{}, LoadOptions{Isolation: IsolationProcess})
+	for range 2 * DefaultCrashLimit {
+		_, err := divide(m, healthyA, poisonB)
+		wantHostDied(t, err, "SIGFPE")
+		got, err := divide(m, healthyA, healthyB)
+		wantQuotient(t, got, err)
+	}
+	if s := m.Stats(); s.HostCrashes != 2*DefaultCrashLimit || m.Unavailable() != "" {
+		t.Errorf("%d crashes, unavailable %q: want %d crashes and the version serving", s.HostCrashes, m.Unavailable(), 2*DefaultCrashLimit)
+	}
+}
+
+// A model file that declares enormous or overflowing dimensions fails its
+// load with a reason; the server's process allocates none of it.
+func TestModelDeclaringHugeDimensionsFailsItsLoad(t *testing.T) {
+	for _, dims := range [][]onnxgraph.Dim{
+		{onnxgraph.Symbolic("batch"), onnxgraph.Fixed(1 << 40)},
+		{onnxgraph.Symbolic("batch"), onnxgraph.Fixed(1 << 62), onnxgraph.Fixed(1 << 62)},
+	} {
+		b := onnxgraph.NewBuilder("huge")
+		x := b.Input("x", onnxgraph.Float, dims...)
+		b.OpNamed("y", "Identity", []string{x})
+		b.Output("y", onnxgraph.Float, dims...)
+		before := hostCount(t)
+		_, err := LoadModel("huge", 1, (&onnxgraph.Model{Graph: b.Graph}).Encode(), Config{}, LoadOptions{Isolation: IsolationProcess})
+		if err == nil || !strings.Contains(err.Error(), `input "x": generated data of shape`) {
+			t.Errorf("%v: err = %v, want the warm-up's size refused", dims, err)
+		}
+		if after := hostCount(t); after != before {
+			t.Errorf("%v: %d model hosts before the failed load, %d after", dims, before, after)
+		}
+	}
+}
+
+// hostCount counts this process's children, whichever thread started them.
+func hostCount(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	self, n := strconv.Itoa(os.Getpid()), 0
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// stat: pid (comm) state ppid ...
+		if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 1 && f[1] == self {
+			n++
+		}
+	}
+	return n
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -19,6 +20,27 @@ type Resources struct {
 	// restarted so its memory goes back to the system. 0 is no bound. It
 	// takes effect with isolation: process (an rlimit, RLIMIT_DATA).
 	Memory ByteSize `yaml:"memory"`
+	// ExecutionTimeout bounds one batch in a host (DefaultExecutionTimeout
+	// when 0). A host that has not answered by then is taken for hung: it
+	// is killed, the batch gets an error naming the timeout, and the host
+	// is restarted.
+	ExecutionTimeout Duration `yaml:"execution_timeout"`
+}
+
+// DefaultExecutionTimeout bounds one batch in a model host unless
+// resources.execution_timeout says otherwise.
+const DefaultExecutionTimeout = time.Minute
+
+// closeGrace is how long closing a version waits for the batches in its
+// hosts before it kills them: an unload or a shutdown never waits on a
+// hung host. A variable for tests.
+var closeGrace = 10 * time.Second
+
+func (r Resources) executionTimeout() time.Duration {
+	if r.ExecutionTimeout > 0 {
+		return time.Duration(r.ExecutionTimeout)
+	}
+	return DefaultExecutionTimeout
 }
 
 // ByteSize is a number of bytes that reads from YAML as a plain number or

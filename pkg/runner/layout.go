@@ -17,6 +17,9 @@ type executor interface {
 	close()
 }
 
+// maxFixedRowBytes bounds an output row allocated before a run (64 MiB).
+const maxFixedRowBytes = 64 << 20
+
 // layout is how a model version's batches are laid out in memory: which
 // inputs are stacked along the batch dimension, padded, and how big each
 // output's row is. In-process and hosted instances share it.
@@ -52,10 +55,14 @@ func newLayout(meta Metadata) layout {
 			dims = dims[1:]
 		}
 		l.outShape[j] = append([]int64{0}, dims...)
-		if n := tensor.Elements(dims); n > 0 {
-			l.outRowBytes[j] = n * int64(o.DataType.Size())
-		} else {
-			l.outRowBytes[j] = -1
+		// A row of fixed size is allocated before the run; one the file
+		// declares too large (or overflowing) is left to the runtime,
+		// which allocates what the run actually makes.
+		l.outRowBytes[j] = -1
+		if n, err := tensor.ElementsChecked(dims); err == nil && n > 0 {
+			if b, err := tensor.ByteSize(n, o.DataType); err == nil && b <= maxFixedRowBytes {
+				l.outRowBytes[j] = b
+			}
 		}
 	}
 	return l

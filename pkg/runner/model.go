@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +136,19 @@ func (o LoadOptions) loadTimeout() time.Duration {
 // inputs and outputs, applies and checks cfg, creates cfg.Instances sessions,
 // warms each one up, and starts their workers. The model is ready for
 // Infer when LoadModel returns.
-func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOptions) (*Model, error) {
+func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOptions) (m *Model, err error) {
+	// A panic while loading (a bug the model file found) fails this load,
+	// with its stack logged, and ends the hosts it had started.
+	var started *Model
+	defer func() {
+		if v := recover(); v != nil {
+			slog.Error("model load panicked", "model", name, "version", version, "panic", v, "stack", string(debug.Stack()))
+			if started != nil {
+				started.closeInstances()
+			}
+			m, err = nil, fmt.Errorf("load model %q version %d: panic: %v", name, version, v)
+		}
+	}()
 	if LoadedRuntime() == nil {
 		return nil, errors.New("ONNX Runtime is not loaded: call InitRuntime first")
 	}
@@ -185,7 +198,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		served.Inputs = text.served(meta.Inputs)
 	}
 
-	m := &Model{
+	m = &Model{
 		meta:      meta,
 		served:    served,
 		text:      text,
@@ -199,6 +212,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		hosts:     &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow},
 		closing:   make(chan struct{}),
 	}
+	started = m
 	m.stats.batchSizes = make([]atomic.Int64, max(*cfg.MaxBatchSize, 1)+1)
 	m.maxRequestBytes = cfg.MaxRequestBytes
 	if m.maxRequestBytes == 0 && *cfg.MaxBatchSize > 0 {
@@ -268,16 +282,23 @@ func fullBatchBytes(inputs []TensorSpec, maxBatch int) int64 {
 		if size == 0 {
 			return 0
 		}
-		n := size
+		dims := make([]int64, len(in.Shape))
 		for i, d := range in.Shape {
 			switch {
 			case i == 0 && d < 0:
-				n *= int64(max(maxBatch, 1))
+				dims[i] = int64(max(maxBatch, 1))
 			case d < 0:
 				return 0
 			default:
-				n *= d
+				dims[i] = d
 			}
+		}
+		n, err := tensor.ElementsChecked(dims)
+		if err == nil {
+			n, err = tensor.ByteSize(n, in.DataType)
+		}
+		if err != nil || n > math.MaxInt64/4-total {
+			return 0 // sizes a file declares past any memory: no bound here
 		}
 		total += n
 	}
@@ -303,6 +324,10 @@ func (m *Model) warmup() error {
 	rows := int64(m.cfg.Warmup.BatchSize)
 	if !m.stacked {
 		rows = 1
+	}
+	// The shapes come from the model file: count before allocating.
+	if err := CheckSyntheticInputs(m.meta.Inputs, rows, m.stacked); err != nil {
+		return fmt.Errorf("%w; turn warm-up off with warmup.runs: 0", err)
 	}
 	inputs := SyntheticInputs(m.meta.Inputs, rows, m.stacked)
 	if m.cfg.Warmup.Data == WarmupOne {
@@ -356,6 +381,41 @@ func fillOnes(t tensor.Tensor) {
 	for off := 0; off < len(t.Data); off += size {
 		copy(t.Data[off:], one)
 	}
+}
+
+// MaxSyntheticBytes bounds the generated inputs of a warm-up or a demo
+// run (256 MiB): their shapes come from the model file, which may declare
+// any size.
+const MaxSyntheticBytes = 256 << 20
+
+// CheckSyntheticInputs reports an error when SyntheticInputs(specs, rows,
+// batched) would allocate more than MaxSyntheticBytes, or a size that
+// overflows, naming the input. Call it first: a model file is outside
+// input.
+func CheckSyntheticInputs(specs []TensorSpec, rows int64, batched bool) error {
+	var total int64
+	for _, s := range specs {
+		shape := make([]int64, len(s.Shape))
+		for j, d := range s.Shape {
+			switch {
+			case j == 0 && batched:
+				shape[j] = rows
+			case d < 0:
+				shape[j] = 1
+			default:
+				shape[j] = d
+			}
+		}
+		n, err := tensor.ElementsChecked(shape)
+		if err == nil {
+			n, err = tensor.ByteSize(n, s.DataType)
+		}
+		if err != nil || n > MaxSyntheticBytes-total {
+			return fmt.Errorf("input %q: generated data of shape %v (%s) would take more than %d MiB", s.Name, shape, s.DataType, MaxSyntheticBytes>>20)
+		}
+		total += n
+	}
+	return nil
 }
 
 // SyntheticInputs returns zero-filled inputs for specs, with rows in the
@@ -775,9 +835,31 @@ func (m *Model) Close() {
 			m.cache.entries.InvalidateAll() // its memory goes with the version
 		}
 		m.batcher.close()
-		m.workers.Wait()
+		m.waitWorkers()
 		m.closeInstances()
 	})
+}
+
+// waitWorkers waits for the workers to answer what is queued; after
+// closeGrace it kills the version's hosts, so that a hung one cannot hold
+// an unload or a shutdown (its batch is answered with the error).
+func (m *Model) waitWorkers() {
+	done := make(chan struct{})
+	go func() { m.workers.Wait(); close(done) }()
+	timer := time.NewTimer(closeGrace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return
+	case <-timer.C:
+	}
+	m.log.Warn("model hosts still running batches at close: killing them", "after", closeGrace)
+	for _, in := range m.instances {
+		if h, ok := in.(*hostedInstance); ok {
+			h.kill()
+		}
+	}
+	<-done
 }
 
 func (m *Model) closeInstances() {

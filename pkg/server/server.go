@@ -216,7 +216,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such admin endpoint: "+r.Method+" "+r.URL.Path))
 	})
-	return mux
+	return s.guard(mux) // bodies bounded, panics answered and counted, as on the public port
 }
 
 // adminRoutes adds the admin endpoints to mux, guarded for the public
