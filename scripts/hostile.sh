@@ -73,8 +73,16 @@ for _ in $(seq 300); do
 done
 echo "hostile.sh: infer serve (pid $server${pin_server:+, core 0; attackers on core 1}) on 127.0.0.1:$http; $idle idle connections, $names made-up names, read timeout $read_timeout, RSS bound $rss_mib MiB" >&2
 
+# The normal client is a process of its own, as a real one is; the
+# attackers run at a lower priority than it on their core, so that what it
+# measures is the server.
+"${pin_client[@]}" bin/hostile -client -http "127.0.0.1:$http" -ready "$work/ready" >"$work/client.json" &
+client=$!
+for _ in $(seq 300); do [ -e "$work/ready" ] && break; sleep 0.1; done
+[ -e "$work/ready" ] || { echo "hostile.sh: the normal client did not measure its baseline" >&2; exit 1; }
+
 status=0
-timeout 600 "${pin_client[@]}" bin/hostile -http "127.0.0.1:$http" -metrics "127.0.0.1:$metrics" -pid "$server" \
+timeout 600 nice -n 10 "${pin_client[@]}" bin/hostile -client-pid "$client" -client-out "$work/client.json" -http "127.0.0.1:$http" -metrics "127.0.0.1:$metrics" -pid "$server" \
   -rss-bound $((rss_mib << 20)) -read-timeout "$read_timeout" -idle-conns "$idle" -names "$names" -decoder="$decoder" || status=$?
 if ! kill -0 "$server" 2>/dev/null; then
   echo "FAIL the server process is gone; the end of its log:" >&2

@@ -33,6 +33,13 @@ type config struct {
 	names         int
 	baseline      time.Duration
 	decoder       bool
+	// The normal client in its own process (-client), as a real one is:
+	// clientPID and clientOut are how the attackers stop it and read its
+	// figures; ready is the file it creates once its baseline is measured.
+	client    bool
+	clientPID int
+	clientOut string
+	ready     string
 }
 
 func main() {
@@ -46,7 +53,18 @@ func main() {
 	flag.IntVar(&c.names, "names", 3000, "made-up model names to ask for")
 	flag.DurationVar(&c.baseline, "baseline", 5*time.Second, "how long to measure the unloaded latency")
 	flag.BoolVar(&c.decoder, "decoder", true, "send the decoder's attacks too (enormous shapes, overflowing shapes, deep nesting)")
+	flag.BoolVar(&c.client, "client", false, "be the normal client only: measure -baseline unloaded, create -ready, measure until SIGTERM, print the figures as JSON")
+	flag.StringVar(&c.ready, "ready", "", "-client: the file to create once the baseline is measured")
+	flag.IntVar(&c.clientPID, "client-pid", 0, "the normal client's process id (its own process: see -client); 0 measures in this process")
+	flag.StringVar(&c.clientOut, "client-out", "", "the file the normal client prints its figures to")
 	flag.Parse()
+	if c.client {
+		if host, _, err := net.SplitHostPort(c.http); err != nil || host != "127.0.0.1" {
+			fmt.Fprintf(os.Stderr, "hostile: %q is not a 127.0.0.1 address\n", c.http)
+			os.Exit(2)
+		}
+		os.Exit(normalClient(c))
+	}
 	for _, a := range []string{c.http, c.metrics} {
 		if host, _, err := net.SplitHostPort(a); err != nil || host != "127.0.0.1" {
 			fmt.Fprintf(os.Stderr, "hostile: %q is not a 127.0.0.1 address\n", a)
@@ -84,8 +102,10 @@ func run(c config) bool {
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	rssStart, _ := memory(c.pid)
 	fmt.Fprintf(os.Stderr, "hostile: measuring mlp's unloaded latency for %v\n", c.baseline)
-	base := measure(context.Background(), client, c.http, c.baseline)
-	baseP99 := percentile(base.lat, 0.99)
+	var base latencies
+	if c.clientPID == 0 {
+		base = measure(context.Background(), client, c.http, c.baseline)
+	}
 	// Counted after mlp's own series exist: what grows from here is the attacks'.
 	seriesBefore, err := series(client, c.metrics)
 	if err != nil {
@@ -98,7 +118,9 @@ func run(c config) bool {
 	var wg sync.WaitGroup
 	wg.Go(func() { sampled.run(ctx, c.pid) })
 	loadedc := make(chan latencies, 1)
-	wg.Go(func() { loadedc <- measure(ctx, client, c.http, 10*time.Minute) })
+	if c.clientPID == 0 {
+		wg.Go(func() { loadedc <- measure(ctx, client, c.http, 10*time.Minute) })
+	}
 
 	// The transport's attacks, all at once.
 	var attacks sync.WaitGroup
@@ -116,8 +138,16 @@ func run(c config) bool {
 
 	cancel()
 	wg.Wait()
-	loaded := <-loadedc
-	loadedP99 := percentile(loaded.lat, 0.99)
+	var loaded latencies
+	if c.clientPID == 0 {
+		loaded = <-loadedc
+	} else {
+		var err error
+		if base, loaded, err = stopClient(c); err != nil {
+			rep.add(false, "normal client: %v", err)
+		}
+	}
+	baseP99, loadedP99 := percentile(base.lat, 0.99), percentile(loaded.lat, 0.99)
 
 	alive := alive(client, c.http)
 	rep.add(alive, "server alive after the attacks (GET /v2/health/live)")
