@@ -396,12 +396,8 @@ func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadO
 }
 
 func (h *hostedInstance) execute(batch []*pending, resps []Response) (execution, error) {
-	var ex execution
-	for _, p := range batch {
-		ex.rows += p.rows
-	}
+	ex := startExecution(batch)
 	rows := ex.rows
-	ex.start = time.Now()
 	if err := h.ready(); err != nil {
 		return ex, err
 	}

@@ -177,12 +177,8 @@ type execution struct {
 // resps, one response a request: its own rows of the outputs it asked for.
 // With resps nil the outputs are dropped.
 func (in *instance) execute(batch []*pending, resps []Response) (execution, error) {
-	var ex execution
-	for _, p := range batch {
-		ex.rows += p.rows
-	}
+	ex := startExecution(batch)
 	rows := ex.rows
-	ex.start = time.Now()
 	defer in.release()
 	for i, spec := range in.inputs {
 		data, shape := in.gather(batch, i)

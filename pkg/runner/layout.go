@@ -2,6 +2,7 @@ package runner
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -19,6 +20,15 @@ type executor interface {
 
 // maxFixedRowBytes bounds an output row allocated before a run (64 MiB).
 const maxFixedRowBytes = 64 << 20
+
+// startExecution counts a batch's rows and starts its clock.
+func startExecution(batch []*pending) execution {
+	ex := execution{start: time.Now()}
+	for _, p := range batch {
+		ex.rows += p.rows
+	}
+	return ex
+}
 
 // layout is how a model version's batches are laid out in memory: which
 // inputs are stacked along the batch dimension, padded, and how big each
