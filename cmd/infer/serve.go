@@ -104,7 +104,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.StringVar(&o.adminHost, "admin-host", "127.0.0.1", "address the admin port listens on (0.0.0.0: every interface); other than loopback it needs an admin token")
 	f.BoolVar(&o.adminTrust, "admin-trust-loopback", false, "with no admin token, let loopback callers of the public ports use the admin API (the old rule; unsafe behind a proxy or sidecar on the same host, whose callers arrive from loopback)")
 	f.StringVar(&o.stateDir, "state-dir", "", "folder that keeps traffic policies across restarts (default: none, policies live in memory)")
-	f.DurationVar(&o.drainDelay, "drain-delay", time.Second, "on shutdown, how long to keep answering (503, Connection: close) before closing the ports, so clients and load balancers move away")
+	f.DurationVar(&o.drainDelay, "drain-delay", time.Second, "on shutdown, how long to keep serving while reporting not ready (each response with Connection: close) before closing the ports, so that load balancers and clients move away")
 	f.DurationVar(&o.gracePeriod, "grace-period", 30*time.Second, "how long shutdown waits for accepted requests, drain delay included")
 	f.BoolVar(&o.allowFaults, "allow-fault-injection", false, "let --fault and the admin fault endpoint add latency and errors to model versions (for tests and drills; never in production)")
 	f.StringArrayVar(&o.faults, "fault", nil, "inject a fault, MODEL:VERSION:latency=50ms,errors=20% (repeatable; needs --allow-fault-injection)")

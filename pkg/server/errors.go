@@ -9,9 +9,6 @@ import (
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
-// errDraining answers requests that arrive after shutdown began.
-var errDraining = errors.New("server is shutting down")
-
 // statusClientClosed answers a request its client gave up on: nobody reads
 // it, but it is logged and counted apart from the server's own failures.
 const statusClientClosed = 499
@@ -34,7 +31,7 @@ func httpStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, runner.ErrQueueFull):
 		return http.StatusTooManyRequests
-	case errors.Is(err, runner.ErrModelNotReady), errors.Is(err, runner.ErrClosed), errors.Is(err, errDraining), errors.Is(err, errCircuitOpen):
+	case errors.Is(err, runner.ErrModelNotReady), errors.Is(err, runner.ErrClosed), errors.Is(err, errCircuitOpen):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, runner.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

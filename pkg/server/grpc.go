@@ -198,9 +198,6 @@ func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequ
 		}
 		return req.GetId()
 	})
-	if err == nil && s.draining.Load() {
-		err = errDraining
-	}
 	if err != nil {
 		s.metrics.record(m, req.GetModelName(), protoGRPC, nil, err)
 		return nil, nil, err

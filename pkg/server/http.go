@@ -310,12 +310,7 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 		m   *runner.Model
 		err error
 	)
-	if s.draining.Load() {
-		err = errDraining
-	}
-	if err == nil {
-		req, err = decodeHTTP(w, r, s.opts.MaxBodyBytes)
-	}
+	req, err = decodeHTTP(w, r, s.opts.MaxBodyBytes)
 	if err == nil {
 		m, err = s.route(name, r.PathValue("version"), func(p deploy.Policy) string {
 			if h := p.StickyHeader(); h != "" {

@@ -113,12 +113,15 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Drain marks the server not ready and makes it refuse new inference
-// requests with 503, while requests already accepted run to completion.
+// Drain begins a shutdown the Kubernetes way: the server reports itself
+// not ready (HTTP ready 503, gRPC health NOT_SERVING, model readiness
+// false) so that load balancers stop sending to it, and it keeps serving
+// every request that still comes, for as long as they take to notice.
 // From then on every response carries "Connection: close", so each
 // client's keep-alive connection is closed after its next response rather
 // than while it sends a request. Call it, wait a drain delay, then call
-// http.Server.Shutdown.
+// http.Server.Shutdown (and gRPC's GracefulStop), which stop accepting and
+// wait for what was accepted.
 func (s *Server) Drain() {
 	s.draining.Store(true)
 	s.health.Shutdown() // every service NOT_SERVING
