@@ -209,6 +209,14 @@ func (b *batcher) close() {
 
 // depth returns the number of queued requests and when the oldest was
 // queued (zero when none is).
+// full reports whether submit would refuse a request now: the queue is at
+// max_queue_size and none of it can expire to make room.
+func (b *batcher) full() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n >= b.maxQueue && b.deadlines == 0
+}
+
 func (b *batcher) depth() (int, time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

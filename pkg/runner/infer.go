@@ -33,6 +33,20 @@ func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
 	return m.inferText(ctx, req)
 }
 
+// Admit reports whether the version would take one more request now, for
+// a front end to shed a request before it reads its body: ErrQueueFull
+// when the queue is at max_queue_size, ErrModelNotReady when the version
+// stopped serving. A nil answer promises nothing: Infer decides.
+func (m *Model) Admit() error {
+	if reason := m.hosts.downReason(); reason != "" {
+		return fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, m.meta.Name, m.meta.Version, reason)
+	}
+	if m.gen == nil && m.batcher.full() {
+		return fmt.Errorf("model %q version %d: %w: %d requests waiting (max_queue_size)", m.meta.Name, m.meta.Version, ErrQueueFull, m.batcher.maxQueue)
+	}
+	return nil
+}
+
 // checkBytes refuses a request whose inputs exceed the model's bound on
 // one request's bytes, before it is hashed, tokenized or queued.
 func (m *Model) checkBytes(req *Request) error {

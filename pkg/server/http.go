@@ -305,19 +305,21 @@ func decodeHTTP(w http.ResponseWriter, r *http.Request, limit int64) (*protocol.
 func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name := r.PathValue("model")
-	var (
-		req *protocol.InferRequest
-		m   *runner.Model
-		err error
-	)
-	req, err = decodeHTTP(w, r, s.opts.MaxBodyBytes)
+	var req *protocol.InferRequest
+	// Admission before work: route from the path and headers, and shed a
+	// request its version's queue cannot take before reading its body.
+	m, routed, err := s.routeEarly(name, r.PathValue("version"), r.Header)
+	if err == nil && routed {
+		if err = m.Admit(); err != nil {
+			w.Header().Set("Connection", "close") // the body stays unread
+			w.Header().Set("Retry-After", "1")
+		}
+	}
 	if err == nil {
-		m, err = s.route(name, r.PathValue("version"), func(p deploy.Policy) string {
-			if h := p.StickyHeader(); h != "" {
-				return r.Header.Get(h)
-			}
-			return req.ID
-		})
+		req, err = decodeHTTP(w, r, s.opts.MaxBodyBytes)
+	}
+	if err == nil && !routed {
+		m, err = s.route(name, r.PathValue("version"), func(deploy.Policy) string { return req.ID })
 	}
 	if err != nil {
 		s.metrics.record(m, name, protoHTTP, nil, err)

@@ -88,6 +88,19 @@ func (s *Server) route(name, version string, key func(deploy.Policy) string) (*r
 	return m, nil
 }
 
+// routeEarly routes a request from its path and headers alone, when the
+// traffic policy needs nothing of its body (no sticky routing by request
+// id); routed is false when it does.
+func (s *Server) routeEarly(name, version string, h http.Header) (m *runner.Model, routed bool, err error) {
+	if version == "" {
+		if p, ok := s.traffic.router(name); ok && p.Sticky != "" && p.Policy.StickyHeader() == "" {
+			return nil, false, nil
+		}
+	}
+	m, err = s.route(name, version, func(p deploy.Policy) string { return h.Get(p.StickyHeader()) })
+	return m, true, err
+}
+
 // ready returns VersionReady for model.
 func (s *Server) ready(model string) func(int64) bool {
 	return func(v int64) bool { return s.VersionReady(model, v) }
