@@ -24,17 +24,17 @@ func TestFullQueueShedsBeforeTheBodyIsRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two stalls of about a second: one runs, one fills the queue.
+	// Stalls of about a second each, offered until one runs and one waits
+	// in the queue (one offered before the worker took the first is shed).
 	stall := fmt.Appendf(nil, `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[0,0,500,0]}]}`)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for range 2 {
-		wg.Go(func() { call(t, "POST", hs.URL+"/v2/models/faulty/infer", stall, nil) })
-	}
-	for deadline := time.Now().Add(30 * time.Second); m.Stats().QueueLength != 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
+	for offered := 0; m.Stats().QueueLength != 1; offered++ {
+		if offered == 50 {
 			t.Fatal("the queue never filled")
 		}
+		wg.Go(func() { call(t, "POST", hs.URL+"/v2/models/faulty/infer", stall, nil) })
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	u, _ := url.Parse(hs.URL)

@@ -43,7 +43,8 @@ func TestHTTPDeclaredShapesAreCounted(t *testing.T) {
 		want              string
 	}{
 		{"declared 2^31 elements", "mlp", hostile, -1, 400, `input "x": shape [2147483648] declares 2147483648 elements, data holds 1`},
-		{"no such model", "no-such-model", hostile, -1, 400, `input "x": shape [2147483648] declares 2147483648 elements, data holds 1`},
+		// Routed before its body is read: refused with 404, nothing decoded.
+		{"no such model", "no-such-model", hostile, -1, 404, `model not found: "no-such-model"`},
 		{"nested", "mlp", `{"inputs":[{"name":"image","shape":[1048576,2048],"datatype":"FP32","data":[[1,2]]}]}`, -1, 400,
 			`input "image": shape [1048576 2048] declares 2147483648 elements, data holds 2`},
 		{"strings", "text-encoder", `{"inputs":[{"name":"text","shape":[2147483648],"datatype":"BYTES","data":["hi"]}]}`, -1, 400,
