@@ -20,6 +20,16 @@ func intDiv() *g.Model {
 	return model(b, "quotient = a / b on INT32: a zero divisor raises SIGFPE in the runtime. For containment tests.")
 }
 
+// scalar: doubled = 2 * x on FP32 scalars (rank 0): inputs and outputs
+// with no dimensions, end to end.
+func scalar() *g.Model {
+	b := g.NewBuilder("scalar")
+	x := b.Input("x", g.Float)
+	b.OpNamed("doubled", "Mul", []string{x, b.Init(scalarF("const.two", 2))})
+	b.Output("doubled", g.Float)
+	return model(b, "doubled = 2 * x on FP32 scalars: rank-0 inputs and outputs.")
+}
+
 // noInputs: a graph of constants and no inputs; every call returns
 // values = [1, 2, 3].
 func noInputs() *g.Model {

@@ -1126,19 +1126,26 @@ func NewCustomDataTensor(s Shape, data []byte,
 	if !IsInitialized() {
 		return nil, NotInitializedError
 	}
-	e := s.Validate()
-	if e != nil {
-		return nil, fmt.Errorf("Invalid tensor shape: %w", e)
+	// A scalar (no dimensions) is a tensor of one element, and a
+	// dimension of 0 makes a tensor of no elements: both are valid.
+	if len(s) > 0 {
+		if e := s.Validate(); e != nil {
+			return nil, fmt.Errorf("Invalid tensor shape: %w", e)
+		}
 	}
-	if len(data) == 0 {
-		return nil, fmt.Errorf("A CustomDataTensor requires at least one " +
-			"byte of data")
+	if len(data) == 0 && s.FlattenedSize() != 0 {
+		return nil, fmt.Errorf("A CustomDataTensor of shape %v requires "+
+			"data", s)
 	}
 	dt := C.ONNXTensorElementDataType(dataType)
 	var ortValue *C.OrtValue
-
-	status := C.CreateOrtTensorWithShape(unsafe.Pointer(&data[0]),
-		C.size_t(len(data)), (*C.int64_t)(unsafe.Pointer(&s[0])),
+	// The runtime wants a non-null pointer even for no bytes.
+	dataPtr := unsafe.Pointer(&emptyTensorData)
+	if len(data) > 0 {
+		dataPtr = unsafe.Pointer(&data[0])
+	}
+	status := C.CreateOrtTensorWithShape(dataPtr,
+		C.size_t(len(data)), (*C.int64_t)(unsafe.Pointer(firstOrNil(s))),
 		C.int64_t(len(s)), ortMemoryInfo, dt, &ortValue)
 	if status != nil {
 		return nil, fmt.Errorf("ORT API error creating tensor: %s",
@@ -3260,3 +3267,6 @@ func firstOrNil[T any](s []T) *T {
 	}
 	return &s[0]
 }
+
+// emptyTensorData stands in for the data of a tensor with no elements.
+var emptyTensorData [8]byte

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// A scalar (rank 0) in and out, over HTTP JSON, the binary extension and
+// gRPC (raw and typed contents).
+func TestScalarsOverEveryEncoding(t *testing.T) {
+	repo := repoOf(t, map[string][2]string{"scalar": {filepath.Join(variants, "scalar.onnx"), ""}})
+	s, hs := start(t, repo, Options{})
+	t.Cleanup(repo.Close)
+	c, _ := serveGRPC(t, s)
+
+	// HTTP JSON.
+	r := call(t, "POST", hs.URL+"/v2/models/scalar/infer", []byte(`{"inputs":[{"name":"x","shape":[],"datatype":"FP32","data":[3.5]}]}`), nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"shape":[],"datatype":"FP32","data":[7]`) {
+		t.Errorf("scalar over JSON: %d %s", r.status, r.body)
+	}
+
+	// The binary extension.
+	for _, tc := range []struct {
+		model string
+		in    tensor.Tensor
+		shape []int64
+		want  []float32
+	}{
+		{"scalar", tensor.New("x", []int64{}, []float32{3.5}), []int64{}, []float32{7}},
+	} {
+		r, resp := infer(t, hs.URL, tc.model, &protocol.InferRequest{Inputs: []tensor.Tensor{tc.in}}, true)
+		if r.status != 200 || resp == nil {
+			t.Errorf("%s over binary: %d %s", tc.model, r.status, r.body)
+			continue
+		}
+		out := resp.Outputs[0]
+		got, _ := tensor.Values[float32](out)
+		if !equalInts(out.Shape, tc.shape) || len(got) != len(tc.want) || len(got) > 0 && got[0] != tc.want[0] {
+			t.Errorf("%s over binary: shape %v values %v, want %v %v", tc.model, out.Shape, got, tc.shape, tc.want)
+		}
+	}
+
+	// gRPC, raw and typed contents.
+	for _, raw := range []bool{true, false} {
+		resp, err := c.ModelInfer(context.Background(), grpcRequest("scalar", []tensor.Tensor{tensor.New("x", []int64{}, []float32{3.5})}, raw))
+		if err != nil || len(resp.Outputs) != 1 || len(resp.Outputs[0].Shape) != 0 {
+			t.Errorf("scalar over gRPC (raw %v): %v %v", raw, resp, err)
+		}
+	}
+}
+
+func equalInts(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
