@@ -4,8 +4,10 @@
 #   1. Builds bin/infer and starts `infer serve` on 127.0.0.1 ports, with
 #      the default limits but a read timeout of HOSTILE_READ_TIMEOUT
 #      (default 10s, so that the script ends in about a minute).
-#   2. Runs scripts/hostile (go run), which measures mlp's p99 unloaded, then,
-#      while the same client keeps measuring, sends at once: slow bodies
+#   2. Starts the normal client (bin/hostile -client, a process of its own),
+#      which measures mlp's p99 unloaded and then under attack; runs the
+#      attackers (bin/hostile, niced below it; with two cores or more the
+#      server has core 0 and both of them core 1), which send at once: slow bodies
 #      (a byte a second), bodies of 64 MiB and of 1 TiB announced and never
 #      sent, HOSTILE_IDLE_CONNS (default 10,000) idle connections and
 #      HOSTILE_NAMES (default 3,000) made-up model names; then enormous
