@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func TestScalarsOverEveryEncoding(t *testing.T) {
 		}
 		out := resp.Outputs[0]
 		got, _ := tensor.Values[float32](out)
-		if !equalInts(out.Shape, tc.shape) || len(got) != len(tc.want) || len(got) > 0 && got[0] != tc.want[0] {
+		if !slices.Equal(out.Shape, tc.shape) || len(got) != len(tc.want) || len(got) > 0 && got[0] != tc.want[0] {
 			t.Errorf("%s over binary: shape %v values %v, want %v %v", tc.model, out.Shape, got, tc.shape, tc.want)
 		}
 	}
@@ -52,16 +53,4 @@ func TestScalarsOverEveryEncoding(t *testing.T) {
 			t.Errorf("scalar over gRPC (raw %v): %v %v", raw, resp, err)
 		}
 	}
-}
-
-func equalInts(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
