@@ -88,6 +88,14 @@ func (m *Model) infer(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if m.stacked && p.rows == 0 {
+		resp, err := m.emptyBatch(p)
+		m.putPending(p)
+		if resp != nil {
+			resp.ID = req.ID
+		}
+		return resp, err
+	}
 	now := time.Now()
 	p.enqueued = now
 	if d, ok := ctx.Deadline(); ok {
@@ -120,6 +128,27 @@ func (m *Model) infer(ctx context.Context, req *Request) (*Response, error) {
 		m.stats.failure.Add(1) // expired in the queue; run counts the rest
 	}
 	return r.resp, r.err
+}
+
+// emptyBatch answers a request of no rows (a batch dimension of 0, as
+// Triton serves it) without queueing it or running the model: each output
+// it asked for has the model's row shape with no rows, and no data. An
+// output whose size past the batch is dynamic, which only a run could
+// tell, is refused by name.
+func (m *Model) emptyBatch(p *pending) (*Response, error) {
+	n := p.outputCount(len(m.meta.Outputs))
+	resp := &Response{ModelName: m.meta.Name, ModelVersion: m.meta.Version, Outputs: make([]tensor.Tensor, n)}
+	for i := range n {
+		o := m.meta.Outputs[p.output(i)]
+		shape := append([]int64{0}, o.Shape[1:]...)
+		for _, d := range shape[1:] {
+			if d < 0 {
+				return nil, fmt.Errorf("%w: a batch of no rows: output %q has a dynamic dimension past the batch (%v), which only a run could size", ErrInvalidInput, o.Name, o.Shape)
+			}
+		}
+		resp.Outputs[i] = tensor.Tensor{Name: o.Name, DataType: o.DataType, Shape: shape, Data: []byte{}}
+	}
+	return resp, nil
 }
 
 // abandon withdraws p after ctx ended while the caller waited, and returns
@@ -194,8 +223,8 @@ func (m *Model) check(req *Request) (*pending, error) {
 			return p, bad("input %q: shape %v has %d dimensions, the model expects %d (%v)", t.Name, t.Shape, len(t.Shape), len(spec.Shape), spec.Shape)
 		}
 		for j, d := range t.Shape {
-			if d < 1 {
-				return p, bad("input %q: shape %v: dimension %d is %d, want at least 1", t.Name, t.Shape, j, d)
+			if d < 1 && !(d == 0 && j == 0 && m.stacked) {
+				return p, bad("input %q: shape %v: dimension %d is %d, want at least 1 (0 only as the batch of a batched model)", t.Name, t.Shape, j, d)
 			}
 			if spec.Shape[j] >= 0 && d != spec.Shape[j] {
 				return p, bad("input %q: shape %v: dimension %d is %d, the model expects %d (%v)", t.Name, t.Shape, j, d, spec.Shape[j], spec.Shape)

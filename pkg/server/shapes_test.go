@@ -11,10 +11,14 @@ import (
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
-// A scalar (rank 0) in and out, over HTTP JSON, the binary extension and
-// gRPC (raw and typed contents).
-func TestScalarsOverEveryEncoding(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{"scalar": {filepath.Join(variants, "scalar.onnx"), ""}})
+// Shapes at their edges, over HTTP JSON, the binary extension and gRPC
+// (raw and typed contents): a scalar (rank 0) in and out, and a batch of
+// no rows ([0, 4]).
+func TestScalarsAndEmptyBatchesOverEveryEncoding(t *testing.T) {
+	repo := repoOf(t, map[string][2]string{
+		"scalar": {filepath.Join(variants, "scalar.onnx"), ""},
+		"faulty": {faultyFile, faultyWarmup},
+	})
 	s, hs := start(t, repo, Options{})
 	t.Cleanup(repo.Close)
 	c, _ := serveGRPC(t, s)
@@ -23,6 +27,10 @@ func TestScalarsOverEveryEncoding(t *testing.T) {
 	r := call(t, "POST", hs.URL+"/v2/models/scalar/infer", []byte(`{"inputs":[{"name":"x","shape":[],"datatype":"FP32","data":[3.5]}]}`), nil)
 	if r.status != 200 || !strings.Contains(string(r.body), `"shape":[],"datatype":"FP32","data":[7]`) {
 		t.Errorf("scalar over JSON: %d %s", r.status, r.body)
+	}
+	r = call(t, "POST", hs.URL+"/v2/models/faulty/infer", []byte(`{"inputs":[{"name":"x","shape":[0,4],"datatype":"FP32","data":[]}]}`), nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"shape":[0,4],"datatype":"FP32","data":[]`) {
+		t.Errorf("[0,4] over JSON: %d %s", r.status, r.body)
 	}
 
 	// The binary extension.
@@ -33,6 +41,7 @@ func TestScalarsOverEveryEncoding(t *testing.T) {
 		want  []float32
 	}{
 		{"scalar", tensor.New("x", []int64{}, []float32{3.5}), []int64{}, []float32{7}},
+		{"faulty", tensor.New("x", []int64{0, 4}, []float32{}), []int64{0, 4}, nil},
 	} {
 		r, resp := infer(t, hs.URL, tc.model, &protocol.InferRequest{Inputs: []tensor.Tensor{tc.in}}, true)
 		if r.status != 200 || resp == nil {
@@ -51,6 +60,10 @@ func TestScalarsOverEveryEncoding(t *testing.T) {
 		resp, err := c.ModelInfer(context.Background(), grpcRequest("scalar", []tensor.Tensor{tensor.New("x", []int64{}, []float32{3.5})}, raw))
 		if err != nil || len(resp.Outputs) != 1 || len(resp.Outputs[0].Shape) != 0 {
 			t.Errorf("scalar over gRPC (raw %v): %v %v", raw, resp, err)
+		}
+		resp, err = c.ModelInfer(context.Background(), grpcRequest("faulty", []tensor.Tensor{tensor.New("x", []int64{0, 4}, []float32{})}, raw))
+		if err != nil || len(resp.Outputs) != 1 || !slices.Equal(resp.Outputs[0].Shape, []int64{0, 4}) {
+			t.Errorf("[0,4] over gRPC (raw %v): %v %v", raw, resp, err)
 		}
 	}
 }
