@@ -110,6 +110,9 @@ type batcher struct {
 	// While both are zero nothing queued can have gone, and forming a batch
 	// reads no more of the queue than the batch it takes.
 	deadlines int
+	// saturated is n >= maxQueue with no deadline to free a place, kept by
+	// the two places that change n, for full to read without the lock.
+	saturated atomic.Bool
 	abandoned atomic.Int64
 	arrived   chan struct{} // a token when a waiting worker should look
 	closing   chan struct{} // closed by close
@@ -154,6 +157,7 @@ func (b *batcher) submit(p *pending) error {
 	if !p.deadline.IsZero() {
 		b.deadlines++
 	}
+	b.saturated.Store(b.n >= b.maxQueue && b.deadlines == 0)
 	wake := false
 	if b.idle > 0 {
 		b.need -= p.rows
@@ -210,12 +214,9 @@ func (b *batcher) close() {
 // depth returns the number of queued requests and when the oldest was
 // queued (zero when none is).
 // full reports whether submit would refuse a request now: the queue is at
-// max_queue_size and none of it can expire to make room.
-func (b *batcher) full() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.n >= b.maxQueue && b.deadlines == 0
-}
+// max_queue_size and none of it can expire to make room. It takes no lock:
+// a front end asks it for every request, before reading the body.
+func (b *batcher) full() bool { return b.saturated.Load() }
 
 func (b *batcher) depth() (int, time.Time) {
 	b.mu.Lock()
@@ -397,6 +398,7 @@ func (b *batcher) leave(p *pending) {
 	if !p.deadline.IsZero() {
 		b.deadlines--
 	}
+	b.saturated.Store(b.n >= b.maxQueue && b.deadlines == 0)
 }
 
 // take moves requests compatible with head, head first, out of the queues

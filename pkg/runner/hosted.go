@@ -61,11 +61,13 @@ type hostHealth struct {
 
 	// streak is len(crashes), read on every answered batch without the
 	// lock: an answer ends the streak.
-	streak   atomic.Int32
-	mu       sync.Mutex
-	crashes  []time.Time // the current streak's, within the window
-	down     string      // why the version gave up; empty while it serves
-	total    int64       // crashes
+	streak  atomic.Int32
+	mu      sync.Mutex
+	crashes []time.Time // the current streak's, within the window
+	// down is why the version gave up, nil while it serves: read on every
+	// request without the lock, written once under it.
+	down     atomic.Pointer[string]
+	total    int64 // crashes
 	restarts int64
 	memory   int64 // crashes that were memory-limit faults
 }
@@ -92,10 +94,11 @@ func (h *hostHealth) crashed(now time.Time, cause string, memory bool) bool {
 	}
 	h.crashes = append(keep, now)
 	h.streak.Store(int32(len(h.crashes)))
-	if len(h.crashes) >= h.limit && h.down == "" {
-		h.down = fmt.Sprintf("model host crashed %d times in a row within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause)
+	if len(h.crashes) >= h.limit && h.down.Load() == nil {
+		reason := fmt.Sprintf("model host crashed %d times in a row within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause)
+		h.down.Store(&reason)
 	}
-	return h.down != ""
+	return h.down.Load() != nil
 }
 
 // answered ends a streak of crashes: a batch was answered.
@@ -110,9 +113,10 @@ func (h *hostHealth) answered() {
 }
 
 func (h *hostHealth) downReason() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.down
+	if r := h.down.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 func (h *hostHealth) restarted() {
