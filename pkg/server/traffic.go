@@ -92,12 +92,17 @@ func (s *Server) route(name, version string, key func(deploy.Policy) string) (*r
 // traffic policy needs nothing of its body (no sticky routing by request
 // id); routed is false when it does.
 func (s *Server) routeEarly(name, version string, h http.Header) (m *runner.Model, routed bool, err error) {
-	if version == "" {
-		if p, ok := s.traffic.router(name); ok && p.Sticky != "" && p.Policy.StickyHeader() == "" {
-			return nil, false, nil
+	routed = true
+	m, err = s.route(name, version, func(p deploy.Policy) string {
+		if header := p.StickyHeader(); header != "" {
+			return h.Get(header)
 		}
+		routed = false // sticky by request id: the body decides
+		return ""
+	})
+	if !routed {
+		return nil, false, nil
 	}
-	m, err = s.route(name, version, func(p deploy.Policy) string { return h.Get(p.StickyHeader()) })
 	return m, true, err
 }
 
