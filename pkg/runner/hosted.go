@@ -467,12 +467,9 @@ func (h *hostedInstance) collect(rows int64) error {
 // checkOutput refuses an output whose bytes do not match its shape and
 // type, or whose rows are not the batch's.
 func checkOutput(spec TensorSpec, o modelhost.Tensor, stacked bool, rows int64) error {
-	n := int64(spec.DataType.Size())
-	for _, d := range o.Shape {
-		if d != 0 && n > (1<<62)/d {
-			return fmt.Errorf("output %q: shape %v is too large", spec.Name, o.Shape)
-		}
-		n *= d
+	n, err := shapeBytes(spec, o.Shape)
+	if err != nil {
+		return fmt.Errorf("output %w", err)
 	}
 	if n != o.Length {
 		return fmt.Errorf("output %q: shape %v of %s takes %d bytes, the host wrote %d", spec.Name, o.Shape, spec.DataType, n, o.Length)

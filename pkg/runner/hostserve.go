@@ -19,6 +19,7 @@ import (
 	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
 	"github.com/infer-serving/infer/pkg/modelhost"
+	"github.com/infer-serving/infer/pkg/tensor"
 )
 
 // hostSpec is what a model host needs to create its session: sent as JSON
@@ -288,17 +289,27 @@ func (h *hostSession) execute(r *modelhost.Run, res *modelhost.Result, start tim
 
 // checkLength refuses a tensor whose bytes do not match its shape.
 func checkLength(spec TensorSpec, t modelhost.Tensor) error {
-	n := int64(spec.DataType.Size())
-	for _, d := range t.Shape {
-		if d != 0 && n > (1<<62)/d {
-			return fmt.Errorf("%q: shape %v is too large", spec.Name, t.Shape)
-		}
-		n *= d
+	n, err := shapeBytes(spec, t.Shape)
+	if err != nil {
+		return err
 	}
 	if n != t.Length || n == 0 {
 		return fmt.Errorf("%q: shape %v of %s takes %d bytes, %d given", spec.Name, t.Shape, spec.DataType, n, t.Length)
 	}
 	return nil
+}
+
+// shapeBytes returns the bytes a tensor of spec's type and shape takes,
+// or an error naming it when the count overflows.
+func shapeBytes(spec TensorSpec, shape []int64) (int64, error) {
+	n, err := tensor.ElementsChecked(shape)
+	if err == nil {
+		n, err = tensor.ByteSize(n, spec.DataType)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w", spec.Name, err)
+	}
+	return n, nil
 }
 
 // release destroys the runtime values of the last batch.
