@@ -5,17 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/server"
@@ -34,6 +30,7 @@ type serveOptions struct {
 	idleTimeout       time.Duration
 	defaultTimeout    time.Duration
 	gracePeriod       time.Duration
+	maxConnections    int
 	drainDelay        time.Duration
 	adminTokenFile    string
 	stateDir          string
@@ -84,7 +81,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, grace_period, admin_host, admin_port, admin_trust_loopback, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control); flags given override it")
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, max_connections, grace_period, admin_host, admin_port, admin_trust_loopback, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu; a model's fallback_to_cpu still applies)")
 	f.StringVar(&o.isolation, "isolation", runner.DefaultIsolation, "where the sessions of models whose config.yaml names none run: process (each instance in a supervised model host, a child process a runtime crash cannot take the server down with) or none (in the server's process)")
@@ -98,6 +95,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "longest wait for a request's headers (and a gRPC connection's handshake)")
 	f.DurationVar(&o.readTimeout, "read-timeout", server.DefaultReadTimeout, "longest wait for one HTTP request's body, from the end of its headers (408 beyond)")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive HTTP connection, or a gRPC connection with no call open, stays open")
+	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "most connections the HTTP and gRPC ports keep open together; more are closed at accept (lowered to fit the open-file limit, keeping a reserve for the metrics and admin ports, which have limits of their own)")
 	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter (0: none)")
 	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token every admin call requires (or $"+adminTokenEnv+"); with one the public HTTP and gRPC ports serve the admin API too, to token holders")
 	f.IntVar(&o.adminPort, "admin-port", DefaultAdminPort, "HTTP port of the admin API: repository load and unload, traffic policies, rollouts, fault injection (0 turns it off)")
@@ -140,6 +138,12 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if o.adminHost == "" {
 		o.adminHost = "127.0.0.1" // every interface is 0.0.0.0, said outright
 	}
+	if o.maxConnections < 0 {
+		return fmt.Errorf("--max-connections %d: want a positive number (0: the default, %d)", o.maxConnections, server.DefaultMaxConnections)
+	}
+	if o.drainDelay < 0 || o.gracePeriod < 0 {
+		return fmt.Errorf("--drain-delay %v, --grace-period %v: want durations of 0 or more", o.drainDelay, o.gracePeriod)
+	}
 	if o.httpPort == 0 && o.grpcPort == 0 {
 		return errors.New("--http-port and --grpc-port are both 0: nothing to serve")
 	}
@@ -174,6 +178,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	}
 	srv, err := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout,
 		ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout, IdleTimeout: o.idleTimeout,
+		MaxConnections: o.maxConnections, DrainDelay: o.drainDelay, GracePeriod: o.gracePeriod,
 		AdminToken: token, AdminTrustLoopback: o.adminTrust, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults})
 	if err != nil {
 		return fmt.Errorf("--state-dir %s: %w", o.stateDir, err)
@@ -187,70 +192,29 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		}
 	}
 
-	// Each front end: a listener, how to serve it, how to stop it.
-	type frontEnd struct {
-		name     string
-		ln       net.Listener
-		serve    func(net.Listener) error
-		shutdown func(context.Context) error
-	}
-	var fronts []frontEnd
-	listen := func(name, host string, port int) (net.Listener, error) {
-		if port == 0 {
-			return nil, nil
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-		if err != nil {
-			for _, f := range fronts {
-				f.ln.Close()
-			}
-			return nil, fmt.Errorf("%s listener: %w", name, err)
-		}
-		return ln, nil
-	}
-	for _, h := range []struct {
+	// Every port is bound before anything is served, so that a port in use
+	// stops the start with nothing half up.
+	var ls server.Listeners
+	var opened []net.Listener
+	addrs := map[string]string{}
+	for _, l := range []struct {
 		name, host string
 		port       int
-		handler    http.Handler
-	}{{"HTTP", o.host, o.httpPort, srv.Handler()}, {"metrics", o.host, o.metricsPort, srv.MetricsHandler()}, {"admin", o.adminHost, o.adminPort, srv.AdminHandler()}} {
-		ln, err := listen(h.name, h.host, h.port)
+		to         *net.Listener
+	}{{"HTTP", o.host, o.httpPort, &ls.HTTP}, {"gRPC", o.host, o.grpcPort, &ls.GRPC}, {"metrics", o.host, o.metricsPort, &ls.Metrics}, {"admin", o.adminHost, o.adminPort, &ls.Admin}} {
+		if l.port == 0 {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(l.host, strconv.Itoa(l.port)))
 		if err != nil {
-			return err
-		}
-		if ln != nil {
-			hs := srv.HTTPServer(h.handler)
-			fronts = append(fronts, frontEnd{h.name, ln, hs.Serve, hs.Shutdown})
-		}
-	}
-	ln, err := listen("gRPC", o.host, o.grpcPort)
-	if err != nil {
-		return err
-	}
-	if ln != nil {
-		gs := grpc.NewServer(srv.GRPCServerOptions()...)
-		srv.RegisterGRPC(gs)
-		fronts = append(fronts, frontEnd{"gRPC", ln, gs.Serve, func(ctx context.Context) error {
-			done := make(chan struct{})
-			go func() { gs.GracefulStop(); close(done) }()
-			select {
-			case <-done:
-				return nil
-			case <-ctx.Done():
-				gs.Stop()
-				return ctx.Err()
+			for _, o := range opened {
+				o.Close()
 			}
-		}})
-	}
-
-	errc := make(chan error, len(fronts))
-	addrs := map[string]string{}
-	for _, f := range fronts {
-		addrs[f.name] = f.ln.Addr().String()
-		go func() {
-			if err := f.serve(f.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
-				errc <- fmt.Errorf("%s server: %w", f.name, err)
-			}
-		}()
+			return fmt.Errorf("%s listener: %w", l.name, err)
+		}
+		opened = append(opened, ln)
+		*l.to = ln
+		addrs[l.name] = ln.Addr().String()
 	}
 	n := 0
 	for _, st := range repo.Index() {
@@ -262,38 +226,9 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if o.listening != nil {
 		o.listening(addrs)
 	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-	}
-
-	// Drain: not ready, refuse new work with 503 and Connection: close,
-	// answer what was accepted; after the drain delay, close the ports and
-	// wait for the requests still running.
-	slog.Info("shutting down", "drain_delay", o.drainDelay, "grace_period", o.gracePeriod)
-	shutdown, cancel := context.WithTimeout(context.Background(), o.gracePeriod)
-	defer cancel()
-	srv.Drain()
-	select {
-	case <-time.After(min(o.drainDelay, o.gracePeriod)):
-	case <-shutdown.Done():
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for _, f := range fronts {
-		wg.Go(func() {
-			if err := f.shutdown(shutdown); err != nil {
-				mu.Lock()
-				serveErr = errors.Join(serveErr, fmt.Errorf("%s server: shutdown within %v: %w", f.name, o.gracePeriod, err))
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	err = srv.Serve(ctx, ls)
 	srv.Close()
-	return serveErr
+	return err
 }
 
 func orOff(addr string) string {

@@ -23,6 +23,7 @@ type serveConfig struct {
 	ReadHeaderTimeout  *time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout        *time.Duration `yaml:"read_timeout"`
 	IdleTimeout        *time.Duration `yaml:"idle_timeout"`
+	MaxConnections     *int           `yaml:"max_connections"`
 	DefaultTimeout     *time.Duration `yaml:"default_timeout"`
 	DrainDelay         *time.Duration `yaml:"drain_delay"`
 	GracePeriod        *time.Duration `yaml:"grace_period"`
@@ -64,6 +65,7 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 	set("read-header-timeout", c.ReadHeaderTimeout != nil, func() { o.readHeaderTimeout = *c.ReadHeaderTimeout })
 	set("read-timeout", c.ReadTimeout != nil, func() { o.readTimeout = *c.ReadTimeout })
 	set("idle-timeout", c.IdleTimeout != nil, func() { o.idleTimeout = *c.IdleTimeout })
+	set("max-connections", c.MaxConnections != nil, func() { o.maxConnections = *c.MaxConnections })
 	set("default-timeout", c.DefaultTimeout != nil, func() { o.defaultTimeout = *c.DefaultTimeout })
 	set("drain-delay", c.DrainDelay != nil, func() { o.drainDelay = *c.DrainDelay })
 	set("grace-period", c.GracePeriod != nil, func() { o.gracePeriod = *c.GracePeriod })

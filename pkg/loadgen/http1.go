@@ -101,6 +101,7 @@ func (t *HTTP1) Do(ctx context.Context, r *Result) {
 	deadline, _ := ctx.Deadline()
 	r.Start = time.Now()
 	for attempt := 0; ; attempt++ {
+		r.Attempts = attempt + 1
 		c, reused, err := t.get(ctx, r)
 		if err != nil {
 			r.End = time.Now()

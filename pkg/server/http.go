@@ -311,8 +311,7 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	m, routed, err := s.routeEarly(name, r.PathValue("version"), r.Header)
 	if err == nil && routed {
 		if err = m.Admit(); err != nil {
-			w.Header().Set("Connection", "close") // the body stays unread
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", "1") // the body stays unread
 		}
 	}
 	if err == nil {

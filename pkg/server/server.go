@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,15 @@ type Options struct {
 	// IdleTimeout bounds how long an HTTP keep-alive connection, or a gRPC
 	// connection with no call open, stays open idle (0: DefaultIdleTimeout).
 	IdleTimeout time.Duration
+	// MaxConnections bounds the inference ports' open connections, HTTP
+	// and gRPC together; more are closed at accept (0:
+	// DefaultMaxConnections). It is lowered to fit the process's
+	// descriptor limit, keeping a reserve for the metrics and admin ports.
+	MaxConnections int
+	// DrainDelay is how long Serve keeps serving, not ready, once its
+	// context ends (0: none); GracePeriod bounds the whole shutdown, the
+	// delay included (0: DefaultGracePeriod).
+	DrainDelay, GracePeriod time.Duration
 	// DefaultTimeout is the deadline of infer requests that give no
 	// "timeout" parameter; 0 is none.
 	DefaultTimeout time.Duration
@@ -88,6 +98,11 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	opts = opts.withTransportDefaults()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if n, fds := maxConnections(opts.MaxConnections); fds > 0 {
+		opts.Logger.Warn("the inference ports' connection limit is lowered to fit the open-file limit; raise the limit (ulimit -n) to keep more",
+			"max_connections", opts.MaxConnections, "lowered_to", n, "open_file_limit", fds, "reserve", fdReserve)
+		opts.MaxConnections = n
 	}
 	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
 	s.faults.allowed = opts.AllowFaultInjection
@@ -208,7 +223,8 @@ func (s *Server) Handler() http.Handler {
 
 // AdminHandler returns the HTTP handler of the admin listener: the admin
 // API (repository load and unload, traffic policies, rollouts, fault
-// injection), the repository index and liveness. With an admin token set
+// injection), the repository index, liveness and Go's profiles under
+// /debug/pprof/. With an admin token set
 // every admin call needs it here too; without one the listener's address
 // (loopback by default) is what keeps outside callers away.
 func (s *Server) AdminHandler() http.Handler {
@@ -216,6 +232,12 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
 	s.adminRoutes(mux, false)
+	// Go's profiles (CPU, heap, goroutines, mutexes), on the admin
+	// listener only: a profile shows the server's insides.
+	mux.HandleFunc("GET /debug/pprof/", s.admin(pprof.Index, false))
+	mux.HandleFunc("GET /debug/pprof/profile", s.admin(pprof.Profile, false))
+	mux.HandleFunc("GET /debug/pprof/trace", s.admin(pprof.Trace, false))
+	mux.HandleFunc("GET /debug/pprof/symbol", s.admin(pprof.Symbol, false))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such admin endpoint: "+r.Method+" "+r.URL.Path))
 	})

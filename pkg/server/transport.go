@@ -34,6 +34,9 @@ const (
 	// DefaultIdleTimeout bounds how long a keep-alive HTTP connection, or
 	// a gRPC connection with no stream open, stays open with nothing to do.
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultGracePeriod bounds a shutdown, Kubernetes' default
+	// terminationGracePeriodSeconds.
+	DefaultGracePeriod = 30 * time.Second
 )
 
 // maxConcurrentStreams bounds the gRPC streams (calls) one connection may
@@ -64,6 +67,13 @@ func (o Options) withTransportDefaults() Options {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.GracePeriod <= 0 {
+		o.GracePeriod = DefaultGracePeriod
+	}
+	o.DrainDelay = max(o.DrainDelay, 0)
 	return o
 }
 
@@ -112,7 +122,8 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			// left in place, it would cancel a handler that runs past it.
 			rc := http.NewResponseController(w)
 			if err := rc.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout)); err == nil {
-				gw.body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: s.opts.ReadTimeout}
+				gw.body = &deadlineBody{ReadCloser: r.Body, rc: rc, timeout: s.opts.ReadTimeout,
+					small: r.ContentLength > 0 && r.ContentLength <= discardBytes}
 				r.Body = gw.body
 			}
 		}
@@ -133,9 +144,17 @@ func (s *Server) guard(next http.Handler) http.Handler {
 	})
 }
 
+// discardBytes is the largest unread body net/http reads and throws away
+// after a response to keep the connection (its maxPostHandlerReadBytes,
+// 256 KiB): a small body mostly arrived with its headers, and reading the
+// rest is cheaper for both ends than a new connection.
+const discardBytes = 256 << 10
+
 // guardedWriter records whether a response has begun. An error answered
 // before the request's body was read whole closes the connection, rather
-// than leave net/http to read the rest of a body nobody wants.
+// than leave net/http to read the rest of a large body nobody wants; a
+// small one (discardBytes) net/http reads past, keeping the connection, so
+// that a shed costs a client no new connection.
 type guardedWriter struct {
 	http.ResponseWriter
 	body  *deadlineBody // nil: the request has no body
@@ -143,7 +162,7 @@ type guardedWriter struct {
 }
 
 func (w *guardedWriter) WriteHeader(status int) {
-	if status >= 400 && !w.wrote && w.body != nil && !w.body.ended {
+	if status >= 400 && !w.wrote && w.body != nil && !w.body.ended && !w.body.small {
 		w.Header().Set("Connection", "close")
 	}
 	if status >= 200 { // 1xx responses are interim
@@ -169,6 +188,7 @@ type deadlineBody struct {
 	rc      *http.ResponseController
 	timeout time.Duration
 	ended   bool // read whole
+	small   bool // of a known length up to discardBytes
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/infer-serving/infer/pkg/netlimit"
+)
+
+// Listeners are the sockets a Server serves; a nil one is off.
+type Listeners struct {
+	// HTTP and GRPC are the inference ports; they share one connection
+	// budget (Options.MaxConnections).
+	HTTP, GRPC net.Listener
+	// Metrics and Admin have budgets of their own, so that they answer
+	// whatever the inference ports are sent.
+	Metrics, Admin net.Listener
+}
+
+// Connection bounds. Go's net/http and grpc-go bound nothing; Envoy as an
+// edge proxy caps a listener's connections and keeps its admin port
+// apart. A connection costs the server a descriptor, a goroutine and its
+// buffers (about 20 KiB idle over HTTP/1.1), so the inference ports'
+// default keeps 10,000 idle connections within about 200 MiB.
+const (
+	// DefaultMaxConnections bounds the inference ports' open connections
+	// (HTTP and gRPC together).
+	DefaultMaxConnections = 10_000
+	// metricsConnections and adminConnections bound the metrics and admin
+	// ports' connections: a scraper or an operator needs a few.
+	metricsConnections = 128
+	adminConnections   = 64
+	// fdReserve is kept out of the inference ports' budget when the
+	// descriptor limit is lower than it asks: the metrics and admin
+	// ports' budgets, model hosts' sockets and memory files, model files,
+	// logs.
+	fdReserve = metricsConnections + adminConnections + 832
+)
+
+// maxConnections returns the inference ports' connection bound: want,
+// lowered to fit the process's descriptor limit less fdReserve. The second
+// result is the descriptor limit when it lowered want, else 0.
+func maxConnections(want int) (int, uint64) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur >= math.MaxInt64 {
+		return want, 0
+	}
+	if room := int64(lim.Cur) - fdReserve; int64(want) > room {
+		return int(max(room, 64)), lim.Cur
+	}
+	return want, 0
+}
+
+// drainPoll is how often a shutdown looks for idle connections to close.
+const drainPoll = 5 * time.Millisecond
+
+// Serve serves the listeners until ctx ends, then shuts down the
+// Kubernetes way: it reports itself not ready and keeps serving for
+// Options.DrainDelay (every response with "Connection: close", so that
+// clients move away while load balancers notice), then closes the
+// listeners, answers every request already written to an accepted
+// connection, and returns within Options.GracePeriod of ctx's end. It
+// returns the first listener's failure (after shutting down the others)
+// or, past the grace period, which front ends were cut.
+func (s *Server) Serve(ctx context.Context, ls Listeners) error {
+	inference := netlimit.NewBudget(s.opts.MaxConnections)
+	budgets := map[string]*netlimit.Budget{"inference": inference,
+		"metrics": netlimit.NewBudget(metricsConnections), "admin": netlimit.NewBudget(adminConnections)}
+	s.metrics.registry.MustRegister(connCollector(budgets))
+
+	type front struct {
+		name string
+		ln   *netlimit.Listener
+		http *http.Server
+		grpc *grpc.Server
+	}
+	var fronts []front
+	for _, f := range []struct {
+		name   string
+		ln     net.Listener
+		h      http.Handler
+		budget string
+	}{{"HTTP", ls.HTTP, s.Handler(), "inference"}, {"metrics", ls.Metrics, s.MetricsHandler(), "metrics"}, {"admin", ls.Admin, s.AdminHandler(), "admin"}} {
+		if f.ln != nil {
+			hs := s.HTTPServer(f.h)
+			hs.ConnState = netlimit.ConnState
+			fronts = append(fronts, front{name: f.name, ln: netlimit.Listen(f.ln, budgets[f.budget]), http: hs})
+		}
+	}
+	if ls.GRPC != nil {
+		gs := grpc.NewServer(s.GRPCServerOptions()...)
+		s.RegisterGRPC(gs)
+		fronts = append(fronts, front{name: "gRPC", ln: netlimit.Listen(ls.GRPC, inference), grpc: gs})
+	}
+
+	var stopping atomic.Bool
+	errc := make(chan error, len(fronts))
+	var serving sync.WaitGroup
+	for _, f := range fronts {
+		serving.Go(func() {
+			var err error
+			if f.http != nil {
+				err = f.http.Serve(f.ln)
+			} else {
+				err = f.grpc.Serve(f.ln)
+			}
+			if err != nil && !stopping.Load() && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("%s server: %w", f.name, err)
+			}
+		})
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+
+	s.log.Info("shutting down", "drain_delay", s.opts.DrainDelay, "grace_period", s.opts.GracePeriod)
+	grace, cancel := context.WithTimeout(context.Background(), s.opts.GracePeriod)
+	defer cancel()
+	s.Drain()
+	if serveErr == nil {
+		select {
+		case <-time.After(s.opts.DrainDelay):
+		case <-grace.Done():
+		}
+	}
+	stopping.Store(true)
+	var mu sync.Mutex
+	var stops sync.WaitGroup
+	for _, f := range fronts {
+		stops.Go(func() {
+			if err := stopFront(grace, f.ln, f.http, f.grpc); err != nil {
+				mu.Lock()
+				serveErr = errors.Join(serveErr, fmt.Errorf("%s server: shutdown within %v: %w", f.name, s.opts.GracePeriod, err))
+				mu.Unlock()
+			}
+		})
+	}
+	stops.Wait()
+	serving.Wait()
+	return serveErr
+}
+
+// stopFront stops one front end: no new connection, every request
+// written to an accepted one answered, then closed; by ctx's end at the
+// latest.
+func stopFront(ctx context.Context, ln *netlimit.Listener, hs *http.Server, gs *grpc.Server) error {
+	if gs != nil {
+		// GracefulStop closes the listener, sends GOAWAY and waits for
+		// the calls open: HTTP/2 closes connections gracefully.
+		done := make(chan struct{})
+		go func() { gs.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			gs.Stop()
+			<-done
+			return ctx.Err()
+		}
+	}
+	_ = ln.Close()
+	// Close idle connections only where no request is on its way;
+	// http.Server.Shutdown would close some that are (netlimit.Drain says
+	// which), so it runs once they are all gone, to end Serve.
+	if left := ln.Drain(drainPoll, ctx.Done()); left > 0 {
+		_ = hs.Close()
+		return fmt.Errorf("%d connections still open: %w", left, ctx.Err())
+	}
+	return hs.Shutdown(ctx)
+}
+
+// connCollector reports each budget's open connections and the
+// connections refused for want of room, by listener.
+type connCollector map[string]*netlimit.Budget
+
+var (
+	connOpenDesc = prometheus.NewDesc("infer_connections_open",
+		"Connections open now, by listener (inference: the HTTP and gRPC ports together; metrics; admin).", []string{"listener"}, nil)
+	connLimitDesc = prometheus.NewDesc("infer_connections_max",
+		"The most connections a listener keeps open (--max-connections for inference); more are closed at accept.", []string{"listener"}, nil)
+	connRejectedDesc = prometheus.NewDesc("infer_connections_rejected_total",
+		"Connections closed at accept because the listener's limit was reached, by listener.", []string{"listener"}, nil)
+)
+
+func (c connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- connOpenDesc
+	ch <- connLimitDesc
+	ch <- connRejectedDesc
+}
+
+func (c connCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, b := range c {
+		ch <- prometheus.MustNewConstMetric(connOpenDesc, prometheus.GaugeValue, float64(b.Open()), name)
+		ch <- prometheus.MustNewConstMetric(connLimitDesc, prometheus.GaugeValue, float64(b.Limit()), name)
+		ch <- prometheus.MustNewConstMetric(connRejectedDesc, prometheus.CounterValue, float64(b.Rejected()), name)
+	}
+}
