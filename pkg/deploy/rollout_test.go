@@ -26,6 +26,7 @@ func TestSpecValidateNamesTheField(t *testing.T) {
 		{func(s *Spec) { s.Interval = Duration(time.Millisecond) }, "interval 1ms"},
 		{func(s *Spec) { s.Strategy, s.ShadowFraction = Mirror, 0 }, "shadow_fraction 0"},
 		{func(s *Spec) { s.Analysis.MinSuccessRate = 2 }, "analysis"},
+		{func(s *Spec) { s.Analysis.Confidence = 1 }, "analysis.confidence 1"},
 	} {
 		s := good
 		s.Steps = append([]float64(nil), good.Steps...)
@@ -84,7 +85,8 @@ func TestAnalyseVerdicts(t *testing.T) {
 		{"too few requests", metrics(100, 0, 0.005), metrics(5, 0, 0.005), Inconclusive, "5 candidate requests, want at least 20"},
 		{"errors", metrics(100, 0, 0.005), metrics(100, 5, 0.005), Fail, "success rate 95.00% below 99.00%"},
 		{"slow", metrics(100, 0, 0.005), metrics(100, 0, 0.05), Fail, "p99"},
-		{"good", metrics(100, 0, 0.005), metrics(100, 0, 0.005), Pass, "within every bound"},
+		{"good", metrics(400, 0, 0.005), metrics(400, 0, 0.005), Pass, "within every bound"},
+		{"too few for a p99", metrics(400, 0, 0.005), metrics(100, 0, 0.005), Inconclusive, "want at least 368 each"},
 		{"no stable traffic", zero, metrics(100, 0, 0.05), Pass, "within every bound"},
 	} {
 		r := a.Analyse(zero, tc.stable, zero, tc.cand, nil, nil)
