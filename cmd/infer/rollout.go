@@ -78,6 +78,17 @@ only one served, the stable version to the one with the most traffic now, and th
 new version to the newest other ready one: so 'infer rollout --canary 5%'
 just works once the new version is in the repository.
 
+Each step ends in an analysis whose verdict is pass, fail or inconclusive.
+Fewer than --min-requests requests to the new version is inconclusive, never
+a pass. With --max-p99-ratio, latency is judged beyond noise: a step fails
+when a one-sided Mann-Whitney U test finds the new version slower than the
+stable one times the ratio, or when its p99 bounded from below is above the
+ratio times the stable version's p99 bounded from above, each test wrong at
+most 1 - --confidence of the time. A p99 needs enough requests to mean
+anything (368 from each version at the default 0.95): with fewer, and nothing
+slower found, the step is inconclusive. --inconclusive-limit inconclusive
+steps in a row pause the rollout for 'infer rollout promote' or 'abort'.
+
 Exit status: 0 when the new version is promoted (or a shadow completes), 1
 when it is rolled back or aborted.`,
 		Example: `  infer rollout --canary 5%
@@ -178,7 +189,8 @@ when it is rolled back or aborted.`,
 	f.DurationVar(&interval, "interval", time.Duration(d.Interval), "how long each step runs before it is analysed")
 	f.Int64Var(&a.MinRequests, "min-requests", d.Analysis.MinRequests, "fewer requests to the new version in a step is inconclusive, never a pass")
 	f.Float64Var(&a.MinSuccessRate, "min-success-rate", d.Analysis.MinSuccessRate, "the new version's lowest success rate in a step")
-	f.Float64Var(&a.MaxP99Ratio, "max-p99-ratio", 0, "the highest p99 of the new version over the stable one's in a step (0: not checked)")
+	f.Float64Var(&a.MaxP99Ratio, "max-p99-ratio", 0, "how much slower than the stable version the new one may be in a step, judged beyond noise by a rank test and p99 bounds (0: not checked)")
+	f.Float64Var(&a.Confidence, "confidence", d.Analysis.Confidence, "how sure a latency verdict must be: each latency test calls noise a regression at most 1 - this of the time; a p99 then needs "+strconv.FormatUint(d.Analysis.MinLatencyRequests(), 10)+" requests per version")
 	f.Float64Var(&a.MaxDrift, "max-drift", 0, "shadow: the highest mean max-abs-difference above the noise floor (0: not checked)")
 	f.IntVar(&a.FailureLimit, "failure-limit", d.Analysis.FailureLimit, "failed analyses before rolling back")
 	f.IntVar(&a.InconclusiveLimit, "inconclusive-limit", d.Analysis.InconclusiveLimit, "inconclusive analyses in a row before pausing for a person to decide")

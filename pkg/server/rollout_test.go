@@ -291,6 +291,7 @@ func TestRolloutRequestErrors(t *testing.T) {
 		{"POST", "", `{"stable":1,"candidate":2,"stpes":[5]}`, 400, `unknown field "stpes"`},
 		{"POST", "", `{"stable":1,"candidate":2,"interval":"soon"}`, 400, `duration "soon"`},
 		{"POST", "", `{"stable":1,"candidate":2,"steps":[50,10]}`, 400, "steps [50 10]"},
+		{"POST", "", `{"stable":1,"candidate":2,"analysis":{"confidence":1.5}}`, 400, "analysis.confidence 1.5"},
 		{"POST", "", `{"stable":1,"candidate":9}`, 400, "version 9 is not loaded"},
 		{"POST", "/promote", "", 404, "no rollout"},
 		{"POST", "/rewind", "", 404, `rollout command "rewind"`},
