@@ -75,7 +75,7 @@ figures and its verdict.
 The server is reached on its admin API (--admin-url, default the local
 infer serve's admin port, ` + defaultAdminURL + `); the model defaults to the
 only one served, the stable version to the one with the most traffic now, and the
-new version to the newest other ready one: so 'infer rollout --canary 5%'
+new version to the newest ready one newer than it: so 'infer rollout --canary 5%'
 just works once the new version is in the repository.
 
 Each step ends in an analysis whose verdict is pass, fail or inconclusive.
@@ -144,17 +144,20 @@ when it is rolled back or aborted.`,
 			if ab == "" && abKey != "" {
 				return errors.New("--ab-key is for --ab: give the split too, e.g. --ab 50%")
 			}
-			target := deploy.Target{Model: o.model, Stable: from, Candidate: version}
-			t, err := c.Resolve(cmd.Context(), target)
-			if errors.Is(err, deploy.ErrNoCandidate) {
-				// Load the model again to pick up the new version's folder;
-				// the server keeps traffic where it was.
-				fmt.Fprintf(cmd.ErrOrStderr(), "loading %q to pick up its new version\n", t.Model)
-				if err := c.Load(cmd.Context(), t.Model); err != nil {
-					return err
+			// A new version's folder is loaded only when the rollout could
+			// start with it: a load resets the live model's figures.
+			check := func(t deploy.Target) error {
+				if st, err := c.Rollout(cmd.Context(), t.Model); err == nil && !st.Done() {
+					return fmt.Errorf("the %s of %q to version %d is %s: abort it first", st.Spec.Strategy, t.Model, st.Spec.Candidate, st.Phase)
 				}
-				t, err = c.Resolve(cmd.Context(), target)
+				try := spec
+				try.Model, try.Stable, try.Candidate = t.Model, t.Stable, t.Candidate
+				return try.WithDefaults().Validate()
 			}
+			loading := func(model string, v int64) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "loading %q to pick up its new version %d\n", model, v)
+			}
+			t, err := c.ResolveOrLoad(cmd.Context(), deploy.Target{Model: o.model, Stable: from, Candidate: version}, check, loading)
 			if err != nil {
 				return err
 			}
@@ -178,7 +181,7 @@ when it is rolled back or aborted.`,
 	pf.StringVar(&o.output, "output", "text", "text, or json (one JSON event a line while following; the rollout's state otherwise)")
 	pf.DurationVar(&o.poll, "poll", 500*time.Millisecond, "how often to read the rollout while following it")
 	f := cmd.Flags()
-	f.Int64Var(&version, "version", 0, "the new version (default: the newest ready version not serving now)")
+	f.Int64Var(&version, "version", 0, "the new version (default: the newest ready version newer than the stable one)")
 	f.Int64Var(&from, "from", 0, "the stable version (default: the one with the most traffic now)")
 	f.StringVar(&canary, "canary", "", "canary, starting at this share and going on through 25%, 50%, 100% (the default strategy: 5%)")
 	f.StringVar(&steps, "steps", "", "canary steps as percentages, e.g. 5,25,50,100")

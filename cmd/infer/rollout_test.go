@@ -250,3 +250,68 @@ func TestRolloutSurvivesKill9(t *testing.T) {
 		t.Fatalf("abort after the restart: %v\n%s", err, out)
 	}
 }
+
+// After a promotion the version it replaced is still loaded: the default
+// rolls forward only, and with no newer version folder either, the
+// command fails without reloading the live model (its figures intact).
+func TestRolloutNeverGoesBackwards(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "mlp", "1", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1", "2"} {
+		os.MkdirAll(filepath.Join(dir, "mlp", v), 0o755)
+		os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644)
+	}
+	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir})
+	t.Cleanup(func() { stop(); <-done })
+	base, admin := "http://"+addrs["HTTP"], "http://"+addrs["admin"]
+	req, _ := http.NewRequest("PUT", admin+"/v2/admin/models/mlp/traffic", strings.NewReader(`{"weights":{"2":1}}`))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("traffic on version 2: %v %v", resp, err)
+	}
+	body, hl, _ := (&protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}).Encode(true)
+	for range 3 {
+		req, _ := http.NewRequest("POST", base+"/v2/models/mlp/infer", bytes.NewReader(body))
+		req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("infer: %v %v", resp, err)
+		}
+	}
+	served := func() int {
+		resp, err := http.Get(base + "/v2/models/mlp/versions/2/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var stats struct {
+			ModelStats []struct {
+				InferenceStats struct{ Success struct{ Count int } } `json:"inference_stats"`
+			} `json:"model_stats"`
+		}
+		json.NewDecoder(resp.Body).Decode(&stats)
+		if len(stats.ModelStats) != 1 {
+			t.Fatalf("stats %+v", stats)
+		}
+		return stats.ModelStats[0].InferenceStats.Success.Count
+	}
+	if n := served(); n != 3 {
+		t.Fatalf("version 2 served %d, want 3", n)
+	}
+	out, err := run(t, "rollout", "--admin-url", admin, "--canary", "5%")
+	if err == nil || !strings.Contains(err.Error(), "no ready version newer than version 2") || !strings.Contains(err.Error(), "nothing was loaded") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if n := served(); n != 3 {
+		t.Fatalf("version 2's figures after the failed rollout: %d served, want 3 (the model was reloaded)", n)
+	}
+
+	// A newer folder is loaded, and rolled out, forward.
+	os.MkdirAll(filepath.Join(dir, "mlp", "3"), 0o755)
+	os.WriteFile(filepath.Join(dir, "mlp", "3", "model.onnx"), data, 0o644)
+	out, err = run(t, "rollout", "--admin-url", admin, "--canary", "5%", "--interval", "1h", "--detach")
+	if err != nil || !strings.Contains(out, "loading \"mlp\" to pick up its new version 3") || !strings.Contains(out, "canary from version 2 to 3") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
