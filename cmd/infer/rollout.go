@@ -82,9 +82,10 @@ Each step ends in an analysis whose verdict is pass, fail or inconclusive.
 Fewer than --min-requests requests to the new version is inconclusive, never
 a pass. With --max-p99-ratio, latency is judged beyond noise: a step fails
 when a one-sided Mann-Whitney U test finds the new version slower than the
-stable one times the ratio, or when its p99 bounded from below is above the
-ratio times the stable version's p99 bounded from above, each test wrong at
-most 1 - --confidence of the time. A p99 needs enough requests to mean
+stable one times the ratio, or when its p98 bounded from below is above the
+ratio times the stable version's p99 bounded from above (twice the slow
+requests a p99 at the ratio allows), each test wrong at most 1 - --confidence
+of the time. A p99 needs enough requests to mean
 anything (368 from each version at the default 0.95): with fewer, and nothing
 slower found, the step is inconclusive. --inconclusive-limit inconclusive
 steps in a row pause the rollout for 'infer rollout promote' or 'abort'.

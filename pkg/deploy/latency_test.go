@@ -207,7 +207,7 @@ func TestTailRegressionRolledBack(t *testing.T) {
 		}
 	}
 	res := a.Analyse(VersionMetrics{}, observed(t, s), VersionMetrics{}, observed(t, c), nil, nil)
-	if res.Verdict != Fail || !strings.Contains(res.Reason, "p99 at least") {
+	if res.Verdict != Fail || !strings.Contains(res.Reason, "p98 at least") {
 		t.Fatalf("%s %q %v", res.Verdict, res.Reason, res.Figures)
 	}
 	t.Log(res.Reason)
