@@ -359,6 +359,9 @@ func printState(w io.Writer, output string, st deploy.State) error {
 // summary is one line: what the rollout is and where it stands.
 func summary(st deploy.State) string {
 	s := st.Spec
+	if s.Strategy == deploy.Mirror {
+		return fmt.Sprintf("%s: shadow of version %d beside version %d, %g%% of requests mirrored, none served, %s", s.Model, s.Candidate, s.Stable, 100*s.ShadowFraction, st.Phase)
+	}
 	return fmt.Sprintf("%s: %s from version %d to %d, %s at step %d of %d (%g%%)", s.Model, s.Strategy, s.Stable, s.Candidate, st.Phase, st.Step+1, len(s.Steps), st.Percent())
 }
 

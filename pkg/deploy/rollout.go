@@ -178,6 +178,16 @@ func (s Spec) Policy(step int) Policy {
 	return Policy{Weights: map[int64]float64{s.Stable: 100 - p, s.Candidate: p}, Sticky: s.Sticky}
 }
 
+// Describe says what step i does with the traffic, for the history: a
+// shadow rollout mirrors and never serves, so it never says "at 100%".
+func (s Spec) Describe(step int) string {
+	if s.Strategy == Mirror {
+		return fmt.Sprintf("version %d mirrors %g%% of requests, its answers compared and never returned; version %d serves them all",
+			s.Candidate, 100*s.ShadowFraction, s.Stable)
+	}
+	return fmt.Sprintf("version %d at %g%%", s.Candidate, s.Steps[min(step, len(s.Steps)-1)])
+}
+
 // VersionMetrics are one version's cumulative figures, as the server
 // exports them.
 type VersionMetrics struct {
@@ -312,8 +322,14 @@ func (s State) LastAnalysis() (Event, bool) {
 // Done reports whether the rollout has ended.
 func (s State) Done() bool { return s.Phase != Progressing && s.Phase != Paused }
 
-// Percent returns the candidate's share of traffic at the current step.
-func (s State) Percent() float64 { return s.Spec.Steps[min(s.Step, len(s.Spec.Steps)-1)] }
+// Percent returns the candidate's share of the traffic it serves at the
+// current step: 0 for a shadow, which only mirrors.
+func (s State) Percent() float64 {
+	if s.Spec.Strategy == Mirror {
+		return 0
+	}
+	return s.Spec.Steps[min(s.Step, len(s.Spec.Steps)-1)]
+}
 
 // ParsePercent reads "5%" or "5" as 5.
 func ParsePercent(s string) (float64, error) {

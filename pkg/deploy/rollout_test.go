@@ -56,6 +56,12 @@ func TestSpecPolicies(t *testing.T) {
 	if p := s.Policy(0); len(p.Weights) != 1 || p.Weights[1] != 1 || p.Shadow == nil || p.Shadow.Version != 2 || p.Shadow.Fraction != 0.25 {
 		t.Errorf("shadow: %+v", p)
 	}
+	if d := s.Describe(1); !strings.Contains(d, "version 2 mirrors 25% of requests") || !strings.Contains(d, "version 1 serves them all") {
+		t.Errorf("a shadow step described as %q", d)
+	}
+	if p := (State{Spec: s}).Percent(); p != 0 {
+		t.Errorf("a shadow serves %g%%", p)
+	}
 }
 
 // metrics returns cumulative figures: n requests, errs of them failed, all

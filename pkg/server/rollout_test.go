@@ -228,6 +228,9 @@ func TestShadowRolloutNeverServes(t *testing.T) {
 				judged = e.Figures
 			}
 		}
+		if strings.Contains(kinds(st), "step") && !strings.Contains(st.History[1].Reason, "mirrors 50% of requests") {
+			t.Fatalf("the shadow's step reads %q", st.History[1].Reason)
+		}
 		if judged["shadow_compared"] < 10 {
 			t.Fatalf("pass without comparisons: %v", judged)
 		}
