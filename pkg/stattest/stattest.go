@@ -34,15 +34,6 @@ func Groups(values []float64) []Group {
 	return g
 }
 
-// total returns how many observations the groups hold.
-func total(g []Group) uint64 {
-	var n uint64
-	for _, x := range g {
-		n += x.Count
-	}
-	return n
-}
-
 // MinMannWhitney is the fewest observations on each side for which the
 // normal approximation of U's distribution is taken as good: Siegel and
 // Castellan, Nonparametric Statistics (1988), §6.6, use it from 20.
@@ -78,20 +69,22 @@ type UTest struct {
 // side. Groups need not be sorted or distinct; it runs in O(k log k) for
 // k groups, whatever the counts.
 func MannWhitneyGreater(x, y []Group) (UTest, error) {
-	nx, ny := float64(total(x)), float64(total(y))
-	if nx < MinMannWhitney || ny < MinMannWhitney {
-		return UTest{}, ErrTooFew
-	}
 	type pooled struct {
 		value  float64
 		nx, ny float64
 	}
 	all := make([]pooled, 0, len(x)+len(y))
+	var nx, ny float64
 	for _, g := range x {
 		all = append(all, pooled{g.Value, float64(g.Count), 0})
+		nx += float64(g.Count)
 	}
 	for _, g := range y {
 		all = append(all, pooled{g.Value, 0, float64(g.Count)})
+		ny += float64(g.Count)
+	}
+	if nx < MinMannWhitney || ny < MinMannWhitney {
+		return UTest{}, ErrTooFew
 	}
 	slices.SortFunc(all, func(a, b pooled) int { return cmp.Compare(a.value, b.value) })
 	n := nx + ny
