@@ -75,8 +75,20 @@ figures and its verdict.
 The server is reached on its admin API (--admin-url, default the local
 infer serve's admin port, ` + defaultAdminURL + `); the model defaults to the
 only one served, the stable version to the one with the most traffic now, and the
-new version to the newest other ready one: so 'infer rollout --canary 5%'
+new version to the newest ready one newer than it: so 'infer rollout --canary 5%'
 just works once the new version is in the repository.
+
+Each step ends in an analysis whose verdict is pass, fail or inconclusive.
+Fewer than --min-requests requests to the new version is inconclusive, never
+a pass. With --max-p99-ratio, latency is judged beyond noise: a step fails
+when a one-sided Mann-Whitney U test finds the new version slower than the
+stable one times the ratio, or when its p98 bounded from below is above the
+ratio times the stable version's p99 bounded from above (twice the slow
+requests a p99 at the ratio allows), each test wrong at most 1 - --confidence
+of the time. A p99 needs enough requests to mean
+anything (368 from each version at the default 0.95): with fewer, and nothing
+slower found, the step is inconclusive. --inconclusive-limit inconclusive
+steps in a row pause the rollout for 'infer rollout promote' or 'abort'.
 
 Exit status: 0 when the new version is promoted (or a shadow completes), 1
 when it is rolled back or aborted.`,
@@ -133,17 +145,20 @@ when it is rolled back or aborted.`,
 			if ab == "" && abKey != "" {
 				return errors.New("--ab-key is for --ab: give the split too, e.g. --ab 50%")
 			}
-			target := deploy.Target{Model: o.model, Stable: from, Candidate: version}
-			t, err := c.Resolve(cmd.Context(), target)
-			if errors.Is(err, deploy.ErrNoCandidate) {
-				// Load the model again to pick up the new version's folder;
-				// the server keeps traffic where it was.
-				fmt.Fprintf(cmd.ErrOrStderr(), "loading %q to pick up its new version\n", t.Model)
-				if err := c.Load(cmd.Context(), t.Model); err != nil {
-					return err
+			// A new version's folder is loaded only when the rollout could
+			// start with it: a load resets the live model's figures.
+			check := func(t deploy.Target) error {
+				if st, err := c.Rollout(cmd.Context(), t.Model); err == nil && !st.Done() {
+					return fmt.Errorf("the %s of %q to version %d is %s: abort it first", st.Spec.Strategy, t.Model, st.Spec.Candidate, st.Phase)
 				}
-				t, err = c.Resolve(cmd.Context(), target)
+				try := spec
+				try.Model, try.Stable, try.Candidate = t.Model, t.Stable, t.Candidate
+				return try.WithDefaults().Validate()
 			}
+			loading := func(model string, v int64) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "loading %q to pick up its new version %d\n", model, v)
+			}
+			t, err := c.ResolveOrLoad(cmd.Context(), deploy.Target{Model: o.model, Stable: from, Candidate: version}, check, loading)
 			if err != nil {
 				return err
 			}
@@ -167,7 +182,7 @@ when it is rolled back or aborted.`,
 	pf.StringVar(&o.output, "output", "text", "text, or json (one JSON event a line while following; the rollout's state otherwise)")
 	pf.DurationVar(&o.poll, "poll", 500*time.Millisecond, "how often to read the rollout while following it")
 	f := cmd.Flags()
-	f.Int64Var(&version, "version", 0, "the new version (default: the newest ready version not serving now)")
+	f.Int64Var(&version, "version", 0, "the new version (default: the newest ready version newer than the stable one)")
 	f.Int64Var(&from, "from", 0, "the stable version (default: the one with the most traffic now)")
 	f.StringVar(&canary, "canary", "", "canary, starting at this share and going on through 25%, 50%, 100% (the default strategy: 5%)")
 	f.StringVar(&steps, "steps", "", "canary steps as percentages, e.g. 5,25,50,100")
@@ -178,7 +193,8 @@ when it is rolled back or aborted.`,
 	f.DurationVar(&interval, "interval", time.Duration(d.Interval), "how long each step runs before it is analysed")
 	f.Int64Var(&a.MinRequests, "min-requests", d.Analysis.MinRequests, "fewer requests to the new version in a step is inconclusive, never a pass")
 	f.Float64Var(&a.MinSuccessRate, "min-success-rate", d.Analysis.MinSuccessRate, "the new version's lowest success rate in a step")
-	f.Float64Var(&a.MaxP99Ratio, "max-p99-ratio", 0, "the highest p99 of the new version over the stable one's in a step (0: not checked)")
+	f.Float64Var(&a.MaxP99Ratio, "max-p99-ratio", 0, "how much slower than the stable version the new one may be in a step, judged beyond noise by a rank test and p99 bounds (0: not checked)")
+	f.Float64Var(&a.Confidence, "confidence", d.Analysis.Confidence, "how sure a latency verdict must be: each latency test calls noise a regression at most 1 - this of the time; a p99 then needs "+strconv.FormatUint(d.Analysis.MinLatencyRequests(), 10)+" requests per version")
 	f.Float64Var(&a.MaxDrift, "max-drift", 0, "shadow: the highest mean max-abs-difference above the noise floor (0: not checked)")
 	f.IntVar(&a.FailureLimit, "failure-limit", d.Analysis.FailureLimit, "failed analyses before rolling back")
 	f.IntVar(&a.InconclusiveLimit, "inconclusive-limit", d.Analysis.InconclusiveLimit, "inconclusive analyses in a row before pausing for a person to decide")
@@ -343,6 +359,9 @@ func printState(w io.Writer, output string, st deploy.State) error {
 // summary is one line: what the rollout is and where it stands.
 func summary(st deploy.State) string {
 	s := st.Spec
+	if s.Strategy == deploy.Mirror {
+		return fmt.Sprintf("%s: shadow of version %d beside version %d, %g%% of requests mirrored, none served, %s", s.Model, s.Candidate, s.Stable, 100*s.ShadowFraction, st.Phase)
+	}
 	return fmt.Sprintf("%s: %s from version %d to %d, %s at step %d of %d (%g%%)", s.Model, s.Strategy, s.Stable, s.Candidate, st.Phase, st.Step+1, len(s.Steps), st.Percent())
 }
 

@@ -27,21 +27,9 @@ import (
 func rolloutServer(t *testing.T, v2 string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for v, src := range map[string]string{"1": "mlp", "2": v2} {
-		data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", src, "1", "model.onnx"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.MkdirAll(filepath.Join(dir, "mlp", v), 0o755)
-		os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644)
-	}
-	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir})
-	t.Cleanup(func() { stop(); <-done })
-	base, admin := "http://"+addrs["HTTP"], "http://"+addrs["admin"]
-	req, _ := http.NewRequest("PUT", admin+"/v2/admin/models/mlp/traffic", strings.NewReader(`{"weights":{"1":1}}`))
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("pin version 1: %v %v", resp, err)
-	}
+	addVersion(t, dir, "1", "mlp")
+	addVersion(t, dir, "2", v2)
+	base, admin := servePinned(t, dir, "1")
 
 	// The clients stop between requests, not mid-request: a connection
 	// dialled and abandoned would hold the server's shutdown for seconds.
@@ -64,6 +52,34 @@ func rolloutServer(t *testing.T, v2 string) string {
 }
 
 var fastRollout = []string{"--interval", "300ms", "--min-requests", "5", "--poll", "50ms"}
+
+// addVersion puts the bundled model src in the repository dir as mlp's
+// version v.
+func addVersion(t *testing.T, dir, v, src string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", src, "1", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "mlp", v), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "mlp", v, "model.onnx"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// servePinned serves the repository dir until the test ends, all of mlp's
+// traffic on version pin; it returns the HTTP and admin base URLs.
+func servePinned(t *testing.T, dir, pin string) (base, admin string) {
+	t.Helper()
+	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir})
+	t.Cleanup(func() { stop(); <-done })
+	base, admin = "http://"+addrs["HTTP"], "http://"+addrs["admin"]
+	req, _ := http.NewRequest("PUT", admin+"/v2/admin/models/mlp/traffic", strings.NewReader(`{"weights":{"`+pin+`":1}}`))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pin version %s: %v %v", pin, resp, err)
+	}
+	return base, admin
+}
 
 // The defaults find the model, the stable and the new version; the command
 // prints every step with its analysis and ends at the promotion; status,
@@ -248,5 +264,57 @@ func TestRolloutSurvivesKill9(t *testing.T) {
 	}
 	if out, err := run(t, "rollout", "abort", "--admin-url", base); err != nil || !strings.Contains(out, "aborted") {
 		t.Fatalf("abort after the restart: %v\n%s", err, out)
+	}
+}
+
+// After a promotion the version it replaced is still loaded: the default
+// rolls forward only, and with no newer version folder either, the
+// command fails without reloading the live model (its figures intact).
+func TestRolloutNeverGoesBackwards(t *testing.T) {
+	dir := t.TempDir()
+	addVersion(t, dir, "1", "mlp")
+	addVersion(t, dir, "2", "mlp")
+	base, admin := servePinned(t, dir, "2")
+	body, hl, _ := (&protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}).Encode(true)
+	for range 3 {
+		req, _ := http.NewRequest("POST", base+"/v2/models/mlp/infer", bytes.NewReader(body))
+		req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("infer: %v %v", resp, err)
+		}
+	}
+	served := func() int {
+		resp, err := http.Get(base + "/v2/models/mlp/versions/2/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var stats struct {
+			ModelStats []struct {
+				InferenceStats struct{ Success struct{ Count int } } `json:"inference_stats"`
+			} `json:"model_stats"`
+		}
+		json.NewDecoder(resp.Body).Decode(&stats)
+		if len(stats.ModelStats) != 1 {
+			t.Fatalf("stats %+v", stats)
+		}
+		return stats.ModelStats[0].InferenceStats.Success.Count
+	}
+	if n := served(); n != 3 {
+		t.Fatalf("version 2 served %d, want 3", n)
+	}
+	out, err := run(t, "rollout", "--admin-url", admin, "--canary", "5%")
+	if err == nil || !strings.Contains(err.Error(), "no ready version newer than version 2") || !strings.Contains(err.Error(), "nothing was loaded") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if n := served(); n != 3 {
+		t.Fatalf("version 2's figures after the failed rollout: %d served, want 3 (the model was reloaded)", n)
+	}
+
+	// A newer folder is loaded, and rolled out, forward.
+	addVersion(t, dir, "3", "mlp")
+	out, err = run(t, "rollout", "--admin-url", admin, "--canary", "5%", "--interval", "1h", "--detach")
+	if err != nil || !strings.Contains(out, "loading \"mlp\" to pick up its new version 3") || !strings.Contains(out, "canary from version 2 to 3") {
+		t.Fatalf("%v\n%s", err, out)
 	}
 }

@@ -128,6 +128,34 @@ func (c *Client) Load(ctx context.Context, model string) error {
 	return c.do(ctx, "POST", "/v2/repository/models/"+url.PathEscape(model)+"/load", nil, nil)
 }
 
+// VersionFolders are a model's version folders in the server's
+// repository now, loaded or not, and those loaded and ready; both
+// ascending.
+type VersionFolders struct {
+	Model   string  `json:"model"`
+	Folders []int64 `json:"folders"`
+	Ready   []int64 `json:"ready"`
+}
+
+// Unloaded returns the folders newer than after that are not loaded and
+// ready: what a load of the model would bring.
+func (f VersionFolders) Unloaded(after int64) []int64 {
+	var out []int64
+	for _, v := range f.Folders {
+		if v > after && !slices.Contains(f.Ready, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Folders returns model's version folders on the server, loading nothing.
+func (c *Client) Folders(ctx context.Context, model string) (VersionFolders, error) {
+	var f VersionFolders
+	err := c.do(ctx, "GET", "/v2/admin/models/"+url.PathEscape(model)+"/versions", nil, &f)
+	return f, err
+}
+
 // IndexEntry is one model version of the repository index.
 type IndexEntry struct {
 	Name    string `json:"name"`
@@ -184,7 +212,7 @@ func (c *Client) OnlyModel(ctx context.Context) (string, error) {
 
 // Resolve fills in t: the model, the only one served when not named; the
 // stable version, the one with the most traffic now; the candidate, the
-// newest ready version other than the stable one.
+// newest ready version newer than the stable one (never an older one).
 func (c *Client) Resolve(ctx context.Context, t Target) (Target, error) {
 	idx, err := c.Index(ctx)
 	if err != nil {
@@ -215,14 +243,13 @@ func (c *Client) Resolve(ctx context.Context, t Target) (Target, error) {
 	case t.Candidate != 0 && !slices.Contains(versions, t.Candidate):
 		return t, fmt.Errorf("%w: version %d of model %q is not loaded (ready: %v)", ErrNoCandidate, t.Candidate, t.Model, versions)
 	case t.Candidate == 0:
-		for _, v := range slices.Backward(versions) {
-			if v != t.Stable {
-				t.Candidate = v
-				break
-			}
-		}
-		if t.Candidate == 0 {
-			return t, fmt.Errorf("%w: model %q has only version %d ready; put the new version's folder in the repository, or name it with --version", ErrNoCandidate, t.Model, t.Stable)
+		// Only forward: after a promotion the version it replaced is
+		// still loaded, and rolling it out again is an undo, not a
+		// default.
+		if newest := versions[len(versions)-1]; newest > t.Stable {
+			t.Candidate = newest
+		} else {
+			return t, fmt.Errorf("%w: model %q has no ready version newer than version %d, which serves now (ready: %v); put the new version's folder in the repository, or name a version with --version", ErrNoCandidate, t.Model, t.Stable, versions)
 		}
 	}
 	return t, nil

@@ -111,7 +111,7 @@ func (e *Engine) analyse(model string, seen State) {
 			i := cur.Step + 1
 			next, err := e.atStep(judged, i)
 			if err == nil {
-				next = with(next, Event{Kind: "step", Reason: fmt.Sprintf("version %d at %g%%", spec.Candidate, spec.Steps[i])})
+				next = with(next, Event{Kind: "step", Reason: spec.Describe(i)})
 				p := spec.Policy(i)
 				err = e.commit(model, &cur, next, &p)
 			}

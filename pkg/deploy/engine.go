@@ -243,7 +243,7 @@ func (e *Engine) Start(spec Spec, by string) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	st = with(st, Event{Kind: "step", Reason: fmt.Sprintf("version %d at %g%%", spec.Candidate, spec.Steps[0])})
+	st = with(st, Event{Kind: "step", Reason: spec.Describe(0)})
 	p := spec.Policy(0)
 	if err := e.commit(spec.Model, prev, st, &p); err != nil {
 		return State{}, err

@@ -26,6 +26,7 @@ func TestSpecValidateNamesTheField(t *testing.T) {
 		{func(s *Spec) { s.Interval = Duration(time.Millisecond) }, "interval 1ms"},
 		{func(s *Spec) { s.Strategy, s.ShadowFraction = Mirror, 0 }, "shadow_fraction 0"},
 		{func(s *Spec) { s.Analysis.MinSuccessRate = 2 }, "analysis"},
+		{func(s *Spec) { s.Analysis.Confidence = 1 }, "analysis.confidence 1"},
 	} {
 		s := good
 		s.Steps = append([]float64(nil), good.Steps...)
@@ -54,6 +55,12 @@ func TestSpecPolicies(t *testing.T) {
 	s.Strategy, s.ShadowFraction = Mirror, 0.25
 	if p := s.Policy(0); len(p.Weights) != 1 || p.Weights[1] != 1 || p.Shadow == nil || p.Shadow.Version != 2 || p.Shadow.Fraction != 0.25 {
 		t.Errorf("shadow: %+v", p)
+	}
+	if d := s.Describe(1); !strings.Contains(d, "version 2 mirrors 25% of requests") || !strings.Contains(d, "version 1 serves them all") {
+		t.Errorf("a shadow step described as %q", d)
+	}
+	if p := (State{Spec: s}).Percent(); p != 0 {
+		t.Errorf("a shadow serves %g%%", p)
 	}
 }
 
@@ -84,7 +91,8 @@ func TestAnalyseVerdicts(t *testing.T) {
 		{"too few requests", metrics(100, 0, 0.005), metrics(5, 0, 0.005), Inconclusive, "5 candidate requests, want at least 20"},
 		{"errors", metrics(100, 0, 0.005), metrics(100, 5, 0.005), Fail, "success rate 95.00% below 99.00%"},
 		{"slow", metrics(100, 0, 0.005), metrics(100, 0, 0.05), Fail, "p99"},
-		{"good", metrics(100, 0, 0.005), metrics(100, 0, 0.005), Pass, "within every bound"},
+		{"good", metrics(400, 0, 0.005), metrics(400, 0, 0.005), Pass, "within every bound"},
+		{"too few for a p99", metrics(400, 0, 0.005), metrics(100, 0, 0.005), Inconclusive, "want at least 368 each"},
 		{"no stable traffic", zero, metrics(100, 0, 0.05), Pass, "within every bound"},
 	} {
 		r := a.Analyse(zero, tc.stable, zero, tc.cand, nil, nil)

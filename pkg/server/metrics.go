@@ -67,6 +67,11 @@ func newMetrics(repo *runner.Repository) *metrics {
 			Name:    "infer_request_duration_seconds",
 			Help:    "Server-side duration of successful inference requests by phase (queue, preprocess, infer, postprocess, total).",
 			Buckets: latencyBuckets,
+			// Native buckets too, 4.4% wide where the classic ones are 70%:
+			// the rollout analysis ranks latencies by them, and a Prometheus
+			// that scrapes native histograms gets exact-enough quantiles.
+			// The text exposition is unchanged.
+			NativeHistogramBucketFactor: 1.05,
 		}, []string{"model", "version", "phase"}),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "infer_inflight_requests",

@@ -113,14 +113,17 @@ func spec(steps ...float64) deploy.Spec {
 }
 
 // Both versions answer in 10ms: every step passes and the candidate is
-// promoted.
+// promoted. A step of 4s gives each version about 500 requests at 50%,
+// more than a p99 needs to be judged (368 at 95% confidence).
 func TestCanaryPromotesAGoodVersion(t *testing.T) {
 	dir := twoVersions(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := serveInBubble(t, dir, Options{AllowFaultInjection: true})
 		latencies(t, s, map[int64]time.Duration{1: 10 * time.Millisecond, 2: 10 * time.Millisecond})
 		load(t, s)
-		body, _ := json.Marshal(spec(50, 100))
+		sp := spec(50, 100)
+		sp.Interval = deploy.Duration(4 * time.Second)
+		body, _ := json.Marshal(sp)
 		if r := serve(s.AdminHandler(), "POST", "/v2/admin/models/mlp/rollout", body); r.status != 201 {
 			t.Fatalf("start: %d %s", r.status, r.body)
 		}
@@ -225,6 +228,9 @@ func TestShadowRolloutNeverServes(t *testing.T) {
 				judged = e.Figures
 			}
 		}
+		if strings.Contains(kinds(st), "step") && !strings.Contains(st.History[1].Reason, "mirrors 50% of requests") {
+			t.Fatalf("the shadow's step reads %q", st.History[1].Reason)
+		}
 		if judged["shadow_compared"] < 10 {
 			t.Fatalf("pass without comparisons: %v", judged)
 		}
@@ -288,6 +294,7 @@ func TestRolloutRequestErrors(t *testing.T) {
 		{"POST", "", `{"stable":1,"candidate":2,"stpes":[5]}`, 400, `unknown field "stpes"`},
 		{"POST", "", `{"stable":1,"candidate":2,"interval":"soon"}`, 400, `duration "soon"`},
 		{"POST", "", `{"stable":1,"candidate":2,"steps":[50,10]}`, 400, "steps [50 10]"},
+		{"POST", "", `{"stable":1,"candidate":2,"analysis":{"confidence":1.5}}`, 400, "analysis.confidence 1.5"},
 		{"POST", "", `{"stable":1,"candidate":9}`, 400, "version 9 is not loaded"},
 		{"POST", "/promote", "", 404, "no rollout"},
 		{"POST", "/rewind", "", 404, `rollout command "rewind"`},

@@ -250,6 +250,7 @@ func (s *Server) adminRoutes(mux *http.ServeMux, public bool) {
 	admin := func(h http.HandlerFunc) http.HandlerFunc { return s.admin(h, public) }
 	mux.HandleFunc("POST /v2/repository/models/{model}/load", admin(s.serveLoad))
 	mux.HandleFunc("POST /v2/repository/models/{model}/unload", admin(s.serveUnload))
+	mux.HandleFunc("GET /v2/admin/models/{model}/versions", admin(s.serveVersionFolders))
 	mux.HandleFunc("GET /v2/admin/models/{model}/traffic", admin(s.serveGetPolicy))
 	mux.HandleFunc("PUT /v2/admin/models/{model}/traffic", admin(s.servePutPolicy))
 	mux.HandleFunc("DELETE /v2/admin/models/{model}/traffic", admin(s.serveDeletePolicy))

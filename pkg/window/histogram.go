@@ -23,11 +23,14 @@ type Histogram struct {
 	Count   uint64
 	Sum     float64
 	Buckets []Bucket // ascending; the +Inf bucket may be left out
+	// Native holds the same observations in fine buckets, when the
+	// histogram keeps them (nil otherwise).
+	Native *Native `json:",omitempty"`
 }
 
 // FromProto converts a client_golang histogram.
 func FromProto(h *dto.Histogram) Histogram {
-	out := Histogram{Count: h.GetSampleCount(), Sum: h.GetSampleSum()}
+	out := Histogram{Count: h.GetSampleCount(), Sum: h.GetSampleSum(), Native: nativeFromProto(h)}
 	for _, b := range h.GetBucket() {
 		out.Buckets = append(out.Buckets, Bucket{UpperBound: b.GetUpperBound(), Count: b.GetCumulativeCount()})
 	}
@@ -36,12 +39,14 @@ func FromProto(h *dto.Histogram) Histogram {
 
 // Delta returns the observations made between before and now. A counter
 // that went down means the process restarted in between: everything now
-// holds was observed since, so now is the delta.
+// holds was observed since, so now is the delta. The native buckets are
+// left out (nil) when they cannot be subtracted.
 func Delta(now, before Histogram) Histogram {
 	if now.Count < before.Count || len(now.Buckets) != len(before.Buckets) {
 		return now
 	}
-	out := Histogram{Count: now.Count - before.Count, Sum: now.Sum - before.Sum, Buckets: make([]Bucket, len(now.Buckets))}
+	out := Histogram{Count: now.Count - before.Count, Sum: now.Sum - before.Sum, Buckets: make([]Bucket, len(now.Buckets)),
+		Native: nativeDelta(now.Native, before.Native, before.Count)}
 	for i, b := range now.Buckets {
 		if b.UpperBound != before.Buckets[i].UpperBound || b.Count < before.Buckets[i].Count {
 			return now // a different layout or a reset
@@ -56,7 +61,13 @@ func Delta(now, before Histogram) Histogram {
 // linearly within it (from 0 for the first bucket), and return the
 // highest finite bound when the rank falls in +Inf. NaN without
 // observations.
+//
+// With native buckets it interpolates within the fine bin that holds the
+// rank instead, a few percent from the true value at most.
 func (h Histogram) Quantile(q float64) float64 {
+	if h.Native != nil && h.Count > 0 && q >= 0 && q <= 1 {
+		return binQuantile(h.Bins(), q)
+	}
 	if h.Count == 0 || len(h.Buckets) == 0 || q < 0 || q > 1 {
 		return math.NaN()
 	}
@@ -97,4 +108,24 @@ func CounterDelta(now, before float64) float64 {
 		return now
 	}
 	return now - before
+}
+
+// binQuantile interpolates the q-th quantile linearly within the bin
+// holding its rank; NaN without observations.
+func binQuantile(bins []Bin, q float64) float64 {
+	rank := q * float64(Observations(bins))
+	below := 0.0
+	for _, b := range bins {
+		if in := float64(b.Count); rank <= below+in {
+			if math.IsInf(b.Upper, 1) {
+				return b.Lower
+			}
+			return b.Lower + (b.Upper-b.Lower)*(rank-below)/in
+		}
+		below += float64(b.Count)
+	}
+	if len(bins) == 0 {
+		return math.NaN()
+	}
+	return bins[len(bins)-1].Upper
 }

@@ -1,0 +1,42 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// VersionFolders returns the versions model name's folder holds in the
+// source now, loaded or not, ascending, without loading anything: what a
+// load would pick up. A single-file repository holds version 1 of its one
+// model. It fails with ErrModelNotFound for a name the source does not
+// hold, and ErrInvalidInput for a name that is no plain folder name.
+func (r *Repository) VersionFolders(name string) ([]int64, error) {
+	if name == "" || name == "." || strings.ContainsAny(name, `/\`) {
+		return nil, fmt.Errorf("%w: model name %q: want a plain folder name", ErrInvalidInput, name)
+	}
+	if r.single != "" {
+		if name != r.single {
+			return nil, fmt.Errorf("%w: %q (this repository serves only %q)", ErrModelNotFound, name, r.single)
+		}
+		return []int64{1}, nil
+	}
+	entries, err := fs.ReadDir(r.src, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %q is not in %s", ErrModelNotFound, name, r.desc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read model %q: %w", name, err)
+	}
+	var out []int64
+	for _, e := range entries {
+		if v, err := strconv.ParseInt(e.Name(), 10, 64); e.IsDir() && err == nil && v >= 1 {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
