@@ -40,7 +40,8 @@ type benchOptions struct {
 	cold                          bool
 	method, body, targets         string
 	headers                       []string
-	output, slo, csvFile, html    string
+	out                           *outputFlag
+	slo, csvFile, html            string
 	seed                          uint64
 	tui                           bool
 	pricePerHour                  float64
@@ -60,7 +61,7 @@ var errSLO = errors.New("service-level objectives missed")
 func newBenchCmd(_ *globalOptions) *cobra.Command {
 	o := benchOptions{}
 	cmd := &cobra.Command{
-		Use:   "bench [URL]",
+		Use:   "bench [URL | --server URL]",
 		Short: "Load-test an inference server, open or closed loop, with the latency budget split by phase",
 		Long: `Load-test an Open Inference Protocol server (infer serve, Triton, KServe,
 MLServer) over HTTP or gRPC, or any plain HTTP endpoint.
@@ -73,16 +74,19 @@ requests in flight. Latencies go into HdrHistograms; each request's time is
 split into delay, connect, write, the server's queue, preprocess, infer and
 postprocess (from Server-Timing or gRPC trailers), and network.
 
-URL defaults to a local infer serve: http://localhost:8000, or localhost:8001
-with --protocol grpc. The model defaults to the only one served; inputs are
+The server is URL (or --server URL), by default a local infer serve:
+http://localhost:8000, or localhost:8001 with --protocol grpc. The model defaults to the only one served; inputs are
 generated from its metadata.`,
-		Example: `  infer bench --qps 500 --duration 30s
-  infer bench http://localhost:8000 --model text-encoder --concurrency 16 --requests 10000
+		Example: `  infer bench -m mlp --qps 500 -d 30s
+  infer bench --server http://localhost:8000 -m text-encoder -c 16 --requests 10000
   infer bench localhost:8001 --protocol grpc --qps 1000 --schedule poisson --slo 'p99<20ms'
   infer bench http://localhost:8080/healthz --protocol http --qps 2000`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
+				if o.url != "" && o.url != args[0] {
+					return fmt.Errorf("the server is given twice, as %q and --server %q: give one", args[0], o.url)
+				}
 				o.url = args[0]
 			}
 			err := runBench(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -94,6 +98,7 @@ generated from its metadata.`,
 	}
 	cmd.AddCommand(newBenchCompareCmd())
 	f := cmd.Flags()
+	f.StringVar(&o.url, "server", "", "the server's URL, the same as the URL argument (default: http://localhost:8000, or localhost:8001 with --protocol grpc)")
 	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol), openai (streamed text generation) or http (a plain endpoint)")
 	f.BoolVar(&o.chat, "chat", false, "openai: send chat completions instead of completions")
 	f.StringVar(&o.promptsFile, "prompts", "", "openai: prompts, one a line (default: synthetic, see --input-tokens)")
@@ -101,7 +106,7 @@ generated from its metadata.`,
 	f.StringVar(&o.outputTokens, "output-tokens", "16:128", "openai: max_tokens of each request, N or MIN:MAX")
 	f.IntVar(&o.sharedPrefix, "shared-prefix-tokens", 0, "openai: words every synthetic prompt shares at its start, to measure prefix caching (default: none, every prompt unique from its first word)")
 	f.Float64Var(&o.temperature, "temperature", 0, "openai: sampling temperature (0: greedy)")
-	f.StringVar(&o.model, "model", "", "model name (default: the only model served)")
+	f.StringVarP(&o.model, "model", "m", "", "model name (default: the only model served)")
 	f.StringVar(&o.version, "model-version", "", "model version (default: the server's choice)")
 	f.StringVar(&o.qpsSpec, "qps", "", "open loop: requests per second (the schedule's start rate), or a sweep start:stop:step, one run per rate")
 	f.BoolVar(&o.findMax, "find-max", false, "search for the highest rate that meets --slo (and achieves 99% of target), from --qps (default 100)")
@@ -113,8 +118,8 @@ generated from its metadata.`,
 	f.DurationVar(&o.stepEvery, "step-every", 10*time.Second, "step: how long each rate holds")
 	f.Float64Var(&o.amplitude, "amplitude", 0, "sine: how far the rate swings around --qps")
 	f.DurationVar(&o.period, "period", time.Minute, "sine: the period of the swing")
-	f.IntVar(&o.concurrency, "concurrency", 0, "closed loop: requests in flight (default 1); open loop: the most in flight (default 4096)")
-	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure, after the warm-up")
+	f.IntVarP(&o.concurrency, "concurrency", "c", 0, "closed loop: requests in flight (default 1); open loop: the most in flight (default 4096)")
+	f.DurationVarP(&o.duration, "duration", "d", 10*time.Second, "how long to measure, after the warm-up")
 	f.Uint64Var(&o.requests, "requests", 0, "stop after this many measured requests (0: no limit)")
 	f.DurationVar(&o.warmup, "warmup", 0, "load the server this long before measuring")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
@@ -127,7 +132,7 @@ generated from its metadata.`,
 	f.StringArrayVar(&o.headers, "header", nil, "plain http: a request header, 'Name: value' (repeatable)")
 	f.StringVar(&o.body, "body", "", "plain http: the request body, or @file")
 	f.StringVar(&o.targets, "targets", "", "plain http: a file of requests to send in turn (METHOD URL, headers, @body-file; blank-line separated)")
-	f.StringVar(&o.output, "output", "text", "report format: text or json")
+	o.out = addOutputFlag(cmd, false, "the report; json and yaml hold every figure and the run's settings", formatText, formatJSON, formatYAML)
 	f.StringVar(&o.slo, "slo", "", "objectives such as 'p99<50ms,errors<1%': exit 1 when missed")
 	f.StringVar(&o.csvFile, "csv", "", "also write the figures as CSV to this file, one row per run or sweep step")
 	f.StringVar(&o.html, "html", "", "also write a self-contained HTML report (latency over time, percentile distribution) to this file")
@@ -172,8 +177,8 @@ func (o benchOptions) schedulePlan() (loadgen.Schedule, error) {
 }
 
 func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
-	if o.output != "text" && o.output != "json" {
-		return fmt.Errorf("--output %q: want text or json", o.output)
+	if err := o.out.check(); err != nil {
+		return err
 	}
 	var rates []float64
 	if o.qpsSpec != "" {
@@ -390,13 +395,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return fmt.Errorf("--html: %w", err)
 		}
 	}
-	if o.output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
-			return err
-		}
-	} else if err := report.WriteText(stdout); err != nil {
+	if err := o.out.write(stdout, report, report.WriteText); err != nil {
 		return err
 	}
 	if report.Requests > 0 && report.OK == 0 {
@@ -557,13 +556,11 @@ func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, m
 	if err := writeCSV(o.csvFile, steps); err != nil {
 		return err
 	}
-	if o.output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+	if !o.out.is(formatText) {
+		return o.out.write(stdout, struct {
 			Steps        []loadgen.Report `json:"steps"`
 			MaxSustained float64          `json:"max_sustained_rate"`
-		}{steps, best})
+		}{steps, best}, nil)
 	}
 	fmt.Fprintf(stdout, "%-12s %12s %10s %10s %10s %8s %10s\n", "target/s", "achieved/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "sustained")
 	for _, r := range steps {

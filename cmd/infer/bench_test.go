@@ -145,7 +145,7 @@ func writeTemp(t *testing.T, body string) string {
 
 func benchDefaults(url, protocol string) benchOptions {
 	return benchOptions{url: url, protocol: protocol, schedule: "constant", duration: 20 * time.Second, timeout: 10 * time.Second,
-		rows: 1, output: "json", method: "GET", stepEvery: time.Second, period: time.Second, seed: 1, retryBudget: "10%",
+		rows: 1, out: &outputFlag{format: formatJSON, formats: []string{formatText, formatJSON, formatYAML}}, method: "GET", stepEvery: time.Second, period: time.Second, seed: 1, retryBudget: "10%",
 		inputTokens: "64:256", outputTokens: "16:128"}
 }
 
