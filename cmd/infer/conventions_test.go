@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
@@ -168,5 +171,30 @@ func TestStructuredOutputSpellsTheProtocolsNames(t *testing.T) {
 		if len(line) > 200 {
 			t.Errorf("models list: a row of %d columns:\n%s", len(line), line)
 		}
+	}
+}
+
+// A starting server logs, at the default level (info), every model
+// version it serves with its state, and the addresses it listens on.
+func TestServerAnnouncesItsModelsAtInfo(t *testing.T) {
+	if lvl := newRootCmd().PersistentFlags().Lookup("log-level").DefValue; lvl != "info" {
+		t.Fatalf("default --log-level %s, want info", lvl)
+	}
+	repo, err := openRepository(&globalOptions{}, "", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	var b bytes.Buffer
+	announce(slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelInfo})), repo,
+		map[string]string{"HTTP": "127.0.0.1:8000", "admin": "127.0.0.1:8003"})
+	log := b.String()
+	for _, model := range []string{"mlp", "text-encoder", "multi-io", "all-types", "fixed-shape", "tiny-gpt"} {
+		if !regexp.MustCompile(`level=INFO msg="model version ready" model=` + model + ` version=1 state=READY`).MatchString(log) {
+			t.Errorf("no info line for %s v1:\n%s", model, log)
+		}
+	}
+	if !strings.Contains(log, `msg=serving ready_versions=6 http=127.0.0.1:8000 grpc=off`) {
+		t.Errorf("no line with the addresses:\n%s", log)
 	}
 }

@@ -252,13 +252,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 			}
 		}()
 	}
-	n := 0
-	for _, st := range repo.Index() {
-		if st.State == "READY" {
-			n++
-		}
-	}
-	fmt.Fprintf(stderr, "infer: serving %d model versions; HTTP %s, gRPC %s, metrics %s, admin %s\n", n, orOff(addrs["HTTP"]), orOff(addrs["gRPC"]), orOff(addrs["metrics"]), orOff(addrs["admin"]))
+	announce(slog.Default(), repo, addrs)
 	if o.listening != nil {
 		o.listening(addrs)
 	}
@@ -293,6 +287,11 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	}
 	wg.Wait()
 	srv.Close()
+	if serveErr != nil {
+		slog.Error("stopped", "err", serveErr)
+	} else {
+		slog.Info("stopped")
+	}
 	return serveErr
 }
 
