@@ -15,6 +15,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/infer-serving/infer/pkg/loadgen"
@@ -53,6 +54,9 @@ type benchOptions struct {
 	inputTokens, outputTokens string
 	sharedPrefix              int
 	temperature               float64
+	// settings are every flag's value, given or defaulted, by name: the
+	// report records them.
+	settings map[string]string
 }
 
 // errSLO marks a run that missed its objectives: the exit code says so.
@@ -89,6 +93,12 @@ generated from its metadata.`,
 				}
 				o.url = args[0]
 			}
+			o.settings = map[string]string{}
+			cmd.Flags().VisitAll(func(f *pflag.Flag) {
+				if f.Name != "help" && f.Deprecated == "" {
+					o.settings[f.Name] = f.Value.String()
+				}
+			})
 			err := runBench(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if errors.Is(err, errSLO) {
 				cmd.SilenceErrors = true
@@ -336,6 +346,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return loadgen.Report{}, err
 		}
 		report := loadgen.NewReport(sum, o.url, model, o.protocol)
+		report.Settings = o.settings
 		if retrying != nil {
 			_, refused := retrying.Retries()
 			report.RetriesRefused = refused - refusedBefore
@@ -399,15 +410,49 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	if report.Requests > 0 && report.OK == 0 {
-		return fmt.Errorf("every request failed (%s)", firstError(report.Errors))
-	}
-	if v := report.Violations(objectives); len(v) > 0 {
-		for _, line := range v {
-			fmt.Fprintf(stderr, "infer bench: SLO missed: %s\n", line)
+		kind := firstError(report.Errors)
+		err := fmt.Errorf("every request failed: %s: %s", kind, report.ErrorMessages[kind])
+		if hint := protocolHint(o.protocol, model, report.ErrorMessages[kind]); hint != "" {
+			err = fmt.Errorf("%w\n%s", err, hint)
 		}
+		return err
+	}
+	return judge(report, objectives, stderr)
+}
+
+// judge prints a line for every objective, met or missed, and returns
+// errSLO when any was missed.
+func judge(report loadgen.Report, objectives []loadgen.Objective, stderr io.Writer) error {
+	missed := false
+	for _, j := range report.Judge(objectives) {
+		verdict := "met"
+		if !j.Met {
+			verdict, missed = "missed", true
+		}
+		fmt.Fprintf(stderr, "infer bench: SLO %s: %s: %s\n", verdict, j.Objective, j.Figure)
+	}
+	if missed {
 		return errSLO
 	}
 	return nil
+}
+
+// protocolHint suggests the protocol a model's server asked for, when a
+// run failed because it spoke the wrong one: a text generator answers
+// completions, not tensors.
+func protocolHint(protocol, model, message string) string {
+	if protocol != loadgen.ProtoOpenAI && strings.Contains(message, "/v1/completions") {
+		return fmt.Sprintf("hint: %s generates text: benchmark it with --protocol openai -m %s", orDefault(model, "the model"), orDefault(model, "NAME"))
+	}
+	return ""
+}
+
+// orDefault is s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // watchRun runs a load under the live dashboard: full screen on a
@@ -522,9 +567,16 @@ func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, m
 	}
 	var best float64
 	if o.findMax {
-		fmt.Fprintf(stderr, "infer bench: searching for the highest rate meeting %s, from %.0f/s, %v a probe\n", o.slo, o.qps, o.duration)
+		const tolerance = 0.05
+		probe := o.warmup + o.duration
+		bisect, most := loadgen.FindMaxProbes(o.qps, o.maxQPS, tolerance)
+		howLong := fmt.Sprintf("it doubles from %.0f/s until a probe fails, then bisects in %d more probes: (doublings + %d) × %v; --max-qps bounds it", o.qps, bisect, bisect, probe)
+		if most > 0 {
+			howLong = fmt.Sprintf("at most %d probes up to --max-qps %.0f/s: at most %v", most, o.maxQPS, time.Duration(most)*probe)
+		}
+		fmt.Fprintf(stderr, "infer bench: searching for the highest rate meeting %s, %v a probe; %s\n", o.slo, probe, howLong)
 		var err error
-		best, _, err = loadgen.FindMax(o.qps, o.maxQPS, 0.05, func(rate float64) (bool, error) {
+		best, _, err = loadgen.FindMax(o.qps, o.maxQPS, tolerance, func(rate float64) (bool, error) {
 			r, err := measure(rate, false)
 			if err != nil {
 				return false, err
@@ -537,7 +589,8 @@ func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, m
 			return err
 		}
 	} else {
-		fmt.Fprintf(stderr, "infer bench: sweeping %d rates, %v each\n", len(rates), o.duration)
+		probe := o.warmup + o.duration
+		fmt.Fprintf(stderr, "infer bench: sweeping %d rates, %v each: about %v\n", len(rates), probe, time.Duration(len(rates))*probe)
 		for _, rate := range rates {
 			r, err := measure(rate, false)
 			if err != nil && !errors.Is(err, context.Canceled) {
