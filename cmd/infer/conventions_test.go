@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -196,5 +197,24 @@ func TestServerAnnouncesItsModelsAtInfo(t *testing.T) {
 	}
 	if !strings.Contains(log, `msg=serving ready_versions=6 http=127.0.0.1:8000 grpc=off`) {
 		t.Errorf("no line with the addresses:\n%s", log)
+	}
+}
+
+// docs/cli.md lists every command and flag as the code defines them.
+func TestCLIReferenceIsCurrent(t *testing.T) {
+	var b bytes.Buffer
+	writeCLIReference(&b, newRootCmd())
+	const path = "../../docs/cli.md"
+	if os.Getenv("INFER_UPDATE_DOCS") == "1" {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	have, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(have, b.Bytes()) {
+		t.Fatalf("%s is out of date: run INFER_UPDATE_DOCS=1 go test ./cmd/infer -run TestCLIReferenceIsCurrent", path)
 	}
 }
