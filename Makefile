@@ -3,7 +3,7 @@
 GO ?= go
 GORELEASER ?= $(GO) run github.com/goreleaser/goreleaser/v2@v2.15.1
 
-.PHONY: all onnxruntime build demo test check-models bench release-check release-libs clean
+.PHONY: all onnxruntime build install demo test check-models bench release-check release-libs clean
 
 all: build
 
@@ -12,6 +12,11 @@ onnxruntime:
 
 build:
 	$(GO) build -o bin/infer ./cmd/infer
+
+# infer into $(go env GOPATH)/bin, with ONNX Runtime in the cache folder
+# where it finds it.
+install: onnxruntime
+	$(GO) install ./cmd/infer
 
 # Load the bundled models and run inference on each through the batcher.
 demo: onnxruntime build

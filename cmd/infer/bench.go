@@ -15,6 +15,7 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/infer-serving/infer/pkg/loadgen"
@@ -40,7 +41,8 @@ type benchOptions struct {
 	cold                          bool
 	method, body, targets         string
 	headers                       []string
-	output, slo, csvFile, html    string
+	out                           *outputFlag
+	slo, csvFile, html            string
 	seed                          uint64
 	tui                           bool
 	pricePerHour                  float64
@@ -52,6 +54,9 @@ type benchOptions struct {
 	inputTokens, outputTokens string
 	sharedPrefix              int
 	temperature               float64
+	// settings are every flag's value, given or defaulted, by name: the
+	// report records them.
+	settings map[string]string
 }
 
 // errSLO marks a run that missed its objectives: the exit code says so.
@@ -60,7 +65,7 @@ var errSLO = errors.New("service-level objectives missed")
 func newBenchCmd(_ *globalOptions) *cobra.Command {
 	o := benchOptions{}
 	cmd := &cobra.Command{
-		Use:   "bench [URL]",
+		Use:   "bench [URL | --server URL]",
 		Short: "Load-test an inference server, open or closed loop, with the latency budget split by phase",
 		Long: `Load-test an Open Inference Protocol server (infer serve, Triton, KServe,
 MLServer) over HTTP or gRPC, or any plain HTTP endpoint.
@@ -73,18 +78,27 @@ requests in flight. Latencies go into HdrHistograms; each request's time is
 split into delay, connect, write, the server's queue, preprocess, infer and
 postprocess (from Server-Timing or gRPC trailers), and network.
 
-URL defaults to a local infer serve: http://localhost:8000, or localhost:8001
-with --protocol grpc. The model defaults to the only one served; inputs are
+The server is URL (or --server URL), by default a local infer serve:
+http://localhost:8000, or localhost:8001 with --protocol grpc. The model defaults to the only one served; inputs are
 generated from its metadata.`,
-		Example: `  infer bench --qps 500 --duration 30s
-  infer bench http://localhost:8000 --model text-encoder --concurrency 16 --requests 10000
+		Example: `  infer bench -m mlp --qps 500 -d 30s
+  infer bench --server http://localhost:8000 -m text-encoder -c 16 --requests 10000
   infer bench localhost:8001 --protocol grpc --qps 1000 --schedule poisson --slo 'p99<20ms'
   infer bench http://localhost:8080/healthz --protocol http --qps 2000`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
+				if o.url != "" && o.url != args[0] {
+					return fmt.Errorf("the server is given twice, as %q and --server %q: give one", args[0], o.url)
+				}
 				o.url = args[0]
 			}
+			o.settings = map[string]string{}
+			cmd.Flags().VisitAll(func(f *pflag.Flag) {
+				if f.Name != "help" && f.Deprecated == "" {
+					o.settings[f.Name] = f.Value.String()
+				}
+			})
 			err := runBench(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if errors.Is(err, errSLO) {
 				cmd.SilenceErrors = true
@@ -94,6 +108,7 @@ generated from its metadata.`,
 	}
 	cmd.AddCommand(newBenchCompareCmd())
 	f := cmd.Flags()
+	f.StringVar(&o.url, "server", "", "the server's URL, the same as the URL argument (default: http://localhost:8000, or localhost:8001 with --protocol grpc)")
 	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol), openai (streamed text generation) or http (a plain endpoint)")
 	f.BoolVar(&o.chat, "chat", false, "openai: send chat completions instead of completions")
 	f.StringVar(&o.promptsFile, "prompts", "", "openai: prompts, one a line (default: synthetic, see --input-tokens)")
@@ -101,7 +116,7 @@ generated from its metadata.`,
 	f.StringVar(&o.outputTokens, "output-tokens", "16:128", "openai: max_tokens of each request, N or MIN:MAX")
 	f.IntVar(&o.sharedPrefix, "shared-prefix-tokens", 0, "openai: words every synthetic prompt shares at its start, to measure prefix caching (default: none, every prompt unique from its first word)")
 	f.Float64Var(&o.temperature, "temperature", 0, "openai: sampling temperature (0: greedy)")
-	f.StringVar(&o.model, "model", "", "model name (default: the only model served)")
+	f.StringVarP(&o.model, "model", "m", "", "model name (default: the only model served)")
 	f.StringVar(&o.version, "model-version", "", "model version (default: the server's choice)")
 	f.StringVar(&o.qpsSpec, "qps", "", "open loop: requests per second (the schedule's start rate), or a sweep start:stop:step, one run per rate")
 	f.BoolVar(&o.findMax, "find-max", false, "search for the highest rate that meets --slo (and achieves 99% of target), from --qps (default 100)")
@@ -113,8 +128,8 @@ generated from its metadata.`,
 	f.DurationVar(&o.stepEvery, "step-every", 10*time.Second, "step: how long each rate holds")
 	f.Float64Var(&o.amplitude, "amplitude", 0, "sine: how far the rate swings around --qps")
 	f.DurationVar(&o.period, "period", time.Minute, "sine: the period of the swing")
-	f.IntVar(&o.concurrency, "concurrency", 0, "closed loop: requests in flight (default 1); open loop: the most in flight (default 4096)")
-	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure, after the warm-up")
+	f.IntVarP(&o.concurrency, "concurrency", "c", 0, "closed loop: requests in flight (default 1); open loop: the most in flight (default 4096)")
+	f.DurationVarP(&o.duration, "duration", "d", 10*time.Second, "how long to measure, after the warm-up")
 	f.Uint64Var(&o.requests, "requests", 0, "stop after this many measured requests (0: no limit)")
 	f.DurationVar(&o.warmup, "warmup", 0, "load the server this long before measuring")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
@@ -127,7 +142,7 @@ generated from its metadata.`,
 	f.StringArrayVar(&o.headers, "header", nil, "plain http: a request header, 'Name: value' (repeatable)")
 	f.StringVar(&o.body, "body", "", "plain http: the request body, or @file")
 	f.StringVar(&o.targets, "targets", "", "plain http: a file of requests to send in turn (METHOD URL, headers, @body-file; blank-line separated)")
-	f.StringVar(&o.output, "output", "text", "report format: text or json")
+	o.out = addOutputFlag(cmd, false, "the report; json and yaml hold every figure and the run's settings", formatText, formatJSON, formatYAML)
 	f.StringVar(&o.slo, "slo", "", "objectives such as 'p99<50ms,errors<1%': exit 1 when missed")
 	f.StringVar(&o.csvFile, "csv", "", "also write the figures as CSV to this file, one row per run or sweep step")
 	f.StringVar(&o.html, "html", "", "also write a self-contained HTML report (latency over time, percentile distribution) to this file")
@@ -172,8 +187,8 @@ func (o benchOptions) schedulePlan() (loadgen.Schedule, error) {
 }
 
 func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
-	if o.output != "text" && o.output != "json" {
-		return fmt.Errorf("--output %q: want text or json", o.output)
+	if err := o.out.check(); err != nil {
+		return err
 	}
 	var rates []float64
 	if o.qpsSpec != "" {
@@ -331,6 +346,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return loadgen.Report{}, err
 		}
 		report := loadgen.NewReport(sum, o.url, model, o.protocol)
+		report.Settings = o.settings
 		if retrying != nil {
 			_, refused := retrying.Retries()
 			report.RetriesRefused = refused - refusedBefore
@@ -390,25 +406,53 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return fmt.Errorf("--html: %w", err)
 		}
 	}
-	if o.output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
-			return err
-		}
-	} else if err := report.WriteText(stdout); err != nil {
+	if err := o.out.write(stdout, report, report.WriteText); err != nil {
 		return err
 	}
 	if report.Requests > 0 && report.OK == 0 {
-		return fmt.Errorf("every request failed (%s)", firstError(report.Errors))
-	}
-	if v := report.Violations(objectives); len(v) > 0 {
-		for _, line := range v {
-			fmt.Fprintf(stderr, "infer bench: SLO missed: %s\n", line)
+		kind := firstError(report.Errors)
+		err := fmt.Errorf("every request failed: %s: %s", kind, report.ErrorMessages[kind])
+		if hint := protocolHint(o.protocol, model, report.ErrorMessages[kind]); hint != "" {
+			err = fmt.Errorf("%w\n%s", err, hint)
 		}
+		return err
+	}
+	return judge(report, objectives, stderr)
+}
+
+// judge prints a line for every objective, met or missed, and returns
+// errSLO when any was missed.
+func judge(report loadgen.Report, objectives []loadgen.Objective, stderr io.Writer) error {
+	missed := false
+	for _, j := range report.Judge(objectives) {
+		verdict := "met"
+		if !j.Met {
+			verdict, missed = "missed", true
+		}
+		fmt.Fprintf(stderr, "infer bench: SLO %s: %s: %s\n", verdict, j.Objective, j.Figure)
+	}
+	if missed {
 		return errSLO
 	}
 	return nil
+}
+
+// protocolHint suggests the protocol a model's server asked for, when a
+// run failed because it spoke the wrong one: a text generator answers
+// completions, not tensors.
+func protocolHint(protocol, model, message string) string {
+	if protocol != loadgen.ProtoOpenAI && strings.Contains(message, "/v1/completions") {
+		return fmt.Sprintf("hint: %s generates text: benchmark it with --protocol openai -m %s", orDefault(model, "the model"), orDefault(model, "NAME"))
+	}
+	return ""
+}
+
+// orDefault is s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // watchRun runs a load under the live dashboard: full screen on a
@@ -523,9 +567,16 @@ func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, m
 	}
 	var best float64
 	if o.findMax {
-		fmt.Fprintf(stderr, "infer bench: searching for the highest rate meeting %s, from %.0f/s, %v a probe\n", o.slo, o.qps, o.duration)
+		const tolerance = 0.05
+		probe := o.warmup + o.duration
+		bisect, most := loadgen.FindMaxProbes(o.qps, o.maxQPS, tolerance)
+		howLong := fmt.Sprintf("it doubles from %.0f/s until a probe fails, then bisects in %d more probes: (doublings + %d) × %v; --max-qps bounds it", o.qps, bisect, bisect, probe)
+		if most > 0 {
+			howLong = fmt.Sprintf("at most %d probes up to --max-qps %.0f/s: at most %v", most, o.maxQPS, time.Duration(most)*probe)
+		}
+		fmt.Fprintf(stderr, "infer bench: searching for the highest rate meeting %s, %v a probe; %s\n", o.slo, probe, howLong)
 		var err error
-		best, _, err = loadgen.FindMax(o.qps, o.maxQPS, 0.05, func(rate float64) (bool, error) {
+		best, _, err = loadgen.FindMax(o.qps, o.maxQPS, tolerance, func(rate float64) (bool, error) {
 			r, err := measure(rate, false)
 			if err != nil {
 				return false, err
@@ -538,7 +589,8 @@ func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, m
 			return err
 		}
 	} else {
-		fmt.Fprintf(stderr, "infer bench: sweeping %d rates, %v each\n", len(rates), o.duration)
+		probe := o.warmup + o.duration
+		fmt.Fprintf(stderr, "infer bench: sweeping %d rates, %v each: about %v\n", len(rates), probe, time.Duration(len(rates))*probe)
 		for _, rate := range rates {
 			r, err := measure(rate, false)
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -557,13 +609,11 @@ func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, m
 	if err := writeCSV(o.csvFile, steps); err != nil {
 		return err
 	}
-	if o.output == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+	if !o.out.is(formatText) {
+		return o.out.write(stdout, struct {
 			Steps        []loadgen.Report `json:"steps"`
 			MaxSustained float64          `json:"max_sustained_rate"`
-		}{steps, best})
+		}{steps, best}, nil)
 	}
 	fmt.Fprintf(stdout, "%-12s %12s %10s %10s %10s %8s %10s\n", "target/s", "achieved/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "sustained")
 	for _, r := range steps {

@@ -71,7 +71,7 @@ the newest taking all traffic and the others kept with none.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Model, "model", "", "the model to deploy (required)")
+	f.StringVarP(&o.Model, "model", "m", "", "the model to deploy (required)")
 	f.StringVar(&o.Image, "image", "", "the container image holding infer and ONNX Runtime (required)")
 	f.StringVar(&weights, "weights", "", "versions and their traffic weights, e.g. 1=95,2=5 (default: the repository's versions, the newest at 100)")
 	f.StringVar(&repository, "repository", "", "the model repository the versions are read from (default: the bundled models)")

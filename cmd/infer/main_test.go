@@ -42,7 +42,7 @@ func TestModelsRunOnBundledModels(t *testing.T) {
 }
 
 func TestModelsListJSON(t *testing.T) {
-	out, err := run(t, "models", "list", "--json", "--log-level", "error")
+	out, err := run(t, "models", "list", "-o", "json", "--log-level", "error")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestModelsConfigPrintsWhatIsInEffect(t *testing.T) {
 }
 
 func TestVersionReportsTheRuntime(t *testing.T) {
-	out, err := run(t, "version", "--json")
+	out, err := run(t, "version", "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}

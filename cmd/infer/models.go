@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -16,8 +15,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -32,26 +33,40 @@ func newModelsCmd(g *globalOptions) *cobra.Command {
 }
 
 func newModelsListCmd(g *globalOptions) *cobra.Command {
-	var asJSON bool
+	var (
+		out    *outputFlag
+		asJSON bool
+	)
 	cmd := &cobra.Command{
 		Use:   "list [MODEL.onnx | MODEL_REPOSITORY]",
 		Short: "Load models and print their versions, state, inputs and outputs (default: the bundled models)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if asJSON {
+				out.format = formatJSON
+			}
+			if err := out.check(); err != nil {
+				return err
+			}
 			repo, err := openRepository(g, firstArg(args), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer repo.Close()
-			return listModels(repo, cmd.OutOrStdout(), asJSON)
+			return listModels(repo, cmd.OutOrStdout(), out)
 		},
 	}
+	out = addOutputFlag(cmd, false, "json and yaml list every input and output", formatText, formatJSON, formatYAML)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	_ = cmd.Flags().MarkDeprecated("json", "use -o json")
 	return cmd
 }
 
 func newModelsConfigCmd(g *globalOptions) *cobra.Command {
-	var model string
+	var (
+		model string
+		out   *outputFlag
+	)
 	cmd := &cobra.Command{
 		Use:   "config [MODEL.onnx | MODEL_REPOSITORY] --model NAME",
 		Short: "Print the configuration in effect for a model, defaults applied, as YAML",
@@ -59,6 +74,9 @@ func newModelsConfigCmd(g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if model == "" {
 				return fmt.Errorf("--model is required (see `infer models list` for names)")
+			}
+			if err := out.check(); err != nil {
+				return err
 			}
 			repo, err := openRepository(g, firstArg(args), cmd.ErrOrStderr())
 			if err != nil {
@@ -69,11 +87,20 @@ func newModelsConfigCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--model %q: %w", model, err)
 			}
-			_, err = cmd.OutOrStdout().Write(m.Config().Marshal())
+			cfg := m.Config().Marshal()
+			if out.is(formatJSON) {
+				var doc any
+				if err := yaml.Unmarshal(cfg, &doc); err != nil {
+					return fmt.Errorf("model %q: configuration: %w", model, err)
+				}
+				return out.write(cmd.OutOrStdout(), doc, nil)
+			}
+			_, err = cmd.OutOrStdout().Write(cfg)
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&model, "model", "", "model name")
+	cmd.Flags().StringVarP(&model, "model", "m", "", "model name")
+	out = addOutputFlag(cmd, false, "", formatYAML, formatJSON)
 	return cmd
 }
 
@@ -84,36 +111,49 @@ func firstArg(args []string) string {
 	return ""
 }
 
+// modelListing is one row of `infer models list`: its JSON and YAML use
+// the protocol's names (inputs and outputs as in model metadata, datatype
+// strings such as FP32, the repository index's states).
 type modelListing struct {
-	Name         string              `json:"name"`
-	Version      int64               `json:"version"`
-	State        string              `json:"state"`
-	Reason       string              `json:"reason,omitempty"`
-	Device       string              `json:"device,omitempty"`
-	MaxBatchSize int                 `json:"max_batch_size"`
-	Inputs       []runner.TensorSpec `json:"inputs,omitempty"`
-	Outputs      []runner.TensorSpec `json:"outputs,omitempty"`
-	LoadSeconds  float64             `json:"load_seconds,omitempty"`
-	WarmupSecs   float64             `json:"warmup_seconds,omitempty"`
+	Name         string                    `json:"name"`
+	Version      int64                     `json:"version"`
+	State        string                    `json:"state"`
+	Reason       string                    `json:"reason,omitempty"`
+	Device       string                    `json:"device,omitempty"`
+	MaxBatchSize int                       `json:"max_batch_size"`
+	Inputs       []protocol.TensorMetadata `json:"inputs,omitempty"`
+	Outputs      []protocol.TensorMetadata `json:"outputs,omitempty"`
+	LoadSeconds  float64                   `json:"load_seconds,omitempty"`
+	WarmupSecs   float64                   `json:"warmup_seconds,omitempty"`
 }
 
-func listModels(repo *runner.Repository, w io.Writer, asJSON bool) error {
+// tensorMetadata spells specs as the protocol's model metadata does.
+func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
+	out := make([]protocol.TensorMetadata, len(specs))
+	for i, s := range specs {
+		out[i] = protocol.TensorMetadata{Name: s.Name, Datatype: s.DataType.String(), Shape: s.Shape}
+	}
+	return out
+}
+
+func listModels(repo *runner.Repository, w io.Writer, out *outputFlag) error {
 	var rows []modelListing
 	for _, s := range repo.Index() {
 		l := modelListing{Name: s.Name, Version: s.Version, State: s.State, Reason: s.Reason}
 		if m, err := repo.Model(s.Name, s.Version); err == nil {
 			l.Device = m.Device().String()
 			l.MaxBatchSize = *m.Config().MaxBatchSize
-			l.Inputs, l.Outputs = m.Metadata().Inputs, m.Metadata().Outputs
+			l.Inputs, l.Outputs = tensorMetadata(m.Metadata().Inputs), tensorMetadata(m.Metadata().Outputs)
 			l.LoadSeconds, l.WarmupSecs = m.LoadDuration().Seconds(), m.WarmupDuration().Seconds()
 		}
 		rows = append(rows, l)
 	}
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	}
+	return out.write(w, rows, func(w io.Writer) error { return listText(w, rows) })
+}
+
+// listText prints one row a model version, each tensor list cut to what
+// fits beside the rest (-o yaml lists them all).
+func listText(w io.Writer, rows []modelListing) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODEL\tVERSION\tSTATE\tDEVICE\tMAX BATCH\tINPUTS\tOUTPUTS")
 	for _, l := range rows {
@@ -126,10 +166,16 @@ func listModels(repo *runner.Repository, w io.Writer, asJSON bool) error {
 	return tw.Flush()
 }
 
-func specList(specs []runner.TensorSpec) string {
-	parts := make([]string, len(specs))
-	for i, s := range specs {
-		parts[i] = fmt.Sprintf("%s %s %v", s.Name, s.DataType, s.Shape)
+// specList is tensors as "name DATATYPE [shape]", the first two at most
+// and a count of the rest, so that a row stays within a terminal.
+func specList(specs []protocol.TensorMetadata) string {
+	const shown = 2
+	var parts []string
+	for _, s := range specs[:min(shown, len(specs))] {
+		parts = append(parts, fmt.Sprintf("%s %s %v", s.Name, s.Datatype, s.Shape))
+	}
+	if len(specs) > shown {
+		parts = append(parts, fmt.Sprintf("+%d more", len(specs)-shown))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -164,9 +210,9 @@ sizes that formed and the queue and infer phases.`,
 			return runModels(cmd.Context(), repo, o, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&o.model, "model", "", "run only this model (default: every ready model)")
+	cmd.Flags().StringVarP(&o.model, "model", "m", "", "run only this model (default: every ready model)")
 	cmd.Flags().IntVar(&o.requests, "requests", 64, "requests per model")
-	cmd.Flags().IntVar(&o.concurrency, "concurrency", 8, "requests in flight at once")
+	cmd.Flags().IntVarP(&o.concurrency, "concurrency", "c", 8, "requests in flight at once")
 	cmd.Flags().Uint64Var(&o.seed, "seed", 1, "seed of the random inputs")
 	cmd.Flags().StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu)")
 	return cmd

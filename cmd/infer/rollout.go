@@ -20,15 +20,16 @@ import (
 
 // rolloutOptions are the flags every rollout command shares.
 type rolloutOptions struct {
+	// server is the server's URL; its admin API is adminURL when given,
+	// else on adminPort of the server's host.
 	server         string
+	adminURL       string
+	adminPort      int
 	model          string
 	adminTokenFile string
 	output         string
 	poll           time.Duration
 }
-
-// defaultAdminURL is where a local infer serve's admin API listens.
-const defaultAdminURL = "http://127.0.0.1:8003"
 
 func (o rolloutOptions) client() (*deploy.Client, error) {
 	if o.output != "text" && o.output != "json" {
@@ -38,8 +39,14 @@ func (o rolloutOptions) client() (*deploy.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	base := o.server
-	if !strings.Contains(base, "://") {
+	base := o.adminURL
+	if base == "" {
+		u, err := serverURL("--server", o.server)
+		if err != nil {
+			return nil, err
+		}
+		base = siblingURL(u, o.adminPort)
+	} else if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
 	return &deploy.Client{Base: base, Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
@@ -72,8 +79,9 @@ runs the rollout itself (it goes on if this command stops, and resumes after
 a restart with --state-dir); this command prints each step, each analysis's
 figures and its verdict.
 
-The server is reached on its admin API (--admin-url, default the local
-infer serve's admin port, ` + defaultAdminURL + `); the model defaults to the
+The server (--server, default the local infer serve) is reached on its
+admin API: --admin-port of its host (8003), or --admin-url. The model
+defaults to the
 only one served, the stable version to the one with the most traffic now, and the
 new version to the newest ready one newer than it: so 'infer rollout --canary 5%'
 just works once the new version is in the repository.
@@ -93,7 +101,7 @@ steps in a row pause the rollout for 'infer rollout promote' or 'abort'.
 Exit status: 0 when the new version is promoted (or a shadow completes), 1
 when it is rolled back or aborted.`,
 		Example: `  infer rollout --canary 5%
-  infer rollout --model mlp --version 2 --steps 10,50,100 --interval 1m --max-p99-ratio 1.2
+  infer rollout -m mlp --model-version 2 --steps 10,50,100 --interval 1m --max-p99-ratio 1.2
   infer rollout --blue-green
   infer rollout --shadow 10% --max-drift 1e-4
   infer rollout --ab 50% --ab-key header:X-User-Id
@@ -174,15 +182,17 @@ when it is rolled back or aborted.`,
 		},
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&o.server, "admin-url", defaultAdminURL, "the admin API of the infer serve to roll out on (its --admin-port; or its HTTP port when it has an admin token)")
-	pf.StringVar(&o.server, "server", defaultAdminURL, "the same as --admin-url")
-	_ = pf.MarkDeprecated("server", "the admin API has its own port: use --admin-url")
-	pf.StringVar(&o.model, "model", "", "model name (default: the only model served)")
+	pf.StringVar(&o.server, "server", defaultServer, "the server's URL; its admin API is on --admin-port of the same host")
+	pf.IntVar(&o.adminPort, "admin-port", DefaultAdminPort, "the port of the server's admin API (its serve --admin-port)")
+	pf.StringVar(&o.adminURL, "admin-url", "", "the admin API's own URL, when it is not on --admin-port of the server's host (such as the HTTP port of a server with an admin token)")
+	pf.StringVarP(&o.model, "model", "m", "", "model name (default: the only model served)")
 	pf.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the server's admin token (or $"+adminTokenEnv+")")
-	pf.StringVar(&o.output, "output", "text", "text, or json (one JSON event a line while following; the rollout's state otherwise)")
+	pf.StringVarP(&o.output, "output", "o", formatText, "output format: text, json (one JSON event a line while following; the rollout's state otherwise)")
 	pf.DurationVar(&o.poll, "poll", 500*time.Millisecond, "how often to read the rollout while following it")
 	f := cmd.Flags()
-	f.Int64Var(&version, "version", 0, "the new version (default: the newest ready version newer than the stable one)")
+	f.Int64Var(&version, "model-version", 0, "the new version (default: the newest ready version newer than the stable one)")
+	f.Int64Var(&version, "version", 0, "the same as --model-version")
+	_ = f.MarkDeprecated("version", "use --model-version")
 	f.Int64Var(&from, "from", 0, "the stable version (default: the one with the most traffic now)")
 	f.StringVar(&canary, "canary", "", "canary, starting at this share and going on through 25%, 50%, 100% (the default strategy: 5%)")
 	f.StringVar(&steps, "steps", "", "canary steps as percentages, e.g. 5,25,50,100")

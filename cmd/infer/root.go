@@ -14,10 +14,18 @@ import (
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
-// globalOptions are the flags every command takes.
+// globalOptions are the settings commands share: --log-level, which
+// every command takes, and --onnxruntime-lib, which only the commands
+// that load the runtime take (addRuntimeFlag).
 type globalOptions struct {
 	onnxRuntimeLib string
 	logLevel       string
+}
+
+// addRuntimeFlag gives cmd --onnxruntime-lib: for the commands that load
+// ONNX Runtime in this process, and only those.
+func addRuntimeFlag(cmd *cobra.Command, g *globalOptions) {
+	cmd.Flags().StringVar(&g.onnxRuntimeLib, "onnxruntime-lib", "", "path to libonnxruntime.so (default: $"+runner.LibraryEnv+", beside the binary, then the cache folder)")
 }
 
 func newRootCmd() *cobra.Command {
@@ -26,7 +34,12 @@ func newRootCmd() *cobra.Command {
 		Use:   "infer",
 		Short: "Serve ONNX models and measure inference servers",
 		Long: `infer serves ONNX models through ONNX Runtime over the Open Inference Protocol
-(KServe v2), benchmarks any such server honestly, and rolls out new model versions.`,
+(KServe v2), benchmarks any such server honestly, and rolls out new model versions.
+
+Conventions: the server a client command talks to is --server URL (default
+the local infer serve); formats are -o/--output text|json|yaml; files
+written are --out FILE (or a flag named for the format, such as --csv).`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -38,18 +51,16 @@ func newRootCmd() *cobra.Command {
 			return nil
 		},
 	}
-	root.PersistentFlags().StringVar(&g.onnxRuntimeLib, "onnxruntime-lib", "", "path to libonnxruntime.so (default: $"+runner.LibraryEnv+", beside the binary, then the cache folder)")
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	root.SetVersionTemplate("infer {{.Version}}\n")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
-	root.AddCommand(
-		newVersionCmd(g),
-		newModelsCmd(g),
-		newServeCmd(g),
-		newBenchCmd(g),
-		newRolloutCmd(),
-		newDeployCmd(),
-		newTopCmd(),
-	)
+	versionCmd, models, serve := newVersionCmd(g), newModelsCmd(g), newServeCmd(g)
+	root.AddCommand(versionCmd, models, serve, newBenchCmd(g), newRolloutCmd(), newDeployCmd(), newTopCmd())
+	// The commands that load ONNX Runtime in this process, and only they,
+	// say where it is.
+	for _, c := range append([]*cobra.Command{versionCmd, serve}, models.Commands()...) {
+		addRuntimeFlag(c, g)
+	}
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -216,18 +217,17 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		*l.to = ln
 		addrs[l.name] = ln.Addr().String()
 	}
-	n := 0
-	for _, st := range repo.Index() {
-		if st.State == "READY" {
-			n++
-		}
-	}
-	fmt.Fprintf(stderr, "infer: serving %d model versions; HTTP %s, gRPC %s, metrics %s, admin %s\n", n, orOff(addrs["HTTP"]), orOff(addrs["gRPC"]), orOff(addrs["metrics"]), orOff(addrs["admin"]))
+	announce(slog.Default(), repo, addrs)
 	if o.listening != nil {
 		o.listening(addrs)
 	}
 	err = srv.Serve(ctx, ls)
 	srv.Close()
+	if err != nil {
+		slog.Error("stopped", "err", err)
+	} else {
+		slog.Info("stopped")
+	}
 	return err
 }
 

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
+	"maps"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,8 +60,8 @@ interval instead.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&o.servers, "server", []string{"http://localhost:8000"}, "server base URL to watch (repeat for several)")
-	f.IntVar(&o.metricsPort, "metrics-port", 8002, "port of each server's /metrics, on the server's host (0: the server URL's own port)")
+	f.StringArrayVar(&o.servers, "server", []string{defaultServer}, "the URL of a server to watch (repeat for several)")
+	f.IntVar(&o.metricsPort, "metrics-port", 0, "port of each server's /metrics on the server's host, for a server that serves them only on a port of their own (default: the server URL's own port, where infer serve answers /metrics too)")
 	f.IntVar(&o.adminPort, "admin-port", DefaultAdminPort, "port of each server's admin API, where rollouts are read, on the server's host (0: the server URL's own port)")
 	f.DurationVar(&o.interval, "interval", time.Second, "time between scrapes")
 	f.DurationVar(&o.window, "window", monitor.DefaultWindow, "span of the rates and percentiles")
@@ -98,23 +97,17 @@ func runTop(ctx context.Context, o topOptions, stdout io.Writer) error {
 	}
 	var servers []monitor.Server
 	for i, s := range o.servers {
-		if !strings.Contains(s, "://") {
-			o.servers[i] = "http://" + s
+		u, err := serverURL("--server", s)
+		if err != nil {
+			return err
 		}
-		u, err := url.Parse(o.servers[i])
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("--server %q: want a URL such as http://localhost:8000", s)
-		}
+		o.servers[i] = u.String()
 		srv := monitor.Server{API: o.servers[i]}
 		if o.metricsPort > 0 {
-			u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(o.metricsPort))
-			u.Path = ""
-			srv.Metrics = u.String()
+			srv.Metrics = siblingURL(u, o.metricsPort)
 		}
 		if o.adminPort > 0 {
-			u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(o.adminPort))
-			u.Path = ""
-			srv.Admin = u.String()
+			srv.Admin = siblingURL(u, o.adminPort)
 		}
 		servers = append(servers, srv)
 	}
@@ -125,6 +118,9 @@ func runTop(ctx context.Context, o topOptions, stdout io.Writer) error {
 	mon, err := monitor.New(monitor.Options{Servers: servers, Window: o.window, History: o.history,
 		USDPerHour: o.pricePerHour, Token: token, Timeout: min(o.interval, monitor.DefaultTimeout)})
 	if err != nil {
+		return err
+	}
+	if err := reachable(mon.Poll(ctx), len(servers)); err != nil {
 		return err
 	}
 	opts := tui.TopOptions{Poll: mon.Poll, Interval: o.interval, Servers: o.servers, Objectives: objectives, Context: ctx}
@@ -138,4 +134,18 @@ func runTop(ctx context.Context, o topOptions, stdout io.Writer) error {
 		return fmt.Errorf("dashboard: %w", err)
 	}
 	return nil
+}
+
+// reachable is nil when at least one server answered the first poll, and
+// otherwise an error naming each server and why it could not be read:
+// watching nothing is not a dashboard.
+func reachable(f monitor.Frame, servers int) error {
+	if len(f.Errors) < servers {
+		return nil
+	}
+	var why []string
+	for _, server := range slices.Sorted(maps.Keys(f.Errors)) {
+		why = append(why, fmt.Sprintf("%s: %v", server, f.Errors[server]))
+	}
+	return fmt.Errorf("cannot read any server's metrics (is infer serve running there? give --server URL):\n  %s", strings.Join(why, "\n  "))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"regexp"
 	"sort"
@@ -242,13 +243,13 @@ func TestTopDashboardOnARealServer(t *testing.T) {
 	}
 }
 
-// `infer top` without a terminal prints plain snapshots.
+// `infer top` without a terminal prints plain snapshots, finding the
+// metrics on the server's own URL.
 func TestTopPlainSnapshots(t *testing.T) {
 	addrs, stop, done := startServeAddrs(t, serveOptions{})
 	defer func() { stop(); <-done }()
-	_, port, _ := strings.Cut(addrs["metrics"], ":")
 	_, adminPort, _ := strings.Cut(addrs["admin"], ":")
-	out, err := run(t, "top", "--server", addrs["HTTP"], "--metrics-port", port, "--admin-port", adminPort, "--interval", "200ms", "--window", "200ms", "--count", "2", "--width", "100")
+	out, err := run(t, "top", "--server", addrs["HTTP"], "--admin-port", adminPort, "--interval", "200ms", "--window", "200ms", "--count", "2", "--width", "100")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -277,6 +278,33 @@ func TestTopPlainSnapshots(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("top %s: %v (want an error naming %s)\n%s", c.args, err, c.want, out)
 		}
+	}
+}
+
+// A server that cannot be read is an error and a non-zero exit, naming
+// the server and why, never an empty dashboard; the metrics port of a
+// server laid out as Triton's is still read where --metrics-port says.
+func TestTopUnreachableServerFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	out, err := run(t, "top", "--server", dead, "--plain", "--count", "1")
+	if err == nil || !strings.Contains(err.Error(), "cannot read any server's metrics") || !strings.Contains(err.Error(), dead) {
+		t.Fatalf("top of %s: err %v, want one naming the server\n%s", dead, err, out)
+	}
+	if strings.Contains(out, "no models") {
+		t.Fatalf("an unreachable server shown as a dashboard:\n%s", out)
+	}
+
+	addrs, stop, done := startServeAddrs(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	_, port, _ := strings.Cut(addrs["metrics"], ":")
+	out, err = run(t, "top", "--server", addrs["HTTP"], "--metrics-port", port, "--admin-port", "0", "--interval", "200ms", "--window", "200ms", "--count", "1")
+	if err != nil || !strings.Contains(out, "text-encoder") {
+		t.Fatalf("top on the metrics port: %v\n%s", err, out)
 	}
 }
 

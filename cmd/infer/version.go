@@ -1,8 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 
@@ -51,12 +51,21 @@ func buildCommit() string {
 }
 
 func newVersionCmd(g *globalOptions) *cobra.Command {
-	var asJSON bool
+	var (
+		out    *outputFlag
+		asJSON bool
+	)
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, commit, Go version and the ONNX Runtime loaded",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				out.format = formatJSON
+			}
+			if err := out.check(); err != nil {
+				return err
+			}
 			info := versionInfo{
 				Version:  version,
 				Commit:   buildCommit(),
@@ -68,23 +77,24 @@ func newVersionCmd(g *globalOptions) *cobra.Command {
 			} else {
 				info.ONNXRuntime, info.ONNXRuntimeLib = rt.Version, rt.Path
 			}
-			w := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
-			}
-			fmt.Fprintf(w, "infer %s\ncommit:       %s\ngo:           %s %s\nonnxruntime:  %s", info.Version, info.Commit, info.Go, info.Platform, info.ONNXRuntime)
-			if info.ONNXRuntimeLib != "" {
-				fmt.Fprintf(w, " (%s)", info.ONNXRuntimeLib)
-			}
-			fmt.Fprintln(w)
-			if info.ONNXRuntimeErr != "" {
-				fmt.Fprintf(w, "              %s\n", info.ONNXRuntimeErr)
-			}
-			return nil
+			return out.write(cmd.OutOrStdout(), info, info.writeText)
 		},
 	}
+	out = addOutputFlag(cmd, false, "", formatText, formatJSON, formatYAML)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	_ = cmd.Flags().MarkDeprecated("json", "use -o json")
 	return cmd
+}
+
+// writeText prints info for people, one fact a line.
+func (info versionInfo) writeText(w io.Writer) error {
+	fmt.Fprintf(w, "infer %s\ncommit:       %s\ngo:           %s %s\nonnxruntime:  %s", info.Version, info.Commit, info.Go, info.Platform, info.ONNXRuntime)
+	if info.ONNXRuntimeLib != "" {
+		fmt.Fprintf(w, " (%s)", info.ONNXRuntimeLib)
+	}
+	fmt.Fprintln(w)
+	if info.ONNXRuntimeErr != "" {
+		fmt.Fprintf(w, "              %s\n", info.ONNXRuntimeErr)
+	}
+	return nil
 }

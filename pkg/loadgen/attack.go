@@ -84,12 +84,21 @@ type Summary struct {
 	Unsent int64
 }
 
-// AchievedRate returns the answered requests per second.
-func (s *Summary) AchievedRate() float64 {
+// AnsweredRate returns the answered requests per second, failures
+// included.
+func (s *Summary) AnsweredRate() float64 {
 	if s.Window <= 0 {
 		return 0
 	}
 	return float64(s.Count()) / s.Window.Seconds()
+}
+
+// SuccessRate returns the successful answers per second.
+func (s *Summary) SuccessRate() float64 {
+	if s.Window <= 0 {
+		return 0
+	}
+	return float64(s.OK) / s.Window.Seconds()
 }
 
 // run is the state of one Run.
@@ -156,7 +165,10 @@ func Run(ctx context.Context, t Target, o Options) (*Summary, error) {
 	}
 	if sum.Open && sum.Count() > 0 {
 		span := o.Duration
-		if span <= 0 || o.Requests > 0 && uint64(sum.Count()) >= o.Requests {
+		// A run that stopped early (its context ended, as when q stops a
+		// watched run) asked for the rate of the span it ran, not its
+		// whole duration.
+		if span <= 0 || o.Requests > 0 && uint64(sum.Count()) >= o.Requests || ctx.Err() != nil {
 			span = sum.Last.Sub(r.warmEnd) + time.Duration(float64(time.Second)/o.Schedule.Rate(sum.Last.Sub(start)))
 		}
 		sum.TargetRate = float64(sum.Count()+sum.Unsent) / span.Seconds() // what the schedule asked for

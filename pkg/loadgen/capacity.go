@@ -99,3 +99,23 @@ func FindMax(start, max, tolerance float64, probe Probe) (best float64, tried []
 func Sustained(r Report, objectives []Objective) bool {
 	return len(r.Violations(objectives)) == 0 && r.AchievedRate >= 0.99*r.TargetRate && r.OK > 0
 }
+
+// FindMaxProbes bounds the probes FindMax makes, so that a search can
+// say how long it will take before it starts. The doubling makes one
+// probe per rate from start until one fails; the bisection that follows
+// halves a gap of at most half the failing rate until it is within
+// tolerance of it: ceil(log2(0.5/tolerance)) probes (4 at 5%). Without a
+// max the doublings are not known beforehand: it returns the probes
+// after the doubling (bisect) and 0 for most. A server that fails even
+// start is searched below it, in up to 6 probes more.
+func FindMaxProbes(start, max, tolerance float64) (bisect, most int) {
+	bisect = int(math.Ceil(math.Log2(0.5 / tolerance)))
+	if max <= 0 {
+		return bisect, 0
+	}
+	doublings := 1
+	if max > start {
+		doublings += int(math.Ceil(math.Log2(max / start)))
+	}
+	return bisect, doublings + bisect
+}

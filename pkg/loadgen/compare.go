@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"text/tabwriter"
 )
@@ -45,6 +46,10 @@ type Delta struct {
 	A, B   float64
 	// Better says which way is an improvement: +1 higher, -1 lower.
 	Better int
+	// Noise is how large a change the runs' own second-to-second
+	// wandering can make, as a fraction of A (see noise); 0 when not
+	// known.
+	Noise float64
 }
 
 // Change returns B relative to A, as a fraction (0.1 = 10% more).
@@ -58,40 +63,50 @@ func (d Delta) Change() float64 {
 // Compare lines up two runs' figures: rates, errors, latency percentiles
 // and each phase's mean.
 func Compare(a, b Report) []Delta {
+	answered := func(s SecondReport) float64 { return float64(s.Requests - s.Errors) }
 	out := []Delta{
-		{"achieved rate /s", a.AchievedRate, b.AchievedRate, +1},
-		{"error rate", a.ErrorRate, b.ErrorRate, -1},
-		{"p50 ms", a.Latency.P50, b.Latency.P50, -1},
-		{"p90 ms", a.Latency.P90, b.Latency.P90, -1},
-		{"p95 ms", a.Latency.P95, b.Latency.P95, -1},
-		{"p99 ms", a.Latency.P99, b.Latency.P99, -1},
-		{"p99.9 ms", a.Latency.P999, b.Latency.P999, -1},
-		{"max ms", a.Latency.Max, b.Latency.Max, -1},
-		{"mean ms", a.Latency.Mean, b.Latency.Mean, -1},
+		{"achieved rate /s", a.AchievedRate, b.AchievedRate, +1, noise(a, b, answered)},
+		{"error rate", a.ErrorRate, b.ErrorRate, -1, 0},
+		{"p50 ms", a.Latency.P50, b.Latency.P50, -1, noise(a, b, func(s SecondReport) float64 { return s.P50 })},
+		{"p90 ms", a.Latency.P90, b.Latency.P90, -1, 0},
+		{"p95 ms", a.Latency.P95, b.Latency.P95, -1, 0},
+		{"p99 ms", a.Latency.P99, b.Latency.P99, -1, noise(a, b, func(s SecondReport) float64 { return s.P99 })},
+		{"p99.9 ms", a.Latency.P999, b.Latency.P999, -1, 0},
+		{"max ms", a.Latency.Max, b.Latency.Max, -1, 0},
+		{"mean ms", a.Latency.Mean, b.Latency.Mean, -1, 0},
 	}
 	bm := map[string]float64{}
 	for _, p := range b.Phases {
 		bm[p.Phase] = p.Mean
 	}
 	for _, p := range a.Phases {
-		out = append(out, Delta{p.Phase + " mean ms", p.Mean, bm[p.Phase], -1})
+		out = append(out, Delta{p.Phase + " mean ms", p.Mean, bm[p.Phase], -1, 0})
 	}
 	return out
 }
 
-// WriteComparison writes Compare's figures as a table.
+// WriteComparison writes Compare's figures as a table: a change is
+// called better or worse only beyond 5% and beyond its noise, where the
+// noise is known; within the noise it says so.
 func WriteComparison(w io.Writer, nameA, nameB string, deltas []Delta) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "\t%s\t%s\tchange\t\n", nameA, nameB)
+	fmt.Fprintf(tw, "\t%s\t%s\tchange\tnoise\t\n", nameA, nameB)
 	for _, d := range deltas {
-		mark := ""
-		switch c := d.Change() * float64(d.Better); {
-		case c > 0.05:
-			mark = " better"
-		case c < -0.05:
-			mark = " worse"
+		mark, bar := "", 0.05
+		noise := "-"
+		if d.Noise > 0 {
+			noise = fmt.Sprintf("±%.1f%%", 100*d.Noise)
+			bar = max(bar, d.Noise)
 		}
-		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.1f%%%s\t\n", d.Metric, d.A, d.B, 100*d.Change(), mark)
+		switch c := d.Change() * float64(d.Better); {
+		case c > bar:
+			mark = " better"
+		case c < -bar:
+			mark = " worse"
+		case d.Noise > 0 && math.Abs(c) > 0.05:
+			mark = " within noise"
+		}
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.1f%%%s\t%s\t\n", d.Metric, d.A, d.B, 100*d.Change(), mark, noise)
 	}
 	return tw.Flush()
 }

@@ -134,7 +134,7 @@ func (t *HTTP1) Do(ctx context.Context, r *Result) {
 			c.c.Close()
 		}
 		if resp.status/100 != 2 {
-			r.FailStatus(resp.status, "")
+			r.FailStatus(resp.status, string(resp.body))
 			return
 		}
 		r.ServerReported = serverPhases(r, resp.serverTiming)
@@ -177,7 +177,13 @@ type response struct {
 	status       int
 	keepAlive    bool
 	serverTiming string
+	// body is kept only for an error status, and only up to
+	// maxErrorBody: what the server said went wrong.
+	body []byte
 }
+
+// maxErrorBody is the most of an error response's body kept, in bytes.
+const maxErrorBody = 4 << 10
 
 var errStale = errors.New("connection closed before a response")
 
@@ -244,6 +250,11 @@ func readResponse(br *bufio.Reader) (response, error) {
 		case chunked:
 			if err := discardChunked(br); err != nil {
 				return resp, err
+			}
+		case length >= 0 && code/100 != 2 && length <= maxErrorBody:
+			resp.body = make([]byte, length)
+			if _, err := io.ReadFull(br, resp.body); err != nil {
+				return resp, fmt.Errorf("response body: %w", err)
 			}
 		case length >= 0:
 			if _, err := br.Discard(int(length)); err != nil {

@@ -41,6 +41,10 @@ type Recorder struct {
 	Gen        *genRecorder
 	Objectives []Objective
 	Errors     map[string]int64
+	// ErrorMessages holds the first message of each kind in Errors (a
+	// status's is what the server said), so that a report can say what
+	// went wrong, not only how often.
+	ErrorMessages map[string]string
 	// First and Last bracket the intended send times recorded.
 	First, Last time.Time
 	// NewConns counts the requests that opened a connection; Connects
@@ -80,7 +84,7 @@ const LateAfter = time.Millisecond
 
 // NewRecorder returns an empty recorder.
 func NewRecorder() *Recorder {
-	r := &Recorder{Total: newHist(), Service: newHist(), Connects: newHist(), Errors: map[string]int64{}}
+	r := &Recorder{Total: newHist(), Service: newHist(), Connects: newHist(), Errors: map[string]int64{}, ErrorMessages: map[string]string{}}
 	for _, p := range append(profile.BudgetPhases, profile.Total) {
 		r.Phases[p] = newHist()
 	}
@@ -110,7 +114,9 @@ func (r *Recorder) Record(res *Result) {
 		sec.Requests++
 	}
 	if res.Err != nil {
-		r.Errors[res.Kind]++
+		if r.Errors[res.Kind]++; r.Errors[res.Kind] == 1 {
+			r.ErrorMessages[res.Kind] = errorMessage(res.Err)
+		}
 		if sec != nil {
 			sec.Errors++
 		}
@@ -162,6 +168,14 @@ func (r *Recorder) Merge(o *Recorder) {
 	r.ServerReported += o.ServerReported
 	for k, v := range maps.All(o.Errors) {
 		r.Errors[k] += v
+	}
+	for k, m := range maps.All(o.ErrorMessages) {
+		if r.ErrorMessages == nil {
+			r.ErrorMessages = map[string]string{}
+		}
+		if _, ok := r.ErrorMessages[k]; !ok {
+			r.ErrorMessages[k] = m
+		}
 	}
 	if !o.First.IsZero() && (r.First.IsZero() || o.First.Before(r.First)) {
 		r.First = o.First

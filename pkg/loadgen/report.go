@@ -79,13 +79,23 @@ type Report struct {
 	OK        int64            `json:"ok"`
 	Errors    map[string]int64 `json:"errors"`
 	ErrorRate float64          `json:"error_rate"`
-	Late      int64            `json:"late_sends"`
+	// ErrorMessages holds, by kind of error, the first message of that
+	// kind: for a status, what the server said.
+	ErrorMessages map[string]string `json:"error_messages,omitempty"`
+	Late          int64             `json:"late_sends"`
 	// Unsent counts the requests an open loop never sent: their time came
 	// after the end (see Summary.Unsent).
-	Unsent       int64   `json:"unsent_requests"`
-	Seconds      float64 `json:"seconds"`
-	TargetRate   float64 `json:"target_rate,omitempty"`
+	Unsent     int64   `json:"unsent_requests"`
+	Seconds    float64 `json:"seconds"`
+	TargetRate float64 `json:"target_rate,omitempty"`
+	// AchievedRate counts successful answers per second; SentRate every
+	// request answered, failures included.
 	AchievedRate float64 `json:"achieved_rate"`
+	SentRate     float64 `json:"sent_rate"`
+	// Settings are the run's settings as given and defaulted (the load
+	// generator's flags, by name), so that a saved report says how it
+	// was made.
+	Settings map[string]string `json:"settings,omitempty"`
 	// Latency runs from each request's intended send time (corrected for
 	// coordinated omission); Service from its actual send.
 	Latency        Percentiles   `json:"latency"`
@@ -123,7 +133,7 @@ func (r *Report) SetPrice(usdPerHour float64) {
 }
 
 // GoodRate returns the successful requests per second.
-func (r Report) GoodRate() float64 { return r.AchievedRate * (1 - r.ErrorRate) }
+func (r Report) GoodRate() float64 { return r.AchievedRate }
 
 // Point is the latency at one percentile.
 type Point struct {
@@ -146,7 +156,7 @@ var distributionAt = []float64{0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95
 func NewReport(s *Summary, target, model, protocol string) Report {
 	r := Report{Target: target, Model: model, Protocol: protocol, Mode: "closed", Requests: s.Count(), OK: s.OK,
 		Errors: maps.Clone(s.Errors), Late: s.Late, Unsent: s.Unsent, Seconds: s.Window.Seconds(), TargetRate: s.TargetRate,
-		AchievedRate: s.AchievedRate(), Latency: percentiles(s.Total), Service: percentiles(s.Service), ServerReported: s.ServerReported,
+		AchievedRate: s.SuccessRate(), SentRate: s.AnsweredRate(), Latency: percentiles(s.Total), Service: percentiles(s.Service), ServerReported: s.ServerReported,
 		NewConnections: s.NewConns, Connect: percentiles(s.Connects), Retries: s.Retries}
 	if s.Open {
 		r.Mode = "open"
@@ -156,6 +166,9 @@ func NewReport(s *Summary, target, model, protocol string) Report {
 	}
 	if r.Requests > 0 {
 		r.ErrorRate = float64(r.Requests-r.OK) / float64(r.Requests)
+	}
+	if len(s.ErrorMessages) > 0 {
+		r.ErrorMessages = maps.Clone(s.ErrorMessages)
 	}
 	if s.Total.TotalCount() > 0 {
 		for _, q := range distributionAt {
@@ -224,12 +237,15 @@ func (r Report) WriteText(w io.Writer) error {
 	if r.Mode == "open" {
 		load += fmt.Sprintf(", target %.1f/s", r.TargetRate)
 	}
-	line("load", "%s, achieved %.1f/s", load, r.AchievedRate)
+	line("load", "%s, achieved %.1f/s successful (%.1f/s answered)", load, r.AchievedRate, r.SentRate)
 	errs := r.errorLine()
 	if len(r.Errors) > 0 {
 		errs = badStyle.Render(errs)
 	}
 	line("errors", "%s", errs)
+	for _, kind := range slices.Sorted(maps.Keys(r.ErrorMessages)) {
+		line("", "%s: %s", kind, r.ErrorMessages[kind])
+	}
 	if r.Mode == "open" {
 		line("late sends", "%d (more than %v behind schedule)", r.Late, LateAfter)
 		if r.Unsent > 0 {
@@ -353,9 +369,22 @@ func ParseSLO(s string) ([]Objective, error) {
 	return out, nil
 }
 
-// Violations returns the objectives r misses, described.
-func (r Report) Violations(objectives []Objective) []string {
-	var out []string
+// Judgement is one objective's verdict on a run: the objective as
+// written, the figure it was judged on ("p99 is 3.120ms") and whether
+// the run met it.
+type Judgement struct {
+	Objective string
+	Figure    string
+	Met       bool
+}
+
+// Judge judges r against each objective: the latencies, in
+// milliseconds, from intended send; errors as the share of requests
+// that failed; a generation objective (ttft, tpot, itl, e2e) on its p99,
+// and only for a generation run. A run with no success meets no latency
+// objective.
+func (r Report) Judge(objectives []Objective) []Judgement {
+	var out []Judgement
 	for _, o := range objectives {
 		var got float64
 		switch o.Metric {
@@ -380,18 +409,23 @@ func (r Report) Violations(objectives []Objective) []string {
 				continue
 			}
 			p := map[string]Percentiles{"ttft": g.TTFT, "tpot": g.TPOT, "itl": g.ITL, "e2e": g.E2E}[o.Metric]
-			if p.P99 >= o.Limit {
-				out = append(out, fmt.Sprintf("%s: p99 %s is %.3fms", o.text, o.Metric, p.P99))
-			}
+			out = append(out, Judgement{o.text, fmt.Sprintf("p99 %s is %.3fms", o.Metric, p.P99), p.P99 < o.Limit})
 			continue
 		case "errors":
-			if r.ErrorRate >= o.Limit {
-				out = append(out, fmt.Sprintf("%s: error rate %.2f%%", o.text, 100*r.ErrorRate))
-			}
+			out = append(out, Judgement{o.text, fmt.Sprintf("error rate %.2f%%", 100*r.ErrorRate), r.ErrorRate < o.Limit})
 			continue
 		}
-		if got >= o.Limit || r.OK == 0 {
-			out = append(out, fmt.Sprintf("%s: %s is %.3fms", o.text, o.Metric, got))
+		out = append(out, Judgement{o.text, fmt.Sprintf("%s is %.3fms", o.Metric, got), got < o.Limit && r.OK > 0})
+	}
+	return out
+}
+
+// Violations returns the objectives r misses, described.
+func (r Report) Violations(objectives []Objective) []string {
+	var out []string
+	for _, j := range r.Judge(objectives) {
+		if !j.Met {
+			out = append(out, j.Objective+": "+j.Figure)
 		}
 	}
 	return out

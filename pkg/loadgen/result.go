@@ -82,9 +82,10 @@ func (r *Result) Fail(err error) {
 	r.Kind = errorKind(err)
 }
 
-// FailStatus records an unsuccessful status code.
+// FailStatus records an unsuccessful status code and what the server
+// said in body (see serverMessage).
 func (r *Result) FailStatus(code int, body string) {
-	r.Err = fmt.Errorf("status %d: %s", code, body)
+	r.Err = fmt.Errorf("status %d: %s", code, serverMessage(body))
 	r.Kind = fmt.Sprintf("status %d", code)
 }
 

@@ -80,6 +80,10 @@ func (h *HTTP) Do(ctx context.Context, r *Result) {
 		r.Fail(err)
 		return
 	}
+	var said []byte
+	if resp.StatusCode/100 != 2 { // what the server said went wrong
+		said, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	r.End = time.Now()
@@ -98,7 +102,7 @@ func (h *HTTP) Do(ctx context.Context, r *Result) {
 		r.Phases.Set(profile.Write, wrote.Sub(gotConn))
 	}
 	if resp.StatusCode/100 != 2 {
-		r.FailStatus(resp.StatusCode, "")
+		r.FailStatus(resp.StatusCode, string(said))
 		return
 	}
 	r.ServerReported = serverPhases(r, resp.Header.Get("Server-Timing"))

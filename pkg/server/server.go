@@ -183,7 +183,9 @@ func (s *Server) MetricsHandler() http.Handler {
 
 // Handler returns the HTTP handler of the protocol's endpoints, for the
 // public port: its admin endpoints answer as Options.AdminToken and
-// AdminTrustLoopback say.
+// AdminTrustLoopback say. It serves GET /metrics too, as vLLM does, so
+// that a client given only the server's URL finds its metrics; the
+// metrics port (Triton's layout) serves the same registry.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
@@ -206,6 +208,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/embeddings", s.serveEmbeddings)
 	mux.HandleFunc("GET /v2/models/stats", s.serveModelStats)
 	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
+	mux.Handle("GET /metrics", s.MetricsHandler())
 	s.adminRoutes(mux, true)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
