@@ -292,6 +292,10 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return err
 		}
 		model, stats = m.Name, m.Stats
+		if m.Protocol != o.protocol {
+			fmt.Fprintf(stderr, "infer bench: %s does not advertise the binary tensor extension (GET /v2): sending %s\n", o.url, m.Protocol)
+			o.protocol = m.Protocol
+		}
 	}
 	defer done()
 	var retrying *loadgen.Retrying
@@ -400,7 +404,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	if report.Requests > 0 && report.OK == 0 {
-		return fmt.Errorf("every request failed (%s)", firstError(report.Errors))
+		return fmt.Errorf("every request failed (%s)", firstError(report.Errors, report.ErrorMessages))
 	}
 	if v := report.Violations(objectives); len(v) > 0 {
 		for _, line := range v {
@@ -454,13 +458,18 @@ func requestsNote(n uint64) string {
 	return fmt.Sprintf(" or %d requests", n)
 }
 
-func firstError(errs map[string]int64) string {
+// firstError names the commonest kind of failure, by the first message
+// of that kind (the server's own words for a status) when there is one.
+func firstError(errs map[string]int64, messages map[string]string) string {
 	var best string
 	var n int64
 	for k, v := range errs {
-		if v > n {
+		if v > n || v == n && k < best {
 			best, n = k, v
 		}
+	}
+	if m := messages[best]; m != "" {
+		return m
 	}
 	return best
 }

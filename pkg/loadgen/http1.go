@@ -133,7 +133,7 @@ func (t *HTTP1) Do(ctx context.Context, r *Result) {
 			c.c.Close()
 		}
 		if resp.status/100 != 2 {
-			r.FailStatus(resp.status, "")
+			r.FailStatus(resp.status, resp.errorBody)
 			return
 		}
 		r.ServerReported = serverPhases(r, resp.serverTiming)
@@ -176,6 +176,9 @@ type response struct {
 	status       int
 	keepAlive    bool
 	serverTiming string
+	// errorBody is an unsuccessful response's body, when it announced a
+	// length of at most maxErrorBody; other bodies are discarded.
+	errorBody []byte
 }
 
 var errStale = errors.New("connection closed before a response")
@@ -243,6 +246,11 @@ func readResponse(br *bufio.Reader) (response, error) {
 		case chunked:
 			if err := discardChunked(br); err != nil {
 				return resp, err
+			}
+		case code/100 != 2 && length >= 0 && length <= maxErrorBody:
+			resp.errorBody = make([]byte, length)
+			if _, err := io.ReadFull(br, resp.errorBody); err != nil {
+				return resp, fmt.Errorf("response body: %w", err)
 			}
 		case length >= 0:
 			if _, err := br.Discard(int(length)); err != nil {

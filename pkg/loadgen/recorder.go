@@ -41,6 +41,9 @@ type Recorder struct {
 	Gen        *genRecorder
 	Objectives []Objective
 	Errors     map[string]int64
+	// ErrorMessages holds the first message of each kind of failure: the
+	// server's own text for an unsuccessful status.
+	ErrorMessages map[string]string
 	// First and Last bracket the intended send times recorded.
 	First, Last time.Time
 	// NewConns counts the requests that opened a connection; Connects
@@ -80,7 +83,7 @@ const LateAfter = time.Millisecond
 
 // NewRecorder returns an empty recorder.
 func NewRecorder() *Recorder {
-	r := &Recorder{Total: newHist(), Service: newHist(), Connects: newHist(), Errors: map[string]int64{}}
+	r := &Recorder{Total: newHist(), Service: newHist(), Connects: newHist(), Errors: map[string]int64{}, ErrorMessages: map[string]string{}}
 	for _, p := range append(profile.BudgetPhases, profile.Total) {
 		r.Phases[p] = newHist()
 	}
@@ -111,6 +114,9 @@ func (r *Recorder) Record(res *Result) {
 	}
 	if res.Err != nil {
 		r.Errors[res.Kind]++
+		if _, ok := r.ErrorMessages[res.Kind]; !ok {
+			r.ErrorMessages[res.Kind] = res.Err.Error()
+		}
 		if sec != nil {
 			sec.Errors++
 		}
@@ -162,6 +168,11 @@ func (r *Recorder) Merge(o *Recorder) {
 	r.ServerReported += o.ServerReported
 	for k, v := range maps.All(o.Errors) {
 		r.Errors[k] += v
+	}
+	for k, m := range maps.All(o.ErrorMessages) {
+		if _, ok := r.ErrorMessages[k]; !ok {
+			r.ErrorMessages[k] = m
+		}
 	}
 	if !o.First.IsZero() && (r.First.IsZero() || o.First.Before(r.First)) {
 		r.First = o.First

@@ -71,15 +71,17 @@ func phaseSource(p profile.Phase) string {
 
 // Report is a finished run's figures, for people and for machines.
 type Report struct {
-	Target    string           `json:"target"`
-	Model     string           `json:"model,omitempty"`
-	Protocol  string           `json:"protocol"`
-	Mode      string           `json:"mode"` // "open" or "closed"
-	Requests  int64            `json:"requests"`
-	OK        int64            `json:"ok"`
-	Errors    map[string]int64 `json:"errors"`
-	ErrorRate float64          `json:"error_rate"`
-	Late      int64            `json:"late_sends"`
+	Target   string           `json:"target"`
+	Model    string           `json:"model,omitempty"`
+	Protocol string           `json:"protocol"`
+	Mode     string           `json:"mode"` // "open" or "closed"
+	Requests int64            `json:"requests"`
+	OK       int64            `json:"ok"`
+	Errors   map[string]int64 `json:"errors"`
+	// ErrorMessages is the first message of each kind in Errors.
+	ErrorMessages map[string]string `json:"error_messages,omitempty"`
+	ErrorRate     float64           `json:"error_rate"`
+	Late          int64             `json:"late_sends"`
 	// Unsent counts the requests an open loop never sent: their time came
 	// after the end (see Summary.Unsent).
 	Unsent       int64   `json:"unsent_requests"`
@@ -145,7 +147,7 @@ var distributionAt = []float64{0, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95
 // NewReport summarises a run.
 func NewReport(s *Summary, target, model, protocol string) Report {
 	r := Report{Target: target, Model: model, Protocol: protocol, Mode: "closed", Requests: s.Count(), OK: s.OK,
-		Errors: maps.Clone(s.Errors), Late: s.Late, Unsent: s.Unsent, Seconds: s.Window.Seconds(), TargetRate: s.TargetRate,
+		Errors: maps.Clone(s.Errors), ErrorMessages: maps.Clone(s.ErrorMessages), Late: s.Late, Unsent: s.Unsent, Seconds: s.Window.Seconds(), TargetRate: s.TargetRate,
 		AchievedRate: s.AchievedRate(), Latency: percentiles(s.Total), Service: percentiles(s.Service), ServerReported: s.ServerReported,
 		NewConnections: s.NewConns, Connect: percentiles(s.Connects), Retries: s.Retries}
 	if s.Open {
@@ -309,7 +311,11 @@ func (r Report) errorLine() string {
 	}
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
-		parts = append(parts, fmt.Sprintf("%s: %d", k, r.Errors[k]))
+		part := fmt.Sprintf("%s: %d", k, r.Errors[k])
+		if m := r.ErrorMessages[k]; m != "" {
+			part += fmt.Sprintf(", first %q", m)
+		}
+		parts = append(parts, part)
 	}
 	return fmt.Sprintf("%.2f%% (%s)", 100*r.ErrorRate, strings.Join(parts, ", "))
 }

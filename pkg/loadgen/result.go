@@ -2,10 +2,12 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -82,11 +84,34 @@ func (r *Result) Fail(err error) {
 	r.Kind = errorKind(err)
 }
 
-// FailStatus records an unsuccessful status code.
-func (r *Result) FailStatus(code int, body string) {
-	r.Err = fmt.Errorf("status %d: %s", code, body)
+// FailStatus records an unsuccessful status code and what the server
+// said: the "error" of an Open Inference Protocol error body, else the
+// body's text, cut to maxErrorText bytes.
+func (r *Result) FailStatus(code int, body []byte) {
 	r.Kind = fmt.Sprintf("status %d", code)
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	if len(msg) > maxErrorText {
+		msg = msg[:maxErrorText] + "..."
+	}
+	if msg == "" {
+		r.Err = errors.New(r.Kind)
+		return
+	}
+	r.Err = fmt.Errorf("%s: %s", r.Kind, msg)
 }
+
+// maxErrorText bounds the server's text a failure keeps, in bytes; an
+// error body is read up to maxErrorBody.
+const (
+	maxErrorText = 300
+	maxErrorBody = 4 << 10
+)
 
 func errorKind(err error) string {
 	var netErr net.Error

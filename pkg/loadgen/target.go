@@ -80,7 +80,13 @@ func (h *HTTP) Do(ctx context.Context, r *Result) {
 		r.Fail(err)
 		return
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	var errorBody []byte
+	if resp.StatusCode/100 != 2 {
+		errorBody, err = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	}
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
 	resp.Body.Close()
 	r.End = time.Now()
 	if err != nil {
@@ -98,7 +104,7 @@ func (h *HTTP) Do(ctx context.Context, r *Result) {
 		r.Phases.Set(profile.Write, wrote.Sub(gotConn))
 	}
 	if resp.StatusCode/100 != 2 {
-		r.FailStatus(resp.StatusCode, "")
+		r.FailStatus(resp.StatusCode, errorBody)
 		return
 	}
 	r.ServerReported = serverPhases(r, resp.Header.Get("Server-Timing"))
