@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -126,31 +124,12 @@ func TestDeploymentServesEveryBundledModelAsRendered(t *testing.T) {
 			ports := freePorts(t, 4)
 			args = append(args, "--host", "127.0.0.1", "--http-port", strconv.Itoa(ports[0]), "--grpc-port", strconv.Itoa(ports[1]),
 				"--metrics-port", strconv.Itoa(ports[2]), "--admin-port", strconv.Itoa(ports[3]))
-			cmd := exec.Command(os.Args[0], args...)
-			cmd.Env = append(os.Environ(), runMainEnv+"=1")
-			var logs bytes.Buffer
-			cmd.Stderr = &logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 			base := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-			// The kubelet's startup probe: the readiness path, every period,
-			// for up to the budget the manifest grants.
+			// The kubelet's startup probe: the readiness path, for up to the
+			// budget the manifest grants.
 			probe := c.StartupProbe
 			budget := time.Duration(probe.PeriodSeconds*probe.FailureThreshold) * time.Second
-			for deadline := time.Now().Add(budget); ; time.Sleep(50 * time.Millisecond) {
-				resp, err := http.Get(base + probe.HTTPGet.Path)
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						break
-					}
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("never ready within the startup probe's %v:\n%s", budget, logs.String())
-				}
-			}
+			cmd, logs := inferProcess(t, base+probe.HTTPGet.Path, budget, args...)
 			resp, err := http.Post(base+"/v2/repository/index", "application/json", nil)
 			if err != nil {
 				t.Fatal(err)
