@@ -307,6 +307,10 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return err
 		}
 		model, stats = m.Name, m.Stats
+		if m.Protocol != o.protocol {
+			fmt.Fprintf(stderr, "infer bench: %s does not advertise the binary tensor extension (GET /v2): sending %s\n", o.url, m.Protocol)
+			o.protocol = m.Protocol
+		}
 	}
 	defer done()
 	var retrying *loadgen.Retrying
@@ -498,11 +502,12 @@ func requestsNote(n uint64) string {
 	return fmt.Sprintf(" or %d requests", n)
 }
 
+// firstError names the commonest kind of failure.
 func firstError(errs map[string]int64) string {
 	var best string
 	var n int64
 	for k, v := range errs {
-		if v > n {
+		if v > n || v == n && k < best {
 			best, n = k, v
 		}
 	}

@@ -25,26 +25,44 @@ func newDeployCmd() *cobra.Command {
 }
 
 func newDeployRenderCmd() *cobra.Command {
-	o := k8s.Options{}
+	o := k8s.Defaults("", "")
 	var repository, weights, out string
+	var modelFiles []string
 	cmd := &cobra.Command{
 		Use:   "render",
-		Short: "Write Kubernetes manifests serving a model's versions behind one weighted route",
+		Short: "Write Kubernetes manifests serving a model's versions behind weighted routes",
 		Long: `Write the manifests that serve a model's versions on Kubernetes, built from
-the typed API objects: per version a Deployment (readiness and liveness on the
-protocol's health endpoints, the version's folder of the model repository
-mounted from a PersistentVolumeClaim) and a Service; a Gateway API HTTPRoute
-that splits the model's unversioned requests by --weights and sends versioned
-ones to their version; with --max-replicas, a HorizontalPodAutoscaler per
-version on the queue length (infer_queue_requests, through a custom-metrics
-adapter). The admin API listens on each pod's loopback (port 8003), which no
-Service exposes: reach it with kubectl port-forward, or give
---admin-token-secret to require a token from a Secret on every admin call.
+the typed API objects: per version a Deployment and a Service; Gateway API
+routes that split the model's unversioned requests (/v2/models/<model>, the
+OpenAI-compatible /v1, and gRPC through a GRPCRoute) by --weights and send
+versioned ones to their version.
+
+Each version's pods mount, from the PersistentVolumeClaim --models-claim,
+the files beside the model's versions (config.yaml, a tokenizer's
+vocab.txt: read from --repository, or named by --model-files) and their
+version's folder, laid out as in the repository. A startup probe on
+readiness gives a slow model time to load and warm; a pre-stop wait lets
+endpoints drop a terminating pod before infer drains, and the termination
+grace period covers the wait, the drain delay and the grace period. Pods run
+as non-root under the restricted Pod Security Standard, with memory
+requested and limited at --memory.
+
+--autoscaler keda scales each version with a KEDA ScaledObject on waiting
+work (queued requests plus sequences waiting in a text generator) and on the
+oldest queued request's age, read from --prometheus; --replicas 0 then scales
+an idle version to zero, woken by --demand-query. --autoscaler hpa is the
+HorizontalPodAutoscaler alternative (Pods metrics through a custom-metrics
+adapter). --spot tolerates and prefers spot nodes, spreads pods over nodes,
+and adds a PodDisruptionBudget.
+
+The admin API listens on each pod's loopback (port 8003), which no Service
+exposes: reach it with kubectl port-forward, or give --admin-token-secret to
+require a token from a Secret on every admin call.
 
 The versions default to those in --repository (default: the bundled models),
 the newest taking all traffic and the others kept with none.`,
 		Example: `  infer deploy render --model mlp --image registry.example.com/infer:1.0 --weights 1=95,2=5 > mlp.yaml
-  infer deploy render --model mlp --image registry.example.com/infer:1.0 --repository ./models --max-replicas 8`,
+  infer deploy render --model tiny-gpt --image registry.example.com/infer:1.0 --autoscaler keda --max-replicas 8 --spot`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -55,6 +73,16 @@ the newest taking all traffic and the others kept with none.`,
 			}
 			if err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("model-files") {
+				o.ModelFiles = modelFiles
+			} else if o.ModelFiles, err = repositoryModelFiles(repository, o.Model); err != nil {
+				return err
+			}
+			if o.Autoscaler == "none" {
+				o.Autoscaler = k8s.NoAutoscaler
+			} else if o.Autoscaler == "" && o.MaxReplicas > 0 {
+				o.Autoscaler = k8s.HPA
 			}
 			var b bytes.Buffer
 			if err := k8s.Write(&b, o); err != nil {
@@ -74,16 +102,29 @@ the newest taking all traffic and the others kept with none.`,
 	f.StringVarP(&o.Model, "model", "m", "", "the model to deploy (required)")
 	f.StringVar(&o.Image, "image", "", "the container image holding infer and ONNX Runtime (required)")
 	f.StringVar(&weights, "weights", "", "versions and their traffic weights, e.g. 1=95,2=5 (default: the repository's versions, the newest at 100)")
-	f.StringVar(&repository, "repository", "", "the model repository the versions are read from (default: the bundled models)")
+	f.StringVar(&repository, "repository", "", "the model repository the versions and the model's files are read from (default: the bundled models)")
+	f.StringSliceVar(&modelFiles, "model-files", nil, "the files beside the model's version folders that every pod mounts, e.g. config.yaml,vocab.txt (default: those in --repository)")
 	f.StringVar(&o.Namespace, "namespace", "", "the namespace of every object (default: none set)")
 	f.StringVar(&o.AdminTokenSecret, "admin-token-secret", "", "a Secret whose \"token\" key the servers require on admin calls, which then reach the public ports too (default: none; the admin API stays on each pod's loopback, reached with kubectl port-forward)")
-	f.StringVar(&o.Gateway, "gateway", "infer", "the Gateway API Gateway the route attaches to")
-	f.StringVar(&o.ModelsClaim, "models-claim", "infer-models", "the PersistentVolumeClaim holding the model repository")
-	f.Int32Var(&o.Replicas, "replicas", 1, "pods per version")
-	f.Int32Var(&o.MaxReplicas, "max-replicas", 0, "above --replicas: autoscale each version up to this many pods on queue length")
-	f.StringVar(&o.QueueTarget, "queue-target", "4", "the autoscaler's target of queued requests per pod")
-	f.StringVar(&o.CPU, "cpu", "1", "CPU each pod requests")
-	f.StringVar(&o.Memory, "memory", "1Gi", "memory each pod requests")
+	f.StringVar(&o.Gateway, "gateway", o.Gateway, "the Gateway API Gateway the routes attach to")
+	f.StringVar(&o.Hostname, "hostname", "", "the routes' hostname; /v1 and gRPC name the model in the body, so models sharing a Gateway need one each (default: any)")
+	f.StringVar(&o.ModelsClaim, "models-claim", o.ModelsClaim, "the PersistentVolumeClaim holding the model repository")
+	f.Int32Var(&o.Replicas, "replicas", o.Replicas, "pods per version; with an autoscaler its minimum (0 with keda: scale to zero when idle)")
+	f.StringVar(&o.Autoscaler, "autoscaler", "", "none, keda (a ScaledObject on waiting work and queue age) or hpa (a HorizontalPodAutoscaler on Pods metrics) (default: hpa with --max-replicas, else none)")
+	f.Int32Var(&o.MaxReplicas, "max-replicas", 0, "the autoscaler's maximum pods per version")
+	f.StringVar(&o.WaitingTarget, "waiting-target", o.WaitingTarget, "waiting work per pod the autoscaler holds: queued requests plus sequences waiting in a text generator")
+	f.StringVar(&o.WaitingTarget, "queue-target", o.WaitingTarget, "the former name of --waiting-target")
+	_ = f.MarkDeprecated("queue-target", "use --waiting-target")
+	f.DurationVar(&o.QueueAgeTarget, "queue-age-target", o.QueueAgeTarget, "keda: add pods while the oldest queued request has waited longer than this")
+	f.StringVar(&o.Activation, "activation", o.Activation, "keda with --replicas 0: the demand above which a version scaled to zero gets a pod")
+	f.StringVar(&o.DemandQuery, "demand-query", "", "keda with --replicas 0: a PromQL query of requests arriving for the model outside its pods (the Gateway's request rate for the route)")
+	f.StringVar(&o.Prometheus, "prometheus", o.Prometheus, "keda: the Prometheus that scrapes the pods")
+	f.BoolVar(&o.Spot, "spot", false, "run on spot nodes: tolerate and prefer them, spread pods over nodes, add a PodDisruptionBudget")
+	f.DurationVar(&o.PreStop, "pre-stop", o.PreStop, "how long a terminating pod keeps serving before infer drains, so endpoints drop it first")
+	f.DurationVar(&o.DrainDelay, "drain-delay", o.DrainDelay, "infer serve's --drain-delay in the pods")
+	f.DurationVar(&o.GracePeriod, "grace-period", o.GracePeriod, "infer serve's --grace-period in the pods; the termination grace period covers it")
+	f.StringVar(&o.CPU, "cpu", o.CPU, "CPU each pod requests (no limit: throttling only adds latency)")
+	f.StringVar(&o.Memory, "memory", o.Memory, "memory each pod requests, and its limit")
 	f.StringVar(&out, "out", "", "write to this file instead of standard output")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("image")
@@ -105,13 +146,34 @@ func parseWeights(s string) ([]k8s.Version, error) {
 	return vs, nil
 }
 
+// repositoryModelFiles lists the files beside model's version folders
+// (config.yaml, vocab.txt).
+func repositoryModelFiles(repository, model string) ([]string, error) {
+	fsys, where := modelRepository(repository)
+	entries, err := fs.ReadDir(fsys, model)
+	if err != nil {
+		return nil, fmt.Errorf("model %q in %s: %w (give --repository holding %s/, or --model-files naming the files beside its versions, e.g. config.yaml,vocab.txt)", model, where, err, model)
+	}
+	var files []string
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			files = append(files, e.Name())
+		}
+	}
+	return files, nil
+}
+
+func modelRepository(repository string) (fs.FS, string) {
+	if repository != "" {
+		return os.DirFS(repository), repository
+	}
+	return infer.BundledModels(), infer.BundledModelsName
+}
+
 // repositoryVersions lists model's version folders, the newest weighted
 // 100 and the others 0.
 func repositoryVersions(repository, model string) ([]k8s.Version, error) {
-	fsys, where := infer.BundledModels(), infer.BundledModelsName
-	if repository != "" {
-		fsys, where = os.DirFS(repository), repository
-	}
+	fsys, where := modelRepository(repository)
 	entries, err := fs.ReadDir(fsys, model)
 	if err != nil {
 		return nil, fmt.Errorf("model %q in %s: %w (give --weights, or --repository holding %s/<version>/)", model, where, err, model)

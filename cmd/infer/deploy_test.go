@@ -1,10 +1,21 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/infer-serving/infer/pkg/deploy/k8s"
 )
 
 func TestDeployRender(t *testing.T) {
@@ -16,7 +27,7 @@ func TestDeployRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"kind: Deployment\n", "name: mlp-v2\n", "kind: HorizontalPodAutoscaler\n", "kind: HTTPRoute\n", "weight: 95\n", "weight: 5\n"} {
+	for _, want := range []string{"kind: Deployment\n", "name: mlp-v2\n", "kind: HorizontalPodAutoscaler\n", "kind: HTTPRoute\n", "kind: GRPCRoute\n", "weight: 95\n", "weight: 5\n"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("manifests lack %q", want)
 		}
@@ -36,9 +47,108 @@ func TestDeployRender(t *testing.T) {
 		{[]string{"--model", "mlp", "--image", "x", "--weights", "1=a"}, `--weights "1=a"`},
 		{[]string{"--model", "mlp", "--image", "x", "--weights", "1=0"}, "every version has weight 0"},
 		{[]string{"--model", "mlp", "--image", "x", "--cpu", "fast"}, `cpu "fast"`},
+		{[]string{"--model", "mlp", "--image", "x", "--autoscaler", "keda", "--replicas", "0", "--max-replicas", "4"}, "give a demand query"},
+		{[]string{"--model", "ghost", "--image", "x", "--weights", "1=1"}, "--model-files naming the files"},
 	} {
 		if _, err := run(t, append([]string{"deploy", "render"}, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// What a pod of each bundled model's newest version sees: the rendered
+// Deployment's mounts laid out from the repository, its container's
+// arguments run as a process of this binary (only the ports moved to
+// free loopback ones, since tests share the machine), its startup probe's
+// path answering 200, and every model it loads READY: text-encoder with
+// its tokenizer, tiny-gpt with its vocabulary and configuration. Then
+// SIGTERM, as the kubelet sends after the pre-stop wait, ends it cleanly.
+func TestDeploymentServesEveryBundledModelAsRendered(t *testing.T) {
+	src := filepath.Join("..", "..", "testdata", "models")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		model := e.Name()
+		t.Run(model, func(t *testing.T) {
+			out, err := run(t, "deploy", "render", "--model", model, "--image", "infer:test", "--repository", src)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			var d appsv1.Deployment
+			for _, doc := range strings.Split(out, "---\n") {
+				if strings.Contains(doc, "kind: Deployment\n") {
+					if err := yaml.UnmarshalStrict([]byte(doc), &d); err != nil {
+						t.Fatal(err)
+					}
+					break // the oldest version's: each bundled model has one
+				}
+			}
+			c := d.Spec.Template.Spec.Containers[0]
+			if c.StartupProbe == nil || c.StartupProbe.HTTPGet.Path != "/v2/health/ready" {
+				t.Fatalf("no startup probe on readiness: %+v", c.StartupProbe)
+			}
+			// The pod's file system: each mount of the models claim, copied
+			// from the repository at its subPath to its mountPath.
+			root := t.TempDir()
+			for _, m := range c.VolumeMounts {
+				if m.Name != "models" {
+					continue
+				}
+				rel, ok := strings.CutPrefix(m.MountPath, k8s.ModelsRoot+"/")
+				if !ok {
+					t.Fatalf("mount %s outside %s", m.MountPath, k8s.ModelsRoot)
+				}
+				if err := os.CopyFS(filepath.Join(root, rel), os.DirFS(filepath.Join(src, m.SubPath))); err != nil {
+					// A file, not a folder.
+					b, err := os.ReadFile(filepath.Join(src, m.SubPath))
+					if err != nil {
+						t.Fatal(err)
+					}
+					os.MkdirAll(filepath.Dir(filepath.Join(root, rel)), 0o755)
+					if err := os.WriteFile(filepath.Join(root, rel), b, 0o444); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			args := slices.Clone(c.Args)
+			for i, a := range args {
+				if a == k8s.ModelsRoot {
+					args[i] = root
+				}
+			}
+			ports := freePorts(t, 4)
+			args = append(args, "--host", "127.0.0.1", "--http-port", strconv.Itoa(ports[0]), "--grpc-port", strconv.Itoa(ports[1]),
+				"--metrics-port", strconv.Itoa(ports[2]), "--admin-port", strconv.Itoa(ports[3]))
+			base := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+			// The kubelet's startup probe: the readiness path, for up to the
+			// budget the manifest grants.
+			probe := c.StartupProbe
+			budget := time.Duration(probe.PeriodSeconds*probe.FailureThreshold) * time.Second
+			cmd, logs := inferProcess(t, base+probe.HTTPGet.Path, budget, args...)
+			resp, err := http.Post(base+"/v2/repository/index", "application/json", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var index []struct{ Name, Version, State, Reason string }
+			err = json.NewDecoder(resp.Body).Decode(&index)
+			resp.Body.Close()
+			if err != nil || len(index) != 1 {
+				t.Fatalf("index %+v %v: want the one version the pod mounts", index, err)
+			}
+			if m := index[0]; m.Name != model || m.State != "READY" {
+				t.Fatalf("%+v, want %s READY:\n%s", m, model, logs.String())
+			}
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("after SIGTERM: %v\n%s", err, logs.String())
+			}
+		})
 	}
 }

@@ -190,25 +190,34 @@ func TestRolloutLoadsTheNewVersion(t *testing.T) {
 // until it is ready.
 func serveProcess(t *testing.T, repo, state string, port, adminPort int) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", repo, "--host", "127.0.0.1", "--http-port", strconv.Itoa(port),
+	cmd, _ := inferProcess(t, "http://127.0.0.1:"+strconv.Itoa(port)+"/v2/health/ready", 30*time.Second, "serve", repo, "--host", "127.0.0.1", "--http-port", strconv.Itoa(port),
 		"--grpc-port", "0", "--metrics-port", "0", "--admin-port", strconv.Itoa(adminPort), "--state-dir", state)
+	return cmd
+}
+
+// inferProcess runs this binary as infer with args, a child process
+// killed when the test ends, and waits up to budget for ready to answer
+// 200. It returns the process and its standard error so far and to come.
+func inferProcess(t *testing.T, ready string, budget time.Duration, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	logs := &bytes.Buffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/v2/health/ready")
+	for deadline := time.Now().Add(budget); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(ready)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return cmd
+				return cmd, logs
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("serve never became ready:\n%s", logs.String())
+			t.Fatalf("infer %v never became ready within %v:\n%s", args, budget, logs.String())
 		}
 	}
 }

@@ -206,7 +206,7 @@ func (x ModelQueuePolicy_TimeoutAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ModelQueuePolicy_TimeoutAction.Descriptor instead.
 func (ModelQueuePolicy_TimeoutAction) EnumDescriptor() ([]byte, []int) {
-	return file_model_config_proto_rawDescGZIP(), []int{3, 0}
+	return file_model_config_proto_rawDescGZIP(), []int{4, 0}
 }
 
 type ModelInstanceGroup struct {
@@ -277,18 +277,66 @@ func (x *ModelInstanceGroup) GetKind() ModelInstanceGroup_Kind {
 	return ModelInstanceGroup_KIND_AUTO
 }
 
+// The shape the model sees when it differs from dims: a batch of
+// scalars is declared dims [1] with reshape {shape: []}, since Triton
+// refuses empty dims.
+type ModelTensorReshape struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shape         []int64                `protobuf:"varint,1,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModelTensorReshape) Reset() {
+	*x = ModelTensorReshape{}
+	mi := &file_model_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelTensorReshape) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelTensorReshape) ProtoMessage() {}
+
+func (x *ModelTensorReshape) ProtoReflect() protoreflect.Message {
+	mi := &file_model_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelTensorReshape.ProtoReflect.Descriptor instead.
+func (*ModelTensorReshape) Descriptor() ([]byte, []int) {
+	return file_model_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ModelTensorReshape) GetShape() []int64 {
+	if x != nil {
+		return x.Shape
+	}
+	return nil
+}
+
 type ModelInput struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	DataType      DataType               `protobuf:"varint,2,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
 	Dims          []int64                `protobuf:"varint,4,rep,packed,name=dims,proto3" json:"dims,omitempty"` // without the batch dimension when batching
+	Reshape       *ModelTensorReshape    `protobuf:"bytes,5,opt,name=reshape,proto3" json:"reshape,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModelInput) Reset() {
 	*x = ModelInput{}
-	mi := &file_model_config_proto_msgTypes[1]
+	mi := &file_model_config_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +348,7 @@ func (x *ModelInput) String() string {
 func (*ModelInput) ProtoMessage() {}
 
 func (x *ModelInput) ProtoReflect() protoreflect.Message {
-	mi := &file_model_config_proto_msgTypes[1]
+	mi := &file_model_config_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +361,7 @@ func (x *ModelInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInput.ProtoReflect.Descriptor instead.
 func (*ModelInput) Descriptor() ([]byte, []int) {
-	return file_model_config_proto_rawDescGZIP(), []int{1}
+	return file_model_config_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ModelInput) GetName() string {
@@ -337,18 +385,26 @@ func (x *ModelInput) GetDims() []int64 {
 	return nil
 }
 
+func (x *ModelInput) GetReshape() *ModelTensorReshape {
+	if x != nil {
+		return x.Reshape
+	}
+	return nil
+}
+
 type ModelOutput struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	DataType      DataType               `protobuf:"varint,2,opt,name=data_type,json=dataType,proto3,enum=inference.DataType" json:"data_type,omitempty"`
 	Dims          []int64                `protobuf:"varint,3,rep,packed,name=dims,proto3" json:"dims,omitempty"`
+	Reshape       *ModelTensorReshape    `protobuf:"bytes,5,opt,name=reshape,proto3" json:"reshape,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModelOutput) Reset() {
 	*x = ModelOutput{}
-	mi := &file_model_config_proto_msgTypes[2]
+	mi := &file_model_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +416,7 @@ func (x *ModelOutput) String() string {
 func (*ModelOutput) ProtoMessage() {}
 
 func (x *ModelOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_model_config_proto_msgTypes[2]
+	mi := &file_model_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +429,7 @@ func (x *ModelOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelOutput.ProtoReflect.Descriptor instead.
 func (*ModelOutput) Descriptor() ([]byte, []int) {
-	return file_model_config_proto_rawDescGZIP(), []int{2}
+	return file_model_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ModelOutput) GetName() string {
@@ -397,6 +453,13 @@ func (x *ModelOutput) GetDims() []int64 {
 	return nil
 }
 
+func (x *ModelOutput) GetReshape() *ModelTensorReshape {
+	if x != nil {
+		return x.Reshape
+	}
+	return nil
+}
+
 type ModelQueuePolicy struct {
 	state                      protoimpl.MessageState         `protogen:"open.v1"`
 	TimeoutAction              ModelQueuePolicy_TimeoutAction `protobuf:"varint,1,opt,name=timeout_action,json=timeoutAction,proto3,enum=inference.ModelQueuePolicy_TimeoutAction" json:"timeout_action,omitempty"`
@@ -409,7 +472,7 @@ type ModelQueuePolicy struct {
 
 func (x *ModelQueuePolicy) Reset() {
 	*x = ModelQueuePolicy{}
-	mi := &file_model_config_proto_msgTypes[3]
+	mi := &file_model_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +484,7 @@ func (x *ModelQueuePolicy) String() string {
 func (*ModelQueuePolicy) ProtoMessage() {}
 
 func (x *ModelQueuePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_model_config_proto_msgTypes[3]
+	mi := &file_model_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +497,7 @@ func (x *ModelQueuePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelQueuePolicy.ProtoReflect.Descriptor instead.
 func (*ModelQueuePolicy) Descriptor() ([]byte, []int) {
-	return file_model_config_proto_rawDescGZIP(), []int{3}
+	return file_model_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ModelQueuePolicy) GetTimeoutAction() ModelQueuePolicy_TimeoutAction {
@@ -479,7 +542,7 @@ type ModelDynamicBatching struct {
 
 func (x *ModelDynamicBatching) Reset() {
 	*x = ModelDynamicBatching{}
-	mi := &file_model_config_proto_msgTypes[4]
+	mi := &file_model_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +554,7 @@ func (x *ModelDynamicBatching) String() string {
 func (*ModelDynamicBatching) ProtoMessage() {}
 
 func (x *ModelDynamicBatching) ProtoReflect() protoreflect.Message {
-	mi := &file_model_config_proto_msgTypes[4]
+	mi := &file_model_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +567,7 @@ func (x *ModelDynamicBatching) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelDynamicBatching.ProtoReflect.Descriptor instead.
 func (*ModelDynamicBatching) Descriptor() ([]byte, []int) {
-	return file_model_config_proto_rawDescGZIP(), []int{4}
+	return file_model_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ModelDynamicBatching) GetPreferredBatchSize() []int32 {
@@ -568,7 +631,7 @@ type ModelConfig struct {
 
 func (x *ModelConfig) Reset() {
 	*x = ModelConfig{}
-	mi := &file_model_config_proto_msgTypes[5]
+	mi := &file_model_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +643,7 @@ func (x *ModelConfig) String() string {
 func (*ModelConfig) ProtoMessage() {}
 
 func (x *ModelConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_model_config_proto_msgTypes[5]
+	mi := &file_model_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +656,7 @@ func (x *ModelConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelConfig.ProtoReflect.Descriptor instead.
 func (*ModelConfig) Descriptor() ([]byte, []int) {
-	return file_model_config_proto_rawDescGZIP(), []int{5}
+	return file_model_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ModelConfig) GetName() string {
@@ -686,16 +749,20 @@ const file_model_config_proto_rawDesc = "" +
 	"\bKIND_GPU\x10\x01\x12\f\n" +
 	"\bKIND_CPU\x10\x02\x12\x0e\n" +
 	"\n" +
-	"KIND_MODEL\x10\x03\"f\n" +
+	"KIND_MODEL\x10\x03\"*\n" +
+	"\x12ModelTensorReshape\x12\x14\n" +
+	"\x05shape\x18\x01 \x03(\x03R\x05shape\"\x9f\x01\n" +
 	"\n" +
 	"ModelInput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\x13.inference.DataTypeR\bdataType\x12\x12\n" +
-	"\x04dims\x18\x04 \x03(\x03R\x04dims\"g\n" +
+	"\x04dims\x18\x04 \x03(\x03R\x04dims\x127\n" +
+	"\areshape\x18\x05 \x01(\v2\x1d.inference.ModelTensorReshapeR\areshape\"\xa0\x01\n" +
 	"\vModelOutput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\tdata_type\x18\x02 \x01(\x0e2\x13.inference.DataTypeR\bdataType\x12\x12\n" +
-	"\x04dims\x18\x03 \x03(\x03R\x04dims\"\xaa\x02\n" +
+	"\x04dims\x18\x03 \x03(\x03R\x04dims\x127\n" +
+	"\areshape\x18\x05 \x01(\v2\x1d.inference.ModelTensorReshapeR\areshape\"\xaa\x02\n" +
 	"\x10ModelQueuePolicy\x12P\n" +
 	"\x0etimeout_action\x18\x01 \x01(\x0e2).inference.ModelQueuePolicy.TimeoutActionR\rtimeoutAction\x12@\n" +
 	"\x1cdefault_timeout_microseconds\x18\x02 \x01(\x04R\x1adefaultTimeoutMicroseconds\x124\n" +
@@ -757,33 +824,36 @@ func file_model_config_proto_rawDescGZIP() []byte {
 }
 
 var file_model_config_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_model_config_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_model_config_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_model_config_proto_goTypes = []any{
 	(DataType)(0),                       // 0: inference.DataType
 	(ModelInstanceGroup_Kind)(0),        // 1: inference.ModelInstanceGroup.Kind
 	(ModelQueuePolicy_TimeoutAction)(0), // 2: inference.ModelQueuePolicy.TimeoutAction
 	(*ModelInstanceGroup)(nil),          // 3: inference.ModelInstanceGroup
-	(*ModelInput)(nil),                  // 4: inference.ModelInput
-	(*ModelOutput)(nil),                 // 5: inference.ModelOutput
-	(*ModelQueuePolicy)(nil),            // 6: inference.ModelQueuePolicy
-	(*ModelDynamicBatching)(nil),        // 7: inference.ModelDynamicBatching
-	(*ModelConfig)(nil),                 // 8: inference.ModelConfig
+	(*ModelTensorReshape)(nil),          // 4: inference.ModelTensorReshape
+	(*ModelInput)(nil),                  // 5: inference.ModelInput
+	(*ModelOutput)(nil),                 // 6: inference.ModelOutput
+	(*ModelQueuePolicy)(nil),            // 7: inference.ModelQueuePolicy
+	(*ModelDynamicBatching)(nil),        // 8: inference.ModelDynamicBatching
+	(*ModelConfig)(nil),                 // 9: inference.ModelConfig
 }
 var file_model_config_proto_depIdxs = []int32{
-	1, // 0: inference.ModelInstanceGroup.kind:type_name -> inference.ModelInstanceGroup.Kind
-	0, // 1: inference.ModelInput.data_type:type_name -> inference.DataType
-	0, // 2: inference.ModelOutput.data_type:type_name -> inference.DataType
-	2, // 3: inference.ModelQueuePolicy.timeout_action:type_name -> inference.ModelQueuePolicy.TimeoutAction
-	6, // 4: inference.ModelDynamicBatching.default_queue_policy:type_name -> inference.ModelQueuePolicy
-	4, // 5: inference.ModelConfig.input:type_name -> inference.ModelInput
-	5, // 6: inference.ModelConfig.output:type_name -> inference.ModelOutput
-	3, // 7: inference.ModelConfig.instance_group:type_name -> inference.ModelInstanceGroup
-	7, // 8: inference.ModelConfig.dynamic_batching:type_name -> inference.ModelDynamicBatching
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	1,  // 0: inference.ModelInstanceGroup.kind:type_name -> inference.ModelInstanceGroup.Kind
+	0,  // 1: inference.ModelInput.data_type:type_name -> inference.DataType
+	4,  // 2: inference.ModelInput.reshape:type_name -> inference.ModelTensorReshape
+	0,  // 3: inference.ModelOutput.data_type:type_name -> inference.DataType
+	4,  // 4: inference.ModelOutput.reshape:type_name -> inference.ModelTensorReshape
+	2,  // 5: inference.ModelQueuePolicy.timeout_action:type_name -> inference.ModelQueuePolicy.TimeoutAction
+	7,  // 6: inference.ModelDynamicBatching.default_queue_policy:type_name -> inference.ModelQueuePolicy
+	5,  // 7: inference.ModelConfig.input:type_name -> inference.ModelInput
+	6,  // 8: inference.ModelConfig.output:type_name -> inference.ModelOutput
+	3,  // 9: inference.ModelConfig.instance_group:type_name -> inference.ModelInstanceGroup
+	8,  // 10: inference.ModelConfig.dynamic_batching:type_name -> inference.ModelDynamicBatching
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_model_config_proto_init() }
@@ -791,7 +861,7 @@ func file_model_config_proto_init() {
 	if File_model_config_proto != nil {
 		return
 	}
-	file_model_config_proto_msgTypes[5].OneofWrappers = []any{
+	file_model_config_proto_msgTypes[6].OneofWrappers = []any{
 		(*ModelConfig_DynamicBatching)(nil),
 	}
 	type x struct{}
@@ -800,7 +870,7 @@ func file_model_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_model_config_proto_rawDesc), len(file_model_config_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

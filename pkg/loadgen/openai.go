@@ -91,7 +91,7 @@ func (t *OpenAI) Do(ctx context.Context, r *Result) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		r.End = time.Now()
 		r.FailStatus(resp.StatusCode, string(msg))
 		return

@@ -325,7 +325,11 @@ func (r Report) errorLine() string {
 	}
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
-		parts = append(parts, fmt.Sprintf("%s: %d", k, r.Errors[k]))
+		part := fmt.Sprintf("%s: %d", k, r.Errors[k])
+		if m := r.ErrorMessages[k]; m != "" {
+			part += fmt.Sprintf(", first %q", m)
+		}
+		parts = append(parts, part)
 	}
 	return fmt.Sprintf("%.2f%% (%s)", 100*r.ErrorRate, strings.Join(parts, ", "))
 }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,9 @@ type V2Options struct {
 type Model struct {
 	Name, Version string
 	Inputs        []protocol.TensorMetadata
+	// Protocol is the one the target speaks: http-json where http-binary
+	// was asked of a server that does not advertise the binary extension.
+	Protocol string
 	// Stats reads the model's cumulative statistics from the server, for
 	// servers that report no phases per response.
 	Stats StatsReader
@@ -117,10 +121,20 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 	if name == "" {
 		var idx []struct{ Name, State string }
 		if err := get("POST", "/v2/repository/index", &idx); err != nil {
-			return nil, Model{}, nil, fmt.Errorf("no --model given and the repository index is unavailable: %w", err)
+			return nil, Model{}, nil, fmt.Errorf("no --model given, and %s has no repository index to choose from (%w): name the model with --model NAME (GET %s/v2/models/NAME is its metadata)", base, err, base)
 		}
 		if name, err = onlyReady(idx); err != nil {
 			return nil, Model{}, nil, err
+		}
+	}
+	// The binary tensor extension only where the server advertises it
+	// (Triton and infer do; a plain v2 server such as MLServer does not):
+	// otherwise JSON tensors, which every v2 server reads.
+	protocolUsed := o.Protocol
+	if o.Protocol == ProtoHTTPBinary {
+		var server protocol.ServerMetadata
+		if err := get("GET", "/v2", &server); err != nil || !slices.Contains(server.Extensions, protocol.ExtensionBinaryTensorData) {
+			protocolUsed = ProtoHTTPJSON
 		}
 	}
 	path := "/v2/models/" + url.PathEscape(name)
@@ -131,12 +145,12 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 	if err := get("GET", path, &meta); err != nil {
 		return nil, Model{}, nil, fmt.Errorf("model %q: %w", name, err)
 	}
-	model := Model{Name: meta.Name, Version: o.Version, Inputs: meta.Inputs, Stats: httpStats(client, base.String(), meta.Name, o.Version)}
+	model := Model{Name: meta.Name, Version: o.Version, Inputs: meta.Inputs, Protocol: protocolUsed, Stats: httpStats(client, base.String(), meta.Name, o.Version)}
 	pool, err := generate(meta.Inputs, o)
 	if err != nil {
 		return nil, model, nil, err
 	}
-	binaryBody := o.Protocol == ProtoHTTPBinary
+	binaryBody := protocolUsed == ProtoHTTPBinary
 	target := &HTTP{Client: client}
 	for _, inputs := range pool {
 		body, hl, err := (&protocol.InferRequest{Inputs: inputs, BinaryOutput: binaryBody}).Encode(binaryBody)
@@ -190,7 +204,7 @@ func newV2GRPC(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 	if err != nil {
 		return fail(fmt.Errorf("model %q at %s: %w", name, addr, err))
 	}
-	model := Model{Name: meta.GetName(), Version: o.Version, Stats: grpcStats(c, meta.GetName(), o.Version)}
+	model := Model{Name: meta.GetName(), Version: o.Version, Protocol: ProtoGRPC, Stats: grpcStats(c, meta.GetName(), o.Version)}
 	for _, in := range meta.GetInputs() {
 		model.Inputs = append(model.Inputs, protocol.TensorMetadata{Name: in.GetName(), Datatype: in.GetDatatype(), Shape: in.GetShape()})
 	}

@@ -28,8 +28,12 @@ const (
 	ParamPriority         = "priority" // 1 is the highest
 )
 
+// ExtensionBinaryTensorData is the binary tensor extension's name in a
+// server's metadata.
+const ExtensionBinaryTensorData = "binary_tensor_data"
+
 // Extensions are the protocol extensions this package implements.
-var Extensions = []string{"binary_tensor_data"}
+var Extensions = []string{ExtensionBinaryTensorData}
 
 // ServerMetadata is the body of GET /v2.
 type ServerMetadata struct {

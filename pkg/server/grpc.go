@@ -284,45 +284,7 @@ func (g *grpcService) ModelConfig(_ context.Context, req *inferencepb.ModelConfi
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	meta, cfg := m.Metadata(), m.Config()
-	mbs := *cfg.MaxBatchSize
-	dims := func(shape []int64) []int64 {
-		if mbs > 0 {
-			return shape[1:] // Triton's config omits the batch dimension
-		}
-		return shape
-	}
-	pc := &inferencepb.ModelConfig{Name: meta.Name, Platform: meta.Platform, Backend: "onnxruntime", MaxBatchSize: int32(mbs)}
-	for _, t := range meta.Inputs {
-		pc.Input = append(pc.Input, &inferencepb.ModelInput{Name: t.Name, DataType: modelDataTypes[t.DataType], Dims: dims(t.Shape)})
-	}
-	for _, t := range meta.Outputs {
-		pc.Output = append(pc.Output, &inferencepb.ModelOutput{Name: t.Name, DataType: modelDataTypes[t.DataType], Dims: dims(t.Shape)})
-	}
-	kind := inferencepb.ModelInstanceGroup_KIND_CPU
-	group := &inferencepb.ModelInstanceGroup{Name: meta.Name, Count: int32(cfg.Instances), Kind: kind}
-	if d := m.Device(); d.Kind != "cpu" {
-		group.Kind, group.Gpus = inferencepb.ModelInstanceGroup_KIND_GPU, []int32{int32(d.ID)}
-	}
-	pc.InstanceGroup = []*inferencepb.ModelInstanceGroup{group}
-	if mbs > 0 {
-		db := cfg.DynamicBatching
-		b := &inferencepb.ModelDynamicBatching{
-			MaxQueueDelayMicroseconds: uint64(time.Duration(db.MaxQueueDelay) / time.Microsecond),
-			PriorityLevels:            uint64(db.PriorityLevels),
-			DefaultPriorityLevel:      uint64(db.DefaultPriority),
-			DefaultQueuePolicy: &inferencepb.ModelQueuePolicy{
-				DefaultTimeoutMicroseconds: uint64(time.Duration(db.DefaultTimeout) / time.Microsecond),
-				AllowTimeoutOverride:       true,
-				MaxQueueSize:               uint32(db.MaxQueueSize),
-			},
-		}
-		for _, p := range db.PreferredBatchSizes {
-			b.PreferredBatchSize = append(b.PreferredBatchSize, int32(p))
-		}
-		pc.SchedulingChoice = &inferencepb.ModelConfig_DynamicBatching{DynamicBatching: b}
-	}
-	return &inferencepb.ModelConfigResponse{Config: pc}, nil
+	return &inferencepb.ModelConfigResponse{Config: tritonModelConfig(m)}, nil
 }
 
 func pbDuration(count int64, d time.Duration) *inferencepb.StatisticDuration {

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
@@ -104,25 +102,6 @@ func (s *Server) serveModelReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-}
-
-// serveModelConfig returns the configuration in effect, defaults applied,
-// with the graph's inputs and outputs, as JSON.
-func (s *Server) serveModelConfig(w http.ResponseWriter, r *http.Request) {
-	m, err := s.model(r)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(m.Config().Marshal(), &cfg); err != nil {
-		s.fail(w, err)
-		return
-	}
-	meta := m.Metadata()
-	cfg["name"], cfg["platform"] = meta.Name, meta.Platform
-	cfg["input"], cfg["output"] = tensorMetadata(meta.Inputs), tensorMetadata(meta.Outputs)
-	writeJSON(w, http.StatusOK, cfg)
 }
 
 type jsonDuration struct {

@@ -195,6 +195,7 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET "+prefix, s.serveModelMetadata)
 		mux.HandleFunc("GET "+prefix+"/ready", s.serveModelReady)
 		mux.HandleFunc("GET "+prefix+"/config", s.serveModelConfig)
+		mux.HandleFunc("GET "+prefix+"/infer-config", s.serveInferConfig)
 		mux.HandleFunc("GET "+prefix+"/stats", s.serveModelStats)
 		mux.HandleFunc("POST "+prefix+"/infer", s.serveInfer)
 	}

@@ -149,7 +149,7 @@ func TestHealthAndMetadata(t *testing.T) {
 	}
 	r = call(t, "GET", hs.URL+"/v2/models/mlp/config", nil, nil)
 	var cfg map[string]any
-	if err := json.Unmarshal(r.body, &cfg); err != nil || cfg["max_batch_size"] != float64(64) || cfg["name"] != "mlp" {
+	if err := json.Unmarshal(r.body, &cfg); err != nil || cfg["max_batch_size"] != float64(64) || cfg["name"] != "mlp" || cfg["backend"] != "onnxruntime" {
 		t.Fatalf("config %s", r.body)
 	}
 

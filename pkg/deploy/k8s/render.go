@@ -1,8 +1,11 @@
 // Package k8s renders the Kubernetes manifests that serve a model's
-// versions behind one route: a Deployment and a Service per version, a
-// Gateway API HTTPRoute splitting traffic by weight, and optionally a
-// HorizontalPodAutoscaler per version on the queue-length metric. Every
-// object is built from the typed API structs, never from text templates.
+// versions behind one route: a Deployment and a Service per version,
+// Gateway API routes splitting HTTP (/v2 and the OpenAI-compatible /v1)
+// and gRPC traffic by weight, and optionally an autoscaler per version on
+// waiting work (a KEDA ScaledObject, or a HorizontalPodAutoscaler) and, on
+// spot capacity, tolerations, affinity and a PodDisruptionBudget. Every
+// object is built from typed API structs (k8s.io/api, Gateway API, and
+// ScaledObject, which mirrors KEDA's CRD), never from text templates.
 package k8s
 
 import (
@@ -10,15 +13,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -32,8 +31,19 @@ const (
 	AdminPort = 8003
 )
 
+// ModelsRoot is where the pod sees the model repository: the container
+// runs `infer serve ModelsRoot`.
+const ModelsRoot = "/models"
+
 // AdminTokenKey is the key of the admin token in AdminTokenSecret.
 const AdminTokenKey = "token"
+
+// Autoscaler kinds.
+const (
+	NoAutoscaler = ""
+	HPA          = "hpa"  // autoscaling/v2 HorizontalPodAutoscaler on Pods metrics (a custom-metrics adapter serves them)
+	KEDA         = "keda" // a KEDA ScaledObject with Prometheus triggers
+)
 
 // Version is one model version and its share of the route's traffic.
 type Version struct {
@@ -47,24 +57,73 @@ type Options struct {
 	Namespace string // empty: none set, kubectl's current one applies
 	Image     string // a container image holding infer and ONNX Runtime
 	Versions  []Version
-	// Gateway is the Gateway API Gateway the route attaches to.
+	// Gateway is the Gateway API Gateway the routes attach to.
 	Gateway string
+	// Hostname, when set, is the routes' only hostname. The OpenAI
+	// endpoints (/v1) and gRPC name the model in the request's body, which
+	// no route can match on: two models on one Gateway need a hostname
+	// each.
+	Hostname string
 	// ModelsClaim is the PersistentVolumeClaim holding the model
-	// repository (<model>/<version>/model.onnx); each version's pods mount
-	// only their own version's folder.
+	// repository (<model>/<version>/model.onnx beside <model>/config.yaml).
+	// Each version's pods mount the model's own files (ModelFiles) and
+	// their version's folder, laid out as the repository is.
 	ModelsClaim string
-	Replicas    int32
-	// MaxReplicas above Replicas adds an autoscaler per version holding
-	// QueueTarget queued requests per pod (infer_queue_requests, served to
-	// the autoscaler by a custom-metrics adapter).
+	// ModelFiles are the files at the top of the model's folder (config.yaml,
+	// a tokenizer's vocab.txt): every version's pods need them.
+	ModelFiles []string
+	// Replicas is the pods per version without an autoscaler, and the
+	// autoscaler's minimum with one (0 there: scale to zero).
+	Replicas int32
+	// Autoscaler is NoAutoscaler, HPA or KEDA; MaxReplicas bounds it.
+	Autoscaler  string
 	MaxReplicas int32
-	QueueTarget string
-	CPU, Memory string // each container's requests
+	// WaitingTarget is the waiting work per pod the autoscaler holds:
+	// queued requests plus text-generation sequences waiting for
+	// admission (infer_queue_requests + infer_sequences{state="waiting"}).
+	WaitingTarget string
+	// QueueAgeTarget (KEDA) scales out when the oldest queued request has
+	// waited longer than this (infer_queue_oldest_age_seconds).
+	QueueAgeTarget time.Duration
+	// Activation (KEDA, with Replicas 0) is the waiting work above which a
+	// version scaled to zero gets its first pod.
+	Activation string
+	// DemandQuery (KEDA, required with Replicas 0) is a PromQL query of
+	// the requests arriving for the model measured outside its pods (the
+	// Gateway's request rate for its route, say): with no pod left there is
+	// no queue to read, so only this can wake a version scaled to zero.
+	DemandQuery string
+	// Prometheus (KEDA) is the address KEDA queries.
+	Prometheus string
+	// CPU and Memory are each container's requests; Memory is its memory
+	// limit too, so the pod is never OOM-killed for memory it was promised.
+	// No CPU limit: throttling a model's batches only adds latency.
+	CPU, Memory string
+	// Spot places pods on spot (preemptible) nodes: tolerations of the
+	// clouds' spot taints, a preference for spot nodes, pods spread over
+	// nodes, and a PodDisruptionBudget.
+	Spot bool
+	// PreStop is how long a terminating pod keeps serving before infer
+	// gets SIGTERM, so that endpoints drop it first; DrainDelay and
+	// GracePeriod are infer serve's --drain-delay and --grace-period.
+	// The termination grace period covers all three.
+	PreStop, DrainDelay, GracePeriod time.Duration
 	// AdminTokenSecret, when set, names a Secret whose "token" key is the
 	// admin token: the server then requires it on every admin call, and
 	// serves the admin API to its holders on the public ports too.
 	// Without it the admin API is on the pod's loopback only.
 	AdminTokenSecret string
+}
+
+// Defaults returns the options every field of which render as they are,
+// for model and image; callers set versions and what they change.
+func Defaults(model, image string) Options {
+	return Options{
+		Model: model, Image: image, Gateway: "infer", ModelsClaim: "infer-models", Replicas: 1,
+		WaitingTarget: "4", QueueAgeTarget: 100 * time.Millisecond, Activation: "0",
+		Prometheus: "http://prometheus.monitoring.svc:9090", CPU: "1", Memory: "1Gi",
+		PreStop: 5 * time.Second, DrainDelay: time.Second, GracePeriod: 30 * time.Second,
+	}
 }
 
 // Validate names the option at fault.
@@ -77,6 +136,11 @@ func (o Options) Validate() error {
 	if o.Namespace != "" {
 		if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
 			bad("namespace %q: %v", o.Namespace, msgs)
+		}
+	}
+	if o.Hostname != "" {
+		if msgs := validation.IsDNS1123Subdomain(o.Hostname); len(msgs) > 0 {
+			bad("hostname %q: %v", o.Hostname, msgs)
 		}
 	}
 	if o.Image == "" {
@@ -96,6 +160,11 @@ func (o Options) Validate() error {
 	if len(o.Versions) > 0 && total == 0 {
 		bad("weights: every version has weight 0, so the route sends nothing anywhere")
 	}
+	for _, f := range o.ModelFiles {
+		if msgs := validation.IsConfigMapKey(f); len(msgs) > 0 || f == "." || f == ".." {
+			bad("model file %q: want a file name at the top of the model's folder", f)
+		}
+	}
 	if o.AdminTokenSecret != "" {
 		if msgs := validation.IsDNS1123Subdomain(o.AdminTokenSecret); len(msgs) > 0 {
 			bad("admin token secret %q: not a Kubernetes name: %v", o.AdminTokenSecret, msgs)
@@ -104,64 +173,84 @@ func (o Options) Validate() error {
 	if o.Gateway == "" || o.ModelsClaim == "" {
 		bad("gateway %q and models claim %q: both must be named", o.Gateway, o.ModelsClaim)
 	}
-	if o.Replicas < 1 || o.MaxReplicas != 0 && o.MaxReplicas < o.Replicas {
-		bad("replicas %d, max replicas %d: want at least 1, and a maximum of 0 (no autoscaler) or at least the replicas", o.Replicas, o.MaxReplicas)
+	switch o.Autoscaler {
+	case NoAutoscaler:
+		if o.Replicas < 1 {
+			bad("replicas %d: want at least 1 (scale to zero needs --autoscaler keda)", o.Replicas)
+		}
+	case HPA, KEDA:
+		if o.Replicas < 0 || o.Replicas == 0 && o.Autoscaler != KEDA || o.MaxReplicas < max(o.Replicas, 1) {
+			bad("replicas %d, max replicas %d: want a minimum of at least 1 (0 only with keda) and a maximum of at least the minimum and 1", o.Replicas, o.MaxReplicas)
+		}
+	default:
+		bad("autoscaler %q: want none, %s or %s", o.Autoscaler, HPA, KEDA)
 	}
-	for name, q := range map[string]string{"cpu": o.CPU, "memory": o.Memory, "queue target": o.QueueTarget} {
+	if o.Autoscaler == KEDA {
+		if o.Prometheus == "" {
+			bad("prometheus: empty; KEDA needs the address of the Prometheus that scrapes the pods")
+		}
+		if o.Replicas == 0 && o.DemandQuery == "" {
+			bad("replicas 0: a version scaled to zero has no queue to read; give a demand query measured outside the pods (e.g. the Gateway's request rate for the route), or a minimum of 1")
+		}
+		if o.QueueAgeTarget <= 0 {
+			bad("queue age target %v: want above 0", o.QueueAgeTarget)
+		}
+	}
+	quantities := map[string]string{"cpu": o.CPU, "memory": o.Memory, "waiting target": o.WaitingTarget}
+	if o.Autoscaler == KEDA {
+		quantities["activation"] = o.Activation
+	}
+	for name, q := range quantities {
 		if _, err := resource.ParseQuantity(q); err != nil {
 			bad("%s %q: %v", name, q, err)
 		}
+	}
+	if o.PreStop < 0 || o.DrainDelay < 0 || o.GracePeriod < o.DrainDelay {
+		bad("pre-stop %v, drain delay %v, grace period %v: want none negative and a grace period of at least the drain delay", o.PreStop, o.DrainDelay, o.GracePeriod)
 	}
 	return errors.Join(errs...)
 }
 
 // Render returns the manifests: per version a Deployment, a Service and
-// (with MaxReplicas) an autoscaler, then the HTTPRoute.
-func Render(o Options) ([]any, error) {
+// (with an autoscaler) a ScaledObject or HorizontalPodAutoscaler and (on
+// spot) a PodDisruptionBudget, then the HTTPRoute and the GRPCRoute.
+func Render(o Options) ([]runtime.Object, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	var objs []any
-	route := httpRoute(o)
+	var objs []runtime.Object
 	for _, v := range o.Versions {
 		name := versionName(o.Model, v.Number)
 		objs = append(objs, deployment(o, v, name), service(o, v, name))
-		if o.MaxReplicas > o.Replicas {
-			objs = append(objs, autoscaler(o, name))
+		switch o.Autoscaler {
+		case HPA:
+			objs = append(objs, autoscaler(o, v, name))
+		case KEDA:
+			objs = append(objs, scaledObject(o, v, name))
 		}
-		// The split: unversioned requests by weight.
-		route.Spec.Rules[0].BackendRefs = append(route.Spec.Rules[0].BackendRefs, backend(name, v.Weight))
-		// A request that names its version goes to that version's pods
-		// (the longer path prefix takes precedence).
-		route.Spec.Rules = append(route.Spec.Rules, gatewayv1.HTTPRouteRule{
-			Matches:     pathPrefix("/v2/models/" + o.Model + "/versions/" + strconv.FormatInt(v.Number, 10)),
-			BackendRefs: []gatewayv1.HTTPBackendRef{backend(name, 1)},
-		})
+		if o.Spot {
+			objs = append(objs, disruptionBudget(o, v, name))
+		}
 	}
-	return append(objs, route), nil
+	return append(objs, httpRoute(o), grpcRoute(o)), nil
 }
 
-func backend(service string, weight int32) gatewayv1.HTTPBackendRef {
-	port := gatewayv1.PortNumber(HTTPPort)
-	return gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{
-		BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(service), Port: &port},
-		Weight:                 &weight,
-	}}
-}
-
-func pathPrefix(p string) []gatewayv1.HTTPRouteMatch {
-	prefix := gatewayv1.PathMatchPathPrefix
-	return []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: &prefix, Value: &p}}}
-}
-
-// Write renders o as one YAML stream.
+// Write renders o as one YAML stream. Fields left unset are left out
+// (never written as null), and so is every object's status: a manifest
+// says what is wanted, and strict validators refuse a status with its
+// required fields null (an HTTPRoute's status.parents).
 func Write(w io.Writer, o Options) error {
 	objs, err := Render(o)
 	if err != nil {
 		return err
 	}
 	for i, obj := range objs {
-		b, err := yaml.Marshal(obj)
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return fmt.Errorf("manifest %d: %w", i, err)
+		}
+		delete(u, "status")
+		b, err := yaml.Marshal(withoutNulls(u))
 		if err != nil {
 			return fmt.Errorf("manifest %d: %w", i, err)
 		}
@@ -177,127 +266,27 @@ func Write(w io.Writer, o Options) error {
 	return nil
 }
 
-func versionName(model string, v int64) string { return model + "-v" + strconv.FormatInt(v, 10) }
-
-func labels(o Options, v int64) map[string]string {
-	return map[string]string{
-		"app.kubernetes.io/name":       "infer",
-		"app.kubernetes.io/instance":   o.Model,
-		"app.kubernetes.io/version":    strconv.FormatInt(v, 10),
-		"app.kubernetes.io/managed-by": "infer",
-	}
-}
-
-func meta(o Options, name string, v int64) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: labels(o, v)}
-}
-
-func deployment(o Options, v Version, name string) *appsv1.Deployment {
-	replicas := o.Replicas
-	folder := o.Model + "/" + strconv.FormatInt(v.Number, 10)
-	probe := func(path string, period int32) *corev1.Probe {
-		return &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http")}},
-			PeriodSeconds: period, FailureThreshold: 3,
+// withoutNulls drops the null fields of v (metadata.creationTimestamp,
+// which the typed structs always carry), recursively. Empty objects stay:
+// emptyDir: {} means something.
+func withoutNulls(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if e == nil {
+				delete(x, k)
+				continue
+			}
+			x[k] = withoutNulls(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = withoutNulls(e)
 		}
 	}
-	return &appsv1.Deployment{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: meta(o, name, v.Number),
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels(o, v.Number)},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels(o, v.Number), Annotations: map[string]string{
-					"prometheus.io/scrape": "true", "prometheus.io/port": strconv.Itoa(MetricsPort),
-				}},
-				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{
-						Name:  "infer",
-						Image: o.Image,
-						Args:  []string{"serve", "/models", "--admin-host", "127.0.0.1", "--admin-port", strconv.Itoa(AdminPort)},
-						Env:   adminEnv(o),
-						Ports: []corev1.ContainerPort{
-							{Name: "http", ContainerPort: HTTPPort},
-							{Name: "grpc", ContainerPort: GRPCPort},
-							{Name: "metrics", ContainerPort: MetricsPort},
-						},
-						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
-							corev1.ResourceCPU:    resource.MustParse(o.CPU),
-							corev1.ResourceMemory: resource.MustParse(o.Memory),
-						}},
-						VolumeMounts: []corev1.VolumeMount{{Name: "models", MountPath: "/models/" + folder, SubPath: folder, ReadOnly: true}},
-						// Ready once the model is loaded and warmed; live while the process answers.
-						ReadinessProbe: probe("/v2/health/ready", 5),
-						LivenessProbe:  probe("/v2/health/live", 10),
-					}},
-					// infer serve drains on SIGTERM: ready goes false, then it
-					// answers what it accepted before exiting.
-					TerminationGracePeriodSeconds: new(int64(40)),
-					Volumes: []corev1.Volume{{Name: "models", VolumeSource: corev1.VolumeSource{
-						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: o.ModelsClaim, ReadOnly: true},
-					}}},
-				},
-			},
-		},
-	}
+	return v
 }
 
-// adminEnv passes the admin token from its Secret, never in the manifest.
-func adminEnv(o Options) []corev1.EnvVar {
-	if o.AdminTokenSecret == "" {
-		return nil
-	}
-	return []corev1.EnvVar{{Name: "INFER_ADMIN_TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-		LocalObjectReference: corev1.LocalObjectReference{Name: o.AdminTokenSecret}, Key: AdminTokenKey,
-	}}}}
-}
+func versionName(model string, v int64) string { return model + "-v" + strconv.FormatInt(v, 10) }
 
-// service exposes the protocol and the metrics; never the admin API.
-func service(o Options, v Version, name string) *corev1.Service {
-	return &corev1.Service{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: meta(o, name, v.Number),
-		Spec: corev1.ServiceSpec{
-			Selector: labels(o, v.Number),
-			Ports: []corev1.ServicePort{
-				{Name: "http", Port: HTTPPort, TargetPort: intstr.FromString("http")},
-				{Name: "grpc", Port: GRPCPort, TargetPort: intstr.FromString("grpc"), AppProtocol: new("kubernetes.io/h2c")},
-				{Name: "metrics", Port: MetricsPort, TargetPort: intstr.FromString("metrics")},
-			},
-		},
-	}
-}
-
-func autoscaler(o Options, name string) *autoscalingv2.HorizontalPodAutoscaler {
-	target := resource.MustParse(o.QueueTarget)
-	minReplicas := o.Replicas
-	return &autoscalingv2.HorizontalPodAutoscaler{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: o.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "infer", "app.kubernetes.io/instance": o.Model}},
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
-			MinReplicas:    &minReplicas,
-			MaxReplicas:    o.MaxReplicas,
-			Metrics: []autoscalingv2.MetricSpec{{
-				Type: autoscalingv2.PodsMetricSourceType,
-				Pods: &autoscalingv2.PodsMetricSource{
-					Metric: autoscalingv2.MetricIdentifier{Name: "infer_queue_requests"},
-					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: &target},
-				},
-			}},
-		},
-	}
-}
-
-// httpRoute is the model's route, its backends filled in by Render.
-func httpRoute(o Options) *gatewayv1.HTTPRoute {
-	return &gatewayv1.HTTPRoute{
-		TypeMeta:   metav1.TypeMeta{APIVersion: gatewayv1.GroupVersion.String(), Kind: "HTTPRoute"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.Model, Namespace: o.Namespace, Labels: map[string]string{"app.kubernetes.io/name": "infer", "app.kubernetes.io/instance": o.Model}},
-		Spec: gatewayv1.HTTPRouteSpec{
-			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(o.Gateway)}}},
-			Rules:           []gatewayv1.HTTPRouteRule{{Matches: pathPrefix("/v2/models/" + o.Model)}},
-		},
-	}
-}
+func seconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }

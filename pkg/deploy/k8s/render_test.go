@@ -18,18 +18,33 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 func canary() Options {
-	return Options{
-		Model: "mlp", Namespace: "serving", Image: "registry.example.com/infer:1.0",
-		Versions: []Version{{1, 95}, {2, 5}},
-		Gateway:  "infer", ModelsClaim: "infer-models",
-		Replicas: 2, MaxReplicas: 8, QueueTarget: "4", CPU: "2", Memory: "1Gi",
-	}
+	o := Defaults("mlp", "registry.example.com/infer:1.0")
+	o.Namespace, o.Versions = "serving", []Version{{1, 95}, {2, 5}}
+	o.Replicas, o.Autoscaler, o.MaxReplicas, o.CPU = 2, HPA, 8, "2"
+	return o
+}
+
+func single() Options {
+	o := Defaults("text-encoder", "infer:dev")
+	o.Versions, o.Gateway, o.ModelsClaim, o.CPU, o.Memory = []Version{{3, 1}}, "gw", "models", "500m", "512Mi"
+	o.ModelFiles = []string{"config.yaml", "vocab.txt"}
+	return o
+}
+
+func spotKEDA() Options {
+	o := Defaults("tiny-gpt", "registry.example.com/infer:1.0")
+	o.Namespace, o.Versions, o.Hostname = "serving", []Version{{1, 100}}, "gpt.example.com"
+	o.ModelFiles = []string{"config.yaml", "vocab.txt"}
+	o.Autoscaler, o.Replicas, o.MaxReplicas, o.Spot = KEDA, 0, 10, true
+	o.DemandQuery = `sum(rate(envoy_cluster_upstream_rq_total{envoy_cluster_name=~".*tiny-gpt.*"}[1m]))`
+	return o
 }
 
 func TestRenderGolden(t *testing.T) {
 	for name, o := range map[string]Options{
-		"canary.yaml": canary(),
-		"single.yaml": {Model: "text-encoder", Image: "infer:dev", Versions: []Version{{3, 1}}, Gateway: "gw", ModelsClaim: "models", Replicas: 1, QueueTarget: "4", CPU: "500m", Memory: "512Mi"},
+		"canary.yaml":    canary(),
+		"single.yaml":    single(),
+		"spot-keda.yaml": spotKEDA(),
 	} {
 		var b bytes.Buffer
 		if err := Write(&b, o); err != nil {
@@ -59,7 +74,7 @@ func TestRenderReadsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	docs := strings.Split(b.String(), "---\n")
-	if len(docs) != 7 { // 2 × (Deployment, Service, HPA) + HTTPRoute
+	if len(docs) != 8 { // 2 × (Deployment, Service, HPA) + HTTPRoute + GRPCRoute
 		t.Fatalf("%d documents", len(docs))
 	}
 	var d appsv1.Deployment
@@ -67,7 +82,7 @@ func TestRenderReadsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := d.Spec.Template.Spec.Containers[0]
-	if d.Kind != "Deployment" || d.Name != "mlp-v2" || *d.Spec.Replicas != 2 || c.ReadinessProbe.HTTPGet.Path != "/v2/health/ready" ||
+	if d.Kind != "Deployment" || d.Name != "mlp-v2" || d.Spec.Replicas != nil || c.ReadinessProbe.HTTPGet.Path != "/v2/health/ready" ||
 		c.LivenessProbe.HTTPGet.Path != "/v2/health/live" || c.VolumeMounts[0].SubPath != "mlp/2" || c.VolumeMounts[0].MountPath != "/models/mlp/2" {
 		t.Fatalf("deployment %+v", d)
 	}
@@ -76,7 +91,8 @@ func TestRenderReadsBack(t *testing.T) {
 		t.Fatalf("service %+v %v", s, err)
 	}
 	var h autoscalingv2.HorizontalPodAutoscaler
-	if err := yaml.UnmarshalStrict([]byte(docs[5]), &h); err != nil || h.Spec.MaxReplicas != 8 || h.Spec.Metrics[0].Pods.Metric.Name != "infer_queue_requests" {
+	if err := yaml.UnmarshalStrict([]byte(docs[5]), &h); err != nil || h.Spec.MaxReplicas != 8 || *h.Spec.MinReplicas != 2 || h.Spec.Metrics[0].Pods.Metric.Name != "infer_queue_requests" ||
+		h.Spec.Metrics[1].Pods.Metric.Name != "infer_sequences" || h.Spec.Metrics[1].Pods.Metric.Selector.MatchLabels["state"] != "waiting" {
 		t.Fatalf("autoscaler %+v %v", h, err)
 	}
 	var r gatewayv1.HTTPRoute
@@ -84,7 +100,7 @@ func TestRenderReadsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	split := r.Spec.Rules[0]
-	if *split.Matches[0].Path.Value != "/v2/models/mlp" || len(split.BackendRefs) != 2 ||
+	if *split.Matches[0].Path.Value != "/v2/models/mlp" || *split.Matches[1].Path.Value != "/v1" || len(split.BackendRefs) != 2 ||
 		split.BackendRefs[0].Name != "mlp-v1" || *split.BackendRefs[0].Weight != 95 || *split.BackendRefs[1].Weight != 5 {
 		t.Fatalf("split rule %+v", split)
 	}
@@ -104,6 +120,14 @@ func TestRenderNamesTheBadOption(t *testing.T) {
 		{func(o *Options) { o.Versions = []Version{{1, 0}, {2, 0}} }, "every version has weight 0"},
 		{func(o *Options) { o.Versions = []Version{{1, 1}, {1, 1}} }, "distinct versions"},
 		{func(o *Options) { o.MaxReplicas = 1 }, "max replicas 1"},
+		{func(o *Options) { o.Autoscaler = "vpa" }, `autoscaler "vpa"`},
+		{func(o *Options) { o.Autoscaler, o.Replicas = NoAutoscaler, 0 }, "scale to zero needs --autoscaler keda"},
+		{func(o *Options) { o.Autoscaler, o.Replicas = HPA, 0 }, "0 only with keda"},
+		{func(o *Options) { o.Autoscaler, o.Replicas = KEDA, 0 }, "give a demand query"},
+		{func(o *Options) { o.Autoscaler, o.Prometheus = KEDA, "" }, "prometheus: empty"},
+		{func(o *Options) { o.ModelFiles = []string{"../etc"} }, `model file "../etc"`},
+		{func(o *Options) { o.Hostname = "Not A Host" }, `hostname "Not A Host"`},
+		{func(o *Options) { o.GracePeriod = 0 }, "grace period"},
 		{func(o *Options) { o.Memory = "lots" }, `memory "lots"`},
 	} {
 		o := canary()
