@@ -66,6 +66,9 @@ type repoOptions struct {
 	// Isolation and LoadTimeout.
 	device, isolation string
 	loadTimeout       time.Duration
+	// stateDir is runner.LoadOptions' StateDir: where monitored versions
+	// keep their samples for review.
+	stateDir string
 	// strict fails when any model fails to load (Triton's
 	// --exit-on-error); otherwise failed models are reported and kept,
 	// UNAVAILABLE with their reason.
@@ -92,7 +95,7 @@ func openRepositoryWith(g *globalOptions, path string, ro repoOptions, w io.Writ
 		repo *runner.Repository
 		err  error
 	)
-	opts := runner.LoadOptions{Device: ro.device, Isolation: ro.isolation, LoadTimeout: ro.loadTimeout}
+	opts := runner.LoadOptions{Device: ro.device, Isolation: ro.isolation, LoadTimeout: ro.loadTimeout, StateDir: ro.stateDir}
 	if path == "" {
 		repo, err = runner.OpenFS(infer.BundledModels(), infer.BundledModelsName, opts)
 	} else {
