@@ -180,6 +180,7 @@ when it is rolled back or aborted.`,
 	f.Float64Var(&a.MinSuccessRate, "min-success-rate", d.Analysis.MinSuccessRate, "the new version's lowest success rate in a step")
 	f.Float64Var(&a.MaxP99Ratio, "max-p99-ratio", 0, "the highest p99 of the new version over the stable one's in a step (0: not checked)")
 	f.Float64Var(&a.MaxDrift, "max-drift", 0, "shadow: the highest mean max-abs-difference above the noise floor (0: not checked)")
+	f.Float64Var(&a.MaxOutputDrift, "max-output-drift", 0, "the highest PSI of any output feature of the new version against the stable one's over a step, 0.25 being a significant shift (0: not checked; needs monitor.sample in config.yaml)")
 	f.IntVar(&a.FailureLimit, "failure-limit", d.Analysis.FailureLimit, "failed analyses before rolling back")
 	f.IntVar(&a.InconclusiveLimit, "inconclusive-limit", d.Analysis.InconclusiveLimit, "inconclusive analyses in a row before pausing for a person to decide")
 	f.BoolVar(&detach, "detach", false, "start the rollout and return; follow it with 'infer rollout status --watch'")

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/drift"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
@@ -90,6 +91,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
+	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
 	s.faults.allowed = opts.AllowFaultInjection
 	s.guards.log = s.log
 	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -179,6 +181,7 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET "+prefix+"/ready", s.serveModelReady)
 		mux.HandleFunc("GET "+prefix+"/config", s.serveModelConfig)
 		mux.HandleFunc("GET "+prefix+"/stats", s.serveModelStats)
+		mux.HandleFunc("GET "+prefix+"/quality", s.serveQuality)
 		mux.HandleFunc("POST "+prefix+"/infer", s.serveInfer)
 	}
 	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
