@@ -49,6 +49,7 @@ func newRootCmd() *cobra.Command {
 		newRolloutCmd(),
 		newDeployCmd(),
 		newTopCmd(),
+		newMonitorCmd(),
 	)
 	return root
 }
