@@ -26,8 +26,8 @@ func newMonitorCmd() *cobra.Command {
 func newMonitorBaselineCmd() *cobra.Command {
 	var (
 		server, model, out string
-		version           int64
-		duration          time.Duration
+		version            int64
+		duration           time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "baseline",
