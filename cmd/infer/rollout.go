@@ -206,6 +206,7 @@ when it is rolled back or aborted.`,
 	f.Float64Var(&a.MaxP99Ratio, "max-p99-ratio", 0, "how much slower than the stable version the new one may be in a step, judged beyond noise by a rank test and p99 bounds (0: not checked)")
 	f.Float64Var(&a.Confidence, "confidence", d.Analysis.Confidence, "how sure a latency verdict must be: each latency test calls noise a regression at most 1 - this of the time; a p99 then needs "+strconv.FormatUint(d.Analysis.MinLatencyRequests(), 10)+" requests per version")
 	f.Float64Var(&a.MaxDrift, "max-drift", 0, "shadow: the highest mean max-abs-difference above the noise floor (0: not checked)")
+	f.Float64Var(&a.MaxOutputDrift, "max-output-drift", 0, "the highest PSI of any output feature of the new version against the stable one's over a step, 0.25 being a significant shift (0: not checked; needs monitor.sample in config.yaml)")
 	f.IntVar(&a.FailureLimit, "failure-limit", d.Analysis.FailureLimit, "failed analyses before rolling back")
 	f.IntVar(&a.InconclusiveLimit, "inconclusive-limit", d.Analysis.InconclusiveLimit, "inconclusive analyses in a row before pausing for a person to decide")
 	f.BoolVar(&detach, "detach", false, "start the rollout and return; follow it with 'infer rollout status --watch'")

@@ -55,7 +55,7 @@ written are --out FILE (or a flag named for the format, such as --csv).`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
 	versionCmd, models, serve := newVersionCmd(g), newModelsCmd(g), newServeCmd(g)
-	root.AddCommand(versionCmd, models, serve, newBenchCmd(g), newRolloutCmd(), newDeployCmd(), newTopCmd())
+	root.AddCommand(versionCmd, models, serve, newBenchCmd(g), newRolloutCmd(), newDeployCmd(), newTopCmd(), newMonitorCmd())
 	// The commands that load ONNX Runtime in this process, and only they,
 	// say where it is.
 	for _, c := range append([]*cobra.Command{versionCmd, serve}, models.Commands()...) {
@@ -77,6 +77,9 @@ type repoOptions struct {
 	// Isolation and LoadTimeout.
 	device, isolation string
 	loadTimeout       time.Duration
+	// stateDir is runner.LoadOptions' StateDir: where monitored versions
+	// keep their samples for review.
+	stateDir string
 	// strict fails when any model fails to load (Triton's
 	// --exit-on-error); otherwise failed models are reported and kept,
 	// UNAVAILABLE with their reason.
@@ -103,7 +106,7 @@ func openRepositoryWith(g *globalOptions, path string, ro repoOptions, w io.Writ
 		repo *runner.Repository
 		err  error
 	)
-	opts := runner.LoadOptions{Device: ro.device, Isolation: ro.isolation, LoadTimeout: ro.loadTimeout}
+	opts := runner.LoadOptions{Device: ro.device, Isolation: ro.isolation, LoadTimeout: ro.loadTimeout, StateDir: ro.stateDir}
 	if path == "" {
 		repo, err = runner.OpenFS(infer.BundledModels(), infer.BundledModelsName, opts)
 	} else {

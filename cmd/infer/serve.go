@@ -165,7 +165,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		faults = append(faults, fault{model, version, f})
 	}
 	repo, err := openRepositoryWith(g, o.path, repoOptions{device: o.device, isolation: o.isolation,
-		loadTimeout: o.modelLoadTimeout, strict: o.strictModelControl, allowNone: !o.strictModelControl}, stderr)
+		loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl}, stderr)
 	if err != nil {
 		return err
 	}

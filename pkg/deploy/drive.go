@@ -95,6 +95,13 @@ func (e *Engine) analyse(model string, seen State) {
 		driftStart, driftEnd = &cur.DriftAtStep, &d
 	}
 	res := spec.Analysis.Analyse(cur.StableAtStep, stable, cur.CandidateAtStep, cand, driftStart, driftEnd)
+	if qs, ok := e.src.(QualitySource); ok && spec.Analysis.MaxOutputDrift > 0 && spec.Strategy != Mirror {
+		if d, err := qs.OutputDrift(model, spec.Stable, spec.Candidate, cur.StepStarted); err != nil {
+			res = Result{Inconclusive, "output drift: " + err.Error(), res.Figures}
+		} else {
+			res = spec.Analysis.judgeOutputs(res, d)
+		}
+	}
 	judged := with(cur, Event{Kind: res.Verdict, Reason: res.Reason, Figures: res.Figures})
 
 	last := cur.Step == len(spec.Steps)-1

@@ -85,6 +85,12 @@ type Analysis struct {
 	// MaxDrift bounds the shadow's mean max-abs-difference above the noise
 	// floor (0: not checked).
 	MaxDrift float64 `json:"max_drift"`
+	// MaxOutputDrift bounds how far the candidate's output distribution
+	// may move from the stable version's over the same step: the largest
+	// PSI of any output feature, 0.25 being the usual line of a
+	// significant shift (0: not checked). Both versions need a quality
+	// monitor (monitor.sample in config.yaml).
+	MaxOutputDrift float64 `json:"max_output_drift,omitempty"`
 	// FailureLimit failed analyses roll back; InconclusiveLimit
 	// inconclusive ones in a row pause the rollout for a person to decide.
 	FailureLimit      int `json:"failure_limit"`
@@ -157,7 +163,7 @@ func (s Spec) Validate() error {
 	if !(a.Confidence > 0.5 && a.Confidence < 1) {
 		bad("analysis.confidence %v: want more than 0.5 and less than 1, such as 0.95", a.Confidence)
 	}
-	if a.MinSuccessRate < 0 || a.MinSuccessRate > 1 || a.MaxP99Ratio < 0 || a.MaxDrift < 0 || a.MinRequests < 1 || a.FailureLimit < 1 || a.InconclusiveLimit < 1 {
+	if a.MinSuccessRate < 0 || a.MinSuccessRate > 1 || a.MaxP99Ratio < 0 || a.MaxDrift < 0 || a.MaxOutputDrift < 0 || a.MinRequests < 1 || a.FailureLimit < 1 || a.InconclusiveLimit < 1 {
 		bad("analysis %+v: want rates in [0,1], non-negative ceilings and limits of at least 1", a)
 	}
 	return errors.Join(errs...)

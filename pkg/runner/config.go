@@ -77,6 +77,8 @@ type Config struct {
 	// Generation, when set, serves the model as a text generator (a
 	// decoder with a key/value cache) through a generation engine.
 	Generation *GenerationConfig `yaml:"generation"`
+	// Monitor watches the distributions of inputs and outputs.
+	Monitor MonitorConfig `yaml:"monitor,omitempty"`
 }
 
 // GenerationConfig shapes a text generator's engine.

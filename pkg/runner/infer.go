@@ -14,7 +14,21 @@ import (
 // ErrInvalidInput, ErrQueueFull, ErrClosed or ErrDeadlineExceeded (when
 // ctx's deadline has already passed); a request whose deadline passes while
 // it is queued is never executed and fails with ErrDeadlineExceeded.
+//
+// An answered request is shown to the version's quality monitor, when it
+// has one, here where its inputs and outputs are both at hand, whatever
+// front end it came through: the monitor samples it or not, and copies
+// only the sampled ones.
 func (m *Model) Infer(ctx context.Context, req *Request) (*Response, error) {
+	resp, err := m.serve(ctx, req)
+	if m.quality != nil && err == nil {
+		m.quality.Observe(req.ID, req.Inputs, resp.Outputs)
+	}
+	return resp, err
+}
+
+// serve is Infer without the quality monitor.
+func (m *Model) serve(ctx context.Context, req *Request) (*Response, error) {
 	if m.gen != nil {
 		return nil, fmt.Errorf("%w: model %q generates text: use /v2/models/%s/generate or /v1/completions", ErrInvalidInput, m.meta.Name, m.meta.Name)
 	}

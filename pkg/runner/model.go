@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/drift"
 	"github.com/infer-serving/infer/pkg/onnxgraph"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -35,6 +36,7 @@ type Model struct {
 	log       *slog.Logger
 	cache     *responseCache // nil without one
 	gen       *Generator     // a text generator's, else nil
+	quality   *drift.Monitor // nil unless monitor.sample is set
 	// perString caches a text model by string: its only input is text
 	// and every output row has a fixed size.
 	perString bool
@@ -115,6 +117,9 @@ type LoadOptions struct {
 	// LoadTimeout bounds a model host's load of its session
 	// (DefaultLoadTimeout when 0).
 	LoadTimeout time.Duration
+	// StateDir is the server's state folder: monitored versions keep
+	// their samples for review under it (empty: none kept).
+	StateDir string
 }
 
 // DefaultIsolation is where sessions run unless configured otherwise.
@@ -260,6 +265,10 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 	if err := m.warmup(); err != nil {
 		m.closeInstances()
 		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	if err := m.startMonitor(opts); err != nil {
+		m.closeInstances()
+		return nil, err
 	}
 	for _, in := range m.instances {
 		m.workers.Add(1)
@@ -494,6 +503,7 @@ func (m *Model) Close() {
 		m.batcher.close()
 		m.waitWorkers()
 		m.closeInstances()
+		m.quality.Close()
 	})
 }
 

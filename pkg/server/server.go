@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/drift"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
@@ -105,6 +106,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 		opts.MaxConnections = n
 	}
 	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
+	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
 	s.faults.allowed = opts.AllowFaultInjection
 	s.guards.log = s.log
 	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -197,6 +199,7 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("GET "+prefix+"/config", s.serveModelConfig)
 		mux.HandleFunc("GET "+prefix+"/infer-config", s.serveInferConfig)
 		mux.HandleFunc("GET "+prefix+"/stats", s.serveModelStats)
+		mux.HandleFunc("GET "+prefix+"/quality", s.serveQuality)
 		mux.HandleFunc("POST "+prefix+"/infer", s.serveInfer)
 	}
 	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
