@@ -122,7 +122,7 @@ func TestBenchAgainstAJSONOnlyV2Server(t *testing.T) {
 	o = benchDefaults(s.URL, loadgen.ProtoHTTPJSON)
 	o.model, o.requests, o.concurrency, o.rows = "small", 20, 2, 3
 	err = runBench(context.Background(), o, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "every request failed (status 400: input x: a batch of 3 rows, at most 2)") {
+	if err == nil || !strings.Contains(err.Error(), "every request failed: status 400: input x: a batch of 3 rows, at most 2") {
 		t.Fatalf("a refused batch: %v", err)
 	}
 }

@@ -37,7 +37,7 @@ requests it samples, then write those statistics as a baseline file. Put it
 in the model's folder as ` + runner.BaselineFile + ` and each version loaded from
 then on compares every window with it. The model's config.yaml must sample
 requests (monitor.sample, such as 0.1).`,
-		Example: `  infer monitor baseline --server http://localhost:8000 --model mlp --duration 10m -o models/mlp/baseline.json`,
+		Example: `  infer monitor baseline --server http://localhost:8000 --model mlp --duration 10m --out models/mlp/baseline.json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if model == "" {
@@ -65,11 +65,13 @@ requests (monitor.sample, such as 0.1).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&server, "server", "http://localhost:8000", "the server's HTTP address")
-	f.StringVar(&model, "model", "", "the model to capture")
-	f.Int64Var(&version, "version", 0, "the version to capture (0: the one answering unversioned requests)")
-	f.DurationVar(&duration, "duration", 10*time.Minute, "how long to capture")
-	f.StringVarP(&out, "output", "o", "", "the file to write (default: standard output)")
+	f.StringVar(&server, "server", defaultServer, "the server's URL")
+	f.StringVarP(&model, "model", "m", "", "the model to capture")
+	f.Int64Var(&version, "model-version", 0, "the version to capture (0: the one answering unversioned requests)")
+	f.Int64Var(&version, "version", 0, "the same as --model-version")
+	_ = f.MarkDeprecated("version", "use --model-version")
+	f.DurationVarP(&duration, "duration", "d", 10*time.Minute, "how long to capture")
+	f.StringVar(&out, "out", "", "the file to write the baseline to (default: standard output)")
 	return cmd
 }
 
@@ -85,17 +87,17 @@ func newMonitorSamplesCmd() *cobra.Command {
 		Short: "Print the request/response pairs a server kept for review",
 		Long: `Print the samples a monitored model version kept under the server's
 --state-dir: a uniform sample of each window's sampled requests, inputs
-redacted as monitor.samples.drop and hash say. --json prints them as JSON
+redacted as monitor.samples.drop and hash say. -o json prints them as JSON
 lines, to export.`,
-		Example: `  infer monitor samples --state-dir /var/lib/infer --model mlp --version 2 --limit 20
-  infer monitor samples --state-dir /var/lib/infer --model mlp --json > review.jsonl`,
+		Example: `  infer monitor samples --state-dir /var/lib/infer -m mlp --model-version 2 --limit 20
+  infer monitor samples --state-dir /var/lib/infer -m mlp -o json > review.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if stateDir == "" || model == "" {
 				return fmt.Errorf("--state-dir and --model: name the server's state folder and the model")
 			}
 			if version < 1 {
-				return fmt.Errorf("--version %d: name the version (1 or more)", version)
+				return fmt.Errorf("--model-version %d: name the version (1 or more)", version)
 			}
 			recs, err := drift.ReadSamples(drift.SampleDir(stateDir, model, version), limit)
 			if err != nil {
@@ -106,10 +108,18 @@ lines, to export.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&stateDir, "state-dir", "", "the server's --state-dir")
-	f.StringVar(&model, "model", "", "the model")
-	f.Int64Var(&version, "version", 1, "the version")
+	f.StringVarP(&model, "model", "m", "", "the model")
+	f.Int64Var(&version, "model-version", 1, "the version")
+	f.Int64Var(&version, "version", 1, "the same as --model-version")
+	_ = f.MarkDeprecated("version", "use --model-version")
 	f.IntVar(&limit, "limit", 0, "print only the latest N samples (0: all)")
-	f.BoolVar(&asJSON, "json", false, "print JSON lines")
+	output := addOutputFlag(cmd, false, "json: one JSON line a sample, to export", formatText, formatJSON)
+	f.BoolVar(&asJSON, "json", false, "the same as -o json")
+	_ = f.MarkDeprecated("json", "use -o json")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		asJSON = asJSON || output.is(formatJSON)
+		return output.check()
+	}
 	return cmd
 }
 
