@@ -60,9 +60,10 @@ const (
 )
 
 func phaseSource(p profile.Phase) string {
-	switch p {
-	case profile.Queue, profile.Cache, profile.Preprocess, profile.Infer, profile.Postprocess:
+	if slices.Contains(profile.ServerPhases, p) {
 		return SourceServer
+	}
+	switch p {
 	case profile.Network:
 		return SourceRemainder
 	}

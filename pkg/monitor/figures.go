@@ -10,7 +10,7 @@ import (
 
 // BudgetPhases are the server-side phases a request's handling time is
 // split into, in order.
-var BudgetPhases = []profile.Phase{profile.Queue, profile.Preprocess, profile.Infer, profile.Postprocess}
+var BudgetPhases = []profile.Phase{profile.Admission, profile.Queue, profile.Preprocess, profile.Infer, profile.Postprocess}
 
 // Figures are one model version's figures over a window: the difference
 // between two samples, with gauges as they stood at the window's end.

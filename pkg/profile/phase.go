@@ -19,6 +19,10 @@ const (
 	// Write is the client writing the request, from holding a connection
 	// to the last byte written.
 	Write
+	// Admission is the time a request waits, its body unread, for its
+	// model version to admit it: while the version works on as many
+	// requests as batching needs, the others wait here (runner.Model.Enter).
+	Admission
 	// Queue is the time a request waits for a batch and an instance.
 	Queue
 	// Cache is the response cache's part: the lookup that answered a
@@ -49,6 +53,7 @@ var phaseNames = [NumPhases]string{
 	Connect:     "connect",
 	Write:       "write",
 	Network:     "network",
+	Admission:   "admission",
 	Queue:       "queue",
 	Cache:       "cache",
 	Preprocess:  "preprocess",
@@ -76,11 +81,11 @@ func ParsePhase(name string) (Phase, bool) {
 }
 
 // ServerPhases are the phases a server measures for each request, in order.
-var ServerPhases = []Phase{Queue, Cache, Preprocess, Infer, Postprocess}
+var ServerPhases = []Phase{Admission, Queue, Cache, Preprocess, Infer, Postprocess}
 
 // BudgetPhases are the parts a load generator splits a request's latency
 // into, in order; they add up to Total.
-var BudgetPhases = []Phase{Delay, Connect, Write, Queue, Cache, Preprocess, Infer, Postprocess, Network}
+var BudgetPhases = []Phase{Delay, Connect, Write, Admission, Queue, Cache, Preprocess, Infer, Postprocess, Network}
 
 // Timing is one request's measured phases.
 type Timing struct {

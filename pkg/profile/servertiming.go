@@ -11,11 +11,12 @@ import (
 //
 //	queue;dur=0.012, preprocess;dur=0.004, infer;dur=0.153, postprocess;dur=0.008, total;dur=0.181
 //
-// The cache phase appears only when a response cache took part.
+// The admission phase appears only when the request waited to be admitted,
+// and the cache phase only when a response cache took part.
 func (t *Timing) AppendServerTiming(dst []byte) []byte {
 	first := true
 	for _, p := range append(ServerPhases[:len(ServerPhases):len(ServerPhases)], Total) {
-		if p == Cache && t.durations[p] == 0 {
+		if (p == Cache || p == Admission) && t.durations[p] == 0 {
 			continue
 		}
 		if !first {

@@ -26,6 +26,7 @@ type Model struct {
 	cfg       Config // with defaults applied
 	device    Device // the device the sessions run on
 	batcher   *batcher
+	admission *admission // nil for a text generator
 	instances []executor
 	isolation string // IsolationProcess or IsolationNone
 	hosts     *hostHealth
@@ -207,6 +208,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		text:      text,
 		cfg:       cfg,
 		batcher:   newBatcher(cfg),
+		admission: newAdmission(cfg),
 		inputIdx:  indexByName(meta.Inputs),
 		outputIdx: indexByName(meta.Outputs),
 		stacked:   canBatch,

@@ -39,6 +39,7 @@ var phaseLook = map[profile.Phase]struct {
 	glyph  string
 	colour lipgloss.Style
 }{
+	profile.Admission:   {"▗", lipgloss.NewStyle().Foreground(lipgloss.BrightYellow)},
 	profile.Queue:       {"▒", lipgloss.NewStyle().Foreground(lipgloss.Yellow)},
 	profile.Cache:       {"▘", lipgloss.NewStyle().Foreground(lipgloss.BrightMagenta)},
 	profile.Preprocess:  {"░", lipgloss.NewStyle().Foreground(lipgloss.Magenta)},

@@ -22,6 +22,7 @@ import (
 	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/loadgen"
 	"github.com/infer-serving/infer/pkg/monitor"
+	"github.com/infer-serving/infer/pkg/profile"
 )
 
 // TopOptions shape the `infer top` dashboard.
@@ -545,7 +546,7 @@ func (m *Top) budgetPanel(w, h int) []string {
 		var vals []string
 		for _, p := range monitor.BudgetPhases {
 			secs = append(secs, r.Budget[p])
-			if !math.IsNaN(r.Budget[p]) {
+			if !math.IsNaN(r.Budget[p]) && (p != profile.Admission || r.Budget[p] > 0) {
 				look := phaseLook[p]
 				vals = append(vals, look.colour.Render(look.glyph)+dur(r.Budget[p]))
 			}

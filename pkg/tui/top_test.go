@@ -217,7 +217,7 @@ func TestSparklineAndBar(t *testing.T) {
 	if got := sparkline([]float64{0, 1, 2, 4, 8, math.NaN()}, 8); got != "  ▁▂▃▅█ " {
 		t.Fatalf("sparkline %q", got)
 	}
-	bar := ansi.Strip(stackedBar(monitor.BudgetPhases, []float64{1, math.NaN(), 2, 0.001}, 12))
+	bar := ansi.Strip(stackedBar(monitor.BudgetPhases, []float64{0, 1, math.NaN(), 2, 0.001}, 12))
 	if bar != "▒▒▒▒███████▓" {
 		t.Fatalf("bar %q: want 12 cells, queue a third, infer two, postprocess one at least", bar)
 	}
