@@ -8,7 +8,7 @@ import (
 
 // The phase names are a wire contract (Server-Timing, metrics labels).
 func TestPhaseNames(t *testing.T) {
-	want := []string{"delay", "connect", "write", "queue", "cache", "preprocess", "infer", "postprocess", "network", "total"}
+	want := []string{"delay", "connect", "write", "admission", "queue", "cache", "preprocess", "infer", "postprocess", "network", "total"}
 	for i, name := range want {
 		if got := Phase(i).String(); got != name {
 			t.Errorf("Phase(%d) = %q, want %q", i, got, name)
