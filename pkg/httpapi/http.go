@@ -1,26 +1,74 @@
+// Package httpapi is infer's HTTP front end: the Open Inference Protocol
+// (KServe v2) with Triton's extensions (binary tensors, statistics, model
+// configuration, repository). It decodes each request into a core.Call,
+// hands it to the serving core and encodes the answer, with the latency
+// budget in a Server-Timing header; it knows nothing of routing,
+// batching or the runtime.
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
-	"github.com/infer-serving/infer/pkg/deploy"
-	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
-// BatchSizeHeader carries the number of rows in the batch a request ran in.
-const BatchSizeHeader = "Inference-Batch-Size"
+// Options configure an API.
+type Options struct {
+	// Name and Version are reported by GET /v2.
+	Name, Version string
+	// MaxBodyBytes bounds a request body, in bytes; larger ones get 413.
+	MaxBodyBytes int64
+}
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// API serves the KServe v2 HTTP endpoints of a serving core.
+type API struct {
+	*core.Core
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns the HTTP API of c.
+func New(c *core.Core, opts Options) *API {
+	return &API{Core: c, opts: opts, log: c.Logger()}
+}
+
+// Register adds the API's endpoints to mux: health, server and model
+// metadata, readiness, configuration, statistics, quality, inference,
+// Triton's generate extension and the repository index. The admin API is
+// another front end's.
+func (s *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v2/health/live", Live)
+	mux.HandleFunc("GET /v2/health/ready", s.serveReady)
+	mux.HandleFunc("GET /v2", s.serveServerMetadata)
+	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
+		mux.HandleFunc("GET "+prefix, s.serveModelMetadata)
+		mux.HandleFunc("GET "+prefix+"/ready", s.serveModelReady)
+		mux.HandleFunc("GET "+prefix+"/config", s.serveModelConfig)
+		mux.HandleFunc("GET "+prefix+"/infer-config", s.serveInferConfig)
+		mux.HandleFunc("GET "+prefix+"/stats", s.serveModelStats)
+		mux.HandleFunc("GET "+prefix+"/quality", s.serveQuality)
+		mux.HandleFunc("POST "+prefix+"/infer", s.serveInfer)
+		mux.HandleFunc("POST "+prefix+"/generate", s.serveGenerate)
+		mux.HandleFunc("POST "+prefix+"/generate_stream", s.serveGenerate)
+	}
+	mux.HandleFunc("GET /v2/models/stats", s.serveModelStats)
+	mux.HandleFunc("POST /v2/repository/index", s.ServeRepositoryIndex)
+}
+
+// Live answers GET /v2/health/live: the process is up.
+func Live(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
+
+// WriteJSON answers v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		status, body = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
@@ -30,42 +78,37 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(body)
 }
 
-func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, protocol.Error{Error: err.Error()})
+// WriteError answers err as the protocol's error object with status.
+func WriteError(w http.ResponseWriter, status int, err error) {
+	WriteJSON(w, status, protocol.Error{Error: err.Error()})
 }
 
-func (s *Server) fail(w http.ResponseWriter, err error) {
-	status := httpStatus(err)
-	if after, ok := retryAfter(err); ok {
+// Fail answers err with the status core.Status maps it to, and the
+// headers that go with it: Retry-After for a call shed before its body or
+// refused by an open circuit breaker (with FallbackHeader "unavailable").
+// The server's own failures (500) are logged.
+func Fail(w http.ResponseWriter, log *slog.Logger, err error) {
+	status := core.Status(err)
+	if after, ok := core.RetryAfter(err); ok {
 		w.Header().Set("Retry-After", after)
-		w.Header().Set(FallbackHeader, viaUnavailable)
+		w.Header().Set(core.FallbackHeader, core.ViaUnavailable)
+	} else if core.Shed(err) {
+		w.Header().Set("Retry-After", "1") // the body stays unread
 	}
 	if status == http.StatusInternalServerError {
-		s.log.Error("request failed", "err", err)
+		log.Error("request failed", "err", err)
 	}
-	writeError(w, status, err)
+	WriteError(w, status, err)
 }
+
+func (s *API) fail(w http.ResponseWriter, err error) { Fail(w, s.log, err) }
 
 // model resolves the {model} and optional {version} path values.
-func (s *Server) model(r *http.Request) (*runner.Model, error) {
-	return s.resolve(r.PathValue("model"), r.PathValue("version"))
+func (s *API) model(r *http.Request) (*runner.Model, error) {
+	return s.Resolve(r.PathValue("model"), r.PathValue("version"))
 }
 
-// resolve returns the ready model version a request names; an empty
-// version means the latest ready one.
-func (s *Server) resolve(name, version string) (*runner.Model, error) {
-	var v int64
-	if version != "" {
-		n, err := strconv.ParseInt(version, 10, 64)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, version)
-		}
-		v = n
-	}
-	return s.repo.Model(name, v)
-}
-
-func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
+func (s *API) serveReady(w http.ResponseWriter, _ *http.Request) {
 	if !s.Ready() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
@@ -73,8 +116,8 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) serveServerMetadata(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version, Extensions: s.extensions()})
+func (s *API) serveServerMetadata(w http.ResponseWriter, _ *http.Request) {
+	WriteJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version, Extensions: core.Extensions()})
 }
 
 func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
@@ -85,80 +128,56 @@ func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
 	return out
 }
 
-func (s *Server) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
+func (s *API) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
 	m, err := s.model(r)
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
 	meta := m.Metadata()
-	writeJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: s.readyVersions(meta.Name), Platform: meta.Platform,
+	WriteJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: s.ReadyVersions(meta.Name), Platform: meta.Platform,
 		Inputs: tensorMetadata(meta.Inputs), Outputs: tensorMetadata(meta.Outputs)})
 }
 
-func (s *Server) serveModelReady(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.model(r); err != nil || s.draining.Load() {
+func (s *API) serveModelReady(w http.ResponseWriter, r *http.Request) {
+	if !s.ModelReady(r.PathValue("model"), r.PathValue("version")) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-type jsonDuration struct {
+// StatDuration is a count of requests and their cumulative time, in
+// nanoseconds.
+type StatDuration struct {
 	Count int64 `json:"count"`
 	Ns    int64 `json:"ns"`
 }
 
-type modelStats struct {
+// ModelStats is one model version's entry in Triton's statistics
+// extension.
+type ModelStats struct {
 	Name           string                  `json:"name"`
 	Version        string                  `json:"version"`
 	LastInference  int64                   `json:"last_inference"` // ms since the epoch
 	InferenceCount int64                   `json:"inference_count"`
 	ExecutionCount int64                   `json:"execution_count"`
-	InferenceStats map[string]jsonDuration `json:"inference_stats"`
-}
-
-// versionStats is one ready model version's statistics.
-type versionStats struct {
-	name, version string
-	runner.Stats
-}
-
-// stats returns the statistics of the ready versions that name and version
-// select (empty: all). It fails when a name is given but resolves to no
-// ready version.
-func (s *Server) stats(name, version string) ([]versionStats, error) {
-	var out []versionStats
-	for _, st := range s.repo.Index() {
-		v := strconv.FormatInt(st.Version, 10)
-		if name != "" && st.Name != name || version != "" && version != v || st.State != runner.StateReady {
-			continue
-		}
-		if m, err := s.repo.Model(st.Name, st.Version); err == nil {
-			out = append(out, versionStats{st.Name, v, m.Stats()})
-		}
-	}
-	if name != "" && len(out) == 0 {
-		if _, err := s.resolve(name, version); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	InferenceStats map[string]StatDuration `json:"inference_stats"`
 }
 
 // serveModelStats answers Triton's statistics extension, the cumulative
 // counts and nanoseconds perf_analyzer differences between two reads.
-func (s *Server) serveModelStats(w http.ResponseWriter, r *http.Request) {
-	all, err := s.stats(r.PathValue("model"), r.PathValue("version"))
+func (s *API) serveModelStats(w http.ResponseWriter, r *http.Request) {
+	all, err := s.Stats(r.PathValue("model"), r.PathValue("version"))
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	out := []modelStats{}
+	out := []ModelStats{}
 	for _, vs := range all {
 		x := vs.Stats
-		ms := modelStats{Name: vs.name, Version: vs.version, InferenceCount: x.Rows, ExecutionCount: x.Executions,
-			InferenceStats: map[string]jsonDuration{
+		ms := ModelStats{Name: vs.Name, Version: vs.Version, InferenceCount: x.Rows, ExecutionCount: x.Executions,
+			InferenceStats: map[string]StatDuration{
 				"success":        {x.Success, int64(x.SuccessTime)},
 				"fail":           {x.Failure, 0},
 				"queue":          {x.Success, int64(x.Queue)},
@@ -169,18 +188,20 @@ func (s *Server) serveModelStats(w http.ResponseWriter, r *http.Request) {
 				"cache_miss":     {},
 			}}
 		if c := x.Cache; c != nil {
-			ms.InferenceStats["cache_hit"] = jsonDuration{c.Hits, int64(c.HitTime)}
-			ms.InferenceStats["cache_miss"] = jsonDuration{c.Misses, int64(c.MissTime)}
+			ms.InferenceStats["cache_hit"] = StatDuration{c.Hits, int64(c.HitTime)}
+			ms.InferenceStats["cache_miss"] = StatDuration{c.Misses, int64(c.MissTime)}
 		}
 		if !x.LastInference.IsZero() {
 			ms.LastInference = x.LastInference.UnixMilli()
 		}
 		out = append(out, ms)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"model_stats": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"model_stats": out})
 }
 
-func (s *Server) serveRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
+// ServeRepositoryIndex answers POST /v2/repository/index: every model
+// version the repository knows, with its state.
+func (s *API) ServeRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
 	type entry struct {
 		Name    string `json:"name"`
 		Version string `json:"version"`
@@ -188,26 +209,10 @@ func (s *Server) serveRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
 		Reason  string `json:"reason,omitempty"`
 	}
 	idx := []entry{}
-	for _, st := range s.repo.Index() {
+	for _, st := range s.Repository().Index() {
 		idx = append(idx, entry{st.Name, strconv.FormatInt(st.Version, 10), st.State, st.Reason})
 	}
-	writeJSON(w, http.StatusOK, idx)
-}
-
-func (s *Server) serveLoad(w http.ResponseWriter, r *http.Request) {
-	if err := s.load(r.PathValue("model"), who(r)); err != nil {
-		writeError(w, loadStatus(err), err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-func (s *Server) serveUnload(w http.ResponseWriter, r *http.Request) {
-	if err := s.unload(r.PathValue("model"), who(r)); err != nil {
-		writeError(w, adminStatus(err), err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
+	WriteJSON(w, http.StatusOK, idx)
 }
 
 // bodyChunk is the most readBody allocates before a body's bytes arrive,
@@ -258,7 +263,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 			if errors.As(err, &tooLarge) {
 				return nil, errBodyTooLarge(int64(len(buf))+1, limit)
 			}
-			if errors.Is(err, errBodyTimeout) {
+			if errors.Is(err, core.ErrBodyTimeout) {
 				return nil, fmt.Errorf("reading the body after %d bytes: %w", len(buf), err)
 			}
 			return nil, fmt.Errorf("%w: reading the body after %d bytes: %v", protocol.ErrBadRequest, len(buf), err)
@@ -277,141 +282,4 @@ func decodeHTTP(w http.ResponseWriter, r *http.Request, limit int64) (*protocol.
 		return nil, err
 	}
 	return protocol.DecodeRequest(body, headerLength)
-}
-
-// serveInfer is the hot path: decode, run, encode, and account for each
-// phase of the request's time.
-func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	name := r.PathValue("model")
-	var req *protocol.InferRequest
-	// Admission before work: route from the path and headers, and shed a
-	// request its version's queue cannot take before reading its body.
-	m, routed, err := s.routeEarly(name, r.PathValue("version"), r.Header)
-	if err == nil && routed {
-		if err = m.Admit(); err != nil {
-			w.Header().Set("Retry-After", "1") // the body stays unread
-		}
-	}
-	if err == nil {
-		req, err = decodeHTTP(w, r, s.opts.MaxBodyBytes)
-	}
-	if err == nil && !routed {
-		m, err = s.route(name, r.PathValue("version"), func(deploy.Policy) string { return req.ID })
-	}
-	if err != nil {
-		s.metrics.record(m, name, protoHTTP, nil, err)
-		s.fail(w, err)
-		return
-	}
-	obs := s.metrics.forModel(m)
-	obs.inflight.Inc()
-	defer obs.inflight.Dec()
-
-	resp, timing, via, err := s.infer(r.Context(), m, req, start)
-	var body []byte
-	headerLength := int64(-1)
-	if err == nil {
-		body, headerLength, err = resp.Encode()
-	}
-	if err != nil {
-		s.metrics.record(m, "", protoHTTP, nil, err)
-		s.fail(w, err)
-		return
-	}
-	end := time.Now()
-	timing.Set(profile.Postprocess, end.Sub(timing.postStart))
-	timing.Set(profile.Total, end.Sub(start))
-
-	h := w.Header()
-	h.Set("Server-Timing", string(timing.AppendServerTiming(make([]byte, 0, 128))))
-	h.Set(BatchSizeHeader, strconv.Itoa(timing.BatchSize))
-	if via != "" {
-		h.Set(FallbackHeader, via)
-	}
-	if headerLength >= 0 {
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set(protocol.HeaderContentLength, strconv.FormatInt(headerLength, 10))
-	} else {
-		h.Set("Content-Type", "application/json")
-	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
-
-	s.metrics.record(m, "", protoHTTP, &timing.Timing, nil)
-	if shadow := s.shadowFor(name, r.PathValue("version"), m); shadow != nil {
-		job := shadowJob{name: name, primary: m, shadow: shadow, req: runner.Request{ID: req.ID, Inputs: req.Inputs}, answer: resp.Outputs}
-		for _, o := range req.Outputs {
-			job.req.Outputs = append(job.req.Outputs, o.Name)
-		}
-		s.shadow.mirror(job)
-	}
-}
-
-// run executes req on m under the request's timeout, or the server's
-// default when it gives none (0), through m's circuit breaker when it has
-// one; via names the fallback that answered instead of m, if one did.
-func (s *Server) run(ctx context.Context, m *runner.Model, req *runner.Request, timeout time.Duration) (_ *runner.Response, via string, _ error) {
-	if timeout <= 0 {
-		timeout = s.opts.DefaultTimeout
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	if gd := s.guards.get(m); gd != nil {
-		resp, via, err := s.answer(ctx, gd, req)
-		if via != "" {
-			s.metrics.fallback(m, via)
-		}
-		return resp, via, err
-	}
-	resp, err := s.execute(ctx, m, req)
-	return resp, "", err
-}
-
-// serverTiming is a request's timing plus when postprocessing began.
-type serverTiming struct {
-	profile.Timing
-	postStart time.Time
-}
-
-// infer decodes the request, runs it on m and returns the response to
-// encode; its timing holds every phase but postprocess and total.
-func (s *Server) infer(ctx context.Context, m *runner.Model, req *protocol.InferRequest, start time.Time) (*protocol.InferResponse, *serverTiming, string, error) {
-	run := runner.Request{ID: req.ID, Inputs: req.Inputs}
-	for _, o := range req.Outputs {
-		run.Outputs = append(run.Outputs, o.Name)
-	}
-	timeoutUs, _, err := req.Parameters.Int(protocol.ParamTimeout)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
-	}
-	priority, _, err := req.Parameters.Int(protocol.ParamPriority)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("%w: %v", protocol.ErrBadRequest, err)
-	}
-	run.Priority = int(priority)
-
-	submitted := time.Now()
-	out, via, err := s.run(ctx, m, &run, time.Duration(timeoutUs)*time.Microsecond)
-	if err != nil {
-		return nil, nil, via, err
-	}
-	t := &serverTiming{Timing: out.Timing, postStart: time.Now()}
-	// Preprocess is everything before the request reached the runner, plus
-	// the runner's own (tokenization).
-	t.Add(profile.Preprocess, submitted.Sub(start))
-
-	meta := m.Metadata()
-	resp := &protocol.InferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), ID: req.ID, Outputs: out.Outputs}
-	if req.BinaryOutput || len(req.Outputs) > 0 {
-		resp.Binary = make([]bool, len(out.Outputs))
-		for i := range resp.Binary {
-			resp.Binary[i] = req.BinaryOutput || i < len(req.Outputs) && req.Outputs[i].Binary
-		}
-	}
-	return resp, t, via, nil
 }
