@@ -10,13 +10,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/infer-serving/infer/pkg/internal/testrepo"
 )
 
 // A request whose model's queue is full is shed before its body is read:
 // the server answers 429 with Retry-After to headers that announce a body
 // it never receives, and closes the connection rather than read it.
 func TestFullQueueShedsBeforeTheBodyIsRead(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{"faulty": {faultyFile, faultyWarmup +
+	repo := testrepo.Open(t, map[string][2]string{"faulty": {faultyFile, faultyWarmup +
 		"max_batch_size: 0\ndynamic_batching: {max_queue_size: 1}\n"}})
 	s, hs := start(t, repo, Options{})
 	t.Cleanup(repo.Close)

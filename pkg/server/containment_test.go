@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/infer-serving/infer/pkg/internal/requests"
+	"github.com/infer-serving/infer/pkg/internal/testrepo"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -69,7 +71,7 @@ func hammer(t *testing.T, url string, stop <-chan struct{}) func() (int, []strin
 // naming the signal, mlp beside it answers throughout, the host comes
 // back and serves, and the metrics count the crashes.
 func TestHostCrashIsContainedOverHTTPAndGRPC(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{
+	repo := testrepo.Open(t, map[string][2]string{
 		"mlp":     {mlpFile, ""},
 		"int-div": {filepath.Join(faultModels, "int-div.onnx"), ""},
 	})
@@ -90,7 +92,7 @@ func TestHostCrashIsContainedOverHTTPAndGRPC(t *testing.T) {
 	}
 	a := tensor.Tensor{Name: "a", DataType: tensor.Int32, Shape: []int64{1, 4}, Data: make([]byte, 16)}
 	b := tensor.Tensor{Name: "b", DataType: tensor.Int32, Shape: []int64{1, 4}, Data: make([]byte, 16)}
-	_, err := c.ModelInfer(context.Background(), grpcRequest("int-div", []tensor.Tensor{a, b}, true))
+	_, err := c.ModelInfer(context.Background(), requests.GRPC("int-div", []tensor.Tensor{a, b}, true))
 	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "SIGFPE") {
 		t.Errorf("poison over gRPC: %v, want INTERNAL naming SIGFPE", err)
 	}
@@ -111,7 +113,7 @@ func TestHostCrashIsContainedOverHTTPAndGRPC(t *testing.T) {
 // host was running, fails naming SIGKILL.
 func TestKilledHostLosesNothingQueued(t *testing.T) {
 	before := hostPIDs(t)
-	repo := repoOf(t, map[string][2]string{"mlp": {mlpFile, "max_batch_size: 8\ndynamic_batching: {max_queue_delay: 2ms}\n"}})
+	repo := testrepo.Open(t, map[string][2]string{"mlp": {mlpFile, "max_batch_size: 8\ndynamic_batching: {max_queue_delay: 2ms}\n"}})
 	_, hs := start(t, repo, Options{})
 	t.Cleanup(repo.Close)
 	var pid int
@@ -167,7 +169,7 @@ func TestKilledHostLosesNothingQueued(t *testing.T) {
 // A model with no inputs is served over HTTP: each call returns its
 // constants.
 func TestModelWithNoInputsIsServedOverHTTP(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{"no-inputs": {filepath.Join(faultModels, "no-inputs.onnx"), ""}})
+	repo := testrepo.Open(t, map[string][2]string{"no-inputs": {filepath.Join(faultModels, "no-inputs.onnx"), ""}})
 	_, hs := start(t, repo, Options{})
 	t.Cleanup(repo.Close)
 	r := call(t, "POST", hs.URL+"/v2/models/no-inputs/infer", []byte(`{"inputs":[]}`), nil)
@@ -179,7 +181,7 @@ func TestModelWithNoInputsIsServedOverHTTP(t *testing.T) {
 // A request that makes the runtime allocate past resources.memory gets
 // 500 naming the limit; the host restarts and the next request is served.
 func TestMemoryLimitOverHTTP(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{"expand": {filepath.Join(faultModels, "expand.onnx"), "resources: {memory: 256Mi}\n"}})
+	repo := testrepo.Open(t, map[string][2]string{"expand": {filepath.Join(faultModels, "expand.onnx"), "resources: {memory: 256Mi}\n"}})
 	s, hs := start(t, repo, Options{})
 	t.Cleanup(repo.Close)
 	expand := func(rows, cols int) reply {
@@ -201,7 +203,7 @@ func TestMemoryLimitOverHTTP(t *testing.T) {
 // A model that hangs at load is UNAVAILABLE with its reason and the
 // others serve.
 func TestModelThatHangsAtLoadIsUnavailable(t *testing.T) {
-	dir := repoDir(t, map[string][2]string{"mlp": {mlpFile, ""}, "slow-load": {filepath.Join(faultModels, "slow-load.onnx"), ""}})
+	dir := testrepo.Dir(t, map[string][2]string{"mlp": {mlpFile, ""}, "slow-load": {filepath.Join(faultModels, "slow-load.onnx"), ""}})
 	repo, err := runner.Open(dir, runner.LoadOptions{LoadTimeout: 300 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "slow-load") {
 		t.Fatalf("open: %v, want slow-load's failure reported", err)

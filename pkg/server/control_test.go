@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"net/http/httptest"
 
 	"google.golang.org/grpc/codes"
 
@@ -61,7 +60,7 @@ func TestAbortAfterStableGoneChangesNothing(t *testing.T) {
 	}
 	sp := withModel(spec(10, 50, 100))
 	sp.Interval = deploy.Duration(time.Hour)
-	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+	if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -80,7 +79,7 @@ func TestAbortAfterStableGoneChangesNothing(t *testing.T) {
 	if status != 409 || !strings.Contains(msg, "version 1") || !strings.Contains(msg, "not loaded") {
 		t.Fatalf("abort with the stable version gone: %d %q", status, msg)
 	}
-	if st, _ := s2.rollouts.Get("mlp"); st.Phase != deploy.Progressing || strings.Contains(kinds(st), deploy.Aborted) {
+	if st, _ := s2.Rollouts().Get("mlp"); st.Phase != deploy.Progressing || strings.Contains(kinds(st), deploy.Aborted) {
 		t.Fatalf("after a refused abort the rollout is %s: %s", st.Phase, kinds(st))
 	}
 	if !bytes.Equal(readFile(t, filepath.Join(state, "rollout.mlp.json")), onDisk) || !bytes.Equal(readFile(t, filepath.Join(state, "traffic.mlp.json")), trafficOnDisk) {
@@ -93,14 +92,14 @@ func TestAbortAfterStableGoneChangesNothing(t *testing.T) {
 	if r := call(t, "POST", admin+"/v2/admin/models/mlp/rollout/promote", nil, nil); r.status != 200 {
 		t.Fatalf("promote to the version that is loaded: %d %s", r.status, r.body)
 	}
-	if p, _ := s2.traffic.get("mlp"); len(p.Weights) != 1 || p.Weights[2] != 1 {
+	if p, _ := s2.Policy("mlp"); len(p.Weights) != 1 || p.Weights[2] != 1 {
 		t.Fatalf("traffic after promotion %+v", p)
 	}
 	status, msg = adminError(t, "POST", admin+"/v2/admin/models/mlp/rollout/undo", "")
 	if status != 409 || !strings.Contains(msg, "version 1") {
 		t.Fatalf("undo with the stable version gone: %d %q", status, msg)
 	}
-	if st, _ := s2.rollouts.Get("mlp"); st.Phase != deploy.Promoted {
+	if st, _ := s2.Rollouts().Get("mlp"); st.Phase != deploy.Promoted {
 		t.Fatalf("after a refused undo the rollout is %s", st.Phase)
 	}
 }
@@ -113,10 +112,10 @@ func TestRolloutOwnsItsModel(t *testing.T) {
 	admin := adminBase(t, s, hs)
 	sp := withModel(spec(10, 100))
 	sp.Interval = deploy.Duration(time.Hour)
-	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+	if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := s.traffic.get("mlp")
+	want, _ := s.Policy("mlp")
 	for _, tc := range []struct{ method, path, body string }{
 		{"PUT", "/v2/admin/models/mlp/traffic", `{"weights":{"1":1}}`},
 		{"DELETE", "/v2/admin/models/mlp/traffic", ""},
@@ -133,13 +132,13 @@ func TestRolloutOwnsItsModel(t *testing.T) {
 	if _, err := c.RepositoryModelUnload(ctx, &inferencepb.RepositoryModelUnloadRequest{ModelName: "mlp"}); code(err) != codes.FailedPrecondition {
 		t.Errorf("gRPC unload during a rollout: %v", err)
 	}
-	if p, _ := s.traffic.get("mlp"); p.Weights[1] != want.Weights[1] || p.Weights[2] != want.Weights[2] {
+	if p, _ := s.Policy("mlp"); p.Weights[1] != want.Weights[1] || p.Weights[2] != want.Weights[2] {
 		t.Fatalf("traffic changed to %+v", p)
 	}
 	if !s.VersionReady("mlp", 1) || !s.VersionReady("mlp", 2) {
 		t.Fatal("a refused unload unloaded")
 	}
-	if _, err := s.rollouts.Abort("mlp", "test"); err != nil {
+	if _, err := s.Rollouts().Abort("mlp", "test"); err != nil {
 		t.Fatal(err)
 	}
 	if r := call(t, "POST", admin+"/v2/repository/models/mlp/unload", nil, nil); r.status != 200 {
@@ -172,7 +171,7 @@ func TestUnsavedChangesAreNotMade(t *testing.T) {
 	if status != 500 || !strings.Contains(msg, "not saved") {
 		t.Fatalf("policy that cannot be saved: %d %q", status, msg)
 	}
-	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 3 || p.Weights[2] != 1 {
+	if p, _ := s.Policy("mlp"); p.Weights[1] != 3 || p.Weights[2] != 1 {
 		t.Fatalf("an unsaved policy was applied: %+v", p)
 	}
 
@@ -181,7 +180,7 @@ func TestUnsavedChangesAreNotMade(t *testing.T) {
 	os.RemoveAll(filepath.Join(state, "traffic.mlp.json"))
 	sp := withModel(spec(10, 100))
 	sp.Interval = deploy.Duration(time.Hour)
-	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+	if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 		t.Fatal(err)
 	}
 	onDisk := readFile(t, filepath.Join(state, "rollout.mlp.json"))
@@ -190,13 +189,13 @@ func TestUnsavedChangesAreNotMade(t *testing.T) {
 	if status != 500 || !strings.Contains(msg, "traffic not moved") {
 		t.Fatalf("abort whose traffic cannot be saved: %d %q", status, msg)
 	}
-	if st, _ := s.rollouts.Get("mlp"); st.Phase != deploy.Progressing {
+	if st, _ := s.Rollouts().Get("mlp"); st.Phase != deploy.Progressing {
 		t.Fatalf("rollout %s after a failed abort", st.Phase)
 	}
 	if !bytes.Equal(readFile(t, filepath.Join(state, "rollout.mlp.json")), onDisk) {
 		t.Fatal("the failed abort's state stayed on disk")
 	}
-	if p, _ := s.traffic.get("mlp"); p.Weights[1] != 90 || p.Weights[2] != 10 {
+	if p, _ := s.Policy("mlp"); p.Weights[1] != 90 || p.Weights[2] != 10 {
 		t.Fatalf("traffic after a failed abort %+v", p)
 	}
 
@@ -205,7 +204,7 @@ func TestUnsavedChangesAreNotMade(t *testing.T) {
 	if status, msg = adminError(t, "POST", admin+"/v2/admin/models/mlp/rollout/abort", ""); status != 500 || !strings.Contains(msg, "state not saved") {
 		t.Fatalf("abort whose state cannot be saved: %d %q", status, msg)
 	}
-	if st, _ := s.rollouts.Get("mlp"); st.Phase != deploy.Progressing {
+	if st, _ := s.Rollouts().Get("mlp"); st.Phase != deploy.Progressing {
 		t.Fatalf("rollout %s after a failed abort", st.Phase)
 	}
 }
@@ -222,7 +221,7 @@ func TestLoadKeepsTrafficAndLeavesNoPin(t *testing.T) {
 	if r := call(t, "POST", admin+"/v2/repository/models/mlp/load", nil, nil); r.status != 200 {
 		t.Fatalf("load: %d %s", r.status, r.body)
 	}
-	if p, ok := s.traffic.get("mlp"); ok {
+	if p, ok := s.Policy("mlp"); ok {
 		t.Fatalf("a load with no newer version left a policy %+v", p)
 	}
 	os.Rename(moved, two)

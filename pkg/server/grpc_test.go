@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/internal/requests"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -109,47 +109,10 @@ func TestGRPCHealthAndMetadata(t *testing.T) {
 		t.Fatalf("health while draining: %v %v", r, err)
 	}
 	// Not serving by its health, yet answering: clients take a while to notice.
-	m, _ := s.repo.Model("mlp", 0)
-	if _, err := c.ModelInfer(ctx, grpcRequest("mlp", runner.SyntheticInputs(m.Metadata().Inputs, 1, true), true)); err != nil {
+	m, _ := s.Repository().Model("mlp", 0)
+	if _, err := c.ModelInfer(ctx, requests.GRPC("mlp", runner.SyntheticInputs(m.Metadata().Inputs, 1, true), true)); err != nil {
 		t.Fatalf("infer while draining: %v", err)
 	}
-}
-
-// grpcRequest builds a ModelInferRequest from tensors, raw or typed.
-func grpcRequest(model string, inputs []tensor.Tensor, raw bool) *inferencepb.ModelInferRequest {
-	req := &inferencepb.ModelInferRequest{ModelName: model, Id: "g-" + model}
-	for _, t := range inputs {
-		in := &inferencepb.ModelInferRequest_InferInputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
-		if raw {
-			req.RawInputContents = append(req.RawInputContents, t.Data)
-		} else {
-			in.Contents = &inferencepb.InferTensorContents{}
-			switch t.DataType {
-			case tensor.FP32:
-				in.Contents.Fp32Contents, _ = tensor.Values[float32](t)
-			case tensor.FP64:
-				in.Contents.Fp64Contents, _ = tensor.Values[float64](t)
-			case tensor.Int64:
-				in.Contents.Int64Contents, _ = tensor.Values[int64](t)
-			case tensor.Uint8:
-				for _, b := range t.Data {
-					in.Contents.UintContents = append(in.Contents.UintContents, uint32(b))
-				}
-			case tensor.Bool:
-				for _, b := range t.Data {
-					in.Contents.BoolContents = append(in.Contents.BoolContents, b != 0)
-				}
-			case tensor.Bytes:
-				for d := t.Data; len(d) > 0; {
-					n := binary.LittleEndian.Uint32(d)
-					in.Contents.BytesContents = append(in.Contents.BytesContents, d[4:4+n])
-					d = d[4+n:]
-				}
-			}
-		}
-		req.Inputs = append(req.Inputs, in)
-	}
-	return req
 }
 
 // The generated client round-trips every bundled model, raw and typed,
@@ -177,7 +140,7 @@ func TestGRPCInferAllModels(t *testing.T) {
 				continue // FP16 has no typed contents; checked below
 			}
 			var trailer metadata.MD
-			resp, err := c.ModelInfer(context.Background(), grpcRequest(name, inputs, raw), grpc.Trailer(&trailer))
+			resp, err := c.ModelInfer(context.Background(), requests.GRPC(name, inputs, raw), grpc.Trailer(&trailer))
 			if err != nil {
 				t.Fatalf("%s raw=%v: %v", name, raw, err)
 			}
@@ -196,7 +159,7 @@ func TestGRPCInferAllModels(t *testing.T) {
 		}
 	}
 	// FP16 only travels raw: typed contents are refused, naming the input.
-	bad := grpcRequest("multi-io", runner.SyntheticInputs([]runner.TensorSpec{{Name: "halfs", DataType: tensor.FP16, Shape: []int64{-1, 4}}}, 1, true), false)
+	bad := requests.GRPC("multi-io", runner.SyntheticInputs([]runner.TensorSpec{{Name: "halfs", DataType: tensor.FP16, Shape: []int64{-1, 4}}}, 1, true), false)
 	if _, err := c.ModelInfer(context.Background(), bad); code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `"halfs"`) {
 		t.Fatalf("typed FP16: %v", err)
 	}
@@ -212,16 +175,16 @@ func TestGRPCErrors(t *testing.T) {
 		code codes.Code
 		want string
 	}{
-		{"unknown model", grpcRequest("nope", image, true), codes.NotFound, "nope"},
+		{"unknown model", requests.GRPC("nope", image, true), codes.NotFound, "nope"},
 		{"no inputs", &inferencepb.ModelInferRequest{ModelName: "mlp"}, codes.InvalidArgument, "takes 1 inputs, the request has 0"},
-		{"wrong shape", grpcRequest("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 3}, []float32{1, 2, 3})}, true), codes.InvalidArgument, `"image"`},
+		{"wrong shape", requests.GRPC("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 3}, []float32{1, 2, 3})}, true), codes.InvalidArgument, `"image"`},
 		{"short typed", func() *inferencepb.ModelInferRequest {
-			r := grpcRequest("mlp", image, false)
+			r := requests.GRPC("mlp", image, false)
 			r.Inputs[0].Contents.Fp32Contents = r.Inputs[0].Contents.Fp32Contents[:5]
 			return r
 		}(), codes.InvalidArgument, `input "image": shape [1 784]: declares 784 elements, contents hold 5`},
 		{"raw count", func() *inferencepb.ModelInferRequest {
-			r := grpcRequest("mlp", image, true)
+			r := requests.GRPC("mlp", image, true)
 			r.RawInputContents = append(r.RawInputContents, nil)
 			return r
 		}(), codes.InvalidArgument, "2 raw_input_contents for 1 inputs"},
@@ -242,7 +205,7 @@ func TestGRPCStreamAndStatistics(t *testing.T) {
 	}
 	const n = 20
 	for i := range n {
-		req := grpcRequest("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}, true)
+		req := requests.GRPC("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}, true)
 		req.Id = fmt.Sprint(i)
 		if i == 7 {
 			req.Inputs[0].Shape = []int64{1, 5} // one bad request: an error message, the stream goes on
@@ -289,7 +252,7 @@ func TestGRPCStreamAndStatistics(t *testing.T) {
 	if _, err := c.RepositoryModelUnload(ctx, &inferencepb.RepositoryModelUnloadRequest{ModelName: "mlp"}); code(err) != codes.PermissionDenied {
 		t.Fatalf("unload on the public port of a server with no admin token: %v", err)
 	}
-	trusting, err := New(s.repo, Options{AdminTrustLoopback: true}) // as --admin-trust-loopback: a loopback peer may
+	trusting, err := New(s.Repository(), Options{AdminTrustLoopback: true}) // as --admin-trust-loopback: a loopback peer may
 	if err != nil {
 		t.Fatal(err)
 	}

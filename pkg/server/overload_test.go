@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/internal/testrepo"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -35,7 +36,7 @@ func (w *statusWriter) WriteHeader(code int) {
 // loaded the machine is: a slower machine sends less and answers less.
 func TestOverloadIsolation(t *testing.T) {
 	const queueBound = 8
-	repo := repoOf(t, map[string][2]string{
+	repo := testrepo.Open(t, map[string][2]string{
 		// 20 thousand iterations a request: about 20 ms on a quiet core.
 		"flooded": {faultyFile, faultyWarmup + "max_batch_size: 0\ndynamic_batching: {max_queue_size: " + strconv.Itoa(queueBound) + "}\n"},
 		"calm":    {mlpFile, ""},

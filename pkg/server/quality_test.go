@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/httpapi"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -71,7 +72,7 @@ func TestCanaryRollsBackOnOutputDrift(t *testing.T) {
 		sp := withModel(spec(50, 100))
 		sp.Analysis.MaxP99Ratio, sp.Analysis.MaxOutputDrift = 0, 0.25
 		sp.Interval = deploy.Duration(time.Second)
-		if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 			t.Fatal(err)
 		}
 		st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
@@ -93,7 +94,7 @@ func TestCanaryRollsBackOnOutputDrift(t *testing.T) {
 		// Both versions' monitors answer on the quality endpoint, and
 		// their counters are in the metrics.
 		r := serve(s.Handler(), "GET", "/v2/models/mlp/quality", nil)
-		var ans qualityAnswer
+		var ans httpapi.QualityAnswer
 		if err := json.Unmarshal(r.body, &ans); r.status != 200 || err != nil || len(ans.Versions) != 2 {
 			t.Fatalf("quality: %d %s", r.status, r.body)
 		}

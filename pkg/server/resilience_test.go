@@ -18,6 +18,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/internal/requests"
+	"github.com/infer-serving/infer/pkg/internal/testrepo"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -25,45 +28,6 @@ import (
 )
 
 var variants = filepath.Join("..", "..", "testdata", "variants")
-
-// repoOf writes a model repository: each model name maps to its ONNX
-// file and config.yaml; "name/2" keys add further versions.
-func repoOf(t *testing.T, models map[string][2]string) *runner.Repository {
-	t.Helper()
-	repo, err := runner.Open(repoDir(t, models), runner.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return repo
-}
-
-// repoDir writes the repository repoOf opens, and returns its folder.
-func repoDir(t *testing.T, models map[string][2]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for key, m := range models {
-		name, version, ok := strings.Cut(key, "/")
-		if !ok {
-			version = "1"
-		}
-		data, err := os.ReadFile(m[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(dir, name, version), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name, version, "model.onnx"), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if m[1] != "" {
-			if err := os.WriteFile(filepath.Join(dir, name, "config.yaml"), []byte(m[1]), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return dir
-}
 
 var (
 	mlpFile    = filepath.Join(bundled, "mlp", "1", "model.onnx")
@@ -100,7 +64,7 @@ func post(t *testing.T, client *http.Client, url string, body []byte) reply {
 // A repeated request is answered from the cache, skipping the queue, with
 // exactly the bytes of the first answer; /stats and the metrics count it.
 func TestCacheHitIsTheSameBytes(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{
+	repo := testrepo.Open(t, map[string][2]string{
 		"mlp":   {mlpFile, "cache: {enabled: true, max_bytes: 1048576}\n"},
 		"short": {mlpFile, "cache: {enabled: true, ttl: 100ms}\n"},
 	})
@@ -238,7 +202,7 @@ func slicesEqual(a, b []float32) bool {
 // slow the machine, the failures fall in one window and the probe comes
 // exactly after open_for.
 func TestCircuitBreakerOpensFallsBackAndCloses(t *testing.T) {
-	dir := repoDir(t, map[string][2]string{
+	dir := testrepo.Dir(t, map[string][2]string{
 		"faulty": {faultyFile, faultyWarmup + `
 max_batch_size: 8
 cache: {enabled: true}
@@ -270,7 +234,7 @@ fallback:
 		}
 		// (A hit's cache phase takes no time on the bubble's clock, so
 		// Server-Timing leaves it out: the model's count tells.)
-		if m, _ := s.repo.Model("faulty", 1); m.Stats().Cache.Hits != 10 {
+		if m, _ := s.Repository().Model("faulty", 1); m.Stats().Cache.Hits != 10 {
 			t.Fatalf("%d of 10 repeats answered from the cache", m.Stats().Cache.Hits)
 		}
 		// Failures open the breaker: with the good one, 4 of 5 failed.
@@ -343,7 +307,7 @@ func scrape(t *testing.T, s *Server) string {
 // Without any fallback that answers, an open breaker refuses with 503 and
 // Retry-After, over HTTP and gRPC alike.
 func TestOpenBreakerWithoutFallbackRefuses(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{"faulty": {faultyFile, faultyWarmup +
+	repo := testrepo.Open(t, map[string][2]string{"faulty": {faultyFile, faultyWarmup +
 		"circuit_breaker: {enabled: true, min_requests: 3, open_for: 7s}\nfallback: [{unavailable: {}}]\n"}})
 	s, hs := start(t, repo, Options{})
 	url := hs.URL + "/v2/models/faulty/infer"
@@ -361,8 +325,8 @@ func TestOpenBreakerWithoutFallbackRefuses(t *testing.T) {
 	// gRPC: UNAVAILABLE, with the same advice in the trailer.
 	gc, _ := serveGRPC(t, s)
 	var trailer metadata.MD
-	_, err := gc.ModelInfer(context.Background(), grpcRequest("faulty", []tensor.Tensor{tensor.New("x", []int64{1, 4}, []float32{0, 0, 0, 0})}, true), grpc.Trailer(&trailer))
-	if code(err) != codes.Unavailable || len(trailer.Get("retry-after")) != 1 || trailer.Get(trailerFallback)[0] != "unavailable" {
+	_, err := gc.ModelInfer(context.Background(), requests.GRPC("faulty", []tensor.Tensor{tensor.New("x", []int64{1, 4}, []float32{0, 0, 0, 0})}, true), grpc.Trailer(&trailer))
+	if code(err) != codes.Unavailable || len(trailer.Get("retry-after")) != 1 || trailer.Get(core.TrailerFallback)[0] != "unavailable" {
 		t.Fatalf("gRPC, open: %v, trailer %v", err, trailer)
 	}
 }
@@ -407,7 +371,7 @@ func TestFaultInjection(t *testing.T) {
 // A request bigger than the model's bound is refused with 413 before it
 // is queued.
 func TestRequestBytesBound(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{"mlp": {mlpFile, "max_request_bytes: 4096\n"}})
+	repo := testrepo.Open(t, map[string][2]string{"mlp": {mlpFile, "max_request_bytes: 4096\n"}})
 	_, hs := start(t, repo, Options{})
 	two := &protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{2, 784}, make([]float32, 2*784))}}
 	if r, _ := infer(t, hs.URL, "mlp", two, true); r.status != 413 || !strings.Contains(string(r.body), "max_request_bytes 4096") {
@@ -422,7 +386,7 @@ func TestRequestBytesBound(t *testing.T) {
 // A corrupt model version fails to load, at start and on a later load,
 // while the server keeps serving the versions and models that loaded.
 func TestCorruptVersionFailsAloneToLoad(t *testing.T) {
-	root := repoDir(t, map[string][2]string{"mlp": {mlpFile, ""}, "other": {mlpFile, ""}})
+	root := testrepo.Dir(t, map[string][2]string{"mlp": {mlpFile, ""}, "other": {mlpFile, ""}})
 	repo, err := runner.Open(root, runner.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -455,22 +419,5 @@ func TestCorruptVersionFailsAloneToLoad(t *testing.T) {
 	}
 	if states["mlp/1"] != runner.StateReady || states["mlp/2"] == runner.StateReady || states["other/1"] != runner.StateReady {
 		t.Fatalf("index after the failed load: %v", states)
-	}
-}
-
-// Finding a model version's guard costs a request no allocation, with a
-// breaker or without.
-func TestGuardLookupAllocatesNothing(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{"plain": {mlpFile, ""}, "guarded": {mlpFile, "circuit_breaker: {enabled: true}\n"}})
-	s, _ := start(t, repo, Options{})
-	for _, name := range []string{"plain", "guarded"} {
-		m, err := repo.Model(name, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.guards.get(m)
-		if n := testing.AllocsPerRun(100, func() { s.guards.get(m) }); n != 0 {
-			t.Errorf("%s: %v allocations a lookup", name, n)
-		}
 	}
 }

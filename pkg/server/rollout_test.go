@@ -73,7 +73,7 @@ func waitPhase(t *testing.T, s *Server, phases ...string) deploy.State {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		st, err := s.rollouts.Get("mlp")
+		st, err := s.Rollouts().Get("mlp")
 		if err == nil {
 			for _, p := range phases {
 				if st.Phase == p {
@@ -131,14 +131,14 @@ func TestCanaryPromotesAGoodVersion(t *testing.T) {
 		if st.Phase != deploy.Promoted || strings.Count(kinds(st), "pass") != 2 {
 			t.Fatalf("phase %s, history %s", st.Phase, kinds(st))
 		}
-		if p, _ := s.traffic.get("mlp"); p.Weights[2] != 1 || len(p.Weights) != 1 {
+		if p, _ := s.Policy("mlp"); p.Weights[2] != 1 || len(p.Weights) != 1 {
 			t.Fatalf("traffic after promotion %+v", p)
 		}
 		// Undo: back to the stable version at once.
 		if r := serve(s.AdminHandler(), "POST", "/v2/admin/models/mlp/rollout/undo", nil); r.status != 200 {
 			t.Fatalf("undo: %d %s", r.status, r.body)
 		}
-		if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 {
+		if p, _ := s.Policy("mlp"); p.Weights[1] != 1 {
 			t.Fatalf("traffic after undo %+v", p)
 		}
 	})
@@ -151,14 +151,14 @@ func TestCanaryRollsBackAFailingVersion(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := serveInBubble(t, dir, Options{})
 		load(t, s)
-		if _, err := s.rollouts.Start(withModel(spec(25, 50, 100)), "test"); err != nil {
+		if _, err := s.Rollouts().Start(withModel(spec(25, 50, 100)), "test"); err != nil {
 			t.Fatal(err)
 		}
 		st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
 		if st.Phase != deploy.RolledBack || st.Step != 0 || !strings.Contains(st.History[len(st.History)-1].Reason, "success rate") {
 			t.Fatalf("phase %s at step %d, history %s: %s", st.Phase, st.Step, kinds(st), st.History[len(st.History)-1].Reason)
 		}
-		if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 || len(p.Weights) != 1 {
+		if p, _ := s.Policy("mlp"); p.Weights[1] != 1 || len(p.Weights) != 1 {
 			t.Fatalf("traffic after rollback %+v", p)
 		}
 	})
@@ -176,7 +176,7 @@ func TestCanaryRollsBackASlowVersion(t *testing.T) {
 		sp := withModel(spec(50, 100))
 		sp.Analysis.MaxP99Ratio, sp.Analysis.MinRequests = 1.5, 30
 		sp.Interval = deploy.Duration(time.Second)
-		if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 			t.Fatal(err)
 		}
 		st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack)
@@ -196,10 +196,10 @@ func TestBlueGreenSwitchesAtOnce(t *testing.T) {
 		load(t, s)
 		sp := withModel(spec())
 		sp.Strategy = deploy.BlueGreen
-		if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 			t.Fatal(err)
 		}
-		if p, _ := s.traffic.get("mlp"); p.Weights[2] != 1 {
+		if p, _ := s.Policy("mlp"); p.Weights[2] != 1 {
 			t.Fatalf("not switched after the smoke requests: %+v", p)
 		}
 		if st := waitPhase(t, s, deploy.Promoted, deploy.RolledBack); st.Phase != deploy.Promoted {
@@ -215,7 +215,7 @@ func TestShadowRolloutNeverServes(t *testing.T) {
 		load(t, s)
 		sp := withModel(spec())
 		sp.Strategy, sp.ShadowFraction, sp.Analysis.MaxDrift = deploy.Mirror, 0.5, 1e-3
-		if _, err := s.rollouts.Start(sp, "test"); err != nil {
+		if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 			t.Fatal(err)
 		}
 		st := waitPhase(t, s, deploy.Completed, deploy.RolledBack)
@@ -234,7 +234,7 @@ func TestShadowRolloutNeverServes(t *testing.T) {
 		if judged["shadow_compared"] < 10 {
 			t.Fatalf("pass without comparisons: %v", judged)
 		}
-		if p, _ := s.traffic.get("mlp"); p.Weights[1] != 1 || p.Shadow != nil {
+		if p, _ := s.Policy("mlp"); p.Weights[1] != 1 || p.Shadow != nil {
 			t.Fatalf("traffic after a shadow rollout %+v", p)
 		}
 	})
@@ -251,7 +251,7 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 	}
 	sp := withModel(spec(10, 50, 100))
 	sp.Interval = deploy.Duration(time.Hour) // it stays at its first step
-	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+	if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close() // as after a kill: the state on disk is all that is left
@@ -259,17 +259,17 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 
 	repo2 := openRepo(t, dir)
 	s2, hs := start(t, repo2, Options{StateDir: state})
-	st, err := s2.rollouts.Get("mlp")
+	st, err := s2.Rollouts().Get("mlp")
 	if err != nil || st.Phase != deploy.Progressing || st.Step != 0 || st.Percent() != 10 {
 		t.Fatalf("resumed %+v %v", st, err)
 	}
-	if p, _ := s2.traffic.get("mlp"); p.Weights[2] != 10 || p.Weights[1] != 90 {
+	if p, _ := s2.Policy("mlp"); p.Weights[2] != 10 || p.Weights[1] != 90 {
 		t.Fatalf("weights after restart %+v", p)
 	}
 	if r := call(t, "POST", adminBase(t, s2, hs)+"/v2/admin/models/mlp/rollout/abort", nil, nil); r.status != 200 {
 		t.Fatalf("abort: %d %s", r.status, r.body)
 	}
-	if st, _ := s2.rollouts.Get("mlp"); st.Phase != deploy.Aborted {
+	if st, _ := s2.Rollouts().Get("mlp"); st.Phase != deploy.Aborted {
 		t.Fatal(st.Phase)
 	}
 	if r := call(t, "POST", adminBase(t, s2, hs)+"/v2/admin/models/mlp/rollout/promote", nil, nil); r.status != 409 {
@@ -306,12 +306,12 @@ func TestRolloutRequestErrors(t *testing.T) {
 			t.Errorf("%s %s %s: %d %s, want %d %q", tc.method, tc.path, tc.body, r.status, r.body, tc.status, tc.want)
 		}
 	}
-	if _, err := s.rollouts.Get("mlp"); err == nil {
+	if _, err := s.Rollouts().Get("mlp"); err == nil {
 		t.Fatal("a bad request started a rollout")
 	}
 	sp := withModel(spec(50, 100))
 	sp.Interval = deploy.Duration(time.Hour)
-	if _, err := s.rollouts.Start(sp, "test"); err != nil {
+	if _, err := s.Rollouts().Start(sp, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if r := call(t, "POST", url, []byte(`{"stable":1,"candidate":2}`), nil); r.status != 409 || !strings.Contains(string(r.body), "abort it first") {

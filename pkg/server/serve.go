@@ -77,7 +77,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	inference := netlimit.NewBudget(s.opts.MaxConnections)
 	budgets := map[string]*netlimit.Budget{"inference": inference,
 		"metrics": netlimit.NewBudget(metricsConnections), "admin": netlimit.NewBudget(adminConnections)}
-	s.metrics.registry.MustRegister(connCollector(budgets))
+	s.Registry().MustRegister(connCollector(budgets))
 
 	type front struct {
 		name string

@@ -1,25 +1,24 @@
-// Package server is infer's HTTP front end: it speaks the Open Inference
-// Protocol (KServe v2) with Triton's extensions, translates each request
-// into a runner.Request and back, and measures the latency budget of every
-// response. It knows nothing of batching or the runtime.
+// Package server assembles infer's serving core and its front ends (the
+// KServe v2 HTTP API, the gRPC API, the OpenAI-compatible endpoints, the
+// admin API) into one server, and serves them on their listeners with
+// bounded connections and a Kubernetes-style drain.
 package server
 
 import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
-	"strconv"
-	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 
-	"github.com/infer-serving/infer/pkg/deploy"
-	"github.com/infer-serving/infer/pkg/drift"
-	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/admin"
+	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/grpcapi"
+	"github.com/infer-serving/infer/pkg/httpapi"
+	"github.com/infer-serving/infer/pkg/openai"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -75,19 +74,33 @@ type Options struct {
 // DefaultMaxBodyBytes is the default bound on a request body, in bytes.
 const DefaultMaxBodyBytes = 64 << 20
 
-// Server serves a model repository over HTTP.
+// Names the front ends share with their clients.
+const (
+	// FallbackHeader names, on a response a fallback gave, which one.
+	FallbackHeader = core.FallbackHeader
+	// BatchSizeHeader carries the rows of the batch a request ran in.
+	BatchSizeHeader = httpapi.BatchSizeHeader
+	// TrailerServerTiming and TrailerBatchSize are the gRPC trailers of
+	// every ModelInfer response.
+	TrailerServerTiming = grpcapi.TrailerServerTiming
+	TrailerBatchSize    = grpcapi.TrailerBatchSize
+)
+
+// Fault is an injected failure of one model version (SetFault).
+type Fault = core.Fault
+
+// ShadowSummary is what mirroring a model has found so far.
+type ShadowSummary = core.ShadowSummary
+
+// Server is the serving core with its front ends.
 type Server struct {
-	repo     *runner.Repository
-	opts     Options
-	log      *slog.Logger
-	metrics  *metrics
-	traffic  traffic
-	shadow   *shadowing
-	rollouts *deploy.Engine
-	health   *health.Server // the gRPC health service's state
-	draining atomic.Bool
-	guards   guards
-	faults   faults
+	*core.Core
+	opts   Options
+	log    *slog.Logger
+	health *health.Server // the gRPC health service's state
+	http   *httpapi.API
+	openai *openai.API
+	admin  *admin.API
 }
 
 // New returns a server for repo, restoring the traffic policies kept in
@@ -105,29 +118,17 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 			"max_connections", opts.MaxConnections, "lowered_to", n, "open_file_limit", fds, "reserve", fdReserve)
 		opts.MaxConnections = n
 	}
-	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
-	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
-	s.faults.allowed = opts.AllowFaultInjection
-	s.guards.log = s.log
-	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "infer_circuit_transitions_total",
-		Help: "Circuit breaker state changes by the state entered (open, half-open, closed).",
-	}, []string{"model", "version", "to"})
-	s.metrics.registry.MustRegister(trafficCollector{&s.traffic}, s.guards.trips, guardCollector{&s.guards})
-	s.shadow = newShadowing(s.metrics.registry)
-	if opts.StateDir != "" {
-		s.traffic.store = &deploy.Store{Dir: opts.StateDir}
-		if err := s.restorePolicies(); err != nil {
-			s.shadow.close()
-			return nil, err
-		}
-	}
-	var err error
-	if s.rollouts, err = deploy.NewEngine(s, s.traffic.store, s.log); err != nil {
-		s.shadow.close()
+	c, err := core.New(repo, core.Options{DefaultTimeout: opts.DefaultTimeout, Logger: opts.Logger,
+		AdminToken: opts.AdminToken, AdminTrustLoopback: opts.AdminTrustLoopback,
+		StateDir: opts.StateDir, AllowFaultInjection: opts.AllowFaultInjection})
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return &Server{Core: c, opts: opts, log: opts.Logger, health: health.NewServer(),
+		http:   httpapi.New(c, httpapi.Options{Name: opts.Name, Version: opts.Version, MaxBodyBytes: opts.MaxBodyBytes}),
+		openai: openai.New(c, opts.MaxBodyBytes),
+		admin:  admin.New(c),
+	}, nil
 }
 
 // Drain begins a shutdown the Kubernetes way: the server reports itself
@@ -140,38 +141,15 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 // http.Server.Shutdown (and gRPC's GracefulStop), which stop accepting and
 // wait for what was accepted.
 func (s *Server) Drain() {
-	s.draining.Store(true)
+	s.Core.Drain()
 	s.health.Shutdown() // every service NOT_SERVING
 }
 
-// extensions are the protocol extensions both front ends implement.
-func (s *Server) extensions() []string {
-	return append([]string{"model_repository", "statistics", "model_configuration"}, protocol.Extensions...)
-}
-
-// readyVersions lists model name's ready versions.
-func (s *Server) readyVersions(name string) []string {
-	var out []string
-	for _, st := range s.repo.Index() {
-		if st.Name == name && st.State == runner.StateReady {
-			out = append(out, strconv.FormatInt(st.Version, 10))
-		}
-	}
-	return out
-}
-
-// Ready reports whether the server accepts inference requests: it is not
-// draining and at least one model version is ready.
-func (s *Server) Ready() bool {
-	if s.draining.Load() {
-		return false
-	}
-	for _, st := range s.repo.Index() {
-		if st.State == runner.StateReady {
-			return true
-		}
-	}
-	return false
+// RegisterGRPC adds the Open Inference Protocol's gRPC service
+// (inference.GRPCInferenceService) and the standard gRPC health service to
+// g. Drain turns the health status to NOT_SERVING.
+func (s *Server) RegisterGRPC(g *grpc.Server) {
+	grpcapi.Register(g, s.Core, s.health, grpcapi.Options{Name: s.opts.Name, Version: s.opts.Version})
 }
 
 // testRoutes, set by tests of this package only, adds routes to the mux
@@ -180,7 +158,7 @@ var testRoutes func(*Server, *http.ServeMux)
 
 // MetricsHandler serves the Prometheus metrics.
 func (s *Server) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(s.Registry(), promhttp.HandlerOpts{})
 }
 
 // Handler returns the HTTP handler of the protocol's endpoints, for the
@@ -190,38 +168,18 @@ func (s *Server) MetricsHandler() http.Handler {
 // metrics port (Triton's layout) serves the same registry.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.HandleFunc("GET /v2/health/ready", s.serveReady)
-	mux.HandleFunc("GET /v2", s.serveServerMetadata)
-	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
-		mux.HandleFunc("GET "+prefix, s.serveModelMetadata)
-		mux.HandleFunc("GET "+prefix+"/ready", s.serveModelReady)
-		mux.HandleFunc("GET "+prefix+"/config", s.serveModelConfig)
-		mux.HandleFunc("GET "+prefix+"/infer-config", s.serveInferConfig)
-		mux.HandleFunc("GET "+prefix+"/stats", s.serveModelStats)
-		mux.HandleFunc("GET "+prefix+"/quality", s.serveQuality)
-		mux.HandleFunc("POST "+prefix+"/infer", s.serveInfer)
-	}
-	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
-		mux.HandleFunc("POST "+prefix+"/generate", s.serveGenerate)
-		mux.HandleFunc("POST "+prefix+"/generate_stream", s.serveGenerate)
-	}
-	mux.HandleFunc("POST /v1/completions", s.serveOpenAIGenerate)
-	mux.HandleFunc("POST /v1/chat/completions", s.serveOpenAIGenerate)
-	mux.HandleFunc("GET /v1/models", s.serveOpenAIModels)
-	mux.HandleFunc("POST /v1/embeddings", s.serveEmbeddings)
-	mux.HandleFunc("GET /v2/models/stats", s.serveModelStats)
-	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
+	s.http.Register(mux)
+	s.openai.Register(mux)
 	mux.Handle("GET /metrics", s.MetricsHandler())
-	s.adminRoutes(mux, true)
+	s.admin.Register(mux, true)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
+		httpapi.WriteError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
 	if testRoutes != nil {
 		testRoutes(s, mux)
 	}
 	return s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.draining.Load() {
+		if s.Draining() {
 			w.Header().Set("Connection", "close")
 		}
 		mux.ServeHTTP(w, r)
@@ -231,40 +189,17 @@ func (s *Server) Handler() http.Handler {
 // AdminHandler returns the HTTP handler of the admin listener: the admin
 // API (repository load and unload, traffic policies, rollouts, fault
 // injection), the repository index, liveness and Go's profiles under
-// /debug/pprof/. With an admin token set
-// every admin call needs it here too; without one the listener's address
-// (loopback by default) is what keeps outside callers away.
+// /debug/pprof/. With an admin token set every admin call needs it here
+// too; without one the listener's address (loopback by default) is what
+// keeps outside callers away.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.HandleFunc("POST /v2/repository/index", s.serveRepositoryIndex)
-	s.adminRoutes(mux, false)
-	// Go's profiles (CPU, heap, goroutines, mutexes), on the admin
-	// listener only: a profile shows the server's insides.
-	mux.HandleFunc("GET /debug/pprof/", s.admin(pprof.Index, false))
-	mux.HandleFunc("GET /debug/pprof/profile", s.admin(pprof.Profile, false))
-	mux.HandleFunc("GET /debug/pprof/trace", s.admin(pprof.Trace, false))
-	mux.HandleFunc("GET /debug/pprof/symbol", s.admin(pprof.Symbol, false))
+	mux.HandleFunc("GET /v2/health/live", httpapi.Live)
+	mux.HandleFunc("POST /v2/repository/index", s.http.ServeRepositoryIndex)
+	s.admin.Register(mux, false)
+	s.admin.RegisterProfiles(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, errors.New("no such admin endpoint: "+r.Method+" "+r.URL.Path))
+		httpapi.WriteError(w, http.StatusNotFound, errors.New("no such admin endpoint: "+r.Method+" "+r.URL.Path))
 	})
 	return s.guard(mux) // bodies bounded, panics answered and counted, as on the public port
-}
-
-// adminRoutes adds the admin endpoints to mux, guarded for the public
-// port or the admin listener.
-func (s *Server) adminRoutes(mux *http.ServeMux, public bool) {
-	admin := func(h http.HandlerFunc) http.HandlerFunc { return s.admin(h, public) }
-	mux.HandleFunc("POST /v2/repository/models/{model}/load", admin(s.serveLoad))
-	mux.HandleFunc("POST /v2/repository/models/{model}/unload", admin(s.serveUnload))
-	mux.HandleFunc("GET /v2/admin/models/{model}/versions", admin(s.serveVersionFolders))
-	mux.HandleFunc("GET /v2/admin/models/{model}/traffic", admin(s.serveGetPolicy))
-	mux.HandleFunc("PUT /v2/admin/models/{model}/traffic", admin(s.servePutPolicy))
-	mux.HandleFunc("DELETE /v2/admin/models/{model}/traffic", admin(s.serveDeletePolicy))
-	mux.HandleFunc("GET /v2/admin/models/{model}/shadow", admin(s.serveShadowSummary))
-	mux.HandleFunc("POST /v2/admin/models/{model}/rollout", admin(s.serveStartRollout))
-	mux.HandleFunc("GET /v2/admin/models/{model}/rollout", admin(s.serveGetRollout))
-	mux.HandleFunc("POST /v2/admin/models/{model}/rollout/{command}", admin(s.serveRolloutCommand))
-	mux.HandleFunc("PUT /v2/admin/models/{model}/versions/{version}/fault", admin(s.servePutFault))
-	mux.HandleFunc("DELETE /v2/admin/models/{model}/versions/{version}/fault", admin(s.servePutFault))
 }

@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/infer-serving/infer/pkg/httpapi"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -398,7 +399,7 @@ func TestStatsAndMetrics(t *testing.T) {
 	wg.Wait()
 	r := call(t, "GET", hs.URL+"/v2/models/mlp/stats", nil, nil)
 	var st struct {
-		ModelStats []modelStats `json:"model_stats"`
+		ModelStats []httpapi.ModelStats `json:"model_stats"`
 	}
 	if err := json.Unmarshal(r.body, &st); err != nil || len(st.ModelStats) != 1 {
 		t.Fatalf("stats %s", r.body)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infer-serving/infer/pkg/internal/requests"
+	"github.com/infer-serving/infer/pkg/internal/testrepo"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -15,7 +17,7 @@ import (
 // (raw and typed contents): a scalar (rank 0) in and out, and a batch of
 // no rows ([0, 4]).
 func TestScalarsAndEmptyBatchesOverEveryEncoding(t *testing.T) {
-	repo := repoOf(t, map[string][2]string{
+	repo := testrepo.Open(t, map[string][2]string{
 		"scalar": {filepath.Join(variants, "scalar.onnx"), ""},
 		"faulty": {faultyFile, faultyWarmup},
 	})
@@ -57,11 +59,11 @@ func TestScalarsAndEmptyBatchesOverEveryEncoding(t *testing.T) {
 
 	// gRPC, raw and typed contents.
 	for _, raw := range []bool{true, false} {
-		resp, err := c.ModelInfer(context.Background(), grpcRequest("scalar", []tensor.Tensor{tensor.New("x", []int64{}, []float32{3.5})}, raw))
+		resp, err := c.ModelInfer(context.Background(), requests.GRPC("scalar", []tensor.Tensor{tensor.New("x", []int64{}, []float32{3.5})}, raw))
 		if err != nil || len(resp.Outputs) != 1 || len(resp.Outputs[0].Shape) != 0 {
 			t.Errorf("scalar over gRPC (raw %v): %v %v", raw, resp, err)
 		}
-		resp, err = c.ModelInfer(context.Background(), grpcRequest("faulty", []tensor.Tensor{tensor.New("x", []int64{0, 4}, []float32{})}, raw))
+		resp, err = c.ModelInfer(context.Background(), requests.GRPC("faulty", []tensor.Tensor{tensor.New("x", []int64{0, 4}, []float32{})}, raw))
 		if err != nil || len(resp.Outputs) != 1 || !slices.Equal(resp.Outputs[0].Shape, []int64{0, 4}) {
 			t.Errorf("[0,4] over gRPC (raw %v): %v %v", raw, resp, err)
 		}

@@ -163,9 +163,9 @@ func TestGRPCFollowsTheTrafficPolicy(t *testing.T) {
 	if err := s.SetPolicy("mlp", deploy.Policy{Weights: map[int64]float64{1: 1, 2: 0}}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	g := &grpcService{s: s}
+	c, _ := serveGRPC(t, s)
 	x := image()[0]
-	resp, err := g.ModelInfer(context.Background(), &inferencepb.ModelInferRequest{ModelName: "mlp",
+	resp, err := c.ModelInfer(context.Background(), &inferencepb.ModelInferRequest{ModelName: "mlp",
 		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "image", Datatype: "FP32", Shape: x.Shape}}, RawInputContents: [][]byte{x.Data}})
 	if err != nil || resp.ModelVersion != "1" {
 		t.Fatalf("gRPC unversioned request: %v %v", resp, err)
@@ -293,7 +293,7 @@ func TestTrafficPoliciesSurviveRestart(t *testing.T) {
 
 	repo2 := openRepo(t, dir)
 	s2, hs := start(t, repo2, Options{StateDir: state})
-	p, ok := s2.traffic.get("mlp")
+	p, ok := s2.Policy("mlp")
 	if !ok || p.Weights[1] != 5 || p.Weights[2] != 95 {
 		t.Fatalf("restored %+v, %v", p, ok)
 	}
@@ -340,7 +340,7 @@ func TestLoadOfANewVersionKeepsTrafficWhereItWas(t *testing.T) {
 			t.Fatalf("after the load of version 2, an unversioned request got version %s", v)
 		}
 	}
-	if p, ok := s.traffic.get("mlp"); !ok || p.Weights[1] != 1 || len(p.Weights) != 1 {
+	if p, ok := s.Policy("mlp"); !ok || p.Weights[1] != 1 || len(p.Weights) != 1 {
 		t.Fatalf("policy after the load %+v %v", p, ok)
 	}
 }

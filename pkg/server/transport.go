@@ -9,14 +9,15 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+
+	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/httpapi"
 )
 
 // How long the server waits on a client, by default. Go's net/http waits
@@ -109,9 +110,6 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	}
 }
 
-// errBodyTimeout answers a request whose body did not arrive in time.
-var errBodyTimeout = errors.New("request body not received in time")
-
 // guard is the HTTP handler's outer layer: it bounds the time to read a
 // request's body and turns a handler's panic into a 500 for that request.
 func (s *Server) guard(next http.Handler) http.Handler {
@@ -132,9 +130,9 @@ func (s *Server) guard(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v) // net/http's way to abort a response: it handles it
 				}
-				err := s.panicked(protoHTTP, r.Method+" "+r.URL.Path, v)
+				err := s.Panicked(core.ProtoHTTP, r.Method+" "+r.URL.Path, v)
 				if !gw.wrote {
-					writeError(w, http.StatusInternalServerError, err)
+					httpapi.WriteError(w, http.StatusInternalServerError, err)
 					return
 				}
 				panic(http.ErrAbortHandler) // half a response is out: cut the connection
@@ -201,23 +199,15 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 			_ = b.rc.SetReadDeadline(time.Time{})
 		}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		err = fmt.Errorf("%w: the body took over %v (read_timeout)", errBodyTimeout, b.timeout)
+		err = fmt.Errorf("%w: the body took over %v (read_timeout)", core.ErrBodyTimeout, b.timeout)
 	}
 	return n, err
-}
-
-// panicked logs a panic that ended a request, with its stack, counts it,
-// and returns the error the request is answered with.
-func (s *Server) panicked(protocol, what string, v any) error {
-	s.metrics.panics.WithLabelValues(protocol).Inc()
-	s.log.Error("panic serving a request", "protocol", protocol, "request", what, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-	return fmt.Errorf("internal error serving %s", what)
 }
 
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			resp, err = nil, status.Error(codes.Internal, s.panicked(protoGRPC, info.FullMethod, v).Error())
+			resp, err = nil, status.Error(codes.Internal, s.Panicked(core.ProtoGRPC, info.FullMethod, v).Error())
 		}
 	}()
 	return handler(ctx, req)
@@ -226,20 +216,8 @@ func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServ
 func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = status.Error(codes.Internal, s.panicked(protoGRPC, info.FullMethod, v).Error())
+			err = status.Error(codes.Internal, s.Panicked(core.ProtoGRPC, info.FullMethod, v).Error())
 		}
 	}()
 	return handler(srv, ss)
-}
-
-// newPanicCounter counts the requests a panic ended, by protocol.
-func newPanicCounter() *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "infer_panics_total",
-		Help: "Requests a panic in the server ended (answered 500 or INTERNAL), by protocol (http, grpc).",
-	}, []string{"protocol"})
-	for _, p := range []string{protoHTTP, protoGRPC} {
-		c.WithLabelValues(p) // both series exist from the start, at 0
-	}
-	return c
 }

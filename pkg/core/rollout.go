@@ -1,12 +1,9 @@
-package server
+package core
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -18,12 +15,12 @@ import (
 
 // The server is the rollout engine's Source: it reads its own registry,
 // repository and shadow comparisons, and applies traffic policies.
-var _ deploy.Source = (*Server)(nil)
+var _ deploy.Source = (*Core)(nil)
 
 // Metrics returns a version's cumulative request counts (every protocol;
 // anything but success an error, except requests their clients gave up on)
 // and its total-latency histogram.
-func (s *Server) Metrics(model string, version int64) (deploy.VersionMetrics, error) {
+func (s *Core) Metrics(model string, version int64) (deploy.VersionMetrics, error) {
 	families, err := s.metrics.registry.Gather()
 	if err != nil {
 		return deploy.VersionMetrics{}, err
@@ -67,7 +64,7 @@ func labelMap[L interface {
 }
 
 // Drift returns the shadow comparisons of model against version so far.
-func (s *Server) Drift(model string, version int64) deploy.DriftMetrics {
+func (s *Core) Drift(model string, version int64) deploy.DriftMetrics {
 	sum, ok := s.ShadowSummary(model)
 	if !ok || sum.Version != version {
 		return deploy.DriftMetrics{}
@@ -79,7 +76,7 @@ func (s *Server) Drift(model string, version int64) deploy.DriftMetrics {
 }
 
 // VersionReady reports whether a version is loaded and ready.
-func (s *Server) VersionReady(model string, version int64) bool {
+func (s *Core) VersionReady(model string, version int64) bool {
 	_, err := s.repo.Model(model, version)
 	return err == nil
 }
@@ -90,7 +87,7 @@ const smokeRequests = 5
 
 // Smoke sends a version generated requests of its own, in process, and
 // fails unless each is answered.
-func (s *Server) Smoke(model string, version int64) error {
+func (s *Core) Smoke(model string, version int64) error {
 	m, err := s.repo.Model(model, version)
 	if err != nil {
 		return err
@@ -113,54 +110,4 @@ func (s *Server) Smoke(model string, version int64) error {
 		}
 	}
 	return nil
-}
-
-func (s *Server) serveStartRollout(w http.ResponseWriter, r *http.Request) {
-	var spec deploy.Spec
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("rollout spec JSON: %v", err))
-		return
-	}
-	spec.Model = r.PathValue("model")
-	st, err := s.rollouts.Start(spec, who(r))
-	if err != nil {
-		writeError(w, adminStatus(err), err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, st)
-}
-
-func (s *Server) serveGetRollout(w http.ResponseWriter, r *http.Request) {
-	st, err := s.rollouts.Get(r.PathValue("model"))
-	if err != nil {
-		writeError(w, http.StatusNotFound, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
-}
-
-func (s *Server) serveRolloutCommand(w http.ResponseWriter, r *http.Request) {
-	model, by := r.PathValue("model"), who(r)
-	var (
-		st  deploy.State
-		err error
-	)
-	switch r.PathValue("command") {
-	case "promote":
-		st, err = s.rollouts.Promote(model, by)
-	case "abort":
-		st, err = s.rollouts.Abort(model, by)
-	case "undo":
-		st, err = s.rollouts.Undo(model, by)
-	default:
-		writeError(w, http.StatusNotFound, fmt.Errorf("rollout command %q: want promote, abort or undo", r.PathValue("command")))
-		return
-	}
-	if err != nil {
-		writeError(w, adminStatus(err), err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
 }

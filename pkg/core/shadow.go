@@ -1,4 +1,4 @@
-package server
+package core
 
 import (
 	"context"
@@ -195,7 +195,7 @@ func (sh *shadowing) run(ctx context.Context, job shadowJob) {
 }
 
 // Summary returns what mirroring model name has found, or false.
-func (s *Server) ShadowSummary(name string) (ShadowSummary, bool) {
+func (s *Core) ShadowSummary(name string) (ShadowSummary, bool) {
 	s.shadow.mu.Lock()
 	defer s.shadow.mu.Unlock()
 	sum, ok := s.shadow.models[name]
@@ -208,7 +208,7 @@ func (s *Server) ShadowSummary(name string) (ShadowSummary, bool) {
 // shadowFor returns the shadow version an unversioned request of model
 // name should also go to, or nil: per the policy's fraction, and never the
 // primary itself.
-func (s *Server) shadowFor(name, version string, primary *runner.Model) *runner.Model {
+func (s *Core) shadowFor(name, version string, primary *runner.Model) *runner.Model {
 	if version != "" {
 		return nil
 	}
@@ -221,14 +221,6 @@ func (s *Server) shadowFor(name, version string, primary *runner.Model) *runner.
 		return nil
 	}
 	return m
-}
-
-// Close stops the server's background work (rollout drivers, shadow
-// workers); call it after the front ends have stopped. Rollouts in
-// progress resume when a server over the same state folder starts.
-func (s *Server) Close() {
-	s.rollouts.Close()
-	s.shadow.close()
 }
 
 func (sh *shadowing) close() {

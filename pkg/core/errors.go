@@ -1,4 +1,4 @@
-package server
+package core
 
 import (
 	"context"
@@ -9,23 +9,27 @@ import (
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
-// statusClientClosed answers a request its client gave up on: nobody reads
+// StatusClientClosed answers a request its client gave up on: nobody reads
 // it, but it is logged and counted apart from the server's own failures.
-const statusClientClosed = 499
+const StatusClientClosed = 499
 
-// httpStatus maps an error to its status code, once for every endpoint, as
+// ErrBodyTimeout answers a request whose body did not arrive within the
+// front end's read timeout; it maps to 408.
+var ErrBodyTimeout = errors.New("request body not received in time")
+
+// Status maps an error to its status code, once for every endpoint, as
 // Triton does: 400 malformed input, 404 unknown model or version, 408 body
 // not received within the read timeout, 413 body too large, 429 queue
 // full, 499 client gone, 503 not ready or draining, 504 deadline exceeded,
 // 500 anything else.
-func httpStatus(err error) int {
+func Status(err error) int {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, protocol.ErrBadRequest), errors.Is(err, runner.ErrInvalidInput):
 		return http.StatusBadRequest
 	case errors.As(err, &tooLarge), errors.Is(err, runner.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errBodyTimeout):
+	case errors.Is(err, ErrBodyTimeout):
 		return http.StatusRequestTimeout
 	case errors.Is(err, runner.ErrModelNotFound):
 		return http.StatusNotFound
@@ -36,7 +40,7 @@ func httpStatus(err error) int {
 	case errors.Is(err, runner.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, context.Canceled):
-		return statusClientClosed
+		return StatusClientClosed
 	}
 	return http.StatusInternalServerError
 }
@@ -46,7 +50,7 @@ func outcome(err error) string {
 	if err == nil {
 		return "success"
 	}
-	switch httpStatus(err) {
+	switch Status(err) {
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusRequestTimeout:
 		return "invalid"
 	case http.StatusNotFound:
@@ -57,7 +61,7 @@ func outcome(err error) string {
 		return "unavailable"
 	case http.StatusGatewayTimeout:
 		return "timeout"
-	case statusClientClosed:
+	case StatusClientClosed:
 		return "canceled"
 	}
 	return "error"

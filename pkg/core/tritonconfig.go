@@ -1,20 +1,19 @@
-package server
+package core
 
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"gopkg.in/yaml.v3"
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
 )
 
-// tritonModelConfig returns m's configuration in effect as Triton's
+// TritonModelConfig returns m's configuration in effect as Triton's
 // model_config.proto ModelConfig: the one answer of gRPC ModelConfig and
 // of HTTP GET /v2/models/{m}[/versions/{v}]/config, so that tools written
 // for Triton (perf_analyzer reads max_batch_size and the inputs' dims from
@@ -25,7 +24,7 @@ import (
 // batch (a batch of strings, shape [-1]) or a scalar is declared dims [1]
 // with reshape {shape: []}, which is how Triton's own configurations
 // declare them (Triton refuses empty dims).
-func tritonModelConfig(m *runner.Model) *inferencepb.ModelConfig {
+func TritonModelConfig(m *runner.Model) *inferencepb.ModelConfig {
 	meta, cfg := m.Metadata(), m.Config()
 	mbs := *cfg.MaxBatchSize
 	pc := &inferencepb.ModelConfig{
@@ -76,12 +75,12 @@ func tritonDims(shape []int64, batched bool) ([]int64, *inferencepb.ModelTensorR
 	return shape, nil
 }
 
-// tritonConfigJSON returns pc as Triton's HTTP /config writes it: the
+// TritonConfigJSON returns pc as Triton's HTTP /config writes it: the
 // protobuf's JSON form with the .proto field names, and 64-bit integers
 // as JSON numbers rather than protojson's strings (Triton's
 // ModelConfigToJson fixes them up the same way, since clients read dims
 // as numbers). protojson.Unmarshal reads it back either way.
-func tritonConfigJSON(pc *inferencepb.ModelConfig) ([]byte, error) {
+func TritonConfigJSON(pc *inferencepb.ModelConfig) ([]byte, error) {
 	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(pc)
 	if err != nil {
 		return nil, fmt.Errorf("model config %s: %w", pc.GetName(), err)
@@ -148,41 +147,13 @@ func is64Bit(k protoreflect.Kind) bool {
 	return false
 }
 
-// serveModelConfig answers Triton's model configuration, the same as gRPC
-// ModelConfig; infer's own configuration is at .../infer-config.
-func (s *Server) serveModelConfig(w http.ResponseWriter, r *http.Request) {
-	m, err := s.model(r)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	body, err := tritonConfigJSON(tritonModelConfig(m))
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
-}
-
-// serveInferConfig returns infer's own configuration in effect for a
-// model version, defaults applied (the keys of config.yaml, as `infer
-// models config` prints them), with the graph's inputs and outputs, as
-// JSON.
-func (s *Server) serveInferConfig(w http.ResponseWriter, r *http.Request) {
-	m, err := s.model(r)
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(m.Config().Marshal(), &cfg); err != nil {
-		s.fail(w, err)
-		return
-	}
-	meta := m.Metadata()
-	cfg["name"], cfg["platform"] = meta.Name, meta.Platform
-	cfg["input"], cfg["output"] = tensorMetadata(meta.Inputs), tensorMetadata(meta.Outputs)
-	writeJSON(w, http.StatusOK, cfg)
+// modelDataTypes maps protocol datatypes to model_config.proto's enum.
+var modelDataTypes = map[tensor.DataType]inferencepb.DataType{
+	tensor.Bool: inferencepb.DataType_TYPE_BOOL, tensor.Uint8: inferencepb.DataType_TYPE_UINT8,
+	tensor.Uint16: inferencepb.DataType_TYPE_UINT16, tensor.Uint32: inferencepb.DataType_TYPE_UINT32,
+	tensor.Uint64: inferencepb.DataType_TYPE_UINT64, tensor.Int8: inferencepb.DataType_TYPE_INT8,
+	tensor.Int16: inferencepb.DataType_TYPE_INT16, tensor.Int32: inferencepb.DataType_TYPE_INT32,
+	tensor.Int64: inferencepb.DataType_TYPE_INT64, tensor.FP16: inferencepb.DataType_TYPE_FP16,
+	tensor.FP32: inferencepb.DataType_TYPE_FP32, tensor.FP64: inferencepb.DataType_TYPE_FP64,
+	tensor.Bytes: inferencepb.DataType_TYPE_STRING, tensor.BF16: inferencepb.DataType_TYPE_BF16,
 }

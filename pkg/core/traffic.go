@@ -1,11 +1,9 @@
-package server
+package core
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -40,6 +38,9 @@ func (t *traffic) router(model string) (*deploy.Router, bool) {
 	return r, ok
 }
 
+// Policy returns model's traffic policy, if one is set.
+func (s *Core) Policy(model string) (deploy.Policy, bool) { return s.traffic.get(model) }
+
 func (t *traffic) get(model string) (deploy.Policy, bool) {
 	r, ok := t.router(model)
 	if !ok {
@@ -65,13 +66,13 @@ func (t *traffic) set(model string, p *deploy.Policy) {
 // route resolves the model version a request gets: the one it names, or
 // by the model's traffic policy, or the latest ready one. key returns the
 // request's sticky key, read only when the policy is sticky.
-func (s *Server) route(name, version string, key func(deploy.Policy) string) (*runner.Model, error) {
+func (s *Core) route(name, version string, key func(deploy.Policy) string) (*runner.Model, error) {
 	if version != "" {
-		return s.resolve(name, version)
+		return s.Resolve(name, version)
 	}
 	p, ok := s.traffic.router(name)
 	if !ok {
-		return s.resolve(name, "")
+		return s.Resolve(name, "")
 	}
 	k := ""
 	if p.Sticky != "" {
@@ -83,19 +84,23 @@ func (s *Server) route(name, version string, key func(deploy.Policy) string) (*r
 		// The policy names a version that is gone: serve the latest ready
 		// rather than fail every request.
 		s.log.Warn("traffic policy names a version that is not ready", "model", name, "version", v, "err", err)
-		return s.resolve(name, "")
+		return s.Resolve(name, "")
 	}
 	return m, nil
 }
 
-// routeEarly routes a request from its path and headers alone, when the
-// traffic policy needs nothing of its body (no sticky routing by request
-// id); routed is false when it does.
-func (s *Server) routeEarly(name, version string, h http.Header) (m *runner.Model, routed bool, err error) {
+// routeEarly routes a request from its names and headers alone (header
+// returns one by name; nil: none), when the traffic policy needs nothing
+// of its body (no sticky routing by request id); routed is false when it
+// does.
+func (s *Core) routeEarly(name, version string, header func(string) string) (m *runner.Model, routed bool, err error) {
 	routed = true
 	m, err = s.route(name, version, func(p deploy.Policy) string {
-		if header := p.StickyHeader(); header != "" {
-			return h.Get(header)
+		if h := p.StickyHeader(); h != "" {
+			if header == nil {
+				return ""
+			}
+			return header(h)
 		}
 		routed = false // sticky by request id: the body decides
 		return ""
@@ -107,7 +112,7 @@ func (s *Server) routeEarly(name, version string, h http.Header) (m *runner.Mode
 }
 
 // ready returns VersionReady for model.
-func (s *Server) ready(model string) func(int64) bool {
+func (s *Core) ready(model string) func(int64) bool {
 	return func(v int64) bool { return s.VersionReady(model, v) }
 }
 
@@ -116,7 +121,7 @@ func (s *Server) ready(model string) func(int64) bool {
 // it weighs is not ready or the policy cannot be saved. by says who asked,
 // for the log. It is the rollout engine's way to move traffic; an admin's
 // goes through changePolicy.
-func (s *Server) SetPolicy(model string, p deploy.Policy, by string) error {
+func (s *Core) SetPolicy(model string, p deploy.Policy, by string) error {
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	return s.setPolicyLocked(model, p, by)
@@ -125,9 +130,9 @@ func (s *Server) SetPolicy(model string, p deploy.Policy, by string) error {
 // setPolicyLocked is SetPolicy for a caller holding traffic.mu: the
 // versions' readiness is checked under the lock that loads and unloads
 // take, so no version goes between the check and the change.
-func (s *Server) setPolicyLocked(model string, p deploy.Policy, by string) error {
+func (s *Core) setPolicyLocked(model string, p deploy.Policy, by string) error {
 	if err := p.Validate(s.ready(model)); err != nil {
-		return fmt.Errorf("%w: %v", errBadPolicy, err)
+		return fmt.Errorf("%w: %v", ErrBadPolicy, err)
 	}
 	if s.traffic.store != nil {
 		if err := s.traffic.store.Save(model, p); err != nil {
@@ -140,13 +145,13 @@ func (s *Server) setPolicyLocked(model string, p deploy.Policy, by string) error
 }
 
 // ClearPolicy returns model to the default: the latest ready version.
-func (s *Server) ClearPolicy(model, by string) error {
+func (s *Core) ClearPolicy(model, by string) error {
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	return s.clearPolicyLocked(model, by)
 }
 
-func (s *Server) clearPolicyLocked(model, by string) error {
+func (s *Core) clearPolicyLocked(model, by string) error {
 	if s.traffic.store != nil {
 		if err := s.traffic.store.Delete(model); err != nil {
 			return fmt.Errorf("traffic policy of %q not removed from the state folder, so kept: %w", model, err)
@@ -157,9 +162,9 @@ func (s *Server) clearPolicyLocked(model, by string) error {
 	return nil
 }
 
-// changePolicy sets (p) or clears (nil) model's policy on an admin's
+// ChangePolicy sets (p) or clears (nil) model's policy on an admin's
 // request, refused while a rollout owns the model's traffic.
-func (s *Server) changePolicy(model string, p *deploy.Policy, by string) error {
+func (s *Core) ChangePolicy(model string, p *deploy.Policy, by string) error {
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	if err := s.idle(model, "changing its traffic policy"); err != nil {
@@ -178,7 +183,7 @@ var errBusy = errors.New("rollout in progress")
 
 // idle fails with errBusy, naming the rollout, while model has one in
 // progress or paused; what says what was refused.
-func (s *Server) idle(model, what string) error {
+func (s *Core) idle(model, what string) error {
 	if s.rollouts == nil {
 		return nil
 	}
@@ -189,15 +194,15 @@ func (s *Server) idle(model, what string) error {
 	return nil
 }
 
-// adminStatus is the HTTP status of a failed admin change: 404 no such
+// AdminStatus is the HTTP status of a failed admin change: 404 no such
 // model or rollout, 400 a bad request, 409 a change that does not fit the
 // state the server is in, 500 the server's own failure (a state folder it
 // cannot write). Whatever the status, nothing was changed.
-func adminStatus(err error) int {
+func AdminStatus(err error) int {
 	switch {
 	case errors.Is(err, deploy.ErrNoRollout), errors.Is(err, runner.ErrModelNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, errBusy), errors.Is(err, deploy.ErrInProgress), errors.Is(err, deploy.ErrRefused), errors.Is(err, errBadPolicy):
+	case errors.Is(err, errBusy), errors.Is(err, deploy.ErrInProgress), errors.Is(err, deploy.ErrRefused), errors.Is(err, ErrBadPolicy):
 		return http.StatusConflict
 	case errors.Is(err, deploy.ErrInvalidSpec), errors.Is(err, protocol.ErrBadRequest):
 		return http.StatusBadRequest
@@ -207,7 +212,7 @@ func adminStatus(err error) int {
 
 // restorePolicies applies the policies saved in the state folder; one that
 // no longer fits the loaded versions is skipped, with a warning.
-func (s *Server) restorePolicies() error {
+func (s *Core) restorePolicies() error {
 	saved, err := s.traffic.store.Load()
 	if err != nil {
 		return err
@@ -225,29 +230,15 @@ func (s *Server) restorePolicies() error {
 	return nil
 }
 
-var errBadPolicy = errors.New("invalid traffic policy")
+// ErrBadPolicy refuses a traffic policy that does not fit the versions
+// loaded.
+var ErrBadPolicy = errors.New("invalid traffic policy")
 
-// admin guards the endpoints that change what the server serves, on the
-// public port or the admin listener, as authorize decides. The token is
-// never logged.
-func (s *Server) admin(next http.HandlerFunc, public bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if status, err := s.authorize(r.Header.Get("Authorization"), r.RemoteAddr, r.URL.Path, public); err != nil {
-			if status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="infer admin"`)
-			}
-			writeError(w, status, err)
-			return
-		}
-		next(w, r)
-	}
-}
-
-// errAdminElsewhere refuses the admin API on a public port of a server
+// ErrAdminElsewhere refuses the admin API on a public port of a server
 // with no admin token.
-var errAdminElsewhere = errors.New("the admin API is not served on this port: call the admin listener (infer serve --admin-port, on 127.0.0.1 by default), or start the server with an admin token and send it as a bearer token")
+var ErrAdminElsewhere = errors.New("the admin API is not served on this port: call the admin listener (infer serve --admin-port, on 127.0.0.1 by default), or start the server with an admin token and send it as a bearer token")
 
-// authorize decides an admin call over either protocol from its
+// Authorize decides an admin call over either protocol from its
 // Authorization value and remote address, on a public port or the admin
 // listener: nil, or the refusal's status, logged with the caller and never
 // the token. The rule:
@@ -257,7 +248,7 @@ var errAdminElsewhere = errors.New("the admin API is not served on this port: ca
 //   - without one, the admin listener answers whoever reaches it (it
 //     listens on loopback unless told otherwise), and the public ports
 //     refuse (403), except loopback callers when AdminTrustLoopback is set.
-func (s *Server) authorize(authorization, remote, what string, public bool) (int, error) {
+func (s *Core) Authorize(authorization, remote, what string, public bool) (int, error) {
 	if s.opts.AdminToken != "" {
 		got, ok := strings.CutPrefix(authorization, "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) != 1 {
@@ -271,76 +262,13 @@ func (s *Server) authorize(authorization, remote, what string, public bool) (int
 	}
 	if !s.opts.AdminTrustLoopback {
 		s.log.Warn("admin request refused", "path", what, "from", remote, "reason", "public port and no admin token set")
-		return http.StatusForbidden, errAdminElsewhere
+		return http.StatusForbidden, ErrAdminElsewhere
 	}
 	if host, _, err := net.SplitHostPort(remote); err != nil || !net.ParseIP(host).IsLoopback() {
 		s.log.Warn("admin request refused", "path", what, "from", remote, "reason", "not loopback and no admin token set")
 		return http.StatusForbidden, errors.New("admin endpoint: only loopback callers, as the server has no admin token")
 	}
 	return 0, nil
-}
-
-// who names an admin caller for the log.
-func who(r *http.Request) string {
-	if r.Header.Get("Authorization") != "" {
-		return "token holder at " + r.RemoteAddr
-	}
-	return r.RemoteAddr
-}
-
-func (s *Server) serveGetPolicy(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("model")
-	if _, err := s.resolve(name, ""); err != nil {
-		s.fail(w, err)
-		return
-	}
-	p, ok := s.traffic.get(name)
-	if !ok { // the default: all to the latest ready version
-		m, _ := s.resolve(name, "")
-		p = deploy.Weighted(m.Metadata().Version)
-	}
-	writeJSON(w, http.StatusOK, p)
-}
-
-func (s *Server) servePutPolicy(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("model")
-	if _, err := s.resolve(name, ""); err != nil {
-		s.fail(w, err)
-		return
-	}
-	var p deploy.Policy
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("traffic policy JSON: %v", err))
-		return
-	}
-	if err := s.changePolicy(name, &p, who(r)); err != nil {
-		status := adminStatus(err)
-		if errors.Is(err, errBadPolicy) {
-			status = http.StatusBadRequest // the body named a version not ready
-		}
-		writeError(w, status, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
-}
-
-func (s *Server) serveShadowSummary(w http.ResponseWriter, r *http.Request) {
-	sum, ok := s.ShadowSummary(r.PathValue("model"))
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Errorf("model %q has mirrored nothing", r.PathValue("model")))
-		return
-	}
-	writeJSON(w, http.StatusOK, sum)
-}
-
-func (s *Server) serveDeletePolicy(w http.ResponseWriter, r *http.Request) {
-	if err := s.changePolicy(r.PathValue("model"), nil, who(r)); err != nil {
-		writeError(w, adminStatus(err), err)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
 }
 
 // trafficCollector exports each model's traffic shares.

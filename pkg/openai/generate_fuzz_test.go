@@ -1,10 +1,11 @@
-package server
+package openai
 
 import (
 	"bytes"
 	"errors"
 	"testing"
 
+	"github.com/infer-serving/infer/pkg/httpapi"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -31,7 +32,7 @@ func FuzzOpenAIRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte, chat bool) {
 		var req openAIRequest
-		if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
+		if err := httpapi.DecodeJSON(bytes.NewReader(body), &req); err != nil {
 			if !errors.Is(err, runner.ErrInvalidInput) {
 				t.Fatalf("an error that is not invalid input: %v", err)
 			}
@@ -44,48 +45,14 @@ func FuzzOpenAIRequest(f *testing.F) {
 			}
 			return
 		}
-		if len(p.prompt) > 2*len(body)+16 {
-			t.Fatalf("a %d-byte prompt from a %d-byte body", len(p.prompt), len(body))
+		if len(p.Prompt) > 2*len(body)+16 {
+			t.Fatalf("a %d-byte prompt from a %d-byte body", len(p.Prompt), len(body))
 		}
-		if len(p.stop) > len(body) {
-			t.Fatalf("%d stop strings from a %d-byte body", len(p.stop), len(body))
+		if len(p.Stop) > len(body) {
+			t.Fatalf("%d stop strings from a %d-byte body", len(p.Stop), len(body))
 		}
-		if p.maxTokens < 0 {
-			t.Fatalf("max_tokens %d accepted", p.maxTokens)
-		}
-	})
-}
-
-// FuzzTritonGenerate: any body of /v2/models/{m}/generate either fails as
-// invalid input or gives settings whose prompt and stop strings are
-// bounded by the body.
-func FuzzTritonGenerate(f *testing.F) {
-	for _, s := range []string{
-		`{"text_input":"hello world","max_tokens":8}`,
-		`{"text_input":"hi","parameters":{"temperature":0.5,"top_p":0.9,"top_k":4,"seed":7,"stop":["\n"],"stream":true}}`,
-		`{"text_input":"hi","parameters":{"max_tokens":"ten"}}`,
-		`{"text_input":"hi","parameters":{"max_tokens":9e18,"random_seed":-1e300,"stop":"."}}`,
-		`{"text_input":"hi","max_tokens":9223372036854775807,"parameters":{"top_k":1e19}}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var req tritonGenerate
-		if err := decodeJSON(bytes.NewReader(body), &req); err != nil {
-			if !errors.Is(err, runner.ErrInvalidInput) {
-				t.Fatalf("an error that is not invalid input: %v", err)
-			}
-			return
-		}
-		p, err := req.params()
-		if err != nil {
-			if !errors.Is(err, runner.ErrInvalidInput) {
-				t.Fatalf("an error that is not invalid input: %v", err)
-			}
-			return
-		}
-		if len(p.prompt) > len(body) || len(p.stop) > len(body) {
-			t.Fatalf("a %d-byte prompt and %d stop strings from a %d-byte body", len(p.prompt), len(p.stop), len(body))
+		if p.MaxTokens < 0 {
+			t.Fatalf("max_tokens %d accepted", p.MaxTokens)
 		}
 	})
 }

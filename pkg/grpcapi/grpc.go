@@ -1,4 +1,10 @@
-package server
+// Package grpcapi is infer's gRPC front end: the Open Inference
+// Protocol's inference.GRPCInferenceService, and the standard health
+// service. It decodes each ModelInferRequest into a core.Call, hands it
+// to the serving core and encodes the answer, with the latency budget in
+// the trailing metadata; it knows nothing of routing, batching or the
+// runtime.
+package grpcapi
 
 import (
 	"context"
@@ -12,12 +18,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
@@ -30,21 +37,27 @@ const (
 	TrailerBatchSize    = "inference-batch-size"
 )
 
-// RegisterGRPC adds the Open Inference Protocol's gRPC service
-// (inference.GRPCInferenceService) and the standard gRPC health service to
-// g. Drain turns the health status to NOT_SERVING.
-func (s *Server) RegisterGRPC(g *grpc.Server) {
-	inferencepb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
-	healthpb.RegisterHealthServer(g, s.health)
+// Options configure the service.
+type Options struct {
+	// Name and Version are reported by ServerMetadata.
+	Name, Version string
 }
 
-// grpcError maps an error to a gRPC status, as httpStatus does for HTTP.
+// Register adds the Open Inference Protocol's gRPC service
+// (inference.GRPCInferenceService) over c, and the standard gRPC health
+// service whose state health holds, to g.
+func Register(g *grpc.Server, c *core.Core, health *health.Server, opts Options) {
+	inferencepb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: c, opts: opts})
+	healthpb.RegisterHealthServer(g, health)
+}
+
+// grpcError maps an error to a gRPC status, as core.Status does for HTTP.
 func grpcError(err error) error {
 	if err == nil {
 		return nil
 	}
 	code := codes.Internal
-	switch httpStatus(err) {
+	switch core.Status(err) {
 	case 400:
 		code = codes.InvalidArgument
 	case 404:
@@ -55,7 +68,7 @@ func grpcError(err error) error {
 		code = codes.Unavailable
 	case 504:
 		code = codes.DeadlineExceeded
-	case statusClientClosed:
+	case core.StatusClientClosed:
 		code = codes.Canceled
 	}
 	return status.Error(code, err.Error())
@@ -63,7 +76,8 @@ func grpcError(err error) error {
 
 type grpcService struct {
 	inferencepb.UnimplementedGRPCInferenceServiceServer
-	s *Server
+	s    *core.Core
+	opts Options
 }
 
 func (g *grpcService) ServerLive(context.Context, *inferencepb.ServerLiveRequest) (*inferencepb.ServerLiveResponse, error) {
@@ -75,21 +89,20 @@ func (g *grpcService) ServerReady(context.Context, *inferencepb.ServerReadyReque
 }
 
 func (g *grpcService) ModelReady(_ context.Context, req *inferencepb.ModelReadyRequest) (*inferencepb.ModelReadyResponse, error) {
-	_, err := g.s.resolve(req.GetName(), req.GetVersion())
-	return &inferencepb.ModelReadyResponse{Ready: err == nil && !g.s.draining.Load()}, nil
+	return &inferencepb.ModelReadyResponse{Ready: g.s.ModelReady(req.GetName(), req.GetVersion())}, nil
 }
 
 func (g *grpcService) ServerMetadata(context.Context, *inferencepb.ServerMetadataRequest) (*inferencepb.ServerMetadataResponse, error) {
-	return &inferencepb.ServerMetadataResponse{Name: g.s.opts.Name, Version: g.s.opts.Version, Extensions: g.s.extensions()}, nil
+	return &inferencepb.ServerMetadataResponse{Name: g.opts.Name, Version: g.opts.Version, Extensions: core.Extensions()}, nil
 }
 
 func (g *grpcService) ModelMetadata(_ context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
-	m, err := g.s.resolve(req.GetName(), req.GetVersion())
+	m, err := g.s.Resolve(req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	meta := m.Metadata()
-	resp := &inferencepb.ModelMetadataResponse{Name: meta.Name, Platform: meta.Platform, Versions: g.s.readyVersions(meta.Name)}
+	resp := &inferencepb.ModelMetadataResponse{Name: meta.Name, Platform: meta.Platform, Versions: g.s.ReadyVersions(meta.Name)}
 	for _, t := range meta.Inputs {
 		resp.Inputs = append(resp.Inputs, &inferencepb.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape})
 	}
@@ -102,16 +115,16 @@ func (g *grpcService) ModelMetadata(_ context.Context, req *inferencepb.ModelMet
 func (g *grpcService) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
 	resp, timing, err := g.infer(ctx, req)
 	if err != nil {
-		if after, ok := retryAfter(err); ok {
-			_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", after, trailerFallback, viaUnavailable))
+		if after, ok := core.RetryAfter(err); ok {
+			_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", after, core.TrailerFallback, core.ViaUnavailable))
 		}
 		return nil, grpcError(err)
 	}
 	md := metadata.Pairs(
 		TrailerServerTiming, string(timing.AppendServerTiming(nil)),
 		TrailerBatchSize, strconv.Itoa(timing.BatchSize))
-	if via := resp.GetParameters()[trailerFallback].GetStringParam(); via != "" {
-		md.Set(trailerFallback, via)
+	if via := resp.GetParameters()[core.TrailerFallback].GetStringParam(); via != "" {
+		md.Set(core.TrailerFallback, via)
 	}
 	_ = grpc.SetTrailer(ctx, md)
 	return resp, nil
@@ -177,96 +190,86 @@ func (g *grpcService) inferRecovered(ctx context.Context, req *inferencepb.Model
 	defer func() {
 		if v := recover(); v != nil {
 			resp, timing = nil, nil
-			err = status.Error(codes.Internal, g.s.panicked(protoGRPC, "a ModelStreamInfer request", v).Error())
+			err = status.Error(codes.Internal, g.s.Panicked(core.ProtoGRPC, "a ModelStreamInfer request", v).Error())
 		}
 	}()
 	return g.infer(ctx, req)
 }
 
-// infer runs one ModelInferRequest, accounting for it in the metrics.
+// infer runs one ModelInferRequest through the core.
 func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, *profile.Timing, error) {
-	start := time.Now()
-	s := g.s
-	m, err := s.route(req.GetModelName(), req.GetModelVersion(), func(p deploy.Policy) string {
-		if h := p.StickyHeader(); h != "" {
-			if md, ok := metadata.FromIncomingContext(ctx); ok {
-				if v := md.Get(strings.ToLower(h)); len(v) > 0 {
-					return v[0]
-				}
-			}
-			return ""
-		}
-		return req.GetId()
-	})
+	var resp *inferencepb.ModelInferResponse
+	call := &core.Call{
+		Model: req.GetModelName(), Version: req.GetModelVersion(), Protocol: core.ProtoGRPC,
+		Start: time.Now(), Header: metadataOf(ctx),
+		Decode: func(c *core.Call) error { return callOf(c, req) },
+		Encode: func(res *core.Result) error { resp = responseOf(req, res); return nil },
+	}
+	res, err := g.s.Infer(ctx, call)
 	if err != nil {
-		s.metrics.record(m, req.GetModelName(), protoGRPC, nil, err)
 		return nil, nil, err
 	}
-	obs := s.metrics.forModel(m)
-	obs.inflight.Inc()
-	defer obs.inflight.Dec()
-
-	resp, timing, job, err := g.run(ctx, m, req, start)
-	s.metrics.record(m, "", protoGRPC, timing, err)
-	if err == nil {
-		if shadow := s.shadowFor(req.GetModelName(), req.GetModelVersion(), m); shadow != nil {
-			job.name, job.primary, job.shadow = req.GetModelName(), m, shadow
-			s.shadow.mirror(job)
-		}
-	}
-	return resp, timing, err
+	return resp, &res.Timing, nil
 }
 
-// run executes one request and returns, beside the response, the request
-// and answer a shadow comparison would need.
-func (g *grpcService) run(ctx context.Context, m *runner.Model, req *inferencepb.ModelInferRequest, start time.Time) (*inferencepb.ModelInferResponse, *profile.Timing, shadowJob, error) {
+// metadataOf returns the lookup of ctx's incoming metadata by a header's
+// name (gRPC keys are lower case), or nil when it has none.
+func metadataOf(ctx context.Context) func(string) string {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil
+	}
+	return func(name string) string {
+		if v := md.Get(strings.ToLower(name)); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+}
+
+// callOf fills c from req: id, inputs (raw contents not copied), outputs
+// wanted, and the timeout (in microseconds) and priority parameters.
+func callOf(c *core.Call, req *inferencepb.ModelInferRequest) error {
 	inputs, err := grpcInputs(req)
 	if err != nil {
-		return nil, nil, shadowJob{}, err
+		return err
 	}
-	run := runner.Request{ID: req.GetId(), Inputs: inputs}
+	c.Request.ID, c.Request.Inputs = req.GetId(), inputs
 	for _, o := range req.GetOutputs() {
-		run.Outputs = append(run.Outputs, o.GetName())
+		c.Request.Outputs = append(c.Request.Outputs, o.GetName())
 	}
-	var timeout time.Duration
 	for name, p := range req.GetParameters() {
 		v, isInt := intParam(p)
 		switch name {
 		case protocol.ParamTimeout:
 			if !isInt || v < 0 {
-				return nil, nil, shadowJob{}, badRequest("parameter %q: want a non-negative integer (microseconds)", name)
+				return badRequest("parameter %q: want a non-negative integer (microseconds)", name)
 			}
-			timeout = time.Duration(v) * time.Microsecond
+			c.Timeout = time.Duration(v) * time.Microsecond
 		case protocol.ParamPriority:
 			if !isInt || v < 0 {
-				return nil, nil, shadowJob{}, badRequest("parameter %q: want a non-negative integer", name)
+				return badRequest("parameter %q: want a non-negative integer", name)
 			}
-			run.Priority = int(v)
+			c.Request.Priority = int(v)
 		}
 	}
-	submitted := time.Now()
-	out, via, err := g.s.run(ctx, m, &run, timeout)
-	if err != nil {
-		return nil, nil, shadowJob{}, err
-	}
-	post := time.Now()
-	meta := m.Metadata()
+	return nil
+}
+
+// responseOf is the response to req that res answers.
+func responseOf(req *inferencepb.ModelInferRequest, res *core.Result) *inferencepb.ModelInferResponse {
+	meta := res.Model.Metadata()
 	resp := &inferencepb.ModelInferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), Id: req.GetId(),
-		Outputs:           make([]*inferencepb.ModelInferResponse_InferOutputTensor, len(out.Outputs)),
-		RawOutputContents: make([][]byte, len(out.Outputs))}
-	if via != "" {
-		resp.Parameters = map[string]*inferencepb.InferParameter{trailerFallback: {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: via}}}
+		Outputs:           make([]*inferencepb.ModelInferResponse_InferOutputTensor, len(res.Outputs)),
+		RawOutputContents: make([][]byte, len(res.Outputs))}
+	if res.Via != "" {
+		resp.Parameters = map[string]*inferencepb.InferParameter{core.TrailerFallback: {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: res.Via}}}
 	}
-	for i, t := range out.Outputs {
+	for i, t := range res.Outputs {
 		resp.Outputs[i] = &inferencepb.ModelInferResponse_InferOutputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
 		resp.RawOutputContents[i] = t.Data
 	}
-	timing := out.Timing
-	end := time.Now()
-	timing.Add(profile.Preprocess, submitted.Sub(start))
-	timing.Set(profile.Postprocess, end.Sub(post))
-	timing.Set(profile.Total, end.Sub(start))
-	return resp, &timing, shadowJob{req: run, answer: out.Outputs}, nil
+	return resp
 }
 
 func intParam(p *inferencepb.InferParameter) (int64, bool) {
@@ -280,11 +283,11 @@ func intParam(p *inferencepb.InferParameter) (int64, bool) {
 }
 
 func (g *grpcService) ModelConfig(_ context.Context, req *inferencepb.ModelConfigRequest) (*inferencepb.ModelConfigResponse, error) {
-	m, err := g.s.resolve(req.GetName(), req.GetVersion())
+	m, err := g.s.Resolve(req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &inferencepb.ModelConfigResponse{Config: tritonModelConfig(m)}, nil
+	return &inferencepb.ModelConfigResponse{Config: core.TritonModelConfig(m)}, nil
 }
 
 func pbDuration(count int64, d time.Duration) *inferencepb.StatisticDuration {
@@ -292,14 +295,14 @@ func pbDuration(count int64, d time.Duration) *inferencepb.StatisticDuration {
 }
 
 func (g *grpcService) ModelStatistics(_ context.Context, req *inferencepb.ModelStatisticsRequest) (*inferencepb.ModelStatisticsResponse, error) {
-	all, err := g.s.stats(req.GetName(), req.GetVersion())
+	all, err := g.s.Stats(req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	resp := &inferencepb.ModelStatisticsResponse{}
 	for _, vs := range all {
 		x := vs.Stats
-		ms := &inferencepb.ModelStatistics{Name: vs.name, Version: vs.version, InferenceCount: uint64(x.Rows), ExecutionCount: uint64(x.Executions),
+		ms := &inferencepb.ModelStatistics{Name: vs.Name, Version: vs.Version, InferenceCount: uint64(x.Rows), ExecutionCount: uint64(x.Executions),
 			InferenceStats: &inferencepb.InferStatistics{
 				Success:       pbDuration(x.Success, x.SuccessTime),
 				Fail:          pbDuration(x.Failure, 0),
@@ -324,7 +327,7 @@ func (g *grpcService) ModelStatistics(_ context.Context, req *inferencepb.ModelS
 
 func (g *grpcService) RepositoryIndex(_ context.Context, req *inferencepb.RepositoryIndexRequest) (*inferencepb.RepositoryIndexResponse, error) {
 	resp := &inferencepb.RepositoryIndexResponse{}
-	for _, st := range g.s.repo.Index() {
+	for _, st := range g.s.Repository().Index() {
 		if req.GetReady() && st.State != runner.StateReady {
 			continue
 		}
@@ -348,7 +351,7 @@ func (g *grpcService) admin(ctx context.Context, what string) (string, error) {
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
-	switch code, err := g.s.authorize(auth, remote, what, true); code {
+	switch code, err := g.s.Authorize(auth, remote, what, true); code {
 	case http.StatusUnauthorized:
 		return "", status.Error(codes.Unauthenticated, err.Error())
 	case http.StatusForbidden:
@@ -365,8 +368,8 @@ func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *inferencepb.
 	if err != nil {
 		return nil, err
 	}
-	if err := g.s.load(req.GetModelName(), by); err != nil {
-		return nil, status.Error(adminCode(loadStatus(err)), err.Error())
+	if err := g.s.Load(req.GetModelName(), by); err != nil {
+		return nil, status.Error(adminCode(core.LoadStatus(err)), err.Error())
 	}
 	return &inferencepb.RepositoryModelLoadResponse{}, nil
 }
@@ -376,8 +379,25 @@ func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *inferencep
 	if err != nil {
 		return nil, err
 	}
-	if err := g.s.unload(req.GetModelName(), by+" over gRPC"); err != nil {
-		return nil, status.Error(adminCode(adminStatus(err)), err.Error())
+	if err := g.s.Unload(req.GetModelName(), by+" over gRPC"); err != nil {
+		return nil, status.Error(adminCode(core.AdminStatus(err)), err.Error())
 	}
 	return &inferencepb.RepositoryModelUnloadResponse{}, nil
+}
+
+// adminCode is the gRPC code of an admin call's HTTP status.
+func adminCode(status int) codes.Code {
+	switch status {
+	case http.StatusBadRequest:
+		return codes.InvalidArgument
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusNotFound:
+		return codes.NotFound
+	case http.StatusConflict:
+		return codes.FailedPrecondition
+	}
+	return codes.Internal
 }

@@ -1,4 +1,4 @@
-package server
+package grpcapi
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/internal/requests"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -45,9 +46,9 @@ func grpcInput(name, dt string, shape ...int64) *inferencepb.ModelInferRequest_I
 // that match their shapes and are bounded by the message.
 func FuzzGRPCInputs(f *testing.F) {
 	seeds := []*inferencepb.ModelInferRequest{
-		grpcRequest("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 4}, []float32{1, 2, 3, 4})}, false),
-		grpcRequest("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 4}, []float32{1, 2, 3, 4})}, true),
-		grpcRequest("m", allTypesInputs(), true),
+		requests.GRPC("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 4}, []float32{1, 2, 3, 4})}, false),
+		requests.GRPC("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 4}, []float32{1, 2, 3, 4})}, true),
+		requests.GRPC("m", requests.AllTypes(), true),
 		{ModelName: "m", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{{Name: "s", Datatype: "BYTES", Shape: []int64{2},
 			Contents: &inferencepb.InferTensorContents{BytesContents: [][]byte{[]byte("ab"), {}}}}}},
 		// Hostile: declared far beyond the contents, overflowing, negative.

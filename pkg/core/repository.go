@@ -1,4 +1,4 @@
-package server
+package core
 
 import (
 	"errors"
@@ -7,25 +7,23 @@ import (
 	"slices"
 	"strconv"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/infer-serving/infer/pkg/deploy"
 )
 
-// load (re)loads model name from the repository on an admin's request. A
+// Load (re)loads model name from the repository on an admin's request. A
 // load that brings a newer version does not hand it the model's traffic:
 // with no policy set, unversioned requests stay on the version that
 // answered them before, until a policy or a rollout moves them. The
 // serving version is pinned before the load, so that if it cannot be the
 // load is refused with nothing changed. A load is refused while a rollout
 // of the model is in progress: it could drop a version the rollout needs.
-func (s *Server) load(name, by string) error {
+func (s *Core) Load(name, by string) error {
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	if err := s.idle(name, "a load of the model"); err != nil {
 		return err
 	}
-	before, _ := s.resolve(name, "")
+	before, _ := s.Resolve(name, "")
 	_, hasPolicy := s.traffic.get(name)
 	pinned := before != nil && !hasPolicy
 	var serving int64
@@ -38,7 +36,7 @@ func (s *Server) load(name, by string) error {
 	loadErr := s.repo.Load(name)
 	if pinned {
 		// The pin stays only when it keeps traffic off a newer version.
-		if after, err := s.resolve(name, ""); err != nil || after.Metadata().Version == serving || !s.VersionReady(name, serving) {
+		if after, err := s.Resolve(name, ""); err != nil || after.Metadata().Version == serving || !s.VersionReady(name, serving) {
 			if err := s.clearPolicyLocked(name, "load of model, no newer version"); err != nil {
 				s.log.Error("traffic pin of a load not removed", "model", name, "version", serving, "err", err)
 			}
@@ -53,8 +51,8 @@ func (s *Server) load(name, by string) error {
 }
 
 // readyList names model name's ready versions, for messages.
-func (s *Server) readyList(name string) string {
-	vs := s.readyVersions(name)
+func (s *Core) readyList(name string) string {
+	vs := s.ReadyVersions(name)
 	if len(vs) == 0 {
 		return "no version"
 	}
@@ -71,37 +69,20 @@ type loadFailure struct{ error }
 
 func (f loadFailure) Unwrap() error { return f.error }
 
-// loadStatus is the HTTP status of a failed load: as adminStatus, except
+// LoadStatus is the HTTP status of a failed load: as AdminStatus, except
 // that the model's files at fault are a bad request (as Triton reports
 // it), not the server's failure.
-func loadStatus(err error) int {
-	status := adminStatus(err)
+func LoadStatus(err error) int {
+	status := AdminStatus(err)
 	if status == http.StatusInternalServerError && errors.As(err, new(loadFailure)) {
 		status = http.StatusBadRequest
 	}
 	return status
 }
 
-// adminCode is the gRPC code of an admin call's HTTP status.
-func adminCode(status int) codes.Code {
-	switch status {
-	case http.StatusBadRequest:
-		return codes.InvalidArgument
-	case http.StatusUnauthorized:
-		return codes.Unauthenticated
-	case http.StatusForbidden:
-		return codes.PermissionDenied
-	case http.StatusNotFound:
-		return codes.NotFound
-	case http.StatusConflict:
-		return codes.FailedPrecondition
-	}
-	return codes.Internal
-}
-
-// unload closes every version of model name on an admin's request,
+// Unload closes every version of model name on an admin's request,
 // refused while a rollout of the model is in progress.
-func (s *Server) unload(name, by string) error {
+func (s *Core) Unload(name, by string) error {
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	if err := s.idle(name, "an unload of the model"); err != nil {

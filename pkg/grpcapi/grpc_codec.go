@@ -1,4 +1,4 @@
-package server
+package grpcapi
 
 import (
 	"encoding/binary"
@@ -156,15 +156,4 @@ func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int
 		}
 	}
 	return out, nil
-}
-
-// modelDataTypes maps protocol datatypes to model_config.proto's enum.
-var modelDataTypes = map[tensor.DataType]inferencepb.DataType{
-	tensor.Bool: inferencepb.DataType_TYPE_BOOL, tensor.Uint8: inferencepb.DataType_TYPE_UINT8,
-	tensor.Uint16: inferencepb.DataType_TYPE_UINT16, tensor.Uint32: inferencepb.DataType_TYPE_UINT32,
-	tensor.Uint64: inferencepb.DataType_TYPE_UINT64, tensor.Int8: inferencepb.DataType_TYPE_INT8,
-	tensor.Int16: inferencepb.DataType_TYPE_INT16, tensor.Int32: inferencepb.DataType_TYPE_INT32,
-	tensor.Int64: inferencepb.DataType_TYPE_INT64, tensor.FP16: inferencepb.DataType_TYPE_FP16,
-	tensor.FP32: inferencepb.DataType_TYPE_FP32, tensor.FP64: inferencepb.DataType_TYPE_FP64,
-	tensor.Bytes: inferencepb.DataType_TYPE_STRING, tensor.BF16: inferencepb.DataType_TYPE_BF16,
 }

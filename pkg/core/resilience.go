@@ -1,11 +1,9 @@
-package server
+package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -26,15 +24,15 @@ import (
 // model:NAME, static or unavailable. gRPC sends it as trailing metadata.
 const FallbackHeader = "Inference-Fallback"
 
-// trailerFallback is FallbackHeader in gRPC metadata and parameters.
-const trailerFallback = "inference-fallback"
+// TrailerFallback is FallbackHeader in gRPC metadata and parameters.
+const TrailerFallback = "inference-fallback"
 
 // Fallback kinds, as FallbackHeader and the metrics name them.
 const (
 	viaCache       = "cache"
 	viaModel       = "model"
 	viaStatic      = "static"
-	viaUnavailable = "unavailable"
+	ViaUnavailable = "unavailable"
 )
 
 // errCacheHit marks, inside the breaker, an answer the response cache
@@ -57,8 +55,8 @@ func (e *unavailableError) Error() string {
 
 func (e *unavailableError) Unwrap() error { return errCircuitOpen }
 
-// retryAfter returns the whole seconds to put in a Retry-After header.
-func retryAfter(err error) (string, bool) {
+// RetryAfter returns the whole seconds to put in a Retry-After header.
+func RetryAfter(err error) (string, bool) {
 	var u *unavailableError
 	if !errors.As(err, &u) {
 		return "", false
@@ -138,7 +136,7 @@ func (g *guards) newGuard(m *runner.Model) *guard {
 // counts against its breaker: errors and timeouts, not bad requests, shed
 // load or clients that left.
 func serverFault(err error) bool {
-	switch httpStatus(err) {
+	switch Status(err) {
 	case http.StatusInternalServerError, http.StatusGatewayTimeout:
 		return true
 	}
@@ -155,7 +153,7 @@ func (gd *guard) untilHalfOpen() time.Duration {
 // answer runs req through the guard: on the model version while its
 // breaker lets it, else down the fallback chain. via names the fallback
 // that answered ("" when the model did).
-func (s *Server) answer(ctx context.Context, gd *guard, req *runner.Request) (*runner.Response, string, error) {
+func (s *Core) answer(ctx context.Context, gd *guard, req *runner.Request) (*runner.Response, string, error) {
 	m := gd.model
 	resp, err := gd.breaker.Execute(func() (*runner.Response, error) {
 		r, err := s.execute(ctx, m, req)
@@ -179,7 +177,7 @@ func (s *Server) answer(ctx context.Context, gd *guard, req *runner.Request) (*r
 			}
 		case f.Model != "":
 			fname, fversion, _ := strings.Cut(f.Model, ":")
-			other, err := s.resolve(fname, fversion)
+			other, err := s.Resolve(fname, fversion)
 			if err != nil || other == m {
 				continue
 			}
@@ -200,10 +198,10 @@ func (s *Server) answer(ctx context.Context, gd *guard, req *runner.Request) (*r
 			if wait == 0 {
 				wait = gd.untilHalfOpen()
 			}
-			return nil, viaUnavailable, &unavailableError{model: name, retryAfter: wait}
+			return nil, ViaUnavailable, &unavailableError{model: name, retryAfter: wait}
 		}
 	}
-	return nil, viaUnavailable, &unavailableError{model: name, retryAfter: gd.untilHalfOpen()}
+	return nil, ViaUnavailable, &unavailableError{model: name, retryAfter: gd.untilHalfOpen()}
 }
 
 // Fault is an injected failure of one model version, for tests and
@@ -228,9 +226,13 @@ func faultKey(model string, version int64) string {
 	return model + ":" + strconv.FormatInt(version, 10)
 }
 
+// FaultsAllowed reports whether SetFault may inject faults
+// (Options.AllowFaultInjection).
+func (s *Core) FaultsAllowed() bool { return s.faults.allowed }
+
 // SetFault injects f into model's version (nil clears it). It fails
 // unless the server was started with Options.AllowFaultInjection.
-func (s *Server) SetFault(model string, version int64, f *Fault) error {
+func (s *Core) SetFault(model string, version int64, f *Fault) error {
 	if !s.faults.allowed {
 		return errors.New("fault injection is off: start the server with --allow-fault-injection")
 	}
@@ -254,7 +256,7 @@ func (s *Server) SetFault(model string, version int64, f *Fault) error {
 
 // injected applies the fault set on m, if any: it waits out the latency
 // (or ctx) and then fails at the error rate.
-func (s *Server) injected(ctx context.Context, m *runner.Model) error {
+func (s *Core) injected(ctx context.Context, m *runner.Model) error {
 	if !s.faults.allowed {
 		return nil
 	}
@@ -284,57 +286,9 @@ func (s *Server) injected(ctx context.Context, m *runner.Model) error {
 }
 
 // execute runs req on m, after any injected fault.
-func (s *Server) execute(ctx context.Context, m *runner.Model, req *runner.Request) (*runner.Response, error) {
+func (s *Core) execute(ctx context.Context, m *runner.Model, req *runner.Request) (*runner.Response, error) {
 	if err := s.injected(ctx, m); err != nil {
 		return nil, err
 	}
 	return m.Infer(ctx, req)
-}
-
-// faultJSON is a fault as the admin endpoint reads it.
-type faultJSON struct {
-	Latency   string  `json:"latency"`
-	ErrorRate float64 `json:"error_rate"`
-}
-
-// servePutFault sets (PUT) or clears (DELETE) a model version's injected
-// fault: {"latency": "50ms", "error_rate": 0.2}. 403 unless the server
-// allows fault injection.
-func (s *Server) servePutFault(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("model")
-	m, err := s.resolve(name, r.PathValue("version"))
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	if !s.faults.allowed {
-		writeError(w, http.StatusForbidden, errors.New("fault injection is off: start the server with --allow-fault-injection"))
-		return
-	}
-	version := m.Metadata().Version
-	if r.Method == http.MethodDelete {
-		_ = s.SetFault(name, version, nil)
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	var in faultJSON
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("fault JSON: %v", err))
-		return
-	}
-	var f Fault
-	f.ErrorRate = in.ErrorRate
-	if in.Latency != "" {
-		if f.Latency, err = time.ParseDuration(in.Latency); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("fault: latency %q is not a duration such as 50ms", in.Latency))
-			return
-		}
-	}
-	if err := s.SetFault(name, version, &f); err != nil {
-		s.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, in)
 }

@@ -1,7 +1,9 @@
-package server
+package core
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,8 +50,8 @@ type modelObservers struct {
 
 // Protocol labels.
 const (
-	protoHTTP = "http"
-	protoGRPC = "grpc"
+	ProtoHTTP = "http"
+	ProtoGRPC = "grpc"
 )
 
 // latencyBuckets run from 50 µs to 10 s, in seconds.
@@ -108,7 +110,7 @@ func (m *metrics) observers(model *runner.Model) *modelObservers {
 	meta := model.Metadata()
 	v := strconv.FormatInt(meta.Version, 10)
 	o := &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v), success: map[string]prometheus.Counter{}}
-	for _, p := range []string{protoHTTP, protoGRPC} {
+	for _, p := range []string{ProtoHTTP, ProtoGRPC} {
 		o.success[p] = m.requests.WithLabelValues(meta.Name, v, p, "success")
 	}
 	for _, p := range observedPhases {
@@ -291,15 +293,43 @@ type genObservers struct {
 // forGenerator returns a text generator's observers.
 func (m *metrics) forGenerator(model *runner.Model) *genObservers { return m.forModel(model).gen }
 
+// RecordGeneration counts a finished generation request of model (nil
+// when it did not resolve: name labels it) and, on success, observes its
+// end-to-end time as the total phase.
+func (s *Core) RecordGeneration(model *runner.Model, name string, took time.Duration, err error) {
+	s.metrics.recordGeneration(model, name, took, err)
+}
+
+// Panicked logs a panic that ended a request of protocol (ProtoHTTP,
+// ProtoGRPC), with its stack, counts it, and returns the error the
+// request is answered with; what names the request for the log.
+func (s *Core) Panicked(protocol, what string, v any) error {
+	s.metrics.panics.WithLabelValues(protocol).Inc()
+	s.log.Error("panic serving a request", "protocol", protocol, "request", what, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	return fmt.Errorf("internal error serving %s", what)
+}
+
 // recordGeneration counts a finished generation request of model (nil
 // when it did not resolve: name labels it) and, on success, observes its
 // end-to-end time as the total phase.
 func (m *metrics) recordGeneration(model *runner.Model, name string, took time.Duration, err error) {
 	if err != nil || model == nil {
-		m.record(model, name, protoHTTP, nil, err)
+		m.record(model, name, ProtoHTTP, nil, err)
 		return
 	}
 	o := m.forModel(model)
-	o.success[protoHTTP].Inc()
+	o.success[ProtoHTTP].Inc()
 	o.phases[profile.Total].Observe(took.Seconds())
+}
+
+// newPanicCounter counts the requests a panic ended, by protocol.
+func newPanicCounter() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "infer_panics_total",
+		Help: "Requests a panic in the server ended (answered 500 or INTERNAL), by protocol (http, grpc).",
+	}, []string{"protocol"})
+	for _, p := range []string{ProtoHTTP, ProtoGRPC} {
+		c.WithLabelValues(p) // both series exist from the start, at 0
+	}
+	return c
 }

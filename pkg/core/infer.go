@@ -1,0 +1,171 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// Call is one inference request as a front end hands it to the core.
+// The front end fills the names, Start and its two hooks; Decode fills
+// Request and Timeout.
+type Call struct {
+	// Model and Version are the names the client gave; an empty Version
+	// is routed by the model's traffic policy.
+	Model, Version string
+	// Protocol labels the call in the metrics: ProtoHTTP or ProtoGRPC.
+	Protocol string
+	// Start is when the front end began the call: preprocess and total
+	// are measured from it.
+	Start time.Time
+	// Header returns a request header (HTTP) or metadata value (gRPC) by
+	// its name, for sticky routing by header; nil when there are none.
+	Header func(name string) string
+	// Decode reads the request into Request and Timeout. The core calls
+	// it once the call is admitted, so that a call its version cannot
+	// take now is refused before its body is read. Its errors are the
+	// client's when they wrap protocol.ErrBadRequest.
+	Decode func(*Call) error
+	// Encode puts the answer into the front end's protocol, in memory
+	// (nil: nothing to encode). The core times it as the postprocess
+	// phase; Result.Timing has neither postprocess nor total yet.
+	Encode func(*Result) error
+
+	// Request is what Decode read: id, inputs, outputs wanted, priority.
+	Request runner.Request
+	// Timeout bounds the call from its submission to the runner (0:
+	// Options.DefaultTimeout).
+	Timeout time.Duration
+}
+
+// Result is a call's answer.
+type Result struct {
+	// Model is the version the call was routed to (a fallback may have
+	// answered in its place: Via).
+	Model *runner.Model
+	// Outputs are the output tensors, in the order the request named
+	// them (model order when it named none).
+	Outputs []tensor.Tensor
+	// Timing holds every phase of the call (profile's names), and the
+	// rows of the batch it ran in.
+	Timing profile.Timing
+	// Via names the fallback that answered, "" when the model did: the
+	// value of FallbackHeader.
+	Via string
+	// Draining is true when the server is shutting down: the front end
+	// asks its client to move to another replica.
+	Draining bool
+}
+
+// Infer serves one call, in this order: it notes whether the server is
+// draining; routes the call (the model's traffic policy read once: before
+// Decode when the policy needs nothing of the body, else after it, by the
+// request id) and sheds it when the version's queue cannot take it; has
+// Decode read it; runs it through the version's response cache, circuit
+// breaker and fallbacks to its queue, batch and runtime, under its
+// timeout; has Encode answer it; and then counts it in the metrics and
+// mirrors it to the policy's shadow version. Every protocol gets the same
+// phases, measured the same way:
+//
+//   - preprocess: from Call.Start to the submission to the runner (the
+//     front end's reading and decoding), plus the runner's own
+//     (tokenization);
+//   - queue, cache and infer: the runner's;
+//   - postprocess: Encode;
+//   - total: from Call.Start to the end of Encode.
+//
+// The errors are the runner's sentinel errors, protocol.ErrBadRequest
+// (wrapped), or those of this package; Status maps them.
+func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
+	res := &Result{Draining: s.draining.Load()}
+	m, err := s.admit(call)
+	if err == nil && call.Decode != nil {
+		err = call.Decode(call)
+	}
+	if err == nil && m == nil {
+		m, err = s.route(call.Model, call.Version, func(deploy.Policy) string { return call.Request.ID })
+	}
+	if err != nil {
+		s.metrics.record(m, call.Model, call.Protocol, nil, err)
+		return nil, err
+	}
+	obs := s.metrics.forModel(m)
+	obs.inflight.Inc()
+	defer obs.inflight.Dec()
+
+	submitted := time.Now()
+	out, via, err := s.Run(ctx, m, &call.Request, call.Timeout)
+	if err == nil {
+		post := time.Now()
+		res.Model, res.Outputs, res.Via, res.Timing = m, out.Outputs, via, out.Timing
+		res.Timing.Add(profile.Preprocess, submitted.Sub(call.Start))
+		if call.Encode != nil {
+			err = call.Encode(res)
+		}
+		end := time.Now()
+		res.Timing.Set(profile.Postprocess, end.Sub(post))
+		res.Timing.Set(profile.Total, end.Sub(call.Start))
+	}
+	if err != nil {
+		s.metrics.record(m, "", call.Protocol, nil, err)
+		return nil, err
+	}
+	s.metrics.record(m, "", call.Protocol, &res.Timing, nil)
+	if shadow := s.shadowFor(call.Model, call.Version, m); shadow != nil {
+		s.shadow.mirror(shadowJob{name: call.Model, primary: m, shadow: shadow, req: call.Request, answer: res.Outputs})
+	}
+	return res, nil
+}
+
+// admit routes a call from its names and headers alone, when the model's
+// traffic policy needs nothing of its body, and refuses it when the
+// version cannot take it now (its queue is full, its host is down). The
+// model is nil, with no error, when routing must wait for the request id.
+func (s *Core) admit(call *Call) (*runner.Model, error) {
+	m, routed, err := s.routeEarly(call.Model, call.Version, call.Header)
+	if err != nil || !routed {
+		return m, err
+	}
+	if err := m.Admit(); err != nil {
+		return m, shedError{err}
+	}
+	return m, nil
+}
+
+// shedError is an admission's refusal: the call was not decoded.
+type shedError struct{ error }
+
+func (e shedError) Unwrap() error { return e.error }
+
+// Shed reports whether err refused a call at admission, before its body
+// was read: a client may retry it in a second.
+func Shed(err error) bool { return errors.As(err, new(shedError)) }
+
+// Run executes req on m under timeout, or the core's default when it is
+// 0, through m's circuit breaker when it has one; via names the fallback
+// that answered instead of m, if one did. It neither times nor counts the
+// request: Infer does.
+func (s *Core) Run(ctx context.Context, m *runner.Model, req *runner.Request, timeout time.Duration) (_ *runner.Response, via string, _ error) {
+	if timeout <= 0 {
+		timeout = s.opts.DefaultTimeout
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if gd := s.guards.get(m); gd != nil {
+		resp, via, err := s.answer(ctx, gd, req)
+		if via != "" {
+			s.metrics.fallback(m, via)
+		}
+		return resp, via, err
+	}
+	resp, err := s.execute(ctx, m, req)
+	return resp, "", err
+}

@@ -1,0 +1,185 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// ClientGone names a failed write for what it was when the client left.
+func ClientGone(r *http.Request, err error) error {
+	if r.Context().Err() != nil {
+		return r.Context().Err()
+	}
+	return err
+}
+
+// SSE writes server-sent events, flushing each.
+type SSE struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// StartSSE answers 200 with an event stream, unbuffered by proxies.
+func StartSSE(w http.ResponseWriter) *SSE {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return &SSE{w: w, rc: http.NewResponseController(w)}
+}
+
+// Send writes v (a string as it is, else as JSON) as one event.
+func (e *SSE) Send(v any) error {
+	var b []byte
+	if s, ok := v.(string); ok {
+		b = []byte(s)
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return err
+		}
+	}
+	if _, err := fmt.Fprintf(e.w, "data: %s\n\n", b); err != nil {
+		return err
+	}
+	return e.rc.Flush()
+}
+
+// DecodeBody reads r's JSON body into v, within limit bytes; errors wrap
+// runner.ErrInvalidInput (a 400).
+func DecodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	return DecodeJSON(http.MaxBytesReader(w, r.Body, limit), v)
+}
+
+// DecodeJSON reads one JSON value from body into v; errors wrap
+// runner.ErrInvalidInput (a 400).
+func DecodeJSON(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
+		}
+		return fmt.Errorf("%w: request JSON: %v", runner.ErrInvalidInput, err)
+	}
+	return nil
+}
+
+type tritonGenerate struct {
+	TextInput  string         `json:"text_input"`
+	MaxTokens  int            `json:"max_tokens"`
+	Stream     bool           `json:"stream"`
+	Parameters map[string]any `json:"parameters"`
+}
+
+// params are the settings of a generate request.
+func (t tritonGenerate) params() (core.GenParams, error) {
+	p := core.GenParams{Prompt: t.TextInput, MaxTokens: t.MaxTokens}
+	for k, v := range t.Parameters {
+		num, isNum := v.(float64)
+		switch k {
+		case "max_tokens":
+			p.MaxTokens = int(num)
+		case "temperature":
+			p.Temperature = num
+		case "top_p":
+			p.TopP = num
+		case "top_k":
+			p.TopK = int(num)
+		case "seed", "random_seed":
+			p.Seed, p.Seeded = uint64(num), true
+		case "stop":
+			switch s := v.(type) {
+			case string:
+				p.Stop = []string{s}
+			case []any:
+				for _, x := range s {
+					if str, ok := x.(string); ok {
+						p.Stop = append(p.Stop, str)
+					}
+				}
+			}
+			continue
+		case "stream":
+			continue
+		default:
+			continue // other parameters are the client's own
+		}
+		if !isNum {
+			return p, fmt.Errorf("%w: parameter %q: want a number", runner.ErrInvalidInput, k)
+		}
+	}
+	return p, nil
+}
+
+// serveGenerate answers Triton's generate extension, whole or streamed,
+// and counts the request.
+func (s *API) serveGenerate(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	m, err := s.generate(w, r)
+	s.RecordGeneration(m, r.PathValue("model"), time.Since(start), err)
+}
+
+// generate answers Triton's generate and generate_stream, and returns the
+// model and the error it answered with, if any.
+func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, error) {
+	stream := strings.HasSuffix(r.URL.Path, "_stream")
+	m, err := s.model(r)
+	var req tritonGenerate
+	if err == nil {
+		err = DecodeBody(w, r, s.opts.MaxBodyBytes, &req)
+	}
+	var p core.GenParams
+	if err == nil {
+		p, err = req.params()
+	}
+	var gen *core.Generation
+	if err == nil {
+		gen, err = s.StartGeneration(r.Context(), m, p)
+	}
+	if err != nil {
+		s.fail(w, err)
+		return m, err
+	}
+	defer gen.Cancel()
+	meta := m.Metadata()
+	version := strconv.FormatInt(meta.Version, 10)
+	if !stream {
+		if err := gen.Drain(); err != nil {
+			s.fail(w, err)
+			return m, err
+		}
+		w.Header().Set("Server-Timing", gen.ServerTiming())
+		WriteJSON(w, http.StatusOK, map[string]any{"model_name": meta.Name, "model_version": version, "text_output": gen.Text})
+		return m, nil
+	}
+	events := StartSSE(w)
+	for {
+		delta, done, err := gen.Next()
+		if err != nil {
+			_ = events.Send(map[string]string{"error": err.Error()})
+			return m, err
+		}
+		if delta != "" || done {
+			ev := map[string]any{"model_name": meta.Name, "model_version": version, "text_output": delta}
+			if done {
+				ev["finish_reason"] = gen.Finish
+			}
+			if err := events.Send(ev); err != nil {
+				return m, ClientGone(r, err)
+			}
+		}
+		if done {
+			return m, nil
+		}
+	}
+}

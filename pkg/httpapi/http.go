@@ -1,0 +1,285 @@
+// Package httpapi is infer's HTTP front end: the Open Inference Protocol
+// (KServe v2) with Triton's extensions (binary tensors, statistics, model
+// configuration, repository). It decodes each request into a core.Call,
+// hands it to the serving core and encodes the answer, with the latency
+// budget in a Server-Timing header; it knows nothing of routing,
+// batching or the runtime.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// Options configure an API.
+type Options struct {
+	// Name and Version are reported by GET /v2.
+	Name, Version string
+	// MaxBodyBytes bounds a request body, in bytes; larger ones get 413.
+	MaxBodyBytes int64
+}
+
+// API serves the KServe v2 HTTP endpoints of a serving core.
+type API struct {
+	*core.Core
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns the HTTP API of c.
+func New(c *core.Core, opts Options) *API {
+	return &API{Core: c, opts: opts, log: c.Logger()}
+}
+
+// Register adds the API's endpoints to mux: health, server and model
+// metadata, readiness, configuration, statistics, quality, inference,
+// Triton's generate extension and the repository index. The admin API is
+// another front end's.
+func (s *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v2/health/live", Live)
+	mux.HandleFunc("GET /v2/health/ready", s.serveReady)
+	mux.HandleFunc("GET /v2", s.serveServerMetadata)
+	for _, prefix := range []string{"/v2/models/{model}", "/v2/models/{model}/versions/{version}"} {
+		mux.HandleFunc("GET "+prefix, s.serveModelMetadata)
+		mux.HandleFunc("GET "+prefix+"/ready", s.serveModelReady)
+		mux.HandleFunc("GET "+prefix+"/config", s.serveModelConfig)
+		mux.HandleFunc("GET "+prefix+"/infer-config", s.serveInferConfig)
+		mux.HandleFunc("GET "+prefix+"/stats", s.serveModelStats)
+		mux.HandleFunc("GET "+prefix+"/quality", s.serveQuality)
+		mux.HandleFunc("POST "+prefix+"/infer", s.serveInfer)
+		mux.HandleFunc("POST "+prefix+"/generate", s.serveGenerate)
+		mux.HandleFunc("POST "+prefix+"/generate_stream", s.serveGenerate)
+	}
+	mux.HandleFunc("GET /v2/models/stats", s.serveModelStats)
+	mux.HandleFunc("POST /v2/repository/index", s.ServeRepositoryIndex)
+}
+
+// Live answers GET /v2/health/live: the process is up.
+func Live(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
+
+// WriteJSON answers v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// WriteError answers err as the protocol's error object with status.
+func WriteError(w http.ResponseWriter, status int, err error) {
+	WriteJSON(w, status, protocol.Error{Error: err.Error()})
+}
+
+// Fail answers err with the status core.Status maps it to, and the
+// headers that go with it: Retry-After for a call shed before its body or
+// refused by an open circuit breaker (with FallbackHeader "unavailable").
+// The server's own failures (500) are logged.
+func Fail(w http.ResponseWriter, log *slog.Logger, err error) {
+	status := core.Status(err)
+	if after, ok := core.RetryAfter(err); ok {
+		w.Header().Set("Retry-After", after)
+		w.Header().Set(core.FallbackHeader, core.ViaUnavailable)
+	} else if core.Shed(err) {
+		w.Header().Set("Retry-After", "1") // the body stays unread
+	}
+	if status == http.StatusInternalServerError {
+		log.Error("request failed", "err", err)
+	}
+	WriteError(w, status, err)
+}
+
+func (s *API) fail(w http.ResponseWriter, err error) { Fail(w, s.log, err) }
+
+// model resolves the {model} and optional {version} path values.
+func (s *API) model(r *http.Request) (*runner.Model, error) {
+	return s.Resolve(r.PathValue("model"), r.PathValue("version"))
+}
+
+func (s *API) serveReady(w http.ResponseWriter, _ *http.Request) {
+	if !s.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *API) serveServerMetadata(w http.ResponseWriter, _ *http.Request) {
+	WriteJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version, Extensions: core.Extensions()})
+}
+
+func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
+	out := make([]protocol.TensorMetadata, len(specs))
+	for i, t := range specs {
+		out[i] = protocol.TensorMetadata{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
+	}
+	return out
+}
+
+func (s *API) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
+	m, err := s.model(r)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	meta := m.Metadata()
+	WriteJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: s.ReadyVersions(meta.Name), Platform: meta.Platform,
+		Inputs: tensorMetadata(meta.Inputs), Outputs: tensorMetadata(meta.Outputs)})
+}
+
+func (s *API) serveModelReady(w http.ResponseWriter, r *http.Request) {
+	if !s.ModelReady(r.PathValue("model"), r.PathValue("version")) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// StatDuration is a count of requests and their cumulative time, in
+// nanoseconds.
+type StatDuration struct {
+	Count int64 `json:"count"`
+	Ns    int64 `json:"ns"`
+}
+
+// ModelStats is one model version's entry in Triton's statistics
+// extension.
+type ModelStats struct {
+	Name           string                  `json:"name"`
+	Version        string                  `json:"version"`
+	LastInference  int64                   `json:"last_inference"` // ms since the epoch
+	InferenceCount int64                   `json:"inference_count"`
+	ExecutionCount int64                   `json:"execution_count"`
+	InferenceStats map[string]StatDuration `json:"inference_stats"`
+}
+
+// serveModelStats answers Triton's statistics extension, the cumulative
+// counts and nanoseconds perf_analyzer differences between two reads.
+func (s *API) serveModelStats(w http.ResponseWriter, r *http.Request) {
+	all, err := s.Stats(r.PathValue("model"), r.PathValue("version"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := []ModelStats{}
+	for _, vs := range all {
+		x := vs.Stats
+		ms := ModelStats{Name: vs.Name, Version: vs.Version, InferenceCount: x.Rows, ExecutionCount: x.Executions,
+			InferenceStats: map[string]StatDuration{
+				"success":        {x.Success, int64(x.SuccessTime)},
+				"fail":           {x.Failure, 0},
+				"queue":          {x.Success, int64(x.Queue)},
+				"compute_input":  {x.Success, int64(x.ComputeInput)},
+				"compute_infer":  {x.Success, int64(x.ComputeInfer)},
+				"compute_output": {x.Success, int64(x.ComputeOutput)},
+				"cache_hit":      {},
+				"cache_miss":     {},
+			}}
+		if c := x.Cache; c != nil {
+			ms.InferenceStats["cache_hit"] = StatDuration{c.Hits, int64(c.HitTime)}
+			ms.InferenceStats["cache_miss"] = StatDuration{c.Misses, int64(c.MissTime)}
+		}
+		if !x.LastInference.IsZero() {
+			ms.LastInference = x.LastInference.UnixMilli()
+		}
+		out = append(out, ms)
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"model_stats": out})
+}
+
+// ServeRepositoryIndex answers POST /v2/repository/index: every model
+// version the repository knows, with its state.
+func (s *API) ServeRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
+	type entry struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+		State   string `json:"state"`
+		Reason  string `json:"reason,omitempty"`
+	}
+	idx := []entry{}
+	for _, st := range s.Repository().Index() {
+		idx = append(idx, entry{st.Name, strconv.FormatInt(st.Version, 10), st.State, st.Reason})
+	}
+	WriteJSON(w, http.StatusOK, idx)
+}
+
+// bodyChunk is the most readBody allocates before a body's bytes arrive,
+// in bytes: a Content-Length is a claim, and the buffer grows only as the
+// bytes it announces come in.
+const bodyChunk = 64 << 10
+
+// errBodyTooLarge makes the 413 error of a body over limit bytes, which
+// announced (or was found to hold) at least n bytes.
+func errBodyTooLarge(n, limit int64) error {
+	return fmt.Errorf("request body of %d bytes or more is over the limit of %d bytes (max_body_bytes): %w", n, limit, &http.MaxBytesError{Limit: limit})
+}
+
+// readBody reads a request body of at most limit bytes. One that announces
+// more is refused before it is read; otherwise the buffer starts at no
+// more than bodyChunk and doubles as the bytes arrive, up to the length
+// announced, so a client that announces a large body and sends little
+// costs the server little.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	want := r.ContentLength // -1: unknown (chunked)
+	if want > limit {
+		return nil, errBodyTooLarge(want, limit)
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	size := int64(bodyChunk)
+	if want >= 0 {
+		size = min(size, want)
+	}
+	buf := make([]byte, 0, max(size, 512))
+	for {
+		if want >= 0 && int64(len(buf)) == want {
+			return buf, nil // net/http never reads past the Content-Length
+		}
+		if len(buf) == cap(buf) {
+			grow := int64(cap(buf))
+			if want >= 0 {
+				grow = min(grow, want-int64(len(buf)))
+			}
+			buf = slices.Grow(buf, int(grow))
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf, nil
+		case err != nil:
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				return nil, errBodyTooLarge(int64(len(buf))+1, limit)
+			}
+			if errors.Is(err, core.ErrBodyTimeout) {
+				return nil, fmt.Errorf("reading the body after %d bytes: %w", len(buf), err)
+			}
+			return nil, fmt.Errorf("%w: reading the body after %d bytes: %v", protocol.ErrBadRequest, len(buf), err)
+		}
+	}
+}
+
+// decodeHTTP reads and decodes an infer request's body.
+func decodeHTTP(w http.ResponseWriter, r *http.Request, limit int64) (*protocol.InferRequest, error) {
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		return nil, err
+	}
+	headerLength, err := protocol.ParseHeaderLength(r.Header.Get(protocol.HeaderContentLength))
+	if err != nil {
+		return nil, err
+	}
+	return protocol.DecodeRequest(body, headerLength)
+}
