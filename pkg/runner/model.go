@@ -209,7 +209,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		batcher:   newBatcher(cfg),
 		inputIdx:  indexByName(meta.Inputs),
 		outputIdx: indexByName(meta.Outputs),
-		stacked:   canBatch,
+		stacked:   stacked(meta, cfg),
 		log:       log,
 		isolation: cfg.Isolation,
 		hosts:     &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow},
