@@ -46,25 +46,9 @@ func scanRequest(header []byte) (*scannedRequest, error) {
 		case key(k, "parameters"):
 			r.Parameters, err = s.parameters()
 		case key(k, "inputs"):
-			r.Inputs = r.Inputs[:0]
-			if s.null() {
-				return nil
-			}
-			err = s.array(func() error {
-				t, err := s.tensor()
-				r.Inputs = append(r.Inputs, t)
-				return err
-			})
+			r.Inputs, err = list(s, r.Inputs[:0], s.tensor)
 		case key(k, "outputs"):
-			r.Outputs = r.Outputs[:0]
-			if s.null() {
-				return nil
-			}
-			err = s.array(func() error {
-				o, err := s.output()
-				r.Outputs = append(r.Outputs, o)
-				return err
-			})
+			r.Outputs, err = list(s, r.Outputs[:0], s.output)
 		default:
 			_, err = s.value(false, 0)
 		}
@@ -80,6 +64,19 @@ func scanRequest(header []byte) (*scannedRequest, error) {
 		return nil, badf("%v", err)
 	}
 	return &r, nil
+}
+
+// list reads an array (or null) of what elem reads, appending to dst.
+func list[T any](s *scanner, dst []T, elem func() (T, error)) ([]T, error) {
+	if s.null() {
+		return dst, nil
+	}
+	err := s.array(func() error {
+		v, err := elem()
+		dst = append(dst, v)
+		return err
+	})
+	return dst, err
 }
 
 // tensor reads one input object.
