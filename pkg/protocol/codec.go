@@ -85,16 +85,16 @@ func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	var w wireRequest
-	if err := json.Unmarshal(header, &w); err != nil {
-		return nil, badf("request JSON: %v", err)
+	w, err := scanRequest(header)
+	if err != nil {
+		return nil, err
 	}
 	req := &InferRequest{ID: w.ID, Parameters: w.Parameters, Inputs: make([]tensor.Tensor, len(w.Inputs))}
 	if req.BinaryOutput, err = w.Parameters.Bool(ParamBinaryDataOutput); err != nil {
 		return nil, badf("%v", err)
 	}
-	for i, in := range w.Inputs {
-		t, rest, err := decodeTensor(in, bin, "input")
+	for i := range w.Inputs {
+		t, rest, err := decodeScanned(&w.Inputs[i], bin)
 		if err != nil {
 			return nil, err
 		}
@@ -117,10 +117,21 @@ func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
 	return req, nil
 }
 
+// decodeScanned turns one scanned input into a tensor, as decodeTensor
+// does, using the data already parsed when there is.
+func decodeScanned(st *scannedTensor, bin []byte) (tensor.Tensor, []byte, error) {
+	var parsed *scannedTensor
+	if st.parsed {
+		parsed = st
+	}
+	return decodeTensor(st.wire, parsed, bin, "input")
+}
+
 // decodeTensor turns one wire tensor into a tensor, taking its binary
 // data from the front of bin when it declares binary_data_size, and
-// returns what is left of bin. kind is "input" or "output", for messages.
-func decodeTensor(w wireTensor, bin []byte, kind string) (tensor.Tensor, []byte, error) {
+// returns what is left of bin. parsed, when not nil, holds the JSON data
+// already parsed. kind is "input" or "output", for messages.
+func decodeTensor(w wireTensor, parsed *scannedTensor, bin []byte, kind string) (tensor.Tensor, []byte, error) {
 	if w.Name == "" {
 		return tensor.Tensor{}, bin, badf("%s without a name", kind)
 	}
@@ -150,6 +161,11 @@ func decodeTensor(w wireTensor, bin []byte, kind string) (tensor.Tensor, []byte,
 			}
 		}
 		t.Data, bin = bin[:size:size], bin[size:]
+	} else if parsed != nil {
+		if parsed.count != n {
+			return t, bin, badf("%s %q: shape %v declares %d elements, data holds %d", kind, w.Name, w.Shape, n, parsed.count)
+		}
+		t.Data = parsed.data
 	} else {
 		if len(w.Data) == 0 {
 			return t, bin, badf("%s %q: no data (give JSON data or %s)", kind, w.Name, ParamBinaryDataSize)
@@ -303,7 +319,7 @@ func DecodeResponse(body []byte, headerLength int64) (*InferResponse, error) {
 	}
 	resp := &InferResponse{ModelName: w.ModelName, ModelVersion: w.ModelVersion, ID: w.ID, Parameters: w.Parameters}
 	for _, o := range w.Outputs {
-		t, rest, err := decodeTensor(o, bin, "output")
+		t, rest, err := decodeTensor(o, nil, bin, "output")
 		if err != nil {
 			return nil, err
 		}
@@ -316,6 +332,6 @@ func DecodeResponse(body []byte, headerLength int64) (*InferResponse, error) {
 // TensorFromJSON builds a tensor from JSON data (flat or nested), which
 // must hold exactly the elements of shape.
 func TensorFromJSON(name, datatype string, shape []int64, data json.RawMessage) (tensor.Tensor, error) {
-	t, _, err := decodeTensor(wireTensor{Name: name, Shape: shape, Datatype: datatype, Data: data}, nil, "input")
+	t, _, err := decodeTensor(wireTensor{Name: name, Shape: shape, Datatype: datatype, Data: data}, nil, nil, "input")
 	return t, err
 }

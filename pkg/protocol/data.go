@@ -1,23 +1,37 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
-	"unsafe"
 
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
 // appendJSONData appends the elements of a JSON "data" value (a flat or
 // nested array, or a lone scalar) to dst in dt's binary layout, and returns
-// how many elements it held. Nesting is only checked for balance: the
-// element count is checked against the shape by the caller, as the
-// protocol's row-major flattening prescribes.
+// how many elements it held; nothing but whitespace may follow the value.
 func appendJSONData(dst []byte, raw []byte, dt tensor.DataType) ([]byte, int64, error) {
+	s := scanner{b: raw}
+	dst, n, err := s.data(dst, dt)
+	if err == nil {
+		err = s.end()
+	}
+	return dst, n, err
+}
+
+// data reads a JSON "data" value (a flat or nested array, or a lone
+// scalar) and appends its elements to dst in dt's binary layout, in one
+// pass over the text, returning how many elements it held. Nesting is
+// only checked for balance: the element count is checked against the
+// shape by the caller, as the protocol's row-major flattening prescribes.
+// Malformed JSON is a *syntaxError; an element that does not fit dt is
+// another error that names the element.
+func (s *scanner) data(dst []byte, dt tensor.DataType) ([]byte, int64, error) {
 	var (
 		n     int64
 		depth int
@@ -25,111 +39,98 @@ func appendJSONData(dst []byte, raw []byte, dt tensor.DataType) ([]byte, int64, 
 		// otherwise ',' or ']' must.
 		wantValue = true
 		justOpen  = false
-		i         = 0
 	)
-	for i < len(raw) {
-		c := raw[i]
+	for {
+		c := s.peek()
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			i++
+		case c == 0:
+			return dst, n, s.syntax("unterminated array")
 		case c == '[':
 			if !wantValue {
-				return dst, n, fmt.Errorf("unexpected '[' at byte %d", i)
+				return dst, n, s.syntax("unexpected '['")
 			}
 			depth++
 			justOpen = true
-			i++
+			s.i++
 		case c == ']':
 			if depth == 0 || wantValue && !justOpen {
-				return dst, n, fmt.Errorf("unexpected ']' at byte %d", i)
+				return dst, n, s.syntax("unexpected ']'")
 			}
 			depth--
 			wantValue, justOpen = false, false
-			i++
+			s.i++
 		case c == ',':
 			if wantValue || depth == 0 {
-				return dst, n, fmt.Errorf("unexpected ',' at byte %d", i)
+				return dst, n, s.syntax("unexpected ','")
 			}
 			wantValue = true
-			i++
+			s.i++
 		default:
-			if !wantValue {
-				return dst, n, fmt.Errorf("unexpected value at byte %d: want ',' or ']'", i)
+			if !wantValue || c == '}' {
+				return dst, n, s.syntax("unexpected %s: want ',' or ']'", s.describe())
 			}
 			var err error
-			start := i
-			if dst, i, err = appendElement(dst, raw, i, dt); err != nil {
+			start := s.i
+			if dst, err = s.element(dst, dt); err != nil {
+				if errSyntax(err) {
+					return dst, n, err
+				}
 				return dst, n, fmt.Errorf("element %d (byte %d): %w", n, start, err)
 			}
 			n++
 			wantValue, justOpen = false, false
-			if depth == 0 && i < len(raw) && !onlySpace(raw[i:]) {
-				return dst, n, fmt.Errorf("unexpected data after the value at byte %d", i)
-			}
+		}
+		if depth == 0 && !wantValue {
+			return dst, n, nil
 		}
 	}
-	if depth != 0 {
-		return dst, n, errors.New("unterminated array")
-	}
-	return dst, n, nil
 }
 
-func onlySpace(b []byte) bool {
-	for _, c := range b {
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return false
-		}
-	}
-	return true
-}
-
-// appendElement parses the scalar starting at raw[i] and appends it.
-func appendElement(dst []byte, raw []byte, i int, dt tensor.DataType) ([]byte, int, error) {
+// element parses the scalar at the scanner and appends it.
+func (s *scanner) element(dst []byte, dt tensor.DataType) ([]byte, error) {
 	if dt == tensor.Bytes {
-		if raw[i] != '"' {
-			return dst, i, errors.New("BYTES elements must be JSON strings")
+		if s.b[s.i] != '"' {
+			return dst, errors.New("BYTES elements must be JSON strings")
 		}
-		end, escaped := stringEnd(raw, i)
-		if end < 0 {
-			return dst, i, errors.New("unterminated string")
+		start := s.i
+		end, plain, err := stringEnd(s.b, start)
+		if err != nil {
+			return dst, err
 		}
-		s := raw[i+1 : end]
-		if escaped {
+		str := s.b[start+1 : end]
+		if !plain && bytes.IndexByte(str, '\\') >= 0 {
+			// Only escapes need decoding: raw bytes that are not UTF-8
+			// travel as they are.
 			var v string
-			if err := json.Unmarshal(raw[i:end+1], &v); err != nil {
-				return dst, i, err
+			if err := json.Unmarshal(s.b[start:end+1], &v); err != nil {
+				return dst, &syntaxError{msg: err.Error(), at: start}
 			}
-			s = []byte(v)
+			str = []byte(v)
 		}
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s)))
-		return append(dst, s...), end + 1, nil
+		s.i = end + 1
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(str)))
+		return append(dst, str...), nil
 	}
-	j := i
-	for j < len(raw) && raw[j] != ',' && raw[j] != ']' && raw[j] != ' ' && raw[j] != '\t' && raw[j] != '\n' && raw[j] != '\r' {
-		j++
+	if c := s.b[s.i]; c == '"' || c == '{' {
+		if _, err := s.value(false, 0); err != nil {
+			return dst, err
+		}
+		return dst, fmt.Errorf("a %s is not a valid %s", map[byte]string{'"': "string", '{': "object"}[c], dt)
 	}
-	tok := unsafe.String(unsafe.SliceData(raw[i:j]), j-i) // not retained: errors below copy it
+	start := s.i
+	tok := s.token() // not retained: errors below copy it
+	if tok == "" {
+		return dst, s.syntax("unexpected %s", s.describe())
+	}
 	dst, err := appendScalar(dst, tok, dt)
 	if err != nil {
-		return dst, i, fmt.Errorf("%q is not a valid %s", string(raw[i:j]), dt)
-	}
-	return dst, j, nil
-}
-
-// stringEnd returns the index of the quote closing the string that opens
-// at raw[i], and whether it holds escapes; -1 when it is unterminated.
-func stringEnd(raw []byte, i int) (int, bool) {
-	escaped := false
-	for j := i + 1; j < len(raw); j++ {
-		switch raw[j] {
-		case '\\':
-			escaped = true
-			j++
-		case '"':
-			return j, escaped
+		if _, ok := parseNumber(tok); !ok && tok != "true" && tok != "false" && tok != "null" {
+			s.i = start
+			return dst, s.syntax("invalid value %q", tok)
 		}
+		return dst, fmt.Errorf("%q is not a valid %s", tok, dt)
 	}
-	return -1, escaped
+	return dst, nil
 }
 
 // appendScalar appends one element spelt tok in JSON.
@@ -144,19 +145,25 @@ func appendScalar(dst []byte, tok string, dt tensor.DataType) ([]byte, error) {
 		}
 		return dst, errors.New("want true or false")
 	case tensor.Int8, tensor.Int16, tensor.Int32, tensor.Int64:
+		if _, ok := parseNumber(tok); !ok {
+			return dst, strconv.ErrSyntax
+		}
 		v, err := strconv.ParseInt(tok, 10, 8*dt.Size())
 		if err != nil {
 			return dst, err
 		}
 		return tensor.AppendUint(dst, uint64(v), dt.Size()), nil
 	case tensor.Uint8, tensor.Uint16, tensor.Uint32, tensor.Uint64:
+		if _, ok := parseNumber(tok); !ok {
+			return dst, strconv.ErrSyntax
+		}
 		v, err := strconv.ParseUint(tok, 10, 8*dt.Size())
 		if err != nil {
 			return dst, err
 		}
 		return tensor.AppendUint(dst, v, dt.Size()), nil
 	case tensor.FP32, tensor.FP16, tensor.BF16:
-		v, err := strconv.ParseFloat(tok, 32)
+		v, err := parseFloat(tok, 32)
 		if err != nil {
 			return dst, err
 		}
@@ -169,7 +176,7 @@ func appendScalar(dst []byte, tok string, dt tensor.DataType) ([]byte, error) {
 		}
 		return binary.LittleEndian.AppendUint32(dst, math.Float32bits(f)), nil
 	case tensor.FP64:
-		v, err := strconv.ParseFloat(tok, 64)
+		v, err := parseFloat(tok, 64)
 		if err != nil {
 			return dst, err
 		}

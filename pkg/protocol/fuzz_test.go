@@ -1,8 +1,10 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -149,3 +151,77 @@ func FuzzJSONData(f *testing.F) {
 }
 
 func tensorType(b uint8) tensor.DataType { return tensor.DataType(b) }
+
+// referenceDecode decodes a request the way encoding/json and the data
+// parser alone do it, three passes over the data: the single-pass
+// decoder must agree with it.
+func referenceDecode(body []byte, hl int64) ([]tensor.Tensor, error) {
+	header, bin, err := split(body, hl)
+	if err != nil {
+		return nil, err
+	}
+	var w wireRequest
+	if err := json.Unmarshal(header, &w); err != nil {
+		return nil, badf("request JSON: %v", err)
+	}
+	if _, err := w.Parameters.Bool(ParamBinaryDataOutput); err != nil {
+		return nil, err
+	}
+	var out []tensor.Tensor
+	for _, in := range w.Inputs {
+		t, rest, err := decodeTensor(in, nil, bin, "input")
+		if err != nil {
+			return nil, err
+		}
+		bin = rest
+		out = append(out, t)
+	}
+	for _, o := range w.Outputs {
+		if _, err := o.Parameters.Bool(ParamBinaryData); err != nil || o.Name == "" {
+			return nil, errors.New("bad output")
+		}
+	}
+	return out, nil
+}
+
+// FuzzDecodeMatchesEncodingJSON: the single-pass decoder accepts what
+// encoding/json and the data parser accept, refuses what they refuse,
+// and decodes the same tensors byte for byte.
+func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"1","inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}],"outputs":[{"name":"y"}]}`,
+		`{"inputs":[{"data":[1,2],"name":"x","datatype":"INT64","shape":[2]}]}`,
+		`{"INPUTS":[{"Name":"x","SHAPE":[1],"datatype":"FP64","data":[1e-300]}],"extra":{"a":[1,{"b":null}]}}`,
+		`{"inputs":[{"name":"s","shape":[3],"datatype":"BYTES","data":["a","\u00e9\n","\ud83d\ude00"]}]}`,
+		`{"inputs":[{"name":"x","shape":[],"datatype":"BOOL","data":true}]}`,
+		`{"inputs":[{"name":"x","shape":[0,4],"datatype":"FP16","data":[]}]}`,
+		` { "inputs" : [ { "name" : "x" , "shape" : [ 2 ] , "datatype" : "UINT8" , "data" : [ 0 , 255 ] } ] } `,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[01]}]}`,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[+1]}]}`,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}x`,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["1"]}]}`,
+		`{"inputs":[{"name":"x","shape":[1.5],"datatype":"FP32","data":[1]}]}`,
+		`{"id":7,"inputs":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want, wantErr := referenceDecode(body, -1)
+		got, err := DecodeRequest(body, -1)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("%s\nsingle pass: %v\nencoding/json: %v", body, err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if len(got.Inputs) != len(want) {
+			t.Fatalf("%d inputs, encoding/json %d", len(got.Inputs), len(want))
+		}
+		for i, w := range want {
+			g := got.Inputs[i]
+			if g.Name != w.Name || g.DataType != w.DataType || fmt.Sprint(g.Shape) != fmt.Sprint(w.Shape) || !bytes.Equal(g.Data, w.Data) {
+				t.Fatalf("input %d: %s %v % x, encoding/json %s %v % x", i, g.DataType, g.Shape, g.Data, w.DataType, w.Shape, w.Data)
+			}
+		}
+	})
+}

@@ -395,7 +395,7 @@ func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadO
 	if err != nil {
 		return nil, Device{}, err
 	}
-	return &hostedInstance{layout: newLayout(m.meta), host: h,
+	return &hostedInstance{layout: newLayout(m.meta, m.stacked), host: h,
 		bufs: make([][]byte, len(m.meta.Outputs)), shapes: make([][]int64, len(m.meta.Outputs))}, used, nil
 }
 
@@ -475,7 +475,7 @@ func checkOutput(spec TensorSpec, o modelhost.Tensor, stacked bool, rows int64) 
 		return fmt.Errorf("output %q: shape %v of %s takes %d bytes, the host wrote %d", spec.Name, o.Shape, spec.DataType, n, o.Length)
 	}
 	if stacked && (len(o.Shape) == 0 || o.Shape[0] != rows) {
-		return fmt.Errorf("output %q: shape %v for a batch of %d rows", spec.Name, o.Shape, rows)
+		return errRows(spec.Name, o.Shape, rows)
 	}
 	return nil
 }

@@ -155,7 +155,7 @@ func newHostSession(spec hostSpec, region *modelhost.Region, log *slog.Logger) (
 		return fail(err)
 	}
 	h := &hostSession{
-		layout:  newLayout(meta),
+		layout:  newLayout(meta, stacked(meta, spec.Config)),
 		session: session,
 		region:  region,
 		ins:     make([]ort.Value, len(meta.Inputs)),

@@ -36,7 +36,7 @@ func newInstance(onnx []byte, meta Metadata, cfg Config, dev Device, log *slog.L
 		return nil, Device{}, err
 	}
 	in := &instance{
-		layout:  newLayout(meta),
+		layout:  newLayout(meta, stacked(meta, cfg)),
 		session: session,
 		scratch: make([][]byte, len(meta.Inputs)),
 		ins:     make([]ort.Value, len(meta.Inputs)),
@@ -212,6 +212,9 @@ func (in *instance) execute(batch []*pending, resps []Response) (execution, erro
 	shapes := in.shapes
 	for j := range in.outputs {
 		shapes[j] = in.outs[j].GetShape()
+		if in.stacked && (len(shapes[j]) == 0 || shapes[j][0] != rows) {
+			return ex, errRows(in.outputs[j].Name, shapes[j], rows)
+		}
 		if bufs[j] == nil {
 			b, err := valueBytes(in.outs[j], in.outputs[j])
 			if err != nil {

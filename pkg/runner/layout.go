@@ -2,6 +2,7 @@ package runner
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -36,9 +37,9 @@ func startExecution(batch []*pending) execution {
 type layout struct {
 	inputs  []TensorSpec
 	outputs []TensorSpec
-	// stacked is set when every input and output has a dynamic first
-	// dimension: requests are stacked along it, and outputs are sized from
-	// it, whether or not batching is on.
+	// stacked is set for a batched model (see stacked): requests are
+	// stacked along the first dimension, outputs are sized from it, and
+	// each output must hold one row per input row.
 	stacked bool
 	// pad holds, for each ragged input ([batch, sequence] INT64), the value
 	// its rows are padded with to the batch's longest sequence; nil for
@@ -51,11 +52,30 @@ type layout struct {
 	outShape    [][]int64
 }
 
-func newLayout(meta Metadata) layout {
+// stacked reports whether a model is batched: max_batch_size above 0, as
+// Triton reads it, and every input and output with a dynamic first
+// dimension. With max_batch_size 0 a model runs each request as it comes,
+// whatever its dynamic dimensions say: a detector returning [detections, 6]
+// or a model that concatenates rows is served, unbatched.
+func stacked(meta Metadata, cfg Config) bool {
+	return cfg.MaxBatchSize != nil && *cfg.MaxBatchSize > 0 && batchable(meta.Inputs, meta.Outputs)
+}
+
+// errRows is the error of a batched model whose output does not hold one
+// row per input row: the batcher could not give each request its rows.
+func errRows(name string, shape []int64, rows int64) error {
+	return fmt.Errorf("output %q: shape %v for a batch of %d rows: a batched model must return one output row per input row; %s", name, shape, rows, rowsAdvice)
+}
+
+// rowsAdvice is the way out for a model whose outputs' first dimension is
+// not the batch.
+const rowsAdvice = "serve it unbatched with max_batch_size: 0"
+
+func newLayout(meta Metadata, stacked bool) layout {
 	l := layout{
 		inputs:      meta.Inputs,
 		outputs:     meta.Outputs,
-		stacked:     batchable(meta.Inputs, meta.Outputs),
+		stacked:     stacked,
 		outRowBytes: make([]int64, len(meta.Outputs)),
 		outShape:    make([][]int64, len(meta.Outputs)),
 	}

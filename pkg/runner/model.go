@@ -211,7 +211,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		admission: newAdmission(cfg),
 		inputIdx:  indexByName(meta.Inputs),
 		outputIdx: indexByName(meta.Outputs),
-		stacked:   canBatch,
+		stacked:   stacked(meta, cfg),
 		log:       log,
 		isolation: cfg.Isolation,
 		hosts:     &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow},

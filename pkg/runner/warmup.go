@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -34,11 +35,41 @@ func (m *Model) warmup() error {
 	for _, in := range m.instances {
 		for range runs {
 			if _, err := in.execute(batch, nil); err != nil {
-				return err
+				return m.batchedHint(err)
 			}
 		}
 	}
-	return nil
+	return m.batchedHint(m.checkRows())
+}
+
+// batchedHint adds to a batched model's failed warm-up the likeliest
+// cause: outputs of fixed row size are allocated for the batch's rows
+// before the run, and the runtime refuses an output of another size.
+func (m *Model) batchedHint(err error) error {
+	if err == nil || !m.stacked || strings.Contains(err.Error(), rowsAdvice) {
+		return err
+	}
+	return fmt.Errorf("%w (a batch of rows failed: if the model's outputs do not hold one row per input row, %s)", err, rowsAdvice)
+}
+
+// checkRows runs a batch of two rows on a batched model's first instance,
+// so that a model whose outputs do not hold one row per input row (which
+// a batch of one can hide) is refused at load with that reason rather
+// than failing every request: the instance checks each output's rows.
+func (m *Model) checkRows() error {
+	const rows = 2
+	if !m.stacked || m.cfg.Warmup.BatchSize >= rows || len(m.instances) == 0 {
+		return nil
+	}
+	if err := CheckSyntheticInputs(m.meta.Inputs, rows, true); err != nil {
+		return nil // the warm-up's own batch ran; a larger one would not fit
+	}
+	inputs := warmupInputs(m.meta.Inputs, rows, true)
+	if m.cfg.Warmup.Data != WarmupOne {
+		inputs = SyntheticInputs(m.meta.Inputs, rows, true)
+	}
+	_, err := m.instances[0].execute([]*pending{{inputs: inputs, rows: rows}}, nil)
+	return err
 }
 
 // warmupInputs returns the warm-up's inputs: SyntheticInputs with every

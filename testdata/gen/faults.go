@@ -30,6 +30,17 @@ func scalar() *g.Model {
 	return model(b, "doubled = 2 * x on FP32 scalars: rank-0 inputs and outputs.")
 }
 
+// repeatRows: y = x stacked on itself, FP32 [rows,4] -> [2*rows,4]. Both
+// first dimensions are dynamic, but the output's is not the batch: it can
+// be served only unbatched (max_batch_size: 0).
+func repeatRows() *g.Model {
+	b := g.NewBuilder("repeat-rows")
+	x := b.Input("x", g.Float, g.Symbolic("rows"), g.Fixed(4))
+	b.OpNamed("y", "Concat", []string{x, x}, g.AttrInt("axis", 0))
+	b.Output("y", g.Float, g.Symbolic("rows2"), g.Fixed(4))
+	return model(b, "y = x stacked on itself, [rows,4] -> [2*rows,4]: its output rows are not its input rows.")
+}
+
 // noInputs: a graph of constants and no inputs; every call returns
 // values = [1, 2, 3].
 func noInputs() *g.Model {

@@ -81,6 +81,8 @@ func run(dir string, check bool, bertVocab string) error {
 		"../faults/slow-load.onnx": slowLoad(1024, 64).Encode(),
 		// Shapes at their edges: scalars (rank 0).
 		"../variants/scalar.onnx": scalar().Encode(),
+		// Outputs whose first dimension is not the batch.
+		"../variants/repeat-rows.onnx": repeatRows().Encode(),
 		// For the quality monitor: a small classifier, and mlp biased.
 		"../variants/tabular.onnx":    tabular().Encode(),
 		"../variants/mlp-biased.onnx": mlpBiased().Encode(),
@@ -89,7 +91,7 @@ func run(dir string, check bool, bertVocab string) error {
 	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx",
 		"tiny-gpt/1/model.onnx", "tiny-gpt/vocab.txt", "../variants/tiny-gpt-512-new.onnx", "../variants/tiny-gpt-512-present.onnx",
 		"../faults/int-div.onnx", "../faults/no-inputs.onnx", "../faults/expand.onnx", "../faults/slow-load.onnx",
-		"../variants/scalar.onnx", "../variants/tabular.onnx", "../variants/mlp-biased.onnx"} {
+		"../variants/scalar.onnx", "../variants/repeat-rows.onnx", "../variants/tabular.onnx", "../variants/mlp-biased.onnx"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)

@@ -2850,7 +2850,17 @@ func createTensorFromOrtValue(v *C.OrtValue) (Value, error) {
 	case TensorElementDataTypeBool:
 		return createTensorWithCData[bool](shape, tensorData)
 	default:
+		// The element count times the element's size: FP16 and BF16
+		// take two bytes, COMPLEX64 eight, COMPLEX128 sixteen.
 		totalSize := shape.FlattenedSize()
+		switch tensorType {
+		case TensorElementDataTypeFloat16, TensorElementDataTypeBFloat16:
+			totalSize *= 2
+		case TensorElementDataTypeComplex64:
+			totalSize *= 8
+		case TensorElementDataTypeComplex128:
+			totalSize *= 16
+		}
 		actualData := unsafe.Slice((*byte)(tensorData), totalSize)
 		dataCopy := make([]byte, totalSize)
 		copy(dataCopy, actualData)

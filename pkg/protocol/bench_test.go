@@ -1,0 +1,69 @@
+package protocol
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// mlpRequest is the request the serving benchmarks send: one row of 784
+// FP32 values in [0, 1), as a float32's shortest decimal spelling.
+func mlpRequest() *InferRequest {
+	rng := rand.New(rand.NewPCG(1, 2))
+	row := make([]float32, 784)
+	for i := range row {
+		row[i] = rng.Float32()
+	}
+	return &InferRequest{ID: "1", Inputs: []tensor.Tensor{tensor.New("x", []int64{1, 784}, row)}}
+}
+
+// mlpResponse is the answer to mlpRequest: ten FP32 scores.
+func mlpResponse(binary bool) *InferResponse {
+	scores := make([]float32, 10)
+	for i := range scores {
+		scores[i] = float32(i) * 0.731
+	}
+	r := &InferResponse{ModelName: "mlp", ModelVersion: "1", ID: "1", Outputs: []tensor.Tensor{tensor.New("y", []int64{1, 10}, scores)}}
+	if binary {
+		r.Binary = []bool{true}
+	}
+	return r
+}
+
+func benchmarkDecode(b *testing.B, binary bool) {
+	body, hl, err := mlpRequest().Encode(binary)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeRequest(body, hl); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeRequest decodes mlp's one-row request: 784 FP32 values,
+// about 8 KiB of JSON or 3 KiB in the binary extension.
+func BenchmarkDecodeRequest(b *testing.B) {
+	b.Run("json", func(b *testing.B) { benchmarkDecode(b, false) })
+	b.Run("binary", func(b *testing.B) { benchmarkDecode(b, true) })
+}
+
+// BenchmarkEncodeResponse encodes mlp's answer, ten FP32 scores.
+func BenchmarkEncodeResponse(b *testing.B) {
+	for _, binary := range []bool{false, true} {
+		name := map[bool]string{false: "json", true: "binary"}[binary]
+		b.Run(name, func(b *testing.B) {
+			r := mlpResponse(binary)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := r.Encode(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

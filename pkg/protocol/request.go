@@ -1,0 +1,153 @@
+package protocol
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+// scannedRequest is an infer request's JSON header as the single-pass
+// decoder reads it.
+type scannedRequest struct {
+	ID         string
+	Parameters Parameters
+	Inputs     []scannedTensor
+	Outputs    []wireOutput
+}
+
+// scannedTensor is one input. When its name, datatype and shape come
+// before its data, as every client writes them, the data is parsed into
+// tensor bytes as the scanner passes over it (parsed, with count
+// elements); otherwise wire.Data keeps the raw text for decodeTensor.
+type scannedTensor struct {
+	wire   wireTensor
+	parsed bool
+	data   []byte
+	count  int64
+}
+
+// key reports whether a member's key is name; like encoding/json, it
+// prefers an exact match and accepts one that differs only in case.
+func key(k []byte, name string) bool {
+	return string(k) == name || len(k) == len(name) && bytes.EqualFold(k, []byte(name))
+}
+
+// scanRequest reads an infer request's JSON header in one pass. Unknown
+// members are checked and skipped; a later duplicate wins.
+func scanRequest(header []byte) (*scannedRequest, error) {
+	s := &scanner{b: header}
+	var r scannedRequest
+	err := s.object(func(k []byte) error {
+		var err error
+		switch {
+		case key(k, "id"):
+			r.ID, err = s.text("id")
+		case key(k, "parameters"):
+			r.Parameters, err = s.parameters()
+		case key(k, "inputs"):
+			r.Inputs, err = list(s, r.Inputs[:0], s.tensor)
+		case key(k, "outputs"):
+			r.Outputs, err = list(s, r.Outputs[:0], s.output)
+		default:
+			_, err = s.value(false, 0)
+		}
+		return err
+	})
+	if err == nil {
+		err = s.end()
+	}
+	if err != nil {
+		if errSyntax(err) {
+			return nil, badf("request JSON: %v", err)
+		}
+		return nil, badf("%v", err)
+	}
+	return &r, nil
+}
+
+// list reads an array (or null) of what elem reads, appending to dst.
+func list[T any](s *scanner, dst []T, elem func() (T, error)) ([]T, error) {
+	if s.null() {
+		return dst, nil
+	}
+	err := s.array(func() error {
+		v, err := elem()
+		dst = append(dst, v)
+		return err
+	})
+	return dst, err
+}
+
+// tensor reads one input object.
+func (s *scanner) tensor() (scannedTensor, error) {
+	var t scannedTensor
+	w := &t.wire
+	if s.null() {
+		return t, nil
+	}
+	err := s.object(func(k []byte) error {
+		var err error
+		switch {
+		case key(k, "name"):
+			w.Name, err = s.text("name")
+		case key(k, "datatype"):
+			w.Datatype, err = s.text("datatype")
+		case key(k, "shape"):
+			w.Shape, err = s.int64s("shape")
+		case key(k, "parameters"):
+			w.Parameters, err = s.parameters()
+		case key(k, "data"):
+			start := s.i
+			t.parsed, t.data, t.count = false, nil, 0
+			if s.null() {
+				w.Data = nil
+				return nil
+			}
+			dt, ok := tensor.ParseDataType(w.Datatype)
+			n, shapeErr := declaredElements(w.Shape)
+			if w.Name == "" || !ok || shapeErr != nil {
+				_, err = s.value(false, 0) // decodeTensor names the fault
+			} else {
+				var dst []byte
+				if dt != tensor.Bytes {
+					// Room for the declared elements, but never for more
+					// than the rest of the text can spell: the shape is
+					// only a claim.
+					dst = make([]byte, 0, min(n, maxJSONElements(len(s.b)-s.i))*int64(dt.Size()))
+				}
+				t.data, t.count, err = s.data(dst, dt)
+				if err != nil && !errSyntax(err) {
+					return fmt.Errorf("input %q: data: %w", w.Name, err)
+				}
+				t.parsed = err == nil
+			}
+			w.Data = s.b[start:s.i]
+		default:
+			_, err = s.value(false, 0)
+		}
+		return err
+	})
+	return t, err
+}
+
+// output reads one requested output object.
+func (s *scanner) output() (wireOutput, error) {
+	var o wireOutput
+	if s.null() {
+		return o, nil
+	}
+	err := s.object(func(k []byte) error {
+		var err error
+		switch {
+		case key(k, "name"):
+			o.Name, err = s.text("name")
+		case key(k, "parameters"):
+			o.Parameters, err = s.parameters()
+		default:
+			_, err = s.value(false, 0)
+		}
+		return err
+	})
+	return o, err
+}

@@ -1,0 +1,324 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// maxDepth bounds the nesting of the JSON values a scanner skips or
+// keeps, as encoding/json bounds it.
+const maxDepth = 10000
+
+// scanner reads one JSON text front to back in a single pass: the request
+// decoder walks the header with it and parses tensor data straight into
+// tensor bytes, where encoding/json would scan the data three times
+// (validate, skip into a RawMessage, then parse).
+type scanner struct {
+	b []byte
+	i int
+}
+
+// syntaxError is malformed JSON, at a byte offset of the text.
+type syntaxError struct {
+	msg string
+	at  int
+}
+
+func (e *syntaxError) Error() string { return fmt.Sprintf("%s at byte %d", e.msg, e.at) }
+
+func (s *scanner) syntax(format string, args ...any) error {
+	return &syntaxError{msg: fmt.Sprintf(format, args...), at: s.i}
+}
+
+// isSpace reports JSON's insignificant whitespace.
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// peek skips whitespace and returns the next byte, 0 at the end.
+func (s *scanner) peek() byte {
+	for s.i < len(s.b) && isSpace(s.b[s.i]) {
+		s.i++
+	}
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// describe names the next byte for a message.
+func (s *scanner) describe() string {
+	if s.peek(); s.i == len(s.b) {
+		return "end of JSON"
+	}
+	return strconv.QuoteRune(rune(s.b[s.i]))
+}
+
+// end checks that only whitespace follows the top-level value.
+func (s *scanner) end() error {
+	if s.peek(); s.i < len(s.b) {
+		return s.syntax("%s after the top-level value", s.describe())
+	}
+	return nil
+}
+
+// null consumes a null literal if one comes next.
+func (s *scanner) null() bool {
+	if s.peek() == 'n' && len(s.b)-s.i >= 4 && string(s.b[s.i:s.i+4]) == "null" {
+		s.i += 4
+		return true
+	}
+	return false
+}
+
+// object reads an object, calling member for each key with the scanner at
+// the key's value, which member must consume.
+func (s *scanner) object(member func(key []byte) error) error {
+	if s.peek() != '{' {
+		return s.syntax("want an object, found %s", s.describe())
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		if s.peek() != '"' {
+			return s.syntax("want a key, found %s", s.describe())
+		}
+		key, err := s.str()
+		if err != nil {
+			return err
+		}
+		if s.peek() != ':' {
+			return s.syntax("want ':' after a key, found %s", s.describe())
+		}
+		s.i++
+		s.peek() // values start at their first byte
+		if err := member(key); err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return nil
+		default:
+			return s.syntax("want ',' or '}' in an object, found %s", s.describe())
+		}
+	}
+}
+
+// array reads an array, calling elem with the scanner at each element,
+// which elem must consume.
+func (s *scanner) array(elem func() error) error {
+	if s.peek() != '[' {
+		return s.syntax("want an array, found %s", s.describe())
+	}
+	s.i++
+	if s.peek() == ']' {
+		s.i++
+		return nil
+	}
+	for {
+		s.peek() // elements start at their first byte
+		if err := elem(); err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return nil
+		default:
+			return s.syntax("want ',' or ']' in an array, found %s", s.describe())
+		}
+	}
+}
+
+// str reads a string and returns its contents: a slice of the text when
+// it holds no escapes and is valid UTF-8, else a decoded copy (invalid
+// UTF-8 becomes U+FFFD, as encoding/json decodes it).
+func (s *scanner) str() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, s.syntax("want a string, found %s", s.describe())
+	}
+	start := s.i
+	end, plain, err := stringEnd(s.b, start)
+	if err != nil {
+		return nil, err
+	}
+	s.i = end + 1
+	if plain {
+		return s.b[start+1 : end], nil
+	}
+	var v string
+	if err := json.Unmarshal(s.b[start:end+1], &v); err != nil {
+		return nil, &syntaxError{msg: err.Error(), at: start}
+	}
+	return []byte(v), nil
+}
+
+// text reads a string, or a null (as ""), for a field of type string.
+func (s *scanner) text(field string) (string, error) {
+	if s.null() {
+		return "", nil
+	}
+	if s.peek() != '"' {
+		return "", s.syntax("%s: want a string, found %s", field, s.describe())
+	}
+	b, err := s.str()
+	return string(b), err
+}
+
+// stringEnd returns the index of the quote closing the string that opens
+// at raw[i], and whether its contents are plain: no escapes, only valid
+// UTF-8. Control characters, which JSON strings may not hold raw, and an
+// unterminated string are errors.
+func stringEnd(raw []byte, i int) (end int, plain bool, err error) {
+	plain = true
+	ascii := true
+	for j := i + 1; j < len(raw); j++ {
+		switch c := raw[j]; {
+		case c == '"':
+			if !ascii && plain {
+				plain = utf8.Valid(raw[i+1 : j])
+			}
+			return j, plain, nil
+		case c == '\\':
+			plain = false
+			j++
+		case c < 0x20:
+			return -1, false, &syntaxError{msg: "control character in a string", at: j}
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return -1, false, &syntaxError{msg: "unterminated string", at: i}
+}
+
+// token returns the bytes of a number or literal up to the next
+// delimiter, as a string that aliases the text: callers copy it before
+// keeping it.
+func (s *scanner) token() string {
+	start := s.i
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ',', ']', '}', ' ', '\t', '\n', '\r':
+			return unsafe.String(unsafe.SliceData(s.b[start:s.i]), s.i-start)
+		}
+		s.i++
+	}
+	return unsafe.String(unsafe.SliceData(s.b[start:s.i]), s.i-start)
+}
+
+// value reads any JSON value: kept as encoding/json keeps it in an any
+// (map[string]any, []any, float64, string, bool, nil) when keep is set,
+// else only checked and skipped.
+func (s *scanner) value(keep bool, depth int) (any, error) {
+	if depth > maxDepth {
+		return nil, s.syntax("nested too deep")
+	}
+	switch c := s.peek(); c {
+	case '{':
+		var m map[string]any
+		if keep {
+			m = map[string]any{}
+		}
+		err := s.object(func(key []byte) error {
+			v, err := s.value(keep, depth+1)
+			if keep {
+				m[string(key)] = v
+			}
+			return err
+		})
+		return m, err
+	case '[':
+		var a []any
+		if keep {
+			a = []any{}
+		}
+		err := s.array(func() error {
+			v, err := s.value(keep, depth+1)
+			if keep {
+				a = append(a, v)
+			}
+			return err
+		})
+		return a, err
+	case '"':
+		b, err := s.str()
+		if !keep || err != nil {
+			return nil, err
+		}
+		return string(b), nil
+	case 0:
+		return nil, s.syntax("unexpected end of JSON")
+	}
+	at := s.i
+	switch tok := s.token(); tok {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	case "null":
+		return nil, nil
+	default:
+		if _, ok := parseNumber(tok); !ok {
+			s.i = at
+			return nil, s.syntax("invalid value %q", tok)
+		}
+		if !keep {
+			return nil, nil
+		}
+		return strconv.ParseFloat(tok, 64)
+	}
+}
+
+// parameters reads a parameters object (or null).
+func (s *scanner) parameters() (Parameters, error) {
+	if s.null() {
+		return nil, nil
+	}
+	if s.peek() != '{' {
+		return nil, s.syntax("parameters: want an object, found %s", s.describe())
+	}
+	v, err := s.value(true, 0)
+	if err != nil {
+		return nil, err
+	}
+	return Parameters(v.(map[string]any)), nil
+}
+
+// int64s reads an array of integers (or null), such as a shape.
+func (s *scanner) int64s(field string) ([]int64, error) {
+	if s.null() {
+		return nil, nil
+	}
+	out := make([]int64, 0, 4)
+	err := s.array(func() error {
+		at := s.i
+		tok := s.token()
+		if _, ok := parseNumber(tok); !ok {
+			s.i = at
+			return s.syntax("%s: invalid value %q", field, tok)
+		}
+		v, err := strconv.ParseInt(tok, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %s is not a 64-bit integer", field, tok)
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+// errSyntax reports whether err is malformed JSON rather than a bad value.
+func errSyntax(err error) bool {
+	var se *syntaxError
+	return errors.As(err, &se)
+}
