@@ -28,6 +28,9 @@ type Policy struct {
 	// Shadow, when set, also sends a fraction of requests to a version
 	// whose answers are compared but never returned.
 	Shadow *Shadow `json:"shadow,omitempty"`
+	// Rollout is the revision of the rollout transition that set the
+	// policy (State.Revision); 0 when a person set it.
+	Rollout uint64 `json:"rollout_revision,omitempty"`
 }
 
 // Shadow mirrors a fraction of requests to a version.

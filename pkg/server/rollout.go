@@ -29,7 +29,7 @@ func (s *Server) Metrics(model string, version int64) (deploy.VersionMetrics, er
 		return deploy.VersionMetrics{}, err
 	}
 	v := strconv.FormatInt(version, 10)
-	var out deploy.VersionMetrics
+	out := deploy.VersionMetrics{Boot: s.boot}
 	for _, f := range families {
 		switch f.GetName() {
 		case "infer_requests_total":
@@ -76,6 +76,11 @@ func (s *Server) Drift(model string, version int64) deploy.DriftMetrics {
 		Compared: sum.Shadow.Compared, ShadowSumAbs: sum.Shadow.MeanAbsDiff * float64(sum.Shadow.Compared),
 		NoiseCompared: sum.Noise.Compared, NoiseSumAbs: sum.Noise.MeanAbsDiff * float64(sum.Noise.Compared),
 	}
+}
+
+// Digest returns a loaded version's content digest (runner.Repository.Digest).
+func (s *Server) Digest(model string, version int64) (string, error) {
+	return s.repo.Digest(model, version)
 }
 
 // VersionReady reports whether a version is loaded and ready.
@@ -163,4 +168,12 @@ func (s *Server) serveRolloutCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// newBoot returns a server's start identity: its start time and a random
+// number, so that two servers (a restart, or two in one process) never
+// share one and the rollout engine never subtracts one's counters from
+// another's.
+func newBoot() string {
+	return fmt.Sprintf("%x-%08x", time.Now().UnixNano(), rand.Uint32())
 }

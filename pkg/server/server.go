@@ -84,6 +84,7 @@ type Server struct {
 	traffic  traffic
 	shadow   *shadowing
 	rollouts *deploy.Engine
+	boot     string         // this server's start identity, stamped on the figures it reports
 	health   *health.Server // the gRPC health service's state
 	draining atomic.Bool
 	guards   guards
@@ -105,7 +106,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 			"max_connections", opts.MaxConnections, "lowered_to", n, "open_file_limit", fds, "reserve", fdReserve)
 		opts.MaxConnections = n
 	}
-	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
+	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer(), boot: newBoot()}
 	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
 	s.faults.allowed = opts.AllowFaultInjection
 	s.guards.log = s.log

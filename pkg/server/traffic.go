@@ -158,17 +158,25 @@ func (s *Server) clearPolicyLocked(model, by string) error {
 }
 
 // changePolicy sets (p) or clears (nil) model's policy on an admin's
-// request, refused while a rollout owns the model's traffic.
-func (s *Server) changePolicy(model string, p *deploy.Policy, by string) error {
+// request, refused while a rollout owns the model's traffic. Clearing
+// sends all traffic to the latest ready version: refused too, unless
+// forced, when that version's last rollout judged it unfit.
+func (s *Server) changePolicy(model string, p *deploy.Policy, by string, force bool) error {
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	if err := s.idle(model, "changing its traffic policy"); err != nil {
 		return err
 	}
-	if p == nil {
-		return s.clearPolicyLocked(model, by)
+	if p != nil {
+		p.Rollout = 0 // a person's policy, whatever the body said
+		return s.setPolicyLocked(model, *p, by)
 	}
-	return s.setPolicyLocked(model, *p, by)
+	if latest, err := s.resolve(model, ""); err == nil && !force && s.rollouts != nil {
+		if err := s.rollouts.Rejected(model, latest.Metadata().Version); err != nil {
+			return fmt.Errorf("%w; traffic left as it was: send DELETE with ?force=true to give it all traffic anyway", err)
+		}
+	}
+	return s.clearPolicyLocked(model, by)
 }
 
 // errBusy refuses an admin change of a model whose rollout has not ended:
@@ -315,7 +323,7 @@ func (s *Server) servePutPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("traffic policy JSON: %v", err))
 		return
 	}
-	if err := s.changePolicy(name, &p, who(r)); err != nil {
+	if err := s.changePolicy(name, &p, who(r), false); err != nil {
 		status := adminStatus(err)
 		if errors.Is(err, errBadPolicy) {
 			status = http.StatusBadRequest // the body named a version not ready
@@ -336,12 +344,33 @@ func (s *Server) serveShadowSummary(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveDeletePolicy(w http.ResponseWriter, r *http.Request) {
-	if err := s.changePolicy(r.PathValue("model"), nil, who(r)); err != nil {
+	force, err := parseForce(r.URL.Query().Get("force"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := s.changePolicy(r.PathValue("model"), nil, who(r), force); err != nil {
 		writeError(w, adminStatus(err), err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
+
+// parseForce reads the force query parameter: absent is false.
+func parseForce(v string) (bool, error) {
+	if v == "" {
+		return false, nil
+	}
+	force, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("query parameter force=%q: want true or false", v)
+	}
+	return force, nil
+}
+
+// CurrentPolicy returns model's traffic policy in force; ok is false
+// when it has none.
+func (s *Server) CurrentPolicy(model string) (deploy.Policy, bool) { return s.traffic.get(model) }
 
 // trafficCollector exports each model's traffic shares.
 type trafficCollector struct{ t *traffic }
