@@ -126,7 +126,7 @@ func (e *Engine) analyse(model string, seen State) {
 	e.tr.Lock()
 	defer e.tr.Unlock()
 	cur, err := e.Get(model)
-	if err != nil || cur.Revision != seen.Revision {
+	if err != nil || cur.Revision != seen.Revision || cur.Phase != Progressing {
 		e.log.Debug("rollout analysis dropped: the rollout changed while it was judged", "model", model, "judged_revision", seen.Revision)
 		return
 	}

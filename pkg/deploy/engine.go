@@ -62,6 +62,11 @@ type Engine struct {
 	// beforeApply, when set, is called between an analysis's verdict and
 	// its transition (see BeforeApply).
 	beforeApply atomic.Pointer[func(model string)]
+	// crashAfterSave, when set and true, makes a transition stop between
+	// saving its state and applying its traffic, as a process killed there
+	// would: the property test restarts the engine after it.
+	crashAfterSave func() bool
+	crashed        bool // under tr: a transition crashed; no other may run
 
 	mu     sync.Mutex // guards states and wake
 	states map[string]*State
@@ -126,6 +131,9 @@ var (
 	// ErrInvalidSpec answers a rollout spec that cannot be started.
 	ErrInvalidSpec = errors.New("invalid rollout")
 )
+
+// errCrashed is a transition stopped by crashAfterSave.
+var errCrashed = errors.New("stopped after saving, as if killed")
 
 // refusal is an error that is ErrRefused, worded on its own.
 type refusal struct{ msg string }
@@ -225,10 +233,17 @@ func (e *Engine) commit(model string, prev *State, next State, policy *Policy) e
 		p.Rollout = next.Revision
 		policy = &p
 	}
+	if e.crashed {
+		return errCrashed
+	}
 	if e.store != nil {
 		if err := e.store.SaveRollout(model, next); err != nil {
 			return fmt.Errorf("rollout of %q: state not saved, nothing changed: %w", model, err)
 		}
+	}
+	if e.crashAfterSave != nil && e.crashAfterSave() {
+		e.crashed = true
+		return errCrashed
 	}
 	if policy != nil {
 		if err := e.src.SetPolicy(model, *policy, "rollout"); err != nil {
