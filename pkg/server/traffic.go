@@ -385,12 +385,9 @@ func (c trafficCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for model, p := range *routers {
-		total := 0.0
-		for _, w := range p.Weights {
-			total += w
-		}
-		for v, w := range p.Weights {
-			ch <- prometheus.MustNewConstMetric(descShare, prometheus.GaugeValue, w/total, model, strconv.FormatInt(v, 10))
+		shares := p.Shares()
+		for v := range p.Weights {
+			ch <- prometheus.MustNewConstMetric(descShare, prometheus.GaugeValue, shares[v], model, strconv.FormatInt(v, 10))
 		}
 	}
 }
