@@ -66,7 +66,7 @@ func newRolloutCmd() *cobra.Command {
 	var (
 		version, from             int64
 		canary, steps, shadow, ab string
-		abKey                     string
+		abKey, onChange           string
 		blueGreen, detach         bool
 		interval                  time.Duration
 		a                         deploy.Analysis
@@ -113,7 +113,7 @@ when it is rolled back or aborted.`,
 			if err != nil {
 				return err
 			}
-			spec := deploy.Spec{Strategy: deploy.Canary, Interval: deploy.Duration(interval), Analysis: a}
+			spec := deploy.Spec{Strategy: deploy.Canary, Interval: deploy.Duration(interval), OnCandidateChange: onChange, Analysis: a}
 			switch {
 			case blueGreen:
 				spec.Strategy = deploy.BlueGreen
@@ -209,6 +209,7 @@ when it is rolled back or aborted.`,
 	f.Float64Var(&a.MaxOutputDrift, "max-output-drift", 0, "the highest PSI of any output feature of the new version against the stable one's over a step, 0.25 being a significant shift (0: not checked; needs monitor.sample in config.yaml)")
 	f.IntVar(&a.FailureLimit, "failure-limit", d.Analysis.FailureLimit, "failed analyses before rolling back")
 	f.IntVar(&a.InconclusiveLimit, "inconclusive-limit", d.Analysis.InconclusiveLimit, "inconclusive analyses in a row before pausing for a person to decide")
+	f.StringVar(&onChange, "on-candidate-change", d.OnCandidateChange, "what a change of the new version's files during the rollout does: abort (roll back) or restart (from the first step, judging the new files)")
 	f.BoolVar(&detach, "detach", false, "start the rollout and return; follow it with 'infer rollout status --watch'")
 	cmd.MarkFlagsMutuallyExclusive("canary", "steps", "blue-green", "shadow", "ab")
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/deploy"
@@ -63,7 +64,7 @@ func (s *API) servePutPolicy(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("traffic policy JSON: %v", err))
 		return
 	}
-	if err := s.ChangePolicy(name, &p, who(r)); err != nil {
+	if err := s.ChangePolicy(name, &p, who(r), false); err != nil {
 		status := core.AdminStatus(err)
 		if errors.Is(err, core.ErrBadPolicy) {
 			status = http.StatusBadRequest // the body named a version not ready
@@ -84,9 +85,26 @@ func (s *API) serveShadowSummary(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *API) serveDeletePolicy(w http.ResponseWriter, r *http.Request) {
-	if err := s.ChangePolicy(r.PathValue("model"), nil, who(r)); err != nil {
+	force, err := parseForce(r.URL.Query().Get("force"))
+	if err != nil {
+		httpapi.WriteError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := s.ChangePolicy(r.PathValue("model"), nil, who(r), force); err != nil {
 		httpapi.WriteError(w, core.AdminStatus(err), err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// parseForce reads the force query parameter: absent is false.
+func parseForce(v string) (bool, error) {
+	if v == "" {
+		return false, nil
+	}
+	force, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("query parameter force=%q: want true or false", v)
+	}
+	return force, nil
 }

@@ -58,6 +58,7 @@ type Core struct {
 	draining atomic.Bool
 	guards   guards
 	faults   faults
+	boot     string // this server's start identity, stamped on the figures it reports
 }
 
 // New returns the core of repo, restoring the traffic policies and
@@ -66,7 +67,7 @@ func New(repo *runner.Repository, opts Options) (*Core, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Core{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo)}
+	s := &Core{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), boot: newBoot()}
 	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
 	s.faults.allowed = opts.AllowFaultInjection
 	s.guards.log = s.log

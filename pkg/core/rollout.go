@@ -26,7 +26,7 @@ func (s *Core) Metrics(model string, version int64) (deploy.VersionMetrics, erro
 		return deploy.VersionMetrics{}, err
 	}
 	v := strconv.FormatInt(version, 10)
-	var out deploy.VersionMetrics
+	out := deploy.VersionMetrics{Boot: s.boot}
 	for _, f := range families {
 		switch f.GetName() {
 		case "infer_requests_total":
@@ -75,6 +75,11 @@ func (s *Core) Drift(model string, version int64) deploy.DriftMetrics {
 	}
 }
 
+// Digest returns a loaded version's content digest (runner.Repository.Digest).
+func (s *Core) Digest(model string, version int64) (string, error) {
+	return s.repo.Digest(model, version)
+}
+
 // VersionReady reports whether a version is loaded and ready.
 func (s *Core) VersionReady(model string, version int64) bool {
 	_, err := s.repo.Model(model, version)
@@ -110,4 +115,12 @@ func (s *Core) Smoke(model string, version int64) error {
 		}
 	}
 	return nil
+}
+
+// newBoot returns a server's start identity: its start time and a random
+// number, so that two servers (a restart, or two in one process) never
+// share one and the rollout engine never subtracts one's counters from
+// another's.
+func newBoot() string {
+	return fmt.Sprintf("%x-%08x", time.Now().UnixNano(), rand.Uint32())
 }

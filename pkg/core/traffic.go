@@ -163,17 +163,25 @@ func (s *Core) clearPolicyLocked(model, by string) error {
 }
 
 // ChangePolicy sets (p) or clears (nil) model's policy on an admin's
-// request, refused while a rollout owns the model's traffic.
-func (s *Core) ChangePolicy(model string, p *deploy.Policy, by string) error {
+// request, refused while a rollout owns the model's traffic. Clearing
+// sends all traffic to the latest ready version: refused too, unless
+// forced, when that version's last rollout judged it unfit.
+func (s *Core) ChangePolicy(model string, p *deploy.Policy, by string, force bool) error {
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	if err := s.idle(model, "changing its traffic policy"); err != nil {
 		return err
 	}
-	if p == nil {
-		return s.clearPolicyLocked(model, by)
+	if p != nil {
+		p.Rollout = 0 // a person's policy, whatever the body said
+		return s.setPolicyLocked(model, *p, by)
 	}
-	return s.setPolicyLocked(model, *p, by)
+	if latest, err := s.Resolve(model, ""); err == nil && !force && s.rollouts != nil {
+		if err := s.rollouts.Rejected(model, latest.Metadata().Version); err != nil {
+			return fmt.Errorf("%w; traffic left as it was: send DELETE with ?force=true to give it all traffic anyway", err)
+		}
+	}
+	return s.clearPolicyLocked(model, by)
 }
 
 // errBusy refuses an admin change of a model whose rollout has not ended:
@@ -284,12 +292,13 @@ func (c trafficCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for model, p := range *routers {
-		total := 0.0
-		for _, w := range p.Weights {
-			total += w
-		}
-		for v, w := range p.Weights {
-			ch <- prometheus.MustNewConstMetric(descShare, prometheus.GaugeValue, w/total, model, strconv.FormatInt(v, 10))
+		shares := p.Shares()
+		for v := range p.Weights {
+			ch <- prometheus.MustNewConstMetric(descShare, prometheus.GaugeValue, shares[v], model, strconv.FormatInt(v, 10))
 		}
 	}
 }
+
+// CurrentPolicy returns model's traffic policy in force; ok is false
+// when it has none.
+func (s *Core) CurrentPolicy(model string) (deploy.Policy, bool) { return s.traffic.get(model) }

@@ -70,38 +70,83 @@ func (e *Engine) drive(model string, wake chan struct{}) {
 	}
 }
 
-// analyse judges the step seen is at and moves the rollout on. A command
-// that changed the rollout meanwhile wins: its state is left alone.
-func (e *Engine) analyse(model string, seen State) {
-	e.tr.Lock()
-	defer e.tr.Unlock()
-	cur, err := e.Get(model)
-	if err != nil || cur.Phase != seen.Phase || cur.Step != seen.Step || !cur.StepStarted.Equal(seen.StepStarted) {
-		return
+// reading is what an analysis read of the server, outside the engine's
+// lock, for one step.
+type reading struct {
+	stable, cand VersionMetrics
+	digest       string // the candidate's content digest now
+	err          error  // the figures could not be read
+	res          Result // the verdict on them, when they could
+}
+
+// read reads the figures of the step seen is at and judges them.
+func (e *Engine) read(model string, seen State) reading {
+	spec := seen.Spec
+	var r reading
+	var err1, err2, err3 error
+	r.stable, err1 = e.src.Metrics(model, spec.Stable)
+	r.cand, err2 = e.src.Metrics(model, spec.Candidate)
+	r.digest, err3 = e.src.Digest(model, spec.Candidate)
+	if r.err = errors.Join(err1, err2); r.err != nil {
+		return r
 	}
-	spec := cur.Spec
-	stable, err1 := e.src.Metrics(model, spec.Stable)
-	cand, err2 := e.src.Metrics(model, spec.Candidate)
-	if err := errors.Join(err1, err2); err != nil {
-		e.log.Warn("rollout analysis could not read metrics", "model", model, "err", err)
-		next := cur
-		next.StepStarted = time.Now() // another interval, the baselines kept
-		e.keep(model, cur, next)
-		return
+	if err3 != nil {
+		r.res = Result{Inconclusive, fmt.Sprintf("version %d is not ready: %v", spec.Candidate, err3), map[string]float64{}}
+		return r
 	}
 	var driftStart, driftEnd *DriftMetrics
 	if spec.Strategy == Mirror {
 		d := e.src.Drift(model, spec.Candidate)
-		driftStart, driftEnd = &cur.DriftAtStep, &d
+		driftStart, driftEnd = &seen.DriftAtStep, &d
 	}
-	res := spec.Analysis.Analyse(cur.StableAtStep, stable, cur.CandidateAtStep, cand, driftStart, driftEnd)
+	r.res = spec.Analysis.Analyse(seen.StableAtStep, r.stable, seen.CandidateAtStep, r.cand, driftStart, driftEnd)
 	if qs, ok := e.src.(QualitySource); ok && spec.Analysis.MaxOutputDrift > 0 && spec.Strategy != Mirror {
-		if d, err := qs.OutputDrift(model, spec.Stable, spec.Candidate, cur.StepStarted); err != nil {
-			res = Result{Inconclusive, "output drift: " + err.Error(), res.Figures}
+		if d, err := qs.OutputDrift(model, spec.Stable, spec.Candidate, seen.StepStarted); err != nil {
+			r.res = Result{Inconclusive, "output drift: " + err.Error(), r.res.Figures}
 		} else {
-			res = spec.Analysis.judgeOutputs(res, d)
+			r.res = spec.Analysis.judgeOutputs(r.res, d)
 		}
 	}
+	return r
+}
+
+// analyse judges the step seen is at and moves the rollout on. The
+// figures are read and judged outside the engine's lock; the verdict is
+// applied only while the rollout is still at seen's revision: a command
+// that changed it meanwhile wins, and a verdict on a state that is gone
+// is dropped. Before judging, it checks that the window compares figures
+// of one process (else restarts the window) and that the candidate is the
+// revision the rollout started judging (else stops or restarts it, as
+// the spec says).
+func (e *Engine) analyse(model string, seen State) {
+	r := e.read(model, seen)
+	if hook := e.beforeApply.Load(); hook != nil {
+		(*hook)(model)
+	}
+	e.tr.Lock()
+	defer e.tr.Unlock()
+	cur, err := e.Get(model)
+	if err != nil || cur.Revision != seen.Revision || cur.Phase != Progressing {
+		e.log.Debug("rollout analysis dropped: the rollout changed while it was judged", "model", model, "judged_revision", seen.Revision)
+		return
+	}
+	spec := cur.Spec
+	switch {
+	case r.err != nil:
+		e.log.Warn("rollout analysis could not read metrics", "model", model, "err", r.err)
+		next := cur
+		next.StepStarted = time.Now() // another interval, the baselines kept
+		e.keep(model, cur, next)
+		return
+	case r.digest != "" && cur.CandidateDigest != "" && r.digest != cur.CandidateDigest:
+		e.candidateChanged(model, cur, r.digest)
+		return
+	case r.stable.Boot != cur.StableAtStep.Boot || r.cand.Boot != cur.CandidateAtStep.Boot:
+		next := with(cur, Event{Kind: WindowRestarted, Reason: "the step's counters started in another process (the server restarted): its window restarts, judged on this process's requests alone"})
+		e.restartWindow(model, cur, next)
+		return
+	}
+	res := r.res
 	judged := with(cur, Event{Kind: res.Verdict, Reason: res.Reason, Figures: res.Figures})
 
 	last := cur.Step == len(spec.Steps)-1
@@ -113,7 +158,7 @@ func (e *Engine) analyse(model string, seen State) {
 		case spec.Strategy == Mirror && last:
 			e.end(model, cur, judged, Completed, spec.Stable, "drift within bounds at every step; the shadow never served")
 		case last:
-			e.end(model, cur, judged, Promoted, spec.Candidate, "every step passed")
+			e.end(model, cur, judged, Promoted, spec.Candidate, fmt.Sprintf("every step passed; version %d (%s) serves", spec.Candidate, cur.CandidateDigest))
 		default:
 			i := cur.Step + 1
 			next, err := e.atStep(judged, i)
@@ -143,6 +188,29 @@ func (e *Engine) analyse(model string, seen State) {
 		}
 		e.keep(model, cur, judged)
 	}
+}
+
+// candidateChanged stops cur, whose candidate's files changed to digest
+// since the rollout began judging them, or starts it again from the first
+// step with the new revision, as its spec says. The caller holds tr.
+func (e *Engine) candidateChanged(model string, cur State, digest string) {
+	spec := cur.Spec
+	why := fmt.Sprintf("version %d changed from %s to %s during the rollout: the steps so far judged another revision", spec.Candidate, cur.CandidateDigest, digest)
+	if spec.OnCandidateChange != OnChangeRestart {
+		e.end(model, cur, with(cur, Event{Kind: CandidateChanged, Reason: why}), RolledBack, spec.Stable, why)
+		return
+	}
+	next := with(cur, Event{Kind: CandidateChanged, Reason: why + "; starting again from the first step"})
+	next.CandidateDigest, next.Failures = digest, 0
+	next, err := e.atStep(next, 0)
+	if err == nil {
+		next = with(next, Event{Kind: "step", Reason: spec.Describe(0)})
+		p := spec.Policy(0)
+		if err = e.commit(model, &cur, next, &p); err == nil {
+			return
+		}
+	}
+	e.end(model, cur, with(cur, Event{Kind: CandidateChanged, Reason: why}), RolledBack, spec.Stable, fmt.Sprintf("%s, and the first step could not start again: %v", why, err))
 }
 
 // keep commits a change that moves no traffic, logging a failure: the

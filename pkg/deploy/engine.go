@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,12 @@ type Source interface {
 	// SetPolicy applies a traffic policy, or fails and leaves the one in
 	// force as it was.
 	SetPolicy(model string, p Policy, by string) error
+	// CurrentPolicy returns the traffic policy in force; ok is false when
+	// the model has none (the latest ready version serves).
+	CurrentPolicy(model string) (p Policy, ok bool)
+	// Digest returns the content digest of a loaded version: its revision,
+	// which changes when its files are replaced and reloaded.
+	Digest(model string, version int64) (string, error)
 }
 
 // historyLimit bounds a rollout's kept history (an A/B test can run long).
@@ -33,16 +40,33 @@ const historyLimit = 1000
 // with every change, so that a restarted server resumes every rollout at
 // its step.
 //
-// Every change of a rollout, by a command or by its driver, is one
-// transition: checked against the versions loaded now, saved, its traffic
-// policy applied, and only then made the rollout's state. A transition
-// that fails at any point changes nothing, in memory or on disk.
+// The engine is the rollouts' one writer. Every change of a rollout, by a
+// command or by its driver, is one transition, serialised with every
+// other: checked against the versions loaded now, given the next revision,
+// saved, its traffic policy (tagged with that revision) applied, and only
+// then made the rollout's state. A transition that fails at any point
+// changes nothing, in memory or on disk. An analysis judges outside the
+// lock and applies its verdict only when the rollout is still at the
+// revision it judged (compare-and-set): a command that lands meanwhile
+// wins, and the verdict is dropped.
+//
+// A crash between saving a transition and applying its policy is mended
+// at the next start (see resume): the policy the saved state calls for is
+// applied again, which is idempotent.
 type Engine struct {
 	src   Source
 	store *Store // nil: rollouts live in memory
 	log   *slog.Logger
 
 	tr sync.Mutex // serializes transitions
+	// beforeApply, when set, is called between an analysis's verdict and
+	// its transition (see BeforeApply).
+	beforeApply atomic.Pointer[func(model string)]
+	// crashAfterSave, when set and true, makes a transition stop between
+	// saving its state and applying its traffic, as a process killed there
+	// would: the property test restarts the engine after it.
+	crashAfterSave func() bool
+	crashed        bool // under tr: a transition crashed; no other may run
 
 	mu     sync.Mutex // guards states and wake
 	states map[string]*State
@@ -68,12 +92,25 @@ func NewEngine(src Source, store *Store, log *slog.Logger) (*Engine, error) {
 	}
 	for model, st := range saved {
 		e.states[model] = &st
-		if !st.Done() {
-			log.Info("rollout resumed", "model", model, "strategy", st.Spec.Strategy, "step", st.Step, "percent", st.Percent())
+		e.resume(model, st)
+		if cur, _ := e.Get(model); !cur.Done() {
+			log.Info("rollout resumed", "model", model, "strategy", st.Spec.Strategy, "step", cur.Step, "percent", cur.Percent(), "revision", cur.Revision)
 			e.startDriver(model)
 		}
 	}
 	return e, nil
+}
+
+// BeforeApply sets f to be called after each analysis has judged a step
+// and before it takes the engine's lock to apply its verdict: a test or a
+// drill lands a command exactly there, where a command and an analysis
+// race. nil removes it. Set it before any rollout starts.
+func (e *Engine) BeforeApply(f func(model string)) {
+	if f == nil {
+		e.beforeApply.Store(nil)
+		return
+	}
+	e.beforeApply.Store(&f)
 }
 
 // Close stops every driver; rollouts in progress resume when an engine
@@ -94,6 +131,9 @@ var (
 	// ErrInvalidSpec answers a rollout spec that cannot be started.
 	ErrInvalidSpec = errors.New("invalid rollout")
 )
+
+// errCrashed is a transition stopped by crashAfterSave.
+var errCrashed = errors.New("stopped after saving, as if killed")
 
 // refusal is an error that is ErrRefused, worded on its own.
 type refusal struct{ msg string }
@@ -123,6 +163,22 @@ func (e *Engine) Active(model string) (State, bool) {
 		return State{}, false
 	}
 	return st, true
+}
+
+// Rejected fails, with ErrRefused and the reason, when version is the
+// candidate of model's last rollout and that rollout ended rolled back or
+// aborted: a version judged unfit that a plain "back to the latest"
+// would hand all traffic to.
+func (e *Engine) Rejected(model string, version int64) error {
+	st, err := e.Get(model)
+	if err != nil || st.Spec.Candidate != version || st.Phase != RolledBack && st.Phase != Aborted {
+		return nil
+	}
+	why := ""
+	if len(st.History) > 0 {
+		why = ": " + st.History[len(st.History)-1].Reason
+	}
+	return refused("version %d of %q is the candidate of its last rollout, which was %s%s", version, model, st.Phase, why)
 }
 
 func clone(s State) State {
@@ -161,16 +217,33 @@ func (e *Engine) atStep(st State, i int) (State, error) {
 	return st, nil
 }
 
-// commit makes next model's rollout: next is saved, then policy (nil:
-// traffic unchanged) applied, then next kept in memory and its new events
-// logged. When saving or applying fails, nothing changes: the saved state
-// is put back (prev; nil: none) and the error returned. The caller holds
-// tr.
+// commit makes next model's rollout at the revision after prev's (1 for
+// the first rollout of a model): next is saved, then policy (nil: traffic
+// unchanged), tagged with next's revision, applied, then next kept in
+// memory and its new events logged. When saving or applying fails,
+// nothing changes: the saved state is put back (prev; nil: none) and the
+// error returned. The caller holds tr.
 func (e *Engine) commit(model string, prev *State, next State, policy *Policy) error {
+	next.Revision = 1
+	if prev != nil {
+		next.Revision = prev.Revision + 1
+	}
+	if policy != nil {
+		p := *policy
+		p.Rollout = next.Revision
+		policy = &p
+	}
+	if e.crashed {
+		return errCrashed
+	}
 	if e.store != nil {
 		if err := e.store.SaveRollout(model, next); err != nil {
 			return fmt.Errorf("rollout of %q: state not saved, nothing changed: %w", model, err)
 		}
+	}
+	if e.crashAfterSave != nil && e.crashAfterSave() {
+		e.crashed = true
+		return errCrashed
 	}
 	if policy != nil {
 		if err := e.src.SetPolicy(model, *policy, "rollout"); err != nil {
@@ -226,7 +299,12 @@ func (e *Engine) Start(spec Spec, by string) (State, error) {
 		}
 		prev = &st
 	}
-	st := with(State{Spec: spec, Phase: Progressing}, Event{Kind: "started", Reason: fmt.Sprintf("%s from version %d to %d, by %s", spec.Strategy, spec.Stable, spec.Candidate, by)})
+	digest, err := e.src.Digest(spec.Model, spec.Candidate)
+	if err != nil {
+		return State{}, fmt.Errorf("%w: model %q version %d: %w", ErrInvalidSpec, spec.Model, spec.Candidate, err)
+	}
+	st := with(State{Spec: spec, Phase: Progressing, CandidateDigest: digest},
+		Event{Kind: "started", Reason: fmt.Sprintf("%s from version %d to %d (%s), by %s", spec.Strategy, spec.Stable, spec.Candidate, digest, by)})
 	if spec.Strategy == BlueGreen {
 		if err := e.src.Smoke(spec.Model, spec.Candidate); err != nil {
 			// Traffic never left the stable version.
@@ -239,7 +317,7 @@ func (e *Engine) Start(spec Spec, by string) (State, error) {
 		}
 		st = with(st, Event{Kind: "step", Reason: fmt.Sprintf("smoke requests answered; all traffic switched to version %d, version %d kept warm", spec.Candidate, spec.Stable)})
 	}
-	st, err := e.atStep(st, 0)
+	st, err = e.atStep(st, 0)
 	if err != nil {
 		return State{}, err
 	}
@@ -259,7 +337,7 @@ func (e *Engine) Promote(model, by string) (State, error) {
 		if st.Done() {
 			return "", 0, "", refused("the rollout of %q has ended (%s)", model, st.Phase)
 		}
-		return Promoted, st.Spec.Candidate, "promoted by " + by, nil
+		return Promoted, st.Spec.Candidate, fmt.Sprintf("promoted by %s; version %d (%s) serves", by, st.Spec.Candidate, st.CandidateDigest), nil
 	})
 }
 

@@ -28,6 +28,9 @@ type Policy struct {
 	// Shadow, when set, also sends a fraction of requests to a version
 	// whose answers are compared but never returned.
 	Shadow *Shadow `json:"shadow,omitempty"`
+	// Rollout is the revision of the rollout transition that set the
+	// policy (State.Revision); 0 when a person set it.
+	Rollout uint64 `json:"rollout_revision,omitempty"`
 }
 
 // Shadow mirrors a fraction of requests to a version.
@@ -52,18 +55,18 @@ func (p Policy) Validate(ready func(version int64) bool) error {
 	if len(p.Weights) == 0 {
 		return errors.New("weights: no version")
 	}
-	total := 0.0
+	positive := false
 	for _, v := range slices.Sorted(maps.Keys(p.Weights)) {
 		w := p.Weights[v]
 		if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
-			return fmt.Errorf("weights: version %d has weight %v, want 0 or more", v, w)
+			return fmt.Errorf("weights: version %d has weight %v, want a finite number, 0 or more", v, w)
 		}
 		if w > 0 && !ready(v) {
 			return fmt.Errorf("weights: version %d is not loaded and ready", v)
 		}
-		total += w
+		positive = positive || w > 0
 	}
-	if total <= 0 {
+	if !positive {
 		return errors.New("weights: every version has weight 0")
 	}
 	if p.Sticky != "" && p.Sticky != "id" && p.StickyHeader() == "" {
@@ -92,15 +95,44 @@ type Router struct {
 // Router prepares p for routing.
 func (p Policy) Router() *Router {
 	r := &Router{Policy: p}
-	total := 0.0
-	for _, v := range slices.Sorted(maps.Keys(p.Weights)) {
-		if w := p.Weights[v]; w > 0 {
-			total += w
-			r.versions = append(r.versions, v)
-			r.upTo = append(r.upTo, total)
-		}
+	total, shares := 0.0, p.Shares()
+	for _, v := range slices.Sorted(maps.Keys(shares)) {
+		total += shares[v]
+		r.versions = append(r.versions, v)
+		r.upTo = append(r.upTo, total)
 	}
 	return r
+}
+
+// Shares returns each version's share of the traffic, in (0, 1], summing
+// to 1 up to rounding: versions with weight 0 (or a weight that is not a
+// finite positive number, which Validate refuses) are left out. Weights
+// are divided by the largest before they are summed, so that neither huge
+// weights (1e308 twice would sum to +Inf) nor tiny ones (subnormal, whose
+// sum would lose their ratio) route unlike their ratios declare.
+func (p Policy) Shares() map[int64]float64 {
+	largest := 0.0
+	for _, w := range p.Weights {
+		if w > largest && !math.IsInf(w, 1) {
+			largest = w
+		}
+	}
+	out := map[int64]float64{}
+	if largest == 0 {
+		return out
+	}
+	total := 0.0
+	for _, w := range p.Weights {
+		if w > 0 && !math.IsInf(w, 1) {
+			total += w / largest // each at most 1: no overflow
+		}
+	}
+	for v, w := range p.Weights {
+		if w > 0 && !math.IsInf(w, 1) {
+			out[v] = w / largest / total
+		}
+	}
+	return out
 }
 
 // Route picks the version for one request. With a sticky key given, the

@@ -33,6 +33,43 @@ func TestRouteFollowsWeights(t *testing.T) {
 	}
 }
 
+// Weights at the ends of the float range route as their ratios say: two
+// of 1e308 (whose sum overflows) split evenly, as do two subnormal ones
+// (whose sum loses precision), and 3e-320 against 1e-320 is 3 to 1.
+// Weights that are not finite non-negative numbers are refused.
+func TestExtremeWeightsRouteAsDeclared(t *testing.T) {
+	for _, tc := range []struct {
+		weights map[int64]float64
+		share2  float64
+	}{
+		{map[int64]float64{1: 1e308, 2: 1e308}, 0.5},
+		{map[int64]float64{1: math.MaxFloat64, 2: math.MaxFloat64, 3: 0}, 0.5},
+		{map[int64]float64{1: 5e-324, 2: 5e-324}, 0.5},
+		{map[int64]float64{1: 1e-320, 2: 3e-320}, 0.75},
+	} {
+		p := Policy{Weights: tc.weights}
+		if err := p.Validate(func(int64) bool { return true }); err != nil {
+			t.Fatalf("%v: %v", tc.weights, err)
+		}
+		if got := p.Shares()[2]; math.Abs(got-tc.share2) > 1e-12 {
+			t.Errorf("%v: share of version 2 %v, want %v", tc.weights, got, tc.share2)
+		}
+		r, counts := p.Router(), map[int64]int{}
+		for i := range 1000 {
+			counts[r.Route("", (float64(i)+0.5)/1000)]++
+		}
+		if got := float64(counts[2]) / 1000; math.Abs(got-tc.share2) > 0.002 || counts[0] > 0 || counts[3] > 0 {
+			t.Errorf("%v: routed %v", tc.weights, counts)
+		}
+	}
+	for _, w := range []float64{math.Inf(1), math.NaN(), -5e-324, math.Inf(-1)} {
+		err := Policy{Weights: map[int64]float64{1: 1, 2: w}}.Validate(func(int64) bool { return true })
+		if err == nil || !strings.Contains(err.Error(), "version 2 has weight") || !strings.Contains(err.Error(), "finite") {
+			t.Errorf("weight %v: %v", w, err)
+		}
+	}
+}
+
 // A/B assignment is sticky per key, and still splits keys by weight.
 func TestStickyAssignment(t *testing.T) {
 	p := Policy{Weights: map[int64]float64{1: 50, 2: 50}, Sticky: "header:X-User-Id"}.Router()

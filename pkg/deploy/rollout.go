@@ -30,6 +30,13 @@ const (
 	Completed   = "completed" // a shadow rollout that ran its course
 )
 
+// Events of a rollout's history besides its phases and verdicts.
+const (
+	Resumed          = "resumed"           // the server restarted; the step goes on
+	WindowRestarted  = "window-restarted"  // the step's figures were not comparable; judged afresh
+	CandidateChanged = "candidate-changed" // the candidate's files changed during the rollout
+)
+
 // Duration is a time.Duration that reads and writes JSON as "30s".
 type Duration time.Duration
 
@@ -64,9 +71,21 @@ type Spec struct {
 	// Sticky is the A/B assignment key ("id" or "header:Name").
 	Sticky string `json:"sticky,omitempty"`
 	// ShadowFraction is the share of requests mirrored by a shadow rollout.
-	ShadowFraction float64  `json:"shadow_fraction,omitempty"`
-	Analysis       Analysis `json:"analysis"`
+	ShadowFraction float64 `json:"shadow_fraction,omitempty"`
+	// OnCandidateChange is what a change of the candidate's files (its
+	// content digest) during the rollout does: OnChangeAbort (the
+	// default) rolls back to the stable version; OnChangeRestart starts
+	// again from the first step, judging the new revision.
+	OnCandidateChange string   `json:"on_candidate_change,omitempty"`
+	Analysis          Analysis `json:"analysis"`
 }
+
+// What a rollout does when its candidate's files change (see
+// Spec.OnCandidateChange).
+const (
+	OnChangeAbort   = "abort"
+	OnChangeRestart = "restart"
+)
 
 // Analysis says when a step passes. A step with fewer than MinRequests
 // candidate requests is inconclusive: no promotion on no data.
@@ -115,6 +134,9 @@ func (s Spec) WithDefaults() Spec {
 	if s.Interval == 0 {
 		s.Interval = Duration(30 * time.Second)
 	}
+	if s.OnCandidateChange == "" {
+		s.OnCandidateChange = OnChangeAbort
+	}
 	a := &s.Analysis
 	if a.MinRequests == 0 {
 		a.MinRequests = 20
@@ -155,6 +177,9 @@ func (s Spec) Validate() error {
 	}
 	if time.Duration(s.Interval) < 10*time.Millisecond {
 		bad("interval %v: too short to measure anything", time.Duration(s.Interval))
+	}
+	if s.OnCandidateChange != OnChangeAbort && s.OnCandidateChange != OnChangeRestart {
+		bad("on_candidate_change %q: want abort or restart", s.OnCandidateChange)
 	}
 	if s.Strategy == Mirror && !(s.ShadowFraction > 0 && s.ShadowFraction <= 1) {
 		bad("shadow_fraction %v: want more than 0, at most 1", s.ShadowFraction)
@@ -200,6 +225,11 @@ type VersionMetrics struct {
 	Requests float64          `json:"requests"`
 	Errors   float64          `json:"errors"`
 	Latency  window.Histogram `json:"latency"`
+	// Boot identifies the process whose counters these are: figures of
+	// two processes are never subtracted (a restart starts the counters
+	// again from zero), so an analysis window spanning a restart is
+	// restarted instead of judged.
+	Boot string `json:"boot,omitempty"`
 }
 
 // DriftMetrics are a shadow's cumulative comparisons: how many, and the
@@ -291,7 +321,7 @@ type Event struct {
 	Time    time.Time          `json:"time"`
 	Step    int                `json:"step"`
 	Percent float64            `json:"percent"`
-	Kind    string             `json:"kind"` // started, step, pass, fail, inconclusive, promoted, rolled-back, aborted, paused, undone, completed
+	Kind    string             `json:"kind"` // started, step, pass, fail, inconclusive, promoted, rolled-back, aborted, paused, completed, resumed, window-restarted, candidate-changed
 	Reason  string             `json:"reason,omitempty"`
 	Figures map[string]float64 `json:"figures,omitempty"`
 }
@@ -308,7 +338,16 @@ type State struct {
 	StableAtStep    VersionMetrics `json:"stable_at_step"`
 	CandidateAtStep VersionMetrics `json:"candidate_at_step"`
 	DriftAtStep     DriftMetrics   `json:"drift_at_step"`
-	History         []Event        `json:"history"`
+	// Revision counts the rollout's transitions (across the model's
+	// rollouts): each one saved is one more, and the traffic policy it
+	// applies carries it (Policy.Rollout), so that a restart can tell
+	// whether the policy in force is the one the state calls for.
+	Revision uint64 `json:"revision"`
+	// CandidateDigest is the content digest of the candidate being judged
+	// (its model file and configuration): a candidate whose files change
+	// during the rollout is not the one the earlier steps judged.
+	CandidateDigest string  `json:"candidate_digest,omitempty"`
+	History         []Event `json:"history"`
 
 	fresh int // events appended and not yet logged
 }

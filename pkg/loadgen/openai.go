@@ -40,6 +40,24 @@ func (g *Gen) TPOT() time.Duration {
 	return (g.E2E - g.TTFT) / time.Duration(g.Tokens-1)
 }
 
+// TokensPerGap is how many inter-token intervals each gap between chunks
+// stands for: a chunk carrying several tokens counts as that many, each an
+// even share of the gap before it. 1 when every chunk carries one token.
+func (g *Gen) TokensPerGap() float64 {
+	if g.Chunks > 1 && g.Tokens > g.Chunks {
+		return float64(g.Tokens-1) / float64(g.Chunks-1)
+	}
+	return 1
+}
+
+// ITL returns gap i's inter-token latency: the gap shared evenly among
+// the tokens it stands for (TokensPerGap). It is the one definition of
+// inter-token latency: the report's distribution and goodput's itl
+// objective both use it.
+func (g *Gen) ITL(i int) time.Duration {
+	return time.Duration(float64(g.Gaps[i]) / g.TokensPerGap())
+}
+
 // OpenAI streams completions (or chat completions) of Prompts, in turn.
 type OpenAI struct {
 	Client *http.Client
@@ -187,14 +205,9 @@ func (g *genRecorder) record(x *Gen, objectives []Objective) {
 	if x.Tokens >= 2 {
 		_ = g.TPOT.RecordValue(micros(x.TPOT()))
 	}
-	// A chunk of several tokens counts as that many gaps, each an even
-	// share of it.
-	per := 1.0
-	if x.Chunks > 1 && x.Tokens > x.Chunks {
-		per = float64(x.Tokens-1) / float64(x.Chunks-1)
-	}
-	for _, gap := range x.Gaps {
-		_ = g.ITL.RecordValues(micros(time.Duration(float64(gap)/per)), max(int64(per+0.5), 1))
+	per := max(int64(x.TokensPerGap()+0.5), 1)
+	for i := range x.Gaps {
+		_ = g.ITL.RecordValues(micros(x.ITL(i)), per)
 	}
 	g.Tokens += int64(x.Tokens)
 	if goodGen(x, objectives) {
@@ -214,7 +227,7 @@ func (g *genRecorder) merge(o *genRecorder) {
 }
 
 // goodGen reports whether x meets every generation objective (ttft, tpot,
-// itl as its worst gap, e2e).
+// itl as its worst inter-token latency, Gen.ITL, e2e).
 func goodGen(x *Gen, objectives []Objective) bool {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	for _, o := range objectives {
@@ -227,8 +240,8 @@ func goodGen(x *Gen, objectives []Objective) bool {
 		case "e2e":
 			v = ms(x.E2E)
 		case "itl":
-			for _, gap := range x.Gaps {
-				v = max(v, ms(gap))
+			for i := range x.Gaps {
+				v = max(v, ms(x.ITL(i)))
 			}
 		default:
 			continue

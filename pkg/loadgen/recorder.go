@@ -25,7 +25,13 @@ func micros(d time.Duration) int64 { return max(int64(d/time.Microsecond), 0) }
 // worker keeps its own, and they are merged for the report.
 type Recorder struct {
 	// Total is the corrected latency (from the intended send time), Service
-	// the uncorrected one (from the actual send), both successful only.
+	// the uncorrected one (from the actual send), of the successes and of
+	// the requests that timed out, each of those at the time it was given
+	// up on (at least its timeout): a request dropped at its deadline is
+	// the slowest kind, not a missing one, so that a latency objective or
+	// --find-max cannot pass on requests that never came back (k6 counts a
+	// timed-out request's duration the same way). Other failures (refused,
+	// reset, an error status) end early and are counted only as errors.
 	Total, Service *hdr.Histogram
 	// Phases holds each budget phase; PhaseSum their sums, for shares.
 	Phases   [profile.NumPhases]*hdr.Histogram
@@ -59,7 +65,8 @@ type Recorder struct {
 }
 
 // Second is one second of a run: requests meant to be sent in it, their
-// failures, and the successful ones' latencies (2 significant digits).
+// failures, and the latencies of its successes and timeouts (see
+// Recorder.Total; 2 significant digits).
 type Second struct {
 	Requests, Errors int64
 	Latency          *hdr.Histogram
@@ -120,11 +127,12 @@ func (r *Recorder) Record(res *Result) {
 		if sec != nil {
 			sec.Errors++
 		}
+		if res.Kind == KindTimeout {
+			r.recordLatency(res, sec)
+		}
 		return
 	}
-	if sec != nil {
-		_ = sec.Latency.RecordValue(micros(res.Phases.Get(profile.Total)))
-	}
+	r.recordLatency(res, sec)
 	if res.Gen != nil {
 		if r.Gen == nil {
 			r.Gen = newGenRecorder()
@@ -135,13 +143,22 @@ func (r *Recorder) Record(res *Result) {
 	if res.ServerReported {
 		r.ServerReported++
 	}
-	_ = r.Total.RecordValue(micros(res.Phases.Get(profile.Total)))
-	_ = r.Service.RecordValue(micros(res.Service()))
 	for _, p := range append(profile.BudgetPhases, profile.Total) {
 		d := res.Phases.Get(p)
 		r.PhaseSum[p] += d
 		_ = r.Phases[p].RecordValue(micros(d))
 	}
+}
+
+// recordLatency adds res's corrected and uncorrected latencies (see
+// Total), and its second's.
+func (r *Recorder) recordLatency(res *Result, sec *Second) {
+	total := micros(res.Phases.Get(profile.Total))
+	if sec != nil {
+		_ = sec.Latency.RecordValue(total)
+	}
+	_ = r.Total.RecordValue(total)
+	_ = r.Service.RecordValue(micros(res.Service()))
 }
 
 // Merge adds o's results to r.

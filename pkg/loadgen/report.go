@@ -98,7 +98,9 @@ type Report struct {
 	// was made.
 	Settings map[string]string `json:"settings,omitempty"`
 	// Latency runs from each request's intended send time (corrected for
-	// coordinated omission); Service from its actual send.
+	// coordinated omission); Service from its actual send. Both hold the
+	// successes and the timeouts, each timeout at the time it was given up
+	// on (see Recorder.Total).
 	Latency        Percentiles   `json:"latency"`
 	Service        Percentiles   `json:"service"`
 	Phases         []PhaseReport `json:"phases"`

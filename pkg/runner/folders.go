@@ -6,17 +6,16 @@ import (
 	"io/fs"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // VersionFolders returns the versions model name's folder holds in the
 // source now, loaded or not, ascending, without loading anything: what a
 // load would pick up. A single-file repository holds version 1 of its one
 // model. It fails with ErrModelNotFound for a name the source does not
-// hold, and ErrInvalidInput for a name that is no plain folder name.
+// hold, and ErrInvalidInput for a name outside ValidModelName's set.
 func (r *Repository) VersionFolders(name string) ([]int64, error) {
-	if name == "" || name == "." || strings.ContainsAny(name, `/\`) {
-		return nil, fmt.Errorf("%w: model name %q: want a plain folder name", ErrInvalidInput, name)
+	if err := ValidModelName(name); err != nil {
+		return nil, err
 	}
 	if r.single != "" {
 		if name != r.single {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -42,8 +43,12 @@ type Repository struct {
 }
 
 type version struct {
-	model *Model // nil unless ready
-	err   error  // why it is unavailable
+	model  *Model // nil unless ready
+	err    error  // why it is unavailable
+	digest string // the loaded files' contentDigest, with model
+	// failed is why the latest reload of this version failed while model,
+	// an earlier load, kept serving; nil when it did not.
+	failed error
 }
 
 // VersionStatus is one entry of the repository index.
@@ -114,15 +119,25 @@ func (r *Repository) List() ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-			names = append(names, e.Name())
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
 		}
+		if err := ValidModelName(e.Name()); err != nil {
+			// Refused here, so that the name never reaches the index,
+			// metrics or logs raw.
+			slog.Warn("model folder skipped", "repository", r.desc, "err", err)
+			continue
+		}
+		names = append(names, e.Name())
 	}
 	return names, nil
 }
 
 // Load (re)reads model name from the source and loads every version found,
-// replacing the versions loaded before once the new ones are ready.
+// beside the versions loaded before, and then swaps them in: a version
+// whose new load fails keeps serving its earlier load (as Triton keeps a
+// loaded version when its reload fails), the failure reported in the
+// error and in the index (see keepServing).
 func (r *Repository) Load(name string) error {
 	loaded, err := r.read(name)
 	if err != nil {
@@ -140,23 +155,40 @@ func (r *Repository) Load(name string) error {
 	}
 	r.mu.Lock()
 	old := r.models[name]
+	errs := keepServing(name, loaded, old)
 	r.models[name] = loaded
 	r.mu.Unlock()
 	closeVersions(old)
-
-	var errs []error
-	for _, v := range loaded {
-		errs = append(errs, v.err)
-	}
 	return errors.Join(errs...)
+}
+
+// keepServing moves into loaded each version of old that is ready where
+// its new load failed, removing it from old (which the caller closes),
+// and returns every version's load failure, those kept saying so.
+func keepServing(name string, loaded, old map[int64]*version) []error {
+	var errs []error
+	for v, nv := range loaded {
+		if nv.err == nil {
+			continue
+		}
+		ov, ok := old[v]
+		if !ok || ov.model == nil {
+			errs = append(errs, nv.err)
+			continue
+		}
+		loaded[v] = &version{model: ov.model, digest: ov.digest, failed: nv.err}
+		delete(old, v)
+		errs = append(errs, fmt.Errorf("%w; model %q version %d keeps serving its earlier load", nv.err, name, v))
+	}
+	return errs
 }
 
 // read loads every version of one model. A version that fails is kept,
 // unavailable, with its error; a model whose folder or configuration
 // cannot be read at all is an error.
 func (r *Repository) read(name string) (map[int64]*version, error) {
-	if name == "" || name == "." || strings.ContainsAny(name, `/\`) {
-		return nil, fmt.Errorf("%w: model name %q: want a plain folder name", ErrInvalidInput, name)
+	if err := ValidModelName(name); err != nil {
+		return nil, err
 	}
 	if r.single != "" {
 		if name != r.single {
@@ -224,7 +256,7 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 	if err != nil {
 		return &version{err: fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)}
 	}
-	return &version{model: m}
+	return &version{model: m, digest: contentDigest(data, cfg)}
 }
 
 func (r *Repository) where(file string) string {
@@ -309,6 +341,8 @@ func (r *Repository) Index() []VersionStatus {
 				s.HostCrashes, s.HostMemoryFaults, s.HostRestarts = st.model.hosts.counts()
 				if reason := st.model.Unavailable(); reason != "" {
 					s.State, s.Reason = StateUnavailable, reason
+				} else if st.failed != nil {
+					s.Reason = "serving its earlier load; the latest reload failed: " + st.failed.Error()
 				}
 			}
 			out = append(out, s)

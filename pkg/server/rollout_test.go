@@ -50,6 +50,11 @@ const pace = 5 * time.Millisecond
 // until the test ends: the traffic a rollout's analysis reads.
 func load(t *testing.T, s *Server) {
 	t.Helper()
+	t.Cleanup(loadUntil(s))
+}
+
+// loadUntil is load until the returned stop is called.
+func loadUntil(s *Server) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	h := s.Handler()
@@ -64,7 +69,7 @@ func load(t *testing.T, s *Server) {
 			}
 		})
 	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	return func() { cancel(); wg.Wait() }
 }
 
 // waitPhase waits, on the bubble's clock, for the rollout to reach one
