@@ -214,14 +214,14 @@ type control struct {
 	started atomic.Bool // after Open: the admin API's rule applies
 	warm    map[string]bool
 
-	reserved int64 // bytes reserved by loads in progress (under Repository.mu)
+	reserved int64        // bytes reserved by loads in progress (under Repository.mu)
 	overhead atomic.Int64 // the most a version took beyond its file, in bytes
 	// Poll mode's record (under Repository.mu): each model's config.yaml,
 	// and the model files whose load failed, so they are not retried
 	// until they change.
 	configs map[string]fileStamp
 	failed  map[string]fileStamp
-	observe  atomic.Pointer[func(ControlEvent)]
+	observe atomic.Pointer[func(ControlEvent)]
 
 	mu      sync.Mutex    // guards changed
 	changed chan struct{} // closed when a lease ends or a version unloads

@@ -301,9 +301,9 @@ func TestLRUVictims(t *testing.T) {
 		want               []string
 		ok                 bool
 	}{
-		{60, 10, 100, nil, true},                 // fits
-		{60, 50, 100, []string{"b"}, true},       // the least recently used idle one
-		{60, 60, 100, []string{"b", "a"}, true},  // c is held: skipped
+		{60, 10, 100, nil, true},                // fits
+		{60, 50, 100, []string{"b"}, true},      // the least recently used idle one
+		{60, 60, 100, []string{"b", "a"}, true}, // c is held: skipped
 		{60, 90, 100, []string{"b", "a", "d"}, true},
 		{60, 100, 100, nil, false}, // even every idle one is not enough: none
 	} {
