@@ -460,7 +460,7 @@ func (s *Server) openAIGenerate(w http.ResponseWriter, r *http.Request) (*runner
 		openAIError(w, err)
 		return nil, "", err
 	}
-	m, err := s.resolve(req.Model, "")
+	m, err := s.acquire(r.Context(), req.Model, "")
 	if err != nil {
 		openAIError(w, err)
 		return nil, req.Model, err
@@ -572,7 +572,7 @@ func (s *Server) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	var m *runner.Model
 	if err == nil {
-		m, err = s.resolve(req.Model, "")
+		m, err = s.acquire(r.Context(), req.Model, "")
 	}
 	if err == nil {
 		if in := m.Metadata().Inputs; len(in) != 1 || in[0].DataType != tensor.Bytes || m.Generator() != nil {

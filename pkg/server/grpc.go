@@ -83,8 +83,8 @@ func (g *grpcService) ServerMetadata(context.Context, *inferencepb.ServerMetadat
 	return &inferencepb.ServerMetadataResponse{Name: g.s.opts.Name, Version: g.s.opts.Version, Extensions: g.s.extensions()}, nil
 }
 
-func (g *grpcService) ModelMetadata(_ context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
-	m, err := g.s.resolve(req.GetName(), req.GetVersion())
+func (g *grpcService) ModelMetadata(ctx context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
+	m, err := g.s.acquire(ctx, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, grpcError(err)
 	}
@@ -187,7 +187,7 @@ func (g *grpcService) inferRecovered(ctx context.Context, req *inferencepb.Model
 func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, *profile.Timing, error) {
 	start := time.Now()
 	s := g.s
-	m, err := s.route(req.GetModelName(), req.GetModelVersion(), func(p deploy.Policy) string {
+	m, err := s.route(ctx, req.GetModelName(), req.GetModelVersion(), func(p deploy.Policy) string {
 		if h := p.StickyHeader(); h != "" {
 			if md, ok := metadata.FromIncomingContext(ctx); ok {
 				if v := md.Get(strings.ToLower(h)); len(v) > 0 {
@@ -279,8 +279,8 @@ func intParam(p *inferencepb.InferParameter) (int64, bool) {
 	return 0, false
 }
 
-func (g *grpcService) ModelConfig(_ context.Context, req *inferencepb.ModelConfigRequest) (*inferencepb.ModelConfigResponse, error) {
-	m, err := g.s.resolve(req.GetName(), req.GetVersion())
+func (g *grpcService) ModelConfig(ctx context.Context, req *inferencepb.ModelConfigRequest) (*inferencepb.ModelConfigResponse, error) {
+	m, err := g.s.acquire(ctx, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, grpcError(err)
 	}

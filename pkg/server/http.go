@@ -38,7 +38,9 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	status := httpStatus(err)
 	if after, ok := retryAfter(err); ok {
 		w.Header().Set("Retry-After", after)
-		w.Header().Set(FallbackHeader, viaUnavailable)
+		if errors.Is(err, errCircuitOpen) {
+			w.Header().Set(FallbackHeader, viaUnavailable)
+		}
 	}
 	if status == http.StatusInternalServerError {
 		s.log.Error("request failed", "err", err)
@@ -46,23 +48,43 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	writeError(w, status, err)
 }
 
-// model resolves the {model} and optional {version} path values.
+// model resolves the {model} and optional {version} path values, loading
+// the version first when the repository loads on demand.
 func (s *Server) model(r *http.Request) (*runner.Model, error) {
-	return s.resolve(r.PathValue("model"), r.PathValue("version"))
+	return s.acquire(r.Context(), r.PathValue("model"), r.PathValue("version"))
+}
+
+// parseVersion reads a request's version ("": 0, the latest).
+func parseVersion(version string) (int64, error) {
+	if version == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, version)
+	}
+	return n, nil
 }
 
 // resolve returns the ready model version a request names; an empty
-// version means the latest ready one.
+// version means the latest ready one. It never loads one.
 func (s *Server) resolve(name, version string) (*runner.Model, error) {
-	var v int64
-	if version != "" {
-		n, err := strconv.ParseInt(version, 10, 64)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, version)
-		}
-		v = n
+	v, err := parseVersion(version)
+	if err != nil {
+		return nil, err
 	}
 	return s.repo.Model(name, v)
+}
+
+// acquire is resolve for a request that is about to use the version: in
+// on-demand mode it waits (bounded by ctx) for a version that is not
+// loaded, and holds it loaded until ctx ends.
+func (s *Server) acquire(ctx context.Context, name, version string) (*runner.Model, error) {
+	v, err := parseVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	return s.repo.Acquire(ctx, name, v)
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
@@ -97,7 +119,7 @@ func (s *Server) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveModelReady(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.model(r); err != nil || s.draining.Load() {
+	if _, err := s.resolve(r.PathValue("model"), r.PathValue("version")); err != nil || s.draining.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
@@ -287,7 +309,7 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 	var req *protocol.InferRequest
 	// Admission before work: route from the path and headers, and shed a
 	// request its version's queue cannot take before reading its body.
-	m, routed, err := s.routeEarly(name, r.PathValue("version"), r.Header)
+	m, routed, err := s.routeEarly(r.Context(), name, r.PathValue("version"), r.Header)
 	if err == nil && routed {
 		if err = m.Admit(); err != nil {
 			w.Header().Set("Retry-After", "1") // the body stays unread
@@ -297,7 +319,7 @@ func (s *Server) serveInfer(w http.ResponseWriter, r *http.Request) {
 		req, err = decodeHTTP(w, r, s.opts.MaxBodyBytes)
 	}
 	if err == nil && !routed {
-		m, err = s.route(name, r.PathValue("version"), func(deploy.Policy) string { return req.ID })
+		m, err = s.route(r.Context(), name, r.PathValue("version"), func(deploy.Policy) string { return req.ID })
 	}
 	if err != nil {
 		s.metrics.record(m, name, protoHTTP, nil, err)

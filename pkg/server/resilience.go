@@ -60,10 +60,17 @@ func (e *unavailableError) Unwrap() error { return errCircuitOpen }
 // retryAfter returns the whole seconds to put in a Retry-After header.
 func retryAfter(err error) (string, bool) {
 	var u *unavailableError
-	if !errors.As(err, &u) {
+	var b *runner.BudgetError
+	var after time.Duration
+	switch {
+	case errors.As(err, &u):
+		after = u.retryAfter
+	case errors.As(err, &b):
+		after = b.RetryAfter
+	default:
 		return "", false
 	}
-	return strconv.Itoa(max(1, int((u.retryAfter+time.Second-1)/time.Second))), true
+	return strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))), true
 }
 
 // guard is one model version's circuit breaker and fallback chain.

@@ -107,6 +107,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	}
 	s := &Server{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), health: health.NewServer()}
 	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
+	registerModelControl(s.metrics.registry, repo)
 	s.faults.allowed = opts.AllowFaultInjection
 	s.guards.log = s.log
 	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -65,25 +66,25 @@ func (t *traffic) set(model string, p *deploy.Policy) {
 // route resolves the model version a request gets: the one it names, or
 // by the model's traffic policy, or the latest ready one. key returns the
 // request's sticky key, read only when the policy is sticky.
-func (s *Server) route(name, version string, key func(deploy.Policy) string) (*runner.Model, error) {
+func (s *Server) route(ctx context.Context, name, version string, key func(deploy.Policy) string) (*runner.Model, error) {
 	if version != "" {
-		return s.resolve(name, version)
+		return s.acquire(ctx, name, version)
 	}
 	p, ok := s.traffic.router(name)
 	if !ok {
-		return s.resolve(name, "")
+		return s.acquire(ctx, name, "")
 	}
 	k := ""
 	if p.Sticky != "" {
 		k = key(p.Policy)
 	}
 	v := p.Route(k, rand.Float64())
-	m, err := s.repo.Model(name, v)
+	m, err := s.repo.Acquire(ctx, name, v)
 	if err != nil {
 		// The policy names a version that is gone: serve the latest ready
 		// rather than fail every request.
 		s.log.Warn("traffic policy names a version that is not ready", "model", name, "version", v, "err", err)
-		return s.resolve(name, "")
+		return s.acquire(ctx, name, "")
 	}
 	return m, nil
 }
@@ -91,9 +92,9 @@ func (s *Server) route(name, version string, key func(deploy.Policy) string) (*r
 // routeEarly routes a request from its path and headers alone, when the
 // traffic policy needs nothing of its body (no sticky routing by request
 // id); routed is false when it does.
-func (s *Server) routeEarly(name, version string, h http.Header) (m *runner.Model, routed bool, err error) {
+func (s *Server) routeEarly(ctx context.Context, name, version string, h http.Header) (m *runner.Model, routed bool, err error) {
 	routed = true
-	m, err = s.route(name, version, func(p deploy.Policy) string {
+	m, err = s.route(ctx, name, version, func(p deploy.Policy) string {
 		if header := p.StickyHeader(); header != "" {
 			return h.Get(header)
 		}
