@@ -311,6 +311,9 @@ func (r *Repository) Observe(f func(ControlEvent)) {
 // ControlMode returns the repository's model control mode.
 func (r *Repository) ControlMode() ControlMode { return r.ctl.Mode }
 
+// MemoryBudget returns the repository's memory budget, in bytes (0: none).
+func (r *Repository) MemoryBudget() int64 { return r.ctl.MemoryBudget }
+
 // lease marks v used now and, with leasing on and a request context that
 // ends, holds v loaded until ctx ends. Called under r.mu (read or write),
 // so that no eviction falls between the lookup and the lease.

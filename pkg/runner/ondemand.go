@@ -311,18 +311,26 @@ func (r *Repository) fit() {
 // sweep unloads the versions idle past their keep_alive and measures the
 // model hosts again, every sweepEvery, until the repository closes.
 func (r *Repository) sweep() {
-	defer r.ctl.wg.Done()
-	t := time.NewTicker(sweepEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.ctl.ctx.Done():
-			return
-		case <-t.C:
-		}
+	r.ctl.every(sweepEvery, func() {
 		r.expire(time.Now())
 		r.remeasure()
 		r.fit()
+	})
+}
+
+// every calls f every period until the repository closes; it is one of
+// control's goroutines (counted in wg before it starts).
+func (c *control) every(period time.Duration, f func()) {
+	defer c.wg.Done()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
 	}
 }
 

@@ -14,19 +14,7 @@ import (
 const drainLimit = 30 * time.Second
 
 // poll rereads the repository every PollInterval until it closes.
-func (r *Repository) poll() {
-	defer r.ctl.wg.Done()
-	t := time.NewTicker(r.ctl.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.ctl.ctx.Done():
-			return
-		case <-t.C:
-		}
-		r.pollOnce()
-	}
-}
+func (r *Repository) poll() { r.ctl.every(r.ctl.PollInterval, r.pollOnce) }
 
 // pollOnce brings the loaded versions in line with the repository's
 // files: a new version, or one whose model file or config.yaml changed,
