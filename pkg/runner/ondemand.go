@@ -168,6 +168,11 @@ func (r *Repository) loadOnDemand(name string, v *version, done chan struct{}) {
 	}
 	v.waiters, v.loading = 0, nil
 	r.mu.Unlock()
+	if err == nil && nv.model != nil && current {
+		// Told before the waiters wake: a load is counted by the time its
+		// first request is answered.
+		r.ctl.emit(ControlEvent{Model: name, Version: v.num, Kind: EventLoad, Reason: ReasonOnDemand, Bytes: nv.bytes.Load(), ColdStart: cold})
+	}
 	close(done)
 
 	switch {
@@ -176,7 +181,6 @@ func (r *Repository) loadOnDemand(name string, v *version, done chan struct{}) {
 	case nv.model != nil && !current:
 		nv.model.Close() // unloaded or replaced while it loaded
 	case nv.model != nil:
-		r.ctl.emit(ControlEvent{Model: name, Version: v.num, Kind: EventLoad, Reason: ReasonOnDemand, Bytes: nv.bytes.Load(), ColdStart: cold})
 		r.fit()
 	}
 	r.ctl.notify()
