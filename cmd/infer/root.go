@@ -87,6 +87,8 @@ type repoOptions struct {
 	// allowNone returns the repository even when no model loaded: a
 	// server then starts, reports itself not ready, and lists why.
 	allowNone bool
+	// control is the repository's model control (infer serve).
+	control runner.Control
 }
 
 // openRepositoryWith opens a repository as openRepository does, with ro.
@@ -106,7 +108,7 @@ func openRepositoryWith(g *globalOptions, path string, ro repoOptions, w io.Writ
 		repo *runner.Repository
 		err  error
 	)
-	opts := runner.LoadOptions{Device: ro.device, Isolation: ro.isolation, LoadTimeout: ro.loadTimeout, StateDir: ro.stateDir}
+	opts := runner.LoadOptions{Device: ro.device, Isolation: ro.isolation, LoadTimeout: ro.loadTimeout, StateDir: ro.stateDir, Control: ro.control}
 	if path == "" {
 		repo, err = runner.OpenFS(infer.BundledModels(), infer.BundledModelsName, opts)
 	} else {

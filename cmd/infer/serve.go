@@ -43,9 +43,16 @@ type serveOptions struct {
 	isolation          string
 	modelLoadTimeout   time.Duration
 	strictModelControl bool
-	adminHost          string
-	adminPort          int
-	adminTrust         bool
+	// Model control: the mode, on-demand's keep-alive, budget and warm
+	// models, poll mode's interval.
+	modelControlMode string
+	keepAlive        time.Duration
+	memoryBudget     string
+	pollSecs         int
+	loadModels       []string
+	adminHost        string
+	adminPort        int
+	adminTrust       bool
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
 	listening func(addrs map[string]string)
@@ -82,12 +89,17 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, max_connections, grace_period, admin_host, admin_port, admin_trust_loopback, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control); flags given override it")
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, max_connections, grace_period, admin_host, admin_port, admin_trust_loopback, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control, model_control_mode, keep_alive, memory_budget, repository_poll_secs, load_model); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu; a model's fallback_to_cpu still applies)")
 	f.StringVar(&o.isolation, "isolation", runner.DefaultIsolation, "where the sessions of models whose config.yaml names none run: process (each instance in a supervised model host, a child process a runtime crash cannot take the server down with) or none (in the server's process)")
 	f.DurationVar(&o.modelLoadTimeout, "model-load-timeout", runner.DefaultLoadTimeout, "how long a model host may take to load a model (isolation process); past it the model is UNAVAILABLE")
 	f.BoolVar(&o.strictModelControl, "strict-model-control", false, "exit at start-up when any model fails to load (Triton's --exit-on-error); by default failed models are UNAVAILABLE with their reason and the others serve")
+	f.StringVar(&o.modelControlMode, "model-control-mode", string(runner.ControlExplicit), "how loaded models change: none (all at start, no admin load/unload), poll (all at start, then the repository reread every --repository-poll-secs), explicit (all at start, then the admin API), on-demand (each version at its first request, unloaded after --keep-alive idle, within --memory-budget)")
+	f.DurationVar(&o.keepAlive, "keep-alive", runner.DefaultKeepAlive, "on-demand: how long an idle version stays loaded, for models whose config.yaml sets no keep_alive (0: as soon as idle; -1s: until evicted)")
+	f.StringVar(&o.memoryBudget, "memory-budget", "", "on-demand: bound on the loaded versions' memory, measured per version (8GiB, 512Mi, bytes); loads past it evict the least recently used idle versions, or get 503 with Retry-After")
+	f.IntVar(&o.pollSecs, "repository-poll-secs", int(runner.DefaultPollInterval/time.Second), "poll: seconds between rereads of the repository")
+	f.StringArrayVar(&o.loadModels, "load-model", nil, "on-demand: a model loaded at start and never unloaded, so it never pays a cold start (repeatable; as warm: true in its config.yaml)")
 	f.StringVar(&o.host, "host", "", "address to listen on (default: every interface)")
 	f.IntVar(&o.httpPort, "http-port", 8000, "HTTP port of the protocol (0 turns it off)")
 	f.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port of the protocol (0 turns it off)")
@@ -164,8 +176,13 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		}
 		faults = append(faults, fault{model, version, f})
 	}
+	ctl, err := o.control()
+	if err != nil {
+		return err
+	}
 	repo, err := openRepositoryWith(g, o.path, repoOptions{device: o.device, isolation: o.isolation,
-		loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl}, stderr)
+		loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl || ctl.Mode == runner.ControlOnDemand,
+		control: ctl}, stderr)
 	if err != nil {
 		return err
 	}
@@ -229,6 +246,33 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		slog.Info("stopped")
 	}
 	return err
+}
+
+// control reads the model control flags, refusing those that do nothing
+// in the mode chosen.
+func (o serveOptions) control() (runner.Control, error) {
+	mode, err := runner.ParseControlMode(o.modelControlMode)
+	if err != nil {
+		return runner.Control{}, fmt.Errorf("--model-control-mode: %w", err)
+	}
+	c := runner.Control{Mode: mode, KeepAlive: o.keepAlive, PollInterval: time.Duration(o.pollSecs) * time.Second, Warm: o.loadModels}
+	if o.memoryBudget != "" {
+		b, err := runner.ParseByteSize(o.memoryBudget)
+		if err != nil || b == 0 {
+			return runner.Control{}, fmt.Errorf("--memory-budget %q: want a size such as 8GiB or 512Mi", o.memoryBudget)
+		}
+		c.MemoryBudget = int64(b)
+	}
+	if o.pollSecs < 0 {
+		return runner.Control{}, fmt.Errorf("--repository-poll-secs %d: want 1 or more (0: the default, %d)", o.pollSecs, int(runner.DefaultPollInterval/time.Second))
+	}
+	if mode != runner.ControlOnDemand && (c.MemoryBudget != 0 || len(o.loadModels) > 0) {
+		return runner.Control{}, fmt.Errorf("--memory-budget and --load-model apply to --model-control-mode on-demand (the other modes load every model at start)")
+	}
+	if o.keepAlive == 0 {
+		c.KeepAlive = time.Nanosecond // unloaded as soon as idle (Ollama's 0), not the default
+	}
+	return c, nil
 }
 
 func orOff(addr string) string {

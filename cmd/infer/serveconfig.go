@@ -36,6 +36,11 @@ type serveConfig struct {
 	Isolation          *string        `yaml:"isolation"`
 	ModelLoadTimeout   *time.Duration `yaml:"model_load_timeout"`
 	StrictModelControl *bool          `yaml:"strict_model_control"`
+	ModelControlMode   *string        `yaml:"model_control_mode"`
+	KeepAlive          *time.Duration `yaml:"keep_alive"`
+	MemoryBudget       *string        `yaml:"memory_budget"`
+	RepositoryPollSecs *int           `yaml:"repository_poll_secs"`
+	LoadModel          []string       `yaml:"load_model"`
 }
 
 // applyConfig sets o from a configuration file, except the settings whose
@@ -78,5 +83,10 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 	set("isolation", c.Isolation != nil, func() { o.isolation = *c.Isolation })
 	set("model-load-timeout", c.ModelLoadTimeout != nil, func() { o.modelLoadTimeout = *c.ModelLoadTimeout })
 	set("strict-model-control", c.StrictModelControl != nil, func() { o.strictModelControl = *c.StrictModelControl })
+	set("model-control-mode", c.ModelControlMode != nil, func() { o.modelControlMode = *c.ModelControlMode })
+	set("keep-alive", c.KeepAlive != nil, func() { o.keepAlive = *c.KeepAlive })
+	set("memory-budget", c.MemoryBudget != nil, func() { o.memoryBudget = *c.MemoryBudget })
+	set("repository-poll-secs", c.RepositoryPollSecs != nil, func() { o.pollSecs = *c.RepositoryPollSecs })
+	set("load-model", c.LoadModel != nil, func() { o.loadModels = c.LoadModel })
 	return nil
 }

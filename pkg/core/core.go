@@ -13,6 +13,7 @@
 package core
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -69,6 +70,7 @@ func New(repo *runner.Repository, opts Options) (*Core, error) {
 	}
 	s := &Core{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), boot: newBoot()}
 	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
+	registerModelControl(s.metrics.registry, repo)
 	s.faults.allowed = opts.AllowFaultInjection
 	s.guards.log = s.log
 	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -159,18 +161,37 @@ func (s *Core) ModelReady(name, version string) bool {
 }
 
 // Resolve returns the ready model version a request names; an empty
-// version means the latest ready one. It fails with
+// version means the latest ready one. It never loads one. It fails with
 // runner.ErrModelNotFound for a version that is not a positive integer.
 func (s *Core) Resolve(name, version string) (*runner.Model, error) {
-	var v int64
-	if version != "" {
-		n, err := strconv.ParseInt(version, 10, 64)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, version)
-		}
-		v = n
+	v, err := parseVersion(version)
+	if err != nil {
+		return nil, err
 	}
 	return s.repo.Model(name, v)
+}
+
+// Acquire is Resolve for a request about to use the version: where the
+// repository loads on demand, it waits (bounded by ctx) for a version
+// that is not loaded, and holds it loaded until ctx ends.
+func (s *Core) Acquire(ctx context.Context, name, version string) (*runner.Model, error) {
+	v, err := parseVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	return s.repo.Acquire(ctx, name, v)
+}
+
+// parseVersion reads a request's version: "" is 0, the latest.
+func parseVersion(version string) (int64, error) {
+	if version == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, version)
+	}
+	return n, nil
 }
 
 // VersionStats is one ready model version's statistics.

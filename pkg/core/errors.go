@@ -21,7 +21,8 @@ var ErrBodyTimeout = errors.New("request body not received in time")
 // Triton does: 400 malformed input, 404 unknown model or version, 408 body
 // not received within the read timeout, 413 body too large, 429 queue
 // full, 499 client gone, 503 not ready or draining, 504 deadline exceeded,
-// 500 anything else.
+// 500 anything else. A load refused for the memory budget is a 503 with
+// Retry-After (see RetryAfter).
 func Status(err error) int {
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -35,7 +36,8 @@ func Status(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, runner.ErrQueueFull):
 		return http.StatusTooManyRequests
-	case errors.Is(err, runner.ErrModelNotReady), errors.Is(err, runner.ErrClosed), errors.Is(err, errCircuitOpen):
+	case errors.Is(err, runner.ErrModelNotReady), errors.Is(err, runner.ErrClosed), errors.Is(err, errCircuitOpen),
+		errors.Is(err, runner.ErrMemoryBudget):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, runner.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

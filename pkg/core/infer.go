@@ -83,12 +83,20 @@ type Result struct {
 // (wrapped), or those of this package; Status maps them.
 func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	res := &Result{Draining: s.draining.Load()}
-	m, err := s.admit(call)
+	m, waited, err := s.admit(ctx, call)
+	entered := err == nil && m != nil
 	if err == nil && call.Decode != nil {
 		err = call.Decode(call)
 	}
 	if err == nil && m == nil {
-		m, err = s.route(call.Model, call.Version, func(deploy.Policy) string { return call.Request.ID })
+		m, err = s.route(ctx, call.Model, call.Version, func(deploy.Policy) string { return call.Request.ID })
+		if err == nil {
+			waited, err = m.Enter(ctx)
+			entered = err == nil
+		}
+	}
+	if entered {
+		defer m.Leave()
 	}
 	if err != nil {
 		s.metrics.record(m, call.Model, call.Protocol, nil, err)
@@ -103,7 +111,8 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	if err == nil {
 		post := time.Now()
 		res.Model, res.Outputs, res.Via, res.Timing = m, out.Outputs, via, out.Timing
-		res.Timing.Add(profile.Preprocess, submitted.Sub(call.Start))
+		res.Timing.Set(profile.Admission, waited)
+		res.Timing.Add(profile.Preprocess, submitted.Sub(call.Start.Add(waited)))
 		if call.Encode != nil {
 			err = call.Encode(res)
 		}
@@ -123,18 +132,22 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 }
 
 // admit routes a call from its names and headers alone, when the model's
-// traffic policy needs nothing of its body, and refuses it when the
-// version cannot take it now (its queue is full, its host is down). The
-// model is nil, with no error, when routing must wait for the request id.
-func (s *Core) admit(call *Call) (*runner.Model, error) {
-	m, routed, err := s.routeEarly(call.Model, call.Version, call.Header)
+// traffic policy needs nothing of its body, and lets it into the
+// version's work (runner.Model.Enter): it waits its turn while the version
+// works on as many requests as batching needs, and is refused when too
+// many wait or the version cannot serve now (its host is down). The model
+// is nil, with no error, when routing must wait for the request id; the
+// duration is the wait.
+func (s *Core) admit(ctx context.Context, call *Call) (*runner.Model, time.Duration, error) {
+	m, routed, err := s.routeEarly(ctx, call.Model, call.Version, call.Header)
 	if err != nil || !routed {
-		return m, err
+		return m, 0, err
 	}
-	if err := m.Admit(); err != nil {
-		return m, shedError{err}
+	waited, err := m.Enter(ctx)
+	if err != nil {
+		return m, waited, shedError{err}
 	}
-	return m, nil
+	return m, waited, nil
 }
 
 // shedError is an admission's refusal: the call was not decoded.

@@ -43,6 +43,9 @@ var errCacheHit = errors.New("answered from the cache")
 // open when no fallback answered; it maps to 503.
 var errCircuitOpen = errors.New("circuit open")
 
+// CircuitOpen reports whether err is a refusal by an open circuit breaker.
+func CircuitOpen(err error) bool { return errors.Is(err, errCircuitOpen) }
+
 // unavailableError is a 503 with the time after which to retry.
 type unavailableError struct {
 	model      string
@@ -58,10 +61,17 @@ func (e *unavailableError) Unwrap() error { return errCircuitOpen }
 // RetryAfter returns the whole seconds to put in a Retry-After header.
 func RetryAfter(err error) (string, bool) {
 	var u *unavailableError
-	if !errors.As(err, &u) {
+	var b *runner.BudgetError
+	var after time.Duration
+	switch {
+	case errors.As(err, &u):
+		after = u.retryAfter
+	case errors.As(err, &b):
+		after = b.RetryAfter
+	default:
 		return "", false
 	}
-	return strconv.Itoa(max(1, int((u.retryAfter+time.Second-1)/time.Second))), true
+	return strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))), true
 }
 
 // guard is one model version's circuit breaker and fallback chain.

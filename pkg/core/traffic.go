@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -66,25 +67,25 @@ func (t *traffic) set(model string, p *deploy.Policy) {
 // route resolves the model version a request gets: the one it names, or
 // by the model's traffic policy, or the latest ready one. key returns the
 // request's sticky key, read only when the policy is sticky.
-func (s *Core) route(name, version string, key func(deploy.Policy) string) (*runner.Model, error) {
+func (s *Core) route(ctx context.Context, name, version string, key func(deploy.Policy) string) (*runner.Model, error) {
 	if version != "" {
-		return s.Resolve(name, version)
+		return s.Acquire(ctx, name, version)
 	}
 	p, ok := s.traffic.router(name)
 	if !ok {
-		return s.Resolve(name, "")
+		return s.Acquire(ctx, name, "")
 	}
 	k := ""
 	if p.Sticky != "" {
 		k = key(p.Policy)
 	}
 	v := p.Route(k, rand.Float64())
-	m, err := s.repo.Model(name, v)
+	m, err := s.repo.Acquire(ctx, name, v)
 	if err != nil {
 		// The policy names a version that is gone: serve the latest ready
 		// rather than fail every request.
 		s.log.Warn("traffic policy names a version that is not ready", "model", name, "version", v, "err", err)
-		return s.Resolve(name, "")
+		return s.Acquire(ctx, name, "")
 	}
 	return m, nil
 }
@@ -93,9 +94,9 @@ func (s *Core) route(name, version string, key func(deploy.Policy) string) (*run
 // returns one by name; nil: none), when the traffic policy needs nothing
 // of its body (no sticky routing by request id); routed is false when it
 // does.
-func (s *Core) routeEarly(name, version string, header func(string) string) (m *runner.Model, routed bool, err error) {
+func (s *Core) routeEarly(ctx context.Context, name, version string, header func(string) string) (m *runner.Model, routed bool, err error) {
 	routed = true
-	m, err = s.route(name, version, func(p deploy.Policy) string {
+	m, err = s.route(ctx, name, version, func(p deploy.Policy) string {
 		if h := p.StickyHeader(); h != "" {
 			if header == nil {
 				return ""

@@ -96,8 +96,8 @@ func (g *grpcService) ServerMetadata(context.Context, *inferencepb.ServerMetadat
 	return &inferencepb.ServerMetadataResponse{Name: g.opts.Name, Version: g.opts.Version, Extensions: core.Extensions()}, nil
 }
 
-func (g *grpcService) ModelMetadata(_ context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
-	m, err := g.s.Resolve(req.GetName(), req.GetVersion())
+func (g *grpcService) ModelMetadata(ctx context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
+	m, err := g.s.Acquire(ctx, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, grpcError(err)
 	}
@@ -116,7 +116,11 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *inferencepb.ModelInfe
 	resp, timing, err := g.infer(ctx, req)
 	if err != nil {
 		if after, ok := core.RetryAfter(err); ok {
-			_ = grpc.SetTrailer(ctx, metadata.Pairs("retry-after", after, core.TrailerFallback, core.ViaUnavailable))
+			md := metadata.Pairs("retry-after", after)
+			if core.CircuitOpen(err) {
+				md.Set(core.TrailerFallback, core.ViaUnavailable)
+			}
+			_ = grpc.SetTrailer(ctx, md)
 		}
 		return nil, grpcError(err)
 	}
@@ -282,8 +286,8 @@ func intParam(p *inferencepb.InferParameter) (int64, bool) {
 	return 0, false
 }
 
-func (g *grpcService) ModelConfig(_ context.Context, req *inferencepb.ModelConfigRequest) (*inferencepb.ModelConfigResponse, error) {
-	m, err := g.s.Resolve(req.GetName(), req.GetVersion())
+func (g *grpcService) ModelConfig(ctx context.Context, req *inferencepb.ModelConfigRequest) (*inferencepb.ModelConfigResponse, error) {
+	m, err := g.s.Acquire(ctx, req.GetName(), req.GetVersion())
 	if err != nil {
 		return nil, grpcError(err)
 	}

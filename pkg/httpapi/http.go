@@ -84,14 +84,17 @@ func WriteError(w http.ResponseWriter, status int, err error) {
 }
 
 // Fail answers err with the status core.Status maps it to, and the
-// headers that go with it: Retry-After for a call shed before its body or
-// refused by an open circuit breaker (with FallbackHeader "unavailable").
+// headers that go with it: Retry-After for a call shed before its body, a
+// load refused for the memory budget, or a call refused by an open
+// circuit breaker (with FallbackHeader "unavailable").
 // The server's own failures (500) are logged.
 func Fail(w http.ResponseWriter, log *slog.Logger, err error) {
 	status := core.Status(err)
 	if after, ok := core.RetryAfter(err); ok {
 		w.Header().Set("Retry-After", after)
-		w.Header().Set(core.FallbackHeader, core.ViaUnavailable)
+		if core.CircuitOpen(err) {
+			w.Header().Set(core.FallbackHeader, core.ViaUnavailable)
+		}
 	} else if core.Shed(err) {
 		w.Header().Set("Retry-After", "1") // the body stays unread
 	}
@@ -103,9 +106,10 @@ func Fail(w http.ResponseWriter, log *slog.Logger, err error) {
 
 func (s *API) fail(w http.ResponseWriter, err error) { Fail(w, s.log, err) }
 
-// model resolves the {model} and optional {version} path values.
+// model resolves the {model} and optional {version} path values, loading
+// the version first where the repository loads on demand.
 func (s *API) model(r *http.Request) (*runner.Model, error) {
-	return s.Resolve(r.PathValue("model"), r.PathValue("version"))
+	return s.Acquire(r.Context(), r.PathValue("model"), r.PathValue("version"))
 }
 
 func (s *API) serveReady(w http.ResponseWriter, _ *http.Request) {

@@ -175,7 +175,7 @@ func (s *API) openAIGenerate(w http.ResponseWriter, r *http.Request) (*runner.Mo
 		openAIError(w, err)
 		return nil, "", err
 	}
-	m, err := s.Resolve(req.Model, "")
+	m, err := s.Acquire(r.Context(), req.Model, "")
 	if err != nil {
 		openAIError(w, err)
 		return nil, req.Model, err
@@ -287,7 +287,7 @@ func (s *API) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	var m *runner.Model
 	if err == nil {
-		m, err = s.Resolve(req.Model, "")
+		m, err = s.Acquire(r.Context(), req.Model, "")
 	}
 	if err == nil {
 		if in := m.Metadata().Inputs; len(in) != 1 || in[0].DataType != tensor.Bytes || m.Generator() != nil {

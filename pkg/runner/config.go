@@ -79,6 +79,12 @@ type Config struct {
 	Generation *GenerationConfig `yaml:"generation"`
 	// Monitor watches the distributions of inputs and outputs.
 	Monitor MonitorConfig `yaml:"monitor,omitempty"`
+	// KeepAlive is how long a version loaded on demand stays loaded
+	// after its last request (-1: never unloaded; unset: the server's
+	// --keep-alive). Warm loads the model at start in on-demand mode and
+	// never unloads it, so that it never pays a cold start.
+	KeepAlive *KeepAlive `yaml:"keep_alive,omitempty"`
+	Warm      bool       `yaml:"warm,omitempty"`
 }
 
 // GenerationConfig shapes a text generator's engine.

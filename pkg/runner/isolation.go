@@ -50,7 +50,8 @@ type ByteSize int64
 var byteSuffixes = []struct {
 	suffix string
 	scale  int64
-}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}}
+}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12},
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}}
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
@@ -76,7 +77,7 @@ func (b ByteSize) MarshalYAML() (any, error) {
 	return int64(b), nil
 }
 
-// ParseByteSize reads "1048576", "512Mi", "2Gi" or "500M" as bytes.
+// ParseByteSize reads "1048576", "512Mi", "2Gi", "8GiB" or "500M" as bytes.
 func ParseByteSize(s string) (ByteSize, error) {
 	s = strings.TrimSpace(s)
 	scale := int64(1)

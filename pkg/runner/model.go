@@ -121,6 +121,8 @@ type LoadOptions struct {
 	// StateDir is the server's state folder: monitored versions keep
 	// their samples for review under it (empty: none kept).
 	StateDir string
+	// Control is a repository's model control (Open and OpenFS only).
+	Control Control
 }
 
 // DefaultIsolation is where sessions run unless configured otherwise.

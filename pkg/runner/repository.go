@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // The files of a model repository: <name>/config.yaml and
@@ -37,6 +38,7 @@ type Repository struct {
 	// name and the file's name within src.
 	single, singleFile string
 	opts               LoadOptions
+	ctl                *control // model control: mode, budget, leases (control.go)
 
 	mu     sync.RWMutex
 	models map[string]map[int64]*version
@@ -49,6 +51,7 @@ type version struct {
 	// failed is why the latest reload of this version failed while model,
 	// an earlier load, kept serving; nil when it did not.
 	failed error
+	slot   // its file, use, size and loading (control.go)
 }
 
 // VersionStatus is one entry of the repository index.
@@ -62,6 +65,12 @@ type VersionStatus struct {
 	// Stats), also once the version gave up after too many crashes.
 	Isolation                                   string
 	HostCrashes, HostMemoryFaults, HostRestarts int64
+	// Bytes is a loaded version's measured memory (see Control), LastUsed
+	// its last request's start (zero: none), and OnDemand whether an
+	// unloaded version loads at its next request.
+	Bytes    int64
+	LastUsed time.Time
+	OnDemand bool
 }
 
 // Open reads a model repository folder, or a single .onnx file served as
@@ -83,7 +92,8 @@ func Open(p string, opts LoadOptions) (*Repository, error) {
 			dir = "."
 		}
 		r := &Repository{src: os.DirFS(dir), desc: dir, single: strings.TrimSuffix(file, ".onnx"), singleFile: file, opts: opts, models: map[string]map[int64]*version{}}
-		return r, r.Load(r.single)
+		r.ctl = newControl(opts.Control)
+		return r, r.start([]string{r.single})
 	}
 	return OpenFS(os.DirFS(p), p, opts)
 }
@@ -93,6 +103,7 @@ func Open(p string, opts LoadOptions) (*Repository, error) {
 // repository.
 func OpenFS(fsys fs.FS, desc string, opts LoadOptions) (*Repository, error) {
 	r := &Repository{src: fsys, desc: desc, opts: opts, models: map[string]map[int64]*version{}}
+	r.ctl = newControl(opts.Control)
 	names, err := r.List()
 	if err != nil {
 		return nil, err
@@ -100,11 +111,7 @@ func OpenFS(fsys fs.FS, desc string, opts LoadOptions) (*Repository, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("open model repository %s: no models (want <name>/<version>/%s)", desc, ModelFile)
 	}
-	var errs []error
-	for _, name := range names {
-		errs = append(errs, r.Load(name))
-	}
-	return r, errors.Join(errs...)
+	return r, r.start(names)
 }
 
 // List returns the names of the models in the repository's source,
@@ -139,6 +146,9 @@ func (r *Repository) List() ([]string, error) {
 // loaded version when its reload fails), the failure reported in the
 // error and in the index (see keepServing).
 func (r *Repository) Load(name string) error {
+	if err := r.ctl.refuse("load of model " + name); err != nil {
+		return err
+	}
 	loaded, err := r.read(name)
 	if err != nil {
 		// A model the source holds but cannot load is listed with its
@@ -196,29 +206,43 @@ func (r *Repository) read(name string) (map[int64]*version, error) {
 		}
 		return map[int64]*version{1: r.loadVersion(name, 1, r.singleFile, Config{})}, nil
 	}
-	cfg, err := r.readConfig(name)
+	cfg, files, err := r.layout(name)
 	if err != nil {
 		return nil, err
 	}
+	versions := map[int64]*version{}
+	for v, file := range files {
+		versions[v] = r.loadVersion(name, v, file, cfg)
+	}
+	return versions, nil
+}
+
+// layout reads model name's configuration and finds its versions: each
+// version's model file, relative to the model's folder.
+func (r *Repository) layout(name string) (Config, map[int64]string, error) {
+	cfg, err := r.readConfig(name)
+	if err != nil {
+		return Config{}, nil, err
+	}
 	entries, err := fs.ReadDir(r.src, name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %q is not in %s", ErrModelNotFound, name, r.desc)
+		return Config{}, nil, fmt.Errorf("%w: %q is not in %s", ErrModelNotFound, name, r.desc)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read model %q: %w", name, err)
+		return Config{}, nil, fmt.Errorf("read model %q: %w", name, err)
 	}
-	versions := map[int64]*version{}
+	files := map[int64]string{}
 	for _, e := range entries {
 		v, err := strconv.ParseInt(e.Name(), 10, 64)
 		if !e.IsDir() || err != nil || v < 1 {
 			continue // not a version folder
 		}
-		versions[v] = r.loadVersion(name, v, path.Join(e.Name(), ModelFile), cfg)
+		files[v] = path.Join(e.Name(), ModelFile)
 	}
-	if len(versions) == 0 {
-		return nil, fmt.Errorf("model %q in %s: no version folders (want %s/<version>/%s)", name, r.desc, name, ModelFile)
+	if len(files) == 0 {
+		return Config{}, nil, fmt.Errorf("model %q in %s: no version folders (want %s/<version>/%s)", name, r.desc, name, ModelFile)
 	}
-	return versions, nil
+	return cfg, files, nil
 }
 
 func (r *Repository) readConfig(name string) (Config, error) {
@@ -241,22 +265,30 @@ func (r *Repository) readConfig(name string) (Config, error) {
 // loadVersion loads one version; the file is relative to the model's
 // folder (to the source's root for a single-file repository).
 func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) *version {
+	out := &version{slot: slot{file: file, cfg: cfg, num: v}}
 	if r.single == "" {
 		file = path.Join(name, file)
 	}
+	out.stamp = r.stampOf(file)
 	data, err := fs.ReadFile(r.src, file)
 	if err != nil {
-		return &version{err: fmt.Errorf("load model %q version %d: %w", name, v, err)}
+		out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
+		return out
 	}
 	opts := r.opts
 	if r.single == "" {
 		opts.ReadFile = func(f string) ([]byte, error) { return r.ReadFile(name, f) }
 	}
-	m, err := LoadModel(name, v, data, cfg, opts)
+	m, bytes, err := r.loadMeasured(name, v, data, cfg, opts)
 	if err != nil {
-		return &version{err: fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)}
+		out.err = fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)
+		return out
 	}
-	return &version{model: m, digest: contentDigest(data, cfg)}
+	out.model = m
+	out.digest = contentDigest(data, cfg)
+	out.bytes.Store(bytes)
+	out.lastUsed.Store(time.Now().UnixNano())
+	return out
 }
 
 func (r *Repository) where(file string) string {
@@ -278,6 +310,12 @@ func (r *Repository) ReadFile(name, file string) ([]byte, error) {
 // Unload closes every version of model name; queued requests are answered
 // first. The model stays in the index as unavailable.
 func (r *Repository) Unload(name string) error {
+	if err := r.ctl.refuse("unload of model " + name); err != nil {
+		return err
+	}
+	if r.ctl.Mode == ControlOnDemand {
+		return r.unloadKeeping(name)
+	}
 	r.mu.Lock()
 	old, ok := r.models[name]
 	if ok {
@@ -333,11 +371,14 @@ func (r *Repository) Index() []VersionStatus {
 	var out []VersionStatus
 	for name, versions := range r.models {
 		for v, st := range versions {
-			s := VersionStatus{Name: name, Version: v, State: StateReady}
+			s := VersionStatus{Name: name, Version: v, State: StateReady, OnDemand: st.unloaded && r.ctl.Mode == ControlOnDemand}
+			if t := st.lastUsed.Load(); t != 0 {
+				s.LastUsed = time.Unix(0, t)
+			}
 			if st.model == nil {
 				s.State, s.Reason = StateUnavailable, st.err.Error()
 			} else {
-				s.Isolation = st.model.isolation
+				s.Isolation, s.Bytes = st.model.isolation, st.bytes.Load()
 				s.HostCrashes, s.HostMemoryFaults, s.HostRestarts = st.model.hosts.counts()
 				if reason := st.model.Unavailable(); reason != "" {
 					s.State, s.Reason = StateUnavailable, reason
@@ -359,6 +400,7 @@ func (r *Repository) Index() []VersionStatus {
 
 // Close unloads every model, answering queued requests first.
 func (r *Repository) Close() {
+	r.ctl.halt()
 	r.mu.Lock()
 	models := r.models
 	r.models = map[string]map[int64]*version{}

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// onDemandRepository is mlp's versions 1 and 2 (twoVersions) in
+// on-demand mode.
+func onDemandRepository(t *testing.T, ctl runner.Control) *runner.Repository {
+	t.Helper()
+	ctl.Mode = runner.ControlOnDemand
+	repo, err := runner.Open(twoVersions(t), runner.LoadOptions{Isolation: runner.IsolationNone, Control: ctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
+var mlpBody = `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[` + strings.Repeat("0.5,", 783) + `0.5]}]}`
+
+// A request for a model that is not loaded waits for its load and is
+// answered; the load is counted and timed.
+func TestOnDemandRequestLoadsTheModel(t *testing.T) {
+	s, hs := start(t, onDemandRepository(t, runner.Control{}), Options{})
+	if r := call(t, "GET", hs.URL+"/v2/models/mlp/versions/1/ready", nil, nil); r.status != http.StatusServiceUnavailable {
+		t.Errorf("ready before any request: %d, want 503 (not loaded; readiness never loads)", r.status)
+	}
+	if r := call(t, "POST", hs.URL+"/v2/models/mlp/versions/1/infer", []byte(mlpBody), nil); r.status != http.StatusOK {
+		t.Fatalf("first request: %d %s", r.status, r.body)
+	}
+	rec := httptest.NewRecorder()
+	s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	if n := metricValue(t, body, `infer_model_loads_total{model="mlp",reason="on_demand"}`); n != 1 {
+		t.Errorf("loads of mlp: %v, want 1", n)
+	}
+	if n := metricValue(t, body, `infer_model_cold_start_seconds_count{model="mlp"}`); n != 1 {
+		t.Errorf("cold starts of mlp: %v, want 1", n)
+	}
+	if n := metricValue(t, body, `infer_model_load_wait_seconds_count{model="mlp"}`); n != 1 {
+		t.Errorf("first-request waits of mlp: %v, want 1", n)
+	}
+	if strings.Contains(body, `infer_model_loaded_bytes{model="mlp",version="2"}`) {
+		t.Error("version 2 was never asked for, yet is reported loaded")
+	}
+}
+
+// A load the budget cannot hold is a 503 with Retry-After, naming the
+// model and the budget.
+func TestMemoryBudgetRefusalIs503WithRetryAfter(t *testing.T) {
+	_, hs := start(t, onDemandRepository(t, runner.Control{MemoryBudget: 4096}), Options{})
+	r := call(t, "POST", hs.URL+"/v2/models/mlp/versions/2/infer", []byte(mlpBody), nil)
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("over budget: %d %s, want 503", r.status, r.body)
+	}
+	if after, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || after < 1 {
+		t.Errorf("Retry-After %q, want whole seconds", r.header.Get("Retry-After"))
+	}
+	for _, want := range []string{"memory budget", `model \"mlp\" version 2`, "4.0 KiB"} {
+		if !strings.Contains(string(r.body), want) {
+			t.Errorf("body %s does not say %q", r.body, want)
+		}
+	}
+}
