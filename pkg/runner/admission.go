@@ -3,7 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -12,26 +12,41 @@ import (
 // execution, encoding) and holds the others, undecoded, in arrival order,
 // up to max_queue_size of them; a request beyond that is refused at once.
 //
-// The bound is two full batches per instance: one running, one forming,
-// enough to keep every instance busy with batches as large as the load
-// allows. Holding the rest before their bodies are read is what keeps a
+// The bound is a running batch per instance and one forming batch per
+// instance (no more than max_queue_size requests): enough to keep every
+// instance busy with batches as large as the load allows. max_queue_size
+// bounds the requests waiting, here and in the batcher's queue together:
+// those forming a batch count against it, the rest wait here. Holding the rest before their bodies are read is what keeps a
 // flooded model from taking the server's CPU from the others: a waiting
 // request costs a parked goroutine, its body still in the kernel, where
 // one admitted costs its decoding, copies and encoding. It is the
 // concurrency limit of Envoy's adaptive concurrency filter and of
 // Netflix's concurrency-limits, fixed at what batching needs.
+//
+// Admission takes no lock while a place is free; a request that must wait
+// takes one to join the line, and Leave takes it to hand its place to the
+// first in line.
 type admission struct {
-	slots   chan struct{} // a token per request admitted
-	waiting atomic.Int64  // requests held for a slot
-	// maxWaiting is max_queue_size: more waiting are refused.
-	maxWaiting int64
+	slots chan struct{} // a token per request admitted
+	// maxWaiting is max_queue_size less the places of the forming batch:
+	// more waiting are refused.
+	maxWaiting int
+
+	mu      sync.Mutex
+	waiters []*waiter // in arrival order
+}
+
+type waiter struct {
+	since    time.Time
+	admitted chan struct{} // closed when Leave hands it a place
 }
 
 func newAdmission(cfg Config) *admission {
-	perInstance := 2 * max(int64(*cfg.MaxBatchSize), 1)
+	running := max(*cfg.MaxBatchSize, 1) * max(cfg.Instances, 1)
+	forming := min(running, cfg.DynamicBatching.MaxQueueSize)
 	return &admission{
-		slots:      make(chan struct{}, perInstance*int64(max(cfg.Instances, 1))),
-		maxWaiting: int64(cfg.DynamicBatching.MaxQueueSize),
+		slots:      make(chan struct{}, running+forming),
+		maxWaiting: cfg.DynamicBatching.MaxQueueSize - forming,
 	}
 }
 
@@ -55,33 +70,83 @@ func (m *Model) Enter(ctx context.Context) (time.Duration, error) {
 		return 0, nil
 	default:
 	}
-	if a.waiting.Add(1) > a.maxWaiting {
-		a.waiting.Add(-1)
+	a.mu.Lock()
+	select { // a place freed since: Leave frees one only with no one in line
+	case a.slots <- struct{}{}:
+		a.mu.Unlock()
+		return 0, nil
+	default:
+	}
+	if len(a.waiters) >= a.maxWaiting {
+		a.mu.Unlock()
 		return 0, fmt.Errorf("model %q version %d: %w: %d requests waiting (max_queue_size)", m.meta.Name, m.meta.Version, ErrQueueFull, a.maxWaiting)
 	}
-	defer a.waiting.Add(-1)
-	start := time.Now()
+	w := &waiter{since: time.Now(), admitted: make(chan struct{})}
+	a.waiters = append(a.waiters, w)
+	a.mu.Unlock()
+
+	var why error
 	select {
-	case a.slots <- struct{}{}:
-		return time.Since(start), nil
+	case <-w.admitted:
+		return time.Since(w.since), nil
 	case <-ctx.Done():
-		return time.Since(start), fmt.Errorf("model %q version %d: waiting %v for admission: %w", m.meta.Name, m.meta.Version, time.Since(start).Round(time.Microsecond), ctx.Err())
+		why = ctx.Err()
 	case <-m.closing:
-		return time.Since(start), fmt.Errorf("%w: model %q version %d was unloaded", ErrModelNotReady, m.meta.Name, m.meta.Version)
+		why = fmt.Errorf("%w: model %q version %d was unloaded", ErrModelNotReady, m.meta.Name, m.meta.Version)
 	}
+	a.mu.Lock()
+	if i := a.index(w); i >= 0 {
+		a.waiters = append(a.waiters[:i], a.waiters[i+1:]...)
+		a.mu.Unlock()
+	} else { // handed a place as it gave up: pass it on
+		a.mu.Unlock()
+		m.Leave()
+	}
+	waited := time.Since(w.since)
+	if ctx.Err() != nil {
+		why = fmt.Errorf("model %q version %d: waited %v for admission: %w", m.meta.Name, m.meta.Version, waited.Round(time.Microsecond), why)
+	}
+	return waited, why
 }
 
-// Leave gives back the place Enter took.
+func (a *admission) index(w *waiter) int {
+	for i, x := range a.waiters {
+		if x == w {
+			return i
+		}
+	}
+	return -1
+}
+
+// Leave gives back the place Enter took: to the first request in line,
+// or free.
 func (m *Model) Leave() {
-	if m.admission != nil {
-		<-m.admission.slots
+	a := m.admission
+	if a == nil {
+		return
 	}
+	a.mu.Lock()
+	if len(a.waiters) > 0 {
+		w := a.waiters[0]
+		a.waiters = a.waiters[1:]
+		a.mu.Unlock()
+		close(w.admitted) // the place passes on, still taken
+		return
+	}
+	<-a.slots
+	a.mu.Unlock()
 }
 
-// Waiting returns the requests held for admission now.
-func (m *Model) Waiting() int64 {
-	if m.admission == nil {
-		return 0
+// waiting returns the requests waiting for admission and how long the
+// first of them has waited.
+func (a *admission) waiting() (int, time.Duration) {
+	if a == nil {
+		return 0, 0
 	}
-	return m.admission.waiting.Load()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.waiters) == 0 {
+		return 0, 0
+	}
+	return len(a.waiters), time.Since(a.waiters[0].since)
 }

@@ -90,8 +90,9 @@ type Stats struct {
 	ExecutionTime time.Duration
 	// BatchSizes[n] is the number of executions that held n rows.
 	BatchSizes []int64
-	// QueueLength is the number of requests waiting now, and OldestQueued
-	// how long the oldest of them has waited.
+	// QueueLength is the number of requests waiting now (for admission,
+	// then in the batcher's queue), and OldestQueued how long the oldest
+	// of them has waited.
 	QueueLength  int
 	OldestQueued time.Duration
 	// Cache holds the response cache's counts, when there is one.
@@ -488,6 +489,11 @@ func (m *Model) Stats() Stats {
 	s.QueueLength = n
 	if n > 0 {
 		s.OldestQueued = time.Since(oldest)
+	}
+	// Those waiting for admission are in the queue too, and came first.
+	if w, age := m.admission.waiting(); w > 0 {
+		s.QueueLength += w
+		s.OldestQueued = max(s.OldestQueued, age)
 	}
 	return s
 }
