@@ -159,6 +159,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 		select {
 		case <-time.After(s.opts.DrainDelay):
 		case <-grace.Done():
+		case <-s.drained: // tests end the delay when they have seen it
 		}
 	}
 	stopping.Store(true)

@@ -101,6 +101,8 @@ type Server struct {
 	http   *httpapi.API
 	openai *openai.API
 	admin  *admin.API
+	// drained, when a test sets it, ends Serve's drain delay once closed.
+	drained chan struct{}
 }
 
 // New returns a server for repo, restoring the traffic policies kept in
