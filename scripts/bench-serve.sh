@@ -66,6 +66,7 @@ build -o "$work/loopback" ./scripts/loopback-server
 # six decimals in JSON, the same float32 values in binary (outputs binary too).
 mkdir -p "$work/models/mlp/1"
 cp testdata/models/mlp/config.yaml "$work/models/mlp/"
+echo "intra_op_threads: 1 # the server has one core, as the naive server's sessions have one thread" >>"$work/models/mlp/config.yaml"
 cp testdata/models/mlp/1/model.onnx "$work/models/mlp/1/"
 perl -e '
   srand(1); my @x = map { sprintf("%.6f", rand()) } 1..784;
