@@ -81,6 +81,11 @@ type Result struct {
 //
 // The errors are the runner's sentinel errors, protocol.ErrBadRequest
 // (wrapped), or those of this package; Status maps them.
+//
+// Once Infer has returned a result, nothing refers to the request's input
+// data any more (a shadow copy keeps its own): the front end may reuse the
+// buffer it decoded them from. After an error it may not: a call that
+// timed out may still be read by the batch it was queued for.
 func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	res := &Result{Draining: s.draining.Load()}
 	m, waited, err := s.admit(ctx, call)

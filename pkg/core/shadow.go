@@ -126,6 +126,9 @@ func (sh *shadowing) summary(name string, version int64) *ShadowSummary {
 // is dropped and counted: the primary path never waits.
 func (sh *shadowing) mirror(job shadowJob) {
 	v := job.shadow.Metadata().Version
+	// The job outlives the call, whose front end reuses the buffers its
+	// inputs lie in once it is answered: the job keeps copies.
+	job.req.Inputs = tensor.Copies(job.req.Inputs)
 	select {
 	case sh.jobs <- job:
 		sh.mu.Lock()

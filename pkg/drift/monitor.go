@@ -140,30 +140,14 @@ func (m *Monitor) Observe(id string, inputs, outputs []tensor.Tensor) {
 	if m == nil || !m.all && rand.Uint64() >= m.threshold {
 		return
 	}
-	o := observation{id: id, at: time.Now(), inputs: copyTensors(inputs), outputs: copyTensors(outputs)}
+	// Copies: the caller's buffers may be reused once its request is answered.
+	o := observation{id: id, at: time.Now(), inputs: tensor.Copies(inputs), outputs: tensor.Copies(outputs)}
 	select {
 	case m.queue <- o:
 		m.sampled.Add(1)
 	default:
 		m.dropped.Add(1)
 	}
-}
-
-// copyTensors copies ts into one allocation for the data of them all: the
-// caller's buffers may be reused once its request is answered.
-func copyTensors(ts []tensor.Tensor) []tensor.Tensor {
-	n := 0
-	for _, t := range ts {
-		n += len(t.Data)
-	}
-	data := make([]byte, 0, n)
-	out := make([]tensor.Tensor, len(ts))
-	for i, t := range ts {
-		start := len(data)
-		data = append(data, t.Data...)
-		out[i] = tensor.Tensor{Name: t.Name, DataType: t.DataType, Shape: append([]int64(nil), t.Shape...), Data: data[start:len(data):len(data)]}
-	}
-	return out
 }
 
 // Flush closes the open window once every request observed before the

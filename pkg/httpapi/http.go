@@ -230,12 +230,13 @@ func errBodyTooLarge(n, limit int64) error {
 	return fmt.Errorf("request body of %d bytes or more is over the limit of %d bytes (max_body_bytes): %w", n, limit, &http.MaxBytesError{Limit: limit})
 }
 
-// readBody reads a request body of at most limit bytes. One that announces
-// more is refused before it is read; otherwise the buffer starts at no
-// more than bodyChunk and doubles as the bytes arrive, up to the length
-// announced, so a client that announces a large body and sends little
-// costs the server little.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads a request body of at most limit bytes, appending it to
+// buf (a pooled buffer, or nil). One that announces more is refused before
+// it is read; otherwise the buffer grows by no more than bodyChunk and
+// then doubles as the bytes arrive, up to the length announced, so a
+// client that announces a large body and sends little costs the server
+// little.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, error) {
 	want := r.ContentLength // -1: unknown (chunked)
 	if want > limit {
 		return nil, errBodyTooLarge(want, limit)
@@ -245,7 +246,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if want >= 0 {
 		size = min(size, want)
 	}
-	buf := make([]byte, 0, max(size, 512))
+	if int64(cap(buf)) < size {
+		buf = slices.Grow(buf[:0], int(max(size, 512)))
+	}
+	buf = buf[:0]
 	for {
 		if want >= 0 && int64(len(buf)) == want {
 			return buf, nil // net/http never reads past the Content-Length
@@ -275,15 +279,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	}
 }
 
-// decodeHTTP reads and decodes an infer request's body.
-func decodeHTTP(w http.ResponseWriter, r *http.Request, limit int64) (*protocol.InferRequest, error) {
-	body, err := readBody(w, r, limit)
+// decodeHTTP reads an infer request's body into buf (see readBody) and
+// decodes it; binary tensor data is not copied: the request's tensors
+// alias the body it returns.
+func decodeHTTP(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) (*protocol.InferRequest, []byte, error) {
+	body, err := readBody(w, r, limit, buf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	headerLength, err := protocol.ParseHeaderLength(r.Header.Get(protocol.HeaderContentLength))
 	if err != nil {
-		return nil, err
+		return nil, body, err
 	}
-	return protocol.DecodeRequest(body, headerLength)
+	req, err := protocol.DecodeRequest(body, headerLength)
+	return req, body, err
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/core"
@@ -20,26 +21,40 @@ const BatchSizeHeader = "Inference-Batch-Size"
 func (s *API) serveInfer(w http.ResponseWriter, r *http.Request) {
 	var req *protocol.InferRequest
 	var body []byte
+	var in, out *[]byte // the pooled buffers of the request's and the response's bodies
 	headerLength := int64(-1)
 	call := &core.Call{
 		Model: r.PathValue("model"), Version: r.PathValue("version"), Protocol: core.ProtoHTTP,
 		Start: time.Now(), Header: r.Header.Get,
 		Decode: func(c *core.Call) (err error) {
-			if req, err = decodeHTTP(w, r, s.opts.MaxBodyBytes); err != nil {
+			in = bodyBuffers.Get().(*[]byte)
+			req, *in, err = decodeHTTP(w, r, s.opts.MaxBodyBytes, *in)
+			if err != nil {
 				return err
 			}
 			return callOf(c, req)
 		},
 		Encode: func(res *core.Result) (err error) {
-			body, headerLength, err = responseOf(req, res).Encode()
+			buf := responseBuffers.Get().(*[]byte)
+			body, headerLength, err = responseOf(req, res).AppendTo((*buf)[:0])
+			*buf = body
+			if err != nil {
+				putBuffer(&responseBuffers, buf, maxPooledBody)
+			} else {
+				out = buf
+			}
 			return err
 		},
 	}
 	res, err := s.Infer(r.Context(), call)
 	if err != nil {
+		// The body is not pooled again: a call that failed (timed out in
+		// its queue) may still be read by the batch it waited for.
 		s.fail(w, err)
 		return
 	}
+	defer putBuffer(&bodyBuffers, in, maxPooledBody)      // answered: no one refers to the body (core.Infer)
+	defer putBuffer(&responseBuffers, out, maxPooledBody) // w.Write has copied the body, or sent it
 	h := w.Header()
 	if res.Draining {
 		h.Set("Connection", "close")
@@ -58,6 +73,25 @@ func (s *API) serveInfer(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// bodyBuffers and responseBuffers hold the buffers request bodies are
+// read into and responses encoded into, as *[]byte.
+var (
+	bodyBuffers     = sync.Pool{New: func() any { return new([]byte) }}
+	responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+)
+
+// maxPooledBody is the largest buffer kept for reuse, in bytes, so that
+// one large request or answer does not pin its memory.
+const maxPooledBody = 1 << 20
+
+// putBuffer returns b, when it is one and not over limit bytes, to pool.
+func putBuffer(pool *sync.Pool, b *[]byte, limit int) {
+	if b != nil && cap(*b) <= limit {
+		*b = (*b)[:0]
+		pool.Put(b)
+	}
 }
 
 // callOf fills c from a decoded request: id, inputs, outputs wanted, and

@@ -243,24 +243,7 @@ func (r *InferRequest) Encode(binary bool) ([]byte, int64, error) {
 
 // Encode returns the response as a body and the length of its JSON header,
 // or -1 when no output is binary.
-func (r *InferResponse) Encode() ([]byte, int64, error) {
-	w := wireResponse{ModelName: r.ModelName, ModelVersion: r.ModelVersion, ID: r.ID, Parameters: r.Parameters, Outputs: make([]wireTensor, len(r.Outputs))}
-	var bin []byte
-	anyBinary := false
-	for i, t := range r.Outputs {
-		binary := r.Binary != nil && r.Binary[i]
-		wt, err := wireOf(t, binary)
-		if err != nil {
-			return nil, 0, err
-		}
-		w.Outputs[i] = wt
-		if binary {
-			anyBinary = true
-			bin = append(bin, t.Data...)
-		}
-	}
-	return encodeBody(w, bin, anyBinary)
-}
+func (r *InferResponse) Encode() ([]byte, int64, error) { return r.AppendTo(nil) }
 
 func encodeBody(w any, bin []byte, binary bool) ([]byte, int64, error) {
 	header, err := json.Marshal(w)

@@ -214,8 +214,7 @@ func appendJSONValues(dst []byte, t tensor.Tensor) ([]byte, error) {
 			if uint64(l) > uint64(len(data)-4) {
 				return dst, fmt.Errorf("output %q: truncated BYTES element", t.Name)
 			}
-			s, _ := json.Marshal(string(data[4 : 4+l])) // a string always marshals
-			dst = append(dst, s...)
+			dst = appendJSONString(dst, data[4:4+l])
 			data = data[4+l:]
 			continue
 		case tensor.Bool:

@@ -293,7 +293,7 @@ func checkLength(spec TensorSpec, t modelhost.Tensor) error {
 	if err != nil {
 		return err
 	}
-	if n != t.Length || n == 0 {
+	if n != t.Length {
 		return fmt.Errorf("%q: shape %v of %s takes %d bytes, %d given", spec.Name, t.Shape, spec.DataType, n, t.Length)
 	}
 	return nil

@@ -237,8 +237,10 @@ func (m *Model) check(req *Request) (*pending, error) {
 			return p, bad("input %q: shape %v has %d dimensions, the model expects %d (%v)", t.Name, t.Shape, len(t.Shape), len(spec.Shape), spec.Shape)
 		}
 		for j, d := range t.Shape {
-			if d < 1 && !(d == 0 && j == 0 && m.stacked) {
-				return p, bad("input %q: shape %v: dimension %d is %d, want at least 1 (0 only as the batch of a batched model)", t.Name, t.Shape, j, d)
+			// A dynamic dimension may be 0, as the runtime allows (an empty
+			// batch, no detections); a fixed one must be what it says.
+			if d < 0 {
+				return p, bad("input %q: shape %v: dimension %d is %d, want at least 0", t.Name, t.Shape, j, d)
 			}
 			if spec.Shape[j] >= 0 && d != spec.Shape[j] {
 				return p, bad("input %q: shape %v: dimension %d is %d, the model expects %d (%v)", t.Name, t.Shape, j, d, spec.Shape[j], spec.Shape)

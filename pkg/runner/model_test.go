@@ -355,7 +355,7 @@ func TestInvalidInputsNameTheProblem(t *testing.T) {
 		{"wrong rank", []tensor.Tensor{tensor.New("image", []int64{784}, make([]float32, 784))}, "dimensions"},
 		{"wrong dimension", []tensor.Tensor{tensor.New("image", []int64{1, 783}, make([]float32, 783))}, "dimension 1 is 783"},
 		{"short data", []tensor.Tensor{{Name: "image", DataType: tensor.FP32, Shape: []int64{1, 784}, Data: good.Data[:100]}}, "needs 3136 bytes"},
-		{"zero past the batch", []tensor.Tensor{{Name: "image", DataType: tensor.FP32, Shape: []int64{1, 0}}}, "at least 1"},
+		{"zero in a fixed dimension", []tensor.Tensor{{Name: "image", DataType: tensor.FP32, Shape: []int64{1, 0}}}, "dimension 1 is 0, the model expects 784"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := m.Infer(context.Background(), &Request{Inputs: tc.inputs})

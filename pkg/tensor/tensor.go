@@ -205,3 +205,21 @@ func CountBytesElements(data []byte) (int64, error) {
 	}
 	return n, nil
 }
+
+// Copies returns copies of ts whose data share one new allocation and
+// whose shapes are their own, for a caller that keeps tensors past the
+// life of the buffers they lie in.
+func Copies(ts []Tensor) []Tensor {
+	n := 0
+	for _, t := range ts {
+		n += len(t.Data)
+	}
+	data := make([]byte, 0, n)
+	out := make([]Tensor, len(ts))
+	for i, t := range ts {
+		start := len(data)
+		data = append(data, t.Data...)
+		out[i] = Tensor{Name: t.Name, DataType: t.DataType, Shape: append([]int64(nil), t.Shape...), Data: data[start:len(data):len(data)]}
+	}
+	return out
+}
