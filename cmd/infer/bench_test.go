@@ -304,20 +304,20 @@ func TestBenchSaysWhatHappened(t *testing.T) {
 	httpAddr, _, stop, done := startServe(t, serveOptions{})
 	defer func() { stop(); <-done }()
 
+	// A text generator answers tensors too (text_input in, text_output
+	// out, as Triton's generation backends do).
 	o := benchDefaults("http://"+httpAddr, loadgen.ProtoHTTPBinary)
 	o.model, o.requests = "tiny-gpt", 5
 	var out, errOut bytes.Buffer
-	err := runBench(context.Background(), o, &out, &errOut)
-	if err == nil || !strings.Contains(err.Error(), "status 400: ") || !strings.Contains(err.Error(), `model "tiny-gpt" generates text: use /v2/models/tiny-gpt/generate or /v1/completions`) ||
-		!strings.Contains(err.Error(), "--protocol openai -m tiny-gpt") {
-		t.Fatalf("a text generator benchmarked over tensors: %v", err)
+	if err := runBench(context.Background(), o, &out, &errOut); err != nil {
+		t.Fatalf("a text generator benchmarked over tensors: %v\n%s", err, errOut.String())
 	}
-	var failed loadgen.Report
-	if err := json.Unmarshal(out.Bytes(), &failed); err != nil {
+	var generated loadgen.Report
+	if err := json.Unmarshal(out.Bytes(), &generated); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if failed.AchievedRate != 0 || failed.SentRate <= 0 || !strings.Contains(failed.ErrorMessages["status 400"], "generates text") {
-		t.Fatalf("a run of failures: achieved %v/s, sent %v/s, messages %v", failed.AchievedRate, failed.SentRate, failed.ErrorMessages)
+	if generated.AchievedRate <= 0 || len(generated.ErrorMessages) != 0 {
+		t.Fatalf("a text generator over tensors: achieved %v/s, errors %v", generated.AchievedRate, generated.ErrorMessages)
 	}
 
 	o = benchDefaults("http://"+httpAddr, loadgen.ProtoHTTPBinary)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/infer-serving/infer/pkg/generate"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -254,7 +255,7 @@ var demoSentences = []string{
 }
 
 func runModel(ctx context.Context, m *runner.Model, o runOptions, w io.Writer) error {
-	if g := m.Generator(); g != nil {
+	if g := generate.Of(m); g != nil {
 		return runGenerator(ctx, m, g, o, w)
 	}
 	meta := m.Metadata()
@@ -391,7 +392,7 @@ func previewValues[T tensor.Number](t tensor.Tensor, n int, format string) []str
 
 // runGenerator generates from each demo sentence at once, greedily, and
 // prints the texts, time to first token and tokens/s.
-func runGenerator(ctx context.Context, m *runner.Model, g *runner.Generator, o runOptions, w io.Writer) error {
+func runGenerator(ctx context.Context, m *runner.Model, g *generate.Generator, o runOptions, w io.Writer) error {
 	meta := m.Metadata()
 	n := min(max(o.concurrency, 1), len(demoSentences))
 	type answer struct {
@@ -403,7 +404,7 @@ func runGenerator(ctx context.Context, m *runner.Model, g *runner.Generator, o r
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range n {
-		ch, err := g.Generate(ctx, runner.GenerateRequest{Prompt: g.Encode(demoSentences[i]), MaxTokens: 16})
+		ch, err := g.Generate(ctx, generate.GenerateRequest{Prompt: g.Encode(demoSentences[i]), MaxTokens: 16})
 		if err != nil {
 			return fmt.Errorf("model %q: %w", meta.Name, err)
 		}

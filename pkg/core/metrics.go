@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/infer-serving/infer/pkg/generate"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/runner"
 )
@@ -223,7 +224,7 @@ func (c repositoryCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, s.ExecutionTime.Seconds(), st.Name, v)
 		ch <- prometheus.MustNewConstMetric(descLoad, prometheus.GaugeValue, m.LoadDuration().Seconds(), st.Name, v)
 		ch <- prometheus.MustNewConstMetric(descWarmup, prometheus.GaugeValue, m.WarmupDuration().Seconds(), st.Name, v)
-		if g := m.Generator(); g != nil {
+		if g := generate.Of(m); g != nil {
 			gs := g.Stats()
 			ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(gs.Running), st.Name, v, "running")
 			ch <- prometheus.MustNewConstMetric(descSeqs, prometheus.GaugeValue, float64(gs.Prefilled), st.Name, v, "prefilled")

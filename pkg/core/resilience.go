@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/infer-serving/infer/pkg/generate"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -299,6 +300,9 @@ func (s *Core) injected(ctx context.Context, m *runner.Model) error {
 func (s *Core) execute(ctx context.Context, m *runner.Model, req *runner.Request) (*runner.Response, error) {
 	if err := s.injected(ctx, m); err != nil {
 		return nil, err
+	}
+	if g := generate.Of(m); g != nil {
+		return s.inferGenerator(ctx, g, m, req)
 	}
 	return m.Infer(ctx, req)
 }

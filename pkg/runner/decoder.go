@@ -35,6 +35,7 @@ type Decoder struct {
 	Heads, HeadDim  int
 	Vocab           int
 	session         *ort.DynamicAdvancedSession
+	device          Device // the device its session runs on
 	inputs, outputs []TensorSpec
 	mu              sync.Mutex // one forward pass at a time
 	// remote, when set, runs the forward passes in a model host
@@ -142,12 +143,12 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 	if cfg.Isolation == IsolationProcess {
 		d.health = &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow}
 		d.closing = make(chan struct{})
-		if d.remote, _, err = newHost(meta, onnx, cfg, dev, d.health, d.closing, log, DefaultLoadTimeout); err != nil {
+		if d.remote, d.device, err = newHost(meta, onnx, cfg, dev, d.health, d.closing, log, DefaultLoadTimeout); err != nil {
 			return nil, fmt.Errorf("decoder %q: %w", name, err)
 		}
 		return d, nil
 	}
-	if d.session, _, err = newSessionOrCPU(onnx, meta, cfg, dev, log); err != nil {
+	if d.session, d.device, err = newSessionOrCPU(onnx, meta, cfg, dev, log); err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", name, err)
 	}
 	return d, nil
@@ -172,26 +173,35 @@ func (d *Decoder) Close() {
 	}
 }
 
-// forward is one pass: batch rows of news new tokens each, after past
+// Device returns the device the decoder's session runs on: the one asked
+// for, or the CPU when fallback_to_cpu took it there.
+func (d *Decoder) Device() Device { return d.device }
+
+// Hosted reports whether the forward passes run in a model host
+// (isolation: process). Its past buffers and results are then views of
+// the host's shared memory, valid until the next pass.
+func (d *Decoder) Hosted() bool { return d.health != nil }
+
+// Forward is one pass: Batch rows of News new tokens each, after Past
 // positions (at least one: a position the mask hides stands in for none).
-type forward struct {
-	batch, news, past int
-	ids, pos          []int64     // batch × news
-	mask              []int64     // batch × (past + news)
-	kv                [][]float32 // per layer, key then value: batch × heads × past × head_dim
+type Forward struct {
+	Batch, News, Past int
+	IDs, Pos          []int64     // Batch × News
+	Mask              []int64     // Batch × (Past + News)
+	KV                [][]float32 // per layer, key then value: Batch × heads × Past × head_dim
 }
 
-// result of a forward pass: logits (batch × vocab), and per layer key then
-// value, batch × heads × positions × head_dim, where the window of
-// positions is the decoder's presentWindow.
-type forwardResult struct {
-	logits  []float32
-	present [][]float32
+// ForwardResult is what a pass returns: Logits (batch × vocab), and per
+// layer key then value, batch × heads × positions × head_dim, where the
+// window of positions is the decoder's PresentWindow.
+type ForwardResult struct {
+	Logits  []float32
+	Present [][]float32
 }
 
-// presentWindow returns the positions a forward pass of news tokens after
+// PresentWindow returns the positions a forward pass of news tokens after
 // past returns per row, and where in them the first new token is.
-func (d *Decoder) presentWindow(past, news int) (positions, first int) {
+func (d *Decoder) PresentWindow(past, news int) (positions, first int) {
 	if d.newOnly {
 		return news, 0
 	}
@@ -207,9 +217,10 @@ func grow(buf []float32, n int) []float32 {
 	return make([]float32, n, n+n/4)
 }
 
-// run makes one forward pass. With res given, its buffers are reused for
-// the outputs (and the returned result is res).
-func (d *Decoder) run(f *forward, res ...*forwardResult) (*forwardResult, error) {
+// Run makes one forward pass. With res given, its buffers are reused for
+// the outputs (and the returned result is res). It fails with ErrClosed
+// after Close, and with a HostDiedError when a model host dies in it.
+func (d *Decoder) Run(f *Forward, res ...*ForwardResult) (*ForwardResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.remote != nil {
@@ -227,7 +238,7 @@ func (d *Decoder) run(f *forward, res ...*forwardResult) (*forwardResult, error)
 			}
 		}
 	}()
-	b, n, p := int64(f.batch), int64(f.news), int64(f.past)
+	b, n, p := int64(f.Batch), int64(f.News), int64(f.Past)
 	var err error
 	newTensor := func(shape []int64, data []byte, dt tensor.DataType) ort.Value {
 		if err != nil {
@@ -237,27 +248,27 @@ func (d *Decoder) run(f *forward, res ...*forwardResult) (*forwardResult, error)
 		v, err = ort.NewCustomDataTensor(ort.NewShape(shape...), data, ortType(dt))
 		return v
 	}
-	ins[d.idsAt] = newTensor([]int64{b, n}, asBytes(f.ids), tensor.Int64)
-	ins[d.posAt] = newTensor([]int64{b, n}, asBytes(f.pos), tensor.Int64)
-	ins[d.maskAt] = newTensor([]int64{b, p + n}, asBytes(f.mask), tensor.Int64)
+	ins[d.idsAt] = newTensor([]int64{b, n}, asBytes(f.IDs), tensor.Int64)
+	ins[d.posAt] = newTensor([]int64{b, n}, asBytes(f.Pos), tensor.Int64)
+	ins[d.maskAt] = newTensor([]int64{b, p + n}, asBytes(f.Mask), tensor.Int64)
 	h, hd := int64(d.Heads), int64(d.HeadDim)
 	for slot, i := range d.pastAt {
-		ins[i] = newTensor([]int64{b, h, p, hd}, asBytes(f.kv[slot]), tensor.FP32)
+		ins[i] = newTensor([]int64{b, h, p, hd}, asBytes(f.KV[slot]), tensor.FP32)
 	}
-	out := &forwardResult{}
+	out := &ForwardResult{}
 	if len(res) > 0 && res[0] != nil {
 		out = res[0]
 	}
-	if len(out.present) != len(d.presentAt) {
-		out.present = make([][]float32, len(d.presentAt))
+	if len(out.Present) != len(d.presentAt) {
+		out.Present = make([][]float32, len(d.presentAt))
 	}
-	out.logits = grow(out.logits, f.batch*d.Vocab)
-	outs[d.logitsAt] = newTensor([]int64{b, int64(d.Vocab)}, asBytes(out.logits), tensor.FP32)
-	positions, _ := d.presentWindow(f.past, f.news)
+	out.Logits = grow(out.Logits, f.Batch*d.Vocab)
+	outs[d.logitsAt] = newTensor([]int64{b, int64(d.Vocab)}, asBytes(out.Logits), tensor.FP32)
+	positions, _ := d.PresentWindow(f.Past, f.News)
 	w := int64(positions)
 	for slot, i := range d.presentAt {
-		out.present[slot] = grow(out.present[slot], int(b*h*w*hd))
-		outs[i] = newTensor([]int64{b, h, w, hd}, asBytes(out.present[slot]), tensor.FP32)
+		out.Present[slot] = grow(out.Present[slot], int(b*h*w*hd))
+		outs[i] = newTensor([]int64{b, h, w, hd}, asBytes(out.Present[slot]), tensor.FP32)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("decoder %q: %w", d.Name, err)

@@ -312,31 +312,39 @@ func TestLoadingUnknownNamesLeavesTheIndexAlone(t *testing.T) {
 // forward pass, the pass fails naming the signal, and the next one runs on
 // a restarted host with the same answer.
 func TestDecoderHostDiesAndComesBack(t *testing.T) {
-	d := loadTinyGPT(t)
-	if d.remote == nil {
-		t.Fatal("the decoder runs in process, want a model host")
-	}
-	f := &forward{batch: 1, news: 2, past: 1, ids: []int64{1001, 1002}, pos: []int64{0, 1}, mask: []int64{0, 1, 1}}
-	for range 2 * d.Layers {
-		f.kv = append(f.kv, make([]float32, d.Heads*d.HeadDim))
-	}
-	first, err := d.run(f)
+	data, err := os.ReadFile(filepath.Join(bundled, "tiny-gpt", "1", ModelFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := append([]float32(nil), first.logits...)
+	d, err := LoadDecoder("tiny-gpt", data, Config{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	if d.remote == nil {
+		t.Fatal("the decoder runs in process, want a model host")
+	}
+	f := &Forward{Batch: 1, News: 2, Past: 1, IDs: []int64{1001, 1002}, Pos: []int64{0, 1}, Mask: []int64{0, 1, 1}}
+	for range 2 * d.Layers {
+		f.KV = append(f.KV, make([]float32, d.Heads*d.HeadDim))
+	}
+	first, err := d.Run(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append([]float32(nil), first.Logits...)
 	if err := syscall.Kill(d.remote.proc.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_, err = d.run(f)
+	_, err = d.Run(f)
 	wantHostDied(t, err, "SIGKILL")
-	again, err := d.run(f)
+	again, err := d.Run(f)
 	if err != nil {
 		t.Fatalf("after the host's death: %v", err)
 	}
 	for i := range want {
-		if again.logits[i] != want[i] {
-			t.Fatalf("logit %d: %v after the restart, %v before", i, again.logits[i], want[i])
+		if again.Logits[i] != want[i] {
+			t.Fatalf("logit %d: %v after the restart, %v before", i, again.Logits[i], want[i])
 		}
 	}
 }

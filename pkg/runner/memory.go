@@ -58,8 +58,8 @@ func hostsRSS(m *Model) (int64, bool) {
 			add(h.host)
 		}
 	}
-	if m.gen != nil && m.gen.dec != nil {
-		add(m.gen.dec.remote)
+	if m.decoder != nil {
+		add(m.decoder.remote)
 	}
 	return total, found
 }

@@ -36,7 +36,8 @@ type Model struct {
 	stacked   bool // every input and output has a dynamic first dimension
 	log       *slog.Logger
 	cache     *responseCache // nil without one
-	gen       *Generator     // a text generator's, else nil
+	gen       TextGenerator  // a text generator's engine, else nil
+	decoder   *Decoder       // a text generator's, else nil
 	quality   *drift.Monitor // nil unless monitor.sample is set
 	// perString caches a text model by string: its only input is text
 	// and every output row has a fixed size.
@@ -505,7 +506,8 @@ func (m *Model) Close() {
 		m.closed.Store(true)
 		close(m.closing)
 		if m.gen != nil {
-			m.gen.close()
+			m.gen.Close()
+			m.decoder.Close()
 		}
 		if m.cache != nil {
 			m.cache.entries.InvalidateAll() // its memory goes with the version

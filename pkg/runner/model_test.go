@@ -397,8 +397,8 @@ func TestUnavailableDeviceFailsOrFallsBackToCPU(t *testing.T) {
 				if err != nil {
 					return Device{}, err
 				}
-				d.Close()
-				return Device{Kind: "cpu"}, nil
+				defer d.Close()
+				return d.Device(), nil
 			}
 			m, err := LoadModel(name, 1, data, Config{Device: "cuda:99", FallbackToCPU: fallback}, LoadOptions{})
 			if err != nil {

@@ -148,7 +148,7 @@ func TestHugeMaxTokensIsRefused(t *testing.T) {
 	_, url := startGenerators(t)
 	for _, tc := range []struct{ path, body string }{
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"hello world","max_tokens":9223372036854775807}`},
-		{"/v1/completions", `{"model":"tiny-gpt","prompt":"hello world","max_completion_tokens":9223372036854775806}`},
+		{"/v1/chat/completions", `{"model":"tiny-gpt","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":9223372036854775806}`},
 		{"/v1/chat/completions", `{"model":"tiny-gpt","messages":[{"role":"user","content":"hi"}],"max_tokens":9223372036854775800}`},
 		{"/v2/models/tiny-gpt/generate", `{"text_input":"hello world","parameters":{"max_tokens":9e18}}`},
 		{"/v2/models/tiny-gpt/generate", `{"text_input":"hello world","max_tokens":9223372036854775807}`},

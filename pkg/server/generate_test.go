@@ -254,7 +254,7 @@ func TestOpenAIErrors(t *testing.T) {
 		{"/v1/completions", `{"model":"nope","prompt":"x"}`, 404, "nope"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","max_tokens":900}`, 400, "exceed the context"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","max_tokens":0}`, 400, "max_tokens"},
-		{"/v1/completions", `{"model":"tiny-gpt","prompt":["a","b"]}`, 400, "want one string"},
+		{"/v1/completions", `{"model":"tiny-gpt","prompt":[]}`, 400, "prompt: an empty list"},
 		{"/v1/completions", `{"model":"text-encoder","prompt":"x"}`, 400, "does not generate"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","temperature":-1}`, 400, "temperature"},
 		{"/v1/chat/completions", `{"model":"tiny-gpt","messages":[]}`, 400, "messages"},
@@ -287,7 +287,7 @@ func TestOpenAIErrors(t *testing.T) {
 	if r := call(t, "POST", url+"/v2/models/nope/generate", []byte(`{"text_input":"x"}`), nil); r.status != 404 {
 		t.Errorf("generate on an unknown model: %d %s", r.status, r.body)
 	}
-	if r, _ := infer(t, url, "tiny-gpt", &protocol.InferRequest{Inputs: []tensor.Tensor{{Name: "text_input", DataType: tensor.Bytes, Shape: []int64{1}, Data: []byte{1, 0, 0, 0, 'x'}}}}, true); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "generate") {
-		t.Errorf("infer on a generator: %d %s", r.status, r.body)
+	if r, _ := infer(t, url, "tiny-gpt", &protocol.InferRequest{Inputs: []tensor.Tensor{{Name: "prompt", DataType: tensor.Bytes, Shape: []int64{1}, Data: []byte{1, 0, 0, 0, 'x'}}}}, true); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `input \"prompt\"`) {
+		t.Errorf("infer on a generator with an input it does not take: %d %s", r.status, r.body)
 	}
 }

@@ -1,4 +1,4 @@
-package runner
+package generate
 
 import (
 	"context"
@@ -13,17 +13,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/infer-serving/infer/pkg/runner"
 )
 
 var tinyGPTFile = filepath.Join(bundled, "tiny-gpt", "1", "model.onnx")
 
-func loadTinyGPT(t testing.TB) *Decoder {
+func loadTinyGPT(t testing.TB) *runner.Decoder {
 	t.Helper()
 	data, err := os.ReadFile(tinyGPTFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := LoadDecoder("tiny-gpt", data, Config{IntraOpThreads: 1, Isolation: os.Getenv("INFER_BENCH_ISOLATION")})
+	d, err := runner.LoadDecoder("tiny-gpt", data, runner.Config{IntraOpThreads: 1, Isolation: os.Getenv("INFER_BENCH_ISOLATION")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +33,7 @@ func loadTinyGPT(t testing.TB) *Decoder {
 	return d
 }
 
-func newEngine(t testing.TB, d *Decoder, o EngineOptions) *Engine {
+func newEngine(t testing.TB, d *runner.Decoder, o EngineOptions) *Engine {
 	t.Helper()
 	if o.KVBytes == 0 {
 		o.KVBytes = 64 << 20
@@ -107,23 +109,23 @@ func TestDecoderIncrementalMatchesWhole(t *testing.T) {
 		for start := 0; start < len(s.tokens); start += upTo {
 			n := min(upTo, len(s.tokens)-start)
 			past := max(start, 1)
-			f := &forward{batch: 1, news: n, past: past, ids: s.tokens[start : start+n], pos: make([]int64, n), mask: make([]int64, past+n), kv: e.pastBuffers(1, n, past)}
+			f := &runner.Forward{Batch: 1, News: n, Past: past, IDs: s.tokens[start : start+n], Pos: make([]int64, n), Mask: make([]int64, past+n), KV: e.pastBuffers(1, n, past)}
 			for i := range n {
-				f.pos[i], f.mask[past+i] = int64(start+i), 1
+				f.Pos[i], f.Mask[past+i] = int64(start+i), 1
 			}
 			for i := range start {
-				f.mask[i] = 1
+				f.Mask[i] = 1
 			}
-			e.pool.read(blocks, start, f.kv, 0, past)
-			res, err := d.run(f)
+			e.pool.read(blocks, start, f.KV, 0, past)
+			res, err := d.Run(f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			positions, first := d.presentWindow(past, n)
+			positions, first := d.PresentWindow(past, n)
 			for i := range n {
-				e.pool.write(blocks, start+i, res.present, 0, positions, first+i)
+				e.pool.write(blocks, start+i, res.Present, 0, positions, first+i)
 			}
-			last = append(last[:0], res.logits...) // res is valid until the next pass
+			last = append(last[:0], res.Logits...) // res is valid until the next pass
 		}
 		return last
 	}
@@ -411,44 +413,12 @@ func TestEngineCloseEndsEverySequence(t *testing.T) {
 		for tok := range ch {
 			last = tok
 		}
-		if !errors.Is(last.Err, ErrClosed) {
+		if !errors.Is(last.Err, runner.ErrClosed) {
 			t.Fatalf("sequence %d ended with %q %v, want ErrClosed", i, last.Finish, last.Err)
 		}
 	}
-	if _, err := e.Generate(context.Background(), prompts(1)[0]); !errors.Is(err, ErrClosed) {
+	if _, err := e.Generate(context.Background(), prompts(1)[0]); !errors.Is(err, runner.ErrClosed) {
 		t.Fatalf("after Close: %v, want ErrClosed", err)
-	}
-}
-
-// An unloaded version's cache lets its memory go at once.
-func TestCloseEmptiesTheCache(t *testing.T) {
-	m := loadBundled(t, "mlp", Config{Cache: CacheConfig{Enabled: true}})
-	req := &Request{Inputs: SyntheticInputs(m.Metadata().Inputs, 1, true)}
-	if _, err := m.Infer(context.Background(), req); err != nil {
-		t.Fatal(err)
-	}
-	if c := m.Stats().Cache; c.Entries != 1 || c.Bytes == 0 {
-		t.Fatalf("cache before close: %+v", c)
-	}
-	m.Close()
-	if c := m.Stats().Cache; c.Entries != 0 {
-		t.Fatalf("cache after close: %+v", c)
-	}
-}
-
-// The cache stays within its bytes, evicting, and counts what it evicts.
-func TestCacheEvictsWithinItsBytes(t *testing.T) {
-	m := loadBundled(t, "mlp", Config{Cache: CacheConfig{Enabled: true, MaxBytes: 4096}})
-	for i := range 40 {
-		in := SyntheticInputs(m.Metadata().Inputs, 1, true)
-		in[0].Data[0] = byte(i) // forty different requests
-		if _, err := m.Infer(context.Background(), &Request{Inputs: in}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := m.Stats().Cache
-	if c.Bytes > 4096 || c.Evictions == 0 || c.Entries >= 40 {
-		t.Fatalf("a 4 KiB cache after 40 answers of about 300 bytes: %+v", c)
 	}
 }
 
@@ -482,14 +452,14 @@ func TestArgmax(t *testing.T) {
 	}
 }
 
-func loadVariant(t testing.TB, file string) *Decoder {
+func loadVariant(t testing.TB, file string) *runner.Decoder {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "variants", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// INFER_BENCH_ISOLATION=none|process compares where the decoder runs.
-	d, err := LoadDecoder(file, data, Config{IntraOpThreads: 1, Isolation: os.Getenv("INFER_BENCH_ISOLATION")})
+	d, err := runner.LoadDecoder(file, data, runner.Config{IntraOpThreads: 1, Isolation: os.Getenv("INFER_BENCH_ISOLATION")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,14 +476,14 @@ func BenchmarkDecoderStep(b *testing.B) {
 		for _, past := range []int{64, 256} {
 			b.Run(fmt.Sprintf("%s/past=%d", layout, past), func(b *testing.B) {
 				const rows = 16
-				f := &forward{batch: rows, news: 1, past: past, ids: make([]int64, rows), pos: make([]int64, rows), mask: make([]int64, rows*(past+1))}
-				for i := range f.mask {
-					f.mask[i] = 1
+				f := &runner.Forward{Batch: rows, News: 1, Past: past, IDs: make([]int64, rows), Pos: make([]int64, rows), Mask: make([]int64, rows*(past+1))}
+				for i := range f.Mask {
+					f.Mask[i] = 1
 				}
-				var out forwardResult
+				var out runner.ForwardResult
 				for b.Loop() {
-					f.kv = d.pastBuffers(rows, 1, past, f.kv) // where the engine's pass reads them
-					if _, err := d.run(f, &out); err != nil {
+					f.KV = d.PastBuffers(rows, 1, past, f.KV) // where the engine's pass reads them
+					if _, err := d.Run(f, &out); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -526,8 +496,11 @@ func BenchmarkDecoderStep(b *testing.B) {
 // and one that returns only the new ones generate the same tokens.
 func TestDecoderPresentLayouts(t *testing.T) {
 	full, fresh := loadVariant(t, "tiny-gpt-512-present.onnx"), loadVariant(t, "tiny-gpt-512-new.onnx")
-	if full.newOnly || !fresh.newOnly {
-		t.Fatalf("layouts read as new-only %v and %v, want false and true", full.newOnly, fresh.newOnly)
+	if a, _ := full.PresentWindow(5, 1); a != 6 {
+		t.Fatalf("the present layout returns %d positions after a past of 5, want 6", a)
+	}
+	if b, _ := fresh.PresentWindow(5, 1); b != 1 {
+		t.Fatalf("the new-only layout returns %d positions, want 1", b)
 	}
 	reqs := prompts(8)
 	for i := range reqs {

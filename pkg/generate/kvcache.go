@@ -1,4 +1,4 @@
-package runner
+package generate
 
 import (
 	"encoding/binary"

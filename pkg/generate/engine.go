@@ -1,14 +1,24 @@
-package runner
+// Package generate is infer's text-generation engine: iteration-level
+// (continuous) or static batching of sequences on a key/value-cached
+// decoder, key/value memory in blocks with a prefix cache, sampling with
+// log-probabilities, and the session that turns tokens into text with
+// incremental detokenisation and stop sequences. The runtime session it
+// runs on (in process or in a model host) is package runner's Decoder;
+// the front ends (OpenAI, Triton generate, KServe v2 BYTES) only
+// translate to a Session and back, as vLLM keeps its engine apart from
+// its API server.
+package generate
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/infer-serving/infer/pkg/runner"
 )
 
 // Scheduling is how an Engine batches sequences.
@@ -55,7 +65,22 @@ type GenerateRequest struct {
 	TopK        int
 	TopP        float64
 	Seed        uint64
+	// Logprobs asks for each token's log-probability under the model (its
+	// logits' log-softmax, before temperature, bias and penalties), and
+	// TopLogprobs for the most likely tokens at each position (0 to
+	// MaxTopLogprobs).
+	Logprobs    bool
+	TopLogprobs int
+	// LogitBias is added to its token ids' logits before sampling.
+	LogitBias map[int64]float32
+	// PresencePenalty is subtracted from the logit of every token already
+	// generated, FrequencyPenalty once for every time it was.
+	PresencePenalty, FrequencyPenalty float64
 }
+
+// MaxTopLogprobs is the most alternatives a token's log-probabilities
+// list (OpenAI's bound).
+const MaxTopLogprobs = 20
 
 // Token is one generated token, or the end of a sequence.
 type Token struct {
@@ -68,6 +93,16 @@ type Token struct {
 	// PromptTokens and CachedTokens count the prompt, and the part of it
 	// the prefix cache held (on the first token).
 	PromptTokens, CachedTokens int
+	// Logprob is ID's log-probability and Top the most likely tokens, when
+	// the request asked for them.
+	Logprob float32
+	Top     []TopToken
+}
+
+// TopToken is one of the most likely tokens at a position.
+type TopToken struct {
+	ID      int64
+	Logprob float32
 }
 
 // EngineStats is a snapshot of an engine's counters.
@@ -84,7 +119,7 @@ type EngineStats struct {
 
 // Engine generates sequences on a Decoder, batching them.
 type Engine struct {
-	dec    *Decoder
+	dec    *runner.Decoder
 	o      EngineOptions
 	pool   *kvPool
 	submit chan *sequence
@@ -99,7 +134,7 @@ type Engine struct {
 
 	// Buffers the loop reuses from step to step.
 	past [][]float32
-	out  forwardResult
+	out  runner.ForwardResult
 }
 
 type sequence struct {
@@ -121,7 +156,7 @@ type sequence struct {
 var ErrTooLong = errors.New("sequence too long")
 
 // NewEngine starts an engine on dec; Close stops it.
-func NewEngine(dec *Decoder, o EngineOptions) (*Engine, error) {
+func NewEngine(dec *runner.Decoder, o EngineOptions) (*Engine, error) {
 	if o.MaxBatch < 1 {
 		return nil, fmt.Errorf("engine: max batch %d, want at least 1", o.MaxBatch)
 	}
@@ -148,7 +183,7 @@ func (e *Engine) Close() {
 	for {
 		select {
 		case s := <-e.submit:
-			e.finish(s, Token{Finish: "error", Err: ErrClosed})
+			e.finish(s, Token{Finish: "error", Err: runner.ErrClosed})
 		default:
 			return
 		}
@@ -167,10 +202,10 @@ func (e *Engine) Stats() EngineStats {
 // the sequence at its next step.
 func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Token, error) {
 	if len(req.Prompt) == 0 {
-		return nil, fmt.Errorf("%w: an empty prompt", ErrInvalidInput)
+		return nil, fmt.Errorf("%w: an empty prompt", runner.ErrInvalidInput)
 	}
 	if req.MaxTokens < 1 {
-		return nil, fmt.Errorf("%w: max tokens %d, want at least 1", ErrInvalidInput, req.MaxTokens)
+		return nil, fmt.Errorf("%w: max tokens %d, want at least 1", runner.ErrInvalidInput, req.MaxTokens)
 	}
 	if req.MaxTokens > e.o.MaxPositions-len(req.Prompt) { // a sum could overflow: max_tokens comes from clients
 		return nil, fmt.Errorf("%w: %d prompt tokens and %d to generate exceed the context of %d", ErrTooLong, len(req.Prompt), req.MaxTokens, e.o.MaxPositions)
@@ -180,7 +215,7 @@ func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Toke
 	}
 	for _, t := range req.Prompt {
 		if t < 0 || t >= int64(e.dec.Vocab) {
-			return nil, fmt.Errorf("%w: token %d is outside the vocabulary of %d", ErrInvalidInput, t, e.dec.Vocab)
+			return nil, fmt.Errorf("%w: token %d is outside the vocabulary of %d", runner.ErrInvalidInput, t, e.dec.Vocab)
 		}
 	}
 	s := &sequence{ctx: ctx, req: req, tokens: slices.Clone(req.Prompt), prompt: len(req.Prompt),
@@ -189,12 +224,12 @@ func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Toke
 	e.sendMu.RLock()
 	defer e.sendMu.RUnlock()
 	if e.closed {
-		return nil, ErrClosed
+		return nil, runner.ErrClosed
 	}
 	select {
 	case e.submit <- s:
 	case <-e.done:
-		return nil, ErrClosed
+		return nil, runner.ErrClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -208,7 +243,7 @@ func (e *Engine) loop(ctx context.Context) {
 	var running, ready, waiting []*sequence
 	defer func() {
 		for _, s := range slices.Concat(running, ready, waiting) {
-			e.finish(s, Token{Finish: "error", Err: ErrClosed})
+			e.finish(s, Token{Finish: "error", Err: runner.ErrClosed})
 		}
 	}()
 	for {
@@ -393,34 +428,34 @@ func (e *Engine) prefill(batch []*sequence) error {
 		news, past = max(news, s.prompt-s.kv), max(past, s.kv)
 	}
 	n := len(batch)
-	f := &forward{batch: n, news: news, past: past, ids: make([]int64, n*news), pos: make([]int64, n*news),
-		mask: make([]int64, n*(past+news)), kv: e.pastBuffers(n, news, past)}
+	f := &runner.Forward{Batch: n, News: news, Past: past, IDs: make([]int64, n*news), Pos: make([]int64, n*news),
+		Mask: make([]int64, n*(past+news)), KV: e.pastBuffers(n, news, past)}
 	for r, s := range batch {
 		own := s.prompt - s.kv
-		mask := f.mask[r*(past+news):][:past+news]
+		mask := f.Mask[r*(past+news):][:past+news]
 		for i := range s.kv {
 			mask[i] = 1
 		}
 		for t := news - own; t < news; t++ {
 			k := s.kv + t - (news - own)
-			f.ids[r*news+t], f.pos[r*news+t], mask[past+t] = s.tokens[k], int64(k), 1
+			f.IDs[r*news+t], f.Pos[r*news+t], mask[past+t] = s.tokens[k], int64(k), 1
 		}
-		e.pool.read(s.blocks, s.kv, f.kv, r, past)
+		e.pool.read(s.blocks, s.kv, f.KV, r, past)
 	}
-	res, err := e.dec.run(f)
+	res, err := e.dec.Run(f)
 	if err != nil {
 		return err
 	}
-	positions, first := e.dec.presentWindow(past, news)
+	positions, first := e.dec.PresentWindow(past, news)
 	for r, s := range batch {
 		own := s.prompt - s.kv
 		for i := range own {
-			e.pool.write(s.blocks, s.kv+i, res.present, r, positions, first+news-own+i)
+			e.pool.write(s.blocks, s.kv+i, res.Present, r, positions, first+news-own+i)
 		}
 		cached := s.kv
 		s.kv = s.prompt
 		e.count(func(st *EngineStats) { st.PromptTokens += int64(own) })
-		e.emit(s, e.sample(res.logits[r*e.dec.Vocab:][:e.dec.Vocab], s), cached)
+		e.emit(s, e.sample(res.Logits[r*e.dec.Vocab:][:e.dec.Vocab], s), cached)
 	}
 	return nil
 }
@@ -433,24 +468,24 @@ func (e *Engine) decode(batch []*sequence) error {
 		past = max(past, s.kv)
 	}
 	n := len(batch)
-	f := &forward{batch: n, news: 1, past: past, ids: make([]int64, n), pos: make([]int64, n),
-		mask: make([]int64, n*(past+1)), kv: e.pastBuffers(n, 1, past)}
+	f := &runner.Forward{Batch: n, News: 1, Past: past, IDs: make([]int64, n), Pos: make([]int64, n),
+		Mask: make([]int64, n*(past+1)), KV: e.pastBuffers(n, 1, past)}
 	for r, s := range batch {
-		f.ids[r] = s.tokens[len(s.tokens)-1]
-		f.pos[r] = int64(min(s.kv, e.o.MaxPositions-1))
-		row := f.mask[r*(past+1):][:past+1]
+		f.IDs[r] = s.tokens[len(s.tokens)-1]
+		f.Pos[r] = int64(min(s.kv, e.o.MaxPositions-1))
+		row := f.Mask[r*(past+1):][:past+1]
 		for i := range s.kv {
 			row[i] = 1
 		}
 		row[past] = 1
-		e.pool.read(s.blocks, s.kv, f.kv, r, past)
+		e.pool.read(s.blocks, s.kv, f.KV, r, past)
 	}
-	res, err := e.dec.run(f, &e.out)
+	res, err := e.dec.Run(f, &e.out)
 	if err != nil {
 		return err
 	}
 	e.count(func(st *EngineStats) { st.Steps++ })
-	positions, first := e.dec.presentWindow(past, 1)
+	positions, first := e.dec.PresentWindow(past, 1)
 	for r, s := range batch {
 		if s.finished {
 			continue // static batching: the slot idles to the batch's end
@@ -460,9 +495,9 @@ func (e *Engine) decode(batch []*sequence) error {
 			e.finish(s, Token{Index: len(s.tokens) - s.prompt, Finish: "error", Err: s.ctx.Err()})
 			continue
 		}
-		e.pool.write(s.blocks, s.kv, res.present, r, positions, first)
+		e.pool.write(s.blocks, s.kv, res.Present, r, positions, first)
 		s.kv++
-		e.emit(s, e.sample(res.logits[r*e.dec.Vocab:][:e.dec.Vocab], s), -1)
+		e.emit(s, e.sample(res.Logits[r*e.dec.Vocab:][:e.dec.Vocab], s), -1)
 	}
 	return nil
 }
@@ -471,18 +506,20 @@ func (e *Engine) decode(batch []*sequence) error {
 // reusing the loop's buffers. Positions a row does not fill hold stale,
 // finite values that the mask hides.
 func (e *Engine) pastBuffers(rows, news, past int) [][]float32 {
-	kv := e.dec.pastBuffers(rows, news, past, e.past)
-	if e.dec.health == nil { // in process: the arrays are the engine's
+	kv := e.dec.PastBuffers(rows, news, past, e.past)
+	if !e.dec.Hosted() { // in process: the arrays are the engine's
 		e.past = kv // reused next pass
 	}
 	return kv
 }
 
-// emit appends token t to s and sends it, ending s when it should end;
-// cached is the prompt's cached part, on the first token (else -1).
-func (e *Engine) emit(s *sequence, t int64, cached int) {
+// emit appends the sampled token to s and sends it, ending s when it
+// should end; cached is the prompt's cached part, on the first token
+// (else -1).
+func (e *Engine) emit(s *sequence, tok Token, cached int) {
+	t := tok.ID
 	s.tokens = append(s.tokens, t)
-	tok := Token{ID: t, Index: len(s.tokens) - s.prompt - 1}
+	tok.Index = len(s.tokens) - s.prompt - 1
 	if cached >= 0 {
 		tok.PromptTokens, tok.CachedTokens = s.prompt, cached
 	}
@@ -515,97 +552,4 @@ func (e *Engine) count(f func(*EngineStats)) {
 	e.mu.Lock()
 	f(&e.stats)
 	e.mu.Unlock()
-}
-
-// sample picks s's next token from logits.
-func (e *Engine) sample(logits []float32, s *sequence) int64 {
-	r := s.req
-	if r.Temperature <= 0 {
-		return int64(argmax(logits))
-	}
-	idx := make([]int, len(logits))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int {
-		switch {
-		case logits[a] > logits[b]:
-			return -1
-		case logits[a] < logits[b]:
-			return 1
-		}
-		return a - b
-	})
-	if r.TopK > 0 && r.TopK < len(idx) {
-		idx = idx[:r.TopK]
-	}
-	probs := make([]float64, len(idx))
-	top := float64(logits[idx[0]])
-	var sum float64
-	for i, j := range idx {
-		probs[i] = math.Exp((float64(logits[j]) - top) / r.Temperature)
-		sum += probs[i]
-	}
-	if r.TopP > 0 && r.TopP < 1 {
-		var mass float64
-		for i := range probs {
-			mass += probs[i] / sum
-			if mass >= r.TopP {
-				idx, probs = idx[:i+1], probs[:i+1]
-				break
-			}
-		}
-		sum = 0
-		for _, p := range probs {
-			sum += p
-		}
-	}
-	x := s.rng.Float64() * sum
-	for i, p := range probs {
-		if x -= p; x < 0 {
-			return int64(idx[i])
-		}
-	}
-	return int64(idx[len(idx)-1])
-}
-
-// argmax returns the index of the largest of xs, the first of equals (0
-// when xs is empty). Four running maxima, each over every fourth element,
-// keep the loop free of a dependency from one element to the next: greedy
-// decoding scans the whole vocabulary for every sequence every step.
-func argmax(xs []float32) int {
-	inf := float32(math.Inf(-1))
-	v0, v1, v2, v3 := inf, inf, inf, inf
-	i0, i1, i2, i3 := 0, 1, 2, 3
-	i := 0
-	for ; i+4 <= len(xs); i += 4 {
-		x := xs[i : i+4 : i+4]
-		if x[0] > v0 {
-			v0, i0 = x[0], i
-		}
-		if x[1] > v1 {
-			v1, i1 = x[1], i+1
-		}
-		if x[2] > v2 {
-			v2, i2 = x[2], i+2
-		}
-		if x[3] > v3 {
-			v3, i3 = x[3], i+3
-		}
-	}
-	best, bv := 0, inf
-	for _, c := range [...]struct {
-		v float32
-		i int
-	}{{v0, i0}, {v1, i1}, {v2, i2}, {v3, i3}} {
-		if c.i < i && (c.v > bv || c.v == bv && c.i < best) {
-			best, bv = c.i, c.v
-		}
-	}
-	for ; i < len(xs); i++ {
-		if xs[i] > bv {
-			best, bv = i, xs[i]
-		}
-	}
-	return best
 }

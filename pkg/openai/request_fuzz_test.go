@@ -2,10 +2,10 @@ package openai
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 
-	"github.com/infer-serving/infer/pkg/httpapi"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -20,6 +20,8 @@ func FuzzOpenAIRequest(f *testing.F) {
 		`{"model":"tiny-gpt","prompt":["one"],"stop":["\n","."],"stream":true,"stream_options":{"include_usage":true}}`,
 		`{"model":"tiny-gpt","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],"max_completion_tokens":4}`,
 		`{"model":"tiny-gpt","messages":[{},{},{}],"n":1,"top_p":0.5,"top_k":3}`,
+		`{"model":"tiny-gpt","prompt":[[1,2,3],[4]],"n":2,"best_of":3,"logprobs":2,"echo":true}`,
+		`{"model":"tiny-gpt","messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url"}]}],"logprobs":true,"top_logprobs":3}`,
 		// Hostile: numbers at and past the edges of their types.
 		`{"model":"tiny-gpt","prompt":"x","max_tokens":9223372036854775807}`,
 		`{"model":"tiny-gpt","prompt":"x","max_tokens":-9223372036854775808,"n":0}`,
@@ -31,28 +33,37 @@ func FuzzOpenAIRequest(f *testing.F) {
 		f.Add([]byte(s), true)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, chat bool) {
-		var req openAIRequest
-		if err := httpapi.DecodeJSON(bytes.NewReader(body), &req); err != nil {
+		var req request
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := decodeErr(dec.Decode(&req)); err != nil {
 			if !errors.Is(err, runner.ErrInvalidInput) {
 				t.Fatalf("an error that is not invalid input: %v", err)
 			}
 			return
 		}
-		p, err := req.params(chat)
+		pl, err := req.plan(chat)
 		if err != nil {
 			if !errors.Is(err, runner.ErrInvalidInput) {
 				t.Fatalf("an error that is not invalid input: %v", err)
 			}
 			return
 		}
-		if len(p.Prompt) > 2*len(body)+16 {
-			t.Fatalf("a %d-byte prompt from a %d-byte body", len(p.Prompt), len(body))
+		text := 0
+		for _, p := range pl.prompts {
+			text += len(p.Prompt)
+			if p.MaxTokens < 0 {
+				t.Fatalf("max_tokens %d accepted", p.MaxTokens)
+			}
+			if len(p.Stop) > len(body) {
+				t.Fatalf("%d stop strings from a %d-byte body", len(p.Stop), len(body))
+			}
 		}
-		if len(p.Stop) > len(body) {
-			t.Fatalf("%d stop strings from a %d-byte body", len(p.Stop), len(body))
+		if text > 2*len(body)+16 {
+			t.Fatalf("%d bytes of prompt from a %d-byte body", text, len(body))
 		}
-		if p.MaxTokens < 0 {
-			t.Fatalf("max_tokens %d accepted", p.MaxTokens)
+		if len(pl.prompts) > maxPrompt || pl.n > maxN || pl.bestOf > maxBestOf {
+			t.Fatalf("%d prompts, n %d, best_of %d accepted", len(pl.prompts), pl.n, pl.bestOf)
 		}
 	})
 }

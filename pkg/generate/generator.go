@@ -1,0 +1,88 @@
+package generate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tokenizer"
+)
+
+// Generator serves a model version as a text generator: its tokenizer,
+// its decoder (the runner's session, in process or in a model host) and
+// the engine that batches sequences on it.
+type Generator struct {
+	cfg    runner.GenerationConfig
+	tok    *tokenizer.WordPiece
+	dec    *runner.Decoder
+	engine *Engine
+}
+
+func init() { runner.RegisterGenerator(load) }
+
+var _ runner.TextGenerator = (*Generator)(nil)
+
+// Of returns m's text generator, nil when m does not generate text.
+func Of(m *runner.Model) *Generator {
+	g, _ := m.Generator().(*Generator)
+	return g
+}
+
+// Config returns the generation settings in effect.
+func (g *Generator) Config() runner.GenerationConfig { return g.cfg }
+
+// Device returns the device the decoder runs on.
+func (g *Generator) Device() runner.Device { return g.dec.Device() }
+
+// Vocab returns the number of token ids the tokenizer knows; valid prompt
+// token ids are [0, Vocab).
+func (g *Generator) Vocab() int { return g.tok.Size() }
+
+// Encode returns the token ids of text, without special tokens.
+func (g *Generator) Encode(text string) []int64 { return g.tok.EncodeText(nil, text) }
+
+// Decode returns the text of token ids, special tokens left out.
+func (g *Generator) Decode(ids []int64) string { return g.tok.Decode(ids) }
+
+// TextTokens counts the tokens of text, special tokens left out.
+func (g *Generator) TextTokens(text string) int { return len(g.Encode(text)) }
+
+// Generate starts a sequence; see Engine.Generate.
+func (g *Generator) Generate(ctx context.Context, req GenerateRequest) (<-chan Token, error) {
+	return g.engine.Generate(ctx, req)
+}
+
+// Stats returns the engine's counters.
+func (g *Generator) Stats() EngineStats { return g.engine.Stats() }
+
+// Close stops the engine; the model closes the decoder.
+func (g *Generator) Close() { g.engine.Close() }
+
+// load builds a text generator's engine on its decoder: the runner calls
+// it for a model version with a generation: block.
+func load(dec *runner.Decoder, cfg runner.Config, readFile func(string) ([]byte, error)) (runner.TextGenerator, error) {
+	tc := cfg.Tokenizer
+	vocab, err := readFile(tc.Vocab)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	tok, err := tokenizer.NewWordPiece(vocab, *tc.Lowercase)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %w", tc.Vocab, err)
+	}
+	if dec.Vocab < tok.Size() {
+		return nil, fmt.Errorf("tokenizer: %d tokens, the decoder's logits cover %d", tok.Size(), dec.Vocab)
+	}
+	gc := *cfg.Generation
+	sched := Continuous
+	if gc.Scheduling == "static" {
+		sched = Static
+	}
+	engine, err := NewEngine(dec, EngineOptions{Scheduling: sched, MaxBatch: gc.MaxBatch, BatchWait: 20 * time.Millisecond,
+		KVBytes: gc.KVCacheBytes, PrefixCache: *gc.PrefixCache, EOS: tok.SepID(), MaxPositions: gc.MaxPositions})
+	if err != nil {
+		return nil, err
+	}
+	return &Generator{cfg: gc, tok: tok, dec: dec, engine: engine}, nil
+}

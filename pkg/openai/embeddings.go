@@ -1,0 +1,113 @@
+package openai
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+
+	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/tensor"
+)
+
+type embeddingsRequest struct {
+	Model          string          `json:"model"`
+	Input          json.RawMessage `json:"input"`
+	EncodingFormat string          `json:"encoding_format"`
+	Dimensions     *int            `json:"dimensions"`
+	User           string          `json:"user"`
+}
+
+// texts reads the input: a string or a list of strings. Token ids are
+// refused: an embedder here takes text, through its own tokenizer.
+func (e embeddingsRequest) texts() ([]string, error) {
+	var ids []json.Number
+	if json.Unmarshal(e.Input, &ids) == nil && len(ids) > 0 {
+		return nil, bad("input: token ids are not supported; send text")
+	}
+	texts, err := stringOrList(e.Input, "input")
+	if err != nil {
+		var lists [][]int64
+		if json.Unmarshal(e.Input, &lists) == nil {
+			return nil, bad("input: token ids are not supported; send text")
+		}
+		return nil, err
+	}
+	if len(texts) == 0 {
+		return nil, bad("input: want a string or a list of strings")
+	}
+	return texts, nil
+}
+
+// serveEmbeddings answers /v1/embeddings with a text model's first output,
+// one row a string, as float lists or (encoding_format: base64, the
+// SDKs' default) base64 of little-endian float32s.
+func (s *API) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
+	var req embeddingsRequest
+	err := decode(w, r, s.maxBody, &req)
+	var texts []string
+	if err == nil {
+		texts, err = req.texts()
+	}
+	if err == nil && req.EncodingFormat != "" && req.EncodingFormat != "float" && req.EncodingFormat != "base64" {
+		err = bad("encoding_format %q: want float or base64", req.EncodingFormat)
+	}
+	var m *runner.Model
+	if err == nil {
+		m, err = s.Acquire(r.Context(), req.Model, "")
+	}
+	if err == nil && !embeds(m) {
+		err = bad("model %q does not embed text (it takes no single text input)", req.Model)
+	}
+	if err == nil && req.Dimensions != nil {
+		err = bad("dimensions: model %q's embeddings cannot be shortened (it was not trained to be truncated)", req.Model)
+	}
+	if err != nil {
+		openAIError(w, err)
+		return
+	}
+	var data []byte
+	tokens := 0
+	for _, t := range texts {
+		data = tensor.AppendUint(data, uint64(len(t)), 4)
+		data = append(data, t...)
+		n, _ := m.TextTokens(t)
+		tokens += n
+	}
+	in := m.Metadata().Inputs[0]
+	shape := []int64{int64(len(texts))}
+	if len(in.Shape) == 2 {
+		shape = append(shape, 1)
+	}
+	resp, _, err := s.Run(r.Context(), m, &runner.Request{Inputs: []tensor.Tensor{{Name: in.Name, DataType: tensor.Bytes, Shape: shape, Data: data}}}, 0)
+	if err == nil && (len(resp.Outputs) == 0 || resp.Outputs[0].DataType != tensor.FP32 || len(resp.Outputs[0].Shape) != 2) {
+		err = fmt.Errorf("model %q's first output is not FP32 [n, dim]", req.Model)
+	}
+	if err != nil {
+		openAIError(w, err)
+		return
+	}
+	values, _ := tensor.Values[float32](resp.Outputs[0])
+	dim := int(resp.Outputs[0].Shape[1])
+	out := make([]map[string]any, len(texts))
+	for i := range texts {
+		var e any = values[i*dim : (i+1)*dim]
+		if req.EncodingFormat == "base64" {
+			e = base64Floats(values[i*dim : (i+1)*dim])
+		}
+		out[i] = map[string]any{"object": "embedding", "index": i, "embedding": e}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "model": m.Metadata().Name, "data": out,
+		"usage": map[string]int{"prompt_tokens": tokens, "total_tokens": tokens}})
+}
+
+// base64Floats encodes xs as OpenAI does: little-endian float32s, base64.
+func base64Floats(xs []float32) string {
+	b := make([]byte, 4*len(xs))
+	for i, x := range xs {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}

@@ -1,0 +1,457 @@
+package openai
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/generate"
+	"github.com/infer-serving/infer/pkg/runner"
+)
+
+// Bounds on a request's fan-out, as OpenAI sets them.
+const (
+	maxN      = 128 // choices per prompt
+	maxBestOf = 20
+	maxPrompt = 64 // prompts in one completions request
+	// maxCompletionLogprobs bounds /v1/completions' logprobs (an int).
+	maxCompletionLogprobs = 5
+)
+
+// request is a completions or chat completions body: every field of
+// OpenAI's two APIs, each honoured or refused by name in plan. Fields
+// no API has are refused while decoding (json: unknown field "x").
+type request struct {
+	Model    string          `json:"model"`
+	Prompt   json.RawMessage `json:"prompt"`   // completions
+	Messages []message       `json:"messages"` // chat
+	Suffix   *string         `json:"suffix"`
+	Echo     bool            `json:"echo"`
+	BestOf   *int            `json:"best_of"`
+
+	MaxTokens   *int               `json:"max_tokens"`
+	MaxCompl    *int               `json:"max_completion_tokens"`
+	Temperature *float64           `json:"temperature"`
+	TopP        *float64           `json:"top_p"`
+	TopK        *int               `json:"top_k"` // vLLM's and Ollama's extension
+	N           *int               `json:"n"`
+	Seed        *int64             `json:"seed"`
+	Stop        json.RawMessage    `json:"stop"`
+	Stream      bool               `json:"stream"`
+	StreamOpts  *streamOptions     `json:"stream_options"`
+	Logprobs    json.RawMessage    `json:"logprobs"` // completions: an int; chat: a bool
+	TopLogprobs *int               `json:"top_logprobs"`
+	LogitBias   map[string]float32 `json:"logit_bias"`
+	Presence    *float64           `json:"presence_penalty"`
+	Frequency   *float64           `json:"frequency_penalty"`
+	User        string             `json:"user"`
+
+	ResponseFormat    *struct{ Type string } `json:"response_format"`
+	Tools             json.RawMessage        `json:"tools"`
+	ToolChoice        json.RawMessage        `json:"tool_choice"`
+	ParallelToolCalls *bool                  `json:"parallel_tool_calls"`
+	Functions         json.RawMessage        `json:"functions"`
+	FunctionCall      json.RawMessage        `json:"function_call"`
+	Store             *bool                  `json:"store"`
+	Metadata          map[string]string      `json:"metadata"`
+	ServiceTier       *string                `json:"service_tier"`
+	Modalities        []string               `json:"modalities"`
+	Audio             json.RawMessage        `json:"audio"`
+	Prediction        json.RawMessage        `json:"prediction"`
+	ReasoningEffort   *string                `json:"reasoning_effort"`
+	Verbosity         *string                `json:"verbosity"`
+	WebSearch         json.RawMessage        `json:"web_search_options"`
+	PromptCacheKey    string                 `json:"prompt_cache_key"`
+	SafetyIdentifier  string                 `json:"safety_identifier"`
+}
+
+type streamOptions struct {
+	IncludeUsage       bool `json:"include_usage"`
+	IncludeObfuscation bool `json:"include_obfuscation"`
+}
+
+type message struct {
+	Role      string          `json:"role"`
+	Content   json.RawMessage `json:"content"`
+	Name      string          `json:"name"`
+	ToolCalls json.RawMessage `json:"tool_calls"`
+	Refusal   *string         `json:"refusal"`
+}
+
+// part is one element of a message's content list.
+type part struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// plan is what a request asks of the engine: prompts, each generated n
+// times (best of bestOf), with params.
+type plan struct {
+	prompts  []generate.Params // Prompt or PromptIDs set; the rest alike
+	n        int
+	bestOf   int
+	echo     bool
+	logprobs bool // the client asked for them (bestOf asks the engine too)
+	chat     bool
+}
+
+// decode reads a body of at most limit bytes into v, refusing fields v
+// does not have.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	return decodeErr(dec.Decode(v))
+}
+
+func decodeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
+	}
+	if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
+		return fmt.Errorf("%w: the body exceeds %d bytes", runner.ErrTooLarge, tooBig.Limit)
+	}
+	return fmt.Errorf("%w: request JSON: %v", runner.ErrInvalidInput, err)
+}
+
+func bad(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{runner.ErrInvalidInput}, a...)...)
+}
+
+// set reports whether a raw field holds a value.
+func set(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
+
+// refused names the fields a request sets that this server cannot honour.
+func (o request) refused(chat bool) error {
+	switch {
+	case set(o.Tools) && string(o.Tools) != "[]":
+		return bad("tools: this server does not call tools")
+	case set(o.ToolChoice) && string(o.ToolChoice) != `"none"`:
+		return bad("tool_choice: this server does not call tools (only \"none\")")
+	case set(o.Functions):
+		return bad("functions: this server does not call functions")
+	case set(o.FunctionCall) && string(o.FunctionCall) != `"none"`:
+		return bad("function_call: this server does not call functions (only \"none\")")
+	case o.ResponseFormat != nil && o.ResponseFormat.Type != "text":
+		return bad("response_format: type %q: this server does not constrain decoding to JSON (only \"text\")", o.ResponseFormat.Type)
+	case o.Suffix != nil && *o.Suffix != "":
+		return bad("suffix: the models served here do not fill in the middle")
+	case o.Store != nil && *o.Store:
+		return bad("store: this server keeps no completions")
+	case len(o.Metadata) > 0:
+		return bad("metadata: this server keeps no completions to tag")
+	case o.ServiceTier != nil && *o.ServiceTier != "auto" && *o.ServiceTier != "default":
+		return bad("service_tier %q: this server has one tier (\"auto\" or \"default\")", *o.ServiceTier)
+	case len(o.Modalities) > 0 && !(len(o.Modalities) == 1 && o.Modalities[0] == "text"):
+		return bad("modalities %v: only [\"text\"]", o.Modalities)
+	case set(o.Audio):
+		return bad("audio: the models served here make text only")
+	case set(o.Prediction):
+		return bad("prediction: predicted outputs are not supported")
+	case o.ReasoningEffort != nil:
+		return bad("reasoning_effort: the models served here do not reason")
+	case o.Verbosity != nil:
+		return bad("verbosity: not supported")
+	case set(o.WebSearch):
+		return bad("web_search_options: this server does not search the web")
+	case o.StreamOpts != nil && !o.Stream:
+		return bad("stream_options: only with stream: true")
+	case chat && (set(o.Prompt) || o.Echo || o.BestOf != nil || o.Suffix != nil):
+		return bad("prompt, echo, best_of and suffix belong to /v1/completions; chat takes messages")
+	case !chat && (o.Messages != nil || o.TopLogprobs != nil || o.MaxCompl != nil):
+		return bad("messages, top_logprobs and max_completion_tokens belong to /v1/chat/completions")
+	}
+	return nil
+}
+
+// plan translates the request into the engine's terms.
+func (o request) plan(chat bool) (plan, error) {
+	pl := plan{chat: chat, n: 1, echo: o.Echo}
+	if err := o.refused(chat); err != nil {
+		return pl, err
+	}
+	var p generate.Params
+	switch {
+	case o.MaxCompl != nil:
+		p.MaxTokens = *o.MaxCompl
+	case o.MaxTokens != nil:
+		p.MaxTokens = *o.MaxTokens
+	}
+	if (o.MaxTokens != nil || o.MaxCompl != nil) && p.MaxTokens < 1 {
+		return pl, bad("max_tokens %d, want at least 1", p.MaxTokens)
+	}
+	p.Temperature = 1 // OpenAI's default
+	if o.Temperature != nil {
+		if *o.Temperature < 0 || *o.Temperature > 2 {
+			return pl, bad("temperature %v, want 0 to 2", *o.Temperature)
+		}
+		p.Temperature = *o.Temperature
+	}
+	if o.TopP != nil {
+		p.TopP = *o.TopP
+	}
+	if o.TopK != nil {
+		p.TopK = *o.TopK
+	}
+	if o.Seed != nil {
+		p.Seed, p.Seeded = uint64(*o.Seed), true
+	}
+	if o.Presence != nil {
+		p.PresencePenalty = *o.Presence
+	}
+	if o.Frequency != nil {
+		p.FrequencyPenalty = *o.Frequency
+	}
+	for k, v := range o.LogitBias {
+		var id int64
+		if _, err := fmt.Sscan(k, &id); err != nil || fmt.Sprint(id) != k {
+			return pl, bad("logit_bias: key %q, want a token id", k)
+		}
+		if p.LogitBias == nil {
+			p.LogitBias = map[int64]float32{}
+		}
+		p.LogitBias[id] = v
+	}
+	stop, err := stringOrList(o.Stop, "stop")
+	if err != nil {
+		return pl, err
+	}
+	if len(stop) > generate.MaxStops {
+		return pl, bad("stop: %d sequences, want at most %d", len(stop), generate.MaxStops)
+	}
+	p.Stop, p.Stream = stop, o.Stream
+	p.IncludeUsage = o.StreamOpts != nil && o.StreamOpts.IncludeUsage
+	if err := o.logprobs(chat, &p); err != nil {
+		return pl, err
+	}
+	pl.logprobs = p.Logprobs
+	if o.N != nil {
+		if *o.N < 1 || *o.N > maxN {
+			return pl, bad("n %d, want 1 to %d", *o.N, maxN)
+		}
+		pl.n = *o.N
+	}
+	pl.bestOf = pl.n
+	if o.BestOf != nil {
+		switch {
+		case *o.BestOf < pl.n || *o.BestOf > maxBestOf:
+			return pl, bad("best_of %d, want n (%d) to %d", *o.BestOf, pl.n, maxBestOf)
+		case *o.BestOf > pl.n && o.Stream:
+			return pl, bad("best_of %d: choosing the best cannot be streamed", *o.BestOf)
+		}
+		pl.bestOf = *o.BestOf
+		p.Logprobs = p.Logprobs || pl.bestOf > pl.n // ranked by log-probability
+	}
+	if o.Echo && p.Logprobs {
+		return pl, bad("echo with logprobs: the prompt's log-probabilities are not computed")
+	}
+	if chat {
+		p.Prompt, err = chatPrompt(o.Messages)
+		if err != nil {
+			return pl, err
+		}
+		pl.prompts = []generate.Params{p}
+		return pl, nil
+	}
+	if pl.prompts, err = prompts(o.Prompt, p); err != nil {
+		return pl, err
+	}
+	return pl, nil
+}
+
+// logprobs reads logprobs (an int for completions, a bool for chat) and
+// top_logprobs into p.
+func (o request) logprobs(chat bool, p *generate.Params) error {
+	if !set(o.Logprobs) {
+		if o.TopLogprobs != nil {
+			return bad("top_logprobs needs logprobs: true")
+		}
+		return nil
+	}
+	if chat {
+		if err := json.Unmarshal(o.Logprobs, &p.Logprobs); err != nil {
+			return bad("logprobs: want true or false")
+		}
+		if o.TopLogprobs != nil {
+			if !p.Logprobs {
+				return bad("top_logprobs needs logprobs: true")
+			}
+			if *o.TopLogprobs < 0 || *o.TopLogprobs > generate.MaxTopLogprobs {
+				return bad("top_logprobs %d, want 0 to %d", *o.TopLogprobs, generate.MaxTopLogprobs)
+			}
+			p.TopLogprobs = *o.TopLogprobs
+		}
+		return nil
+	}
+	var k int
+	if err := json.Unmarshal(o.Logprobs, &k); err != nil || k < 0 || k > maxCompletionLogprobs {
+		return bad("logprobs: want an integer from 0 to %d", maxCompletionLogprobs)
+	}
+	p.Logprobs, p.TopLogprobs = true, k
+	return nil
+}
+
+// prompts reads a completions prompt: a string, a list of strings, a list
+// of token ids, or a list of lists of token ids; each becomes one p.
+func prompts(raw json.RawMessage, p generate.Params) ([]generate.Params, error) {
+	if !set(raw) {
+		return nil, bad("prompt: want a string, a list of strings, or token ids")
+	}
+	var out []generate.Params
+	add := func(text string, ids []int64) {
+		q := p
+		q.Prompt, q.PromptIDs = text, ids
+		out = append(out, q)
+	}
+	var one string
+	var texts []string
+	var ids []int64
+	var idLists [][]int64
+	switch {
+	case json.Unmarshal(raw, &one) == nil:
+		add(one, nil)
+	case json.Unmarshal(raw, &texts) == nil:
+		for _, t := range texts {
+			add(t, nil)
+		}
+	case json.Unmarshal(raw, &ids) == nil:
+		add("", ids)
+	case json.Unmarshal(raw, &idLists) == nil:
+		for _, l := range idLists {
+			add("", l)
+		}
+	default:
+		return nil, bad("prompt: want a string, a list of strings, a list of token ids, or a list of lists of token ids")
+	}
+	switch {
+	case len(out) == 0:
+		return nil, bad("prompt: an empty list")
+	case len(out) > maxPrompt:
+		return nil, bad("prompt: %d prompts, want at most %d", len(out), maxPrompt)
+	}
+	for i, q := range out {
+		if q.PromptIDs != nil && len(q.PromptIDs) == 0 {
+			return nil, bad("prompt[%d]: no token ids", i)
+		}
+	}
+	return out, nil
+}
+
+// chatPrompt renders messages as the prompt a completion model continues:
+// one "role: text" line each, then "assistant:". Content is a string or
+// a list of text parts; other parts are refused by name.
+func chatPrompt(msgs []message) (string, error) {
+	if len(msgs) == 0 {
+		return "", bad("messages: want at least one")
+	}
+	var b strings.Builder
+	for i, m := range msgs {
+		switch m.Role {
+		case "system", "developer", "user", "assistant":
+		case "":
+			return "", bad("messages[%d].role: missing", i)
+		default:
+			return "", bad("messages[%d].role %q: want system, developer, user or assistant (this server calls no tools)", i, m.Role)
+		}
+		if set(m.ToolCalls) {
+			return "", bad("messages[%d].tool_calls: this server calls no tools", i)
+		}
+		text, err := content(m.Content, i)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "%s: %s\n", m.Role, text)
+	}
+	b.WriteString("assistant:")
+	return b.String(), nil
+}
+
+// content reads message i's content: a string, or text parts joined.
+func content(raw json.RawMessage, i int) (string, error) {
+	if !set(raw) {
+		return "", nil // an assistant turn may have none
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	var parts []json.RawMessage
+	if json.Unmarshal(raw, &parts) != nil {
+		return "", bad("messages[%d].content: want a string or a list of parts", i)
+	}
+	var texts []string
+	for j, raw := range parts {
+		var p struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(raw, &p) != nil {
+			return "", bad("messages[%d].content[%d]: want an object with a type", i, j)
+		}
+		if p.Type != "text" {
+			return "", bad("messages[%d].content[%d].type %q: only text parts are supported", i, j, p.Type)
+		}
+		var t part
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&t); err != nil {
+			return "", bad("messages[%d].content[%d]: %v", i, j, err)
+		}
+		texts = append(texts, t.Text)
+	}
+	return strings.Join(texts, "\n"), nil
+}
+
+// stringOrList reads a string or a list of strings.
+func stringOrList(raw json.RawMessage, field string) ([]string, error) {
+	if !set(raw) {
+		return nil, nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, bad("%s: want a string or a list of strings", field)
+	}
+	return many, nil
+}
+
+// openAIError answers in the OpenAI API's error shape; a 400 names the
+// field at fault in its message and, when it can tell, in param.
+func openAIError(w http.ResponseWriter, err error) {
+	status := core.Status(err)
+	kind := "server_error"
+	switch {
+	case status == http.StatusNotFound:
+		kind = "not_found_error"
+	case status < 500:
+		kind = "invalid_request_error"
+	}
+	body := map[string]any{"message": err.Error(), "type": kind, "code": status, "param": param(err)}
+	writeJSON(w, status, map[string]any{"error": body})
+}
+
+// param picks the field an invalid-input error names: the word after
+// "invalid input: ", up to a space, colon or bracket.
+func param(err error) any {
+	_, rest, ok := strings.Cut(err.Error(), runner.ErrInvalidInput.Error()+": ")
+	if !ok {
+		return nil
+	}
+	end := strings.IndexAny(rest, " :")
+	if end <= 0 {
+		return nil
+	}
+	name := rest[:end]
+	if strings.Trim(name, "abcdefghijklmnopqrstuvwxyz_[].0123456789") != "" {
+		return nil
+	}
+	return name
+}
