@@ -37,6 +37,7 @@ type Model struct {
 	log       *slog.Logger
 	cache     *responseCache // nil without one
 	gen       *Generator     // a text generator's, else nil
+	composite Composite      // a pipeline's or router's, else nil
 	quality   *drift.Monitor // nil unless monitor.sample is set
 	// perString caches a text model by string: its only input is text
 	// and every output row has a fixed size.
@@ -500,6 +501,9 @@ func (m *Model) Close() {
 		close(m.closing)
 		if m.gen != nil {
 			m.gen.close()
+		}
+		if m.composite != nil {
+			m.composite.Close()
 		}
 		if m.cache != nil {
 			m.cache.entries.InvalidateAll() // its memory goes with the version
