@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -199,7 +200,7 @@ type reply struct {
 	status int
 	header http.Header
 	resp   *protocol.InferResponse
-	body   string
+	body   string // the error's message when the status is not 200
 }
 
 // inferHTTP posts inputs to model over the v2 protocol, binary or JSON,
@@ -230,6 +231,10 @@ func inferHTTP(t testing.TB, url, model string, binaryData bool, header map[stri
 		t.Fatal(err)
 	}
 	out := reply{status: r.StatusCode, header: r.Header, body: string(data)}
+	var e struct{ Error string }
+	if r.StatusCode != http.StatusOK && json.Unmarshal(data, &e) == nil {
+		out.body = e.Error
+	}
 	if r.StatusCode == http.StatusOK {
 		hl := int64(-1)
 		if v := r.Header.Get(protocol.HeaderContentLength); v != "" {

@@ -1,7 +1,6 @@
 package pipeline_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -9,7 +8,6 @@ import (
 	"image/png"
 	"math"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -147,36 +145,10 @@ func TestOCRStepsMatchByHand(t *testing.T) {
 	want := direct.resp.Outputs[0]
 	probs, _ := tensor.Values[float32](want)
 	equalFloats(t, "recognize", output(t, r.resp, "probs"), want.Shape, probs, 0)
-	probs, _ = tensor.Values[float32](output(t, r.resp, "probs"))
 
-	keys := []string{""}
-	f, err := os.Open(filepath.Join(dir, "ocr", "ppocr_keys_v1.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for sc := bufio.NewScanner(f); sc.Scan(); {
-		keys = append(keys, sc.Text())
-	}
-	keys = append(keys, " ")
-	steps, classes := int(want.Shape[1]), int(want.Shape[2])
-	var text strings.Builder
-	prev := 0
-	for s := range steps {
-		row := probs[s*classes : (s+1)*classes]
-		best := 0
-		for k, v := range row {
-			if v > row[best] {
-				best = k
-			}
-		}
-		if best != 0 && best != prev {
-			text.WriteString(keys[best])
-		}
-		prev = best
-	}
-	if got := firstString(t, output(t, r.resp, "text")); got != strings.TrimSpace(text.String()) || got != line {
-		t.Errorf("ctc: the pipeline read %q, by hand %q, rendered %q", got, text.String(), line)
+	byHand := clientCTC(t, output(t, r.resp, "probs"), readKeys(t, filepath.Join(dir, "ocr", "ppocr_keys_v1.txt")))
+	if got := firstString(t, output(t, r.resp, "text")); got != byHand || got != line {
+		t.Errorf("ctc: the pipeline read %q, by hand %q, rendered %q", got, byHand, line)
 	}
 }
 
