@@ -87,26 +87,38 @@ func clients(b *testing.B, do func() string, want string) {
 // normalise to [-1, 1], lay out NCHW.
 func clientPreprocess(t testing.TB, file []byte) tensor.Tensor {
 	t.Helper()
+	rgb, ow := handResize(t, file)
+	plane := 48 * ow
+	x := make([]float32, 3*plane)
+	for p := range plane {
+		for c := range 3 {
+			x[c*plane+p] = (float32(rgb[3*p+c])/255 - 0.5) / 0.5
+		}
+	}
+	return tensor.New("x", []int64{1, 3, 48, int64(ow)}, x)
+}
+
+// handResize decodes a PNG file and scales it with x/image/draw's
+// bilinear scaler to height 48, padded white to a width ow that is a
+// multiple of 32; it returns the RGB bytes.
+func handResize(t testing.TB, file []byte) (rgb []byte, ow int) {
+	t.Helper()
 	img, err := png.Decode(bytes.NewReader(file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := img.Bounds()
 	sw := int(math.Ceil(float64(b.Dx()) * 48 / float64(b.Dy())))
-	ow := (sw + 31) / 32 * 32
+	ow = (sw + 31) / 32 * 32
 	dst := image.NewRGBA(image.Rect(0, 0, ow, 48))
 	for i := range dst.Pix {
 		dst.Pix[i] = 255
 	}
 	xdraw.BiLinear.Scale(dst, image.Rect(0, 0, sw, 48), img, b, xdraw.Src, nil)
-	plane := 48 * ow
-	x := make([]float32, 3*plane)
-	for p := range plane {
-		for c := range 3 {
-			x[c*plane+p] = (float32(dst.Pix[4*p+c])/255 - 0.5) / 0.5
-		}
+	for i := 0; i < len(dst.Pix); i += 4 {
+		rgb = append(rgb, dst.Pix[i], dst.Pix[i+1], dst.Pix[i+2])
 	}
-	return tensor.New("x", []int64{1, 3, 48, int64(ow)}, x)
+	return rgb, ow
 }
 
 // readKeys reads a key list as the CTC classes: the blank, the keys, a

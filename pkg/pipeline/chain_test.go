@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,7 +102,7 @@ func TestChainOfTwoModels(t *testing.T) {
 	want, _ := tensor.Values[float32](f.resp.Outputs[0])
 	equalFloats(t, "transpose", output(t, r.resp, "transposed"), []int64{3, 2}, want, 0)
 	got, _ := tensor.Values[int64](output(t, r.resp, "classes"))
-	if !equalShape(got, classes) {
+	if !slices.Equal(got, classes) {
 		t.Errorf("top: classes %v, by hand %v", got, classes)
 	}
 

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"image"
 	"image/png"
 	"math"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-
-	xdraw "golang.org/x/image/draw"
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -106,17 +104,7 @@ func TestOCRStepsMatchByHand(t *testing.T) {
 	}
 	equalBytes(t, "decode", output(t, r.resp, "pixels"), []int64{1, int64(b.Dy()), int64(b.Dx()), 3}, pixels)
 
-	sw := int(math.Ceil(float64(b.Dx()) * 48 / float64(b.Dy())))
-	ow := (sw + 31) / 32 * 32
-	dst := image.NewRGBA(image.Rect(0, 0, ow, 48))
-	for i := range dst.Pix {
-		dst.Pix[i] = 255
-	}
-	xdraw.BiLinear.Scale(dst, image.Rect(0, 0, sw, 48), img, b, xdraw.Src, nil)
-	var resized []byte
-	for i := 0; i < len(dst.Pix); i += 4 {
-		resized = append(resized, dst.Pix[i], dst.Pix[i+1], dst.Pix[i+2])
-	}
+	resized, ow := handResize(t, file)
 	equalBytes(t, "resize", output(t, r.resp, "resized"), []int64{1, 48, int64(ow), 3}, resized)
 
 	// From here each step by hand takes the pipeline's output of the step
@@ -154,7 +142,7 @@ func TestOCRStepsMatchByHand(t *testing.T) {
 
 func equalBytes(t *testing.T, step string, got tensor.Tensor, shape []int64, want []byte) {
 	t.Helper()
-	if !equalShape(got.Shape, shape) || got.DataType != tensor.Uint8 {
+	if !slices.Equal(got.Shape, shape) || got.DataType != tensor.Uint8 {
 		t.Fatalf("%s: %s %v, want UINT8 %v", step, got.DataType, got.Shape, shape)
 	}
 	if !bytes.Equal(got.Data, want) {
@@ -165,7 +153,7 @@ func equalBytes(t *testing.T, step string, got tensor.Tensor, shape []int64, wan
 func equalFloats(t *testing.T, step string, got tensor.Tensor, shape []int64, want []float32, tol float64) {
 	t.Helper()
 	v, err := tensor.Values[float32](got)
-	if err != nil || !equalShape(got.Shape, shape) {
+	if err != nil || !slices.Equal(got.Shape, shape) {
 		t.Fatalf("%s: %s %v (%v), want FP32 %v", step, got.DataType, got.Shape, err, shape)
 	}
 	for i := range v {
@@ -173,16 +161,4 @@ func equalFloats(t *testing.T, step string, got tensor.Tensor, shape []int64, wa
 			t.Fatalf("%s: element %d is %v, by hand %v", step, i, v[i], want[i])
 		}
 	}
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
