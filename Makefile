@@ -3,12 +3,17 @@
 GO ?= go
 GORELEASER ?= $(GO) run github.com/goreleaser/goreleaser/v2@v2.15.1
 
-.PHONY: all onnxruntime build install demo test check-models bench release-check release-libs clean
+.PHONY: all onnxruntime ocr-model build install demo test check-models bench release-check release-libs clean
 
 all: build
 
 onnxruntime:
 	@scripts/setup-onnxruntime.sh >/dev/null
+
+# The OCR pipeline's recogniser and key list (pinned SHA-256), for its
+# tests and demo; never fetched at run time.
+ocr-model:
+	@scripts/setup-ocr-model.sh >/dev/null
 
 build:
 	$(GO) build -o bin/infer ./cmd/infer
@@ -19,12 +24,12 @@ install: onnxruntime
 	$(GO) install ./cmd/infer
 
 # Load the bundled models and run inference on each through the batcher.
-demo: onnxruntime build
+demo: onnxruntime ocr-model build
 	bin/infer models run
 
 # The whole suite: formatting, vet, the bundled models bit for bit, and
 # every test under the race detector.
-test: onnxruntime check-models
+test: onnxruntime ocr-model check-models
 	@unformatted=$$(gofmt -l .); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./... ./testdata/gen

@@ -71,6 +71,7 @@ func New(repo *runner.Repository, opts Options) (*Core, error) {
 	s := &Core{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), boot: newBoot()}
 	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
 	registerModelControl(s.metrics.registry, repo)
+	s.metrics.registry.MustRegister(compositeCollector{repo})
 	s.faults.allowed = opts.AllowFaultInjection
 	s.guards.log = s.log
 	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{

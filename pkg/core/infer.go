@@ -60,6 +60,9 @@ type Result struct {
 	// Draining is true when the server is shutting down: the front end
 	// asks its client to move to another replica.
 	Draining bool
+	// Route names the route a router model took, "" for other models: the
+	// value of RouteHeader.
+	Route string
 }
 
 // Infer serves one call, in this order: it notes whether the server is
@@ -112,17 +115,18 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	defer obs.inflight.Dec()
 
 	submitted := time.Now()
+	call.Request.Header = call.Header
 	out, via, err := s.Run(ctx, m, &call.Request, call.Timeout)
 	if err == nil {
 		post := time.Now()
-		res.Model, res.Outputs, res.Via, res.Timing = m, out.Outputs, via, out.Timing
+		res.Model, res.Outputs, res.Via, res.Timing, res.Route = m, out.Outputs, via, out.Timing, out.Route
 		res.Timing.Set(profile.Admission, waited)
 		res.Timing.Add(profile.Preprocess, submitted.Sub(call.Start.Add(waited)))
 		if call.Encode != nil {
 			err = call.Encode(res)
 		}
 		end := time.Now()
-		res.Timing.Set(profile.Postprocess, end.Sub(post))
+		res.Timing.Add(profile.Postprocess, end.Sub(post)) // after a pipeline's output steps
 		res.Timing.Set(profile.Total, end.Sub(call.Start))
 	}
 	if err != nil {

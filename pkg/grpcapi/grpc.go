@@ -269,6 +269,12 @@ func responseOf(req *inferencepb.ModelInferRequest, res *core.Result) *inference
 	if res.Via != "" {
 		resp.Parameters = map[string]*inferencepb.InferParameter{core.TrailerFallback: {ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: res.Via}}}
 	}
+	if res.Route != "" {
+		if resp.Parameters == nil {
+			resp.Parameters = map[string]*inferencepb.InferParameter{}
+		}
+		resp.Parameters[core.TrailerRoute] = &inferencepb.InferParameter{ParameterChoice: &inferencepb.InferParameter_StringParam{StringParam: res.Route}}
+	}
 	for i, t := range res.Outputs {
 		resp.Outputs[i] = &inferencepb.ModelInferResponse_InferOutputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
 		resp.RawOutputContents[i] = t.Data

@@ -64,6 +64,9 @@ func (s *API) serveInfer(w http.ResponseWriter, r *http.Request) {
 	if res.Via != "" {
 		h.Set(core.FallbackHeader, res.Via)
 	}
+	if res.Route != "" {
+		h.Set(core.RouteHeader, res.Route)
+	}
 	if headerLength >= 0 {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set(protocol.HeaderContentLength, strconv.FormatInt(headerLength, 10))

@@ -92,6 +92,9 @@ type Timing struct {
 	durations [NumPhases]time.Duration
 	// BatchSize is the number of rows in the batch the request ran in.
 	BatchSize int
+	// Steps are a pipeline's steps, in the order they ran (nil for other
+	// models); the phases above hold their sums.
+	Steps []Step
 }
 
 // Set records d as the duration of phase p.

@@ -12,7 +12,8 @@ import (
 //	queue;dur=0.012, preprocess;dur=0.004, infer;dur=0.153, postprocess;dur=0.008, total;dur=0.181
 //
 // The admission phase appears only when the request waited to be admitted,
-// and the cache phase only when a response cache took part.
+// and the cache phase only when a response cache took part. A pipeline's
+// steps follow the phases, each named StepPrefix and the step's name.
 func (t *Timing) AppendServerTiming(dst []byte) []byte {
 	first := true
 	for _, p := range append(ServerPhases[:len(ServerPhases):len(ServerPhases)], Total) {
@@ -23,11 +24,30 @@ func (t *Timing) AppendServerTiming(dst []byte) []byte {
 			dst = append(dst, ", "...)
 		}
 		first = false
-		dst = append(dst, p.String()...)
-		dst = append(dst, ";dur="...)
-		dst = strconv.AppendFloat(dst, float64(t.durations[p])/float64(time.Millisecond), 'f', -1, 64)
+		dst = appendMetric(dst, "", p.String(), t.durations[p])
+	}
+	for _, s := range t.Steps {
+		dst = appendMetric(append(dst, ", "...), StepPrefix, s.Name, s.Duration)
 	}
 	return dst
+}
+
+func appendMetric(dst []byte, prefix, name string, d time.Duration) []byte {
+	dst = append(append(dst, prefix...), name...)
+	dst = append(dst, ";dur="...)
+	return strconv.AppendFloat(dst, float64(d)/float64(time.Millisecond), 'f', -1, 64)
+}
+
+// StepPrefix begins the Server-Timing name of a pipeline step's metric:
+// "step.resize;dur=0.41".
+const StepPrefix = "step."
+
+// Step is one pipeline step's time.
+type Step struct {
+	// Name is the step's name in its pipeline's config.yaml: a
+	// Server-Timing token (letters, digits, '-' and '_').
+	Name     string
+	Duration time.Duration
 }
 
 // ParseServerTiming reads the phases it knows from a Server-Timing header

@@ -85,7 +85,24 @@ type Config struct {
 	// never unloads it, so that it never pays a cold start.
 	KeepAlive *KeepAlive `yaml:"keep_alive,omitempty"`
 	Warm      bool       `yaml:"warm,omitempty"`
+	// Pipeline, when set, makes the model a pipeline of steps over other
+	// models and built-in operations, and Router one that sends each
+	// request to a model chosen by rules on its inputs: the model's
+	// folder then needs no model file (package pipeline reads the blocks;
+	// see docs/pipelines.md).
+	Pipeline *Block `yaml:"pipeline,omitempty"`
+	Router   *Block `yaml:"router,omitempty"`
 }
+
+// Block is a block of config.yaml kept as YAML, for the package that
+// owns its types to read.
+type Block struct{ Node yaml.Node }
+
+// UnmarshalYAML keeps the block's node.
+func (b *Block) UnmarshalYAML(n *yaml.Node) error { b.Node = *n; return nil }
+
+// MarshalYAML writes the block back as it was read.
+func (b Block) MarshalYAML() (any, error) { return &b.Node, nil }
 
 // GenerationConfig shapes a text generator's engine.
 type GenerationConfig struct {

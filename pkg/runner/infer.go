@@ -38,6 +38,9 @@ func (m *Model) serve(ctx context.Context, req *Request) (*Response, error) {
 	if err := m.checkBytes(req); err != nil {
 		return nil, err
 	}
+	if m.composite != nil {
+		return m.serveComposite(ctx, req)
+	}
 	if m.cache != nil {
 		if text, ok := m.byString(req); ok {
 			return m.inferStrings(ctx, req, text)

@@ -38,6 +38,7 @@ type Model struct {
 	cache     *responseCache // nil without one
 	gen       TextGenerator  // a text generator's engine, else nil
 	decoder   *Decoder       // a text generator's, else nil
+	composite Composite      // a pipeline's or router's, else nil
 	quality   *drift.Monitor // nil unless monitor.sample is set
 	// perString caches a text model by string: its only input is text
 	// and every output row has a fixed size.
@@ -508,6 +509,9 @@ func (m *Model) Close() {
 		if m.gen != nil {
 			m.gen.Close()
 			m.decoder.Close()
+		}
+		if m.composite != nil {
+			m.composite.Close()
 		}
 		if m.cache != nil {
 			m.cache.entries.InvalidateAll() // its memory goes with the version

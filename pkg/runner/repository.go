@@ -239,6 +239,9 @@ func (r *Repository) layout(name string) (Config, map[int64]string, error) {
 		}
 		files[v] = path.Join(e.Name(), ModelFile)
 	}
+	if len(files) == 0 && cfg.composed() {
+		files[1] = "" // a pipeline or router needs no version folder
+	}
 	if len(files) == 0 {
 		return Config{}, nil, fmt.Errorf("model %q in %s: no version folders (want %s/<version>/%s)", name, r.desc, name, ModelFile)
 	}
@@ -270,6 +273,16 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 		file = path.Join(name, file)
 	}
 	out.stamp = r.stampOf(file)
+	if cfg.composed() {
+		m, err := r.loadComposite(name, v, cfg)
+		if err != nil {
+			out.err = fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(path.Join(name, ConfigFile)), err)
+			return out
+		}
+		out.model, out.digest = m, contentDigest(nil, cfg)
+		out.lastUsed.Store(time.Now().UnixNano())
+		return out
+	}
 	data, err := fs.ReadFile(r.src, file)
 	if err != nil {
 		out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)

@@ -17,6 +17,9 @@ type Request struct {
 	// Priority is the queue priority, 1 the highest; 0 means the model's
 	// default_priority.
 	Priority int
+	// Header returns a request header (HTTP) or metadata value (gRPC) by
+	// name, for a router's rules; nil when there are none.
+	Header func(name string) string
 }
 
 // Response is the answer to one Request.
@@ -33,4 +36,7 @@ type Response struct {
 	// FromCache is true when the response cache answered without running
 	// the model.
 	FromCache bool
+	// Route names the route a router took ("" for any other model): the
+	// value of the Inference-Route response header.
+	Route string
 }
