@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"math"
 	osexec "os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/infer-serving/infer/pkg/loadgen"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/queue"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -126,4 +131,41 @@ func TestQueueSurvivesKill9(t *testing.T) {
 		}
 	}
 	t.Logf("%d answered before kill -9, the rest after the restart; each request once", before)
+}
+
+// infer bench --protocol nats through infer serve --queue embedded: every
+// request answered, the broker phase reported, the budget adding up.
+func TestBenchThroughTheEmbeddedQueue(t *testing.T) {
+	natsPort := freePorts(t, 1)[0]
+	httpAddr, _, stop, done := startServe(t, serveOptions{queueURL: "embedded", queuePort: natsPort, queueInflight: 64, queueMaxAttempts: 5})
+	defer func() { stop(); <-done }()
+	o := benchDefaults("http://"+httpAddr, loadgen.ProtoNATS)
+	o.queue = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
+	o.model, o.requests, o.concurrency = "mlp", 300, 4
+	var out bytes.Buffer
+	if err := runBench(context.Background(), o, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var r loadgen.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if r.Requests != 300 || r.OK != 300 || r.ServerReported != 300 || r.Protocol != loadgen.ProtoNATS {
+		t.Fatalf("report %+v", r)
+	}
+	var shares float64
+	phase := map[string]loadgen.PhaseReport{}
+	for _, p := range r.Phases {
+		shares += p.Share
+		phase[p.Phase] = p
+	}
+	if math.Abs(shares-1) > 1e-6 || phase["broker"].Mean <= 0 || phase["broker"].Source != loadgen.SourceServer || phase["infer"].Mean <= 0 {
+		t.Fatalf("phases %+v (shares %v)", phase, shares)
+	}
+
+	// A queue URL of the other broker is refused with the fix.
+	o.queue = "redis://127.0.0.1:1"
+	if err := runBench(context.Background(), o, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--protocol nats with a redis queue URL") {
+		t.Fatalf("mismatched queue URL: %v", err)
+	}
 }

@@ -103,9 +103,18 @@ func (c *natsConsumer) Fetch(ctx context.Context, max int, wait time.Duration) (
 	if wait < time.Millisecond {
 		wait = time.Millisecond
 	}
-	// A fetch outlives ctx by at most wait: pull requests cannot be
-	// withdrawn, so a stop waits for the one in flight to come back.
-	batch, err := c.c.Fetch(max, jetstream.FetchMaxWait(wait))
+	// What waits now, up to max; when nothing does, one request as soon
+	// as it comes (a pull for max would wait for max, or for wait). A
+	// fetch outlives ctx by at most wait: a pull cannot be withdrawn.
+	out, err := c.fetch(func() (jetstream.MessageBatch, error) { return c.c.FetchNoWait(max) })
+	if len(out) > 0 || err != nil {
+		return out, err
+	}
+	return c.fetch(func() (jetstream.MessageBatch, error) { return c.c.Fetch(1, jetstream.FetchMaxWait(wait)) })
+}
+
+func (c *natsConsumer) fetch(pull func() (jetstream.MessageBatch, error)) ([]Delivery, error) {
+	batch, err := pull()
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", c.model, err)
 	}
