@@ -25,31 +25,31 @@ import (
 type benchOptions struct {
 	url, protocol, model, version string
 	// queue is the broker of --protocol nats|redis.
-	queue string
-	qps                           float64
-	qpsSpec                       string
-	findMax                       bool
-	maxQPS                        float64
-	schedule                      string
-	qpsTo                         float64
-	rampOver, stepEvery, period   time.Duration
-	step, amplitude               float64
-	concurrency                   int
-	duration, warmup, timeout     time.Duration
-	requests                      uint64
-	shapes                        []string
-	rows                          int64
-	textFile, inputData           string
-	cold                          bool
-	method, body, targets         string
-	headers                       []string
-	out                           *outputFlag
-	slo, csvFile, html            string
-	seed                          uint64
-	tui                           bool
-	pricePerHour                  float64
-	retries                       int
-	retryBudget                   string
+	queue                       string
+	qps                         float64
+	qpsSpec                     string
+	findMax                     bool
+	maxQPS                      float64
+	schedule                    string
+	qpsTo                       float64
+	rampOver, stepEvery, period time.Duration
+	step, amplitude             float64
+	concurrency                 int
+	duration, warmup, timeout   time.Duration
+	requests                    uint64
+	shapes                      []string
+	rows                        int64
+	textFile, inputData         string
+	cold                        bool
+	method, body, targets       string
+	headers                     []string
+	out                         *outputFlag
+	slo, csvFile, html          string
+	seed                        uint64
+	tui                         bool
+	pricePerHour                float64
+	retries                     int
+	retryBudget                 string
 	// Text generation (--protocol openai).
 	chat                      bool
 	promptsFile               string
