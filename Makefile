@@ -3,12 +3,16 @@
 GO ?= go
 GORELEASER ?= $(GO) run github.com/goreleaser/goreleaser/v2@v2.15.1
 
-.PHONY: all onnxruntime build install demo test check-models bench release-check release-libs clean
+.PHONY: all onnxruntime redis build install demo test check-models bench release-check release-libs clean
 
 all: build
 
 onnxruntime:
 	@scripts/setup-onnxruntime.sh >/dev/null
+
+# redis-server, which the queue tests start (Debian's package).
+redis:
+	@scripts/setup-redis.sh >/dev/null
 
 build:
 	$(GO) build -o bin/infer ./cmd/infer
@@ -24,7 +28,7 @@ demo: onnxruntime build
 
 # The whole suite: formatting, vet, the bundled models bit for bit, and
 # every test under the race detector.
-test: onnxruntime check-models
+test: onnxruntime redis check-models
 	@unformatted=$$(gofmt -l .); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./... ./testdata/gen

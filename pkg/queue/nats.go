@@ -188,7 +188,11 @@ func (d *natsDelivery) Answer(ctx context.Context, r *Reply) error {
 	if err := d.publish(ctx, d.replyTo(), d.ID(), r); err != nil {
 		return err
 	}
-	return d.m.DoubleAck(ctx)
+	// The acknowledgement follows the result on the same connection; one
+	// lost is a redelivery, whose second result is dropped by the results
+	// stream (or, on a client's inbox, by the client), so it is not
+	// awaited.
+	return d.m.Ack()
 }
 
 func (d *natsDelivery) Retry(_ context.Context, delay time.Duration) error {
