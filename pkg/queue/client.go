@@ -178,14 +178,9 @@ type redisClient struct {
 }
 
 func dialRedis(ctx context.Context, address string) (*redisClient, error) {
-	opts, err := redis.ParseURL(address)
+	rdb, err := connectRedis(ctx, address)
 	if err != nil {
-		return nil, fmt.Errorf("queue URL %q: %w", address, err)
-	}
-	rdb := redis.NewClient(opts)
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("queue %s: %w", address, err)
+		return nil, err
 	}
 	read, stop := context.WithCancel(context.Background())
 	c := &redisClient{rdb: rdb, replies: "infer:replies:" + NewID(), stop: stop, done: make(chan struct{})}

@@ -52,6 +52,16 @@ var _ Broker = (*Redis)(nil)
 // OpenRedis connects to the Redis server at address (redis://HOST:PORT[/DB]);
 // name is this process's consumer name in each model's group.
 func OpenRedis(ctx context.Context, address, name string, s Settings) (*Redis, error) {
+	rdb, err := connectRedis(ctx, address)
+	if err != nil {
+		return nil, err
+	}
+	return &Redis{rdb: rdb, name: name, s: s}, nil
+}
+
+// connectRedis connects to the Redis server at address and checks that
+// it answers.
+func connectRedis(ctx context.Context, address string) (*redis.Client, error) {
 	opts, err := redis.ParseURL(address)
 	if err != nil {
 		return nil, fmt.Errorf("queue URL %q: %w", address, err)
@@ -61,7 +71,7 @@ func OpenRedis(ctx context.Context, address, name string, s Settings) (*Redis, e
 		rdb.Close()
 		return nil, fmt.Errorf("queue %s: %w", address, err)
 	}
-	return &Redis{rdb: rdb, name: name, s: s}, nil
+	return rdb, nil
 }
 
 // Kind implements Broker.
