@@ -3,7 +3,7 @@
 GO ?= go
 GORELEASER ?= $(GO) run github.com/goreleaser/goreleaser/v2@v2.15.1
 
-.PHONY: all onnxruntime ocr-model build install demo test check-models bench release-check release-libs clean
+.PHONY: all onnxruntime ocr-model redis build install demo test check-models bench release-check release-libs clean
 
 all: build
 
@@ -14,6 +14,10 @@ onnxruntime:
 # tests and demo; never fetched at run time.
 ocr-model:
 	@scripts/setup-ocr-model.sh >/dev/null
+
+# redis-server, which the queue tests start (Debian's package).
+redis:
+	@scripts/setup-redis.sh >/dev/null
 
 build:
 	$(GO) build -o bin/infer ./cmd/infer
@@ -29,7 +33,7 @@ demo: onnxruntime ocr-model build
 
 # The whole suite: formatting, vet, the bundled models bit for bit, and
 # every test under the race detector.
-test: onnxruntime ocr-model check-models
+test: onnxruntime ocr-model redis check-models
 	@unformatted=$$(gofmt -l .); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./... ./testdata/gen

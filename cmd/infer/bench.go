@@ -24,30 +24,32 @@ import (
 
 type benchOptions struct {
 	url, protocol, model, version string
-	qps                           float64
-	qpsSpec                       string
-	findMax                       bool
-	maxQPS                        float64
-	schedule                      string
-	qpsTo                         float64
-	rampOver, stepEvery, period   time.Duration
-	step, amplitude               float64
-	concurrency                   int
-	duration, warmup, timeout     time.Duration
-	requests                      uint64
-	shapes                        []string
-	rows                          int64
-	textFile, inputData           string
-	cold                          bool
-	method, body, targets         string
-	headers                       []string
-	out                           *outputFlag
-	slo, csvFile, html            string
-	seed                          uint64
-	tui                           bool
-	pricePerHour                  float64
-	retries                       int
-	retryBudget                   string
+	// queue is the broker of --protocol nats|redis.
+	queue                       string
+	qps                         float64
+	qpsSpec                     string
+	findMax                     bool
+	maxQPS                      float64
+	schedule                    string
+	qpsTo                       float64
+	rampOver, stepEvery, period time.Duration
+	step, amplitude             float64
+	concurrency                 int
+	duration, warmup, timeout   time.Duration
+	requests                    uint64
+	shapes                      []string
+	rows                        int64
+	textFile, inputData         string
+	cold                        bool
+	method, body, targets       string
+	headers                     []string
+	out                         *outputFlag
+	slo, csvFile, html          string
+	seed                        uint64
+	tui                         bool
+	pricePerHour                float64
+	retries                     int
+	retryBudget                 string
 	// Text generation (--protocol openai).
 	chat                      bool
 	promptsFile               string
@@ -109,7 +111,8 @@ generated from its metadata.`,
 	cmd.AddCommand(newBenchCompareCmd())
 	f := cmd.Flags()
 	f.StringVar(&o.url, "server", "", "the server's URL, the same as the URL argument (default: http://localhost:8000, or localhost:8001 with --protocol grpc)")
-	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol), openai (streamed text generation) or http (a plain endpoint)")
+	f.StringVar(&o.protocol, "protocol", loadgen.ProtoHTTPBinary, "http-binary, http-json, grpc (the Open Inference Protocol), nats or redis (the same requests through infer serve --queue: --queue names the broker, the URL the HTTP server the model's metadata comes from), openai (streamed text generation) or http (a plain endpoint)")
+	f.StringVar(&o.queue, "queue", "", "the broker of --protocol nats or redis: nats://HOST:4222 (default for nats) or redis://HOST:6379 (default for redis)")
 	f.BoolVar(&o.chat, "chat", false, "openai: send chat completions instead of completions")
 	f.StringVar(&o.promptsFile, "prompts", "", "openai: prompts, one a line (default: synthetic, see --input-tokens)")
 	f.StringVar(&o.inputTokens, "input-tokens", "64:256", "openai: synthetic prompt lengths in words (about tokens), N or MIN:MAX")
@@ -280,7 +283,12 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		}
 	} else {
 		v2 := loadgen.V2Options{URL: o.url, Protocol: o.protocol, Model: o.model, Version: o.version, Rows: o.rows, Conns: conns, Cold: o.cold, Seed: o.seed,
-			Shapes: map[string][]int64{}, InputData: o.inputData}
+			Shapes: map[string][]int64{}, InputData: o.inputData, Queue: o.queue}
+		if v2.Queue == "" && o.protocol == loadgen.ProtoNATS {
+			v2.Queue = "nats://localhost:4222"
+		} else if v2.Queue == "" && o.protocol == loadgen.ProtoRedis {
+			v2.Queue = "redis://localhost:6379"
+		}
 		for _, s := range o.shapes {
 			name, shape, err := loadgen.ParseShape(s)
 			if err != nil {

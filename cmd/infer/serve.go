@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/infer-serving/infer/pkg/queue"
+	"github.com/infer-serving/infer/pkg/queueapi"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/server"
 )
@@ -53,6 +55,12 @@ type serveOptions struct {
 	adminHost        string
 	adminPort        int
 	adminTrust       bool
+	// The queue front end: a broker URL or "embedded", the embedded
+	// server's port, and how many requests a model holds at once.
+	queueURL         string
+	queuePort        int
+	queueInflight    int
+	queueMaxAttempts int
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
 	listening func(addrs map[string]string)
@@ -117,6 +125,10 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.StringVar(&o.stateDir, "state-dir", "", "folder that keeps traffic policies across restarts (default: none, policies live in memory)")
 	f.DurationVar(&o.drainDelay, "drain-delay", time.Second, "on shutdown, how long to keep serving while reporting not ready (each response with Connection: close) before closing the ports, so that load balancers and clients move away")
 	f.DurationVar(&o.gracePeriod, "grace-period", 30*time.Second, "how long shutdown waits for accepted requests, drain delay included")
+	f.StringVar(&o.queueURL, "queue", "", "also take inference requests from a queue: nats://HOST:PORT (JetStream), redis://HOST:PORT[/DB] (Redis Streams), or embedded (a NATS server with JetStream inside infer, its streams under --state-dir); URL parameters ack_wait=30s, duplicates=2m")
+	f.IntVar(&o.queuePort, "queue-port", queue.DefaultNATSPort, "client port of the embedded NATS server (--queue embedded)")
+	f.IntVar(&o.queueInflight, "queue-max-inflight", queueapi.DefaultMaxInflight, "most queued requests one model holds at once, fetched and unanswered; the rest wait in the broker")
+	f.IntVar(&o.queueMaxAttempts, "queue-max-attempts", queueapi.DefaultMaxAttempts, "deliveries of a request the server fails (5xx, full queue) before it goes to the dead-letter stream")
 	f.BoolVar(&o.allowFaults, "allow-fault-injection", false, "let --fault and the admin fault endpoint add latency and errors to model versions (for tests and drills; never in production)")
 	f.StringArrayVar(&o.faults, "fault", nil, "inject a fault, MODEL:VERSION:latency=50ms,errors=20% (repeatable; needs --allow-fault-injection)")
 	return cmd
@@ -157,8 +169,8 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if o.drainDelay < 0 || o.gracePeriod < 0 {
 		return fmt.Errorf("--drain-delay %v, --grace-period %v: want durations of 0 or more", o.drainDelay, o.gracePeriod)
 	}
-	if o.httpPort == 0 && o.grpcPort == 0 {
-		return errors.New("--http-port and --grpc-port are both 0: nothing to serve")
+	if o.httpPort == 0 && o.grpcPort == 0 && o.queueURL == "" {
+		return errors.New("--http-port and --grpc-port are both 0, and no --queue: nothing to serve")
 	}
 	if len(o.faults) > 0 && !o.allowFaults {
 		return errors.New("--fault injects failures: add --allow-fault-injection to mean it")
@@ -234,11 +246,28 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		*l.to = ln
 		addrs[l.name] = ln.Addr().String()
 	}
+	broker, stopBroker, err := o.openQueue(ctx, addrs)
+	if err != nil {
+		for _, o := range opened {
+			o.Close()
+		}
+		return err
+	}
+	defer stopBroker()
 	announce(slog.Default(), repo, addrs)
 	if o.listening != nil {
 		o.listening(addrs)
 	}
+	queueDone := make(chan error, 1)
+	if broker != nil {
+		go func() {
+			queueDone <- srv.ServeQueue(ctx, broker, queueapi.Options{MaxInflight: o.queueInflight, MaxAttempts: o.queueMaxAttempts, GracePeriod: o.gracePeriod})
+		}()
+	} else {
+		queueDone <- nil
+	}
 	err = srv.Serve(ctx, ls)
+	err = errors.Join(err, <-queueDone)
 	srv.Close()
 	if err != nil {
 		slog.Error("stopped", "err", err)
@@ -246,6 +275,42 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		slog.Info("stopped")
 	}
 	return err
+}
+
+// openQueue connects to the queue broker --queue names, starting the
+// embedded one first for "embedded" (its address joins addrs as NATS). It
+// returns nil with no --queue; stop closes what it opened.
+func (o serveOptions) openQueue(ctx context.Context, addrs map[string]string) (queue.Broker, func(), error) {
+	if o.queueURL == "" {
+		return nil, func() {}, nil
+	}
+	if o.queueInflight < 1 || o.queueMaxAttempts < 1 {
+		return nil, nil, fmt.Errorf("--queue-max-inflight %d, --queue-max-attempts %d: want 1 or more", o.queueInflight, o.queueMaxAttempts)
+	}
+	url, stopEmbedded := o.queueURL, func() {}
+	if url == "embedded" {
+		if o.queuePort < 0 || o.queuePort > 65535 {
+			return nil, nil, fmt.Errorf("--queue-port %d: want 0 (4222) to 65535", o.queuePort)
+		}
+		e, err := queue.StartEmbedded(queue.EmbeddedOptions{Host: o.host, Port: o.queuePort, StateDir: o.stateDir})
+		if err != nil {
+			return nil, nil, fmt.Errorf("--queue embedded: %w", err)
+		}
+		if o.stateDir == "" {
+			slog.Warn("--queue embedded without --state-dir keeps its streams in memory: queued requests are lost at exit")
+		}
+		url, stopEmbedded = e.URL(), e.Shutdown
+		addrs["NATS"] = e.Addr()
+	}
+	host, _ := os.Hostname()
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	b, err := queue.Open(setup, url, fmt.Sprintf("%s-%d", host, os.Getpid()))
+	if err != nil {
+		stopEmbedded()
+		return nil, nil, fmt.Errorf("--queue: %w", err)
+	}
+	return b, func() { b.Close(); stopEmbedded() }, nil
 }
 
 // control reads the model control flags, refusing those that do nothing

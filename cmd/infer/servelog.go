@@ -30,5 +30,5 @@ func announce(log *slog.Logger, repo *runner.Repository, addrs map[string]string
 		log.Info("model version ready", attrs...)
 	}
 	log.Info("serving", "ready_versions", ready, "http", orOff(addrs["HTTP"]), "grpc", orOff(addrs["gRPC"]),
-		"metrics", orOff(addrs["metrics"]), "admin", orOff(addrs["admin"]))
+		"metrics", orOff(addrs["metrics"]), "admin", orOff(addrs["admin"]), "nats", orOff(addrs["NATS"]))
 }

@@ -53,6 +53,10 @@ type modelObservers struct {
 const (
 	ProtoHTTP = "http"
 	ProtoGRPC = "grpc"
+	// ProtoNATS and ProtoRedis label requests the queue front end took
+	// from NATS JetStream or Redis Streams.
+	ProtoNATS  = "nats"
+	ProtoRedis = "redis"
 )
 
 // latencyBuckets run from 50 µs to 10 s, in seconds.
@@ -111,7 +115,7 @@ func (m *metrics) observers(model *runner.Model) *modelObservers {
 	meta := model.Metadata()
 	v := strconv.FormatInt(meta.Version, 10)
 	o := &modelObservers{inflight: m.inflight.WithLabelValues(meta.Name, v), success: map[string]prometheus.Counter{}}
-	for _, p := range []string{ProtoHTTP, ProtoGRPC} {
+	for _, p := range []string{ProtoHTTP, ProtoGRPC, ProtoNATS, ProtoRedis} {
 		o.success[p] = m.requests.WithLabelValues(meta.Name, v, p, "success")
 	}
 	for _, p := range observedPhases {

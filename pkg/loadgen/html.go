@@ -156,7 +156,8 @@ func distributionChart(r Report) *chart {
 	return &c
 }
 
-var phaseColors = []string{"#bab0ac", "#9d755d", "#b279a2", "#e45756", "#f58518", "#ff9da6", "#eeca3b", "#54a24b", "#72b7b2", "#4c78a8"}
+// phaseColors colour the budget's phases in profile.BudgetPhases order.
+var phaseColors = []string{"#bab0ac", "#9d755d", "#b279a2", "#8cd17d", "#e45756", "#f58518", "#ff9da6", "#eeca3b", "#54a24b", "#72b7b2", "#4c78a8"}
 
 type budgetSlice struct {
 	Phase      string

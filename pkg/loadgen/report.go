@@ -60,7 +60,7 @@ const (
 )
 
 func phaseSource(p profile.Phase) string {
-	if slices.Contains(profile.ServerPhases, p) {
+	if p == profile.Broker || slices.Contains(profile.ServerPhases, p) {
 		return SourceServer
 	}
 	switch p {

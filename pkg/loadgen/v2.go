@@ -54,6 +54,11 @@ type V2Options struct {
 	Cold  bool
 	// Seed makes the generated inputs repeatable.
 	Seed uint64
+	// Queue is the broker's URL for ProtoNATS and ProtoRedis; URL is then
+	// the HTTP server the model's metadata is read from.
+	Queue string
+	// requestsOnly asks newV2HTTP for its requests, in an HTTP target.
+	requestsOnly bool
 }
 
 // Model describes the model a V2 target sends to.
@@ -87,8 +92,10 @@ func NewV2Target(ctx context.Context, o V2Options) (t Target, m Model, close fun
 		return newV2HTTP(ctx, o)
 	case ProtoGRPC:
 		return newV2GRPC(ctx, o)
+	case ProtoNATS, ProtoRedis:
+		return newV2Queue(ctx, o)
 	}
-	return nil, Model{}, nil, fmt.Errorf("protocol %q: want %s, %s or %s", o.Protocol, ProtoHTTPBinary, ProtoHTTPJSON, ProtoGRPC)
+	return nil, Model{}, nil, fmt.Errorf("protocol %q: want %s, %s, %s, %s or %s", o.Protocol, ProtoHTTPBinary, ProtoHTTPJSON, ProtoGRPC, ProtoNATS, ProtoRedis)
 }
 
 func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) {
@@ -164,7 +171,7 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 		}
 		target.Requests = append(target.Requests, HTTPRequest{Method: "POST", URL: base.String() + path + "/infer", Header: h, Body: body})
 	}
-	if base.Scheme == "http" { // the lean client; net/http for TLS
+	if base.Scheme == "http" && !o.requestsOnly { // the lean client; net/http for TLS
 		fast, err := NewHTTP1(target.Requests, o.Conns, o.Cold)
 		if err != nil {
 			return nil, model, nil, err

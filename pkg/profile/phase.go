@@ -19,6 +19,11 @@ const (
 	// Write is the client writing the request, from holding a connection
 	// to the last byte written.
 	Write
+	// Broker is the time a request spent in a message broker (NATS
+	// JetStream, Redis Streams), from its publication to the server's
+	// fetch: measured by the server from the broker's own timestamp, and
+	// reported beside its phases (Server-Timing "broker") when non-zero.
+	Broker
 	// Admission is the time a request waits, its body unread, for its
 	// model version to admit it: while the version works on as many
 	// requests as batching needs, the others wait here (runner.Model.Enter).
@@ -52,6 +57,7 @@ var phaseNames = [NumPhases]string{
 	Delay:       "delay",
 	Connect:     "connect",
 	Write:       "write",
+	Broker:      "broker",
 	Network:     "network",
 	Admission:   "admission",
 	Queue:       "queue",
@@ -85,7 +91,7 @@ var ServerPhases = []Phase{Admission, Queue, Cache, Preprocess, Infer, Postproce
 
 // BudgetPhases are the parts a load generator splits a request's latency
 // into, in order; they add up to Total.
-var BudgetPhases = []Phase{Delay, Connect, Write, Admission, Queue, Cache, Preprocess, Infer, Postprocess, Network}
+var BudgetPhases = []Phase{Delay, Connect, Write, Broker, Admission, Queue, Cache, Preprocess, Infer, Postprocess, Network}
 
 // Timing is one request's measured phases.
 type Timing struct {

@@ -8,7 +8,7 @@ import (
 
 // The phase names are a wire contract (Server-Timing, metrics labels).
 func TestPhaseNames(t *testing.T) {
-	want := []string{"delay", "connect", "write", "admission", "queue", "cache", "preprocess", "infer", "postprocess", "network", "total"}
+	want := []string{"delay", "connect", "write", "broker", "admission", "queue", "cache", "preprocess", "infer", "postprocess", "network", "total"}
 	for i, name := range want {
 		if got := Phase(i).String(); got != name {
 			t.Errorf("Phase(%d) = %q, want %q", i, got, name)
@@ -22,6 +22,24 @@ func TestPhaseNames(t *testing.T) {
 	}
 	if _, ok := ParsePhase("compute"); ok {
 		t.Error(`"compute" is not a phase`)
+	}
+}
+
+// The broker phase travels in Server-Timing only for a request that came
+// through a broker, ahead of the server's phases.
+func TestServerTimingBroker(t *testing.T) {
+	var tm Timing
+	tm.Set(Infer, time.Millisecond)
+	if got := string(tm.AppendServerTiming(nil)); strings.Contains(got, "broker") {
+		t.Fatalf("no broker time, yet %q", got)
+	}
+	tm.Set(Broker, 2500*time.Microsecond)
+	got := string(tm.AppendServerTiming(nil))
+	if !strings.HasPrefix(got, "broker;dur=2.5, ") {
+		t.Fatalf("Server-Timing %q, want the broker phase first", got)
+	}
+	if back, _ := ParseServerTiming(got); back.Get(Broker) != 2500*time.Microsecond {
+		t.Fatalf("parsed broker %v from %q", back.Get(Broker), got)
 	}
 }
 

@@ -12,12 +12,14 @@ import (
 //	queue;dur=0.012, preprocess;dur=0.004, infer;dur=0.153, postprocess;dur=0.008, total;dur=0.181
 //
 // The admission phase appears only when the request waited to be admitted,
-// and the cache phase only when a response cache took part. A pipeline's
-// steps follow the phases, each named StepPrefix and the step's name.
+// the cache phase only when a response cache took part, and the broker
+// phase only for a request that came through a message broker. A
+// pipeline's steps follow the phases, each named StepPrefix and the step's
+// name.
 func (t *Timing) AppendServerTiming(dst []byte) []byte {
 	first := true
-	for _, p := range append(ServerPhases[:len(ServerPhases):len(ServerPhases)], Total) {
-		if (p == Cache || p == Admission) && t.durations[p] == 0 {
+	for _, p := range reportedPhases {
+		if (p == Cache || p == Admission || p == Broker) && t.durations[p] == 0 {
 			continue
 		}
 		if !first {
@@ -49,6 +51,9 @@ type Step struct {
 	Name     string
 	Duration time.Duration
 }
+
+// reportedPhases are the phases Server-Timing can carry, in order.
+var reportedPhases = append([]Phase{Broker}, append(ServerPhases[:len(ServerPhases):len(ServerPhases)], Total)...)
 
 // ParseServerTiming reads the phases it knows from a Server-Timing header
 // value into a Timing; ok is false when it found none. Unknown metrics and

@@ -48,6 +48,7 @@ var phaseLook = map[profile.Phase]struct {
 	profile.Connect:     {"▚", lipgloss.NewStyle().Foreground(lipgloss.BrightRed)},
 	profile.Network:     {"▁", lipgloss.NewStyle().Foreground(lipgloss.BrightBlack)},
 	profile.Write:       {"▞", lipgloss.NewStyle().Foreground(lipgloss.BrightGreen)},
+	profile.Broker:      {"▙", lipgloss.NewStyle().Foreground(lipgloss.Green)},
 	profile.Delay:       {"▖", lipgloss.NewStyle().Foreground(lipgloss.Red)},
 }
 
