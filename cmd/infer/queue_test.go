@@ -37,7 +37,9 @@ func TestQueueSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	// Every request in flight at once: a pending bound below it stalls a
+	// publisher the machine is slow to acknowledge.
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*requests))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	b, err := queue.OpenNATS(ctx, url, queue.Settings{Duplicates: 10 * time.Minute}) // the streams, as the server makes them

@@ -205,7 +205,11 @@ func stopFront(ctx context.Context, ln *netlimit.Listener, hs *http.Server, gs *
 		_ = hs.Close()
 		return fmt.Errorf("%d connections still open: %w", left, ctx.Err())
 	}
-	return hs.Shutdown(ctx)
+	// Shutdown closes the listener again: that it was closed is no error.
+	if err := hs.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // connCollector reports each budget's open connections and the

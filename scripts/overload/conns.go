@@ -206,5 +206,5 @@ func drain(ctx context.Context, c config) (any, error) {
 		}
 	}
 	return map[string]any{"scenario": "drain", "rate": c.rate, "answered": f.OK.Count, "shed": f.Shed.Count,
-		"refused_at_connect": refusedN, "cut": cut + f.Retried, "cut_kinds": f.Other, "resent_after_close": f.Retried}, nil
+		"refused_at_connect": refusedN, "cut": cut + f.Retried, "cut_kinds": f.Other, "cut_said": f.Said, "resent_after_close": f.Retried}, nil
 }

@@ -24,6 +24,7 @@ type byStatus struct {
 	// the network's.
 	server *hdr.Histogram
 	other  map[string]int64
+	said   map[string]string // the first error of each kind in other
 	// retried counts requests sent twice because a kept connection was
 	// closed under them: a request the server cut, which the client sent
 	// again.
@@ -32,7 +33,7 @@ type byStatus struct {
 }
 
 func newByStatus(t loadgen.Target) *byStatus {
-	return &byStatus{t: t, ok: hdr.New(1, 60_000_000, 3), shed: hdr.New(1, 60_000_000, 3), server: hdr.New(1, 60_000_000, 3), other: map[string]int64{}}
+	return &byStatus{t: t, ok: hdr.New(1, 60_000_000, 3), shed: hdr.New(1, 60_000_000, 3), server: hdr.New(1, 60_000_000, 3), other: map[string]int64{}, said: map[string]string{}}
 }
 
 // Do implements loadgen.Target.
@@ -56,7 +57,9 @@ func (b *byStatus) Do(ctx context.Context, r *loadgen.Result) {
 	case r.Kind == "status 429" || r.Kind == "status 503":
 		_ = b.shed.RecordValue(us)
 	default:
-		b.other[r.Kind]++
+		if b.other[r.Kind]++; b.other[r.Kind] == 1 && r.Err != nil {
+			b.said[r.Kind] = r.Err.Error()
+		}
 	}
 }
 
@@ -75,6 +78,7 @@ type figures struct {
 	OK, Shed, Server           quantiles
 	SentRate, OKRate, ShedRate float64 // per second
 	Other                      map[string]int64
+	Said                       map[string]string
 	Retried                    int64
 }
 
@@ -85,8 +89,9 @@ func (b *byStatus) figures(window time.Duration) figures {
 	s := max(window.Seconds(), 1e-9)
 	f := figures{OK: quantilesOf(b.ok), Shed: quantilesOf(b.shed), Server: quantilesOf(b.server), Other: map[string]int64{}, Retried: b.retried}
 	f.SentRate, f.OKRate, f.ShedRate = float64(b.sent)/s, float64(f.OK.Count)/s, float64(f.Shed.Count)/s
+	f.Said = map[string]string{}
 	for k, n := range b.other {
-		f.Other[k] = n
+		f.Other[k], f.Said[k] = n, b.said[k]
 	}
 	return f
 }
