@@ -18,12 +18,9 @@ import (
 	"github.com/infer-serving/infer/pkg/tui"
 )
 
-// `infer monitor baseline` against a live `infer serve` whose mlp samples
-// every request: the baseline file holds the requests sent before the
-// capture (the window open at its start counts whole), its inputs' and
-// outputs' statistics; and `infer top` shows the version monitored, with
-// no baseline yet.
-func TestMonitorBaselineFromALiveServer(t *testing.T) {
+// mlpRepository returns a repository folder holding mlp version 1.
+func mlpRepository(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "mlp", "1", "model.onnx"))
 	if err != nil {
@@ -31,6 +28,16 @@ func TestMonitorBaselineFromALiveServer(t *testing.T) {
 	}
 	os.MkdirAll(filepath.Join(dir, "mlp", "1"), 0o755)
 	os.WriteFile(filepath.Join(dir, "mlp", "1", "model.onnx"), data, 0o644)
+	return dir
+}
+
+// `infer monitor baseline` against a live `infer serve` whose mlp samples
+// every request: the baseline file holds the requests sent before the
+// capture (the window open at its start counts whole), its inputs' and
+// outputs' statistics; and `infer top` shows the version monitored, with
+// no baseline yet.
+func TestMonitorBaselineFromALiveServer(t *testing.T) {
+	dir := mlpRepository(t)
 	os.WriteFile(filepath.Join(dir, "mlp", "config.yaml"), []byte("monitor:\n  sample: 1\n  window: 1h\n"), 0o644)
 	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir})
 	defer func() { stop(); <-done }()

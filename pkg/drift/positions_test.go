@@ -15,16 +15,7 @@ import (
 // wide returns a [n, 64] FP32 tensor of standard normal values, position
 // 17 shifted by shift: too wide for the default MaxFeatures, so it is
 // summarised.
-func wide(r *rand.Rand, n int, shift float32) tensor.Tensor {
-	v := make([]float32, n*64)
-	for i := range v {
-		v[i] = float32(r.NormFloat64())
-		if i%64 == 17 {
-			v[i] += shift
-		}
-	}
-	return tensor.New("x", []int64{int64(n), 64}, v)
-}
+func wide(r *rand.Rand, n int, shift float32) tensor.Tensor { return normalRows(r, n, 64, 17, shift) }
 
 // A shift of 0.5 standard deviations in one position of 64 hardly moves a
 // row's norm or mean, but moves that position's mean: the per-position

@@ -1,14 +1,12 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/infer-serving/infer/pkg/drift"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -20,21 +18,7 @@ func scrapeDrift(t *testing.T, mon *drift.Monitor, at time.Time) Sample {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(drift.NewCollector(func() []*drift.Monitor { return []*drift.Monitor{mon} }))
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	for _, mf := range families {
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, err := Parse(&buf, "http://127.0.0.1:8000", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return gather(t, reg, at)
 }
 
 // normal returns a [n, 2] tensor named x of standard normal values plus
