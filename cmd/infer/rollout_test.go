@@ -167,13 +167,8 @@ func TestRolloutBadInput(t *testing.T) {
 // A new version's folder dropped into the repository is loaded and warmed
 // by the rollout itself, while traffic stays on the version serving.
 func TestRolloutLoadsTheNewVersion(t *testing.T) {
-	dir := t.TempDir()
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "mlp", "1", "model.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(dir, "mlp", "1"), 0o755)
-	os.WriteFile(filepath.Join(dir, "mlp", "1", "model.onnx"), data, 0o644)
+	dir := mlpRepository(t)
+	data, _ := os.ReadFile(filepath.Join(dir, "mlp", "1", "model.onnx"))
 	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir})
 	t.Cleanup(func() { stop(); <-done })
 	base := "http://" + addrs["admin"]

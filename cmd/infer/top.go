@@ -44,7 +44,10 @@ func newTopCmd() *cobra.Command {
 sliding window (from histogram deltas between scrapes, not lifetime totals),
 error rate, queue length and oldest request, mean batch size, in-flight
 requests, cache hit rate, cost per 1,000 requests, sparklines of throughput
-and p99, the latency budget, and the rollout in progress.
+and p99, the latency budget, the rollout in progress, and, for versions
+whose quality is monitored, the sampling and the drift of the last window
+against the baseline (alarm, and each test's largest score with its
+feature).
 
 Keys: q quit, ? help, tab switch panel, arrows or j/k select, enter detail,
 / filter by name, p pause.

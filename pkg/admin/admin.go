@@ -1,8 +1,8 @@
 // Package admin is infer's admin API over HTTP: repository load and
 // unload, traffic policies, shadow summaries, rollouts, fault injection,
-// version folders, and Go's profiles. Every call is authorized as
-// core.Authorize decides: by bearer token, or by the listener it arrives
-// on. The changes themselves are the serving core's.
+// quality baselines, version folders, and Go's profiles. Every call is
+// authorized as core.Authorize decides: by bearer token, or by the
+// listener it arrives on. The changes themselves are the serving core's.
 package admin
 
 import (
@@ -37,6 +37,8 @@ func (s *API) Register(mux *http.ServeMux, public bool) {
 	mux.HandleFunc("POST /v2/admin/models/{model}/rollout/{command}", admin(s.serveRolloutCommand))
 	mux.HandleFunc("PUT /v2/admin/models/{model}/versions/{version}/fault", admin(s.servePutFault))
 	mux.HandleFunc("DELETE /v2/admin/models/{model}/versions/{version}/fault", admin(s.servePutFault))
+	mux.HandleFunc("PUT /v2/admin/models/{model}/versions/{version}/baseline", admin(s.servePutBaseline))
+	mux.HandleFunc("DELETE /v2/admin/models/{model}/versions/{version}/baseline", admin(s.servePutBaseline))
 }
 
 // RegisterProfiles adds Go's profiles (CPU, heap, goroutines, mutexes)

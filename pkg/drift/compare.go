@@ -48,6 +48,9 @@ type Score struct {
 	// 0 for a score reported only (JS).
 	Threshold float64 `json:"threshold"`
 	Alarm     bool    `json:"alarm"`
+	// Position is, for FeaturePositionMean, the position (or group of
+	// positions, see MaxPositionGroups) whose mean moved the most.
+	Position *int `json:"position,omitempty"`
 }
 
 // Span is the time a summary covers and the requests it holds.
@@ -88,7 +91,9 @@ func (r Report) Largest(role, test string) (s Score, ok bool) {
 // categorical ones with PSI, a chi-squared test and the Jensen-Shannon
 // distance. Features in only one of the two are skipped. KS and
 // chi-squared read the distributions from the summaries' quantiles and
-// counts, so their D is that of the sketches (within their 1%).
+// counts, so their D is that of the sketches (within their 1%). Tensors
+// too wide to follow position by position also have their positions'
+// means compared (TestMeanZ), one more test among the tensor's.
 func Compare(ref, cur Summary, opts CompareOptions) Report {
 	opts = opts.withDefaults()
 	r := Report{Reference: spanOf(ref), Current: spanOf(cur), Scores: []Score{}, Drifted: []string{}}
@@ -104,7 +109,21 @@ func Compare(ref, cur Summary, opts CompareOptions) Report {
 				pairs = append(pairs, pair{rf, cf})
 			}
 		}
-		alpha := opts.Alpha / float64(max(len(pairs), 1)) // one significance test per feature
+		tests := len(pairs) // one significance test per feature, and one of the positions' means
+		if ct.Positions != nil && rt.Positions != nil {
+			tests++
+		}
+		alpha := opts.Alpha / float64(max(tests, 1))
+		if ct.Positions != nil && rt.Positions != nil {
+			if z, at, pv, tested := comparePositions(rt.Positions, ct.Positions, opts.MinSamples); tested > 0 {
+				s := Score{Tensor: ct.Name, Role: ct.Role, Feature: FeaturePositionMean, Test: TestMeanZ,
+					Value: z, PValue: &pv, Threshold: alpha, Alarm: pv < alpha, Position: &at}
+				r.Scores = append(r.Scores, s)
+				if s.Alarm {
+					r.Drifted = append(r.Drifted, ct.Role+"/"+ct.Name+"/"+FeaturePositionMean)
+				}
+			}
+		}
 		for _, p := range pairs {
 			enough := p.ref.Count >= opts.MinSamples && p.cur.Count >= opts.MinSamples
 			score := func(test string, v float64, pv *float64, threshold float64) {

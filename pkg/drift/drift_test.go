@@ -44,15 +44,19 @@ func TestStatistics(t *testing.T) {
 
 // rows returns a [n, 4] FP32 tensor of standard normal values, feature 3
 // shifted by shift.
-func rows(r *rand.Rand, n int, shift float32) tensor.Tensor {
-	v := make([]float32, n*4)
+func rows(r *rand.Rand, n int, shift float32) tensor.Tensor { return normalRows(r, n, 4, 3, shift) }
+
+// normalRows returns a [n, width] FP32 tensor x of standard normal values,
+// position at shifted by shift.
+func normalRows(r *rand.Rand, n, width, at int, shift float32) tensor.Tensor {
+	v := make([]float32, n*width)
 	for i := range v {
 		v[i] = float32(r.NormFloat64())
-		if i%4 == 3 {
+		if i%width == at {
 			v[i] += shift
 		}
 	}
-	return tensor.New("x", []int64{int64(n), 4}, v)
+	return tensor.New("x", []int64{int64(n), int64(width)}, v)
 }
 
 // TestFalseAlarms compares 200 windows of 1,000 rows from the baseline's

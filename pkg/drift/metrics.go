@@ -9,10 +9,12 @@ import (
 // Collector exports the monitors' figures to Prometheus, read when
 // scraped, so that a version's series go with it when it unloads:
 //
-//   - infer_drift_score{model,version,tensor,feature,test}: each score of
-//     the last closed window against the baseline. Its features are a
-//     tensor's first Layout.MaxFeatures positions or its summaries, so the
-//     series are bounded by the configuration, not by the traffic.
+//   - infer_drift_score{model,version,role,tensor,feature,test}: each
+//     score of the last closed window against the baseline. role (input or
+//     output) keeps an input and an output of the same name apart. Its
+//     features are a tensor's first Layout.MaxFeatures positions or its
+//     summaries, so the series are bounded by the configuration, not by
+//     the traffic.
 //   - infer_drift_alarm{model,version}: 1 when a feature of the last
 //     closed window drifted, else 0.
 //   - infer_quality_samples_total{model,version} and
@@ -32,7 +34,7 @@ func NewCollector(list func() []*Monitor) *Collector {
 	return &Collector{
 		monitors: list,
 		score: prometheus.NewDesc("infer_drift_score", "Drift of the last closed window of sampled requests against the baseline, by test: psi (population stability index), ks (Kolmogorov-Smirnov D), chi2, js (Jensen-Shannon distance).",
-			[]string{"model", "version", "tensor", "feature", "test"}, nil),
+			[]string{"model", "version", "role", "tensor", "feature", "test"}, nil),
 		alarm: prometheus.NewDesc("infer_drift_alarm", "1 when a feature of the last closed window drifted from the baseline, else 0.",
 			[]string{"model", "version"}, nil),
 		sampled: prometheus.NewDesc("infer_quality_samples_total", "Requests sampled for quality monitoring.",
@@ -69,7 +71,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.alarm, prometheus.GaugeValue, alarm, model, v)
 		for _, s := range r.Scores {
-			ch <- prometheus.MustNewConstMetric(c.score, prometheus.GaugeValue, s.Value, model, v, s.Tensor, s.Feature, s.Test)
+			ch <- prometheus.MustNewConstMetric(c.score, prometheus.GaugeValue, s.Value, model, v, s.Role, s.Tensor, s.Feature, s.Test)
 		}
 	}
 }

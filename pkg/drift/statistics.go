@@ -13,6 +13,7 @@ const (
 	TestKS   = "ks"   // two-sample Kolmogorov-Smirnov statistic D, continuous
 	TestChi2 = "chi2" // chi-squared statistic of a 2×k contingency table, categorical
 	TestJS   = "js"   // Jensen-Shannon distance (base 2, in [0, 1]), categorical
+	// TestMeanZ (positions.go): Welch z of per-position means, wide tensors
 )
 
 // Default thresholds.

@@ -39,6 +39,9 @@ type TensorSummary struct {
 	NaN      int64            `json:"nan"`
 	Inf      int64            `json:"inf"`
 	Features []FeatureSummary `json:"features"`
+	// Positions are the per-position means of rows wider than
+	// Layout.MaxFeatures, for floating-point tensors.
+	Positions *PositionMeans `json:"positions,omitempty"`
 }
 
 // FeatureSummary is one feature's statistics: a position of the tensor's
@@ -120,6 +123,9 @@ func (w *window) summary() Summary {
 	}
 	for _, t := range w.tensors {
 		ts := TensorSummary{Name: t.name, Role: t.role, DataType: t.dataType.String(), Rows: t.rows, NaN: t.nan, Inf: t.inf}
+		if t.positions != nil {
+			ts.Positions = t.positions.summary()
+		}
 		for _, f := range t.features {
 			fs := FeatureSummary{Name: f.name, Kind: f.kind, Count: f.count}
 			if f.kind == Categorical {
@@ -163,6 +169,9 @@ func ParseSummary(data []byte) (Summary, error) {
 	for _, t := range s.Tensors {
 		if t.Role != Input && t.Role != Output {
 			return Summary{}, fmt.Errorf("baseline: tensor %q: role %q, want %q or %q", t.Name, t.Role, Input, Output)
+		}
+		if t.Positions != nil && !t.Positions.valid() {
+			return Summary{}, fmt.Errorf("baseline: tensor %q: positions: want width > 0 and min(width, %d) counts, means and stds", t.Name, MaxPositionGroups)
 		}
 		for _, f := range t.Features {
 			switch {

@@ -78,6 +78,9 @@ type tensorStats struct {
 	nan, inf   int64
 	features   []*featureStats
 	byName     map[string]*featureStats
+	// positions holds the per-position means of rows too wide to follow
+	// position by position (nil for narrow or non-float tensors).
+	positions *positionStats
 }
 
 type featureStats struct {
@@ -169,8 +172,15 @@ func (s *tensorStats) observeFloats(t tensor.Tensor, rows, cols int, l Layout) {
 		}
 	}
 	var norm, mean, classes *featureStats
+	var means *positionStats
 	if !perPosition {
 		norm, mean = s.feature(FeatureNorm, Continuous), s.feature(FeatureMean, Continuous)
+		if s.positions == nil {
+			s.positions = newPositionStats(cols)
+		}
+		if s.positions.width == cols { // rows of another width are left out
+			means = s.positions
+		}
 	}
 	if argmax {
 		classes = s.feature(FeatureArgmax, Categorical)
@@ -191,6 +201,8 @@ func (s *tensorStats) observeFloats(t tensor.Tensor, rows, cols int, l Layout) {
 			finite++
 			if pos != nil {
 				pos[j].add(v)
+			} else if means != nil {
+				means.add(j, v)
 			}
 			sum += v
 			sumSq += v * v
@@ -264,6 +276,12 @@ func (w *window) merge(o *window, l Layout) {
 		t.rows += ot.rows
 		t.nan += ot.nan
 		t.inf += ot.inf
+		if ot.positions != nil {
+			if t.positions == nil {
+				t.positions = newPositionStats(ot.positions.width)
+			}
+			t.positions.merge(ot.positions)
+		}
 		for _, of := range ot.features {
 			f := t.feature(of.name, of.kind)
 			f.count += of.count

@@ -47,6 +47,9 @@ type Figures struct {
 	TTFT50, TTFT99, ITL50     float64
 	TokenRate                 float64
 	Running, Waiting, KVBytes float64
+	// Quality is the version's quality monitoring, nil when it samples no
+	// requests.
+	Quality *QualityFigures
 }
 
 // Between returns the figures of every model version in now for the
@@ -116,6 +119,7 @@ func Between(before, now Sample, serverUSDPerHour float64) []Figures {
 			price := profile.Price{USDPerHour: serverUSDPerHour}
 			f.CostPer1k = 1000 * price.Share(wall, seconds(f.Busy), seconds(allBusy), success)
 		}
+		f.Quality = qualityBetween(b.Quality, c.Quality, wall.Seconds())
 		if c.Generator {
 			f.Generator, f.Running, f.Waiting, f.KVBytes = true, c.Running, c.Waiting, c.KVBytes
 			ttft := window.Delta(c.TTFT, b.TTFT)

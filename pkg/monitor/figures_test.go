@@ -51,7 +51,14 @@ func (f *fakeServer) serve(model, version string, n int, total time.Duration) {
 
 func (f *fakeServer) sample(t *testing.T, at time.Time) Sample {
 	t.Helper()
-	families, err := f.reg.Gather()
+	return gather(t, f.reg, at)
+}
+
+// gather reads reg's metrics as the server exports them, and parses the
+// exposition as a scrape at at.
+func gather(t *testing.T, reg prometheus.Gatherer, at time.Time) Sample {
+	t.Helper()
+	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

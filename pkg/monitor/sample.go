@@ -82,6 +82,9 @@ type Counters struct {
 	// admitted).
 	Running, Waiting float64
 	KVBytes          float64
+	// Quality is the version's quality monitoring, nil when it samples no
+	// requests.
+	Quality *QualityCounters
 }
 
 // Sample is every model version of one server read at one moment.
@@ -156,7 +159,7 @@ func Parse(r io.Reader, server string, at time.Time) (Sample, error) {
 	for name, f := range families {
 		for _, m := range f.GetMetric() {
 			c := get(m)
-			if c == nil {
+			if c == nil || parseQuality(c, name, m, func(n string) string { return label(m, n) }) {
 				continue
 			}
 			switch name {

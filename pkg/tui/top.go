@@ -45,10 +45,11 @@ const (
 	panelModels = iota
 	panelBudget
 	panelRollouts
+	panelQuality
 	numPanels
 )
 
-var panelNames = [numPanels]string{"Models", "Budget", "Rollouts"}
+var panelNames = [numPanels]string{"Models", "Budget", "Rollouts", "Quality"}
 
 type topKeys struct {
 	Quit, Help, Tab, Up, Down, Detail, Back, Filter, Pause key.Binding
@@ -354,6 +355,8 @@ func (m *Top) panelView(w, h int) []string {
 		return append(out, m.budgetPanel(w, h-len(out))...)
 	case panelRollouts:
 		return append(out, m.rolloutPanel(w)...)
+	case panelQuality:
+		return append(out, m.qualityPanel()...)
 	}
 	return append(out, m.modelsPanel(w, h-len(out))...)
 }
@@ -566,7 +569,7 @@ func (m *Top) budgetPanel(w, h int) []string {
 }
 
 // plainView is every panel at once, for snapshots: the table, the
-// budgets and the rollouts.
+// budgets, the rollouts, and quality where a version is monitored.
 func (m *Top) plainView(w int) []string {
 	var out []string
 	for server, err := range m.frame.Errors {
@@ -589,6 +592,9 @@ func (m *Top) plainView(w int) []string {
 	out = append(out, m.budgetPanel(w, 1<<16)...)
 	if len(m.frame.Rollouts) > 0 {
 		out = append(out, m.rolloutPanel(w)...)
+	}
+	if slices.ContainsFunc(m.rows(), func(r monitor.Row) bool { return r.Quality != nil }) {
+		out = append(out, m.qualityPanel()...)
 	}
 	return out
 }
@@ -698,6 +704,9 @@ func (m *Top) detailView(w, h int) []string {
 	}
 	if r.Generator {
 		out = append(out, " tokens     "+genLine(r))
+	}
+	if r.Quality != nil {
+		out = append(out, " quality    "+qualityLine(r.Quality))
 	}
 	if ro, ok := m.frame.Rollouts[r.Model]; ok {
 		out = append(out, "", " rollout    "+rolloutLine(ro.State))

@@ -13,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/drift"
 	"github.com/infer-serving/infer/pkg/loadgen"
 	"github.com/infer-serving/infer/pkg/monitor"
 	"github.com/infer-serving/infer/pkg/profile"
@@ -57,11 +58,21 @@ func canaryFrame() monitor.Frame {
 			Figures: map[string]float64{"success_rate": 1, "p99_ratio": 1.04}},
 		{Time: t0.Add(-20 * time.Second), Step: 1, Percent: 25, Kind: "step"},
 	}}
+	v1, v2 := row("mlp", "1", 712, 0.0042, 0, 3), row("mlp", "2", 238, 0.0061, 0.004, 1)
+	// Both mlp versions are monitored; the candidate's outputs drifted.
+	v1.Quality = &monitor.QualityFigures{SampleRate: 71.2, Compared: true, Worst: map[string]monitor.DriftScore{
+		drift.TestPSI: {Role: drift.Output, Tensor: "probabilities", Feature: "argmax", Test: drift.TestPSI, Value: 0.012},
+		drift.TestKS:  {Role: drift.Input, Tensor: "image", Feature: "l2_norm", Test: drift.TestKS, Value: 0.031},
+	}}
+	v2.Quality = &monitor.QualityFigures{SampleRate: 23.8, Dropped: 2, Compared: true, Alarm: true, Worst: map[string]monitor.DriftScore{
+		drift.TestPSI:   {Role: drift.Output, Tensor: "probabilities", Feature: "argmax", Test: drift.TestPSI, Value: 0.412},
+		drift.TestChi2:  {Role: drift.Output, Tensor: "probabilities", Feature: "argmax", Test: drift.TestChi2, Value: 88.5},
+		drift.TestMeanZ: {Role: drift.Input, Tensor: "image", Feature: drift.FeaturePositionMean, Test: drift.TestMeanZ, Value: 2.1},
+	}}
 	return monitor.Frame{
 		At: t0, Window: 10 * time.Second,
 		Rows: []monitor.Row{
-			row("mlp", "1", 712, 0.0042, 0, 3),
-			row("mlp", "2", 238, 0.0061, 0.004, 1),
+			v1, v2,
 			row("text-encoder", "1", 95.5, 0.0213, 0.02, 12),
 		},
 		Rollouts: map[string]monitor.Rollout{"mlp": {Server: server, State: state}},
@@ -129,6 +140,7 @@ func TestTopGolden(t *testing.T) {
 			{"select-detail", []string{"j", "enter"}},
 			{"budget", []string{"tab"}},
 			{"rollouts", []string{"tab", "tab"}},
+			{"quality", []string{"tab", "tab", "tab"}},
 			{"filter", []string{"/", "t", "e", "x", "enter"}},
 			{"help", []string{"?"}},
 		} {
@@ -157,9 +169,9 @@ func TestTopKeysSelectAndFilter(t *testing.T) {
 	if !strings.Contains(screen, `no model matches "z"`) {
 		t.Fatalf("a filter matching nothing:\n%s", screen)
 	}
-	final, _ = drive(t, 80, 24, press("tab"), press("tab"), press("tab"))
+	final, _ = drive(t, 80, 24, press("tab"), press("tab"), press("tab"), press("tab"))
 	if final.panel != panelModels {
-		t.Fatalf("three tabs left panel %d, want the models again", final.panel)
+		t.Fatalf("four tabs left panel %d, want the models again", final.panel)
 	}
 }
 
@@ -210,6 +222,33 @@ func TestTopColoursBySLO(t *testing.T) {
 		if !strings.Contains(raw, c.text) {
 			t.Errorf("%s: %q is not drawn", c.style, c.text)
 		}
+	}
+}
+
+// The quality panel: a drifted version in red with its largest PSI past
+// the alarm threshold red too, one within its baseline green, and one
+// without monitoring saying how to turn it on.
+func TestTopQualityPanel(t *testing.T) {
+	m := NewTop(topOptions())
+	m.show(canaryFrame())
+	m.panel = panelQuality
+	raw := m.Render()
+	for _, c := range []struct {
+		text, what string
+	}{
+		{badStyle.Render("DRIFT"), "mlp v2's drift alarm"},
+		{goodStyle.Render("ok"), "mlp v1 within its baseline"},
+		{badStyle.Render("psi       0.412  output/probabilities/argmax"), "mlp v2's PSI past 0.25"},
+		{faintStyle.Render("psi       0.012  output/probabilities/argmax"), "mlp v1's PSI within"},
+		{"not monitored (monitor.sample", "text-encoder unmonitored"},
+	} {
+		if !strings.Contains(raw, c.text) {
+			t.Errorf("%s: %q is not drawn:\n%s", c.what, c.text, ansi.Strip(raw))
+		}
+	}
+	// A plain snapshot holds the panel when a version is monitored.
+	if plain := PlainFrame(topOptions(), canaryFrame(), 120); !strings.Contains(plain, "chi2") || !strings.Contains(plain, "23.8") {
+		t.Errorf("the plain snapshot lacks the quality panel:\n%s", plain)
 	}
 }
 
