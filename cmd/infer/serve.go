@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/queue"
 	"github.com/infer-serving/infer/pkg/queueapi"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -64,6 +65,9 @@ type serveOptions struct {
 	// listening, when set, is told the bound addresses once serving
 	// (empty for a listener that is off).
 	listening func(addrs map[string]string)
+
+	// metricsCompat adds another server's metric families: "triton".
+	metricsCompat string
 }
 
 func newServeCmd(g *globalOptions) *cobra.Command {
@@ -97,7 +101,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, max_connections, grace_period, admin_host, admin_port, admin_trust_loopback, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control, model_control_mode, keep_alive, memory_budget, repository_poll_secs, load_model); flags given override it")
+	f.StringVar(&configFile, "config", "", "a YAML file of these settings (model_repository, device, host, http_port, grpc_port, metrics_port, metrics_compat, max_body_bytes, default_timeout, drain_delay, read_header_timeout, read_timeout, idle_timeout, max_connections, grace_period, admin_host, admin_port, admin_trust_loopback, admin_token_file, state_dir, isolation, model_load_timeout, strict_model_control, model_control_mode, keep_alive, memory_budget, repository_poll_secs, load_model); flags given override it")
 	f.StringVar(&o.path, "model-repository", "", "model repository folder or .onnx file (same as the argument)")
 	f.StringVar(&o.device, "device", "", "device of the models whose config.yaml names none: cpu, cuda:N or tensorrt:N (default cpu; a model's fallback_to_cpu still applies)")
 	f.StringVar(&o.isolation, "isolation", runner.DefaultIsolation, "where the sessions of models whose config.yaml names none run: process (each instance in a supervised model host, a child process a runtime crash cannot take the server down with) or none (in the server's process)")
@@ -112,6 +116,7 @@ with 503, answers every request it accepted, and exits 0 within --grace-period.`
 	f.IntVar(&o.httpPort, "http-port", 8000, "HTTP port of the protocol (0 turns it off)")
 	f.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port of the protocol (0 turns it off)")
 	f.IntVar(&o.metricsPort, "metrics-port", 8002, "HTTP port of /metrics (0 turns it off)")
+	f.StringVar(&o.metricsCompat, "metrics-compat", "", "also export another server's metric families, for the dashboards and alerts written for it: triton (Triton's nv_inference_* counters, labelled model and version)")
 	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted, in bytes (HTTP 413 beyond; also gRPC's largest message)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "longest wait for a request's headers (and a gRPC connection's handshake)")
 	f.DurationVar(&o.readTimeout, "read-timeout", server.DefaultReadTimeout, "longest wait for one HTTP request's body, from the end of its headers (408 beyond)")
@@ -172,6 +177,10 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if o.httpPort == 0 && o.grpcPort == 0 && o.queueURL == "" {
 		return errors.New("--http-port and --grpc-port are both 0, and no --queue: nothing to serve")
 	}
+	compat, err := core.ParseMetricsCompat(o.metricsCompat)
+	if err != nil {
+		return fmt.Errorf("--metrics-compat: %w", err)
+	}
 	if len(o.faults) > 0 && !o.allowFaults {
 		return errors.New("--fault injects failures: add --allow-fault-injection to mean it")
 	}
@@ -209,7 +218,8 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	srv, err := server.New(repo, server.Options{Version: version, MaxBodyBytes: o.maxBodyBytes, DefaultTimeout: o.defaultTimeout,
 		ReadHeaderTimeout: o.readHeaderTimeout, ReadTimeout: o.readTimeout, IdleTimeout: o.idleTimeout,
 		MaxConnections: o.maxConnections, DrainDelay: o.drainDelay, GracePeriod: o.gracePeriod,
-		AdminToken: token, AdminTrustLoopback: o.adminTrust, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults})
+		AdminToken: token, AdminTrustLoopback: o.adminTrust, StateDir: o.stateDir, AllowFaultInjection: o.allowFaults,
+		MetricsCompat: compat})
 	if err != nil {
 		return fmt.Errorf("--state-dir %s: %w", o.stateDir, err)
 	}

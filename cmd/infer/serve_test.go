@@ -175,6 +175,7 @@ func TestServeRejectsBadFlags(t *testing.T) {
 		{serveOptions{httpPort: 9000, allowFaults: true, faults: []string{"mlp:1:errors=50"}}, `errors "50"`},
 		{serveOptions{httpPort: 9000, allowFaults: true, faults: []string{"mlp:1:latency=soon"}}, `latency "soon"`},
 		{serveOptions{httpPort: 9000, allowFaults: true, faults: []string{"mlp:1:jitter=1ms"}}, `unknown setting "jitter"`},
+		{serveOptions{httpPort: 9000, metricsCompat: "prometheus"}, `--metrics-compat: metrics compatibility "prometheus": want triton or none`},
 	} {
 		if err := runServe(context.Background(), &globalOptions{}, tc.o, io.Discard); err == nil || !contains(err.Error(), tc.want) {
 			t.Errorf("%+v: err %v, want %q", tc.o, err, tc.want)

@@ -19,6 +19,7 @@ type serveConfig struct {
 	HTTPPort           *int           `yaml:"http_port"`
 	GRPCPort           *int           `yaml:"grpc_port"`
 	MetricsPort        *int           `yaml:"metrics_port"`
+	MetricsCompat      *string        `yaml:"metrics_compat"`
 	MaxBodyBytes       *int64         `yaml:"max_body_bytes"`
 	ReadHeaderTimeout  *time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout        *time.Duration `yaml:"read_timeout"`
@@ -66,6 +67,7 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 	set("http-port", c.HTTPPort != nil, func() { o.httpPort = *c.HTTPPort })
 	set("grpc-port", c.GRPCPort != nil, func() { o.grpcPort = *c.GRPCPort })
 	set("metrics-port", c.MetricsPort != nil, func() { o.metricsPort = *c.MetricsPort })
+	set("metrics-compat", c.MetricsCompat != nil, func() { o.metricsCompat = *c.MetricsCompat })
 	set("max-body-bytes", c.MaxBodyBytes != nil, func() { o.maxBodyBytes = *c.MaxBodyBytes })
 	set("read-header-timeout", c.ReadHeaderTimeout != nil, func() { o.readHeaderTimeout = *c.ReadHeaderTimeout })
 	set("read-timeout", c.ReadTimeout != nil, func() { o.readTimeout = *c.ReadTimeout })

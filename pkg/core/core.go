@@ -45,6 +45,9 @@ type Options struct {
 	// AllowFaultInjection lets SetFault inject latency and errors into
 	// model versions, for tests and drills.
 	AllowFaultInjection bool
+	// MetricsCompat adds another server's metric families to the core's
+	// own (MetricsCompatTriton: Triton's nv_inference_*).
+	MetricsCompat MetricsCompat
 }
 
 // Core serves a model repository to every front end.
@@ -68,10 +71,16 @@ func New(repo *runner.Repository, opts Options) (*Core, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if _, err := ParseMetricsCompat(string(opts.MetricsCompat)); err != nil {
+		return nil, err
+	}
 	s := &Core{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), boot: newBoot()}
 	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
 	registerModelControl(s.metrics.registry, repo)
 	s.metrics.registry.MustRegister(compositeCollector{repo})
+	if opts.MetricsCompat == MetricsCompatTriton {
+		s.metrics.registry.MustRegister(tritonCollector{s.metrics})
+	}
 	s.faults.allowed = opts.AllowFaultInjection
 	s.guards.log = s.log
 	s.guards.trips = prometheus.NewCounterVec(prometheus.CounterOpts{

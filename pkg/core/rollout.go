@@ -40,10 +40,10 @@ func (s *Core) Metrics(model string, version int64) (deploy.VersionMetrics, erro
 					out.Errors += m.GetCounter().GetValue()
 				}
 			}
-		case "infer_request_duration_seconds":
+		case metricTotal:
 			for _, m := range f.GetMetric() {
 				l := labelMap(m.GetLabel())
-				if l["model"] == model && l["version"] == v && l["phase"] == "total" {
+				if l["model"] == model && l["version"] == v {
 					out.Latency = window.FromProto(m.GetHistogram())
 				}
 			}

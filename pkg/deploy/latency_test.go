@@ -23,7 +23,7 @@ import (
 // ones of factor 1.05, read back as the rollout engine reads it.
 func observed(t testing.TB, latencies []float64) VersionMetrics {
 	h := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "infer_request_duration_seconds", Buckets: prometheus.ExponentialBucketsRange(50e-6, 10, 24), NativeHistogramBucketFactor: 1.05,
+		Name: "infer_request_total_duration_seconds", Buckets: prometheus.ExponentialBucketsRange(50e-6, 10, 24), NativeHistogramBucketFactor: 1.05,
 	})
 	for _, v := range latencies {
 		h.Observe(v)

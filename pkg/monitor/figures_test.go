@@ -18,6 +18,7 @@ type fakeServer struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	phases   *prometheus.HistogramVec
+	total    *prometheus.HistogramVec
 	busy     *prometheus.CounterVec
 	queue    *prometheus.GaugeVec
 	cache    *prometheus.CounterVec
@@ -29,11 +30,12 @@ func newFakeServer() *fakeServer {
 	f := &fakeServer{reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricRequests}, []string{"model", "version", "protocol", "outcome"}),
 		phases:   prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metricPhases, Buckets: testBuckets}, []string{"model", "version", "phase"}),
+		total:    prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: metricTotal, Buckets: testBuckets}, []string{"model", "version"}),
 		busy:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricBusy}, []string{"model", "version"}),
 		queue:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricQueue}, []string{"model", "version"}),
 		cache:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricCache}, []string{"model", "version", "result"}),
 	}
-	f.reg.MustRegister(f.requests, f.phases, f.busy, f.queue, f.cache)
+	f.reg.MustRegister(f.requests, f.phases, f.total, f.busy, f.queue, f.cache)
 	return f
 }
 
@@ -42,7 +44,7 @@ func newFakeServer() *fakeServer {
 func (f *fakeServer) serve(model, version string, n int, total time.Duration) {
 	for range n {
 		f.requests.WithLabelValues(model, version, "http", "success").Inc()
-		f.phases.WithLabelValues(model, version, "total").Observe(total.Seconds())
+		f.total.WithLabelValues(model, version).Observe(total.Seconds())
 		f.phases.WithLabelValues(model, version, "queue").Observe(total.Seconds() / 2)
 		f.phases.WithLabelValues(model, version, "infer").Observe(total.Seconds() / 2)
 	}
@@ -118,6 +120,24 @@ func TestBetweenIsTheWindowNotTheLifetime(t *testing.T) {
 	}
 	if !math.IsNaN(f.CostPer1k) {
 		t.Fatalf("cost %v without a price, want NaN", f.CostPer1k)
+	}
+}
+
+// A server from before infer_request_total_duration_seconds exported the
+// total as a phase: its latency still reads, and the phases' own series
+// are not taken for it.
+func TestTotalFromAnOlderServer(t *testing.T) {
+	old := newFakeServer()
+	t0 := time.Unix(1000, 0)
+	before := old.sample(t, t0)
+	for range 50 {
+		old.requests.WithLabelValues("mlp", "1", "http", "success").Inc()
+		old.phases.WithLabelValues("mlp", "1", "total").Observe(0.015)
+		old.phases.WithLabelValues("mlp", "1", "infer").Observe(0.0015)
+	}
+	f := Between(before, old.sample(t, t0.Add(time.Second)), 0)[0]
+	if f.P50 <= 0.01 || f.P50 > 0.02 || !near(f.Budget[profile.Infer], 0.0015, 1e-9) {
+		t.Fatalf("p50 %v infer %v, want within (10ms, 20ms] and 1.5ms", f.P50, f.Budget[profile.Infer])
 	}
 }
 

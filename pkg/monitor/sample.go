@@ -27,6 +27,7 @@ import (
 const (
 	metricRequests = "infer_requests_total"
 	metricPhases   = "infer_request_duration_seconds"
+	metricTotal    = "infer_request_total_duration_seconds"
 	metricInflight = "infer_inflight_requests"
 	metricQueue    = "infer_queue_requests"
 	metricOldest   = "infer_queue_oldest_age_seconds"
@@ -59,7 +60,10 @@ type Counters struct {
 	// Requests counts finished requests by outcome (success, queue_full,
 	// timeout...), over both protocols.
 	Requests map[string]float64
-	// Phases are the server-side durations of successful requests.
+	// Phases are the server-side durations of successful requests, by
+	// phase; Phases[profile.Total] is their whole, read from
+	// infer_request_total_duration_seconds (or, from a server older than
+	// that histogram, the phase="total" series of the phases').
 	Phases [profile.NumPhases]window.Histogram
 	Batch  window.Histogram // rows per execution
 	// Busy is the instances' execution time, in seconds; CostUSD the cost
@@ -169,6 +173,8 @@ func Parse(r io.Reader, server string, at time.Time) (Sample, error) {
 				if p, ok := profile.ParsePhase(label(m, "phase")); ok {
 					c.Phases[p] = window.FromProto(m.GetHistogram())
 				}
+			case metricTotal:
+				c.Phases[profile.Total] = window.FromProto(m.GetHistogram())
 			case metricBatch:
 				c.Batch = window.FromProto(m.GetHistogram())
 			case metricInflight:

@@ -69,6 +69,9 @@ type Options struct {
 	// AllowFaultInjection lets SetFault (and the admin endpoint) inject
 	// latency and errors into model versions, for tests and drills.
 	AllowFaultInjection bool
+	// MetricsCompat adds another server's metric families to infer's own
+	// (core.MetricsCompatTriton: Triton's nv_inference_*).
+	MetricsCompat core.MetricsCompat
 }
 
 // DefaultMaxBodyBytes is the default bound on a request body, in bytes.
@@ -122,7 +125,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 	}
 	c, err := core.New(repo, core.Options{DefaultTimeout: opts.DefaultTimeout, Logger: opts.Logger,
 		AdminToken: opts.AdminToken, AdminTrustLoopback: opts.AdminTrustLoopback,
-		StateDir: opts.StateDir, AllowFaultInjection: opts.AllowFaultInjection})
+		StateDir: opts.StateDir, AllowFaultInjection: opts.AllowFaultInjection, MetricsCompat: opts.MetricsCompat})
 	if err != nil {
 		return nil, err
 	}
