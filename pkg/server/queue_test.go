@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/infer-serving/infer/pkg/internal/testbroker"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/queue"
+	"github.com/infer-serving/infer/pkg/queue/queuetest"
 	"github.com/infer-serving/infer/pkg/queueapi"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -27,8 +27,8 @@ var brokers = []struct {
 	name  string
 	start func(t *testing.T) string
 }{
-	{"nats", func(t *testing.T) string { _, url := testbroker.NATS(t, ""); return url }},
-	{"redis", func(t *testing.T) string { return testbroker.Redis(t) }},
+	{"nats", func(t *testing.T) string { _, url := queuetest.NATS(t, ""); return url }},
+	{"redis", func(t *testing.T) string { return queuetest.Redis(t) }},
 }
 
 // serveQueue consumes the broker at url into s until the test ends.
