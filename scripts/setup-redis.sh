@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs redis-server from Debian's package when it is missing: the queue
-# tests start it on a loopback port (pkg/internal/testbroker). Idempotent.
+# tests start it on a loopback port (pkg/queue/queuetest). Idempotent.
 set -euo pipefail
 if command -v redis-server >/dev/null 2>&1; then
   exit 0

@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/infer-serving/infer/pkg/internal/testbroker"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/queue"
+	"github.com/infer-serving/infer/pkg/queue/queuetest"
 	"github.com/infer-serving/infer/pkg/queueapi"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -27,8 +27,8 @@ var brokers = []struct {
 	name  string
 	start func(t *testing.T) string
 }{
-	{"nats", func(t *testing.T) string { _, url := testbroker.NATS(t, ""); return url }},
-	{"redis", func(t *testing.T) string { return testbroker.Redis(t) }},
+	{"nats", func(t *testing.T) string { _, url := queuetest.NATS(t, ""); return url }},
+	{"redis", func(t *testing.T) string { return queuetest.Redis(t) }},
 }
 
 // serveQueue consumes the broker at url into s until the test ends.
@@ -206,12 +206,7 @@ func publishRaw(t *testing.T, url, model, id string, body []byte) {
 	t.Helper()
 	kind, address, _, _ := queue.ParseURL(url)
 	if kind == queue.KindNATS {
-		nc, err := nats.Connect(address)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
+		js := jetStream(t, address)
 		msg := nats.NewMsg(queue.RequestsPrefix + model)
 		msg.Data = body
 		msg.Header.Set(queue.HeaderRequestID, id)
@@ -225,6 +220,21 @@ func publishRaw(t *testing.T, url, model, id string, body []byte) {
 		Values: []any{queue.HeaderRequestID, id, queue.BodyField, body}}).Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// jetStream connects to the NATS server at address until the test ends.
+func jetStream(t *testing.T, address string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 func redisClient(t *testing.T, address string) *redis.Client {
@@ -253,12 +263,7 @@ func streamEntries(t *testing.T, url, subject string) []map[string]string {
 	kind, address, _, _ := queue.ParseURL(url)
 	var out []map[string]string
 	if kind == queue.KindNATS {
-		nc, err := nats.Connect(address)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
+		js := jetStream(t, address)
 		name := queue.StreamResults
 		if strings.HasPrefix(subject, queue.DeadPrefix) {
 			name = queue.StreamDead

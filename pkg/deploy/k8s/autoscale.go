@@ -17,6 +17,10 @@ const (
 	queueMetric     = "infer_queue_requests"           // requests in the model's queue
 	sequencesMetric = "infer_sequences"                // text generation, by state; "waiting" awaits admission
 	queueAgeMetric  = "infer_queue_oldest_age_seconds" // the oldest queued request's wait
+	// brokerLagMetric is the requests stored in a message broker for the
+	// model and not yet delivered to a server (infer serve --queue),
+	// labelled by model only: each pod reports the broker's one figure.
+	brokerLagMetric = "infer_queue_consumer_lag"
 )
 
 // scaleDownWindow is how long, in seconds, the autoscalers look back
@@ -59,18 +63,26 @@ func autoscaler(o Options, v Version, name string) *autoscalingv2.HorizontalPodA
 	}
 }
 
-// scaledObject scales a version with KEDA on two Prometheus triggers:
+// scaledObject scales a version with KEDA on three Prometheus triggers:
 // the waiting work per pod (queued requests plus sequences waiting in
 // the generator, which the queue alone does not count) held at
-// WaitingTarget, and the oldest queued request's age held under
+// WaitingTarget; the oldest queued request's age held under
 // QueueAgeTarget, the signal that sees a slow model before its queue
-// grows. KEDA follows whichever asks for more pods. With Replicas 0 the
+// grows; and, for a model fed from a message broker (infer serve
+// --queue), the requests waiting in the broker per pod, also held at
+// WaitingTarget: they are outside every pod's queue, since each pod
+// fetches only what it has room for. The broker's lag is the model's,
+// whichever version serves it, and every pod reports the same figure,
+// hence max over the pods. Without a queue front end the series is
+// absent and the trigger reads 0. KEDA follows whichever trigger asks for
+// more pods. With Replicas 0 the
 // version scales to zero when idle, and a third trigger on DemandQuery
 // gives it its first pod once demand passes Activation.
 func scaledObject(o Options, v Version, name string) *ScaledObject {
 	sel := promSelector(o, v.Number)
 	waiting := fmt.Sprintf("(sum(%s{%s}) or vector(0)) + (sum(%s{%s,state=\"waiting\"}) or vector(0))", queueMetric, sel, sequencesMetric, sel)
 	age := fmt.Sprintf("max(%s{%s}) or vector(0)", queueAgeMetric, sel)
+	lag := fmt.Sprintf("max(%s{%s}) or vector(0)", brokerLagMetric, modelSelector(o))
 	so := &ScaledObject{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject"},
 		ObjectMeta: meta(o, name, v.Number),
@@ -89,6 +101,9 @@ func scaledObject(o Options, v Version, name string) *ScaledObject {
 					"serverAddress": o.Prometheus, "query": age,
 					"threshold": strconv.FormatFloat(o.QueueAgeTarget.Seconds(), 'f', -1, 64), "activationThreshold": "0",
 				}},
+				{Type: "prometheus", Name: "broker-lag", MetricType: autoscalingv2.AverageValueMetricType, Metadata: map[string]string{
+					"serverAddress": o.Prometheus, "query": lag, "threshold": o.WaitingTarget, "activationThreshold": o.Activation,
+				}},
 			},
 		},
 	}
@@ -104,10 +119,20 @@ func scaledObject(o Options, v Version, name string) *ScaledObject {
 // by namespace when one is set (the usual scrape configurations label
 // each pod's series with its namespace).
 func promSelector(o Options, v int64) string {
-	matchers := []string{`model="` + o.Model + `"`, `version="` + strconv.FormatInt(v, 10) + `"`}
+	return matchers(o, `version="`+strconv.FormatInt(v, 10)+`"`)
+}
+
+// modelSelector matches the model's series that carry no version (the
+// broker's), by namespace when one is set.
+func modelSelector(o Options) string { return matchers(o) }
+
+// matchers joins the model's matcher, the namespace's when set, and more,
+// in order.
+func matchers(o Options, more ...string) string {
+	m := append([]string{`model="` + o.Model + `"`}, more...)
 	if o.Namespace != "" {
-		matchers = append(matchers, `namespace="`+o.Namespace+`"`)
+		m = append(m, `namespace="`+o.Namespace+`"`)
 	}
-	slices.Sort(matchers)
-	return strings.Join(matchers, ",")
+	slices.Sort(m)
+	return strings.Join(m, ",")
 }

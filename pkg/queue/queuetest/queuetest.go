@@ -1,7 +1,7 @@
-// Package testbroker starts real message brokers for tests: a NATS
+// Package queuetest starts real message brokers for tests: a NATS
 // server with JetStream inside the test process, and Debian's
 // redis-server as a child process on a loopback port.
-package testbroker
+package queuetest
 
 import (
 	"context"
