@@ -266,7 +266,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		}
 	}
 
-	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	setup, cancel := context.WithTimeout(ctx, o.setupTimeout())
 	defer cancel()
 	var (
 		target loadgen.Target

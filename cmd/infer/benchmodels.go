@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/infer-serving/infer/pkg/loadgen"
 )
@@ -29,4 +30,14 @@ func (o benchOptions) checkModels() error {
 		return errors.New("--input-data holds one model's requests: it cannot feed --models")
 	}
 	return nil
+}
+
+// setupTimeout bounds reading the server's metadata before a run: longer
+// for --models, whose every model's metadata is read, and on a server
+// that loads models on demand each read may wait for a load.
+func (o benchOptions) setupTimeout() time.Duration {
+	if len(o.models) > 0 {
+		return 5 * time.Minute
+	}
+	return 30 * time.Second
 }
