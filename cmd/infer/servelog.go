@@ -33,9 +33,11 @@ func announce(log *slog.Logger, repo *runner.Repository, addrs map[string]string
 		}
 		log.Info("model version ready", attrs...)
 	}
+	attrs := []any{"ready_versions", ready, "http", orOff(addrs["HTTP"]), "grpc", orOff(addrs["gRPC"]),
+		"metrics", orOff(addrs["metrics"]), "admin", orOff(addrs["admin"])}
 	if onDemand > 0 {
 		log.Info("model versions load at their first request", "versions", onDemand, "mode", repo.ControlMode())
+		attrs = append(attrs, "on_demand_versions", onDemand)
 	}
-	log.Info("serving", "ready_versions", ready, "on_demand_versions", onDemand, "http", orOff(addrs["HTTP"]), "grpc", orOff(addrs["gRPC"]),
-		"metrics", orOff(addrs["metrics"]), "admin", orOff(addrs["admin"]))
+	log.Info("serving", attrs...)
 }
