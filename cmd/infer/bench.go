@@ -26,6 +26,8 @@ type benchOptions struct {
 	url, protocol, model, version string
 	// queue is the broker of --protocol nats|redis.
 	queue                       string
+	models                      []string
+	zipf                        float64
 	qps                         float64
 	qpsSpec                     string
 	findMax                     bool
@@ -121,6 +123,8 @@ generated from its metadata.`,
 	f.Float64Var(&o.temperature, "temperature", 0, "openai: sampling temperature (0: greedy)")
 	f.StringVarP(&o.model, "model", "m", "", "model name (default: the only model served)")
 	f.StringVar(&o.version, "model-version", "", "model version (default: the server's choice)")
+	f.StringSliceVar(&o.models, "models", nil, "several models, names or globs of the server's such as 'm0*' (comma-separated, in order of popularity): each request goes to one, drawn by Zipf's law (see --zipf), and the report gives each its figures")
+	f.Float64Var(&o.zipf, "zipf", 1, "--models: the Zipf exponent s; model k (from 1) is asked for in proportion to 1/k^s (0: uniform)")
 	f.StringVar(&o.qpsSpec, "qps", "", "open loop: requests per second (the schedule's start rate), or a sweep start:stop:step, one run per rate")
 	f.BoolVar(&o.findMax, "find-max", false, "search for the highest rate that meets --slo (and achieves 99% of target), from --qps (default 100)")
 	f.Float64Var(&o.maxQPS, "max-qps", 0, "--find-max: the highest rate to try (0: no limit)")
@@ -237,6 +241,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	if o.rows < 1 {
 		return fmt.Errorf("--batch-size %d: want at least 1", o.rows)
 	}
+	if err := o.checkModels(); err != nil {
+		return err
+	}
 	var objectives []loadgen.Objective
 	if o.slo != "" {
 		var err error
@@ -262,7 +269,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		}
 	}
 
-	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	setup, cancel := context.WithTimeout(ctx, o.setupTimeout())
 	defer cancel()
 	var (
 		target loadgen.Target
@@ -282,7 +289,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			o.url = o.targets // what the report names
 		}
 	} else {
-		v2 := loadgen.V2Options{URL: o.url, Protocol: o.protocol, Model: o.model, Version: o.version, Rows: o.rows, Conns: conns, Cold: o.cold, Seed: o.seed,
+		v2 := loadgen.V2Options{URL: o.url, Protocol: o.protocol, Model: o.model, Version: o.version, Models: o.models, Zipf: o.zipf, Rows: o.rows, Conns: conns, Cold: o.cold, Seed: o.seed,
 			Shapes: map[string][]int64{}, InputData: o.inputData, Queue: o.queue}
 		if v2.Queue == "" && o.protocol == loadgen.ProtoNATS {
 			v2.Queue = "nats://localhost:4222"

@@ -12,8 +12,12 @@ import (
 // addresses it listens on, so that the first lines of a server's log say
 // what it is doing.
 func announce(log *slog.Logger, repo *runner.Repository, addrs map[string]string) {
-	ready := 0
+	ready, onDemand := 0, 0
 	for _, st := range repo.Index() {
+		if st.OnDemand {
+			onDemand++ // one line for them all, below
+			continue
+		}
 		if st.State != runner.StateReady {
 			log.Warn("model version not serving", "model", st.Name, "version", st.Version, "state", st.State, "reason", st.Reason)
 			continue
@@ -29,6 +33,11 @@ func announce(log *slog.Logger, repo *runner.Repository, addrs map[string]string
 		}
 		log.Info("model version ready", attrs...)
 	}
-	log.Info("serving", "ready_versions", ready, "http", orOff(addrs["HTTP"]), "grpc", orOff(addrs["gRPC"]),
-		"metrics", orOff(addrs["metrics"]), "admin", orOff(addrs["admin"]), "nats", orOff(addrs["NATS"]))
+	attrs := []any{"ready_versions", ready, "http", orOff(addrs["HTTP"]), "grpc", orOff(addrs["gRPC"]),
+		"metrics", orOff(addrs["metrics"]), "admin", orOff(addrs["admin"]), "nats", orOff(addrs["NATS"])}
+	if onDemand > 0 {
+		log.Info("model versions load at their first request", "versions", onDemand, "mode", repo.ControlMode())
+		attrs = append(attrs, "on_demand_versions", onDemand)
+	}
+	log.Info("serving", attrs...)
 }

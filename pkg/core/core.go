@@ -150,13 +150,14 @@ func (s *Core) ReadyVersions(name string) []string {
 }
 
 // Ready reports whether the server accepts inference requests: it is not
-// draining and at least one model version is ready.
+// draining and at least one model version is ready or loads at its first
+// request (on-demand mode, where a server may rightly hold none loaded).
 func (s *Core) Ready() bool {
 	if s.draining.Load() {
 		return false
 	}
 	for _, st := range s.repo.Index() {
-		if st.State == runner.StateReady {
+		if st.State == runner.StateReady || st.OnDemand {
 			return true
 		}
 	}

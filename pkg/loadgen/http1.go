@@ -97,7 +97,12 @@ func (t *HTTP1) Close() {
 
 // Do implements Target.
 func (t *HTTP1) Do(ctx context.Context, r *Result) {
-	req := t.requests[t.next.Add(1)%uint64(len(t.requests))]
+	t.send(ctx, r, int(t.next.Add(1)%uint64(len(t.requests))))
+}
+
+// send sends request i, as Do does.
+func (t *HTTP1) send(ctx context.Context, r *Result, i int) {
+	req := t.requests[i]
 	deadline, _ := ctx.Deadline()
 	r.Start = time.Now()
 	for attempt := 0; ; attempt++ {

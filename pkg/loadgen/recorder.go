@@ -62,6 +62,29 @@ type Recorder struct {
 	// send time.
 	Epoch    time.Time
 	Timeline []*Second
+	// Models holds each model's own figures, by name, for the requests a
+	// Mix sent (Result.Model); nil for a target of one model.
+	Models map[string]*ModelRecord
+}
+
+// ModelRecord is one model's part of a run: its requests, failures and
+// the latencies of its successes and timeouts (see Recorder.Total; 2
+// significant digits, to keep a mix of many models small).
+type ModelRecord struct {
+	Requests, Errors int64
+	Latency          *hdr.Histogram
+}
+
+func (r *Recorder) model(name string) *ModelRecord {
+	if r.Models == nil {
+		r.Models = map[string]*ModelRecord{}
+	}
+	m := r.Models[name]
+	if m == nil {
+		m = &ModelRecord{Latency: hdr.New(histMin, histMax, 2)}
+		r.Models[name] = m
+	}
+	return m
 }
 
 // Second is one second of a run: requests meant to be sent in it, their
@@ -120,6 +143,11 @@ func (r *Recorder) Record(res *Result) {
 	if sec != nil {
 		sec.Requests++
 	}
+	var mod *ModelRecord
+	if res.Model != "" {
+		mod = r.model(res.Model)
+		mod.Requests++
+	}
 	if res.Err != nil {
 		if r.Errors[res.Kind]++; r.Errors[res.Kind] == 1 {
 			r.ErrorMessages[res.Kind] = errorMessage(res.Err)
@@ -127,12 +155,15 @@ func (r *Recorder) Record(res *Result) {
 		if sec != nil {
 			sec.Errors++
 		}
+		if mod != nil {
+			mod.Errors++
+		}
 		if res.Kind == KindTimeout {
-			r.recordLatency(res, sec)
+			r.recordLatency(res, sec, mod)
 		}
 		return
 	}
-	r.recordLatency(res, sec)
+	r.recordLatency(res, sec, mod)
 	if res.Gen != nil {
 		if r.Gen == nil {
 			r.Gen = newGenRecorder()
@@ -151,11 +182,14 @@ func (r *Recorder) Record(res *Result) {
 }
 
 // recordLatency adds res's corrected and uncorrected latencies (see
-// Total), and its second's.
-func (r *Recorder) recordLatency(res *Result, sec *Second) {
+// Total), and its second's and model's.
+func (r *Recorder) recordLatency(res *Result, sec *Second, mod *ModelRecord) {
 	total := micros(res.Phases.Get(profile.Total))
 	if sec != nil {
 		_ = sec.Latency.RecordValue(total)
+	}
+	if mod != nil {
+		_ = mod.Latency.RecordValue(total)
 	}
 	_ = r.Total.RecordValue(total)
 	_ = r.Service.RecordValue(micros(res.Service()))
@@ -199,6 +233,12 @@ func (r *Recorder) Merge(o *Recorder) {
 	}
 	if o.Last.After(r.Last) {
 		r.Last = o.Last
+	}
+	for name, m := range o.Models {
+		mine := r.model(name)
+		mine.Requests += m.Requests
+		mine.Errors += m.Errors
+		mine.Latency.Merge(m.Latency)
 	}
 	if r.Epoch.IsZero() {
 		r.Epoch = o.Epoch

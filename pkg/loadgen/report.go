@@ -124,6 +124,9 @@ type Report struct {
 	RetriesRefused int64 `json:"retries_refused,omitempty"`
 	// Generation holds a text generation run's figures.
 	Generation *GenReport `json:"generation,omitempty"`
+	// Models holds each model's figures in a run over several (--models),
+	// the most requested first.
+	Models []ModelReport `json:"models,omitempty"`
 }
 
 // SetPrice prices the run: a server costing usdPerHour, serving the
@@ -185,6 +188,7 @@ func NewReport(s *Summary, target, model, protocol string) Report {
 		r.Timeline = append(r.Timeline, SecondReport{Second: i, Requests: sec.Requests, Errors: sec.Errors,
 			P50: float64(sec.Latency.ValueAtQuantile(50)) / 1000, P99: float64(sec.Latency.ValueAtQuantile(99)) / 1000})
 	}
+	r.Models = modelReports(s.Recorder)
 	total := s.PhaseSum[profile.Total]
 	for _, p := range profile.BudgetPhases {
 		pr := percentiles(s.Phases[p])
@@ -291,6 +295,10 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString(lat.String())
 	b.WriteString("\n")
+	if len(r.Models) > 0 {
+		b.WriteString(r.modelsTable())
+		b.WriteString("\n")
+	}
 
 	budget := newTable(5, "budget (ms)", "p50", "p95", "p99", "mean", "share", "", "source")
 	for _, p := range r.Phases {

@@ -30,6 +30,9 @@ type Result struct {
 	Attempts int
 	// Gen holds a text generation request's own measures.
 	Gen *Gen
+	// Model names the model a Mix sent the request to (empty for a
+	// target of one model); the report gives each its own figures.
+	Model string
 }
 
 // Finish completes r's phases: the delay behind schedule, the remainder

@@ -115,7 +115,7 @@ func (t *Retrying) Do(ctx context.Context, r *Result) {
 		if ctx.Err() != nil {
 			break
 		}
-		*r = Result{Intended: intended}
+		*r = Result{Intended: intended, Model: r.Model} // a retry goes to the same model
 	}
 	if !first.IsZero() {
 		r.Start = first

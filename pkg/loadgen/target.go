@@ -54,7 +54,12 @@ var _ Target = (*HTTP)(nil)
 
 // Do implements Target.
 func (h *HTTP) Do(ctx context.Context, r *Result) {
-	spec := &h.Requests[h.next.Add(1)%uint64(len(h.Requests))]
+	h.send(ctx, r, int(h.next.Add(1)%uint64(len(h.Requests))))
+}
+
+// send sends request i, as Do does.
+func (h *HTTP) send(ctx context.Context, r *Result, i int) {
+	spec := &h.Requests[i]
 	var dnsStart, connStart, connDone, gotConn, wrote time.Time
 	reused := false
 	trace := &httptrace.ClientTrace{
@@ -132,7 +137,12 @@ var _ Target = (*GRPC)(nil)
 
 // Do implements Target.
 func (g *GRPC) Do(ctx context.Context, r *Result) {
-	req := g.Requests[g.next.Add(1)%uint64(len(g.Requests))]
+	g.send(ctx, r, int(g.next.Add(1)%uint64(len(g.Requests))))
+}
+
+// send sends request i, as Do does.
+func (g *GRPC) send(ctx context.Context, r *Result, i int) {
+	req := g.Requests[i]
 	var trailer metadata.MD
 	r.Start = time.Now()
 	_, err := g.Client.ModelInfer(ctx, req, grpc.Trailer(&trailer))

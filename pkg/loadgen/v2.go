@@ -38,6 +38,11 @@ type V2Options struct {
 	// Model names the model; empty picks the only ready one. Version
 	// empty lets the server choose.
 	Model, Version string
+	// Models, when set, names several models instead of Model: each
+	// request goes to one of them, drawn by Zipf's law with exponent Zipf
+	// over their order (see Mix), and the report has each one's figures.
+	Models []string
+	Zipf   float64
 	// Rows is each request's batch size along a dynamic first dimension
 	// (1 when 0).
 	Rows int64
@@ -124,15 +129,31 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 		}
 		return json.Unmarshal(body, v)
 	}
-	name := o.Model
-	if name == "" {
-		var idx []struct{ Name, State string }
-		if err := get("POST", "/v2/repository/index", &idx); err != nil {
-			return nil, Model{}, nil, fmt.Errorf("no --model given, and %s has no repository index to choose from (%w): name the model with --model NAME (GET %s/v2/models/NAME is its metadata)", base, err, base)
-		}
-		if name, err = onlyReady(idx); err != nil {
+	names := o.Models
+	if len(names) > 0 {
+		if names, err = expandModels(names, func() ([]string, error) {
+			var idx []struct{ Name string }
+			err := get("POST", "/v2/repository/index", &idx)
+			var out []string
+			for _, e := range idx {
+				out = append(out, e.Name)
+			}
+			return out, err
+		}); err != nil {
 			return nil, Model{}, nil, err
 		}
+	} else {
+		name := o.Model
+		if name == "" {
+			var idx []struct{ Name, State string }
+			if err := get("POST", "/v2/repository/index", &idx); err != nil {
+				return nil, Model{}, nil, fmt.Errorf("no --model given, and %s has no repository index to choose from (%w): name the model with --model NAME (GET %s/v2/models/NAME is its metadata)", base, err, base)
+			}
+			if name, err = onlyReady(idx); err != nil {
+				return nil, Model{}, nil, err
+			}
+		}
+		names = []string{name}
 	}
 	// The binary tensor extension only where the server advertises it
 	// (Triton and infer do; a plain v2 server such as MLServer does not):
@@ -144,41 +165,66 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 			protocolUsed = ProtoHTTPJSON
 		}
 	}
-	path := "/v2/models/" + url.PathEscape(name)
-	if o.Version != "" {
-		path += "/versions/" + url.PathEscape(o.Version)
-	}
-	var meta protocol.ModelMetadata
-	if err := get("GET", path, &meta); err != nil {
-		return nil, Model{}, nil, fmt.Errorf("model %q: %w", name, err)
-	}
-	model := Model{Name: meta.Name, Version: o.Version, Inputs: meta.Inputs, Protocol: protocolUsed, Stats: httpStats(client, base.String(), meta.Name, o.Version)}
-	pool, err := generate(meta.Inputs, o)
-	if err != nil {
-		return nil, model, nil, err
-	}
+	var model Model
 	binaryBody := protocolUsed == ProtoHTTPBinary
 	target := &HTTP{Client: client}
-	for _, inputs := range pool {
-		body, hl, err := (&protocol.InferRequest{Inputs: inputs, BinaryOutput: binaryBody}).Encode(binaryBody)
+	for _, name := range names {
+		path := "/v2/models/" + url.PathEscape(name)
+		if o.Version != "" {
+			path += "/versions/" + url.PathEscape(o.Version)
+		}
+		var meta protocol.ModelMetadata
+		if err := get("GET", path, &meta); err != nil {
+			return nil, Model{}, nil, fmt.Errorf("model %q: %w", name, err)
+		}
+		model = Model{Name: meta.Name, Version: o.Version, Inputs: meta.Inputs, Protocol: protocolUsed, Stats: httpStats(client, base.String(), meta.Name, o.Version)}
+		pool, err := generate(meta.Inputs, o)
 		if err != nil {
-			return nil, model, nil, err
+			return nil, model, nil, fmt.Errorf("model %q: %w", name, err)
 		}
-		h := http.Header{"Content-Type": {"application/json"}}
-		if hl >= 0 {
-			h.Set("Content-Type", "application/octet-stream")
-			h.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+		for _, inputs := range pool {
+			body, hl, err := (&protocol.InferRequest{Inputs: inputs, BinaryOutput: binaryBody}).Encode(binaryBody)
+			if err != nil {
+				return nil, model, nil, err
+			}
+			h := http.Header{"Content-Type": {"application/json"}}
+			if hl >= 0 {
+				h.Set("Content-Type", "application/octet-stream")
+				h.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+			}
+			target.Requests = append(target.Requests, HTTPRequest{Method: "POST", URL: base.String() + path + "/infer", Header: h, Body: body})
 		}
-		target.Requests = append(target.Requests, HTTPRequest{Method: "POST", URL: base.String() + path + "/infer", Header: h, Body: body})
 	}
+	var to sender = target
+	closeAll := client.CloseIdleConnections
 	if base.Scheme == "http" && !o.requestsOnly { // the lean client; net/http for TLS
 		fast, err := NewHTTP1(target.Requests, o.Conns, o.Cold)
 		if err != nil {
 			return nil, model, nil, err
 		}
-		return fast, model, func() { fast.Close(); client.CloseIdleConnections() }, nil
+		to, closeAll = fast, func() { fast.Close(); client.CloseIdleConnections() }
 	}
-	return target, model, client.CloseIdleConnections, nil
+	return mixOf(to, names, model, o, closeAll)
+}
+
+// mixOf returns to as the target of model alone, or, for several names,
+// a Mix over them (see V2Options.Models) whose Model names the mix.
+func mixOf(to sender, names []string, model Model, o V2Options, close func()) (Target, Model, func(), error) {
+	if len(names) == 1 {
+		return to, model, close, nil
+	}
+	mix, err := newMix(to, names, requestPool, o.Zipf, o.Seed)
+	if err != nil {
+		close()
+		return nil, Model{}, nil, err
+	}
+	model.Name, model.Inputs, model.Stats = MixName(names), nil, nil
+	return mix, model, close, nil
+}
+
+// MixName names a mix of models in reports: "m000..m049 (50 models)".
+func MixName(names []string) string {
+	return fmt.Sprintf("%s..%s (%d models)", names[0], names[len(names)-1], len(names))
 }
 
 func newV2GRPC(ctx context.Context, o V2Options) (Target, Model, func(), error) {
@@ -193,42 +239,60 @@ func newV2GRPC(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 	}
 	c := inferencepb.NewGRPCInferenceServiceClient(conn)
 	fail := func(err error) (Target, Model, func(), error) { conn.Close(); return nil, Model{}, nil, err }
-	name := o.Model
-	if name == "" {
-		idx, err := c.RepositoryIndex(ctx, &inferencepb.RepositoryIndexRequest{Ready: true})
-		if err != nil {
-			return fail(fmt.Errorf("no --model given and the repository index of %s is unavailable: %w", addr, err))
-		}
-		var entries []struct{ Name, State string }
-		for _, m := range idx.GetModels() {
-			entries = append(entries, struct{ Name, State string }{m.GetName(), m.GetState()})
-		}
-		if name, err = onlyReady(entries); err != nil {
+	names := o.Models
+	if len(names) > 0 {
+		if names, err = expandModels(names, func() ([]string, error) {
+			idx, err := c.RepositoryIndex(ctx, &inferencepb.RepositoryIndexRequest{})
+			var out []string
+			for _, m := range idx.GetModels() {
+				out = append(out, m.GetName())
+			}
+			return out, err
+		}); err != nil {
 			return fail(err)
 		}
-	}
-	meta, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: name, Version: o.Version})
-	if err != nil {
-		return fail(fmt.Errorf("model %q at %s: %w", name, addr, err))
-	}
-	model := Model{Name: meta.GetName(), Version: o.Version, Protocol: ProtoGRPC, Stats: grpcStats(c, meta.GetName(), o.Version)}
-	for _, in := range meta.GetInputs() {
-		model.Inputs = append(model.Inputs, protocol.TensorMetadata{Name: in.GetName(), Datatype: in.GetDatatype(), Shape: in.GetShape()})
-	}
-	pool, err := generate(model.Inputs, o)
-	if err != nil {
-		return fail(err)
-	}
-	target := &GRPC{Client: c}
-	for _, inputs := range pool {
-		req := &inferencepb.ModelInferRequest{ModelName: model.Name, ModelVersion: o.Version}
-		for _, t := range inputs {
-			req.Inputs = append(req.Inputs, &inferencepb.ModelInferRequest_InferInputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape})
-			req.RawInputContents = append(req.RawInputContents, t.Data)
+	} else {
+		name := o.Model
+		if name == "" {
+			idx, err := c.RepositoryIndex(ctx, &inferencepb.RepositoryIndexRequest{Ready: true})
+			if err != nil {
+				return fail(fmt.Errorf("no --model given and the repository index of %s is unavailable: %w", addr, err))
+			}
+			var entries []struct{ Name, State string }
+			for _, m := range idx.GetModels() {
+				entries = append(entries, struct{ Name, State string }{m.GetName(), m.GetState()})
+			}
+			if name, err = onlyReady(entries); err != nil {
+				return fail(err)
+			}
 		}
-		target.Requests = append(target.Requests, req)
+		names = []string{name}
 	}
-	return target, model, func() { conn.Close() }, nil
+	var model Model
+	target := &GRPC{Client: c}
+	for _, name := range names {
+		meta, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: name, Version: o.Version})
+		if err != nil {
+			return fail(fmt.Errorf("model %q at %s: %w", name, addr, err))
+		}
+		model = Model{Name: meta.GetName(), Version: o.Version, Protocol: ProtoGRPC, Stats: grpcStats(c, meta.GetName(), o.Version)}
+		for _, in := range meta.GetInputs() {
+			model.Inputs = append(model.Inputs, protocol.TensorMetadata{Name: in.GetName(), Datatype: in.GetDatatype(), Shape: in.GetShape()})
+		}
+		pool, err := generate(model.Inputs, o)
+		if err != nil {
+			return fail(fmt.Errorf("model %q: %w", name, err))
+		}
+		for _, inputs := range pool {
+			req := &inferencepb.ModelInferRequest{ModelName: model.Name, ModelVersion: o.Version}
+			for _, t := range inputs {
+				req.Inputs = append(req.Inputs, &inferencepb.ModelInferRequest_InferInputTensor{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape})
+				req.RawInputContents = append(req.RawInputContents, t.Data)
+			}
+			target.Requests = append(target.Requests, req)
+		}
+	}
+	return mixOf(target, names, model, o, func() { conn.Close() })
 }
 
 // onlyReady returns the one ready model of an index, or an error naming

@@ -375,6 +375,10 @@ func (h *host) close() {
 		h.proc = nil
 	}
 	h.region.Close()
+	// A closed version can stay referenced a while (the core's per-version
+	// maps forget it at their next insert): its weights must not stay
+	// with it, or unloading would not give their memory back.
+	h.onnx = nil
 }
 
 // hostedInstance runs a model version's batches in a model host: it

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"runtime/debug"
 	"time"
 )
 
@@ -366,6 +367,13 @@ func (r *Repository) expire(now time.Time) {
 	closing := r.detach(victims, ReasonKeepAlive)
 	r.mu.Unlock()
 	r.closeDetached(closing, ReasonKeepAlive)
+	if len(closing) > 0 {
+		// Idle versions went: the point is to give their memory back, and
+		// the Go heap keeps what loads and requests freed until its
+		// scavenger gets to it, minutes later. Budget evictions, on the
+		// request path, leave it to the scavenger.
+		debug.FreeOSMemory()
+	}
 }
 
 // remeasure updates hosted versions' memory from their hosts' RSS.

@@ -31,6 +31,9 @@ func TestOnDemandRequestLoadsTheModel(t *testing.T) {
 	if r := call(t, "GET", hs.URL+"/v2/models/mlp/versions/1/ready", nil, nil); r.status != http.StatusServiceUnavailable {
 		t.Errorf("ready before any request: %d, want 503 (not loaded; readiness never loads)", r.status)
 	}
+	if r := call(t, "GET", hs.URL+"/v2/health/ready", nil, nil); r.status != http.StatusOK {
+		t.Errorf("server ready with every version unloaded: %d, want 200 (each loads at its first request)", r.status)
+	}
 	if r := call(t, "POST", hs.URL+"/v2/models/mlp/versions/1/infer", []byte(mlpBody), nil); r.status != http.StatusOK {
 		t.Fatalf("first request: %d %s", r.status, r.body)
 	}

@@ -3,6 +3,12 @@
 //
 //	go run ./testdata/gen            # regenerate every model.onnx
 //	go run ./testdata/gen -check     # fail if a committed file differs
+//	go run ./testdata/gen -many 50 -dir /tmp/many   # 50 distinct models, about 4 MiB each
+//
+// -many N writes a repository of N distinct small models (m000 to m...,
+// version 1, or -many-version V) into -dir instead, generated at run time
+// so that nothing of that size is committed: scripts/many-models.sh serves
+// them under a memory budget.
 //
 // The text encoder's WordPiece vocabulary, testdata/models/text-encoder/vocab.txt,
 // is committed; -bert-vocab FILE re-derives it from the bert-base-uncased
@@ -35,7 +41,17 @@ func main() {
 	dir := flag.String("dir", "testdata/models", "model repository to write into")
 	check := flag.Bool("check", false, "compare with the files on disk instead of writing")
 	bertVocab := flag.String("bert-vocab", "", "re-derive text-encoder/vocab.txt from this bert-base-uncased vocabulary")
+	many := flag.Int("many", 0, "write this many distinct small models into -dir instead of the bundled ones")
+	manyMiB := flag.Float64("many-mib", 4, "-many: each model's weights, in MiB")
+	manyVersion := flag.Int("many-version", 1, "-many: the version folder to write")
 	flag.Parse()
+	if *many > 0 {
+		if err := writeMany(*dir, *many, *manyMiB, *manyVersion); err != nil {
+			fmt.Fprintln(os.Stderr, "gen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*dir, *check, *bertVocab); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
