@@ -5,12 +5,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/infer-serving/infer/pkg/generate"
 )
 
 // answer is what the OpenAI endpoints answer, as much of it as the field
@@ -78,12 +78,12 @@ func streamed(t *testing.T, r reply) (string, completion) {
 // checked, or refused with a 400 whose message names it and whose param
 // is it.
 func TestOpenAIEveryField(t *testing.T) {
-	_, url := startGenerators(t)
-	vocab, err := os.ReadFile(filepath.Join(bundled, "tiny-gpt", "vocab.txt"))
+	s, url := startGenerators(t)
+	served, err := s.Repository().Model("tiny-gpt", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat := strconv.Itoa(slices.Index(strings.Split(string(vocab), "\n"), "cat"))
+	cat := strconv.FormatInt(generate.Of(served).Encode("cat")[0], 10)
 
 	const prompt = "the cat sat on"
 	base := map[string]map[string]any{
