@@ -162,10 +162,30 @@ func (o request) refused(chat bool) error {
 		return bad("web_search_options: this server does not search the web")
 	case o.StreamOpts != nil && !o.Stream:
 		return bad("stream_options: only with stream: true")
-	case chat && (set(o.Prompt) || o.Echo || o.BestOf != nil || o.Suffix != nil):
-		return bad("prompt, echo, best_of and suffix belong to /v1/completions; chat takes messages")
-	case !chat && (o.Messages != nil || o.TopLogprobs != nil || o.MaxCompl != nil):
-		return bad("messages, top_logprobs and max_completion_tokens belong to /v1/chat/completions")
+	}
+	return o.misplaced(chat)
+}
+
+// misplaced names a field that belongs to the other API: completions'
+// prompt, echo, best_of and suffix in a chat request, chat's messages,
+// top_logprobs and max_completion_tokens in a completions one.
+func (o request) misplaced(chat bool) error {
+	fields := []struct {
+		name string
+		set  bool
+	}{{"messages", o.Messages != nil}, {"top_logprobs", o.TopLogprobs != nil}, {"max_completion_tokens", o.MaxCompl != nil}}
+	api, other := "/v1/chat/completions", "/v1/completions takes prompt"
+	if chat {
+		fields = []struct {
+			name string
+			set  bool
+		}{{"prompt", set(o.Prompt)}, {"echo", o.Echo}, {"best_of", o.BestOf != nil}, {"suffix", o.Suffix != nil}}
+		api, other = "/v1/completions", "chat takes messages"
+	}
+	for _, f := range fields {
+		if f.set {
+			return bad("%s: a field of %s; %s", f.name, api, other)
+		}
 	}
 	return nil
 }
@@ -439,11 +459,16 @@ func openAIError(w http.ResponseWriter, err error) {
 }
 
 // param picks the field an invalid-input error names: the word after
-// "invalid input: ", up to a space, colon or bracket.
+// "invalid input: ", up to a space, colon or bracket, or the field the
+// JSON decoder found no place for.
 func param(err error) any {
 	_, rest, ok := strings.Cut(err.Error(), runner.ErrInvalidInput.Error()+": ")
 	if !ok {
 		return nil
+	}
+	if _, field, ok := strings.Cut(rest, `json: unknown field "`); ok {
+		name, _, _ := strings.Cut(field, `"`)
+		return name
 	}
 	end := strings.IndexAny(rest, " :")
 	if end <= 0 {

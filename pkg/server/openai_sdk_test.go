@@ -5,8 +5,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +12,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
-	"github.com/infer-serving/infer/pkg/tokenizer"
+	"github.com/infer-serving/infer/pkg/generate"
 )
 
 // sdk is the official OpenAI Go client pointed at a test server.
@@ -26,7 +24,7 @@ func sdk(url string) openai.Client {
 // of a list of prompts with n, chat with content parts, logprobs,
 // embeddings with the SDK's encodings, and the models API.
 func TestOpenAISDK(t *testing.T) {
-	_, url := startGenerators(t)
+	s, url := startGenerators(t)
 	client, ctx := sdk(url), context.Background()
 
 	c, err := client.Completions.New(ctx, openai.CompletionNewParams{Model: "tiny-gpt", MaxTokens: openai.Int(6), N: openai.Int(2), Seed: openai.Int(7),
@@ -47,16 +45,12 @@ func TestOpenAISDK(t *testing.T) {
 	}
 
 	// Token ids as the prompt, echoed: the same answer as their text.
-	vocab, err := os.ReadFile(filepath.Join(bundled, "tiny-gpt", "vocab.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.NewWordPiece(vocab, true)
+	served, err := s.Repository().Model("tiny-gpt", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids, err := client.Completions.New(ctx, openai.CompletionNewParams{Model: "tiny-gpt", MaxTokens: openai.Int(5), Temperature: openai.Float(0), Echo: openai.Bool(true),
-		Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: tok.EncodeText(nil, "hello world")}})
+		Prompt: openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: generate.Of(served).Encode("hello world")}})
 	if err != nil {
 		t.Fatal(err)
 	}
