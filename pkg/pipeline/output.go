@@ -1,13 +1,11 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -87,10 +85,7 @@ func newTopK(params *yaml.Node, e env) (op, error) {
 		if err != nil {
 			return nil, fmt.Errorf("labels: %w", err)
 		}
-		o.labels = strings.Split(string(bytes.TrimRight(data, "\r\n")), "\n")
-		for i := range o.labels {
-			o.labels[i] = strings.TrimRight(o.labels[i], "\r")
-		}
+		o.labels = runner.ParseLabels(data)
 	}
 	return o, nil
 }
