@@ -136,19 +136,7 @@ func rank[T tensor.Number](t tensor.Tensor, n int64, batched bool, labels []stri
 	var data []byte
 	for r := range rows {
 		row := v[r*per : (r+1)*per]
-		for i := range order {
-			order[i] = i
-		}
-		slices.SortStableFunc(order, func(a, b int) int {
-			switch {
-			case row[a] > row[b]:
-				return -1
-			case row[a] < row[b]:
-				return 1
-			}
-			return 0
-		})
-		for _, i := range order[:k] {
+		for _, i := range tensor.TopK(row, k, order) {
 			start := len(data)
 			data = append(data, 0, 0, 0, 0)
 			data = appendValue(data, row[i])

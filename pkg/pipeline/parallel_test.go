@@ -1,7 +1,6 @@
 package pipeline_test
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -59,21 +58,16 @@ func TestIndependentStepsRunTogether(t *testing.T) {
 	if r.status != http.StatusBadRequest || !strings.Contains(r.body, `step "flat" (op reshape)`) {
 		t.Fatalf("a failing branch: %d %s, want a 400 naming step flat", r.status, r.body)
 	}
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body := metrics(t, url)
 	for _, series := range []string{
 		`infer_pipeline_step_failures_total{model="broken",step="flat",version="1"} 1`,
 		`infer_pipeline_step_failures_total{model="broken",step="left",version="1"} 0`,
 	} {
-		if !strings.Contains(string(body), series) {
+		if !strings.Contains(body, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
 	}
-	if strings.Contains(string(body), `infer_pipeline_step_duration_seconds_count{model="broken",step="left",version="1"}`) {
+	if strings.Contains(body, `infer_pipeline_step_duration_seconds_count{model="broken",step="left",version="1"}`) {
 		t.Errorf("step left finished: want it stopped when step flat failed")
 	}
 }
