@@ -38,6 +38,10 @@ type Call struct {
 
 	// Request is what Decode read: id, inputs, outputs wanted, priority.
 	Request runner.Request
+	// Classes, by output name, asks for that many top classes in place of
+	// the output's tensor (Triton's classification extension; see
+	// classify). Decode fills it.
+	Classes map[string]int64
 	// Timeout bounds the call from its submission to the runner (0:
 	// Options.DefaultTimeout).
 	Timeout time.Duration
@@ -116,13 +120,20 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 
 	submitted := time.Now()
 	call.Request.Header = call.Header
-	out, via, err := s.Run(ctx, m, &call.Request, call.Timeout)
+	var out *runner.Response
+	var via string
+	if err = checkClasses(m, call.Classes); err == nil {
+		out, via, err = s.Run(ctx, m, &call.Request, call.Timeout)
+	}
 	if err == nil {
 		post := time.Now()
 		res.Model, res.Outputs, res.Via, res.Timing, res.Route = m, out.Outputs, via, out.Timing, out.Route
+		if len(call.Classes) > 0 {
+			res.Outputs, err = classify(m, out.Outputs, call.Classes)
+		}
 		res.Timing.Set(profile.Admission, waited)
 		res.Timing.Add(profile.Preprocess, submitted.Sub(call.Start.Add(waited)))
-		if call.Encode != nil {
+		if err == nil && call.Encode != nil {
 			err = call.Encode(res)
 		}
 		end := time.Now()
@@ -135,7 +146,7 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	}
 	s.metrics.record(m, "", call.Protocol, &res.Timing, nil)
 	if shadow := s.shadowFor(call.Model, call.Version, m); shadow != nil {
-		s.shadow.mirror(shadowJob{name: call.Model, primary: m, shadow: shadow, req: call.Request, answer: res.Outputs})
+		s.shadow.mirror(shadowJob{name: call.Model, primary: m, shadow: shadow, req: call.Request, answer: out.Outputs})
 	}
 	return res, nil
 }

@@ -241,6 +241,9 @@ func callOf(c *core.Call, req *inferencepb.ModelInferRequest) error {
 	c.Request.ID, c.Request.Inputs = req.GetId(), inputs
 	for _, o := range req.GetOutputs() {
 		c.Request.Outputs = append(c.Request.Outputs, o.GetName())
+		if err := classesOf(c, o); err != nil {
+			return err
+		}
 	}
 	for name, p := range req.GetParameters() {
 		v, isInt := intParam(p)

@@ -103,6 +103,12 @@ func callOf(c *core.Call, req *protocol.InferRequest) error {
 	c.Request.ID, c.Request.Inputs = req.ID, req.Inputs
 	for _, o := range req.Outputs {
 		c.Request.Outputs = append(c.Request.Outputs, o.Name)
+		if o.Classes > 0 {
+			if c.Classes == nil {
+				c.Classes = map[string]int64{}
+			}
+			c.Classes[o.Name] = o.Classes
+		}
 	}
 	timeoutUs, _, err := req.Parameters.Int(protocol.ParamTimeout)
 	if err != nil {

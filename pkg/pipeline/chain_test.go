@@ -1,7 +1,6 @@
 package pipeline_test
 
 import (
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -146,19 +145,14 @@ func TestRouterByBatchAndHeader(t *testing.T) {
 	if r.status != http.StatusBadRequest || !strings.Contains(r.body, `route "default" (model mlp)`) {
 		t.Errorf("a bad row: %d %s, want 400 naming the route", r.status, r.body)
 	}
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body := metrics(t, url)
 	for _, series := range []string{
 		`infer_router_requests_total{model="route",route="default",version="1"} 3`,
 		`infer_router_requests_total{model="route",route="large",version="1"} 1`,
 		`infer_router_requests_total{model="route",route="gold",version="1"} 1`,
 		`infer_pipeline_step_failures_total{model="grid",step="classify",version="1"} 0`,
 	} {
-		if !strings.Contains(string(body), series) {
+		if !strings.Contains(body, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
 	}

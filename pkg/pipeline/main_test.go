@@ -258,3 +258,18 @@ func output(t testing.TB, r *protocol.InferResponse, name string) tensor.Tensor 
 	t.Fatalf("the response has no output %q", name)
 	return tensor.Tensor{}
 }
+
+// metrics returns the server's /metrics text.
+func metrics(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}

@@ -1,13 +1,11 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -87,10 +85,7 @@ func newTopK(params *yaml.Node, e env) (op, error) {
 		if err != nil {
 			return nil, fmt.Errorf("labels: %w", err)
 		}
-		o.labels = strings.Split(string(bytes.TrimRight(data, "\r\n")), "\n")
-		for i := range o.labels {
-			o.labels[i] = strings.TrimRight(o.labels[i], "\r")
-		}
+		o.labels = runner.ParseLabels(data)
 	}
 	return o, nil
 }
@@ -133,7 +128,7 @@ func (o *topKOp) run(_ context.Context, in map[string]tensor.Tensor, _ []string,
 	order := make([]int, c)
 	for i := range n {
 		row := v[i*c : (i+1)*c]
-		best := topK(row, o.K, order)
+		best := tensor.TopK(row, o.K, order)
 		for _, k := range best {
 			scores, indices = append(scores, row[k]), append(indices, int64(k))
 			if o.labels != nil {
@@ -147,24 +142,6 @@ func (o *topKOp) run(_ context.Context, in map[string]tensor.Tensor, _ []string,
 		out["labels"] = bytesTensor("labels", shape, labels)
 	}
 	return out, nil
-}
-
-// topK returns the indices of row's k largest values, largest first, ties
-// by lower index; order is scratch space of len(row).
-func topK(row []float32, k int, order []int) []int {
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		switch {
-		case row[a] > row[b]:
-			return -1
-		case row[a] < row[b]:
-			return 1
-		}
-		return 0
-	})
-	return order[:k]
 }
 
 // meanPoolOp averages token embeddings over the tokens a mask keeps, as

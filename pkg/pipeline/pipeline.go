@@ -23,7 +23,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -42,8 +41,14 @@ type Config struct {
 	Inputs []PortConfig `yaml:"inputs"`
 	// Outputs name the pipeline tensors returned, in order.
 	Outputs []string `yaml:"outputs"`
-	// Steps are run in an order that makes every tensor before its use.
+	// Steps are run in an order that makes every tensor before its use;
+	// steps that do not need each other's tensors run at the same time.
 	Steps []StepConfig `yaml:"steps"`
+	// MaxParallelSteps bounds the steps of one request that run at the
+	// same time (0: as many as the graph allows; 1: one at a time, in
+	// order). Model steps mostly wait on their model's batcher, so the
+	// graph's width is the default rather than the cores.
+	MaxParallelSteps int `yaml:"max_parallel_steps,omitempty"`
 }
 
 // PortConfig declares a pipeline input: shape -1 is any size.
@@ -79,6 +84,12 @@ type Pipeline struct {
 	outputs []runner.TensorSpec
 	steps   []*step // in run order
 	metrics *stepMetrics
+	// source is, by pipeline tensor, the index of the step that makes it
+	// (-1: a pipeline input).
+	source map[string]int
+	// parallel is the number of steps one request may run at once: 1
+	// when the steps form a chain.
+	parallel int
 }
 
 // step is a planned step.
@@ -88,6 +99,7 @@ type step struct {
 	want  []string            // the op's outputs that are mapped, sorted
 	in    []runner.TensorSpec // per input port (sorted), the planned spec
 	ports []string            // input ports, sorted, matching in
+	deps  []int               // the steps making its inputs, by index
 	model bool
 	pre   bool // a built-in step before any model: preprocess, else postprocess
 }
@@ -138,6 +150,9 @@ func Load(name string, version int64, cfg Config, e env) (*Pipeline, error) {
 			return nil, fmt.Errorf("pipeline: output %q: no step makes it", o)
 		}
 		p.outputs = append(p.outputs, s)
+	}
+	if err := p.planParallel(cfg.MaxParallelSteps); err != nil {
+		return nil, err
 	}
 	p.metrics = newStepMetrics(name, version, p.steps)
 	return p, nil
@@ -276,65 +291,6 @@ func (p *Pipeline) Metadata() runner.Metadata {
 
 // Close releases nothing: the models the steps call are the repository's.
 func (p *Pipeline) Close() {}
-
-// Infer runs req through the steps in order. A bad tensor at a step is a
-// runner.ErrInvalidInput naming the step. The response's timing holds
-// each step's duration, the model steps' queue and infer time summed,
-// and the built-in steps' time as preprocess (before the first model
-// step) or postprocess (after it).
-func (p *Pipeline) Infer(ctx context.Context, req *runner.Request) (*runner.Response, error) {
-	tensors := make(map[string]tensor.Tensor, len(p.inputs)+2*len(p.steps))
-	if err := p.takeInputs(req, tensors); err != nil {
-		return nil, err
-	}
-	resp := &runner.Response{Timing: profile.Timing{Steps: make([]profile.Step, 0, len(p.steps))}}
-	for i, st := range p.steps {
-		in := make(map[string]tensor.Tensor, len(st.ports))
-		for _, port := range st.ports {
-			t := tensors[st.cfg.InputMap[port]]
-			t.Name = port
-			in[port] = t
-		}
-		start := time.Now()
-		var own profile.Timing
-		out, err := st.run(ctx, in, &own)
-		d := time.Since(start)
-		p.metrics.observe(i, d, err)
-		if err != nil {
-			return nil, err
-		}
-		resp.Timing.Steps = append(resp.Timing.Steps, profile.Step{Name: st.cfg.Name, Duration: d})
-		switch {
-		case st.model:
-			resp.Timing.Add(profile.Queue, own.Get(profile.Queue))
-			resp.Timing.Add(profile.Infer, d-own.Get(profile.Queue))
-			resp.Timing.BatchSize = max(resp.Timing.BatchSize, own.BatchSize)
-		case st.pre:
-			resp.Timing.Add(profile.Preprocess, d)
-		default:
-			resp.Timing.Add(profile.Postprocess, d)
-		}
-		for port, t := range st.cfg.OutputMap {
-			o := out[port]
-			o.Name = t
-			tensors[t] = o
-		}
-	}
-	resp.Outputs = make([]tensor.Tensor, 0, len(p.outputs))
-	if len(req.Outputs) == 0 {
-		for _, o := range p.outputs {
-			resp.Outputs = append(resp.Outputs, tensors[o.Name])
-		}
-		return resp, nil
-	}
-	for _, name := range req.Outputs {
-		if !slices.ContainsFunc(p.outputs, func(s runner.TensorSpec) bool { return s.Name == name }) {
-			return nil, fmt.Errorf("%w: requested output %q: pipeline %q has no such output", runner.ErrInvalidInput, name, p.name)
-		}
-		resp.Outputs = append(resp.Outputs, tensors[name])
-	}
-	return resp, nil
-}
 
 // takeInputs checks req's inputs against the pipeline's and puts them in
 // tensors.

@@ -10,7 +10,42 @@ import (
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
-func init() { runner.RegisterComposer(compose) }
+func init() {
+	runner.RegisterComposer(compose)
+	runner.RegisterCallLister(calls)
+}
+
+// calls lists the models cfg's pipeline or router calls: its model steps,
+// or its routes and default.
+func calls(cfg runner.Config) []string {
+	var refs []string
+	switch {
+	case cfg.Pipeline != nil:
+		var p Config
+		if strictDecode(&cfg.Pipeline.Node, &p) != nil {
+			return nil
+		}
+		for _, s := range p.Steps {
+			refs = append(refs, s.Model)
+		}
+	case cfg.Router != nil:
+		var r RouterConfig
+		if strictDecode(&cfg.Router.Node, &r) != nil {
+			return nil
+		}
+		refs = append(refs, r.Default)
+		for _, rt := range r.Routes {
+			refs = append(refs, rt.Model)
+		}
+	}
+	var names []string
+	for _, s := range refs {
+		if ref, err := parseRef(s); s != "" && err == nil {
+			names = append(names, ref.name)
+		}
+	}
+	return names
+}
 
 // compose builds the pipeline or router that spec's config declares.
 func compose(spec runner.CompositeSpec) (runner.Composite, error) {

@@ -112,7 +112,11 @@ func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
 		if err != nil {
 			return nil, badf("output %q: %v", o.Name, err)
 		}
-		req.Outputs = append(req.Outputs, RequestedOutput{Name: o.Name, Binary: b})
+		classes, err := o.Parameters.Classes()
+		if err != nil {
+			return nil, badf("output %q: %v", o.Name, err)
+		}
+		req.Outputs = append(req.Outputs, RequestedOutput{Name: o.Name, Binary: b, Classes: classes})
 	}
 	return req, nil
 }
@@ -234,7 +238,10 @@ func (r *InferRequest) Encode(binary bool) ([]byte, int64, error) {
 	for _, o := range r.Outputs {
 		wo := wireOutput{Name: o.Name}
 		if o.Binary {
-			wo.Parameters = Parameters{ParamBinaryData: true}
+			wo.Parameters = withParam(wo.Parameters, ParamBinaryData, true)
+		}
+		if o.Classes > 0 {
+			wo.Parameters = withParam(wo.Parameters, ParamClassification, o.Classes)
 		}
 		w.Outputs = append(w.Outputs, wo)
 	}

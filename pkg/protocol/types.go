@@ -26,14 +26,24 @@ const (
 	ParamBinaryDataOutput = "binary_data_output"
 	ParamTimeout          = "timeout"  // microseconds
 	ParamPriority         = "priority" // 1 is the highest
+	// ParamClassification, on a requested output, asks for its top
+	// classes instead of its tensor (Triton's classification extension;
+	// Triton's clients send their class_count argument under this name,
+	// and ParamClassCount is taken as the same).
+	ParamClassification = "classification"
+	ParamClassCount     = "class_count"
 )
 
 // ExtensionBinaryTensorData is the binary tensor extension's name in a
 // server's metadata.
 const ExtensionBinaryTensorData = "binary_tensor_data"
 
+// ExtensionClassification is the classification extension's name in a
+// server's metadata.
+const ExtensionClassification = "classification"
+
 // Extensions are the protocol extensions this package implements.
-var Extensions = []string{ExtensionBinaryTensorData}
+var Extensions = []string{ExtensionBinaryTensorData, ExtensionClassification}
 
 // ServerMetadata is the body of GET /v2.
 type ServerMetadata struct {
@@ -82,6 +92,24 @@ func (p Parameters) Int(name string) (v int64, ok bool, err error) {
 	return int64(f), true, nil
 }
 
+// Classes returns the classification count an output's parameters ask
+// for, under ParamClassification or ParamClassCount (0: none); the two
+// given with different values are an error.
+func (p Parameters) Classes() (int64, error) {
+	n, _, err := p.Int(ParamClassification)
+	if err != nil {
+		return 0, err
+	}
+	alias, given, err := p.Int(ParamClassCount)
+	if err != nil {
+		return 0, err
+	}
+	if given && n != 0 && alias != n {
+		return 0, fmt.Errorf("parameters %q (%d) and %q (%d) disagree", ParamClassification, n, ParamClassCount, alias)
+	}
+	return max(n, alias), nil
+}
+
 // Bool returns parameter name as a boolean (false when absent).
 func (p Parameters) Bool(name string) (bool, error) {
 	raw, ok := p[name]
@@ -99,6 +127,9 @@ func (p Parameters) Bool(name string) (bool, error) {
 type RequestedOutput struct {
 	Name   string
 	Binary bool // return as binary data
+	// Classes is the number of top classes asked for in place of the
+	// tensor (the classification parameter); 0 asks for the tensor.
+	Classes int64
 }
 
 // InferRequest is a decoded infer request.

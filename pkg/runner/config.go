@@ -92,6 +92,10 @@ type Config struct {
 	// see docs/pipelines.md).
 	Pipeline *Block `yaml:"pipeline,omitempty"`
 	Router   *Block `yaml:"router,omitempty"`
+	// Labels names, by output, a file of the model's folder holding that
+	// output's class labels, one a line (line i+1 labels class i): the
+	// labels of Triton's classification extension (its label_filename).
+	Labels map[string]string `yaml:"labels,omitempty"`
 }
 
 // Block is a block of config.yaml kept as YAML, for the package that

@@ -35,11 +35,12 @@ type Model struct {
 	outputIdx map[string]int
 	stacked   bool // every input and output has a dynamic first dimension
 	log       *slog.Logger
-	cache     *responseCache // nil without one
-	gen       TextGenerator  // a text generator's engine, else nil
-	decoder   *Decoder       // a text generator's, else nil
-	composite Composite      // a pipeline's or router's, else nil
-	quality   *drift.Monitor // nil unless monitor.sample is set
+	cache     *responseCache      // nil without one
+	gen       TextGenerator       // a text generator's engine, else nil
+	decoder   *Decoder            // a text generator's, else nil
+	composite Composite           // a pipeline's or router's, else nil
+	labels    map[string][]string // class labels by output (config.yaml labels)
+	quality   *drift.Monitor      // nil unless monitor.sample is set
 	// perString caches a text model by string: its only input is text
 	// and every output row has a fixed size.
 	perString bool

@@ -39,15 +39,7 @@ func (r *Repository) start(names []string) error {
 	var errs []error
 	// Pipelines and routers load after the models they call, which they
 	// check their steps against.
-	var plain, composed []string
-	for _, name := range names {
-		if r.isComposite(name) {
-			composed = append(composed, name)
-		} else {
-			plain = append(plain, name)
-		}
-	}
-	for _, name := range append(plain, composed...) {
+	for _, name := range r.loadOrder(names) {
 		if r.ctl.Mode == ControlOnDemand {
 			errs = append(errs, r.scan(name))
 		} else {

@@ -279,6 +279,11 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 			out.err = fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(path.Join(name, ConfigFile)), err)
 			return out
 		}
+		if m.labels, err = r.readLabels(name, cfg, m.Metadata().Outputs); err != nil {
+			m.Close()
+			out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
+			return out
+		}
 		out.model, out.digest = m, contentDigest(nil, cfg)
 		out.lastUsed.Store(time.Now().UnixNano())
 		return out
@@ -295,6 +300,11 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 	m, bytes, err := r.loadMeasured(name, v, data, cfg, opts)
 	if err != nil {
 		out.err = fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)
+		return out
+	}
+	if m.labels, err = r.readLabels(name, cfg, m.Metadata().Outputs); err != nil {
+		m.Close()
+		out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
 		return out
 	}
 	out.model = m
