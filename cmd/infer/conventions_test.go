@@ -39,7 +39,7 @@ func TestEveryCommandFollowsTheFlagConvention(t *testing.T) {
 	shorthand := map[string]string{"output": "o", "model": "m", "concurrency": "c", "duration": "d"}
 	// Names the convention replaced: each may only be a deprecated alias.
 	replaced := map[string]string{"json": "-o json", "version": "--model-version", "format": "-o", "url": "--server"}
-	loadsRuntime := []string{"infer version", "infer serve", "infer models list", "infer models run", "infer models config"}
+	loadsRuntime := []string{"infer version", "infer serve", "infer models list", "infer models run", "infer models config", "infer deploy render"}
 	kebab := regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
 	formats := regexp.MustCompile(`^output format: ((text|json|yaml)(, )?)+\b`)
 	commands := 0

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -13,18 +14,19 @@ import (
 
 	"github.com/infer-serving/infer"
 	"github.com/infer-serving/infer/pkg/deploy/k8s"
+	"github.com/infer-serving/infer/pkg/runner"
 )
 
-func newDeployCmd() *cobra.Command {
+func newDeployCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deploy",
 		Short: "Deployment output for clusters: Kubernetes manifests for a model's versions",
 	}
-	cmd.AddCommand(newDeployRenderCmd())
+	cmd.AddCommand(newDeployRenderCmd(g))
 	return cmd
 }
 
-func newDeployRenderCmd() *cobra.Command {
+func newDeployRenderCmd(g *globalOptions) *cobra.Command {
 	o := k8s.Defaults("", "")
 	var repository, weights, out string
 	var modelFiles []string
@@ -44,8 +46,11 @@ version's folder, laid out as in the repository. A startup probe on
 readiness gives a slow model time to load and warm; a pre-stop wait lets
 endpoints drop a terminating pod before infer drains, and the termination
 grace period covers the wait, the drain delay and the grace period. Pods run
-as non-root under the restricted Pod Security Standard, with memory
-requested and limited at --memory.
+as non-root under the restricted Pod Security Standard. With --repository,
+each version is loaded as infer serve loads it (in model hosts) and its
+pods request, and are limited to, the server's own 96 MiB plus 1.5 times
+the version's measured memory, printed on standard error; --memory sets
+the figure instead.
 
 --autoscaler keda scales each version with a KEDA ScaledObject on waiting
 work (queued requests plus sequences waiting in a text generator) and on the
@@ -78,6 +83,11 @@ the newest taking all traffic and the others kept with none.`,
 				o.ModelFiles = modelFiles
 			} else if o.ModelFiles, err = repositoryModelFiles(repository, o.Model); err != nil {
 				return err
+			}
+			if repository != "" && !cmd.Flags().Changed("memory") {
+				if o.VersionMemory, err = measureVersions(g, repository, o.Model, o.Versions, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
 			}
 			if o.Autoscaler == "none" {
 				o.Autoscaler = k8s.NoAutoscaler
@@ -124,8 +134,9 @@ the newest taking all traffic and the others kept with none.`,
 	f.DurationVar(&o.DrainDelay, "drain-delay", o.DrainDelay, "infer serve's --drain-delay in the pods")
 	f.DurationVar(&o.GracePeriod, "grace-period", o.GracePeriod, "infer serve's --grace-period in the pods; the termination grace period covers it")
 	f.StringVar(&o.CPU, "cpu", o.CPU, "CPU each pod requests (no limit: throttling only adds latency)")
-	f.StringVar(&o.Memory, "memory", o.Memory, "memory each pod requests, and its limit")
+	f.StringVar(&o.Memory, "memory", o.Memory, "memory each pod requests, and its limit (default with --repository: measured per version)")
 	f.StringVar(&out, "out", "", "write to this file instead of standard output")
+	addRuntimeFlag(cmd, g)
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("image")
 	return cmd
@@ -194,4 +205,54 @@ func repositoryVersions(repository, model string) ([]k8s.Version, error) {
 	}
 	vs[len(vs)-1].Weight = 100
 	return vs, nil
+}
+
+// measureVersions loads model's versions from repository as infer serve
+// does (each in model hosts unless its config.yaml says otherwise), reads
+// each one's measured memory from the repository index, and returns the
+// memory its pods request and are limited to (k8s.MemoryFor), by version
+// number. It says what it measured on w.
+func measureVersions(g *globalOptions, repository, model string, versions []k8s.Version, w io.Writer) (map[int64]string, error) {
+	if _, err := runner.InitRuntime(g.onnxRuntimeLib); err != nil {
+		return nil, fmt.Errorf("measuring %s's memory: %w (or give --memory)", model, err)
+	}
+	repo, err := runner.OpenFS(oneModel{os.DirFS(repository), model}, repository, runner.LoadOptions{Isolation: runner.IsolationProcess})
+	if repo == nil {
+		return nil, fmt.Errorf("measuring %s's memory: %w (or give --memory)", model, err)
+	}
+	defer repo.Close()
+	index := map[int64]runner.VersionStatus{}
+	for _, s := range repo.Index() {
+		index[s.Version] = s
+	}
+	sizes := map[int64]string{}
+	for _, v := range versions {
+		s, ok := index[v.Number]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("model %q version %d: not in %s, so its memory cannot be measured; give --memory", model, v.Number, repository)
+		case s.State != runner.StateReady:
+			return nil, fmt.Errorf("model %q version %d did not load, so its memory cannot be measured: %s; fix it or give --memory", model, v.Number, s.Reason)
+		}
+		sizes[v.Number] = k8s.MemoryFor(s.Bytes)
+		fmt.Fprintf(w, "%s version %d: measured %s (%s isolation); memory request and limit %s + %g × %s = %s\n",
+			model, v.Number, runner.FormatBytes(s.Bytes), s.Isolation, runner.FormatBytes(k8s.ServerBaseline), k8s.MemoryHeadroom, runner.FormatBytes(s.Bytes), sizes[v.Number])
+	}
+	return sizes, nil
+}
+
+// oneModel is a repository folder with only one model's folder listed,
+// so that measuring it loads nothing else.
+type oneModel struct {
+	fs.FS
+	model string
+}
+
+// ReadDir implements fs.ReadDirFS.
+func (m oneModel) ReadDir(name string) ([]fs.DirEntry, error) {
+	entries, err := fs.ReadDir(m.FS, name)
+	if name != "." {
+		return entries, err
+	}
+	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return e.Name() != m.model }), err
 }

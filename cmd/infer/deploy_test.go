@@ -152,3 +152,52 @@ func TestDeploymentServesEveryBundledModelAsRendered(t *testing.T) {
 		})
 	}
 }
+
+// With --repository, each version's pods request and are limited to the
+// server's baseline plus its measured memory with headroom: for mlp, more
+// than the baseline and its file's weights with headroom, less than the
+// flat default, and what stderr says was measured. --memory overrides it.
+func TestDeployRenderSizesMemoryFromTheModel(t *testing.T) {
+	src := filepath.Join("..", "..", "testdata", "models")
+	memory := func(args ...string) (req, lim int64, msg string) {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "mlp.yaml")
+		msg, err := run(t, append([]string{"deploy", "render", "--model", "mlp", "--image", "x:1", "--repository", src, "--out", out}, args...)...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, msg)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d appsv1.Deployment
+		if err := yaml.UnmarshalStrict([]byte(strings.Split(string(b), "---\n")[0]), &d); err != nil {
+			t.Fatal(err)
+		}
+		r := d.Spec.Template.Spec.Containers[0].Resources
+		return r.Requests.Memory().Value(), r.Limits.Memory().Value(), msg
+	}
+	file, err := os.Stat(filepath.Join(src, "mlp", "1", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, lim, msg := memory()
+	floor := k8s.ServerBaseline + int64(float64(file.Size())*k8s.MemoryHeadroom)
+	if req != lim || req < floor || req >= 1<<30 || req%(1<<20) != 0 {
+		t.Fatalf("memory request %d, limit %d: want equal whole MiB in [%d, 1GiB)\n%s", req, lim, floor, msg)
+	}
+	_, said, found := strings.Cut(msg, "mlp version 1: measured ")
+	line, _, _ := strings.Cut(said, "\n")
+	if !found || !strings.HasSuffix(line, " = "+strconv.FormatInt(req>>20, 10)+"Mi") {
+		t.Fatalf("stderr does not say what was measured and how it sized %dMi:\n%s", req>>20, msg)
+	}
+
+	if msg, err := run(t, "deploy", "render", "--model", "mlp", "--image", "x:1", "--repository", src, "--weights", "1=1,9=1"); err == nil ||
+		!strings.Contains(err.Error(), `model "mlp" version 9: not in`) || !strings.Contains(err.Error(), "give --memory") {
+		t.Fatalf("a version not in the repository: %v\n%s", err, msg)
+	}
+	req, lim, msg = memory("--memory", "3Gi")
+	if req != 3<<30 || lim != 3<<30 || strings.Contains(msg, "measured") {
+		t.Fatalf("--memory 3Gi: request %d, limit %d\n%s", req, lim, msg)
+	}
+}

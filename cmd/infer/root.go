@@ -55,7 +55,7 @@ written are --out FILE (or a flag named for the format, such as --csv).`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
 	versionCmd, models, serve := newVersionCmd(g), newModelsCmd(g), newServeCmd(g)
-	root.AddCommand(versionCmd, models, serve, newBenchCmd(g), newRolloutCmd(), newDeployCmd(), newTopCmd(), newMonitorCmd())
+	root.AddCommand(versionCmd, models, serve, newBenchCmd(g), newRolloutCmd(), newDeployCmd(g), newTopCmd(), newMonitorCmd())
 	// The commands that load ONNX Runtime in this process, and only they,
 	// say where it is.
 	for _, c := range append([]*cobra.Command{versionCmd, serve}, models.Commands()...) {

@@ -99,6 +99,9 @@ type Options struct {
 	// limit too, so the pod is never OOM-killed for memory it was promised.
 	// No CPU limit: throttling a model's batches only adds latency.
 	CPU, Memory string
+	// VersionMemory, keyed by version number, takes the place of Memory
+	// for the versions it names: MemoryFor their measured memory.
+	VersionMemory map[int64]string
 	// Spot places pods on spot (preemptible) nodes: tolerations of the
 	// clouds' spot taints, a preference for spot nodes, pods spread over
 	// nodes, and a PodDisruptionBudget.
@@ -199,6 +202,9 @@ func (o Options) Validate() error {
 	quantities := map[string]string{"cpu": o.CPU, "memory": o.Memory, "waiting target": o.WaitingTarget}
 	if o.Autoscaler == KEDA {
 		quantities["activation"] = o.Activation
+	}
+	for v, q := range o.VersionMemory {
+		quantities["version "+strconv.FormatInt(v, 10)+" memory"] = q
 	}
 	for name, q := range quantities {
 		if _, err := resource.ParseQuantity(q); err != nil {

@@ -99,8 +99,8 @@ func deployment(o Options, v Version, name string) *appsv1.Deployment {
 							{Name: "metrics", ContainerPort: MetricsPort},
 						},
 						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(o.CPU), corev1.ResourceMemory: resource.MustParse(o.Memory)},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(o.Memory)},
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(o.CPU), corev1.ResourceMemory: memory(o, v)},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: memory(o, v)},
 						},
 						VolumeMounts: append(Mounts(o, v.Number), corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"}),
 						// Ready once every model is loaded and warm; the
