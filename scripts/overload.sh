@@ -48,19 +48,25 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   pin_server=(taskset -c 0) pin_client=(taskset -c 1)
 fi
 
-# start_server REPOSITORY [FLAGS...]: infer serve on fresh loopback ports.
+# start_server REPOSITORY [FLAGS...]: infer serve on fresh loopback ports
+# (another set when one is taken).
 start_server() {
   local repo=$1
   shift
-  local base=$((20000 + RANDOM % 20000))
-  http=127.0.0.1:$base metrics=127.0.0.1:$((base + 2))
-  "${pin_server[@]}" bin/infer serve "$repo" --host 127.0.0.1 --http-port "$base" --grpc-port $((base + 1)) \
-    --metrics-port $((base + 2)) --admin-port $((base + 3)) "$@" >"$work/serve.log" 2>&1 &
-  server=$!
-  for _ in $(seq 300); do
-    curl -sf "http://$http/v2/health/ready" >/dev/null && return 0
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.1
+  for _ in 1 2 3; do
+    local base=$((20000 + RANDOM % 20000))
+    http=127.0.0.1:$base metrics=127.0.0.1:$((base + 2))
+    "${pin_server[@]}" bin/infer serve "$repo" --host 127.0.0.1 --http-port "$base" --grpc-port $((base + 1)) \
+      --metrics-port $((base + 2)) --admin-port $((base + 3)) "$@" >"$work/serve.log" 2>&1 &
+    server=$!
+    for _ in $(seq 300); do
+      curl -sf "http://$http/v2/health/ready" >/dev/null && return 0
+      kill -0 "$server" 2>/dev/null || break
+      sleep 0.1
+    done
+    wait "$server" 2>/dev/null || true
+    server=""
+    grep -q "address already in use" "$work/serve.log" || break
   done
   cat "$work/serve.log" >&2
   exit 1
@@ -130,7 +136,7 @@ print("  --   %d connections, one request each: %d kept (%d answered), %d closed
       % (held["connections"], held["connections_open"], held["answered"], held["connections_rejected"], held["rss_mib"], held["hwm_mib"], held["goroutines"]))
 line(idled["metrics_answered"] == "20/20", "%d idle connections: metrics answered %s (worst %.1f ms); a fresh inference connection answered %s"
      % (idled["connections"], idled["metrics_answered"], idled["metrics_worst_ms"], idled["fresh_infer_answered"]))
-line(drained["cut"] == 0, "drain at 3x C: %d answered, %d shed, %d refused at connect after the ports closed, %d cut %s (target: 0)"
-     % (drained["answered"], drained["shed"], drained["refused_at_connect"], drained["cut"], drained["cut_kinds"] or ""))
+line(drained["cut"] == 0, "drain at 3x C: %d answered, %d shed, %d not connected (refused or reset while connecting, after the ports closed), %d cut %s (target: 0)"
+     % (drained["answered"], drained["shed"], drained["refused_at_connect"], drained["cut"], drained.get("cut_said") or ""))
 sys.exit(0 if ok else 1)
 EOF

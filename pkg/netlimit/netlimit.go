@@ -74,7 +74,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			_ = c.Close()
 			continue
 		}
-		conn := &Conn{Conn: c, l: l}
+		conn := &Conn{Conn: c, l: l, accepted: time.Now()}
 		conn.state.Store(int32(http.StateNew))
 		l.mu.Lock()
 		l.conns[conn] = struct{}{}
@@ -95,8 +95,8 @@ func ConnState(c net.Conn, st http.ConnState) {
 }
 
 // Drain closes the listener's idle HTTP connections (those between
-// requests, and those accepted with nothing sent yet) that have read
-// nothing since they went idle and whose kernel receive buffer is empty,
+// requests, and those accepted with nothing sent for newGrace) that have
+// read nothing since they went idle and whose kernel receive buffer is empty,
 // every poll until none is left or stop is closed, and returns the
 // connections still open. A connection that has read, or has bytes
 // waiting, holds a request the client has written: it is left to its
@@ -124,6 +124,9 @@ func (l *Listener) Drain(poll time.Duration, stop <-chan struct{}) int {
 		left := len(l.conns)
 		l.mu.Unlock()
 		for _, c := range idle {
+			if http.ConnState(c.state.Load()) == http.StateNew && time.Since(c.accepted) < newGrace {
+				continue
+			}
 			if !c.read.Load() && !c.pending() {
 				_ = c.Close()
 				left--
@@ -148,7 +151,16 @@ type Conn struct {
 	closed atomic.Bool
 	state  atomic.Int32 // http.ConnState
 	read   atomic.Bool  // bytes read since the state turned idle
+	// accepted is when Accept returned it: a connection that has sent
+	// nothing yet gets newGrace to send its first request.
+	accepted time.Time
 }
+
+// newGrace is how long Drain leaves a connection that has sent nothing
+// since it was accepted: a client writes its first request right after
+// connecting, but a busy client may take a moment (net/http's own
+// Shutdown leaves them 5 s).
+const newGrace = time.Second
 
 // Read reads from the connection, noting that it read.
 func (c *Conn) Read(b []byte) (int, error) {

@@ -180,7 +180,8 @@ func memory(pid int) (rss, hwm int64) {
 
 // drain runs mlp open loop at c.rate, sends the server SIGTERM a third of
 // the way in, and counts what became of the requests: answered, shed,
-// refused at connect (the port closed: never accepted, not cut) and cut
+// refused or reset while connecting (the port closed: never accepted, not
+// cut) and cut
 // (written to an accepted connection and never answered, or sent again
 // by the client because its kept connection was closed under it).
 func drain(ctx context.Context, c config) (any, error) {
@@ -198,10 +199,10 @@ func drain(ctx context.Context, c config) (any, error) {
 		return nil, err
 	}
 	f := t.figures(sum.Window)
-	refusedN := f.Other[loadgen.KindRefused]
+	refusedN := f.Other[kindNotConnected]
 	var cut int64
 	for kind, n := range f.Other {
-		if kind != loadgen.KindRefused {
+		if kind != kindNotConnected {
 			cut += n
 		}
 	}

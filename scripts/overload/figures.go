@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"net"
 	"sync"
 	"time"
 
@@ -57,11 +59,21 @@ func (b *byStatus) Do(ctx context.Context, r *loadgen.Result) {
 	case r.Kind == "status 429" || r.Kind == "status 503":
 		_ = b.shed.RecordValue(us)
 	default:
-		if b.other[r.Kind]++; b.other[r.Kind] == 1 && r.Err != nil {
-			b.said[r.Kind] = r.Err.Error()
+		kind := r.Kind
+		var op *net.OpError
+		if errors.As(r.Err, &op) && op.Op == "dial" {
+			kind = kindNotConnected // never written to an accepted connection
+		}
+		if b.other[kind]++; b.other[kind] == 1 && r.Err != nil {
+			b.said[kind] = r.Err.Error()
 		}
 	}
 }
+
+// kindNotConnected is the failure of a request whose connection was
+// refused or reset while connecting: it was never written to a
+// connection the server accepted.
+const kindNotConnected = "not connected"
 
 // quantiles are a histogram's figures, in milliseconds.
 type quantiles struct {
