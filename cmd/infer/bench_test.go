@@ -279,6 +279,14 @@ func TestBenchOpenAI(t *testing.T) {
 	if r.OK != 24 || r.Model != "tiny-gpt" || g == nil || g.OutputTokens < 24*8 || g.OutputTokens > 24*16 || g.TTFT.P50 <= 0 || g.TPOT.P50 <= 0 || g.Goodput <= 0 {
 		t.Fatalf("report %+v, generation %+v", r, g)
 	}
+	// The server's phases come in the streams' Server-Timing trailers.
+	phase := map[string]loadgen.PhaseReport{}
+	for _, p := range r.Phases {
+		phase[p.Phase] = p
+	}
+	if r.ServerReported != 24 || phase["infer"].Mean <= 0 || phase["preprocess"].Mean <= 0 || phase["infer"].Source != loadgen.SourceServer {
+		t.Fatalf("%d of 24 answers reported their phases; phases %+v", r.ServerReported, r.Phases)
+	}
 
 	for _, bad := range []struct {
 		edit func(*benchOptions)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -278,14 +279,18 @@ func (s *Session) Drain() error {
 }
 
 // ServerTiming describes a generation's phases as a Server-Timing
-// header's value, durations in milliseconds.
+// header's value, durations in milliseconds, in the latency budget's
+// vocabulary: preprocess is tokenizing the prompt, postprocess
+// detokenizing the output, infer the rest; ttft, the time to the first
+// token, is a metric beside them.
 func (s *Session) ServerTiming() string {
 	ms := func(d time.Duration) string {
 		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64)
 	}
 	total := time.Since(s.start)
-	return fmt.Sprintf("tokenize;dur=%s, ttft;dur=%s, infer;dur=%s, detokenize;dur=%s, total;dur=%s",
-		ms(s.encoded), ms(s.first), ms(total-s.encoded-s.decoded), ms(s.decoded), ms(total))
+	return fmt.Sprintf("%s;dur=%s, ttft;dur=%s, %s;dur=%s, %s;dur=%s, %s;dur=%s",
+		profile.Preprocess, ms(s.encoded), ms(s.first), profile.Infer, ms(total-s.encoded-s.decoded),
+		profile.Postprocess, ms(s.decoded), profile.Total, ms(total))
 }
 
 // Cancel stops the generation, if it still runs, and frees its slot.

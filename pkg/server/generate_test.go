@@ -124,8 +124,8 @@ func TestCompletionsStreamAndWhole(t *testing.T) {
 	if u := whole.Usage; u == nil || u.CompletionTokens != 12 || u.PromptTokens < 4 || u.TotalTokens != u.PromptTokens+12 || whole.Choices[0].FinishReason != "length" {
 		t.Fatalf("completion usage %+v, finish %q", whole.Usage, whole.Choices[0].FinishReason)
 	}
-	if !strings.Contains(r.header.Get("Server-Timing"), "tokenize;dur=") || !strings.Contains(r.header.Get("Server-Timing"), "detokenize;dur=") {
-		t.Fatalf("Server-Timing %q lacks tokenize and detokenize", r.header.Get("Server-Timing"))
+	if !strings.Contains(r.header.Get("Server-Timing"), "preprocess;dur=") || !strings.Contains(r.header.Get("Server-Timing"), "postprocess;dur=") {
+		t.Fatalf("Server-Timing %q lacks preprocess (tokenizing) and postprocess (detokenizing)", r.header.Get("Server-Timing"))
 	}
 
 	req["stream"], req["stream_options"] = true, map[string]any{"include_usage": true}
