@@ -126,6 +126,9 @@ func (g *Generator) Start(ctx context.Context, p Params, obs Observers) (*Sessio
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("%w: prompt: it has no tokens", runner.ErrInvalidInput)
 	}
+	if len(ids) > g.maxPrompt {
+		return nil, fmt.Errorf("%w: prompt: %d tokens, more than the model's tokenizer.max_length of %d", runner.ErrInvalidInput, len(ids), g.maxPrompt)
+	}
 	encoded := time.Since(start)
 	ctx, cancel := context.WithCancel(ctx)
 	ch, err := g.Generate(ctx, GenerateRequest{Prompt: ids, MaxTokens: p.MaxTokens, Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: p.Seed,

@@ -67,6 +67,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"tokenizer: {}\ngeneration: {max_batch: 5000}", "generation.max_batch"},
 		{"tokenizer: {}\ngeneration: {kv_cache_bytes: 10}", "generation.kv_cache_bytes"},
 		{"tokenizer: {}\ngeneration: {max_positions: 64, default_max_tokens: 64}", "generation.default_max_tokens"},
+		{"max_batch_size: 64\ntokenizer: {}\ngeneration: {}", "generation.max_batch (16)"},
+		{"tokenizer: {max_length: 1024}\ngeneration: {}", "generation.max_positions 512"},
 	} {
 		cfg, err := ParseConfig(strings.NewReader(tc.yaml))
 		if err == nil {
