@@ -39,6 +39,11 @@ func TestModelsRunOnBundledModels(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// The generator's random weights are said before its text is shown.
+	gen := strings.Index(out, "tiny-gpt (version 1")
+	if gen < 0 || !strings.Contains(out[gen:], "\n  its weights are random, not trained") || strings.Index(out[gen:], "its weights are random") > strings.Index(out[gen:], "->") {
+		t.Errorf("the generator's text comes without a word that its weights are random:\n%s", out[max(gen, 0):])
+	}
 }
 
 func TestModelsListJSON(t *testing.T) {
