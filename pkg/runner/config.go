@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/infer-serving/infer/pkg/tensor"
+	"github.com/infer-serving/infer/pkg/yamlfile"
 )
 
 // Config is one model's configuration, read from models/<name>/config.yaml.
@@ -282,10 +283,12 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // ParseConfig reads a YAML model configuration. Unknown fields are errors,
 // so a misspelt setting is never silently ignored.
 func ParseConfig(r io.Reader) (Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, err
+	}
 	var c Config
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlfile.Decode(data, &c); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -68,6 +68,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"tokenizer: {}\ngeneration: {kv_cache_bytes: 10}", "generation.kv_cache_bytes"},
 		{"tokenizer: {}\ngeneration: {max_positions: 64, default_max_tokens: 64}", "generation.default_max_tokens"},
 		{"max_batch_size: 64\ntokenizer: {}\ngeneration: {}", "generation.max_batch (16)"},
+		{"max_batch_size: lots", "line 1: max_batch_size: `lots` is not a whole number"},
+		{"dynamic_batching:\n  max_queue_size: [1]", "line 2: dynamic_batching.max_queue_size: a list is not a whole number"},
+		{"instanses: 2", "line 1: instanses: no such key (the keys here are max_batch_size, dynamic_batching, instances,"},
 		{"tokenizer: {max_length: 1024}\ngeneration: {}", "generation.max_positions 512"},
 	} {
 		cfg, err := ParseConfig(strings.NewReader(tc.yaml))
