@@ -119,3 +119,37 @@ func TestREADMEConfigParses(t *testing.T) {
 		t.Fatalf("the README's config.yaml read as %+v", cfg)
 	}
 }
+
+// The generator's configuration the reference shows (docs/models.md) is
+// one this build reads and accepts, and the defaults it states are the
+// ones a generator gets.
+func TestDocsGenerationConfigParses(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "models.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(doc), "A text generator")
+	_, block, _ := strings.Cut(after, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	cfg, err := ParseConfig(strings.NewReader(block))
+	if err != nil || cfg.Generation == nil {
+		t.Fatalf("docs/models.md's generation block: %v\n%s", err, block)
+	}
+	cfg = cfg.withDefaults(true)
+	if err := cfg.validate(true); err != nil {
+		t.Fatalf("docs/models.md's generation block: %v", err)
+	}
+	// Each value the block shows is the default it states.
+	defaults, err := ParseConfig(strings.NewReader("tokenizer: {}\ngeneration: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults = defaults.withDefaults(true)
+	if got, want := *cfg.Generation, *defaults.Generation; got.Scheduling != want.Scheduling || got.MaxBatch != want.MaxBatch || got.KVCacheBytes != want.KVCacheBytes ||
+		*got.PrefixCache != *want.PrefixCache || got.MaxPositions != want.MaxPositions || got.DefaultMaxTokens != want.DefaultMaxTokens {
+		t.Fatalf("the block shows %+v, the defaults are %+v", got, want)
+	}
+	if *cfg.MaxBatchSize != cfg.Generation.MaxBatch || cfg.Tokenizer.MaxLength != cfg.Generation.MaxPositions || cfg.Tokenizer.Vocab != "vocab.txt" {
+		t.Fatalf("max_batch_size %d, tokenizer %+v: want the generator's limits", *cfg.MaxBatchSize, cfg.Tokenizer)
+	}
+}
