@@ -365,3 +365,26 @@ func TestBenchSaysWhatHappened(t *testing.T) {
 		t.Fatalf("two servers: %v", err)
 	}
 }
+
+// A run stopped early (Ctrl-C, or q on the dashboard) reports the rate
+// its schedule asked for over the span it ran: a 200/s run stopped after a
+// second or two of its 30 says 200/s, not its count spread over 30 s.
+func TestBenchTargetOnAnEarlyStop(t *testing.T) {
+	addr, _, stop, done := startServe(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	o := benchDefaults("http://"+addr, loadgen.ProtoHTTPBinary)
+	o.model, o.qps, o.duration = "mlp", 200, 30*time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel) // stops it whatever the machine's speed: the figures judged are rates
+	var out, errOut bytes.Buffer
+	if err := runBench(ctx, o, &out, &errOut); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	var r loadgen.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("no report after an early stop: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if r.Requests == 0 || r.Requests >= 200*30/2 || r.TargetRate < 190 || r.TargetRate > 210 {
+		t.Fatalf("%d requests, target %.1f/s: want a short run reporting the 200/s asked for", r.Requests, r.TargetRate)
+	}
+}
