@@ -97,17 +97,27 @@ func TestLocateLibraryNamesTheFix(t *testing.T) {
 	}
 }
 
-// The configuration the reference shows (docs/models.md) is one this
-// build reads and accepts.
-func TestREADMEConfigParses(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "models.md"))
+// modelsDocYAML returns the first YAML block of docs/models.md after the
+// text from.
+func modelsDocYAML(t *testing.T, from string) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "models.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, _ := strings.Cut(string(readme), "## config.yaml")
-	_, block, _ := strings.Cut(after, "```yaml\n")
+	_, after, ok := strings.Cut(string(doc), from)
+	_, block, ok2 := strings.Cut(after, "```yaml\n")
 	block, _, _ = strings.Cut(block, "```")
-	cfg, err := ParseConfig(strings.NewReader(block))
+	if !ok || !ok2 {
+		t.Fatalf("docs/models.md has no YAML block after %q", from)
+	}
+	return block
+}
+
+// The configuration the reference shows (docs/models.md) is one this
+// build reads and accepts.
+func TestREADMEConfigParses(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader(modelsDocYAML(t, "## config.yaml")))
 	if err != nil {
 		t.Fatalf("docs/models.md's config.yaml: %v", err)
 	}
@@ -124,13 +134,7 @@ func TestREADMEConfigParses(t *testing.T) {
 // one this build reads and accepts, and the defaults it states are the
 // ones a generator gets.
 func TestDocsGenerationConfigParses(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "models.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, after, _ := strings.Cut(string(doc), "A text generator")
-	_, block, _ := strings.Cut(after, "```yaml\n")
-	block, _, _ = strings.Cut(block, "```")
+	block := modelsDocYAML(t, "A text generator")
 	cfg, err := ParseConfig(strings.NewReader(block))
 	if err != nil || cfg.Generation == nil {
 		t.Fatalf("docs/models.md's generation block: %v\n%s", err, block)
