@@ -279,6 +279,14 @@ func TestBenchOpenAI(t *testing.T) {
 	if r.OK != 24 || r.Model != "tiny-gpt" || g == nil || g.OutputTokens < 24*8 || g.OutputTokens > 24*16 || g.TTFT.P50 <= 0 || g.TPOT.P50 <= 0 || g.Goodput <= 0 {
 		t.Fatalf("report %+v, generation %+v", r, g)
 	}
+	// The server's phases come in the streams' Server-Timing trailers.
+	phase := map[string]loadgen.PhaseReport{}
+	for _, p := range r.Phases {
+		phase[p.Phase] = p
+	}
+	if r.ServerReported != 24 || phase["infer"].Mean <= 0 || phase["preprocess"].Mean <= 0 || phase["infer"].Source != loadgen.SourceServer {
+		t.Fatalf("%d of 24 answers reported their phases; phases %+v", r.ServerReported, r.Phases)
+	}
 
 	for _, bad := range []struct {
 		edit func(*benchOptions)
@@ -355,5 +363,28 @@ func TestBenchSaysWhatHappened(t *testing.T) {
 	}
 	if _, err := run(t, "bench", "http://"+httpAddr, "--server", "http://other:1", "-m", "mlp"); err == nil || !strings.Contains(err.Error(), "given twice") {
 		t.Fatalf("two servers: %v", err)
+	}
+}
+
+// A run stopped early (Ctrl-C, or q on the dashboard) reports the rate
+// its schedule asked for over the span it ran: a 200/s run stopped after a
+// second or two of its 30 says 200/s, not its count spread over 30 s.
+func TestBenchTargetOnAnEarlyStop(t *testing.T) {
+	addr, _, stop, done := startServe(t, serveOptions{})
+	defer func() { stop(); <-done }()
+	o := benchDefaults("http://"+addr, loadgen.ProtoHTTPBinary)
+	o.model, o.qps, o.duration = "mlp", 200, 30*time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel) // stops it whatever the machine's speed: the figures judged are rates
+	var out, errOut bytes.Buffer
+	if err := runBench(ctx, o, &out, &errOut); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	var r loadgen.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("no report after an early stop: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if r.Requests == 0 || r.Requests >= 200*30/2 || r.TargetRate < 190 || r.TargetRate > 210 {
+		t.Fatalf("%d requests, target %.1f/s: want a short run reporting the 200/s asked for", r.Requests, r.TargetRate)
 	}
 }

@@ -39,6 +39,11 @@ func TestModelsRunOnBundledModels(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// The generator's random weights are said before its text is shown.
+	gen := strings.Index(out, "tiny-gpt (version 1")
+	if gen < 0 || !strings.Contains(out[gen:], "\n  its weights are random, not trained") || strings.Index(out[gen:], "its weights are random") > strings.Index(out[gen:], "->") {
+		t.Errorf("the generator's text comes without a word that its weights are random:\n%s", out[max(gen, 0):])
+	}
 }
 
 func TestModelsListJSON(t *testing.T) {
@@ -55,7 +60,7 @@ func TestModelsListJSON(t *testing.T) {
 		byName[r.Name] = r
 	}
 	mlp := byName["mlp"]
-	if len(rows) != 6 || mlp.MaxBatchSize != 64 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" || byName["tiny-gpt"].Device != "cpu" {
+	if len(rows) != 6 || mlp.MaxBatchSize != 64 || byName["tiny-gpt"].MaxBatchSize != 16 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" || byName["tiny-gpt"].Device != "cpu" {
 		t.Fatalf("listing %+v", rows)
 	}
 }
@@ -94,6 +99,16 @@ func TestModelsConfigPrintsWhatIsInEffect(t *testing.T) {
 	}
 	if *cfg.MaxBatchSize != 64 || cfg.DynamicBatching.MaxQueueSize != 1024 || cfg.Device != "cpu" || *cfg.Warmup.Runs != 2 {
 		t.Fatalf("config in effect %+v from:\n%s", cfg, out)
+	}
+	// A text generator shows the limits that apply to it: as many
+	// prompts a request as it decodes together, and a prompt as long as
+	// its context.
+	out, err = run(t, "models", "config", "--model", "tiny-gpt", "--log-level", "error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = runner.ParseConfig(strings.NewReader(out)); err != nil || *cfg.MaxBatchSize != 16 || cfg.Tokenizer.MaxLength != 512 {
+		t.Fatalf("%v: the generator's config in effect:\n%s", err, out)
 	}
 	if _, err := run(t, "models", "config"); err == nil || !strings.Contains(err.Error(), "--model") {
 		t.Fatalf("missing --model: err %v", err)

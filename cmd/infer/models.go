@@ -187,6 +187,9 @@ type runOptions struct {
 	concurrency int
 	seed        uint64
 	device      string
+	// bundled is set when the models are the bundled ones, whose
+	// generator's weights are random.
+	bundled bool
 }
 
 func newModelsRunCmd(g *globalOptions) *cobra.Command {
@@ -208,6 +211,7 @@ sizes that formed and the queue and infer phases.`,
 				return err
 			}
 			defer repo.Close()
+			o.bundled = len(args) == 0
 			return runModels(cmd.Context(), repo, o, cmd.OutOrStdout())
 		},
 	}
@@ -390,6 +394,11 @@ func previewValues[T tensor.Number](t tensor.Tensor, n int, format string) []str
 	return out
 }
 
+// bundledRandomGenerator is the bundled text generator: its weights are
+// seeded random numbers (testdata/gen), so its text shows the engine at
+// work, not language.
+const bundledRandomGenerator = "tiny-gpt"
+
 // runGenerator generates from each demo sentence at once, greedily, and
 // prints the texts, time to first token and tokens/s.
 func runGenerator(ctx context.Context, m *runner.Model, g *generate.Generator, o runOptions, w io.Writer) error {
@@ -428,6 +437,9 @@ func runGenerator(ctx context.Context, m *runner.Model, g *generate.Generator, o
 	cfg := g.Config()
 	fmt.Fprintf(w, "%s (version %d, text generator, %s batching of up to %d): loaded in %v\n",
 		meta.Name, meta.Version, cfg.Scheduling, cfg.MaxBatch, m.LoadDuration().Round(time.Microsecond))
+	if o.bundled && meta.Name == bundledRandomGenerator {
+		fmt.Fprintln(w, "  its weights are random, not trained: the text below shows the engine at work (batching, key/value cache, detokenizing), not language")
+	}
 	tokens := 0
 	for i, a := range answers {
 		if a.err != nil {

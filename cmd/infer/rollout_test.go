@@ -120,12 +120,13 @@ func TestRolloutRollsBackJSON(t *testing.T) {
 		t.Fatalf("err %v\n%s", err, out)
 	}
 	var events []deploy.Event
+	var lastLine string
 	for line := range strings.Lines(strings.TrimSuffix(out, "Error: "+err.Error()+"\n")) {
 		var e deploy.Event
 		if json.Unmarshal([]byte(line), &e) != nil {
 			continue
 		}
-		events = append(events, e)
+		events, lastLine = append(events, e), line
 	}
 	if len(events) < 3 {
 		t.Fatalf("events %+v\n%s", events, out)
@@ -133,6 +134,10 @@ func TestRolloutRollsBackJSON(t *testing.T) {
 	last := events[len(events)-1]
 	if last.Kind != deploy.RolledBack || last.Step != 0 || !strings.Contains(last.Reason, "success rate") {
 		t.Fatalf("last event %+v", last)
+	}
+	// Programs read the step as people do, counted from 1.
+	if !strings.Contains(lastLine, `"step":1,`) {
+		t.Fatalf("the first step's event %s, want \"step\":1", lastLine)
 	}
 }
 

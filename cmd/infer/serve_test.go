@@ -229,8 +229,16 @@ func TestServeConfigFile(t *testing.T) {
 		t.Fatalf("options %+v", o)
 	}
 	os.WriteFile(path, []byte("http_prot: 9100\n"), 0o644)
-	if err := o.applyConfig(path, func(string) bool { return false }); err == nil || !strings.Contains(err.Error(), "http_prot") {
+	if err := o.applyConfig(path, func(string) bool { return false }); err == nil || !strings.Contains(err.Error(), "line 1: http_prot: no such key (the keys here are model_repository, host, http_port,") {
 		t.Fatalf("misspelt key: %v", err)
+	}
+	// A value of the wrong form is named by its key and the form wanted,
+	// never by a Go type.
+	os.WriteFile(path, []byte("http_port: eight\ndrain_delay: 5\n"), 0o644)
+	err := o.applyConfig(path, func(string) bool { return false })
+	if err == nil || !strings.Contains(err.Error(), "line 1: http_port: `eight` is not a whole number") ||
+		!strings.Contains(err.Error(), "line 2: drain_delay: `5` is not a duration such as 500ms") || strings.Contains(err.Error(), "time.Duration") {
+		t.Fatalf("values of the wrong form: %v", err)
 	}
 	out, err := run(t, "serve", "--config", filepath.Join(t.TempDir(), "none.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "--config") {

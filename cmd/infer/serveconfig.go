@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/infer-serving/infer/pkg/yamlfile"
 )
 
 // serveConfig is infer serve's YAML configuration file: the flags'
@@ -52,9 +49,7 @@ func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) 
 		return fmt.Errorf("--config: %w", err)
 	}
 	var c serveConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlfile.Decode(data, &c); err != nil {
 		return fmt.Errorf("--config %s: %w", path, err)
 	}
 	set := func(flag string, from bool, apply func()) {

@@ -94,7 +94,7 @@ func NewEngine(src Source, store *Store, log *slog.Logger) (*Engine, error) {
 		e.states[model] = &st
 		e.resume(model, st)
 		if cur, _ := e.Get(model); !cur.Done() {
-			log.Info("rollout resumed", "model", model, "strategy", st.Spec.Strategy, "step", cur.Step, "percent", cur.Percent(), "revision", cur.Revision)
+			log.Info("rollout resumed", "model", model, "strategy", st.Spec.Strategy, "step", cur.Step+1, "percent", cur.Percent(), "revision", cur.Revision)
 			e.startDriver(model)
 		}
 	}
@@ -257,7 +257,7 @@ func (e *Engine) commit(model string, prev *State, next State, policy *Policy) e
 	e.states[model] = &next
 	e.mu.Unlock()
 	for _, ev := range fresh {
-		e.log.Info("rollout", "model", model, "event", ev.Kind, "step", ev.Step, "percent", ev.Percent, "reason", ev.Reason)
+		e.log.Info("rollout", "model", model, "event", ev.Kind, "step", ev.Step+1, "percent", ev.Percent, "reason", ev.Reason)
 	}
 	return nil
 }

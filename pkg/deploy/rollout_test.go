@@ -138,3 +138,27 @@ func TestLastAnalysis(t *testing.T) {
 		t.Fatalf("last analysis %+v %v, want the inconclusive one of step 2", e, ok)
 	}
 }
+
+// The state and its events count steps from 1 in JSON, as people do, and
+// read back as the index they were.
+func TestStepsCountFromOneInJSON(t *testing.T) {
+	s := State{Spec: Spec{Steps: []float64{10, 50, 100}}, Phase: Progressing, Step: 1,
+		History: []Event{{Kind: "step", Step: 0, Percent: 10}, {Kind: "step", Step: 1, Percent: 50}}}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Step    int `json:"step"`
+		History []struct {
+			Step int `json:"step"`
+		} `json:"history"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil || raw.Step != 2 || raw.History[0].Step != 1 || raw.History[1].Step != 2 {
+		t.Fatalf("%v: JSON steps %+v, want 2 with history 1 and 2:\n%s", err, raw, b)
+	}
+	var back State
+	if err := json.Unmarshal(b, &back); err != nil || back.Step != 1 || back.History[0].Step != 0 || back.History[1].Step != 1 || back.Percent() != 50 {
+		t.Fatalf("%v: read back at step index %d, history %+v", err, back.Step, back.History)
+	}
+}

@@ -13,10 +13,13 @@ import (
 // its decoder (the runner's session, in process or in a model host) and
 // the engine that batches sequences on it.
 type Generator struct {
-	cfg    runner.GenerationConfig
-	tok    *tokenizer.WordPiece
-	dec    *runner.Decoder
-	engine *Engine
+	cfg runner.GenerationConfig
+	tok *tokenizer.WordPiece
+	// maxPrompt is the most tokens a prompt may have: the config's
+	// tokenizer.max_length, which defaults to the context length.
+	maxPrompt int
+	dec       *runner.Decoder
+	engine    *Engine
 }
 
 func init() { runner.RegisterGenerator(load) }
@@ -31,6 +34,10 @@ func Of(m *runner.Model) *Generator {
 
 // Config returns the generation settings in effect.
 func (g *Generator) Config() runner.GenerationConfig { return g.cfg }
+
+// MaxPromptTokens returns the most tokens a prompt may have
+// (tokenizer.max_length); a longer one is refused, never truncated.
+func (g *Generator) MaxPromptTokens() int { return g.maxPrompt }
 
 // Device returns the device the decoder runs on.
 func (g *Generator) Device() runner.Device { return g.dec.Device() }
@@ -84,5 +91,5 @@ func load(dec *runner.Decoder, cfg runner.Config, readFile func(string) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	return &Generator{cfg: gc, tok: tok, dec: dec, engine: engine}, nil
+	return &Generator{cfg: gc, tok: tok, maxPrompt: tc.MaxLength, dec: dec, engine: engine}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -124,6 +125,9 @@ func (g *Generator) Start(ctx context.Context, p Params, obs Observers) (*Sessio
 	}
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("%w: prompt: it has no tokens", runner.ErrInvalidInput)
+	}
+	if len(ids) > g.maxPrompt {
+		return nil, fmt.Errorf("%w: prompt: %d tokens, more than the model's tokenizer.max_length of %d", runner.ErrInvalidInput, len(ids), g.maxPrompt)
 	}
 	encoded := time.Since(start)
 	ctx, cancel := context.WithCancel(ctx)
@@ -278,14 +282,18 @@ func (s *Session) Drain() error {
 }
 
 // ServerTiming describes a generation's phases as a Server-Timing
-// header's value, durations in milliseconds.
+// header's value, durations in milliseconds, in the latency budget's
+// vocabulary: preprocess is tokenizing the prompt, postprocess
+// detokenizing the output, infer the rest; ttft, the time to the first
+// token, is a metric beside them.
 func (s *Session) ServerTiming() string {
 	ms := func(d time.Duration) string {
 		return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64)
 	}
 	total := time.Since(s.start)
-	return fmt.Sprintf("tokenize;dur=%s, ttft;dur=%s, infer;dur=%s, detokenize;dur=%s, total;dur=%s",
-		ms(s.encoded), ms(s.first), ms(total-s.encoded-s.decoded), ms(s.decoded), ms(total))
+	return fmt.Sprintf("%s;dur=%s, ttft;dur=%s, %s;dur=%s, %s;dur=%s, %s;dur=%s",
+		profile.Preprocess, ms(s.encoded), ms(s.first), profile.Infer, ms(total-s.encoded-s.decoded),
+		profile.Postprocess, ms(s.decoded), profile.Total, ms(total))
 }
 
 // Cancel stops the generation, if it still runs, and frees its slot.

@@ -162,6 +162,7 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, e
 		WriteJSON(w, http.StatusOK, map[string]any{"model_name": meta.Name, "model_version": version, "text_output": gen.Text})
 		return m, nil
 	}
+	w.Header().Set("Trailer", "Server-Timing") // known only at the end
 	events := StartSSE(w)
 	for {
 		delta, done, err := gen.Next()
@@ -179,6 +180,7 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, e
 			}
 		}
 		if done {
+			w.Header().Set("Server-Timing", gen.ServerTiming())
 			return m, nil
 		}
 	}

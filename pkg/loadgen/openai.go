@@ -121,6 +121,14 @@ func (t *OpenAI) Do(ctx context.Context, r *Result) {
 	}
 	r.End = time.Now()
 	g.E2E = r.End.Sub(r.Start)
+	// A streamed answer's phases are known only at its end: the server
+	// sends Server-Timing as a trailer, read once the body is.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	timing := resp.Trailer.Get("Server-Timing")
+	if timing == "" {
+		timing = resp.Header.Get("Server-Timing")
+	}
+	r.ServerReported = serverPhases(r, timing)
 }
 
 // readStream reads server-sent completion chunks to [DONE].

@@ -179,6 +179,8 @@ type update struct {
 // in a goroutine of its own that this one waits for, and their text is
 // sent as it is released, each chunk naming its choice.
 func (s *API) stream(w http.ResponseWriter, r *http.Request, rp reply, all []*choice, includeUsage bool, cancel context.CancelFunc) error {
+	// The phases are known only at the end: Server-Timing is a trailer.
+	w.Header().Set("Trailer", "Server-Timing")
 	events := httpapi.StartSSE(w)
 	updates := make(chan update)
 	var wg sync.WaitGroup
@@ -248,6 +250,7 @@ func (s *API) stream(w http.ResponseWriter, r *http.Request, rp reply, all []*ch
 		send(map[string]any{"id": rp.id, "object": rp.chunkObject, "created": rp.created, "model": rp.model, "choices": []any{}, "usage": usage(all)})
 	}
 	send("[DONE]")
+	w.Header().Set("Server-Timing", all[0].ServerTiming())
 	return failed
 }
 

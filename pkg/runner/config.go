@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/infer-serving/infer/pkg/tensor"
+	"github.com/infer-serving/infer/pkg/yamlfile"
 )
 
 // Config is one model's configuration, read from models/<name>/config.yaml.
@@ -23,7 +24,8 @@ import (
 type Config struct {
 	// MaxBatchSize is the largest number of rows one execution may hold.
 	// 0 turns batching off. Unset, it is DefaultMaxBatchSize for models
-	// whose first dimension is dynamic and 0 for the rest.
+	// whose first dimension is dynamic and 0 for the rest; for a text
+	// generator it is generation.max_batch, the only value it takes.
 	MaxBatchSize *int `yaml:"max_batch_size"`
 	// DynamicBatching shapes how queued requests are merged.
 	DynamicBatching DynamicBatching `yaml:"dynamic_batching"`
@@ -285,10 +287,12 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // ParseConfig reads a YAML model configuration. Unknown fields are errors,
 // so a misspelt setting is never silently ignored.
 func ParseConfig(r io.Reader) (Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, err
+	}
 	var c Config
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlfile.Decode(data, &c); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -337,7 +341,7 @@ func ParseDevice(s string) (Device, error) {
 // withDefaults returns c with every unset field given its default, for a
 // model whose batch dimension is dynamic when batchable is true.
 func (c Config) withDefaults(batchable bool) Config {
-	if c.MaxBatchSize == nil {
+	if c.MaxBatchSize == nil && c.Generation == nil { // a generator's follows its generation block
 		n := 0
 		if batchable {
 			n = DefaultMaxBatchSize
@@ -375,9 +379,6 @@ func (c Config) withDefaults(batchable bool) Config {
 	if c.Warmup.Data == "" {
 		c.Warmup.Data = WarmupOne
 	}
-	if c.Tokenizer != nil {
-		c.Tokenizer = c.Tokenizer.withDefaults()
-	}
 	if c.Cache.Enabled && c.Cache.MaxBytes == 0 {
 		c.Cache.MaxBytes = DefaultCacheBytes
 	}
@@ -403,6 +404,21 @@ func (c Config) withDefaults(batchable bool) Config {
 			d.DefaultMaxTokens = 64
 		}
 		c.Generation = &d
+		// What applies to a generator is shown as it applies: requests
+		// hold at most max_batch prompts, and a prompt at most the
+		// context's tokens unless the tokenizer block says fewer.
+		if c.MaxBatchSize == nil {
+			n := d.MaxBatch
+			c.MaxBatchSize = &n
+		}
+		if c.Tokenizer != nil && c.Tokenizer.MaxLength == 0 {
+			t := *c.Tokenizer
+			t.MaxLength = d.MaxPositions
+			c.Tokenizer = &t
+		}
+	}
+	if c.Tokenizer != nil {
+		c.Tokenizer = c.Tokenizer.withDefaults()
 	}
 	if cb := &c.CircuitBreaker; cb.Enabled {
 		if cb.Window == 0 {
@@ -532,6 +548,11 @@ func (c Config) validate(batchable bool) error {
 		}
 		if c.Tokenizer == nil {
 			bad("generation: a text generator needs a tokenizer block (its vocabulary)")
+		} else if c.Tokenizer.MaxLength > g.MaxPositions {
+			bad("tokenizer.max_length: %d, more than the context (generation.max_positions %d)", c.Tokenizer.MaxLength, g.MaxPositions)
+		}
+		if mbs := *c.MaxBatchSize; mbs != g.MaxBatch {
+			bad("max_batch_size: %d, but a text generator decodes at most generation.max_batch (%d) sequences together: set that instead", mbs, g.MaxBatch)
 		}
 	}
 	if len(c.Fallback) > 0 && !c.CircuitBreaker.Enabled {

@@ -67,6 +67,11 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"tokenizer: {}\ngeneration: {max_batch: 5000}", "generation.max_batch"},
 		{"tokenizer: {}\ngeneration: {kv_cache_bytes: 10}", "generation.kv_cache_bytes"},
 		{"tokenizer: {}\ngeneration: {max_positions: 64, default_max_tokens: 64}", "generation.default_max_tokens"},
+		{"max_batch_size: 64\ntokenizer: {}\ngeneration: {}", "generation.max_batch (16)"},
+		{"max_batch_size: lots", "line 1: max_batch_size: `lots` is not a whole number"},
+		{"dynamic_batching:\n  max_queue_size: [1]", "line 2: dynamic_batching.max_queue_size: a list is not a whole number"},
+		{"instanses: 2", "line 1: instanses: no such key (the keys here are max_batch_size, dynamic_batching, instances,"},
+		{"tokenizer: {max_length: 1024}\ngeneration: {}", "generation.max_positions 512"},
 	} {
 		cfg, err := ParseConfig(strings.NewReader(tc.yaml))
 		if err == nil {
@@ -92,17 +97,27 @@ func TestLocateLibraryNamesTheFix(t *testing.T) {
 	}
 }
 
-// The configuration the reference shows (docs/models.md) is one this
-// build reads and accepts.
-func TestREADMEConfigParses(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "models.md"))
+// modelsDocYAML returns the first YAML block of docs/models.md after the
+// text from.
+func modelsDocYAML(t *testing.T, from string) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "models.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, _ := strings.Cut(string(readme), "## config.yaml")
-	_, block, _ := strings.Cut(after, "```yaml\n")
+	_, after, ok := strings.Cut(string(doc), from)
+	_, block, ok2 := strings.Cut(after, "```yaml\n")
 	block, _, _ = strings.Cut(block, "```")
-	cfg, err := ParseConfig(strings.NewReader(block))
+	if !ok || !ok2 {
+		t.Fatalf("docs/models.md has no YAML block after %q", from)
+	}
+	return block
+}
+
+// The configuration the reference shows (docs/models.md) is one this
+// build reads and accepts.
+func TestREADMEConfigParses(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader(modelsDocYAML(t, "## config.yaml")))
 	if err != nil {
 		t.Fatalf("docs/models.md's config.yaml: %v", err)
 	}
@@ -112,5 +127,33 @@ func TestREADMEConfigParses(t *testing.T) {
 	}
 	if cfg.Cache.MaxBytes != 64<<20 || len(cfg.Fallback) != 4 || !cfg.CircuitBreaker.Enabled {
 		t.Fatalf("the README's config.yaml read as %+v", cfg)
+	}
+}
+
+// The generator's configuration the reference shows (docs/models.md) is
+// one this build reads and accepts, and the defaults it states are the
+// ones a generator gets.
+func TestDocsGenerationConfigParses(t *testing.T) {
+	block := modelsDocYAML(t, "A text generator")
+	cfg, err := ParseConfig(strings.NewReader(block))
+	if err != nil || cfg.Generation == nil {
+		t.Fatalf("docs/models.md's generation block: %v\n%s", err, block)
+	}
+	cfg = cfg.withDefaults(true)
+	if err := cfg.validate(true); err != nil {
+		t.Fatalf("docs/models.md's generation block: %v", err)
+	}
+	// Each value the block shows is the default it states.
+	defaults, err := ParseConfig(strings.NewReader("tokenizer: {}\ngeneration: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults = defaults.withDefaults(true)
+	if got, want := *cfg.Generation, *defaults.Generation; got.Scheduling != want.Scheduling || got.MaxBatch != want.MaxBatch || got.KVCacheBytes != want.KVCacheBytes ||
+		*got.PrefixCache != *want.PrefixCache || got.MaxPositions != want.MaxPositions || got.DefaultMaxTokens != want.DefaultMaxTokens {
+		t.Fatalf("the block shows %+v, the defaults are %+v", got, want)
+	}
+	if *cfg.MaxBatchSize != cfg.Generation.MaxBatch || cfg.Tokenizer.MaxLength != cfg.Generation.MaxPositions || cfg.Tokenizer.Vocab != "vocab.txt" {
+		t.Fatalf("max_batch_size %d, tokenizer %+v: want the generator's limits", *cfg.MaxBatchSize, cfg.Tokenizer)
 	}
 }

@@ -57,6 +57,7 @@ func ServeHost() int {
 	// a signal meant for the server: the parent drains first.
 	signal.Ignore(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("pid", os.Getpid())
+	slog.SetDefault(log) // the runtime's own messages (runtimeLog) reach the parent as log lines
 	if err := serveHost(log); err != nil && !errors.Is(err, io.EOF) {
 		log.Error("model host failed", "err", err)
 		return 1

@@ -103,6 +103,7 @@ func InitRuntime(libPath string) (*Runtime, error) {
 		return nil, err
 	}
 	ort.SetSharedLibraryPath(path)
+	ort.SetLogFunc(runtimeLog)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return nil, fmt.Errorf("load ONNX Runtime from %s: %w (infer needs ONNX Runtime %s or newer; install it with %s)", path, err, RuntimeVersion, setupCommand)
 	}

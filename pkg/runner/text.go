@@ -20,7 +20,8 @@ type TokenizerConfig struct {
 	// BERT vocabularies expect.
 	Lowercase *bool `yaml:"lowercase"`
 	// MaxLength truncates each text to this many tokens, [CLS] and [SEP]
-	// included (128).
+	// included (128). For a text generator it is the most tokens a
+	// prompt may have, refused beyond (generation.max_positions).
 	MaxLength int `yaml:"max_length"`
 	// Input names the BYTES input that clients send ("text").
 	Input string `yaml:"input"`

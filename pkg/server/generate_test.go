@@ -124,8 +124,8 @@ func TestCompletionsStreamAndWhole(t *testing.T) {
 	if u := whole.Usage; u == nil || u.CompletionTokens != 12 || u.PromptTokens < 4 || u.TotalTokens != u.PromptTokens+12 || whole.Choices[0].FinishReason != "length" {
 		t.Fatalf("completion usage %+v, finish %q", whole.Usage, whole.Choices[0].FinishReason)
 	}
-	if !strings.Contains(r.header.Get("Server-Timing"), "tokenize;dur=") || !strings.Contains(r.header.Get("Server-Timing"), "detokenize;dur=") {
-		t.Fatalf("Server-Timing %q lacks tokenize and detokenize", r.header.Get("Server-Timing"))
+	if !strings.Contains(r.header.Get("Server-Timing"), "preprocess;dur=") || !strings.Contains(r.header.Get("Server-Timing"), "postprocess;dur=") {
+		t.Fatalf("Server-Timing %q lacks preprocess (tokenizing) and postprocess (detokenizing)", r.header.Get("Server-Timing"))
 	}
 
 	req["stream"], req["stream_options"] = true, map[string]any{"include_usage": true}
@@ -253,6 +253,7 @@ func TestOpenAIErrors(t *testing.T) {
 	}{
 		{"/v1/completions", `{"model":"nope","prompt":"x"}`, 404, "nope"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","max_tokens":900}`, 400, "exceed the context"},
+		{"/v1/completions", `{"model":"tiny-gpt","max_tokens":1,"prompt":"` + strings.Repeat("hello ", 600) + `"}`, 400, "600 tokens, more than the model's tokenizer.max_length of 512"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","max_tokens":0}`, 400, "max_tokens"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":[]}`, 400, "prompt: an empty list"},
 		{"/v1/completions", `{"model":"text-encoder","prompt":"x"}`, 400, "does not generate"},

@@ -94,7 +94,12 @@ func InitializeEnvironment(opts ...EnvironmentOption) error {
 
 	name := C.CString("Golang onnxruntime environment")
 	defer C.free(unsafe.Pointer(name))
-	status := C.CreateOrtEnv(name, &ortEnv)
+	var status *C.OrtStatus
+	if logFunc.Load() != nil {
+		status = C.CreateOrtEnvWithGoLogger(name, &ortEnv)
+	} else {
+		status = C.CreateOrtEnv(name, &ortEnv)
+	}
 	if status != nil {
 		return fmt.Errorf("Error creating ORT environment: %w",
 			statusToError(status))

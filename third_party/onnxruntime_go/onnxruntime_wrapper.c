@@ -655,3 +655,22 @@ OrtStatus *AppendExecutionProviderV2(OrtSessionOptions *o, OrtEnv *env,
     device_count, (const char *const *) keys, (const char *const *) values,
     option_count);
 }
+
+// goOrtLog is Go's (logger.go); logToGo hands it each of the runtime's log
+// messages.
+extern void goOrtLog(int severity, char *category, char *location,
+  char *message);
+
+static void ORT_API_CALL logToGo(void *param, OrtLoggingLevel severity,
+  const char *category, const char *logid, const char *code_location,
+  const char *message) {
+  (void) param;
+  (void) logid;
+  goOrtLog((int) severity, (char *) category, (char *) code_location,
+    (char *) message);
+}
+
+OrtStatus *CreateOrtEnvWithGoLogger(char *name, OrtEnv **env) {
+  return ort_api->CreateEnvWithCustomLogger(logToGo, NULL,
+    ORT_LOGGING_LEVEL_ERROR, name, env);
+}

@@ -48,6 +48,10 @@ void ReleaseOrtStatus(OrtStatus *status);
 // Wraps calling ort_api->CreateEnv. Returns a non-NULL status on error.
 OrtStatus *CreateOrtEnv(char *name, OrtEnv **env);
 
+// Like CreateOrtEnv, but the environment's log messages go to Go's
+// goOrtLog (logger.go) rather than to stderr.
+OrtStatus *CreateOrtEnvWithGoLogger(char *name, OrtEnv **env);
+
 // Wraps calling ort_api->UpdateEnvWithCustomLogLevel. Return a non-NULL status
 // on error.
 OrtStatus *UpdateEnvWithCustomLogLevel(OrtEnv *ort_env,
