@@ -102,7 +102,7 @@ func TestIdenticalCopyNeverRolledBackSimulated(t *testing.T) {
 	} {
 		same := trials(t, 1, tc.nStable, tc.nCan, simulated, simulated)
 		if !tc.powered {
-			// The issue's own case: a p99 over 96 requests is noise,
+			// The README's old example: a p99 over 96 requests is noise,
 			// neither a rollback nor a pass.
 			if same[Inconclusive] != 200 {
 				t.Errorf("%s: %v, want 200 inconclusive", tc.name, same)
