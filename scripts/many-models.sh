@@ -32,38 +32,15 @@ zipf=${ZIPF:-1.6} qps=${QPS:-40} duration=${DURATION:-60s} warmup=${WARMUP:-10s}
 keep_alive=${KEEP_ALIVE:-20s} overhead_mib=${OVERHEAD_MIB:-160} poll_secs=${POLL_SECS:-2}
 
 go build -o bin/infer ./cmd/infer
-work=$(mktemp -d)
-server="" sampler=""
-stop_server() {
+. scripts/serving.sh
+sampler=""
+stop_sampler() {
   if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  server="" sampler=""
+  sampler=""
 }
-trap 'stop_server; rm -rf "$work"' EXIT
+before_stop=stop_sampler
+READY_WAIT=1200 # 50 models to scan
 go run ./testdata/gen -many "$n" -many-mib "$mib" -dir "$work/repo"
-
-pin_server=() pin_client=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  pin_server=(taskset -c 0) pin_client=(taskset -c 1)
-fi
-
-# start_server REPOSITORY [FLAGS...]: infer serve on fresh loopback ports.
-start_server() {
-  local repo=$1
-  shift
-  local base=$((20000 + RANDOM % 20000))
-  http=127.0.0.1:$base metrics=127.0.0.1:$((base + 2)) admin=127.0.0.1:$((base + 3))
-  "${pin_server[@]}" bin/infer serve "$repo" --host 127.0.0.1 --http-port "$base" --grpc-port $((base + 1)) \
-    --metrics-port $((base + 2)) --admin-port $((base + 3)) "$@" >"$work/serve.log" 2>&1 &
-  server=$!
-  for _ in $(seq 1200); do
-    curl -sf "http://$http/v2/health/ready" >/dev/null && return 0
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.1
-  done
-  cat "$work/serve.log" >&2
-  exit 1
-}
 
 # rss PID: the resident memory of PID and its children, in bytes.
 rss() {

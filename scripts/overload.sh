@@ -35,42 +35,7 @@ conns=16000 idle=20000
 go build -o bin/infer ./cmd/infer
 go build -o bin/overload ./scripts/overload
 
-work=$(mktemp -d)
-server=""
-stop_server() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  server=""
-}
-trap 'stop_server; rm -rf "$work"' EXIT
-
-pin_server=() pin_client=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  pin_server=(taskset -c 0) pin_client=(taskset -c 1)
-fi
-
-# start_server REPOSITORY [FLAGS...]: infer serve on fresh loopback ports
-# (another set when one is taken).
-start_server() {
-  local repo=$1
-  shift
-  for _ in 1 2 3; do
-    local base=$((20000 + RANDOM % 20000))
-    http=127.0.0.1:$base metrics=127.0.0.1:$((base + 2))
-    "${pin_server[@]}" bin/infer serve "$repo" --host 127.0.0.1 --http-port "$base" --grpc-port $((base + 1)) \
-      --metrics-port $((base + 2)) --admin-port $((base + 3)) "$@" >"$work/serve.log" 2>&1 &
-    server=$!
-    for _ in $(seq 300); do
-      curl -sf "http://$http/v2/health/ready" >/dev/null && return 0
-      kill -0 "$server" 2>/dev/null || break
-      sleep 0.1
-    done
-    wait "$server" 2>/dev/null || true
-    server=""
-    grep -q "address already in use" "$work/serve.log" || break
-  done
-  cat "$work/serve.log" >&2
-  exit 1
-}
+. scripts/serving.sh
 
 gen() { "${pin_client[@]}" bin/overload "$@" | tee -a "$work/figures.jsonl"; }
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }

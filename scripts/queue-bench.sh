@@ -27,40 +27,10 @@ bound=${QUEUE_BOUND_MIB:-256}
 go build -o bin/infer ./cmd/infer
 go build -o bin/queueburst ./scripts/queueburst
 
-work=$(mktemp -d)
-server=""
-stop_server() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  server=""
-}
-trap 'stop_server; rm -rf "$work"' EXIT
+. scripts/serving.sh
 
-pin_server=() pin_client=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  pin_server=(taskset -c 0) pin_client=(taskset -c 1)
-fi
-
-# infer serve on fresh loopback ports (another set when one is taken).
-for _ in 1 2 3; do
-  base=$((20000 + RANDOM % 20000))
-  http=127.0.0.1:$base nats=nats://127.0.0.1:$((base + 4))
-  "${pin_server[@]}" bin/infer serve testdata/models --host 127.0.0.1 --http-port "$base" --grpc-port $((base + 1)) \
-    --metrics-port $((base + 2)) --admin-port $((base + 3)) --queue embedded --queue-port $((base + 4)) \
-    --state-dir "$work/state" >"$work/serve.log" 2>&1 &
-  server=$!
-  for _ in $(seq 600); do
-    curl -sf "http://$http/v2/health/ready" >/dev/null && break
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.1
-  done
-  curl -sf "http://$http/v2/health/ready" >/dev/null && break
-  stop_server
-  grep -q "address already in use" "$work/serve.log" || break
-done
-if [ -z "$server" ]; then
-  cat "$work/serve.log" >&2
-  exit 1
-fi
+start_server testdata/models --queue embedded --queue-port QUEUE_PORT --state-dir "$work/state"
+nats=nats://127.0.0.1:$((base + 4))
 
 status=0
 out=$("${pin_client[@]}" bin/queueburst -nats "$nats" -pid "$server" -n "$n" -bound-mib "$bound") || status=$?
