@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/netlimit"
 	"github.com/infer-serving/infer/pkg/queue"
 	"github.com/infer-serving/infer/pkg/queueapi"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -245,7 +246,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		if l.port == 0 {
 			continue
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(l.host, strconv.Itoa(l.port)))
+		ln, err := netlimit.ListenTCP(ctx, net.JoinHostPort(l.host, strconv.Itoa(l.port)))
 		if err != nil {
 			for _, o := range opened {
 				o.Close()

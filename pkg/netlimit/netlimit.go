@@ -1,9 +1,13 @@
-// Package netlimit bounds a server's connections: a Listener that closes,
-// at once, every connection accepted beyond its limit (as Envoy's
-// connection limits and HAProxy's maxconn do, rather than leaving it in the
-// kernel's backlog where it waits for a slot that may never come), and
-// that tracks its connections' HTTP states, so that a drain can close the
-// idle ones without cutting a request a client has just written.
+// Package netlimit bounds a server's connections: a Listener that, at its
+// limit, makes room by closing its longest-idle HTTP keep-alive
+// connection (as nginx does when worker_connections runs out) and
+// otherwise closes the new connection at once (as Envoy's connection
+// limits and HAProxy's maxconn do, rather than leaving it in the kernel's
+// backlog where it waits for a slot that may never come). It tracks its
+// connections' HTTP states, so that eviction and a drain close only idle
+// ones without cutting a request a client has just written, and it can
+// close without resetting the connections the kernel has queued
+// (Quiesce).
 //
 // Several listeners can share one Budget: the inference ports share theirs,
 // while the metrics and admin ports have budgets of their own, which is
@@ -25,8 +29,9 @@ import (
 type Budget struct {
 	limit int64
 	open  atomic.Int64
-	// Rejected counts the connections closed at accept for want of room.
-	rejected atomic.Int64
+	// rejected counts the connections closed at accept for want of room;
+	// evicted the idle ones closed to make room for a new one.
+	rejected, evicted atomic.Int64
 }
 
 // NewBudget returns a budget of limit open connections (at least 1).
@@ -40,6 +45,10 @@ func (b *Budget) Open() int { return int(b.open.Load()) }
 
 // Rejected returns the connections closed at accept so far.
 func (b *Budget) Rejected() int64 { return b.rejected.Load() }
+
+// Evicted returns the idle connections closed so far to make room for a
+// new one.
+func (b *Budget) Evicted() int64 { return b.evicted.Load() }
 
 // Listener accepts connections within a Budget and keeps the set it
 // accepted, for Drain.
@@ -56,16 +65,19 @@ func Listen(ln net.Listener, b *Budget) *Listener {
 	return &Listener{Listener: ln, budget: b, conns: map[*Conn]struct{}{}}
 }
 
-// Accept returns the next connection within the budget. A connection past
-// it is closed at once with a reset (SO_LINGER 0, so that it holds no
-// descriptor in TIME_WAIT), and Accept waits for the next.
+// Accept returns the next connection within the budget. At the budget's
+// limit it first closes the listener's longest-idle HTTP connection that
+// holds no request (see Drain for what that means) and takes its place;
+// with none, the new connection is closed at once with a reset
+// (SO_LINGER 0, so that it holds no descriptor in TIME_WAIT), and Accept
+// waits for the next.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		if l.budget.open.Add(1) > l.budget.limit {
+		if l.budget.open.Add(1) > l.budget.limit && !l.evictIdle() {
 			l.budget.open.Add(-1)
 			l.budget.rejected.Add(1)
 			if tc, ok := c.(*net.TCPConn); ok {
@@ -75,6 +87,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		conn := &Conn{Conn: c, l: l, accepted: time.Now()}
+		conn.idleSince.Store(conn.accepted.UnixNano())
 		conn.state.Store(int32(http.StateNew))
 		l.mu.Lock()
 		l.conns[conn] = struct{}{}
@@ -89,9 +102,39 @@ func ConnState(c net.Conn, st http.ConnState) {
 	if conn, ok := c.(*Conn); ok {
 		if st == http.StateIdle {
 			conn.read.Store(false)
+			conn.idleSince.Store(time.Now().UnixNano())
 		}
 		conn.state.Store(int32(st))
+		conn.tracked.Store(true)
 	}
+}
+
+// evictIdle closes the listener's connection that has been idle longest
+// among those that hold no request, and reports whether it closed one;
+// the caller keeps the place it frees (the budget's count is left as it
+// is). Only connections whose HTTP states ConnState tracks qualify: a
+// gRPC connection multiplexes its calls and is never idle to this
+// listener. It scans every connection, which happens only at the limit.
+func (l *Listener) evictIdle() bool {
+	now := time.Now()
+	l.mu.Lock()
+	var oldest *Conn
+	for c := range l.conns {
+		if c.idle(now) && (oldest == nil || c.idleSince.Load() < oldest.idleSince.Load()) {
+			oldest = c
+		}
+	}
+	l.mu.Unlock()
+	if oldest == nil || oldest.read.Load() || oldest.pending() {
+		return false
+	}
+	if !oldest.release() {
+		return false // closed meanwhile: its own Close gave its place back
+	}
+	l.budget.open.Add(-1) // its place: the caller's new connection holds one already
+	_ = oldest.Conn.Close()
+	l.budget.evicted.Add(1)
+	return true
 }
 
 // Drain closes the listener's idle HTTP connections (those between
@@ -123,8 +166,9 @@ func (l *Listener) Drain(poll time.Duration, stop <-chan struct{}) int {
 		}
 		left := len(l.conns)
 		l.mu.Unlock()
+		now := time.Now()
 		for _, c := range idle {
-			if http.ConnState(c.state.Load()) == http.StateNew && time.Since(c.accepted) < newGrace {
+			if http.ConnState(c.state.Load()) == http.StateNew && now.Sub(c.accepted) < newGrace {
 				continue
 			}
 			if !c.read.Load() && !c.pending() {
@@ -151,9 +195,32 @@ type Conn struct {
 	closed atomic.Bool
 	state  atomic.Int32 // http.ConnState
 	read   atomic.Bool  // bytes read since the state turned idle
+	// tracked is set once ConnState has seen the connection: its HTTP
+	// state is known.
+	tracked atomic.Bool
+	// idleSince is when it last turned idle (Unix nanoseconds), or was
+	// accepted.
+	idleSince atomic.Int64
 	// accepted is when Accept returned it: a connection that has sent
 	// nothing yet gets newGrace to send its first request.
 	accepted time.Time
+}
+
+// idle reports whether the connection sits between requests (or has sent
+// nothing for newGrace since it was accepted) with nothing read since:
+// closing it may race a request the client writes now, but cuts none it
+// has written (the caller checks pending last).
+func (c *Conn) idle(now time.Time) bool {
+	if !c.tracked.Load() || c.read.Load() {
+		return false
+	}
+	switch http.ConnState(c.state.Load()) {
+	case http.StateIdle:
+		return true
+	case http.StateNew:
+		return now.Sub(c.accepted) >= newGrace
+	}
+	return false
 }
 
 // newGrace is how long Drain leaves a connection that has sent nothing
@@ -174,13 +241,22 @@ func (c *Conn) Read(b []byte) (int, error) {
 // Close closes the connection and gives its place back, once.
 func (c *Conn) Close() error {
 	err := c.Conn.Close()
-	if c.closed.CompareAndSwap(false, true) {
+	if c.release() {
 		c.l.budget.open.Add(-1)
-		c.l.mu.Lock()
-		delete(c.l.conns, c)
-		c.l.mu.Unlock()
 	}
 	return err
+}
+
+// release takes the connection out of its listener's set, once, and
+// reports whether this call did.
+func (c *Conn) release() bool {
+	if !c.closed.CompareAndSwap(false, true) {
+		return false
+	}
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return true
 }
 
 // CloseWrite half-closes the connection, where it can, as net/http does

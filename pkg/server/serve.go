@@ -97,7 +97,8 @@ const drainPoll = 5 * time.Millisecond
 // Serve serves the listeners until ctx ends, then shuts down the
 // Kubernetes way: it reports itself not ready and keeps serving for
 // Options.DrainDelay (every response with "Connection: close", so that
-// clients move away while load balancers notice), then closes the
+// clients move away while load balancers notice), then stops new
+// handshakes, accepts the connections the kernel has queued, closes the
 // listeners, answers every request already written to an accepted
 // connection, and returns within Options.GracePeriod of ctx's end. It
 // returns the first listener's failure (after shutting down the others)
@@ -172,7 +173,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	var stops sync.WaitGroup
 	for _, f := range fronts {
 		stops.Go(func() {
-			if err := stopFront(grace, f.ln, f.http, f.grpc); err != nil {
+			if err := stopFront(grace, s.log, f.ln, f.http, f.grpc); err != nil {
 				mu.Lock()
 				serveErr = errors.Join(serveErr, fmt.Errorf("%s server: shutdown within %v: %w", f.name, s.opts.GracePeriod, err))
 				mu.Unlock()
@@ -187,7 +188,14 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 // stopFront stops one front end: no new connection, every request
 // written to an accepted one answered, then closed; by ctx's end at the
 // latest.
-func stopFront(ctx context.Context, ln *netlimit.Listener, hs *http.Server, gs *grpc.Server) error {
+func stopFront(ctx context.Context, log *slog.Logger, ln *netlimit.Listener, hs *http.Server, gs *grpc.Server) error {
+	// Closing a listener resets the connections the kernel has queued for
+	// it, whose clients may have written a request: take them first.
+	if queued, err := ln.Quiesce(drainPoll, ctx.Done()); err != nil {
+		log.Warn("closing the listener may reset connections queued for it", "addr", ln.Addr().String(), "err", err)
+	} else if queued > 0 {
+		log.Warn("connections queued for the listener reset at close", "addr", ln.Addr().String(), "connections", queued)
+	}
 	if gs != nil {
 		// GracefulStop closes the listener, sends GOAWAY and waits for
 		// the calls open: HTTP/2 closes connections gracefully.
@@ -227,13 +235,16 @@ var (
 	connLimitDesc = prometheus.NewDesc("infer_connections_max",
 		"The most connections a listener keeps open (--max-connections for inference); more are closed at accept.", []string{"listener"}, nil)
 	connRejectedDesc = prometheus.NewDesc("infer_connections_rejected_total",
-		"Connections closed at accept because the listener's limit was reached, by listener.", []string{"listener"}, nil)
+		"Connections closed at accept because the listener's limit was reached and no idle connection could make room, by listener.", []string{"listener"}, nil)
+	connEvictedDesc = prometheus.NewDesc("infer_connections_evicted_total",
+		"Idle keep-alive connections closed to make room for a new one at the listener's limit, by listener.", []string{"listener"}, nil)
 )
 
 func (c connCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- connOpenDesc
 	ch <- connLimitDesc
 	ch <- connRejectedDesc
+	ch <- connEvictedDesc
 }
 
 func (c connCollector) Collect(ch chan<- prometheus.Metric) {
@@ -241,5 +252,6 @@ func (c connCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(connOpenDesc, prometheus.GaugeValue, float64(b.Open()), name)
 		ch <- prometheus.MustNewConstMetric(connLimitDesc, prometheus.GaugeValue, float64(b.Limit()), name)
 		ch <- prometheus.MustNewConstMetric(connRejectedDesc, prometheus.CounterValue, float64(b.Rejected()), name)
+		ch <- prometheus.MustNewConstMetric(connEvictedDesc, prometheus.CounterValue, float64(b.Evicted()), name)
 	}
 }

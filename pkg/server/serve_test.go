@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/netlimit"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -36,7 +37,7 @@ func serveLoopback(t *testing.T, opts Options) *serving {
 	}
 	s.drained = make(chan struct{})
 	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := netlimit.ListenTCP(t.Context(), "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +90,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // next at accept, while the metrics port, with a budget of its own,
 // answers; a place given back serves a new connection.
 func TestConnectionLimitKeepsTheMetricsPortAnswering(t *testing.T) {
-	sv := serveLoopback(t, Options{MaxConnections: 3})
+	sv := serveLoopback(t, Options{MaxConnections: 3, ReadHeaderTimeout: time.Hour})
 	var held []net.Conn
 	for range 3 {
 		c, err := net.Dial("tcp", sv.http)
@@ -98,6 +99,9 @@ func TestConnectionLimitKeepsTheMetricsPortAnswering(t *testing.T) {
 		}
 		held = append(held, c)
 		defer c.Close()
+		// Headers begun: a connection mid-request, which no new one takes
+		// the place of.
+		io.WriteString(c, "GET /v2/health/live HTTP/1.1\r\n")
 	}
 	eventually(t, "3 inference connections open", func() bool {
 		return sv.metric(t, `infer_connections_open{listener="inference"}`) == 3

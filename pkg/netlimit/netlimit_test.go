@@ -1,0 +1,212 @@
+package netlimit
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// listen returns a loopback listener within a budget of limit.
+func listen(t *testing.T, limit int) (*Listener, *Budget) {
+	t.Helper()
+	ln, err := ListenTCP(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewBudget(limit)
+	l := Listen(ln, b)
+	t.Cleanup(func() { l.Close() })
+	return l, b
+}
+
+// Connections the kernel completed before anyone accepted them, each with
+// a request written, are all taken and answered when the listener is
+// quiesced and then closed; a client that connects after the quiesce
+// began never gets a connection it could write to, and is refused once
+// the listener is closed.
+func TestQuiesceTakesTheQueuedConnectionsBeforeClose(t *testing.T) {
+	l, _ := listen(t, 64)
+	const queued = 8
+	var clients []net.Conn
+	for i := range queued {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "request %d\n", i)
+		clients = append(clients, c)
+	}
+
+	stop := make(chan struct{})
+	defer close(stop)
+	quiesced := make(chan int, 1)
+	go func() {
+		n, err := l.Quiesce(time.Millisecond, stop)
+		if err != nil {
+			t.Error(err)
+		}
+		quiesced <- n
+	}()
+
+	// The server's accept loop, answering each request on its connection.
+	served := 0
+	for served < queued {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading a queued connection's request: %v", err)
+		}
+		fmt.Fprintf(c, "answer to %s", line)
+		c.Close()
+		served++
+	}
+	if left := <-quiesced; left != 0 {
+		t.Fatalf("quiesce returned with %d connections queued", left)
+	}
+	// A handshake after the quiesce is not completed: the dial times out.
+	if c, err := net.DialTimeout("tcp", l.Addr().String(), 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("a connection completed after the quiesce")
+	}
+	l.Close()
+
+	for i, c := range clients {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got, err := io.ReadAll(c)
+		if want := fmt.Sprintf("answer to request %d\n", i); err != nil || string(got) != want {
+			t.Errorf("client %d: read %q, %v; want %q", i, got, err, want)
+		}
+	}
+	if _, err := net.DialTimeout("tcp", l.Addr().String(), 30*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("a dial after close: %v, want connection refused", err)
+	}
+}
+
+// serveHTTP serves l with an http.Server that tracks connection states,
+// answering "ok" to any request.
+func serveHTTP(t *testing.T, l *Listener) {
+	t.Helper()
+	hs := &http.Server{
+		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		ConnState: ConnState,
+	}
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+}
+
+// kept is a client's keep-alive connection.
+type kept struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func dialKept(t *testing.T, addr string) *kept {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &kept{Conn: c, br: bufio.NewReader(c)}
+}
+
+// get sends one request and reads its answer.
+func (k *kept) get() error {
+	if _, err := io.WriteString(k, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return err
+	}
+	k.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(k.br, nil)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return err
+}
+
+// waitIdle waits until the listener holds n connections that eviction
+// could take: it waits for a state, it times nothing.
+func waitIdle(t *testing.T, l *Listener, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		idle := 0
+		l.mu.Lock()
+		for c := range l.conns {
+			if c.idle(time.Now()) {
+				idle++
+			}
+		}
+		l.mu.Unlock()
+		if idle == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle connections, want %d", idle, n)
+		}
+	}
+}
+
+// At its limit, a listener makes room for a new connection by closing the
+// keep-alive connection idle longest; a connection in the middle of a
+// request is never taken, so with every place busy the new one is reset.
+func TestFullListenerEvictsTheLongestIdle(t *testing.T) {
+	l, b := listen(t, 2)
+	serveHTTP(t, l)
+
+	first, second := dialKept(t, l.Addr().String()), dialKept(t, l.Addr().String())
+	for _, k := range []*kept{first, second} {
+		if err := k.get(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitIdle(t, l, 2)
+	if err := second.get(); err != nil { // second is now the more recent
+		t.Fatal(err)
+	}
+	waitIdle(t, l, 2)
+
+	third := dialKept(t, l.Addr().String())
+	if err := third.get(); err != nil {
+		t.Fatalf("a new connection at the limit: %v", err)
+	}
+	if err := first.get(); err == nil {
+		t.Fatal("the longest-idle connection was kept")
+	}
+	if err := second.get(); err != nil {
+		t.Fatalf("the more recent idle connection was taken: %v", err)
+	}
+	if b.Evicted() != 1 || b.Rejected() != 0 || b.Open() != 2 {
+		t.Fatalf("evicted %d, rejected %d, open %d; want 1, 0, 2", b.Evicted(), b.Rejected(), b.Open())
+	}
+
+	// Both places mid-request (headers begun, not ended; net/http turns a
+	// connection active only once its headers are read): nothing to take.
+	for _, k := range []*kept{second, third} {
+		io.WriteString(k, "GET / HTTP/1.1\r\n")
+	}
+	waitIdle(t, l, 0)
+	// The reset may come before the dial returns.
+	if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
+		defer c.Close()
+		fourth := &kept{Conn: c, br: bufio.NewReader(c)}
+		if err := fourth.get(); err == nil {
+			t.Fatal("a connection past a limit of busy connections was served")
+		}
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("a connection past a limit of busy connections: %v, want it reset", err)
+	}
+	if b.Rejected() != 1 || b.Evicted() != 1 {
+		t.Fatalf("rejected %d, evicted %d; want 1, 1", b.Rejected(), b.Evicted())
+	}
+}
