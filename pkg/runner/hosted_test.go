@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -494,4 +495,35 @@ func hostCount(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// Every thread of a model host, the runtime's included, runs with the
+// short scheduler slice, where the kernel has custom slices (Linux 6.12
+// on, which shows se.slice in /proc/PID/sched).
+func TestHostThreadsAskForAShortSlice(t *testing.T) {
+	if _, err := os.Stat("/proc/self/sched"); err != nil {
+		t.Skip("no /proc/PID/sched here")
+	}
+	own, err := os.ReadFile("/proc/self/sched")
+	if err != nil || !strings.Contains(string(own), "se.slice") {
+		t.Skip("the kernel reports no slice")
+	}
+	m := loadFault(t, "int-div", Config{}, LoadOptions{Isolation: IsolationProcess})
+	pid := m.instances[0].(*hostedInstance).proc.Pid()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/sched", pid))
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("host %d threads: %v (%v)", pid, tasks, err)
+	}
+	want := strconv.FormatInt(HostSlice.Nanoseconds(), 10)
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "se.slice" && f[2] != want {
+				t.Errorf("%s: se.slice %s ns, want %s", task, f[2], want)
+			}
+		}
+	}
 }

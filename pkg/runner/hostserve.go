@@ -58,6 +58,10 @@ func ServeHost() int {
 	signal.Ignore(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("pid", os.Getpid())
 	slog.SetDefault(log) // the runtime's own messages (runtimeLog) reach the parent as log lines
+	// Before the session exists, so that the runtime's threads inherit it.
+	if err := requestShortSlice(); err != nil {
+		log.Warn("model host keeps the default scheduler slice", "err", err)
+	}
 	if err := serveHost(log); err != nil && !errors.Is(err, io.EOF) {
 		log.Error("model host failed", "err", err)
 		return 1
