@@ -124,12 +124,30 @@ func (s *API) serveServerMetadata(w http.ResponseWriter, _ *http.Request) {
 	WriteJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version, Extensions: core.Extensions()})
 }
 
+// tensorMetadata describes inputs or outputs; an output converted from a
+// value that is not a tensor says what its elements hold, and its type.
 func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
 	out := make([]protocol.TensorMetadata, len(specs))
 	for i, t := range specs {
 		out[i] = protocol.TensorMetadata{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
+		if t.Content != "" {
+			out[i].Parameters = protocol.Parameters{protocol.ParamContentType: t.Content, protocol.ParamONNXType: t.ONNXType}
+		}
 	}
 	return out
+}
+
+// unservedParameters names each output that is not served, with its type
+// and the reason; nil when there is none.
+func unservedParameters(unserved []runner.UnservedOutput) protocol.Parameters {
+	if len(unserved) == 0 {
+		return nil
+	}
+	p := protocol.Parameters{}
+	for _, u := range unserved {
+		p[protocol.ParamUnservedOutput+u.Name] = u.ONNXType + ": " + u.Reason
+	}
+	return p
 }
 
 func (s *API) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +158,7 @@ func (s *API) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	meta := m.Metadata()
 	WriteJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: s.ReadyVersions(meta.Name), Platform: meta.Platform,
-		Inputs: tensorMetadata(meta.Inputs), Outputs: tensorMetadata(meta.Outputs)})
+		Inputs: tensorMetadata(meta.Inputs), Outputs: tensorMetadata(meta.Outputs), Parameters: unservedParameters(meta.Unserved)})
 }
 
 func (s *API) serveModelReady(w http.ResponseWriter, r *http.Request) {

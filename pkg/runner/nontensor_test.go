@@ -2,15 +2,11 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,95 +14,9 @@ import (
 
 	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
+	"github.com/infer-serving/infer/pkg/internal/classifiertest"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
-
-// The classifier's weights, as testdata/gen writes them into
-// variants/classifier.onnx: [classes][features] and [classes].
-var (
-	classifierCoefficients = [3][4]float64{
-		{1.5, -0.5, 0.25, 0},
-		{-1, 1, 0, 0.5},
-		{0, -0.25, -1, 1},
-	}
-	classifierIntercepts = [3]float64{0.1, -0.2, 0.05}
-)
-
-// classify returns the label and the class probabilities the classifier
-// gives one row of features: the softmax of its linear scores.
-func classify(x []float32) (int64, [3]float64) {
-	var p [3]float64
-	var sum float64
-	label := int64(0)
-	for c := range p {
-		s := classifierIntercepts[c]
-		for f, w := range classifierCoefficients[c] {
-			s += w * float64(x[f])
-		}
-		p[c] = math.Exp(s)
-		sum += p[c]
-	}
-	for c := range p {
-		p[c] /= sum
-		if p[c] > p[label] {
-			label = int64(c)
-		}
-	}
-	return label, p
-}
-
-// zipMapElement matches one row of the classifier's probabilities as it is
-// served: a compact JSON object, its keys the classes in the runtime's
-// order.
-var zipMapElement = regexp.MustCompile(`^\{"0":[^,{}]+,"1":[^,{}]+,"2":[^,{}]+\}$`)
-
-// checkClassifierRows checks the classifier's outputs for rows of x (4
-// features a row): the labels, and one JSON object of class probabilities
-// a row. It returns what is wrong, or "".
-func checkClassifierRows(x []float32, outs []tensor.Tensor) string {
-	rows := int64(len(x) / 4)
-	if len(outs) != 2 || outs[0].Name != "output_label" || outs[1].Name != "output_probability" {
-		return fmt.Sprintf("outputs %+v, want output_label and output_probability", outs)
-	}
-	labels, err := tensor.Values[int64](outs[0])
-	if err != nil || !slices.Equal(outs[0].Shape, []int64{rows}) {
-		return fmt.Sprintf("labels: shape %v (%v), want [%d]", outs[0].Shape, err, rows)
-	}
-	probs, err := tensor.BytesValues(outs[1])
-	if err != nil || !slices.Equal(outs[1].Shape, []int64{rows}) || int64(len(probs)) != rows {
-		return fmt.Sprintf("probabilities: %s shape %v (%v), want BYTES [%d]", outs[1].DataType, outs[1].Shape, err, rows)
-	}
-	for r := range rows {
-		label, want := classify(x[4*r : 4*r+4])
-		if labels[r] != label {
-			return fmt.Sprintf("row %d: label %d, want %d", r, labels[r], label)
-		}
-		if !zipMapElement.Match(probs[r]) {
-			return fmt.Sprintf("row %d: probabilities %s, want a JSON object of classes 0, 1, 2", r, probs[r])
-		}
-		var got map[string]float64
-		if err := json.Unmarshal(probs[r], &got); err != nil {
-			return fmt.Sprintf("row %d: %v", r, err)
-		}
-		for c, p := range want {
-			if d := math.Abs(got[strconv.Itoa(c)] - p); d > 1e-6 {
-				return fmt.Sprintf("row %d: probabilities %s, want %v", r, probs[r], want)
-			}
-		}
-	}
-	return ""
-}
-
-// classifierFeatures returns rows of features, row r starting at start+r
-// so that different requests' rows differ and the classes vary.
-func classifierFeatures(start, rows int) []float32 {
-	x := make([]float32, 4*rows)
-	for r := range rows {
-		v := float32(start + r)
-		copy(x[4*r:], []float32{v*0.5 - 1, 1 - v*0.25, v*0.125 - 0.5, v*0.3 - 2})
-	}
-	return x
-}
 
 func readVariant(t testing.TB, name string) []byte {
 	t.Helper()
@@ -145,8 +55,8 @@ func TestClassifierServesItsZipMapAsJSON(t *testing.T) {
 			var wg sync.WaitGroup
 			for rows := 1; rows <= 3; rows++ {
 				wg.Go(func() {
-					x := classifierFeatures(10*rows, rows)
-					resp, err := m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{tensor.New("float_input", []int64{int64(rows), 4}, x)}})
+					x := classifiertest.Features(10*rows, rows)
+					resp, err := m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{classifiertest.Request(x)}})
 					if err != nil {
 						t.Errorf("%d rows: %v", rows, err)
 						return
@@ -154,23 +64,23 @@ func TestClassifierServesItsZipMapAsJSON(t *testing.T) {
 					if resp.Timing.BatchSize != 6 {
 						t.Errorf("%d rows ran in a batch of %d, want all three requests in one of 6", rows, resp.Timing.BatchSize)
 					}
-					if msg := checkClassifierRows(x, resp.Outputs); msg != "" {
-						t.Errorf("%d rows: %s", rows, msg)
+					if err := classifiertest.Check(x, resp.Outputs); err != nil {
+						t.Errorf("%d rows: %v", rows, err)
 					}
 				})
 			}
 			wg.Wait()
 
 			// Alone, and asking for the probabilities only.
-			x := classifierFeatures(-4, 6)
-			resp, err := m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{tensor.New("float_input", []int64{6, 4}, x)}})
+			x := classifiertest.Features(-4, 6)
+			resp, err := m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{classifiertest.Request(x)}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if msg := checkClassifierRows(x, resp.Outputs); msg != "" {
-				t.Fatal(msg)
+			if err := classifiertest.Check(x, resp.Outputs); err != nil {
+				t.Fatal(err)
 			}
-			resp, err = m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{tensor.New("float_input", []int64{6, 4}, x)}, Outputs: []string{"output_probability"}})
+			resp, err = m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{classifiertest.Request(x)}, Outputs: []string{classifiertest.Probabilities}})
 			if err != nil || len(resp.Outputs) != 1 || resp.Outputs[0].Name != "output_probability" || !slices.Equal(resp.Outputs[0].Shape, []int64{6}) {
 				t.Fatalf("probabilities alone: %+v %v", resp, err)
 			}

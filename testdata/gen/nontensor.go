@@ -7,8 +7,9 @@ import (
 // Models whose outputs are not all tensors: ONNX sequences and maps, as
 // converters of classical models write them.
 
-// The classifier's weights, [classes][features] and [classes]; the
-// runner's tests compute from the same numbers what it must answer.
+// The classifier's weights, [classes][features] and [classes];
+// pkg/internal/classifiertest computes from the same numbers what the
+// model must answer.
 var (
 	classifierCoefficients = [3][4]float32{
 		{1.5, -0.5, 0.25, 0},
