@@ -124,9 +124,10 @@ func (s *API) serveServerMetadata(w http.ResponseWriter, _ *http.Request) {
 	WriteJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version, Extensions: core.Extensions()})
 }
 
-// tensorMetadata describes inputs or outputs; an output converted from a
-// value that is not a tensor says what its elements hold, and its type.
-func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
+// TensorMetadata describes inputs or outputs as the model metadata does;
+// an output converted from a value that is not a tensor says what its
+// elements hold, and its type.
+func TensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
 	out := make([]protocol.TensorMetadata, len(specs))
 	for i, t := range specs {
 		out[i] = protocol.TensorMetadata{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
@@ -137,9 +138,10 @@ func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
 	return out
 }
 
-// unservedParameters names each output that is not served, with its type
-// and the reason; nil when there is none.
-func unservedParameters(unserved []runner.UnservedOutput) protocol.Parameters {
+// UnservedParameters are the model metadata's parameters that name each
+// output that is not served, with its type and the reason; nil when there
+// is none.
+func UnservedParameters(unserved []runner.UnservedOutput) protocol.Parameters {
 	if len(unserved) == 0 {
 		return nil
 	}
@@ -158,7 +160,7 @@ func (s *API) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	meta := m.Metadata()
 	WriteJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: s.ReadyVersions(meta.Name), Platform: meta.Platform,
-		Inputs: tensorMetadata(meta.Inputs), Outputs: tensorMetadata(meta.Outputs), Parameters: unservedParameters(meta.Unserved)})
+		Inputs: TensorMetadata(meta.Inputs), Outputs: TensorMetadata(meta.Outputs), Parameters: UnservedParameters(meta.Unserved)})
 }
 
 func (s *API) serveModelReady(w http.ResponseWriter, r *http.Request) {
