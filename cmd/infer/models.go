@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/infer-serving/infer/pkg/generate"
+	"github.com/infer-serving/infer/pkg/httpapi"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -124,17 +125,9 @@ type modelListing struct {
 	MaxBatchSize int                       `json:"max_batch_size"`
 	Inputs       []protocol.TensorMetadata `json:"inputs,omitempty"`
 	Outputs      []protocol.TensorMetadata `json:"outputs,omitempty"`
+	Parameters   protocol.Parameters       `json:"parameters,omitempty"` // outputs not served
 	LoadSeconds  float64                   `json:"load_seconds,omitempty"`
 	WarmupSecs   float64                   `json:"warmup_seconds,omitempty"`
-}
-
-// tensorMetadata spells specs as the protocol's model metadata does.
-func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
-	out := make([]protocol.TensorMetadata, len(specs))
-	for i, s := range specs {
-		out[i] = protocol.TensorMetadata{Name: s.Name, Datatype: s.DataType.String(), Shape: s.Shape}
-	}
-	return out
 }
 
 func listModels(repo *runner.Repository, w io.Writer, out *outputFlag) error {
@@ -144,7 +137,9 @@ func listModels(repo *runner.Repository, w io.Writer, out *outputFlag) error {
 		if m, err := repo.Model(s.Name, s.Version); err == nil {
 			l.Device = m.Device().String()
 			l.MaxBatchSize = *m.Config().MaxBatchSize
-			l.Inputs, l.Outputs = tensorMetadata(m.Metadata().Inputs), tensorMetadata(m.Metadata().Outputs)
+			meta := m.Metadata()
+			l.Inputs, l.Outputs = httpapi.TensorMetadata(meta.Inputs), httpapi.TensorMetadata(meta.Outputs)
+			l.Parameters = httpapi.UnservedParameters(meta.Unserved)
 			l.LoadSeconds, l.WarmupSecs = m.LoadDuration().Seconds(), m.WarmupDuration().Seconds()
 		}
 		rows = append(rows, l)
@@ -173,7 +168,11 @@ func specList(specs []protocol.TensorMetadata) string {
 	const shown = 2
 	var parts []string
 	for _, s := range specs[:min(shown, len(specs))] {
-		parts = append(parts, fmt.Sprintf("%s %s %v", s.Name, s.Datatype, s.Shape))
+		part := fmt.Sprintf("%s %s %v", s.Name, s.Datatype, s.Shape)
+		if c, ok := s.Parameters[protocol.ParamContentType].(string); ok {
+			part += " (" + c + ")" // a map, or sequence of maps, in the model
+		}
+		parts = append(parts, part)
 	}
 	if len(specs) > shown {
 		parts = append(parts, fmt.Sprintf("+%d more", len(specs)-shown))

@@ -43,6 +43,6 @@ func (s *API) serveInferConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	meta := m.Metadata()
 	cfg["name"], cfg["platform"] = meta.Name, meta.Platform
-	cfg["input"], cfg["output"] = tensorMetadata(meta.Inputs), tensorMetadata(meta.Outputs)
+	cfg["input"], cfg["output"] = TensorMetadata(meta.Inputs), TensorMetadata(meta.Outputs)
 	WriteJSON(w, http.StatusOK, cfg)
 }

@@ -124,12 +124,32 @@ func (s *API) serveServerMetadata(w http.ResponseWriter, _ *http.Request) {
 	WriteJSON(w, http.StatusOK, protocol.ServerMetadata{Name: s.opts.Name, Version: s.opts.Version, Extensions: core.Extensions()})
 }
 
-func tensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
+// TensorMetadata describes inputs or outputs as the model metadata does;
+// an output converted from a value that is not a tensor says what its
+// elements hold, and its type.
+func TensorMetadata(specs []runner.TensorSpec) []protocol.TensorMetadata {
 	out := make([]protocol.TensorMetadata, len(specs))
 	for i, t := range specs {
 		out[i] = protocol.TensorMetadata{Name: t.Name, Datatype: t.DataType.String(), Shape: t.Shape}
+		if t.Content != "" {
+			out[i].Parameters = protocol.Parameters{protocol.ParamContentType: t.Content, protocol.ParamONNXType: t.ONNXType}
+		}
 	}
 	return out
+}
+
+// UnservedParameters are the model metadata's parameters that name each
+// output that is not served, with its type and the reason; nil when there
+// is none.
+func UnservedParameters(unserved []runner.UnservedOutput) protocol.Parameters {
+	if len(unserved) == 0 {
+		return nil
+	}
+	p := protocol.Parameters{}
+	for _, u := range unserved {
+		p[protocol.ParamUnservedOutput+u.Name] = u.ONNXType + ": " + u.Reason
+	}
+	return p
 }
 
 func (s *API) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +160,7 @@ func (s *API) serveModelMetadata(w http.ResponseWriter, r *http.Request) {
 	}
 	meta := m.Metadata()
 	WriteJSON(w, http.StatusOK, protocol.ModelMetadata{Name: meta.Name, Versions: s.ReadyVersions(meta.Name), Platform: meta.Platform,
-		Inputs: tensorMetadata(meta.Inputs), Outputs: tensorMetadata(meta.Outputs)})
+		Inputs: TensorMetadata(meta.Inputs), Outputs: TensorMetadata(meta.Outputs), Parameters: UnservedParameters(meta.Unserved)})
 }
 
 func (s *API) serveModelReady(w http.ResponseWriter, r *http.Request) {

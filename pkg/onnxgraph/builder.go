@@ -51,3 +51,24 @@ func (b *Builder) OpNamed(out, opType string, inputs []string, attrs ...Attribut
 	})
 	return out
 }
+
+// OutputOf declares the value named name as a graph output of type t: a
+// sequence or a map, which Output cannot describe.
+func (b *Builder) OutputOf(name string, t Type) {
+	b.Graph.Outputs = append(b.Graph.Outputs, Value{Name: name, Of: &t})
+}
+
+// OpIn appends a node of operator set domain (DomainML, say) whose outputs
+// are named outs, for operators of several outputs such as a classifier's
+// label and scores.
+func (b *Builder) OpIn(domain, opType string, inputs, outs []string, attrs ...Attribute) {
+	b.seq++
+	b.Graph.Nodes = append(b.Graph.Nodes, Node{
+		Name:    fmt.Sprintf("%s_node_%d", opType, b.seq),
+		OpType:  opType,
+		Inputs:  inputs,
+		Outputs: outs,
+		Attrs:   attrs,
+		Domain:  domain,
+	})
+}

@@ -37,6 +37,11 @@ type Port struct {
 	// Shape is a tensor's shape: -1 for a symbolic or unknown dimension,
 	// empty for a scalar or a shape the file does not give.
 	Shape []int64
+	// Key is a map's key type.
+	Key DataType
+	// Elem is the type of a sequence's or an optional's element, or of a
+	// map's values; nil when the file does not give it. Its Name is empty.
+	Elem *Port
 }
 
 // Interface is a model's inputs and outputs.
@@ -105,23 +110,7 @@ func readPort(b []byte) (Port, error) {
 	if err != nil || typ == nil {
 		return p, err
 	}
-	err = walk(typ, func(num protowire.Number, v []byte) error {
-		switch num {
-		case typeTensor:
-			p.Kind = KindTensor
-			return readTensorType(v, &p)
-		case typeSequence:
-			p.Kind = KindSequence
-		case typeMap:
-			p.Kind = KindMap
-		case typeOptional:
-			p.Kind = KindOptional
-		case typeSparseTensor:
-			p.Kind = KindSparseTensor
-		}
-		return nil
-	})
-	if err != nil {
+	if err := readType(typ, &p, 0); err != nil {
 		return p, fmt.Errorf("%q: %w", p.Name, err)
 	}
 	return p, nil

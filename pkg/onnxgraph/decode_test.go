@@ -11,7 +11,9 @@ import (
 func FuzzReadInterface(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "faults", "*.onnx"))
 	more, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "models", "*", "1", "model.onnx"))
-	for _, file := range append(files, more...) {
+	files = append(files, more...)
+	files = append(files, filepath.Join("..", "..", "testdata", "variants", "classifier.onnx")) // nested types
+	for _, file := range files {
 		if data, err := os.ReadFile(file); err == nil && len(data) < 1<<20 {
 			f.Add(data)
 		}
@@ -63,5 +65,57 @@ func TestReadInterfaceReadsWhatEncodeWrites(t *testing.T) {
 	}
 	if len(it.Outputs) != 1 || it.Outputs[0].Name != "y" || it.Outputs[0].Type != Double {
 		t.Errorf("outputs %+v", it.Outputs)
+	}
+}
+
+// A sequence of maps, as a converted classifier's ZipMap declares it,
+// reads back with every level of its type, and spells as ONNX spells it.
+func TestReadInterfaceReadsNestedTypes(t *testing.T) {
+	b := NewBuilder("g")
+	b.Input("x", Float, Symbolic("N"), Fixed(4))
+	b.OutputOf("probabilities", SequenceOf(MapOf(Int64, TensorType(Float))))
+	b.OutputOf("rows", SequenceOf(TensorType(Float, Fixed(4))))
+	b.OutputOf("names", MapOf(String, TensorType(Double)))
+	it, err := ReadInterface((&Model{Graph: b.Graph}).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(it.Outputs) != 3 {
+		t.Fatalf("outputs %+v", it.Outputs)
+	}
+	p := it.Outputs[0]
+	if p.Kind != KindSequence || p.Elem == nil || p.Elem.Kind != KindMap || p.Elem.Key != Int64 ||
+		p.Elem.Elem == nil || p.Elem.Elem.Kind != KindTensor || p.Elem.Elem.Type != Float {
+		t.Errorf("probabilities: %+v", p)
+	}
+	for i, want := range []string{"seq(map(int64,tensor(float)))", "seq(tensor(float))", "map(string,tensor(double))"} {
+		if got := it.Outputs[i].TypeString(); got != want {
+			t.Errorf("output %d: type %q, want %q", i, got, want)
+		}
+	}
+	if rows := it.Outputs[1].Elem; rows == nil || len(rows.Shape) != 1 || rows.Shape[0] != 4 {
+		t.Errorf("rows' element: %+v", rows)
+	}
+}
+
+// A type nested past what ReadInterface follows is read to that depth and
+// no further.
+func TestReadInterfaceBoundsNesting(t *testing.T) {
+	typ := TensorType(Float)
+	for range 3 * maxTypeDepth {
+		typ = SequenceOf(typ)
+	}
+	b := NewBuilder("g")
+	b.OutputOf("deep", typ)
+	it, err := ReadInterface((&Model{Graph: b.Graph}).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	depth := 0
+	for p := &it.Outputs[0]; p.Elem != nil; p = p.Elem {
+		depth++
+	}
+	if depth != maxTypeDepth {
+		t.Errorf("read %d levels, want %d", depth, maxTypeDepth)
 	}
 }

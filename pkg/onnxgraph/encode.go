@@ -34,6 +34,7 @@ const (
 	nodeName      = 3
 	nodeOpType    = 4
 	nodeAttribute = 5
+	nodeDomain    = 7
 
 	attrName   = 1
 	attrF      = 2
@@ -86,6 +87,13 @@ func (m *Model) Encode() []byte {
 	op = protowire.AppendTag(op, opsetVersion, protowire.VarintType)
 	op = protowire.AppendVarint(op, uint64(opset))
 	b = appendMessage(b, modelOpsetImport, op)
+	for _, imp := range m.Imports {
+		var op []byte
+		op = appendString(op, opsetDomain, imp.Domain)
+		op = protowire.AppendTag(op, opsetVersion, protowire.VarintType)
+		op = protowire.AppendVarint(op, uint64(imp.Version))
+		b = appendMessage(b, modelOpsetImport, op)
+	}
 	for _, kv := range m.MetadataProps {
 		var e []byte
 		e = appendString(e, stringEntryKey, kv[0])
@@ -128,7 +136,7 @@ func (n *Node) encode() []byte {
 	for i := range n.Attrs {
 		b = appendMessage(b, nodeAttribute, n.Attrs[i].encode())
 	}
-	return b
+	return appendString(b, nodeDomain, n.Domain)
 }
 
 func (a *Attribute) encode() []byte {
@@ -184,27 +192,13 @@ func (t *Tensor) encode() []byte {
 }
 
 func (v *Value) encode() []byte {
-	var shape []byte
-	for _, d := range v.Shape {
-		var dim []byte
-		if d.Param != "" {
-			dim = appendString(dim, dimParam, d.Param)
-		} else {
-			dim = protowire.AppendTag(dim, dimValue, protowire.VarintType)
-			dim = protowire.AppendVarint(dim, uint64(d.Value))
-		}
-		shape = appendMessage(shape, shapeDim, dim)
+	t := TensorType(v.Type, v.Shape...)
+	if v.Of != nil {
+		t = *v.Of
 	}
-	var tt []byte
-	tt = protowire.AppendTag(tt, tensorTypeElem, protowire.VarintType)
-	tt = protowire.AppendVarint(tt, uint64(v.Type))
-	tt = appendMessage(tt, tensorTypeShape, shape)
-	var typ []byte
-	typ = appendMessage(typ, typeTensor, tt)
-
 	var b []byte
 	b = appendString(b, valueName, v.Name)
-	b = appendMessage(b, valueType, typ)
+	b = appendMessage(b, valueType, t.encode())
 	return b
 }
 

@@ -57,11 +57,13 @@ func Fixed(n int64) Dim { return Dim{Value: n} }
 func Symbolic(name string) Dim { return Dim{Param: name} }
 
 // Value is a graph input or output: a named tensor of an element type and
-// shape.
+// shape, or, when Of is set, a value of the type Of describes (a sequence
+// or a map) instead.
 type Value struct {
 	Name  string
 	Type  DataType
 	Shape []Dim
+	Of    *Type
 }
 
 // Tensor is a constant tensor: an initializer or a tensor attribute. Raw
@@ -136,6 +138,9 @@ type Node struct {
 	Inputs  []string
 	Outputs []string
 	Attrs   []Attribute
+	// Domain is the operator set OpType belongs to: empty for ai.onnx,
+	// DomainML for the traditional-ML operators.
+	Domain string
 }
 
 // Graph is a model's computation: nodes in topological order, their
@@ -157,7 +162,20 @@ type Model struct {
 	DocString     string
 	ModelVersion  int64
 	MetadataProps [][2]string // key, value pairs, in order
+	// Imports are the operator sets the graph uses beside ai.onnx (Opset),
+	// such as ai.onnx.ml for a converted scikit-learn model.
+	Imports []OpsetImport
 }
+
+// OpsetImport names an operator set and the version of it a model uses.
+type OpsetImport struct {
+	Domain  string
+	Version int64
+}
+
+// DomainML is the operator set of traditional machine learning
+// (classifiers, ZipMap, ...), which converters such as skl2onnx emit.
+const DomainML = "ai.onnx.ml"
 
 // Float32Tensor returns an initializer holding float32 values.
 func Float32Tensor(name string, dims []int64, v []float32) Tensor {

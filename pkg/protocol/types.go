@@ -34,6 +34,18 @@ const (
 	ParamClassCount     = "class_count"
 )
 
+// Parameter names of a model's metadata for outputs that are not tensors
+// in the model (ONNX maps and sequences), the names MLServer and KServe
+// give such annotations. On an output: ParamContentType says what its
+// BYTES elements hold ("json": one JSON object each), ParamONNXType its
+// type in the model. On the model: ParamUnservedOutput followed by an
+// output's name says why that output is not served.
+const (
+	ParamContentType    = "content_type"
+	ParamONNXType       = "onnx_type"
+	ParamUnservedOutput = "unserved_output."
+)
+
 // ExtensionBinaryTensorData is the binary tensor extension's name in a
 // server's metadata.
 const ExtensionBinaryTensorData = "binary_tensor_data"
@@ -55,9 +67,10 @@ type ServerMetadata struct {
 // TensorMetadata describes one model input or output; -1 marks a
 // dynamic dimension.
 type TensorMetadata struct {
-	Name     string  `json:"name"`
-	Datatype string  `json:"datatype"`
-	Shape    []int64 `json:"shape"`
+	Name       string     `json:"name"`
+	Datatype   string     `json:"datatype"`
+	Shape      []int64    `json:"shape"`
+	Parameters Parameters `json:"parameters,omitempty"`
 }
 
 // ModelMetadata is the body of GET /v2/models/{model}[/versions/{version}].
@@ -67,6 +80,9 @@ type ModelMetadata struct {
 	Platform string           `json:"platform"`
 	Inputs   []TensorMetadata `json:"inputs"`
 	Outputs  []TensorMetadata `json:"outputs"`
+	// Parameters name the outputs that are not served
+	// (ParamUnservedOutput).
+	Parameters Parameters `json:"parameters,omitempty"`
 }
 
 // Error is the body of every error response.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/infer-serving/infer/pkg/modelhost"
+	"github.com/infer-serving/infer/pkg/tensor"
 )
 
 // Isolation modes: where a model version's sessions run.
@@ -449,8 +450,9 @@ func (h *hostedInstance) collect(rows int64) error {
 		return fmt.Errorf("model host answered %d outputs, the model has %d", len(res.Outputs), len(h.outputs))
 	}
 	total, dims := int64(0), 0
+	mem := h.region.Bytes()
 	for j, o := range res.Outputs {
-		if err := checkOutput(h.outputs[j], o, h.stacked, rows); err != nil {
+		if err := checkOutput(h.outputs[j], o, mem, h.stacked, rows); err != nil {
 			return err
 		}
 		total += o.Length
@@ -458,7 +460,6 @@ func (h *hostedInstance) collect(rows int64) error {
 	}
 	data := make([]byte, total)
 	shapes := make([]int64, dims)
-	mem := h.region.Bytes()
 	for j, o := range res.Outputs {
 		n := copy(data, mem[o.Offset:o.Offset+o.Length])
 		h.bufs[j], data = data[:n:n], data[n:]
@@ -468,14 +469,22 @@ func (h *hostedInstance) collect(rows int64) error {
 	return nil
 }
 
-// checkOutput refuses an output whose bytes do not match its shape and
-// type, or whose rows are not the batch's.
-func checkOutput(spec TensorSpec, o modelhost.Tensor, stacked bool, rows int64) error {
-	n, err := shapeBytes(spec, o.Shape)
-	if err != nil {
-		return fmt.Errorf("output %w", err)
+// checkOutput refuses an output that lies outside the region mem, whose
+// bytes do not match its shape and type, or whose rows are not the
+// batch's.
+func checkOutput(spec TensorSpec, o modelhost.Tensor, mem []byte, stacked bool, rows int64) error {
+	if o.Offset < 0 || o.Length < 0 || o.Offset > int64(len(mem))-o.Length {
+		return fmt.Errorf("output %q: %d bytes at %d, outside the %d-byte region", spec.Name, o.Length, o.Offset, len(mem))
 	}
-	if n != o.Length {
+	if spec.DataType == tensor.Bytes {
+		// Elements of varying length: count them.
+		t := tensor.Tensor{Name: spec.Name, DataType: spec.DataType, Shape: o.Shape, Data: mem[o.Offset : o.Offset+o.Length]}
+		if err := t.Validate(); err != nil {
+			return fmt.Errorf("output %w", err)
+		}
+	} else if n, err := shapeBytes(spec, o.Shape); err != nil {
+		return fmt.Errorf("output %w", err)
+	} else if n != o.Length {
 		return fmt.Errorf("output %q: shape %v of %s takes %d bytes, the host wrote %d", spec.Name, o.Shape, spec.DataType, n, o.Length)
 	}
 	if stacked && (len(o.Shape) == 0 || o.Shape[0] != rows) {

@@ -274,14 +274,15 @@ func (h *hostSession) execute(r *modelhost.Run, res *modelhost.Result, start tim
 		if placed {
 			continue // o is where the parent put it, its shape the parent's
 		}
-		o.Shape = append(o.Shape[:0], h.outs[j].GetShape()...)
 		if o.Length >= 0 {
+			o.Shape = append(o.Shape[:0], h.outs[j].GetShape()...)
 			continue
 		}
-		b, err := valueBytes(h.outs[j], spec)
+		b, shape, err := valueBytes(h.outs[j], spec)
 		if err != nil {
 			return err
 		}
+		o.Shape = append(o.Shape[:0], shape...)
 		o.Offset, o.Length = int64(end), int64(len(b))
 		end = modelhost.Align(end + len(b))
 		if err := h.region.Grow(end); err != nil {

@@ -270,6 +270,11 @@ func (m *Model) check(req *Request) (*pending, error) {
 		for k, name := range req.Outputs {
 			j, ok := m.outputIdx[name]
 			if !ok {
+				for _, u := range m.meta.Unserved {
+					if u.Name == name {
+						return p, bad("requested output %q of model %q is a %s, which is not served: %s", name, m.meta.Name, u.ONNXType, u.Reason)
+					}
+				}
 				return p, bad("requested output %q: model %q has no such output", name, m.meta.Name)
 			}
 			p.outputs[k] = j

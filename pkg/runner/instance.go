@@ -210,17 +210,16 @@ func (in *instance) execute(batch []*pending, resps []Response) (execution, erro
 		return ex, fmt.Errorf("run: %w", err)
 	}
 	shapes := in.shapes
-	for j := range in.outputs {
-		shapes[j] = in.outs[j].GetShape()
-		if in.stacked && (len(shapes[j]) == 0 || shapes[j][0] != rows) {
-			return ex, errRows(in.outputs[j].Name, shapes[j], rows)
-		}
+	for j, spec := range in.outputs {
 		if bufs[j] == nil {
-			b, err := valueBytes(in.outs[j], in.outputs[j])
-			if err != nil {
+			if bufs[j], shapes[j], err = valueBytes(in.outs[j], spec); err != nil {
 				return ex, err
 			}
-			bufs[j] = b
+		} else {
+			shapes[j] = in.outs[j].GetShape()
+		}
+		if in.stacked && (len(shapes[j]) == 0 || shapes[j][0] != rows) {
+			return ex, errRows(spec.Name, shapes[j], rows)
 		}
 	}
 	if resps != nil {
@@ -266,8 +265,12 @@ func (in *instance) release() {
 	}
 }
 
-// valueBytes returns the elements of an output the runtime allocated.
-func valueBytes(v ort.Value, spec TensorSpec) ([]byte, error) {
+// valueBytes returns the elements and the shape of an output the runtime
+// allocated; an output that is not a tensor is converted (jsonOutput).
+func valueBytes(v ort.Value, spec TensorSpec) ([]byte, []int64, error) {
+	if spec.Content == ContentJSON {
+		return jsonOutput(v, spec)
+	}
 	var b []byte
 	switch t := v.(type) {
 	case *ort.Tensor[float32]:
@@ -295,13 +298,14 @@ func valueBytes(v ort.Value, spec TensorSpec) ([]byte, error) {
 	case *ort.CustomDataTensor:
 		b = t.GetData()
 	default:
-		return nil, fmt.Errorf("output %q: unsupported runtime value %T", spec.Name, v)
+		return nil, nil, fmt.Errorf("output %q: unsupported runtime value %T", spec.Name, v)
 	}
-	want := tensor.Elements(v.GetShape()) * int64(spec.DataType.Size())
+	shape := v.GetShape()
+	want := tensor.Elements(shape) * int64(spec.DataType.Size())
 	if int64(len(b)) != want {
-		return nil, fmt.Errorf("output %q: runtime returned %d bytes for shape %v of %s (want %d)", spec.Name, len(b), v.GetShape(), spec.DataType, want)
+		return nil, nil, fmt.Errorf("output %q: runtime returned %d bytes for shape %v of %s (want %d)", spec.Name, len(b), shape, spec.DataType, want)
 	}
-	return b, nil
+	return b, shape, nil
 }
 
 // asBytes views a slice of fixed-size elements as its bytes.

@@ -191,6 +191,17 @@ func (l *layout) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]i
 	}
 	tensors := make([]tensor.Tensor, count)
 	dimArena := make([]int64, dims)
+	// A BYTES output's elements vary in length: where each request's rows
+	// begin is found by walking them, once a batch.
+	var bounds [][]int64
+	for j, o := range l.outputs {
+		if l.stacked && o.DataType == tensor.Bytes && len(batch) > 1 {
+			if bounds == nil {
+				bounds = make([][]int64, len(l.outputs))
+			}
+			bounds[j] = bytesBounds(bufs[j], shapes[j], batch)
+		}
+	}
 	var offset int64
 	for k, p := range batch {
 		n := p.outputCount(len(l.outputs))
@@ -205,6 +216,11 @@ func (l *layout) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]i
 					rowBytes = int64(len(data)) / rows
 				}
 				lo, hi := offset*rowBytes, (offset+p.rows)*rowBytes
+				if bounds != nil && bounds[j] != nil {
+					lo, hi = bounds[j][k], bounds[j][k+1]
+				} else if l.outputs[j].DataType == tensor.Bytes {
+					lo, hi = 0, int64(len(data)) // a batch of one request
+				}
 				data = data[lo:hi:hi]
 				own := dimArena[:len(shape):len(shape)]
 				dimArena = dimArena[len(shape):]
@@ -217,4 +233,22 @@ func (l *layout) split(batch []*pending, rows int64, bufs [][]byte, shapes [][]i
 		resps[k].Outputs = ts
 		offset += p.rows
 	}
+}
+
+// bytesBounds returns where each request of batch begins in the BYTES
+// data of a batched output of the given shape, and where the last one
+// ends: len(batch)+1 byte offsets. The data holds the elements its shape
+// says (the host's are checked, the instance's made so): the walk stops
+// at its end regardless.
+func bytesBounds(data []byte, shape []int64, batch []*pending) []int64 {
+	perRow := tensor.Elements(shape[1:])
+	bounds := make([]int64, len(batch)+1)
+	var off int64
+	for k, p := range batch {
+		for e := int64(0); e < p.rows*perRow && off+4 <= int64(len(data)); e++ {
+			off = min(off+4+int64(binary.LittleEndian.Uint32(data[off:])), int64(len(data)))
+		}
+		bounds[k+1] = off
+	}
+	return bounds
 }

@@ -15,6 +15,13 @@ type TensorSpec struct {
 	DataType tensor.DataType
 	// Shape holds -1 for every dynamic dimension.
 	Shape []int64
+	// Content says what the elements of a BYTES output converted from a
+	// value that is not a tensor hold: ContentJSON for a map or a sequence
+	// of maps (see UnservedOutput). Empty for a tensor.
+	Content string `json:",omitempty"`
+	// ONNXType is such an output's type as the ONNX file declares it,
+	// "seq(map(int64,tensor(float)))"; empty for a tensor.
+	ONNXType string `json:",omitempty"`
 }
 
 // Metadata describes a loaded model version.
@@ -24,6 +31,9 @@ type Metadata struct {
 	Platform string // always "onnxruntime_onnx", as Triton names it
 	Inputs   []TensorSpec
 	Outputs  []TensorSpec
+	// Unserved are the graph's outputs that no protocol tensor carries,
+	// left out of Outputs (see UnservedOutput).
+	Unserved []UnservedOutput
 }
 
 // Platform is the platform name Triton reports for ONNX models.

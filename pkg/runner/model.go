@@ -180,8 +180,11 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 	if meta.Inputs, err = specsFromPorts(it.Inputs); err != nil {
 		return nil, fmt.Errorf("input %w", err)
 	}
-	if meta.Outputs, err = specsFromPorts(it.Outputs); err != nil {
+	if meta.Outputs, meta.Unserved, err = outputSpecs(it.Outputs); err != nil {
 		return nil, fmt.Errorf("output %w", err)
+	}
+	for _, u := range meta.Unserved {
+		log.Warn("output not served", "output", u.Name, "type", u.ONNXType, "reason", u.Reason)
 	}
 	canBatch := batchable(meta.Inputs, meta.Outputs)
 	if cfg.Device == "" {

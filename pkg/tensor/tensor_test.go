@@ -138,3 +138,19 @@ func TestParseDataType(t *testing.T) {
 		t.Error(`"FLOAT" is not a protocol datatype`)
 	}
 }
+
+// BytesValues returns each length-prefixed element, and refuses other
+// types and data cut short.
+func TestBytesValues(t *testing.T) {
+	data := []byte{2, 0, 0, 0, 'a', 'b', 0, 0, 0, 0, 1, 0, 0, 0, '{'}
+	got, err := BytesValues(Tensor{Name: "s", DataType: Bytes, Shape: []int64{3}, Data: data})
+	if err != nil || len(got) != 3 || string(got[0]) != "ab" || len(got[1]) != 0 || string(got[2]) != "{" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if _, err := BytesValues(Tensor{Name: "s", DataType: Bytes, Data: data[:5]}); err == nil || !strings.Contains(err.Error(), `"s"`) {
+		t.Errorf("truncated: %v", err)
+	}
+	if _, err := BytesValues(New("f", []int64{1}, []float32{1})); err == nil {
+		t.Error("FP32 read as BYTES")
+	}
+}

@@ -88,6 +88,25 @@ func NewFP16(name string, shape []int64, values []float32) Tensor {
 	return Tensor{Name: name, DataType: FP16, Shape: shape, Data: data}
 }
 
+// BytesValues returns a BYTES tensor's elements, each a slice of t.Data.
+func BytesValues(t Tensor) ([][]byte, error) {
+	if t.DataType != Bytes {
+		return nil, fmt.Errorf("tensor %q is %s, not BYTES", t.Name, t.DataType)
+	}
+	n, err := CountBytesElements(t.Data)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
+	}
+	out := make([][]byte, n)
+	data := t.Data
+	for i := range out {
+		l := binary.LittleEndian.Uint32(data)
+		out[i] = data[4 : 4+l : 4+l]
+		data = data[4+l:]
+	}
+	return out, nil
+}
+
 // FP16Values decodes an FP16 tensor to float32.
 func FP16Values(t Tensor) ([]float32, error) {
 	if t.DataType != FP16 {

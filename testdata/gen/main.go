@@ -102,12 +102,17 @@ func run(dir string, check bool, bertVocab string) error {
 		// For the quality monitor: a small classifier, and mlp biased.
 		"../variants/tabular.onnx":    tabular().Encode(),
 		"../variants/mlp-biased.onnx": mlpBiased().Encode(),
+		// Outputs that are not tensors: a converted classifier's ZipMap,
+		// and a sequence of tensors.
+		"../variants/classifier.onnx":   classifier().Encode(),
+		"../variants/sequence-out.onnx": sequenceOut().Encode(),
 	}
 	var errs []error
 	for _, name := range []string{"mlp/1/model.onnx", "text-encoder/1/model.onnx", "multi-io/1/model.onnx", "fixed-shape/1/model.onnx", "all-types/1/model.onnx", "../variants/mlp-heavy.onnx", "../variants/mlp-heavy-3x.onnx", "../variants/faulty.onnx",
 		"tiny-gpt/1/model.onnx", "tiny-gpt/vocab.txt", "../variants/tiny-gpt-512-new.onnx", "../variants/tiny-gpt-512-present.onnx",
 		"../faults/int-div.onnx", "../faults/no-inputs.onnx", "../faults/expand.onnx", "../faults/slow-load.onnx",
-		"../variants/scalar.onnx", "../variants/repeat-rows.onnx", "../variants/tabular.onnx", "../variants/mlp-biased.onnx"} {
+		"../variants/scalar.onnx", "../variants/repeat-rows.onnx", "../variants/tabular.onnx", "../variants/mlp-biased.onnx",
+		"../variants/classifier.onnx", "../variants/sequence-out.onnx"} {
 		errs = append(errs, emit(filepath.Join(dir, name), models[name], check))
 	}
 	return errors.Join(errs...)
