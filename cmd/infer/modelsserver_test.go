@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -13,21 +15,47 @@ import (
 // mlpJSON is one request for mlp, as JSON tensors.
 var mlpJSON = `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[` + strings.Repeat("0.5,", 783) + `0.5]}]}`
 
-// onDemandListing is `infer models list --server ... -o json`, by model.
-func onDemandListing(t *testing.T, server string) map[string]modelListing {
+// listing runs `infer models list ARGS -o json` and returns its rows and
+// the rows by model name.
+func listing(t *testing.T, args ...string) ([]modelListing, map[string]modelListing) {
 	t.Helper()
-	out, err := run(t, "models", "list", "--server", server, "-o", "json")
+	out, err := run(t, append(append([]string{"models", "list"}, args...), "-o", "json")...)
 	if err != nil {
-		t.Fatalf("models list --server: %v\n%s", err, out)
+		t.Fatalf("models list %v: %v\n%s", args, err, out)
 	}
+	return listingRows(t, []byte(out))
+}
+
+// listingRows decodes the JSON of `infer models list`.
+func listingRows(t *testing.T, out []byte) ([]modelListing, map[string]modelListing) {
+	t.Helper()
 	var rows []modelListing
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+	if err := json.Unmarshal(out, &rows); err != nil {
 		t.Fatalf("models list -o json: %v\n%s", err, out)
 	}
 	byName := map[string]modelListing{}
 	for _, r := range rows {
 		byName[r.Name] = r
 	}
+	return rows, byName
+}
+
+// serverListing is `infer models list --server SERVER -o FORMAT`'s
+// output. It is called directly, not through the command, whose logger
+// would take the server's logs (the server runs in this process).
+func serverListing(t *testing.T, server, format string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := listServerModels(context.Background(), server, &b, &outputFlag{format: format, formats: []string{formatText, formatJSON}}); err != nil {
+		t.Fatalf("models list --server: %v", err)
+	}
+	return b.Bytes()
+}
+
+// onDemandListing is `infer models list --server ... -o json`, by model.
+func onDemandListing(t *testing.T, server string) map[string]modelListing {
+	t.Helper()
+	_, byName := listingRows(t, serverListing(t, server, formatJSON))
 	return byName
 }
 
@@ -48,6 +76,10 @@ func TestModelViewsFollowOnDemandLoads(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "brief", "1"), 0o755)
 	os.WriteFile(filepath.Join(dir, "brief", "1", "model.onnx"), data, 0o644)
 	os.WriteFile(filepath.Join(dir, "brief", "config.yaml"), []byte("keep_alive: 1s\n"), 0o644)
+
+	if _, err := run(t, "models", "list", dir, "--server", "localhost:1"); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("a repository and --server: %v, want an error saying to give one", err)
+	}
 
 	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir, modelControlMode: "on-demand", keepAlive: 5 * time.Minute})
 	defer func() { stop(); <-done }()
@@ -77,10 +109,12 @@ func TestModelViewsFollowOnDemandLoads(t *testing.T) {
 		t.Fatalf("mlp after its first request: %+v, want READY with its memory and a last use since the request", l)
 	}
 
-	out, err := run(t, "top", "--server", server, "--plain", "--count", "1", "--width", "160", "--admin-port", "0")
-	if err != nil {
-		t.Fatalf("top: %v\n%s", err, out)
+	var top bytes.Buffer
+	if err := runTop(context.Background(), topOptions{servers: []string{server}, interval: 200 * time.Millisecond, window: 200 * time.Millisecond,
+		plain: true, count: 1, width: 160}, &top); err != nil {
+		t.Fatalf("top: %v\n%s", err, top.String())
 	}
+	out := top.String()
 	if !strings.Contains(out, "MEM") || !strings.Contains(out, "IDLE") {
 		t.Fatalf("top shows no memory or idle columns:\n%s", out)
 	}
@@ -105,16 +139,10 @@ func TestModelViewsFollowOnDemandLoads(t *testing.T) {
 		t.Fatalf("mlp, within its keep_alive: %+v, want still loaded", m)
 	}
 
-	text, err := run(t, "models", "list", "--server", server)
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := string(serverListing(t, server, formatText))
 	for _, want := range []string{"MEMORY", "LAST USED", "ago", "unloaded (keep_alive)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("models list --server lacks %q:\n%s", want, text)
 		}
-	}
-	if _, err := run(t, "models", "list", dir, "--server", server); err == nil || !strings.Contains(err.Error(), "not both") {
-		t.Errorf("a repository and --server: %v, want an error saying to give one", err)
 	}
 }

@@ -17,22 +17,14 @@ func TestHostRestartsFromTheFileAndRefusesAChangedOne(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "int-div", "1", ModelFile)
 	copyFile(t, filepath.Join(faults, "int-div.onnx"), file)
-	repo, err := Open(dir, LoadOptions{Isolation: IsolationProcess})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(repo.Close)
-	m, err := repo.Model("int-div", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, m := openHosted(t, dir, "int-div")
 	for _, in := range m.instances {
 		if h, ok := in.(*hostedInstance); !ok || h.model.kept != nil || h.model.reread == nil {
 			t.Fatalf("instance %T keeps the model's bytes in the server", in)
 		}
 	}
 
-	_, err = divide(m, healthyA, poisonB)
+	_, err := divide(m, healthyA, poisonB)
 	wantHostDied(t, err, "SIGFPE")
 	got, err := divide(m, healthyA, healthyB)
 	wantQuotient(t, got, err) // a host started again from the file
@@ -44,6 +36,23 @@ func TestHostRestartsFromTheFileAndRefusesAChangedOne(t *testing.T) {
 	if !errors.Is(err, ErrModelNotReady) || !strings.Contains(err.Error(), "model file changed since this version loaded") {
 		t.Fatalf("after the file changed under a crashed host: %v, want ErrModelNotReady saying the file changed", err)
 	}
+}
+
+// openHosted opens the repository dir with every model in model hosts,
+// closed when the test ends, and returns it with model name's latest
+// version.
+func openHosted(t *testing.T, dir, name string) (*Repository, *Model) {
+	t.Helper()
+	repo, err := Open(dir, LoadOptions{Isolation: IsolationProcess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(repo.Close)
+	m, err := repo.Model(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo, m
 }
 
 // A model loaded from bytes alone (no file to read again) keeps them for
