@@ -110,7 +110,7 @@ func TestModelViewsFollowOnDemandLoads(t *testing.T) {
 	}
 
 	var top bytes.Buffer
-	if err := runTop(context.Background(), topOptions{servers: []string{server}, interval: 200 * time.Millisecond, window: 200 * time.Millisecond,
+	if err := runTop(context.Background(), topOptions{servers: []string{server}, interval: 2 * time.Second, window: 2 * time.Second,
 		plain: true, count: 1, width: 160}, &top); err != nil {
 		t.Fatalf("top: %v\n%s", err, top.String())
 	}
