@@ -47,20 +47,9 @@ func TestModelsRunOnBundledModels(t *testing.T) {
 }
 
 func TestModelsListJSON(t *testing.T) {
-	out, err := run(t, "models", "list", "-o", "json", "--log-level", "error")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []modelListing
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	byName := map[string]modelListing{}
-	for _, r := range rows {
-		byName[r.Name] = r
-	}
+	rows, byName := listing(t, "--log-level", "error")
 	mlp := byName["mlp"]
-	if len(rows) != 6 || mlp.MaxBatchSize != 64 || byName["tiny-gpt"].MaxBatchSize != 16 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" || byName["tiny-gpt"].Device != "cpu" {
+	if len(rows) != 6 || mlp.MaxBatchSize != 64 || byName["tiny-gpt"].MaxBatchSize != 16 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" || byName["tiny-gpt"].Device != "cpu" || mlp.LoadedBytes <= 0 || !mlp.LastUsed.IsZero() {
 		t.Fatalf("listing %+v", rows)
 	}
 }

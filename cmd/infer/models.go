@@ -38,17 +38,35 @@ func newModelsListCmd(g *globalOptions) *cobra.Command {
 	var (
 		out    *outputFlag
 		asJSON bool
+		server string
 	)
 	cmd := &cobra.Command{
-		Use:   "list [MODEL.onnx | MODEL_REPOSITORY]",
-		Short: "Load models and print their versions, state, inputs and outputs (default: the bundled models)",
-		Args:  cobra.MaximumNArgs(1),
+		Use:   "list [MODEL.onnx | MODEL_REPOSITORY | --server URL]",
+		Short: "Print model versions, state, memory, inputs and outputs: loaded in process (default: the bundled models) or on a running server",
+		Long: `Print every model version with its state and measured memory.
+
+Given a repository (or nothing: the bundled models), it loads them in this
+process and also prints each version's device, max batch, inputs and
+outputs. With --server it asks a running server instead, over the
+repository index (POST /v2/repository/index): every version the server
+knows, loaded or not (in on-demand mode a version not yet asked for is
+UNAVAILABLE until its first request), with each loaded version's memory
+and when each was last used.`,
+		Example: `  infer models list ./models
+  infer models list --server localhost:8000 -o json`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if asJSON {
 				out.format = formatJSON
 			}
 			if err := out.check(); err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("server") {
+				if len(args) > 0 {
+					return fmt.Errorf("give a repository (%s) or --server, not both", args[0])
+				}
+				return listServerModels(cmd.Context(), server, cmd.OutOrStdout(), out)
 			}
 			repo, err := openRepository(g, firstArg(args), cmd.ErrOrStderr())
 			if err != nil {
@@ -59,6 +77,7 @@ func newModelsListCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 	out = addOutputFlag(cmd, false, "json and yaml list every input and output", formatText, formatJSON, formatYAML)
+	cmd.Flags().StringVar(&server, "server", defaultServer, "list a running server's models, from its URL, instead of loading any")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	_ = cmd.Flags().MarkDeprecated("json", "use -o json")
 	return cmd
@@ -128,6 +147,11 @@ type modelListing struct {
 	Parameters   protocol.Parameters       `json:"parameters,omitempty"` // outputs not served
 	LoadSeconds  float64                   `json:"load_seconds,omitempty"`
 	WarmupSecs   float64                   `json:"warmup_seconds,omitempty"`
+	// LoadedBytes is a loaded version's measured memory (absent while
+	// unloaded), LastUsed its last request's start or its load, on a
+	// server (absent in process, where nothing has been used).
+	LoadedBytes int64     `json:"loaded_bytes,omitempty"`
+	LastUsed    time.Time `json:"last_used,omitzero"`
 }
 
 func listModels(repo *runner.Repository, w io.Writer, out *outputFlag) error {
@@ -135,6 +159,7 @@ func listModels(repo *runner.Repository, w io.Writer, out *outputFlag) error {
 	for _, s := range repo.Index() {
 		l := modelListing{Name: s.Name, Version: s.Version, State: s.State, Reason: s.Reason}
 		if m, err := repo.Model(s.Name, s.Version); err == nil {
+			l.LoadedBytes = s.Bytes
 			l.Device = m.Device().String()
 			l.MaxBatchSize = *m.Config().MaxBatchSize
 			meta := m.Metadata()
@@ -151,13 +176,13 @@ func listModels(repo *runner.Repository, w io.Writer, out *outputFlag) error {
 // fits beside the rest (-o yaml lists them all).
 func listText(w io.Writer, rows []modelListing) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODEL\tVERSION\tSTATE\tDEVICE\tMAX BATCH\tINPUTS\tOUTPUTS")
+	fmt.Fprintln(tw, "MODEL\tVERSION\tSTATE\tMEMORY\tDEVICE\tMAX BATCH\tINPUTS\tOUTPUTS")
 	for _, l := range rows {
 		if l.State != runner.StateReady {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t\t\t%s\t\n", l.Name, l.Version, l.State, l.Reason)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t\t\t%s\t\n", l.Name, l.Version, l.State, l.Reason)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Version, l.State, l.Device, l.MaxBatchSize, specList(l.Inputs), specList(l.Outputs))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Version, l.State, memory(l.LoadedBytes), l.Device, l.MaxBatchSize, specList(l.Inputs), specList(l.Outputs))
 	}
 	return tw.Flush()
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/infer-serving/infer/pkg/protocol"
 )
 
 // Client speaks to a running server's admin API: rollouts, traffic
@@ -157,12 +159,7 @@ func (c *Client) Folders(ctx context.Context, model string) (VersionFolders, err
 }
 
 // IndexEntry is one model version of the repository index.
-type IndexEntry struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	State   string `json:"state"`
-	Reason  string `json:"reason,omitempty"`
-}
+type IndexEntry = protocol.IndexEntry
 
 // Index returns the server's repository index.
 func (c *Client) Index(ctx context.Context) ([]IndexEntry, error) {

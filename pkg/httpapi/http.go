@@ -224,17 +224,20 @@ func (s *API) serveModelStats(w http.ResponseWriter, r *http.Request) {
 }
 
 // ServeRepositoryIndex answers POST /v2/repository/index: every model
-// version the repository knows, with its state.
+// version the repository knows, loaded or not, with its state, and a
+// loaded version's measured memory and every version's last use (see
+// protocol.IndexEntry).
 func (s *API) ServeRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
-	type entry struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-		State   string `json:"state"`
-		Reason  string `json:"reason,omitempty"`
-	}
-	idx := []entry{}
+	idx := []protocol.IndexEntry{}
 	for _, st := range s.Repository().Index() {
-		idx = append(idx, entry{st.Name, strconv.FormatInt(st.Version, 10), st.State, st.Reason})
+		e := protocol.IndexEntry{Name: st.Name, Version: strconv.FormatInt(st.Version, 10), State: st.State, Reason: st.Reason}
+		if st.State == runner.StateReady {
+			e.LoadedBytes = st.Bytes
+		}
+		if !st.LastUsed.IsZero() {
+			e.LastUsed = st.LastUsed.UnixMilli()
+		}
+		idx = append(idx, e)
 	}
 	WriteJSON(w, http.StatusOK, idx)
 }

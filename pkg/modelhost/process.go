@@ -2,6 +2,7 @@ package modelhost
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -42,11 +43,23 @@ type Conn struct {
 	buf []byte
 }
 
-// Send writes one message.
+// Send writes one message. One longer than the receiver's buffer
+// (smallMessage) goes after a short packet announcing its length, for
+// which the receiver makes room.
 func (c *Conn) Send(msg []byte) error {
 	if len(msg) > maxMessage {
 		return fmt.Errorf("message of %d bytes, at most %d", len(msg), maxMessage)
 	}
+	if len(msg) > smallMessage {
+		if err := c.write(binary.LittleEndian.AppendUint64([]byte{opLarge}, uint64(len(msg)))); err != nil {
+			return err
+		}
+	}
+	return c.write(msg)
+}
+
+// write writes one packet.
+func (c *Conn) write(msg []byte) error {
 	for {
 		_, err := unix.Write(c.fd, msg)
 		if err == unix.EINTR {
@@ -64,7 +77,7 @@ func (c *Conn) Send(msg []byte) error {
 // the next Recv.
 func (c *Conn) Recv(timeout time.Duration) ([]byte, error) {
 	if c.buf == nil {
-		c.buf = make([]byte, maxMessage)
+		c.buf = make([]byte, smallMessage)
 	}
 	if timeout > 0 {
 		deadline := time.Now().Add(timeout)
@@ -86,8 +99,23 @@ func (c *Conn) Recv(timeout time.Duration) ([]byte, error) {
 			}
 		}
 	}
+	msg, err := c.read(c.buf)
+	if err != nil || len(msg) != largeHeader || msg[0] != opLarge {
+		return msg, err
+	}
+	// A long message follows, at once: read it into a buffer of its own,
+	// so that the connection's stays small.
+	n := binary.LittleEndian.Uint64(msg[1:])
+	if n > maxMessage {
+		return nil, fmt.Errorf("receive from model host: a message of %d bytes announced, at most %d", n, maxMessage)
+	}
+	return c.read(make([]byte, n))
+}
+
+// read reads one packet into buf.
+func (c *Conn) read(buf []byte) ([]byte, error) {
 	for {
-		n, err := unix.Read(c.fd, c.buf)
+		n, err := unix.Read(c.fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
@@ -100,7 +128,7 @@ func (c *Conn) Recv(timeout time.Duration) ([]byte, error) {
 		if n == 0 {
 			return nil, io.EOF
 		}
-		return c.buf[:n], nil
+		return buf[:n], nil
 	}
 }
 

@@ -117,6 +117,26 @@ func (r *Region) Remap(want int) error {
 	return nil
 }
 
+// Zero returns the region's first n bytes to zeros and gives their pages
+// back to the kernel, which both processes' resident memory counted: it
+// punches a hole in the memfd (reads of it see zeros; a write takes a page
+// again). Where the kernel cannot punch holes it writes the zeros instead.
+func (r *Region) Zero(n int) error {
+	n = min(n, len(r.mem))
+	if n <= 0 {
+		return nil
+	}
+	err := unix.Fallocate(int(r.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, int64(n))
+	if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
+		clear(r.mem[:n])
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release %d bytes of the shared region: %w", n, err)
+	}
+	return nil
+}
+
 // Close unmaps the region and closes its file.
 func (r *Region) Close() error {
 	if r.mem != nil {

@@ -13,6 +13,9 @@ const (
 	opLoaded byte = 'l' // host → parent: JSON answer
 	opRun    byte = 'R' // parent → host: a Run
 	opResult byte = 'r' // host → parent: a Result
+	// opLarge announces that the next message is longer than
+	// smallMessage: the kind, then the length as a little-endian uint64.
+	opLarge byte = 'B'
 )
 
 // Limits a decoder holds a message to, whichever side sent it.
@@ -23,6 +26,13 @@ const (
 	// bytes: a Run of maxTensors tensors of rank 8 fits, and so does a
 	// spec of any sane model.
 	maxMessage = 1 << 20
+	// smallMessage is each connection's receive buffer, in bytes: a Run
+	// or Result of a few dozen tensors fits; a longer message (a large
+	// spec) is announced first (opLarge) and read into a buffer of its
+	// own. A buffer of maxMessage for every host would cost the server a
+	// mebibyte of resident memory per loaded version.
+	smallMessage = 16 << 10
+	largeHeader  = 9 // opLarge and the length
 )
 
 // Tensor locates one tensor's bytes in the region: Length bytes from

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/protocol"
 )
 
 // Server is one server to watch: its HTTP API, where its metrics are
@@ -58,6 +59,10 @@ type Row struct {
 	Figures
 	// Trend holds the steps of the history, oldest first.
 	Trend []Point
+	// Index is the version's entry in its server's repository index
+	// (POST /v2/repository/index): its state and reason, and from infer
+	// its loaded memory and last use. Nil where the server has no index.
+	Index *protocol.IndexEntry
 }
 
 // Rollout is a model's rollout as a server reported it.
@@ -124,6 +129,7 @@ func (m *Monitor) Poll(ctx context.Context) Frame {
 		server   string
 		sample   Sample
 		rollouts map[string]deploy.State
+		index    []protocol.IndexEntry
 		err      error
 	}
 	reads := make([]read, len(m.o.Servers))
@@ -138,6 +144,9 @@ func (m *Monitor) Poll(ctx context.Context) Frame {
 					admin = server.API
 				}
 				r.rollouts = m.rollouts(ctx, admin, r.sample)
+				// A server without the repository extension has no
+				// index: its rows go without one.
+				r.index, _ = (&deploy.Client{Base: server.API, Token: m.o.Token, HTTP: m.client}).Index(ctx)
 			}
 			reads[i] = r
 		})
@@ -153,7 +162,7 @@ func (m *Monitor) Poll(ctx context.Context) Frame {
 		for model, st := range r.rollouts {
 			f.Rollouts[model] = Rollout{Server: r.server, State: st}
 		}
-		for _, row := range m.add(r.sample) {
+		for _, row := range withIndex(m.add(r.sample), r.server, r.index) {
 			f.Window = max(f.Window, row.Window)
 			f.Rows = append(f.Rows, row)
 		}

@@ -132,7 +132,7 @@ type host struct {
 	name    string
 	version int64
 	spec    []byte // the host's JSON spec, for restarts
-	onnx    []byte
+	model   modelSource
 	memory  int64         // resources.memory, in bytes (0: none)
 	execute time.Duration // resources.execution_timeout
 	health  *hostHealth
@@ -153,19 +153,19 @@ type host struct {
 
 // newHost starts a host for one session of a model version and loads the
 // model in it; it returns the device the host's session uses.
-func newHost(meta Metadata, onnx []byte, cfg Config, dev Device, health *hostHealth, closing <-chan struct{}, log *slog.Logger, timeout time.Duration) (*host, Device, error) {
+func newHost(meta Metadata, onnx []byte, reread func() ([]byte, error), cfg Config, dev Device, health *hostHealth, closing <-chan struct{}, log *slog.Logger, timeout time.Duration) (*host, Device, error) {
 	spec, err := json.Marshal(hostSpec{Library: LoadedRuntime().Path, Name: meta.Name, Version: meta.Version, Inputs: meta.Inputs, Outputs: meta.Outputs,
 		Config: cfg, Device: dev.String(), ModelBytes: int64(len(onnx)), MemoryLimit: int64(cfg.Resources.Memory)})
 	if err != nil {
 		return nil, Device{}, fmt.Errorf("model host spec: %w", err)
 	}
-	h := &host{name: meta.Name, version: meta.Version, spec: spec, onnx: onnx, memory: int64(cfg.Resources.Memory),
+	h := &host{name: meta.Name, version: meta.Version, spec: spec, model: newModelSource(onnx, reread), memory: int64(cfg.Resources.Memory),
 		execute: cfg.Resources.executionTimeout(),
 		health:  health, closing: closing, log: log, timeout: timeout}
 	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, len(onnx)); err != nil {
 		return nil, Device{}, err
 	}
-	used, err := h.start()
+	used, err := h.start(onnx)
 	if err != nil {
 		h.region.Close()
 		return nil, Device{}, err
@@ -173,12 +173,12 @@ func newHost(meta Metadata, onnx []byte, cfg Config, dev Device, health *hostHea
 	return h, used, nil
 }
 
-// start starts a host and loads the model in it.
-func (h *host) start() (Device, error) {
-	if err := h.region.Grow(len(h.onnx)); err != nil {
+// start starts a host and loads the model, whose bytes are onnx, in it.
+func (h *host) start(onnx []byte) (Device, error) {
+	if err := h.region.Grow(len(onnx)); err != nil {
 		return Device{}, err
 	}
-	copy(h.region.Bytes(), h.onnx)
+	copy(h.region.Bytes(), onnx)
 	log := h.log
 	proc, err := modelhost.Start(h.region, os.Stderr, func(pid int, cause string) {
 		log.Error("model host exited", "pid", pid, "cause", cause)
@@ -226,8 +226,11 @@ func (h *host) start() (Device, error) {
 	// The host holds its own copy now. Clear the region of the model's
 	// bytes, so that it only ever holds zeros and tensors: a decoder's
 	// past positions that its mask hides are read but never written, and
-	// stray bytes there could be NaNs, which no mask hides.
-	clear(h.region.Bytes()[:len(h.onnx)])
+	// stray bytes there could be NaNs, which no mask hides. Zero gives
+	// their pages back, which both processes' resident memory counted.
+	if err := h.region.Zero(len(onnx)); err != nil {
+		return fail(err)
+	}
 	h.proc = proc
 	h.live.Store(proc)
 	return used, nil
@@ -259,7 +262,11 @@ func (h *host) ready() error {
 			return fmt.Errorf("model %q version %d: %w", h.name, h.version, ErrClosed)
 		case <-timer.C:
 		}
-		if _, err := h.start(); err != nil {
+		onnx, err := h.model.bytes()
+		if err == nil {
+			_, err = h.start(onnx)
+		}
+		if err != nil {
 			h.fails++
 			h.log.Error("model host restart failed", "err", err)
 			h.health.crashed(time.Now(), err.Error(), false)
@@ -379,7 +386,7 @@ func (h *host) close() {
 	// A closed version can stay referenced a while (the core's per-version
 	// maps forget it at their next insert): its weights must not stay
 	// with it, or unloading would not give their memory back.
-	h.onnx = nil
+	h.model = modelSource{}
 }
 
 // hostedInstance runs a model version's batches in a model host: it
@@ -396,7 +403,7 @@ type hostedInstance struct {
 
 // newHostedInstance starts a host for one instance of model version m.
 func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadOptions) (*hostedInstance, Device, error) {
-	h, used, err := newHost(m.meta, onnx, cfg, dev, m.hosts, m.closing, m.log, opts.loadTimeout())
+	h, used, err := newHost(m.meta, onnx, opts.ReadModel, cfg, dev, m.hosts, m.closing, m.log, opts.loadTimeout())
 	if err != nil {
 		return nil, Device{}, err
 	}

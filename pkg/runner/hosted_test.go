@@ -158,21 +158,13 @@ func TestCrashLoopLeavesTheVersionUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	repo, err := Open(dir, LoadOptions{Isolation: IsolationProcess})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(repo.Close)
-	m, err := repo.Model("int-div", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, m := openHosted(t, dir, "int-div")
 	for range DefaultCrashLimit {
 		if _, err := divide(m, healthyA, poisonB); err == nil {
 			t.Fatal("a division by zero succeeded")
 		}
 	}
-	_, err = divide(m, healthyA, healthyB)
+	_, err := divide(m, healthyA, healthyB)
 	if !errors.Is(err, ErrModelNotReady) || !strings.Contains(err.Error(), "crashed 5 times in a row") {
 		t.Fatalf("after %d crashes: err = %v, want ErrModelNotReady naming the crashes", DefaultCrashLimit, err)
 	}

@@ -113,6 +113,11 @@ type LoadOptions struct {
 	// ReadFile reads a file of the model's folder, such as a tokenizer's
 	// vocabulary; the repository sets it.
 	ReadFile func(name string) ([]byte, error)
+	// ReadModel reads the version's model file again, for a model host
+	// that starts again after a crash, so that the server keeps no copy
+	// of the model's bytes while its hosts hold the sessions; the
+	// repository sets it. Nil: the bytes LoadModel was given are kept.
+	ReadModel func() ([]byte, error)
 	// Device is the device of a model whose config names none ("cpu",
 	// "cuda:N" or "tensorrt:N"; empty: cpu).
 	Device string

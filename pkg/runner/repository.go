@@ -297,6 +297,9 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 	if r.single == "" {
 		opts.ReadFile = func(f string) ([]byte, error) { return r.ReadFile(name, f) }
 	}
+	// A model host that starts again after a crash reads the file again:
+	// the server keeps no copy of the weights its hosts hold.
+	opts.ReadModel = func() ([]byte, error) { return fs.ReadFile(r.src, file) }
 	m, bytes, err := r.loadMeasured(name, v, data, cfg, opts)
 	if err != nil {
 		out.err = fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)

@@ -371,7 +371,7 @@ func TestErrorStatuses(t *testing.T) {
 	if r, _ := infer(t, hs.URL, "mlp", &protocol.InferRequest{Inputs: image()}, true); r.status != 503 {
 		t.Fatalf("unloaded model: %d %s", r.status, r.body)
 	}
-	var idx []map[string]string
+	var idx []protocol.IndexEntry
 	r := call(t, "POST", hs.URL+"/v2/repository/index", nil, nil)
 	if json.Unmarshal(r.body, &idx) != nil || !strings.Contains(string(r.body), `"state":"UNAVAILABLE"`) {
 		t.Fatalf("index %s", r.body)

@@ -404,6 +404,9 @@ func (m *Top) columns(w int) []column {
 				return dur(r.OldestAge)
 			}},
 			column{"INFL", 5, false, func(r monitor.Row) string { return num(r.Inflight) }})
+		if slices.ContainsFunc(m.frame.Rows, func(r monitor.Row) bool { return r.Index != nil }) {
+			cols = append(cols, memoryColumns(m.frame.At)...)
+		}
 	}
 	cols = append(cols, column{"BATCH", 5, false, func(r monitor.Row) string { return batch(r.MeanBatch) }})
 	if wide {
@@ -704,6 +707,9 @@ func (m *Top) detailView(w, h int) []string {
 	}
 	if r.Generator {
 		out = append(out, " tokens     "+genLine(r))
+	}
+	if line := memoryLine(r, m.frame.At); line != "" {
+		out = append(out, " model     "+line)
 	}
 	if r.Quality != nil {
 		out = append(out, " quality    "+qualityLine(r.Quality))
