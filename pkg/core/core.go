@@ -76,7 +76,7 @@ func New(repo *runner.Repository, opts Options) (*Core, error) {
 	}
 	s := &Core{repo: repo, opts: opts, log: opts.Logger, metrics: newMetrics(repo), boot: newBoot()}
 	s.metrics.registry.MustRegister(drift.NewCollector(s.qualityMonitors))
-	registerModelControl(s.metrics.registry, repo)
+	registerModelControl(s.metrics.registry, repo, s.metrics.forget)
 	s.metrics.registry.MustRegister(compositeCollector{repo})
 	if opts.MetricsCompat == MetricsCompatTriton {
 		s.metrics.registry.MustRegister(tritonCollector{s.metrics})

@@ -126,6 +126,32 @@ func (m *metrics) forModel(model *runner.Model) *modelObservers {
 	return m.observed.get(model, m.observers)
 }
 
+// forget drops the request series of a version that was unloaded, as
+// Triton drops an unloaded model's metrics: a server that loads and
+// unloads versions on demand, or polls a repository that gains new ones,
+// would otherwise keep series for every version it ever served. A version
+// loaded again starts its counters from zero, which Prometheus's rate()
+// reads as a reset. A version replaced by a new load of itself keeps its
+// series.
+func (m *metrics) forget(name string, version int64) {
+	m.observed.forget(func(model *runner.Model) bool {
+		meta := model.Metadata()
+		return meta.Name == name && meta.Version == version
+	})
+	if cur, err := m.repo.Model(name, version); err == nil && !cur.Closed() {
+		return // replaced by a new load of the same version: its series go on
+	}
+	l := prometheus.Labels{"model": name, "version": strconv.FormatInt(version, 10)}
+	m.requests.DeletePartialMatch(l)
+	m.phases.DeletePartialMatch(l)
+	m.total.DeletePartialMatch(l)
+	m.inflight.DeletePartialMatch(l)
+	m.fallbacks.DeletePartialMatch(l)
+	m.ttft.DeletePartialMatch(l)
+	m.itl.DeletePartialMatch(l)
+	m.tokens.DeletePartialMatch(l)
+}
+
 // observers makes model's observers.
 func (m *metrics) observers(model *runner.Model) *modelObservers {
 	meta := model.Metadata()

@@ -18,6 +18,8 @@ type modelControlMetrics struct {
 	loads, unloads  *prometheus.CounterVec
 	coldStart, wait *prometheus.HistogramVec
 	repo            *runner.Repository
+	// unloaded is told of each version unloaded.
+	unloaded func(name string, version int64)
 }
 
 var (
@@ -30,10 +32,11 @@ var (
 )
 
 // registerModelControl registers the model control metrics and has the
-// repository report its events to them.
-func registerModelControl(reg prometheus.Registerer, repo *runner.Repository) {
+// repository report its events to them; unloaded is told of each version
+// unloaded.
+func registerModelControl(reg prometheus.Registerer, repo *runner.Repository, unloaded func(name string, version int64)) {
 	m := &modelControlMetrics{
-		repo: repo,
+		repo: repo, unloaded: unloaded,
 		loads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infer_model_loads_total",
 			Help: "Model versions loaded while serving, by reason (on_demand, poll)."}, []string{"model", "reason"}),
 		unloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "infer_model_unloads_total",
@@ -56,6 +59,7 @@ func (m *modelControlMetrics) observe(e runner.ControlEvent) {
 		}
 	case runner.EventUnload:
 		m.unloads.WithLabelValues(e.Model, e.Reason).Inc()
+		m.unloaded(e.Model, e.Version)
 	case runner.EventWait:
 		m.wait.WithLabelValues(e.Model).Observe(e.Wait.Seconds())
 	}

@@ -35,6 +35,16 @@ func (t *perModel[T]) get(m *runner.Model, create func(*runner.Model) T) T {
 	return v
 }
 
+// forget drops the values of the model versions drop matches.
+func (t *perModel[T]) forget(drop func(*runner.Model) bool) {
+	t.by.Range(func(m, _ any) bool {
+		if drop(m.(*runner.Model)) {
+			t.by.Delete(m)
+		}
+		return true
+	})
+}
+
 // each calls f with every model version that has a value, and the value.
 func (t *perModel[T]) each(f func(*runner.Model, T)) {
 	t.by.Range(func(m, v any) bool {

@@ -351,7 +351,13 @@ func (r *Repository) Unload(name string) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
 	}
-	closeVersions(old)
+	var ds []detached
+	for num, v := range old {
+		if v.model != nil {
+			ds = append(ds, detached{name, num, v.bytes.Load(), v.model})
+		}
+	}
+	r.closeDetached(ds, ReasonAdmin)
 	return nil
 }
 

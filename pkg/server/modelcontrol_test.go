@@ -71,3 +71,40 @@ func TestMemoryBudgetRefusalIs503WithRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// An unloaded version's request series leave the metrics, as Triton's do,
+// so that loading and unloading on demand adds no series without bound;
+// loaded again, it counts from zero.
+func TestUnloadedVersionLeavesTheMetrics(t *testing.T) {
+	repo := onDemandRepository(t, runner.Control{})
+	s, hs := start(t, repo, Options{})
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	served := `infer_requests_total{model="mlp",outcome="success",protocol="http",version="1"}`
+	infer := func() {
+		t.Helper()
+		if r := call(t, "POST", hs.URL+"/v2/models/mlp/versions/1/infer", []byte(mlpBody), nil); r.status != http.StatusOK {
+			t.Fatalf("request: %d %s", r.status, r.body)
+		}
+	}
+	infer()
+	infer()
+	if n := metricValue(t, scrape(), served); n != 2 {
+		t.Fatalf("served before the unload: %v, want 2", n)
+	}
+	if err := repo.Unload("mlp"); err != nil {
+		t.Fatal(err)
+	}
+	// The repository's own figures (infer_model_ready 0) stay: the
+	// version is known, unloaded.
+	if body := scrape(); strings.Contains(body, `infer_request`) {
+		t.Fatalf("the unloaded version's request series are still exported:\n%s", grepLines(body, `infer_request`))
+	}
+	infer()
+	if n := metricValue(t, scrape(), served); n != 1 {
+		t.Errorf("served after loading again: %v, want 1", n)
+	}
+}
