@@ -58,8 +58,9 @@ func ServeHost() int {
 	signal.Ignore(os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("pid", os.Getpid())
 	slog.SetDefault(log) // the runtime's own messages (runtimeLog) reach the parent as log lines
-	// Before the session exists, so that the runtime's threads inherit it.
-	if err := requestShortSlice(); err != nil {
+	// A load is throughput work: the serving tasks on the same cores
+	// preempt it (HostSlice, after the load, makes the host one of them).
+	if err := requestSlice(LoadSlice); err != nil {
 		log.Warn("model host keeps the default scheduler slice", "err", err)
 	}
 	if err := serveHost(log); err != nil && !errors.Is(err, io.EOF) {
@@ -87,6 +88,12 @@ func serveHost(log *slog.Logger) error {
 		return fmt.Errorf("load message: %w", err)
 	}
 	h, loaded := newHostSession(spec, region, log)
+	if h != nil {
+		// Every thread now, the runtime's included; later ones inherit it.
+		if err := requestSlice(HostSlice); err != nil {
+			log.Warn("model host keeps the default scheduler slice", "err", err)
+		}
+	}
 	answer, _ := json.Marshal(loaded)
 	if err := conn.Send(modelhost.AppendLoaded(nil, answer)); err != nil {
 		return err

@@ -27,11 +27,19 @@ import (
 // 2.8-3.7 ms, with mlp's own rate unchanged.
 const HostSlice = 100 * time.Microsecond
 
-// requestShortSlice asks for HostSlice on every thread of this process,
-// keeping each one's policy and nice value; threads created later inherit
-// it from their creator. A kernel older than 6.12 takes the call and
-// keeps its default slice.
-func requestShortSlice() error {
+// LoadSlice is the slice a model host asks for while it loads its model
+// (starts the runtime, creates and optimizes the session): the longest
+// Linux allows. A long slice gives a late deadline, so that the server's
+// threads and the serving hosts preempt the load instead of waiting for
+// it, while the load keeps its share of the CPU. A server loading models
+// on demand beside hot ones keeps the hot ones' latency.
+const LoadSlice = 100 * time.Millisecond
+
+// requestSlice asks for slice on every thread of this process, keeping
+// each one's policy and nice value; threads created later inherit it from
+// their creator. A kernel older than 6.12 takes the call and keeps its
+// default slice.
+func requestSlice(slice time.Duration) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return fmt.Errorf("list this process's threads: %w", err)
@@ -49,7 +57,7 @@ func requestShortSlice() error {
 			continue // a real-time or idle policy an operator chose
 		}
 		attr.Size, attr.Flags = unix.SizeofSchedAttr, 0
-		attr.Runtime = uint64(HostSlice.Nanoseconds())
+		attr.Runtime = uint64(slice.Nanoseconds())
 		if err := unix.SchedSetAttr(tid, attr, 0); err != nil && err != unix.ESRCH {
 			return fmt.Errorf("thread %d: sched_setattr: %w", tid, err)
 		}
