@@ -22,9 +22,11 @@ import (
 // CPU is unchanged (that is the nice value's, which stays as it was); a
 // host that computes long is preempted more often. Measured with
 // scripts/overload.sh's flood of mlp on the server's one core, fixed-shape
-// probed at 100/s: p50 1.5-2.7 ms against 5.5-7.4 ms with the default
-// slice, and its infer phase (the hop to its host) 0.6-1.6 ms against
-// 2.8-3.7 ms, with mlp's own rate unchanged.
+// probed at 100/s, while other processes' builds and tests shared the
+// core: the probe's p50 1.5-2.7 ms against 5.5-7.4 ms with the default
+// slice. With nothing else on the core the two read the same (p50 4.5-6.6
+// against 5.1-7.9 ms): the server's own wait for the network poll
+// dominates there.
 const HostSlice = 100 * time.Microsecond
 
 // LoadSlice is the slice a model host asks for while it loads its model
