@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -334,65 +333,16 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		target = retrying
 	}
 
-	// measureWith runs one load at rate (0: closed loop) and reports it,
-	// telling watch (when set) how it goes.
-	measureWith := func(ctx context.Context, rate float64, watch func(loadgen.Progress)) (loadgen.Report, error) {
-		run := loadgen.Options{Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout, Objectives: objectives}
-		if rate > 0 {
+	bench := &loadgen.Bench{Target: target, Stats: stats, Retrying: retrying, URL: o.url, Model: model, Protocol: o.protocol,
+		Run:   loadgen.Options{Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout, Objectives: objectives, Live: o.tui},
+		Conns: conns, Settings: o.settings, USDPerHour: o.pricePerHour,
+		Schedule: func(rate float64) (loadgen.Schedule, error) {
 			o.qps = rate
-			s, err := o.schedulePlan()
-			if err != nil {
-				return loadgen.Report{}, err
-			}
-			run.Schedule = s
-		} else {
-			run.Concurrency = conns
-		}
-		run.Progress, run.Live = watch, o.tui
-		var before loadgen.ServerStats
-		haveBefore := false
-		if stats != nil {
-			var err error
-			before, err = stats(ctx)
-			haveBefore = err == nil
-		}
-		var refusedBefore int64
-		if retrying != nil {
-			_, refusedBefore = retrying.Retries()
-		}
-		sum, err := loadgen.Run(ctx, target, run)
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return loadgen.Report{}, err
-		}
-		report := loadgen.NewReport(sum, o.url, model, o.protocol)
-		report.Settings = o.settings
-		if retrying != nil {
-			_, refused := retrying.Retries()
-			report.RetriesRefused = refused - refusedBefore
-		}
-		// A server that sent no phases per response (Triton) still gets its
-		// phases from the statistics it accumulated meanwhile.
-		if report.ServerReported == 0 && haveBefore {
-			if after, err := stats(ctx); err == nil {
-				report.ApplyServerStats(after.Minus(before))
-			}
-		}
-		if o.pricePerHour > 0 {
-			report.SetPrice(o.pricePerHour)
-		}
-		return report, ctx.Err()
-	}
-	measure := func(rate float64, progress bool) (loadgen.Report, error) {
-		if !progress {
-			return measureWith(ctx, rate, nil)
-		}
-		bar := newProgress(stderr, o.warmup+o.duration, o.requests)
-		defer bar.done()
-		return measureWith(ctx, rate, bar.update)
-	}
+			return o.schedulePlan()
+		}}
 
 	if len(rates) > 1 || o.findMax {
-		return capacity(o, rates, objectives, measure, stdout, stderr)
+		return capacity(ctx, bench, o, rates, objectives, stdout, stderr)
 	}
 	mode := fmt.Sprintf("closed loop, %d in flight", conns)
 	rate := 0.0
@@ -409,10 +359,12 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		watched := tui.BenchOptions{Target: what, Load: mode, Duration: o.duration, Warmup: o.warmup, Requests: o.requests,
 			Objectives: objectives, USDPerHour: o.pricePerHour}
 		report, err = watchRun(ctx, watched, stdout, stderr, func(ctx context.Context, watch func(loadgen.Progress)) (loadgen.Report, error) {
-			return measureWith(ctx, rate, watch)
+			return bench.Measure(ctx, rate, watch)
 		})
 	} else {
-		report, err = measure(rate, true)
+		bar := newProgress(stderr, o.warmup+o.duration, o.requests)
+		report, err = bench.Measure(ctx, rate, bar.update)
+		bar.done()
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -529,139 +481,6 @@ func firstError(errs map[string]int64) string {
 	return best
 }
 
-// plainTarget is a plain HTTP request from --method, --header and --body.
-func (o benchOptions) plainTarget(conns int) (loadgen.Target, func(), error) {
-	if o.targets != "" {
-		reqs, err := loadgen.ReadTargets(o.targets)
-		if err != nil {
-			return nil, nil, err
-		}
-		return httpTarget(reqs, conns, o.cold)
-	}
-	if !strings.HasPrefix(o.url, "http://") && !strings.HasPrefix(o.url, "https://") {
-		return nil, nil, fmt.Errorf("URL %q: want http:// or https:// with --protocol http", o.url)
-	}
-	h := http.Header{}
-	for _, kv := range o.headers {
-		k, v, ok := strings.Cut(kv, ":")
-		if !ok || strings.TrimSpace(k) == "" {
-			return nil, nil, fmt.Errorf("--header %q: want 'Name: value'", kv)
-		}
-		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	body := []byte(o.body)
-	if file, ok := strings.CutPrefix(o.body, "@"); ok {
-		var err error
-		if body, err = os.ReadFile(file); err != nil {
-			return nil, nil, fmt.Errorf("--body: %w", err)
-		}
-	}
-	req, err := http.NewRequest(o.method, o.url, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--method %q with %q: %w", o.method, o.url, err)
-	}
-	return httpTarget([]loadgen.HTTPRequest{{Method: req.Method, URL: o.url, Header: h, Body: body}}, conns, o.cold)
-}
-
-// httpTarget sends reqs with the lean HTTP/1.1 client when they are all
-// plain http:// to one host, else with net/http.
-func httpTarget(reqs []loadgen.HTTPRequest, conns int, cold bool) (loadgen.Target, func(), error) {
-	if fast, err := loadgen.NewHTTP1(reqs, conns, cold); err == nil {
-		return fast, fast.Close, nil
-	}
-	client := loadgen.NewHTTPClient(conns, cold)
-	return &loadgen.HTTP{Client: client, Requests: reqs}, client.CloseIdleConnections, nil
-}
-
-// capacity runs a sweep, one row per rate, or searches for the highest
-// rate meeting the objectives (--find-max).
-func capacity(o benchOptions, rates []float64, objectives []loadgen.Objective, measure func(float64, bool) (loadgen.Report, error), stdout, stderr io.Writer) error {
-	var steps []loadgen.Report
-	row := func(r loadgen.Report) {
-		met := "yes"
-		if !loadgen.Sustained(r, objectives) {
-			met = "no"
-		}
-		fmt.Fprintf(stderr, "  target %8.1f/s  achieved %8.1f/s  p50 %8.3fms  p99 %8.3fms  errors %5.2f%%  sustained %s\n",
-			r.TargetRate, r.AchievedRate, r.Latency.P50, r.Latency.P99, 100*r.ErrorRate, met)
-	}
-	var best float64
-	if o.findMax {
-		const tolerance = 0.05
-		probe := o.warmup + o.duration
-		bisect, most := loadgen.FindMaxProbes(o.qps, o.maxQPS, tolerance)
-		howLong := fmt.Sprintf("it doubles from %.0f/s until a probe fails, then bisects in %d more probes: (doublings + %d) × %v; --max-qps bounds it", o.qps, bisect, bisect, probe)
-		if most > 0 {
-			howLong = fmt.Sprintf("at most %d probes up to --max-qps %.0f/s: at most %v", most, o.maxQPS, time.Duration(most)*probe)
-		}
-		fmt.Fprintf(stderr, "infer bench: searching for the highest rate meeting %s, %v a probe; %s\n", o.slo, probe, howLong)
-		var err error
-		best, _, err = loadgen.FindMax(o.qps, o.maxQPS, tolerance, func(rate float64) (bool, error) {
-			r, err := measure(rate, false)
-			if err != nil {
-				return false, err
-			}
-			steps = append(steps, r)
-			row(r)
-			return loadgen.Sustained(r, objectives), nil
-		})
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-	} else {
-		probe := o.warmup + o.duration
-		fmt.Fprintf(stderr, "infer bench: sweeping %d rates, %v each: about %v\n", len(rates), probe, time.Duration(len(rates))*probe)
-		for _, rate := range rates {
-			r, err := measure(rate, false)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				return err
-			}
-			steps = append(steps, r)
-			row(r)
-			if loadgen.Sustained(r, objectives) {
-				best = max(best, r.TargetRate)
-			}
-			if err != nil {
-				break
-			}
-		}
-	}
-	if err := writeCSV(o.csvFile, steps); err != nil {
-		return err
-	}
-	if !o.out.is(formatText) {
-		return o.out.write(stdout, struct {
-			Steps        []loadgen.Report `json:"steps"`
-			MaxSustained float64          `json:"max_sustained_rate"`
-		}{steps, best}, nil)
-	}
-	fmt.Fprintf(stdout, "%-12s %12s %10s %10s %10s %8s %10s\n", "target/s", "achieved/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "sustained")
-	for _, r := range steps {
-		met := "yes"
-		if !loadgen.Sustained(r, objectives) {
-			met = "no"
-		}
-		fmt.Fprintf(stdout, "%-12.1f %12.1f %10.3f %10.3f %10.3f %7.2f%% %10s\n", r.TargetRate, r.AchievedRate, r.Latency.P50, r.Latency.P99, r.Latency.P999, 100*r.ErrorRate, met)
-	}
-	fmt.Fprintf(stdout, "highest rate sustained: %.1f/s\n", best)
-	return nil
-}
-
-func writeCSV(path string, reports []loadgen.Report) error {
-	if path == "" {
-		return nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("--csv: %w", err)
-	}
-	if err := loadgen.WriteCSV(f, reports); err != nil {
-		f.Close()
-		return fmt.Errorf("--csv %s: %w", path, err)
-	}
-	return f.Close()
-}
-
 func newBenchCompareCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "compare A.json B.json",
@@ -694,81 +513,4 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return f.Close()
-}
-
-// span reads "N" or "MIN:MAX".
-func span(flag, s string) (int, int, error) {
-	lo, hi, ranged := strings.Cut(s, ":")
-	a, err1 := strconv.Atoi(lo)
-	b := a
-	var err2 error
-	if ranged {
-		b, err2 = strconv.Atoi(hi)
-	}
-	if err1 != nil || err2 != nil || a < 1 || b < a {
-		return 0, 0, fmt.Errorf("%s %q: want N or MIN:MAX, at least 1", flag, s)
-	}
-	return a, b, nil
-}
-
-// openAITarget streams completions to an OpenAI-compatible server: the
-// model named, or the only one it lists.
-func (o benchOptions) openAITarget(ctx context.Context, conns int) (loadgen.Target, string, error) {
-	if !strings.HasPrefix(o.url, "http://") && !strings.HasPrefix(o.url, "https://") {
-		return nil, "", fmt.Errorf("--protocol openai: URL %q: want http://host:port", o.url)
-	}
-	t := &loadgen.OpenAI{Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: 0}},
-		URL: o.url, Model: o.model, Chat: o.chat, Temperature: o.temperature}
-	var err error
-	if t.MaxTokensMin, t.MaxTokensMax, err = span("--output-tokens", o.outputTokens); err != nil {
-		return nil, "", err
-	}
-	if o.sharedPrefix < 0 {
-		return nil, "", fmt.Errorf("--shared-prefix-tokens %d: want 0 or more", o.sharedPrefix)
-	}
-	if o.promptsFile != "" {
-		data, err := os.ReadFile(o.promptsFile)
-		if err != nil {
-			return nil, "", fmt.Errorf("--prompts: %w", err)
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				t.Prompts = append(t.Prompts, line)
-			}
-		}
-		if len(t.Prompts) == 0 {
-			return nil, "", fmt.Errorf("--prompts %s holds no lines", o.promptsFile)
-		}
-	} else {
-		lo, hi, err := span("--input-tokens", o.inputTokens)
-		if err != nil {
-			return nil, "", err
-		}
-		t.Prompts = loadgen.SyntheticPrompts(1000, lo, hi, o.sharedPrefix, o.seed)
-	}
-	if t.Model == "" {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(o.url, "/")+"/v1/models", nil)
-		resp, err := t.Client.Do(req)
-		if err != nil {
-			return nil, "", fmt.Errorf("cannot reach %s: %w", o.url, err)
-		}
-		defer resp.Body.Close()
-		var list struct {
-			Data []struct {
-				ID string `json:"id"`
-			} `json:"data"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.StatusCode != http.StatusOK {
-			return nil, "", fmt.Errorf("%s/v1/models: %s: name the model with --model", o.url, resp.Status)
-		}
-		if len(list.Data) != 1 {
-			var names []string
-			for _, m := range list.Data {
-				names = append(names, m.ID)
-			}
-			return nil, "", fmt.Errorf("the server lists %d models (%s): choose one with --model", len(names), strings.Join(names, ", "))
-		}
-		t.Model = list.Data[0].ID
-	}
-	return t, t.Model, nil
 }

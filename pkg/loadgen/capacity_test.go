@@ -1,8 +1,12 @@
 package loadgen
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 func TestParseRates(t *testing.T) {
@@ -53,5 +57,42 @@ func TestFindMax(t *testing.T) {
 		if probes > 20 {
 			t.Errorf("capacity %v: %d probes, a search needs far fewer", tc.capacity, probes)
 		}
+	}
+}
+
+// A sweep through Bench measures each rate against a real server in
+// order, tells Step of each, and reports the highest rate that met its
+// objectives; a context ended before it leaves no steps and no error.
+func TestBenchCapacitySweep(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+	defer srv.Close()
+	objectives, err := ParseSLO("errors<1%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Bench{
+		Target: &HTTP{Client: NewHTTPClient(8, false), Requests: []HTTPRequest{{Method: "GET", URL: srv.URL}}},
+		URL:    srv.URL, Protocol: "http",
+		Run:      Options{Duration: 300 * time.Millisecond, Objectives: objectives},
+		Schedule: func(rate float64) (Schedule, error) { return Constant{QPS: rate}, nil },
+	}
+	var told []float64
+	steps, best, err := b.Capacity(context.Background(), CapacityOptions{Rates: []float64{20, 40}, Objectives: objectives,
+		Step: func(r Report) { told = append(told, r.TargetRate) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 2 || len(told) != 2 || told[0] != steps[0].TargetRate || best != steps[1].TargetRate || best < 39 || best > 41 {
+		t.Fatalf("steps %d, told %v, best %.1f: want 2 steps told in order, the best at 40/s", len(steps), told, best)
+	}
+	for _, r := range steps {
+		if r.OK == 0 || r.Target != srv.URL {
+			t.Fatalf("step at %.0f/s: %d answered, target %q", r.TargetRate, r.OK, r.Target)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if steps, _, err := b.Capacity(ctx, CapacityOptions{Rates: []float64{20}, Objectives: objectives}); err != nil || len(steps) > 1 {
+		t.Fatalf("ended context: %d steps, %v", len(steps), err)
 	}
 }
