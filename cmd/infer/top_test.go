@@ -268,7 +268,9 @@ func TestTopPlainSnapshots(t *testing.T) {
 	addrs, stop, done := startServeAddrs(t, serveOptions{})
 	defer func() { stop(); <-done }()
 	_, adminPort, _ := strings.Cut(addrs["admin"], ":")
-	out, err := run(t, "top", "--server", addrs["HTTP"], "--admin-port", adminPort, "--interval", "200ms", "--window", "200ms", "--count", "2", "--width", "100")
+	// Each read of the server is bounded by the interval (at most 2 s): a
+	// loaded machine needs the whole of it.
+	out, err := run(t, "top", "--server", addrs["HTTP"], "--admin-port", adminPort, "--interval", "2s", "--window", "2s", "--count", "2", "--width", "100")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
