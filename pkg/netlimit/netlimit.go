@@ -32,6 +32,9 @@ type Budget struct {
 	// rejected counts the connections closed at accept for want of room;
 	// evicted the idle ones closed to make room for a new one.
 	rejected, evicted atomic.Int64
+
+	mu        sync.Mutex
+	listeners []*Listener // those sharing the budget, for eviction
 }
 
 // NewBudget returns a budget of limit open connections (at least 1).
@@ -62,12 +65,17 @@ type Listener struct {
 
 // Listen wraps ln so that its connections count against b.
 func Listen(ln net.Listener, b *Budget) *Listener {
-	return &Listener{Listener: ln, budget: b, conns: map[*Conn]struct{}{}}
+	l := &Listener{Listener: ln, budget: b, conns: map[*Conn]struct{}{}}
+	b.mu.Lock()
+	b.listeners = append(b.listeners, l)
+	b.mu.Unlock()
+	return l
 }
 
 // Accept returns the next connection within the budget. At the budget's
-// limit it first closes the listener's longest-idle HTTP connection that
-// holds no request (see Drain for what that means) and takes its place;
+// limit it first closes the longest-idle HTTP connection, on any listener
+// sharing the budget, that has been idle for evictAge and holds no
+// request (see Drain for what that means), and takes its place;
 // with none, the new connection is closed at once with a reset
 // (SO_LINGER 0, so that it holds no descriptor in TIME_WAIT), and Accept
 // waits for the next.
@@ -77,7 +85,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.budget.open.Add(1) > l.budget.limit && !l.evictIdle() {
+		if l.budget.open.Add(1) > l.budget.limit && !l.budget.evictIdle() {
 			l.budget.open.Add(-1)
 			l.budget.rejected.Add(1)
 			if tc, ok := c.(*net.TCPConn); ok {
@@ -109,31 +117,43 @@ func ConnState(c net.Conn, st http.ConnState) {
 	}
 }
 
-// evictIdle closes the listener's connection that has been idle longest
-// among those that hold no request, and reports whether it closed one;
-// the caller keeps the place it frees (the budget's count is left as it
-// is). Only connections whose HTTP states ConnState tracks qualify: a
-// gRPC connection multiplexes its calls and is never idle to this
+// evictAge is how long a connection must have been idle for eviction to
+// take it. A busy keep-alive client's connection is idle for microseconds
+// between a response and its next request, which a close in that instant
+// would cut; one idle for a second is a client at rest.
+const evictAge = time.Second
+
+// evictIdle closes the connection, on any of the budget's listeners, that
+// has been idle longest, at least evictAge, among those that hold no
+// request, and reports whether it closed one; the caller keeps the place
+// it frees. Only connections whose HTTP states ConnState tracks qualify:
+// a gRPC connection multiplexes its calls and is never idle to a
 // listener. It scans every connection, which happens only at the limit.
-func (l *Listener) evictIdle() bool {
+func (b *Budget) evictIdle() bool {
 	now := time.Now()
-	l.mu.Lock()
+	b.mu.Lock()
+	listeners := b.listeners
+	b.mu.Unlock()
 	var oldest *Conn
-	for c := range l.conns {
-		if c.idle(now) && (oldest == nil || c.idleSince.Load() < oldest.idleSince.Load()) {
-			oldest = c
+	for _, l := range listeners {
+		l.mu.Lock()
+		for c := range l.conns {
+			if c.idle(now) && now.Sub(time.Unix(0, c.idleSince.Load())) >= evictAge &&
+				(oldest == nil || c.idleSince.Load() < oldest.idleSince.Load()) {
+				oldest = c
+			}
 		}
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
 	if oldest == nil || oldest.read.Load() || oldest.pending() {
 		return false
 	}
 	if !oldest.release() {
 		return false // closed meanwhile: its own Close gave its place back
 	}
-	l.budget.open.Add(-1) // its place: the caller's new connection holds one already
+	b.open.Add(-1) // its place: the caller's new connection holds one already
 	_ = oldest.Conn.Close()
-	l.budget.evicted.Add(1)
+	b.evicted.Add(1)
 	return true
 }
 

@@ -158,7 +158,7 @@ func waitIdle(t *testing.T, l *Listener, n int) {
 }
 
 // At its limit, a listener makes room for a new connection by closing the
-// keep-alive connection idle longest; a connection in the middle of a
+// keep-alive connection idle longest (and at least evictAge); a connection in the middle of a
 // request is never taken, so with every place busy the new one is reset.
 func TestFullListenerEvictsTheLongestIdle(t *testing.T) {
 	l, b := listen(t, 2)
@@ -175,6 +175,7 @@ func TestFullListenerEvictsTheLongestIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitIdle(t, l, 2)
+	time.Sleep(evictAge) // both at rest: idle for evictAge
 
 	third := dialKept(t, l.Addr().String())
 	if err := third.get(); err != nil {
@@ -208,5 +209,73 @@ func TestFullListenerEvictsTheLongestIdle(t *testing.T) {
 	}
 	if b.Rejected() != 1 || b.Evicted() != 1 {
 		t.Fatalf("rejected %d, evicted %d; want 1, 1", b.Rejected(), b.Evicted())
+	}
+}
+
+// A connection idle for less than evictAge, as a busy keep-alive client's
+// is between a response and its next request, is never taken: the new
+// connection is refused instead. Once it has rested, a connection to any
+// listener sharing the budget (a gRPC port's, which has no HTTP states)
+// takes its place.
+func TestEvictionSparesBusyClientsAndSpansListeners(t *testing.T) {
+	l, b := listen(t, 1)
+	serveHTTP(t, l)
+	raw, err := ListenTCP(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := Listen(raw, b)
+	t.Cleanup(func() { other.Close() })
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+
+	kept := dialKept(t, l.Addr().String())
+	if err := kept.get(); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, l, 1)
+	// Just idle: a newcomer on the other listener is refused, not given
+	// the busy client's place.
+	if c, err := net.Dial("tcp", other.Addr().String()); err == nil {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("the newcomer was kept")
+		}
+		c.Close()
+	}
+	for deadline := time.Now().Add(30 * time.Second); b.Rejected() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("rejected %d, want 1", b.Rejected())
+		}
+	}
+	if err := kept.get(); err != nil {
+		t.Fatalf("the busy client's connection was taken: %v", err)
+	}
+
+	time.Sleep(evictAge)
+	c, err := net.Dial("tcp", other.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case got := <-accepted:
+		defer got.Close()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the newcomer on the other listener was not accepted")
+	}
+	if b.Evicted() != 1 || b.Open() != 1 {
+		t.Fatalf("evicted %d, open %d; want 1, 1", b.Evicted(), b.Open())
+	}
+	if err := kept.get(); err == nil {
+		t.Fatal("the rested connection was not taken")
 	}
 }
