@@ -347,3 +347,27 @@ func TestKeepAliveYAML(t *testing.T) {
 		t.Errorf("ParseControlMode(lazy): %v, want the modes listed", err)
 	}
 }
+
+// An unload through the admin API in explicit mode leaves each version in
+// the index under its own number, unavailable, and reports the unload.
+func TestExplicitUnloadKeepsTheVersionNumbers(t *testing.T) {
+	var ev events
+	repo, err := Open(manyModels(t, 1, ""), LoadOptions{Isolation: IsolationNone, Control: Control{Mode: ControlExplicit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(repo.Close)
+	repo.Observe(ev.observe)
+	if err := repo.Unload("m1"); err != nil {
+		t.Fatal(err)
+	}
+	idx := repo.Index()
+	if len(idx) != 1 || idx[0].Version != 1 || idx[0].State != StateUnavailable || !strings.Contains(idx[0].Reason, "unloaded") {
+		t.Fatalf("index after the unload: %+v, want m1 version 1 unavailable, unloaded", idx)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if len(ev.all) != 1 || ev.all[0].Kind != EventUnload || ev.all[0].Version != 1 || ev.all[0].Reason != ReasonAdmin {
+		t.Fatalf("events %+v, want one admin unload of version 1", ev.all)
+	}
+}

@@ -345,7 +345,18 @@ func (r *Repository) Unload(name string) error {
 	r.mu.Lock()
 	old, ok := r.models[name]
 	if ok {
-		r.models[name] = map[int64]*version{0: {err: fmt.Errorf("model %q is unloaded", name)}}
+		// Each version stays in the index, unavailable, under its own
+		// number, as Triton lists an unloaded model's versions.
+		unloaded := make(map[int64]*version, len(old))
+		for num := range old {
+			if num > 0 {
+				unloaded[num] = &version{err: fmt.Errorf("model %q version %d is unloaded", name, num)}
+			}
+		}
+		if len(unloaded) == 0 { // a model that never had a version loaded
+			unloaded[0] = &version{err: fmt.Errorf("model %q is unloaded", name)}
+		}
+		r.models[name] = unloaded
 	}
 	r.mu.Unlock()
 	if !ok {
