@@ -94,7 +94,7 @@ func run(dir string, check bool, bertVocab string) error {
 		"../faults/int-div.onnx":   intDiv().Encode(),
 		"../faults/no-inputs.onnx": noInputs().Encode(),
 		"../faults/expand.onnx":    expand().Encode(),
-		"../faults/slow-load.onnx": slowLoad(1024, 64).Encode(),
+		"../faults/slow-load.onnx": slowLoad(1024, 256).Encode(),
 		// Shapes at their edges: scalars (rank 0).
 		"../variants/scalar.onnx": scalar().Encode(),
 		// Outputs whose first dimension is not the batch.
