@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -277,9 +278,18 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	} else {
 		queueDone <- nil
 	}
+	// The grace period bounds the whole shutdown, the models' own close
+	// (batches still running in their hosts) included.
+	var shutdownAt atomic.Int64
+	context.AfterFunc(ctx, func() { shutdownAt.Store(time.Now().UnixNano()) })
 	err = srv.Serve(ctx, ls)
 	err = errors.Join(err, <-queueDone)
 	srv.Close()
+	left := o.gracePeriod
+	if at := shutdownAt.Load(); at != 0 {
+		left -= time.Since(time.Unix(0, at))
+	}
+	repo.CloseWithin(left)
 	if err != nil {
 		slog.Error("stopped", "err", err)
 	} else {

@@ -370,3 +370,62 @@ func TestServeAdminPort(t *testing.T) {
 		t.Errorf("admin port on every interface without a token: %v", err)
 	}
 }
+
+// The grace period bounds the whole shutdown: a batch still running in a
+// model host when it runs out is cut (its host killed), not waited for,
+// and the models close together, not one after another.
+func TestShutdownEndsWithinTheGracePeriod(t *testing.T) {
+	faulty := filepath.Join("..", "..", "testdata", "variants", "faulty.onnx")
+	cfg := "max_batch_size: 0\nwarmup: {data: zero}\n"
+	model, err := os.ReadFile(faulty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, m := range []string{"stalled-a", "stalled-b"} {
+		if err := os.MkdirAll(filepath.Join(dir, m, "1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(os.WriteFile(filepath.Join(dir, m, "1", "model.onnx"), model, 0o644),
+			os.WriteFile(filepath.Join(dir, m, "config.yaml"), []byte(cfg), 0o644)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addrs, stop, done := startServeAddrs(t, serveOptions{path: dir, gracePeriod: 2 * time.Second, drainDelay: 100 * time.Millisecond})
+	// About 40 s of work each (faulty's column 2 at k stalls it k thousand
+	// loop iterations).
+	body := `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[0.25,0.5,20000.75,0.125]}]}`
+	for _, m := range []string{"stalled-a", "stalled-b"} {
+		go func() {
+			if resp, err := http.Post("http://"+addrs["HTTP"]+"/v2/models/"+m+"/infer", "application/json", strings.NewReader(body)); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp, err := http.Get("http://" + addrs["metrics"] + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), `infer_inflight_requests{model="stalled-a",version="1"} 1`) &&
+				strings.Contains(string(b), `infer_inflight_requests{model="stalled-b",version="1"} 1`) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled requests never started")
+		}
+	}
+	began := time.Now()
+	stop()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not return")
+	}
+	// Waiting for the batches would take 40 s, and closing the two models
+	// one after another with the 10 s close grace each 22 s.
+	if took := time.Since(began); took > 8*time.Second {
+		t.Fatalf("shutdown took %v with a 2 s grace period", took)
+	}
+}

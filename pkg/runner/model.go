@@ -511,7 +511,11 @@ func (m *Model) Stats() Stats {
 
 // Close stops accepting requests, answers every request already queued,
 // and releases the sessions. It is safe to call more than once.
-func (m *Model) Close() {
+func (m *Model) Close() { m.closeWithin(closeGrace) }
+
+// closeWithin is Close, giving the batches running in the version's hosts
+// at most grace before it kills them.
+func (m *Model) closeWithin(grace time.Duration) {
 	m.closeOnce.Do(func() {
 		m.closed.Store(true)
 		close(m.closing)
@@ -526,26 +530,26 @@ func (m *Model) Close() {
 			m.cache.entries.InvalidateAll() // its memory goes with the version
 		}
 		m.batcher.close()
-		m.waitWorkers()
+		m.waitWorkers(grace)
 		m.closeInstances()
 		m.quality.Close()
 	})
 }
 
 // waitWorkers waits for the workers to answer what is queued; after
-// closeGrace it kills the version's hosts, so that a hung one cannot hold
-// an unload or a shutdown (its batch is answered with the error).
-func (m *Model) waitWorkers() {
+// grace it kills the version's hosts, so that a hung one cannot hold an
+// unload or a shutdown (its batch is answered with the error).
+func (m *Model) waitWorkers(grace time.Duration) {
 	done := make(chan struct{})
 	go func() { m.workers.Wait(); close(done) }()
-	timer := time.NewTimer(closeGrace)
+	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
 	case <-done:
 		return
 	case <-timer.C:
 	}
-	m.log.Warn("model hosts still running batches at close: killing them", "after", closeGrace)
+	m.log.Warn("model hosts still running batches at close: killing them", "after", grace)
 	for _, in := range m.instances {
 		if h, ok := in.(*hostedInstance); ok {
 			h.kill()

@@ -442,15 +442,26 @@ func (r *Repository) Index() []VersionStatus {
 }
 
 // Close unloads every model, answering queued requests first.
-func (r *Repository) Close() {
+func (r *Repository) Close() { r.CloseWithin(closeGrace) }
+
+// CloseWithin is Close, all versions at once, each giving the batches
+// running in its hosts at most grace before it kills them: a server's
+// shutdown bounds it by what is left of its grace period.
+func (r *Repository) CloseWithin(grace time.Duration) {
 	r.ctl.halt()
 	r.mu.Lock()
 	models := r.models
 	r.models = map[string]map[int64]*version{}
 	r.mu.Unlock()
+	var closing sync.WaitGroup
 	for _, versions := range models {
-		closeVersions(versions)
+		for _, v := range versions {
+			if v.model != nil {
+				closing.Go(func() { v.model.closeWithin(max(grace, 0)) })
+			}
+		}
 	}
+	closing.Wait()
 }
 
 func closeVersions(versions map[int64]*version) {
