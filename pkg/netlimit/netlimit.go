@@ -258,6 +258,19 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// sendTimeout bounds each write to a connection, as nginx's send_timeout
+// (60 s) bounds the time between two successive writes: a client that
+// stops reading, its receive window full, holds its connection, a
+// goroutine and its response's buffers only this long, while a stream it
+// keeps reading is never cut. A variable for tests.
+var sendTimeout = 60 * time.Second
+
+// Write writes to the connection within sendTimeout.
+func (c *Conn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(sendTimeout))
+	return c.Conn.Write(b)
+}
+
 // Close closes the connection and gives its place back, once.
 func (c *Conn) Close() error {
 	err := c.Conn.Close()

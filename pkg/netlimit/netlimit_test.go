@@ -279,3 +279,58 @@ func TestEvictionSparesBusyClientsAndSpansListeners(t *testing.T) {
 		t.Fatal("the rested connection was not taken")
 	}
 }
+
+// A client that stops reading a response loses its connection once a
+// write has made no progress for sendTimeout, giving its place back; one
+// that keeps reading gets the whole response.
+func TestStalledReaderLosesItsConnection(t *testing.T) {
+	defer func(d time.Duration) { sendTimeout = d }(sendTimeout)
+	sendTimeout = 300 * time.Millisecond
+	l, b := listen(t, 4)
+	wrote := make(chan error, 1)
+	hs := &http.Server{ConnState: ConnState, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 1<<20)
+		var err error
+		for range 64 { // 64 MiB: more than any socket buffers
+			if _, err = w.Write(chunk); err != nil {
+				break
+			}
+		}
+		wrote <- err
+	})}
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+
+	c := dialKept(t, l.Addr().String())
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	select {
+	case err := <-wrote:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("the stalled write ended with %v, want a timeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the write to a client that stopped reading never ended")
+	}
+	for deadline := time.Now().Add(30 * time.Second); b.Open() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open, want the stalled one closed", b.Open())
+		}
+	}
+
+	// A client that keeps reading gets the whole response, however long
+	// it takes in all.
+	r := dialKept(t, l.Addr().String())
+	io.WriteString(r, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(r.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n != 64<<20 {
+		t.Fatalf("read %d bytes, %v; want 64 MiB", n, err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("the read response's writes: %v", err)
+	}
+}
