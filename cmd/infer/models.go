@@ -62,7 +62,7 @@ and when each was last used.`,
 			if err := out.check(); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("server") {
+			if server != "" {
 				if len(args) > 0 {
 					return fmt.Errorf("give a repository (%s) or --server, not both", args[0])
 				}
@@ -77,7 +77,7 @@ and when each was last used.`,
 		},
 	}
 	out = addOutputFlag(cmd, false, "json and yaml list every input and output", formatText, formatJSON, formatYAML)
-	cmd.Flags().StringVar(&server, "server", defaultServer, "list a running server's models, from its URL, instead of loading any")
+	cmd.Flags().StringVar(&server, "server", "", "list a running server's models, from its URL (such as "+defaultServer+"), instead of loading any")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	_ = cmd.Flags().MarkDeprecated("json", "use -o json")
 	return cmd
