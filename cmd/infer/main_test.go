@@ -49,7 +49,7 @@ func TestModelsRunOnBundledModels(t *testing.T) {
 func TestModelsListJSON(t *testing.T) {
 	rows, byName := listing(t, "--log-level", "error")
 	mlp := byName["mlp"]
-	if len(rows) != 6 || mlp.MaxBatchSize != 64 || byName["tiny-gpt"].MaxBatchSize != 16 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" || byName["tiny-gpt"].Device != "cpu" || mlp.LoadedBytes <= 0 || !mlp.LastUsed.IsZero() {
+	if len(rows) != 6 || mlp.MaxBatchSize == nil || *mlp.MaxBatchSize != 64 || byName["tiny-gpt"].MaxBatchSize == nil || *byName["tiny-gpt"].MaxBatchSize != 16 || mlp.Inputs[0].Shape[1] != 784 || byName["all-types"].State != "READY" || byName["tiny-gpt"].Device != "cpu" || mlp.LoadedBytes <= 0 || !mlp.LastUsed.IsZero() {
 		t.Fatalf("listing %+v", rows)
 	}
 }

@@ -141,7 +141,7 @@ type modelListing struct {
 	State        string                    `json:"state"`
 	Reason       string                    `json:"reason,omitempty"`
 	Device       string                    `json:"device,omitempty"`
-	MaxBatchSize int                       `json:"max_batch_size"`
+	MaxBatchSize *int                      `json:"max_batch_size,omitempty"` // in process only: the index has no room for it
 	Inputs       []protocol.TensorMetadata `json:"inputs,omitempty"`
 	Outputs      []protocol.TensorMetadata `json:"outputs,omitempty"`
 	Parameters   protocol.Parameters       `json:"parameters,omitempty"` // outputs not served
@@ -161,7 +161,7 @@ func listModels(repo *runner.Repository, w io.Writer, out *outputFlag) error {
 		if m, err := repo.Model(s.Name, s.Version); err == nil {
 			l.LoadedBytes = s.Bytes
 			l.Device = m.Device().String()
-			l.MaxBatchSize = *m.Config().MaxBatchSize
+			l.MaxBatchSize = m.Config().MaxBatchSize
 			meta := m.Metadata()
 			l.Inputs, l.Outputs = httpapi.TensorMetadata(meta.Inputs), httpapi.TensorMetadata(meta.Outputs)
 			l.Parameters = httpapi.UnservedParameters(meta.Unserved)
@@ -182,7 +182,7 @@ func listText(w io.Writer, rows []modelListing) error {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t\t\t%s\t\n", l.Name, l.Version, l.State, l.Reason)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Version, l.State, memory(l.LoadedBytes), l.Device, l.MaxBatchSize, specList(l.Inputs), specList(l.Outputs))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Version, l.State, memory(l.LoadedBytes), l.Device, *l.MaxBatchSize, specList(l.Inputs), specList(l.Outputs))
 	}
 	return tw.Flush()
 }
