@@ -374,6 +374,9 @@ func summary(st deploy.State) string {
 	if s.Strategy == deploy.Mirror {
 		return fmt.Sprintf("%s: shadow of version %d beside version %d, %g%% of requests mirrored, none served, %s", s.Model, s.Candidate, s.Stable, 100*s.ShadowFraction, st.Phase)
 	}
+	if st.Done() {
+		return fmt.Sprintf("%s: %s from version %d to %d, %s at step %d of %d: version %d serves %g%% of requests", s.Model, s.Strategy, s.Stable, s.Candidate, st.Phase, st.Step+1, len(s.Steps), s.Candidate, st.Percent())
+	}
 	return fmt.Sprintf("%s: %s from version %d to %d, %s at step %d of %d (%g%%)", s.Model, s.Strategy, s.Stable, s.Candidate, st.Phase, st.Step+1, len(s.Steps), st.Percent())
 }
 

@@ -367,11 +367,15 @@ func (s State) LastAnalysis() (Event, bool) {
 // Done reports whether the rollout has ended.
 func (s State) Done() bool { return s.Phase != Progressing && s.Phase != Paused }
 
-// Percent returns the candidate's share of the traffic it serves at the
-// current step: 0 for a shadow, which only mirrors.
+// Percent returns the candidate's share of the traffic: the current
+// step's while the rollout runs, 100 once it is promoted, 0 once it is
+// rolled back or aborted, and 0 for a shadow, which only mirrors.
 func (s State) Percent() float64 {
-	if s.Spec.Strategy == Mirror {
+	switch {
+	case s.Spec.Strategy == Mirror || s.Phase == RolledBack || s.Phase == Aborted:
 		return 0
+	case s.Phase == Promoted:
+		return 100
 	}
 	return s.Spec.Steps[min(s.Step, len(s.Spec.Steps)-1)]
 }

@@ -162,3 +162,14 @@ func TestStepsCountFromOneInJSON(t *testing.T) {
 		t.Fatalf("%v: read back at step index %d, history %+v", err, back.Step, back.History)
 	}
 }
+
+// The candidate's share follows the rollout's end: all of the traffic once
+// promoted, none once rolled back or aborted.
+func TestPercentAfterTheEnd(t *testing.T) {
+	spec := Spec{Model: "m", Strategy: Canary, Stable: 1, Candidate: 2, Steps: []float64{10, 50}}
+	for phase, want := range map[string]float64{Progressing: 50, Promoted: 100, RolledBack: 0, Aborted: 0} {
+		if got := (State{Spec: spec, Step: 1, Phase: phase}).Percent(); got != want {
+			t.Errorf("%s at step 2: %g%%, want %g%%", phase, got, want)
+		}
+	}
+}
