@@ -141,7 +141,7 @@ func (s *Core) setPolicyLocked(model string, p deploy.Policy, by string) error {
 		}
 	}
 	s.traffic.set(model, &p)
-	s.log.Info("traffic policy changed", "model", model, "weights", fmt.Sprint(p.Weights), "sticky", p.Sticky, "by", by)
+	s.log.Info("traffic policy changed", "model", model, "shares", p.String(), "sticky", p.Sticky, "by", by)
 	return nil
 }
 
@@ -234,7 +234,7 @@ func (s *Core) restorePolicies() error {
 			continue
 		}
 		s.traffic.set(model, &p)
-		s.log.Info("traffic policy restored", "model", model, "weights", fmt.Sprint(p.Weights))
+		s.log.Info("traffic policy restored", "model", model, "shares", p.String())
 	}
 	return nil
 }

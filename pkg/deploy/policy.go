@@ -11,6 +11,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -31,6 +32,23 @@ type Policy struct {
 	// Rollout is the revision of the rollout transition that set the
 	// policy (State.Revision); 0 when a person set it.
 	Rollout uint64 `json:"rollout_revision,omitempty"`
+}
+
+// String returns each version's share of the traffic, for logs: "1=95%
+// 2=5%", by version (Shares); "none" when no version has weight.
+func (p Policy) String() string {
+	shares := p.Shares()
+	if len(shares) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, v := range slices.Sorted(maps.Keys(shares)) {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%d=%s%%", v, strconv.FormatFloat(100*shares[v], 'g', 4, 64))
+	}
+	return b.String()
 }
 
 // Shadow mirrors a fraction of requests to a version.

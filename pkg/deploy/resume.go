@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"fmt"
 	"maps"
 )
 
@@ -39,7 +38,7 @@ func (e *Engine) resume(model string, st State) {
 		e.log.Error("rollout's traffic not applied again after a restart", "model", model, "phase", st.Phase, "err", err)
 		return
 	}
-	e.log.Info("rollout's traffic applied again after a restart", "model", model, "phase", st.Phase, "weights", fmt.Sprint(want.Weights), "revision", st.Revision)
+	e.log.Info("rollout's traffic applied again after a restart", "model", model, "phase", st.Phase, "shares", want.String(), "revision", st.Revision)
 }
 
 // TrafficPolicy returns the traffic policy s calls for: its step's while

@@ -173,3 +173,15 @@ func TestPercentAfterTheEnd(t *testing.T) {
 		}
 	}
 }
+
+// A policy reads in logs as each version's share, in percent.
+func TestPolicyString(t *testing.T) {
+	for _, c := range []struct {
+		w    map[int64]float64
+		want string
+	}{{map[int64]float64{2: 1}, "2=100%"}, {map[int64]float64{2: 5, 1: 95}, "1=95% 2=5%"}, {map[int64]float64{1: 0}, "none"}, {map[int64]float64{1: 1, 2: 2}, "1=33.33% 2=66.67%"}} {
+		if got := (Policy{Weights: c.w}).String(); got != c.want {
+			t.Errorf("%v: %q, want %q", c.w, got, c.want)
+		}
+	}
+}
