@@ -94,6 +94,24 @@ type Error struct {
 // booleans, numbers and strings by name.
 type Parameters map[string]any
 
+// jsonKind names a decoded JSON value's kind and value, for errors: a
+// string "32" reads as `the string "32"`.
+func jsonKind(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("the string %q", v)
+	case bool:
+		return fmt.Sprintf("the boolean %v", v)
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	}
+	return fmt.Sprintf("%v", v)
+}
+
 // Int returns parameter name as a non-negative integer; ok is false when
 // it is absent.
 func (p Parameters) Int(name string) (v int64, ok bool, err error) {
@@ -102,7 +120,10 @@ func (p Parameters) Int(name string) (v int64, ok bool, err error) {
 		return 0, false, nil
 	}
 	f, isNum := raw.(float64)
-	if !isNum || f < 0 || f != math.Trunc(f) || f > 1<<53 {
+	if !isNum {
+		return 0, true, fmt.Errorf("parameter %q: %s, want a JSON number (a non-negative integer, such as 32, unquoted)", name, jsonKind(raw))
+	}
+	if f < 0 || f != math.Trunc(f) || f > 1<<53 {
 		return 0, true, fmt.Errorf("parameter %q: %v is not a non-negative integer", name, raw)
 	}
 	return int64(f), true, nil
