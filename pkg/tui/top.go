@@ -409,11 +409,18 @@ func (m *Top) columns(w int) []column {
 		cols = append(cols, column{"CACHE", 6, false, func(r monitor.Row) string { return pct(r.CacheHitRate) }})
 	}
 	cols = append(cols, column{"$/1K", 10, false, func(r monitor.Row) string { return usd(r.CostPer1k) }})
-	if wide {
+	width := func() int {
 		used := 1
 		for _, c := range cols {
 			used += c.width + 1
 		}
+		return used
+	}
+	if width() > w { // the memory columns first give way to the cost
+		cols = slices.DeleteFunc(cols, func(c column) bool { return c.title == "MEM" || c.title == "IDLE" })
+	}
+	if wide {
+		used := width()
 		if spark := min(w-used-1, 40); spark >= 10 {
 			cols = append(cols, column{"TREND", spark, true, func(r monitor.Row) string {
 				return sparkline(rates(r.Trend), spark)

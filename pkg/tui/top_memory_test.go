@@ -36,6 +36,16 @@ func TestTopShowsMemoryAndIdleTime(t *testing.T) {
 	if seen != 2 || !strings.Contains(text, "MEM") || !strings.Contains(text, "IDLE") {
 		t.Fatalf("no MEM and IDLE columns for both versions:\n%s", text)
 	}
+	// At 120 columns they give way to the cost, which stays whole.
+	narrow := PlainFrame(topOptions(), f, 120)
+	if strings.Contains(narrow, "MEM") || !strings.Contains(narrow, "$/1K") {
+		t.Errorf("at 120 columns, want the cost and no memory:\n%s", narrow)
+	}
+	for _, line := range strings.Split(narrow, "\n") {
+		if len([]rune(line)) > 120 {
+			t.Errorf("a line of %d columns at 120: %q", len([]rune(line)), line)
+		}
+	}
 
 	m := NewTop(topOptions())
 	m.width, m.height, m.plain = 140, 40, true
