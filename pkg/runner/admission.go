@@ -16,7 +16,11 @@ import (
 // instance (no more than max_queue_size requests): enough to keep every
 // instance busy with batches as large as the load allows. max_queue_size
 // bounds the requests waiting, here and in the batcher's queue together:
-// those forming a batch count against it, the rest wait here. Holding the rest before their bodies are read is what keeps a
+// those forming a batch count against it, the rest wait here. For the
+// moment between a batch's end and its worker taking the next one, a
+// request admitted to run waits in the batcher's queue too: the queue
+// then reads max_queue_size and one more per instance. Holding the rest
+// before their bodies are read is what keeps a
 // flooded model from taking the server's CPU from the others: a waiting
 // request costs a parked goroutine, its body still in the kernel, where
 // one admitted costs its decoding, copies and encoding. It is the

@@ -150,8 +150,11 @@ func TestOverloadIsolation(t *testing.T) {
 			t.Errorf("flooded: %d answers of %d", n, code)
 		}
 	}
-	if longest.Load() > queueBound {
-		t.Errorf("the flooded model's queue held %d requests, over its max_queue_size %d", longest.Load(), queueBound)
+	// max_queue_size, and for an instant the next request to run, admitted
+	// to the one instance's running place while its worker returns from
+	// the last (runner's admission).
+	if longest.Load() > queueBound+1 {
+		t.Errorf("the flooded model's queue held %d requests, over its max_queue_size %d and the one about to run", longest.Load(), queueBound)
 	}
 	// What the model did during the flood: each run's time, measured, and
 	// so the most it could have answered in the flood's time, its queue
