@@ -11,8 +11,8 @@ import (
 	"github.com/infer-serving/infer/pkg/profile"
 )
 
-// A server stalled for 1 s under an open-loop 1,000 requests a second,
-// with at most 50 requests in flight: the sends meant for the stall fall
+// A server stalled for 1 s under an open-loop 200 requests a second,
+// with at most 10 requests in flight: the sends meant for the stall fall
 // behind and go out after it, as a closed-loop generator's would. Measured
 // from when each was meant to be sent, their latency averages about
 // 500 ms (the wait its users would see); measured from the actual send, as
@@ -48,34 +48,36 @@ func TestCoordinatedOmissionIsCorrected(t *testing.T) {
 	// Two seconds after the stall drain its backlog, on a slow machine too;
 	// what a starved machine still could not send by the end is unsent,
 	// never sent late, and counts with the answered.
-	sum, err := Run(context.Background(), probe, Options{Schedule: Constant{QPS: 1000}, Duration: 4 * time.Second, Concurrency: 50})
+	// 200 a second, not more, so that a machine busy with other tests
+	// still sends on time outside the stall.
+	sum, err := Run(context.Background(), probe, Options{Schedule: Constant{QPS: 200}, Duration: 4 * time.Second, Concurrency: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.OK+sum.Unsent != 4000 || sum.Unsent > 200 || len(sum.Errors) > 0 {
-		t.Fatalf("%d answered, %d unsent, errors %v: want 4000 between them, few unsent", sum.OK, sum.Unsent, sum.Errors)
+	if sum.OK+sum.Unsent != 800 || sum.Unsent > 40 || len(sum.Errors) > 0 {
+		t.Fatalf("%d answered, %d unsent, errors %v: want 800 between them, few unsent", sum.OK, sum.Unsent, sum.Errors)
 	}
 	n := max(during.Load(), 1)
 	mean, meanService := time.Duration(corrected.Load()/n), time.Duration(service.Load()/n)
 	// About 500ms, plus the time to drain the backlog after the stall
 	// (longer on a slow or instrumented machine); never less.
-	if during.Load() != 1000 || mean < 450*time.Millisecond || mean > time.Second {
-		t.Fatalf("%d requests meant for the stall, mean latency %v: want 1000 at about 500ms", during.Load(), mean)
+	if during.Load() != 200 || mean < 450*time.Millisecond || mean > time.Second {
+		t.Fatalf("%d requests meant for the stall, mean latency %v: want 200 at about 500ms", during.Load(), mean)
 	}
 	if meanService > mean/3 {
 		t.Fatalf("uncorrected mean %v: the stall's sends were not held back, the test shows nothing", meanService)
 	}
-	if sum.Late < 900 {
-		t.Fatalf("%d late sends, want the stall's ~1000", sum.Late)
+	if sum.Late < 170 {
+		t.Fatalf("%d late sends, want the ~190 of the stall's sends past the 10 in flight", sum.Late)
 	}
 	// The run's mean carries the stall: a quarter of the requests near 500ms.
-	if m := time.Duration(sum.Total.Mean() * float64(time.Microsecond)); m < 100*time.Millisecond {
+	if m := time.Duration(sum.Total.Mean() * float64(time.Microsecond)); m < 80*time.Millisecond {
 		t.Fatalf("run mean %v: the stall was omitted", m)
 	}
 	if p99 := time.Duration(sum.Total.ValueAtQuantile(99)) * time.Microsecond; p99 < 900*time.Millisecond {
 		t.Fatalf("p99 %v, want near the 1s stall", p99)
 	}
-	if sum.TargetRate < 950 || sum.TargetRate > 1050 {
+	if sum.TargetRate < 190 || sum.TargetRate > 210 {
 		t.Fatalf("target rate %.0f", sum.TargetRate)
 	}
 }
