@@ -84,8 +84,10 @@ included, with the latency budget (queue, preprocess, infer, postprocess, total)
 in a Server-Timing header (gRPC: trailing metadata) on every response and
 Prometheus metrics on their own port.
 
-On SIGTERM or SIGINT the server turns not-ready, refuses new inference requests
-with 503, answers every request it accepted, and exits 0 within --grace-period.`,
+On SIGTERM or SIGINT the server turns not-ready, keeps serving for --drain-delay
+while load balancers notice, then stops accepting, answers every request it
+accepted, and exits within --grace-period: 0 when every one was answered, 1 when
+the grace period ran out and cut what was still running.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if configFile != "" {

@@ -265,10 +265,21 @@ func (c *Conn) Read(b []byte) (int, error) {
 // keeps reading is never cut. A variable for tests.
 var sendTimeout = 60 * time.Second
 
-// Write writes to the connection within sendTimeout.
+// Write writes to the connection, failing once sendTimeout passes with
+// no byte taken: a large body written in one call gets a fresh
+// sendTimeout each time the client takes some of it.
 func (c *Conn) Write(b []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(sendTimeout))
-	return c.Conn.Write(b)
+	written := 0
+	for {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(sendTimeout))
+		n, err := c.Conn.Write(b[written:])
+		written += n
+		var ne net.Error
+		if err != nil && n > 0 && errors.As(err, &ne) && ne.Timeout() {
+			continue // progress within the last sendTimeout: not stalled
+		}
+		return written, err
+	}
 }
 
 // Close closes the connection and gives its place back, once.

@@ -289,11 +289,17 @@ func TestStalledReaderLosesItsConnection(t *testing.T) {
 	l, b := listen(t, 4)
 	wrote := make(chan error, 1)
 	hs := &http.Server{ConnState: ConnState, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		chunk := make([]byte, 1<<20)
+		// 64 MiB, more than any socket buffers: in one write, as an
+		// inference response is written, or in 64.
 		var err error
-		for range 64 { // 64 MiB: more than any socket buffers
-			if _, err = w.Write(chunk); err != nil {
-				break
+		if r.URL.Path == "/one" {
+			_, err = w.Write(make([]byte, 64<<20))
+		} else {
+			chunk := make([]byte, 1<<20)
+			for range 64 {
+				if _, err = w.Write(chunk); err != nil {
+					break
+				}
 			}
 		}
 		wrote <- err
@@ -318,19 +324,31 @@ func TestStalledReaderLosesItsConnection(t *testing.T) {
 		}
 	}
 
-	// A client that keeps reading gets the whole response, however long
-	// it takes in all.
-	r := dialKept(t, l.Addr().String())
-	io.WriteString(r, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(r.br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	if err != nil || n != 64<<20 {
-		t.Fatalf("read %d bytes, %v; want 64 MiB", n, err)
-	}
-	if err := <-wrote; err != nil {
-		t.Fatalf("the read response's writes: %v", err)
+	// A client that keeps reading, slowly, gets the whole response however
+	// long it takes in all, the body written in one call included: each
+	// byte taken gives the write a fresh sendTimeout.
+	for _, path := range []string{"/", "/one"} {
+		r := dialKept(t, l.Addr().String())
+		io.WriteString(r, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(r.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		began, n := time.Now(), int64(0)
+		for err == nil {
+			var k int64
+			k, err = io.CopyN(io.Discard, resp.Body, 4<<20)
+			n += k
+			time.Sleep(sendTimeout / 4) // well within the timeout each time
+		}
+		if err != io.EOF || n != 64<<20 {
+			t.Fatalf("%s: read %d bytes, %v; want 64 MiB", path, n, err)
+		}
+		if took := time.Since(began); took < 2*sendTimeout {
+			t.Fatalf("%s: read in %v: the reader was not slower than the timeout in all, the test shows nothing", path, took)
+		}
+		if err := <-wrote; err != nil {
+			t.Fatalf("%s: the read response's writes: %v", path, err)
+		}
 	}
 }

@@ -527,3 +527,43 @@ func TestHostThreadsAskForAShortSlice(t *testing.T) {
 		}
 	}
 }
+
+// A version running in process cannot have its batch stopped: closing it
+// returns after closeGrace all the same; the batches are answered when
+// they end, and the session is released after them.
+func TestCloseInProcessReturnsAfterTheGrace(t *testing.T) {
+	defer func(g time.Duration) { closeGrace = g }(closeGrace)
+	closeGrace = 200 * time.Millisecond
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "variants", "faulty.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadModel("faulty", 1, data, Config{MaxBatchSize: intp(1), Warmup: Warmup{Data: WarmupZero}}, LoadOptions{Isolation: IsolationNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := m.Infer(context.Background(), stallRequest(1000)) // about 2 s each
+			answered <- err
+		}()
+	}
+	// One queued means the other runs in the only instance.
+	for deadline := time.Now().Add(30 * time.Second); m.Stats().QueueLength != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the requests never reached the instance")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	began := time.Now()
+	m.Close()
+	if took := time.Since(began); took > 1200*time.Millisecond {
+		t.Fatalf("Close took %v with a 200 ms grace, waiting on the batches in process", took)
+	}
+	for range 2 {
+		if err := <-answered; err != nil {
+			t.Errorf("a batch in process: %v, want it answered", err)
+		}
+	}
+}

@@ -530,7 +530,16 @@ func (m *Model) closeWithin(grace time.Duration) {
 			m.cache.entries.InvalidateAll() // its memory goes with the version
 		}
 		m.batcher.close()
-		m.waitWorkers(grace)
+		if !m.waitWorkers(grace) {
+			// A run in process cannot be stopped: its session is released
+			// when it ends, and Close returns now.
+			go func() {
+				m.workers.Wait()
+				m.closeInstances()
+				m.quality.Close()
+			}()
+			return
+		}
 		m.closeInstances()
 		m.quality.Close()
 	})
@@ -538,24 +547,33 @@ func (m *Model) closeWithin(grace time.Duration) {
 
 // waitWorkers waits for the workers to answer what is queued; after
 // grace it kills the version's hosts, so that a hung one cannot hold an
-// unload or a shutdown (its batch is answered with the error).
-func (m *Model) waitWorkers(grace time.Duration) {
+// unload or a shutdown (its batch is answered with the error), and waits
+// for their workers. Instances in process cannot be killed: it reports
+// false, their workers still running, when they outlast grace.
+func (m *Model) waitWorkers(grace time.Duration) bool {
 	done := make(chan struct{})
 	go func() { m.workers.Wait(); close(done) }()
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
 	case <-done:
-		return
+		return true
 	case <-timer.C:
 	}
-	m.log.Warn("model hosts still running batches at close: killing them", "after", grace)
+	hosted := false
 	for _, in := range m.instances {
 		if h, ok := in.(*hostedInstance); ok {
 			h.kill()
+			hosted = true
 		}
 	}
+	if !hosted {
+		m.log.Warn("batches still running in process at close: their sessions are released when they end", "after", grace)
+		return false
+	}
+	m.log.Warn("model hosts still running batches at close: killed", "after", grace)
 	<-done
+	return true
 }
 
 func (m *Model) closeInstances() {
