@@ -5,6 +5,7 @@
 package window
 
 import (
+	"encoding/json"
 	"math"
 	"sort"
 
@@ -14,18 +15,38 @@ import (
 // Bucket is one cumulative histogram bucket: how many observations were
 // at most UpperBound.
 type Bucket struct {
-	UpperBound float64
-	Count      uint64
+	UpperBound float64 `json:"upper_bound"`
+	Count      uint64  `json:"count"`
+}
+
+// UnmarshalJSON reads a bucket, also as written before its fields had
+// snake_case names (rollout states saved by earlier versions).
+func (b *Bucket) UnmarshalJSON(data []byte) error {
+	var v struct {
+		UpperBound *float64 `json:"upper_bound"`
+		Earlier    *float64 `json:"UpperBound"`
+		Count      uint64   `json:"count"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	*b = Bucket{Count: v.Count}
+	if v.UpperBound != nil {
+		b.UpperBound = *v.UpperBound
+	} else if v.Earlier != nil {
+		b.UpperBound = *v.Earlier
+	}
+	return nil
 }
 
 // Histogram is a cumulative histogram read at one moment.
 type Histogram struct {
-	Count   uint64
-	Sum     float64
-	Buckets []Bucket // ascending; the +Inf bucket may be left out
+	Count   uint64   `json:"count"`
+	Sum     float64  `json:"sum"`
+	Buckets []Bucket `json:"buckets"` // ascending; the +Inf bucket may be left out
 	// Native holds the same observations in fine buckets, when the
 	// histogram keeps them (nil otherwise).
-	Native *Native `json:",omitempty"`
+	Native *Native `json:"native,omitempty"`
 }
 
 // FromProto converts a client_golang histogram.

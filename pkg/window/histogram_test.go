@@ -1,7 +1,9 @@
 package window
 
 import (
+	"encoding/json"
 	"math"
+	"reflect"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,5 +83,31 @@ func TestFromProto(t *testing.T) {
 	}
 	if q := got.Quantile(0.99); q != 0.1 {
 		t.Fatalf("rank past the last bound: %v", q)
+	}
+}
+
+// A histogram writes its fields in snake_case, and reads them back, and
+// also reads what earlier versions wrote (Go's field names), as rollout
+// states saved before hold.
+func TestHistogramJSON(t *testing.T) {
+	h := Histogram{Count: 3, Sum: 0.5, Buckets: []Bucket{{UpperBound: 0.1, Count: 1}, {UpperBound: 1, Count: 3}},
+		Native: &Native{Schema: 3, ZeroThreshold: 1e-9, ZeroCount: 1, Positive: map[int32]uint64{-20: 2}}}
+	b, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"count":3,"sum":0.5,"buckets":[{"upper_bound":0.1,"count":1},{"upper_bound":1,"count":3}],"native":{"schema":3,"zero_threshold":1e-9,"zero_count":1,"positive":{"-20":2}}}`
+	if string(b) != want {
+		t.Fatalf("written as %s\nwant %s", b, want)
+	}
+	earlier := `{"Count":3,"Sum":0.5,"Buckets":[{"UpperBound":0.1,"Count":1},{"UpperBound":1,"Count":3}],"Native":{"Schema":3,"ZeroThreshold":1e-9,"ZeroCount":1,"Positive":{"-20":2}}}`
+	for _, in := range []string{want, earlier} {
+		var back Histogram
+		if err := json.Unmarshal([]byte(in), &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back, h) {
+			t.Fatalf("%s read as %+v (native %+v), want %+v", in, back, back.Native, h)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package window
 
 import (
+	"encoding/json"
 	"maps"
 	"math"
 	"slices"
@@ -16,10 +17,32 @@ import (
 // most ZeroThreshold are counted apart. Negative observations (never a
 // duration) are left out.
 type Native struct {
-	Schema        int32
-	ZeroThreshold float64
-	ZeroCount     uint64
-	Positive      map[int32]uint64 // bucket index → observations; empty buckets left out
+	Schema        int32            `json:"schema"`
+	ZeroThreshold float64          `json:"zero_threshold"`
+	ZeroCount     uint64           `json:"zero_count"`
+	Positive      map[int32]uint64 `json:"positive"` // bucket index → observations; empty buckets left out
+}
+
+// UnmarshalJSON reads native buckets, also as written before their
+// fields had snake_case names (rollout states saved by earlier versions).
+func (n *Native) UnmarshalJSON(data []byte) error {
+	type fields Native
+	var v struct {
+		fields
+		EarlierThreshold *float64 `json:"ZeroThreshold"`
+		EarlierCount     *uint64  `json:"ZeroCount"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	*n = Native(v.fields)
+	if v.EarlierThreshold != nil {
+		n.ZeroThreshold = *v.EarlierThreshold
+	}
+	if v.EarlierCount != nil {
+		n.ZeroCount = *v.EarlierCount
+	}
+	return nil
 }
 
 // nativeFromProto decodes a histogram's native buckets (spans of indexes,
