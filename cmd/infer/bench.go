@@ -82,8 +82,8 @@ split into delay, connect, write, the server's queue, preprocess, infer and
 postprocess (from Server-Timing or gRPC trailers), and network.
 
 The server is URL (or --server URL), by default a local infer serve:
-http://localhost:8000, or localhost:8001 with --protocol grpc. The model defaults to the only one served; inputs are
-generated from its metadata.`,
+http://localhost:8000, or localhost:8001 with --protocol grpc. The model
+defaults to the only one served; inputs are generated from its metadata.`,
 		Example: `  infer bench -m mlp --qps 500 -d 30s
   infer bench --server http://localhost:8000 -m text-encoder -c 16 --requests 10000
   infer bench localhost:8001 --protocol grpc --qps 1000 --schedule poisson --slo 'p99<20ms'

@@ -17,7 +17,9 @@ import (
 func newMonitorCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "monitor",
-		Short: "Quality monitoring: capture a baseline of a model's inputs and outputs, read the samples kept for review",
+		Short: "Quality monitoring: baselines of a model's inputs and outputs, samples for review",
+		Long: `Quality monitoring: capture a baseline of a model's inputs and outputs,
+and read the samples the server keeps for review.`,
 	}
 	cmd.AddCommand(newMonitorBaselineCmd(), newMonitorSamplesCmd())
 	return cmd

@@ -81,10 +81,10 @@ figures and its verdict.
 
 The server (--server, default the local infer serve) is reached on its
 admin API: --admin-port of its host (8003), or --admin-url. The model
-defaults to the
-only one served, the stable version to the one with the most traffic now, and the
-new version to the newest ready one newer than it: so 'infer rollout --canary 5%'
-just works once the new version is in the repository.
+defaults to the only one served, the stable version to the one with the most
+traffic now, and the new version to the newest ready one newer than it: so
+'infer rollout --canary 5%' just works once the new version is in the
+repository.
 
 Each step ends in an analysis whose verdict is pass, fail or inconclusive.
 Fewer than --min-requests requests to the new version is inconclusive, never

@@ -33,8 +33,9 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "infer",
 		Short: "Serve ONNX models and measure inference servers",
-		Long: `infer serves ONNX models through ONNX Runtime over the Open Inference Protocol
-(KServe v2), benchmarks any such server honestly, and rolls out new model versions.
+		Long: `infer serves ONNX models through ONNX Runtime over the Open Inference
+Protocol (KServe v2), benchmarks any such server honestly, and rolls out new
+model versions.
 
 Conventions: the server a client command talks to is --server URL (default
 the local infer serve); formats are -o/--output text|json|yaml; files
