@@ -337,8 +337,9 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		Run:   loadgen.Options{Concurrency: o.concurrency, Duration: o.duration, Requests: o.requests, Warmup: o.warmup, Timeout: o.timeout, Objectives: objectives, Live: o.tui},
 		Conns: conns, Settings: o.settings, USDPerHour: o.pricePerHour,
 		Schedule: func(rate float64) (loadgen.Schedule, error) {
-			o.qps = rate
-			return o.schedulePlan()
+			at := o // the options as given, at this load's rate
+			at.qps = rate
+			return at.schedulePlan()
 		}}
 
 	if len(rates) > 1 || o.findMax {

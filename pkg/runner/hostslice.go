@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -60,7 +61,7 @@ func requestSlice(slice time.Duration) error {
 		}
 		attr.Size, attr.Flags = unix.SizeofSchedAttr, 0
 		attr.Runtime = uint64(slice.Nanoseconds())
-		if err := unix.SchedSetAttr(tid, attr, 0); err != nil && err != unix.ESRCH {
+		if err := unix.SchedSetAttr(tid, attr, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("thread %d: sched_setattr: %w", tid, err)
 		}
 	}
