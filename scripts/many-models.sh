@@ -4,11 +4,13 @@
 # Zipf-distributed stream from infer bench --models:
 #   1. all loaded (explicit mode): the reference;
 #   2. on demand, under a memory budget that holds 10 of them (10.5 times
-#      the largest version's measured size), keep_alive KEEP_ALIVE.
+#      the largest version's measured size), keep_alive KEEP_ALIVE, the
+#      WARM most requested models loaded at start and never evicted
+#      (--load-model), as an operator keeps hot models warm.
 # The script samples the server's resident memory, its own and its model
 # hosts' (each a child process, the default isolation), every 50 ms, and
-# reads loads and evictions from /metrics. Then it waits for keep_alive to
-# unload every version and compares the server's memory with the empty
+# reads loads and evictions from /metrics. Then it unloads the warm
+# models and waits for keep_alive to unload every other version and compares the server's memory with the empty
 # server's. Last, poll mode: a new version copied into a polled repository
 # while infer bench sends to the model must serve within two poll
 # intervals, with no request failed.
@@ -24,12 +26,13 @@
 #
 # Usage: scripts/many-models.sh
 #   MANY_MODELS=50 MANY_MIB=4 MANY_HOLD=10 ZIPF=1.6 QPS=40 DURATION=60s
-#   WARMUP=10s KEEP_ALIVE=20s OVERHEAD_MIB=160 POLL_SECS=2
+#   WARMUP=10s KEEP_ALIVE=20s OVERHEAD_MIB=160 POLL_SECS=2 WARM=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${MANY_MODELS:-50} mib=${MANY_MIB:-4} hold=${MANY_HOLD:-10}
 zipf=${ZIPF:-1.6} qps=${QPS:-40} duration=${DURATION:-60s} warmup=${WARMUP:-10s}
 keep_alive=${KEEP_ALIVE:-20s} overhead_mib=${OVERHEAD_MIB:-160} poll_secs=${POLL_SECS:-2}
+warm=${WARM:-3}
 
 go build -o bin/infer ./cmd/infer
 . scripts/serving.sh
@@ -139,7 +142,9 @@ bench "$work/all.json"
 stop_server
 
 # 2. On demand under the budget.
-start_server "$work/repo" --model-control-mode on-demand --memory-budget "$budget" --keep-alive "$keep_alive"
+warm_flags=()
+for ((i = 0; i < warm; i++)); do warm_flags+=(--load-model "$(printf 'm%03d' "$i")"); done
+start_server "$work/repo" --model-control-mode on-demand --memory-budget "$budget" --keep-alive "$keep_alive" "${warm_flags[@]}"
 sample "$server" "$work/peak"
 bench "$work/budget.json"
 loads=$(metric_sum infer_model_loads_total)
@@ -147,7 +152,11 @@ evictions=$(metric_sum infer_model_unloads_total 'reason="budget"')
 expiries=$(metric_sum infer_model_unloads_total 'reason="keep_alive"')
 cold_count=$(metric_sum infer_model_cold_start_seconds_count)
 cold_sum=$(curl -s "http://$metrics/metrics" | awk '/^infer_model_cold_start_seconds_sum/ {s += $2} END {printf "%.3f", s}')
-# Everything unloads after keep_alive; the sweeper looks every second.
+# Everything unloads after keep_alive (the sweeper looks every second),
+# the warm models when told to.
+for ((i = 0; i < warm; i++)); do
+  curl -sf -X POST "http://$admin/v2/repository/models/$(printf 'm%03d' "$i")/unload" >/dev/null
+done
 for _ in $(seq 120); do
   [ "$(metric_sum infer_model_loaded_bytes)" = 0 ] && break
   sleep 1

@@ -153,13 +153,13 @@ type host struct {
 
 // newHost starts a host for one session of a model version and loads the
 // model in it; it returns the device the host's session uses.
-func newHost(meta Metadata, onnx []byte, reread func() ([]byte, error), cfg Config, dev Device, health *hostHealth, closing <-chan struct{}, log *slog.Logger, timeout time.Duration) (*host, Device, error) {
+func newHost(meta Metadata, onnx []byte, src modelSource, cfg Config, dev Device, health *hostHealth, closing <-chan struct{}, log *slog.Logger, timeout time.Duration) (*host, Device, error) {
 	spec, err := json.Marshal(hostSpec{Library: LoadedRuntime().Path, Name: meta.Name, Version: meta.Version, Inputs: meta.Inputs, Outputs: meta.Outputs,
 		Config: cfg, Device: dev.String(), ModelBytes: int64(len(onnx)), MemoryLimit: int64(cfg.Resources.Memory)})
 	if err != nil {
 		return nil, Device{}, fmt.Errorf("model host spec: %w", err)
 	}
-	h := &host{name: meta.Name, version: meta.Version, spec: spec, model: newModelSource(onnx, reread), memory: int64(cfg.Resources.Memory),
+	h := &host{name: meta.Name, version: meta.Version, spec: spec, model: src, memory: int64(cfg.Resources.Memory),
 		execute: cfg.Resources.executionTimeout(),
 		health:  health, closing: closing, log: log, timeout: timeout}
 	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, len(onnx)); err != nil {
@@ -403,7 +403,7 @@ type hostedInstance struct {
 
 // newHostedInstance starts a host for one instance of model version m.
 func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadOptions) (*hostedInstance, Device, error) {
-	h, used, err := newHost(m.meta, onnx, opts.ReadModel, cfg, dev, m.hosts, m.closing, m.log, opts.loadTimeout())
+	h, used, err := newHost(m.meta, onnx, newModelSource(onnx, opts.ReadModel, opts.modelSum), cfg, dev, m.hosts, m.closing, m.log, opts.loadTimeout())
 	if err != nil {
 		return nil, Device{}, err
 	}

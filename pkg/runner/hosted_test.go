@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -497,15 +499,15 @@ func hostCount(t *testing.T) int {
 	return n
 }
 
-// Every thread of a model host, the runtime's included, runs with the
-// short scheduler slice, where the kernel has custom slices (Linux 6.12
+// Every thread of a model host, the runtime's included, runs at its
+// server's nice value with the short scheduler slice, where the kernel has custom slices (Linux 6.12
 // on, which shows se.slice in /proc/PID/sched).
 func TestHostThreadsAskForAShortSlice(t *testing.T) {
 	if _, err := os.Stat("/proc/self/sched"); err != nil {
 		t.Skip("no /proc/PID/sched here")
 	}
-	own, err := os.ReadFile("/proc/self/sched")
-	if err != nil || !strings.Contains(string(own), "se.slice") {
+	sched, err := os.ReadFile("/proc/self/sched")
+	if err != nil || !strings.Contains(string(sched), "se.slice") {
 		t.Skip("the kernel reports no slice")
 	}
 	m := loadFault(t, "int-div", Config{}, LoadOptions{Isolation: IsolationProcess})
@@ -515,7 +517,12 @@ func TestHostThreadsAskForAShortSlice(t *testing.T) {
 		t.Fatalf("host %d threads: %v (%v)", pid, tasks, err)
 	}
 	want := strconv.FormatInt(HostSlice.Nanoseconds(), 10)
+	own := threadNice(t, "/proc/self/stat")
 	for _, task := range tasks {
+		// Serving at the server's priority, whatever the load ran at.
+		if nice := threadNice(t, strings.TrimSuffix(task, "sched")+"stat"); nice != own {
+			t.Errorf("%s: nice %d after the load, want the server's %d", task, nice, own)
+		}
 		b, err := os.ReadFile(task)
 		if err != nil {
 			t.Fatal(err)
@@ -526,6 +533,57 @@ func TestHostThreadsAskForAShortSlice(t *testing.T) {
 			}
 		}
 	}
+}
+
+// threadNice reads a thread's nice value from its /proc stat file.
+func threadNice(t *testing.T, stat string) int {
+	t.Helper()
+	b, err := os.ReadFile(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+	// majflt cmajflt utime stime cutime cstime priority nice ...
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	nice, err := strconv.Atoi(f[16])
+	if err != nil {
+		t.Fatalf("%s: nice %q: %v", stat, f[16], err)
+	}
+	return nice
+}
+
+// A host loads LoadNice steps below its server where it may raise its
+// priority again after (mayRaise), and serves at its server's priority.
+func TestHostLoadsAtALowerPriority(t *testing.T) {
+	own := threadNice(t, "/proc/self/stat")
+	if own+LoadNice > 19 {
+		t.Skipf("this test runs at nice %d: no room to lower it", own)
+	}
+	done := make(chan struct{})
+	go func() { // on a thread of its own, which it leaves as it was
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		p, err := lowerForLoad()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		loading := threadNice(t, "/proc/thread-self/stat")
+		switch {
+		case p.lowered != mayRaise(int32(own)):
+			t.Errorf("lowered %v, but may raise the priority again: %v", p.lowered, mayRaise(int32(own)))
+		case p.lowered && loading != own+LoadNice, !p.lowered && loading != own:
+			t.Errorf("nice %d while loading (lowered %v), from %d", loading, p.lowered, own)
+		}
+		if err := p.serve(); err != nil {
+			t.Error(err)
+		}
+		if serving := threadNice(t, "/proc/thread-self/stat"); serving != own {
+			t.Errorf("nice %d while serving, want %d", serving, own)
+		}
+	}()
+	<-done
 }
 
 // A version running in process cannot have its batch stopped: closing it

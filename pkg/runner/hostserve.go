@@ -60,17 +60,18 @@ func ServeHost() int {
 	slog.SetDefault(log) // the runtime's own messages (runtimeLog) reach the parent as log lines
 	// A load is throughput work: the serving tasks on the same cores
 	// preempt it (HostSlice, after the load, makes the host one of them).
-	if err := requestSlice(LoadSlice); err != nil {
-		log.Warn("model host keeps the default scheduler slice", "err", err)
+	prio, err := lowerForLoad()
+	if err != nil {
+		log.Warn("model host loads at its server's priority", "err", err)
 	}
-	if err := serveHost(log); err != nil && !errors.Is(err, io.EOF) {
+	if err := serveHost(log, prio); err != nil && !errors.Is(err, io.EOF) {
 		log.Error("model host failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serveHost(log *slog.Logger) error {
+func serveHost(log *slog.Logger, prio hostPriority) error {
 	conn, region, err := modelhost.HostEnds()
 	if err != nil {
 		return err
@@ -90,8 +91,8 @@ func serveHost(log *slog.Logger) error {
 	h, loaded := newHostSession(spec, region, log)
 	if h != nil {
 		// Every thread now, the runtime's included; later ones inherit it.
-		if err := requestSlice(HostSlice); err != nil {
-			log.Warn("model host keeps the default scheduler slice", "err", err)
+		if err := prio.serve(); err != nil {
+			log.Warn("model host keeps its load's scheduling", "err", err)
 		}
 	}
 	answer, _ := json.Marshal(loaded)

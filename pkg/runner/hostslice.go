@@ -34,15 +34,67 @@ const HostSlice = 100 * time.Microsecond
 // (starts the runtime, creates and optimizes the session): the longest
 // Linux allows. A long slice gives a late deadline, so that the server's
 // threads and the serving hosts preempt the load instead of waiting for
-// it, while the load keeps its share of the CPU. A server loading models
-// on demand beside hot ones keeps the hot ones' latency.
+// it.
 const LoadSlice = 100 * time.Millisecond
 
-// requestSlice asks for slice on every thread of this process, keeping
-// each one's policy and nice value; threads created later inherit it from
+// LoadNice is how many steps of nice a model host lowers its priority by
+// while it loads, where it may raise it again after: as root, with
+// CAP_SYS_NICE, or with an RLIMIT_NICE that allows the server's own nice
+// value (ulimit -e, systemd's LimitNICE=). At 10 steps the kernel weighs
+// a load at a tenth of a serving task (sched_prio_to_weight: 110 against
+// 1024), so the hot models on the same cores keep their latency while a
+// load of a cold one runs beside them, and a load still progresses on
+// cores that serving keeps busy. Without that permission a host loads at
+// its server's priority, with LoadSlice only.
+const LoadNice = 10
+
+// hostPriority is a model host's scheduling while it loads and after.
+type hostPriority struct {
+	nice    int32 // the nice value the host was started with
+	lowered bool  // whether the load runs at nice+LoadNice
+}
+
+// lowerForLoad gives every thread of this process LoadSlice, and nice
+// LoadNice steps lower where the process may raise it back (mayRaise).
+func lowerForLoad() (hostPriority, error) {
+	attr, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		return hostPriority{}, fmt.Errorf("sched_getattr: %w", err)
+	}
+	p := hostPriority{nice: attr.Nice}
+	if p.nice+LoadNice <= 19 && mayRaise(p.nice) {
+		p.lowered = true
+		return p, setScheduling(LoadSlice, p.nice+LoadNice)
+	}
+	return p, setScheduling(LoadSlice, p.nice)
+}
+
+// serve gives every thread of this process HostSlice at the nice value
+// the host started with.
+func (p hostPriority) serve() error { return setScheduling(HostSlice, p.nice) }
+
+// mayRaise reports whether this process may set its threads' nice value
+// back to nice after lowering it: with CAP_SYS_NICE in its effective set,
+// or an RLIMIT_NICE of at least 20-nice (setpriority(2), can_nice in the
+// kernel).
+func mayRaise(nice int32) bool {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NICE, &lim) == nil && (lim.Cur == unix.RLIM_INFINITY || lim.Cur >= uint64(20-nice)) {
+		return true
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[unix.CAP_SYS_NICE/32].Effective&(1<<(unix.CAP_SYS_NICE%32)) != 0
+}
+
+// setScheduling asks for slice and nice on every thread of this process,
+// keeping each one's policy; threads created later inherit them from
 // their creator. A kernel older than 6.12 takes the call and keeps its
 // default slice.
-func requestSlice(slice time.Duration) error {
+func setScheduling(slice time.Duration, nice int32) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return fmt.Errorf("list this process's threads: %w", err)
@@ -60,7 +112,7 @@ func requestSlice(slice time.Duration) error {
 			continue // a real-time or idle policy an operator chose
 		}
 		attr.Size, attr.Flags = unix.SizeofSchedAttr, 0
-		attr.Runtime = uint64(slice.Nanoseconds())
+		attr.Runtime, attr.Nice = uint64(slice.Nanoseconds()), nice
 		if err := unix.SchedSetAttr(tid, attr, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("thread %d: sched_setattr: %w", tid, err)
 		}

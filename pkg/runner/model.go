@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,6 +133,11 @@ type LoadOptions struct {
 	StateDir string
 	// Control is a repository's model control (Open and OpenFS only).
 	Control Control
+
+	// modelSum is the SHA-256 of the model's bytes, for checking
+	// ReadModel's: computed once per load (the repository has it from the
+	// content digest), not once per instance.
+	modelSum *[sha256.Size]byte
 }
 
 // DefaultIsolation is where sessions run unless configured otherwise.
@@ -252,6 +258,10 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		pad[text.ids], pad[text.mask] = &padID, &zero
 		m.batcher.ragged = make([]bool, len(meta.Inputs))
 		m.batcher.ragged[text.ids], m.batcher.ragged[text.mask] = true, true
+	}
+	if m.isolation == IsolationProcess && opts.ReadModel != nil && opts.modelSum == nil {
+		sum := sha256.Sum256(onnx)
+		opts.modelSum = &sum
 	}
 	for range cfg.Instances {
 		var in executor

@@ -18,12 +18,15 @@ type modelSource struct {
 }
 
 // newModelSource keeps onnx, or only its digest when reread can read the
-// same bytes again.
-func newModelSource(onnx []byte, reread func() ([]byte, error)) modelSource {
-	if reread == nil {
+// same bytes again; sum, when not nil, is that digest, computed already.
+func newModelSource(onnx []byte, reread func() ([]byte, error), sum *[sha256.Size]byte) modelSource {
+	switch {
+	case reread == nil:
 		return modelSource{kept: onnx}
+	case sum == nil:
+		return modelSource{reread: reread, sum: sha256.Sum256(onnx)}
 	}
-	return modelSource{reread: reread, sum: sha256.Sum256(onnx)}
+	return modelSource{reread: reread, sum: *sum}
 }
 
 // bytes returns the model's bytes. It fails when the file cannot be read

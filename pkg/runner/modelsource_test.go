@@ -62,14 +62,14 @@ func TestModelSourceKeepsBytesWithoutAFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newModelSource(data, nil)
+	s := newModelSource(data, nil, nil)
 	if b, err := s.bytes(); err != nil || len(b) != len(data) {
 		t.Fatalf("kept bytes: %d, %v", len(b), err)
 	}
 	if _, err := (modelSource{}).bytes(); !errors.Is(err, ErrClosed) {
 		t.Errorf("a closed host's source: %v, want ErrClosed", err)
 	}
-	failing := newModelSource(data, func() ([]byte, error) { return nil, os.ErrNotExist })
+	failing := newModelSource(data, func() ([]byte, error) { return nil, os.ErrNotExist }, nil)
 	if _, err := failing.bytes(); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "read the model again") {
 		t.Errorf("a file gone: %v, want its error, wrapped", err)
 	}

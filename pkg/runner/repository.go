@@ -284,7 +284,8 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 			out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
 			return out
 		}
-		out.model, out.digest = m, contentDigest(nil, cfg)
+		out.model = m
+		out.digest, _ = contentDigest(nil, cfg)
 		out.lastUsed.Store(time.Now().UnixNano())
 		return out
 	}
@@ -300,6 +301,8 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 	// A model host that starts again after a crash reads the file again:
 	// the server keeps no copy of the weights its hosts hold.
 	opts.ReadModel = func() ([]byte, error) { return fs.ReadFile(r.src, file) }
+	digest, sum := contentDigest(data, cfg)
+	opts.modelSum = &sum
 	m, bytes, err := r.loadMeasured(name, v, data, cfg, opts)
 	if err != nil {
 		out.err = fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)
@@ -310,8 +313,7 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 		out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
 		return out
 	}
-	out.model = m
-	out.digest = contentDigest(data, cfg)
+	out.model, out.digest = m, digest
 	out.bytes.Store(bytes)
 	out.lastUsed.Store(time.Now().UnixNano())
 	return out
