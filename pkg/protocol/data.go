@@ -69,6 +69,17 @@ func (s *scanner) data(dst []byte, dt tensor.DataType) ([]byte, int64, error) {
 			if !wantValue || c == '}' {
 				return dst, n, s.syntax("unexpected %s: want ',' or ']'", s.describe())
 			}
+			if dt == tensor.FP32 {
+				if f, ok := s.float32(); ok {
+					dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(f))
+					n++
+					wantValue, justOpen = false, false
+					if depth == 0 {
+						return dst, n, nil
+					}
+					continue
+				}
+			}
 			var err error
 			start := s.i
 			if dst, err = s.element(dst, dt); err != nil {

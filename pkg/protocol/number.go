@@ -120,11 +120,103 @@ func parseFloat(tok string, bitSize int) (float64, error) {
 		if bitSize == 64 {
 			return f, nil
 		}
-		a := math.Abs(f)
-		midpoint := math.Float64bits(f)&(1<<29-1) == 1<<28
-		if a == 0 || a >= 0x1p-126 && a <= math.MaxFloat32 && !midpoint {
-			return float64(float32(f)), nil
+		if f32, ok := narrow(f); ok {
+			return float64(f32), nil
 		}
 	}
 	return strconv.ParseFloat(tok, bitSize)
+}
+
+// narrow rounds the correctly rounded float64 f to the float32 nearest
+// the exact value f was rounded from; ok is false when double rounding
+// could differ from rounding once (parseFloat says why).
+func narrow(f float64) (float32, bool) {
+	a := math.Abs(f)
+	midpoint := math.Float64bits(f)&(1<<29-1) == 1<<28
+	if a == 0 || a >= 0x1p-126 && a <= math.MaxFloat32 && !midpoint {
+		return float32(f), true
+	}
+	return 0, false
+}
+
+// float32 parses the JSON number at the scanner, when Clinger's fast path
+// gives its float32 exactly (as parseFloat's does), in one pass over its
+// bytes, and moves past it; ok is false, with the scanner unmoved, for
+// anything else: another token, a number that needs strconv, or one not
+// followed by a delimiter. The request decoder's loop for FP32 data,
+// where parseFloat's token-then-parse passes cost twice as much.
+func (s *scanner) float32() (f32 float32, ok bool) {
+	b, i := s.b, s.i
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		i++
+	}
+	var mant uint64
+	digits, exp := 0, 0
+	switch {
+	case i >= len(b):
+		return 0, false
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		for ; i < len(b) && b[i]-'0' <= 9; i++ {
+			mant = mant*10 + uint64(b[i]-'0')
+			digits++
+		}
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		start := i
+		for ; i < len(b) && b[i]-'0' <= 9; i++ {
+			mant = mant*10 + uint64(b[i]-'0')
+		}
+		if i == start {
+			return 0, false
+		}
+		digits += i - start
+		exp = start - i
+	}
+	if i < len(b) && b[i]|0x20 == 'e' {
+		i++
+		eneg := i < len(b) && b[i] == '-'
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		start, e := i, 0
+		for ; i < len(b) && b[i]-'0' <= 9 && i-start < 4; i++ {
+			e = e*10 + int(b[i]-'0')
+		}
+		if i == start || i < len(b) && b[i]-'0' <= 9 {
+			return 0, false
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	if i < len(b) {
+		switch b[i] {
+		case ',', ']', '}', ' ', '\t', '\n', '\r':
+		default:
+			return 0, false
+		}
+	}
+	if digits > 19 || mant >= 1<<53 || exp < -22 || exp > 22 {
+		return 0, false
+	}
+	f := float64(mant)
+	if exp < 0 {
+		f /= pow10[-exp]
+	} else {
+		f *= pow10[exp]
+	}
+	if neg {
+		f = -f
+	}
+	if f32, ok = narrow(f); ok {
+		s.i = i
+	}
+	return f32, ok
 }

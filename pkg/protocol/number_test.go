@@ -19,6 +19,19 @@ func checkParseFloat(t *testing.T, tok string) {
 			t.Fatalf("parseFloat(%q, %d) = %v (%x), %v; strconv: %v (%x), %v", tok, bits, got, math.Float64bits(got), err, want, math.Float64bits(want), wantErr)
 		}
 	}
+	// The scanner's one-pass FP32 path either agrees to the bit and moves
+	// past the number, or declines and stays where it was.
+	want, wantErr := strconv.ParseFloat(tok, 32)
+	for _, text := range []string{tok, tok + ",", tok + "]", tok + " "} {
+		s := scanner{b: []byte(text)}
+		got, ok := s.float32()
+		switch {
+		case !ok && s.i != 0:
+			t.Fatalf("scanner.float32(%q) declined and moved to %d", text, s.i)
+		case ok && (wantErr != nil || math.Float32bits(got) != math.Float32bits(float32(want)) || s.i != len(tok)):
+			t.Fatalf("scanner.float32(%q) = %v (%x) at %d; strconv: %v (%x), %v", text, got, math.Float32bits(got), s.i, want, math.Float32bits(float32(want)), wantErr)
+		}
+	}
 }
 
 // The fast path rounds as strconv does, to the bit: the shortest spelling
@@ -57,6 +70,10 @@ func TestParseFloatMatchesStrconv(t *testing.T) {
 // sign, hex, underscores, inf, a bare dot, leading zeros) does not.
 func TestParseNumberIsJSONGrammar(t *testing.T) {
 	for _, tok := range []string{"", "-", "+1", "01", "1.", ".5", "1e", "1e+", "0x10", "1_0", "inf", "NaN", "Infinity", "- 1", "1.5e3.2", "--1"} {
+		s := scanner{b: []byte(tok)}
+		if _, ok := s.float32(); ok {
+			t.Errorf("scanner.float32 took %q", tok)
+		}
 		if _, ok := parseNumber(tok); ok {
 			t.Errorf("%q parsed as a JSON number", tok)
 		}
