@@ -11,9 +11,10 @@
 # hosts' (each a child process, the default isolation), every 50 ms, and
 # reads loads and evictions from /metrics. Then it unloads the warm
 # models, waits for keep_alive to unload every other version, and
-# compares the server's memory with the empty server's. Last, poll mode: a new version copied into a polled repository
-# while infer bench sends to the model must serve within two poll
-# intervals, with no request failed.
+# compares the server's memory with the empty server's. Last, poll
+# mode: a new version copied into a polled repository while infer bench
+# sends to the model must serve within two poll intervals, with no
+# request failed.
 # With two cores or more the server (and its model hosts) run on core 0
 # and the generator on core 1.
 #
