@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -46,10 +47,29 @@ func benchmarkDecode(b *testing.B, binary bool) {
 }
 
 // BenchmarkDecodeRequest decodes mlp's one-row request: 784 FP32 values,
-// about 8 KiB of JSON or 3 KiB in the binary extension.
+// about 8 KiB of JSON or 3 KiB in the binary extension. json-6 is the
+// JSON body scripts/bench-serve.sh sends: six decimals a value.
 func BenchmarkDecodeRequest(b *testing.B) {
 	b.Run("json", func(b *testing.B) { benchmarkDecode(b, false) })
 	b.Run("binary", func(b *testing.B) { benchmarkDecode(b, true) })
+	b.Run("json-6", func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		body := []byte(`{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[`)
+		for i := range 784 {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = strconv.AppendFloat(body, rng.Float64(), 'f', 6, 64)
+		}
+		body = append(body, "]}]}"...)
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeRequest(body, -1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkEncodeResponse encodes mlp's answer, ten FP32 scores.
