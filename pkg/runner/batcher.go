@@ -234,8 +234,9 @@ func (b *batcher) depth() (int, time.Time) {
 // Requests whose deadline passes while queued are answered with
 // ErrDeadlineExceeded here and never returned. timer is the caller's own,
 // reused across calls. next returns ErrClosed once the batcher is closed
-// and drained.
-func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
+// and drained, and an empty batch when wake (the caller's own, nil for
+// none) fires while it waits.
+func (b *batcher) next(dst []*pending, timer *time.Timer, wake <-chan struct{}) ([]*pending, error) {
 	var expired []*pending
 	waiting := false
 	for {
@@ -277,6 +278,12 @@ func (b *batcher) next(dst []*pending, timer *time.Timer) ([]*pending, error) {
 		case <-b.arrived:
 		case <-fire:
 		case <-b.closing:
+		case <-wake:
+			timer.Stop()
+			b.mu.Lock()
+			b.idle--
+			b.mu.Unlock()
+			return dst[:0], nil
 		}
 		timer.Stop()
 	}

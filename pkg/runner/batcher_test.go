@@ -52,7 +52,7 @@ func TestBatcherWaitsMaxQueueDelay(t *testing.T) {
 		timer := time.NewTimer(time.Hour)
 		start := time.Now()
 		submit(t, b, req(1, 4), req(2, 4))
-		batch, err := b.next(nil, timer)
+		batch, err := b.next(nil, timer, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,12 +71,12 @@ func TestBatcherLeavesAtOnceWhenFull(t *testing.T) {
 		timer := time.NewTimer(time.Hour)
 		start := time.Now()
 		submit(t, b, req(2, 4), req(1, 4), req(1, 4), req(3, 4))
-		batch, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer, nil)
 		if time.Since(start) != 0 || rowsOf(batch) != 4 || len(batch) != 3 {
 			t.Fatalf("got %d requests, %d rows after %v; want the first three (4 rows) at once", len(batch), rowsOf(batch), time.Since(start))
 		}
 		// The 3-row request is left; it waits out the delay alone.
-		batch, _ = b.next(batch, timer)
+		batch, _ = b.next(batch, timer, nil)
 		if rowsOf(batch) != 3 || time.Since(start) != time.Second {
 			t.Fatalf("second batch %d rows after %v", rowsOf(batch), time.Since(start))
 		}
@@ -90,7 +90,7 @@ func TestBatcherPreferredSizes(t *testing.T) {
 		for range 6 {
 			submit(t, b, req(1, 4))
 		}
-		batch, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer, nil)
 		if rowsOf(batch) != 4 {
 			t.Fatalf("6 rows queued, preferred [4 8]: formed %d, want 4", rowsOf(batch))
 		}
@@ -103,11 +103,11 @@ func TestBatcherNeverMergesShapes(t *testing.T) {
 		timer := time.NewTimer(time.Hour)
 		a1, x, a2 := req(1, 4), req(1, 5), req(1, 4)
 		submit(t, b, a1, x, a2)
-		batch, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer, nil)
 		if len(batch) != 2 || batch[0] != a1 || batch[1] != a2 {
 			t.Fatalf("first batch %v, want the two [*,4] requests", batch)
 		}
-		batch, _ = b.next(batch, timer)
+		batch, _ = b.next(batch, timer, nil)
 		if len(batch) != 1 || batch[0] != x {
 			t.Fatalf("second batch %v, want the [*,5] request alone", batch)
 		}
@@ -121,7 +121,7 @@ func TestBatcherHighPriorityFirst(t *testing.T) {
 		low, high := req(1, 4), req(1, 4)
 		low.priority, high.priority = 1, 0
 		submit(t, b, low, high)
-		batch, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer, nil)
 		if batch[0] != high {
 			t.Fatal("the low-priority request ran first")
 		}
@@ -136,7 +136,7 @@ func TestBatcherExpiresQueuedRequestsAtTheirDeadline(t *testing.T) {
 		doomed, patient := req(1, 4), req(1, 4)
 		doomed.deadline = start.Add(10 * time.Millisecond)
 		submit(t, b, doomed, patient)
-		go func() { _, _ = b.next(nil, timer) }()
+		go func() { _, _ = b.next(nil, timer, nil) }()
 		r := <-doomed.done
 		if !errors.Is(r.err, ErrDeadlineExceeded) {
 			t.Fatalf("err %v, want ErrDeadlineExceeded", r.err)
@@ -171,7 +171,7 @@ func TestBatcherNeverHandsOutAbandonedRequests(t *testing.T) {
 				t.Fatal("a queued request could not be abandoned")
 			}
 		}
-		batch, err := b.next(nil, timer)
+		batch, err := b.next(nil, timer, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,11 +196,11 @@ func TestBatcherDrainsOnClose(t *testing.T) {
 		if err := b.submit(req(1, 4)); !errors.Is(err, ErrClosed) {
 			t.Fatalf("submit after close: %v", err)
 		}
-		batch, err := b.next(nil, timer)
+		batch, err := b.next(nil, timer, nil)
 		if err != nil || len(batch) != 1 {
 			t.Fatalf("queued request not handed out after close: %v %v", batch, err)
 		}
-		if _, err := b.next(batch, timer); !errors.Is(err, ErrClosed) {
+		if _, err := b.next(batch, timer, nil); !errors.Is(err, ErrClosed) {
 			t.Fatalf("drained batcher: err %v, want ErrClosed", err)
 		}
 	})
@@ -215,7 +215,7 @@ func waitingWorker(t *testing.T, maxBatch int) (*batcher, <-chan []*pending) {
 	submit(t, b, req(1, 4))
 	got := make(chan []*pending, 1)
 	go func() {
-		batch, _ := b.next(nil, timer)
+		batch, _ := b.next(nil, timer, nil)
 		got <- batch
 	}()
 	synctest.Wait()
@@ -298,7 +298,7 @@ func TestBatcherTimedOutRequestFreesItsPlaceAtOnce(t *testing.T) {
 			if err := b.submit(req(1, 4)); err != nil {
 				t.Fatalf("submit after a request timed out: %v, want its place", err)
 			}
-			batch, err := b.next(nil, time.NewTimer(time.Hour))
+			batch, err := b.next(nil, time.NewTimer(time.Hour), nil)
 			if err != nil || len(batch) != size || slices.Contains(batch, impatient) {
 				t.Fatalf("batch of %d (err %v), want the %d requests still waited for", len(batch), err, size)
 			}

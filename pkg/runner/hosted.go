@@ -142,7 +142,9 @@ type host struct {
 
 	proc *modelhost.Process // nil while down
 	// live is proc, for kill, which any goroutine may call.
-	live   atomic.Pointer[modelhost.Process]
+	live atomic.Pointer[modelhost.Process]
+	// dead holds a token when a process of this host exited on its own.
+	dead   chan struct{}
 	region *modelhost.Region
 	fails  int // consecutive crashes, for the back-off
 
@@ -160,8 +162,8 @@ func newHost(meta Metadata, onnx []byte, src modelSource, cfg Config, dev Device
 		return nil, Device{}, fmt.Errorf("model host spec: %w", err)
 	}
 	h := &host{name: meta.Name, version: meta.Version, spec: spec, model: src, memory: int64(cfg.Resources.Memory),
-		execute: cfg.Resources.executionTimeout(),
-		health:  health, closing: closing, log: log, timeout: timeout}
+		execute: cfg.Resources.executionTimeout(), dead: make(chan struct{}, 1),
+		health: health, closing: closing, log: log, timeout: timeout}
 	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, len(onnx)); err != nil {
 		return nil, Device{}, err
 	}
@@ -180,8 +182,13 @@ func (h *host) start(onnx []byte) (Device, error) {
 	}
 	copy(h.region.Bytes(), onnx)
 	log := h.log
+	dead := h.dead
 	proc, err := modelhost.Start(h.region, os.Stderr, func(pid int, cause string) {
 		log.Error("model host exited", "pid", pid, "cause", cause)
+		select {
+		case dead <- struct{}{}:
+		default: // the owner has one to take already
+		}
 	})
 	if err != nil {
 		return Device{}, err
@@ -410,6 +417,12 @@ func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadO
 	return &hostedInstance{layout: newLayout(m.meta, m.stacked), host: h,
 		bufs: make([][]byte, len(m.meta.Outputs)), shapes: make([][]int64, len(m.meta.Outputs))}, used, nil
 }
+
+func (h *hostedInstance) died() <-chan struct{} { return h.dead }
+
+// revive restarts the host if it is down; a version that gave up on its
+// hosts, or is closing, stays as it is (the next batch fails with why).
+func (h *hostedInstance) revive() { _ = h.ready() }
 
 func (h *hostedInstance) execute(batch []*pending, resps []Response) (execution, error) {
 	ex := startExecution(batch)

@@ -176,6 +176,11 @@ type execution struct {
 // execute runs batch as one execution and sets each request's outputs in
 // resps, one response a request: its own rows of the outputs it asked for.
 // With resps nil the outputs are dropped.
+// died never fires: an instance in process has no host to lose.
+func (in *instance) died() <-chan struct{} { return nil }
+
+func (in *instance) revive() {}
+
 func (in *instance) execute(batch []*pending, resps []Response) (execution, error) {
 	ex := startExecution(batch)
 	rows := ex.rows

@@ -16,6 +16,12 @@ type executor interface {
 	// outputs in resps, one response a request: its own rows of the
 	// outputs it asked for. With resps nil the outputs are dropped.
 	execute(batch []*pending, resps []Response) (execution, error)
+	// died fires when the executor's model host dies on its own (nil
+	// for an instance in process), and revive brings the host back, so
+	// that a host that dies while idle (killed, or the OOM killer's
+	// victim) is replaced at once, not by the next request's wait.
+	died() <-chan struct{}
+	revive()
 	close()
 }
 

@@ -375,9 +375,13 @@ func (m *Model) work(in executor) {
 	var batch []*pending
 	for {
 		var err error
-		batch, err = m.batcher.next(batch, timer)
+		batch, err = m.batcher.next(batch, timer, in.died())
 		if err != nil {
 			return
+		}
+		if len(batch) == 0 { // its model host died while idle
+			in.revive()
+			continue
 		}
 		m.run(in, batch)
 		if len(batch) > 1 {
