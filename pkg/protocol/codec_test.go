@@ -172,3 +172,23 @@ func TestNonFiniteFloatsBecomeNull(t *testing.T) {
 		t.Fatalf("%v %s", err, body)
 	}
 }
+
+// A message quotes at most clipBytes of a client's token or string and
+// refuses a name over MaxNameBytes, so that a large body cannot make a
+// larger answer: a 1 MiB malformed number, datatype or name gets a
+// message of a few hundred bytes that still says what was wrong.
+func TestMessagesClipWhatTheClientSent(t *testing.T) {
+	huge := strings.Repeat("\x01", 1<<20)
+	for _, tc := range []struct{ name, body, want string }{
+		{"token", `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1` + huge + `]}]}`, "invalid value"},
+		{"datatype", `{"inputs":[{"name":"x","shape":[1],"datatype":"` + strings.Repeat("F", 1<<20) + `","data":[1]}]}`, "unknown datatype"},
+		{"name", `{"inputs":[{"name":"` + strings.Repeat("x", 1<<20) + `","shape":[1],"datatype":"FP32","data":[1]}]}`, "over the 1024 a name may have"},
+		{"output name", `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":"` + strings.Repeat("y", 1<<20) + `"}]}`, "over the 1024"},
+		{"parameter", `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"binary_data_output":"` + strings.Repeat("t", 1<<20) + `"}}`, "the string"},
+	} {
+		_, err := DecodeRequest([]byte(tc.body), -1)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || len(err.Error()) > 512 {
+			t.Errorf("%s: %d-byte message %.200q, want one under 512 bytes containing %q", tc.name, len(fmt.Sprint(err)), fmt.Sprint(err), tc.want)
+		}
+	}
+}

@@ -99,7 +99,7 @@ type Parameters map[string]any
 func jsonKind(v any) string {
 	switch v := v.(type) {
 	case string:
-		return fmt.Sprintf("the string %q", v)
+		return "the string " + clip(v)
 	case bool:
 		return fmt.Sprintf("the boolean %v", v)
 	case nil:
@@ -155,7 +155,7 @@ func (p Parameters) Bool(name string) (bool, error) {
 	}
 	b, isBool := raw.(bool)
 	if !isBool {
-		return false, fmt.Errorf("parameter %q: %v is not a boolean", name, raw)
+		return false, fmt.Errorf("parameter %q: %s is not a boolean", name, jsonKind(raw))
 	}
 	return b, nil
 }
