@@ -38,7 +38,7 @@ const HostSlice = 100 * time.Microsecond
 const LoadSlice = 100 * time.Millisecond
 
 // LoadNice is how many steps of nice a model host lowers its priority by
-// while it loads, where it may raise it again after: as root, with
+// while it loads (to 19 at most), where it may raise it again after: as root, with
 // CAP_SYS_NICE, or with an RLIMIT_NICE that allows the server's own nice
 // value (ulimit -e, systemd's LimitNICE=). At 10 steps the kernel weighs
 // a load at a tenth of a serving task (sched_prio_to_weight: 110 against
@@ -62,9 +62,9 @@ func lowerForLoad() (hostPriority, error) {
 		return hostPriority{}, fmt.Errorf("sched_getattr: %w", err)
 	}
 	p := hostPriority{nice: attr.Nice}
-	if p.nice+LoadNice <= 19 && mayRaise(p.nice) {
+	if load := min(p.nice+LoadNice, 19); load > p.nice && mayRaise(p.nice) {
 		p.lowered = true
-		return p, setScheduling(LoadSlice, p.nice+LoadNice)
+		return p, setScheduling(LoadSlice, load)
 	}
 	return p, setScheduling(LoadSlice, p.nice)
 }
