@@ -63,12 +63,15 @@ func (e *unavailableError) Unwrap() error { return errCircuitOpen }
 func RetryAfter(err error) (string, bool) {
 	var u *unavailableError
 	var b *runner.BudgetError
+	var l *runner.LoadError
 	var after time.Duration
 	switch {
 	case errors.As(err, &u):
 		after = u.retryAfter
 	case errors.As(err, &b):
 		after = b.RetryAfter
+	case errors.As(err, &l):
+		after = time.Until(l.RetryAt)
 	default:
 		return "", false
 	}

@@ -144,6 +144,36 @@ func (e *BudgetError) Error() string {
 
 func (e *BudgetError) Unwrap() error { return ErrMemoryBudget }
 
+// LoadError is an on-demand load that failed (the model host killed while
+// it loaded, a model file that does not load). It wraps ErrModelNotReady
+// and the load's error. Requests get it without another try until
+// RetryAt; the next request after that loads again. The wait doubles
+// with each failure in a row, from LoadRetryMin to LoadRetryMax.
+type LoadError struct {
+	Model    string
+	Version  int64
+	Failures int // in a row
+	RetryAt  time.Time
+	Err      error
+}
+
+func (e *LoadError) Error() string {
+	return fmt.Sprintf("%s: model %q version %d did not load (%d in a row; a request after the back-off tries again): %v", ErrModelNotReady, e.Model, e.Version, e.Failures, e.Err)
+}
+
+func (e *LoadError) Unwrap() []error { return []error{ErrModelNotReady, e.Err} }
+
+// The back-off between on-demand loads of a version that failed.
+const (
+	LoadRetryMin = time.Second
+	LoadRetryMax = time.Minute
+)
+
+// loadRetry is the wait after the given number of failed loads in a row.
+func loadRetry(failures int) time.Duration {
+	return min(LoadRetryMax, LoadRetryMin<<min(failures-1, 6))
+}
+
 // ErrModelControl: the admin API's load or unload in a mode that does not
 // allow it (none, poll).
 var errModelControl = fmt.Errorf("%w: explicit model load and unload are not allowed", ErrInvalidInput)
@@ -203,6 +233,10 @@ type slot struct {
 	// repository's lock), waiters counts the requests waiting on it.
 	loading chan struct{}
 	waiters int64
+	// failures counts the on-demand loads that failed in a row; until
+	// retryAt, requests get the last one's error (a *LoadError).
+	failures int
+	retryAt  time.Time
 }
 
 // control is a repository's model control state.
@@ -387,6 +421,8 @@ func (r *Repository) pick(name string, want int64) (*Model, *version, error) {
 	switch {
 	case v.model != nil && v.model.Unavailable() == "":
 		return v.model, v, nil
+	case onDemand && v.unloaded && v.failures > 0 && time.Now().Before(v.retryAt):
+		return nil, nil, v.err // the last load's *LoadError
 	case onDemand && v.unloaded:
 		return nil, v, nil
 	case v.model != nil:

@@ -371,3 +371,48 @@ func TestExplicitUnloadKeepsTheVersionNumbers(t *testing.T) {
 		t.Fatalf("events %+v, want one admin unload of version 1", ev.all)
 	}
 }
+
+// An on-demand load that fails (a model file that does not load; a host
+// killed while it loads) leaves the version unloaded, not unavailable for
+// good: requests get the failure and when to try again, with no other
+// load until the back-off has passed, and the next request after it loads
+// the version again.
+func TestOnDemandRetriesAFailedLoadAfterTheBackOff(t *testing.T) {
+	dir := manyModels(t, 1, "isolation: none\n")
+	file := filepath.Join(dir, "m1", "1", ModelFile)
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, file, []byte("not an ONNX model"))
+	repo, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	ctx := context.Background()
+	var failed *LoadError
+	_, err = repo.Acquire(ctx, "m1", 0)
+	if !errors.As(err, &failed) || !errors.Is(err, ErrModelNotReady) || failed.Failures != 1 || time.Until(failed.RetryAt) <= 0 {
+		t.Fatalf("the first load: %v, want a *LoadError wrapping ErrModelNotReady, one failure, a retry time ahead", err)
+	}
+	// Fixed, but within the back-off: not loaded (a load would succeed).
+	writeFile(t, file, good)
+	if _, err := repo.Acquire(ctx, "m1", 0); !errors.As(err, &failed) || failed.Failures != 1 {
+		t.Fatalf("within the back-off: %v, want the first load's error", err)
+	}
+	repo.mu.Lock()
+	repo.models["m1"][1].retryAt = time.Now() // the back-off has passed
+	repo.mu.Unlock()
+	inferOn(t, repo, "m1")
+}
+
+// The back-off doubles from LoadRetryMin with each failure in a row, up
+// to LoadRetryMax.
+func TestLoadRetryBackOff(t *testing.T) {
+	for failures, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 6: 32 * time.Second, 7: time.Minute, 100: time.Minute} {
+		if got := loadRetry(failures); got != want {
+			t.Errorf("after %d failures: %v, want %v", failures, got, want)
+		}
+	}
+}

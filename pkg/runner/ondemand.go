@@ -159,12 +159,16 @@ func (r *Repository) loadOnDemand(name string, v *version, done chan struct{}) {
 	case err != nil:
 		v.err = err // still unloaded: the next request tries again
 	case nv.model != nil && current:
-		v.model, v.err, v.unloaded = nv.model, nil, false
+		v.model, v.err, v.unloaded, v.failures = nv.model, nil, false, 0
 		v.bytes.Store(nv.bytes.Load())
 		v.lastUsed.Store(time.Now().UnixNano())
 		v.leases.Add(v.waiters)
 	case current:
-		v.err, v.unloaded = nv.err, false // failed: unavailable until reloaded
+		// Failed: still unloaded, and tried again by a request after the
+		// back-off (the host may have been killed, or the file fixed).
+		v.failures++
+		v.retryAt = time.Now().Add(loadRetry(v.failures))
+		v.err = &LoadError{Model: name, Version: v.num, Failures: v.failures, RetryAt: v.retryAt, Err: nv.err}
 	}
 	if err == nil && r.ctl.MemoryBudget > 0 {
 		r.ctl.reserved -= need
@@ -181,6 +185,8 @@ func (r *Repository) loadOnDemand(name string, v *version, done chan struct{}) {
 	switch {
 	case err != nil:
 		r.log().Warn("model not loaded on demand", "model", name, "version", v.num, "err", err)
+	case nv.model == nil && current:
+		r.log().Error("model failed to load on demand", "model", name, "version", v.num, "err", nv.err)
 	case nv.model != nil && !current:
 		nv.model.Close() // unloaded or replaced while it loaded
 	case nv.model != nil:
@@ -283,7 +289,7 @@ func (r *Repository) detach(victims []candidate, reason string) []detached {
 			continue
 		}
 		out = append(out, detached{c.name, c.version, v.bytes.Load(), v.model})
-		v.model, v.unloaded = nil, true
+		v.model, v.unloaded, v.failures = nil, true, 0
 		v.err = fmt.Errorf("unloaded (%s): loads again at its next request", reason)
 	}
 	return out

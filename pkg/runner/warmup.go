@@ -2,6 +2,7 @@ package runner
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -46,8 +47,9 @@ func (m *Model) warmup() error {
 // cause: outputs of fixed row size are allocated for the batch's rows
 // before the run, and the runtime refuses an output of another size.
 func (m *Model) batchedHint(err error) error {
-	if err == nil || !m.stacked || strings.Contains(err.Error(), rowsAdvice) {
-		return err
+	var died *HostDiedError
+	if err == nil || !m.stacked || strings.Contains(err.Error(), rowsAdvice) || errors.As(err, &died) {
+		return err // a host's death is its own cause: the message says it
 	}
 	return fmt.Errorf("%w (a batch of rows failed: if the model's outputs do not hold one row per input row, %s)", err, rowsAdvice)
 }
