@@ -240,6 +240,9 @@ func callOf(c *core.Call, req *inferencepb.ModelInferRequest) error {
 	}
 	c.Request.ID, c.Request.Inputs = req.GetId(), inputs
 	for _, o := range req.GetOutputs() {
+		if err := protocol.CheckName(o.GetName(), "requested output"); err != nil {
+			return err
+		}
 		c.Request.Outputs = append(c.Request.Outputs, o.GetName())
 		if err := classesOf(c, o); err != nil {
 			return err

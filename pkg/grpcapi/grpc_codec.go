@@ -24,9 +24,12 @@ func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
 	}
 	out := make([]tensor.Tensor, len(req.GetInputs()))
 	for i, in := range req.GetInputs() {
+		if err := protocol.CheckName(in.GetName(), "input"); err != nil {
+			return nil, err
+		}
 		dt, ok := tensor.ParseDataType(in.GetDatatype())
 		if !ok {
-			return nil, badRequest("input %q: unknown datatype %q", in.GetName(), in.GetDatatype())
+			return nil, badRequest("input %q: unknown datatype %s", in.GetName(), protocol.Clip(in.GetDatatype()))
 		}
 		n, err := tensor.ElementsChecked(in.GetShape())
 		if err != nil {

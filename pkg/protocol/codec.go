@@ -105,7 +105,7 @@ func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
 		return nil, badf("%d bytes of binary data follow the inputs that declare %s", len(bin), ParamBinaryDataSize)
 	}
 	for _, o := range w.Outputs {
-		if err := checkName(o.Name, "requested output"); err != nil {
+		if err := CheckName(o.Name, "requested output"); err != nil {
 			return nil, err
 		}
 		b, err := o.Parameters.Bool(ParamBinaryData)
@@ -125,14 +125,14 @@ func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
 // message about a tensor quotes its name.
 const MaxNameBytes = 1024
 
-// checkName refuses an empty name, or one over MaxNameBytes; kind is
+// CheckName refuses an empty name, or one over MaxNameBytes; kind is
 // "input", "output" or "requested output", for the message.
-func checkName(name, kind string) error {
+func CheckName(name, kind string) error {
 	switch {
 	case name == "":
 		return badf("%s without a name", kind)
 	case len(name) > MaxNameBytes:
-		return badf("%s %s: a name of %d bytes, over the %d a name may have", kind, clip(name), len(name), MaxNameBytes)
+		return badf("%s %s: a name of %d bytes, over the %d a name may have", kind, Clip(name), len(name), MaxNameBytes)
 	}
 	return nil
 }
@@ -152,12 +152,12 @@ func decodeScanned(st *scannedTensor, bin []byte) (tensor.Tensor, []byte, error)
 // returns what is left of bin. parsed, when not nil, holds the JSON data
 // already parsed. kind is "input" or "output", for messages.
 func decodeTensor(w wireTensor, parsed *scannedTensor, bin []byte, kind string) (tensor.Tensor, []byte, error) {
-	if err := checkName(w.Name, kind); err != nil {
+	if err := CheckName(w.Name, kind); err != nil {
 		return tensor.Tensor{}, bin, err
 	}
 	dt, ok := tensor.ParseDataType(w.Datatype)
 	if !ok {
-		return tensor.Tensor{}, bin, badf("%s %q: unknown datatype %s", kind, w.Name, clip(w.Datatype))
+		return tensor.Tensor{}, bin, badf("%s %q: unknown datatype %s", kind, w.Name, Clip(w.Datatype))
 	}
 	n, err := declaredElements(w.Shape)
 	if err != nil {

@@ -137,9 +137,9 @@ func (s *scanner) element(dst []byte, dt tensor.DataType) ([]byte, error) {
 	if err != nil {
 		if _, ok := parseNumber(tok); !ok && tok != "true" && tok != "false" && tok != "null" {
 			s.i = start
-			return dst, s.syntax("invalid value %s", clip(tok))
+			return dst, s.syntax("invalid value %s", Clip(tok))
 		}
-		return dst, fmt.Errorf("%s is not a valid %s", clip(tok), dt)
+		return dst, fmt.Errorf("%s is not a valid %s", Clip(tok), dt)
 	}
 	return dst, nil
 }

@@ -37,10 +37,10 @@ func (s *scanner) syntax(format string, args ...any) error {
 // clipBytes is how much of a client's token or string a message quotes.
 const clipBytes = 64
 
-// clip quotes s for a message, no more than clipBytes of it: a token or a
+// Clip quotes s for a message, no more than clipBytes of it: a token or a
 // string from a request can be the whole body, and quoting one in full
 // would make the answer to a 60 MiB body several times larger.
-func clip(s string) string {
+func Clip(s string) string {
 	if len(s) <= clipBytes {
 		return strconv.Quote(s)
 	}
@@ -283,7 +283,7 @@ func (s *scanner) value(keep bool, depth int) (any, error) {
 	default:
 		if _, ok := parseNumber(tok); !ok {
 			s.i = at
-			return nil, s.syntax("invalid value %s", clip(tok))
+			return nil, s.syntax("invalid value %s", Clip(tok))
 		}
 		if !keep {
 			return nil, nil
@@ -318,11 +318,11 @@ func (s *scanner) int64s(field string) ([]int64, error) {
 		tok := s.token()
 		if _, ok := parseNumber(tok); !ok {
 			s.i = at
-			return s.syntax("%s: invalid value %s", field, clip(tok))
+			return s.syntax("%s: invalid value %s", field, Clip(tok))
 		}
 		v, err := strconv.ParseInt(tok, 10, 64)
 		if err != nil {
-			return fmt.Errorf("%s: %s is not a 64-bit integer", field, clip(tok))
+			return fmt.Errorf("%s: %s is not a 64-bit integer", field, Clip(tok))
 		}
 		out = append(out, v)
 		return nil

@@ -99,7 +99,7 @@ type Parameters map[string]any
 func jsonKind(v any) string {
 	switch v := v.(type) {
 	case string:
-		return "the string " + clip(v)
+		return "the string " + Clip(v)
 	case bool:
 		return fmt.Sprintf("the boolean %v", v)
 	case nil:

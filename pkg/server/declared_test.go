@@ -128,12 +128,18 @@ func TestGRPCDeclaredShapesAreCounted(t *testing.T) {
 		{"absurd rank", &inferencepb.ModelInferRequest{ModelName: "mlp", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
 			input("x", "FP32", make([]int64, 1000)...)}, RawInputContents: [][]byte{{}}},
 			`input "x": invalid shape: rank 1000`},
+		{"a name of 1 MiB", &inferencepb.ModelInferRequest{ModelName: "mlp", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
+			input(strings.Repeat("\x01", 1<<20), "FP32", 1)}, RawInputContents: [][]byte{{0, 0, 128, 63}}},
+			`a name of 1048576 bytes, over the 1024 a name may have`},
+		{"a datatype of 1 MiB", &inferencepb.ModelInferRequest{ModelName: "mlp", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{
+			input("x", strings.Repeat("F", 1<<20), 1)}, RawInputContents: [][]byte{{0, 0, 128, 63}}},
+			`(1048576 bytes)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
 			grew := heapGrowth(func() { _, err = c.ModelInfer(context.Background(), tc.req) })
-			if code(err) != 3 /* InvalidArgument */ || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%v, want INVALID_ARGUMENT mentioning %q", err, tc.want)
+			if code(err) != 3 /* InvalidArgument */ || !strings.Contains(err.Error(), tc.want) || len(err.Error()) > 1024 {
+				t.Errorf("%.300v, want INVALID_ARGUMENT under 1 KiB mentioning %q", err, tc.want)
 			}
 			if grew > maxGrowth {
 				t.Errorf("the heap grew by %d bytes", grew)
