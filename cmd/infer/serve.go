@@ -126,7 +126,7 @@ the grace period ran out and cut what was still running.`,
 	f.DurationVar(&o.readTimeout, "read-timeout", server.DefaultReadTimeout, "longest wait for one HTTP request's body, from the end of its headers (408 beyond)")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive HTTP connection, or a gRPC connection with no call open, stays open")
 	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "most connections the HTTP and gRPC ports keep open together; more are closed at accept (lowered to fit the open-file limit, keeping a reserve for the metrics and admin ports, which have limits of their own)")
-	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter (0: none)")
+	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter, and the most a request waits for an on-demand load (0: none)")
 	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the bearer token every admin call requires (or $"+adminTokenEnv+"); with one the public HTTP and gRPC ports serve the admin API too, to token holders")
 	f.IntVar(&o.adminPort, "admin-port", DefaultAdminPort, "HTTP port of the admin API: repository load and unload, traffic policies, rollouts, fault injection (0 turns it off)")
 	f.StringVar(&o.adminHost, "admin-host", "127.0.0.1", "address the admin port listens on (0.0.0.0: every interface); other than loopback it needs an admin token")
@@ -343,7 +343,8 @@ func (o serveOptions) control() (runner.Control, error) {
 	if err != nil {
 		return runner.Control{}, fmt.Errorf("--model-control-mode: %w", err)
 	}
-	c := runner.Control{Mode: mode, KeepAlive: o.keepAlive, PollInterval: time.Duration(o.pollSecs) * time.Second, Warm: o.loadModels}
+	c := runner.Control{Mode: mode, KeepAlive: o.keepAlive, PollInterval: time.Duration(o.pollSecs) * time.Second, Warm: o.loadModels,
+		LoadWait: o.defaultTimeout}
 	if o.memoryBudget != "" {
 		b, err := runner.ParseByteSize(o.memoryBudget)
 		if err != nil || b == 0 {

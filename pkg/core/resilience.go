@@ -64,8 +64,11 @@ func RetryAfter(err error) (string, bool) {
 	var u *unavailableError
 	var b *runner.BudgetError
 	var l *runner.LoadError
+	var w *runner.LoadWaitError
 	var after time.Duration
 	switch {
+	case errors.As(err, &w):
+		after = time.Second
 	case errors.As(err, &u):
 		after = u.retryAfter
 	case errors.As(err, &b):

@@ -82,6 +82,10 @@ type Control struct {
 	MemoryBudget int64
 	// BudgetWait bounds a load's wait for room (0: DefaultBudgetWait).
 	BudgetWait time.Duration
+	// LoadWait bounds a request's wait for an on-demand load (0: until
+	// its context ends); the load goes on. infer serve sets it to
+	// --default-timeout.
+	LoadWait time.Duration
 	// PollInterval is how often poll mode rereads the repository (0:
 	// DefaultPollInterval).
 	PollInterval time.Duration
@@ -162,6 +166,20 @@ func (e *LoadError) Error() string {
 }
 
 func (e *LoadError) Unwrap() []error { return []error{ErrModelNotReady, e.Err} }
+
+// LoadWaitError is a request that waited Control.LoadWait for its
+// version's on-demand load, which goes on: a retry a moment later likely
+// finds the version loaded. It wraps ErrModelNotReady.
+type LoadWaitError struct {
+	Model  string
+	Waited time.Duration
+}
+
+func (e *LoadWaitError) Error() string {
+	return fmt.Sprintf("%s: model %q is still loading after %s, the most a request waits for a load; it goes on loading: retry", ErrModelNotReady, e.Model, e.Waited)
+}
+
+func (e *LoadWaitError) Unwrap() error { return ErrModelNotReady }
 
 // The back-off between on-demand loads of a version that failed.
 const (
@@ -451,9 +469,15 @@ func (r *Repository) awaitLoad(ctx context.Context, name string, v *version) (*M
 	v.waiters++
 	r.mu.Unlock()
 
+	wait := ctx
+	if r.ctl.LoadWait > 0 {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithTimeout(ctx, r.ctl.LoadWait)
+		defer cancel()
+	}
 	select {
 	case <-done:
-	case <-ctx.Done():
+	case <-wait.Done():
 		r.mu.Lock()
 		if v.loading == done {
 			v.waiters--
@@ -466,6 +490,9 @@ func (r *Repository) awaitLoad(ctx context.Context, name string, v *version) (*M
 				r.release(v)
 			}
 			r.mu.RUnlock()
+		}
+		if ctx.Err() == nil {
+			return nil, &LoadWaitError{Model: name, Waited: r.ctl.LoadWait}
 		}
 		return nil, fmt.Errorf("waiting for model %q to load: %w", name, ctx.Err())
 	}

@@ -416,3 +416,25 @@ func TestLoadRetryBackOff(t *testing.T) {
 		}
 	}
 }
+
+// A request waits at most LoadWait for an on-demand load, and then gets a
+// *LoadWaitError (503, Retry-After 1) while the load goes on: the next
+// request finds it loading or loaded, and there is one load in all.
+func TestOnDemandWaitIsBoundedButTheLoadGoesOn(t *testing.T) {
+	repo, err := Open(manyModels(t, 1, "isolation: none\n"), LoadOptions{Control: Control{Mode: ControlOnDemand, LoadWait: time.Nanosecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	var ev events
+	repo.Observe(ev.observe)
+	var waited *LoadWaitError
+	if _, err := repo.Acquire(context.Background(), "m1", 0); !errors.As(err, &waited) || !errors.Is(err, ErrModelNotReady) {
+		t.Fatalf("a wait bounded at 1 ns: %v, want a *LoadWaitError wrapping ErrModelNotReady", err)
+	}
+	repo.ctl.LoadWait = 0 // no other request waits now
+	inferOn(t, repo, "m1")
+	if n := ev.count(EventLoad, ""); n != 1 {
+		t.Errorf("%d loads, want the one the first request started", n)
+	}
+}
