@@ -38,14 +38,16 @@ const HostSlice = 100 * time.Microsecond
 const LoadSlice = 100 * time.Millisecond
 
 // LoadNice is how many steps of nice a model host lowers its priority by
-// while it loads (to 19 at most), where it may raise it again after: as root, with
-// CAP_SYS_NICE, or with an RLIMIT_NICE that allows the server's own nice
-// value (ulimit -e, systemd's LimitNICE=). At 10 steps the kernel weighs
-// a load at a tenth of a serving task (sched_prio_to_weight: 110 against
-// 1024), so the hot models on the same cores keep their latency while a
-// load of a cold one runs beside them, and a load still progresses on
-// cores that serving keeps busy. Without that permission a host loads at
-// its server's priority, with LoadSlice only.
+// while it loads (to 19 at most), where it may raise it again after: as
+// root, with CAP_SYS_NICE, or with an RLIMIT_NICE that allows the
+// server's own nice value (ulimit -e, systemd's LimitNICE=). At 10 steps
+// the kernel weighs a load at a tenth of a serving task
+// (sched_prio_to_weight: 110 against 1024), so that a load yields to the
+// serving tasks on the same cores and still progresses on cores they keep
+// busy. The kernel's work to start and end a host, and the server's part
+// of a load, keep the server's priority (docs/performance.md, many
+// models). Without that permission a host loads at its server's priority,
+// with LoadSlice only.
 const LoadNice = 10
 
 // hostPriority is a model host's scheduling while it loads and after.
