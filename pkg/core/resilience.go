@@ -72,6 +72,9 @@ func RetryAfter(err error) (string, bool) {
 	case errors.As(err, &u):
 		after = u.retryAfter
 	case errors.As(err, &b):
+		if b.RetryAfter <= 0 {
+			return "", false // larger than the whole budget
+		}
 		after = b.RetryAfter
 	case errors.As(err, &l):
 		after = time.Until(l.RetryAt)

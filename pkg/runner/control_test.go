@@ -438,3 +438,13 @@ func TestOnDemandWaitIsBoundedButTheLoadGoesOn(t *testing.T) {
 		t.Errorf("%d loads, want the one the first request started", n)
 	}
 }
+
+// A model named to load at start that the repository does not hold is an
+// error at Open, naming it and what the repository holds: a typo in
+// --load-model must not start a server that silently keeps nothing warm.
+func TestWarmModelMustExist(t *testing.T) {
+	repo, err := Open(manyModels(t, 2, ""), LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1", "nosuch"}}})
+	if repo != nil || !errors.Is(err, ErrModelNotFound) || !strings.Contains(err.Error(), `"nosuch"`) || !strings.Contains(err.Error(), "m1, m2") {
+		t.Fatalf("Open: %v, %v; want ErrModelNotFound naming nosuch and the models held", repo, err)
+	}
+}

@@ -13,7 +13,8 @@ import (
 var ErrMemoryBudget = errors.New("memory budget exhausted")
 
 // BudgetError is a load refused for want of room; it wraps
-// ErrMemoryBudget and says when to try again.
+// ErrMemoryBudget and says when to try again (RetryAfter 0: waiting
+// will not help, the version is larger than the whole budget).
 type BudgetError struct {
 	Model      string
 	Version    int64

@@ -213,8 +213,8 @@ func (r *Repository) makeRoom(name string, v *version, need int64) error {
 	refuse := func(why string) error {
 		return &BudgetError{Model: name, Version: v.num, Need: need, Budget: budget, RetryAfter: r.ctl.BudgetWait, Reason: why}
 	}
-	if need > budget {
-		return refuse("larger than the whole budget (raise --memory-budget)")
+	if need > budget { // no wait makes room: no retry hint
+		return &BudgetError{Model: name, Version: v.num, Need: need, Budget: budget, Reason: "larger than the whole budget (raise --memory-budget)"}
 	}
 	timer := time.NewTimer(r.ctl.BudgetWait)
 	defer timer.Stop()

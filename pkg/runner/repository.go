@@ -111,6 +111,11 @@ func OpenFS(fsys fs.FS, desc string, opts LoadOptions) (*Repository, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("open model repository %s: no models (want <name>/<version>/%s)", desc, ModelFile)
 	}
+	for _, w := range opts.Control.Warm {
+		if !slices.Contains(names, w) {
+			return nil, fmt.Errorf("%w: %q, named to load at start (--load-model), is not in the repository %s, which holds %s", ErrModelNotFound, w, desc, strings.Join(names, ", "))
+		}
+	}
 	return r, r.start(names)
 }
 

@@ -3,7 +3,6 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -54,18 +53,18 @@ func TestOnDemandRequestLoadsTheModel(t *testing.T) {
 	}
 }
 
-// A load the budget cannot hold is a 503 with Retry-After, naming the
-// model and the budget.
-func TestMemoryBudgetRefusalIs503WithRetryAfter(t *testing.T) {
+// A version larger than the whole budget is a 503 naming the model, the
+// budget and the fix, with no Retry-After: no wait makes room for it.
+func TestMemoryBudgetRefusalIs503NamingTheFix(t *testing.T) {
 	_, hs := start(t, onDemandRepository(t, runner.Control{MemoryBudget: 4096}), Options{})
 	r := call(t, "POST", hs.URL+"/v2/models/mlp/versions/2/infer", []byte(mlpBody), nil)
 	if r.status != http.StatusServiceUnavailable {
 		t.Fatalf("over budget: %d %s, want 503", r.status, r.body)
 	}
-	if after, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || after < 1 {
-		t.Errorf("Retry-After %q, want whole seconds", r.header.Get("Retry-After"))
+	if after := r.header.Get("Retry-After"); after != "" {
+		t.Errorf("Retry-After %q for a version larger than the whole budget, want none", after)
 	}
-	for _, want := range []string{"memory budget", `model \"mlp\" version 2`, "4.0 KiB"} {
+	for _, want := range []string{"memory budget", `model \"mlp\" version 2`, "4.0 KiB", "raise --memory-budget"} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("body %s does not say %q", r.body, want)
 		}
