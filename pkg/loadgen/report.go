@@ -90,7 +90,8 @@ type Report struct {
 	Seconds    float64 `json:"seconds"`
 	TargetRate float64 `json:"target_rate,omitempty"`
 	// AchievedRate counts successful answers per second; SentRate every
-	// request answered, failures included.
+	// request that was sent and ended, failures included (a refused
+	// connection, a timeout).
 	AchievedRate float64 `json:"achieved_rate"`
 	SentRate     float64 `json:"sent_rate"`
 	// Settings are the run's settings as given and defaulted (the load
@@ -244,7 +245,7 @@ func (r Report) WriteText(w io.Writer) error {
 	if r.Mode == "open" {
 		load += fmt.Sprintf(", target %.1f/s", r.TargetRate)
 	}
-	line("load", "%s, achieved %.1f/s successful (%.1f/s answered)", load, r.AchievedRate, r.SentRate)
+	line("load", "%s, achieved %.1f/s successful (%.1f/s sent and ended, failures included)", load, r.AchievedRate, r.SentRate)
 	errs := r.errorLine()
 	if len(r.Errors) > 0 {
 		errs = badStyle.Render(errs)
