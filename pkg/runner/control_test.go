@@ -1,9 +1,11 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -446,5 +448,23 @@ func TestWarmModelMustExist(t *testing.T) {
 	repo, err := Open(manyModels(t, 2, ""), LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1", "nosuch"}}})
 	if repo != nil || !errors.Is(err, ErrModelNotFound) || !strings.Contains(err.Error(), `"nosuch"`) || !strings.Contains(err.Error(), "m1, m2") {
 		t.Fatalf("Open: %v, %v; want ErrModelNotFound naming nosuch and the models held", repo, err)
+	}
+}
+
+// Warm models that alone take more than the memory budget are loaded, and
+// the server says at start that every other load will be refused.
+func TestWarmModelsOverTheBudgetAreReported(t *testing.T) {
+	var log bytes.Buffer
+	repo, err := Open(manyModels(t, 2, "isolation: none\n"), LoadOptions{Logger: slog.New(slog.NewTextHandler(&log, nil)),
+		Control: Control{Mode: ControlOnDemand, Warm: []string{"m1"}, MemoryBudget: 1024}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	if names, _ := loadedNow(repo); !slices.Equal(names, []string{"m1"}) {
+		t.Errorf("loaded %v, want the warm m1", names)
+	}
+	if !strings.Contains(log.String(), "the models kept warm take more than the memory budget") {
+		t.Errorf("no warning at start; the log:\n%s", log.String())
 	}
 }

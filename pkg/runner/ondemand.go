@@ -49,6 +49,13 @@ func (r *Repository) start(names []string) error {
 	r.ctl.started.Store(true)
 	switch r.ctl.Mode {
 	case ControlOnDemand:
+		r.mu.RLock()
+		pinned := r.loadedBytes() // the warm models, loaded at start
+		r.mu.RUnlock()
+		if b := r.ctl.MemoryBudget; b > 0 && pinned > b {
+			r.log().Warn("the models kept warm take more than the memory budget: every other load is refused until it is raised",
+				"warm", FormatBytes(pinned), "budget", FormatBytes(b))
+		}
 		r.ctl.wg.Add(1)
 		go r.sweep()
 	case ControlPoll:
