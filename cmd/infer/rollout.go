@@ -384,7 +384,8 @@ func summary(st deploy.State) string {
 // analysis's figures, sorted by name.
 func eventLine(e deploy.Event) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  step %d (%g%%)  %-12s %s", e.Time.Local().Format("15:04:05"), e.Step+1, e.Percent, e.Kind, e.Reason)
+	step := fmt.Sprintf("step %d (%g%%)", e.Step+1, e.Percent) // padded: 5% and 100% rows align
+	fmt.Fprintf(&b, "%s  %-15s %-12s %s", e.Time.Local().Format("15:04:05"), step, e.Kind, e.Reason)
 	for _, k := range slices.Sorted(maps.Keys(e.Figures)) {
 		b.WriteString("  " + k + "=" + strconv.FormatFloat(e.Figures[k], 'g', 4, 64))
 	}

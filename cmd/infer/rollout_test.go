@@ -90,7 +90,7 @@ func TestRolloutPromotesAndUndoes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"canary from version 1 to 2", "step 1 (50%)  pass", "step 2 (100%)  pass", "candidate_requests=", "candidate_p99_ms=", "promoted"} {
+	for _, want := range []string{"canary from version 1 to 2", "step 1 (50%)    pass", "step 2 (100%)   pass", "candidate_requests=", "candidate_p99_ms=", "promoted"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
