@@ -3,10 +3,13 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/protocol"
@@ -190,5 +193,46 @@ func TestManyTextsAreRefusedBeforeTokenizing(t *testing.T) {
 	}
 	if limit := uint64(maxGrowth + 8*len(data)); grew > limit {
 		t.Errorf("a %d-byte request: the heap grew by %d bytes", len(data), grew)
+	}
+}
+
+// A model name or version over protocol.MaxNameBytes is INVALID_ARGUMENT
+// on every gRPC method, with the name clipped: a 1 MiB name of control
+// bytes, percent-encoded in the status, would come back several times
+// larger.
+func TestGRPCLongModelNamesAreRefused(t *testing.T) {
+	_, c, _ := startGRPC(t)
+	long := strings.Repeat("\x01", 1<<20)
+	ctx := context.Background()
+	calls := map[string]func() error{
+		"ModelInfer": func() error {
+			_, err := c.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: long})
+			return err
+		},
+		"ModelInfer version": func() error {
+			_, err := c.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "mlp", ModelVersion: long})
+			return err
+		},
+		"ModelMetadata": func() error {
+			_, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: long})
+			return err
+		},
+		"ModelStreamInfer": func() error {
+			s, err := c.ModelStreamInfer(ctx)
+			if err != nil {
+				return err
+			}
+			if err := s.Send(&inferencepb.ModelInferRequest{ModelName: long}); err != nil {
+				return err
+			}
+			_, err = s.Recv()
+			return err
+		},
+	}
+	for name, call := range calls {
+		err := call()
+		if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "over the 1024 a name may have") || len(err.Error()) > 1024 {
+			t.Errorf("%s: %.200v (%d bytes), want INVALID_ARGUMENT under 1 KiB naming the limit", name, err, len(fmt.Sprint(err)))
+		}
 	}
 }

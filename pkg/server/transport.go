@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/grpcapi"
 	"github.com/infer-serving/infer/pkg/httpapi"
 )
 
@@ -92,8 +93,8 @@ func (s *Server) HTTPServer(h http.Handler) *http.Server {
 
 // GRPCServerOptions are the options of a grpc.Server that serves this
 // server (RegisterGRPC): a message bound equal to MaxBodyBytes, keepalive
-// enforcement, an idle bound, a bound on concurrent streams, and recovery
-// of a call's panic into INTERNAL.
+// enforcement, an idle bound, a bound on concurrent streams, recovery of
+// a call's panic into INTERNAL, and a bound on model names' length.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.opts.MaxBodyBytes, math.MaxInt32))),
@@ -105,8 +106,8 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 			Time:              grpcPingInterval,
 			Timeout:           grpcPingTimeout,
 		}),
-		grpc.ChainUnaryInterceptor(s.recoverUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream),
+		grpc.ChainUnaryInterceptor(s.recoverUnary, grpcapi.CheckNames),
+		grpc.ChainStreamInterceptor(s.recoverStream, grpcapi.CheckStreamNames),
 	}
 }
 
