@@ -15,18 +15,28 @@ import (
 // a request whose model name or version is longer than
 // protocol.MaxNameBytes: every message about a model quotes its name, and
 // a status message travels percent-encoded, so a 5 MB name of control
-// bytes would come back several times larger.
+// bytes would come back several times larger. It also cuts any status
+// message to protocol.MaxMessageBytes.
 func CheckNames(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := checkNames(req); err != nil {
 		return nil, err
 	}
-	return handler(ctx, req)
+	resp, err := handler(ctx, req)
+	return resp, clipStatus(err)
+}
+
+// clipStatus cuts err's status message to protocol.MaxMessageBytes.
+func clipStatus(err error) error {
+	if s, ok := status.FromError(err); ok && len(s.Message()) > protocol.MaxMessageBytes {
+		return status.Error(s.Code(), protocol.ClipMessage(s.Message()))
+	}
+	return err
 }
 
 // CheckStreamNames is CheckNames for each message of a stream
 // (ModelStreamInfer): a message with a name too long ends the stream.
 func CheckStreamNames(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, namesChecked{ss})
+	return clipStatus(handler(srv, namesChecked{ss}))
 }
 
 type namesChecked struct{ grpc.ServerStream }

@@ -80,7 +80,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // WriteError answers err as the protocol's error object with status.
 func WriteError(w http.ResponseWriter, status int, err error) {
-	WriteJSON(w, status, protocol.Error{Error: err.Error()})
+	WriteJSON(w, status, protocol.Error{Error: protocol.ClipMessage(err.Error())})
 }
 
 // Fail answers err with the status core.Status maps it to, and the

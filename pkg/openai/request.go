@@ -10,6 +10,7 @@ import (
 
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/generate"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -454,7 +455,11 @@ func openAIError(w http.ResponseWriter, err error) {
 	case status < 500:
 		kind = "invalid_request_error"
 	}
-	body := map[string]any{"message": err.Error(), "type": kind, "code": status, "param": param(err)}
+	p := param(err)
+	if s, ok := p.(string); ok && len(s) > 64 {
+		p = protocol.Clip(s) // a field the client made up
+	}
+	body := map[string]any{"message": protocol.ClipMessage(err.Error()), "type": kind, "code": status, "param": p}
 	writeJSON(w, status, map[string]any{"error": body})
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -45,6 +46,19 @@ func Clip(s string) string {
 		return strconv.Quote(s)
 	}
 	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:clipBytes]), len(s))
+}
+
+// MaxMessageBytes bounds an error message a front end answers with, in
+// bytes: the messages the server writes are far shorter, and a longer
+// one quotes something of the client's at length.
+const MaxMessageBytes = 4 << 10
+
+// ClipMessage cuts msg to MaxMessageBytes, saying how long it was.
+func ClipMessage(msg string) string {
+	if len(msg) <= MaxMessageBytes {
+		return msg
+	}
+	return fmt.Sprintf("%s... (a message of %d bytes, cut)", strings.ToValidUTF8(msg[:MaxMessageBytes], ""), len(msg))
 }
 
 // isSpace reports JSON's insignificant whitespace.

@@ -236,3 +236,21 @@ func TestGRPCLongModelNamesAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// An error answer stays small whatever a client made long: an unknown
+// OpenAI field of 1 MiB, a model name of 100 KiB in the URL. Each is
+// refused with a message cut to protocol.MaxMessageBytes.
+func TestErrorAnswersStaySmall(t *testing.T) {
+	_, url := startGenerators(t)
+	long := strings.Repeat("k", 1<<20)
+	for _, tc := range []struct{ name, path, body string }{
+		{"OpenAI unknown field", "/v1/chat/completions", `{"model":"tiny-gpt","messages":[{"role":"user","content":"hi"}],"` + long + `":1}`},
+		{"OpenAI model", "/v1/chat/completions", `{"model":"` + long + `","messages":[{"role":"user","content":"hi"}]}`},
+		{"URL model name", "/v2/models/" + strings.Repeat("%01", 100<<10/3) + "/infer", `{"inputs":[]}`},
+	} {
+		r := call(t, "POST", url+tc.path, []byte(tc.body), nil)
+		if r.status < 400 || len(r.body) > 2*protocol.MaxMessageBytes {
+			t.Errorf("%s: %d with a %d-byte body, want an error under %d bytes", tc.name, r.status, len(r.body), 2*protocol.MaxMessageBytes)
+		}
+	}
+}
