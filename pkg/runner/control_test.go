@@ -468,3 +468,44 @@ func TestWarmModelsOverTheBudgetAreReported(t *testing.T) {
 		t.Errorf("no warning at start; the log:\n%s", log.String())
 	}
 }
+
+// In on-demand mode a load that fails at start (a warm model) or through
+// the admin API is retried on demand after the back-off, as any failed
+// load is, instead of leaving the version unavailable for good.
+func TestOnDemandRetriesFailedWarmAndAdminLoads(t *testing.T) {
+	dir := manyModels(t, 2, "isolation: none\n")
+	files := map[string][]byte{}
+	for _, name := range []string{"m1", "m2"} {
+		file := filepath.Join(dir, name, "1", ModelFile)
+		good, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[file] = good
+		writeFile(t, file, []byte("not an ONNX model"))
+	}
+	repo, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1"}}})
+	if repo == nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	var failed *LoadError
+	if err := repo.Load("m2"); err == nil {
+		t.Fatal("the admin load of a broken file succeeded")
+	}
+	for _, name := range []string{"m1", "m2"} {
+		if _, err := repo.Acquire(context.Background(), name, 0); !errors.As(err, &failed) {
+			t.Fatalf("%s within the back-off: %v, want a *LoadError", name, err)
+		}
+	}
+	for file, good := range files {
+		writeFile(t, file, good)
+	}
+	repo.mu.Lock()
+	for _, name := range []string{"m1", "m2"} {
+		repo.models[name][1].retryAt = time.Now() // the back-off has passed
+	}
+	repo.mu.Unlock()
+	inferOn(t, repo, "m1")
+	inferOn(t, repo, "m2")
+}

@@ -66,6 +66,17 @@ func (r *Repository) start(names []string) error {
 	return errors.Join(errs...)
 }
 
+// loadFailed leaves v, whose load failed with err, unloaded (under the
+// repository's lock, or before v is in it): in on-demand mode a request
+// after the back-off loads it again (the host may have been killed, the
+// file fixed), and until then requests get a *LoadError.
+func (v *version) loadFailed(name string, err error) {
+	v.model, v.unloaded = nil, true
+	v.failures++
+	v.retryAt = time.Now().Add(loadRetry(v.failures))
+	v.err = &LoadError{Model: name, Version: v.num, Failures: v.failures, RetryAt: v.retryAt, Err: err}
+}
+
 // scan records model name's versions without loading them, except a warm
 // model's, which load now and stay.
 func (r *Repository) scan(name string) error {
@@ -85,7 +96,10 @@ func (r *Repository) scan(name string) error {
 	for v, file := range files {
 		if warm {
 			versions[v] = r.loadVersion(name, v, file, cfg)
-			errs = append(errs, versions[v].err)
+			if err := versions[v].err; err != nil {
+				errs = append(errs, err)
+				versions[v].loadFailed(name, err)
+			}
 			continue
 		}
 		nv := &version{err: errors.New("unloaded: loads at its first request"), slot: slot{num: v, file: file, cfg: cfg, unloaded: true}}
@@ -171,11 +185,7 @@ func (r *Repository) loadOnDemand(name string, v *version, done chan struct{}) {
 		v.lastUsed.Store(time.Now().UnixNano())
 		v.leases.Add(v.waiters)
 	case current:
-		// Failed: still unloaded, and tried again by a request after the
-		// back-off (the host may have been killed, or the file fixed).
-		v.failures++
-		v.retryAt = time.Now().Add(loadRetry(v.failures))
-		v.err = &LoadError{Model: name, Version: v.num, Failures: v.failures, RetryAt: v.retryAt, Err: nv.err}
+		v.loadFailed(name, nv.err)
 	}
 	if err == nil && r.ctl.MemoryBudget > 0 {
 		r.ctl.reserved -= need

@@ -171,6 +171,13 @@ func (r *Repository) Load(name string) error {
 	r.mu.Lock()
 	old := r.models[name]
 	errs := keepServing(name, loaded, old)
+	if r.ctl.Mode == ControlOnDemand {
+		for _, v := range loaded {
+			if v.model == nil && v.err != nil {
+				v.loadFailed(name, v.err) // retried on demand, after the back-off
+			}
+		}
+	}
 	r.models[name] = loaded
 	r.mu.Unlock()
 	closeVersions(old)
