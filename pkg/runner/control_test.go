@@ -509,3 +509,29 @@ func TestOnDemandRetriesFailedWarmAndAdminLoads(t *testing.T) {
 	inferOn(t, repo, "m1")
 	inferOn(t, repo, "m2")
 }
+
+// When the versions kept loaded (warm) leave no room for another, a load
+// is refused at once, with no retry hint: no wait would make room.
+func TestOnDemandRefusesAtOnceWhenPinnedVersionsFillTheBudget(t *testing.T) {
+	dir := manyModels(t, 3, "") // hosts: each measured by its own memory
+	probe, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, size := loadedNow(probe)
+	probe.Close()
+	repo, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1", "m2"}, MemoryBudget: size*2 + size/10, BudgetWait: time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	start := time.Now()
+	_, err = repo.Acquire(context.Background(), "m3", 0)
+	var be *BudgetError
+	if !errors.As(err, &be) || be.RetryAfter != 0 || !strings.Contains(err.Error(), "kept loaded") {
+		t.Fatalf("m3 beside two warm versions: %v, want a *BudgetError naming the pinned versions, with no retry hint", err)
+	}
+	if waited := time.Since(start); waited > 30*time.Second {
+		t.Errorf("refused after %v: it waited for room no wait could make", waited)
+	}
+}

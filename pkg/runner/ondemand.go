@@ -233,6 +233,18 @@ func (r *Repository) makeRoom(name string, v *version, need int64) error {
 	if need > budget { // no wait makes room: no retry hint
 		return &BudgetError{Model: name, Version: v.num, Need: need, Budget: budget, Reason: "larger than the whole budget (raise --memory-budget)"}
 	}
+	r.mu.RLock()
+	var pinned int64
+	for _, c := range r.candidates() {
+		if r.ctl.keepAlive(c.name, r.models[c.name][c.version]) < 0 {
+			pinned += c.bytes
+		}
+	}
+	r.mu.RUnlock()
+	if pinned+need > budget { // nor while the pinned versions stay
+		return &BudgetError{Model: name, Version: v.num, Need: need, Budget: budget,
+			Reason: fmt.Sprintf("the versions kept loaded (warm, keep_alive -1) take %s of it (raise --memory-budget, or keep fewer warm)", FormatBytes(pinned))}
+	}
 	timer := time.NewTimer(r.ctl.BudgetWait)
 	defer timer.Stop()
 	r.ctl.waiting.Add(1)
