@@ -258,6 +258,9 @@ var ErrAdminElsewhere = errors.New("the admin API is not served on this port: ca
 //     listens on loopback unless told otherwise), and the public ports
 //     refuse (403), except loopback callers when AdminTrustLoopback is set.
 func (s *Core) Authorize(authorization, remote, what string, public bool) (int, error) {
+	if len(what) > 256 { // logged on refusal: a client's path, of any length
+		what = what[:256] + "..."
+	}
 	if s.opts.AdminToken != "" {
 		got, ok := strings.CutPrefix(authorization, "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.AdminToken)) != 1 {
