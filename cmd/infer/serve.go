@@ -115,7 +115,7 @@ the grace period ran out and cut what was still running.`,
 	f.DurationVar(&o.keepAlive, "keep-alive", runner.DefaultKeepAlive, "on-demand: how long an idle version stays loaded, for models whose config.yaml sets no keep_alive (0: as soon as idle; -1s: until evicted)")
 	f.StringVar(&o.memoryBudget, "memory-budget", "", "on-demand: bound on the loaded versions' memory, measured per version (8GiB, 512Mi, bytes); loads past it evict the least recently used idle versions, or get 503 with Retry-After")
 	f.IntVar(&o.pollSecs, "repository-poll-secs", int(runner.DefaultPollInterval/time.Second), "poll: seconds between rereads of the repository")
-	f.StringArrayVar(&o.loadModels, "load-model", nil, "on-demand: a model loaded at start and never unloaded, so it never pays a cold start (repeatable; as warm: true in its config.yaml)")
+	f.StringArrayVar(&o.loadModels, "load-model", nil, "on-demand: a model loaded at start and never unloaded, so it never pays a cold start (repeatable; '*' for every model; as warm: true in its config.yaml)")
 	f.StringVar(&o.host, "host", "", "address to listen on (default: every interface)")
 	f.IntVar(&o.httpPort, "http-port", 8000, "HTTP port of the protocol (0 turns it off)")
 	f.IntVar(&o.grpcPort, "grpc-port", 8001, "gRPC port of the protocol (0 turns it off)")

@@ -89,9 +89,14 @@ type Control struct {
 	// DefaultPollInterval).
 	PollInterval time.Duration
 	// Warm names the models loaded at start in on-demand mode and never
-	// evicted (as a model's config.yaml warm: true does).
+	// evicted (as a model's config.yaml warm: true does); WarmAll names
+	// every model of the repository.
 	Warm []string
 }
+
+// WarmAll in Control.Warm keeps every model of the repository warm, as
+// Triton's --load-model=* loads every model at start.
+const WarmAll = "*"
 
 // KeepAlive is a model's keep_alive in config.yaml: a duration ("10m"),
 // a number of seconds, or -1 for never unloading it (Ollama's forms).

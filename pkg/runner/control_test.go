@@ -535,3 +535,15 @@ func TestOnDemandRefusesAtOnceWhenPinnedVersionsFillTheBudget(t *testing.T) {
 		t.Errorf("refused after %v: it waited for room no wait could make", waited)
 	}
 }
+
+// WarmAll ("*", as Triton's --load-model=*) keeps every model warm.
+func TestWarmAllLoadsEveryModel(t *testing.T) {
+	repo, err := Open(manyModels(t, 2, "isolation: none\n"), LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{WarmAll}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	if names, _ := loadedNow(repo); !slices.Equal(names, []string{"m1", "m2"}) {
+		t.Errorf("loaded %v, want every model", names)
+	}
+}

@@ -112,6 +112,12 @@ func OpenFS(fsys fs.FS, desc string, opts LoadOptions) (*Repository, error) {
 		return nil, fmt.Errorf("open model repository %s: no models (want <name>/<version>/%s)", desc, ModelFile)
 	}
 	for _, w := range opts.Control.Warm {
+		if w == WarmAll {
+			for _, n := range names {
+				r.ctl.warm[n] = true
+			}
+			continue
+		}
 		if !slices.Contains(names, w) {
 			return nil, fmt.Errorf("%w: %q, named to load at start (--load-model), is not in the repository %s, which holds %s", ErrModelNotFound, w, desc, strings.Join(names, ", "))
 		}
