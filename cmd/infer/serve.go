@@ -228,7 +228,8 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		return fmt.Errorf("--state-dir %s: %w", o.stateDir, err)
 	}
 	for _, f := range faults {
-		if _, err := repo.Model(f.model, f.version); err != nil {
+		// On demand, a version not loaded yet takes its fault when it loads.
+		if _, err := repo.Model(f.model, f.version); err != nil && !(ctl.Mode == runner.ControlOnDemand && errors.Is(err, runner.ErrModelNotReady)) {
 			return fmt.Errorf("--fault %s:%d: %w", f.model, f.version, err)
 		}
 		if err := srv.SetFault(f.model, f.version, &f.f); err != nil {
