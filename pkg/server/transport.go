@@ -106,8 +106,8 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 			Time:              grpcPingInterval,
 			Timeout:           grpcPingTimeout,
 		}),
-		grpc.ChainUnaryInterceptor(s.recoverUnary, grpcapi.CheckNames),
-		grpc.ChainStreamInterceptor(s.recoverStream, grpcapi.CheckStreamNames),
+		grpc.ChainUnaryInterceptor(s.recoverUnary),
+		grpc.ChainStreamInterceptor(s.recoverStream),
 	}
 }
 
@@ -211,7 +211,7 @@ func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServ
 			resp, err = nil, status.Error(codes.Internal, s.Panicked(core.ProtoGRPC, info.FullMethod, v).Error())
 		}
 	}()
-	return handler(ctx, req)
+	return grpcapi.CheckNames(ctx, req, info, handler) // one interceptor: a chain costs closures per call
 }
 
 func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
@@ -220,5 +220,5 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 			err = status.Error(codes.Internal, s.Panicked(core.ProtoGRPC, info.FullMethod, v).Error())
 		}
 	}()
-	return handler(srv, ss)
+	return grpcapi.CheckStreamNames(srv, ss, info, handler)
 }
