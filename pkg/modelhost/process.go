@@ -25,10 +25,12 @@ const EnvHost = "INFER_MODEL_HOST"
 // host.
 const HostArg = "model-host"
 
-// The host's inherited descriptors: its end of the socket, and the region.
+// The host's inherited descriptors: its end of the socket, the region,
+// and, where the parent passed one, the model file.
 const (
 	hostConnFD   = 3
 	hostRegionFD = 4
+	hostModelFD  = 5
 )
 
 // IsHost reports whether this process was started as a model host.
@@ -141,6 +143,11 @@ var errTimeout = errors.New("timed out")
 // IsTimeout reports whether err is Recv's timeout.
 func IsTimeout(err error) bool { return errors.Is(err, errTimeout) }
 
+// HostModelFile returns the model file a host's parent passed it, read
+// only, or nil when it passed none (the model's bytes are then in the
+// region).
+func HostModelFile() *os.File { return os.NewFile(hostModelFD, "model") }
+
 // HostEnds returns a host's own connection and region, inherited from
 // the parent that started it.
 func HostEnds() (*Conn, *Region, error) {
@@ -167,14 +174,29 @@ type Process struct {
 	stopping atomic.Bool
 }
 
+// Spawn says how Start starts a host.
+type Spawn struct {
+	// Model, when not nil, is the model file, open for reading, which the
+	// host reads itself: its bytes never pass through this process. Start
+	// does not close it. Nil: the bytes are at the start of the region.
+	Model *os.File
+	// Env is added to this process's environment for the host.
+	Env []string
+	// Stderr receives the host's log lines.
+	Stderr io.Writer
+	// Exited, when set, is called as soon as the host exits unless Stop
+	// ended it, with the host's process ID and the cause: a host that
+	// dies while idle is known at once.
+	Exited func(pid int, cause string)
+}
+
 // Start starts a host: this executable with HostArg, given its end of a
-// new socket and the region. Its log lines go to stderr, and its crash
-// report's headline is kept for the cause of its death. The host is killed
-// if this process's thread that started it dies (PR_SET_PDEATHSIG) and
-// ends by itself when its socket closes. exited, when set, is called as
-// soon as the host exits unless Stop ended it, with the host's process ID
-// and the cause: a host that dies while idle is known at once.
-func Start(region *Region, stderr io.Writer, exited func(pid int, cause string)) (*Process, error) {
+// new socket, the region and, where s has one, the model file. Its log
+// lines go to s.Stderr, and its crash report's headline is kept for the
+// cause of its death. The host is killed if this process's thread that
+// started it dies (PR_SET_PDEATHSIG) and ends by itself when its socket
+// closes. It starts with the nice value of the thread that calls Start.
+func Start(region *Region, s Spawn) (*Process, error) {
 	if IsHost() {
 		return nil, errors.New("a model host cannot start model hosts")
 	}
@@ -189,10 +211,13 @@ func Start(region *Region, stderr io.Writer, exited func(pid int, cause string))
 	hostEnd := os.NewFile(uintptr(fds[1]), "model-host-socket")
 	defer hostEnd.Close() // the host holds its own copy once started
 	p := &Process{Conn: Conn{fd: fds[0]}, Region: region, done: make(chan struct{})}
-	p.stderr.w = stderr
+	p.stderr.w = s.Stderr
 	cmd := exec.Command(exe, HostArg)
-	cmd.Env = append(os.Environ(), EnvHost+"=1")
+	cmd.Env = append(append(os.Environ(), s.Env...), EnvHost+"=1")
 	cmd.ExtraFiles = []*os.File{hostEnd, region.File()} // fds 3 and 4
+	if s.Model != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, s.Model) // fd 5
+	}
 	cmd.Stderr = &p.stderr
 	// Its own process group: a terminal's Ctrl-C reaches the server, which
 	// drains, and not its hosts, which must answer while it does.
@@ -209,8 +234,8 @@ func Start(region *Region, stderr io.Writer, exited func(pid int, cause string))
 		}
 		p.exit = err
 		close(p.done)
-		if exited != nil && !p.stopping.Load() {
-			exited(cmd.Process.Pid, p.Cause(0))
+		if s.Exited != nil && !p.stopping.Load() {
+			s.Exited(cmd.Process.Pid, p.Cause(0))
 		}
 	}()
 	return p, nil

@@ -143,7 +143,7 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 	if cfg.Isolation == IsolationProcess {
 		d.health = &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow}
 		d.closing = make(chan struct{})
-		if d.remote, d.device, err = newHost(meta, onnx, newModelSource(onnx, nil, nil), cfg, dev, d.health, d.closing, log, DefaultLoadTimeout); err != nil {
+		if d.remote, d.device, err = newHost(meta, onnx, newModelSource(onnx, nil, nil, nil), cfg, dev, d.health, d.closing, log, DefaultLoadTimeout); err != nil {
 			return nil, fmt.Errorf("decoder %q: %w", name, err)
 		}
 		return d, nil

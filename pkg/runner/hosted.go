@@ -147,6 +147,10 @@ type host struct {
 	dead   chan struct{}
 	region *modelhost.Region
 	fails  int // consecutive crashes, for the back-off
+	// modelBytes is the model file's size; hash is the SHA-256 state after
+	// its bytes that the host reported (hostLoaded.Hash).
+	modelBytes int64
+	hash       []byte
 
 	msg    []byte
 	run    modelhost.Run
@@ -157,15 +161,18 @@ type host struct {
 // model in it; it returns the device the host's session uses.
 func newHost(meta Metadata, onnx []byte, src modelSource, cfg Config, dev Device, health *hostHealth, closing <-chan struct{}, log *slog.Logger, timeout time.Duration) (*host, Device, error) {
 	spec, err := json.Marshal(hostSpec{Library: LoadedRuntime().Path, Name: meta.Name, Version: meta.Version, Inputs: meta.Inputs, Outputs: meta.Outputs,
-		Config: cfg, Device: dev.String(), ModelBytes: int64(len(onnx)), MemoryLimit: int64(cfg.Resources.Memory)})
+		Config: cfg, Device: dev.String(), ModelBytes: int64(len(onnx)), ModelFile: src.open != nil, MemoryLimit: int64(cfg.Resources.Memory)})
 	if err != nil {
 		return nil, Device{}, fmt.Errorf("model host spec: %w", err)
 	}
 	h := &host{name: meta.Name, version: meta.Version, spec: spec, model: src, memory: int64(cfg.Resources.Memory),
 		execute: cfg.Resources.executionTimeout(), dead: make(chan struct{}, 1),
-		health: health, closing: closing, log: log, timeout: timeout}
-	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, len(onnx)); err != nil {
+		health: health, closing: closing, log: log, timeout: timeout, modelBytes: int64(len(onnx))}
+	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, 0); err != nil {
 		return nil, Device{}, err
+	}
+	if src.open != nil {
+		onnx = nil // the host reads the file
 	}
 	used, err := h.start(onnx)
 	if err != nil {
@@ -175,20 +182,36 @@ func newHost(meta Metadata, onnx []byte, src modelSource, cfg Config, dev Device
 	return h, used, nil
 }
 
-// start starts a host and loads the model, whose bytes are onnx, in it.
+// start starts a host and loads the model in it: the model file, which
+// the host reads, or the bytes onnx, copied into the region.
 func (h *host) start(onnx []byte) (Device, error) {
-	if err := h.region.Grow(len(onnx)); err != nil {
+	model, err := h.model.file()
+	if err != nil {
 		return Device{}, err
 	}
-	copy(h.region.Bytes(), onnx)
+	if model != nil {
+		defer model.Close() // the host has its own descriptor
+	} else {
+		if int64(len(onnx)) != h.modelBytes {
+			return Device{}, fmt.Errorf("%s (%d bytes now, %d before): load the version again to serve the new file", errModelChanged, len(onnx), h.modelBytes)
+		}
+		if err := h.region.Grow(len(onnx)); err != nil {
+			return Device{}, err
+		}
+		copy(h.region.Bytes(), onnx)
+	}
 	log := h.log
 	dead := h.dead
-	proc, err := modelhost.Start(h.region, os.Stderr, func(pid int, cause string) {
-		log.Error("model host exited", "pid", pid, "cause", cause)
-		select {
-		case dead <- struct{}{}:
-		default: // the owner has one to take already
-		}
+	var proc *modelhost.Process
+	err = spawnLowered(func(env []string) (err error) {
+		proc, err = modelhost.Start(h.region, modelhost.Spawn{Model: model, Env: env, Stderr: os.Stderr, Exited: func(pid int, cause string) {
+			log.Error("model host exited", "pid", pid, "cause", cause)
+			select {
+			case dead <- struct{}{}:
+			default: // the owner has one to take already
+			}
+		}})
+		return err
 	})
 	if err != nil {
 		return Device{}, err
@@ -230,6 +253,14 @@ func (h *host) start(onnx []byte) (Device, error) {
 	if err != nil {
 		return fail(err)
 	}
+	sum, err := hashSum(loaded.Hash)
+	if err == nil {
+		err = h.model.loaded(sum)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	h.hash = loaded.Hash
 	// The host holds its own copy now. Clear the region of the model's
 	// bytes, so that it only ever holds zeros and tensors: a decoder's
 	// past positions that its mask hides are read but never written, and
@@ -386,6 +417,7 @@ func (h *host) kill() {
 func (h *host) close() {
 	h.live.Store(nil)
 	if h.proc != nil {
+		lowerForExit(h.proc.Pid())
 		h.proc.Stop()
 		h.proc = nil
 	}
@@ -410,7 +442,7 @@ type hostedInstance struct {
 
 // newHostedInstance starts a host for one instance of model version m.
 func newHostedInstance(m *Model, onnx []byte, cfg Config, dev Device, opts LoadOptions) (*hostedInstance, Device, error) {
-	h, used, err := newHost(m.meta, onnx, newModelSource(onnx, opts.ReadModel, opts.modelSum), cfg, dev, m.hosts, m.closing, m.log, opts.loadTimeout())
+	h, used, err := newHost(m.meta, onnx, newModelSource(onnx, opts.ReadModel, opts.OpenModel, opts.modelSum), cfg, dev, m.hosts, m.closing, m.log, opts.loadTimeout())
 	if err != nil {
 		return nil, Device{}, err
 	}

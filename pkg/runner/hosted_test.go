@@ -598,6 +598,39 @@ func TestHostLoadsAtALowerPriority(t *testing.T) {
 	<-done
 }
 
+// A host starts lowered from its first instruction where its server may
+// raise the priority again: the thread that starts it is lowered for the
+// start, told the server's nice value to serve at, and raised after.
+func TestHostStartsLowered(t *testing.T) {
+	own := threadNice(t, "/proc/self/stat")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // so that the thread is the same after
+		defer runtime.UnlockOSThread()
+		var during int
+		var env []string
+		err := spawnLowered(func(e []string) error {
+			during, env = threadNice(t, "/proc/thread-self/stat"), e
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		lowered := own < 19 && mayRaise(int32(own))
+		switch {
+		case lowered && (during != min(own+LoadNice, 19) || len(env) != 1 || env[0] != envServeNice+"="+strconv.Itoa(own)):
+			t.Errorf("started at nice %d with %q, want %d and the server's nice %d", during, env, min(own+LoadNice, 19), own)
+		case !lowered && (during != own || env != nil):
+			t.Errorf("may not raise again, but started at nice %d with %q", during, env)
+		}
+		if after := threadNice(t, "/proc/thread-self/stat"); after != own {
+			t.Errorf("the starting thread stays at nice %d, want %d", after, own)
+		}
+	}()
+	<-done
+}
+
 // A version running in process cannot have its batch stopped: closing it
 // returns after closeGrace all the same; the batches are answered when
 // they end, and the session is released after them.

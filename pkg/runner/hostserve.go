@@ -2,6 +2,8 @@ package runner
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +25,8 @@ import (
 )
 
 // hostSpec is what a model host needs to create its session: sent as JSON
-// in the load message, the model's bytes at the start of the region.
+// in the load message, the model's bytes in the file the parent passed
+// (ModelFile) or at the start of the region.
 type hostSpec struct {
 	Library    string // the runtime library's path
 	Name       string
@@ -33,6 +36,7 @@ type hostSpec struct {
 	Config     Config
 	Device     string
 	ModelBytes int64
+	ModelFile  bool // the model is the file at modelhost.HostModelFile
 	// MemoryLimit bounds the host's private memory in bytes (0: none).
 	MemoryLimit int64
 }
@@ -41,6 +45,11 @@ type hostSpec struct {
 type hostLoaded struct {
 	Device string // the device the session runs on
 	Err    string // why the session could not be created
+	// Hash is the SHA-256 state after the model's bytes (the hash's
+	// MarshalBinary), from which the parent checks the model and finishes
+	// the version's content digest: the host hashes what it loads, at its
+	// load's priority, so that the server's thread never does.
+	Hash []byte
 }
 
 // memoryFault marks a host's error after an allocation failed: the
@@ -154,10 +163,10 @@ func newHostSession(spec hostSpec, region *modelhost.Region, log *slog.Logger) (
 	if _, err := InitRuntime(spec.Library); err != nil {
 		return fail(err)
 	}
-	if spec.ModelBytes < 0 || spec.ModelBytes > int64(region.Size()) {
-		return fail(fmt.Errorf("model of %d bytes in a %d-byte region", spec.ModelBytes, region.Size()))
+	onnx, hash, err := hostModelBytes(spec, region)
+	if err != nil {
+		return fail(err)
 	}
-	onnx := bytes.Clone(region.Bytes()[:spec.ModelBytes])
 	dev, err := ParseDevice(spec.Device)
 	if err != nil {
 		return fail(err)
@@ -175,7 +184,40 @@ func newHostSession(spec hostSpec, region *modelhost.Region, log *slog.Logger) (
 		outs:    make([]ort.Value, len(meta.Outputs)),
 		limit:   spec.MemoryLimit,
 	}
-	return h, hostLoaded{Device: used.String()}
+	return h, hostLoaded{Device: used.String(), Hash: hash}
+}
+
+// hostModelBytes reads the model a host loads, spec.ModelBytes of it: the
+// whole file its parent passed (one of another size has changed since the
+// parent read it), or the start of its region. It returns them with the
+// SHA-256 state after them, for hostLoaded.Hash.
+func hostModelBytes(spec hostSpec, region *modelhost.Region) (onnx, hash []byte, err error) {
+	if spec.ModelFile {
+		f := modelhost.HostModelFile()
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return nil, nil, fmt.Errorf("model file: %w", err)
+		}
+		if st.Size() != spec.ModelBytes {
+			return nil, nil, fmt.Errorf("%s (%d bytes now, %d before): load the version again to serve the new file", errModelChanged, st.Size(), spec.ModelBytes)
+		}
+		onnx = make([]byte, spec.ModelBytes)
+		if _, err := io.ReadFull(f, onnx); err != nil {
+			return nil, nil, fmt.Errorf("read the model file: %w", err)
+		}
+	} else {
+		if spec.ModelBytes < 0 || spec.ModelBytes > int64(region.Size()) {
+			return nil, nil, fmt.Errorf("model of %d bytes in a %d-byte region", spec.ModelBytes, region.Size())
+		}
+		onnx = bytes.Clone(region.Bytes()[:spec.ModelBytes])
+	}
+	h := sha256.New()
+	h.Write(onnx)
+	if hash, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+		return nil, nil, fmt.Errorf("hash the model: %w", err)
+	}
+	return onnx, hash, nil
 }
 
 // run executes one batch: inputs are read where the parent wrote them,

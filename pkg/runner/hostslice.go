@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -64,11 +65,47 @@ func lowerForLoad() (hostPriority, error) {
 		return hostPriority{}, fmt.Errorf("sched_getattr: %w", err)
 	}
 	p := hostPriority{nice: attr.Nice}
+	if v, err := strconv.Atoi(os.Getenv(envServeNice)); err == nil && v >= -20 && v <= 19 {
+		p.nice = int32(v) // started lowered (spawnLowered)
+	}
 	if load := min(p.nice+LoadNice, 19); load > p.nice && mayRaise(p.nice) {
 		p.lowered = true
 		return p, setScheduling(LoadSlice, load)
 	}
 	return p, setScheduling(LoadSlice, p.nice)
+}
+
+// envServeNice tells a model host started lowered (spawnLowered) the
+// nice value to serve at: its server's.
+const envServeNice = "INFER_MODEL_HOST_NICE"
+
+// spawnLowered calls start, which starts a model host, from this
+// goroutine's own thread lowered LoadNice steps where this process may
+// raise it again (mayRaise), and gives start the environment that tells
+// the host its server's nice value. A child takes its creator's nice
+// value, so the host loads at its load's priority from its first
+// instruction, the kernel's exec and its runtime's start included, which
+// would otherwise run at the server's until the host lowers itself. The
+// thread is raised again before the goroutine leaves it; were that to fail
+// (mayRaise says it cannot), the goroutine keeps the thread, so that no
+// other goroutine runs lowered, and Go ends the thread with it.
+func spawnLowered(start func(env []string) error) error {
+	runtime.LockOSThread()
+	tid := unix.Gettid()
+	attr, err := unix.SchedGetAttr(tid, 0)
+	if err != nil || attr.Nice >= 19 || !mayRaise(attr.Nice) {
+		runtime.UnlockOSThread()
+		return start(nil)
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, int(min(attr.Nice+LoadNice, 19))); err != nil {
+		runtime.UnlockOSThread()
+		return start(nil)
+	}
+	err = start([]string{envServeNice + "=" + strconv.Itoa(int(attr.Nice))})
+	if unix.Setpriority(unix.PRIO_PROCESS, tid, int(attr.Nice)) == nil {
+		runtime.UnlockOSThread()
+	}
+	return err
 }
 
 // serve gives every thread of this process HostSlice at the nice value
@@ -97,9 +134,27 @@ func mayRaise(nice int32) bool {
 // their creator. A kernel older than 6.12 takes the call and keeps its
 // default slice.
 func setScheduling(slice time.Duration, nice int32) error {
-	tasks, err := os.ReadDir("/proc/self/task")
+	return setProcessScheduling("self", slice, nice)
+}
+
+// lowerForExit gives every thread of model host pid, about to be killed,
+// LoadSlice at nice 19. A process's exit frees its memory in the kernel,
+// at the priority of its threads, and the kernel is preempted only where
+// it offers to be: a serving host's short slice would let the teardown of
+// its hundreds of megabytes run before the server's threads for
+// milliseconds. Lowered, the server's threads preempt it at once (a
+// shorter slice on wake-up). Raising nice needs no permission; errors are
+// ignored, since the host is ended either way.
+func lowerForExit(pid int) {
+	_ = setProcessScheduling(strconv.Itoa(pid), LoadSlice, 19)
+}
+
+// setProcessScheduling is setScheduling for process proc ("self" or a
+// process ID).
+func setProcessScheduling(proc string, slice time.Duration, nice int32) error {
+	tasks, err := os.ReadDir("/proc/" + proc + "/task")
 	if err != nil {
-		return fmt.Errorf("list this process's threads: %w", err)
+		return fmt.Errorf("list process %s's threads: %w", proc, err)
 	}
 	for _, t := range tasks {
 		tid, err := strconv.Atoi(t.Name())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -119,6 +120,12 @@ type LoadOptions struct {
 	// of the model's bytes while its hosts hold the sessions; the
 	// repository sets it. Nil: the bytes LoadModel was given are kept.
 	ReadModel func() ([]byte, error)
+	// OpenModel opens the version's model file for a model host to read
+	// itself (when it first starts and after a crash), so that the model's
+	// bytes never pass through the server's memory; the repository sets it
+	// where the repository is a directory. It takes precedence over
+	// ReadModel.
+	OpenModel func() (*os.File, error)
 	// Device is the device of a model whose config names none ("cpu",
 	// "cuda:N" or "tensorrt:N"; empty: cpu).
 	Device string
@@ -134,9 +141,8 @@ type LoadOptions struct {
 	// Control is a repository's model control (Open and OpenFS only).
 	Control Control
 
-	// modelSum is the SHA-256 of the model's bytes, for checking
-	// ReadModel's: computed once per load (the repository has it from the
-	// content digest), not once per instance.
+	// modelSum is the SHA-256 of the model's bytes that every host of the
+	// version must report: the first instance's host's, for the others.
 	modelSum *[sha256.Size]byte
 }
 
@@ -163,6 +169,14 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 	var started *Model
 	defer func() {
 		if v := recover(); v != nil {
+			if _, fault := v.(interface{ Addr() uintptr }); fault {
+				// A mapped file cut shorter (modelBytes): not a bug.
+				if started != nil {
+					started.closeInstances()
+				}
+				m, err = nil, fmt.Errorf("load model %q version %d: the model file changed while it loaded (cut shorter)", name, version)
+				return
+			}
 			slog.Error("model load panicked", "model", name, "version", version, "panic", v, "stack", string(debug.Stack()))
 			if started != nil {
 				started.closeInstances()
@@ -259,10 +273,6 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 		m.batcher.ragged = make([]bool, len(meta.Inputs))
 		m.batcher.ragged[text.ids], m.batcher.ragged[text.mask] = true, true
 	}
-	if m.isolation == IsolationProcess && opts.ReadModel != nil && opts.modelSum == nil {
-		sum := sha256.Sum256(onnx)
-		opts.modelSum = &sum
-	}
 	for range cfg.Instances {
 		var in executor
 		var used Device
@@ -271,6 +281,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 			h, used, err = newHostedInstance(m, onnx, cfg, dev, opts)
 			if h != nil {
 				h.pad, in = pad, h
+				opts.modelSum = &h.model.sum // the next instances' hosts must load the same
 			}
 		} else {
 			var i *instance

@@ -3,49 +3,89 @@ package runner
 import (
 	"crypto/sha256"
 	"fmt"
+	"os"
 )
 
-// modelSource is where a model host gets its model's bytes when it starts
-// again after a crash: the bytes themselves, kept in the server's memory
-// for as long as the version is loaded, or, where the repository can read
-// the file again (LoadOptions.ReadModel), that reading, checked against
-// the SHA-256 of the bytes first loaded. With the second, the server holds
-// nothing of a loaded version's weights: its model hosts do.
+// modelSource is where a model host gets its model's bytes, when it first
+// starts and again after a crash: the model file itself, which the host
+// reads (LoadOptions.OpenModel: the server never touches the weights);
+// the file read again by the server (LoadOptions.ReadModel, for a
+// repository that is no directory) and copied into the host's region; or
+// the bytes themselves, kept in the server's memory for as long as the
+// version is loaded. Every host reports the SHA-256 of what it loaded,
+// which must match the first one's: a host never starts on a model other
+// than its version's (a changed file loads as a new version, in poll mode,
+// or by the admin API's load).
 type modelSource struct {
 	kept   []byte
 	reread func() ([]byte, error)
-	sum    [sha256.Size]byte
+	open   func() (*os.File, error)
+	sum    [sha256.Size]byte // what the version's hosts loaded, once summed
+	summed bool
 }
 
-// newModelSource keeps onnx, or only its digest when reread can read the
-// same bytes again; sum, when not nil, is that digest, computed already.
-func newModelSource(onnx []byte, reread func() ([]byte, error), sum *[sha256.Size]byte) modelSource {
+// newModelSource prefers open, then reread, then keeping onnx; sum, when
+// not nil, is the SHA-256 every host must report.
+func newModelSource(onnx []byte, reread func() ([]byte, error), open func() (*os.File, error), sum *[sha256.Size]byte) modelSource {
+	var s modelSource
 	switch {
-	case reread == nil:
-		return modelSource{kept: onnx}
-	case sum == nil:
-		return modelSource{reread: reread, sum: sha256.Sum256(onnx)}
+	case open != nil:
+		s.open = open
+	case reread != nil:
+		s.reread = reread
+	default:
+		s.kept = onnx
 	}
-	return modelSource{reread: reread, sum: *sum}
+	if sum != nil {
+		s.sum, s.summed = *sum, true
+	}
+	return s
 }
 
-// bytes returns the model's bytes. It fails when the file cannot be read
-// or no longer holds what was loaded: a host must not start on a model
-// other than the version's (a changed file loads as a new version, in
-// poll mode, or by the admin API's load).
+// bytes returns the model's bytes for a host's region, or nil when the
+// host reads the file itself. It fails when the file cannot be read.
 func (s modelSource) bytes() ([]byte, error) {
-	if s.reread == nil {
-		if s.kept == nil {
-			return nil, fmt.Errorf("model bytes: %w", ErrClosed)
+	switch {
+	case s.open != nil:
+		return nil, nil
+	case s.reread != nil:
+		data, err := s.reread()
+		if err != nil {
+			return nil, fmt.Errorf("read the model again for its host: %w", err)
 		}
-		return s.kept, nil
+		return data, nil
+	case s.kept == nil:
+		return nil, fmt.Errorf("model bytes: %w", ErrClosed)
 	}
-	data, err := s.reread()
-	if err != nil {
-		return nil, fmt.Errorf("read the model again for its host: %w", err)
-	}
-	if sha256.Sum256(data) != s.sum {
-		return nil, fmt.Errorf("the model file changed since this version loaded (%d bytes now): load the version again to serve the new file", len(data))
-	}
-	return data, nil
+	return s.kept, nil
 }
+
+// file opens the model file for a host to read, or returns nil when the
+// host gets the bytes in its region.
+func (s modelSource) file() (*os.File, error) {
+	if s.open == nil {
+		return nil, nil
+	}
+	f, err := s.open()
+	if err != nil {
+		return nil, fmt.Errorf("open the model file for its host: %w", err)
+	}
+	return f, nil
+}
+
+// loaded checks the SHA-256 a host reports of the model it loaded against
+// the version's, and records it for the next when it is the first.
+func (s *modelSource) loaded(sum [sha256.Size]byte) error {
+	if !s.summed {
+		s.sum, s.summed = sum, true
+		return nil
+	}
+	if sum != s.sum {
+		return fmt.Errorf("%s (other bytes of the same size): load the version again to serve the new file", errModelChanged)
+	}
+	return nil
+}
+
+// errModelChanged begins the error of a host that found the model file
+// other than its version's.
+const errModelChanged = "the model file changed since this version loaded"

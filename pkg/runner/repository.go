@@ -303,24 +303,24 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 			return out
 		}
 		out.model = m
-		out.digest, _ = contentDigest(nil, cfg)
+		out.digest = contentDigest(nil, cfg)
 		out.lastUsed.Store(time.Now().UnixNano())
-		return out
-	}
-	data, err := fs.ReadFile(r.src, file)
-	if err != nil {
-		out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
 		return out
 	}
 	opts := r.opts
 	if r.single == "" {
 		opts.ReadFile = func(f string) ([]byte, error) { return r.ReadFile(name, f) }
 	}
-	// A model host that starts again after a crash reads the file again:
-	// the server keeps no copy of the weights its hosts hold.
+	// A model host reads the file itself where the repository is a
+	// directory, or is given it read again (after a crash too): the
+	// server keeps no copy of the weights its hosts hold.
 	opts.ReadModel = func() ([]byte, error) { return fs.ReadFile(r.src, file) }
-	digest, sum := contentDigest(data, cfg)
-	opts.modelSum = &sum
+	data, release, err := r.modelBytes(file, cfg, &opts)
+	if err != nil {
+		out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
+		return out
+	}
+	defer release()
 	m, bytes, err := r.loadMeasured(name, v, data, cfg, opts)
 	if err != nil {
 		out.err = fmt.Errorf("load model %q version %d from %s: %w", name, v, r.where(file), err)
@@ -331,7 +331,7 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 		out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
 		return out
 	}
-	out.model, out.digest = m, digest
+	out.model, out.digest = m, m.contentDigest(data, cfg)
 	out.bytes.Store(bytes)
 	out.lastUsed.Store(time.Now().UnixNano())
 	return out

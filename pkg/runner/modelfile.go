@@ -1,0 +1,88 @@
+package runner
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime/debug"
+
+	"golang.org/x/sys/unix"
+)
+
+// modelBytes returns the bytes of the repository's model file for a load,
+// and the function that releases them once the load is over.
+//
+// Where the repository is a directory and the version's sessions run in
+// model hosts (not a generator's, whose decoder keeps its bytes), the
+// hosts read the file themselves (opts.OpenModel is set) and the server
+// needs no more than the graph's interface: the file is mapped, not read,
+// so that the load touches only the pages that hold the graph's
+// structure, never the weights', and puts nothing on the Go heap. A file
+// cut shorter while mapped faults on a page past its end: the goroutine
+// panics (debug.SetPanicOnFault) instead of the process crashing, and
+// LoadModel turns the panic into the load's error. The caller must call
+// release from the goroutine that called modelBytes.
+func (r *Repository) modelBytes(file string, cfg Config, opts *LoadOptions) (data []byte, release func(), err error) {
+	iso := cfg.Isolation
+	if iso == "" {
+		iso = opts.Isolation
+	}
+	if iso == "" {
+		iso = DefaultIsolation
+	}
+	if f, err := r.openOSFile(file); err == nil {
+		opts.OpenModel = func() (*os.File, error) { return r.openOSFile(file) }
+		if iso == IsolationProcess && cfg.Generation == nil {
+			data, err := mapFile(f)
+			f.Close()
+			if err != nil {
+				return nil, nil, err
+			}
+			if data == nil { // empty: nothing to map
+				return nil, func() {}, nil
+			}
+			fault := debug.SetPanicOnFault(true)
+			return data, func() {
+				debug.SetPanicOnFault(fault)
+				_ = unix.Munmap(data)
+			}, nil
+		}
+		f.Close()
+	}
+	data, err = fs.ReadFile(r.src, file)
+	return data, func() {}, err
+}
+
+// mapFile maps f read-only and private, whole; nil for an empty file.
+func mapFile(f *os.File) ([]byte, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() == 0 {
+		return nil, nil
+	}
+	if st.Size() != int64(int(st.Size())) {
+		return nil, fmt.Errorf("%s: %d bytes cannot be mapped", f.Name(), st.Size())
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("map %s: %w", f.Name(), err)
+	}
+	return data, nil
+}
+
+// openOSFile opens the repository's file as an operating system file, or
+// fails when the repository is no directory (an embedded one).
+func (r *Repository) openOSFile(file string) (*os.File, error) {
+	f, err := r.src.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	osf, ok := f.(*os.File)
+	if !ok {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a file of the operating system's", file)
+	}
+	return osf, nil
+}
