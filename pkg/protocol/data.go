@@ -73,6 +73,21 @@ func (s *scanner) data(dst []byte, dt tensor.DataType) ([]byte, int64, error) {
 				if f, ok := s.float32(); ok {
 					dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(f))
 					n++
+					// The run of "number,number,..." that makes up most of
+					// a body: each comma and the number after it are read
+					// here, not by a turn of the loop each. Anything else
+					// (a space, a bracket, a number float32 declines) goes
+					// back to the loop, at the comma.
+					for depth > 0 && s.i < len(s.b) && s.b[s.i] == ',' {
+						s.i++
+						f, ok := s.float32()
+						if !ok {
+							s.i--
+							break
+						}
+						dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(f))
+						n++
+					}
 					wantValue, justOpen = false, false
 					if depth == 0 {
 						return dst, n, nil
