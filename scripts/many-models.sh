@@ -20,8 +20,11 @@
 #
 # Prints one line per target, ok or MISS, and exits 1 when one is missed:
 #   every request answered (both servers, and during the poll switch);
-#   the hot models' p99 (the 3 most requested) within 1.2x of the
-#   all-loaded server's; RSS (server + hosts) never above budget +
+#   the hot models' p99 (the requests to the 3 most requested models,
+#   pooled from the histograms of infer bench's report) within 1.2x of
+#   the all-loaded server's; each hot model's own p99 is printed too, for
+#   information (a model with 70 requests has the worst of them for its
+#   p99); RSS (server + hosts) never above budget +
 #   OVERHEAD; evictions counted; RSS after every unload within 10% of the
 #   empty server's; the new version serving within two poll intervals.
 #
@@ -37,6 +40,7 @@ warm=${WARM:-3}
 
 go build -o bin/infer ./cmd/infer
 . scripts/serving.sh
+go build -o "$work/benchpool" ./scripts/benchpool
 sampler=""
 stop_sampler() {
   if [ -n "$sampler" ]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
@@ -202,8 +206,10 @@ wait "$loader"
 stop_server
 
 python3 - "$work/all.json" "$work/budget.json" "$work/poll.json" <<EOF
-import json, sys
+import json, subprocess, sys
 alls, under, poll = (json.load(open(p)) for p in sys.argv[1:])
+def ordinal(k):
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(k, "%dth" % k)
 MiB = 1 << 20
 budget, overhead = $budget, $overhead_mib * MiB
 peak, peak_self, peak_hosts = $peak, $peak_self, $peak_hosts
@@ -219,12 +225,19 @@ print("many-models.sh figures: $n models, budget %.0f MiB (%d x %.1f MiB, holds 
 for name, r in (("all loaded", alls), ("on demand", under)):
     line(r["requests"] > 0 and r["ok"] == r["requests"], "%s: %d requests, %d answered, errors %s; p50 %.2f ms, p99 %.2f ms"
          % (name, r["requests"], r["ok"], r["errors"] or "none", r["latency"]["p50_ms"], r["latency"]["p99_ms"]))
+hot = [m["model"] for m in under["models"][:3]]
+def pooled(path):
+    n, p50, p99, mx = subprocess.run(["$work/benchpool", path] + hot, check=True, capture_output=True, text=True).stdout.split()
+    return int(n), float(p99)
+(n_od, od99), (n_all, all99) = pooled(sys.argv[2]), pooled(sys.argv[1])
+line(od99 <= 1.2 * all99, "hot models %s (%d requests together): p99 %.2f ms on demand, %.2f ms all loaded: %.2fx (target: within 1.2x)"
+     % ("+".join(hot), n_od, od99, all99, od99 / all99))
 ref = {m["model"]: m for m in alls["models"]}
 for m in under["models"][:3]:
     a = ref[m["model"]]
-    ratio = m["latency"]["p99_ms"] / a["latency"]["p99_ms"]
-    line(ratio <= 1.2, "hot %s (%.1f%% of requests): p99 %.2f ms on demand, %.2f ms all loaded: %.2fx (target: within 1.2x)"
-         % (m["model"], 100 * m["share"], m["latency"]["p99_ms"], a["latency"]["p99_ms"], ratio))
+    print("  --   %s alone (%d requests, p99 the %s worst): p99 %.2f ms on demand, %.2f ms all loaded: %.2fx"
+          % (m["model"], m["requests"], ordinal(m["requests"] // 100 + 1), m["latency"]["p99_ms"], a["latency"]["p99_ms"],
+             m["latency"]["p99_ms"] / a["latency"]["p99_ms"]))
 line(peak <= budget + overhead, "RSS peak %.0f MiB (server %.0f + hosts %.0f) against budget + overhead %.0f + %.0f MiB"
      % (peak / MiB, peak_self / MiB, peak_hosts / MiB, budget / MiB, overhead / MiB))
 line($evictions > 0, "loads %d (cold starts %d, %.2f s in all), evictions %d, keep_alive unloads %d"

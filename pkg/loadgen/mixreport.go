@@ -2,8 +2,11 @@ package loadgen
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // ModelReport is one model's part of a run over several models.
@@ -16,6 +19,36 @@ type ModelReport struct {
 	// Latency is from intended send, over its successes and timeouts
 	// (see Recorder.Total), to 2 significant digits.
 	Latency Percentiles `json:"latency"`
+	// Histogram is Latency's histogram, in microseconds, in HdrHistogram's
+	// compressed V2 encoding, base64 (the form HdrHistogram's log files
+	// hold): runs, and models of one run, merge exactly (PooledLatency).
+	Histogram string `json:"histogram,omitempty"`
+}
+
+// PooledLatency returns the latency percentiles of the named models'
+// requests together, from their reports' histograms; a name that no
+// report has is an error.
+func PooledLatency(models []ModelReport, names ...string) (Percentiles, error) {
+	var pooled *hdr.Histogram
+	for _, name := range names {
+		i := slices.IndexFunc(models, func(m ModelReport) bool { return m.Model == name })
+		if i < 0 {
+			return Percentiles{}, fmt.Errorf("no report of model %q", name)
+		}
+		h, err := hdr.Decode([]byte(models[i].Histogram))
+		if err != nil {
+			return Percentiles{}, fmt.Errorf("model %q: histogram: %w", name, err)
+		}
+		if pooled == nil {
+			pooled = h
+		} else {
+			pooled.Merge(h)
+		}
+	}
+	if pooled == nil {
+		return Percentiles{}, errors.New("no model to pool")
+	}
+	return percentiles(pooled), nil
 }
 
 // modelReports returns each model's figures, the most requested first
@@ -28,6 +61,9 @@ func modelReports(rec *Recorder) []ModelReport {
 	out := make([]ModelReport, 0, len(rec.Models))
 	for name, m := range rec.Models {
 		mr := ModelReport{Model: name, Requests: m.Requests, Errors: m.Errors, Latency: percentiles(m.Latency)}
+		if enc, err := m.Latency.Encode(hdr.V2CompressedEncodingCookieBase); err == nil {
+			mr.Histogram = string(enc)
+		}
 		if all > 0 {
 			mr.Share = float64(m.Requests) / float64(all)
 		}
