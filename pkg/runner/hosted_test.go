@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/infer-serving/infer/pkg/onnxgraph"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -563,14 +565,25 @@ func threadNice(t *testing.T, stat string) int {
 	return nice
 }
 
-// A host loads LoadNice steps below its server where it may raise its
-// priority again after (mayRaise), and serves at its server's priority.
+// A host loads below its server where it may raise its priority again
+// after (mayRaise): under SCHED_IDLE, then, once loadIdleFor has passed,
+// LoadNice steps below its server; it serves at its server's priority.
+// A load that ends before escalating is never raised to LoadNice after.
 func TestHostLoadsAtALowerPriority(t *testing.T) {
 	own := threadNice(t, "/proc/self/stat")
 	if own == 19 {
 		t.Skip("this test runs at nice 19: no room to lower it")
 	}
 	load := min(own+LoadNice, 19)
+	defer func(d time.Duration) { loadIdleFor = d }(loadIdleFor)
+	loadIdleFor = time.Hour // escalated by hand below
+	policy := func() int {
+		attr, err := unix.SchedGetAttr(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(attr.Policy)
+	}
 	done := make(chan struct{})
 	go func() { // on a thread of its own, which it leaves as it was
 		defer close(done)
@@ -581,18 +594,26 @@ func TestHostLoadsAtALowerPriority(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		loading := threadNice(t, "/proc/thread-self/stat")
-		switch {
-		case p.lowered != mayRaise(int32(own)):
+		if p.lowered != mayRaise(int32(own)) {
 			t.Errorf("lowered %v, but may raise the priority again: %v", p.lowered, mayRaise(int32(own)))
-		case p.lowered && loading != load, !p.lowered && loading != own:
-			t.Errorf("nice %d while loading (lowered %v), from %d", loading, p.lowered, own)
+		}
+		if p.lowered {
+			if got := policy(); got != unix.SCHED_IDLE {
+				t.Errorf("policy %d while the load starts, want SCHED_IDLE", got)
+			}
+			p.escalate()
+			if got, nice := policy(), threadNice(t, "/proc/thread-self/stat"); got != unix.SCHED_NORMAL || nice != load {
+				t.Errorf("policy %d, nice %d after loadIdleFor, want SCHED_NORMAL at %d", got, nice, load)
+			}
+		} else if loading := threadNice(t, "/proc/thread-self/stat"); loading != own {
+			t.Errorf("nice %d while loading, not lowered, from %d", loading, own)
 		}
 		if err := p.serve(); err != nil {
 			t.Error(err)
 		}
-		if serving := threadNice(t, "/proc/thread-self/stat"); serving != own {
-			t.Errorf("nice %d while serving, want %d", serving, own)
+		p.escalate() // a timer that fires late changes nothing
+		if got, serving := policy(), threadNice(t, "/proc/thread-self/stat"); got != unix.SCHED_NORMAL || serving != own {
+			t.Errorf("policy %d, nice %d while serving, want SCHED_NORMAL at %d", got, serving, own)
 		}
 	}()
 	<-done

@@ -80,7 +80,7 @@ func ServeHost() int {
 	return 0
 }
 
-func serveHost(log *slog.Logger, prio hostPriority) error {
+func serveHost(log *slog.Logger, prio *hostPriority) error {
 	conn, region, err := modelhost.HostEnds()
 	if err != nil {
 		return err

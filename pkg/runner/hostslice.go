@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,28 +52,66 @@ const LoadSlice = 100 * time.Millisecond
 // with LoadSlice only.
 const LoadNice = 10
 
+// loadIdleFor is how long a model host loads under SCHED_IDLE before it
+// goes on at LoadNice steps below its server (hostPriority).
+var loadIdleFor = 250 * time.Millisecond
+
 // hostPriority is a model host's scheduling while it loads and after.
+//
+// Where the host may raise its priority again (mayRaise), it loads under
+// SCHED_IDLE for loadIdleFor, then at LoadNice steps below its server:
+// the kernel preempts an idle-policy task for any other that wakes, at
+// once, where a lower nice value alone leaves a waking server thread
+// waiting on its lag, up to a tick (4 ms at 250 Hz). A load that the
+// cores' other work leaves no idle time for still ends, at the weight of
+// its nice value.
 type hostPriority struct {
-	nice    int32 // the nice value the host was started with
-	lowered bool  // whether the load runs at nice+LoadNice
+	nice    int32 // the nice value to serve at: the server's
+	lowered bool  // whether the load runs below the server
+	idled   bool  // whether this process put its threads under SCHED_IDLE
+
+	mu     sync.Mutex
+	served bool
+	timer  *time.Timer
 }
 
-// lowerForLoad gives every thread of this process LoadSlice, and nice
-// LoadNice steps lower where the process may raise it back (mayRaise).
-func lowerForLoad() (hostPriority, error) {
+// lowerForLoad lowers every thread of this process for the load (see
+// hostPriority); without leave to raise it again, it only gives them
+// LoadSlice.
+func lowerForLoad() (*hostPriority, error) {
 	attr, err := unix.SchedGetAttr(0, 0)
 	if err != nil {
-		return hostPriority{}, fmt.Errorf("sched_getattr: %w", err)
+		return nil, fmt.Errorf("sched_getattr: %w", err)
 	}
-	p := hostPriority{nice: attr.Nice}
+	p := &hostPriority{nice: attr.Nice}
 	if v, err := strconv.Atoi(os.Getenv(envServeNice)); err == nil && v >= -20 && v <= 19 {
 		p.nice = int32(v) // started lowered (spawnLowered)
 	}
-	if load := min(p.nice+LoadNice, 19); load > p.nice && mayRaise(p.nice) {
-		p.lowered = true
-		return p, setScheduling(LoadSlice, load)
+	load := min(p.nice+LoadNice, 19)
+	if load <= p.nice || !mayRaise(p.nice) {
+		return p, setScheduling(LoadSlice, p.nice)
 	}
-	return p, setScheduling(LoadSlice, p.nice)
+	p.lowered = true
+	if attr.Policy != unix.SCHED_NORMAL && attr.Policy != unix.SCHED_BATCH {
+		return p, setScheduling(LoadSlice, load) // a policy an operator chose
+	}
+	p.idled = true
+	p.timer = time.AfterFunc(loadIdleFor, p.escalate)
+	return p, eachThread("self", false, func(a *unix.SchedAttr) { a.Policy, a.Nice, a.Runtime = unix.SCHED_IDLE, load, 0 })
+}
+
+// escalate moves a load that is still running from SCHED_IDLE to LoadNice
+// steps below the server, with LoadSlice.
+func (p *hostPriority) escalate() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.served {
+		return
+	}
+	load := min(p.nice+LoadNice, 19)
+	_ = eachThread("self", true, func(a *unix.SchedAttr) {
+		a.Policy, a.Nice, a.Runtime = unix.SCHED_NORMAL, load, uint64(LoadSlice.Nanoseconds())
+	})
 }
 
 // envServeNice tells a model host started lowered (spawnLowered) the
@@ -108,9 +147,25 @@ func spawnLowered(start func(env []string) error) error {
 	return err
 }
 
-// serve gives every thread of this process HostSlice at the nice value
-// the host started with.
-func (p hostPriority) serve() error { return setScheduling(HostSlice, p.nice) }
+// serve gives every thread of this process HostSlice at the server's nice
+// value, under SCHED_NORMAL again where the load put it under SCHED_IDLE.
+func (p *hostPriority) serve() error {
+	if p == nil {
+		return nil // lowerForLoad could not read the scheduling: nothing was changed
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.served = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	return eachThread("self", p.idled, func(a *unix.SchedAttr) {
+		if a.Policy == unix.SCHED_IDLE {
+			a.Policy = unix.SCHED_NORMAL
+		}
+		a.Nice, a.Runtime = p.nice, uint64(HostSlice.Nanoseconds())
+	})
+}
 
 // mayRaise reports whether this process may set its threads' nice value
 // back to nice after lowering it: with CAP_SYS_NICE in its effective set,
@@ -137,21 +192,35 @@ func setScheduling(slice time.Duration, nice int32) error {
 	return setProcessScheduling("self", slice, nice)
 }
 
-// lowerForExit gives every thread of model host pid, about to be killed,
-// LoadSlice at nice 19. A process's exit frees its memory in the kernel,
-// at the priority of its threads, and the kernel is preempted only where
-// it offers to be: a serving host's short slice would let the teardown of
-// its hundreds of megabytes run before the server's threads for
-// milliseconds. Lowered, the server's threads preempt it at once (a
-// shorter slice on wake-up). Raising nice needs no permission; errors are
-// ignored, since the host is ended either way.
+// lowerForExit puts every thread of model host pid, about to be killed,
+// under SCHED_IDLE. A process's exit frees its memory in the kernel, at
+// the priority of its threads, and the kernel here is preempted only
+// where it offers to be: a serving host's teardown of its hundreds of
+// megabytes would run before the server's threads for milliseconds. The
+// kernel preempts an idle-policy task for any other that wakes, at once
+// (a lower nice value alone waits on the waking thread's lag, up to a
+// tick). Nobody waits on an exit, so it may wait for idle time. Lowering
+// needs no permission; errors are ignored, since the host is ended either
+// way.
 func lowerForExit(pid int) {
-	_ = setProcessScheduling(strconv.Itoa(pid), LoadSlice, 19)
+	_ = eachThread(strconv.Itoa(pid), false, func(attr *unix.SchedAttr) {
+		attr.Policy, attr.Nice, attr.Runtime = unix.SCHED_IDLE, 19, 0
+	})
 }
 
 // setProcessScheduling is setScheduling for process proc ("self" or a
 // process ID).
 func setProcessScheduling(proc string, slice time.Duration, nice int32) error {
+	return eachThread(proc, false, func(attr *unix.SchedAttr) {
+		attr.Runtime, attr.Nice = uint64(slice.Nanoseconds()), nice
+	})
+}
+
+// eachThread changes the scheduling of every thread of process proc
+// ("self" or a process ID) with set, skipping those under a real-time or
+// idle policy an operator chose; idle, those under SCHED_IDLE are this
+// process's own doing, and are changed too.
+func eachThread(proc string, idle bool, set func(*unix.SchedAttr)) error {
 	tasks, err := os.ReadDir("/proc/" + proc + "/task")
 	if err != nil {
 		return fmt.Errorf("list process %s's threads: %w", proc, err)
@@ -165,11 +234,11 @@ func setProcessScheduling(proc string, slice time.Duration, nice int32) error {
 		if err != nil {
 			continue // the thread has exited
 		}
-		if attr.Policy != unix.SCHED_NORMAL && attr.Policy != unix.SCHED_BATCH {
+		if attr.Policy != unix.SCHED_NORMAL && attr.Policy != unix.SCHED_BATCH && (!idle || attr.Policy != unix.SCHED_IDLE) {
 			continue // a real-time or idle policy an operator chose
 		}
 		attr.Size, attr.Flags = unix.SizeofSchedAttr, 0
-		attr.Runtime, attr.Nice = uint64(slice.Nanoseconds()), nice
+		set(attr)
 		if err := unix.SchedSetAttr(tid, attr, 0); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("thread %d: sched_setattr: %w", tid, err)
 		}
