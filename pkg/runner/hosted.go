@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,78 +51,6 @@ type HostDiedError struct {
 
 func (e *HostDiedError) Error() string {
 	return fmt.Sprintf("model host of %s v%d died: %s", e.Model, e.Version, e.Cause)
-}
-
-// hostHealth is a model version's record of its hosts' crashes, shared by
-// its instances.
-type hostHealth struct {
-	limit  int
-	window time.Duration
-
-	// streak is len(crashes), read on every answered batch without the
-	// lock: an answer ends the streak.
-	streak  atomic.Int32
-	mu      sync.Mutex
-	crashes []time.Time // the current streak's, within the window
-	// down is why the version gave up, nil while it serves: read on every
-	// request without the lock, written once under it.
-	down     atomic.Pointer[string]
-	total    int64 // crashes
-	restarts int64
-	memory   int64 // crashes that were memory-limit faults
-}
-
-func (h *hostHealth) counts() (crashes, memory, restarts int64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.total, h.memory, h.restarts
-}
-
-// crashed records a crash and reports whether the version must give up.
-func (h *hostHealth) crashed(now time.Time, cause string, memory bool) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.total++
-	if memory {
-		h.memory++
-	}
-	keep := h.crashes[:0]
-	for _, t := range h.crashes {
-		if now.Sub(t) < h.window {
-			keep = append(keep, t)
-		}
-	}
-	h.crashes = append(keep, now)
-	h.streak.Store(int32(len(h.crashes)))
-	if len(h.crashes) >= h.limit && h.down.Load() == nil {
-		reason := fmt.Sprintf("model host crashed %d times in a row within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause)
-		h.down.Store(&reason)
-	}
-	return h.down.Load() != nil
-}
-
-// answered ends a streak of crashes: a batch was answered.
-func (h *hostHealth) answered() {
-	if h.streak.Load() == 0 {
-		return
-	}
-	h.mu.Lock()
-	h.crashes = h.crashes[:0]
-	h.streak.Store(0)
-	h.mu.Unlock()
-}
-
-func (h *hostHealth) downReason() string {
-	if r := h.down.Load(); r != nil {
-		return *r
-	}
-	return ""
-}
-
-func (h *hostHealth) restarted() {
-	h.mu.Lock()
-	h.restarts++
-	h.mu.Unlock()
 }
 
 // host is one model host seen from the worker that owns it: the process,

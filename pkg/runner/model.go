@@ -1,12 +1,10 @@
 package runner
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -61,103 +59,6 @@ type Model struct {
 
 // Closed reports whether the model version was closed (unloaded).
 func (m *Model) Closed() bool { return m.closed.Load() }
-
-// counters are the model's cumulative statistics.
-type counters struct {
-	success, failure atomic.Int64
-	executions, rows atomic.Int64
-	lastInference    atomic.Int64 // Unix nanoseconds
-	// Per request, as Triton's inference_stats count them: a request
-	// running in a batch is charged the batch's whole compute phases.
-	successNanos, queueNanos            atomic.Int64
-	inputNanos, inferNanos, outputNanos atomic.Int64
-	executionNanos                      atomic.Int64 // per execution
-	batchSizes                          []atomic.Int64
-}
-
-// Stats is a snapshot of a model's cumulative statistics. Durations are
-// summed over requests (Triton's inference_stats), except ExecutionTime,
-// summed over executions.
-type Stats struct {
-	Success    int64 // requests answered with outputs
-	Failure    int64 // requests answered with an error after being queued
-	Executions int64 // batches run
-	Rows       int64 // rows run, over all batches (Triton's inference_count)
-	// LastInference is when the last execution finished.
-	LastInference time.Time
-	// SuccessTime is the successful requests' time from queueing to answer.
-	SuccessTime   time.Duration
-	Queue         time.Duration
-	ComputeInput  time.Duration
-	ComputeInfer  time.Duration
-	ComputeOutput time.Duration
-	// ExecutionTime is the instances' busy time: the sum of executions.
-	ExecutionTime time.Duration
-	// BatchSizes[n] is the number of executions that held n rows.
-	BatchSizes []int64
-	// QueueLength is the number of requests waiting now (for admission,
-	// then in the batcher's queue), and OldestQueued how long the oldest
-	// of them has waited.
-	QueueLength  int
-	OldestQueued time.Duration
-	// Cache holds the response cache's counts, when there is one.
-	Cache *CacheStats
-	// HostCrashes counts the model hosts that died (memory faults
-	// included), HostMemoryFaults those that went over resources.memory,
-	// and HostRestarts the hosts started again after one died.
-	HostCrashes, HostMemoryFaults, HostRestarts int64
-}
-
-// LoadOptions tune LoadModel.
-type LoadOptions struct {
-	// Logger receives load and fallback messages; slog.Default() when nil.
-	Logger *slog.Logger
-	// ReadFile reads a file of the model's folder, such as a tokenizer's
-	// vocabulary; the repository sets it.
-	ReadFile func(name string) ([]byte, error)
-	// ReadModel reads the version's model file again, for a model host
-	// that starts again after a crash, so that the server keeps no copy
-	// of the model's bytes while its hosts hold the sessions; the
-	// repository sets it. Nil: the bytes LoadModel was given are kept.
-	ReadModel func() ([]byte, error)
-	// OpenModel opens the version's model file for a model host to read
-	// itself (when it first starts and after a crash), so that the model's
-	// bytes never pass through the server's memory; the repository sets it
-	// where the repository is a directory. It takes precedence over
-	// ReadModel.
-	OpenModel func() (*os.File, error)
-	// Device is the device of a model whose config names none ("cpu",
-	// "cuda:N" or "tensorrt:N"; empty: cpu).
-	Device string
-	// Isolation is where the sessions of a model whose config names none
-	// run: IsolationProcess or IsolationNone (empty: DefaultIsolation).
-	Isolation string
-	// LoadTimeout bounds a model host's load of its session
-	// (DefaultLoadTimeout when 0).
-	LoadTimeout time.Duration
-	// StateDir is the server's state folder: monitored versions keep
-	// their samples for review under it (empty: none kept).
-	StateDir string
-	// Control is a repository's model control (Open and OpenFS only).
-	Control Control
-
-	// modelSum is the SHA-256 of the model's bytes that every host of the
-	// version must report: the first instance's host's, for the others.
-	modelSum *[sha256.Size]byte
-}
-
-// DefaultIsolation is where sessions run unless configured otherwise.
-const DefaultIsolation = IsolationProcess
-
-// DefaultLoadTimeout bounds a model host's load of one session.
-const DefaultLoadTimeout = 2 * time.Minute
-
-func (o LoadOptions) loadTimeout() time.Duration {
-	if o.LoadTimeout > 0 {
-		return o.LoadTimeout
-	}
-	return DefaultLoadTimeout
-}
 
 // LoadModel creates a model version from ONNX bytes: it reads the graph's
 // inputs and outputs, applies and checks cfg, creates cfg.Instances sessions,
@@ -494,45 +395,6 @@ func (m *Model) LoadDuration() time.Duration { return m.loadDuration }
 
 // WarmupDuration returns the time the warm-up runs took.
 func (m *Model) WarmupDuration() time.Duration { return m.warmupDuration }
-
-// Stats returns a snapshot of the model's counters.
-func (m *Model) Stats() Stats {
-	s := Stats{
-		Success:       m.stats.success.Load(),
-		Failure:       m.stats.failure.Load(),
-		Executions:    m.stats.executions.Load(),
-		Rows:          m.stats.rows.Load(),
-		SuccessTime:   time.Duration(m.stats.successNanos.Load()),
-		Queue:         time.Duration(m.stats.queueNanos.Load()),
-		ComputeInput:  time.Duration(m.stats.inputNanos.Load()),
-		ComputeInfer:  time.Duration(m.stats.inferNanos.Load()),
-		ComputeOutput: time.Duration(m.stats.outputNanos.Load()),
-		ExecutionTime: time.Duration(m.stats.executionNanos.Load()),
-		BatchSizes:    make([]int64, len(m.stats.batchSizes)),
-	}
-	if m.cache != nil {
-		cs := m.cache.stats()
-		s.Cache = &cs
-	}
-	for i := range m.stats.batchSizes {
-		s.BatchSizes[i] = m.stats.batchSizes[i].Load()
-	}
-	if ns := m.stats.lastInference.Load(); ns != 0 {
-		s.LastInference = time.Unix(0, ns)
-	}
-	s.HostCrashes, s.HostMemoryFaults, s.HostRestarts = m.hosts.counts()
-	n, oldest := m.batcher.depth()
-	s.QueueLength = n
-	if n > 0 {
-		s.OldestQueued = time.Since(oldest)
-	}
-	// Those waiting for admission are in the queue too, and came first.
-	if w, age := m.admission.waiting(); w > 0 {
-		s.QueueLength += w
-		s.OldestQueued = max(s.OldestQueued, age)
-	}
-	return s
-}
 
 // Close stops accepting requests, answers every request already queued,
 // and releases the sessions. It is safe to call more than once.
