@@ -116,7 +116,7 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return fmt.Errorf("cannot reach %s: %w", base, err)
+			return &unreachableError{server: base.String(), err: err}
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -147,6 +147,9 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 		if name == "" {
 			var idx []struct{ Name, State string }
 			if err := get("POST", "/v2/repository/index", &idx); err != nil {
+				if _, down := errors.AsType[*unreachableError](err); down {
+					return nil, Model{}, nil, err
+				}
 				return nil, Model{}, nil, fmt.Errorf("no --model given, and %s has no repository index to choose from (%w): name the model with --model NAME (GET %s/v2/models/NAME is its metadata)", base, err, base)
 			}
 			if name, err = onlyReady(idx); err != nil {
@@ -425,3 +428,16 @@ func ParseShape(s string) (string, []int64, error) {
 	}
 	return name, shape, nil
 }
+
+// unreachableError is a request to the server that got no answer at all:
+// nothing listens there, or the connection failed.
+type unreachableError struct {
+	server string
+	err    error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach %s: %v (is infer serve running there? --server names another)", e.server, e.err)
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
