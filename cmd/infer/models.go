@@ -28,7 +28,7 @@ import (
 func newModelsCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "models",
-		Short: "List and run models in process",
+		Short: "List a repository's models or a running server's (--server), and run models in process",
 	}
 	cmd.AddCommand(newModelsListCmd(g), newModelsRunCmd(g), newModelsConfigCmd(g))
 	return cmd
