@@ -23,6 +23,9 @@ import (
 // LoadModel turns the panic into the load's error. The caller must call
 // release from the goroutine that called modelBytes.
 func (r *Repository) modelBytes(file string, cfg Config, opts *LoadOptions) (data []byte, release func(), err error) {
+	if err := r.regular(file); err != nil {
+		return nil, nil, err
+	}
 	iso := cfg.Isolation
 	if iso == "" {
 		iso = opts.Isolation
@@ -53,6 +56,30 @@ func (r *Repository) modelBytes(file string, cfg Config, opts *LoadOptions) (dat
 	return data, func() {}, err
 }
 
+// regular fails unless the repository's file is a regular file (a link
+// to one included): opening a named pipe blocks until a writer comes,
+// and a device can be read without end, so a model file that is either
+// would hold its load, and the server's shutdown, for ever.
+func (r *Repository) regular(file string) error {
+	st, err := fs.Stat(r.src, file)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%s): a model file must be one", file, st.Mode().Type())
+	}
+	return nil
+}
+
+// readModel reads the repository's model file again, for a model host
+// that starts again after a crash (LoadOptions.ReadModel).
+func (r *Repository) readModel(file string) ([]byte, error) {
+	if err := r.regular(file); err != nil {
+		return nil, err
+	}
+	return fs.ReadFile(r.src, file)
+}
+
 // mapFile maps f read-only and private, whole; nil for an empty file.
 func mapFile(f *os.File) ([]byte, error) {
 	st, err := f.Stat()
@@ -75,6 +102,9 @@ func mapFile(f *os.File) ([]byte, error) {
 // openOSFile opens the repository's file as an operating system file, or
 // fails when the repository is no directory (an embedded one).
 func (r *Repository) openOSFile(file string) (*os.File, error) {
+	if err := r.regular(file); err != nil {
+		return nil, err
+	}
 	f, err := r.src.Open(file)
 	if err != nil {
 		return nil, err

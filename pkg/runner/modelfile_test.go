@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A repository's model file that hosts will read is mapped, not read,
@@ -57,5 +59,48 @@ func TestModelBytesAreReadWhereTheServerNeedsThem(t *testing.T) {
 	data[0] ^= 1 // a heap copy: writable, and still there after release
 	if _, err := os.ReadFile(filepath.Join(dir, "mlp", "1", ModelFile)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A model file or config.yaml that is a named pipe is refused, by name,
+// where opening it would wait for a writer for ever (and hold the
+// server's shutdown); a device is refused too.
+func TestNonRegularModelFilesAreRefused(t *testing.T) {
+	cases := map[string]func(dir string) error{
+		"a named pipe": func(dir string) error {
+			return syscall.Mkfifo(filepath.Join(dir, "m", "1", ModelFile), 0o644)
+		},
+		"a device": func(dir string) error {
+			return os.Symlink("/dev/zero", filepath.Join(dir, "m", "1", ModelFile))
+		},
+		"a named pipe for config.yaml": func(dir string) error {
+			copyFile(t, filepath.Join(bundled, "mlp", "1", ModelFile), filepath.Join(dir, "m", "1", ModelFile))
+			return syscall.Mkfifo(filepath.Join(dir, "m", ConfigFile), 0o644)
+		},
+	}
+	for what, build := range cases {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "m", "1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := build(dir); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			repo, err := Open(dir, LoadOptions{Isolation: IsolationProcess})
+			if err == nil {
+				repo.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("%s: %v, want it refused as not a regular file", what, err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: Open still waits after a minute", what)
+		}
 	}
 }

@@ -268,9 +268,13 @@ func (r *Repository) layout(name string) (Config, map[int64]string, error) {
 
 func (r *Repository) readConfig(name string) (Config, error) {
 	file := path.Join(name, ConfigFile)
-	f, err := r.src.Open(file)
+	err := r.regular(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Config{}, nil
+	}
+	var f fs.File
+	if err == nil {
+		f, err = r.src.Open(file)
 	}
 	if err != nil {
 		return Config{}, fmt.Errorf("read %s: %w", r.where(file), err)
@@ -314,7 +318,7 @@ func (r *Repository) loadVersion(name string, v int64, file string, cfg Config) 
 	// A model host reads the file itself where the repository is a
 	// directory, or is given it read again (after a crash too): the
 	// server keeps no copy of the weights its hosts hold.
-	opts.ReadModel = func() ([]byte, error) { return fs.ReadFile(r.src, file) }
+	opts.ReadModel = func() ([]byte, error) { return r.readModel(file) }
 	data, release, err := r.modelBytes(file, cfg, &opts)
 	if err != nil {
 		out.err = fmt.Errorf("load model %q version %d: %w", name, v, err)
@@ -349,6 +353,9 @@ func (r *Repository) where(file string) string {
 func (r *Repository) ReadFile(name, file string) ([]byte, error) {
 	if r.single != "" {
 		return nil, fmt.Errorf("model %q: a single-file model has no %s", name, file)
+	}
+	if err := r.regular(path.Join(name, file)); err != nil {
+		return nil, err
 	}
 	return fs.ReadFile(r.src, path.Join(name, file))
 }
