@@ -547,3 +547,27 @@ func TestWarmAllLoadsEveryModel(t *testing.T) {
 		t.Errorf("loaded %v, want every model", names)
 	}
 }
+
+// A version loaded on demand has its content digest, the same at every
+// load of the same files: rollouts compare it to notice a changed
+// candidate.
+func TestOnDemandVersionsHaveTheirDigest(t *testing.T) {
+	dir := manyModels(t, 1, "")
+	repo, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	inferOn(t, repo, "m1")
+	first, err := repo.Digest("m1", 1)
+	if err != nil || !strings.HasPrefix(first, "sha256:") {
+		t.Fatalf("digest after a load on demand: %q, %v", first, err)
+	}
+	if err := repo.Unload("m1"); err != nil {
+		t.Fatal(err)
+	}
+	inferOn(t, repo, "m1")
+	if again, _ := repo.Digest("m1", 1); again != first {
+		t.Fatalf("digest %q after a second load of the same files, %q after the first", again, first)
+	}
+}

@@ -180,7 +180,7 @@ func (r *Repository) loadOnDemand(name string, v *version, done chan struct{}) {
 	case err != nil:
 		v.err = err // still unloaded: the next request tries again
 	case nv.model != nil && current:
-		v.model, v.err, v.unloaded, v.failures = nv.model, nil, false, 0
+		v.model, v.digest, v.err, v.unloaded, v.failures = nv.model, nv.digest, nil, false, 0
 		v.bytes.Store(nv.bytes.Load())
 		v.lastUsed.Store(time.Now().UnixNano())
 		v.leases.Add(v.waiters)
