@@ -66,9 +66,10 @@ var loadIdleFor = 250 * time.Millisecond
 // cores' other work leaves no idle time for still ends, at the weight of
 // its nice value.
 type hostPriority struct {
-	nice    int32 // the nice value to serve at: the server's
-	lowered bool  // whether the load runs below the server
-	idled   bool  // whether this process put its threads under SCHED_IDLE
+	nice    int32  // the nice value to serve at: the server's
+	lowered bool   // whether the load runs below the server
+	idled   bool   // whether this process put its threads under SCHED_IDLE
+	policy  uint32 // the policy they had: SCHED_NORMAL or SCHED_BATCH
 
 	mu     sync.Mutex
 	served bool
@@ -95,7 +96,7 @@ func lowerForLoad() (*hostPriority, error) {
 	if attr.Policy != unix.SCHED_NORMAL && attr.Policy != unix.SCHED_BATCH {
 		return p, setScheduling(LoadSlice, load) // a policy an operator chose
 	}
-	p.idled = true
+	p.idled, p.policy = true, attr.Policy
 	p.timer = time.AfterFunc(loadIdleFor, p.escalate)
 	return p, eachThread("self", false, func(a *unix.SchedAttr) { a.Policy, a.Nice, a.Runtime = unix.SCHED_IDLE, load, 0 })
 }
@@ -110,7 +111,7 @@ func (p *hostPriority) escalate() {
 	}
 	load := min(p.nice+LoadNice, 19)
 	_ = eachThread("self", true, func(a *unix.SchedAttr) {
-		a.Policy, a.Nice, a.Runtime = unix.SCHED_NORMAL, load, uint64(LoadSlice.Nanoseconds())
+		a.Policy, a.Nice, a.Runtime = p.policy, load, uint64(LoadSlice.Nanoseconds())
 	})
 }
 
@@ -148,7 +149,8 @@ func spawnLowered(start func(env []string) error) error {
 }
 
 // serve gives every thread of this process HostSlice at the server's nice
-// value, under SCHED_NORMAL again where the load put it under SCHED_IDLE.
+// value, under its own policy again (SCHED_NORMAL or SCHED_BATCH) where
+// the load put it under SCHED_IDLE.
 func (p *hostPriority) serve() error {
 	if p == nil {
 		return nil // lowerForLoad could not read the scheduling: nothing was changed
@@ -161,7 +163,7 @@ func (p *hostPriority) serve() error {
 	}
 	return eachThread("self", p.idled, func(a *unix.SchedAttr) {
 		if a.Policy == unix.SCHED_IDLE {
-			a.Policy = unix.SCHED_NORMAL
+			a.Policy = p.policy
 		}
 		a.Nice, a.Runtime = p.nice, uint64(HostSlice.Nanoseconds())
 	})
