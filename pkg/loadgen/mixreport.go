@@ -26,27 +26,40 @@ type ModelReport struct {
 }
 
 // PooledLatency returns the latency percentiles of the named models'
-// requests together, from their reports' histograms; a name that no
-// report has is an error.
+// requests together, from their reports' histograms. A name that no
+// report has, or one named twice, is an error; the pool spans every
+// histogram's range, so that none loses a value to another's.
 func PooledLatency(models []ModelReport, names ...string) (Percentiles, error) {
-	var pooled *hdr.Histogram
-	for _, name := range names {
-		i := slices.IndexFunc(models, func(m ModelReport) bool { return m.Model == name })
-		if i < 0 {
+	if len(models) == 0 {
+		return Percentiles{}, errors.New("no per-model figures: the run was of one model, whose latency is the report's own")
+	}
+	hists := make([]*hdr.Histogram, 0, len(names))
+	for i, name := range names {
+		if slices.Contains(names[:i], name) {
+			return Percentiles{}, fmt.Errorf("model %q named twice", name)
+		}
+		j := slices.IndexFunc(models, func(m ModelReport) bool { return m.Model == name })
+		if j < 0 {
 			return Percentiles{}, fmt.Errorf("no report of model %q", name)
 		}
-		h, err := hdr.Decode([]byte(models[i].Histogram))
+		h, err := hdr.Decode([]byte(models[j].Histogram))
 		if err != nil {
 			return Percentiles{}, fmt.Errorf("model %q: histogram: %w", name, err)
 		}
-		if pooled == nil {
-			pooled = h
-		} else {
-			pooled.Merge(h)
-		}
+		hists = append(hists, h)
 	}
-	if pooled == nil {
+	if len(hists) == 0 {
 		return Percentiles{}, errors.New("no model to pool")
+	}
+	lo, hi, digits := hists[0].LowestTrackableValue(), hists[0].HighestTrackableValue(), hists[0].SignificantFigures()
+	for _, h := range hists[1:] {
+		lo, hi, digits = min(lo, h.LowestTrackableValue()), max(hi, h.HighestTrackableValue()), max(digits, h.SignificantFigures())
+	}
+	pooled := hdr.New(max(lo, 1), hi, int(digits))
+	for _, h := range hists {
+		if dropped := pooled.Merge(h); dropped > 0 {
+			return Percentiles{}, fmt.Errorf("%d values out of the pool's range", dropped)
+		}
 	}
 	return percentiles(pooled), nil
 }

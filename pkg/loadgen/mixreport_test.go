@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // The models of one run pool exactly from their reports' histograms, after
@@ -43,5 +45,37 @@ func TestPooledLatencyMergesModels(t *testing.T) {
 	}
 	if _, err := PooledLatency(reports, "fast", "missing"); err == nil {
 		t.Error("a model with no report pooled without an error")
+	}
+	if _, err := PooledLatency(reports, "fast", "fast"); err == nil {
+		t.Error("a model named twice pooled without an error")
+	}
+	if _, err := PooledLatency(nil, "fast"); err == nil {
+		t.Error("a report of one model pooled without an error")
+	}
+}
+
+// Histograms of different ranges pool whatever their order: a narrow one
+// first loses none of a wider one's values.
+func TestPooledLatencySpansEveryRange(t *testing.T) {
+	report := func(name string, highest, value int64) ModelReport {
+		h := hdr.New(1, highest, 2)
+		if err := h.RecordValue(value); err != nil {
+			t.Fatal(err)
+		}
+		enc, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ModelReport{Model: name, Requests: 1, Histogram: string(enc)}
+	}
+	reports := []ModelReport{report("narrow", 1000, 500), report("wide", 10_000_000, 5_000_000)}
+	for _, order := range [][]string{{"narrow", "wide"}, {"wide", "narrow"}} {
+		p, err := PooledLatency(reports, order...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Max < 4900 || p.Max > 5100 {
+			t.Errorf("pooled %v: max %.1f ms, want 5000", order, p.Max)
+		}
 	}
 }
