@@ -372,7 +372,7 @@ func (r *Repository) pick(name string, want int64) (*Model, *version, error) {
 			}
 		}
 		if v == nil {
-			return nil, nil, fmt.Errorf("%w: model %q has no ready version", ErrModelNotReady, name)
+			return nil, nil, notReady(name, versions)
 		}
 	}
 	switch {

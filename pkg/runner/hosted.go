@@ -234,6 +234,10 @@ func (h *host) ready() error {
 		if err != nil {
 			h.fails++
 			h.log.Error("model host restart failed", "err", err)
+			if strings.Contains(err.Error(), errModelChanged) {
+				// No retry brings the version's bytes back.
+				h.health.giveUp(err.Error())
+			}
 			h.health.crashed(time.Now(), err.Error(), false)
 			continue
 		}

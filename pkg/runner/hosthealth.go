@@ -55,6 +55,17 @@ func (h *hostHealth) crashed(now time.Time, cause string, memory bool) bool {
 	return h.down.Load() != nil
 }
 
+// giveUp takes the version down at once, for reason: a restart that no
+// retry can help.
+func (h *hostHealth) giveUp(reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down.Load() == nil {
+		reason = "model host cannot start again: " + reason
+		h.down.Store(&reason)
+	}
+}
+
 // answered ends a streak of crashes: a batch was answered.
 func (h *hostHealth) answered() {
 	if h.streak.Load() == 0 {

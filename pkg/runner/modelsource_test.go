@@ -47,6 +47,14 @@ func TestHostRestartsFromTheFileAndRefusesAChangedOne(t *testing.T) {
 	if !errors.Is(err, ErrModelNotReady) || !strings.Contains(err.Error(), "model file changed since this version loaded") {
 		t.Fatalf("after the file changed under a crashed host: %v, want ErrModelNotReady saying the file changed", err)
 	}
+	// The version gave up at the first refused restart, and a request for
+	// the model says why.
+	if crashes, _, _ := m.hosts.counts(); crashes != 3 {
+		t.Errorf("%d crashes, want 3 (two poison batches, one refused restart): a changed file is not tried again", crashes)
+	}
+	if _, err := repo.Model("int-div", 0); err == nil || !strings.Contains(err.Error(), "model file changed since this version loaded") {
+		t.Errorf("the model after its version gave up: %v, want the reason", err)
+	}
 }
 
 // openHosted opens the repository dir with every model in model hosts,

@@ -428,9 +428,31 @@ func (r *Repository) Model(name string, version int64) (*Model, error) {
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("%w: model %q has no ready version", ErrModelNotReady, name)
+		return nil, notReady(name, versions)
 	}
 	return best, nil
+}
+
+// notReady is the error of model name when none of its versions is
+// ready: with the newest version's reason, where one has a reason.
+func notReady(name string, versions map[int64]*version) error {
+	var num int64
+	var why string
+	for n, v := range versions {
+		if n < num {
+			continue
+		}
+		switch {
+		case v.model != nil && v.model.Unavailable() != "":
+			num, why = n, v.model.Unavailable()
+		case v.model == nil && v.err != nil:
+			num, why = n, v.err.Error()
+		}
+	}
+	if why == "" {
+		return fmt.Errorf("%w: model %q has no ready version", ErrModelNotReady, name)
+	}
+	return fmt.Errorf("%w: model %q has no ready version (version %d: %s)", ErrModelNotReady, name, num, why)
 }
 
 // Index returns every model version the repository knows, ready or not,
