@@ -146,6 +146,7 @@ func TestDecodeErrorsNameTheProblem(t *testing.T) {
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,"a"]}]}`, -1, `input "x": data: element 1`},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[[1,2]}]}`, -1, "request JSON"},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,,2]}]}`, -1, "request JSON"},
+		{"{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,\x002]}]}", -1, `invalid value "\x002"`},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"BOOL","data":[1]}]}`, -1, `"1" is not a valid BOOL`},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":8}}]}`, 1000, "body has"},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":8}}]}XXXX`, 0, "only 4 binary bytes remain"},

@@ -43,7 +43,7 @@ func (s *scanner) data(dst []byte, dt tensor.DataType) ([]byte, int64, error) {
 	for {
 		c := s.peek()
 		switch {
-		case c == 0:
+		case c == 0 && s.i == len(s.b):
 			return dst, n, s.syntax("unterminated array")
 		case c == '[':
 			if !wantValue {
