@@ -120,7 +120,7 @@ func (h *host) start(onnx []byte) (Device, error) {
 		defer model.Close() // the host has its own descriptor
 	} else {
 		if int64(len(onnx)) != h.modelBytes {
-			return Device{}, fmt.Errorf("%s (%d bytes now, %d before): load the version again to serve the new file", errModelChanged, len(onnx), h.modelBytes)
+			return Device{}, fmt.Errorf("%w (%d bytes now, %d before): load the version again to serve the new file", ErrModelChanged, len(onnx), h.modelBytes)
 		}
 		if err := h.region.Grow(len(onnx)); err != nil {
 			return Device{}, err
@@ -173,6 +173,9 @@ func (h *host) start(onnx []byte) (Device, error) {
 		proc.Stop()
 		if strings.Contains(loaded.Err, ErrDeviceUnavailable.Error()) {
 			return Device{}, fmt.Errorf("%w: %s", ErrDeviceUnavailable, strings.TrimPrefix(loaded.Err, ErrDeviceUnavailable.Error()+": "))
+		}
+		if rest, ok := strings.CutPrefix(loaded.Err, ErrModelChanged.Error()); ok {
+			return Device{}, fmt.Errorf("%w%s", ErrModelChanged, rest)
 		}
 		return Device{}, errors.New(loaded.Err)
 	}
@@ -234,7 +237,7 @@ func (h *host) ready() error {
 		if err != nil {
 			h.fails++
 			h.log.Error("model host restart failed", "err", err)
-			if strings.Contains(err.Error(), errModelChanged) {
+			if errors.Is(err, ErrModelChanged) {
 				// No retry brings the version's bytes back.
 				h.health.giveUp(err.Error())
 			}

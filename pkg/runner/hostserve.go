@@ -200,7 +200,7 @@ func hostModelBytes(spec hostSpec, region *modelhost.Region) (onnx, hash []byte,
 			return nil, nil, fmt.Errorf("model file: %w", err)
 		}
 		if st.Size() != spec.ModelBytes {
-			return nil, nil, fmt.Errorf("%s (%d bytes now, %d before): load the version again to serve the new file", errModelChanged, st.Size(), spec.ModelBytes)
+			return nil, nil, fmt.Errorf("%w (%d bytes now, %d before): load the version again to serve the new file", ErrModelChanged, st.Size(), spec.ModelBytes)
 		}
 		onnx = make([]byte, spec.ModelBytes)
 		if _, err := io.ReadFull(f, onnx); err != nil {

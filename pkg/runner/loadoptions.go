@@ -51,6 +51,18 @@ const DefaultIsolation = IsolationProcess
 // DefaultLoadTimeout bounds a model host's load of one session.
 const DefaultLoadTimeout = 2 * time.Minute
 
+// isolation returns where the sessions of a version configured with cfg
+// run: its config's isolation, else the options', else DefaultIsolation.
+func (o LoadOptions) isolation(cfg Config) string {
+	switch {
+	case cfg.Isolation != "":
+		return cfg.Isolation
+	case o.Isolation != "":
+		return o.Isolation
+	}
+	return DefaultIsolation
+}
+
 func (o LoadOptions) loadTimeout() time.Duration {
 	if o.LoadTimeout > 0 {
 		return o.LoadTimeout

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -23,37 +24,28 @@ import (
 // LoadModel turns the panic into the load's error. The caller must call
 // release from the goroutine that called modelBytes.
 func (r *Repository) modelBytes(file string, cfg Config, opts *LoadOptions) (data []byte, release func(), err error) {
-	if err := r.regular(file); err != nil {
+	f, err := r.openOSFile(file)
+	if errors.Is(err, errNotOSFile) {
+		data, err = r.readModel(file)
+		return data, func() {}, err
+	}
+	if err != nil {
 		return nil, nil, err
 	}
-	iso := cfg.Isolation
-	if iso == "" {
-		iso = opts.Isolation
+	defer f.Close()
+	opts.OpenModel = func() (*os.File, error) { return r.openOSFile(file) }
+	if opts.isolation(cfg) != IsolationProcess || cfg.Generation != nil {
+		data, err = fs.ReadFile(r.src, file)
+		return data, func() {}, err
 	}
-	if iso == "" {
-		iso = DefaultIsolation
+	if data, err = mapFile(f); err != nil || data == nil { // nil: an empty file, nothing to map
+		return nil, func() {}, err
 	}
-	if f, err := r.openOSFile(file); err == nil {
-		opts.OpenModel = func() (*os.File, error) { return r.openOSFile(file) }
-		if iso == IsolationProcess && cfg.Generation == nil {
-			data, err := mapFile(f)
-			f.Close()
-			if err != nil {
-				return nil, nil, err
-			}
-			if data == nil { // empty: nothing to map
-				return nil, func() {}, nil
-			}
-			fault := debug.SetPanicOnFault(true)
-			return data, func() {
-				debug.SetPanicOnFault(fault)
-				_ = unix.Munmap(data)
-			}, nil
-		}
-		f.Close()
-	}
-	data, err = fs.ReadFile(r.src, file)
-	return data, func() {}, err
+	fault := debug.SetPanicOnFault(true)
+	return data, func() {
+		debug.SetPanicOnFault(fault)
+		_ = unix.Munmap(data)
+	}, nil
 }
 
 // regular fails unless the repository's file is a regular file (a link
@@ -112,7 +104,11 @@ func (r *Repository) openOSFile(file string) (*os.File, error) {
 	osf, ok := f.(*os.File)
 	if !ok {
 		f.Close()
-		return nil, fmt.Errorf("%s is not a file of the operating system's", file)
+		return nil, fmt.Errorf("%s: %w", file, errNotOSFile)
 	}
 	return osf, nil
 }
+
+// errNotOSFile is openOSFile's error for a repository that is no
+// directory.
+var errNotOSFile = errors.New("not a file of the operating system's (an embedded repository)")

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 )
@@ -81,11 +82,12 @@ func (s *modelSource) loaded(sum [sha256.Size]byte) error {
 		return nil
 	}
 	if sum != s.sum {
-		return fmt.Errorf("%s (other bytes of the same size): load the version again to serve the new file", errModelChanged)
+		return fmt.Errorf("%w (other bytes of the same size): load the version again to serve the new file", ErrModelChanged)
 	}
 	return nil
 }
 
-// errModelChanged begins the error of a host that found the model file
-// other than its version's.
-const errModelChanged = "the model file changed since this version loaded"
+// ErrModelChanged is the error of a model host that found the model file
+// other than its version's: no retry brings the version's bytes back, so
+// the version gives up at once.
+var ErrModelChanged = errors.New("the model file changed since this version loaded")

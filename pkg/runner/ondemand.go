@@ -114,10 +114,7 @@ func (r *Repository) scan(name string) error {
 
 // loadMeasured loads a version and measures its memory (see memory.go).
 func (r *Repository) loadMeasured(name string, v int64, data []byte, cfg Config, opts LoadOptions) (*Model, int64, error) {
-	iso := cfg.Isolation
-	if iso == "" {
-		iso = opts.Isolation
-	}
+	iso := opts.isolation(cfg)
 	var m *Model
 	var err error
 	var grown int64
