@@ -46,10 +46,11 @@ const LoadSlice = 100 * time.Millisecond
 // the kernel weighs a load at a tenth of a serving task
 // (sched_prio_to_weight: 110 against 1024), so that a load yields to the
 // serving tasks on the same cores and still progresses on cores they keep
-// busy. The kernel's work to start and end a host, and the server's part
-// of a load, keep the server's priority (docs/performance.md, many
-// models). Without that permission a host loads at its server's priority,
-// with LoadSlice only.
+// busy. A host starts at this priority (spawnLowered), loads under
+// SCHED_IDLE first (hostPriority), and is put under SCHED_IDLE before it
+// is killed (lowerForExit); the server's own part of a load keeps the
+// server's priority (docs/performance.md, many models). Without that
+// permission a host loads at its server's priority, with LoadSlice only.
 const LoadNice = 10
 
 // loadIdleFor is how long a model host loads under SCHED_IDLE before it
