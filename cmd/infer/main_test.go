@@ -149,6 +149,10 @@ func TestMain(m *testing.M) {
 			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 			// teatest waits for a SIGINT for the life of the test binary.
 			goleak.IgnoreTopFunction("github.com/charmbracelet/x/exp/teatest/v2.NewTestModel.func2"),
+			// fasthttp's worker pool cleaner ends within its sleep (10 s)
+			// of its server; its Date header clock runs for the process.
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		); err != nil {
 			os.Stderr.WriteString("goroutines left behind: " + err.Error() + "\n")
 			code = 1

@@ -8,12 +8,8 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 
 	"github.com/infer-serving/infer/pkg/core"
@@ -84,24 +80,41 @@ func WriteError(w http.ResponseWriter, status int, err error) {
 }
 
 // Fail answers err with the status core.Status maps it to, and the
-// headers that go with it: Retry-After for a call shed before its body, a
-// load refused for the memory budget, or a call refused by an open
-// circuit breaker (with FallbackHeader "unavailable").
-// The server's own failures (500) are logged.
+// headers that go with it (see failure). The server's own failures (500)
+// are logged.
 func Fail(w http.ResponseWriter, log *slog.Logger, err error) {
+	status := failure(log, err, w.Header().Set)
+	WriteError(w, status, err)
+}
+
+// failure returns the status core.Status maps err to, after setting with
+// set the headers that go with it: Retry-After for a call shed before its
+// body, a load refused for the memory budget, or a call refused by an
+// open circuit breaker (with FallbackHeader "unavailable"). It logs the
+// server's own failures (500).
+func failure(log *slog.Logger, err error, set func(name, value string)) int {
 	status := core.Status(err)
 	if after, ok := core.RetryAfter(err); ok {
-		w.Header().Set("Retry-After", after)
+		set("Retry-After", after)
 		if core.CircuitOpen(err) {
-			w.Header().Set(core.FallbackHeader, core.ViaUnavailable)
+			set(core.FallbackHeader, core.ViaUnavailable)
 		}
 	} else if core.Shed(err) {
-		w.Header().Set("Retry-After", "1") // the body stays unread
+		set("Retry-After", "1") // the body stays unread
 	}
 	if status == http.StatusInternalServerError {
 		log.Error("request failed", "err", err)
 	}
-	WriteError(w, status, err)
+	return status
+}
+
+// errorBody is err as the protocol's error object, in JSON.
+func errorBody(err error) []byte {
+	body, merr := json.Marshal(protocol.Error{Error: protocol.ClipMessage(err.Error())})
+	if merr != nil {
+		return []byte(`{"error":"encode response"}`)
+	}
+	return body
 }
 
 func (s *API) fail(w http.ResponseWriter, err error) { Fail(w, s.log, err) }
@@ -240,80 +253,4 @@ func (s *API) ServeRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
 		idx = append(idx, e)
 	}
 	WriteJSON(w, http.StatusOK, idx)
-}
-
-// bodyChunk is the most readBody allocates before a body's bytes arrive,
-// in bytes: a Content-Length is a claim, and the buffer grows only as the
-// bytes it announces come in.
-const bodyChunk = 64 << 10
-
-// errBodyTooLarge makes the 413 error of a body over limit bytes, which
-// announced (or was found to hold) at least n bytes.
-func errBodyTooLarge(n, limit int64) error {
-	return fmt.Errorf("request body of %d bytes or more is over the limit of %d bytes (max_body_bytes): %w", n, limit, &http.MaxBytesError{Limit: limit})
-}
-
-// readBody reads a request body of at most limit bytes, appending it to
-// buf (a pooled buffer, or nil). One that announces more is refused before
-// it is read; otherwise the buffer grows by no more than bodyChunk and
-// then doubles as the bytes arrive, up to the length announced, so a
-// client that announces a large body and sends little costs the server
-// little.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, error) {
-	want := r.ContentLength // -1: unknown (chunked)
-	if want > limit {
-		return nil, errBodyTooLarge(want, limit)
-	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	size := int64(bodyChunk)
-	if want >= 0 {
-		size = min(size, want)
-	}
-	if int64(cap(buf)) < size {
-		buf = slices.Grow(buf[:0], int(max(size, 512)))
-	}
-	buf = buf[:0]
-	for {
-		if want >= 0 && int64(len(buf)) == want {
-			return buf, nil // net/http never reads past the Content-Length
-		}
-		if len(buf) == cap(buf) {
-			grow := int64(cap(buf))
-			if want >= 0 {
-				grow = min(grow, want-int64(len(buf)))
-			}
-			buf = slices.Grow(buf, int(grow))
-		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		switch {
-		case errors.Is(err, io.EOF):
-			return buf, nil
-		case err != nil:
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				return nil, errBodyTooLarge(int64(len(buf))+1, limit)
-			}
-			if errors.Is(err, core.ErrBodyTimeout) {
-				return nil, fmt.Errorf("reading the body after %d bytes: %w", len(buf), err)
-			}
-			return nil, fmt.Errorf("%w: reading the body after %d bytes: %v", protocol.ErrBadRequest, len(buf), err)
-		}
-	}
-}
-
-// decodeHTTP reads an infer request's body into buf (see readBody) and
-// decodes it; binary tensor data is not copied: the request's tensors
-// alias the body it returns.
-func decodeHTTP(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) (*protocol.InferRequest, []byte, error) {
-	body, err := readBody(w, r, limit, buf)
-	if err != nil {
-		return nil, nil, err
-	}
-	headerLength, err := protocol.ParseHeaderLength(r.Header.Get(protocol.HeaderContentLength))
-	if err != nil {
-		return nil, body, err
-	}
-	req, err := protocol.DecodeRequest(body, headerLength)
-	return req, body, err
 }

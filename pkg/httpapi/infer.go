@@ -14,68 +14,104 @@ import (
 // BatchSizeHeader carries the number of rows in the batch a request ran in.
 const BatchSizeHeader = "Inference-Batch-Size"
 
-// serveInfer is the hot path: a call whose Decode reads the body (only
-// once the core has admitted it, so that a shed request's body is never
-// read) and whose Encode makes the response's bytes, written here with
-// the latency budget in Server-Timing.
-func (s *API) serveInfer(w http.ResponseWriter, r *http.Request) {
-	var req *protocol.InferRequest
-	var body []byte
-	var in, out *[]byte // the pooled buffers of the request's and the response's bodies
-	headerLength := int64(-1)
-	call := &core.Call{
-		Model: r.PathValue("model"), Version: r.PathValue("version"), Protocol: core.ProtoHTTP,
-		Start: time.Now(), Header: r.Header.Get,
-		Decode: func(c *core.Call) (err error) {
-			in = bodyBuffers.Get().(*[]byte)
-			req, *in, err = decodeHTTP(w, r, s.opts.MaxBodyBytes, *in)
+// inference is one infer call's state, over either HTTP server: the
+// decoded request, the pooled buffers of its body and its answer, and the
+// length of the answer's JSON header when it carries binary tensors.
+type inference struct {
+	req          *protocol.InferRequest
+	answer       []byte
+	in, out      *[]byte
+	headerLength int64
+}
+
+// call returns the core call of an infer request for model and version
+// (empty: the traffic policy's), which arrived at start. Its Decode reads
+// the body with read (only once the core has admitted the call, so that a
+// shed request's body is never read) and decodes it, its tensors aliasing
+// the body; its Encode makes the answer's bytes. header looks up a request
+// header.
+func (x *inference) call(model, version string, start time.Time, header func(string) string, read func(buf []byte) ([]byte, error)) *core.Call {
+	x.headerLength = -1
+	return &core.Call{
+		Model: model, Version: version, Protocol: core.ProtoHTTP, Start: start, Header: header,
+		Decode: func(c *core.Call) error {
+			x.in = bodyBuffers.Get().(*[]byte)
+			body, err := read(*x.in)
 			if err != nil {
 				return err
 			}
-			return callOf(c, req)
+			*x.in = body
+			headerLength, err := protocol.ParseHeaderLength(header(protocol.HeaderContentLength))
+			if err != nil {
+				return err
+			}
+			if x.req, err = protocol.DecodeRequest(body, headerLength); err != nil {
+				return err
+			}
+			return callOf(c, x.req)
 		},
 		Encode: func(res *core.Result) (err error) {
 			buf := responseBuffers.Get().(*[]byte)
-			body, headerLength, err = responseOf(req, res).AppendTo((*buf)[:0])
-			*buf = body
+			x.answer, x.headerLength, err = responseOf(x.req, res).AppendTo((*buf)[:0])
+			*buf = x.answer
 			if err != nil {
 				putBuffer(&responseBuffers, buf, maxPooledBody)
 			} else {
-				out = buf
+				x.out = buf
 			}
 			return err
 		},
 	}
-	res, err := s.Infer(r.Context(), call)
+}
+
+// release pools the call's buffers again, once it is answered: no one
+// refers to its body (core.Infer) and the answer has been copied or sent.
+// A call that failed keeps its body out of the pool: it may have timed
+// out in its queue and still be read by the batch it waited for.
+func (x *inference) release() {
+	putBuffer(&bodyBuffers, x.in, maxPooledBody)
+	putBuffer(&responseBuffers, x.out, maxPooledBody)
+}
+
+// headers sets the answer's headers with set: the latency budget in
+// Server-Timing, the batch size, the fallback and route taken, the
+// content type and, for binary tensors, the JSON header's length.
+func (x *inference) headers(res *core.Result, set func(name, value string)) {
+	if res.Draining {
+		set("Connection", "close")
+	}
+	var timing [160]byte
+	set("Server-Timing", string(res.Timing.AppendServerTiming(timing[:0])))
+	set(BatchSizeHeader, strconv.Itoa(res.Timing.BatchSize))
+	if res.Via != "" {
+		set(core.FallbackHeader, res.Via)
+	}
+	if res.Route != "" {
+		set(core.RouteHeader, res.Route)
+	}
+	if x.headerLength >= 0 {
+		set("Content-Type", "application/octet-stream")
+		set(protocol.HeaderContentLength, strconv.FormatInt(x.headerLength, 10))
+	} else {
+		set("Content-Type", "application/json")
+	}
+}
+
+// serveInfer answers an infer call on net/http (Handler's mux).
+func (s *API) serveInfer(w http.ResponseWriter, r *http.Request) {
+	var x inference
+	read := func(buf []byte) ([]byte, error) { return readBody(r.Body, r.ContentLength, s.opts.MaxBodyBytes, buf) }
+	res, err := s.Infer(r.Context(), x.call(r.PathValue("model"), r.PathValue("version"), time.Now(), r.Header.Get, read))
 	if err != nil {
-		// The body is not pooled again: a call that failed (timed out in
-		// its queue) may still be read by the batch it waited for.
 		s.fail(w, err)
 		return
 	}
-	defer putBuffer(&bodyBuffers, in, maxPooledBody)      // answered: no one refers to the body (core.Infer)
-	defer putBuffer(&responseBuffers, out, maxPooledBody) // w.Write has copied the body, or sent it
+	defer x.release()
 	h := w.Header()
-	if res.Draining {
-		h.Set("Connection", "close")
-	}
-	h.Set("Server-Timing", string(res.Timing.AppendServerTiming(make([]byte, 0, 128))))
-	h.Set(BatchSizeHeader, strconv.Itoa(res.Timing.BatchSize))
-	if res.Via != "" {
-		h.Set(core.FallbackHeader, res.Via)
-	}
-	if res.Route != "" {
-		h.Set(core.RouteHeader, res.Route)
-	}
-	if headerLength >= 0 {
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set(protocol.HeaderContentLength, strconv.FormatInt(headerLength, 10))
-	} else {
-		h.Set("Content-Type", "application/json")
-	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	x.headers(res, h.Set)
+	h.Set("Content-Length", strconv.Itoa(len(x.answer)))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
+	_, _ = w.Write(x.answer)
 }
 
 // bodyBuffers and responseBuffers hold the buffers request bodies are

@@ -331,3 +331,21 @@ func (c *Conn) pending() bool {
 	})
 	return n > 0
 }
+
+// NetConn returns the connection the listener accepted, as tls.Conn's
+// NetConn does: for what needs its descriptor.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// CloseAll closes every connection the listener holds, requests and all:
+// the end of a shutdown whose grace period ran out.
+func (l *Listener) CloseAll() {
+	l.mu.Lock()
+	conns := make([]*Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}

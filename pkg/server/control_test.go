@@ -238,7 +238,7 @@ func TestLoadKeepsTrafficAndLeavesNoPin(t *testing.T) {
 }
 
 // adminBase returns the base URL of s's admin API.
-func adminBase(t *testing.T, s *Server, hs *httptest.Server) string {
+func adminBase(t *testing.T, s *Server, hs *frontServer) string {
 	t.Helper()
 	as := httptest.NewServer(s.AdminHandler())
 	t.Cleanup(as.Close)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 
 	"github.com/infer-serving/infer/pkg/netlimit"
@@ -110,19 +111,16 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 		"metrics": netlimit.NewBudget(metricsConnections), "admin": netlimit.NewBudget(adminConnections)}
 	s.Registry().MustRegister(connCollector(budgets))
 
-	type front struct {
-		name string
-		ln   *netlimit.Listener
-		http *http.Server
-		grpc *grpc.Server
-	}
 	var fronts []front
+	if ls.HTTP != nil {
+		fronts = append(fronts, front{name: "HTTP", ln: netlimit.Listen(ls.HTTP, inference), fast: s.HTTPFront()})
+	}
 	for _, f := range []struct {
 		name   string
 		ln     net.Listener
 		h      http.Handler
 		budget string
-	}{{"HTTP", ls.HTTP, s.Handler(), "inference"}, {"metrics", ls.Metrics, s.MetricsHandler(), "metrics"}, {"admin", ls.Admin, s.AdminHandler(), "admin"}} {
+	}{{"metrics", ls.Metrics, s.MetricsHandler(), "metrics"}, {"admin", ls.Admin, s.AdminHandler(), "admin"}} {
 		if f.ln != nil {
 			hs := s.HTTPServer(f.h)
 			hs.ConnState = netlimit.ConnState
@@ -140,12 +138,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	var serving sync.WaitGroup
 	for _, f := range fronts {
 		serving.Go(func() {
-			var err error
-			if f.http != nil {
-				err = f.http.Serve(f.ln)
-			} else {
-				err = f.grpc.Serve(f.ln)
-			}
+			err := f.serve()
 			if err != nil && !stopping.Load() && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
 				errc <- fmt.Errorf("%s server: %w", f.name, err)
 			}
@@ -173,7 +166,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	var stops sync.WaitGroup
 	for _, f := range fronts {
 		stops.Go(func() {
-			if err := stopFront(grace, s.log, f.ln, f.http, f.grpc); err != nil {
+			if err := f.stop(grace, s.log); err != nil {
 				mu.Lock()
 				serveErr = errors.Join(serveErr, fmt.Errorf("%s server: shutdown within %v: %w", f.name, s.opts.GracePeriod, err))
 				mu.Unlock()
@@ -185,10 +178,30 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	return serveErr
 }
 
-// stopFront stops one front end: no new connection, every request
-// written to an accepted one answered, then closed; by ctx's end at the
-// latest.
-func stopFront(ctx context.Context, log *slog.Logger, ln *netlimit.Listener, hs *http.Server, gs *grpc.Server) error {
+// front is one listener and the server that serves it: net/http (the
+// metrics and admin ports), fasthttp (the HTTP inference port) or gRPC.
+type front struct {
+	name string
+	ln   *netlimit.Listener
+	http *http.Server
+	fast *fasthttp.Server
+	grpc *grpc.Server
+}
+
+func (f front) serve() error {
+	switch {
+	case f.http != nil:
+		return f.http.Serve(f.ln)
+	case f.fast != nil:
+		return f.fast.Serve(f.ln)
+	}
+	return f.grpc.Serve(f.ln)
+}
+
+// stop stops the front end: no new connection, every request written to
+// an accepted one answered, then closed; by ctx's end at the latest.
+func (f front) stop(ctx context.Context, log *slog.Logger) error {
+	ln := f.ln
 	// Closing a listener resets the connections the kernel has queued for
 	// it, whose clients may have written a request: take them first.
 	if queued, err := ln.Quiesce(drainPoll, ctx.Done()); err != nil {
@@ -196,30 +209,36 @@ func stopFront(ctx context.Context, log *slog.Logger, ln *netlimit.Listener, hs 
 	} else if queued > 0 {
 		log.Warn("connections queued for the listener reset at close", "addr", ln.Addr().String(), "connections", queued)
 	}
-	if gs != nil {
+	if f.grpc != nil {
 		// GracefulStop closes the listener, sends GOAWAY and waits for
 		// the calls open: HTTP/2 closes connections gracefully.
 		done := make(chan struct{})
-		go func() { gs.GracefulStop(); close(done) }()
+		go func() { f.grpc.GracefulStop(); close(done) }()
 		select {
 		case <-done:
 			return nil
 		case <-ctx.Done():
-			gs.Stop()
+			f.grpc.Stop()
 			<-done
 			return ctx.Err()
 		}
 	}
 	_ = ln.Close()
-	// Close idle connections only where no request is on its way;
-	// http.Server.Shutdown would close some that are (netlimit.Drain says
-	// which), so it runs once they are all gone, to end Serve.
+	// Close idle connections only where no request is on its way; a
+	// server's own shutdown would close some that are (netlimit.Drain
+	// says which), so it runs once they are all gone, to end Serve.
 	if left := ln.Drain(drainPoll, ctx.Done()); left > 0 {
-		_ = hs.Close()
+		ln.CloseAll()
+		if f.http != nil {
+			_ = f.http.Close()
+		}
 		return fmt.Errorf("%d connections still open: %w", left, ctx.Err())
 	}
+	if f.http == nil {
+		return nil // fasthttp's Serve ended with its listener, and no connection is left
+	}
 	// Shutdown closes the listener again: that it was closed is no error.
-	if err := hs.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := f.http.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil

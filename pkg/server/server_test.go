@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 
 	"github.com/infer-serving/infer/pkg/httpapi"
@@ -39,11 +41,20 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	// Every goroutine the server starts stops with it: none may be left.
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, fasthttpGoroutines...)
 }
 
-// start serves repo (the bundled models when nil) on a loopback port.
-func start(t *testing.T, repo *runner.Repository, opts Options) (*Server, *httptest.Server) {
+// fasthttpGoroutines are the goroutines fasthttp leaves behind a stopped
+// server for a while: its worker pool's cleaner ends within its sleep
+// (10 s), and the clock of its Date header runs for the process.
+var fasthttpGoroutines = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+}
+
+// start serves repo (the bundled models when nil) on a loopback port,
+// through the HTTP inference port's own server (HTTPFront).
+func start(t *testing.T, repo *runner.Repository, opts Options) (*Server, *frontServer) {
 	t.Helper()
 	if repo == nil {
 		var err error
@@ -55,9 +66,39 @@ func start(t *testing.T, repo *runner.Repository, opts Options) (*Server, *httpt
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s.Handler())
+	hs := serveFront(t, s)
 	t.Cleanup(func() { hs.Close(); s.Close(); repo.Close() })
 	return s, hs
+}
+
+// frontServer is a Server's HTTP inference port (HTTPFront) on a loopback
+// port, as the tests reach it.
+type frontServer struct {
+	URL      string
+	Listener net.Listener
+	fs       *fasthttp.Server
+	done     chan error
+	once     sync.Once
+}
+
+func serveFront(t *testing.T, s *Server) *frontServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &frontServer{URL: "http://" + ln.Addr().String(), Listener: ln, fs: s.HTTPFront(), done: make(chan error, 1)}
+	go func() { f.done <- f.fs.Serve(ln) }()
+	return f
+}
+
+// Close stops the server, closing its idle connections and waiting for
+// the others' requests.
+func (f *frontServer) Close() {
+	f.once.Do(func() {
+		_ = f.fs.Shutdown()
+		<-f.done
+	})
 }
 
 type reply struct {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
@@ -19,6 +20,7 @@ import (
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/grpcapi"
 	"github.com/infer-serving/infer/pkg/httpapi"
+	"github.com/infer-serving/infer/pkg/netlimit"
 )
 
 // How long the server waits on a client, by default. Go's net/http waits
@@ -89,6 +91,22 @@ func (s *Server) HTTPServer(h http.Handler) *http.Server {
 		IdleTimeout:       s.opts.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// HTTPFront returns the server of the HTTP inference port (see
+// httpapi.Front): inference calls on its hot path, every other endpoint
+// of Handler through net/http, with the server's timeouts.
+func (s *Server) HTTPFront() *fasthttp.Server {
+	return s.http.Front(s.Handler(), httpapi.FrontOptions{
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ReadTimeout:       s.opts.ReadTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		ConnState:         netlimit.ConnState,
+		Draining:          s.Draining,
+		Panicked: func(where string, v any) error {
+			return s.Panicked(core.ProtoHTTP, where, v)
+		},
+	})
 }
 
 // GRPCServerOptions are the options of a grpc.Server that serves this

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -42,9 +41,9 @@ func init() {
 	}
 }
 
-// startHTTP serves the bundled models through s.HTTPServer, timeouts
+// startHTTP serves the bundled models through s.HTTPFront, timeouts
 // included, on a loopback port.
-func startHTTP(t *testing.T, opts Options) (*Server, *httptest.Server) {
+func startHTTP(t *testing.T, opts Options) (*Server, *frontServer) {
 	t.Helper()
 	repo, err := runner.Open(bundled, runner.LoadOptions{})
 	if err != nil {
@@ -54,9 +53,7 @@ func startHTTP(t *testing.T, opts Options) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewUnstartedServer(nil)
-	hs.Config = s.HTTPServer(s.Handler())
-	hs.Start()
+	hs := serveFront(t, s)
 	t.Cleanup(func() { hs.Close(); s.Close(); repo.Close() })
 	return s, hs
 }
@@ -113,10 +110,19 @@ func TestBodyBufferGrowsOnlyAsBytesArrive(t *testing.T) {
 func TestBodyOverTheLimitIsRefusedNamingIt(t *testing.T) {
 	_, hs := startHTTP(t, Options{MaxBodyBytes: 1 << 10})
 	addr := hs.Listener.Addr().String()
-	// Announced: refused before a byte of the body is read.
-	status, body := rawRequest(t, addr, inferHead(addr, 1<<30), "", false)
+	// Announced: refused once the body begins, before it is read (the
+	// server waits for its first byte, as a client sends it with its
+	// headers).
+	status, body := rawRequest(t, addr, inferHead(addr, 1<<30), "{", false)
 	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "limit of 1024 bytes") {
 		t.Fatalf("1 GiB announced: %d %s, want 413 naming the 1024-byte limit", status, body)
+	}
+	// Announced by a client that waits for "100 Continue": refused with
+	// no byte of the body sent.
+	expect := strings.Replace(inferHead(addr, 1<<30), "\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n", 1)
+	status, body = rawRequest(t, addr, expect, "", false)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "limit of 1024 bytes") {
+		t.Fatalf("1 GiB announced with Expect: %d %s, want 413 naming the 1024-byte limit", status, body)
 	}
 	// Chunked: refused once the limit is passed.
 	req, _ := http.NewRequest("POST", hs.URL+"/v2/models/mlp/infer", io.MultiReader(strings.NewReader("{"), bytes.NewReader(bytes.Repeat([]byte(" "), 4<<10))))
@@ -292,4 +298,55 @@ func grepLines(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Requests written back to back on one connection, an inference call
+// (the hot path) between two others (bridged to net/http), are answered
+// in order, each in full.
+func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
+	_, hs := startHTTP(t, Options{})
+	addr := hs.Listener.Addr().String()
+	body, hl, err := (&protocol.InferRequest{Inputs: image()}).Encode(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "GET /v2/models/mlp/ready HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	fmt.Fprintf(&b, "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\n%s: %d\r\nContent-Length: %d\r\n\r\n%s",
+		addr, protocol.HeaderContentLength, hl, len(body), body)
+	fmt.Fprintf(&b, "GET /v2/models/nosuch HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	if _, err := conn.Write(b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	for i, want := range []int{http.StatusOK, http.StatusOK, http.StatusNotFound} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("answer %d: %d %s, want %d", i, resp.StatusCode, got, want)
+		}
+		if i == 1 {
+			rhl, err := protocol.ParseHeaderLength(resp.Header.Get(protocol.HeaderContentLength))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := protocol.DecodeResponse(got, rhl)
+			if err != nil || len(out.Outputs) != 1 || out.Outputs[0].Shape[1] != 10 {
+				t.Fatalf("the inference answer: %v %+v", err, out)
+			}
+			if resp.Header.Get("Server-Timing") == "" {
+				t.Fatal("the inference answer has no Server-Timing")
+			}
+		}
+	}
 }

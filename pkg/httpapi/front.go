@@ -1,0 +1,260 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/infer-serving/infer/pkg/core"
+)
+
+// FrontOptions configure Front.
+type FrontOptions struct {
+	// ReadHeaderTimeout bounds reading a request's headers, from its
+	// first byte; ReadTimeout its body, from the end of its headers;
+	// IdleTimeout a keep-alive connection's wait for its next request.
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
+	// ConnState, when set, is told each connection's state changes, as
+	// an http.Server's hook is (netlimit.ConnState).
+	ConnState func(net.Conn, http.ConnState)
+	// Draining reports whether the server is draining: every answer
+	// then closes its connection.
+	Draining func() bool
+	// Panicked records a handler's panic (what it was serving, the
+	// value) and returns the error to answer 500 with.
+	Panicked func(where string, v any) error
+}
+
+// frontBufferSize is a connection's read buffer, in bytes, which bounds
+// a request's line and headers together (431 past it): 16 KiB, where
+// Apache and nginx allow 8 KiB a line and Envoy 60 KiB in all. A body is
+// read through it.
+const frontBufferSize = 16 << 10
+
+// Front returns the server of the HTTP inference port. Inference calls
+// (POST /v2/models/{model}[/versions/{version}]/infer) are served on it
+// directly, the hot path: headers parsed in place, the body read only
+// once the core admits the call, the answer written from a pooled buffer,
+// no goroutine but the connection's. Every other request, its body first
+// read whole within the body limit, goes to h, the net/http handler of
+// the same endpoints (Handler). Its timeouts, connection states and
+// drain follow FrontOptions; a malformed request gets the protocol's
+// error object with 400, 408, 413 or 431, and the connection closes.
+func (s *API) Front(h http.Handler, o FrontOptions) *fasthttp.Server {
+	f := &front{api: s, opts: o, bridged: fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The request's context ends when its client leaves (bridge), as
+		// net/http's does.
+		if ctx, ok := r.Context().Value(goneKey{}).(context.Context); ok {
+			r = r.WithContext(ctx)
+		}
+		h.ServeHTTP(w, r)
+	}))}
+	fs := &fasthttp.Server{
+		Handler:        f.serve,
+		ErrorHandler:   f.malformed,
+		HeaderReceived: f.headerReceived,
+		ExpectHandler:  f.expect,
+		ReadTimeout:    o.ReadHeaderTimeout,
+		IdleTimeout:    o.IdleTimeout,
+		ReadBufferSize: frontBufferSize,
+		// Bodies stream: the handler runs once the headers are in, with
+		// at most the body's first byte read (MaxRequestBodySize), so
+		// admission comes before the body and the body limit is ours.
+		StreamRequestBody:            true,
+		MaxRequestBodySize:           1,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		Logger:                       printfLogger{s.log},
+	}
+	if o.ConnState != nil {
+		fs.ConnState = func(c net.Conn, st fasthttp.ConnState) { o.ConnState(c, httpState[st]) }
+	}
+	return fs
+}
+
+// httpState maps fasthttp's connection states to net/http's.
+var httpState = map[fasthttp.ConnState]http.ConnState{
+	fasthttp.StateNew: http.StateNew, fasthttp.StateActive: http.StateActive, fasthttp.StateIdle: http.StateIdle,
+	fasthttp.StateHijacked: http.StateHijacked, fasthttp.StateClosed: http.StateClosed,
+}
+
+// front is Front's handler.
+type front struct {
+	api     *API
+	opts    FrontOptions
+	bridged fasthttp.RequestHandler
+}
+
+// headerReceived bounds the body's read from the end of the headers.
+func (f *front) headerReceived(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return fasthttp.RequestConfig{ReadTimeout: f.opts.ReadTimeout, MaxRequestBodySize: 1}
+}
+
+// expect answers a request that waits for "100 Continue" before its
+// body: 413 when the body it announces is over the limit, without reading
+// it; go on otherwise.
+func (f *front) expect(fc *fasthttp.RequestCtx) int {
+	if want := contentLength(fc); want > f.api.opts.MaxBodyBytes {
+		err := errBodyTooLarge(want, f.api.opts.MaxBodyBytes)
+		f.answerError(fc, http.StatusRequestEntityTooLarge, err)
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusContinue
+}
+
+// serve routes one request: inference on the hot path, the rest bridged
+// to net/http. A panic on the hot path answers 500 and is recorded; the
+// bridged handler recovers its own.
+func (f *front) serve(fc *fasthttp.RequestCtx) {
+	if f.opts.Draining != nil && f.opts.Draining() {
+		fc.SetConnectionClose()
+	}
+	model, version, ok := inferPath(fc)
+	if !ok {
+		f.bridge(fc)
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err := f.opts.Panicked(string(fc.Method())+" "+string(fc.Path()), v)
+			fc.Response.Reset()
+			f.answerError(fc, http.StatusInternalServerError, err)
+		}
+	}()
+	f.infer(fc, model, version)
+}
+
+// infer answers an inference call.
+func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
+	var x inference
+	header := func(name string) string { return string(fc.Request.Header.Peek(name)) }
+	read := func(buf []byte) ([]byte, error) {
+		return readBody(f.body(fc), contentLength(fc), f.api.opts.MaxBodyBytes, buf)
+	}
+	ctx, done := watchGone(fc.Conn())
+	res, err := f.api.Infer(ctx, x.call(model, version, fc.Time(), header, read))
+	done()
+	if err != nil {
+		f.answerError(fc, failure(f.api.log, err, fc.Response.Header.Set), err)
+		return
+	}
+	x.headers(res, fc.Response.Header.Set)
+	fc.SetBody(x.answer)
+	x.release()
+}
+
+// bridge reads the request's body whole, within the body limit, and hands
+// the request to the net/http handler.
+func (f *front) bridge(fc *fasthttp.RequestCtx) {
+	if fc.RequestBodyStream() != nil {
+		if want := contentLength(fc); want != 0 {
+			body, err := readBody(f.body(fc), want, f.api.opts.MaxBodyBytes, nil)
+			if err != nil {
+				f.answerError(fc, core.Status(err), err)
+				return
+			}
+			fc.Request.SetBodyRaw(body)
+		} else {
+			fc.Request.ResetBody() // nothing to read: the bridge must not wait on the stream
+		}
+	}
+	ctx, done := watchGone(fc.Conn())
+	fc.SetUserValue(goneKey{}, ctx)
+	f.bridged(fc)
+	done()
+}
+
+// goneKey is the request's user value that holds its context (watchGone)
+// for the bridged handler.
+type goneKey struct{}
+
+// body is the request's body stream, naming the read timeout.
+func (f *front) body(fc *fasthttp.RequestCtx) timedBody {
+	if s := fc.RequestBodyStream(); s != nil {
+		return timedBody{Reader: s, timeout: f.opts.ReadTimeout}
+	}
+	return timedBody{Reader: bytes.NewReader(nil), timeout: f.opts.ReadTimeout}
+}
+
+// contentLength is the request's announced body length, -1 when unknown
+// (chunked).
+func contentLength(fc *fasthttp.RequestCtx) int64 {
+	return max(int64(fc.Request.Header.ContentLength()), -1)
+}
+
+// answerError answers err as the protocol's error object with status.
+func (f *front) answerError(fc *fasthttp.RequestCtx, status int, err error) {
+	fc.SetStatusCode(status)
+	fc.SetContentType("application/json")
+	fc.SetBody(errorBody(err))
+}
+
+// malformed answers a request the server could not read: 431 for headers
+// over the read buffer, 413 for a body over its limit, 408 when the
+// headers or body did not arrive in time, 400 otherwise; the connection
+// closes.
+func (f *front) malformed(fc *fasthttp.RequestCtx, err error) {
+	status := http.StatusBadRequest
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		status, err = http.StatusRequestHeaderFieldsTooLarge, fmt.Errorf("request line and headers over %d bytes", frontBufferSize)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status = http.StatusRequestEntityTooLarge
+	case errors.As(err, &ne) && ne.Timeout():
+		status, err = http.StatusRequestTimeout, fmt.Errorf("the request took over %v (read_header_timeout): %w", f.opts.ReadHeaderTimeout, err)
+	default:
+		err = fmt.Errorf("malformed request: %w", err)
+	}
+	fc.SetConnectionClose()
+	f.answerError(fc, status, err)
+}
+
+// inferPath parses an inference call's path, /v2/models/{model}/infer or
+// /v2/models/{model}/versions/{version}/infer, of a POST.
+func inferPath(fc *fasthttp.RequestCtx) (model, version string, ok bool) {
+	if !fc.IsPost() {
+		return "", "", false
+	}
+	rest, ok := bytes.CutPrefix(fc.Path(), []byte("/v2/models/"))
+	if !ok {
+		return "", "", false
+	}
+	if rest, ok = bytes.CutSuffix(rest, []byte("/infer")); !ok {
+		return "", "", false
+	}
+	name, tail, versioned := bytes.Cut(rest, []byte("/"))
+	if len(name) == 0 {
+		return "", "", false
+	}
+	if !versioned {
+		return string(name), "", true
+	}
+	v, ok := bytes.CutPrefix(tail, []byte("versions/"))
+	if !ok || len(v) == 0 || bytes.IndexByte(v, '/') >= 0 {
+		return "", "", false
+	}
+	return string(name), string(v), true
+}
+
+// printfLogger logs fasthttp's messages, a connection's errors, at debug
+// level, as net/http keeps its own quiet: a client that leaves mid-request
+// is no news to an operator.
+type printfLogger struct{ log *slog.Logger }
+
+func (l printfLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...))
+	}
+}

@@ -1,0 +1,35 @@
+package httpapi
+
+import (
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Only a POST to an infer path takes the hot path; anything else, however
+// close, is the net/http mux's to route (or refuse).
+func TestInferPath(t *testing.T) {
+	for _, c := range []struct {
+		method, uri    string
+		model, version string
+		ok             bool
+	}{
+		{"POST", "/v2/models/mlp/infer", "mlp", "", true},
+		{"POST", "/v2/models/mlp/versions/2/infer?x=1", "mlp", "2", true},
+		{"POST", "/v2/models/mlp/versions//infer", "", "", false},
+		{"POST", "/v2/models//infer", "", "", false},
+		{"POST", "/v2/models/mlp/ready/infer", "", "", false},
+		{"POST", "/v2/models/mlp/versions/2/x/infer", "", "", false},
+		{"POST", "/v2/models/mlp/generate", "", "", false},
+		{"GET", "/v2/models/mlp/infer", "", "", false},
+		{"POST", "/v2/models/infer", "", "", false},
+	} {
+		var fc fasthttp.RequestCtx
+		fc.Request.Header.SetMethod(c.method)
+		fc.Request.SetRequestURI(c.uri)
+		model, version, ok := inferPath(&fc)
+		if model != c.model || version != c.version || ok != c.ok {
+			t.Errorf("%s %s: %q %q %v, want %q %q %v", c.method, c.uri, model, version, ok, c.model, c.version, c.ok)
+		}
+	}
+}
