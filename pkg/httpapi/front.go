@@ -50,10 +50,12 @@ const frontBufferSize = 16 << 10
 // error object with 400, 408, 413 or 431, and the connection closes.
 func (s *API) Front(h http.Handler, o FrontOptions) *fasthttp.Server {
 	f := &front{api: s, opts: o, bridged: fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The request's context ends when its client leaves (bridge), as
-		// net/http's does.
-		if ctx, ok := r.Context().Value(goneKey{}).(context.Context); ok {
-			r = r.WithContext(ctx)
+		// The request's context ends when its client leaves (bridge) or
+		// the handler returns, as net/http's does; a streamed answer's
+		// handler returns after the bridge.
+		if gone, ok := r.Context().Value(goneKey{}).(*goneWatch); ok {
+			r = r.WithContext(gone.ctx)
+			defer gone.cancel()
 		}
 		h.ServeHTTP(w, r)
 	}))}
@@ -141,9 +143,10 @@ func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 	read := func(buf []byte) ([]byte, error) {
 		return readBody(f.body(fc), contentLength(fc), f.api.opts.MaxBodyBytes, buf)
 	}
-	ctx, done := watchGone(fc.Conn())
-	res, err := f.api.Infer(ctx, x.call(model, version, fc.Time(), header, read))
-	done()
+	gone := watchGone(fc.Conn())
+	defer gone.cancel()
+	res, err := f.api.Infer(gone.ctx, x.call(model, version, fc.Time(), header, read))
+	gone.stop()
 	if err != nil {
 		f.answerError(fc, failure(f.api.log, err, fc.Response.Header.Set), err)
 		return
@@ -168,14 +171,14 @@ func (f *front) bridge(fc *fasthttp.RequestCtx) {
 			fc.Request.ResetBody() // nothing to read: the bridge must not wait on the stream
 		}
 	}
-	ctx, done := watchGone(fc.Conn())
-	fc.SetUserValue(goneKey{}, ctx)
+	gone := watchGone(fc.Conn())
+	fc.SetUserValue(goneKey{}, gone)
 	f.bridged(fc)
-	done()
+	gone.stop()
 }
 
-// goneKey is the request's user value that holds its context (watchGone)
-// for the bridged handler.
+// goneKey is the request's user value that holds its connection's watch
+// (watchGone) for the bridged handler.
 type goneKey struct{}
 
 // body is the request's body stream, naming the read timeout.

@@ -15,27 +15,27 @@ import (
 // up, its run skipped) at most this late.
 const goneAfter = 10 * time.Millisecond
 
-// watchGone returns a context that ends when the client closes conn, and
-// the function that ends the watch (not the context: a response streamed
-// after it stops on its failed writes). The watch starts goneAfter on and
-// peeks at the connection, reading nothing: bytes that arrive are the
-// next request's, and end it.
-func watchGone(conn net.Conn) (context.Context, func()) {
-	rc := rawConn(conn)
-	if rc == nil {
-		return context.Background(), func() {}
-	}
+// watchGone returns the watch of a call's connection: its context ends
+// when the client closes conn, or when the call's owner cancels it once
+// the call is over (a request's context holds what the call leased, as
+// an on-demand model's version, until it ends). The watch starts
+// goneAfter on and peeks at the connection, reading nothing: bytes that
+// arrive are the next request's, and end it.
+func watchGone(conn net.Conn) *goneWatch {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &goneWatch{conn: conn, rc: rc, cancel: cancel}
-	w.timer = time.AfterFunc(goneAfter, w.run)
-	return ctx, w.stop
+	w := &goneWatch{ctx: ctx, cancel: cancel, conn: conn, rc: rawConn(conn)}
+	if w.rc != nil {
+		w.timer = time.AfterFunc(goneAfter, w.run)
+	}
+	return w
 }
 
 // goneWatch is one call's watch of its connection.
 type goneWatch struct {
+	ctx    context.Context
+	cancel context.CancelFunc
 	conn   net.Conn
 	rc     syscall.RawConn
-	cancel context.CancelFunc
 	timer  *time.Timer
 
 	mu       sync.Mutex
@@ -71,8 +71,12 @@ func (w *goneWatch) run() {
 	}
 }
 
-// stop ends the watch, waiting for it if it started.
+// stop ends the watch, waiting for it if it started, before the server
+// reads from the connection again; the context stays until cancel.
 func (w *goneWatch) stop() {
+	if w.timer == nil {
+		return
+	}
 	w.timer.Stop()
 	w.mu.Lock()
 	w.stopped = true
