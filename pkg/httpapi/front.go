@@ -95,6 +95,7 @@ type front struct {
 	api     *API
 	opts    FrontOptions
 	bridged fasthttp.RequestHandler
+	gone    goneWatcher
 }
 
 // headerReceived bounds the body's read from the end of the headers.
@@ -138,14 +139,15 @@ func (f *front) serve(fc *fasthttp.RequestCtx) {
 
 // infer answers an inference call.
 func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
+	start := time.Now()
 	var x inference
 	header := func(name string) string { return string(fc.Request.Header.Peek(name)) }
 	read := func(buf []byte) ([]byte, error) {
 		return readBody(f.body(fc), contentLength(fc), f.api.opts.MaxBodyBytes, buf)
 	}
-	gone := watchGone(fc.Conn())
+	gone := f.gone.watch(fc.Conn())
 	defer gone.cancel()
-	res, err := f.api.Infer(gone.ctx, x.call(model, version, fc.Time(), header, read))
+	res, err := f.api.Infer(gone.ctx, x.call(model, version, start, header, read))
 	gone.stop()
 	if err != nil {
 		f.answerError(fc, failure(f.api.log, err, fc.Response.Header.Set), err)
@@ -171,14 +173,14 @@ func (f *front) bridge(fc *fasthttp.RequestCtx) {
 			fc.Request.ResetBody() // nothing to read: the bridge must not wait on the stream
 		}
 	}
-	gone := watchGone(fc.Conn())
+	gone := f.gone.watch(fc.Conn())
 	fc.SetUserValue(goneKey{}, gone)
 	f.bridged(fc)
 	gone.stop()
 }
 
 // goneKey is the request's user value that holds its connection's watch
-// (watchGone) for the bridged handler.
+// (goneWatcher) for the bridged handler.
 type goneKey struct{}
 
 // body is the request's body stream, naming the read timeout.

@@ -8,26 +8,70 @@ import (
 	"time"
 )
 
-// goneAfter is how long an inference call runs before its connection is
-// watched for the client leaving. net/http watches every request, with a
-// goroutine and two deadline changes each; most calls end sooner than
-// this, and a call a client leaves is cancelled (its queue place given
-// up, its run skipped) at most this late.
+// goneAfter is how long a call runs before its connection is watched for
+// the client leaving. net/http watches every request, with a goroutine
+// and two deadline changes each; most calls end sooner than this, and a
+// call a client leaves is cancelled (its queue place given up, its run
+// skipped) at most about twice this late.
 const goneAfter = 10 * time.Millisecond
 
-// watchGone returns the watch of a call's connection: its context ends
-// when the client closes conn, or when the call's owner cancels it once
-// the call is over (a request's context holds what the call leased, as
-// an on-demand model's version, until it ends). The watch starts
-// goneAfter on and peeks at the connection, reading nothing: bytes that
-// arrive are the next request's, and end it.
-func watchGone(conn net.Conn) *goneWatch {
+// goneWatcher watches the connections of calls that have run for
+// goneAfter. One sweeper goroutine, running only while calls are in
+// flight, finds them: a timer per call would wake the runtime's network
+// poller at every call, which costs more than the call's decoding.
+type goneWatcher struct {
+	mu       sync.Mutex
+	calls    map[*goneWatch]struct{}
+	sweeping bool
+}
+
+// watch returns the watch of a call's connection: its context ends when
+// the client closes conn, or when the call's owner cancels it once the
+// call is over (a request's context holds what the call leased, as an
+// on-demand model's version, until it ends). The watch peeks at the
+// connection, reading nothing: bytes that arrive are the next request's,
+// and end the watch. Call stop before the server reads from conn again.
+func (g *goneWatcher) watch(conn net.Conn) *goneWatch {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &goneWatch{ctx: ctx, cancel: cancel, conn: conn, rc: rawConn(conn)}
-	if w.rc != nil {
-		w.timer = time.AfterFunc(goneAfter, w.run)
+	w := &goneWatch{ctx: ctx, cancel: cancel, conn: conn, g: g, since: time.Now()}
+	g.mu.Lock()
+	if g.calls == nil {
+		g.calls = map[*goneWatch]struct{}{}
 	}
+	g.calls[w] = struct{}{}
+	if !g.sweeping {
+		g.sweeping = true
+		go g.sweep()
+	}
+	g.mu.Unlock()
 	return w
+}
+
+// sweep starts the watch of every call that has run for goneAfter, every
+// goneAfter, until no call is in flight.
+func (g *goneWatcher) sweep() {
+	var due []*goneWatch
+	for {
+		time.Sleep(goneAfter)
+		now := time.Now()
+		g.mu.Lock()
+		if len(g.calls) == 0 {
+			g.sweeping = false
+			g.mu.Unlock()
+			return
+		}
+		due = due[:0]
+		for w := range g.calls {
+			if w.watching == nil && now.Sub(w.since) >= goneAfter {
+				w.watching = make(chan struct{})
+				due = append(due, w)
+			}
+		}
+		g.mu.Unlock()
+		for _, w := range due {
+			go w.run()
+		}
+	}
 }
 
 // goneWatch is one call's watch of its connection.
@@ -35,27 +79,23 @@ type goneWatch struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	conn   net.Conn
-	rc     syscall.RawConn
-	timer  *time.Timer
-
-	mu       sync.Mutex
-	stopped  bool
-	watching chan struct{} // closed when the watch returns; nil before it starts
+	g      *goneWatcher
+	since  time.Time
+	// watching is closed when the watch returns; nil before it starts.
+	// The sweeper sets it under g.mu.
+	watching chan struct{}
 }
 
 // run peeks at the connection until the client closes it (the context
 // ends), a byte arrives, or stop cuts the wait with a past deadline.
 func (w *goneWatch) run() {
-	w.mu.Lock()
-	if w.stopped {
-		w.mu.Unlock()
+	defer close(w.watching)
+	rc := rawConn(w.conn)
+	if rc == nil {
 		return
 	}
-	w.watching = make(chan struct{})
-	w.mu.Unlock()
-	defer close(w.watching)
 	gone := false
-	_ = w.rc.Read(func(fd uintptr) bool {
+	_ = rc.Read(func(fd uintptr) bool {
 		var b [1]byte
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
@@ -71,17 +111,13 @@ func (w *goneWatch) run() {
 	}
 }
 
-// stop ends the watch, waiting for it if it started, before the server
-// reads from the connection again; the context stays until cancel.
+// stop ends the watch, waiting for it if it started; the context stays
+// until cancel.
 func (w *goneWatch) stop() {
-	if w.timer == nil {
-		return
-	}
-	w.timer.Stop()
-	w.mu.Lock()
-	w.stopped = true
+	w.g.mu.Lock()
+	delete(w.g.calls, w)
 	watching := w.watching
-	w.mu.Unlock()
+	w.g.mu.Unlock()
 	if watching != nil {
 		// A past deadline ends the wait; the server sets its own before it
 		// reads the next request.
