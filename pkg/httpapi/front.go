@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -29,7 +30,8 @@ type FrontOptions struct {
 	// then closes its connection.
 	Draining func() bool
 	// Panicked records a handler's panic (what it was serving, the
-	// value) and returns the error to answer 500 with.
+	// value) and returns the error to answer 500 with; nil: the panic's
+	// value is the error.
 	Panicked func(where string, v any) error
 }
 
@@ -73,6 +75,7 @@ func (s *API) Front(h http.Handler, o FrontOptions) *fasthttp.Server {
 		StreamRequestBody:            true,
 		MaxRequestBodySize:           1,
 		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true, // errors quote no request bytes
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
@@ -129,7 +132,10 @@ func (f *front) serve(fc *fasthttp.RequestCtx) {
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			err := f.opts.Panicked(string(fc.Method())+" "+string(fc.Path()), v)
+			err := fmt.Errorf("internal error: %v", v)
+			if f.opts.Panicked != nil {
+				err = f.opts.Panicked(string(fc.Method())+" "+string(fc.Path()), v)
+			}
 			fc.Response.Reset()
 			f.answerError(fc, http.StatusInternalServerError, err)
 		}
@@ -207,7 +213,9 @@ func (f *front) answerError(fc *fasthttp.RequestCtx, status int, err error) {
 // malformed answers a request the server could not read: 431 for headers
 // over the read buffer, 413 for a body over its limit, 408 when the
 // headers or body did not arrive in time, 400 otherwise; the connection
-// closes.
+// closes. The answer names the fault, never the request's bytes: a
+// request can carry credentials, and an answer is no larger than a few
+// hundred bytes whatever provoked it.
 func (f *front) malformed(fc *fasthttp.RequestCtx, err error) {
 	status := http.StatusBadRequest
 	var small *fasthttp.ErrSmallBuffer
@@ -216,15 +224,36 @@ func (f *front) malformed(fc *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &small):
 		status, err = http.StatusRequestHeaderFieldsTooLarge, fmt.Errorf("request line and headers over %d bytes", frontBufferSize)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status = http.StatusRequestEntityTooLarge
+		status, err = http.StatusRequestEntityTooLarge, errBodyTooLarge(f.api.opts.MaxBodyBytes+1, f.api.opts.MaxBodyBytes)
 	case errors.As(err, &ne) && ne.Timeout():
-		status, err = http.StatusRequestTimeout, fmt.Errorf("the request took over %v (read_header_timeout): %w", f.opts.ReadHeaderTimeout, err)
+		status, err = http.StatusRequestTimeout, fmt.Errorf("the request's headers did not arrive within %v (read_header_timeout), or its body's first byte within %v (read_timeout)",
+			f.opts.ReadHeaderTimeout, f.opts.ReadTimeout)
 	default:
-		err = fmt.Errorf("malformed request: %w", err)
+		err = fmt.Errorf("malformed request: %s", fault(err))
 	}
 	fc.SetConnectionClose()
 	f.answerError(fc, status, err)
 }
+
+// fault is what a request parse error says, cut before any quote of the
+// request's bytes (fasthttp's "buffer size=..., contents: ..." dump, a
+// quoted token), clipped to maxFault bytes.
+func fault(err error) string {
+	msg := err.Error()
+	for _, cut := range []string{"buffer size=", "\""} {
+		if i := strings.Index(msg, cut); i >= 0 {
+			msg = strings.TrimRight(msg[:i], ": ")
+		}
+	}
+	if len(msg) > maxFault {
+		msg = msg[:maxFault] + "..."
+	}
+	return strings.ToValidUTF8(msg, "?")
+}
+
+// maxFault bounds what a malformed request's answer says of its fault,
+// in bytes.
+const maxFault = 200
 
 // inferPath parses an inference call's path, /v2/models/{model}/infer or
 // /v2/models/{model}/versions/{version}/infer, of a POST.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -30,6 +31,19 @@ func TestInferPath(t *testing.T) {
 		model, version, ok := inferPath(&fc)
 		if model != c.model || version != c.version || ok != c.ok {
 			t.Errorf("%s %s: %q %q %v, want %q %q %v", c.method, c.uri, model, version, ok, c.model, c.version, c.ok)
+		}
+	}
+}
+
+// A parse error's answer names the fault, not the request's bytes.
+func TestFaultQuotesNoRequestBytes(t *testing.T) {
+	for in, want := range map[string]string{
+		`error when reading request headers: duplicate content-length header: buffer size=120, contents: "GET / HTTP/1.1\r\nAuthorization: Bearer SECRET"`: "error when reading request headers: duplicate content-length header",
+		`cannot find http request method in "Bearer SECRET"`: "cannot find http request method in",
+		"plain": "plain",
+	} {
+		if got := fault(errors.New(in)); got != want {
+			t.Errorf("fault(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -350,3 +350,15 @@ func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
 		}
 	}
 }
+
+// A request the server cannot parse is answered 400 naming the fault,
+// quoting none of its bytes: its headers may carry credentials.
+func TestMalformedRequestAnswerQuotesNothing(t *testing.T) {
+	_, hs := startHTTP(t, Options{})
+	addr := hs.Listener.Addr().String()
+	head := fmt.Sprintf("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer SECRET-TOKEN\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n", addr)
+	status, body := rawRequest(t, addr, head, "{}", false)
+	if status != http.StatusBadRequest || !strings.Contains(body, "content-length") || strings.Contains(body, "SECRET") || len(body) > 512 {
+		t.Fatalf("duplicate Content-Length: %d %s, want 400 naming it, quoting nothing", status, body)
+	}
+}
