@@ -53,11 +53,17 @@ const frontBufferSize = 16 << 10
 func (s *API) Front(h http.Handler, o FrontOptions) *fasthttp.Server {
 	f := &front{api: s, opts: o, bridged: fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The request's context ends when its client leaves (bridge) or
-		// the handler returns, as net/http's does; a streamed answer's
-		// handler returns after the bridge.
+		// the handler returns, as net/http's does. The watch ends with
+		// the handler: a streamed answer's handler returns after the
+		// bridge, and the server reads the connection again only once
+		// the stream has ended.
 		if gone, ok := r.Context().Value(goneKey{}).(*goneWatch); ok {
-			r = r.WithContext(gone.ctx)
-			defer gone.cancel()
+			gone.handed.Store(true)
+			r = r.WithContext(context.WithValue(gone.ctx, goneKey{}, gone))
+			defer func() {
+				gone.stop()
+				gone.cancel()
+			}()
 		}
 		h.ServeHTTP(w, r)
 	}))}
@@ -182,7 +188,10 @@ func (f *front) bridge(fc *fasthttp.RequestCtx) {
 	gone := f.gone.watch(fc.Conn())
 	fc.SetUserValue(goneKey{}, gone)
 	f.bridged(fc)
-	gone.stop()
+	if !gone.handed.Load() { // the adaptor refused the request before the handler
+		gone.stop()
+		gone.cancel()
+	}
 }
 
 // goneKey is the request's user value that holds its connection's watch
@@ -211,9 +220,9 @@ func (f *front) answerError(fc *fasthttp.RequestCtx, status int, err error) {
 }
 
 // malformed answers a request the server could not read: 431 for headers
-// over the read buffer, 413 for a body over its limit, 408 when the
-// headers or body did not arrive in time, 400 otherwise; the connection
-// closes. The answer names the fault, never the request's bytes: a
+// over the read buffer, 413 for a body over its limit, 400 otherwise; the
+// connection closes (at once, unanswered, when the headers or the body's
+// first byte did not arrive in time). The answer names the fault, never the request's bytes: a
 // request can carry credentials, and an answer is no larger than a few
 // hundred bytes whatever provoked it.
 func (f *front) malformed(fc *fasthttp.RequestCtx, err error) {
@@ -226,8 +235,12 @@ func (f *front) malformed(fc *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, err = http.StatusRequestEntityTooLarge, errBodyTooLarge(f.api.opts.MaxBodyBytes+1, f.api.opts.MaxBodyBytes)
 	case errors.As(err, &ne) && ne.Timeout():
-		status, err = http.StatusRequestTimeout, fmt.Errorf("the request's headers did not arrive within %v (read_header_timeout), or its body's first byte within %v (read_timeout)",
-			f.opts.ReadHeaderTimeout, f.opts.ReadTimeout)
+		// Headers, or a body's first byte, that did not come in time: the
+		// connection closes with no answer, as net/http closes it, so that
+		// a client that connected early and has sent nothing yet never
+		// reads a 408 as the answer to a request it sends later.
+		_ = fc.Conn().Close()
+		return
 	default:
 		err = fmt.Errorf("malformed request: %s", fault(err))
 	}
@@ -256,12 +269,22 @@ func fault(err error) string {
 const maxFault = 200
 
 // inferPath parses an inference call's path, /v2/models/{model}/infer or
-// /v2/models/{model}/versions/{version}/infer, of a POST.
+// /v2/models/{model}/versions/{version}/infer, of a POST, as the request
+// wrote it: a path with escapes (%), empty or dot segments goes to the
+// net/http mux, which resolves it as it resolves every other route, so
+// that no spelling of a path means one thing here and another there.
 func inferPath(fc *fasthttp.RequestCtx) (model, version string, ok bool) {
 	if !fc.IsPost() {
 		return "", "", false
 	}
-	rest, ok := bytes.CutPrefix(fc.Path(), []byte("/v2/models/"))
+	path := fc.Request.Header.RequestURI()
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if bytes.IndexByte(path, '%') >= 0 || bytes.Contains(path, []byte("//")) || bytes.Contains(path, []byte("/.")) {
+		return "", "", false
+	}
+	rest, ok := bytes.CutPrefix(path, []byte("/v2/models/"))
 	if !ok {
 		return "", "", false
 	}

@@ -24,6 +24,12 @@ func TestInferPath(t *testing.T) {
 		{"POST", "/v2/models/mlp/generate", "", "", false},
 		{"GET", "/v2/models/mlp/infer", "", "", false},
 		{"POST", "/v2/models/infer", "", "", false},
+		// Spellings the net/http mux resolves, as it does elsewhere.
+		{"POST", "/v2/models/%6dlp/infer", "", "", false},
+		{"POST", "/v2/models/mlp%2Fversions%2F1/infer", "", "", false},
+		{"POST", "/v2/models/x/../mlp/infer", "", "", false},
+		{"POST", "//v2/models/mlp/infer", "", "", false},
+		{"POST", "http://host/v2/models/mlp/infer", "", "", false},
 	} {
 		var fc fasthttp.RequestCtx
 		fc.Request.Header.SetMethod(c.method)

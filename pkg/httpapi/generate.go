@@ -14,8 +14,13 @@ import (
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
-// ClientGone names a failed write for what it was when the client left.
+// ClientGone names a failed write for what it was when the client left:
+// the request's context error, once a look at its connection (where the
+// HTTP port's server watches it) finds it closed.
 func ClientGone(r *http.Request, err error) error {
+	if gone, ok := r.Context().Value(goneKey{}).(*goneWatch); ok {
+		gone.check()
+	}
 	if r.Context().Err() != nil {
 		return r.Context().Err()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -81,6 +82,8 @@ type goneWatch struct {
 	conn   net.Conn
 	g      *goneWatcher
 	since  time.Time
+	// handed is set once the bridged handler owns the watch.
+	handed atomic.Bool
 	// watching is closed when the watch returns; nil before it starts.
 	// The sweeper sets it under g.mu.
 	watching chan struct{}
@@ -106,6 +109,28 @@ func (w *goneWatch) run() {
 		}
 		return true
 	})
+	if gone {
+		w.cancel()
+	}
+}
+
+// check cancels the context now if the client has closed the connection
+// or reset it, or the server has closed it after a write failed: a
+// non-blocking peek, for a write that failed before the watch saw the
+// close.
+func (w *goneWatch) check() {
+	rc := rawConn(w.conn)
+	if rc == nil {
+		return
+	}
+	gone := false
+	if err := rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = err == nil && n == 0 || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+	}); err != nil {
+		gone = true // closed already: the server gave up writing to it
+	}
 	if gone {
 		w.cancel()
 	}

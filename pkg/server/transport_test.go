@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -360,5 +361,82 @@ func TestMalformedRequestAnswerQuotesNothing(t *testing.T) {
 	status, body := rawRequest(t, addr, head, "{}", false)
 	if status != http.StatusBadRequest || !strings.Contains(body, "content-length") || strings.Contains(body, "SECRET") || len(body) > 512 {
 		t.Fatalf("duplicate Content-Length: %d %s, want 400 naming it, quoting nothing", status, body)
+	}
+}
+
+// A client that leaves a streamed answer is counted as canceled, not as
+// the server's error: over OpenAI's completions and Triton's
+// generate_stream alike.
+func TestClientLeavingAStreamIsCanceled(t *testing.T) {
+	s, hs := startHTTP(t, Options{})
+	addr := hs.Listener.Addr().String()
+	for i, c := range []struct{ path, body string }{
+		{"/v1/completions", `{"model":"tiny-gpt","prompt":"hello world","max_tokens":400,"stream":true}`},
+		{"/v2/models/tiny-gpt/generate_stream", `{"text_input":"hello world","parameters":{"max_tokens":400}}`},
+	} {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", c.path, addr, len(c.body), c.body)
+		br := bufio.NewReader(conn)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: no event before the stream ended: %v", c.path, err)
+			}
+			if strings.HasPrefix(line, "data:") {
+				break
+			}
+		}
+		conn.Close()
+		for deadline := time.Now().Add(10 * time.Second); countCanceled(t, scrape(t, s)) < i+1; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the stream its client left was never counted canceled", c.path)
+			}
+		}
+	}
+}
+
+// countCanceled sums tiny-gpt's canceled requests in a scrape, failing
+// the test at any counted as an error.
+func countCanceled(t *testing.T, text string) int {
+	t.Helper()
+	total := 0
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "infer_requests_total{") || !strings.Contains(line, `model="tiny-gpt"`) {
+			continue
+		}
+		if strings.Contains(line, `outcome="error"`) {
+			t.Fatalf("a client that left counted as an error: %s", line)
+		}
+		if strings.Contains(line, `outcome="canceled"`) {
+			f := strings.Fields(line)
+			n, _ := strconv.Atoi(f[len(f)-1])
+			total += n
+		}
+	}
+	return total
+}
+
+// A connection that sends nothing, or part of its headers, within the
+// header timeout is closed with no answer: a client that connected early
+// must not read a 408 as the answer to a request it sends later.
+func TestHeaderTimeoutClosesWithoutAnswer(t *testing.T) {
+	_, hs := startHTTP(t, Options{ReadHeaderTimeout: 200 * time.Millisecond})
+	addr := hs.Listener.Addr().String()
+	for _, sent := range []string{"", "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\n"} {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(conn, sent)
+		got, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil || len(got) != 0 {
+			t.Fatalf("after %q: read %q, %v; want the connection closed with no answer", sent, got, err)
+		}
 	}
 }
