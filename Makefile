@@ -20,7 +20,7 @@ redis:
 	@scripts/setup-redis.sh >/dev/null
 
 build:
-	$(GO) build -o bin/infer ./cmd/infer
+	$(GO) build -buildvcs=auto -o bin/infer ./cmd/infer
 
 # infer into $(go env GOPATH)/bin, with ONNX Runtime in the cache folder
 # where it finds it.

@@ -23,7 +23,8 @@ as its argument); formats are `+"`-o/--output`"+` among `+"`text`, `json`, `yaml
 whose JSON and YAML use the protocol's field names; files written are
 `+"`--out FILE`"+` or named for their format (`+"`--csv`, `--html`"+`); the common
 flags have short forms: `+"`-m`"+` model, `+"`-c`"+` concurrency, `+"`-d`"+` duration,
-`+"`-o`"+` output. `+"`--log-level`"+` (default info) applies everywhere;
+`+"`-o`"+` output. `+"`--log-level`"+` (default info; warn for `+"`models list`"+` and
+`+"`models config`"+`, whose output is their answer) applies everywhere;
 `+"`--onnxruntime-lib`"+` only to the commands that load ONNX Runtime.
 `)
 	var visit func(c *cobra.Command)

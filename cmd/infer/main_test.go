@@ -160,3 +160,20 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// A listing or a configuration is the command's answer: the model loads
+// behind it are not logged unless asked, and a model the repository
+// lacks is named beside the ones it has.
+func TestModelsAnswersAreQuietAndNameTheModels(t *testing.T) {
+	out, err := run(t, "models", "list")
+	if err != nil || strings.Contains(out, "model loaded") || !strings.Contains(out, "mlp") {
+		t.Fatalf("models list: %v\n%s\nwant the listing alone", err, out)
+	}
+	if out, _ := run(t, "models", "list", "--log-level", "info"); !strings.Contains(out, "model loaded") {
+		t.Fatalf("models list --log-level info logs no load:\n%s", out)
+	}
+	_, err = run(t, "models", "config", "-m", "nosuch")
+	if err == nil || !strings.Contains(err.Error(), `"nosuch"`) || !strings.Contains(err.Error(), "the repository has") || !strings.Contains(err.Error(), "mlp") {
+		t.Fatalf("models config -m nosuch: %v, want the names the repository has", err)
+	}
+}

@@ -41,8 +41,9 @@ func newModelsListCmd(g *globalOptions) *cobra.Command {
 		server string
 	)
 	cmd := &cobra.Command{
-		Use:   "list [MODEL.onnx | MODEL_REPOSITORY | --server URL]",
-		Short: "Print model versions, state, memory, inputs and outputs: loaded in process (default: the bundled models) or on a running server",
+		Use:         "list [MODEL.onnx | MODEL_REPOSITORY | --server URL]",
+		Annotations: map[string]string{quietLogs: "warn"},
+		Short:       "Print model versions, state, memory, inputs and outputs: loaded in process (default: the bundled models) or on a running server",
 		Long: `Print every model version with its state and measured memory.
 
 Given a repository (or nothing: the bundled models), it loads them in this
@@ -89,9 +90,10 @@ func newModelsConfigCmd(g *globalOptions) *cobra.Command {
 		out   *outputFlag
 	)
 	cmd := &cobra.Command{
-		Use:   "config [MODEL.onnx | MODEL_REPOSITORY] --model NAME",
-		Short: "Print the configuration in effect for a model, defaults applied, as YAML",
-		Args:  cobra.MaximumNArgs(1),
+		Use:         "config [MODEL.onnx | MODEL_REPOSITORY] --model NAME",
+		Annotations: map[string]string{quietLogs: "warn"},
+		Short:       "Print the configuration in effect for a model, defaults applied, as YAML",
+		Args:        cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if model == "" {
 				return fmt.Errorf("--model is required (see `infer models list` for names)")
@@ -106,7 +108,7 @@ func newModelsConfigCmd(g *globalOptions) *cobra.Command {
 			defer repo.Close()
 			m, err := repo.Model(model, 0)
 			if err != nil {
-				return fmt.Errorf("--model %q: %w", model, err)
+				return fmt.Errorf("--model %q: %w%s", model, err, knownModels(repo))
 			}
 			cfg := m.Config().Marshal()
 			if out.is(formatJSON) {
@@ -261,7 +263,7 @@ func runModels(ctx context.Context, repo *runner.Repository, o runOptions, w io.
 	}
 	if len(models) == 0 {
 		if o.model != "" {
-			return fmt.Errorf("--model %q: no such ready model (see `infer models list`)", o.model)
+			return fmt.Errorf("--model %q: no such ready model%s", o.model, knownModels(repo))
 		}
 		return fmt.Errorf("no ready model to run")
 	}
@@ -475,3 +477,20 @@ func runGenerator(ctx context.Context, m *runner.Model, g *generate.Generator, o
 	fmt.Fprintf(w, "  %d sequences at once: %d tokens in %v, %.0f tokens/s\n", n, tokens, elapsed.Round(time.Microsecond), float64(tokens)/elapsed.Seconds())
 	return nil
 }
+
+// knownModels names the repository's models (the first maxNamed) for an
+// error about one it lacks: "; the repository has a, b", or a pointer to
+// `infer models list`.
+func knownModels(repo *runner.Repository) string {
+	names, err := repo.List()
+	if err != nil || len(names) == 0 {
+		return " (see `infer models list`)"
+	}
+	if len(names) > maxNamed {
+		return fmt.Sprintf("; the repository has %s and %d more (see `infer models list`)", strings.Join(names[:maxNamed], ", "), len(names)-maxNamed)
+	}
+	return "; the repository has " + strings.Join(names, ", ")
+}
+
+// maxNamed bounds the model names an error lists.
+const maxNamed = 20

@@ -44,8 +44,12 @@ written are --out FILE (or a flag named for the format, such as --csv).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			name := g.logLevel
+			if quiet, ok := cmd.Annotations[quietLogs]; ok && !cmd.Flags().Changed("log-level") {
+				name = quiet
+			}
 			var level slog.Level
-			if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+			if err := level.UnmarshalText([]byte(name)); err != nil {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
 			}
 			slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
@@ -64,6 +68,11 @@ written are --out FILE (or a flag named for the format, such as --csv).`,
 	}
 	return root
 }
+
+// quietLogs annotates a command whose output is its answer (a listing, a
+// configuration) with the log level it runs at unless --log-level is
+// given: the models it loads to answer are no news.
+const quietLogs = "infer/default-log-level"
 
 // openRepository opens the model repository at path, or the bundled
 // models when path is empty. Models that fail to load are reported on w
