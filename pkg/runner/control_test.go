@@ -571,3 +571,39 @@ func TestOnDemandVersionsHaveTheirDigest(t *testing.T) {
 		t.Fatalf("digest %q after a second load of the same files, %q after the first", again, first)
 	}
 }
+
+// A version whose on-demand load is in progress is LOADING in the index,
+// as Triton's repository index says, not unavailable.
+func TestIndexShowsALoadInProgress(t *testing.T) {
+	repo, err := Open(manyModels(t, 1, "isolation: none\n"), LoadOptions{Control: Control{Mode: ControlOnDemand}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	state := func() VersionStatus {
+		for _, s := range repo.Index() {
+			if s.Name == "m1" {
+				return s
+			}
+		}
+		t.Fatal("m1 is not in the index")
+		return VersionStatus{}
+	}
+	if s := state(); s.State != StateUnavailable {
+		t.Fatalf("before its first request: %+v, want UNAVAILABLE", s)
+	}
+	repo.mu.Lock()
+	v := repo.models["m1"][1]
+	v.loading = make(chan struct{}) // a load in progress, as awaitLoad starts one
+	repo.mu.Unlock()
+	if s := state(); s.State != StateLoading || s.Reason == "" {
+		t.Errorf("during its load: %+v, want LOADING", s)
+	}
+	repo.mu.Lock()
+	v.loading = nil
+	repo.mu.Unlock()
+	inferOn(t, repo, "m1")
+	if s := state(); s.State != StateReady {
+		t.Errorf("after its first request: %+v, want READY", s)
+	}
+}

@@ -26,6 +26,9 @@ const (
 const (
 	StateReady       = "READY"
 	StateUnavailable = "UNAVAILABLE"
+	// StateLoading is a version whose load is in progress (an on-demand
+	// load a request started).
+	StateLoading = "LOADING"
 )
 
 // Repository is a set of named models, each with one or more loaded
@@ -469,6 +472,9 @@ func (r *Repository) Index() []VersionStatus {
 			}
 			if st.model == nil {
 				s.State, s.Reason = StateUnavailable, st.err.Error()
+				if st.loading != nil {
+					s.State, s.Reason = StateLoading, "loading on request"
+				}
 			} else {
 				s.Isolation, s.Bytes = st.model.isolation, st.bytes.Load()
 				s.HostCrashes, s.HostMemoryFaults, s.HostRestarts = st.model.hosts.counts()
