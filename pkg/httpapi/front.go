@@ -19,8 +19,9 @@ import (
 
 // FrontOptions configure Front.
 type FrontOptions struct {
-	// ReadHeaderTimeout bounds reading a request's headers, from its
-	// first byte; ReadTimeout its body, from the end of its headers;
+	// ReadHeaderTimeout bounds reading a request's line and headers (on
+	// a new connection from its accept, on a kept one from the request's
+	// first byte); ReadTimeout its body, from the end of its headers;
 	// IdleTimeout a keep-alive connection's wait for its next request.
 	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 	// ConnState, when set, is told each connection's state changes, as
@@ -49,24 +50,10 @@ const frontBufferSize = 16 << 10
 // read whole within the body limit, goes to h, the net/http handler of
 // the same endpoints (Handler). Its timeouts, connection states and
 // drain follow FrontOptions; a malformed request gets the protocol's
-// error object with 400, 408, 413 or 431, and the connection closes.
+// error object with 400, 413 or 431 and the connection closes (at once,
+// unanswered, when its headers do not come in time).
 func (s *API) Front(h http.Handler, o FrontOptions) *fasthttp.Server {
-	f := &front{api: s, opts: o, bridged: fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The request's context ends when its client leaves (bridge) or
-		// the handler returns, as net/http's does. The watch ends with
-		// the handler: a streamed answer's handler returns after the
-		// bridge, and the server reads the connection again only once
-		// the stream has ended.
-		if gone, ok := r.Context().Value(goneKey{}).(*goneWatch); ok {
-			gone.handed.Store(true)
-			r = r.WithContext(context.WithValue(gone.ctx, goneKey{}, gone))
-			defer func() {
-				gone.stop()
-				gone.cancel()
-			}()
-		}
-		h.ServeHTTP(w, r)
-	}))}
+	f := &front{api: s, opts: o, bridged: fasthttpadaptor.NewFastHTTPHandler(watched(h))}
 	fs := &fasthttp.Server{
 		Handler:        f.serve,
 		ErrorHandler:   f.malformed,
@@ -88,15 +75,39 @@ func (s *API) Front(h http.Handler, o FrontOptions) *fasthttp.Server {
 		Logger:                       printfLogger{s.log},
 	}
 	if o.ConnState != nil {
-		fs.ConnState = func(c net.Conn, st fasthttp.ConnState) { o.ConnState(c, httpState[st]) }
+		fs.ConnState = func(c net.Conn, st fasthttp.ConnState) { o.ConnState(c, httpState(st)) }
 	}
 	return fs
 }
 
+// watched is h with the bridged request's context ending when its client
+// leaves (bridge) or h returns, as net/http's does. The watch ends with h:
+// a streamed answer's handler returns after the bridge, and the server
+// reads the connection again only once the stream has ended.
+func watched(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gone, ok := r.Context().Value(goneKey{}).(*goneWatch); ok {
+			gone.handed.Store(true)
+			r = r.WithContext(context.WithValue(gone.ctx, goneKey{}, gone))
+			defer gone.end()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // httpState maps fasthttp's connection states to net/http's.
-var httpState = map[fasthttp.ConnState]http.ConnState{
-	fasthttp.StateNew: http.StateNew, fasthttp.StateActive: http.StateActive, fasthttp.StateIdle: http.StateIdle,
-	fasthttp.StateHijacked: http.StateHijacked, fasthttp.StateClosed: http.StateClosed,
+func httpState(st fasthttp.ConnState) http.ConnState {
+	switch st {
+	case fasthttp.StateNew:
+		return http.StateNew
+	case fasthttp.StateActive:
+		return http.StateActive
+	case fasthttp.StateIdle:
+		return http.StateIdle
+	case fasthttp.StateHijacked:
+		return http.StateHijacked
+	}
+	return http.StateClosed
 }
 
 // front is Front's handler.
@@ -158,9 +169,8 @@ func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 		return readBody(f.body(fc), contentLength(fc), f.api.opts.MaxBodyBytes, buf)
 	}
 	gone := f.gone.watch(fc.Conn())
-	defer gone.cancel()
+	defer gone.end() // before the server reads the connection again, even after a panic
 	res, err := f.api.Infer(gone.ctx, x.call(model, version, start, header, read))
-	gone.stop()
 	if err != nil {
 		f.answerError(fc, failure(f.api.log, err, fc.Response.Header.Set), err)
 		return
@@ -189,8 +199,7 @@ func (f *front) bridge(fc *fasthttp.RequestCtx) {
 	fc.SetUserValue(goneKey{}, gone)
 	f.bridged(fc)
 	if !gone.handed.Load() { // the adaptor refused the request before the handler
-		gone.stop()
-		gone.cancel()
+		gone.end()
 	}
 }
 

@@ -151,6 +151,13 @@ func (w *goneWatch) stop() {
 	}
 }
 
+// end ends the watch (stop) and then the context (cancel): the call is
+// over.
+func (w *goneWatch) end() {
+	w.stop()
+	w.cancel()
+}
+
 // rawConn is conn's descriptor access, through the wrappers that expose
 // the connection they wrap (NetConn), or nil.
 func rawConn(conn net.Conn) syscall.RawConn {
