@@ -229,9 +229,9 @@ func (f *front) answerError(fc *fasthttp.RequestCtx, status int, err error) {
 }
 
 // malformed answers a request the server could not read: 431 for headers
-// over the read buffer, 413 for a body over its limit, 400 otherwise; the
-// connection closes (at once, unanswered, when the headers or the body's
-// first byte did not arrive in time). The answer names the fault, never the request's bytes: a
+// over the read buffer, 413 for a body over its limit, 408 for a body
+// that did not begin in time, 400 otherwise; the connection closes (at
+// once, unanswered, when the headers did not arrive in time). The answer names the fault, never the request's bytes: a
 // request can carry credentials, and an answer is no larger than a few
 // hundred bytes whatever provoked it.
 func (f *front) malformed(fc *fasthttp.RequestCtx, err error) {
@@ -244,12 +244,20 @@ func (f *front) malformed(fc *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, err = http.StatusRequestEntityTooLarge, errBodyTooLarge(f.api.opts.MaxBodyBytes+1, f.api.opts.MaxBodyBytes)
 	case errors.As(err, &ne) && ne.Timeout():
-		// Headers, or a body's first byte, that did not come in time: the
-		// connection closes with no answer, as net/http closes it, so that
-		// a client that connected early and has sent nothing yet never
-		// reads a 408 as the answer to a request it sends later.
-		_ = fc.Conn().Close()
-		return
+		if fc.ConnRequestNum() == 0 || strings.Contains(err.Error(), "request headers") {
+			// Headers that did not come in time, or a first request's
+			// body's first byte: the connection closes with no answer, as
+			// net/http closes it, so that a client that connected early
+			// and has sent nothing yet never reads a 408 as the answer to
+			// a request it sends later. The server has sent every earlier
+			// answer before it waited for these headers.
+			_ = fc.Conn().Close()
+			return
+		}
+		// A later request's body's first byte: answering sends the
+		// answers before it still buffered (pipelined), which a close
+		// would drop.
+		status, err = http.StatusRequestTimeout, fmt.Errorf("%w: the body's first byte did not come within %v (read_timeout)", core.ErrBodyTimeout, f.opts.ReadTimeout)
 	default:
 		err = fmt.Errorf("malformed request: %s", fault(err))
 	}

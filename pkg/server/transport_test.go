@@ -440,3 +440,36 @@ func TestHeaderTimeoutClosesWithoutAnswer(t *testing.T) {
 		}
 	}
 }
+
+// An answer written behind by a pipelined request whose body never
+// begins is sent, not dropped with the connection: the late request gets
+// 408 naming the read timeout.
+func TestPipelinedAnswerSurvivesALaterBodyTimeout(t *testing.T) {
+	_, hs := startHTTP(t, Options{ReadTimeout: 200 * time.Millisecond})
+	addr := hs.Listener.Addr().String()
+	body, hl, err := (&protocol.InferRequest{Inputs: image()}).Encode(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\n%s: %d\r\nContent-Length: %d\r\n\r\n%s"+
+		"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\nContent-Length: 10\r\n\r\n",
+		addr, protocol.HeaderContentLength, hl, len(body), body, addr)
+	br := bufio.NewReader(conn)
+	for i, want := range []int{http.StatusOK, http.StatusRequestTimeout} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == http.StatusRequestTimeout && !strings.Contains(string(got), "read_timeout") {
+			t.Fatalf("answer %d: %d %s, want %d", i, resp.StatusCode, got, want)
+		}
+	}
+}
