@@ -118,8 +118,15 @@ type front struct {
 	gone    goneWatcher
 }
 
-// headerReceived bounds the body's read from the end of the headers.
-func (f *front) headerReceived(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+// headerReceived bounds the body's read from the end of the headers. A
+// request that announces a body over the limit is marked as waiting for
+// "100 Continue", so that the server reads none of it and asks expect,
+// which refuses it with 413 at once, where it would otherwise wait for
+// the body's first byte.
+func (f *front) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if int64(h.ContentLength()) > f.api.opts.MaxBodyBytes {
+		h.Set(fasthttp.HeaderExpect, "100-continue")
+	}
 	return fasthttp.RequestConfig{ReadTimeout: f.opts.ReadTimeout, MaxRequestBodySize: 1}
 }
 
@@ -244,25 +251,32 @@ func (f *front) malformed(fc *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, err = http.StatusRequestEntityTooLarge, errBodyTooLarge(f.api.opts.MaxBodyBytes+1, f.api.opts.MaxBodyBytes)
 	case errors.As(err, &ne) && ne.Timeout():
-		if fc.ConnRequestNum() == 0 || strings.Contains(err.Error(), "request headers") {
-			// Headers that did not come in time, or a first request's
-			// body's first byte: the connection closes with no answer, as
-			// net/http closes it, so that a client that connected early
-			// and has sent nothing yet never reads a 408 as the answer to
-			// a request it sends later. The server has sent every earlier
-			// answer before it waited for these headers.
+		if strings.Contains(err.Error(), "request headers") || fc.ConnRequestNum() == 0 && !readSome(fc.Conn()) {
+			// Headers that did not come in time: the connection closes
+			// with no answer, as net/http closes it, so that a client that
+			// connected early and has sent nothing yet never reads a 408
+			// as the answer to a request it sends later. The server has
+			// sent every earlier answer before it waited for the headers.
 			_ = fc.Conn().Close()
 			return
 		}
-		// A later request's body's first byte: answering sends the
-		// answers before it still buffered (pipelined), which a close
-		// would drop.
+		// A body's first byte that did not come: 408, which also sends
+		// the answers before it still buffered (pipelined).
 		status, err = http.StatusRequestTimeout, fmt.Errorf("%w: the body's first byte did not come within %v (read_timeout)", core.ErrBodyTimeout, f.opts.ReadTimeout)
 	default:
 		err = fmt.Errorf("malformed request: %s", fault(err))
 	}
 	fc.SetConnectionClose()
 	f.answerError(fc, status, err)
+}
+
+// readSome reports whether conn has read anything since it was accepted
+// or last went idle, where its listener keeps count (netlimit.Conn): a
+// timeout with bytes read and the headers whole is the body's. Unknown:
+// false.
+func readSome(conn net.Conn) bool {
+	r, ok := conn.(interface{ ReadSince() bool })
+	return ok && r.ReadSince()
 }
 
 // fault is what a request parse error says, cut before any quote of the

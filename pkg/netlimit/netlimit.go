@@ -332,6 +332,10 @@ func (c *Conn) pending() bool {
 	return n > 0
 }
 
+// ReadSince reports whether the connection has read anything since it was
+// accepted or its HTTP state last turned idle (ConnState).
+func (c *Conn) ReadSince() bool { return c.read.Load() }
+
 // NetConn returns the connection the listener accepted, as tls.Conn's
 // NetConn does: for what needs its descriptor.
 func (c *Conn) NetConn() net.Conn { return c.Conn }

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/infer-serving/infer/pkg/httpapi"
+	"github.com/infer-serving/infer/pkg/netlimit"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -88,7 +89,9 @@ func serveFront(t *testing.T, s *Server) *frontServer {
 		t.Fatal(err)
 	}
 	f := &frontServer{URL: "http://" + ln.Addr().String(), Listener: ln, fs: s.HTTPFront(), done: make(chan error, 1)}
-	go func() { f.done <- f.fs.Serve(ln) }()
+	// Within a connection budget, as Serve serves it.
+	limited := netlimit.Listen(ln, netlimit.NewBudget(DefaultMaxConnections))
+	go func() { f.done <- f.fs.Serve(limited) }()
 	return f
 }
 

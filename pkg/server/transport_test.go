@@ -111,10 +111,8 @@ func TestBodyBufferGrowsOnlyAsBytesArrive(t *testing.T) {
 func TestBodyOverTheLimitIsRefusedNamingIt(t *testing.T) {
 	_, hs := startHTTP(t, Options{MaxBodyBytes: 1 << 10})
 	addr := hs.Listener.Addr().String()
-	// Announced: refused once the body begins, before it is read (the
-	// server waits for its first byte, as a client sends it with its
-	// headers).
-	status, body := rawRequest(t, addr, inferHead(addr, 1<<30), "{", false)
+	// Announced: refused before a byte of the body is read.
+	status, body := rawRequest(t, addr, inferHead(addr, 1<<30), "", false)
 	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "limit of 1024 bytes") {
 		t.Fatalf("1 GiB announced: %d %s, want 413 naming the 1024-byte limit", status, body)
 	}
@@ -471,5 +469,17 @@ func TestPipelinedAnswerSurvivesALaterBodyTimeout(t *testing.T) {
 		if resp.StatusCode != want || want == http.StatusRequestTimeout && !strings.Contains(string(got), "read_timeout") {
 			t.Fatalf("answer %d: %d %s, want %d", i, resp.StatusCode, got, want)
 		}
+	}
+}
+
+// A body announced within the limit whose first byte never comes is
+// answered 408 naming the read timeout, on a connection's first request
+// as on a later one.
+func TestBodyThatNeverBeginsTimesOut(t *testing.T) {
+	_, hs := startHTTP(t, Options{ReadTimeout: 200 * time.Millisecond})
+	addr := hs.Listener.Addr().String()
+	status, body := rawRequest(t, addr, inferHead(addr, 100), "", false)
+	if status != http.StatusRequestTimeout || !strings.Contains(body, "read_timeout") {
+		t.Fatalf("a body that never begins: %d %s, want 408 naming read_timeout", status, body)
 	}
 }
