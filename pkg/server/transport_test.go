@@ -305,20 +305,10 @@ func grepLines(text, s string) string {
 func TestPipelinedRequestsAnsweredInOrder(t *testing.T) {
 	_, hs := startHTTP(t, Options{})
 	addr := hs.Listener.Addr().String()
-	body, hl, err := (&protocol.InferRequest{Inputs: image()}).Encode(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn, inferCall := pipelineConn(t, addr)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "GET /v2/models/mlp/ready HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
-	fmt.Fprintf(&b, "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\n%s: %d\r\nContent-Length: %d\r\n\r\n%s",
-		addr, protocol.HeaderContentLength, hl, len(body), body)
+	b.WriteString(inferCall)
 	fmt.Fprintf(&b, "GET /v2/models/nosuch HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
 	if _, err := conn.Write(b.Bytes()); err != nil {
 		t.Fatal(err)
@@ -445,19 +435,8 @@ func TestHeaderTimeoutClosesWithoutAnswer(t *testing.T) {
 func TestPipelinedAnswerSurvivesALaterBodyTimeout(t *testing.T) {
 	_, hs := startHTTP(t, Options{ReadTimeout: 200 * time.Millisecond})
 	addr := hs.Listener.Addr().String()
-	body, hl, err := (&protocol.InferRequest{Inputs: image()}).Encode(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\n%s: %d\r\nContent-Length: %d\r\n\r\n%s"+
-		"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\nContent-Length: 10\r\n\r\n",
-		addr, protocol.HeaderContentLength, hl, len(body), body, addr)
+	conn, inferCall := pipelineConn(t, addr)
+	fmt.Fprintf(conn, "%sPOST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\nContent-Length: 10\r\n\r\n", inferCall, addr)
 	br := bufio.NewReader(conn)
 	for i, want := range []int{http.StatusOK, http.StatusRequestTimeout} {
 		resp, err := http.ReadResponse(br, nil)
@@ -482,4 +461,23 @@ func TestBodyThatNeverBeginsTimesOut(t *testing.T) {
 	if status != http.StatusRequestTimeout || !strings.Contains(body, "read_timeout") {
 		t.Fatalf("a body that never begins: %d %s, want 408 naming read_timeout", status, body)
 	}
+}
+
+// pipelineConn dials addr, with a deadline for the whole exchange (closed
+// with the test), and returns an mlp inference call in the binary
+// extension, written whole, to send on it.
+func pipelineConn(t *testing.T, addr string) (net.Conn, string) {
+	t.Helper()
+	body, hl, err := (&protocol.InferRequest{Inputs: image()}).Encode(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn, fmt.Sprintf("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\n%s: %d\r\nContent-Length: %d\r\n\r\n%s",
+		addr, protocol.HeaderContentLength, hl, len(body), body)
 }
