@@ -175,7 +175,7 @@ func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 	read := func(buf []byte) ([]byte, error) {
 		return readBody(f.body(fc), contentLength(fc), f.api.opts.MaxBodyBytes, buf)
 	}
-	gone := f.gone.watch(fc.Conn())
+	gone := f.gone.watch(fc.Conn(), start)
 	defer gone.end() // before the server reads the connection again, even after a panic
 	res, err := f.api.Infer(gone.ctx, x.call(model, version, start, header, read))
 	if err != nil {
@@ -202,7 +202,7 @@ func (f *front) bridge(fc *fasthttp.RequestCtx) {
 			fc.Request.ResetBody() // nothing to read: the bridge must not wait on the stream
 		}
 	}
-	gone := f.gone.watch(fc.Conn())
+	gone := f.gone.watch(fc.Conn(), time.Now())
 	fc.SetUserValue(goneKey{}, gone)
 	f.bridged(fc)
 	if !gone.handed.Load() { // the adaptor refused the request before the handler

@@ -31,10 +31,11 @@ type goneWatcher struct {
 // call is over (a request's context holds what the call leased, as an
 // on-demand model's version, until it ends). The watch peeks at the
 // connection, reading nothing: bytes that arrive are the next request's,
-// and end the watch. Call stop before the server reads from conn again.
-func (g *goneWatcher) watch(conn net.Conn) *goneWatch {
+// and end the watch. since is when the call began. Call end before the
+// server reads from conn again.
+func (g *goneWatcher) watch(conn net.Conn, since time.Time) *goneWatch {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &goneWatch{ctx: ctx, cancel: cancel, conn: conn, g: g, since: time.Now()}
+	w := &goneWatch{ctx: ctx, cancel: cancel, conn: conn, g: g, since: since}
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = map[*goneWatch]struct{}{}
@@ -99,15 +100,9 @@ func (w *goneWatch) run() {
 	}
 	gone := false
 	_ = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EAGAIN || err == syscall.EINTR:
-			return false // nothing yet: wait for the descriptor
-		case err != nil, n == 0:
-			gone = true // reset, or closed (EOF)
-		}
-		return true
+		var wait bool
+		gone, wait = peek(fd)
+		return !wait // nothing yet: wait for the descriptor
 	})
 	if gone {
 		w.cancel()
@@ -124,11 +119,7 @@ func (w *goneWatch) check() {
 		return
 	}
 	gone := false
-	if err := rc.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		gone = err == nil && n == 0 || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
-	}); err != nil {
+	if err := rc.Control(func(fd uintptr) { gone, _ = peek(fd) }); err != nil {
 		gone = true // closed already: the server gave up writing to it
 	}
 	if gone {
@@ -156,6 +147,21 @@ func (w *goneWatch) stop() {
 func (w *goneWatch) end() {
 	w.stop()
 	w.cancel()
+}
+
+// peek looks at the connection's next byte without taking it, without
+// waiting: gone when the client has closed it (EOF) or reset it, wait
+// when nothing has come yet.
+func peek(fd uintptr) (gone, wait bool) {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return false, true
+	case err != nil, n == 0:
+		return true, false
+	}
+	return false, false
 }
 
 // rawConn is conn's descriptor access, through the wrappers that expose

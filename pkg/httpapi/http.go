@@ -76,7 +76,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // WriteError answers err as the protocol's error object with status.
 func WriteError(w http.ResponseWriter, status int, err error) {
-	WriteJSON(w, status, protocol.Error{Error: protocol.ClipMessage(err.Error())})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(errorBody(err))
 }
 
 // Fail answers err with the status core.Status maps it to, and the
