@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,7 +36,7 @@ func (r *Repository) modelBytes(file string, cfg Config, opts *LoadOptions) (dat
 	defer f.Close()
 	opts.OpenModel = func() (*os.File, error) { return r.openOSFile(file) }
 	if opts.isolation(cfg) != IsolationProcess || cfg.Generation != nil {
-		data, err = fs.ReadFile(r.src, file)
+		data, err = readOpen(f)
 		return data, func() {}, err
 	}
 	if data, err = mapFile(f); err != nil || data == nil { // nil: an empty file, nothing to map
@@ -70,6 +71,19 @@ func (r *Repository) readModel(file string) ([]byte, error) {
 		return nil, err
 	}
 	return fs.ReadFile(r.src, file)
+}
+
+// readOpen reads the open file f whole, its buffer sized once from its
+// length.
+func readOpen(f *os.File) ([]byte, error) {
+	var b bytes.Buffer
+	if st, err := f.Stat(); err == nil && st.Size() > 0 && st.Size() == int64(int(st.Size())) {
+		b.Grow(int(st.Size()) + bytes.MinRead)
+	}
+	if _, err := b.ReadFrom(f); err != nil {
+		return nil, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	return b.Bytes(), nil
 }
 
 // mapFile maps f read-only and private, whole; nil for an empty file.
