@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/infer-serving/infer/pkg/gcfloor"
 	"io"
 	"os"
 	"strconv"
@@ -196,6 +197,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 	if err := o.out.check(); err != nil {
 		return err
 	}
+	defer gcfloor.Hold(gcfloor.DefaultFloor)() // the generator's live heap is small too
 	var rates []float64
 	if o.qpsSpec != "" {
 		var err error

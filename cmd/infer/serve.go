@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/infer-serving/infer/pkg/gcfloor"
 	"io"
 	"log/slog"
 	"net"
@@ -205,6 +206,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if err != nil {
 		return err
 	}
+	defer gcfloor.Hold(gcfloor.DefaultFloor)() // the live heap is small: see gcfloor
 	repo, err := openRepositoryWith(g, o.path, repoOptions{device: o.device, isolation: o.isolation,
 		loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl || ctl.Mode == runner.ControlOnDemand,
 		control: ctl}, stderr)
