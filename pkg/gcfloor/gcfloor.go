@@ -4,7 +4,7 @@
 // heap, and a server whose live heap is a few MiB (the models live in
 // their hosts) collects dozens of times a second under load, each cycle
 // scanning every goroutine's stack. Measured on mlp over gRPC, 64 in
-// flight, one core: 189 collections in 3 s, and a goal of 6 MiB; with the
+// flight, one core: 61 collections in 2 s, and a goal of 6 MiB; with the
 // goal held at 64 MiB, 30% more requests a second (docs/performance.md).
 //
 // Hold raises GOGC, after every collection, so that the next goal is at
