@@ -178,6 +178,15 @@ func expire(ps []*pending) {
 	}
 }
 
+// ready reports whether the queue already holds the next batch: at least
+// max_batch_size requests (one when batching is off), or a full queue
+// (max_queue_size).
+func (b *batcher) ready() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return int64(b.n) >= max(b.maxBatch, 1) || b.n >= b.maxQueue
+}
+
 func (b *batcher) signal() {
 	select {
 	case b.arrived <- struct{}{}:

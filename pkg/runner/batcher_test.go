@@ -265,6 +265,31 @@ func TestBatcherWakesAWaitingWorkerForADeadline(t *testing.T) {
 // one at once: whether its caller stops waiting (the context's deadline)
 // or its queue deadline passes while every worker is busy, no worker has
 // to look at the queue before the next submission is accepted.
+func TestBatcherReadyWhenTheNextBatchIsQueued(t *testing.T) {
+	b := testBatcher(4, 0)
+	for i := range 4 {
+		if b.ready() {
+			t.Fatalf("ready with %d requests queued and max_batch_size 4", i)
+		}
+		submit(t, b, req(1, 4))
+	}
+	if !b.ready() {
+		t.Fatal("not ready with max_batch_size requests queued")
+	}
+
+	maxBatch := 8
+	cfg := Config{MaxBatchSize: &maxBatch, DynamicBatching: DynamicBatching{MaxQueueSize: 2}}
+	small := newBatcher(cfg.withDefaults(true))
+	submit(t, small, req(1, 4))
+	if small.ready() {
+		t.Fatal("ready with one request in a queue of two")
+	}
+	submit(t, small, req(1, 4))
+	if !small.ready() {
+		t.Fatal("not ready with max_queue_size requests queued, fewer than max_batch_size")
+	}
+}
+
 func TestBatcherTimedOutRequestFreesItsPlaceAtOnce(t *testing.T) {
 	const size = 3
 	fill := func(t *testing.T) *batcher {
