@@ -52,6 +52,18 @@ func benchmarkDecode(b *testing.B, binary bool) {
 func BenchmarkDecodeRequest(b *testing.B) {
 	b.Run("json", func(b *testing.B) { benchmarkDecode(b, false) })
 	b.Run("binary", func(b *testing.B) { benchmarkDecode(b, true) })
+	b.Run("binary-wrk", func(b *testing.B) {
+		// The header scripts/bench-serve.sh sends, parameters and all.
+		header := `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","parameters":{"binary_data_size":3136}}],"parameters":{"binary_data_output":true}}`
+		body := append([]byte(header), make([]byte, 3136)...)
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeRequest(body, int64(len(header))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("json-6", func(b *testing.B) {
 		rng := rand.New(rand.NewPCG(1, 2))
 		body := []byte(`{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[`)

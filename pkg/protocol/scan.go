@@ -259,7 +259,7 @@ func (s *scanner) value(keep bool, depth int) (any, error) {
 		err := s.object(func(key []byte) error {
 			v, err := s.value(keep, depth+1)
 			if keep {
-				m[string(key)] = v
+				m[knownKey(key)] = v
 			}
 			return err
 		})
@@ -304,6 +304,33 @@ func (s *scanner) value(keep bool, depth int) (any, error) {
 		}
 		return strconv.ParseFloat(tok, 64)
 	}
+}
+
+// knownKey returns key as a string: one of the protocol's own parameter
+// names without an allocation (most requests carry one or two of them),
+// any other as a copy.
+func knownKey(key []byte) string {
+	switch string(key) {
+	case "binary_data_size":
+		return "binary_data_size"
+	case "binary_data_output":
+		return "binary_data_output"
+	case "binary_data":
+		return "binary_data"
+	case "classification":
+		return "classification"
+	case "priority":
+		return "priority"
+	case "timeout":
+		return "timeout"
+	case "sequence_id":
+		return "sequence_id"
+	case "sequence_start":
+		return "sequence_start"
+	case "sequence_end":
+		return "sequence_end"
+	}
+	return string(key)
 }
 
 // parameters reads a parameters object (or null).
