@@ -206,6 +206,9 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if err != nil {
 		return err
 	}
+	if err := portsFree(o.listeners()); err != nil {
+		return err
+	}
 	defer gcfloor.Hold(gcfloor.DefaultFloor)() // the live heap is small: see gcfloor
 	repo, err := openRepositoryWith(g, o.path, repoOptions{device: o.device, isolation: o.isolation,
 		loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl || ctl.Mode == runner.ControlOnDemand,
@@ -244,15 +247,12 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	var ls server.Listeners
 	var opened []net.Listener
 	addrs := map[string]string{}
-	for _, l := range []struct {
-		name, host string
-		port       int
-		to         *net.Listener
-	}{{"HTTP", o.host, o.httpPort, &ls.HTTP}, {"gRPC", o.host, o.grpcPort, &ls.GRPC}, {"metrics", o.host, o.metricsPort, &ls.Metrics}, {"admin", o.adminHost, o.adminPort, &ls.Admin}} {
+	to := map[string]*net.Listener{"HTTP": &ls.HTTP, "gRPC": &ls.GRPC, "metrics": &ls.Metrics, "admin": &ls.Admin}
+	for _, l := range o.listeners() {
 		if l.port == 0 {
 			continue
 		}
-		ln, err := netlimit.ListenTCP(ctx, net.JoinHostPort(l.host, strconv.Itoa(l.port)))
+		ln, err := netlimit.ListenTCP(ctx, l.addr())
 		if err != nil {
 			for _, o := range opened {
 				o.Close()
@@ -260,7 +260,7 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 			return fmt.Errorf("%s listener: %w", l.name, err)
 		}
 		opened = append(opened, ln)
-		*l.to = ln
+		*to[l.name] = ln
 		addrs[l.name] = ln.Addr().String()
 	}
 	broker, stopBroker, err := o.openQueue(ctx, addrs)
@@ -442,4 +442,35 @@ func parseFault(spec string) (string, int64, server.Fault, error) {
 		}
 	}
 	return parts[0], version, f, nil
+}
+
+// listener is one of serve's ports: its name, the flag that sets it, and
+// its address (port 0: off).
+type listener struct {
+	name, flag, host string
+	port             int
+}
+
+func (l listener) addr() string { return net.JoinHostPort(l.host, strconv.Itoa(l.port)) }
+
+func (o serveOptions) listeners() []listener {
+	return []listener{{"HTTP", "--http-port", o.host, o.httpPort}, {"gRPC", "--grpc-port", o.host, o.grpcPort},
+		{"metrics", "--metrics-port", o.host, o.metricsPort}, {"admin", "--admin-port", o.adminHost, o.adminPort}}
+}
+
+// portsFree binds and releases each port before the models load, so that
+// a port in use stops the start at once, not after a load that may take
+// minutes. The ports are bound for good once the models are loaded.
+func portsFree(ls []listener) error {
+	for _, l := range ls {
+		if l.port == 0 {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr())
+		if err != nil {
+			return fmt.Errorf("%s %d: %w (another server there? choose another port, or 0 to turn the %s port off)", l.flag, l.port, err, l.name)
+		}
+		ln.Close()
+	}
+	return nil
 }

@@ -323,6 +323,22 @@ func TestServeStartsBesideAModelThatFailedToLoad(t *testing.T) {
 	}
 }
 
+// A port in use stops the start before any model loads: the repository
+// here does not exist, and the port is what the error names.
+func TestServeRefusesAPortInUseBeforeLoading(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	err = runServe(context.Background(), &globalOptions{}, serveOptions{path: filepath.Join(t.TempDir(), "no-such-repository"),
+		host: "127.0.0.1", httpPort: freePort(t), grpcPort: port}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("--grpc-port %d", port)) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("serve with --grpc-port in use: %v, want an error naming --grpc-port before the repository", err)
+	}
+}
+
 // The admin API is on its own loopback port: the public port refuses it
 // without a token, the admin port answers; a token opens the public port
 // to its holders; an admin port on another address needs a token.
