@@ -13,7 +13,7 @@ import (
 // up to max_queue_size of them; a request beyond that is refused at once.
 //
 // The bound is a running batch per instance and one forming batch per
-// instance (no more than max_queue_size requests): enough to keep every
+// instance (no more than max_queue_size requests, either of them): enough to keep every
 // instance busy with batches as large as the load allows. max_queue_size
 // bounds the requests waiting, here and in the batcher's queue together:
 // those forming a batch count against it, the rest wait here. For the
@@ -35,6 +35,7 @@ type admission struct {
 	// maxWaiting is max_queue_size less the places of the forming batch:
 	// more waiting are refused.
 	maxWaiting int
+	forming    int // places of the forming batches
 
 	mu      sync.Mutex
 	waiters []*waiter // in arrival order
@@ -46,11 +47,16 @@ type waiter struct {
 }
 
 func newAdmission(cfg Config) *admission {
-	running := max(*cfg.MaxBatchSize, 1) * max(cfg.Instances, 1)
+	// A batch forms from the batcher's queue, so it holds no more requests
+	// than max_queue_size: places for more would admit requests only for
+	// the queue to refuse them, their bodies read.
+	batch := max(min(*cfg.MaxBatchSize, cfg.DynamicBatching.MaxQueueSize), 1)
+	running := batch * max(cfg.Instances, 1)
 	forming := min(running, cfg.DynamicBatching.MaxQueueSize)
 	return &admission{
 		slots:      make(chan struct{}, running+forming),
 		maxWaiting: cfg.DynamicBatching.MaxQueueSize - forming,
+		forming:    forming,
 	}
 }
 
@@ -83,7 +89,8 @@ func (m *Model) Enter(ctx context.Context) (time.Duration, error) {
 	}
 	if len(a.waiters) >= a.maxWaiting {
 		a.mu.Unlock()
-		return 0, fmt.Errorf("model %q version %d: %w: %d requests waiting (max_queue_size)", m.meta.Name, m.meta.Version, ErrQueueFull, a.maxWaiting)
+		return 0, fmt.Errorf("model %q version %d: %w: %d requests waiting and %d places of forming batches taken (max_queue_size %d)",
+			m.meta.Name, m.meta.Version, ErrQueueFull, len(a.waiters), a.forming, a.maxWaiting+a.forming)
 	}
 	w := &waiter{since: time.Now(), admitted: make(chan struct{})}
 	a.waiters = append(a.waiters, w)

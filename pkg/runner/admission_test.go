@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -76,4 +77,25 @@ func TestAdmissionHoldsTheExcessInOrderAndRefusesPastTheQueue(t *testing.T) {
 			m.Leave()
 		}
 	})
+}
+
+// A queue smaller than a batch bounds the running batch too: a batch forms
+// from the batcher's queue, so max_batch_size 64 and max_queue_size 4 admit
+// 4 running and 4 forming, and refuse the ninth before its body is read
+// with a message that names the queue's size.
+func TestAdmissionWithAQueueSmallerThanABatch(t *testing.T) {
+	m := loadBundled(t, "mlp", Config{MaxBatchSize: intp(64), Isolation: IsolationNone, DynamicBatching: DynamicBatching{MaxQueueSize: 4}})
+	ctx := context.Background()
+	for i := range 8 {
+		if _, err := m.Enter(ctx); err != nil {
+			t.Fatalf("request %d: %v, want admitted", i, err)
+		}
+	}
+	_, err := m.Enter(ctx)
+	if !errors.Is(err, ErrQueueFull) || !strings.Contains(err.Error(), "max_queue_size 4") {
+		t.Fatalf("ninth request: %v, want ErrQueueFull naming max_queue_size 4", err)
+	}
+	for range 8 {
+		m.Leave()
+	}
 }

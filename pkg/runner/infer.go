@@ -59,7 +59,7 @@ func (m *Model) Admit() error {
 		return fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, m.meta.Name, m.meta.Version, reason)
 	}
 	if m.gen == nil && m.batcher.full() {
-		return fmt.Errorf("model %q version %d: %w: %d requests waiting (max_queue_size)", m.meta.Name, m.meta.Version, ErrQueueFull, m.batcher.maxQueue)
+		return fmt.Errorf("model %q version %d: %w: %d requests queued for a batch", m.meta.Name, m.meta.Version, ErrQueueFull, m.batcher.maxQueue)
 	}
 	return nil
 }
