@@ -31,6 +31,11 @@ const basePercent = 100
 // minLive keeps the percentage finite for a near-empty heap, in bytes.
 const minLive = 1 << 20
 
+// runtimeHeapMinimum is the runtime's own least goal at GOGC=100, which it
+// scales with GOGC (runtime/mgcpacer.go, defaultHeapMinimum): a GOGC past
+// floor×100/runtimeHeapMinimum would put the goal above the floor.
+const runtimeHeapMinimum = 4 << 20
+
 var state struct {
 	sync.Mutex
 	holders int    // Hold calls not yet released
@@ -50,7 +55,7 @@ func Hold(floor uint64) (release func()) {
 	defer state.Unlock()
 	state.holders++
 	if state.holders == 1 {
-		state.sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		state.sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
 		arm()
 	}
 	state.floor = max(state.floor, floor)
@@ -90,18 +95,23 @@ func collected() {
 	arm()
 }
 
-// tuneLocked sets GOGC so that the next goal, live × (1 + GOGC/100), is
-// at least the floor.
+// tuneLocked sets GOGC so that the next goal, live + (live + stacks +
+// globals) × GOGC/100 (the runtime's rule), is near the floor, and never
+// below the runtime's default.
 func tuneLocked() {
 	metrics.Read(state.sample)
-	percent := basePercent
-	if state.sample[0].Value.Kind() != metrics.KindUint64 {
-		debug.SetGCPercent(percent) // a runtime without the metric: no floor
-		return
+	for _, s := range state.sample {
+		if s.Value.Kind() != metrics.KindUint64 {
+			debug.SetGCPercent(basePercent) // a runtime without the metrics: no floor
+			return
+		}
 	}
 	live := max(state.sample[0].Value.Uint64(), minLive)
-	if goal := live * (100 + basePercent) / 100; goal < state.floor {
-		percent = int((state.floor - live) * 100 / live)
+	scan := live + state.sample[1].Value.Uint64() + state.sample[2].Value.Uint64()
+	percent := uint64(basePercent)
+	if state.floor > live {
+		percent = (state.floor - live) * 100 / scan
 	}
-	debug.SetGCPercent(percent)
+	percent = min(percent, state.floor*100/runtimeHeapMinimum)
+	debug.SetGCPercent(int(max(percent, basePercent)))
 }

@@ -7,6 +7,13 @@ import (
 	"time"
 )
 
+func heapGoal(t *testing.T) uint64 {
+	t.Helper()
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
 func gogc(t *testing.T) int {
 	t.Helper()
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
@@ -33,6 +40,11 @@ func TestFloorRaisesGOGCWhileTheHeapIsSmall(t *testing.T) {
 	release := Hold(256 << 20)
 	if got := gogc(t); got < 1000 {
 		t.Fatalf("GOGC %d with a 256 MiB floor and a heap of a few MiB, want the goal near the floor", got)
+	}
+	// Near the floor, not past it: the runtime's own minimum scales with
+	// GOGC too.
+	if goal := heapGoal(t); goal > 300<<20 || goal < 200<<20 {
+		t.Fatalf("heap goal %d MiB with a 256 MiB floor", goal>>20)
 	}
 	// The floor outlives collections: each cycle re-arms the next.
 	for range 3 {
