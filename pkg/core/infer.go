@@ -31,6 +31,13 @@ type Call struct {
 	// take now is refused before its body is read. Its errors are the
 	// client's when they wrap protocol.ErrBadRequest.
 	Decode func(*Call) error
+	// BinaryBytes is how many bytes of tensor data the body carries after
+	// its JSON header, known from its framing before it is read (the
+	// binary tensor extension: Content-Length less
+	// Inference-Header-Content-Length); 0 when unknown or none. A version
+	// refuses a call whose binary part alone passes its bound on one
+	// request's input bytes before Decode reads a byte of it.
+	BinaryBytes int64
 	// Encode puts the answer into the front end's protocol, in memory
 	// (nil: nothing to encode). The core times it as the postprocess
 	// phase; Result.Timing has neither postprocess nor total yet.
@@ -97,6 +104,9 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	res := &Result{Draining: s.draining.Load()}
 	m, waited, err := s.admit(ctx, call)
 	entered := err == nil && m != nil
+	if entered && call.BinaryBytes > 0 {
+		err = m.CheckInputBytes(call.BinaryBytes)
+	}
 	if err == nil && call.Decode != nil {
 		err = call.Decode(call)
 	}

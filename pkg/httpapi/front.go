@@ -172,12 +172,13 @@ func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 	start := time.Now()
 	var x inference
 	header := func(name string) string { return string(fc.Request.Header.Peek(name)) }
+	length := contentLength(fc)
 	read := func(buf []byte) ([]byte, error) {
-		return readBody(f.body(fc), contentLength(fc), f.api.opts.MaxBodyBytes, buf)
+		return readBody(f.body(fc), length, f.api.opts.MaxBodyBytes, buf)
 	}
 	gone := f.gone.watch(fc.Conn(), start)
 	defer gone.end() // before the server reads the connection again, even after a panic
-	res, err := f.api.Infer(gone.ctx, x.call(model, version, start, header, read))
+	res, err := f.api.Infer(gone.ctx, x.call(model, version, start, header, length, read))
 	if err != nil {
 		f.answerError(fc, failure(f.api.log, err, fc.Response.Header.Set), err)
 		return

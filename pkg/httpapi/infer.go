@@ -29,11 +29,16 @@ type inference struct {
 // the body with read (only once the core has admitted the call, so that a
 // shed request's body is never read) and decodes it, its tensors aliasing
 // the body; its Encode makes the answer's bytes. header looks up a request
-// header.
-func (x *inference) call(model, version string, start time.Time, header func(string) string, read func(buf []byte) ([]byte, error)) *core.Call {
+// header; length is the body's announced length (-1: unknown).
+func (x *inference) call(model, version string, start time.Time, header func(string) string, length int64, read func(buf []byte) ([]byte, error)) *core.Call {
 	x.headerLength = -1
+	headerLength, headerErr := protocol.ParseHeaderLength(header(protocol.HeaderContentLength))
+	var binary int64
+	if headerErr == nil && headerLength >= 0 && length > headerLength {
+		binary = length - headerLength
+	}
 	return &core.Call{
-		Model: model, Version: version, Protocol: core.ProtoHTTP, Start: start, Header: header,
+		Model: model, Version: version, Protocol: core.ProtoHTTP, Start: start, Header: header, BinaryBytes: binary,
 		Decode: func(c *core.Call) error {
 			x.in = bodyBuffers.Get().(*[]byte)
 			body, err := read(*x.in)
@@ -41,9 +46,8 @@ func (x *inference) call(model, version string, start time.Time, header func(str
 				return err
 			}
 			*x.in = body
-			headerLength, err := protocol.ParseHeaderLength(header(protocol.HeaderContentLength))
-			if err != nil {
-				return err
+			if headerErr != nil {
+				return headerErr
 			}
 			if x.req, err = protocol.DecodeRequest(body, headerLength); err != nil {
 				return err
@@ -101,7 +105,7 @@ func (x *inference) headers(res *core.Result, set func(name, value string)) {
 func (s *API) serveInfer(w http.ResponseWriter, r *http.Request) {
 	var x inference
 	read := func(buf []byte) ([]byte, error) { return readBody(r.Body, r.ContentLength, s.opts.MaxBodyBytes, buf) }
-	res, err := s.Infer(r.Context(), x.call(r.PathValue("model"), r.PathValue("version"), time.Now(), r.Header.Get, read))
+	res, err := s.Infer(r.Context(), x.call(r.PathValue("model"), r.PathValue("version"), time.Now(), r.Header.Get, r.ContentLength, read))
 	if err != nil {
 		s.fail(w, err)
 		return

@@ -67,14 +67,19 @@ func (m *Model) Admit() error {
 // checkBytes refuses a request whose inputs exceed the model's bound on
 // one request's bytes, before it is hashed, tokenized or queued.
 func (m *Model) checkBytes(req *Request) error {
-	if m.maxRequestBytes <= 0 {
-		return nil
-	}
 	var n int64
 	for _, t := range req.Inputs {
 		n += int64(len(t.Data))
 	}
-	if n <= m.maxRequestBytes {
+	return m.CheckInputBytes(n)
+}
+
+// CheckInputBytes refuses n bytes of input data when they pass the
+// model's bound on one request's bytes (max_request_bytes, or twice a full
+// batch): a front end that knows a body's data size from its framing asks
+// before it reads the body. The error wraps ErrTooLarge.
+func (m *Model) CheckInputBytes(n int64) error {
+	if m.maxRequestBytes <= 0 || n <= m.maxRequestBytes {
 		return nil
 	}
 	if m.cfg.MaxRequestBytes == 0 {

@@ -136,6 +136,21 @@ func TestBodyOverTheLimitIsRefusedNamingIt(t *testing.T) {
 	}
 }
 
+// A binary-extension body whose tensor part alone, by its framing, passes
+// the model's bound on one request's bytes is refused with 413 once the
+// call is admitted, before the body is read.
+func TestBinaryPartOverTheModelsBoundIsRefusedUnread(t *testing.T) {
+	_, hs := startHTTP(t, Options{})
+	addr := hs.Listener.Addr().String()
+	// mlp: twice a full batch of 64 rows of 784 FP32 is 401,408 bytes.
+	const header = 100
+	head := strings.Replace(inferHead(addr, header+(32<<20)), "\r\n\r\n", fmt.Sprintf("\r\n%s: %d\r\n\r\n", protocol.HeaderContentLength, header), 1)
+	status, body := rawRequest(t, addr, head, "{", false) // the rest is never sent
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "twice a full batch") {
+		t.Fatalf("32 MiB of binary data announced for mlp: %d %s, want 413 naming the model's bound", status, body)
+	}
+}
+
 // A body that trickles in is cut at the read timeout with 408; the
 // timeout bounds the body alone, not the handler that runs after it.
 func TestSlowBodyTimesOut(t *testing.T) {
