@@ -26,9 +26,15 @@ type Call struct {
 	// Header returns a request header (HTTP) or metadata value (gRPC) by
 	// its name, for sticky routing by header; nil when there are none.
 	Header func(name string) string
-	// Decode reads the request into Request and Timeout. The core calls
-	// it once the call is admitted, so that a call its version cannot
-	// take now is refused before its body is read. Its errors are the
+	// Read reads the request's body into memory (nil: there is none to
+	// read, as a gRPC message arrives read). The core calls it once the
+	// call is routed and its version could take it, so that a call the
+	// version would refuse is refused before its body is read; and before
+	// the call takes its place in the version's work, so that a client
+	// slow to send its body holds no place another request could use.
+	Read func(*Call) error
+	// Decode decodes the request into Request and Timeout. The core calls
+	// it once the call has its place. Its errors (and Read's) are the
 	// client's when they wrap protocol.ErrBadRequest.
 	Decode func(*Call) error
 	// BinaryBytes is how many bytes of tensor data the body carries after
@@ -102,10 +108,18 @@ type Result struct {
 // timed out may still be read by the batch it was queued for.
 func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	res := &Result{Draining: s.draining.Load()}
-	m, waited, err := s.admit(ctx, call)
-	entered := err == nil && m != nil
-	if entered && call.BinaryBytes > 0 {
+	m, err := s.admit(ctx, call)
+	if err == nil && m != nil && call.BinaryBytes > 0 {
 		err = m.CheckInputBytes(call.BinaryBytes)
+	}
+	if err == nil && call.Read != nil {
+		err = call.Read(call)
+	}
+	var waited time.Duration
+	entered := false
+	if err == nil && m != nil {
+		waited, err = m.Enter(ctx)
+		entered = err == nil
 	}
 	if err == nil && call.Decode != nil {
 		err = call.Decode(call)
@@ -162,22 +176,20 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 }
 
 // admit routes a call from its names and headers alone, when the model's
-// traffic policy needs nothing of its body, and lets it into the
-// version's work (runner.Model.Enter): it waits its turn while the version
-// works on as many requests as batching needs, and is refused when too
-// many wait or the version cannot serve now (its host is down). The model
-// is nil, with no error, when routing must wait for the request id; the
-// duration is the wait.
-func (s *Core) admit(ctx context.Context, call *Call) (*runner.Model, time.Duration, error) {
+// traffic policy needs nothing of its body, and sheds it when the version
+// would refuse it now (runner.Model.Admit: too many wait, or its host is
+// down), before its body is read. The call takes its place in the
+// version's work (runner.Model.Enter) once its body is read. The model is
+// nil, with no error, when routing must wait for the request id.
+func (s *Core) admit(ctx context.Context, call *Call) (*runner.Model, error) {
 	m, routed, err := s.routeEarly(ctx, call.Model, call.Version, call.Header)
 	if err != nil || !routed {
-		return m, 0, err
+		return m, err
 	}
-	waited, err := m.Enter(ctx)
-	if err != nil {
-		return m, waited, shedError{err}
+	if err := m.Admit(); err != nil {
+		return m, shedError{err}
 	}
-	return m, waited, nil
+	return m, nil
 }
 
 // shedError is an admission's refusal: the call was not decoded.

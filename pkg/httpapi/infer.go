@@ -25,10 +25,11 @@ type inference struct {
 }
 
 // call returns the core call of an infer request for model and version
-// (empty: the traffic policy's), which arrived at start. Its Decode reads
-// the body with read (only once the core has admitted the call, so that a
-// shed request's body is never read) and decodes it, its tensors aliasing
-// the body; its Encode makes the answer's bytes. header looks up a request
+// (empty: the traffic policy's), which arrived at start. Its Read reads
+// the body with read (only once the core has routed the call and found
+// its version able to take it, so that a shed request's body is never
+// read), its Decode decodes it, its tensors aliasing the body; its Encode
+// makes the answer's bytes. header looks up a request
 // header; length is the body's announced length (-1: unknown).
 func (x *inference) call(model, version string, start time.Time, header func(string) string, length int64, read func(buf []byte) ([]byte, error)) *core.Call {
 	x.headerLength = -1
@@ -39,17 +40,20 @@ func (x *inference) call(model, version string, start time.Time, header func(str
 	}
 	return &core.Call{
 		Model: model, Version: version, Protocol: core.ProtoHTTP, Start: start, Header: header, BinaryBytes: binary,
-		Decode: func(c *core.Call) error {
+		Read: func(*core.Call) error {
 			x.in = bodyBuffers.Get().(*[]byte)
 			body, err := read(*x.in)
 			if err != nil {
 				return err
 			}
 			*x.in = body
+			return nil
+		},
+		Decode: func(c *core.Call) (err error) {
 			if headerErr != nil {
 				return headerErr
 			}
-			if x.req, err = protocol.DecodeRequest(body, headerLength); err != nil {
+			if x.req, err = protocol.DecodeRequest(*x.in, headerLength); err != nil {
 				return err
 			}
 			return callOf(c, x.req)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,10 +21,12 @@ import (
 // moment between a batch's end and its worker taking the next one, a
 // request admitted to run waits in the batcher's queue too: the queue
 // then reads max_queue_size and one more per instance. Holding the rest
-// before their bodies are read is what keeps a
-// flooded model from taking the server's CPU from the others: a waiting
-// request costs a parked goroutine, its body still in the kernel, where
-// one admitted costs its decoding, copies and encoding. It is the
+// undecoded, and refusing past max_queue_size before a body is read
+// (Admit, which a front end asks first), is what keeps a flooded model
+// from taking the server's CPU from the others: a waiting request costs a
+// parked goroutine and its body's bytes, where one admitted costs its
+// decoding, copies and encoding. A front end reads a body before the
+// request enters, so that a client slow to send it holds no place. It is the
 // concurrency limit of Envoy's adaptive concurrency filter and of
 // Netflix's concurrency-limits, fixed at what batching needs.
 //
@@ -38,7 +41,21 @@ type admission struct {
 	forming    int // places of the forming batches
 
 	mu      sync.Mutex
-	waiters []*waiter // in arrival order
+	waiters []*waiter    // in arrival order
+	inLine  atomic.Int64 // len(waiters), for full to read without the lock
+}
+
+// full reports, without the lock, whether a request arriving now would be
+// refused: every place taken and max_queue_size already waiting.
+func (a *admission) full() bool {
+	return len(a.slots) == cap(a.slots) && a.inLine.Load() >= int64(a.maxWaiting)
+}
+
+// errFull is the refusal of a request past max_queue_size.
+func (m *Model) errFull() error {
+	a := m.admission
+	return fmt.Errorf("model %q version %d: %w: %d requests waiting and %d places of forming batches taken (max_queue_size %d)",
+		m.meta.Name, m.meta.Version, ErrQueueFull, a.maxWaiting, a.forming, a.maxWaiting+a.forming)
 }
 
 type waiter struct {
@@ -89,11 +106,11 @@ func (m *Model) Enter(ctx context.Context) (time.Duration, error) {
 	}
 	if len(a.waiters) >= a.maxWaiting {
 		a.mu.Unlock()
-		return 0, fmt.Errorf("model %q version %d: %w: %d requests waiting and %d places of forming batches taken (max_queue_size %d)",
-			m.meta.Name, m.meta.Version, ErrQueueFull, len(a.waiters), a.forming, a.maxWaiting+a.forming)
+		return 0, m.errFull()
 	}
 	w := &waiter{since: time.Now(), admitted: make(chan struct{})}
 	a.waiters = append(a.waiters, w)
+	a.inLine.Store(int64(len(a.waiters)))
 	a.mu.Unlock()
 
 	var why error
@@ -108,6 +125,7 @@ func (m *Model) Enter(ctx context.Context) (time.Duration, error) {
 	a.mu.Lock()
 	if i := a.index(w); i >= 0 {
 		a.waiters = append(a.waiters[:i], a.waiters[i+1:]...)
+		a.inLine.Store(int64(len(a.waiters)))
 		a.mu.Unlock()
 	} else { // handed a place as it gave up: pass it on
 		a.mu.Unlock()
@@ -140,6 +158,7 @@ func (m *Model) Leave() {
 	if len(a.waiters) > 0 {
 		w := a.waiters[0]
 		a.waiters = a.waiters[1:]
+		a.inLine.Store(int64(len(a.waiters)))
 		a.mu.Unlock()
 		close(w.admitted) // the place passes on, still taken
 		return

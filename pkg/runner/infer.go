@@ -58,6 +58,9 @@ func (m *Model) Admit() error {
 	if reason := m.hosts.downReason(); reason != "" {
 		return fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, m.meta.Name, m.meta.Version, reason)
 	}
+	if m.admission != nil && m.admission.full() {
+		return m.errFull()
+	}
 	if m.gen == nil && m.batcher.full() {
 		return fmt.Errorf("model %q version %d: %w: %d requests queued for a batch", m.meta.Name, m.meta.Version, ErrQueueFull, m.batcher.maxQueue)
 	}

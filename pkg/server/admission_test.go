@@ -62,3 +62,27 @@ func TestFullQueueShedsBeforeTheBodyIsRead(t *testing.T) {
 		t.Errorf("the shed request is not counted as queue_full")
 	}
 }
+
+// A client slow to send its body holds no place in its model's work: the
+// body is read before the request takes its place, so clients that send
+// their headers and then stall leave a small queue to the others.
+func TestSlowBodiesHoldNoPlace(t *testing.T) {
+	// One running and one forming place, none to wait in.
+	repo := testrepo.Open(t, map[string][2]string{"mlp": {mlpFile, "max_batch_size: 1\ndynamic_batching: {max_queue_size: 1}\n"}})
+	_, hs := start(t, repo, Options{})
+	t.Cleanup(repo.Close)
+	u, _ := url.Parse(hs.URL)
+	for range 3 {
+		conn, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// The headers and the body's first byte; the rest never comes.
+		fmt.Fprintf(conn, "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", u.Host)
+	}
+	image := fmt.Appendf(nil, `{"inputs":[{"name":"image","shape":[1,784],"datatype":"FP32","data":[%s0]}]}`, strings.Repeat("0,", 783))
+	if r := call(t, "POST", hs.URL+"/v2/models/mlp/infer", image, nil); r.status != http.StatusOK {
+		t.Fatalf("a request beside three stalled bodies: %d %s, want 200", r.status, r.body)
+	}
+}
