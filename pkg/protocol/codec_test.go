@@ -153,6 +153,7 @@ func TestDecodeErrorsNameTheProblem(t *testing.T) {
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}XXXXYYYY`, 0, "4 bytes of binary data follow"},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":4}}]}XXXX`, 0, "needs 8 bytes"},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":-4}}]}`, -1, "not a non-negative integer"},
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":9223372036854775807}}]}`, -1, "over 2^53"},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":"4"}}]}`, -1, `parameter "binary_data_size": the string "4", want a JSON number`},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"binary_data_output":"yes"}}`, -1, "not a boolean"},
 	} {

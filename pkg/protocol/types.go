@@ -123,7 +123,12 @@ func (p Parameters) Int(name string) (v int64, ok bool, err error) {
 	if !isNum {
 		return 0, true, fmt.Errorf("parameter %q: %s, want a JSON number (a non-negative integer, such as 32, unquoted)", name, jsonKind(raw))
 	}
-	if f < 0 || f != math.Trunc(f) || f > 1<<53 {
+	if f > 1<<53 {
+		// A float64 holds every integer up to 2^53 exactly; past it the
+		// number read may not be the one sent.
+		return 0, true, fmt.Errorf("parameter %q: %v is over 2^53, the largest integer this parameter takes", name, raw)
+	}
+	if f < 0 || f != math.Trunc(f) {
 		return 0, true, fmt.Errorf("parameter %q: %v is not a non-negative integer", name, raw)
 	}
 	return int64(f), true, nil
