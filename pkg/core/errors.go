@@ -17,6 +17,10 @@ const StatusClientClosed = 499
 // front end's read timeout; it maps to 408.
 var ErrBodyTimeout = errors.New("request body not received in time")
 
+// ErrBodyBudget refuses a request body the server has no memory budget
+// left for: the bodies it holds already reach its bound (503, retry).
+var ErrBodyBudget = errors.New("server busy: request bodies in memory at the limit")
+
 // Status maps an error to its status code, once for every endpoint, as
 // Triton does: 400 malformed input, 404 unknown model or version, 408 body
 // not received within the read timeout, 413 body too large, 429 queue
@@ -37,7 +41,7 @@ func Status(err error) int {
 	case errors.Is(err, runner.ErrQueueFull):
 		return http.StatusTooManyRequests
 	case errors.Is(err, runner.ErrModelNotReady), errors.Is(err, runner.ErrClosed), errors.Is(err, errCircuitOpen),
-		errors.Is(err, runner.ErrMemoryBudget):
+		errors.Is(err, runner.ErrMemoryBudget), errors.Is(err, ErrBodyBudget):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, runner.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

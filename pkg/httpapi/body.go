@@ -31,22 +31,40 @@ func errBodyTooLarge(n, limit int64) error {
 // doubles as the bytes arrive, up to the length announced, so a client
 // that announces a large body and sends little costs the server little.
 // It never reads past the announced length, nor more than limit+1 bytes.
-func readBody(body io.Reader, want, limit int64, buf []byte) ([]byte, error) {
+//
+// The buffer's capacity is charged to budget as it grows, the total in
+// *held, which the caller gives back once it lets the buffer go (also
+// after an error); a growth the budget refuses fails the read.
+func readBody(body io.Reader, want, limit int64, buf []byte, budget *bodyBudget, held *int64) ([]byte, error) {
 	if want > limit {
 		return nil, errBodyTooLarge(want, limit)
 	}
-	end := limit + 1 // reading one byte past the limit tells a body over it
-	size := int64(bodyChunk)
-	if want >= 0 {
-		end, size = want, min(size, want)
+	charge := func() error {
+		n := int64(cap(buf)) - *held
+		if err := budget.take(n); err != nil {
+			return err
+		}
+		*held += max(n, 0)
+		return nil
 	}
+	end := limit + 1 // reading one byte past the limit tells a body over it
+	if want >= 0 {
+		end = want
+	}
+	size := min(int64(bodyChunk), end)
 	if int64(cap(buf)) < size {
 		buf = slices.Grow(buf[:0], int(max(size, 512)))
 	}
 	buf = buf[:0]
+	if err := charge(); err != nil {
+		return nil, err
+	}
 	for int64(len(buf)) < end {
 		if len(buf) == cap(buf) {
 			buf = slices.Grow(buf, int(min(int64(cap(buf)), end-int64(len(buf)))))
+			if err := charge(); err != nil {
+				return nil, err
+			}
 		}
 		n, err := body.Read(buf[len(buf):min(int64(cap(buf)), end)])
 		buf = buf[:len(buf)+n]

@@ -174,8 +174,9 @@ func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 	header := func(name string) string { return string(fc.Request.Header.Peek(name)) }
 	length := contentLength(fc)
 	read := func(buf []byte) ([]byte, error) {
-		return readBody(f.body(fc), length, f.api.opts.MaxBodyBytes, buf)
+		return readBody(f.body(fc), length, f.api.opts.MaxBodyBytes, buf, f.api.bodies, &x.held)
 	}
+	defer func() { f.api.bodies.give(x.held) }()
 	gone := f.gone.watch(fc.Conn(), start)
 	defer gone.end() // before the server reads the connection again, even after a panic
 	res, err := f.api.Infer(gone.ctx, x.call(model, version, start, header, length, read))
@@ -193,7 +194,9 @@ func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 func (f *front) bridge(fc *fasthttp.RequestCtx) {
 	if fc.RequestBodyStream() != nil {
 		if want := contentLength(fc); want != 0 {
-			body, err := readBody(f.body(fc), want, f.api.opts.MaxBodyBytes, nil)
+			var held int64
+			defer func() { f.api.bodies.give(held) }()
+			body, err := readBody(f.body(fc), want, f.api.opts.MaxBodyBytes, nil, f.api.bodies, &held)
 			if err != nil {
 				f.answerError(fc, core.Status(err), err)
 				return

@@ -28,13 +28,18 @@ type Options struct {
 // API serves the KServe v2 HTTP endpoints of a serving core.
 type API struct {
 	*core.Core
-	opts Options
-	log  *slog.Logger
+	opts   Options
+	log    *slog.Logger
+	bodies *bodyBudget // nil: MaxBodyBytes is 0, no bound
 }
 
 // New returns the HTTP API of c.
 func New(c *core.Core, opts Options) *API {
-	return &API{Core: c, opts: opts, log: c.Logger()}
+	s := &API{Core: c, opts: opts, log: c.Logger()}
+	if opts.MaxBodyBytes > 0 {
+		s.bodies = &bodyBudget{max: bodiesInFlight * opts.MaxBodyBytes}
+	}
+	return s
 }
 
 // Register adds the API's endpoints to mux: health, server and model

@@ -22,6 +22,7 @@ type inference struct {
 	answer       []byte
 	in, out      *[]byte
 	headerLength int64
+	held         int64 // bytes of the body's buffer charged to the API's budget
 }
 
 // call returns the core call of an infer request for model and version
@@ -108,7 +109,10 @@ func (x *inference) headers(res *core.Result, set func(name, value string)) {
 // serveInfer answers an infer call on net/http (Handler's mux).
 func (s *API) serveInfer(w http.ResponseWriter, r *http.Request) {
 	var x inference
-	read := func(buf []byte) ([]byte, error) { return readBody(r.Body, r.ContentLength, s.opts.MaxBodyBytes, buf) }
+	read := func(buf []byte) ([]byte, error) {
+		return readBody(r.Body, r.ContentLength, s.opts.MaxBodyBytes, buf, s.bodies, &x.held)
+	}
+	defer func() { s.bodies.give(x.held) }()
 	res, err := s.Infer(r.Context(), x.call(r.PathValue("model"), r.PathValue("version"), time.Now(), r.Header.Get, r.ContentLength, read))
 	if err != nil {
 		s.fail(w, err)
