@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/deploy"
@@ -110,7 +111,9 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	res := &Result{Draining: s.draining.Load()}
 	m, err := s.admit(ctx, call)
 	if err == nil && m != nil && call.BinaryBytes > 0 {
-		err = m.CheckInputBytes(call.BinaryBytes)
+		if err = m.CheckInputBytes(call.BinaryBytes); err != nil {
+			err = fmt.Errorf("the body's framing announces %d bytes of binary tensor data: %w", call.BinaryBytes, err)
+		}
 	}
 	if err == nil && call.Read != nil {
 		err = call.Read(call)

@@ -35,6 +35,9 @@ type inference struct {
 func (x *inference) call(model, version string, start time.Time, header func(string) string, length int64, read func(buf []byte) ([]byte, error)) *core.Call {
 	x.headerLength = -1
 	headerLength, headerErr := protocol.ParseHeaderLength(header(protocol.HeaderContentLength))
+	if headerErr == nil && length >= 0 && headerLength > length {
+		headerErr = fmt.Errorf("%w: %s is %d but the body has %d bytes", protocol.ErrBadRequest, protocol.HeaderContentLength, headerLength, length)
+	}
 	var binary int64
 	if headerErr == nil && headerLength >= 0 && length > headerLength {
 		binary = length - headerLength
@@ -42,6 +45,9 @@ func (x *inference) call(model, version string, start time.Time, header func(str
 	return &core.Call{
 		Model: model, Version: version, Protocol: core.ProtoHTTP, Start: start, Header: header, BinaryBytes: binary,
 		Read: func(*core.Call) error {
+			if headerErr != nil {
+				return headerErr // before a byte of the body is read
+			}
 			x.in = bodyBuffers.Get().(*[]byte)
 			body, err := read(*x.in)
 			if err != nil {
@@ -51,9 +57,6 @@ func (x *inference) call(model, version string, start time.Time, header func(str
 			return nil
 		},
 		Decode: func(c *core.Call) (err error) {
-			if headerErr != nil {
-				return headerErr
-			}
 			if x.req, err = protocol.DecodeRequest(*x.in, headerLength); err != nil {
 				return err
 			}

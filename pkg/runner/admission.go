@@ -54,8 +54,8 @@ func (a *admission) full() bool {
 // errFull is the refusal of a request past max_queue_size.
 func (m *Model) errFull() error {
 	a := m.admission
-	return fmt.Errorf("model %q version %d: %w: %d requests waiting and %d places of forming batches taken (max_queue_size %d)",
-		m.meta.Name, m.meta.Version, ErrQueueFull, a.maxWaiting, a.forming, a.maxWaiting+a.forming)
+	return fmt.Errorf("model %q version %d: %w: max_queue_size %d reached (%d requests forming a batch, %d waiting for a place)",
+		m.meta.Name, m.meta.Version, ErrQueueFull, a.maxWaiting+a.forming, a.forming, a.maxWaiting)
 }
 
 type waiter struct {

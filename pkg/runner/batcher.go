@@ -150,7 +150,7 @@ func (b *batcher) submit(p *pending) error {
 	if b.n >= b.maxQueue {
 		b.mu.Unlock()
 		expire(expired)
-		return fmt.Errorf("%w: %d requests queued for a batch", ErrQueueFull, b.maxQueue)
+		return fmt.Errorf("%w: max_queue_size %d reached (requests queued for a batch)", ErrQueueFull, b.maxQueue)
 	}
 	b.queues[p.priority] = append(b.queues[p.priority], p)
 	b.n++

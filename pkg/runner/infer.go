@@ -62,7 +62,7 @@ func (m *Model) Admit() error {
 		return m.errFull()
 	}
 	if m.gen == nil && m.batcher.full() {
-		return fmt.Errorf("model %q version %d: %w: %d requests queued for a batch", m.meta.Name, m.meta.Version, ErrQueueFull, m.batcher.maxQueue)
+		return fmt.Errorf("model %q version %d: %w: max_queue_size %d reached (requests queued for a batch)", m.meta.Name, m.meta.Version, ErrQueueFull, m.batcher.maxQueue)
 	}
 	return nil
 }

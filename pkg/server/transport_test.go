@@ -149,6 +149,14 @@ func TestBinaryPartOverTheModelsBoundIsRefusedUnread(t *testing.T) {
 	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "twice a full batch") {
 		t.Fatalf("32 MiB of binary data announced for mlp: %d %s, want 413 naming the model's bound", status, body)
 	}
+	// A header length that the headers alone show wrong: 400, unread too.
+	for _, hl := range []string{"-5", "abc", fmt.Sprint(64 << 10)} {
+		head := strings.Replace(inferHead(addr, 1000), "\r\n\r\n", fmt.Sprintf("\r\n%s: %s\r\n\r\n", protocol.HeaderContentLength, hl), 1)
+		status, body := rawRequest(t, addr, head, "{", false)
+		if status != http.StatusBadRequest || !strings.Contains(body, protocol.HeaderContentLength) {
+			t.Fatalf("%s %s on a body of 1000 bytes: %d %s, want 400 naming it", protocol.HeaderContentLength, hl, status, body)
+		}
+	}
 }
 
 // A body that trickles in is cut at the read timeout with 408; the
