@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/infer-serving/infer/pkg/gcfloor"
 	"io"
 	"os"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/infer-serving/infer/pkg/gcfloor"
 	"github.com/infer-serving/infer/pkg/loadgen"
 	"github.com/infer-serving/infer/pkg/tui"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/infer-serving/infer/pkg/gcfloor"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/gcfloor"
 	"github.com/infer-serving/infer/pkg/netlimit"
 	"github.com/infer-serving/infer/pkg/queue"
 	"github.com/infer-serving/infer/pkg/queueapi"

@@ -306,29 +306,18 @@ func (s *scanner) value(keep bool, depth int) (any, error) {
 	}
 }
 
-// knownKey returns key as a string: one of the protocol's own parameter
-// names without an allocation (most requests carry one or two of them),
-// any other as a copy.
+// knownKeys are the parameter names this server reads itself: most
+// requests carry one or two of them.
+var knownKeys = [...]string{ParamBinaryDataSize, ParamBinaryData, ParamBinaryDataOutput, ParamTimeout, ParamPriority,
+	ParamClassification, ParamClassCount, ParamContentType}
+
+// knownKey returns key as a string: one of knownKeys without an
+// allocation, any other as a copy.
 func knownKey(key []byte) string {
-	switch string(key) {
-	case "binary_data_size":
-		return "binary_data_size"
-	case "binary_data_output":
-		return "binary_data_output"
-	case "binary_data":
-		return "binary_data"
-	case "classification":
-		return "classification"
-	case "priority":
-		return "priority"
-	case "timeout":
-		return "timeout"
-	case "sequence_id":
-		return "sequence_id"
-	case "sequence_start":
-		return "sequence_start"
-	case "sequence_end":
-		return "sequence_end"
+	for _, k := range knownKeys {
+		if string(key) == k {
+			return k
+		}
 	}
 	return string(key)
 }
