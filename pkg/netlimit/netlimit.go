@@ -282,13 +282,65 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 }
 
-// Close closes the connection and gives its place back, once.
+// Close closes the connection and gives its place back, once. Where the
+// kernel holds bytes the server never read (the rest of a request whose
+// answer, a 431, 413 or a shed 429, ended the connection before its
+// headers or body were read whole), it lingers first (linger), so that
+// the close does not reset the connection and destroy the answer before
+// the client reads it.
 func (c *Conn) Close() error {
+	if !c.closed.Load() && c.pending() {
+		c.linger()
+	}
+	return c.abort()
+}
+
+// abort closes the connection at once and gives its place back, once.
+func (c *Conn) abort() error {
 	err := c.Conn.Close()
 	if c.release() {
 		c.l.budget.open.Add(-1)
 	}
 	return err
+}
+
+// lingerTime and lingerBytes bound a lingering close: how long, and how
+// many bytes, the server reads and discards of what a client still sends
+// after the answer that ends its connection. A client that reads its
+// answer and closes ends the linger at once; one that keeps sending past
+// either bound is reset. nginx's lingering_close reads for up to 30 s
+// (lingering_time) and net/http waits 500 ms after its half-close
+// (rstAvoidanceDelay); 2 s covers a client on any network that writes
+// before it reads, and the bytes bound keeps a hostile one from making
+// the server read for it. Variables for tests.
+var (
+	lingerTime  = 2 * time.Second
+	lingerBytes = int64(4 << 20)
+)
+
+// linger half-closes the connection, so that the client reads the answer
+// and then the end, and reads and discards what the client still sends
+// until it closes its side, lingerTime passes or lingerBytes are read.
+// Closing a socket with unread bytes makes the kernel answer with a reset
+// (RFC 1122, 4.2.2.13), which a client can take before the answer it
+// was sent: a client that writes its whole request before reading (most
+// do) then reports a write error, never the 431 or 413 that named its
+// fault.
+func (c *Conn) linger() {
+	if c.CloseWrite() != nil {
+		return
+	}
+	if c.Conn.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
+		return
+	}
+	var buf [16 << 10]byte
+	for read := int64(0); read < lingerBytes; {
+		n, err := c.Conn.Read(buf[:])
+		read += int64(n)
+		if err != nil {
+			return
+		}
+	}
 }
 
 // release takes the connection out of its listener's set, once, and
@@ -341,7 +393,8 @@ func (c *Conn) ReadSince() bool { return c.read.Load() }
 func (c *Conn) NetConn() net.Conn { return c.Conn }
 
 // CloseAll closes every connection the listener holds, requests and all:
-// the end of a shutdown whose grace period ran out.
+// the end of a shutdown whose grace period ran out, so at once, with no
+// linger.
 func (l *Listener) CloseAll() {
 	l.mu.Lock()
 	conns := make([]*Conn, 0, len(l.conns))
@@ -350,6 +403,6 @@ func (l *Listener) CloseAll() {
 	}
 	l.mu.Unlock()
 	for _, c := range conns {
-		_ = c.Close()
+		_ = c.abort()
 	}
 }

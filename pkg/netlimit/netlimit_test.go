@@ -352,3 +352,53 @@ func TestStalledReaderLosesItsConnection(t *testing.T) {
 		}
 	}
 }
+
+// A server that answers before it has read the whole request (a 431 for
+// headers over its buffer, a 413 or a shed 429 with the body unread) and
+// closes lingers: the client's write of the rest completes and it reads
+// the answer, then the end, where a plain close would reset the
+// connection under its write. Past lingerBytes the client is reset.
+func TestCloseLingersOverUnreadBytes(t *testing.T) {
+	defer func(n int64) { lingerBytes = n }(lingerBytes)
+	l, b := listen(t, 4)
+	const sent = 32 << 20 // more than loopback's socket buffers hold
+	for _, tc := range []struct {
+		linger int64
+		reset  bool
+	}{{linger: 2 * sent}, {linger: 1 << 20, reset: true}} {
+		lingerBytes = tc.linger
+		served := make(chan error, 1)
+		go func() {
+			c, err := l.Accept()
+			if err != nil {
+				served <- err
+				return
+			}
+			if _, err := io.ReadFull(c, make([]byte, 1024)); err != nil {
+				served <- err
+				return
+			}
+			_, err = io.WriteString(c, "refused\n")
+			served <- errors.Join(err, c.Close())
+		}()
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, werr := c.Write(make([]byte, sent))
+		answer, rerr := io.ReadAll(c)
+		c.Close()
+		if err := <-served; err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case tc.reset && werr == nil:
+			t.Errorf("lingerBytes %d: a client that sent %d bytes wrote them all, want it reset", tc.linger, sent)
+		case !tc.reset && (werr != nil || rerr != nil || string(answer) != "refused\n"):
+			t.Errorf("lingerBytes %d: write %v, read %q, %v; want the whole request written and the answer read to its end", tc.linger, werr, answer, rerr)
+		}
+	}
+	if b.Open() != 0 {
+		t.Errorf("%d connections open after both closed, want 0", b.Open())
+	}
+}
