@@ -218,6 +218,10 @@ func (f front) stop(ctx context.Context, log *slog.Logger) error {
 		case <-done:
 			return nil
 		case <-ctx.Done():
+			// At once: closing the connections first ends any lingering
+			// close (netlimit.Conn) that Stop, closing them one by one,
+			// would wait on.
+			ln.CloseAll()
 			f.grpc.Stop()
 			<-done
 			return ctx.Err()
