@@ -20,7 +20,9 @@
 # Usage: scripts/bench-serve.sh
 # Environment:
 #   DURATION     each measurement (default 5s); CONNS connections (default 64)
-#   BASE         the commit to compare gRPC against (default 7b1fa62)
+#   BASE         the commit to compare gRPC against (default: the commit the
+#                request-path work branched from, found by its subject, which
+#                outlives a rewritten history where its hash may not)
 #   BASELINES    the shared baselines folder (default ../shared/baselines)
 #   SERVER_CPU, CLIENT_CPU   the cores to pin to (default 0 and 1)
 #   PORT         first of the loopback ports used (default 18600)
@@ -28,7 +30,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-64}
-BASE=${BASE:-7b1fa62}
+BASE_SUBJECT='docs: the command reference names --max-connections and monitor'
+BASE=${BASE:-$(git log --format=%h --fixed-strings --grep="$BASE_SUBJECT" -1 2>/dev/null || true)}
 BASELINES=${BASELINES:-../shared/baselines}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -37,6 +40,8 @@ HTTP=127.0.0.1:$PORT
 GRPC=127.0.0.1:$((PORT + 1))
 INFER_PATH=/v2/models/mlp/infer
 
+git rev-parse --verify --quiet "${BASE:-none}^{commit}" >/dev/null ||
+  { echo "bench-serve: no base commit to compare gRPC against (\"$BASE_SUBJECT\" is not in this clone's history); set BASE" >&2; exit 1; }
 for tool in wrk taskset perl curl; do
   command -v $tool >/dev/null || { echo "bench-serve: $tool is missing (wrk: apt-get install wrk)" >&2; exit 1; }
 done
