@@ -12,7 +12,9 @@
 #      sent, HOSTILE_IDLE_CONNS (default 10,000) idle connections and
 #      HOSTILE_NAMES (default 3,000) made-up model names; then enormous
 #      declared shapes, shapes whose product overflows int64 and JSON
-#      nested 100,000 deep. It samples the server's VmRSS and VmHWM from
+#      nested 100,000 deep; then, once the normal client has stopped, on
+#      the gRPC port, connections of stalled calls holding 32 MiB of 64 MiB
+#      messages each, and messages sent a byte a frame. It samples the server's VmRSS and VmHWM from
 #      /proc/PID/status and counts the metric series before and after.
 # Fails (exit 1) when the server dies, its resident memory passes
 # HOSTILE_RSS_MIB (default 1024 MiB), a made-up name adds metric series,
@@ -20,7 +22,8 @@
 # under attack is over twice its unloaded p99.
 #
 # HOSTILE_DECODER=0 leaves out the decoder's attacks, to see the
-# transport's figures alone while a decoder bug takes the server down.
+# transport's figures alone while a decoder bug takes the server down;
+# HOSTILE_GRPC=0 leaves out the gRPC port's.
 #
 # Usage: scripts/hostile.sh            HOSTILE_DECODER=0 scripts/hostile.sh
 set -euo pipefail
@@ -31,6 +34,8 @@ names=${HOSTILE_NAMES:-3000}
 rss_mib=${HOSTILE_RSS_MIB:-1024}
 decoder=true
 [ "${HOSTILE_DECODER:-1}" = 0 ] && decoder=false
+grpc_attacks=1
+[ "${HOSTILE_GRPC:-1}" = 0 ] && grpc_attacks=
 
 # 10,000 idle connections need as many descriptors in the server and in
 # the attacker: raise the soft limit as far as the hard one allows.
@@ -84,7 +89,7 @@ for _ in $(seq 300); do [ -e "$work/ready" ] && break; sleep 0.1; done
 [ -e "$work/ready" ] || { echo "hostile.sh: the normal client did not measure its baseline" >&2; exit 1; }
 
 status=0
-timeout 600 nice -n 10 "${pin_client[@]}" bin/hostile -client-pid "$client" -client-out "$work/client.json" -http "127.0.0.1:$http" -metrics "127.0.0.1:$metrics" -pid "$server" \
+timeout 600 nice -n 10 "${pin_client[@]}" bin/hostile -client-pid "$client" -client-out "$work/client.json" -http "127.0.0.1:$http" ${grpc_attacks:+-grpc "127.0.0.1:$grpc"} -metrics "127.0.0.1:$metrics" -pid "$server" \
   -rss-bound $((rss_mib << 20)) -read-timeout "$read_timeout" -idle-conns "$idle" -names "$names" -decoder="$decoder" || status=$?
 if ! kill -0 "$server" 2>/dev/null; then
   echo "FAIL the server process is gone; the end of its log:" >&2

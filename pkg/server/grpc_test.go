@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/infer-serving/infer/internal/h2wire"
 	"github.com/infer-serving/infer/pkg/inferencepb"
 	"github.com/infer-serving/infer/pkg/internal/requests"
 	"github.com/infer-serving/infer/pkg/profile"
@@ -270,4 +272,54 @@ func TestGRPCStreamAndStatistics(t *testing.T) {
 	if r, _ := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "mlp"}); !r.Ready {
 		t.Fatal("reloaded model not ready")
 	}
+}
+
+// TestGRPCStalledMessagesAreBounded serves gRPC as Serve does, with a
+// 64 KiB message bound and so a receive budget of 256 KiB: a connection
+// whose six stalled calls hold 300 KiB of messages still arriving is
+// closed, and a client on another connection is answered before and
+// after, with nothing left charged.
+func TestGRPCStalledMessagesAreBounded(t *testing.T) {
+	repo, err := runner.Open(bundled, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(repo, Options{Version: "test", MaxBodyBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); repo.Close() })
+	client, conn := serveGRPC(t, s)
+	ready := func(when string) {
+		t.Helper()
+		if r, err := client.ModelReady(t.Context(), &inferencepb.ModelReadyRequest{Name: "mlp"}); err != nil || !r.Ready {
+			t.Fatalf("%s the attack: mlp ready %v, %v", when, r.GetReady(), err)
+		}
+	}
+	ready("before")
+
+	attacker, err := h2wire.Dial(conn.Target(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer attacker.Close()
+	for id := uint32(1); id <= 11; id += 2 {
+		err := attacker.Open(id, "/inference.GRPCInferenceService/ModelInfer")
+		if err == nil {
+			err = attacker.Send(id, h2wire.Message(60<<10, 50<<10), 16<<10, 0, false, 30*time.Second)
+		}
+		if h2wire.Closed(err) && id == 11 {
+			break // closed while the sixth call, which passes the budget, was written
+		}
+		if err != nil {
+			t.Fatalf("stream %d: %v", id, err)
+		}
+	}
+	if err := attacker.WaitClosed(30 * time.Second); err != nil {
+		t.Fatalf("the connection past the receive budget was not closed (held %d of %d): %v", s.receiving.Held(), s.receiving.Max(), err)
+	}
+	if s.receiving.Closed() != 1 || s.receiving.Held() != 0 {
+		t.Fatalf("closed %d connections, %d bytes still charged; want 1 and 0", s.receiving.Closed(), s.receiving.Held())
+	}
+	ready("after")
 }

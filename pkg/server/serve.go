@@ -19,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 
+	"github.com/infer-serving/infer/pkg/grpcapi"
 	"github.com/infer-serving/infer/pkg/netlimit"
 )
 
@@ -109,7 +110,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	inference := netlimit.NewBudget(s.opts.MaxConnections)
 	budgets := map[string]*netlimit.Budget{"inference": inference,
 		"metrics": netlimit.NewBudget(metricsConnections), "admin": netlimit.NewBudget(adminConnections)}
-	s.Registry().MustRegister(connCollector(budgets))
+	s.Registry().MustRegister(connCollector(budgets), receivingCollector{s.receiving})
 
 	var fronts []front
 	if ls.HTTP != nil {
@@ -277,4 +278,29 @@ func (c connCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(connRejectedDesc, prometheus.CounterValue, float64(b.Rejected()), name)
 		ch <- prometheus.MustNewConstMetric(connEvictedDesc, prometheus.CounterValue, float64(b.Evicted()), name)
 	}
+}
+
+// receivingCollector reports the gRPC port's receive budget
+// (grpcapi.ReceiveBudget).
+type receivingCollector struct{ b *grpcapi.ReceiveBudget }
+
+var (
+	receivingDesc = prometheus.NewDesc("infer_grpc_receiving_bytes",
+		"Bytes of gRPC request messages still arriving, over every connection, as the receive budget charges them.", nil, nil)
+	receivingMaxDesc = prometheus.NewDesc("infer_grpc_receiving_max_bytes",
+		"The receive budget: past it the connection holding the most is closed.", nil, nil)
+	receivingClosedDesc = prometheus.NewDesc("infer_grpc_connections_closed_total",
+		"gRPC connections closed because their messages still arriving held the most of a receive budget past its bound.", nil, nil)
+)
+
+func (c receivingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- receivingDesc
+	ch <- receivingMaxDesc
+	ch <- receivingClosedDesc
+}
+
+func (c receivingCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(receivingDesc, prometheus.GaugeValue, float64(c.b.Held()))
+	ch <- prometheus.MustNewConstMetric(receivingMaxDesc, prometheus.GaugeValue, float64(c.b.Max()))
+	ch <- prometheus.MustNewConstMetric(receivingClosedDesc, prometheus.CounterValue, float64(c.b.Closed()))
 }

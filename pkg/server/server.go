@@ -104,6 +104,8 @@ type Server struct {
 	http   *httpapi.API
 	openai *openai.API
 	admin  *admin.API
+	// receiving bounds the gRPC request messages still arriving.
+	receiving *grpcapi.ReceiveBudget
 	// drained, when a test sets it, ends Serve's drain delay once closed.
 	drained chan struct{}
 }
@@ -130,9 +132,10 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 		return nil, err
 	}
 	return &Server{Core: c, opts: opts, log: opts.Logger, health: health.NewServer(),
-		http:   httpapi.New(c, httpapi.Options{Name: opts.Name, Version: opts.Version, MaxBodyBytes: opts.MaxBodyBytes}),
-		openai: openai.New(c, opts.MaxBodyBytes),
-		admin:  admin.New(c),
+		http:      httpapi.New(c, httpapi.Options{Name: opts.Name, Version: opts.Version, MaxBodyBytes: opts.MaxBodyBytes}),
+		openai:    openai.New(c, opts.MaxBodyBytes),
+		admin:     admin.New(c),
+		receiving: grpcapi.NewReceiveBudget(grpcReceiving*opts.MaxBodyBytes, opts.Logger),
 	}, nil
 }
 

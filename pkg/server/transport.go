@@ -43,6 +43,16 @@ const (
 	DefaultGracePeriod = 30 * time.Second
 )
 
+// grpcReceiving is how many messages at --max-body-bytes the gRPC port
+// holds while they arrive, over every connection (grpcapi.ReceiveBudget),
+// as the HTTP port holds as many bodies.
+const grpcReceiving = 4
+
+// grpcMaxHeaderList bounds a gRPC call's header block (its metadata), in
+// bytes: grpc-go allows 16 MiB by default, which every connection could
+// hold at once; the HTTP port allows 16 KiB of request line and headers.
+const grpcMaxHeaderList = 64 << 10
+
 // maxConcurrentStreams bounds the gRPC streams (calls) one connection may
 // have open at once, as HTTP/2 servers commonly do (Go's own is 250).
 const maxConcurrentStreams = 250
@@ -110,12 +120,17 @@ func (s *Server) HTTPFront() *fasthttp.Server {
 }
 
 // GRPCServerOptions are the options of a grpc.Server that serves this
-// server (RegisterGRPC): a message bound equal to MaxBodyBytes, keepalive
-// enforcement, an idle bound, a bound on concurrent streams, recovery of
-// a call's panic into INTERNAL, and a bound on model names' length.
+// server (RegisterGRPC): a message bound equal to MaxBodyBytes, a bound
+// on the bytes of messages still arriving over every connection
+// (grpcapi.ReceiveBudget, through the transport credentials: no
+// security), a bound on metadata, keepalive enforcement, an idle bound, a
+// bound on concurrent streams, recovery of a call's panic into INTERNAL,
+// and a bound on model names' length.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.opts.MaxBodyBytes, math.MaxInt32))),
+		grpc.Creds(s.receiving.Credentials()),
+		grpc.MaxHeaderListSize(grpcMaxHeaderList),
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.ConnectionTimeout(s.opts.ReadHeaderTimeout),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcMinPingInterval, PermitWithoutStream: true}),
