@@ -41,6 +41,10 @@ const (
 type Options struct {
 	// Name and Version are reported by ServerMetadata.
 	Name, Version string
+	// Receiving is the budget the server's connections charge their
+	// request messages to (its Credentials): past its bound an inference
+	// call is refused before it waits for its model. Nil: no budget.
+	Receiving *ReceiveBudget
 }
 
 // Register adds the Open Inference Protocol's gRPC service
@@ -206,6 +210,7 @@ func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequ
 	call := &core.Call{
 		Model: req.GetModelName(), Version: req.GetModelVersion(), Protocol: core.ProtoGRPC,
 		Start: time.Now(), Header: metadataOf(ctx),
+		Read:   func(*core.Call) error { return g.opts.Receiving.Check() }, // the message is in memory already
 		Decode: func(c *core.Call) error { return callOf(c, req) },
 		Encode: func(res *core.Result) error { resp = responseOf(req, res); return nil },
 	}

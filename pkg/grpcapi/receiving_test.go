@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -15,15 +16,17 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/infer-serving/infer/internal/h2wire"
+	"github.com/infer-serving/infer/pkg/core"
 )
 
 // TestReceiveBudgetCharges follows real HTTP/2 bytes, cut at every size,
-// through a connection's scanner: a message is charged its bytes and
-// FrameCost a frame until its last byte comes, padding is never charged,
-// and a stream's end, from either side, ends its charge.
+// through a connection's scanner: a request message is charged its bytes
+// and FrameCost a frame as they come, padding never, and keeps its charge
+// until a response leaves on its stream (the oldest first) or the stream
+// ends, from either side; past the bound, Check refuses.
 func TestReceiveBudgetCharges(t *testing.T) {
 	for _, cut := range []int{1, 7, 9, 100, 1 << 20} {
-		var wire bytes.Buffer
+		var wire, reply bytes.Buffer
 		cl := writer(t, &wire)
 		must(t, cl.Open(1, healthCheck), cl.Open(3, healthCheck))
 		must(t, cl.Send(1, h2wire.Message(1000, 600), 100, 0, false, 0)) // 7 frames: 605 bytes
@@ -34,26 +37,61 @@ func TestReceiveBudgetCharges(t *testing.T) {
 			cl.Reset(3), // stream 3 given up
 			cl.Open(5, healthCheck),
 			cl.Send(5, h2wire.Message(10, 10), 1000, 0, true, 0)) // a whole call in one frame
+		// The server's answers on stream 1: a response of 20 bytes in
+		// padded frames of 3, then one of none, then its trailers.
+		srv := http2.NewFramer(&reply, nil)
+		response := h2wire.Message(20, 20)
+		for i := 0; i < len(response); i += 3 {
+			must(t, srv.WriteDataPadded(1, false, response[i:min(i+3, len(response))], []byte{0, 0}))
+		}
+		mid := reply.Len()
+		must(t, srv.WriteData(1, false, h2wire.Message(0, 0)))
+		must(t, srv.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x88}, EndHeaders: true, EndStream: true}))
 
-		b := NewReceiveBudget(1<<30, nil)
+		const budget = 1400
+		b := NewReceiveBudget(budget, nil)
 		c := b.wrap(nil)
-		feed := func(p []byte) {
+		feed := func(p []byte, inbound bool) {
 			for len(p) > 0 {
 				n := min(cut, len(p))
-				c.in.scan(p[:n], c)
+				if inbound {
+					c.in.scan(p[:n], c, true)
+				} else {
+					c.out.scan(p[:n], c, false)
+				}
 				p = p[n:]
 			}
 		}
+		held := func(when string, want, arriving int64) {
+			t.Helper()
+			if b.Held() != want || c.held.Load() != want || b.arriving.Load() != arriving || c.arriving.Load() != arriving {
+				t.Fatalf("cut %d, %s: held %d (connection %d), arriving %d (connection %d); want %d and %d",
+					cut, when, b.Held(), c.held.Load(), b.arriving.Load(), c.arriving.Load(), want, arriving)
+			}
+		}
 		all := wire.Bytes()
-		feed(all[:mark])
+		feed(all[:mark], true)
 		// Stream 1's message: its prefix is not charged, its 600 bytes and
 		// seven frames are; stream 3's likewise, without the padding.
-		if want := int64(600 + 7*FrameCost + 30 + 4*FrameCost); b.Held() != want || c.held.Load() != want {
-			t.Fatalf("cut %d: held %d (connection %d), want %d", cut, b.Held(), c.held.Load(), want)
+		arriving := int64(600 + 7*FrameCost + 30 + 4*FrameCost)
+		held("arriving", arriving, arriving)
+		if err := b.Check(); err != nil {
+			t.Fatalf("cut %d: within the bound, Check: %v", cut, err)
 		}
-		feed(all[mark:])
-		if b.Held() != 0 || len(c.streams) != 0 {
-			t.Fatalf("cut %d: held %d with %d streams after every message ended", cut, b.Held(), len(c.streams))
+		feed(all[mark:], true)
+		// Stream 1 holds its two requests, received whole: 1000 bytes in
+		// eight frames, and an empty one in one frame; the rest ended.
+		first, second := int64(1000+8*FrameCost), int64(FrameCost)
+		held("received", first+second, 0)
+		if err := b.Check(); !errors.Is(err, core.ErrBodyBudget) {
+			t.Fatalf("cut %d: past the bound (%d of %d), Check: %v", cut, b.Held(), budget, err)
+		}
+		feed(reply.Bytes()[:mid], false)
+		held("one answered", second, 0)
+		feed(reply.Bytes()[mid:], false)
+		held("all answered", 0, 0)
+		if len(c.streams) != 0 {
+			t.Fatalf("cut %d: %d streams kept with nothing held", cut, len(c.streams))
 		}
 	}
 }
@@ -66,7 +104,7 @@ func TestReceiveBudgetServerEnds(t *testing.T) {
 	must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(1<<20, 500), 1000, 0, false, 0))
 	b := NewReceiveBudget(1<<30, nil)
 	c := b.wrap(nil)
-	c.in.scan(wire.Bytes(), c)
+	c.in.scan(wire.Bytes(), c, true)
 	if b.Held() == 0 {
 		t.Fatal("a message half received is not charged")
 	}
@@ -74,7 +112,7 @@ func TestReceiveBudgetServerEnds(t *testing.T) {
 	srv.WriteSettings()
 	srv.WriteRSTStream(1, http2.ErrCodeNo)
 	for i := range reply.Len() { // a byte at a time
-		c.out.scan(reply.Bytes()[i:i+1], c)
+		c.out.scan(reply.Bytes()[i:i+1], c, false)
 	}
 	if b.Held() != 0 {
 		t.Fatalf("held %d after the server reset the stream", b.Held())

@@ -157,7 +157,7 @@ func (s *Server) Drain() {
 // (inference.GRPCInferenceService) and the standard gRPC health service to
 // g. Drain turns the health status to NOT_SERVING.
 func (s *Server) RegisterGRPC(g *grpc.Server) {
-	grpcapi.Register(g, s.Core, s.health, grpcapi.Options{Name: s.opts.Name, Version: s.opts.Version})
+	grpcapi.Register(g, s.Core, s.health, grpcapi.Options{Name: s.opts.Name, Version: s.opts.Version, Receiving: s.receiving})
 }
 
 // testRoutes, set by tests of this package only, adds routes to the mux

@@ -44,8 +44,8 @@ const (
 )
 
 // grpcReceiving is how many messages at --max-body-bytes the gRPC port
-// holds while they arrive, over every connection (grpcapi.ReceiveBudget),
-// as the HTTP port holds as many bodies.
+// holds, arriving or waiting for their answer, over every connection
+// (grpcapi.ReceiveBudget), as the HTTP port holds as many bodies.
 const grpcReceiving = 4
 
 // grpcMaxHeaderList bounds a gRPC call's header block (its metadata), in
@@ -121,7 +121,7 @@ func (s *Server) HTTPFront() *fasthttp.Server {
 
 // GRPCServerOptions are the options of a grpc.Server that serves this
 // server (RegisterGRPC): a message bound equal to MaxBodyBytes, a bound
-// on the bytes of messages still arriving over every connection
+// on the bytes of messages held over every connection
 // (grpcapi.ReceiveBudget, through the transport credentials: no
 // security), a bound on metadata, keepalive enforcement, an idle bound, a
 // bound on concurrent streams, recovery of a call's panic into INTERNAL,
