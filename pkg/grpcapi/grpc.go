@@ -210,7 +210,7 @@ func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequ
 	call := &core.Call{
 		Model: req.GetModelName(), Version: req.GetModelVersion(), Protocol: core.ProtoGRPC,
 		Start: time.Now(), Header: metadataOf(ctx),
-		Read:   func(*core.Call) error { return g.opts.Receiving.Check() }, // the message is in memory already
+		Read:   func(*core.Call) error { return g.opts.Receiving.Check(ctx) }, // the message is in memory already
 		Decode: func(c *core.Call) error { return callOf(c, req) },
 		Encode: func(res *core.Result) error { resp = responseOf(req, res); return nil },
 	}

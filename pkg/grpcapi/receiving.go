@@ -9,8 +9,10 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 
 	"github.com/infer-serving/infer/pkg/core"
 )
@@ -33,23 +35,31 @@ import (
 // message is charged its bytes plus FrameCost per DATA frame as they
 // arrive, and keeps its charge until a response message leaves on its
 // stream (the oldest charge of a stream ends with each response) or the
-// stream ends (END_STREAM or RST_STREAM, from either side); a
-// connection's charges end when it closes. Past the bound, a call
-// received whole is refused before it waits for its model (Check: the
-// HTTP port's 503 for its body budget, UNAVAILABLE here), so that what is
-// held drains; and when the messages still arriving pass the bound, or
-// everything held passes twice it, the connection that holds the most is
-// closed (its calls fail with UNAVAILABLE), as Envoy closes a connection
-// whose peer breaks its flood limits: the others keep their calls.
+// call ends (the server's END_STREAM, or RST_STREAM from either side); a
+// connection's charges end when it closes. Only what grpc-go keeps is
+// charged: DATA on a stream the client opened and has not ended, with
+// its padding and the pool buffer grpc-go reads the frame into. Past the
+// bound, an inference call received whole is refused before it waits for
+// its model when its connection holds more than its share of the bound
+// (Check: the HTTP port's 503 for its body budget, UNAVAILABLE here), so
+// that what is held drains while connections within their share go on.
+// When the messages still arriving pass the bound, the connection whose
+// oldest unfinished message began first (a stalled sender, not the
+// client whose message just came) is closed; when everything held passes
+// twice the bound (answers a client does not read), the one holding the
+// most: its calls fail with UNAVAILABLE, as Envoy closes a connection
+// whose peer breaks its flood limits, and the others keep theirs.
 type ReceiveBudget struct {
 	max      int64
 	held     atomic.Int64 // arriving and waiting for an answer
 	arriving atomic.Int64
+	holders  atomic.Int64 // connections holding anything
 	closed   atomic.Int64
 	log      *slog.Logger
 
-	mu    sync.Mutex
-	conns map[*budgetConn]struct{}
+	overMu sync.Mutex // one over at a time
+	mu     sync.Mutex
+	conns  map[*budgetConn]struct{}
 }
 
 // FrameCost is what a DATA frame is charged beyond its bytes: about what
@@ -77,17 +87,31 @@ func (b *ReceiveBudget) Held() int64 { return b.held.Load() }
 // Closed is how many connections the budget has closed.
 func (b *ReceiveBudget) Closed() int64 { return b.closed.Load() }
 
-// Check refuses, with core.ErrBodyBudget, a call that would wait for its
-// model while the budget is past its bound; nil b allows every call.
-func (b *ReceiveBudget) Check() error {
+// Check refuses, with core.ErrBodyBudget, an inference call that would
+// wait for its model while the budget is past its bound and the call's
+// connection (ctx's peer) holds more than its share: the bound split
+// evenly between the connections that hold anything. A connection within
+// its share is not refused for what others hold. Nil b allows every call.
+func (b *ReceiveBudget) Check(ctx context.Context) error {
 	if b == nil {
 		return nil
 	}
-	if h := b.held.Load(); h > b.max {
-		return fmt.Errorf("%w: %d bytes of gRPC messages held, arriving or waiting for their answer, the bound is %d",
-			core.ErrBodyBudget, h, b.max)
+	total := b.held.Load()
+	if total <= b.max {
+		return nil
 	}
-	return nil
+	share := b.max / max(b.holders.Load(), 1)
+	var own int64 = -1 // unknown: refused
+	if p, ok := peer.FromContext(ctx); ok {
+		if a, ok := p.AuthInfo.(budgetAuth); ok && a.conn.b == b {
+			own = a.conn.held.Load()
+		}
+	}
+	if own >= 0 && own <= share {
+		return nil
+	}
+	return fmt.Errorf("%w: %d bytes of gRPC messages held, arriving or waiting for their answer, past the bound of %d; this connection holds %d",
+		core.ErrBodyBudget, total, b.max, own)
 }
 
 // Credentials are the server's transport credentials: no security, as
@@ -95,32 +119,50 @@ func (b *ReceiveBudget) Check() error {
 // Pass them with grpc.Creds.
 func (b *ReceiveBudget) Credentials() credentials.TransportCredentials { return budgetCreds{b} }
 
-// over closes the connection that holds the most once the messages
-// arriving pass the bound, or everything held passes twice it (calls
-// whose answers a client does not read, say). The closed connection's
-// charges leave at once, so a second call finds the budget within bounds
-// unless another connection is past it too.
+// over closes a connection once the messages arriving pass the bound
+// (the one whose oldest unfinished message began first: a stalled
+// sender, not the client whose message just came) or everything held
+// passes twice it (the one holding the most: answers its client does not
+// read). One at a time: the closed connection's charges leave at once,
+// so the next call finds the budget within bounds unless another
+// connection is past it too.
 func (b *ReceiveBudget) over() {
 	if b.arriving.Load() <= b.max && b.held.Load() <= 2*b.max {
 		return
 	}
-	var worst *budgetConn
-	var most int64
+	b.overMu.Lock()
+	defer b.overMu.Unlock()
+	arriving := b.arriving.Load() > b.max
+	if !arriving && b.held.Load() <= 2*b.max {
+		return // another call closed one
+	}
 	b.mu.Lock()
+	conns := make([]*budgetConn, 0, len(b.conns))
 	for c := range b.conns {
-		if h := c.held.Load(); h > most {
-			worst, most = c, h
-		}
+		conns = append(conns, c)
 	}
 	b.mu.Unlock()
-	if worst == nil {
+	var worst *budgetConn
+	var mark int64 // the oldest start, or the most held
+	for _, c := range conns {
+		if arriving {
+			if since, ok := c.oldestArriving(); ok && (worst == nil || since < mark) {
+				worst, mark = c, since
+			}
+		} else if h := c.held.Load(); h > mark {
+			worst, mark = c, h
+		}
+	}
+	if worst == nil || !worst.close() {
 		return
 	}
 	b.closed.Add(1)
-	b.log.Warn("gRPC connection closed: its messages hold the most of the receive budget",
-		"remote", worst.RemoteAddr().String(), "held_bytes", most, "arriving_bytes", worst.arriving.Load(),
-		"budget_bytes", b.max, "total_bytes", b.held.Load())
-	_ = worst.Close()
+	reason := "its messages still arriving are the oldest unfinished past the bound"
+	if !arriving {
+		reason = "it holds the most past twice the bound, answers waiting for it to read"
+	}
+	b.log.Warn("gRPC connection closed by the receive budget: "+reason,
+		"remote", worst.RemoteAddr().String(), "budget_bytes", b.max, "total_bytes", b.held.Load())
 }
 
 // wrap returns conn, charged to b.
@@ -141,31 +183,36 @@ const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 type budgetConn struct {
 	net.Conn
 	b *ReceiveBudget
-	// What the connection holds, read by over from any goroutine.
+	// What the connection holds, read by over and Check from any goroutine.
 	held, arriving atomic.Int64
 
 	mu      sync.Mutex // guards the rest: Read and Write come from two goroutines
 	in, out frameScanner
-	streams map[uint32]*stream
+	streams map[uint32]*stream // the calls the client has opened and the server not ended
 	closed  bool
 }
 
-// stream is one call's messages: the request arriving, the response
-// leaving (followed, not charged), and the charges of the requests
-// received whole and not yet answered, oldest first.
+// stream is one call: its request arriving, its response leaving
+// (followed, not charged), and the charges of its requests received
+// whole and not yet answered, oldest first.
 type stream struct {
 	in, out message
 	waiting []int64
+	// sent is set once the client has ended its side (END_STREAM): grpc-go
+	// takes no more of its data.
+	sent bool
 }
 
 // message is a length-prefixed message as far as it has come: its 5-byte
 // gRPC prefix (compressed flag, big-endian length), the bytes still to
-// come after it, and what it is charged.
+// come after it, what it is charged, and when its first charge came
+// (Unix nanoseconds).
 type message struct {
 	prefix  [5]byte
 	have    int8
 	need    int64
 	charged int64
+	since   int64
 }
 
 // take follows p into m: it returns how many of p's bytes m takes, how
@@ -211,211 +258,214 @@ func (c *budgetConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// Close closes the connection and gives back its charges, once.
+// Close closes the connection and gives back its charges.
 func (c *budgetConn) Close() error {
-	c.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		c.b.held.Add(-c.held.Swap(0))
-		c.b.arriving.Add(-c.arriving.Swap(0))
-		c.streams = nil
-		c.b.mu.Lock()
-		delete(c.b.conns, c)
-		c.b.mu.Unlock()
-	}
-	c.mu.Unlock()
+	c.close()
 	return c.Conn.Close()
+}
+
+// close gives back the connection's charges and closes it, reporting
+// whether this call did (and not an earlier one).
+func (c *budgetConn) close() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.closed = true
+	if h := c.held.Swap(0); h != 0 {
+		c.b.held.Add(-h)
+		c.b.holders.Add(-1)
+	}
+	c.b.arriving.Add(-c.arriving.Swap(0))
+	c.streams = nil
+	c.b.mu.Lock()
+	delete(c.b.conns, c)
+	c.b.mu.Unlock()
+	_ = c.Conn.Close()
+	return true
 }
 
 // NetConn is the connection wrapped.
 func (c *budgetConn) NetConn() net.Conn { return c.Conn }
 
-// charge adds n bytes to s's arriving request.
-func (c *budgetConn) charge(s *stream, n int64) {
-	s.in.charged += n
-	c.held.Add(n)
-	c.arriving.Add(n)
-	c.b.held.Add(n)
-	c.b.arriving.Add(n)
+// oldestArriving is when the connection's oldest unfinished request
+// message had its first charge, and whether it has one.
+func (c *budgetConn) oldestArriving() (int64, bool) {
+	if c.arriving.Load() == 0 {
+		return 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var oldest int64
+	found := false
+	for _, s := range c.streams {
+		if s.in.charged > 0 && (!found || s.in.since < oldest) {
+			oldest, found = s.in.since, true
+		}
+	}
+	return oldest, found
 }
 
-// release ends a charge of n bytes, arriving or not.
-func (c *budgetConn) release(n int64, arriving bool) {
-	c.held.Add(-n)
-	c.b.held.Add(-n)
+// add charges n bytes (negative: gives them back), to what arrives as
+// well when arriving is set.
+func (c *budgetConn) add(n int64, arriving bool) {
+	if n == 0 {
+		return
+	}
+	switch h := c.held.Add(n); {
+	case h == n:
+		c.b.holders.Add(1) // it held nothing
+	case h == 0:
+		c.b.holders.Add(-1)
+	}
+	c.b.held.Add(n)
 	if arriving {
-		c.arriving.Add(-n)
-		c.b.arriving.Add(-n)
+		c.arriving.Add(n)
+		c.b.arriving.Add(n)
+	}
+}
+
+// charge adds n bytes to s's request arriving.
+func (c *budgetConn) charge(s *stream, n int64) {
+	if n == 0 {
+		return
+	}
+	if s.in.charged == 0 {
+		s.in.since = time.Now().UnixNano()
+	}
+	s.in.charged += n
+	c.add(n, true)
+}
+
+// charged is stream id when it takes request data: opened by the client
+// and not ended on its side.
+func (c *budgetConn) charged(id uint32) *stream {
+	if s := c.streams[id]; s != nil && !s.sent {
+		return s
+	}
+	return nil
+}
+
+// begin opens a call on the client's HEADERS, and charges a request's
+// DATA frame for what grpc-go keeps of it beyond its data: FrameCost, and
+// the buffer it reads the frame into rounded up to its pool's sizes.
+func (c *budgetConn) begin(id uint32, typ, _ byte, length int, inbound bool) {
+	if !inbound {
+		return
+	}
+	switch typ {
+	case frameHeaders:
+		if c.streams[id] == nil {
+			if c.streams == nil {
+				c.streams = map[uint32]*stream{}
+			}
+			c.streams[id] = &stream{}
+		}
+	case frameData:
+		if s := c.charged(id); s != nil && length > 0 {
+			c.charge(s, FrameCost+int64(frameBuffer(length)-length))
+		}
+	}
+}
+
+// padding charges a request's DATA frame its padding (and pad length),
+// which grpc-go keeps with the frame.
+func (c *budgetConn) padding(id uint32, n int, inbound bool) {
+	if s := c.charged(id); inbound && s != nil {
+		c.charge(s, int64(n)+1)
 	}
 }
 
 // data follows a DATA frame's bytes on stream id: a request's, charged
 // (inbound), or a response's (outbound), each whole response ending the
-// oldest charge waiting. frameStart is set for a frame's first bytes.
-func (c *budgetConn) data(id uint32, p []byte, frameStart, inbound bool) {
-	s := c.streams[id]
-	if s == nil {
-		if !inbound {
-			return // a response on a stream that holds no charge
-		}
-		if c.streams == nil {
-			c.streams = map[uint32]*stream{}
-		}
-		s = &stream{}
-		c.streams[id] = s
-	}
-	if inbound && frameStart {
-		c.charge(s, FrameCost)
-	}
-	for len(p) > 0 {
-		if inbound {
-			used, body, whole := s.in.take(p)
+// oldest charge waiting.
+func (c *budgetConn) data(id uint32, p []byte, inbound bool) {
+	if !inbound {
+		s := c.streams[id]
+		for s != nil && len(p) > 0 {
+			used, _, whole := s.out.take(p)
 			p = p[used:]
-			c.charge(s, body)
-			if whole { // received: it waits for its answer
-				c.arriving.Add(-s.in.charged)
-				c.b.arriving.Add(-s.in.charged)
-				s.waiting = append(s.waiting, s.in.charged)
-				s.in = message{}
-			}
-			continue
-		}
-		used, _, whole := s.out.take(p)
-		p = p[used:]
-		if whole {
-			s.out = message{}
-			if len(s.waiting) > 0 {
-				c.release(s.waiting[0], false)
-				s.waiting = s.waiting[1:]
+			if whole {
+				s.out = message{}
+				if len(s.waiting) > 0 {
+					c.add(-s.waiting[0], false)
+					s.waiting = s.waiting[1:]
+				}
 			}
 		}
-	}
-	if s.in == (message{}) && s.out == (message{}) && len(s.waiting) == 0 {
-		delete(c.streams, id) // nothing held
-	}
-}
-
-// end ends stream id's charges: the call is over.
-func (c *budgetConn) end(id uint32) {
-	s, ok := c.streams[id]
-	if !ok {
 		return
 	}
-	c.release(s.in.charged, true)
-	for _, n := range s.waiting {
-		c.release(n, false)
-	}
-	delete(c.streams, id)
-}
-
-// HTTP/2 frame types and flags read (RFC 9113, section 6).
-const (
-	frameData      = 0x0
-	frameHeaders   = 0x1
-	frameRSTStream = 0x3
-	flagEndStream  = 0x1
-	flagPadded     = 0x8
-	frameHeaderLen = 9
-)
-
-// frameScanner follows one direction of an HTTP/2 connection through
-// reads or writes of any size, frame header by frame header.
-type frameScanner struct {
-	preface int // bytes of the client preface still to pass
-	head    [frameHeaderLen]byte
-	have    int // bytes of head read
-	left    int // bytes of the frame's payload still to come
-	// The frame being read: its type, flags and stream, and for DATA
-	// whether its pad length is still to come, how many bytes of data
-	// (not padding) are still to come, and whether none has been seen.
-	typ, flags byte
-	stream     uint32
-	padLength  bool
-	dataLeft   int
-	fresh      bool
-}
-
-// scan follows p, one direction's bytes (inbound: the client's), telling
-// c of the DATA it carries and of the streams that end.
-func (s *frameScanner) scan(p []byte, c *budgetConn, inbound bool) {
-	if s.preface > 0 {
-		k := min(s.preface, len(p))
-		s.preface -= k
-		p = p[k:]
-	}
-	for len(p) > 0 {
-		if s.left == 0 && s.have < frameHeaderLen {
-			k := copy(s.head[s.have:], p)
-			s.have += k
-			p = p[k:]
-			if s.have < frameHeaderLen {
-				return
+	s := c.charged(id)
+	for s != nil && len(p) > 0 {
+		used, body, whole := s.in.take(p)
+		p = p[used:]
+		c.charge(s, body)
+		if whole { // received: it waits for its answer
+			if s.in.charged > 0 {
+				s.waiting = append(s.waiting, s.in.charged)
+				c.arriving.Add(-s.in.charged)
+				c.b.arriving.Add(-s.in.charged)
 			}
-			s.begin()
-			if s.left == 0 {
-				s.finish(c)
-			}
-			continue
-		}
-		k := min(s.left, len(p))
-		if s.typ == frameData {
-			s.payload(p[:k], c, inbound)
-		}
-		s.left -= k
-		p = p[k:]
-		if s.left == 0 {
-			s.finish(c)
+			s.in = message{}
 		}
 	}
 }
 
-// begin reads the frame header just completed.
-func (s *frameScanner) begin() {
-	s.left = int(s.head[0])<<16 | int(s.head[1])<<8 | int(s.head[2])
-	s.typ, s.flags = s.head[3], s.head[4]
-	s.stream = binary.BigEndian.Uint32(s.head[5:]) & 0x7fffffff
-	s.padLength = s.typ == frameData && s.flags&flagPadded != 0
-	s.dataLeft = s.left
-	if s.padLength {
-		s.dataLeft = 0 // known once the pad length comes
+// end acts on a frame that ends a side of a call: the client's END_STREAM
+// ends its request (an unfinished message is dropped by grpc-go and given
+// back here; those received whole keep waiting for their answers); the
+// server's END_STREAM, or a reset from either side, ends the call and
+// every charge of it.
+func (c *budgetConn) end(id uint32, typ, flags byte, inbound bool) {
+	s := c.streams[id]
+	if s == nil {
+		return
 	}
-	s.fresh = true
-}
-
-// payload takes part of a DATA frame's payload (p, at most s.left bytes):
-// its pad length, data, or padding.
-func (s *frameScanner) payload(p []byte, c *budgetConn, inbound bool) {
-	if s.padLength {
-		s.padLength = false
-		s.dataLeft = max(0, s.left-1-int(p[0]))
-		p = p[1:]
-	}
-	if n := min(s.dataLeft, len(p)); n > 0 {
-		c.data(s.stream, p[:n], s.fresh, inbound)
-		s.fresh = false
-		s.dataLeft -= n
+	switch {
+	case typ == frameRSTStream, !inbound && (typ == frameData || typ == frameHeaders) && flags&flagEndStream != 0:
+		c.add(-s.in.charged, true)
+		for _, n := range s.waiting {
+			c.add(-n, false)
+		}
+		delete(c.streams, id)
+	case inbound && (typ == frameData || typ == frameHeaders) && flags&flagEndStream != 0:
+		c.add(-s.in.charged, true)
+		s.in = message{}
+		s.sent = true
 	}
 }
 
-// finish acts on the frame just passed: the end of its stream, from the
-// client or the server.
-func (s *frameScanner) finish(c *budgetConn) {
-	s.have = 0
-	if s.typ == frameRSTStream || (s.typ == frameData || s.typ == frameHeaders) && s.flags&flagEndStream != 0 {
-		c.end(s.stream)
+// frameBuffer is the bytes grpc-go holds for a DATA frame of length
+// bytes: the frame itself up to its pooling threshold (1 KiB), above it
+// a buffer from its pool's sizes (grpc/mem's defaults).
+func frameBuffer(length int) int {
+	if length <= 1<<10 {
+		return length
 	}
+	for _, size := range [...]int{4 << 10, 16 << 10, 32 << 10, 1 << 20} {
+		if length <= size {
+			return size
+		}
+	}
+	return length
 }
 
 // budgetCreds are ReceiveBudget's transport credentials.
 type budgetCreds struct{ b *ReceiveBudget }
 
-// budgetAuth is the AuthInfo of a connection without security.
-type budgetAuth struct{ credentials.CommonAuthInfo }
+// budgetAuth is the AuthInfo of a connection without security: the
+// connection, for Check to find what it holds.
+type budgetAuth struct {
+	credentials.CommonAuthInfo
+	conn *budgetConn
+}
 
 func (budgetAuth) AuthType() string { return "insecure" }
 
 func (c budgetCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return c.b.wrap(conn), budgetAuth{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
+	bc := c.b.wrap(conn)
+	return bc, budgetAuth{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, conn: bc}, nil
 }
 
 func (budgetCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {

@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 
 	"github.com/infer-serving/infer/internal/h2wire"
 	"github.com/infer-serving/infer/pkg/core"
@@ -38,7 +40,8 @@ func TestReceiveBudgetCharges(t *testing.T) {
 			cl.Open(5, healthCheck),
 			cl.Send(5, h2wire.Message(10, 10), 1000, 0, true, 0)) // a whole call in one frame
 		// The server's answers on stream 1: a response of 20 bytes in
-		// padded frames of 3, then one of none, then its trailers.
+		// padded frames of 3, then one of none, then its trailers; then
+		// stream 5's trailers.
 		srv := http2.NewFramer(&reply, nil)
 		response := h2wire.Message(20, 20)
 		for i := 0; i < len(response); i += 3 {
@@ -46,7 +49,12 @@ func TestReceiveBudgetCharges(t *testing.T) {
 		}
 		mid := reply.Len()
 		must(t, srv.WriteData(1, false, h2wire.Message(0, 0)))
-		must(t, srv.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x88}, EndHeaders: true, EndStream: true}))
+		trailers := func(id uint32) error {
+			return srv.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: []byte{0x88}, EndHeaders: true, EndStream: true})
+		}
+		must(t, trailers(1))
+		last := reply.Len()
+		must(t, trailers(5))
 
 		const budget = 1400
 		b := NewReceiveBudget(budget, nil)
@@ -72,23 +80,27 @@ func TestReceiveBudgetCharges(t *testing.T) {
 		all := wire.Bytes()
 		feed(all[:mark], true)
 		// Stream 1's message: its prefix is not charged, its 600 bytes and
-		// seven frames are; stream 3's likewise, without the padding.
-		arriving := int64(600 + 7*FrameCost + 30 + 4*FrameCost)
+		// seven frames are; stream 3's likewise, with each frame's padding
+		// and pad length.
+		arriving := int64(600 + 7*FrameCost + 30 + 4*(FrameCost+4+1))
 		held("arriving", arriving, arriving)
-		if err := b.Check(); err != nil {
+		if err := b.Check(t.Context()); err != nil {
 			t.Fatalf("cut %d: within the bound, Check: %v", cut, err)
 		}
 		feed(all[mark:], true)
 		// Stream 1 holds its two requests, received whole: 1000 bytes in
-		// eight frames, and an empty one in one frame; the rest ended.
-		first, second := int64(1000+8*FrameCost), int64(FrameCost)
-		held("received", first+second, 0)
-		if err := b.Check(); !errors.Is(err, core.ErrBodyBudget) {
+		// eight frames, and an empty one in one frame; stream 5 its one,
+		// its side ended but not answered; stream 3 was reset.
+		first, second, fifth := int64(1000+8*FrameCost), int64(FrameCost), int64(10+FrameCost)
+		held("received", first+second+fifth, 0)
+		if err := b.Check(t.Context()); !errors.Is(err, core.ErrBodyBudget) {
 			t.Fatalf("cut %d: past the bound (%d of %d), Check: %v", cut, b.Held(), budget, err)
 		}
 		feed(reply.Bytes()[:mid], false)
-		held("one answered", second, 0)
-		feed(reply.Bytes()[mid:], false)
+		held("one answered", second+fifth, 0)
+		feed(reply.Bytes()[mid:last], false)
+		held("stream 1 ended", fifth, 0)
+		feed(reply.Bytes()[last:], false)
 		held("all answered", 0, 0)
 		if len(c.streams) != 0 {
 			t.Fatalf("cut %d: %d streams kept with nothing held", cut, len(c.streams))
@@ -207,5 +219,79 @@ func must(t *testing.T, errs ...error) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestReceiveBudgetChargesOnlyWhatGRPCKeeps charges no DATA that grpc-go
+// drops (on a stream never opened, or after the client ended its side),
+// and a frame over grpc-go's pooling threshold the pool buffer it is read
+// into.
+func TestReceiveBudgetChargesOnlyWhatGRPCKeeps(t *testing.T) {
+	var wire bytes.Buffer
+	cl := writer(t, &wire)
+	must(t, cl.Send(7, h2wire.Message(100, 100), 1000, 0, false, 0)) // stream 7 was never opened
+	must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(10, 10), 1000, 0, true, 0),
+		cl.Send(1, h2wire.Message(100, 100), 1000, 0, false, 0)) // after END_STREAM
+	must(t, cl.Open(3, healthCheck), cl.Send(3, h2wire.Message(1<<20, 1020), 2000, 0, false, 0)) // one frame of 1,025 bytes
+	b := NewReceiveBudget(1<<30, nil)
+	c := b.wrap(nil)
+	c.in.scan(wire.Bytes(), c, true)
+	// Stream 1's one message waits for its answer; stream 3's frame is
+	// charged the 4 KiB buffer grpc-go reads it into.
+	want := int64(10+FrameCost) + int64(1020+FrameCost+(4<<10)-1025)
+	if b.Held() != want {
+		t.Fatalf("held %d, want %d", b.Held(), want)
+	}
+}
+
+// TestReceiveBudgetBlamesTheStalled closes, when the messages arriving
+// pass the bound, the connection whose unfinished message is the oldest
+// (a stalled sender), not the client whose large message passed it; and
+// Check refuses only a connection past its share of the bound.
+func TestReceiveBudgetBlamesTheStalled(t *testing.T) {
+	b := NewReceiveBudget(10<<10, nil)
+	conn := func() (*budgetConn, *h2wire.Conn, *bytes.Buffer) {
+		server, client := net.Pipe()
+		t.Cleanup(func() { client.Close() })
+		var wire bytes.Buffer
+		return b.wrap(server), writer(t, &wire), &wire
+	}
+	feed := func(c *budgetConn, wire *bytes.Buffer) {
+		c.mu.Lock()
+		c.in.scan(wire.Bytes(), c, true)
+		wire.Reset()
+		c.mu.Unlock()
+		b.over()
+	}
+	var stalled []*budgetConn
+	for range 4 { // 4 x 2 KiB, stalled
+		c, cl, wire := conn()
+		must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(1<<20, 2<<10), 1<<10, 0, false, 0))
+		feed(c, wire)
+		stalled = append(stalled, c)
+	}
+	client, cl, wire := conn() // a client's 6 KiB message passes the bound as it arrives
+	must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(6<<10, 5<<10), 1<<10, 0, false, 0))
+	feed(client, wire)
+	if client.closed || !stalled[0].closed || b.Closed() != 1 {
+		t.Fatalf("closed: client %v, the oldest stalled %v; %d in all, want the oldest stalled alone", client.closed, stalled[0].closed, b.Closed())
+	}
+	// Still past the bound: the client holds more than its share (the
+	// bound split between the connections holding anything), a new
+	// connection with a small call less.
+	extra, cl2, wire2 := conn()
+	must(t, cl2.Open(1, healthCheck), cl2.Send(1, h2wire.Message(900, 900), 16<<10, 0, true, 0))
+	feed(extra, wire2)
+	within := func(c *budgetConn) context.Context {
+		return peer.NewContext(t.Context(), &peer.Peer{AuthInfo: budgetAuth{conn: c}})
+	}
+	if b.Held() <= b.Max() {
+		t.Fatalf("held %d, not past the bound %d", b.Held(), b.Max())
+	}
+	if err := b.Check(within(client)); !errors.Is(err, core.ErrBodyBudget) {
+		t.Fatalf("the connection past its share: Check %v", err)
+	}
+	if err := b.Check(within(extra)); err != nil {
+		t.Fatalf("a connection within its share: Check %v", err)
 	}
 }
