@@ -4,12 +4,13 @@ import "encoding/binary"
 
 // HTTP/2 frame types and flags read (RFC 9113, section 6).
 const (
-	frameData      = 0x0
-	frameHeaders   = 0x1
-	frameRSTStream = 0x3
-	flagEndStream  = 0x1
-	flagPadded     = 0x8
-	frameHeaderLen = 9
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameContinuation = 0x9
+	flagEndStream     = 0x1
+	flagPadded        = 0x8
+	frameHeaderLen    = 9
 )
 
 // frames is what a frameScanner tells of the frames it passes.

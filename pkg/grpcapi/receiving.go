@@ -38,7 +38,8 @@ import (
 // call ends (the server's END_STREAM, or RST_STREAM from either side); a
 // connection's charges end when it closes. Only what grpc-go keeps is
 // charged: DATA on a stream the client opened and has not ended, with
-// its padding and the pool buffer grpc-go reads the frame into. Past the
+// its padding and the pool buffer grpc-go reads the frame into, and each
+// call's header block (its metadata) until the call ends. Past the
 // bound, an inference call received whole is refused before it waits for
 // its model when its connection holds more than its share of the bound
 // (Check: the HTTP port's 503 for its body budget, UNAVAILABLE here), so
@@ -153,10 +154,11 @@ func (b *ReceiveBudget) over() {
 			worst, mark = c, h
 		}
 	}
-	if worst == nil || !worst.close() {
+	if worst == nil || !worst.giveBack() {
 		return
 	}
-	b.closed.Add(1)
+	b.closed.Add(1) // counted before the close, which its client may see at once
+	defer worst.Conn.Close()
 	reason := "its messages still arriving are the oldest unfinished past the bound"
 	if !arriving {
 		reason = "it holds the most past twice the bound, answers waiting for it to read"
@@ -198,6 +200,9 @@ type budgetConn struct {
 type stream struct {
 	in, out message
 	waiting []int64
+	// meta is the charge of its header block (the call's metadata), kept
+	// until the call ends.
+	meta int64
 	// sent is set once the client has ended its side (END_STREAM): grpc-go
 	// takes no more of its data.
 	sent bool
@@ -260,13 +265,13 @@ func (c *budgetConn) Write(p []byte) (int, error) {
 
 // Close closes the connection and gives back its charges.
 func (c *budgetConn) Close() error {
-	c.close()
+	c.giveBack()
 	return c.Conn.Close()
 }
 
-// close gives back the connection's charges and closes it, reporting
-// whether this call did (and not an earlier one).
-func (c *budgetConn) close() bool {
+// giveBack gives back the connection's charges and takes no more, before
+// it closes; it reports whether this call did (and not an earlier one).
+func (c *budgetConn) giveBack() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -282,7 +287,6 @@ func (c *budgetConn) close() bool {
 	c.b.mu.Lock()
 	delete(c.b.conns, c)
 	c.b.mu.Unlock()
-	_ = c.Conn.Close()
 	return true
 }
 
@@ -347,7 +351,9 @@ func (c *budgetConn) charged(id uint32) *stream {
 	return nil
 }
 
-// begin opens a call on the client's HEADERS, and charges a request's
+// begin opens a call on the client's HEADERS, charging its header block
+// (HEADERS and CONTINUATION, as sent: HPACK's indexed fields decode to
+// strings grpc-go shares), and charges a request's
 // DATA frame for what grpc-go keeps of it beyond its data: FrameCost, and
 // the buffer it reads the frame into rounded up to its pool's sizes.
 func (c *budgetConn) begin(id uint32, typ, _ byte, length int, inbound bool) {
@@ -355,12 +361,18 @@ func (c *budgetConn) begin(id uint32, typ, _ byte, length int, inbound bool) {
 		return
 	}
 	switch typ {
-	case frameHeaders:
-		if c.streams[id] == nil {
+	case frameHeaders, frameContinuation:
+		s := c.streams[id]
+		if s == nil && typ == frameHeaders {
 			if c.streams == nil {
 				c.streams = map[uint32]*stream{}
 			}
-			c.streams[id] = &stream{}
+			s = &stream{}
+			c.streams[id] = s
+		}
+		if s != nil { // grpc-go decodes the block and keeps the metadata with the call
+			s.meta += int64(length)
+			c.add(int64(length), false)
 		}
 	case frameData:
 		if s := c.charged(id); s != nil && length > 0 {
@@ -428,6 +440,7 @@ func (c *budgetConn) end(id uint32, typ, flags byte, inbound bool) {
 		for _, n := range s.waiting {
 			c.add(-n, false)
 		}
+		c.add(-s.meta, false)
 		delete(c.streams, id)
 	case inbound && (typ == frameData || typ == frameHeaders) && flags&flagEndStream != 0:
 		c.add(-s.in.charged, true)

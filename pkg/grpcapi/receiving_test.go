@@ -30,15 +30,15 @@ func TestReceiveBudgetCharges(t *testing.T) {
 	for _, cut := range []int{1, 7, 9, 100, 1 << 20} {
 		var wire, reply bytes.Buffer
 		cl := writer(t, &wire)
-		must(t, cl.Open(1, healthCheck), cl.Open(3, healthCheck))
+		meta1, meta3 := open(t, cl, &wire, 1), open(t, cl, &wire, 3)
 		must(t, cl.Send(1, h2wire.Message(1000, 600), 100, 0, false, 0)) // 7 frames: 605 bytes
 		must(t, cl.Send(3, h2wire.Message(50, 30), 10, 4, false, 0))     // 4 padded frames: 35 bytes
 		mark := wire.Len()
 		must(t, cl.Send(1, make([]byte, 400), 1000, 0, false, 0), // the rest of stream 1's message
 			cl.Send(1, h2wire.Message(0, 0), 1000, 0, false, 0), // an empty message
-			cl.Reset(3), // stream 3 given up
-			cl.Open(5, healthCheck),
-			cl.Send(5, h2wire.Message(10, 10), 1000, 0, true, 0)) // a whole call in one frame
+			cl.Reset(3)) // stream 3 given up
+		meta5 := open(t, cl, &wire, 5)
+		must(t, cl.Send(5, h2wire.Message(10, 10), 1000, 0, true, 0)) // a whole call in one frame
 		// The server's answers on stream 1: a response of 20 bytes in
 		// padded frames of 3, then one of none, then its trailers; then
 		// stream 5's trailers.
@@ -56,7 +56,7 @@ func TestReceiveBudgetCharges(t *testing.T) {
 		last := reply.Len()
 		must(t, trailers(5))
 
-		const budget = 1400
+		const budget = 1500
 		b := NewReceiveBudget(budget, nil)
 		c := b.wrap(nil)
 		feed := func(p []byte, inbound bool) {
@@ -81,9 +81,9 @@ func TestReceiveBudgetCharges(t *testing.T) {
 		feed(all[:mark], true)
 		// Stream 1's message: its prefix is not charged, its 600 bytes and
 		// seven frames are; stream 3's likewise, with each frame's padding
-		// and pad length.
+		// and pad length; and both calls' header blocks.
 		arriving := int64(600 + 7*FrameCost + 30 + 4*(FrameCost+4+1))
-		held("arriving", arriving, arriving)
+		held("arriving", arriving+meta1+meta3, arriving)
 		if err := b.Check(t.Context()); err != nil {
 			t.Fatalf("cut %d: within the bound, Check: %v", cut, err)
 		}
@@ -92,14 +92,14 @@ func TestReceiveBudgetCharges(t *testing.T) {
 		// eight frames, and an empty one in one frame; stream 5 its one,
 		// its side ended but not answered; stream 3 was reset.
 		first, second, fifth := int64(1000+8*FrameCost), int64(FrameCost), int64(10+FrameCost)
-		held("received", first+second+fifth, 0)
+		held("received", first+second+fifth+meta1+meta5, 0)
 		if err := b.Check(t.Context()); !errors.Is(err, core.ErrBodyBudget) {
 			t.Fatalf("cut %d: past the bound (%d of %d), Check: %v", cut, b.Held(), budget, err)
 		}
 		feed(reply.Bytes()[:mid], false)
-		held("one answered", second+fifth, 0)
+		held("one answered", second+fifth+meta1+meta5, 0)
 		feed(reply.Bytes()[mid:last], false)
-		held("stream 1 ended", fifth, 0)
+		held("stream 1 ended", fifth+meta5, 0)
 		feed(reply.Bytes()[last:], false)
 		held("all answered", 0, 0)
 		if len(c.streams) != 0 {
@@ -230,15 +230,18 @@ func TestReceiveBudgetChargesOnlyWhatGRPCKeeps(t *testing.T) {
 	var wire bytes.Buffer
 	cl := writer(t, &wire)
 	must(t, cl.Send(7, h2wire.Message(100, 100), 1000, 0, false, 0)) // stream 7 was never opened
-	must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(10, 10), 1000, 0, true, 0),
+	meta1 := open(t, cl, &wire, 1)
+	must(t, cl.Send(1, h2wire.Message(10, 10), 1000, 0, true, 0),
 		cl.Send(1, h2wire.Message(100, 100), 1000, 0, false, 0)) // after END_STREAM
-	must(t, cl.Open(3, healthCheck), cl.Send(3, h2wire.Message(1<<20, 1020), 2000, 0, false, 0)) // one frame of 1,025 bytes
+	meta3 := open(t, cl, &wire, 3)
+	must(t, cl.Send(3, h2wire.Message(1<<20, 1020), 2000, 0, false, 0)) // one frame of 1,025 bytes
 	b := NewReceiveBudget(1<<30, nil)
 	c := b.wrap(nil)
 	c.in.scan(wire.Bytes(), c, true)
 	// Stream 1's one message waits for its answer; stream 3's frame is
-	// charged the 4 KiB buffer grpc-go reads it into.
-	want := int64(10+FrameCost) + int64(1020+FrameCost+(4<<10)-1025)
+	// charged the 4 KiB buffer grpc-go reads it into; both calls their
+	// header blocks.
+	want := int64(10+FrameCost) + int64(1020+FrameCost+(4<<10)-1025) + meta1 + meta3
 	if b.Held() != want {
 		t.Fatalf("held %d, want %d", b.Held(), want)
 	}
@@ -294,4 +297,13 @@ func TestReceiveBudgetBlamesTheStalled(t *testing.T) {
 	if err := b.Check(within(extra)); err != nil {
 		t.Fatalf("a connection within its share: Check %v", err)
 	}
+}
+
+// open opens a call of healthCheck on stream id and returns its header
+// block's length, which the budget charges.
+func open(t *testing.T, cl *h2wire.Conn, wire *bytes.Buffer, id uint32) int64 {
+	t.Helper()
+	before := wire.Len()
+	must(t, cl.Open(id, healthCheck))
+	return int64(wire.Len() - before - frameHeaderLen)
 }
