@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,56 +121,83 @@ func (b *ReceiveBudget) Check(ctx context.Context) error {
 // Pass them with grpc.Creds.
 func (b *ReceiveBudget) Credentials() credentials.TransportCredentials { return budgetCreds{b} }
 
-// over closes a connection once the messages arriving pass the bound
-// (the one whose oldest unfinished message began first: a stalled
-// sender, not the client whose message just came) or everything held
-// passes twice it (the one holding the most: answers its client does not
-// read). One at a time: the closed connection's charges leave at once,
-// so the next call finds the budget within bounds unless another
-// connection is past it too.
+// over closes connections while the budget is past its bound: first
+// those whose charges have made no progress (no request byte in, no
+// response out) for StallGrace, the most stalled first, since refusing
+// other calls frees nothing they hold; then, should every holder be
+// making progress, the one holding the most once the messages arriving
+// pass the bound or everything held passes twice it. One over at a time;
+// a closed connection's charges leave at once.
 func (b *ReceiveBudget) over() {
-	if b.arriving.Load() <= b.max && b.held.Load() <= 2*b.max {
+	if b.held.Load() <= b.max {
 		return
 	}
 	b.overMu.Lock()
 	defer b.overMu.Unlock()
-	arriving := b.arriving.Load() > b.max
-	if !arriving && b.held.Load() <= 2*b.max {
-		return // another call closed one
-	}
 	b.mu.Lock()
 	conns := make([]*budgetConn, 0, len(b.conns))
 	for c := range b.conns {
 		conns = append(conns, c)
 	}
 	b.mu.Unlock()
-	var worst *budgetConn
-	var mark int64 // the oldest start, or the most held
-	for _, c := range conns {
-		if arriving {
-			if since, ok := c.oldestArriving(); ok && (worst == nil || since < mark) {
-				worst, mark = c, since
+	now := time.Now().UnixNano()
+	for b.held.Load() > b.max {
+		var stalled, most *budgetConn
+		for _, c := range conns {
+			if c.held.Load() <= 0 {
+				continue
 			}
-		} else if h := c.held.Load(); h > mark {
-			worst, mark = c, h
+			if stalled == nil || c.progress.Load() < stalled.progress.Load() {
+				stalled = c
+			}
+			if most == nil || c.held.Load() > most.held.Load() {
+				most = c
+			}
 		}
+		worst, reason := stalled, "its charges made no progress for the longest"
+		if stalled == nil || now-stalled.progress.Load() < int64(StallGrace) {
+			if b.arriving.Load() <= b.max && b.held.Load() <= 2*b.max {
+				return // every holder is making progress: Check refuses what comes
+			}
+			worst, reason = most, "it holds the most, every holder making progress"
+		}
+		if worst == nil {
+			return
+		}
+		conns = slices.DeleteFunc(conns, func(c *budgetConn) bool { return c == worst })
+		held := worst.held.Load()
+		if !worst.giveBack() {
+			continue
+		}
+		b.closed.Add(1) // counted before the close, which its client may see at once
+		b.log.Warn("gRPC connection closed by the receive budget past its bound: "+reason,
+			"remote", worst.RemoteAddr().String(), "held_bytes", held, "budget_bytes", b.max, "total_bytes", b.held.Load())
+		_ = worst.Conn.Close()
 	}
-	if worst == nil || !worst.giveBack() {
-		return
-	}
-	b.closed.Add(1) // counted before the close, which its client may see at once
-	defer worst.Conn.Close()
-	reason := "its messages still arriving are the oldest unfinished past the bound"
-	if !arriving {
-		reason = "it holds the most past twice the bound, answers waiting for it to read"
-	}
-	b.log.Warn("gRPC connection closed by the receive budget: "+reason,
-		"remote", worst.RemoteAddr().String(), "budget_bytes", b.max, "total_bytes", b.held.Load())
 }
+
+// CallCost is what an open call is charged beyond its messages, until it
+// ends: what grpc-go keeps for it (its stream and handler goroutine, about
+// 10 KiB measured, and its metadata, decoded, -bin values decoded again,
+// within MaxHeaderList), whatever its header block's size on the wire,
+// where HPACK lets a few bytes stand for a field of kilobytes.
+const CallCost = 10<<10 + 2*MaxHeaderList
+
+// MaxHeaderList bounds a call's header list (its metadata, decoded:
+// grpc.MaxHeaderListSize), in bytes, as the HTTP port bounds a request's
+// line and headers at 16 KiB.
+const MaxHeaderList = 16 << 10
+
+// StallGrace is how long a connection's charges may go without progress
+// (a request byte in, a response out) before, past the bound, it is the
+// first closed: a client pausing a second mid-upload is rare, and a
+// stalled one holds what it holds for as long as it likes.
+const StallGrace = time.Second
 
 // wrap returns conn, charged to b.
 func (b *ReceiveBudget) wrap(conn net.Conn) *budgetConn {
 	c := &budgetConn{Conn: conn, b: b, in: frameScanner{preface: len(clientPreface)}}
+	c.progress.Store(time.Now().UnixNano())
 	b.mu.Lock()
 	b.conns[c] = struct{}{}
 	b.mu.Unlock()
@@ -185,10 +213,12 @@ const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 type budgetConn struct {
 	net.Conn
 	b *ReceiveBudget
-	// What the connection holds, read by over and Check from any goroutine.
-	held, arriving atomic.Int64
+	// What the connection holds, read by over and Check from any goroutine,
+	// and when its charges last made progress (Unix nanoseconds).
+	held, arriving, progress atomic.Int64
 
 	mu      sync.Mutex // guards the rest: Read and Write come from two goroutines
+	now     int64      // the time of the Read being scanned (Unix nanoseconds)
 	in, out frameScanner
 	streams map[uint32]*stream // the calls the client has opened and the server not ended
 	closed  bool
@@ -210,14 +240,12 @@ type stream struct {
 
 // message is a length-prefixed message as far as it has come: its 5-byte
 // gRPC prefix (compressed flag, big-endian length), the bytes still to
-// come after it, what it is charged, and when its first charge came
-// (Unix nanoseconds).
+// come after it, and what it is charged.
 type message struct {
 	prefix  [5]byte
 	have    int8
 	need    int64
 	charged int64
-	since   int64
 }
 
 // take follows p into m: it returns how many of p's bytes m takes, how
@@ -244,6 +272,7 @@ func (c *budgetConn) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.mu.Lock()
 		if !c.closed {
+			c.now = time.Now().UnixNano()
 			c.in.scan(p[:n], c, true)
 		}
 		c.mu.Unlock()
@@ -293,24 +322,6 @@ func (c *budgetConn) giveBack() bool {
 // NetConn is the connection wrapped.
 func (c *budgetConn) NetConn() net.Conn { return c.Conn }
 
-// oldestArriving is when the connection's oldest unfinished request
-// message had its first charge, and whether it has one.
-func (c *budgetConn) oldestArriving() (int64, bool) {
-	if c.arriving.Load() == 0 {
-		return 0, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var oldest int64
-	found := false
-	for _, s := range c.streams {
-		if s.in.charged > 0 && (!found || s.in.since < oldest) {
-			oldest, found = s.in.since, true
-		}
-	}
-	return oldest, found
-}
-
 // add charges n bytes (negative: gives them back), to what arrives as
 // well when arriving is set.
 func (c *budgetConn) add(n int64, arriving bool) {
@@ -335,11 +346,15 @@ func (c *budgetConn) charge(s *stream, n int64) {
 	if n == 0 {
 		return
 	}
-	if s.in.charged == 0 {
-		s.in.since = time.Now().UnixNano()
-	}
 	s.in.charged += n
 	c.add(n, true)
+}
+
+// progressed notes that the connection's charges made progress.
+func (c *budgetConn) progressed(now int64) {
+	if c.progress.Load() < now {
+		c.progress.Store(now)
+	}
 }
 
 // charged is stream id when it takes request data: opened by the client
@@ -351,9 +366,8 @@ func (c *budgetConn) charged(id uint32) *stream {
 	return nil
 }
 
-// begin opens a call on the client's HEADERS, charging its header block
-// (HEADERS and CONTINUATION, as sent: HPACK's indexed fields decode to
-// strings grpc-go shares), and charges a request's
+// begin opens a call on the client's HEADERS, charging it CallCost, and
+// charges a request's
 // DATA frame for what grpc-go keeps of it beyond its data: FrameCost, and
 // the buffer it reads the frame into rounded up to its pool's sizes.
 func (c *budgetConn) begin(id uint32, typ, _ byte, length int, inbound bool) {
@@ -370,9 +384,9 @@ func (c *budgetConn) begin(id uint32, typ, _ byte, length int, inbound bool) {
 			s = &stream{}
 			c.streams[id] = s
 		}
-		if s != nil { // grpc-go decodes the block and keeps the metadata with the call
-			s.meta += int64(length)
-			c.add(int64(length), false)
+		if s != nil && typ == frameHeaders && s.meta == 0 {
+			s.meta = CallCost
+			c.add(CallCost, false)
 		}
 	case frameData:
 		if s := c.charged(id); s != nil && length > 0 {
@@ -403,6 +417,7 @@ func (c *budgetConn) data(id uint32, p []byte, inbound bool) {
 				if len(s.waiting) > 0 {
 					c.add(-s.waiting[0], false)
 					s.waiting = s.waiting[1:]
+					c.progressed(time.Now().UnixNano())
 				}
 			}
 		}
@@ -413,6 +428,7 @@ func (c *budgetConn) data(id uint32, p []byte, inbound bool) {
 		used, body, whole := s.in.take(p)
 		p = p[used:]
 		c.charge(s, body)
+		c.progressed(c.now)
 		if whole { // received: it waits for its answer
 			if s.in.charged > 0 {
 				s.waiting = append(s.waiting, s.in.charged)

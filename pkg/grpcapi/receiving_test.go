@@ -56,7 +56,7 @@ func TestReceiveBudgetCharges(t *testing.T) {
 		last := reply.Len()
 		must(t, trailers(5))
 
-		const budget = 1500
+		const budget = 1500 + 2*CallCost
 		b := NewReceiveBudget(budget, nil)
 		c := b.wrap(nil)
 		feed := func(p []byte, inbound bool) {
@@ -247,12 +247,12 @@ func TestReceiveBudgetChargesOnlyWhatGRPCKeeps(t *testing.T) {
 	}
 }
 
-// TestReceiveBudgetBlamesTheStalled closes, when the messages arriving
-// pass the bound, the connection whose unfinished message is the oldest
-// (a stalled sender), not the client whose large message passed it; and
+// TestReceiveBudgetBlamesTheStalled closes, past the bound, the
+// connections whose charges have made no progress for StallGrace, not the
+// client whose upload is under way; and, every holder making progress,
 // Check refuses only a connection past its share of the bound.
 func TestReceiveBudgetBlamesTheStalled(t *testing.T) {
-	b := NewReceiveBudget(10<<10, nil)
+	b := NewReceiveBudget(4*CallCost+40<<10, nil)
 	conn := func() (*budgetConn, *h2wire.Conn, *bytes.Buffer) {
 		server, client := net.Pipe()
 		t.Cleanup(func() { client.Close() })
@@ -261,49 +261,57 @@ func TestReceiveBudgetBlamesTheStalled(t *testing.T) {
 	}
 	feed := func(c *budgetConn, wire *bytes.Buffer) {
 		c.mu.Lock()
+		c.now = time.Now().UnixNano()
 		c.in.scan(wire.Bytes(), c, true)
 		wire.Reset()
 		c.mu.Unlock()
 		b.over()
 	}
 	var stalled []*budgetConn
-	for range 4 { // 4 x 2 KiB, stalled
+	for range 4 { // 4 calls with 8 KiB each sent, then nothing
 		c, cl, wire := conn()
-		must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(1<<20, 2<<10), 1<<10, 0, false, 0))
+		must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(1<<20, 8<<10), 1<<10, 0, false, 0))
 		feed(c, wire)
+		c.progress.Store(time.Now().Add(-2 * StallGrace).UnixNano()) // as if two seconds had passed
 		stalled = append(stalled, c)
 	}
-	client, cl, wire := conn() // a client's 6 KiB message passes the bound as it arrives
-	must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(6<<10, 5<<10), 1<<10, 0, false, 0))
-	feed(client, wire)
-	if client.closed || !stalled[0].closed || b.Closed() != 1 {
-		t.Fatalf("closed: client %v, the oldest stalled %v; %d in all, want the oldest stalled alone", client.closed, stalled[0].closed, b.Closed())
+	if b.Closed() != 0 {
+		t.Fatalf("%d closed within the bound", b.Closed())
 	}
-	// Still past the bound: the client holds more than its share (the
-	// bound split between the connections holding anything), a new
-	// connection with a small call less.
-	extra, cl2, wire2 := conn()
-	must(t, cl2.Open(1, healthCheck), cl2.Send(1, h2wire.Message(900, 900), 16<<10, 0, true, 0))
-	feed(extra, wire2)
+	client, cl, wire := conn() // an upload under way passes the bound
+	must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(1<<20, 16<<10), 1<<10, 0, false, 0))
+	feed(client, wire)
+	if client.closed || !stalled[0].closed || b.Held() > b.Max() {
+		t.Fatalf("closed: the uploader %v, a stalled one %v; held %d of %d", client.closed, stalled[0].closed, b.Held(), b.Max())
+	}
+
+	// Every holder making progress, past the bound but within twice it:
+	// nothing is closed, and Check refuses only past a connection's share.
+	b = NewReceiveBudget(4*CallCost, nil)
+	big, cl, wire := conn()
+	must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(3*CallCost, 3*CallCost), 16<<10, 0, true, 0))
+	feed(big, wire)
+	small, cl, wire := conn()
+	must(t, cl.Open(1, healthCheck), cl.Send(1, h2wire.Message(100, 100), 16<<10, 0, true, 0))
+	feed(small, wire)
+	if b.Held() <= b.Max() || b.Closed() != 0 {
+		t.Fatalf("held %d of %d, %d closed: want past the bound, none closed", b.Held(), b.Max(), b.Closed())
+	}
 	within := func(c *budgetConn) context.Context {
 		return peer.NewContext(t.Context(), &peer.Peer{AuthInfo: budgetAuth{conn: c}})
 	}
-	if b.Held() <= b.Max() {
-		t.Fatalf("held %d, not past the bound %d", b.Held(), b.Max())
-	}
-	if err := b.Check(within(client)); !errors.Is(err, core.ErrBodyBudget) {
+	if err := b.Check(within(big)); !errors.Is(err, core.ErrBodyBudget) {
 		t.Fatalf("the connection past its share: Check %v", err)
 	}
-	if err := b.Check(within(extra)); err != nil {
+	if err := b.Check(within(small)); err != nil {
 		t.Fatalf("a connection within its share: Check %v", err)
 	}
 }
 
-// open opens a call of healthCheck on stream id and returns its header
-// block's length, which the budget charges.
-func open(t *testing.T, cl *h2wire.Conn, wire *bytes.Buffer, id uint32) int64 {
+// open opens a call of healthCheck on stream id and returns what the
+// budget charges the call itself.
+func open(t *testing.T, cl *h2wire.Conn, _ *bytes.Buffer, id uint32) int64 {
 	t.Helper()
-	before := wire.Len()
 	must(t, cl.Open(id, healthCheck))
-	return int64(wire.Len() - before - frameHeaderLen)
+	return CallCost
 }

@@ -48,11 +48,6 @@ const (
 // (grpcapi.ReceiveBudget), as the HTTP port holds as many bodies.
 const grpcReceiving = 4
 
-// grpcMaxHeaderList bounds a gRPC call's header block (its metadata), in
-// bytes: grpc-go allows 16 MiB by default, which every connection could
-// hold at once; the HTTP port allows 16 KiB of request line and headers.
-const grpcMaxHeaderList = 64 << 10
-
 // maxConcurrentStreams bounds the gRPC streams (calls) one connection may
 // have open at once, as HTTP/2 servers commonly do (Go's own is 250).
 const maxConcurrentStreams = 250
@@ -130,7 +125,7 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.opts.MaxBodyBytes, math.MaxInt32))),
 		grpc.Creds(s.receiving.Credentials()),
-		grpc.MaxHeaderListSize(grpcMaxHeaderList),
+		grpc.MaxHeaderListSize(grpcapi.MaxHeaderList), // grpc-go allows 16 MiB
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.ConnectionTimeout(s.opts.ReadHeaderTimeout),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: grpcMinPingInterval, PermitWithoutStream: true}),
