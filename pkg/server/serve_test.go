@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/infer-serving/infer/pkg/netlimit"
 	"github.com/infer-serving/infer/pkg/runner"
 )
@@ -84,6 +86,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("never: %s", what)
 		}
 	}
+}
+
+// unsent is how many bytes written to conn its peer has not yet
+// acknowledged (SIOCOUTQ).
+func unsent(t *testing.T, conn net.Conn) int {
+	t.Helper()
+	rc, err := conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := -1
+	if err := rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || n < 0 {
+		t.Fatalf("SIOCOUTQ: %v", err)
+	}
+	return n
 }
 
 // The inference ports keep at most --max-connections open and close the
@@ -188,8 +205,12 @@ func TestDrainKeepsServingThenAnswersWhatWasWritten(t *testing.T) {
 		t.Fatalf("during the drain delay: status %d, closing %v; want 200 and Connection: close", during.StatusCode, during.Close)
 	}
 
-	// The kept connection's next request, written as the delay ends.
+	// The kept connection's next request, written as the delay ends: in
+	// the server's kernel (acknowledged, nothing left in the client's send
+	// queue), which a loaded machine's loopback may take a moment to do,
+	// but not yet read.
 	fmt.Fprintf(kept, "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(mlp), mlp)
+	eventually(t, "the request taken by the server's kernel", func() bool { return unsent(t, kept) == 0 })
 	close(sv.s.drained)
 	kept.SetReadDeadline(time.Now().Add(30 * time.Second))
 	resp, err := http.ReadResponse(br, nil)
