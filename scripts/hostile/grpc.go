@@ -15,9 +15,9 @@ const inferMethod = "/inference.GRPCInferenceService/ModelInfer"
 
 // stalledGRPC: connections that open 64 calls each and send 32 MiB of
 // a message declared at 64 MiB on every one, then stop: 8 GiB if the
-// server kept it all. Its receive budget must close each connection once
-// it holds the most past the bound, so that the process stays within
-// -rss-bound (checked over the whole run).
+// server kept it all. Its receive budget must close each connection past
+// the bound, so that the process stays within -rss-bound (checked over
+// the whole run).
 func stalledGRPC(c config, rep *report) {
 	const conns, streams, part = 4, 64, 32 << 20
 	var wg sync.WaitGroup
