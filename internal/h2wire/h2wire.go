@@ -20,10 +20,6 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// Preface opens every HTTP/2 connection a client makes (RFC 9113,
-// section 3.4).
-const Preface = http2.ClientPreface
-
 // Conn is a client's side of an HTTP/2 connection.
 type Conn struct {
 	fr   *http2.Framer
@@ -40,7 +36,7 @@ type Conn struct {
 // Writer returns a Conn that writes its frames to w and reads nothing,
 // keeping no flow control: for a test that reads the bytes back.
 func Writer(w io.Writer) (*Conn, error) {
-	if _, err := io.WriteString(w, Preface); err != nil {
+	if _, err := io.WriteString(w, http2.ClientPreface); err != nil {
 		return nil, err
 	}
 	c := &Conn{fr: http2.NewFramer(w, nil)}

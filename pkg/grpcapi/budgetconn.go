@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// clientPreface opens every HTTP/2 connection a client makes (RFC 9113,
-// section 3.4), before its first frame.
-const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
 // budgetConn is a connection whose request messages are charged to a
 // budget.
 type budgetConn struct {
@@ -34,9 +30,6 @@ type budgetConn struct {
 type stream struct {
 	in, out message
 	waiting []int64
-	// meta is the charge of its header block (the call's metadata), kept
-	// until the call ends.
-	meta int64
 	// sent is set once the client has ended its side (END_STREAM): grpc-go
 	// takes no more of its data.
 	sent bool
@@ -170,28 +163,24 @@ func (c *budgetConn) charged(id uint32) *stream {
 	return nil
 }
 
-// begin opens a call on the client's HEADERS, charging it CallCost, and
-// charges a request's
-// DATA frame for what grpc-go keeps of it beyond its data: FrameCost, and
-// the buffer it reads the frame into rounded up to its pool's sizes.
+// begin opens a call on the client's HEADERS, charging it CallCost until
+// it ends, and charges a request's DATA frame for what grpc-go keeps of it
+// beyond its data: FrameCost, and the buffer it reads the frame into
+// rounded up to its pool's sizes.
 func (c *budgetConn) begin(id uint32, typ, _ byte, length int, inbound bool) {
 	if !inbound {
 		return
 	}
 	switch typ {
-	case frameHeaders, frameContinuation:
-		s := c.streams[id]
-		if s == nil && typ == frameHeaders {
-			if c.streams == nil {
-				c.streams = map[uint32]*stream{}
-			}
-			s = &stream{}
-			c.streams[id] = s
+	case frameHeaders:
+		if c.streams[id] != nil {
+			return // the client's trailers: the call is open already
 		}
-		if s != nil && typ == frameHeaders && s.meta == 0 {
-			s.meta = CallCost
-			c.add(CallCost, false)
+		if c.streams == nil {
+			c.streams = map[uint32]*stream{}
 		}
+		c.streams[id] = &stream{}
+		c.add(CallCost, false)
 	case frameData:
 		if s := c.charged(id); s != nil && length > 0 {
 			c.charge(s, FrameCost+int64(frameBuffer(length)-length))
@@ -202,7 +191,10 @@ func (c *budgetConn) begin(id uint32, typ, _ byte, length int, inbound bool) {
 // padding charges a request's DATA frame its padding (and pad length),
 // which grpc-go keeps with the frame.
 func (c *budgetConn) padding(id uint32, n int, inbound bool) {
-	if s := c.charged(id); inbound && s != nil {
+	if !inbound {
+		return
+	}
+	if s := c.charged(id); s != nil {
 		c.charge(s, int64(n)+1)
 	}
 }
@@ -260,7 +252,7 @@ func (c *budgetConn) end(id uint32, typ, flags byte, inbound bool) {
 		for _, n := range s.waiting {
 			c.add(-n, false)
 		}
-		c.add(-s.meta, false)
+		c.add(-CallCost, false)
 		delete(c.streams, id)
 	case inbound && (typ == frameData || typ == frameHeaders) && flags&flagEndStream != 0:
 		c.add(-s.in.charged, true)

@@ -1,16 +1,20 @@
 package grpcapi
 
-import "encoding/binary"
+import (
+	"encoding/binary"
 
-// HTTP/2 frame types and flags read (RFC 9113, section 6).
+	"golang.org/x/net/http2"
+)
+
+// The HTTP/2 frame types and flags read (RFC 9113, section 6), as bytes,
+// and the length of a frame's header.
 const (
-	frameData         = 0x0
-	frameHeaders      = 0x1
-	frameRSTStream    = 0x3
-	frameContinuation = 0x9
-	flagEndStream     = 0x1
-	flagPadded        = 0x8
-	frameHeaderLen    = 9
+	frameData      = byte(http2.FrameData)
+	frameHeaders   = byte(http2.FrameHeaders)
+	frameRSTStream = byte(http2.FrameRSTStream)
+	flagEndStream  = byte(http2.FlagDataEndStream) // HEADERS' END_STREAM is the same bit
+	flagPadded     = byte(http2.FlagDataPadded)
+	frameHeaderLen = 9
 )
 
 // frames is what a frameScanner tells of the frames it passes.

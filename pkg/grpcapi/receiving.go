@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
@@ -56,6 +57,7 @@ type ReceiveBudget struct {
 	arriving atomic.Int64
 	holders  atomic.Int64 // connections holding anything
 	closed   atomic.Int64
+	scanned  atomic.Int64 // when over last looked at every connection (Unix nanoseconds)
 	log      *slog.Logger
 
 	overMu sync.Mutex // one over at a time
@@ -131,15 +133,20 @@ func (b *ReceiveBudget) over() {
 	if b.held.Load() <= b.max {
 		return
 	}
+	hard := b.arriving.Load() > b.max || b.held.Load() > 2*b.max
+	now := time.Now().UnixNano()
+	if !hard && now-b.scanned.Load() < int64(overScan) {
+		return // looked for stalled connections a moment ago
+	}
 	b.overMu.Lock()
 	defer b.overMu.Unlock()
+	b.scanned.Store(now)
 	b.mu.Lock()
 	conns := make([]*budgetConn, 0, len(b.conns))
 	for c := range b.conns {
 		conns = append(conns, c)
 	}
 	b.mu.Unlock()
-	now := time.Now().UnixNano()
 	for b.held.Load() > b.max {
 		var stalled, most *budgetConn
 		for _, c := range conns {
@@ -187,6 +194,11 @@ const CallCost = 10<<10 + 2*MaxHeaderList
 // line and headers at 16 KiB.
 const MaxHeaderList = 16 << 10
 
+// overScan is how often, past the bound but within its hard lines, over
+// looks at every connection for stalled ones: each read then would cost
+// a pass over up to --max-connections of them.
+const overScan = 10 * time.Millisecond
+
 // StallGrace is how long a connection's charges may go without progress
 // (a request byte in, a response out) before, past the bound, it is the
 // first closed: a client pausing a second mid-upload is rare, and a
@@ -195,7 +207,7 @@ const StallGrace = time.Second
 
 // wrap returns conn, charged to b.
 func (b *ReceiveBudget) wrap(conn net.Conn) *budgetConn {
-	c := &budgetConn{Conn: conn, b: b, in: frameScanner{preface: len(clientPreface)}}
+	c := &budgetConn{Conn: conn, b: b, in: frameScanner{preface: len(http2.ClientPreface)}}
 	c.progress.Store(time.Now().UnixNano())
 	b.mu.Lock()
 	b.conns[c] = struct{}{}

@@ -286,11 +286,11 @@ type receivingCollector struct{ b *grpcapi.ReceiveBudget }
 
 var (
 	receivingDesc = prometheus.NewDesc("infer_grpc_receiving_bytes",
-		"Bytes of gRPC request messages held, arriving or waiting for their answer, over every connection, as the receive budget charges them.", nil, nil)
+		"Bytes of gRPC calls held, requests arriving or waiting for their answer, over every connection, as the receive budget charges them.", nil, nil)
 	receivingMaxDesc = prometheus.NewDesc("infer_grpc_receiving_max_bytes",
-		"The receive budget: past it inference calls are refused, and the connection holding the most is closed once the messages arriving pass it.", nil, nil)
+		"The receive budget: past it stalled connections are closed and calls past their connection's share refused.", nil, nil)
 	receivingClosedDesc = prometheus.NewDesc("infer_grpc_connections_closed_total",
-		"gRPC connections closed because their messages held the most of a receive budget past its bound.", nil, nil)
+		"gRPC connections closed by the receive budget past its bound: stalled ones, or the largest holder.", nil, nil)
 )
 
 func (c receivingCollector) Describe(ch chan<- *prometheus.Desc) {

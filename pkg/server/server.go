@@ -104,7 +104,7 @@ type Server struct {
 	http   *httpapi.API
 	openai *openai.API
 	admin  *admin.API
-	// receiving bounds the gRPC request messages still arriving.
+	// receiving bounds the gRPC calls held, arriving or waiting for answers.
 	receiving *grpcapi.ReceiveBudget
 	// drained, when a test sets it, ends Serve's drain delay once closed.
 	drained chan struct{}
