@@ -59,6 +59,8 @@ type Call struct {
 	// Timeout bounds the call from its submission to the runner (0:
 	// Options.DefaultTimeout).
 	Timeout time.Duration
+
+	place runner.Place // the call's place in its version's work
 }
 
 // Result is a call's answer.
@@ -119,10 +121,8 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 		err = call.Read(call)
 	}
 	var waited time.Duration
-	entered := false
 	if err == nil && m != nil {
-		waited, err = m.Enter(ctx)
-		entered = err == nil
+		waited, err = m.Enter(ctx, &call.place)
 	}
 	if err == nil && call.Decode != nil {
 		err = call.Decode(call)
@@ -130,13 +130,10 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	if err == nil && m == nil {
 		m, err = s.route(ctx, call.Model, call.Version, func(deploy.Policy) string { return call.Request.ID })
 		if err == nil {
-			waited, err = m.Enter(ctx)
-			entered = err == nil
+			waited, err = m.Enter(ctx, &call.place)
 		}
 	}
-	if entered {
-		defer m.Leave()
-	}
+	defer call.place.Leave() // when no batch gave it back
 	if err != nil {
 		s.metrics.record(m, call.Model, call.Protocol, nil, err)
 		return nil, err
@@ -146,12 +143,14 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	defer obs.inflight.Dec()
 
 	submitted := time.Now()
-	call.Request.Header = call.Header
+	call.Request.Header, call.Request.Place = call.Header, &call.place
 	var out *runner.Response
 	var via string
 	if err = checkClasses(m, call.Classes); err == nil {
 		out, via, err = s.Run(ctx, m, &call.Request, call.Timeout)
 	}
+	call.place.Leave() // the run is over, whatever answered it
+	call.Request.Place = nil
 	if err == nil {
 		post := time.Now()
 		res.Model, res.Outputs, res.Via, res.Timing, res.Route = m, out.Outputs, via, out.Timing, out.Route

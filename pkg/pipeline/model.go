@@ -48,11 +48,14 @@ func (r modelRef) call(ctx context.Context, repo *runner.Repository, req *runner
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.Enter(ctx); err != nil {
+	place := new(runner.Place)
+	if _, err := m.Enter(ctx, place); err != nil {
 		return nil, err
 	}
-	defer m.Leave()
-	return m.Infer(ctx, req)
+	defer place.Leave()
+	in := *req
+	in.Place = place
+	return m.Infer(ctx, &in)
 }
 
 // modelOp is a step that runs a served model. Its ports are the model's

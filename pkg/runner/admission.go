@@ -10,7 +10,7 @@ import (
 
 // admission is a model version's entry: it lets a bounded number of
 // requests into the version's work at once (decoding, the batcher's queue,
-// execution, encoding) and holds the others, undecoded, in arrival order,
+// execution) and holds the others, undecoded, in arrival order,
 // up to max_queue_size of them; a request beyond that is refused at once.
 //
 // The bound is a running batch per instance and one forming batch per
@@ -31,8 +31,8 @@ import (
 // Netflix's concurrency-limits, fixed at what batching needs.
 //
 // Admission takes no lock while a place is free; a request that must wait
-// takes one to join the line, and Leave takes it to hand its place to the
-// first in line.
+// takes one to join the line, and leaving takes it to hand its place to
+// the first in line.
 type admission struct {
 	slots chan struct{} // a token per request admitted
 	// maxWaiting is max_queue_size less the places of the forming batch:
@@ -60,7 +60,7 @@ func (m *Model) errFull() error {
 
 type waiter struct {
 	since    time.Time
-	admitted chan struct{} // closed when Leave hands it a place
+	admitted chan struct{} // closed when leave hands it a place
 }
 
 func newAdmission(cfg Config) *admission {
@@ -77,14 +77,36 @@ func newAdmission(cfg Config) *admission {
 	}
 }
 
+// A Place is a request's place in a model version's work, which
+// Model.Enter takes. It is given back once, by whichever comes first: the
+// worker that answers the request's batch, before the caller is woken
+// (Request.Place), or Leave. An answer that waits for the CPU to encode it
+// then holds no place that a request able to run could take: on a
+// saturated core a woken caller can wait many milliseconds for its turn.
+// The zero Place holds nothing; a Place is not reused.
+type Place struct {
+	a    *admission
+	held atomic.Bool
+}
+
+// Leave gives the place back, if it is still held: to the first request
+// in line, or free. It is safe on a nil Place and from any goroutine.
+func (p *Place) Leave() {
+	if p != nil && p.held.CompareAndSwap(true, false) {
+		p.a.leave()
+	}
+}
+
 // Enter admits a request into the model version's work, waiting for a
 // place while fewer than max_queue_size others wait, for as long as ctx
-// allows. It returns how long the request waited (the admission phase of
-// its latency budget). A request admitted must call Leave once it is
-// answered. A text generator schedules its own sequences: Enter admits at
-// once. Errors: ErrModelNotReady (the version stopped serving), a
+// allows, and records the place taken in place. It returns how long the
+// request waited (the admission phase of its latency budget). The caller
+// sets its Request.Place to place, and calls place.Leave once the request
+// is answered (a no-op when its batch gave the place back). A text
+// generator schedules its own sequences: Enter admits at once and place
+// holds nothing. Errors: ErrModelNotReady (the version stopped serving), a
 // wrapped ErrQueueFull, or ctx's error.
-func (m *Model) Enter(ctx context.Context) (time.Duration, error) {
+func (m *Model) Enter(ctx context.Context, place *Place) (time.Duration, error) {
 	if err := m.Admit(); err != nil {
 		return 0, err
 	}
@@ -92,15 +114,18 @@ func (m *Model) Enter(ctx context.Context) (time.Duration, error) {
 	if a == nil {
 		return 0, nil
 	}
+	place.a = a
 	select {
 	case a.slots <- struct{}{}:
+		place.held.Store(true)
 		return 0, nil
 	default:
 	}
 	a.mu.Lock()
-	select { // a place freed since: Leave frees one only with no one in line
+	select { // a place freed since: leave frees one only with no one in line
 	case a.slots <- struct{}{}:
 		a.mu.Unlock()
+		place.held.Store(true)
 		return 0, nil
 	default:
 	}
@@ -116,6 +141,7 @@ func (m *Model) Enter(ctx context.Context) (time.Duration, error) {
 	var why error
 	select {
 	case <-w.admitted:
+		place.held.Store(true)
 		return time.Since(w.since), nil
 	case <-ctx.Done():
 		why = ctx.Err()
@@ -129,7 +155,7 @@ func (m *Model) Enter(ctx context.Context) (time.Duration, error) {
 		a.mu.Unlock()
 	} else { // handed a place as it gave up: pass it on
 		a.mu.Unlock()
-		m.Leave()
+		a.leave()
 	}
 	waited := time.Since(w.since)
 	if ctx.Err() != nil {
@@ -147,13 +173,8 @@ func (a *admission) index(w *waiter) int {
 	return -1
 }
 
-// Leave gives back the place Enter took: to the first request in line,
-// or free.
-func (m *Model) Leave() {
-	a := m.admission
-	if a == nil {
-		return
-	}
+// leave gives back a place: to the first request in line, or free.
+func (a *admission) leave() {
 	a.mu.Lock()
 	if len(a.waiters) > 0 {
 		w := a.waiters[0]

@@ -3,10 +3,13 @@ package runner
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/infer-serving/infer/pkg/tensor"
 )
 
 // A version admits a running and a forming batch per instance, lets the
@@ -21,15 +24,20 @@ func TestAdmissionHoldsTheExcessInOrderAndRefusesPastTheQueue(t *testing.T) {
 		// wait out.
 		m := loadBundled(t, "mlp", Config{MaxBatchSize: intp(2), Isolation: IsolationNone, DynamicBatching: DynamicBatching{MaxQueueSize: 5}})
 		ctx := context.Background()
+		var held []*Place
 		for i := range 4 {
-			if waited, err := m.Enter(ctx); err != nil || waited != 0 {
+			place := new(Place)
+			if waited, err := m.Enter(ctx, place); err != nil || waited != 0 {
 				t.Fatalf("request %d: waited %v, %v; want admitted at once", i, waited, err)
 			}
+			held = append(held, place)
 		}
 		order := make(chan int, 3)
+		waiters := make([]*Place, 3)
 		for i := range 3 {
+			waiters[i] = new(Place)
 			go func() {
-				waited, err := m.Enter(ctx)
+				waited, err := m.Enter(ctx, waiters[i])
 				if err != nil {
 					t.Errorf("waiter %d: %v", i, err)
 					return
@@ -44,12 +52,13 @@ func TestAdmissionHoldsTheExcessInOrderAndRefusesPastTheQueue(t *testing.T) {
 		if st := m.Stats(); st.QueueLength != 3 {
 			t.Fatalf("queue length %d with 3 waiting for admission, want 3", st.QueueLength)
 		}
-		if _, err := m.Enter(ctx); !errors.Is(err, ErrQueueFull) {
+		if _, err := m.Enter(ctx, new(Place)); !errors.Is(err, ErrQueueFull) {
 			t.Fatalf("past max_queue_size: %v, want ErrQueueFull", err)
 		}
 		for i := range 3 {
 			time.Sleep(time.Second)
-			m.Leave()
+			held[i].Leave()
+			held[i].Leave() // a place is given back once
 			if got := <-order; got != i {
 				t.Fatalf("place %d went to waiter %d: want arrival order", i, got)
 			}
@@ -62,19 +71,23 @@ func TestAdmissionHoldsTheExcessInOrderAndRefusesPastTheQueue(t *testing.T) {
 		gaveUp, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		errc := make(chan error, 1)
-		go func() { _, err := m.Enter(gaveUp); errc <- err }()
+		go func() { _, err := m.Enter(gaveUp, new(Place)); errc <- err }()
 		synctest.Wait()
 		next := make(chan error, 1)
-		go func() { _, err := m.Enter(ctx); next <- err }()
+		last := new(Place)
+		go func() { _, err := m.Enter(ctx, last); next <- err }()
 		if err := <-errc; !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("a waiter past its deadline: %v, want DeadlineExceeded", err)
 		}
-		m.Leave()
+		held[3].Leave()
 		if err := <-next; err != nil {
 			t.Fatalf("the next in line: %v", err)
 		}
-		for range 4 {
-			m.Leave()
+		for _, p := range append(waiters, last) {
+			p.Leave()
+		}
+		if n := len(m.admission.slots); n != 0 {
+			t.Fatalf("%d places still taken after every one was given back", n)
 		}
 	})
 }
@@ -86,16 +99,59 @@ func TestAdmissionHoldsTheExcessInOrderAndRefusesPastTheQueue(t *testing.T) {
 func TestAdmissionWithAQueueSmallerThanABatch(t *testing.T) {
 	m := loadBundled(t, "mlp", Config{MaxBatchSize: intp(64), Isolation: IsolationNone, DynamicBatching: DynamicBatching{MaxQueueSize: 4}})
 	ctx := context.Background()
-	for i := range 8 {
-		if _, err := m.Enter(ctx); err != nil {
+	places := make([]Place, 8)
+	for i := range places {
+		if _, err := m.Enter(ctx, &places[i]); err != nil {
 			t.Fatalf("request %d: %v, want admitted", i, err)
 		}
 	}
-	_, err := m.Enter(ctx)
+	_, err := m.Enter(ctx, new(Place))
 	if !errors.Is(err, ErrQueueFull) || !strings.Contains(err.Error(), "max_queue_size 4") {
 		t.Fatalf("ninth request: %v, want ErrQueueFull naming max_queue_size 4", err)
 	}
-	for range 8 {
-		m.Leave()
+	for i := range places {
+		places[i].Leave()
+	}
+}
+
+// A request's place is given back by the worker that answers its batch,
+// before its caller reads the answer: on a saturated core a caller woken
+// with its answer can wait long for its turn to encode it, and its place
+// would meanwhile refuse a request that could run. A request that never
+// reached a batch (refused as invalid) keeps its place for its caller to
+// give back; giving back twice frees one place, not two.
+func TestTheBatchGivesThePlaceBackBeforeItsCaller(t *testing.T) {
+	m := loadBundled(t, "mlp", Config{MaxBatchSize: intp(2), Isolation: IsolationNone, DynamicBatching: DynamicBatching{MaxQueueSize: 2}})
+	r := rand.New(rand.NewPCG(9, 9))
+	ctx := context.Background()
+	place := new(Place)
+	if _, err := m.Enter(ctx, place); err != nil {
+		t.Fatal(err)
+	}
+	req := randomRequest(m, 1, 1, r)
+	req.Place = place
+	if _, err := m.Infer(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if place.held.Load() || len(m.admission.slots) != 0 {
+		t.Fatalf("after its batch was answered the request still holds its place (%d of %d taken)", len(m.admission.slots), cap(m.admission.slots))
+	}
+	place.Leave() // the caller's own Leave, after the batch's: a no-op
+
+	refused := new(Place)
+	if _, err := m.Enter(ctx, refused); err != nil {
+		t.Fatal(err)
+	}
+	bad := &Request{Inputs: []tensor.Tensor{tensor.New("pixels", []int64{1, 784}, make([]float32, 784))}, Place: refused}
+	if _, err := m.Infer(ctx, bad); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("an input the model does not have: %v, want ErrInvalidInput", err)
+	}
+	if !refused.held.Load() || len(m.admission.slots) != 1 {
+		t.Fatalf("a request refused before any batch gave its place back (%d taken): its caller must", len(m.admission.slots))
+	}
+	refused.Leave()
+	refused.Leave()
+	if n := len(m.admission.slots); n != 0 {
+		t.Fatalf("%d places taken after the caller gave its place back", n)
 	}
 }

@@ -27,6 +27,7 @@ type pending struct {
 	// lock; it is atomic so that tests and readers outside it see it whole.
 	state atomic.Int32
 	done  chan result // buffered: the answering side never blocks
+	place *Place      // given back as the request is answered
 }
 
 const (
@@ -40,7 +41,12 @@ type result struct {
 	err  error
 }
 
-func (p *pending) answer(resp *Response, err error) { p.done <- result{resp, err} }
+// answer gives back the request's place in its version's work, then
+// hands it its result.
+func (p *pending) answer(resp *Response, err error) {
+	p.place.Leave()
+	p.done <- result{resp, err}
+}
 
 // outputCount returns how many outputs p asked for, of total.
 func (p *pending) outputCount(total int) int {

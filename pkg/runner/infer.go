@@ -122,7 +122,7 @@ func (m *Model) infer(ctx context.Context, req *Request) (*Response, error) {
 		return resp, err
 	}
 	now := time.Now()
-	p.enqueued = now
+	p.enqueued, p.place = now, req.Place
 	if d, ok := ctx.Deadline(); ok {
 		p.deadline = d
 	} else if t := time.Duration(m.cfg.DynamicBatching.DefaultTimeout); t > 0 {

@@ -20,6 +20,10 @@ type Request struct {
 	// Header returns a request header (HTTP) or metadata value (gRPC) by
 	// name, for a router's rules; nil when there are none.
 	Header func(name string) string
+	// Place is the place the caller took for the request (Model.Enter),
+	// nil for none: the worker that answers the request's batch gives it
+	// back before the caller is woken.
+	Place *Place
 }
 
 // Response is the answer to one Request.
