@@ -82,7 +82,7 @@ func benchmarkServe(b *testing.B, batching bool, proto string, callers int) {
 	var send func() (overhead time.Duration, err error)
 	switch proto {
 	case "grpc":
-		g := grpc.NewServer()
+		g := grpc.NewServer(s.GRPCServerOptions()...)
 		s.RegisterGRPC(g)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
