@@ -124,7 +124,7 @@ the grace period ran out and cut what was still running.`,
 	f.StringVar(&o.metricsCompat, "metrics-compat", "", "also export another server's metric families, for the dashboards and alerts written for it: triton (Triton's nv_inference_* counters, labelled model and version)")
 	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest request body accepted, in bytes (HTTP 413 beyond; also gRPC's largest message)")
 	f.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "longest wait for a request's headers (and a gRPC connection's handshake)")
-	f.DurationVar(&o.readTimeout, "read-timeout", server.DefaultReadTimeout, "longest wait for one HTTP request's body, from the end of its headers (408 beyond)")
+	f.DurationVar(&o.readTimeout, "read-timeout", server.DefaultReadTimeout, "longest wait for one HTTP request's body, from the end of its headers (408 beyond), and for a gRPC call's request message, from its headers (DEADLINE_EXCEEDED beyond)")
 	f.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive HTTP connection, or a gRPC connection with no call open, stays open")
 	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "most connections the HTTP and gRPC ports keep open together; more are closed at accept (lowered to fit the open-file limit, keeping a reserve for the metrics and admin ports, which have limits of their own)")
 	f.DurationVar(&o.defaultTimeout, "default-timeout", 0, "deadline of requests that give no timeout parameter, and the most a request waits for an on-demand load (0: none)")

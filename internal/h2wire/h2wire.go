@@ -57,6 +57,7 @@ func Dial(addr string, timeout time.Duration) (*Conn, error) {
 		return nil, err
 	}
 	c.fr = http2.NewFramer(conn, conn)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil) // the server's headers, decoded (AwaitStatus)
 	c.conn, c.window, c.initial, c.streams = conn, 65535, 65535, map[uint32]int{}
 	_ = conn.SetReadDeadline(time.Now().Add(timeout))
 	for {
@@ -157,6 +158,12 @@ func (c *Conn) read(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
+	return c.handle(f)
+}
+
+// handle keeps the windows and settings a frame of the server's changes,
+// answers its pings, and returns ErrReset for a reset.
+func (c *Conn) handle(f http2.Frame) error {
 	switch f := f.(type) {
 	case *http2.WindowUpdateFrame:
 		if f.StreamID == 0 {
@@ -187,6 +194,25 @@ func (c *Conn) read(timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// AwaitStatus reads the server's frames until the headers that end
+// stream id (its trailers, or a trailers-only answer) and returns their
+// grpc-status and grpc-message, waiting at most timeout for each frame.
+func (c *Conn) AwaitStatus(id uint32, timeout time.Duration) (code, message string, err error) {
+	for {
+		_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return "", "", err
+		}
+		if h, ok := f.(*http2.MetaHeadersFrame); ok && h.StreamID == id && h.StreamEnded() {
+			return fieldValue(h, "grpc-status"), fieldValue(h, "grpc-message"), nil
+		}
+		if err := c.handle(f); err != nil {
+			return "", "", err
+		}
+	}
 }
 
 // WaitClosed reads the server's frames until it closes the connection
@@ -223,4 +249,14 @@ func Message(n, have int) []byte {
 	m := make([]byte, 5+have)
 	binary.BigEndian.PutUint32(m[1:], uint32(n))
 	return m
+}
+
+// fieldValue is the value of the header field name in h, "" when absent.
+func fieldValue(h *http2.MetaHeadersFrame, name string) string {
+	for _, f := range h.Fields {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return ""
 }

@@ -34,8 +34,14 @@ func clipStatus(err error) error {
 }
 
 // CheckStreamNames is CheckNames for each message of a stream
-// (ModelStreamInfer): a message with a name too long ends the stream.
-func CheckStreamNames(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+// (ModelStreamInfer): a message with a name too long ends the stream. It
+// also ends a streaming call's wait for its message (MessageWait): as it
+// starts when the client streams its requests, which may rest between
+// them; with its first message otherwise.
+func CheckStreamNames(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.IsClientStream {
+		Arrived(ss.Context())
+	}
 	return clipStatus(handler(srv, namesChecked{ss}))
 }
 
@@ -45,6 +51,7 @@ func (s namesChecked) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
+	Arrived(s.Context())
 	return checkNames(m)
 }
 

@@ -323,3 +323,65 @@ func TestGRPCStalledMessagesAreBounded(t *testing.T) {
 	}
 	ready("after")
 }
+
+// A call that sends its headers and never its message ends with
+// DEADLINE_EXCEEDED once the read timeout passes, counted, while a unary
+// call whose message came is answered however long its model takes (here
+// an injected latency of three read timeouts), and a stream of requests
+// may rest longer than the bound before its first.
+func TestGRPCCallWithoutItsMessageEnds(t *testing.T) {
+	repo, err := runner.Open(bundled, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bound = 300 * time.Millisecond
+	s, err := New(repo, Options{Version: "test", ReadTimeout: bound, AllowFaultInjection: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); repo.Close() })
+	client, conn := serveGRPC(t, s)
+
+	raw, err := h2wire.Dial(conn.Target(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.Open(1, "/inference.GRPCInferenceService/ModelInfer"); err != nil {
+		t.Fatal(err)
+	}
+	got, msg, err := raw.AwaitStatus(1, 30*time.Second)
+	if err != nil || got != fmt.Sprint(int(codes.DeadlineExceeded)) {
+		t.Fatalf("a call with no message: grpc-status %q (%s), %v; want %d", got, msg, err, codes.DeadlineExceeded)
+	}
+	if n := s.messages.Expired(); n != 1 {
+		t.Fatalf("%d calls counted as timed out waiting for their message, want 1", n)
+	}
+
+	m, _ := s.Repository().Model("mlp", 0)
+	req := requests.GRPC("mlp", runner.SyntheticInputs(m.Metadata().Inputs, 1, true), true)
+	if err := s.SetFault("mlp", 1, &Fault{Latency: 3 * bound}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.ModelInfer(t.Context(), req); err != nil {
+		t.Fatalf("a call whose model took three read timeouts: %v", err)
+	}
+	if err := s.SetFault("mlp", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	stream, err := client.ModelStreamInfer(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * bound) // resting: a bound on the first message would end the stream now
+	if err := stream.Send(req); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := stream.Recv(); err != nil || resp.GetErrorMessage() != "" {
+		t.Fatalf("a stream that rested before its first request: %v, %v", resp.GetErrorMessage(), err)
+	}
+	if n := s.messages.Expired(); n != 1 {
+		t.Fatalf("%d calls counted as timed out, want still 1", n)
+	}
+}

@@ -110,7 +110,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	inference := netlimit.NewBudget(s.opts.MaxConnections)
 	budgets := map[string]*netlimit.Budget{"inference": inference,
 		"metrics": netlimit.NewBudget(metricsConnections), "admin": netlimit.NewBudget(adminConnections)}
-	s.Registry().MustRegister(connCollector(budgets), receivingCollector{s.receiving})
+	s.Registry().MustRegister(connCollector(budgets), receivingCollector{s.receiving, s.messages})
 
 	var fronts []front
 	if ls.HTTP != nil {
@@ -281,8 +281,12 @@ func (c connCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // receivingCollector reports the gRPC port's receive budget
-// (grpcapi.ReceiveBudget).
-type receivingCollector struct{ b *grpcapi.ReceiveBudget }
+// (grpcapi.ReceiveBudget) and its bound on a call's wait for its message
+// (grpcapi.MessageWait).
+type receivingCollector struct {
+	b *grpcapi.ReceiveBudget
+	w *grpcapi.MessageWait
+}
 
 var (
 	receivingDesc = prometheus.NewDesc("infer_grpc_receiving_bytes",
@@ -291,16 +295,20 @@ var (
 		"The receive budget: past it stalled connections are closed and calls past their connection's share refused.", nil, nil)
 	receivingClosedDesc = prometheus.NewDesc("infer_grpc_connections_closed_total",
 		"gRPC connections closed by the receive budget past its bound: stalled ones, or the largest holder.", nil, nil)
+	messageExpiredDesc = prometheus.NewDesc("infer_grpc_message_timeouts_total",
+		"gRPC calls ended with DEADLINE_EXCEEDED because their request message did not arrive within --read-timeout of their headers.", nil, nil)
 )
 
 func (c receivingCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- receivingDesc
 	ch <- receivingMaxDesc
 	ch <- receivingClosedDesc
+	ch <- messageExpiredDesc
 }
 
 func (c receivingCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(receivingDesc, prometheus.GaugeValue, float64(c.b.Held()))
 	ch <- prometheus.MustNewConstMetric(receivingMaxDesc, prometheus.GaugeValue, float64(c.b.Max()))
 	ch <- prometheus.MustNewConstMetric(receivingClosedDesc, prometheus.CounterValue, float64(c.b.Closed()))
+	ch <- prometheus.MustNewConstMetric(messageExpiredDesc, prometheus.CounterValue, float64(c.w.Expired()))
 }

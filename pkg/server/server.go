@@ -32,8 +32,10 @@ type Options struct {
 	// ReadHeaderTimeout bounds reading a request's headers, and a gRPC
 	// connection's handshake (0: DefaultReadHeaderTimeout).
 	ReadHeaderTimeout time.Duration
-	// ReadTimeout bounds reading one HTTP request's body; a body that
-	// takes longer gets 408 (0: DefaultReadTimeout).
+	// ReadTimeout bounds reading one HTTP request's body, from the end of
+	// its headers, and a gRPC call's wait for its request message, from
+	// its headers; a body that takes longer gets 408, a call
+	// DEADLINE_EXCEEDED (0: DefaultReadTimeout).
 	ReadTimeout time.Duration
 	// IdleTimeout bounds how long an HTTP keep-alive connection, or a gRPC
 	// connection with no call open, stays open idle (0: DefaultIdleTimeout).
@@ -106,6 +108,8 @@ type Server struct {
 	admin  *admin.API
 	// receiving bounds the gRPC calls held, arriving or waiting for answers.
 	receiving *grpcapi.ReceiveBudget
+	// messages bounds a gRPC call's wait for its request message.
+	messages *grpcapi.MessageWait
 	// drained, when a test sets it, ends Serve's drain delay once closed.
 	drained chan struct{}
 }
@@ -136,6 +140,7 @@ func New(repo *runner.Repository, opts Options) (*Server, error) {
 		openai:    openai.New(c, opts.MaxBodyBytes),
 		admin:     admin.New(c),
 		receiving: grpcapi.NewReceiveBudget(grpcReceiving*opts.MaxBodyBytes, opts.Logger),
+		messages:  grpcapi.NewMessageWait(opts.ReadTimeout),
 	}, nil
 }
 

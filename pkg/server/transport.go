@@ -118,13 +118,15 @@ func (s *Server) HTTPFront() *fasthttp.Server {
 // server (RegisterGRPC): a message bound equal to MaxBodyBytes, a bound
 // on the bytes of messages held over every connection
 // (grpcapi.ReceiveBudget, through the transport credentials: no
-// security), a bound on metadata, keepalive enforcement, an idle bound, a
-// bound on concurrent streams, recovery of a call's panic into INTERNAL,
-// and a bound on model names' length.
+// security), a bound on a call's wait for its request message
+// (grpcapi.MessageWait, ReadTimeout), a bound on metadata, keepalive
+// enforcement, an idle bound, a bound on concurrent streams, recovery of
+// a call's panic into INTERNAL, and a bound on model names' length.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.opts.MaxBodyBytes, math.MaxInt32))),
 		grpc.Creds(s.receiving.Credentials()),
+		grpc.InTapHandle(s.messages.Tap),
 		grpc.MaxHeaderListSize(grpcapi.MaxHeaderList), // grpc-go allows 16 MiB
 		grpc.MaxConcurrentStreams(maxConcurrentStreams),
 		grpc.ConnectionTimeout(s.opts.ReadHeaderTimeout),
@@ -234,6 +236,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 }
 
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	grpcapi.Arrived(ctx) // a unary handler runs once its message is in
 	defer func() {
 		if v := recover(); v != nil {
 			resp, err = nil, status.Error(codes.Internal, s.Panicked(core.ProtoGRPC, info.FullMethod, v).Error())
