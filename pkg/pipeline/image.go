@@ -12,6 +12,7 @@ import (
 	"math"
 
 	"golang.org/x/image/draw"
+	"golang.org/x/sync/semaphore"
 	"gopkg.in/yaml.v3"
 
 	"github.com/infer-serving/infer/pkg/profile"
@@ -19,16 +20,27 @@ import (
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
-// DefaultMaxPixels bounds one decoded image: 16 Mpx, 48 MiB of RGB. An
-// image declaring more is refused from its header, before it is decoded.
+// DefaultMaxPixels bounds the images of one request together: 16 Mpx,
+// 48 MiB of RGB. A request whose images declare more is refused from
+// their headers, before any is decoded.
 const DefaultMaxPixels = 1 << 24
+
+// decoding bounds the pixels being decoded at once over every pipeline
+// of the process, in pixels: a decode holds Go's RGBA image (4 bytes a
+// pixel) and the output's copy (up to 3) while it runs, so that a few
+// kilobytes of PNG declaring 16 Mpx cost about 112 MiB each, and nothing
+// else bounds how many clients send them at once. Four requests of the
+// default max_pixels (about 450 MiB) decode together; others wait, as
+// long as their context allows. A step whose max_pixels is larger takes
+// the whole budget.
+var decoding = semaphore.NewWeighted(4 * DefaultMaxPixels)
 
 // decodeOp decodes PNG or JPEG files. Input image: BYTES [n], one file
 // each, as its bytes or, for clients of the JSON protocol whose strings
 // cannot carry raw bytes, as its standard base64. Output pixels: UINT8 [n, height, width, channels], NHWC, values 0
 // to 255, RGB for 3 channels (transparency dropped) or luma for 1. The
 // images of one request must share a size (resize them in separate
-// requests otherwise).
+// requests otherwise), and hold at most MaxPixels pixels together.
 type decodeOp struct {
 	Channels  int   `yaml:"channels"`   // 3 (RGB, the default) or 1 (gray)
 	MaxPixels int64 `yaml:"max_pixels"` // DefaultMaxPixels when 0
@@ -42,6 +54,9 @@ func newDecode(params *yaml.Node, _ env) (op, error) {
 	if o.Channels != 1 && o.Channels != 3 {
 		return nil, fmt.Errorf("channels %d: want 1 or 3", o.Channels)
 	}
+	if o.MaxPixels < 1 {
+		return nil, fmt.Errorf("max_pixels %d: want at least 1", o.MaxPixels)
+	}
 	return o, nil
 }
 
@@ -53,28 +68,45 @@ func (o *decodeOp) plan(in map[string]runner.TensorSpec) (map[string]runner.Tens
 	return map[string]runner.TensorSpec{"pixels": spec("pixels", tensor.Uint8, s.Shape[0], -1, -1, int64(o.Channels))}, nil
 }
 
-func (o *decodeOp) run(_ context.Context, in map[string]tensor.Tensor, _ []string, _ *profile.Timing) (map[string]tensor.Tensor, error) {
+// run reads every image's header first: each must be a PNG or JPEG of
+// the first one's size, and all of them within MaxPixels, before any
+// memory is taken for their pixels. It then waits for room in the
+// process's decoding budget (or ctx's end), and decodes them.
+func (o *decodeOp) run(ctx context.Context, in map[string]tensor.Tensor, _ []string, _ *profile.Timing) (map[string]tensor.Tensor, error) {
 	files := stringsOf(in["image"])
 	var w, h int
-	var data []byte
 	for i, f := range files {
-		f = unbase64(f)
-		cfg, format, err := image.DecodeConfig(bytes.NewReader(f))
+		files[i] = unbase64(f)
+		cfg, format, err := image.DecodeConfig(bytes.NewReader(files[i]))
 		if err != nil {
 			return nil, fmt.Errorf("image %d: not a PNG or JPEG file: %v", i, err)
 		}
-		if int64(cfg.Width)*int64(cfg.Height) > o.MaxPixels || cfg.Width < 1 || cfg.Height < 1 {
+		if cfg.Width < 1 || cfg.Height < 1 || int64(cfg.Width)*int64(cfg.Height) > o.MaxPixels {
 			return nil, fmt.Errorf("image %d: %s of %dx%d pixels, want 1 to %d pixels (max_pixels)", i, format, cfg.Width, cfg.Height, o.MaxPixels)
 		}
 		if i == 0 {
 			w, h = cfg.Width, cfg.Height
-			data = make([]byte, 0, len(files)*w*h*o.Channels)
 		} else if cfg.Width != w || cfg.Height != h {
 			return nil, fmt.Errorf("image %d is %dx%d, image 0 %dx%d: the images of one request must share a size", i, cfg.Width, cfg.Height, w, h)
 		}
-		img, _, err := image.Decode(bytes.NewReader(f))
+	}
+	pixels := int64(len(files)) * int64(w) * int64(h)
+	if pixels > o.MaxPixels {
+		return nil, fmt.Errorf("%d images of %dx%d: %d pixels together, over max_pixels %d", len(files), w, h, pixels, o.MaxPixels)
+	}
+	weight := min(pixels, 4*DefaultMaxPixels)
+	if err := decoding.Acquire(ctx, weight); err != nil {
+		return nil, fmt.Errorf("waiting to decode %d pixels: %w", pixels, err)
+	}
+	defer decoding.Release(weight)
+	data := make([]byte, 0, pixels*int64(o.Channels))
+	for i, f := range files {
+		img, format, err := image.Decode(bytes.NewReader(f))
 		if err != nil {
 			return nil, fmt.Errorf("image %d: %s: %v", i, format, err)
+		}
+		if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
+			return nil, fmt.Errorf("image %d: decoded to %dx%d, its header said %dx%d", i, b.Dx(), b.Dy(), w, h)
 		}
 		data = appendPixels(data, img, o.Channels)
 	}

@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"image"
 	"image/png"
 	"math"
@@ -270,5 +272,44 @@ func TestRouterByImageSize(t *testing.T) {
 	r := inferHTTP(t, url, "by-size", true, nil, stringsTensor("image", []byte("no image here")))
 	if r.status != http.StatusBadRequest || !strings.Contains(r.body, `route "wide"`) || !strings.Contains(r.body, "not a PNG or JPEG") {
 		t.Errorf("not an image: %d %s, want a 400 naming the route", r.status, r.body)
+	}
+}
+
+// pngHeader is the start of a gray PNG that declares w x h pixels: its
+// signature and header chunk, and no pixels.
+func pngHeader(w, h uint32) []byte {
+	ihdr := binary.BigEndian.AppendUint32(nil, w)
+	ihdr = binary.BigEndian.AppendUint32(ihdr, h)
+	ihdr = append(ihdr, 8, 0, 0, 0, 0) // 8-bit gray, no interlace
+	b := []byte("\x89PNG\r\n\x1a\n")
+	b = binary.BigEndian.AppendUint32(b, uint32(len(ihdr)))
+	chunk := append([]byte("IHDR"), ihdr...)
+	b = append(b, chunk...)
+	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(chunk))
+}
+
+// image_decode reads every image's header before it takes memory for
+// any pixels: a header declaring 4096x4096 followed by 999 elements that
+// are no image is a 400 naming the first bad one (it once sized the
+// output from the first header times the count, 47 GiB, and the process
+// died); images within max_pixels each but over it together are a 400
+// naming max_pixels; the server answers as before after both.
+func TestImageDecodeReadsEveryHeaderFirst(t *testing.T) {
+	url, _ := serve(t, opsRepo(t))
+	elems := [][]byte{pngHeader(4096, 4096)}
+	for range 999 {
+		elems = append(elems, nil)
+	}
+	r := inferHTTP(t, url, "img-plain", true, nil, stringsTensor("image", elems...))
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "image 1: not a PNG or JPEG") {
+		t.Fatalf("a header and 999 empty elements: %d %s, want 400 naming image 1", r.status, r.body)
+	}
+	r = inferHTTP(t, url, "img-plain", true, nil, stringsTensor("image", pngHeader(3000, 3000), pngHeader(3000, 3000)))
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "18000000 pixels together, over max_pixels 16777216") {
+		t.Fatalf("two images of 9 Mpx: %d %s, want 400 naming max_pixels", r.status, r.body)
+	}
+	r = inferHTTP(t, url, "img-plain", true, nil, stringsTensor("image", pngOf(t, 8, 4), pngOf(t, 8, 4)))
+	if r.status != http.StatusOK || !slices.Equal(r.resp.Outputs[0].Shape, []int64{2, 4, 8, 1}) {
+		t.Fatalf("two small images after: %d %s", r.status, r.body)
 	}
 }
