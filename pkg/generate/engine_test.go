@@ -635,3 +635,29 @@ func TestStaticWaitOutlivesItsCaller(t *testing.T) {
 		t.Fatalf("after a caller left: %d tokens, want %d", len(got), r.MaxTokens)
 	}
 }
+
+// The pool's books grow with the blocks taken, not with its budget: a
+// budget of a petabyte costs nothing until blocks are taken, gives
+// fresh blocks, takes back released ones first, and evicts a cached
+// block only with no block left to take.
+func TestKVPoolGrowsWithUse(t *testing.T) {
+	big := newKVPool(2, 2, 4, 4, 1<<50)
+	if big.capacity() < 1<<30 || len(big.blocks) != 0 || len(big.refs) != 0 {
+		t.Fatalf("a petabyte's pool: capacity %d, %d blocks and %d counts kept before any use", big.capacity(), len(big.blocks), len(big.refs))
+	}
+	got, ok := big.alloc(3)
+	if !ok || len(big.blocks) != 3 || big.inUse() != 3 {
+		t.Fatalf("3 blocks taken: %v %v, %d kept, %d in use", got, ok, len(big.blocks), big.inUse())
+	}
+
+	small := newKVPool(1, 1, 1, 1, 3*4*2) // three blocks of 2 floats
+	a, _ := small.alloc(2)
+	small.release(a[1])
+	b, ok := small.alloc(2) // the released one, then the last fresh one
+	if !ok || b[0] != a[1] || b[1] != 2 || small.inUse() != 3 {
+		t.Fatalf("after a release: %v %v, in use %d; want [%d 2], 3", b, ok, small.inUse(), a[1])
+	}
+	if _, ok := small.alloc(1); ok {
+		t.Fatal("a block past the budget was given")
+	}
+}

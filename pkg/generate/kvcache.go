@@ -3,6 +3,7 @@ package generate
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"math"
 )
 
 // DefaultKVBlockTokens is the positions one key/value block holds.
@@ -18,7 +19,8 @@ const DefaultKVBlockTokens = 16
 type kvPool struct {
 	layers, heads, headDim, blockTokens int
 	blockFloats                         int
-	blocks                              [][]float32 // allocated on first use
+	limit                               int         // blocks the budget holds
+	blocks                              [][]float32 // those taken at least once, allocated on first use
 	refs                                []int
 	free                                []int
 	// The prefix cache: block by the hash of the tokens up to its end,
@@ -37,17 +39,14 @@ func newKVPool(layers, heads, headDim, blockTokens int, budgetBytes int64) *kvPo
 	p := &kvPool{layers: layers, heads: heads, headDim: headDim, blockTokens: blockTokens,
 		blockFloats: layers * 2 * heads * blockTokens * headDim,
 		cached:      map[uint64]int{}, hashOf: map[int]uint64{}, lastUse: map[int]int64{}, seed: maphash.MakeSeed()}
-	n := int(budgetBytes / int64(4*p.blockFloats))
-	p.blocks = make([][]float32, n)
-	p.refs = make([]int, n)
-	for i := n - 1; i >= 0; i-- {
-		p.free = append(p.free, i)
-	}
+	// The pool's own books grow with the blocks taken, not with the
+	// budget: a budget far over what is ever used costs nothing.
+	p.limit = int(min(budgetBytes/int64(4*p.blockFloats), math.MaxInt32))
 	return p
 }
 
 // capacity is the number of blocks the budget holds.
-func (p *kvPool) capacity() int { return len(p.blocks) }
+func (p *kvPool) capacity() int { return p.limit }
 
 // inUse counts the blocks held by sequences or the prefix cache.
 func (p *kvPool) inUse() int { return len(p.blocks) - len(p.free) }
@@ -104,19 +103,22 @@ func (p *kvPool) lookup(tokens []int64) ([]int, int) {
 // alloc takes n blocks, evicting cached ones no sequence holds as needed;
 // ok is false (and nothing taken) when the budget cannot give n.
 func (p *kvPool) alloc(n int) ([]int, bool) {
-	if n > len(p.free)+p.evictable() {
+	if n > len(p.free)+(p.limit-len(p.blocks))+p.evictable() {
 		return nil, false
-	}
-	for len(p.free) < n {
-		p.evictOldest()
 	}
 	out := make([]int, n)
 	for i := range out {
+		if len(p.free) == 0 {
+			if len(p.blocks) < p.limit { // one never taken yet
+				p.free = append(p.free, len(p.blocks))
+				p.blocks = append(p.blocks, make([]float32, p.blockFloats))
+				p.refs = append(p.refs, 0)
+			} else {
+				p.evictOldest()
+			}
+		}
 		b := p.free[len(p.free)-1]
 		p.free = p.free[:len(p.free)-1]
-		if p.blocks[b] == nil {
-			p.blocks[b] = make([]float32, p.blockFloats)
-		}
 		p.refs[b] = 1
 		out[i] = b
 	}

@@ -66,6 +66,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"generation: {}", "needs a tokenizer"},
 		{"tokenizer: {}\ngeneration: {max_batch: 5000}", "generation.max_batch"},
 		{"tokenizer: {}\ngeneration: {kv_cache_bytes: 10}", "generation.kv_cache_bytes"},
+		{"tokenizer: {}\ngeneration: {kv_cache_bytes: 1000000000000000000}", "generation.kv_cache_bytes: 1000000000000000000, over this machine's"},
 		{"tokenizer: {}\ngeneration: {max_positions: 64, default_max_tokens: 64}", "generation.default_max_tokens"},
 		{"max_batch_size: 64\ntokenizer: {}\ngeneration: {}", "generation.max_batch (16)"},
 		{"max_batch_size: lots", "line 1: max_batch_size: `lots` is not a whole number"},

@@ -19,6 +19,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // A version's memory is what it holds beyond the server's own: where
@@ -113,4 +115,15 @@ func (r *Repository) ProcessRSS() (self, hosts int64, err error) {
 		}
 	}
 	return self, hosts, nil
+}
+
+// physicalMemory is the machine's memory in bytes (sysinfo's total RAM),
+// 0 when unknown: the ceiling of a budget that lives in the server's own
+// process.
+func physicalMemory() int64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return int64(si.Totalram) * int64(si.Unit)
 }
