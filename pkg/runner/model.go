@@ -200,7 +200,7 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 	}
 	m.loadDuration = time.Since(start)
 
-	if err := m.warmup(); err != nil {
+	if err := m.warmup(opts.loadTimeout()); err != nil {
 		m.closeInstances()
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}

@@ -415,3 +415,26 @@ func TestUnavailableDeviceFailsOrFallsBackToCPU(t *testing.T) {
 		}
 	}
 }
+
+// A warm-up of more runs than the load timeout allows stops at it, and
+// the version serves: a config asking for a billion runs once kept the
+// server in start-up for good.
+func TestWarmupStopsAtTheLoadTimeout(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(bundled, "mlp", "1", ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := 1_000_000_000
+	start := time.Now()
+	m, err := LoadModel("mlp", 1, data, Config{Isolation: IsolationNone, Warmup: Warmup{Runs: &runs}}, LoadOptions{LoadTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if took := time.Since(start); took > time.Minute {
+		t.Fatalf("the load took %v with a load timeout of 200ms", took)
+	}
+	if _, err := m.Infer(context.Background(), randomRequest(m, 1, 1, rand.New(rand.NewPCG(1, 2)))); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -11,8 +11,10 @@ import (
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
-// warmup runs generated inputs through every instance.
-func (m *Model) warmup() error {
+// warmup runs generated inputs through every instance, for at most
+// limit (the load timeout): a warm-up that would run past it stops there,
+// with a warning, and the version serves, warmed by the runs it made.
+func (m *Model) warmup(limit time.Duration) error {
 	start := time.Now()
 	defer func() { m.warmupDuration = time.Since(start) }()
 	runs := *m.cfg.Warmup.Runs
@@ -33,11 +35,19 @@ func (m *Model) warmup() error {
 	}
 	p := &pending{inputs: inputs, rows: rows}
 	batch := []*pending{p}
+	ran := 0
+warm:
 	for _, in := range m.instances {
 		for range runs {
+			if ran > 0 && time.Since(start) >= limit {
+				m.log.Warn("warm-up stopped at the load timeout: the version serves warmed by the runs it made",
+					"runs", ran, "of", runs*len(m.instances), "load_timeout", limit)
+				break warm
+			}
 			if _, err := in.execute(batch, nil); err != nil {
 				return m.batchedHint(err)
 			}
+			ran++
 		}
 	}
 	return m.batchedHint(m.checkRows())
