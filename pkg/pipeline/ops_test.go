@@ -313,3 +313,22 @@ func TestImageDecodeReadsEveryHeaderFirst(t *testing.T) {
 		t.Fatalf("two small images after: %d %s", r.status, r.body)
 	}
 }
+
+// tokenize refuses, before it makes its outputs, a request whose texts
+// padded to the longest pass max_request_tokens: one long text and 8,192
+// empty ones would make 8,193 rows of the longest's length.
+func TestTokenizeBoundsItsOutputs(t *testing.T) {
+	url, _ := serve(t, opsRepo(t))
+	elems := [][]byte{[]byte(strings.Repeat("the cat sat on the world ", 10))}
+	for range 1 << 16 {
+		elems = append(elems, nil)
+	}
+	r := inferHTTP(t, url, "embed", true, nil, stringsTensor("text", elems...))
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "over max_request_tokens 1048576") {
+		t.Fatalf("65,537 texts padded to 16 tokens: %d %.300s, want 400 naming max_request_tokens", r.status, r.body)
+	}
+	r = inferHTTP(t, url, "embed", true, nil, stringsTensor("text", []byte("hello world")))
+	if r.status != http.StatusOK {
+		t.Fatalf("one text after: %d %s", r.status, r.body)
+	}
+}

@@ -21,21 +21,34 @@ import (
 // text: BYTES [n] of UTF-8 strings. Outputs input_ids and
 // attention_mask: INT64 [n, longest], each text as [CLS] pieces [SEP],
 // truncated to MaxLength tokens, padded with the vocabulary's [PAD] id
-// (mask 0).
+// (mask 0). The outputs of one request hold at most MaxRequestTokens
+// positions, padding included: every text is padded to the longest, so
+// one long text and many empty ones would otherwise make outputs
+// hundreds of times the request's size (400,000 empty strings and one
+// long one, a 1.6 MB body, once took the server to 1.7 GB).
 type tokenizeOp struct {
-	Vocab     string `yaml:"vocab"`      // a file of the pipeline's folder, one piece a line (vocab.txt)
-	Lowercase *bool  `yaml:"lowercase"`  // lowercase and strip accents first (true)
-	MaxLength int    `yaml:"max_length"` // 128
-	tok       *tokenizer.WordPiece
+	Vocab            string `yaml:"vocab"`              // a file of the pipeline's folder, one piece a line (vocab.txt)
+	Lowercase        *bool  `yaml:"lowercase"`          // lowercase and strip accents first (true)
+	MaxLength        int    `yaml:"max_length"`         // 128
+	MaxRequestTokens int64  `yaml:"max_request_tokens"` // DefaultMaxRequestTokens
+	tok              *tokenizer.WordPiece
 }
 
+// DefaultMaxRequestTokens bounds the positions of one request's
+// tokenized texts together, padding included: 1 Mi, 16 MiB of ids and
+// mask (8,192 texts of 128 tokens).
+const DefaultMaxRequestTokens = 1 << 20
+
 func newTokenize(params *yaml.Node, e env) (op, error) {
-	o := &tokenizeOp{Vocab: "vocab.txt", MaxLength: 128}
+	o := &tokenizeOp{Vocab: "vocab.txt", MaxLength: 128, MaxRequestTokens: DefaultMaxRequestTokens}
 	if err := decodeParams(params, o); err != nil {
 		return nil, err
 	}
 	if o.MaxLength < 2 {
 		return nil, fmt.Errorf("max_length %d: want at least 2 ([CLS] and [SEP])", o.MaxLength)
+	}
+	if o.MaxRequestTokens < int64(o.MaxLength) {
+		return nil, fmt.Errorf("max_request_tokens %d: want at least max_length (%d)", o.MaxRequestTokens, o.MaxLength)
 	}
 	vocab, err := e.readFile(o.Vocab)
 	if err != nil {
@@ -60,11 +73,17 @@ func (o *tokenizeOp) plan(in map[string]runner.TensorSpec) (map[string]runner.Te
 
 func (o *tokenizeOp) run(_ context.Context, in map[string]tensor.Tensor, _ []string, _ *profile.Timing) (map[string]tensor.Tensor, error) {
 	texts := stringsOf(in["text"])
+	if n := int64(len(texts)) * 2; n > o.MaxRequestTokens { // [CLS] and [SEP] each
+		return nil, fmt.Errorf("%d texts make at least %d tokens, over max_request_tokens %d", len(texts), n, o.MaxRequestTokens)
+	}
 	seqs := make([][]int64, len(texts))
 	longest := 0
 	for i, t := range texts {
 		seqs[i] = o.tok.Encode(nil, string(t), o.MaxLength)
 		longest = max(longest, len(seqs[i]))
+	}
+	if n := int64(len(texts)) * int64(longest); n > o.MaxRequestTokens {
+		return nil, fmt.Errorf("%d texts padded to the longest, %d tokens, make %d positions, over max_request_tokens %d", len(texts), longest, n, o.MaxRequestTokens)
 	}
 	ids := make([]int64, 0, len(texts)*longest)
 	mask := make([]int64, 0, len(texts)*longest)
