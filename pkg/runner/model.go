@@ -109,6 +109,9 @@ func LoadModel(name string, version int64, onnx []byte, cfg Config, opts LoadOpt
 	if meta.Outputs, meta.Unserved, err = outputSpecs(it.Outputs); err != nil {
 		return nil, fmt.Errorf("output %w", err)
 	}
+	if err := distinctPorts(it); err != nil {
+		return nil, err
+	}
 	for _, u := range meta.Unserved {
 		log.Warn("output not served", "output", u.Name, "type", u.ONNXType, "reason", u.Reason)
 	}

@@ -271,3 +271,28 @@ func floatsOf[T float32 | float64](d []T, bits int) func([]byte, int) []byte {
 		return strconv.AppendFloat(dst, f, 'g', -1, bits)
 	}
 }
+
+// distinctPorts refuses a graph whose inputs or outputs repeat a name, or
+// whose output is one of its inputs: the runtime writes such an output
+// into the buffer bound for it only once, or never (no node computes an
+// input), so the answer would hold zeros where the values belong.
+func distinctPorts(it *onnxgraph.Interface) error {
+	inputs := make(map[string]bool, len(it.Inputs))
+	for _, p := range it.Inputs {
+		if inputs[p.Name] {
+			return fmt.Errorf("input %q: the graph lists it twice", p.Name)
+		}
+		inputs[p.Name] = true
+	}
+	outputs := make(map[string]bool, len(it.Outputs))
+	for _, p := range it.Outputs {
+		switch {
+		case outputs[p.Name]:
+			return fmt.Errorf("output %q: the graph lists it twice, and the runtime writes only one of them", p.Name)
+		case inputs[p.Name]:
+			return fmt.Errorf("output %q is also an input of the graph: no node computes it, and the runtime would not write it into the answer (pass it through an Identity node)", p.Name)
+		}
+		outputs[p.Name] = true
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/onnxgraph"
 	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
 	"github.com/infer-serving/infer/pkg/internal/classifiertest"
@@ -185,4 +186,31 @@ func mapOf[K, V ort.TensorData](keys []K, values []V) (*ort.Map, error) {
 	}
 	defer v.Destroy()
 	return ort.NewMap(k, v)
+}
+
+// A graph whose output is one of its inputs, or that lists an output
+// twice, is refused at load with the reason: the runtime never writes
+// such an output into the buffer bound for it, and the answer held zeros.
+func TestOutputsTheRuntimeWouldNotWriteAreRefused(t *testing.T) {
+	B, F := onnxgraph.Symbolic("batch"), onnxgraph.Fixed
+	pass := onnxgraph.NewBuilder("pass")
+	pass.Input("x", onnxgraph.Float, B, F(4))
+	pass.Output("x", onnxgraph.Float, B, F(4))
+	twice := onnxgraph.NewBuilder("twice")
+	x := twice.Input("x", onnxgraph.Float, B, F(4))
+	twice.OpNamed("y", "Identity", []string{x})
+	twice.Output("y", onnxgraph.Float, B, F(4))
+	twice.Output("y", onnxgraph.Float, B, F(4))
+	for _, c := range []struct {
+		b    *onnxgraph.Builder
+		want string
+	}{
+		{pass, `output "x" is also an input of the graph`},
+		{twice, `output "y": the graph lists it twice`},
+	} {
+		_, err := LoadModel(c.b.Graph.Name, 1, (&onnxgraph.Model{Graph: c.b.Graph}).Encode(), Config{}, LoadOptions{Isolation: IsolationNone})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want the load refused: %s", c.b.Graph.Name, err, c.want)
+		}
+	}
 }
