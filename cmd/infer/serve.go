@@ -210,9 +210,11 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 		return err
 	}
 	defer gcfloor.Hold(gcfloor.DefaultFloor)() // the live heap is small: see gcfloor
-	repo, err := openRepositoryWith(g, o.path, repoOptions{device: o.device, isolation: o.isolation,
-		loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl || ctl.Mode == runner.ControlOnDemand,
-		control: ctl}, stderr)
+	repo, err := openInterruptibly(ctx, func() (*runner.Repository, error) {
+		return openRepositoryWith(g, o.path, repoOptions{device: o.device, isolation: o.isolation,
+			loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl || ctl.Mode == runner.ControlOnDemand,
+			control: ctl}, stderr)
+	})
 	if err != nil {
 		return err
 	}
@@ -473,4 +475,33 @@ func portsFree(ls []listener) error {
 		ln.Close()
 	}
 	return nil
+}
+
+// openInterruptibly opens the model repository with open, which loads its
+// models one after another and may take minutes, and returns at once when
+// ctx ends first (SIGTERM or SIGINT during start-up), with an error that
+// says so: the loads go on in their goroutine, which closes what they
+// opened once they end, and a process that exits ends its model hosts with
+// it (their parent-death signal).
+func openInterruptibly(ctx context.Context, open func() (*runner.Repository, error)) (*runner.Repository, error) {
+	type opened struct {
+		repo *runner.Repository
+		err  error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		repo, err := open()
+		done <- opened{repo, err}
+	}()
+	select {
+	case o := <-done:
+		return o.repo, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-done; o.repo != nil {
+				o.repo.Close()
+			}
+		}()
+		return nil, fmt.Errorf("interrupted while loading the model repository (%v): not serving", context.Cause(ctx))
+	}
 }

@@ -445,3 +445,27 @@ func TestShutdownEndsWithinTheGracePeriod(t *testing.T) {
 		t.Fatalf("shutdown took %v with a 2 s grace period", took)
 	}
 }
+
+// A signal during start-up is acted on at once, not once every model has
+// loaded: serve returns saying it was interrupted while loading.
+func TestServeInterruptedWhileLoading(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "faults", "slow-load.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"slow1", "slow2", "slow3"} {
+		if err := os.MkdirAll(filepath.Join(dir, name, "1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "1", "model.onnx"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the signal came as the loads began
+	err = runServe(ctx, &globalOptions{}, serveOptions{path: dir, host: "127.0.0.1", httpPort: freePort(t), grpcPort: freePort(t)}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "interrupted while loading the model repository") {
+		t.Fatalf("serve signalled during its loads: %v, want the interruption named", err)
+	}
+}
