@@ -26,6 +26,7 @@ import (
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/queue"
+	"github.com/infer-serving/infer/pkg/runner"
 )
 
 // Options configure a Frontend.
@@ -49,6 +50,10 @@ type Options struct {
 	// Rescan is how often the repository is read for new models to
 	// consume (0: DefaultRescan).
 	Rescan time.Duration
+	// MaxBodyBytes is the largest request body answered: a larger one is
+	// answered 413 without being decoded (0: no bound). Four times it
+	// bounds the bodies one model's consumer holds at once (see consume).
+	MaxBodyBytes int64
 }
 
 // Defaults of Options.
@@ -163,15 +168,19 @@ func (f *Frontend) consume(ctx context.Context, model string, c queue.Consumer) 
 	var held sync.WaitGroup
 	defer held.Wait()
 	slots := make(chan struct{}, f.opts.MaxInflight)
+	bodies := newBodyBudget(4 * f.opts.MaxBodyBytes)
 	failures := 0
 	for ctx.Err() == nil {
+		if !bodies.wait(ctx) {
+			return
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		room := 1
-		for room < f.opts.MaxInflight {
+		for room < bodies.room(f.opts.MaxInflight) {
 			select {
 			case slots <- struct{}{}:
 				room++
@@ -185,8 +194,9 @@ func (f *Frontend) consume(ctx context.Context, model string, c queue.Consumer) 
 			<-slots
 		}
 		for _, d := range got {
+			n := bodies.take(len(d.Body()))
 			held.Go(func() {
-				defer func() { <-slots }()
+				defer func() { <-slots; bodies.give(n) }()
 				f.handle(work, model, d)
 			})
 		}
@@ -269,6 +279,9 @@ func (f *Frontend) infer(ctx context.Context, model string, d queue.Delivery, st
 			return nil, fmt.Errorf("%w: the request's deadline %s passed before it was fetched", context.DeadlineExceeded, v)
 		}
 		deadline = t
+	}
+	if n := int64(len(d.Body())); f.opts.MaxBodyBytes > 0 && n > f.opts.MaxBodyBytes {
+		return nil, fmt.Errorf("%w: a body of %d bytes, over the server's %d (--max-body-bytes)", runner.ErrTooLarge, n, f.opts.MaxBodyBytes)
 	}
 	var req *protocol.InferRequest
 	var body []byte

@@ -11,10 +11,15 @@ import (
 // Streams) into the server's core until ctx ends, then stops fetching and
 // answers what it holds within the grace period (Options.GracePeriod),
 // handing back to the broker, unacknowledged, whatever is unanswered.
-// Run it beside Serve, with the same context.
+// Bodies over the server's MaxBodyBytes are answered 413, and four times
+// it bounds the bodies each model's consumer holds. Run it beside Serve,
+// with the same context.
 func (s *Server) ServeQueue(ctx context.Context, b queue.Broker, opts queueapi.Options) error {
 	if opts.GracePeriod <= 0 {
 		opts.GracePeriod = s.opts.GracePeriod
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = s.opts.MaxBodyBytes
 	}
 	return queueapi.New(s.Core, b, opts).Run(ctx)
 }

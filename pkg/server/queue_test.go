@@ -298,3 +298,37 @@ func streamEntries(t *testing.T, url, subject string) []map[string]string {
 	}
 	return out
 }
+
+// A queued body over the server's MaxBodyBytes is answered 413 without
+// being decoded, as HTTP answers it, and the consumer goes on answering
+// the requests after it.
+func TestQueueAnswersABodyOverTheLimit413(t *testing.T) {
+	s, _ := start(t, nil, Options{MaxBodyBytes: 1024})
+	big, _ := s.Repository().Model("mlp", 0)
+	small, _ := s.Repository().Model("fixed-shape", 0)
+	bigBody, _, err := (&protocol.InferRequest{Inputs: runner.SyntheticInputs(big.Metadata().Inputs, 1, true)}).Encode(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smallBody, _, err := (&protocol.InferRequest{Inputs: runner.SyntheticInputs(small.Metadata().Inputs, 1, *small.Config().MaxBatchSize > 0)}).Encode(false)
+	if err != nil || len(smallBody) > 1024 || len(bigBody) <= 1024 {
+		t.Fatalf("bodies of %d and %d bytes (%v): want one over 1024 and one within", len(bigBody), len(smallBody), err)
+	}
+	for _, b := range brokers {
+		t.Run(b.name, func(t *testing.T) {
+			url := b.start(t)
+			serveQueue(t, s, url, queueapi.Options{})
+			client := dialQueue(t, url)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			r, err := client.Send(ctx, "mlp", map[string]string{queue.HeaderRequestID: b.name + "-big"}, bigBody)
+			if err != nil || r.Status != 413 || !strings.Contains(string(r.Body), "over the server's 1024") {
+				t.Fatalf("a body over the limit: %v %d %s, want 413 naming the limit", err, r.Status, r.Body)
+			}
+			r, err = client.Send(ctx, "fixed-shape", map[string]string{queue.HeaderRequestID: b.name + "-small"}, smallBody)
+			if err != nil || r.Status != 200 {
+				t.Fatalf("a body within the limit after: %v %d %s", err, r.Status, r.Body)
+			}
+		})
+	}
+}
