@@ -28,17 +28,24 @@ const (
 // answerScript publishes a result and acknowledges its request in one
 // step, so that a crash leaves either both or neither: the result is
 // added only when the id's done key is new (a duplicate is answered
-// once), then the request is acknowledged and deleted.
+// once), then the request is acknowledged and deleted. A reply key that
+// holds something other than a stream changes nothing and returns the
+// key's type: Redis does not roll a script back, so the XADD that would
+// fail on it must not follow the done key's SET.
 //
 // KEYS: done key, reply stream, request stream. ARGV: group, entry id,
 // window in milliseconds, max length, then field, value pairs.
 var answerScript = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[2])['ok']
+if t ~= 'none' and t ~= 'stream' then
+  return t
+end
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
 end
 redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[3], ARGV[2])
-return 1`)
+return 'stream'`)
 
 // Redis is a Redis Streams broker.
 type Redis struct {
@@ -224,8 +231,20 @@ func (d *redisDelivery) Answer(ctx context.Context, r *Reply) error {
 		args = append(args, k, v)
 	}
 	args = append(args, BodyField, r.Body)
-	if err := answerScript.Run(ctx, d.c.b.rdb, []string{DoneKeyPrefix + d.ID(), to, d.c.stream}, args...).Err(); err != nil {
+	t, err := answerScript.Run(ctx, d.c.b.rdb, []string{DoneKeyPrefix + d.ID(), to, d.c.stream}, args...).Text()
+	if err != nil {
 		return fmt.Errorf("publish result %s to %s: %w", d.ID(), to, err)
+	}
+	if t != "stream" {
+		// No answer can be published there, now or on a redelivery: the
+		// request goes to the dead-letter stream with the reason, and is
+		// acknowledged, rather than retried until it is taken for a
+		// duplicate and lost.
+		why := fmt.Sprintf("%s %q holds a %s, not a stream: the answer (status %d) cannot be published there", HeaderReplyTo, to, t, r.Status)
+		if err := d.deadLetterOnly(ctx, why); err != nil {
+			return err
+		}
+		return d.Ack(ctx)
 	}
 	return nil
 }
@@ -238,6 +257,15 @@ func (d *redisDelivery) Retry(ctx context.Context, delay time.Duration) error {
 }
 
 func (d *redisDelivery) DeadLetter(ctx context.Context, r *Reply, why string) error {
+	if err := d.deadLetterOnly(ctx, why); err != nil {
+		return err
+	}
+	return d.Answer(ctx, r)
+}
+
+// deadLetterOnly adds the request to its model's dead-letter stream with
+// why, and neither answers nor acknowledges it.
+func (d *redisDelivery) deadLetterOnly(ctx context.Context, why string) error {
 	values := []any{HeaderError, why, HeaderAttempts, strconv.Itoa(d.attempt)}
 	for k, v := range d.header {
 		values = append(values, k, v)
@@ -246,5 +274,5 @@ func (d *redisDelivery) DeadLetter(ctx context.Context, r *Reply, why string) er
 	if err := d.c.b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisKey(DeadPrefix + d.c.model), MaxLen: resultsMaxLen, Approx: true, Values: values}).Err(); err != nil {
 		return fmt.Errorf("dead letter %s: %w", d.ID(), err)
 	}
-	return d.Answer(ctx, r)
+	return nil
 }

@@ -332,3 +332,40 @@ func TestQueueAnswersABodyOverTheLimit413(t *testing.T) {
 		})
 	}
 }
+
+// A Redis request whose Infer-Reply-To names a key holding no stream is
+// dead-lettered with the reason and acknowledged: the answer could never
+// be published there, and it was once retried until taken for a
+// duplicate of itself and lost.
+func TestRedisReplyToANonStreamIsDeadLettered(t *testing.T) {
+	s, _ := start(t, nil, Options{})
+	url := queuetest.Redis(t)
+	serveQueue(t, s, url, queueapi.Options{})
+	_, address, _, _ := queue.ParseURL(url)
+	rdb := redisClient(t, address)
+	ctx := context.Background()
+	if err := rdb.Set(ctx, "not-a-stream", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.Repository().Model("mlp", 0)
+	body, _, err := (&protocol.InferRequest{Inputs: runner.SyntheticInputs(m.Metadata().Inputs, 1, true)}).Encode(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := strings.ReplaceAll(queue.RequestsPrefix+"mlp", ".", ":")
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{queue.HeaderRequestID, "lost?", queue.HeaderReplyTo, "not-a-stream", "body", body}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the request dead-lettered with the reason", func() bool {
+		for _, d := range deadLetters(t, url, "mlp") {
+			if d[queue.HeaderRequestID] == "lost?" && strings.Contains(d[queue.HeaderError], `"not-a-stream" holds a string, not a stream`) {
+				return true
+			}
+		}
+		return false
+	})
+	eventually(t, "the request acknowledged", func() bool {
+		p, err := rdb.XPending(ctx, stream, queue.Group).Result()
+		return err == nil && p.Count == 0
+	})
+}
