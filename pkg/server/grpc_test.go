@@ -308,8 +308,12 @@ func TestGRPCStalledMessagesAreBounded(t *testing.T) {
 		if err == nil {
 			err = attacker.Send(id, h2wire.Message(60<<10, 50<<10), 16<<10, 0, false, 30*time.Second)
 		}
-		if h2wire.Closed(err) && id == 11 {
-			break // closed while the sixth call, which passes the budget, was written
+		if h2wire.Closed(err) && id >= 9 {
+			// Closed while the fifth or sixth call was written: five
+			// calls' 50 KiB, their frames and the pool buffers they are
+			// read into come to the 256 KiB bound, and whether the fifth
+			// passes it depends on how much of it the server had read.
+			break
 		}
 		if err != nil {
 			t.Fatalf("stream %d: %v", id, err)
