@@ -229,7 +229,8 @@ type DynamicBatching struct {
 	// MaxQueueSize bounds the requests waiting; past it a request is
 	// rejected at once with ErrQueueFull.
 	MaxQueueSize int `yaml:"max_queue_size"`
-	// PriorityLevels is the number of priorities (1 is highest); requests
+	// PriorityLevels is the number of priorities (1 is highest, at most
+	// MaxPriorityLevels: the batcher keeps a queue per level); requests
 	// of a higher priority are batched first.
 	PriorityLevels int `yaml:"priority_levels"`
 	// DefaultPriority is the level of requests that name none.
@@ -255,9 +256,11 @@ const (
 	DefaultMaxBatchSize = 64
 	DefaultMaxQueueSize = 1024
 	DefaultWarmupRuns   = 2
-	WarmupOne           = "one"
-	WarmupZero          = "zero"
-	DefaultCacheBytes   = 64 << 20
+	// MaxPriorityLevels bounds dynamic_batching.priority_levels.
+	MaxPriorityLevels = 1024
+	WarmupOne         = "one"
+	WarmupZero        = "zero"
+	DefaultCacheBytes = 64 << 20
 )
 
 // Duration is a time.Duration that reads from YAML as "500us", "2ms" or a
@@ -465,8 +468,8 @@ func (c Config) validate(batchable bool) error {
 	if db.MaxQueueSize < 0 {
 		bad("dynamic_batching.max_queue_size: %d is negative", db.MaxQueueSize)
 	}
-	if db.PriorityLevels < 1 {
-		bad("dynamic_batching.priority_levels: %d, want at least 1", db.PriorityLevels)
+	if db.PriorityLevels < 1 || db.PriorityLevels > MaxPriorityLevels {
+		bad("dynamic_batching.priority_levels: %d is outside 1..%d", db.PriorityLevels, MaxPriorityLevels)
 	}
 	if db.DefaultPriority < 1 || db.DefaultPriority > db.PriorityLevels {
 		bad("dynamic_batching.default_priority: %d is outside 1..priority_levels (%d)", db.DefaultPriority, db.PriorityLevels)

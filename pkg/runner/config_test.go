@@ -62,6 +62,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"circuit_breaker: {enabled: true}\nfallback: [{static: {outputs: [{name: y, datatype: FP32, shape: [1, 2], data: [1]}]}}]", "holds 2 elements, data has 1"},
 		{"circuit_breaker: {enabled: true}\nfallback: [{static: {outputs: [{name: y, datatype: BYTES, shape: [1], data: [1]}]}}]", `datatype "BYTES"`},
 		{"circuit_breaker: {enabled: true}\nfallback: [{static: {outputs: [{name: y, datatype: FP32, shape: [4294967296, 4294967296], data: [1]}]}}]", "overflows int64"},
+		{"dynamic_batching: {priority_levels: 100000000000}", "dynamic_batching.priority_levels: 100000000000 is outside 1..1024"},
 		{"generation: {scheduling: eager}", "generation.scheduling"},
 		{"generation: {}", "needs a tokenizer"},
 		{"tokenizer: {}\ngeneration: {max_batch: 5000}", "generation.max_batch"},
