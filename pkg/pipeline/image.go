@@ -163,8 +163,11 @@ func appendPixels(dst []byte, img image.Image, channels int) []byte {
 // then padded on the right with Pad up to a multiple of WidthMultiple
 // (PaddleOCR's recogniser: height 48, widths in steps of 32). With both
 // set and KeepRatio, the image is fitted inside and padded right and
-// below; without it, stretched.
+// below; without it, stretched. The outputs of one request hold at most
+// MaxPixels pixels, checked before they are made: resizing many tiny
+// images up would otherwise turn a small request into gigabytes.
 type resizeOp struct {
+	MaxPixels     int64  `yaml:"max_pixels"` // DefaultMaxPixels
 	Height        int    `yaml:"height"`
 	Width         int    `yaml:"width"`
 	KeepRatio     bool   `yaml:"keep_ratio"`
@@ -179,9 +182,12 @@ type resizeOp struct {
 const maxSide = 1 << 14
 
 func newResize(params *yaml.Node, _ env) (op, error) {
-	o := &resizeOp{Interpolation: "bilinear"}
+	o := &resizeOp{Interpolation: "bilinear", MaxPixels: DefaultMaxPixels}
 	if err := decodeParams(params, o); err != nil {
 		return nil, err
+	}
+	if o.MaxPixels < 1 {
+		return nil, fmt.Errorf("max_pixels %d: want at least 1", o.MaxPixels)
 	}
 	switch o.Interpolation {
 	case "bilinear":
@@ -250,6 +256,9 @@ func (o *resizeOp) run(_ context.Context, in map[string]tensor.Tensor, _ []strin
 		return nil, fmt.Errorf("input %q has %d channels, want 1 or 3", "pixels", c)
 	}
 	sw, sh, ow, oh := o.size(w, h)
+	if pixels := int64(n) * int64(ow) * int64(oh); pixels > o.MaxPixels {
+		return nil, fmt.Errorf("%d images resized to %dx%d: %d pixels together, over max_pixels %d", n, ow, oh, pixels, o.MaxPixels)
+	}
 	out := make([]byte, 0, n*ow*oh*c)
 	for i := range n {
 		src := toImage(t.Data[i*w*h*c:(i+1)*w*h*c], w, h, c)

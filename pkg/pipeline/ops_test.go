@@ -332,3 +332,27 @@ func TestTokenizeBoundsItsOutputs(t *testing.T) {
 		t.Fatalf("one text after: %d %s", r.status, r.body)
 	}
 }
+
+// image_resize refuses, before it makes its output, a request whose
+// images resized pass max_pixels together: many 1x1 images scaled up to
+// 1024x1024 would make a few bytes of input into gigabytes.
+func TestImageResizeBoundsItsOutput(t *testing.T) {
+	dir := opsRepo(t)
+	writeFile(t, dir, "grow/config.yaml", []byte(`
+pipeline:
+  inputs: [{name: pixels, datatype: UINT8, shape: [-1, -1, -1, 1]}]
+  outputs: [big]
+  steps:
+    - {name: grow, op: image_resize, params: {height: 1024, width: 1024}, input_map: {pixels: pixels}, output_map: {pixels: big}}
+`))
+	url, _ := serve(t, dir)
+	many := tensor.Tensor{Name: "pixels", DataType: tensor.Uint8, Shape: []int64{17, 1, 1, 1}, Data: make([]byte, 17)}
+	r := inferHTTP(t, url, "grow", true, nil, many)
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "17825792 pixels together, over max_pixels 16777216") {
+		t.Fatalf("17 images of 1 pixel grown to 1024x1024: %d %.300s, want 400 naming max_pixels", r.status, r.body)
+	}
+	few := tensor.Tensor{Name: "pixels", DataType: tensor.Uint8, Shape: []int64{2, 1, 1, 1}, Data: make([]byte, 2)}
+	if r := inferHTTP(t, url, "grow", true, nil, few); r.status != http.StatusOK {
+		t.Fatalf("2 images grown: %d %.300s", r.status, r.body)
+	}
+}
