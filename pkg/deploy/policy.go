@@ -76,6 +76,9 @@ func (p Policy) Validate(ready func(version int64) bool) error {
 	positive := false
 	for _, v := range slices.Sorted(maps.Keys(p.Weights)) {
 		w := p.Weights[v]
+		if v < 1 {
+			return fmt.Errorf("weights: version %d: versions are numbered from 1 (0 would mean whichever is latest, not a version)", v)
+		}
 		if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
 			return fmt.Errorf("weights: version %d has weight %v, want a finite number, 0 or more", v, w)
 		}
@@ -91,6 +94,9 @@ func (p Policy) Validate(ready func(version int64) bool) error {
 		return fmt.Errorf("sticky %q: want \"id\" or \"header:Name\"", p.Sticky)
 	}
 	if s := p.Shadow; s != nil {
+		if s.Version < 1 {
+			return fmt.Errorf("shadow.version %d: versions are numbered from 1", s.Version)
+		}
 		if !(s.Fraction > 0 && s.Fraction <= 1) {
 			return fmt.Errorf("shadow.fraction %v: want more than 0, at most 1", s.Fraction)
 		}

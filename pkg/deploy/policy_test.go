@@ -110,6 +110,8 @@ func TestValidateNamesTheProblem(t *testing.T) {
 		{Policy{Weights: map[int64]float64{1: 1}, Sticky: "cookie:x"}, "sticky"},
 		{Policy{Weights: map[int64]float64{1: 1}, Shadow: &Shadow{Version: 2, Fraction: 1.5}}, "shadow.fraction"},
 		{Policy{Weights: map[int64]float64{1: 1}, Shadow: &Shadow{Version: 7, Fraction: 0.1}}, "shadow.version 7"},
+		{Policy{Weights: map[int64]float64{0: 1, 2: 1}}, "version 0: versions are numbered from 1"},
+		{Policy{Weights: map[int64]float64{1: 1}, Shadow: &Shadow{Version: 0, Fraction: 0.1}}, "shadow.version 0: versions are numbered from 1"},
 	} {
 		if err := tc.p.Validate(ready); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.p, err, tc.want)
