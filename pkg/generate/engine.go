@@ -174,6 +174,24 @@ func NewEngine(dec *runner.Decoder, o EngineOptions) (*Engine, error) {
 }
 
 // Close stops the engine; sequences in flight or queued end with an error.
+// Drain lets the sequences submitted so far finish, for at most grace,
+// then closes the engine (Close): an unloaded version answers what it
+// was already generating, as a version that batches answers its queue.
+// Submissions made meanwhile are still taken: the caller stops routing
+// to the engine first. It looks every 10 ms.
+func (e *Engine) Drain(grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		if st := e.Stats(); st.Running+st.Prefilled+st.Waiting == 0 && len(e.submit) == 0 {
+			break
+		}
+		<-tick.C
+	}
+	e.Close()
+}
+
 func (e *Engine) Close() {
 	e.stop()
 	<-e.done

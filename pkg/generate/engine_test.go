@@ -661,3 +661,38 @@ func TestKVPoolGrowsWithUse(t *testing.T) {
 		t.Fatal("a block past the budget was given")
 	}
 }
+
+// Drain, what an unload uses, lets the sequences submitted finish before
+// the engine stops: each ends with its length, not with an error; a
+// submission after it is refused.
+func TestDrainFinishesWhatWasSubmitted(t *testing.T) {
+	d := loadTinyGPT(t)
+	e, err := NewEngine(d, EngineOptions{MaxBatch: 2, KVBytes: 64 << 20, MaxPositions: 512, EOS: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs []<-chan Token
+	for _, r := range prompts(4) {
+		r.MaxTokens = 40
+		out, err := e.Generate(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, out)
+	}
+	e.Drain(time.Minute)
+	for i, out := range outs {
+		var last Token
+		n := 0
+		for tok := range out {
+			last = tok
+			n++
+		}
+		if last.Finish != "length" || n != 40 {
+			t.Errorf("sequence %d: %d tokens ending %q (%v), want 40 ending length", i, n, last.Finish, last.Err)
+		}
+	}
+	if _, err := e.Generate(context.Background(), prompts(1)[0]); !errors.Is(err, runner.ErrClosed) {
+		t.Fatalf("a submission after the drain: %v, want ErrClosed", err)
+	}
+}

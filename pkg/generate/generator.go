@@ -66,6 +66,10 @@ func (g *Generator) Stats() EngineStats { return g.engine.Stats() }
 // Close stops the engine; the model closes the decoder.
 func (g *Generator) Close() { g.engine.Close() }
 
+// Drain lets the sequences in flight finish, for at most grace, and then
+// closes the engine (Engine.Drain).
+func (g *Generator) Drain(grace time.Duration) { g.engine.Drain(grace) }
+
 // load builds a text generator's engine on its decoder: the runner calls
 // it for a model version with a generation: block.
 func load(dec *runner.Decoder, cfg runner.Config, readFile func(string) ([]byte, error)) (runner.TextGenerator, error) {

@@ -420,7 +420,7 @@ func (m *Model) closeWithin(grace time.Duration) {
 		m.closed.Store(true)
 		close(m.closing)
 		if m.gen != nil {
-			m.gen.Close()
+			m.gen.Drain(grace) // what is generating is answered, as a batcher's queue is
 			m.decoder.Close()
 		}
 		if m.composite != nil {

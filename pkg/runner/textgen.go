@@ -19,6 +19,9 @@ type TextGenerator interface {
 	// Close stops the engine: sequences in flight end with ErrClosed. The
 	// model closes the decoder after it.
 	Close()
+	// Drain lets the sequences in flight finish, for at most grace, and
+	// then closes the engine: what an unload uses.
+	Drain(grace time.Duration)
 	// TextTokens counts the tokens the generator's tokenizer makes of
 	// text, special tokens left out.
 	TextTokens(text string) int
