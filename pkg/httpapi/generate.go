@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -86,41 +88,56 @@ type tritonGenerate struct {
 	Parameters map[string]any `json:"parameters"`
 }
 
-// params are the settings of a generate request.
+// params are the settings of a generate request. A number parameter
+// must be a number, and max_tokens, top_k and seed whole numbers (of at
+// most 2^53 in size, where a float64 still holds every integer); stop a
+// string or a list of strings. Other parameters are the client's own.
 func (t tritonGenerate) params() (core.GenParams, error) {
 	p := core.GenParams{Prompt: t.TextInput, MaxTokens: t.MaxTokens}
 	for k, v := range t.Parameters {
 		num, isNum := v.(float64)
 		switch k {
-		case "max_tokens":
-			p.MaxTokens = int(num)
-		case "temperature":
-			p.Temperature = num
-		case "top_p":
-			p.TopP = num
-		case "top_k":
-			p.TopK = int(num)
-		case "seed", "random_seed":
-			p.Seed, p.Seeded = uint64(num), true
+		case "max_tokens", "top_k", "seed", "random_seed":
+			seed := k == "seed" || k == "random_seed"
+			if !isNum || num != math.Trunc(num) || math.Abs(num) > 1<<53 || seed && num < 0 {
+				want := "a whole number"
+				if seed {
+					want += " of 0 or more"
+				}
+				return p, fmt.Errorf("%w: parameter %q: %s, want %s", runner.ErrInvalidInput, k, protocol.Clip(fmt.Sprint(v)), want)
+			}
+			switch k {
+			case "max_tokens":
+				p.MaxTokens = int(num)
+			case "top_k":
+				p.TopK = int(num)
+			default:
+				p.Seed, p.Seeded = uint64(num), true
+			}
+		case "temperature", "top_p":
+			if !isNum {
+				return p, fmt.Errorf("%w: parameter %q: want a number", runner.ErrInvalidInput, k)
+			}
+			if k == "temperature" {
+				p.Temperature = num
+			} else {
+				p.TopP = num
+			}
 		case "stop":
 			switch s := v.(type) {
 			case string:
 				p.Stop = []string{s}
 			case []any:
 				for _, x := range s {
-					if str, ok := x.(string); ok {
-						p.Stop = append(p.Stop, str)
+					str, ok := x.(string)
+					if !ok {
+						return p, fmt.Errorf("%w: parameter \"stop\": want a string or a list of strings", runner.ErrInvalidInput)
 					}
+					p.Stop = append(p.Stop, str)
 				}
+			default:
+				return p, fmt.Errorf("%w: parameter \"stop\": want a string or a list of strings", runner.ErrInvalidInput)
 			}
-			continue
-		case "stream":
-			continue
-		default:
-			continue // other parameters are the client's own
-		}
-		if !isNum {
-			return p, fmt.Errorf("%w: parameter %q: want a number", runner.ErrInvalidInput, k)
 		}
 	}
 	return p, nil

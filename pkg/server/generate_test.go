@@ -277,7 +277,13 @@ func TestOpenAIErrors(t *testing.T) {
 		status int
 		want   string
 	}{
-		{`{"text_input":"x","parameters":{"max_tokens":"ten"}}`, 400, `parameter \"max_tokens\": want a number`},
+		{`{"text_input":"x","parameters":{"max_tokens":"ten"}}`, 400, `parameter \"max_tokens\": \"ten\", want a whole number`},
+		{`{"text_input":"x","parameters":{"max_tokens":1e300}}`, 400, `parameter \"max_tokens\": \"1e+300\", want a whole number`},
+		{`{"text_input":"x","parameters":{"max_tokens":2.5}}`, 400, `parameter \"max_tokens\": \"2.5\", want a whole number`},
+		{`{"text_input":"x","parameters":{"seed":-1}}`, 400, `want a whole number of 0 or more`},
+		{`{"text_input":"x","parameters":{"temperature":"hot"}}`, 400, `parameter \"temperature\": want a number`},
+		{`{"text_input":"x","parameters":{"stop":7}}`, 400, `parameter \"stop\": want a string or a list of strings`},
+		{`{"text_input":"x","parameters":{"stop":["a",7]}}`, 400, `parameter \"stop\": want a string or a list of strings`},
 		{`{"text_input":""}`, 400, "no tokens"},
 		{`{"text_input":`, 400, "request JSON"},
 	} {
