@@ -89,9 +89,10 @@ type tritonGenerate struct {
 }
 
 // params are the settings of a generate request. A number parameter
-// must be a number, and max_tokens, top_k and seed whole numbers (of at
-// most 2^53 in size, where a float64 still holds every integer); stop a
-// string or a list of strings. Other parameters are the client's own.
+// must be a number, and max_tokens, top_k and seed whole numbers of 64
+// bits (a larger max_tokens is refused for the context later, naming it);
+// stop a string or a list of strings. Other parameters are the client's
+// own.
 func (t tritonGenerate) params() (core.GenParams, error) {
 	p := core.GenParams{Prompt: t.TextInput, MaxTokens: t.MaxTokens}
 	for k, v := range t.Parameters {
@@ -99,10 +100,10 @@ func (t tritonGenerate) params() (core.GenParams, error) {
 		switch k {
 		case "max_tokens", "top_k", "seed", "random_seed":
 			seed := k == "seed" || k == "random_seed"
-			if !isNum || num != math.Trunc(num) || math.Abs(num) > 1<<53 || seed && num < 0 {
-				want := "a whole number"
+			if !isNum || num != math.Trunc(num) || math.Abs(num) >= 1<<63 || seed && num < 0 {
+				want := "a whole number (64 bits)"
 				if seed {
-					want += " of 0 or more"
+					want = "a whole number of 0 or more (64 bits)"
 				}
 				return p, fmt.Errorf("%w: parameter %q: %s, want %s", runner.ErrInvalidInput, k, protocol.Clip(fmt.Sprint(v)), want)
 			}
