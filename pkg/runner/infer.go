@@ -275,6 +275,7 @@ func (m *Model) check(req *Request) (*pending, error) {
 	}
 	if len(req.Outputs) > 0 {
 		p.outputs = make([]int, len(req.Outputs))
+		seen := make([]bool, len(m.meta.Outputs))
 		for k, name := range req.Outputs {
 			j, ok := m.outputIdx[name]
 			if !ok {
@@ -285,6 +286,10 @@ func (m *Model) check(req *Request) (*pending, error) {
 				}
 				return p, bad("requested output %q: model %q has no such output", name, m.meta.Name)
 			}
+			if seen[j] {
+				return p, bad("requested output %q: asked for twice", name)
+			}
+			seen[j] = true
 			p.outputs[k] = j
 		}
 	}

@@ -367,6 +367,11 @@ func TestInvalidInputsNameTheProblem(t *testing.T) {
 	if _, err := m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{good}, Outputs: []string{"logits"}}); err == nil || !strings.Contains(err.Error(), `"logits"`) {
 		t.Fatalf("unknown requested output: err %v", err)
 	}
+	// Twice the same output: one answer could not tell the two apart
+	// (one plain, one classified came back classified both times).
+	if _, err := m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{good}, Outputs: []string{"probabilities", "probabilities"}}); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), `"probabilities": asked for twice`) {
+		t.Fatalf("an output asked for twice: err %v", err)
+	}
 }
 
 // waitFor polls cond (for state another goroutine reaches) for up to 10s.
