@@ -121,7 +121,13 @@ func (g *Generator) Start(ctx context.Context, p Params, obs Observers) (*Sessio
 	start := time.Now()
 	ids := p.PromptIDs
 	if ids == nil {
-		ids = g.Encode(p.Prompt)
+		// Counted exactly up to a few times the bound, then no further: a
+		// prompt of tens of megabytes would otherwise cost seconds of CPU
+		// only to be refused.
+		var more bool
+		if ids, more = g.tok.EncodeTextUpTo(nil, p.Prompt, 4*g.maxPrompt); more {
+			return nil, fmt.Errorf("%w: prompt: over %d tokens (counting stopped there), more than the model's tokenizer.max_length of %d", runner.ErrInvalidInput, 4*g.maxPrompt, g.maxPrompt)
+		}
 	}
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("%w: prompt: it has no tokens", runner.ErrInvalidInput)

@@ -254,6 +254,7 @@ func TestOpenAIErrors(t *testing.T) {
 		{"/v1/completions", `{"model":"nope","prompt":"x"}`, 404, "nope"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","max_tokens":900}`, 400, "exceed the context"},
 		{"/v1/completions", `{"model":"tiny-gpt","max_tokens":1,"prompt":"` + strings.Repeat("hello ", 600) + `"}`, 400, "600 tokens, more than the model's tokenizer.max_length of 512"},
+		{"/v1/completions", `{"model":"tiny-gpt","max_tokens":1,"prompt":"` + strings.Repeat("hello ", 3000) + `"}`, 400, "over 2048 tokens (counting stopped there), more than the model's tokenizer.max_length of 512"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","max_tokens":0}`, 400, "max_tokens"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":[]}`, 400, "prompt: an empty list"},
 		{"/v1/completions", `{"model":"text-encoder","prompt":"x"}`, 400, "does not generate"},

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -76,10 +77,21 @@ func (w *WordPiece) ClsID() int64 { return w.cls }
 
 // EncodeText appends the ids of text's pieces, without special tokens.
 func (w *WordPiece) EncodeText(dst []int64, text string) []int64 {
+	dst, _ = w.EncodeTextUpTo(dst, text, math.MaxInt)
+	return dst
+}
+
+// EncodeTextUpTo is EncodeText that stops once dst holds more than n
+// ids, and reports whether it stopped before the end of text: a caller
+// that refuses a text of more than n tokens need not read the rest.
+func (w *WordPiece) EncodeTextUpTo(dst []int64, text string, n int) ([]int64, bool) {
 	for word := range w.words(text) {
+		if len(dst) > n {
+			return dst, true
+		}
 		dst = w.appendPieces(dst, word)
 	}
-	return dst
+	return dst, false
 }
 
 // Decode returns the text of ids: pieces joined by spaces, "##"
