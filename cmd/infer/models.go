@@ -444,7 +444,7 @@ func runGenerator(ctx context.Context, m *runner.Model, g *generate.Generator, o
 			return fmt.Errorf("model %q: %w", meta.Name, err)
 		}
 		wg.Go(func() {
-			for tok := range ch {
+			for tok := range ch.All() {
 				if tok.Err != nil {
 					answers[i].err = tok.Err
 					return

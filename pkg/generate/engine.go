@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/runner"
@@ -82,29 +83,6 @@ type GenerateRequest struct {
 // list (OpenAI's bound).
 const MaxTopLogprobs = 20
 
-// Token is one generated token, or the end of a sequence.
-type Token struct {
-	ID    int64
-	Index int // from 0
-	// Finish is set on the last: "length" (max tokens or the context),
-	// "stop" (EOS), or "error" with Err.
-	Finish string
-	Err    error
-	// PromptTokens and CachedTokens count the prompt, and the part of it
-	// the prefix cache held (on the first token).
-	PromptTokens, CachedTokens int
-	// Logprob is ID's log-probability and Top the most likely tokens, when
-	// the request asked for them.
-	Logprob float32
-	Top     []TopToken
-}
-
-// TopToken is one of the most likely tokens at a position.
-type TopToken struct {
-	ID      int64
-	Logprob float32
-}
-
 // EngineStats is a snapshot of an engine's counters.
 type EngineStats struct {
 	// Running are decoded each step; Prefilled have their first token
@@ -131,6 +109,7 @@ type Engine struct {
 	// sendMu orders submissions before Close's final sweep of the queue.
 	sendMu sync.RWMutex
 	closed bool
+	live   atomic.Int64 // sequences submitted and not finished
 
 	// Buffers the loop reuses from step to step.
 	past [][]float32
@@ -143,9 +122,9 @@ type sequence struct {
 	tokens   []int64 // prompt, then generated
 	prompt   int
 	blocks   []int
-	kv       int // positions in the cache
-	shared   int // leading blocks shared through the prefix cache
-	out      chan Token
+	kv       int     // positions in the cache
+	shared   int     // leading blocks shared through the prefix cache
+	out      *Stream // nil once finished
 	rng      *rand.Rand
 	queued   time.Time
 	finished bool // static batching keeps finished sequences in the batch
@@ -173,52 +152,13 @@ func NewEngine(dec *runner.Decoder, o EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops the engine; sequences in flight or queued end with an error.
-// Drain lets the sequences submitted so far finish, for at most grace,
-// then closes the engine (Close): an unloaded version answers what it
-// was already generating, as a version that batches answers its queue.
-// Submissions made meanwhile are still taken: the caller stops routing
-// to the engine first. It looks every 10 ms.
-func (e *Engine) Drain(grace time.Duration) {
-	deadline := time.Now().Add(grace)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(deadline) {
-		if st := e.Stats(); st.Running+st.Prefilled+st.Waiting == 0 && len(e.submit) == 0 {
-			break
-		}
-		<-tick.C
-	}
-	e.Close()
-}
-
-func (e *Engine) Close() {
-	e.stop()
-	<-e.done
-	e.sendMu.Lock()
-	defer e.sendMu.Unlock()
-	e.closed = true
-	for {
-		select {
-		case s := <-e.submit:
-			e.finish(s, Token{Finish: "error", Err: runner.ErrClosed})
-		default:
-			return
-		}
-	}
-}
-
-// Stats returns the engine's counters.
-func (e *Engine) Stats() EngineStats {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.stats
-}
-
-// Generate queues req and returns its tokens as they are made; the
-// channel closes after the token that carries Finish. Cancelling ctx ends
-// the sequence at its next step.
-func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Token, error) {
+// Generate queues req and returns its tokens as they are made, the last
+// carrying Finish. Cancelling ctx ends the sequence at its next step. It
+// fails with runner.ErrInvalidInput for an empty prompt, max tokens under
+// one or a token outside the vocabulary, ErrTooLong for a sequence the
+// context or the key/value budget cannot hold, and runner.ErrClosed once
+// the engine is closed.
+func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (*Stream, error) {
 	if len(req.Prompt) == 0 {
 		return nil, fmt.Errorf("%w: an empty prompt", runner.ErrInvalidInput)
 	}
@@ -237,21 +177,24 @@ func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (<-chan Toke
 		}
 	}
 	s := &sequence{ctx: ctx, req: req, tokens: slices.Clone(req.Prompt), prompt: len(req.Prompt),
-		queued: time.Now(), out: make(chan Token, req.MaxTokens+1), rng: rand.New(rand.NewPCG(req.Seed, req.Seed^0x9e3779b97f4a7c15))}
+		queued: time.Now(), out: newStream(), rng: rand.New(rand.NewPCG(req.Seed, req.Seed^0x9e3779b97f4a7c15))}
 	out := s.out // the engine owns s once it is sent
 	e.sendMu.RLock()
 	defer e.sendMu.RUnlock()
 	if e.closed {
 		return nil, runner.ErrClosed
 	}
+	e.live.Add(1) // before the loop can see it, so that Drain waits for it
 	select {
 	case e.submit <- s:
+		return out, nil
 	case <-e.done:
+		e.live.Add(-1)
 		return nil, runner.ErrClosed
 	case <-ctx.Done():
+		e.live.Add(-1)
 		return nil, ctx.Err()
 	}
-	return out, nil
 }
 
 func (e *Engine) loop(ctx context.Context) {
@@ -387,15 +330,6 @@ func (e *Engine) loop(ctx context.Context) {
 			})
 		}
 	}
-}
-
-func (e *Engine) setCounts(running, prefilled, waiting int) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.stats.Running, e.stats.Prefilled, e.stats.Waiting = running, prefilled, waiting
-	e.stats.KVBlocks, e.stats.KVBlocksUsed = e.pool.capacity(), e.pool.inUse()
-	e.stats.KVBytesUsed = int64(e.pool.inUse()) * int64(4*e.pool.blockFloats)
-	e.stats.PrefixHits, e.stats.PrefixLookups = e.pool.hits, e.pool.lookups
 }
 
 // admit reserves s's memory for its prompt and max tokens, reusing cached
@@ -553,21 +487,5 @@ func (e *Engine) emit(s *sequence, tok Token, cached int) {
 		e.finish(s, tok)
 		return
 	}
-	s.out <- tok
-}
-
-// finish sends s's last token and closes its channel.
-func (e *Engine) finish(s *sequence, last Token) {
-	if s.out == nil {
-		return
-	}
-	s.out <- last
-	close(s.out)
-	s.out = nil
-}
-
-func (e *Engine) count(f func(*EngineStats)) {
-	e.mu.Lock()
-	f(&e.stats)
-	e.mu.Unlock()
+	s.out.send(tok, false)
 }

@@ -76,7 +76,7 @@ func collect(t testing.TB, e *Engine, reqs []GenerateRequest) [][]int64 {
 			t.Fatal(err)
 		}
 		wg.Go(func() {
-			for tok := range ch {
+			for tok := range ch.All() {
 				if tok.Err != nil {
 					t.Errorf("request %d: %v", i, tok.Err)
 					return
@@ -247,21 +247,37 @@ func TestSamplingBySeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-ch
+	ch.Next()
 	cancel()
-	deadline := time.After(10 * time.Second)
 	for {
-		select {
-		case tok, ok := <-ch:
-			if !ok {
-				return
-			}
-			if tok.Finish != "" && !errors.Is(tok.Err, context.Canceled) {
-				t.Fatalf("a cancelled sequence ended with %q %v", tok.Finish, tok.Err)
-			}
-		case <-deadline:
-			t.Fatal("a cancelled sequence did not end")
+		tok, ok := within(t, ch, 10*time.Second, "a cancelled sequence did not end")
+		if !ok {
+			return
 		}
+		if tok.Finish != "" && !errors.Is(tok.Err, context.Canceled) {
+			t.Fatalf("a cancelled sequence ended with %q %v", tok.Finish, tok.Err)
+		}
+	}
+}
+
+// within returns s's next token, failing t with msg after d.
+func within(t testing.TB, s *Stream, d time.Duration, msg string) (Token, bool) {
+	t.Helper()
+	type next struct {
+		tok Token
+		ok  bool
+	}
+	c := make(chan next, 1)
+	go func() {
+		tok, ok := s.Next()
+		c <- next{tok, ok}
+	}()
+	select {
+	case n := <-c:
+		return n.tok, n.ok
+	case <-time.After(d):
+		t.Fatal(msg)
+		return Token{}, false
 	}
 }
 
@@ -309,7 +325,7 @@ func BenchmarkGenerate(b *testing.B) {
 				}
 				wg.Go(func() {
 					first := true
-					for tok := range ch {
+					for tok := range ch.All() {
 						if tok.Err != nil {
 							b.Error(tok.Err)
 						}
@@ -356,9 +372,9 @@ func BenchmarkGenerate(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					<-ch
+					ch.Next()
 					ttfts = append(ttfts, time.Since(submitted))
-					for range ch {
+					for range ch.All() {
 					}
 				}
 				e.Close()
@@ -397,7 +413,7 @@ func TestEngineCloseEndsEverySequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var chans []<-chan Token
+	var chans []*Stream
 	for _, r := range prompts(6) {
 		r.MaxTokens = 300
 		ch, err := e.Generate(context.Background(), r)
@@ -406,11 +422,11 @@ func TestEngineCloseEndsEverySequence(t *testing.T) {
 		}
 		chans = append(chans, ch)
 	}
-	<-chans[0]
+	chans[0].Next()
 	e.Close()
 	for i, ch := range chans {
 		var last Token
-		for tok := range ch {
+		for tok := range ch.All() {
 			last = tok
 		}
 		if !errors.Is(last.Err, runner.ErrClosed) {
@@ -525,12 +541,12 @@ func TestPrefilledAheadWaitForASlot(t *testing.T) {
 	d := loadTinyGPT(t)
 	e := newEngine(t, d, EngineOptions{MaxBatch: 2})
 	reqs := prompts(4)
-	var chans []<-chan Token
+	var chans []*Stream
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The first two run long, so that what the check below reads cannot
 	// include one of them finishing, however late the test goroutine is
-	// scheduled: the engine answers into buffered channels and goes on.
+	// scheduled: the engine queues tokens on their streams and goes on.
 	const long, short = 400, 60
 	for i, r := range reqs {
 		r.MaxTokens = short
@@ -549,16 +565,12 @@ func TestPrefilledAheadWaitForASlot(t *testing.T) {
 	}
 	// Two run and one more is prefilled ahead (a reserve of half the
 	// batch): the third has its first token while the first two decode.
-	select {
-	case tok := <-chans[2]:
-		if tok.Err != nil || tok.Index != 0 {
-			t.Fatalf("third sequence's first token: %+v", tok)
-		}
-		if made := e.Stats().OutputTokens; made >= long {
-			t.Fatalf("the third sequence's first token came after %d tokens: it waited for a slot to free", made)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the sequence prefilled ahead had no first token")
+	tok, _ := within(t, chans[2], 10*time.Second, "the sequence prefilled ahead had no first token")
+	if tok.Err != nil || tok.Index != 0 {
+		t.Fatalf("third sequence's first token: %+v", tok)
+	}
+	if made := e.Stats().OutputTokens; made >= long {
+		t.Fatalf("the third sequence's first token came after %d tokens: it waited for a slot to free", made)
 	}
 	// The counts are taken after the prefill that made the token.
 	for start := time.Now(); ; time.Sleep(time.Millisecond) {
@@ -575,7 +587,7 @@ func TestPrefilledAheadWaitForASlot(t *testing.T) {
 	}
 	cancel()
 	var last Token
-	for tok := range chans[2] {
+	for tok := range chans[2].All() {
 		last = tok
 	}
 	if !errors.Is(last.Err, context.Canceled) {
@@ -586,7 +598,7 @@ func TestPrefilledAheadWaitForASlot(t *testing.T) {
 			continue
 		}
 		n := 0
-		for tok := range ch {
+		for tok := range ch.All() {
 			if tok.Err != nil {
 				t.Fatalf("sequence %d: %v", i, tok.Err)
 			}
@@ -625,7 +637,7 @@ func TestStaticWaitOutlivesItsCaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	for tok := range ch {
+	for tok := range ch.All() {
 		if tok.Finish != "" && !errors.Is(tok.Err, context.Canceled) {
 			t.Fatalf("the cancelled sequence ended with %q %v", tok.Finish, tok.Err)
 		}
@@ -671,7 +683,7 @@ func TestDrainFinishesWhatWasSubmitted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var outs []<-chan Token
+	var outs []*Stream
 	for _, r := range prompts(4) {
 		r.MaxTokens = 40
 		out, err := e.Generate(context.Background(), r)
@@ -684,7 +696,7 @@ func TestDrainFinishesWhatWasSubmitted(t *testing.T) {
 	for i, out := range outs {
 		var last Token
 		n := 0
-		for tok := range out {
+		for tok := range out.All() {
 			last = tok
 			n++
 		}
@@ -694,5 +706,33 @@ func TestDrainFinishesWhatWasSubmitted(t *testing.T) {
 	}
 	if _, err := e.Generate(context.Background(), prompts(1)[0]); !errors.Is(err, runner.ErrClosed) {
 		t.Fatalf("a submission after the drain: %v, want ErrClosed", err)
+	}
+}
+
+// TestDrainWaitsForWhatTheLoopHolds drains the moment a sequence is
+// submitted: the loop may have taken it from the queue and not yet
+// counted it (it counts after the prefill), and it must still finish.
+func TestDrainWaitsForWhatTheLoopHolds(t *testing.T) {
+	d := loadTinyGPT(t)
+	for i := range 30 {
+		e, err := NewEngine(d, EngineOptions{MaxBatch: 2, KVBytes: 64 << 20, MaxPositions: 512, EOS: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := prompts(1)[0]
+		r.MaxTokens = 8
+		out, err := e.Generate(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Drain(time.Minute)
+		var last Token
+		n := 0
+		for tok := range out.All() {
+			last, n = tok, n+1
+		}
+		if last.Finish != "length" || n != 8 {
+			t.Fatalf("drain %d: %d tokens ending %q (%v), want 8 ending length", i, n, last.Finish, last.Err)
+		}
 	}
 }

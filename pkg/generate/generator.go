@@ -56,7 +56,7 @@ func (g *Generator) Decode(ids []int64) string { return g.tok.Decode(ids) }
 func (g *Generator) TextTokens(text string) int { return len(g.Encode(text)) }
 
 // Generate starts a sequence; see Engine.Generate.
-func (g *Generator) Generate(ctx context.Context, req GenerateRequest) (<-chan Token, error) {
+func (g *Generator) Generate(ctx context.Context, req GenerateRequest) (*Stream, error) {
 	return g.engine.Generate(ctx, req)
 }
 

@@ -63,7 +63,7 @@ type Observers struct {
 type Session struct {
 	g      *Generator
 	cancel context.CancelFunc
-	ch     <-chan Token
+	stream *Stream
 	p      Params
 	stops  stops
 	detok  *detokenizer
@@ -137,7 +137,7 @@ func (g *Generator) Start(ctx context.Context, p Params, obs Observers) (*Sessio
 	}
 	encoded := time.Since(start)
 	ctx, cancel := context.WithCancel(ctx)
-	ch, err := g.Generate(ctx, GenerateRequest{Prompt: ids, MaxTokens: p.MaxTokens, Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: p.Seed,
+	stream, err := g.Generate(ctx, GenerateRequest{Prompt: ids, MaxTokens: p.MaxTokens, Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: p.Seed,
 		Logprobs: p.Logprobs, TopLogprobs: p.TopLogprobs, LogitBias: p.LogitBias, PresencePenalty: p.PresencePenalty, FrequencyPenalty: p.FrequencyPenalty})
 	if err != nil {
 		cancel()
@@ -146,7 +146,7 @@ func (g *Generator) Start(ctx context.Context, p Params, obs Observers) (*Sessio
 		}
 		return nil, err
 	}
-	return &Session{g: g, cancel: cancel, ch: ch, p: p, stops: p.Stop, detok: newDetokenizer(g.Decode, ids), Prompt: ids,
+	return &Session{g: g, cancel: cancel, stream: stream, p: p, stops: p.Stop, detok: newDetokenizer(g.Decode, ids), Prompt: ids,
 		PromptTokens: len(ids), start: start, encoded: encoded, last: start, obs: obs}, nil
 }
 
@@ -202,7 +202,7 @@ func (p Params) check(vocab int) error {
 // of a character. done is true once the sequence has ended (Finish then
 // says why, and every byte of the output has been returned).
 func (s *Session) Next() (delta string, done bool, err error) {
-	tok, ok := <-s.ch
+	tok, ok := s.stream.Next()
 	if !ok {
 		return "", true, nil
 	}
