@@ -44,9 +44,14 @@ type serveConfig struct {
 // applyConfig sets o from a configuration file, except the settings whose
 // flag was given (changed reports that): the command line wins.
 func (o *serveOptions) applyConfig(path string, changed func(flag string) bool) error {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("--config: %w", err)
+	}
+	data, err := yamlfile.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
 	}
 	var c serveConfig
 	if err := yamlfile.Decode(data, &c); err != nil {

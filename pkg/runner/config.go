@@ -287,10 +287,11 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
-// ParseConfig reads a YAML model configuration. Unknown fields are errors,
-// so a misspelt setting is never silently ignored.
+// ParseConfig reads a YAML model configuration of at most
+// yamlfile.MaxBytes. Unknown fields are errors, so a misspelt setting is
+// never silently ignored.
 func ParseConfig(r io.Reader) (Config, error) {
-	data, err := io.ReadAll(r)
+	data, err := yamlfile.ReadAll(r)
 	if err != nil {
 		return Config{}, err
 	}

@@ -43,6 +43,7 @@ device: cuda:1
 func TestConfigErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"max_batch_sise: 8", "max_batch_sise"},
+		{strings.Repeat("# a comment line of forty bytes or so.\n", 30_000), "over 1 MiB"},
 		{"max_batch_size: -1", "max_batch_size"},
 		{"dynamic_batching: {max_queue_delay: soon}", `"soon" is not a duration`},
 		{"dynamic_batching: {preferred_batch_sizes: [128]}", "preferred_batch_sizes: 128"},
