@@ -90,6 +90,23 @@ func (s *Core) route(ctx context.Context, name, version string, key func(deploy.
 	return m, nil
 }
 
+// Route resolves the version a front end's request gets: the one it
+// names, else by the model's traffic policy (its weights, and a rollout's
+// steps), else the latest ready one. A sticky policy keys on the header
+// it names (header returns one by name; nil: none) or, sticky by request
+// id, on id (a request's id; OpenAI's user). It fails as Acquire does.
+func (s *Core) Route(ctx context.Context, name, version, id string, header func(string) string) (*runner.Model, error) {
+	return s.route(ctx, name, version, func(p deploy.Policy) string {
+		if h := p.StickyHeader(); h != "" {
+			if header == nil {
+				return ""
+			}
+			return header(h)
+		}
+		return id
+	})
+}
+
 // routeEarly routes a request from its names and headers alone (header
 // returns one by name; nil: none), when the traffic policy needs nothing
 // of its body (no sticky routing by request id); routed is false when it
@@ -134,6 +151,14 @@ func (s *Core) SetPolicy(model string, p deploy.Policy, by string) error {
 func (s *Core) setPolicyLocked(model string, p deploy.Policy, by string) error {
 	if err := p.Validate(s.ready(model)); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadPolicy, err)
+	}
+	if p.Shadow != nil {
+		// Mirroring compares tensor outputs; generated text is sampled,
+		// streamed and never mirrored, so such a shadow would report
+		// nothing while seeming to run.
+		if m, err := s.Resolve(model, strconv.FormatInt(p.Shadow.Version, 10)); err == nil && m.Generator() != nil {
+			return fmt.Errorf("%w: shadow: %q is a text generator, whose sequences are not mirrored; move its traffic by weights (a canary) instead", ErrBadPolicy, model)
+		}
 	}
 	if s.traffic.store != nil {
 		if err := s.traffic.store.Save(model, p); err != nil {

@@ -156,7 +156,9 @@ func (s *API) serveGenerate(w http.ResponseWriter, r *http.Request) {
 // model and the error it answered with, if any.
 func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, error) {
 	stream := strings.HasSuffix(r.URL.Path, "_stream")
-	m, err := s.model(r)
+	// Routed as an infer call is: a generator's rollout moves its
+	// generate traffic too.
+	m, err := s.Route(r.Context(), r.PathValue("model"), r.PathValue("version"), "", r.Header.Get)
 	var req tritonGenerate
 	if err == nil {
 		err = DecodeBody(w, r, s.opts.MaxBodyBytes, &req)

@@ -56,7 +56,7 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, s
 	if err != nil {
 		return fail(nil, err)
 	}
-	m, err := s.Acquire(r.Context(), req.Model, "")
+	m, err := s.Route(r.Context(), req.Model, "", req.User, r.Header.Get)
 	if err != nil {
 		return fail(nil, err)
 	}

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
+	"time"
 
+	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -43,8 +46,12 @@ func (e embeddingsRequest) texts() ([]string, error) {
 
 // serveEmbeddings answers /v1/embeddings with a text model's first output,
 // one row a string, as float lists or (encoding_format: base64, the
-// SDKs' default) base64 of little-endian float32s.
+// SDKs' default) base64 of little-endian float32s. The call goes through
+// the serving core as an infer call does (routed by the model's traffic
+// policy, admitted, batched, timed and counted), to the version routed
+// before its inputs were made from that version's metadata.
 func (s *API) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	var req embeddingsRequest
 	err := decode(w, r, s.maxBody, &req)
 	var texts []string
@@ -56,7 +63,7 @@ func (s *API) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	var m *runner.Model
 	if err == nil {
-		m, err = s.Acquire(r.Context(), req.Model, "")
+		m, err = s.Route(r.Context(), req.Model, "", req.User, r.Header.Get)
 	}
 	if err == nil && !embeds(m) {
 		err = bad("model %q does not embed text (it takes no single text input)", req.Model)
@@ -81,25 +88,45 @@ func (s *API) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	if len(in.Shape) == 2 {
 		shape = append(shape, 1)
 	}
-	resp, _, err := s.Run(r.Context(), m, &runner.Request{Inputs: []tensor.Tensor{{Name: in.Name, DataType: tensor.Bytes, Shape: shape, Data: data}}}, 0)
-	if err == nil && (len(resp.Outputs) == 0 || resp.Outputs[0].DataType != tensor.FP32 || len(resp.Outputs[0].Shape) != 2) {
-		err = fmt.Errorf("model %q's first output is not FP32 [n, dim]", req.Model)
-	}
+	var body []byte
+	call := &core.Call{Model: req.Model, Version: strconv.FormatInt(m.Metadata().Version, 10), Protocol: core.ProtoHTTP, Start: start, Header: r.Header.Get,
+		Request: runner.Request{Inputs: []tensor.Tensor{{Name: in.Name, DataType: tensor.Bytes, Shape: shape, Data: data}}},
+		Encode: func(res *core.Result) error {
+			out := res.Outputs
+			if len(out) == 0 || out[0].DataType != tensor.FP32 || len(out[0].Shape) != 2 {
+				return fmt.Errorf("model %q's first output is not FP32 [n, dim]", req.Model)
+			}
+			var err error
+			body, err = embeddingsBody(res.Model.Metadata().Name, out[0], req.EncodingFormat == "base64", tokens)
+			return err
+		}}
+	res, err := s.Infer(r.Context(), call)
 	if err != nil {
 		openAIError(w, err)
 		return
 	}
-	values, _ := tensor.Values[float32](resp.Outputs[0])
-	dim := int(resp.Outputs[0].Shape[1])
-	out := make([]map[string]any, len(texts))
-	for i := range texts {
+	w.Header().Set("Server-Timing", string(res.Timing.AppendServerTiming(nil)))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+// embeddingsBody is the answer for embeddings, one row of out a text.
+func embeddingsBody(model string, out tensor.Tensor, base64 bool, tokens int) ([]byte, error) {
+	values, err := tensor.Values[float32](out)
+	if err != nil {
+		return nil, err
+	}
+	rows, dim := int(out.Shape[0]), int(out.Shape[1])
+	data := make([]map[string]any, rows)
+	for i := range rows {
 		var e any = values[i*dim : (i+1)*dim]
-		if req.EncodingFormat == "base64" {
+		if base64 {
 			e = base64Floats(values[i*dim : (i+1)*dim])
 		}
-		out[i] = map[string]any{"object": "embedding", "index": i, "embedding": e}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": e}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "model": m.Metadata().Name, "data": out,
+	return json.Marshal(map[string]any{"object": "list", "model": model, "data": data,
 		"usage": map[string]int{"prompt_tokens": tokens, "total_tokens": tokens}})
 }
 
