@@ -185,6 +185,16 @@ func (d *natsDelivery) Answered(context.Context) (bool, error) { return false, n
 func (d *natsDelivery) Ack(ctx context.Context) error { return d.m.DoubleAck(ctx) }
 
 func (d *natsDelivery) Answer(ctx context.Context, r *Reply) error {
+	if why := d.badReplyTo(); why != "" {
+		// No answer can be published there, now or on a redelivery: the
+		// request is dead-lettered with the reason rather than redelivered
+		// for good (an invalid subject) or answered into a requests
+		// stream (queued again as a request).
+		if err := d.deadLetterOnly(ctx, fmt.Sprintf("%s (the answer had status %d)", why, r.Status)); err != nil {
+			return err
+		}
+		return d.m.Term()
+	}
 	if err := d.publish(ctx, d.replyTo(), d.ID(), r); err != nil {
 		return err
 	}
@@ -200,6 +210,24 @@ func (d *natsDelivery) Retry(_ context.Context, delay time.Duration) error {
 }
 
 func (d *natsDelivery) DeadLetter(ctx context.Context, r *Reply, why string) error {
+	bad := d.badReplyTo()
+	if bad != "" {
+		why += "; " + bad
+	}
+	if err := d.deadLetterOnly(ctx, why); err != nil {
+		return err
+	}
+	if bad == "" {
+		if err := d.publish(ctx, d.replyTo(), d.ID(), r); err != nil {
+			return err
+		}
+	}
+	return d.m.Term()
+}
+
+// deadLetterOnly publishes the request to its model's dead-letter subject
+// with why, and neither answers nor acknowledges it.
+func (d *natsDelivery) deadLetterOnly(ctx context.Context, why string) error {
 	msg := nats.NewMsg(DeadPrefix + d.c.model)
 	msg.Data = d.m.Data()
 	for k, v := range d.m.Headers() {
@@ -211,10 +239,7 @@ func (d *natsDelivery) DeadLetter(ctx context.Context, r *Reply, why string) err
 	if _, err := d.c.b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(d.ID())); err != nil {
 		return fmt.Errorf("dead letter %s: %w", d.ID(), err)
 	}
-	if err := d.publish(ctx, d.replyTo(), d.ID(), r); err != nil {
-		return err
-	}
-	return d.m.Term()
+	return nil
 }
 
 // replyTo is where the result goes: the request's reply address, else
@@ -224,6 +249,38 @@ func (d *natsDelivery) replyTo() string {
 		return to
 	}
 	return ResultsPrefix + d.c.model
+}
+
+// badReplyTo says why the request's reply address can take no answer,
+// or "" when it can (or there is none).
+func (d *natsDelivery) badReplyTo() string {
+	to := d.Header(HeaderReplyTo)
+	switch {
+	case to == "":
+		return ""
+	case !publishable(to):
+		return fmt.Sprintf("%s %q is not a subject an answer can be published to (want tokens separated by dots, no spaces or wildcards)", HeaderReplyTo, to)
+	case strings.HasPrefix(to, RequestsPrefix):
+		return fmt.Sprintf("%s %q is a requests subject: the answer would be queued as a request", HeaderReplyTo, to)
+	}
+	return ""
+}
+
+// publishable reports whether subject is one a message can be published
+// to: non-empty tokens separated by dots, none a wildcard ("*", ">"), no
+// white space or control characters (the NATS protocol's rule).
+func publishable(subject string) bool {
+	for tok := range strings.SplitSeq(subject, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+		for _, c := range []byte(tok) {
+			if c <= ' ' || c == 0x7f {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // publish sends r to subject: through JetStream, deduplicated by id and

@@ -225,6 +225,12 @@ func (d *redisDelivery) Answer(ctx context.Context, r *Reply) error {
 	if to == "" {
 		to = redisKey(ResultsPrefix + d.c.model)
 	}
+	if why := d.badReplyTo(); why != "" {
+		if err := d.deadLetterOnly(ctx, fmt.Sprintf("%s (the answer had status %d)", why, r.Status)); err != nil {
+			return err
+		}
+		return d.Ack(ctx)
+	}
 	args := []any{Group, d.id, d.c.b.s.Duplicates.Milliseconds(), resultsMaxLen,
 		HeaderStatus, strconv.Itoa(r.Status), HeaderRequestID, d.ID()}
 	for k, v := range r.Header {
@@ -257,10 +263,27 @@ func (d *redisDelivery) Retry(ctx context.Context, delay time.Duration) error {
 }
 
 func (d *redisDelivery) DeadLetter(ctx context.Context, r *Reply, why string) error {
+	bad := d.badReplyTo()
+	if bad != "" {
+		why += "; " + bad
+	}
 	if err := d.deadLetterOnly(ctx, why); err != nil {
 		return err
 	}
+	if bad != "" {
+		return d.Ack(ctx)
+	}
 	return d.Answer(ctx, r)
+}
+
+// badReplyTo says why the request's reply address can take no answer, or
+// "" when it may: an answer added to a requests stream would be queued as
+// a request.
+func (d *redisDelivery) badReplyTo() string {
+	if to := d.header[HeaderReplyTo]; strings.HasPrefix(to, redisKey(RequestsPrefix)) {
+		return fmt.Sprintf("%s %q is a requests stream: the answer would be queued as a request", HeaderReplyTo, to)
+	}
+	return ""
 }
 
 // deadLetterOnly adds the request to its model's dead-letter stream with
