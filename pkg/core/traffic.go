@@ -97,11 +97,8 @@ func (s *Core) route(ctx context.Context, name, version string, key func(deploy.
 // id, on id (a request's id; OpenAI's user). It fails as Acquire does.
 func (s *Core) Route(ctx context.Context, name, version, id string, header func(string) string) (*runner.Model, error) {
 	return s.route(ctx, name, version, func(p deploy.Policy) string {
-		if h := p.StickyHeader(); h != "" {
-			if header == nil {
-				return ""
-			}
-			return header(h)
+		if key, byHeader := headerKey(p, header); byHeader {
+			return key
 		}
 		return id
 	})
@@ -114,19 +111,27 @@ func (s *Core) Route(ctx context.Context, name, version, id string, header func(
 func (s *Core) routeEarly(ctx context.Context, name, version string, header func(string) string) (m *runner.Model, routed bool, err error) {
 	routed = true
 	m, err = s.route(ctx, name, version, func(p deploy.Policy) string {
-		if h := p.StickyHeader(); h != "" {
-			if header == nil {
-				return ""
-			}
-			return header(h)
-		}
-		routed = false // sticky by request id: the body decides
-		return ""
+		key, byHeader := headerKey(p, header)
+		routed = byHeader // else sticky by request id: the body decides
+		return key
 	})
 	if !routed {
 		return nil, false, nil
 	}
 	return m, true, err
+}
+
+// headerKey returns a request's sticky key under p when p is sticky by a
+// header ("" when the request has none), and byHeader false otherwise.
+func headerKey(p deploy.Policy, header func(string) string) (key string, byHeader bool) {
+	h := p.StickyHeader()
+	if h == "" {
+		return "", false
+	}
+	if header == nil {
+		return "", true
+	}
+	return header(h), true
 }
 
 // ready returns VersionReady for model.
