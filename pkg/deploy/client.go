@@ -97,23 +97,30 @@ func rolloutPath(model string) string {
 
 // Start begins a rollout of spec.Model.
 func (c *Client) Start(ctx context.Context, spec Spec) (State, error) {
-	var st State
-	err := c.do(ctx, "POST", rolloutPath(spec.Model), spec, &st)
-	return st, err
+	return c.state(ctx, "POST", rolloutPath(spec.Model), spec)
 }
 
 // Rollout returns model's rollout, the last one if it has ended.
 func (c *Client) Rollout(ctx context.Context, model string) (State, error) {
-	var st State
-	err := c.do(ctx, "GET", rolloutPath(model), nil, &st)
-	return st, err
+	return c.state(ctx, "GET", rolloutPath(model), nil)
 }
 
 // Command sends promote, abort or undo.
 func (c *Client) Command(ctx context.Context, model, command string) (State, error) {
+	return c.state(ctx, "POST", rolloutPath(model)+"/"+url.PathEscape(command), nil)
+}
+
+// state makes a call answered with a rollout's state, and checks it: an
+// answer that is not one fails, naming what is wrong.
+func (c *Client) state(ctx context.Context, method, path string, in any) (State, error) {
 	var st State
-	err := c.do(ctx, "POST", rolloutPath(model)+"/"+url.PathEscape(command), nil, &st)
-	return st, err
+	if err := c.do(ctx, method, path, in, &st); err != nil {
+		return State{}, err
+	}
+	if err := st.Check(); err != nil {
+		return State{}, fmt.Errorf("server %s answered %s %s with no rollout state it could have: %w", c.Base, method, path, err)
+	}
+	return st, nil
 }
 
 // Policy returns model's traffic policy (the server answers the default,

@@ -91,6 +91,10 @@ func NewEngine(src Source, store *Store, log *slog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	for model, st := range saved {
+		if err := st.Check(); err != nil {
+			log.Warn("saved rollout skipped: its state does not hold", "model", model, "err", err)
+			continue
+		}
 		e.states[model] = &st
 		e.resume(model, st)
 		if cur, _ := e.Get(model); !cur.Done() {

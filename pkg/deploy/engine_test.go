@@ -1,11 +1,14 @@
 package deploy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -287,5 +290,62 @@ func TestWindowAcrossProcessesIsRestarted(t *testing.T) {
 	}
 	if st := mustGet(e); st.Phase != RolledBack || !strings.Contains(st.History[len(st.History)-1].Reason, "success rate 71.00%") {
 		t.Fatalf("%s: %s", st.Phase, historyKinds(st))
+	}
+}
+
+// A rollout's state that does not hold, from a state file or a server's
+// answer, is refused naming what is wrong, never indexed into: a state
+// file with no steps once crashed the server at every start, and such an
+// answer crashed infer rollout status.
+func TestStatesThatDoNotHoldAreRefused(t *testing.T) {
+	good := func() State {
+		st := State{Spec: Spec{Model: "m", Stable: 1, Candidate: 2}.WithDefaults(), Phase: Progressing}
+		st.Spec.Interval = Duration(time.Hour)
+		return st
+	}
+	if err := good().Check(); err != nil {
+		t.Fatalf("a state that holds: %v", err)
+	}
+	noSteps, badStep, badPhase := good(), good(), good()
+	noSteps.Spec.Steps = nil
+	badStep.Step = -1
+	badPhase.Phase = "sideways"
+	for _, c := range []struct {
+		st   State
+		want string
+	}{{noSteps, "steps: none"}, {badStep, "step -1"}, {badPhase, `phase "sideways"`}, {State{}, "model: empty"}} {
+		if err := c.st.Check(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error naming %q", c.st, err, c.want)
+		}
+	}
+
+	// Saved states: the one that does not hold is skipped; the one that
+	// does resumes.
+	store := &Store{Dir: t.TempDir()}
+	ok := good()
+	if err := store.SaveRollout("m", ok); err != nil {
+		t.Fatal(err)
+	}
+	noSteps.Spec.Model = "broken"
+	if err := store.SaveRollout("broken", noSteps); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(newMemServer(), store, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.Get("broken"); err == nil {
+		t.Error("a saved state with no steps was resumed")
+	}
+	if st, err := e.Get("m"); err != nil || st.Phase != Progressing {
+		t.Errorf("the saved state that holds: %+v %v, want it resumed", st.Phase, err)
+	}
+
+	// A server's answer.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "{}") }))
+	defer srv.Close()
+	if _, err := (&Client{Base: srv.URL}).Rollout(context.Background(), "m"); err == nil || !strings.Contains(err.Error(), "no rollout state") {
+		t.Fatalf("an answer of {}: %v, want an error saying it is no rollout state", err)
 	}
 }

@@ -169,6 +169,9 @@ func (s Spec) Validate() error {
 	if !slices.Contains([]string{Canary, BlueGreen, Mirror, AB}, s.Strategy) {
 		bad("strategy %q: want canary, blue-green, shadow or ab", s.Strategy)
 	}
+	if len(s.Steps) == 0 {
+		bad("steps: none")
+	}
 	for i, p := range s.Steps {
 		if !(p > 0 && p <= 100) || i > 0 && p <= s.Steps[i-1] {
 			bad("steps %v: want rising percentages in (0, 100]", s.Steps)
@@ -362,6 +365,22 @@ func (s State) LastAnalysis() (Event, bool) {
 		}
 	}
 	return Event{}, false
+}
+
+// Check validates a state read from elsewhere (a server's answer, a state
+// file): its spec as Validate does, a known phase, and a step within the
+// spec's steps, naming what is wrong.
+func (s State) Check() error {
+	if err := s.Spec.Validate(); err != nil {
+		return fmt.Errorf("spec: %w", err)
+	}
+	if !slices.Contains([]string{Progressing, Paused, Promoted, RolledBack, Aborted, Completed}, s.Phase) {
+		return fmt.Errorf("phase %q: not a rollout phase", s.Phase)
+	}
+	if s.Step < 0 || s.Step >= len(s.Spec.Steps) {
+		return fmt.Errorf("step %d: the spec has steps 0 to %d", s.Step, len(s.Spec.Steps)-1)
+	}
+	return nil
 }
 
 // Done reports whether the rollout has ended.
