@@ -88,6 +88,8 @@ type goneWatch struct {
 	// watching is closed when the watch returns; nil before it starts.
 	// The sweeper sets it under g.mu.
 	watching chan struct{}
+	// stopped is set, under g.mu, once stop has begun.
+	stopped bool
 }
 
 // run peeks at the connection until the client closes it (the context
@@ -96,6 +98,18 @@ func (w *goneWatch) run() {
 	defer close(w.watching)
 	rc := rawConn(w.conn)
 	if rc == nil {
+		return
+	}
+	// The body's read deadline would end the wait with the read timeout,
+	// leaving a call that runs past it unwatched: the wait has none,
+	// unless stop has already set its past one.
+	w.g.mu.Lock()
+	stopped := w.stopped
+	if !stopped {
+		_ = w.conn.SetReadDeadline(time.Time{})
+	}
+	w.g.mu.Unlock()
+	if stopped {
 		return
 	}
 	gone := false
@@ -132,6 +146,7 @@ func (w *goneWatch) check() {
 func (w *goneWatch) stop() {
 	w.g.mu.Lock()
 	delete(w.g.calls, w)
+	w.stopped = true
 	watching := w.watching
 	w.g.mu.Unlock()
 	if watching != nil {

@@ -504,3 +504,43 @@ func pipelineConn(t *testing.T, addr string) (net.Conn, string) {
 	return conn, fmt.Sprintf("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\n%s: %d\r\nContent-Length: %d\r\n\r\n%s",
 		addr, protocol.HeaderContentLength, hl, len(body), body)
 }
+
+// A client that leaves a call running past the read timeout is noticed:
+// the watch of its connection outlives the body's read deadline. It once
+// ended with that deadline, and a call (a long completion, a slow model)
+// ran on to its end for no one.
+func TestClientLeavingAfterTheReadTimeoutIsCanceled(t *testing.T) {
+	repo, err := runner.Open(bundled, runner.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bound = 200 * time.Millisecond
+	s, err := New(repo, Options{ReadTimeout: bound, AllowFaultInjection: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := serveFront(t, s)
+	t.Cleanup(func() { hs.Close(); s.Close(); repo.Close() })
+	if err := s.SetFault("mlp", 1, &Fault{Latency: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.Repository().Model("mlp", 0)
+	body, _, err := (&protocol.InferRequest{Inputs: runner.SyntheticInputs(m.Metadata().Inputs, 1, true)}).Encode(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := hs.Listener.Addr().String()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v2/models/mlp/infer HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body)
+	time.Sleep(3 * bound) // well past the body's read deadline
+	conn.Close()
+	want := `infer_requests_total{model="mlp",outcome="canceled",protocol="http",version="1"} 1`
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(scrape(t, s), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the call its client left after the read timeout was not canceled (its model's latency is a minute)")
+		}
+	}
+}
