@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Store keeps state in a folder, one JSON file per model and kind (its
@@ -126,9 +128,9 @@ func load[T any](s Store, kind string) (map[string]T, error) {
 			continue
 		}
 		model = strings.TrimSuffix(model, ".json")
-		data, err := os.ReadFile(filepath.Join(s.Dir, name))
+		data, err := readStateFile(filepath.Join(s.Dir, name))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("state file %s: %w", name, err)
 		}
 		var v T
 		if err := json.Unmarshal(data, &v); err != nil {
@@ -137,4 +139,35 @@ func load[T any](s Store, kind string) (map[string]T, error) {
 		out[model] = v
 	}
 	return out, nil
+}
+
+// maxStateBytes bounds a state file: a rollout keeps at most historyLimit
+// events, some hundreds of kilobytes.
+const maxStateBytes = 16 << 20
+
+// readStateFile reads a state file that must be a regular file (followed
+// through symbolic links) of at most maxStateBytes: a FIFO, a device or
+// a file grown by hand would otherwise block the server's start or fill
+// its memory. A FIFO is opened without waiting for a writer.
+func readStateFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s): remove it, or restore the file the server wrote", info.Mode().Type())
+	}
+	if info.Size() > maxStateBytes {
+		return nil, fmt.Errorf("%d bytes, over the %d MiB a state file holds: remove it, or restore the file the server wrote", info.Size(), maxStateBytes>>20)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxStateBytes+1))
+	if err == nil && len(data) > maxStateBytes {
+		err = fmt.Errorf("grew past %d MiB while read", maxStateBytes>>20)
+	}
+	return data, err
 }
