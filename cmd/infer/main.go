@@ -20,7 +20,9 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == modelhost.HostArg && modelhost.IsHost() {
 		os.Exit(runner.ServeHost())
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (a closed terminal, a supervisor's hang-up) ends a command as
+	// SIGTERM does: infer serve drains, infer bench reports what it has.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	if err != nil {

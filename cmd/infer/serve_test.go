@@ -469,3 +469,46 @@ func TestServeInterruptedWhileLoading(t *testing.T) {
 		t.Fatalf("serve signalled during its loads: %v, want the interruption named", err)
 	}
 }
+
+// SIGHUP drains as SIGTERM does: the request in flight is answered and
+// the process exits 0. It once ended the server at once, cutting every
+// request, as Go's default for the signal does.
+func TestHangupDrains(t *testing.T) {
+	repo := t.TempDir()
+	if err := os.CopyFS(filepath.Join(repo, "mlp"), os.DirFS(filepath.Join("..", "..", "testdata", "models", "mlp"))); err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 1)
+	base := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	cmd, logs := inferProcess(t, base+"/v2/health/ready", 30*time.Second, "serve", repo,
+		"--host", "127.0.0.1", "--http-port", strconv.Itoa(ports[0]), "--grpc-port", "0", "--metrics-port", "0", "--admin-port", "0",
+		"--drain-delay", "0s", "--allow-fault-injection", "--fault", "mlp:1:latency=1s")
+	body, hl, err := (&protocol.InferRequest{Inputs: []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}}).Encode(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", base+"/v2/models/mlp/infer", bytes.NewReader(body))
+		req.Header.Set(protocol.HeaderContentLength, strconv.FormatInt(hl, 10))
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		answered <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the request is in its second of latency
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-answered; err != nil {
+		t.Fatalf("the request in flight at SIGHUP: %v\n%s", err, logs.String())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGHUP: %v, want exit 0\n%s", err, logs.String())
+	}
+}
