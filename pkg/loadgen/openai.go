@@ -114,7 +114,7 @@ func (t *OpenAI) Do(ctx context.Context, r *Result) {
 		r.FailStatus(resp.StatusCode, string(msg))
 		return
 	}
-	if err := readStream(resp.Body, r.Start, g); err != nil {
+	if err := readStream(resp.Body, r.Start, g, maxTokens); err != nil {
 		r.End = time.Now()
 		r.Fail(err)
 		return
@@ -131,8 +131,15 @@ func (t *OpenAI) Do(ctx context.Context, r *Result) {
 	r.ServerReported = serverPhases(r, timing)
 }
 
-// readStream reads server-sent completion chunks to [DONE].
-func readStream(body io.Reader, start time.Time, g *Gen) error {
+// readStream reads server-sent completion chunks to [DONE]. A stream of
+// more content chunks than the maxTokens asked (each chunk carries one
+// token's text or more) is malformed: reading stops there, so that a
+// server that never ends a stream costs a bounded record, not memory for
+// as long as the request's timeout lets it run.
+func readStream(body io.Reader, start time.Time, g *Gen, maxTokens int) error {
+	if maxTokens <= 0 { // the server's default length
+		maxTokens = 1 << 16
+	}
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var last time.Time
@@ -178,6 +185,9 @@ func readStream(body io.Reader, start time.Time, g *Gen) error {
 		}
 		if len(chunk.Choices) == 0 || chunk.Choices[0].Text == "" && chunk.Choices[0].Delta.Content == "" {
 			continue
+		}
+		if g.Chunks == maxTokens {
+			return fmt.Errorf("malformed stream: more content chunks than the %d tokens asked", maxTokens)
 		}
 		now := time.Now()
 		if g.Chunks == 0 {

@@ -83,6 +83,13 @@ func TestOpenAIMalformedStreams(t *testing.T) {
 	if sum, _ := runOpenAI(t, streamServer(t, 0, 1, 0, false, "data: [DONE]\n\n").URL, 1, nil); sum.OK != 0 {
 		t.Error("a stream with no content counted as a success")
 	}
+	// More chunks than the 8 tokens asked: the reading stops at the 9th
+	// (a server that never ended its stream once grew the client's memory
+	// by 22 MB/s until the request's timeout).
+	sum, _ := runOpenAI(t, streamServer(t, 9, 1, 0, false, "data: [DONE]\n\n").URL, 1, nil)
+	if sum.OK != 0 || len(sum.Errors) != 1 || !strings.Contains(fmt.Sprint(sum.ErrorMessages), "more content chunks than the 8 tokens asked") {
+		t.Errorf("9 chunks for 8 tokens: %d ok, errors %v; want a failure naming it", sum.OK, sum.ErrorMessages)
+	}
 }
 
 func TestSyntheticPrompts(t *testing.T) {

@@ -7,6 +7,7 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -226,6 +227,32 @@ type Scraper struct {
 	Server  string // the name samples carry: the server's API base URL
 	Metrics string // the base URL of its /metrics; empty: Server's
 	HTTP    *http.Client
+	// MaxBytes bounds a page (0: DefaultMaxScrapeBytes): the parser holds
+	// what it read, and a page that never ends would otherwise grow the
+	// dashboard's memory until the scrape's timeout.
+	MaxBytes int64
+}
+
+// DefaultMaxScrapeBytes bounds a /metrics page: a server of a thousand
+// model versions writes a few megabytes.
+const DefaultMaxScrapeBytes = 64 << 20
+
+var errPageTooLarge = errors.New("the page is over the bound on its size")
+
+// capped reads at most left bytes of r, then fails.
+type capped struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errPageTooLarge
+	}
+	p = p[:min(int64(len(p)), c.left)]
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // Scrape reads the server's /metrics now.
@@ -253,7 +280,14 @@ func (sc Scraper) Scrape(ctx context.Context) (Sample, error) {
 	if resp.StatusCode != http.StatusOK {
 		return Sample{}, fmt.Errorf("scrape %s: %s", url, resp.Status)
 	}
-	s, err := Parse(resp.Body, sc.Server, at)
+	limit := sc.MaxBytes
+	if limit <= 0 {
+		limit = DefaultMaxScrapeBytes
+	}
+	s, err := Parse(&capped{r: resp.Body, left: limit}, sc.Server, at)
+	if err != nil && errors.Is(err, errPageTooLarge) {
+		err = fmt.Errorf("over %d bytes: %w", limit, err)
+	}
 	if err != nil {
 		return Sample{}, fmt.Errorf("scrape %s: %w", url, err)
 	}
