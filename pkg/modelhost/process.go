@@ -308,6 +308,22 @@ func (p *Process) Cause(wait time.Duration) string {
 	return p.exit.Error()
 }
 
+// KilledFromOutside reports whether the host, now exited, was ended by
+// SIGKILL that its owner did not send (Kill, Abort, Stop): an operator's
+// kill -9 or the kernel's OOM killer, nothing the host's model did by
+// itself.
+func (p *Process) KilledFromOutside() bool {
+	if !p.Exited() || p.stopping.Load() {
+		return false
+	}
+	var ee *exec.ExitError
+	if errors.As(p.exit, &ee) {
+		ws, ok := ee.Sys().(syscall.WaitStatus)
+		return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+	}
+	return false
+}
+
 // signalName returns a signal's conventional name, such as SIGKILL.
 func signalName(s syscall.Signal) string {
 	if name := unix.SignalName(s); name != "" {

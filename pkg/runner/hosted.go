@@ -211,12 +211,18 @@ func (h *host) start(onnx []byte) (Device, error) {
 // is closing.
 func (h *host) ready() error {
 	if h.proc != nil && h.proc.Exited() {
-		cause := h.proc.Cause(0)
+		cause, killed := h.proc.Cause(0), h.proc.KilledFromOutside()
 		h.live.Store(nil)
 		h.proc.Stop()
 		h.proc = nil
 		h.fails++
-		h.health.crashed(time.Now(), cause, false)
+		if killed {
+			// kill -9 or the OOM killer, while idle: nothing the model
+			// did, so no step toward giving the version up.
+			h.health.killedIdle()
+		} else {
+			h.health.crashed(time.Now(), cause, false)
+		}
 	}
 	for h.proc == nil {
 		if reason := h.health.downReason(); reason != "" {

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/infer-serving/infer/pkg/modelhost"
 	"github.com/infer-serving/infer/pkg/onnxgraph"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -379,6 +380,41 @@ func TestHostThatDiesIdleIsReplacedAtOnce(t *testing.T) {
 	wantQuotient(t, got, err)
 	if s := m.Stats(); s.HostCrashes != 1 || s.HostRestarts != 1 {
 		t.Errorf("crashes %d, restarts %d; want 1 and 1", s.HostCrashes, s.HostRestarts)
+	}
+}
+
+// Hosts killed from outside while idle (kill -9, the OOM killer), more
+// times in a row than the crash limit, never take the version down: each
+// is counted and replaced, and the version answers after the last. Such
+// kills once took idle versions to UNAVAILABLE for good.
+func TestIdleHostsKilledFromOutsideNeverTakeTheVersionDown(t *testing.T) {
+	m := loadFault(t, "int-div", Config{}, LoadOptions{Isolation: IsolationProcess})
+	h := m.instances[0].(*hostedInstance)
+	const kills = DefaultCrashLimit + 1
+	for i := range kills {
+		var p *modelhost.Process
+		for end := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if p = h.live.Load(); p != nil && !p.Exited() && m.Stats().HostRestarts == int64(i) {
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatalf("kill %d: no live host within 30 s", i+1)
+			}
+		}
+		if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-p.Done()
+	}
+	for end := time.Now().Add(30 * time.Second); m.Stats().HostRestarts < kills; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("after %d kills: %d restarts, %+v", kills, m.Stats().HostRestarts, m.Stats())
+		}
+	}
+	got, err := divide(m, healthyA, healthyB)
+	wantQuotient(t, got, err)
+	if s := m.Stats(); s.HostCrashes != kills {
+		t.Errorf("%d crashes counted, want %d", s.HostCrashes, kills)
 	}
 }
 

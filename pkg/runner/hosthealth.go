@@ -55,6 +55,15 @@ func (h *hostHealth) crashed(now time.Time, cause string, memory bool) bool {
 	return h.down.Load() != nil
 }
 
+// killedIdle records a host killed from outside while it ran nothing: a
+// crash in the counts, but no step in a streak (the version's model
+// did not end it).
+func (h *hostHealth) killedIdle() {
+	h.mu.Lock()
+	h.total++
+	h.mu.Unlock()
+}
+
 // giveUp takes the version down at once, for reason: a restart that no
 // retry can help.
 func (h *hostHealth) giveUp(reason string) {
