@@ -206,7 +206,13 @@ type control struct {
 	warm    map[string]bool
 
 	reserved int64        // bytes reserved by loads in progress (under Repository.mu)
-	overhead atomic.Int64 // the most a version took beyond its file, in bytes
+	overhead atomic.Int64 // the most an instance took beyond its file, in bytes
+	// measured is set once a load has been measured (and overhead
+	// learned); until then on-demand loads run one at a time, under
+	// firstLoad, so that a wave of cold loads, each estimated at its
+	// file's size alone, cannot pass the memory budget many times over.
+	measured  atomic.Bool
+	firstLoad sync.Mutex
 	// Poll mode's record (under Repository.mu): each model's config.yaml,
 	// and the model files whose load failed, so they are not retried
 	// until they change.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -136,6 +137,46 @@ func TestOnDemandEvictsLeastRecentlyUsedWithinBudget(t *testing.T) {
 		if s.State != StateReady && (!s.OnDemand || !strings.Contains(s.Reason, "unloaded")) {
 			t.Errorf("%s: %s %q, want unloaded, loading on demand", s.Name, s.State, s.Reason)
 		}
+	}
+}
+
+// A wave of first requests to versions never loaded, at a fresh start,
+// stays within the budget: until one load has been measured, loads run
+// one at a time, so the rest are estimated at what a version took, not at
+// their files' sizes alone (six cold loads once all ran together, each
+// estimated at under a megabyte, to several times the budget).
+func TestOnDemandColdWaveStaysWithinBudget(t *testing.T) {
+	dir := manyModels(t, 6, "")
+	probe, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, size := loadedNow(probe)
+	probe.Close()
+	budget := size * 5 / 2
+	repo, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, MemoryBudget: budget, BudgetWait: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	hold, release := context.WithCancel(context.Background())
+	defer release() // every lease is held to the end: nothing can be evicted
+	var wg sync.WaitGroup
+	var loaded atomic.Int32
+	for i := 1; i <= 6; i++ {
+		wg.Go(func() {
+			if _, err := repo.Acquire(hold, fmt.Sprintf("m%d", i), 0); err == nil {
+				loaded.Add(1)
+			} else if !errors.Is(err, ErrMemoryBudget) {
+				t.Errorf("m%d: %v, want a load or ErrMemoryBudget", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	names, bytes := loadedNow(repo)
+	if len(names) > 2 || bytes > budget || loaded.Load() != int32(len(names)) {
+		t.Fatalf("six cold first requests at once: loaded %v (%d acquired), %s of a %s budget; want at most 2 within it",
+			names, loaded.Load(), FormatBytes(bytes), FormatBytes(budget))
 	}
 }
 

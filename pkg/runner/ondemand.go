@@ -134,13 +134,18 @@ func (r *Repository) loadMeasured(name string, v int64, data []byte, cfg Config,
 	if !hosted {
 		bytes = grown
 	}
-	r.ctl.learn(bytes - int64(len(data)))
+	r.ctl.learn(bytes/int64(instances(cfg)) - int64(len(data)))
 	return m, bytes, nil
 }
 
-// learn keeps the largest memory a version took beyond its file's size,
+// instances is how many sessions (in their hosts) a version of cfg runs,
+// each holding its own copy of the model.
+func instances(cfg Config) int { return max(cfg.Instances, 1) }
+
+// learn keeps the largest memory an instance took beyond its file's size,
 // for estimates of versions never loaded yet.
 func (c *control) learn(overhead int64) {
+	defer c.measured.Store(true)
 	for {
 		cur := c.overhead.Load()
 		if overhead <= cur || c.overhead.CompareAndSwap(cur, overhead) {
@@ -150,18 +155,28 @@ func (c *control) learn(overhead int64) {
 }
 
 // estimate is the memory version v is expected to take: what it took
-// when last loaded, else its file's size plus the largest overhead seen.
+// when last loaded, else, for each of its instances, its file's size plus
+// the largest overhead an instance was seen to take.
 func (r *Repository) estimate(v *version) int64 {
 	if b := v.bytes.Load(); b > 0 {
 		return b
 	}
-	return v.stamp.size + r.ctl.overhead.Load()
+	return int64(instances(v.cfg)) * (v.stamp.size + r.ctl.overhead.Load())
 }
 
 // loadOnDemand is an on-demand load of version v of model name; done is
 // closed when it ends. Its waiters each get a lease on success.
 func (r *Repository) loadOnDemand(name string, v *version, done chan struct{}) {
 	defer r.ctl.wg.Done()
+	if !r.ctl.measured.Load() {
+		// Nothing measured yet: one load at a time until one is.
+		r.ctl.firstLoad.Lock()
+		if r.ctl.measured.Load() {
+			r.ctl.firstLoad.Unlock()
+		} else {
+			defer r.ctl.firstLoad.Unlock()
+		}
+	}
 	need := r.estimate(v)
 	err := r.makeRoom(name, v, need)
 	var nv *version
