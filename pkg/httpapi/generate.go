@@ -68,10 +68,13 @@ func DecodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 	return DecodeJSON(http.MaxBytesReader(w, r.Body, limit), v)
 }
 
-// DecodeJSON reads one JSON value from body into v; errors wrap
+// DecodeJSON reads one JSON value from body into v, a struct: a field v
+// does not have is an error naming it, as Triton refuses a generate
+// request's key that names no input of the model. Errors wrap
 // runner.ErrInvalidInput (a 400).
 func DecodeJSON(body io.Reader, v any) error {
 	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
@@ -81,7 +84,12 @@ func DecodeJSON(body io.Reader, v any) error {
 	return nil
 }
 
+// tritonGenerate is a generate request: the text generator's inputs at
+// the top level (text_input, max_tokens), the request's id, and the
+// sampling settings in parameters. Any other key is refused: a sampling
+// setting put at the top level would otherwise be dropped without a word.
 type tritonGenerate struct {
+	ID         string         `json:"id"`
 	TextInput  string         `json:"text_input"`
 	MaxTokens  int            `json:"max_tokens"`
 	Stream     bool           `json:"stream"`
@@ -161,7 +169,9 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, e
 	m, err := s.Route(r.Context(), r.PathValue("model"), r.PathValue("version"), "", r.Header.Get)
 	var req tritonGenerate
 	if err == nil {
-		err = DecodeBody(w, r, s.opts.MaxBodyBytes, &req)
+		if err = DecodeBody(w, r, s.opts.MaxBodyBytes, &req); err != nil && strings.Contains(err.Error(), "unknown field") {
+			err = fmt.Errorf("%w (the top level holds text_input, max_tokens, stream and id; sampling settings go in parameters)", err)
+		}
 	}
 	var p core.GenParams
 	if err == nil {

@@ -209,6 +209,12 @@ func TestChatAndTritonGenerate(t *testing.T) {
 	if pieces.String() != gen.TextOutput {
 		t.Fatalf("generate_stream %q, generate %q", pieces.String(), gen.TextOutput)
 	}
+	// A sampling setting at the top level is refused, naming it, rather
+	// than dropped for greedy output without a word.
+	r = postJSON(t, url+"/v2/models/tiny-gpt/generate", map[string]any{"text_input": "hello world", "temperature": 1, "id": "7"})
+	if r.status != 400 || !strings.Contains(string(r.body), `unknown field \"temperature\"`) || !strings.Contains(string(r.body), "go in parameters") {
+		t.Fatalf("temperature at the top level: %d %s, want 400 naming it", r.status, r.body)
+	}
 }
 
 // /v1/embeddings answers with the text encoder's own embeddings.
