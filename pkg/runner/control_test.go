@@ -648,3 +648,37 @@ func TestIndexShowsALoadInProgress(t *testing.T) {
 		t.Errorf("after its first request: %+v, want READY", s)
 	}
 }
+
+// Poll mode warns of a fault once, not at every poll while it stays: a
+// folder whose name is no model's, a model whose config.yaml does not
+// read. A model's warning is given again once it read well in between.
+func TestPollWarnsOfAFaultOnce(t *testing.T) {
+	dir := manyModels(t, 2, "isolation: none\n")
+	copyFile(t, filepath.Join(bundled, "mlp", "1", ModelFile), filepath.Join(dir, "bad name!", "1", ModelFile))
+	var log bytes.Buffer
+	repo, err := Open(dir, LoadOptions{Logger: slog.New(slog.NewTextHandler(&log, nil)), Control: Control{Mode: ControlPoll, PollInterval: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	count := func(what string) int { return strings.Count(log.String(), what) }
+	broken, fixed := []byte("isolation: none\nmax_batch_sise: 8\n"), []byte("isolation: none\n")
+	writeFile(t, filepath.Join(dir, "m2", ConfigFile), broken)
+	for range 3 {
+		repo.pollOnce()
+	}
+	if n := count("model folder skipped"); n != 1 {
+		t.Errorf("the misnamed folder: %d warnings after a start and three polls, want 1", n)
+	}
+	if n := count("model not reread"); n != 1 {
+		t.Errorf("the broken config.yaml: %d warnings after three polls, want 1", n)
+	}
+	writeFile(t, filepath.Join(dir, "m2", ConfigFile), fixed)
+	repo.pollOnce()
+	writeFile(t, filepath.Join(dir, "m2", ConfigFile), broken)
+	repo.pollOnce()
+	repo.pollOnce()
+	if n := count("model not reread"); n != 2 {
+		t.Errorf("broken again after reading well: %d warnings in all, want 2", n)
+	}
+}

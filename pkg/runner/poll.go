@@ -2,6 +2,7 @@ package runner
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"path"
@@ -24,9 +25,10 @@ func (r *Repository) poll() { r.ctl.every(r.ctl.PollInterval, r.pollOnce) }
 func (r *Repository) pollOnce() {
 	names, err := r.List()
 	if err != nil {
-		r.log().Warn("repository poll failed", "err", err)
+		r.warnOnce("poll", "repository poll failed", "err", err)
 		return
 	}
+	r.warned.Delete("poll")
 	seen := map[string]bool{}
 	for _, name := range names {
 		seen[name] = true
@@ -62,9 +64,10 @@ func (r *Repository) pollModel(name string) {
 				r.pollModelGone(name)
 				return
 			}
-			r.log().Warn("repository poll: model not reread, what is loaded keeps serving", "model", name, "err", err)
+			r.warnOnce("model "+name, "repository poll: model not reread, what is loaded keeps serving", "model", name, "err", err)
 			return
 		}
+		r.warned.Delete("model " + name)
 	}
 	cfgStamp := r.configStamp(name)
 	r.mu.RLock()
@@ -178,4 +181,15 @@ func (r *Repository) recordConfigs(names []string) {
 	for _, name := range names {
 		r.ctl.configs[name] = r.configStamp(name)
 	}
+}
+
+// warnOnce logs a warning unless key's last one said the same: a poll
+// every second would otherwise repeat a fault's warning for as long as it
+// stays. Deleting key from r.warned lets the next one be logged.
+func (r *Repository) warnOnce(key, msg string, args ...any) {
+	text := fmt.Sprint(append([]any{msg}, args...)...)
+	if prev, loaded := r.warned.Swap(key, text); loaded && prev == text {
+		return
+	}
+	r.log().Warn(msg, args...)
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -45,6 +44,8 @@ type Repository struct {
 
 	mu     sync.RWMutex
 	models map[string]map[int64]*version
+
+	warned sync.Map // key → the text of its last warning (warnOnce)
 }
 
 type version struct {
@@ -146,7 +147,7 @@ func (r *Repository) List() ([]string, error) {
 		if err := ValidModelName(e.Name()); err != nil {
 			// Refused here, so that the name never reaches the index,
 			// metrics or logs raw.
-			slog.Warn("model folder skipped", "repository", r.desc, "err", err)
+			r.warnOnce("folder "+e.Name(), "model folder skipped", "repository", r.desc, "err", err)
 			continue
 		}
 		names = append(names, e.Name())
