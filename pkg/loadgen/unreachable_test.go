@@ -1,8 +1,11 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -19,5 +22,23 @@ func TestUnreachableServerIsSaidSo(t *testing.T) {
 	_, _, _, err = newV2HTTP(context.Background(), V2Options{URL: "http://" + addr, Conns: 1})
 	if err == nil || !strings.Contains(err.Error(), "cannot reach http://"+addr) || !strings.Contains(err.Error(), "is infer serve running there?") || strings.Contains(err.Error(), "--model NAME") {
 		t.Fatalf("no server at %s: %v, want it said that nothing answers", addr, err)
+	}
+}
+
+// A server whose metadata never ends is said to be no inference server,
+// past a bound, rather than read to the end or reported as broken JSON.
+func TestEndlessMetadataIsSaidSo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"name":"`))
+		for i := 0; i < 1<<16 && r.Context().Err() == nil; i++ {
+			if _, err := w.Write(bytes.Repeat([]byte("x"), 1024)); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	_, _, _, err := newV2HTTP(context.Background(), V2Options{URL: srv.URL, Models: []string{"m"}, Conns: 1})
+	if err == nil || !strings.Contains(err.Error(), "over 1024 KiB") {
+		t.Fatalf("endless metadata: %v, want it named as over the bound", err)
 	}
 }

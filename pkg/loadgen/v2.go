@@ -119,7 +119,14 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 			return &unreachableError{server: base.String(), err: err}
 		}
 		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		const limit = 1 << 20 // metadata and an index are kilobytes
+		body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		if err != nil {
+			return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+		}
+		if len(body) > limit {
+			return fmt.Errorf("%s %s: the answer is over %d KiB, more than metadata takes: is %s an inference server?", method, path, limit>>10, base)
+		}
 		if resp.StatusCode != http.StatusOK {
 			var e protocol.Error
 			if json.Unmarshal(body, &e) == nil && e.Error != "" {
@@ -127,7 +134,10 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 			}
 			return fmt.Errorf("%s %s: status %d", method, path, resp.StatusCode)
 		}
-		return json.Unmarshal(body, v)
+		if err := json.Unmarshal(body, v); err != nil {
+			return fmt.Errorf("%s %s: the answer is not the protocol's JSON: %w", method, path, err)
+		}
+		return nil
 	}
 	names := o.Models
 	if len(names) > 0 {
