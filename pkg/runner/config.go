@@ -96,6 +96,9 @@ type Config struct {
 	// output's class labels, one a line (line i+1 labels class i): the
 	// labels of Triton's classification extension (its label_filename).
 	Labels map[string]string `yaml:"labels,omitempty"`
+	// VersionPolicy chooses which version folders are loaded (unset:
+	// all).
+	VersionPolicy VersionPolicy `yaml:"version_policy,omitempty"`
 }
 
 // Block is a block of config.yaml kept as YAML, for the package that

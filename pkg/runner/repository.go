@@ -253,6 +253,9 @@ func (r *Repository) layout(name string) (Config, map[int64]string, error) {
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("read model %q: %w", name, err)
 	}
+	if err := cfg.VersionPolicy.check(); err != nil {
+		return Config{}, nil, fmt.Errorf("read %s: %w", r.where(path.Join(name, ConfigFile)), err)
+	}
 	files := map[int64]string{}
 	for _, e := range entries {
 		v, err := strconv.ParseInt(e.Name(), 10, 64)
@@ -260,6 +263,11 @@ func (r *Repository) layout(name string) (Config, map[int64]string, error) {
 			continue // not a version folder
 		}
 		files[v] = path.Join(e.Name(), ModelFile)
+	}
+	if found := len(files); found > 0 {
+		if files = cfg.VersionPolicy.choose(files); len(files) == 0 {
+			return Config{}, nil, fmt.Errorf("model %q in %s: version_policy %s chooses none of its %d version folders", name, r.desc, cfg.VersionPolicy, found)
+		}
 	}
 	if len(files) == 0 && cfg.composed() {
 		files[1] = "" // a pipeline or router needs no version folder

@@ -3,8 +3,10 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -114,5 +116,55 @@ func TestOpenSingleFile(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(dir, "nothing.onnx"), LoadOptions{}); err == nil || !strings.Contains(err.Error(), "nothing.onnx") {
 		t.Fatalf("missing file: err %v, want it named", err)
+	}
+}
+
+// version_policy chooses the version folders loaded, as Triton's does:
+// the latest N, those named, or all (unset: all); a policy that names
+// what is wrong, or chooses none of the folders, leaves the model
+// UNAVAILABLE with the reason.
+func TestVersionPolicyChoosesTheVersionsLoaded(t *testing.T) {
+	dir := t.TempDir()
+	policies := map[string]string{
+		"latest2":  "version_policy: {latest: {num_versions: 2}}",
+		"specific": "version_policy: {specific: {versions: [1, 3]}}",
+		"all":      "version_policy: {all: {}}",
+		"unset":    "",
+		"zero":     "version_policy: {latest: {num_versions: 0}}",
+		"two":      "version_policy: {latest: {num_versions: 1}, all: {}}",
+		"none":     "version_policy: {specific: {versions: [9]}}",
+	}
+	for name, policy := range policies {
+		for _, v := range []string{"1", "2", "3"} {
+			copyFile(t, filepath.Join(bundled, "mlp", "1", ModelFile), filepath.Join(dir, name, v, ModelFile))
+		}
+		writeFile(t, filepath.Join(dir, name, ConfigFile), []byte("isolation: none\n"+policy+"\n"))
+	}
+	repo, err := Open(dir, LoadOptions{})
+	if repo == nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer repo.Close()
+	loaded := map[string][]int64{}
+	reasons := map[string]string{}
+	for _, s := range repo.Index() {
+		if s.State == StateReady {
+			loaded[s.Name] = append(loaded[s.Name], s.Version)
+		} else {
+			reasons[s.Name] = s.Reason
+		}
+	}
+	for name, want := range map[string][]int64{"latest2": {2, 3}, "specific": {1, 3}, "all": {1, 2, 3}, "unset": {1, 2, 3}} {
+		got := slices.Sorted(slices.Values(loaded[name]))
+		if !slices.Equal(got, want) {
+			t.Errorf("%s (%q): loaded %v, want %v", name, policies[name], got, want)
+		}
+	}
+	for name, want := range map[string]string{
+		"zero": "version_policy.latest.num_versions: 0", "two": "set one of latest, specific and all", "none": "chooses none of its 3 version folders",
+	} {
+		if len(loaded[name]) != 0 || !strings.Contains(reasons[name]+fmt.Sprint(err), want) {
+			t.Errorf("%s: loaded %v, reason %q; want none loaded and the reason to name %q", name, loaded[name], reasons[name], want)
+		}
 	}
 }
