@@ -173,11 +173,13 @@ func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 	var x inference
 	header := func(name string) string { return string(fc.Request.Header.Peek(name)) }
 	length := contentLength(fc)
+	gone := f.gone.watch(fc.Conn(), start)
 	read := func(buf []byte) ([]byte, error) {
-		return readBody(f.body(fc), length, f.api.opts.MaxBodyBytes, buf, f.api.bodies, &x.held)
+		body, err := readBody(f.body(fc), length, f.api.opts.MaxBodyBytes, buf, f.api.bodies, &x.held)
+		gone.bodyRead.Store(err == nil)
+		return body, err
 	}
 	defer func() { f.api.bodies.give(x.held) }()
-	gone := f.gone.watch(fc.Conn(), start)
 	defer gone.end() // before the server reads the connection again, even after a panic
 	res, err := f.api.Infer(gone.ctx, x.call(model, version, start, header, length, read))
 	if err != nil {
@@ -207,6 +209,7 @@ func (f *front) bridge(fc *fasthttp.RequestCtx) {
 		}
 	}
 	gone := f.gone.watch(fc.Conn(), time.Now())
+	gone.bodyRead.Store(true) // read above, whole
 	fc.SetUserValue(goneKey{}, gone)
 	f.bridged(fc)
 	if !gone.handed.Load() { // the adaptor refused the request before the handler

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -90,36 +92,45 @@ type goneWatch struct {
 	watching chan struct{}
 	// stopped is set, under g.mu, once stop has begun.
 	stopped bool
+	// bodyRead is set once the request's body has been read: a deadline
+	// met after it is the body's, and the watch outlives it.
+	bodyRead atomic.Bool
 }
 
 // run peeks at the connection until the client closes it (the context
-// ends), a byte arrives, or stop cuts the wait with a past deadline.
+// ends), a byte arrives, or stop cuts the wait with a past deadline. The
+// body's read deadline, still set on the connection, does not end the
+// watch once the body is read: the wait goes on with none, so that a call
+// running past the read timeout is still watched.
 func (w *goneWatch) run() {
 	defer close(w.watching)
 	rc := rawConn(w.conn)
 	if rc == nil {
 		return
 	}
-	// The body's read deadline would end the wait with the read timeout,
-	// leaving a call that runs past it unwatched: the wait has none,
-	// unless stop has already set its past one.
-	w.g.mu.Lock()
-	stopped := w.stopped
-	if !stopped {
-		_ = w.conn.SetReadDeadline(time.Time{})
-	}
-	w.g.mu.Unlock()
-	if stopped {
-		return
-	}
-	gone := false
-	_ = rc.Read(func(fd uintptr) bool {
-		var wait bool
-		gone, wait = peek(fd)
-		return !wait // nothing yet: wait for the descriptor
-	})
-	if gone {
-		w.cancel()
+	for {
+		gone := false
+		err := rc.Read(func(fd uintptr) bool {
+			var wait bool
+			gone, wait = peek(fd)
+			return !wait // nothing yet: wait for the descriptor
+		})
+		if gone {
+			w.cancel()
+			return
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !w.bodyRead.Load() {
+			return // a byte came, or the body's own read times out
+		}
+		w.g.mu.Lock()
+		stopped := w.stopped
+		if !stopped {
+			_ = w.conn.SetReadDeadline(time.Time{})
+		}
+		w.g.mu.Unlock()
+		if stopped {
+			return
+		}
 	}
 }
 
