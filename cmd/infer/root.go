@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agnivade/levenshtein"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/infer-serving/infer"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -57,6 +59,7 @@ written are --out FILE (or a flag named for the format, such as --csv).`,
 		},
 	}
 	root.SetVersionTemplate("infer {{.Version}}\n")
+	root.SetFlagErrorFunc(flagError)
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
 	versionCmd, models, serve := newVersionCmd(g), newModelsCmd(g), newServeCmd(g)
@@ -67,6 +70,24 @@ written are --out FILE (or a flag named for the format, such as --csv).`,
 		addRuntimeFlag(c, g)
 	}
 	return root
+}
+
+// flagError is every command's answer to a flag it cannot parse: an
+// unknown flag names the closest one the command has, and every flag
+// error where the flags are listed.
+func flagError(cmd *cobra.Command, err error) error {
+	if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
+		best, dist := "", 3 // at most two edits away
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if d := levenshtein.ComputeDistance(name, f.Name); d < dist && !f.Hidden {
+				best, dist = f.Name, d
+			}
+		})
+		if best != "" {
+			return fmt.Errorf("%w (did you mean --%s? see %s --help)", err, best, cmd.CommandPath())
+		}
+	}
+	return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
 }
 
 // quietLogs annotates a command whose output is its answer (a listing, a
@@ -101,15 +122,23 @@ type repoOptions struct {
 	control runner.Control
 }
 
-// openRepositoryWith opens a repository as openRepository does, with ro.
-func openRepositoryWith(g *globalOptions, path string, ro repoOptions, w io.Writer) (*runner.Repository, error) {
+// check names a device or isolation flag that is wrong.
+func (ro repoOptions) check() error {
 	if ro.device != "" {
 		if _, err := runner.ParseDevice(ro.device); err != nil {
-			return nil, fmt.Errorf("--device: %w", err)
+			return fmt.Errorf("--device: %w", err)
 		}
 	}
 	if ro.isolation != "" && ro.isolation != runner.IsolationProcess && ro.isolation != runner.IsolationNone {
-		return nil, fmt.Errorf("--isolation %q: want %s or %s", ro.isolation, runner.IsolationProcess, runner.IsolationNone)
+		return fmt.Errorf("--isolation %q: want %s or %s", ro.isolation, runner.IsolationProcess, runner.IsolationNone)
+	}
+	return nil
+}
+
+// openRepositoryWith opens a repository as openRepository does, with ro.
+func openRepositoryWith(g *globalOptions, path string, ro repoOptions, w io.Writer) (*runner.Repository, error) {
+	if err := ro.check(); err != nil {
+		return nil, err
 	}
 	if _, err := runner.InitRuntime(g.onnxRuntimeLib); err != nil {
 		return nil, err

@@ -206,14 +206,18 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	if err != nil {
 		return err
 	}
+	ro := repoOptions{device: o.device, isolation: o.isolation,
+		loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl || ctl.Mode == runner.ControlOnDemand,
+		control: ctl}
+	if err := ro.check(); err != nil { // a wrong flag is named before any port is looked at
+		return err
+	}
 	if err := portsFree(o.listeners()); err != nil {
 		return err
 	}
 	defer gcfloor.Hold(gcfloor.DefaultFloor)() // the live heap is small: see gcfloor
 	repo, err := openInterruptibly(ctx, func() (*runner.Repository, error) {
-		return openRepositoryWith(g, o.path, repoOptions{device: o.device, isolation: o.isolation,
-			loadTimeout: o.modelLoadTimeout, stateDir: o.stateDir, strict: o.strictModelControl, allowNone: !o.strictModelControl || ctl.Mode == runner.ControlOnDemand,
-			control: ctl}, stderr)
+		return openRepositoryWith(g, o.path, ro, stderr)
 	})
 	if err != nil {
 		return err

@@ -265,7 +265,9 @@ func TestServeDevice(t *testing.T) {
 	if err == nil || !strings.Contains(out, "cuda:0") || !strings.Contains(err.Error(), "no model could be loaded") {
 		t.Fatalf("models run --device cuda:0 on a CPU runtime: %v\n%s", err, out)
 	}
-	out, err = run(t, "serve", filepath.Join(dir, "mlp.onnx"), "--device", "cuda:0", "--strict-model-control")
+	port := strconv.Itoa(freePorts(t, 1)[0]) // not the default ports, which another server may hold
+	out, err = run(t, "serve", filepath.Join(dir, "mlp.onnx"), "--device", "cuda:0", "--strict-model-control",
+		"--host", "127.0.0.1", "--http-port", port, "--grpc-port", "0", "--metrics-port", "0", "--admin-port", "0")
 	if err == nil || !strings.Contains(err.Error(), "--strict-model-control") || !strings.Contains(err.Error(), "cuda:0") {
 		t.Fatalf("serve --strict-model-control --device cuda:0 on a CPU runtime: %v\n%s", err, out)
 	}
@@ -510,5 +512,22 @@ func TestHangupDrains(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("after SIGHUP: %v, want exit 0\n%s", err, logs.String())
+	}
+}
+
+// A mistyped flag names the closest one the command has and where its
+// flags are listed; one like no flag at all says where to look.
+func TestUnknownFlagSuggestsTheClosest(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--htp-port", "18110"}, "unknown flag: --htp-port (did you mean --http-port? see infer serve --help)"},
+		{[]string{"bench", "--qpss", "5"}, "unknown flag: --qpss (did you mean --qps? see infer bench --help)"},
+		{[]string{"serve", "--zzzzzz"}, "unknown flag: --zzzzzz (see infer serve --help)"},
+	} {
+		if _, err := run(t, c.args...); err == nil || err.Error() != c.want {
+			t.Errorf("infer %v: %v, want %q", c.args, err, c.want)
+		}
 	}
 }
