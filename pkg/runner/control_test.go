@@ -34,6 +34,18 @@ func manyModels(t *testing.T, n int, config string) string {
 	return dir
 }
 
+// versionSize is what one version of dir's m1 measures loaded.
+func versionSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	probe, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	_, size := loadedNow(probe)
+	return size
+}
+
 // events records a repository's control events.
 type events struct {
 	mu  sync.Mutex
@@ -147,12 +159,7 @@ func TestOnDemandEvictsLeastRecentlyUsedWithinBudget(t *testing.T) {
 // estimated at under a megabyte, to several times the budget).
 func TestOnDemandColdWaveStaysWithinBudget(t *testing.T) {
 	dir := manyModels(t, 6, "")
-	probe, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, size := loadedNow(probe)
-	probe.Close()
+	size := versionSize(t, dir)
 	budget := size * 5 / 2
 	repo, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, MemoryBudget: budget, BudgetWait: 100 * time.Millisecond}})
 	if err != nil {
@@ -185,12 +192,7 @@ func TestOnDemandColdWaveStaysWithinBudget(t *testing.T) {
 // version is free.
 func TestOnDemandRefusesWhenNothingCanBeEvicted(t *testing.T) {
 	dir := manyModels(t, 3, "")
-	probe, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, size := loadedNow(probe)
-	probe.Close()
+	size := versionSize(t, dir)
 
 	repo, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, MemoryBudget: size * 5 / 2, BudgetWait: 100 * time.Millisecond}})
 	if err != nil {
@@ -555,12 +557,7 @@ func TestOnDemandRetriesFailedWarmAndAdminLoads(t *testing.T) {
 // is refused at once, with no retry hint: no wait would make room.
 func TestOnDemandRefusesAtOnceWhenPinnedVersionsFillTheBudget(t *testing.T) {
 	dir := manyModels(t, 3, "") // hosts: each measured by its own memory
-	probe, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, size := loadedNow(probe)
-	probe.Close()
+	size := versionSize(t, dir)
 	repo, err := Open(dir, LoadOptions{Control: Control{Mode: ControlOnDemand, Warm: []string{"m1", "m2"}, MemoryBudget: size*2 + size/10, BudgetWait: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
