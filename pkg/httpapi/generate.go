@@ -188,13 +188,20 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, e
 	defer gen.Cancel()
 	meta := m.Metadata()
 	version := strconv.FormatInt(meta.Version, 10)
+	answer := func(text string) map[string]any { // echoing the id, as an infer response does
+		a := map[string]any{"model_name": meta.Name, "model_version": version, "text_output": text}
+		if req.ID != "" {
+			a["id"] = req.ID
+		}
+		return a
+	}
 	if !stream {
 		if err := gen.Drain(); err != nil {
 			s.fail(w, err)
 			return m, err
 		}
 		w.Header().Set("Server-Timing", gen.ServerTiming())
-		WriteJSON(w, http.StatusOK, map[string]any{"model_name": meta.Name, "model_version": version, "text_output": gen.Text})
+		WriteJSON(w, http.StatusOK, answer(gen.Text))
 		return m, nil
 	}
 	w.Header().Set("Trailer", "Server-Timing") // known only at the end
@@ -206,7 +213,7 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, e
 			return m, err
 		}
 		if delta != "" || done {
-			ev := map[string]any{"model_name": meta.Name, "model_version": version, "text_output": delta}
+			ev := answer(delta)
 			if done {
 				ev["finish_reason"] = gen.Finish
 			}

@@ -209,6 +209,12 @@ func TestChatAndTritonGenerate(t *testing.T) {
 	if pieces.String() != gen.TextOutput {
 		t.Fatalf("generate_stream %q, generate %q", pieces.String(), gen.TextOutput)
 	}
+	// The request's id is echoed, as an infer response echoes it.
+	r = postJSON(t, url+"/v2/models/tiny-gpt/generate", map[string]any{"text_input": "hello world", "id": "req-7", "parameters": map[string]any{"max_tokens": 2}})
+	var withID struct{ ID string }
+	if r.status != 200 || json.Unmarshal(r.body, &withID) != nil || withID.ID != "req-7" {
+		t.Fatalf("generate with an id: %d %s, want the id echoed", r.status, r.body)
+	}
 	// A sampling setting at the top level is refused, naming it, rather
 	// than dropped for greedy output without a word.
 	r = postJSON(t, url+"/v2/models/tiny-gpt/generate", map[string]any{"text_input": "hello world", "temperature": 1, "id": "7"})
