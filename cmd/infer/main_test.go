@@ -69,8 +69,12 @@ func TestModelsRunReportsBrokenModels(t *testing.T) {
 	if _, err := run(t, "models", "run", filepath.Join(dir, "absent")); err == nil || !strings.Contains(err.Error(), "absent") {
 		t.Fatalf("missing path: err %v", err)
 	}
-	if _, err := run(t, "models", "run", "--model", "nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
-		t.Fatalf("unknown --model: err %v", err)
+	if _, err := run(t, "models", "run", "--model", "nope"); err == nil || !strings.Contains(err.Error(), `--model: model not found: "nope"`) || !strings.Contains(err.Error(), "mlp, multi-io") {
+		t.Fatalf("unknown --model: err %v, want it named and the models held listed", err)
+	}
+	// --model loads that model alone.
+	if out, err := run(t, "models", "run", "--model", "fixed-shape", "--requests", "2"); err != nil || !strings.Contains(out, "fixed-shape (version 1") || strings.Contains(out, "model=mlp version") {
+		t.Fatalf("--model fixed-shape: %v\n%s", err, out)
 	}
 	if _, err := run(t, "models", "run", "--requests", "0"); err == nil || !strings.Contains(err.Error(), "--requests") {
 		t.Fatalf("--requests 0: err %v", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -232,7 +233,16 @@ sizes that formed and the queue and infer phases.`,
 			if o.requests < 1 || o.concurrency < 1 {
 				return fmt.Errorf("--requests and --concurrency must be at least 1 (got %d and %d)", o.requests, o.concurrency)
 			}
-			repo, err := openRepositoryWith(g, firstArg(args), repoOptions{device: o.device}, cmd.ErrOrStderr())
+			ro := repoOptions{device: o.device}
+			if o.model != "" {
+				// That model alone loads: a name the repository does not
+				// hold is refused at once, listing those it does.
+				ro.control = runner.Control{Mode: runner.ControlOnDemand, Warm: []string{o.model}}
+			}
+			repo, err := openRepositoryWith(g, firstArg(args), ro, cmd.ErrOrStderr())
+			if errors.Is(err, runner.ErrModelNotFound) {
+				return fmt.Errorf("--model: %w", err)
+			}
 			if err != nil {
 				return err
 			}

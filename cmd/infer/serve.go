@@ -219,6 +219,9 @@ func runServe(ctx context.Context, g *globalOptions, o serveOptions, stderr io.W
 	repo, err := openInterruptibly(ctx, func() (*runner.Repository, error) {
 		return openRepositoryWith(g, o.path, ro, stderr)
 	})
+	if errors.Is(err, runner.ErrModelNotFound) && len(o.loadModels) > 0 {
+		return fmt.Errorf("--load-model: %w", err)
+	}
 	if err != nil {
 		return err
 	}

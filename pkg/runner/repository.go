@@ -123,7 +123,7 @@ func OpenFS(fsys fs.FS, desc string, opts LoadOptions) (*Repository, error) {
 			continue
 		}
 		if !slices.Contains(names, w) {
-			return nil, fmt.Errorf("%w: %q, named to load at start (--load-model), is not in the repository %s, which holds %s", ErrModelNotFound, w, desc, strings.Join(names, ", "))
+			return nil, fmt.Errorf("%w: %q, named to load at start, is not in the repository %s, which holds %s", ErrModelNotFound, w, desc, strings.Join(names, ", "))
 		}
 	}
 	return r, r.start(names)
