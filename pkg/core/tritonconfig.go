@@ -29,6 +29,7 @@ func TritonModelConfig(m *runner.Model) *inferencepb.ModelConfig {
 	mbs := *cfg.MaxBatchSize
 	pc := &inferencepb.ModelConfig{
 		Name: meta.Name, Platform: meta.Platform, Backend: "onnxruntime", MaxBatchSize: int32(mbs),
+		VersionPolicy: tritonVersionPolicy(cfg.VersionPolicy),
 	}
 	for _, t := range meta.Inputs {
 		dims, reshape := tritonDims(t.Shape, mbs > 0)
@@ -61,6 +62,21 @@ func TritonModelConfig(m *runner.Model) *inferencepb.ModelConfig {
 		pc.SchedulingChoice = &inferencepb.ModelConfig_DynamicBatching{DynamicBatching: b}
 	}
 	return pc
+}
+
+// tritonVersionPolicy is p as Triton's configuration writes it; unset,
+// it is all (infer loads every version folder, where Triton's default
+// is the latest one).
+func tritonVersionPolicy(p runner.VersionPolicy) *inferencepb.ModelVersionPolicy {
+	switch {
+	case p.Latest != nil:
+		return &inferencepb.ModelVersionPolicy{PolicyChoice: &inferencepb.ModelVersionPolicy_Latest_{
+			Latest: &inferencepb.ModelVersionPolicy_Latest{NumVersions: uint32(p.Latest.NumVersions)}}}
+	case p.Specific != nil:
+		return &inferencepb.ModelVersionPolicy{PolicyChoice: &inferencepb.ModelVersionPolicy_Specific_{
+			Specific: &inferencepb.ModelVersionPolicy_Specific{Versions: p.Specific.Versions}}}
+	}
+	return &inferencepb.ModelVersionPolicy{PolicyChoice: &inferencepb.ModelVersionPolicy_All_{All: &inferencepb.ModelVersionPolicy_All{}}}
 }
 
 // tritonDims returns a tensor's dims as Triton declares them: without the

@@ -54,6 +54,9 @@ func TestTritonModelConfigAgreesOverHTTPAndGRPC(t *testing.T) {
 		if pc.Name != m.Name || pc.Platform != "onnxruntime_onnx" || pc.Backend != "onnxruntime" || len(pc.Input) == 0 || len(pc.Output) == 0 {
 			t.Errorf("%s: %v", m.Name, pc)
 		}
+		if pc.GetVersionPolicy().GetAll() == nil { // every version folder loads, where none is set
+			t.Errorf("%s: version policy %v, want all", m.Name, pc.GetVersionPolicy())
+		}
 		meta, err := c.ModelMetadata(ctx, &inferencepb.ModelMetadataRequest{Name: m.Name})
 		if err != nil {
 			t.Fatal(err)
