@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -185,15 +186,12 @@ func (d *natsDelivery) Answered(context.Context) (bool, error) { return false, n
 func (d *natsDelivery) Ack(ctx context.Context) error { return d.m.DoubleAck(ctx) }
 
 func (d *natsDelivery) Answer(ctx context.Context, r *Reply) error {
-	if why := d.badReplyTo(); why != "" {
+	if d.badReplyTo() != "" {
 		// No answer can be published there, now or on a redelivery: the
 		// request is dead-lettered with the reason rather than redelivered
 		// for good (an invalid subject) or answered into a requests
 		// stream (queued again as a request).
-		if err := d.deadLetterOnly(ctx, fmt.Sprintf("%s (the answer had status %d)", why, r.Status)); err != nil {
-			return err
-		}
-		return d.m.Term()
+		return d.DeadLetter(ctx, r, fmt.Sprintf("the answer had status %d", r.Status))
 	}
 	if err := d.publish(ctx, d.replyTo(), d.ID(), r); err != nil {
 		return err
@@ -258,29 +256,12 @@ func (d *natsDelivery) badReplyTo() string {
 	switch {
 	case to == "":
 		return ""
-	case !publishable(to):
+	case !server.IsValidPublishSubject(to):
 		return fmt.Sprintf("%s %q is not a subject an answer can be published to (want tokens separated by dots, no spaces or wildcards)", HeaderReplyTo, to)
 	case strings.HasPrefix(to, RequestsPrefix):
 		return fmt.Sprintf("%s %q is a requests subject: the answer would be queued as a request", HeaderReplyTo, to)
 	}
 	return ""
-}
-
-// publishable reports whether subject is one a message can be published
-// to: non-empty tokens separated by dots, none a wildcard ("*", ">"), no
-// white space or control characters (the NATS protocol's rule).
-func publishable(subject string) bool {
-	for tok := range strings.SplitSeq(subject, ".") {
-		if tok == "" || tok == "*" || tok == ">" {
-			return false
-		}
-		for _, c := range []byte(tok) {
-			if c <= ' ' || c == 0x7f {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // publish sends r to subject: through JetStream, deduplicated by id and

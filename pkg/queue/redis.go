@@ -225,34 +225,31 @@ func (d *redisDelivery) Answer(ctx context.Context, r *Reply) error {
 	if to == "" {
 		to = redisKey(ResultsPrefix + d.c.model)
 	}
-	if why := d.badReplyTo(); why != "" {
-		if err := d.deadLetterOnly(ctx, fmt.Sprintf("%s (the answer had status %d)", why, r.Status)); err != nil {
-			return err
+	why := d.badReplyTo()
+	if why == "" {
+		args := []any{Group, d.id, d.c.b.s.Duplicates.Milliseconds(), resultsMaxLen,
+			HeaderStatus, strconv.Itoa(r.Status), HeaderRequestID, d.ID()}
+		for k, v := range r.Header {
+			args = append(args, k, v)
 		}
-		return d.Ack(ctx)
-	}
-	args := []any{Group, d.id, d.c.b.s.Duplicates.Milliseconds(), resultsMaxLen,
-		HeaderStatus, strconv.Itoa(r.Status), HeaderRequestID, d.ID()}
-	for k, v := range r.Header {
-		args = append(args, k, v)
-	}
-	args = append(args, BodyField, r.Body)
-	t, err := answerScript.Run(ctx, d.c.b.rdb, []string{DoneKeyPrefix + d.ID(), to, d.c.stream}, args...).Text()
-	if err != nil {
-		return fmt.Errorf("publish result %s to %s: %w", d.ID(), to, err)
-	}
-	if t != "stream" {
-		// No answer can be published there, now or on a redelivery: the
-		// request goes to the dead-letter stream with the reason, and is
-		// acknowledged, rather than retried until it is taken for a
-		// duplicate and lost.
-		why := fmt.Sprintf("%s %q holds a %s, not a stream: the answer (status %d) cannot be published there", HeaderReplyTo, to, t, r.Status)
-		if err := d.deadLetterOnly(ctx, why); err != nil {
-			return err
+		args = append(args, BodyField, r.Body)
+		t, err := answerScript.Run(ctx, d.c.b.rdb, []string{DoneKeyPrefix + d.ID(), to, d.c.stream}, args...).Text()
+		if err != nil {
+			return fmt.Errorf("publish result %s to %s: %w", d.ID(), to, err)
 		}
-		return d.Ack(ctx)
+		if t == "stream" {
+			return nil
+		}
+		why = fmt.Sprintf("%s %q holds a %s, not a stream", HeaderReplyTo, to, t)
 	}
-	return nil
+	// No answer can be published there, now or on a redelivery: the
+	// request goes to the dead-letter stream with the reason, and is
+	// acknowledged, rather than retried until it is taken for a duplicate
+	// and lost.
+	if err := d.deadLetterOnly(ctx, fmt.Sprintf("%s: the answer (status %d) cannot be published there", why, r.Status)); err != nil {
+		return err
+	}
+	return d.Ack(ctx)
 }
 
 // Retry implements Delivery: the entry stays pending, its idle time set
