@@ -237,24 +237,6 @@ type Scraper struct {
 // model versions writes a few megabytes.
 const DefaultMaxScrapeBytes = 64 << 20
 
-var errPageTooLarge = errors.New("the page is over the bound on its size")
-
-// capped reads at most left bytes of r, then fails.
-type capped struct {
-	r    io.Reader
-	left int64
-}
-
-func (c *capped) Read(p []byte) (int, error) {
-	if c.left <= 0 {
-		return 0, errPageTooLarge
-	}
-	p = p[:min(int64(len(p)), c.left)]
-	n, err := c.r.Read(p)
-	c.left -= int64(n)
-	return n, err
-}
-
 // Scrape reads the server's /metrics now.
 func (sc Scraper) Scrape(ctx context.Context) (Sample, error) {
 	base := sc.Metrics
@@ -284,9 +266,9 @@ func (sc Scraper) Scrape(ctx context.Context) (Sample, error) {
 	if limit <= 0 {
 		limit = DefaultMaxScrapeBytes
 	}
-	s, err := Parse(&capped{r: resp.Body, left: limit}, sc.Server, at)
-	if err != nil && errors.Is(err, errPageTooLarge) {
-		err = fmt.Errorf("over %d bytes: %w", limit, err)
+	s, err := Parse(http.MaxBytesReader(nil, resp.Body, limit), sc.Server, at)
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+		err = fmt.Errorf("the page is over %d bytes, the bound on its size", limit)
 	}
 	if err != nil {
 		return Sample{}, fmt.Errorf("scrape %s: %w", url, err)
