@@ -11,13 +11,8 @@ import (
 // writes its own: latest, specific (versions as JSON numbers), or all when
 // none is set.
 func TestTritonVersionPolicy(t *testing.T) {
-	var latest, specific runner.VersionPolicy
-	latest.Latest = &struct {
-		NumVersions int `yaml:"num_versions"`
-	}{NumVersions: 2}
-	specific.Specific = &struct {
-		Versions []int64 `yaml:"versions"`
-	}{Versions: []int64{1, 3}}
+	latest := runner.VersionPolicy{Latest: &runner.LatestVersions{NumVersions: 2}}
+	specific := runner.VersionPolicy{Specific: &runner.SpecificVersions{Versions: []int64{1, 3}}}
 	for _, c := range []struct {
 		p    runner.VersionPolicy
 		want string

@@ -13,13 +13,19 @@ import (
 // one): traffic policies and rollouts move traffic between loaded
 // versions.
 type VersionPolicy struct {
-	Latest *struct {
-		NumVersions int `yaml:"num_versions"`
-	} `yaml:"latest,omitempty"`
-	Specific *struct {
-		Versions []int64 `yaml:"versions"`
-	} `yaml:"specific,omitempty"`
-	All *struct{} `yaml:"all,omitempty"`
+	Latest   *LatestVersions   `yaml:"latest,omitempty"`
+	Specific *SpecificVersions `yaml:"specific,omitempty"`
+	All      *struct{}         `yaml:"all,omitempty"`
+}
+
+// LatestVersions loads the NumVersions highest-numbered versions.
+type LatestVersions struct {
+	NumVersions int `yaml:"num_versions"`
+}
+
+// SpecificVersions loads the versions named.
+type SpecificVersions struct {
+	Versions []int64 `yaml:"versions"`
 }
 
 // maxLatestVersions bounds latest.num_versions: each version loaded is a
@@ -54,27 +60,23 @@ func (p VersionPolicy) check() error {
 
 // choose keeps the versions of files the policy loads.
 func (p VersionPolicy) choose(files map[int64]string) map[int64]string {
+	var keep []int64
 	switch {
 	case p.Latest != nil:
 		versions := slices.Sorted(maps.Keys(files))
-		keep := versions[max(len(versions)-p.Latest.NumVersions, 0):]
-		return maps.Collect(func(yield func(int64, string) bool) {
-			for _, v := range keep {
-				if !yield(v, files[v]) {
-					return
-				}
-			}
-		})
+		keep = versions[max(len(versions)-p.Latest.NumVersions, 0):]
 	case p.Specific != nil:
-		out := map[int64]string{}
-		for _, v := range p.Specific.Versions {
-			if f, ok := files[v]; ok {
-				out[v] = f
-			}
-		}
-		return out
+		keep = p.Specific.Versions
+	default:
+		return files
 	}
-	return files
+	out := map[int64]string{}
+	for _, v := range keep {
+		if f, ok := files[v]; ok {
+			out[v] = f
+		}
+	}
+	return out
 }
 
 // String describes p as config.yaml writes it.
