@@ -104,52 +104,72 @@ type tritonGenerate struct {
 func (t tritonGenerate) params() (core.GenParams, error) {
 	p := core.GenParams{Prompt: t.TextInput, MaxTokens: t.MaxTokens}
 	for k, v := range t.Parameters {
-		num, isNum := v.(float64)
+		var n float64
+		var err error
 		switch k {
-		case "max_tokens", "top_k", "seed", "random_seed":
-			seed := k == "seed" || k == "random_seed"
-			if !isNum || num != math.Trunc(num) || math.Abs(num) >= 1<<63 || seed && num < 0 {
-				want := "a whole number (64 bits)"
-				if seed {
-					want = "a whole number of 0 or more (64 bits)"
-				}
-				return p, fmt.Errorf("%w: parameter %q: %s, want %s", runner.ErrInvalidInput, k, protocol.Clip(fmt.Sprint(v)), want)
-			}
-			switch k {
-			case "max_tokens":
-				p.MaxTokens = int(num)
-			case "top_k":
-				p.TopK = int(num)
-			default:
-				p.Seed, p.Seeded = uint64(num), true
-			}
-		case "temperature", "top_p":
-			if !isNum {
-				return p, fmt.Errorf("%w: parameter %q: want a number", runner.ErrInvalidInput, k)
-			}
-			if k == "temperature" {
-				p.Temperature = num
-			} else {
-				p.TopP = num
-			}
+		case "max_tokens":
+			n, err = wholeParam(k, v, false)
+			p.MaxTokens = int(n)
+		case "top_k":
+			n, err = wholeParam(k, v, false)
+			p.TopK = int(n)
+		case "seed", "random_seed":
+			n, err = wholeParam(k, v, true)
+			p.Seed, p.Seeded = uint64(n), true
+		case "temperature":
+			p.Temperature, err = numberParam(k, v)
+		case "top_p":
+			p.TopP, err = numberParam(k, v)
 		case "stop":
-			switch s := v.(type) {
-			case string:
-				p.Stop = []string{s}
-			case []any:
-				for _, x := range s {
-					str, ok := x.(string)
-					if !ok {
-						return p, fmt.Errorf("%w: parameter \"stop\": want a string or a list of strings", runner.ErrInvalidInput)
-					}
-					p.Stop = append(p.Stop, str)
-				}
-			default:
-				return p, fmt.Errorf("%w: parameter \"stop\": want a string or a list of strings", runner.ErrInvalidInput)
-			}
+			p.Stop, err = stopParam(v)
+		}
+		if err != nil {
+			return p, err
 		}
 	}
 	return p, nil
+}
+
+// numberParam reads parameter k as a number.
+func numberParam(k string, v any) (float64, error) {
+	if num, ok := v.(float64); ok {
+		return num, nil
+	}
+	return 0, fmt.Errorf("%w: parameter %q: want a number", runner.ErrInvalidInput, k)
+}
+
+// wholeParam reads parameter k as a whole number of 64 bits, of 0 or more
+// when unsigned.
+func wholeParam(k string, v any, unsigned bool) (float64, error) {
+	if num, ok := v.(float64); ok && num == math.Trunc(num) && math.Abs(num) < 1<<63 && !(unsigned && num < 0) {
+		return num, nil
+	}
+	want := "a whole number (64 bits)"
+	if unsigned {
+		want = "a whole number of 0 or more (64 bits)"
+	}
+	return 0, fmt.Errorf("%w: parameter %q: %s, want %s", runner.ErrInvalidInput, k, protocol.Clip(fmt.Sprint(v)), want)
+}
+
+// stopParam reads the stop parameter: a string or a list of strings.
+func stopParam(v any) ([]string, error) {
+	switch s := v.(type) {
+	case string:
+		return []string{s}, nil
+	case []any:
+		stops := make([]string, 0, len(s))
+		for _, x := range s {
+			str, ok := x.(string)
+			if !ok {
+				break
+			}
+			stops = append(stops, str)
+		}
+		if len(stops) == len(s) {
+			return stops, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: parameter \"stop\": want a string or a list of strings", runner.ErrInvalidInput)
 }
 
 // serveGenerate answers Triton's generate extension, whole or streamed,
