@@ -21,9 +21,7 @@ func (s *API) serveModelConfig(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
+	WriteJSONBody(w, http.StatusOK, body)
 }
 
 // serveInferConfig returns infer's own configuration in effect for a

@@ -74,6 +74,11 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status, body = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
 	}
+	WriteJSONBody(w, status, body)
+}
+
+// WriteJSONBody answers body, JSON already encoded, with status.
+func WriteJSONBody(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/httpapi"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -106,9 +107,7 @@ func (s *API) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Server-Timing", string(res.Timing.AppendServerTiming(nil)))
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	httpapi.WriteJSONBody(w, http.StatusOK, body)
 }
 
 // embeddingsBody is the answer for embeddings, one row of out a text.
