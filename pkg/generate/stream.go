@@ -88,8 +88,17 @@ func (s *Stream) All() iter.Seq[Token] {
 }
 
 // send queues tok; last marks the end of the stream. Neither waits.
+// When the list is full and its taken half is the larger, the unread
+// tokens move to its front instead of the list growing: a reader that
+// stays a few tokens behind holds a list of a few tokens, not one of
+// every token made.
 func (s *Stream) send(tok Token, last bool) {
 	s.mu.Lock()
+	if len(s.queue) == cap(s.queue) && s.head >= len(s.queue)/2 && s.head > 0 {
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue, s.head = s.queue[:n], 0
+	}
 	s.queue = append(s.queue, tok)
 	s.closed = last
 	s.mu.Unlock()

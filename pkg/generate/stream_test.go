@@ -52,6 +52,36 @@ func TestStreamNeverWaitsForItsReader(t *testing.T) {
 	wg.Wait()
 }
 
+// TestStreamKeepsWhatIsUnread has a reader that stays a few tokens
+// behind for a long sequence: the list holds about what is unread, not
+// every token made (it grew with the sequence when it was only reused
+// once the reader caught up, which such a reader never does).
+func TestStreamKeepsWhatIsUnread(t *testing.T) {
+	const n, behind = 100_000, 5
+	s := newStream()
+	for i := range n {
+		s.send(Token{Index: i}, i == n-1)
+		if i < behind {
+			continue
+		}
+		tok, ok := s.Next()
+		if !ok || tok.Index != i-behind {
+			t.Fatalf("after sending %d: got token %d (%v), want %d", i, tok.Index, ok, i-behind)
+		}
+		if c := cap(s.queue); c > 64 {
+			t.Fatalf("after sending %d with %d unread: the list holds %d tokens", i, len(s.queue)-s.head, c)
+		}
+	}
+	for i := n - behind; i < n; i++ {
+		if tok, ok := s.Next(); !ok || tok.Index != i {
+			t.Fatalf("draining: got token %d (%v), want %d", tok.Index, ok, i)
+		}
+	}
+	if _, ok := s.Next(); ok {
+		t.Fatal("a token after the last")
+	}
+}
+
 // TestGenerateReservesNothingForMaxTokens asks for four million tokens:
 // the sequence's stream must not be sized for them up front (it was a
 // buffered channel of max tokens, ~400 MB for this request, allocated
