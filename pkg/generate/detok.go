@@ -32,6 +32,21 @@ func newDetokenizer(decode func([]int64) string, prompt []int64) *detokenizer {
 		prefix: max(len(prompt)-detokenizerWindow, 0), read: len(prompt)}
 }
 
+// peek returns the text add(id) would return now, adding nothing: what
+// an alternative to the next token would have added to the text.
+func (d *detokenizer) peek(id int64) string {
+	window := append(d.ids[d.prefix:len(d.ids):len(d.ids)], id)
+	before := d.decode(d.ids[d.prefix:d.read])
+	after := d.decode(window)
+	if len(after) <= len(before) || !strings.HasPrefix(after, before) {
+		return ""
+	}
+	if r, _ := utf8.DecodeLastRuneInString(after); r == utf8.RuneError {
+		return ""
+	}
+	return after[len(before):]
+}
+
 // add appends a token and returns the text it completes: "" while it only
 // starts a character (a byte-level token's partial UTF-8 decodes to
 // U+FFFD) or has no text (a special token); what it held back comes with

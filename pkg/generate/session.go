@@ -224,11 +224,17 @@ func (s *Session) Next() (delta string, done bool, err error) {
 	}
 	s.ids = append(s.ids, tok.ID)
 	began := time.Now()
+	var lp TokenLogprobs
+	if s.p.Logprobs {
+		lp = s.logprobs(tok)
+	}
 	if tok.Finish != "stop" { // the end of sequence token has no text
-		s.text += s.detok.add(tok.ID)
+		piece := s.detok.add(tok.ID)
+		s.text += piece
+		lp.Token = piece
 	}
 	if s.p.Logprobs {
-		s.Logprobs = append(s.Logprobs, s.logprobs(tok))
+		s.Logprobs = append(s.Logprobs, lp)
 	}
 	s.decoded += time.Since(began)
 	if end, found := s.stops.cut(s.text); found {
@@ -251,11 +257,15 @@ func (s *Session) Next() (delta string, done bool, err error) {
 	return delta, false, nil
 }
 
-// logprobs reads a token's log-probabilities.
+// logprobs reads a token's log-probabilities, before the token is added
+// to the text. Each alternative's text is what it would have added to
+// the text there (its spacing included, as the chosen token's is): the
+// chosen token's text, which Next sets, is what it added, so that the
+// tokens' texts joined are the output's text, as OpenAI's are.
 func (s *Session) logprobs(tok Token) TokenLogprobs {
-	out := TokenLogprobs{Token: s.g.Decode([]int64{tok.ID}), Logprob: tok.Logprob}
+	out := TokenLogprobs{Logprob: tok.Logprob}
 	for _, a := range tok.Top {
-		out.Top = append(out.Top, Alternative{Token: s.g.Decode([]int64{a.ID}), Logprob: a.Logprob})
+		out.Top = append(out.Top, Alternative{Token: s.detok.peek(a.ID), Logprob: a.Logprob})
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/core"
@@ -31,6 +32,10 @@ type choice struct {
 	index  int
 	prompt int    // index of its prompt
 	echo   string // the prompt's text, when echoed
+	// offset is the text's length in characters before the next token
+	// whose log-probabilities are rendered (the completions shape's
+	// text_offset): the echoed prompt's, then each token's as rendered.
+	offset int
 }
 
 // reply holds what one response says, however it is sent.
@@ -127,6 +132,7 @@ func (s *API) start(ctx context.Context, m *runner.Model, pl plan) ([]*choice, e
 				if p.PromptIDs != nil {
 					c.echo = g.PromptText()
 				}
+				c.offset = utf8.RuneCountInString(c.echo)
 			}
 			all = append(all, c)
 		}
@@ -266,7 +272,7 @@ func (rp reply) choice(c *choice, text string, lp []generate.TokenLogprobs, fini
 		out["delta"] = map[string]any{"content": text}
 	}
 	if rp.logprobs {
-		out["logprobs"] = rp.renderLogprobs(lp, len(c.echo))
+		out["logprobs"] = rp.renderLogprobs(lp, &c.offset)
 	}
 	return out
 }
@@ -274,8 +280,10 @@ func (rp reply) choice(c *choice, text string, lp []generate.TokenLogprobs, fini
 // renderLogprobs gives tokens' log-probabilities in the chat shape
 // ({content: [{token, logprob, bytes, top_logprobs}]}) or the completions
 // one (parallel lists, top_logprobs as token → log-probability maps, and
-// each token's offset in the text, which starts after offset bytes).
-func (rp reply) renderLogprobs(lp []generate.TokenLogprobs, offset int) any {
+// each token's offset in the text, in characters as OpenAI counts them,
+// from *offset, which it moves past the tokens rendered: a streamed
+// choice's offsets go on from chunk to chunk).
+func (rp reply) renderLogprobs(lp []generate.TokenLogprobs, offset *int) any {
 	if rp.chat {
 		content := make([]map[string]any, len(lp))
 		for i, t := range lp {
@@ -289,12 +297,12 @@ func (rp reply) renderLogprobs(lp []generate.TokenLogprobs, offset int) any {
 	}
 	tokens, logprobs, tops, offsets := make([]string, len(lp)), make([]float32, len(lp)), make([]map[string]float32, len(lp)), make([]int, len(lp))
 	for i, t := range lp {
-		tokens[i], logprobs[i], offsets[i] = t.Token, t.Logprob, offset
+		tokens[i], logprobs[i], offsets[i] = t.Token, t.Logprob, *offset
 		tops[i] = map[string]float32{}
 		for _, a := range t.Top {
 			tops[i][a.Token] = a.Logprob
 		}
-		offset += len(t.Token)
+		*offset += utf8.RuneCountInString(t.Token)
 	}
 	return map[string]any{"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": tops, "text_offset": offsets}
 }

@@ -196,3 +196,60 @@ func TestOpenAIStreamedEqualsWhole(t *testing.T) {
 	}
 	t.Logf("%d of 200 ended at a stop sequence", stopped)
 }
+
+// A completion's log-probabilities tile its text, as OpenAI's do: the
+// tokens joined are the text, and each token's text_offset is where it
+// starts in the text, in characters, streamed chunk after chunk or whole.
+// They were each token decoded alone (no spaces between words) at running
+// byte offsets, which pointed into the middle of other words.
+func TestOpenAILogprobsTileTheText(t *testing.T) {
+	_, url := startGenerators(t)
+	client, ctx := sdk(url), context.Background()
+	for _, prompt := range []string{"abc def", "the city", "héllo wörld"} {
+		params := openai.CompletionNewParams{Model: "tiny-gpt", MaxTokens: openai.Int(8), Temperature: openai.Float(0),
+			Logprobs: openai.Int(2), Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String(prompt)}}
+		whole, err := client.Completions.New(ctx, params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := whole.Choices[0]
+		check := func(how, text string, tokens []string, offsets []int64) {
+			t.Helper()
+			start := 0
+			runes := []rune(text)
+			if len(tokens) != 8 || len(offsets) != len(tokens) {
+				t.Fatalf("%s %q: %d tokens, %d offsets, want 8 each", how, prompt, len(tokens), len(offsets))
+			}
+			for i, tok := range tokens {
+				end := start + len([]rune(tok))
+				if offsets[i] != int64(start) || end > len(runes) || string(runes[start:end]) != tok {
+					t.Fatalf("%s %q: token %d %q at text_offset %d, want %d in %q", how, prompt, i, tok, offsets[i], start, text)
+				}
+				start = end
+			}
+			if start != len(runes) {
+				t.Fatalf("%s %q: the tokens end at character %d of %d in %q", how, prompt, start, len(runes), text)
+			}
+		}
+		check("whole", c.Text, c.Logprobs.Tokens, c.Logprobs.TextOffset)
+
+		stream := client.Completions.NewStreaming(ctx, params)
+		var text strings.Builder
+		var tokens []string
+		var offsets []int64
+		for stream.Next() {
+			for _, ch := range stream.Current().Choices {
+				text.WriteString(ch.Text)
+				tokens = append(tokens, ch.Logprobs.Tokens...)
+				offsets = append(offsets, ch.Logprobs.TextOffset...)
+			}
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if text.String() != c.Text {
+			t.Fatalf("%q: streamed %q, whole %q", prompt, text.String(), c.Text)
+		}
+		check("streamed", text.String(), tokens, offsets)
+	}
+}
