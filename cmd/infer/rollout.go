@@ -99,7 +99,8 @@ slower found, the step is inconclusive. --inconclusive-limit inconclusive
 steps in a row pause the rollout for 'infer rollout promote' or 'abort'.
 
 Exit status: 0 when the new version is promoted (or a shadow completes), 1
-when it is rolled back or aborted.`,
+when it is rolled back or aborted; a paused rollout is followed until one of
+them, which another shell gives with 'infer rollout promote' or 'abort'.`,
 		Example: `  infer rollout --canary 5%
   infer rollout -m mlp --model-version 2 --steps 10,50,100 --interval 1m --max-p99-ratio 1.2
   infer rollout --blue-green
@@ -319,7 +320,8 @@ func (o rolloutOptions) connect(ctx context.Context) (*deploy.Client, string, er
 
 // follow prints the rollout's events after since as they happen, until it
 // ends: nil when the new version was promoted or a shadow completed, an
-// error naming the reason when it was rolled back or aborted.
+// error naming the reason when it was rolled back or aborted. A paused
+// rollout waits for promote or abort, which it says how to give.
 func follow(ctx context.Context, c *deploy.Client, w io.Writer, o rolloutOptions, model string, since time.Time) error {
 	enc := json.NewEncoder(w)
 	tick := time.NewTicker(o.poll)
@@ -340,6 +342,9 @@ func follow(ctx context.Context, c *deploy.Client, w io.Writer, o rolloutOptions
 				}
 			} else {
 				fmt.Fprintln(w, eventLine(e))
+				if e.Kind == deploy.Paused {
+					fmt.Fprintf(w, "waiting for a decision: 'infer rollout promote -m %s' or 'infer rollout abort -m %s' (interrupting this leaves the rollout paused)\n", model, model)
+				}
 			}
 		}
 		if st.Done() {

@@ -327,3 +327,43 @@ func TestRolloutNeverGoesBackwards(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
+
+// A rollout that pauses (too few requests to judge) says, once, how to
+// decide, and follows it to the decision; meanwhile a new rollout of the
+// model is refused naming the paused one, where it used to read the
+// versions from the paused rollout's traffic and complain that they
+// were the same.
+func TestRolloutPausedSaysHowToDecide(t *testing.T) {
+	base := rolloutServer(t, "mlp")
+	type result struct {
+		out string
+		err error
+	}
+	followed := make(chan result, 1)
+	go func() {
+		out, err := run(t, "rollout", "--admin-url", base, "--blue-green", "--interval", "200ms", "--poll", "50ms", "--min-requests", "1000000", "--inconclusive-limit", "1")
+		followed <- result{out, err}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := run(t, "rollout", "status", "--admin-url", base)
+		if err == nil && strings.Contains(out, "paused") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pause within 30s: %v\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, err := run(t, "rollout", "--admin-url", base, "--canary", "10%")
+	if err == nil || !strings.Contains(err.Error(), `model "mlp" has a blue-green rollout from version 1 to 2, paused at step 1 of 1: promote or abort it first`) {
+		t.Fatalf("a rollout over the paused one: %v, want it refused naming the paused one\n%s", err, out)
+	}
+	if out, err := run(t, "rollout", "abort", "--admin-url", base); err != nil {
+		t.Fatalf("abort: %v\n%s", err, out)
+	}
+	r := <-followed
+	if r.err == nil || !strings.Contains(r.err.Error(), "aborted") || strings.Count(r.out, "waiting for a decision: 'infer rollout promote -m mlp' or 'infer rollout abort -m mlp'") != 1 {
+		t.Fatalf("the followed rollout: %v, want aborted after one line on how to decide\n%s", r.err, r.out)
+	}
+}

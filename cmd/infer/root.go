@@ -69,25 +69,136 @@ written are --out FILE (or a flag named for the format, such as --csv).`,
 	for _, c := range append([]*cobra.Command{versionCmd, serve}, models.Commands()...) {
 		addRuntimeFlag(c, g)
 	}
+	groups(root)
 	return root
 }
 
-// flagError is every command's answer to a flag it cannot parse: an
-// unknown flag names the closest one the command has, and every flag
-// error where the flags are listed.
-func flagError(cmd *cobra.Command, err error) error {
-	if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
-		best, dist := "", 3 // at most two edits away
-		cmd.Flags().VisitAll(func(f *pflag.Flag) {
-			if d := levenshtein.ComputeDistance(name, f.Name); d < dist && !f.Hidden {
-				best, dist = f.Name, d
+// groups makes every command below root that only groups others (deploy,
+// models, monitor) answer an argument that names none of them with an
+// error, the closest names suggested, as the root does: cobra alone prints
+// the group's help and exits 0, so a mistyped command passes in a script.
+// A command that runs and has commands too (bench, rollout) suggests the
+// command an argument it refuses is closest to.
+func groups(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		groups(c)
+		if !c.HasSubCommands() {
+			continue
+		}
+		c.SuggestionsMinimumDistance = 2
+		if c.Runnable() {
+			check := c.Args
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if check == nil {
+					return nil
+				}
+				err := check(cmd, args)
+				if err != nil && len(args) > 0 {
+					if near := cmd.SuggestionsFor(args[0]); len(near) > 0 {
+						return fmt.Errorf("%w (did you mean %s %s? see %s --help)", err, cmd.CommandPath(), orList(near), cmd.CommandPath())
+					}
+				}
+				return err
 			}
-		})
-		if best != "" {
-			return fmt.Errorf("%w (did you mean --%s? see %s --help)", err, best, cmd.CommandPath())
+			continue
+		}
+		c.Annotations = map[string]string{groupOnly: "true"}
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return unknownCommand(cmd, args[0])
+		}
+	}
+}
+
+// groupOnly annotates a command that only groups others.
+const groupOnly = "infer/group"
+
+// unknownCommand is a group's answer to an argument that names none of
+// its commands.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	err := fmt.Errorf("unknown command %q for %q", name, cmd.CommandPath())
+	if near := cmd.SuggestionsFor(name); len(near) > 0 {
+		return fmt.Errorf("%w (did you mean %s? see %s --help)", err, orList(near), cmd.CommandPath())
+	}
+	return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
+}
+
+// flagError is every command's answer to a flag it cannot parse: an
+// unknown flag names the flags it most likely meant (suggest), and every
+// flag error where the flags are listed. Given to a group with an
+// argument that names none of its commands (infer deploy rendr --out x),
+// the mistyped command is the error, not the flag its command would take.
+func flagError(cmd *cobra.Command, err error) error {
+	if args := cmd.Flags().Args(); cmd.Annotations[groupOnly] != "" && len(args) > 0 {
+		return unknownCommand(cmd, args[0])
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "unknown flag: --"); ok {
+		if near := suggest(cmd.Flags(), name); len(near) > 0 {
+			for i := range near {
+				near[i] = "--" + near[i]
+			}
+			return fmt.Errorf("%w (did you mean %s? see %s --help)", err, orList(near), cmd.CommandPath())
 		}
 	}
 	return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
+}
+
+// otherTools maps flags of the tools infer's users come from (vegeta,
+// hey, wrk, Triton's tritonserver and perf_analyzer, vLLM) to infer's.
+var otherTools = map[string]string{
+	"rate": "qps", "workers": "concurrency", "connections": "concurrency", "concurrency-range": "concurrency",
+	"request-rate-range": "qps", "measurement-interval": "duration", "port": "http-port",
+	"model-store": "model-repository", "model-path": "model-repository", "served-model-name": "model",
+}
+
+// suggest returns the flags of fs that an unknown --name most likely
+// meant: the flag another tool's name stands for here; else those whose
+// name holds name whole, at a word's start (--port: --http-port,
+// --grpc-port...; --model-repo: --model-repository), at most four; else
+// the closest within two edits.
+func suggest(fs *pflag.FlagSet, name string) []string {
+	if to, ok := otherTools[name]; ok {
+		if f := fs.Lookup(to); f != nil && !f.Hidden {
+			if name == "port" {
+				return portFlags(fs)
+			}
+			return []string{to}
+		}
+	}
+	var holding []string
+	best, dist := "", 3 // at most two edits away
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Hidden {
+			return
+		}
+		if i := strings.Index(f.Name, name); len(name) >= 3 && i >= 0 && (i == 0 || f.Name[i-1] == '-') {
+			holding = append(holding, f.Name)
+		}
+		if d := levenshtein.ComputeDistance(name, f.Name); d < dist {
+			best, dist = f.Name, d
+		}
+	})
+	switch {
+	case len(holding) > 0 && dist > 1:
+		return holding[:min(len(holding), 4)]
+	case best != "":
+		return []string{best}
+	}
+	return holding
+}
+
+// portFlags lists fs's port flags, the inference ports first.
+func portFlags(fs *pflag.FlagSet) []string {
+	var out []string
+	for _, name := range []string{"http-port", "grpc-port", "metrics-port", "admin-port"} {
+		if f := fs.Lookup(name); f != nil && !f.Hidden {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // quietLogs annotates a command whose output is its answer (a listing, a

@@ -529,7 +529,8 @@ func TestHangupDrains(t *testing.T) {
 }
 
 // A mistyped flag names the closest one the command has and where its
-// flags are listed; one like no flag at all says where to look.
+// flags are listed, a word of a flag's name the flags holding it, another
+// tool's name for a flag ours; one like no flag at all says where to look.
 func TestUnknownFlagSuggestsTheClosest(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -538,9 +539,38 @@ func TestUnknownFlagSuggestsTheClosest(t *testing.T) {
 		{[]string{"serve", "--htp-port", "18110"}, "unknown flag: --htp-port (did you mean --http-port? see infer serve --help)"},
 		{[]string{"bench", "--qpss", "5"}, "unknown flag: --qpss (did you mean --qps? see infer bench --help)"},
 		{[]string{"serve", "--zzzzzz"}, "unknown flag: --zzzzzz (see infer serve --help)"},
+		{[]string{"serve", "--port", "18110"}, "unknown flag: --port (did you mean --http-port, --grpc-port, --metrics-port or --admin-port? see infer serve --help)"},
+		{[]string{"serve", "--model-repo", "x"}, "unknown flag: --model-repo (did you mean --model-repository? see infer serve --help)"},
+		{[]string{"bench", "--rate", "100"}, "unknown flag: --rate (did you mean --qps? see infer bench --help)"},
+		{[]string{"bench", "--workers", "8"}, "unknown flag: --workers (did you mean --concurrency? see infer bench --help)"},
 	} {
 		if _, err := run(t, c.args...); err == nil || err.Error() != c.want {
 			t.Errorf("infer %v: %v, want %q", c.args, err, c.want)
 		}
+	}
+}
+
+// A mistyped command under a group (deploy, models, monitor) fails,
+// naming the closest command, where the group's help used to print with
+// exit 0, so that a script with the typo passed; a flag after it does not
+// hide it. A command that runs and has commands too suggests them.
+func TestUnknownCommandFails(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"deploy", "rendr"}, `unknown command "rendr" for "infer deploy" (did you mean render? see infer deploy --help)`},
+		{[]string{"deploy", "rendr", "--server", "x"}, `unknown command "rendr" for "infer deploy" (did you mean render? see infer deploy --help)`},
+		{[]string{"models", "lst"}, `unknown command "lst" for "infer models" (did you mean list? see infer models --help)`},
+		{[]string{"monitor", "basline"}, `unknown command "basline" for "infer monitor" (did you mean baseline? see infer monitor --help)`},
+		{[]string{"monitor", "zzzz"}, `unknown command "zzzz" for "infer monitor" (see infer monitor --help)`},
+		{[]string{"bench", "compar", "a.json", "b.json"}, "accepts at most 1 arg(s), received 3 (did you mean infer bench compare? see infer bench --help)"},
+	} {
+		if _, err := run(t, c.args...); err == nil || err.Error() != c.want {
+			t.Errorf("infer %v: %v, want %q", c.args, err, c.want)
+		}
+	}
+	if out, err := run(t, "deploy"); err != nil || !strings.Contains(out, "render") {
+		t.Errorf("infer deploy: %v, %q; want its help", err, out)
 	}
 }

@@ -304,7 +304,8 @@ func TestTopPlainSnapshots(t *testing.T) {
 
 // A server that cannot be read is an error and a non-zero exit, naming
 // the server and why, never an empty dashboard; the metrics port of a
-// server laid out as Triton's is still read where --metrics-port says.
+// server laid out as Triton's is still read where --metrics-port says,
+// and an admin API out of reach is named on the dashboard.
 func TestTopUnreachableServerFails(t *testing.T) {
 	// Port 1 (tcpmux) is served nowhere: a port freed by a listener here
 	// could be taken by another test's server before top reads it.
@@ -323,6 +324,13 @@ func TestTopUnreachableServerFails(t *testing.T) {
 	out, err = run(t, "top", "--server", addrs["HTTP"], "--metrics-port", port, "--admin-port", "0", "--interval", "200ms", "--window", "200ms", "--count", "1")
 	if err != nil || !strings.Contains(out, "text-encoder") {
 		t.Fatalf("top on the metrics port: %v\n%s", err, out)
+	}
+
+	// Its admin API where --admin-port does not point: the rollouts are
+	// said to be unread, and why, where they went missing without a word.
+	out, err = run(t, "top", "--server", addrs["HTTP"], "--metrics-port", port, "--admin-port", "1", "--interval", "200ms", "--window", "200ms", "--count", "1", "--width", "200")
+	if err != nil || !strings.Contains(out, "rollouts of http://"+addrs["HTTP"]+" unread: cannot reach the admin API at http://127.0.0.1:1") {
+		t.Fatalf("top with the admin API elsewhere: %v, want the rollouts said unread\n%s", err, out)
 	}
 }
 

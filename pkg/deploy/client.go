@@ -60,7 +60,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s (is infer serve running?): %w", c.Base, err)
+		return fmt.Errorf("cannot reach the admin API at %s (is infer serve running, its admin API there? --admin-port or --admin-url names another): %w", c.Base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -232,6 +232,12 @@ func (c *Client) Resolve(ctx context.Context, t Target) (Target, error) {
 	if len(versions) == 0 {
 		return t, fmt.Errorf("model %q has no ready version on %s", t.Model, c.Base)
 	}
+	// A rollout not ended holds the traffic policy: the versions read
+	// from it would be its own, so say so rather than what they make.
+	if st, err := c.Rollout(ctx, t.Model); err == nil && !st.Done() {
+		s := st.Spec
+		return t, fmt.Errorf("%w: model %q has a %s rollout from version %d to %d, %s at step %d of %d: promote or abort it first", ErrInProgress, t.Model, s.Strategy, s.Stable, s.Candidate, st.Phase, st.Step+1, len(s.Steps))
+	}
 	if t.Stable == 0 {
 		p, err := c.Policy(ctx, t.Model)
 		if err != nil {
@@ -253,7 +259,7 @@ func (c *Client) Resolve(ctx context.Context, t Target) (Target, error) {
 		if newest := versions[len(versions)-1]; newest > t.Stable {
 			t.Candidate = newest
 		} else {
-			return t, fmt.Errorf("%w: model %q has no ready version newer than version %d, which serves now (ready: %v); put the new version's folder in the repository, or name a version with --version", ErrNoCandidate, t.Model, t.Stable, versions)
+			return t, fmt.Errorf("%w: model %q has no ready version newer than version %d, which serves now (ready: %v); put the new version's folder in the repository, or name a version with --model-version", ErrNoCandidate, t.Model, t.Stable, versions)
 		}
 	}
 	return t, nil

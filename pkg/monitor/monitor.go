@@ -80,6 +80,10 @@ type Frame struct {
 	Rollouts map[string]Rollout
 	// Errors holds the servers that could not be read this time.
 	Errors map[string]error
+	// RolloutErrors holds the servers whose metrics were read but whose
+	// rollouts could not be (their admin API unreachable, or refusing the
+	// token), so that a dashboard says why it shows none.
+	RolloutErrors map[string]error
 }
 
 // Monitor polls servers and keeps their recent samples.
@@ -131,6 +135,7 @@ func (m *Monitor) Poll(ctx context.Context) Frame {
 		rollouts map[string]deploy.State
 		index    []protocol.IndexEntry
 		err      error
+		unread   error // why the rollouts could not be read
 	}
 	reads := make([]read, len(m.o.Servers))
 	var wg sync.WaitGroup
@@ -143,7 +148,7 @@ func (m *Monitor) Poll(ctx context.Context) Frame {
 				if admin == "" {
 					admin = server.API
 				}
-				r.rollouts = m.rollouts(ctx, admin, r.sample)
+				r.rollouts, r.unread = m.rollouts(ctx, admin, r.sample)
 				// A server without the repository extension has no
 				// index: its rows go without one.
 				r.index, _ = (&deploy.Client{Base: server.API, Token: m.o.Token, HTTP: m.client}).Index(ctx)
@@ -153,11 +158,14 @@ func (m *Monitor) Poll(ctx context.Context) Frame {
 	}
 	wg.Wait()
 
-	f := Frame{At: time.Now(), Rollouts: map[string]Rollout{}, Errors: map[string]error{}}
+	f := Frame{At: time.Now(), Rollouts: map[string]Rollout{}, Errors: map[string]error{}, RolloutErrors: map[string]error{}}
 	for _, r := range reads {
 		if r.err != nil {
 			f.Errors[r.server] = r.err
 			continue
+		}
+		if r.unread != nil {
+			f.RolloutErrors[r.server] = r.unread
 		}
 		for model, st := range r.rollouts {
 			f.Rollouts[model] = Rollout{Server: r.server, State: st}
@@ -231,7 +239,7 @@ func (m *Monitor) add(s Sample) []Row {
 
 // rollouts reads the rollout of every model s serves, skipping models
 // that never had one and servers that refuse the admin API.
-func (m *Monitor) rollouts(ctx context.Context, server string, s Sample) map[string]deploy.State {
+func (m *Monitor) rollouts(ctx context.Context, server string, s Sample) (map[string]deploy.State, error) {
 	c := &deploy.Client{Base: server, Token: m.o.Token, HTTP: m.client}
 	out := map[string]deploy.State{}
 	seen := map[string]bool{}
@@ -241,10 +249,13 @@ func (m *Monitor) rollouts(ctx context.Context, server string, s Sample) map[str
 		}
 		seen[k.Model] = true
 		st, err := c.Rollout(ctx, k.Model)
+		if errors.Is(err, deploy.ErrNotFound) {
+			continue // the model has none
+		}
 		if err != nil {
-			continue // none, or not ours to read: the dashboard shows none
+			return out, err // the next model's would fail the same way
 		}
 		out[k.Model] = st
 	}
-	return out
+	return out, nil
 }

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf8"
 	"time"
+	"unicode/utf8"
 
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/generate"

@@ -161,7 +161,7 @@ func (m *Top) plainView(w int) []string {
 		}
 	}
 	out = append(out, m.budgetPanel(w, 1<<16)...)
-	if len(m.frame.Rollouts) > 0 {
+	if len(m.frame.Rollouts) > 0 || len(m.frame.RolloutErrors) > 0 {
 		out = append(out, m.rolloutPanel(w)...)
 	}
 	if slices.ContainsFunc(m.rows(), func(r monitor.Row) bool { return r.Quality != nil }) {
@@ -182,6 +182,10 @@ func budgetTotal(r monitor.Row) float64 {
 
 func (m *Top) rolloutPanel(w int) []string {
 	out := []string{""}
+	for _, server := range slices.Sorted(maps.Keys(m.frame.RolloutErrors)) {
+		line := fmt.Sprintf("rollouts of %s unread: %v", server, m.frame.RolloutErrors[server])
+		out = append(out, " "+warnStyle.Render(truncate(line, w-1)))
+	}
 	seen := map[string]bool{}
 	for _, r := range m.rows() {
 		if seen[r.Model] {
