@@ -141,8 +141,8 @@ func (g *Generator) Start(ctx context.Context, p Params, obs Observers) (*Sessio
 		Logprobs: p.Logprobs, TopLogprobs: p.TopLogprobs, LogitBias: p.LogitBias, PresencePenalty: p.PresencePenalty, FrequencyPenalty: p.FrequencyPenalty})
 	if err != nil {
 		cancel()
-		if errors.Is(err, ErrTooLong) {
-			err = fmt.Errorf("%w: %v", runner.ErrInvalidInput, err)
+		if errors.Is(err, ErrTooLong) { // the prompt fits (maxPrompt): the tokens asked for do not
+			err = fmt.Errorf("%w: max_tokens: %v", runner.ErrInvalidInput, err)
 		}
 		return nil, err
 	}

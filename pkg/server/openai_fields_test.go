@@ -230,6 +230,7 @@ func TestOpenAIEveryField(t *testing.T) {
 		{compl, "logprobs", map[string]any{"logprobs": 6}, nil},
 		{compl, "max_tokens", map[string]any{"max_tokens": 3, "temperature": 0}, tokens(3)},
 		{compl, "max_tokens", map[string]any{"max_tokens": 0}, nil},
+		{compl, "max_tokens", map[string]any{"max_tokens": 5000}, nil}, // past the context
 		{compl, "n", map[string]any{"n": 3, "seed": 1}, choices(3)},
 		{compl, "n", map[string]any{"n": 0}, nil},
 		{compl, "presence_penalty", map[string]any{"presence_penalty": 2, "temperature": 0, "max_tokens": 24}, penalised},
@@ -269,6 +270,7 @@ func TestOpenAIEveryField(t *testing.T) {
 		{chat, "top_logprobs", map[string]any{"logprobs": true, "top_logprobs": 21}, nil},
 		{chat, "max_completion_tokens", map[string]any{"max_completion_tokens": 3, "temperature": 0}, tokens(3)},
 		{chat, "max_tokens", map[string]any{"max_tokens": 4, "temperature": 0}, tokens(4)},
+		{chat, "max_tokens", map[string]any{"max_tokens": 5000}, nil}, // past the context
 		{chat, "metadata", map[string]any{"metadata": map[string]string{"k": "v"}}, nil},
 		{chat, "modalities", map[string]any{"modalities": []string{"text"}}, accepted},
 		{chat, "modalities", map[string]any{"modalities": []string{"text", "audio"}}, nil},
