@@ -78,7 +78,7 @@ func FindMax(start, max, tolerance float64, probe Probe) (best float64, tried []
 	// Bisect; when even the start failed, lo is 0 and the search goes below it.
 	for hi-lo > tolerance*hi && len(tried) < 40 {
 		mid := (lo + hi) / 2
-		if lo == 0 && mid < start/64 {
+		if lo == 0 && mid < start/(1<<belowStart) {
 			break
 		}
 		ok, err := try(mid)
@@ -100,22 +100,28 @@ func Sustained(r Report, objectives []Objective) bool {
 	return len(r.Violations(objectives)) == 0 && r.AchievedRate >= 0.99*r.TargetRate && r.OK > 0
 }
 
+// belowStart is how many halvings below a failing start FindMax goes
+// before it gives up: to start/64.
+const belowStart = 6
+
 // FindMaxProbes bounds the probes FindMax makes, so that a search can
 // say how long it will take before it starts. The doubling makes one
 // probe per rate from start until one fails; the bisection that follows
-// halves a gap of at most half the failing rate until it is within
-// tolerance of it: ceil(log2(0.5/tolerance)) probes (4 at 5%). Without a
-// max the doublings are not known beforehand: it returns the probes
-// after the doubling (bisect) and 0 for most. A server that fails even
-// start is searched below it, in up to 6 probes more.
-func FindMaxProbes(start, max, tolerance float64) (bisect, most int) {
-	bisect = int(math.Ceil(math.Log2(0.5 / tolerance)))
-	if max <= 0 {
+// narrows a gap of at most half the failing rate until it is within
+// tolerance of the failing rate, which falls as probes fail: gap/2^k <=
+// tolerance*(lo+gap/2^k) takes ceil(log2((1-tolerance)/tolerance))
+// probes (5 at 5%). A server that fails even start is searched below it:
+// up to belowStart halvings, then the bisection. Without a max the
+// doublings are not known beforehand: it returns the probes after the
+// doubling (bisect) and 0 for most; with maxRate, most bounds them all.
+func FindMaxProbes(start, maxRate, tolerance float64) (bisect, most int) {
+	bisect = int(math.Ceil(math.Log2((1 - tolerance) / tolerance)))
+	if maxRate <= 0 {
 		return bisect, 0
 	}
 	doublings := 1
-	if max > start {
-		doublings += int(math.Ceil(math.Log2(max / start)))
+	if maxRate > start {
+		doublings += int(math.Ceil(math.Log2(maxRate / start)))
 	}
-	return bisect, doublings + bisect
+	return bisect, bisect + max(doublings, 1+belowStart)
 }
