@@ -120,6 +120,8 @@ func (c Config) validate(batchable bool) error {
 	switch {
 	case mbs < 0:
 		bad("max_batch_size: %d is negative", mbs)
+	case mbs > MaxBatchSizeLimit:
+		bad("max_batch_size: %d is over the limit of %d", mbs, MaxBatchSizeLimit)
 	case mbs > 0 && !batchable:
 		bad("max_batch_size: %d, but the model's first dimension is fixed in some input or output, so it cannot be batched (set max_batch_size: 0)", mbs)
 	}
@@ -132,8 +134,8 @@ func (c Config) validate(batchable bool) error {
 			bad("dynamic_batching.preferred_batch_sizes: %d is outside 1..max_batch_size (%d)", p, mbs)
 		}
 	}
-	if db.MaxQueueSize < 0 {
-		bad("dynamic_batching.max_queue_size: %d is negative", db.MaxQueueSize)
+	if db.MaxQueueSize < 0 || db.MaxQueueSize > MaxQueueSizeLimit {
+		bad("dynamic_batching.max_queue_size: %d is outside 0..%d", db.MaxQueueSize, MaxQueueSizeLimit)
 	}
 	if db.PriorityLevels < 1 || db.PriorityLevels > MaxPriorityLevels {
 		bad("dynamic_batching.priority_levels: %d is outside 1..%d", db.PriorityLevels, MaxPriorityLevels)
@@ -165,8 +167,8 @@ func (c Config) validate(batchable bool) error {
 	if c.Warmup.Data != WarmupOne && c.Warmup.Data != WarmupZero {
 		bad("warmup.data: %q, want %s or %s", c.Warmup.Data, WarmupOne, WarmupZero)
 	}
-	if *c.Warmup.Runs < 0 {
-		bad("warmup.runs: %d is negative", *c.Warmup.Runs)
+	if *c.Warmup.Runs < 0 || *c.Warmup.Runs > MaxWarmupRuns {
+		bad("warmup.runs: %d is outside 0..%d", *c.Warmup.Runs, MaxWarmupRuns)
 	}
 	if limit := max(1, mbs); c.Warmup.BatchSize < 1 || c.Warmup.BatchSize > limit {
 		bad("warmup.batch_size: %d is outside 1..%d", c.Warmup.BatchSize, limit)
