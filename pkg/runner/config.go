@@ -259,16 +259,15 @@ const (
 	DefaultWarmupRuns   = 2
 	// MaxPriorityLevels bounds dynamic_batching.priority_levels.
 	MaxPriorityLevels = 1024
-	// MaxBatchSizeLimit bounds max_batch_size, MaxQueueSizeLimit
-	// dynamic_batching.max_queue_size and MaxWarmupRuns warmup.runs: the
-	// server sizes per-version state by the first two (a counter per batch
-	// size, a place per request admitted), so that a config file's number
-	// is never an allocation past what any machine serves. 65,536 rows a
-	// batch is far past the largest batches served (vLLM's max_num_seqs
-	// defaults to 256 to 1,024; Triton's examples use 8 to 256).
+	// MaxBatchSizeLimit bounds max_batch_size and MaxQueueSizeLimit
+	// dynamic_batching.max_queue_size: the server sizes per-version state
+	// by them (a counter per batch size, a place per request admitted), so
+	// that a config file's number is never an allocation past what any
+	// machine serves. 65,536 rows a batch is far past the largest batches
+	// served (vLLM's max_num_seqs defaults to 256 to 1,024; Triton's
+	// examples use 8 to 256).
 	MaxBatchSizeLimit = 1 << 16
 	MaxQueueSizeLimit = 1 << 20
-	MaxWarmupRuns     = 10_000
 	WarmupOne         = "one"
 	WarmupZero        = "zero"
 	DefaultCacheBytes = 64 << 20

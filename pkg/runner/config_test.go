@@ -47,7 +47,6 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"max_batch_size: -1", "max_batch_size"},
 		{"max_batch_size: 10000000000000", "max_batch_size: 10000000000000 is over the limit of 65536"},
 		{"max_batch_size: 9223372036854775807\ndynamic_batching: {max_queue_size: 9223372036854775807}", "dynamic_batching.max_queue_size: 9223372036854775807 is outside 0..1048576"},
-		{"warmup: {runs: 1000000000}", "warmup.runs: 1000000000 is outside 0..10000"},
 		{"dynamic_batching: {max_queue_delay: soon}", `"soon" is not a duration`},
 		{"dynamic_batching: {preferred_batch_sizes: [128]}", "preferred_batch_sizes: 128"},
 		{"dynamic_batching: {priority_levels: 2, default_priority: 3}", "default_priority"},

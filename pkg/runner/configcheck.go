@@ -167,8 +167,8 @@ func (c Config) validate(batchable bool) error {
 	if c.Warmup.Data != WarmupOne && c.Warmup.Data != WarmupZero {
 		bad("warmup.data: %q, want %s or %s", c.Warmup.Data, WarmupOne, WarmupZero)
 	}
-	if *c.Warmup.Runs < 0 || *c.Warmup.Runs > MaxWarmupRuns {
-		bad("warmup.runs: %d is outside 0..%d", *c.Warmup.Runs, MaxWarmupRuns)
+	if *c.Warmup.Runs < 0 {
+		bad("warmup.runs: %d is negative", *c.Warmup.Runs)
 	}
 	if limit := max(1, mbs); c.Warmup.BatchSize < 1 || c.Warmup.BatchSize > limit {
 		bad("warmup.batch_size: %d is outside 1..%d", c.Warmup.BatchSize, limit)

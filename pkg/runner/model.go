@@ -31,16 +31,19 @@ type Model struct {
 	isolation string // IsolationProcess or IsolationNone
 	hosts     *hostHealth
 	closing   chan struct{} // closed when Close begins
-	inputIdx  map[string]int
-	outputIdx map[string]int
-	stacked   bool // every input and output has a dynamic first dimension
-	log       *slog.Logger
-	cache     *responseCache      // nil without one
-	gen       TextGenerator       // a text generator's engine, else nil
-	decoder   *Decoder            // a text generator's, else nil
-	composite Composite           // a pipeline's or router's, else nil
-	labels    map[string][]string // class labels by output (config.yaml labels)
-	quality   *drift.Monitor      // nil unless monitor.sample is set
+	// failureLogged is when logFailure last logged (Unix nanoseconds),
+	// failuresUnlogged how many it left out since.
+	failureLogged, failuresUnlogged atomic.Int64
+	inputIdx                        map[string]int
+	outputIdx                       map[string]int
+	stacked                         bool // every input and output has a dynamic first dimension
+	log                             *slog.Logger
+	cache                           *responseCache      // nil without one
+	gen                             TextGenerator       // a text generator's engine, else nil
+	decoder                         *Decoder            // a text generator's, else nil
+	composite                       Composite           // a pipeline's or router's, else nil
+	labels                          map[string][]string // class labels by output (config.yaml labels)
+	quality                         *drift.Monitor      // nil unless monitor.sample is set
 	// perString caches a text model by string: its only input is text
 	// and every output row has a fixed size.
 	perString bool
@@ -318,17 +321,23 @@ func (m *Model) work(in executor) {
 
 // run executes one batch and answers each of its requests.
 //
-// When the batch's model host dies under it, the batch's requests are
-// run again once each, alone: one poison request then fails by itself
-// while its neighbours are answered. A request that was alone when its
-// host died is never run again: it is the poison, and retrying it would
-// only kill the host once more.
+// When the runtime refuses the batch or its model host dies under it,
+// the batch's requests are run again once each, alone: one poison
+// request (a token id past the vocabulary, an input that kills the
+// runtime) then fails by itself while its neighbours are answered, at
+// the cost of a run per request only when a batch fails. A request that
+// was alone is never run again: it is the poison, and retrying it would
+// only fail, or kill the host, once more.
 func (m *Model) run(in executor, batch []*pending) {
 	resps := make([]Response, len(batch)) // one allocation for the batch
 	ex, err := in.execute(batch, resps)
-	var died *HostDiedError
-	if len(batch) > 1 && errors.As(err, &died) {
-		m.log.Warn("model host died under a batch: running its requests again one by one", "requests", len(batch), "cause", died.Cause)
+	if len(batch) > 1 && err != nil && !errors.Is(err, ErrClosed) {
+		var died *HostDiedError
+		if errors.As(err, &died) {
+			m.log.Warn("model host died under a batch: running its requests again one by one", "requests", len(batch), "cause", died.Cause)
+		} else {
+			m.logFailure("the runtime refused a batch: running its requests again one by one", len(batch), err)
+		}
 		for _, p := range batch {
 			m.run(in, []*pending{p})
 		}
@@ -361,7 +370,7 @@ func (m *Model) run(in executor, batch []*pending) {
 	}
 	m.stats.queueNanos.Add(int64(queuedSum))
 	if err != nil {
-		m.log.Error("execution failed", "rows", rows, "err", err)
+		m.logFailure("execution failed", int(rows), err)
 		m.stats.failure.Add(n)
 		err = fmt.Errorf("model %q version %d: %w", m.meta.Name, m.meta.Version, err)
 		for _, p := range batch {
@@ -379,6 +388,19 @@ func (m *Model) run(in executor, batch []*pending) {
 		resp.Timing.BatchSize = int(rows)
 		p.answer(resp, nil)
 	}
+}
+
+// logFailure logs a failed execution, at most once a second for the
+// version, saying how many it left out since: a client sending inputs the
+// runtime refuses, as fast as it can, must not fill the log.
+func (m *Model) logFailure(msg string, rows int, err error) {
+	now := time.Now().UnixNano()
+	last := m.failureLogged.Load()
+	if now-last < int64(time.Second) || !m.failureLogged.CompareAndSwap(last, now) {
+		m.failuresUnlogged.Add(1)
+		return
+	}
+	m.log.Error(msg, "rows", rows, "err", err, "unlogged_since", m.failuresUnlogged.Swap(0))
 }
 
 // Metadata returns the model's name, version, inputs and outputs as
