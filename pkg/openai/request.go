@@ -19,6 +19,11 @@ const (
 	maxN      = 128 // choices per prompt
 	maxBestOf = 20
 	maxPrompt = 64 // prompts in one completions request
+	// maxSequences bounds the sequences one request generates (its
+	// prompts times best_of, or n): as many as n alone allows. 64 prompts
+	// of n 128 would queue 8,192 sequences, hours of a small generator's
+	// time, ahead of every other client's.
+	maxSequences = maxN
 	// maxCompletionLogprobs bounds /v1/completions' logprobs (an int).
 	maxCompletionLogprobs = 5
 )
@@ -282,6 +287,13 @@ func (o request) plan(chat bool) (plan, error) {
 	}
 	if pl.prompts, err = prompts(o.Prompt, p); err != nil {
 		return pl, err
+	}
+	if n := len(pl.prompts) * pl.bestOf; n > maxSequences {
+		field := "n"
+		if pl.bestOf > pl.n {
+			field = "best_of"
+		}
+		return pl, bad("%s %d for each of %d prompts: %d sequences, want at most %d in a request", field, pl.bestOf, len(pl.prompts), n, maxSequences)
 	}
 	return pl, nil
 }

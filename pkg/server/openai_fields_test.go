@@ -230,7 +230,14 @@ func TestOpenAIEveryField(t *testing.T) {
 		{compl, "logprobs", map[string]any{"logprobs": 6}, nil},
 		{compl, "max_tokens", map[string]any{"max_tokens": 3, "temperature": 0}, tokens(3)},
 		{compl, "max_tokens", map[string]any{"max_tokens": 0}, nil},
-		{compl, "max_tokens", map[string]any{"max_tokens": 5000}, nil}, // past the context
+		{compl, "max_tokens", map[string]any{"max_tokens": 5000}, nil},                // past the context
+		{compl, "n", map[string]any{"prompt": []string{"a", "b", "c"}, "n": 50}, nil}, // 150 sequences
+		{compl, "best_of", map[string]any{"prompt": []string{"a", "b"}, "best_of": 20, "n": 1}, func(t *testing.T, _ string, _ reply, a answer) {
+			if len(a.Choices) != 2 {
+				t.Errorf("%d choices, want 2", len(a.Choices))
+			}
+		}},
+		{compl, "best_of", map[string]any{"prompt": []string{"a", "b", "c", "d", "e", "f", "g"}, "best_of": 20, "n": 1}, nil}, // 140 sequences
 		{compl, "n", map[string]any{"n": 3, "seed": 1}, choices(3)},
 		{compl, "n", map[string]any{"n": 0}, nil},
 		{compl, "presence_penalty", map[string]any{"presence_penalty": 2, "temperature": 0, "max_tokens": 24}, penalised},
