@@ -6,9 +6,33 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/protocol"
 )
+
+// CheckLoadParameters refuses the parameters of a load request (Triton's
+// model control API), which this server does not take: "config", a
+// configuration override, and "file:<path>", model files sent in the
+// request, would leave a version loaded from something other than its
+// folder; any other name is not a load parameter at all. A client is
+// told so (protocol.ErrBadRequest, naming the parameter) rather than
+// answered 200 with its override ignored.
+func CheckLoadParameters(names []string) error {
+	slices.Sort(names)
+	for _, name := range names {
+		switch {
+		case name == "config":
+			return fmt.Errorf("%w: parameters.config: a configuration override is not taken here: the version loads with the config.yaml in its folder", protocol.ErrBadRequest)
+		case strings.HasPrefix(name, "file:"):
+			return fmt.Errorf("%w: parameters.%s: model files are not taken in the request: put them in the model's folder in the repository", protocol.ErrBadRequest, name)
+		default:
+			return fmt.Errorf("%w: parameters.%s: no such load parameter (Triton's are config and file:<path>, neither taken here)", protocol.ErrBadRequest, name)
+		}
+	}
+	return nil
+}
 
 // Load (re)loads model name from the repository on an admin's request. A
 // load that brings a newer version does not hand it the model's traffic:

@@ -10,7 +10,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -388,6 +390,9 @@ func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *inferencepb.
 	by, err := g.admin(ctx, "RepositoryModelLoad")
 	if err != nil {
 		return nil, err
+	}
+	if err := core.CheckLoadParameters(slices.Collect(maps.Keys(req.GetParameters()))); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := g.s.Load(req.GetModelName(), by); err != nil {
 		return nil, status.Error(adminCode(core.LoadStatus(err)), err.Error())

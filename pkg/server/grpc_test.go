@@ -266,6 +266,10 @@ func TestGRPCStreamAndStatistics(t *testing.T) {
 	if r, _ := c.ModelReady(ctx, &inferencepb.ModelReadyRequest{Name: "mlp"}); r.Ready {
 		t.Fatal("unloaded model ready")
 	}
+	override := map[string]*inferencepb.ModelRepositoryParameter{"config": {ParameterChoice: &inferencepb.ModelRepositoryParameter_StringParam{StringParam: `{"max_batch_size": 1}`}}}
+	if _, err := admin.RepositoryModelLoad(ctx, &inferencepb.RepositoryModelLoadRequest{ModelName: "mlp", Parameters: override}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "parameters.config") {
+		t.Fatalf("load with a config override: %v, want INVALID_ARGUMENT naming parameters.config", err)
+	}
 	if _, err := admin.RepositoryModelLoad(ctx, &inferencepb.RepositoryModelLoadRequest{ModelName: "mlp"}); err != nil {
 		t.Fatal(err)
 	}

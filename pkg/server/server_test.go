@@ -429,6 +429,23 @@ func TestErrorStatuses(t *testing.T) {
 	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/ghost/load", nil, nil); r.status != 404 {
 		t.Fatalf("load of a missing model: %d %s", r.status, r.body)
 	}
+	// Triton's load parameters are refused by name, never answered 200
+	// with the override ignored; a body that is not one is a 400 too.
+	for body, want := range map[string]string{
+		`{"parameters":{"config":"{\"max_batch_size\": 1}"}}`: "parameters.config: a configuration override is not taken here",
+		`{"parameters":{"file:1/model.onnx":"AAAA"}}`:         "parameters.file:1/model.onnx: model files are not taken in the request",
+		`{"parameters":{"unload_dependents":true}}`:           "parameters.unload_dependents: no such load parameter",
+		`{{{{`:                 "the body: want none, or {",
+		`{"parameters":{}} {}`: "more after its JSON object",
+		`{"model":"mlp"}`:      "unknown field",
+	} {
+		if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/load", []byte(body), nil); r.status != 400 || !strings.Contains(string(r.body), want) {
+			t.Errorf("load with %s: %d %s, want 400 naming %q", body, r.status, r.body, want)
+		}
+	}
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/load", []byte(`{"parameters":{}}`), nil); r.status != 200 {
+		t.Fatalf("load with no parameters: %d %s", r.status, r.body)
+	}
 }
 
 func TestStatsAndMetrics(t *testing.T) {
