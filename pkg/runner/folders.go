@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // VersionFolders returns the versions model name's folder holds in the
@@ -38,4 +41,35 @@ func (r *Repository) VersionFolders(name string) ([]int64, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// singleName names the model of one .onnx file: its name less .onnx, or,
+// for a model.onnx in a repository's layout (NAME/VERSION/model.onnx),
+// the model's name, as the repository would serve it.
+func singleName(file string) string {
+	dir, base := filepath.Split(filepath.Clean(file))
+	if base == ModelFile {
+		versionDir, version := filepath.Split(filepath.Clean(dir))
+		if v, err := strconv.ParseInt(version, 10, 64); err == nil && v >= 1 {
+			if name := filepath.Base(filepath.Clean(versionDir)); versionDir != "" && ValidModelName(name) == nil {
+				return name
+			}
+		}
+	}
+	return strings.TrimSuffix(base, ".onnx")
+}
+
+// versionFolders reports whether every entry of a would-be repository is
+// a version folder holding a model (1/model.onnx, ...): it is then one
+// model's folder, given where its repository was meant.
+func versionFolders(fsys fs.FS, names []string) bool {
+	for _, n := range names {
+		if v, err := strconv.ParseInt(n, 10, 64); err != nil || v < 1 {
+			return false
+		}
+		if _, err := fs.Stat(fsys, path.Join(n, ModelFile)); err != nil {
+			return false
+		}
+	}
+	return true
 }

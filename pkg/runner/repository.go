@@ -95,7 +95,7 @@ func Open(p string, opts LoadOptions) (*Repository, error) {
 		if dir == "" {
 			dir = "."
 		}
-		r := &Repository{src: os.DirFS(dir), desc: dir, single: strings.TrimSuffix(file, ".onnx"), singleFile: file, opts: opts, models: map[string]map[int64]*version{}}
+		r := &Repository{src: os.DirFS(dir), desc: dir, single: singleName(p), singleFile: file, opts: opts, models: map[string]map[int64]*version{}}
 		r.ctl = newControl(opts.Control)
 		return r, r.start([]string{r.single})
 	}
@@ -114,6 +114,9 @@ func OpenFS(fsys fs.FS, desc string, opts LoadOptions) (*Repository, error) {
 	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("open model repository %s: no models (want <name>/<version>/%s)", desc, ModelFile)
+	}
+	if versionFolders(fsys, names) {
+		return nil, fmt.Errorf("open model repository %s: it is one model's folder (version folders %s, with %s): serve the repository that holds it, %s", desc, strings.Join(names, ", "), ModelFile, filepath.Dir(filepath.Clean(desc)))
 	}
 	for _, w := range opts.Control.Warm {
 		if w == WarmAll {

@@ -119,6 +119,25 @@ func TestOpenSingleFile(t *testing.T) {
 	}
 }
 
+// A model.onnx in a repository's layout is served under its model's
+// name (it was "model"), and a model's folder given where a repository
+// was meant is refused, naming the repository to serve (it loaded each
+// version folder as a model of no versions, and served nothing).
+func TestOpenNamesWhatWasMeant(t *testing.T) {
+	repo, err := Open(filepath.Join(bundled, "mlp", "1", ModelFile), LoadOptions{Isolation: IsolationNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	if _, err := repo.Model("mlp", 1); err != nil {
+		t.Fatalf("mlp/1/model.onnx not served as mlp: %v", err)
+	}
+	_, err = Open(filepath.Join(bundled, "mlp"), LoadOptions{})
+	if want := "it is one model's folder (version folders 1, with model.onnx): serve the repository that holds it, " + bundled; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a model's folder as the repository: %v, want %q", err, want)
+	}
+}
+
 // version_policy chooses the version folders loaded, as Triton's does:
 // the latest N, those named, or all (unset: all); a policy that names
 // what is wrong, or chooses none of the folders, leaves the model
