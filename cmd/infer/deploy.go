@@ -72,7 +72,9 @@ the newest taking all traffic and the others kept with none.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if weights != "" {
-				o.Versions, err = parseWeights(weights)
+				if o.Versions, err = parseWeights(weights); err == nil {
+					warnMissingVersions(cmd.ErrOrStderr(), repository, o.Model, o.Versions)
+				}
 			} else {
 				o.Versions, err = repositoryVersions(repository, o.Model)
 			}
@@ -155,6 +157,23 @@ func parseWeights(s string) ([]k8s.Version, error) {
 		vs = append(vs, k8s.Version{Number: n, Weight: int32(wt)})
 	}
 	return vs, nil
+}
+
+// warnMissingVersions says which weighted versions have no folder in the
+// repository (the bundled models without --repository), when it holds the
+// model at all: each version's Deployment mounts NAME/VERSION, which the
+// volume must then hold, or its pods never become ready.
+func warnMissingVersions(w io.Writer, repository, model string, versions []k8s.Version) {
+	held, err := repositoryVersions(repository, model)
+	if err != nil {
+		return // the model is not here: the manifests are for a volume elsewhere
+	}
+	_, where := modelRepository(repository)
+	for _, v := range versions {
+		if !slices.ContainsFunc(held, func(h k8s.Version) bool { return h.Number == v.Number }) {
+			fmt.Fprintf(w, "warning: version %d of %q has no folder in %s: its Deployment mounts %s/%d, which the model volume must hold\n", v.Number, model, where, model, v.Number)
+		}
+	}
 }
 
 // repositoryModelFiles lists the files beside model's version folders

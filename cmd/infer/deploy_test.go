@@ -20,8 +20,14 @@ import (
 
 func TestDeployRender(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "mlp.yaml")
-	if msg, err := run(t, "deploy", "render", "--model", "mlp", "--image", "registry.example.com/infer:1.0", "--weights", "1=95,2=5", "--max-replicas", "4", "--out", out); err != nil {
+	msg, err := run(t, "deploy", "render", "--model", "mlp", "--image", "registry.example.com/infer:1.0", "--weights", "1=95,2=5", "--max-replicas", "4", "--out", out)
+	if err != nil {
 		t.Fatalf("%v\n%s", err, msg)
+	}
+	// The bundled mlp has no version 2: said, since its pods would mount
+	// a folder the volume may not hold; version 1 is not mentioned.
+	if !strings.Contains(msg, `warning: version 2 of "mlp" has no folder in bundled models: its Deployment mounts mlp/2`) || strings.Contains(msg, "version 1 of") {
+		t.Errorf("render of a version the repository lacks: %q, want one warning naming version 2", msg)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
@@ -33,7 +39,7 @@ func TestDeployRender(t *testing.T) {
 		}
 	}
 	// Without --weights: the bundled repository's versions, the newest at 100.
-	msg, err := run(t, "deploy", "render", "--model", "mlp", "--image", "x:1")
+	msg, err = run(t, "deploy", "render", "--model", "mlp", "--image", "x:1")
 	if err != nil || !strings.Contains(msg, "name: mlp-v1\n") || !strings.Contains(msg, "weight: 100\n") {
 		t.Fatalf("%v\n%s", err, msg)
 	}
