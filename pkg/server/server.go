@@ -6,8 +6,10 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -165,6 +167,24 @@ func (s *Server) RegisterGRPC(g *grpc.Server) {
 	grpcapi.Register(g, s.Core, s.health, grpcapi.Options{Name: s.opts.Name, Version: s.opts.Version, Receiving: s.receiving})
 }
 
+// allowed returns the methods mux serves r's path with, when r came to
+// the catch-all route: a path served by another method is a 405 naming
+// them (the inference endpoint asked with GET), not a 404.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // testRoutes, set by tests of this package only, adds routes to the mux
 // Handler builds, behind the same outer layers as every endpoint.
 var testRoutes func(*Server, *http.ServeMux)
@@ -186,6 +206,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", s.MetricsHandler())
 	s.admin.Register(mux, true)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			httpapi.WriteError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: the endpoint takes %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+			return
+		}
 		httpapi.WriteError(w, http.StatusNotFound, errors.New("no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
 	if testRoutes != nil {

@@ -446,6 +446,14 @@ func TestErrorStatuses(t *testing.T) {
 	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/load", []byte(`{"parameters":{}}`), nil); r.status != 200 {
 		t.Fatalf("load with no parameters: %d %s", r.status, r.body)
 	}
+	// An endpoint asked with a method it does not take is a 405 naming
+	// the methods it does (Allow), not a 404 that says it does not exist.
+	if r := call(t, "GET", hs.URL+"/v2/models/mlp/infer", nil, nil); r.status != 405 || r.header.Get("Allow") != "POST" || !strings.Contains(string(r.body), "the endpoint takes POST") {
+		t.Errorf("GET of the inference endpoint: %d %v %s, want 405 allowing POST", r.status, r.header.Get("Allow"), r.body)
+	}
+	if r := call(t, "GET", hs.URL+"/v2/no/such/thing", nil, nil); r.status != 404 {
+		t.Errorf("an unknown path: %d %s, want 404", r.status, r.body)
+	}
 }
 
 func TestStatsAndMetrics(t *testing.T) {
