@@ -58,6 +58,9 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, s
 		return fail(nil, err)
 	}
 	pl, err := req.plan(chat)
+	if err == nil && req.Model == "" {
+		err = errNoModel
+	}
 	if err != nil {
 		return fail(nil, err)
 	}

@@ -62,6 +62,9 @@ func (s *API) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 	if err == nil && req.EncodingFormat != "" && req.EncodingFormat != "float" && req.EncodingFormat != "base64" {
 		err = bad("encoding_format %q: want float or base64", req.EncodingFormat)
 	}
+	if err == nil && req.Model == "" {
+		err = errNoModel
+	}
 	var m *runner.Model
 	if err == nil {
 		m, err = s.Route(r.Context(), req.Model, "", req.User, r.Header.Get)

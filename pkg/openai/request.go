@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/infer-serving/infer/pkg/core"
@@ -107,24 +108,64 @@ type plan struct {
 
 // decode reads a body of at most limit bytes into v, refusing fields v
 // does not have.
+// A value of the wrong JSON type names the field and the types, in
+// JSON's words rather than Go's; more after the object is refused too.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
-	return decodeErr(dec.Decode(v))
+	if err := decodeErr(dec.Decode(v)); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return decodeErr(err, "the body: more after its JSON object")
+	}
+	return nil
 }
 
-func decodeErr(err error) error {
+// decodeErr words a decoding error; what, when given, is the message of
+// an error that is not the reader's.
+func decodeErr(err error, what ...string) error {
 	switch {
-	case err == nil:
+	case err == nil && len(what) == 0:
 		return nil
-	case errors.Is(err, io.EOF):
-		return fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
+	case errors.Is(err, io.EOF) && len(what) == 0:
+		return fmt.Errorf("%w: the body is empty: want a JSON object", runner.ErrInvalidInput)
 	}
 	if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
 		return fmt.Errorf("%w: the body exceeds %d bytes", runner.ErrTooLarge, tooBig.Limit)
 	}
+	if len(what) > 0 {
+		return fmt.Errorf("%w: %s", runner.ErrInvalidInput, what[0])
+	}
+	if te := new(json.UnmarshalTypeError); errors.As(err, &te) && te.Field != "" {
+		return fmt.Errorf("%w: %s: want %s, got %s", runner.ErrInvalidInput, te.Field, jsonKind(te.Type), te.Value)
+	}
 	return fmt.Errorf("%w: request JSON: %v", runner.ErrInvalidInput, err)
 }
+
+// jsonKind names what a Go type takes in JSON's words.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	}
+	return "an object"
+}
+
+// errNoModel refuses a request that names no model: OpenAI's model is
+// required (GET /v1/models lists them).
+var errNoModel = bad("model: required (GET /v1/models lists them)")
 
 func bad(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{runner.ErrInvalidInput}, a...)...)
@@ -210,7 +251,11 @@ func (o request) plan(chat bool) (plan, error) {
 		p.MaxTokens = *o.MaxTokens
 	}
 	if (o.MaxTokens != nil || o.MaxCompl != nil) && p.MaxTokens < 1 {
-		return pl, bad("max_tokens %d, want at least 1", p.MaxTokens)
+		field := "max_tokens"
+		if o.MaxCompl != nil {
+			field = "max_completion_tokens"
+		}
+		return pl, bad("%s %d, want at least 1", field, p.MaxTokens)
 	}
 	p.Temperature = 1 // OpenAI's default
 	if o.Temperature != nil {
@@ -492,8 +537,22 @@ func param(err error) any {
 		return nil
 	}
 	name := rest[:end]
-	if strings.Trim(name, "abcdefghijklmnopqrstuvwxyz_[].0123456789") != "" {
+	if strings.Trim(name, "abcdefghijklmnopqrstuvwxyz_[].0123456789") != "" || !fields[strings.FieldsFunc(name, func(r rune) bool { return r == '[' || r == '.' })[0]] {
 		return nil
 	}
 	return name
 }
+
+// fields are the names of the requests' fields: what a message may name
+// as the param at fault.
+var fields = func() map[string]bool {
+	out := map[string]bool{}
+	for _, t := range []reflect.Type{reflect.TypeFor[request](), reflect.TypeFor[embeddingsRequest]()} {
+		for f := range t.Fields() {
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+				out[name] = true
+			}
+		}
+	}
+	return out
+}()

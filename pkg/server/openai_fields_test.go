@@ -200,6 +200,9 @@ func TestOpenAIEveryField(t *testing.T) {
 		honoured    func(t *testing.T, path string, r reply, a answer) // nil: refused by name
 	}{
 		{compl, "model", map[string]any{"model": "nope"}, nil},
+		{compl, "model", map[string]any{"model": ""}, nil},
+		{compl, "max_tokens", map[string]any{"max_tokens": 4.5}, nil}, // a number where a whole one is due
+		{compl, "max_tokens", map[string]any{"max_tokens": "4"}, nil},
 		{compl, "prompt", map[string]any{"prompt": []string{prompt, "hello"}, "temperature": 0}, func(t *testing.T, path string, r reply, a answer) {
 			choices(2)(t, path, r, a)
 			sameAsGreedy(t, path, a)
@@ -278,6 +281,7 @@ func TestOpenAIEveryField(t *testing.T) {
 		{chat, "max_completion_tokens", map[string]any{"max_completion_tokens": 3, "temperature": 0}, tokens(3)},
 		{chat, "max_tokens", map[string]any{"max_tokens": 4, "temperature": 0}, tokens(4)},
 		{chat, "max_tokens", map[string]any{"max_tokens": 5000}, nil}, // past the context
+		{chat, "max_completion_tokens", map[string]any{"max_completion_tokens": -5}, nil},
 		{chat, "metadata", map[string]any{"metadata": map[string]string{"k": "v"}}, nil},
 		{chat, "modalities", map[string]any{"modalities": []string{"text"}}, accepted},
 		{chat, "modalities", map[string]any{"modalities": []string{"text", "audio"}}, nil},
@@ -315,6 +319,7 @@ func TestOpenAIEveryField(t *testing.T) {
 		}},
 		{emb, "input", map[string]any{"input": []int{101, 102}}, nil},
 		{emb, "model", map[string]any{"model": "tiny-gpt"}, nil},
+		{emb, "model", map[string]any{"model": ""}, nil},
 		{emb, "encoding_format", map[string]any{"encoding_format": "base64"}, func(t *testing.T, path string, _ reply, a answer) {
 			var floats []float32
 			if err := json.Unmarshal(ok(t, path, map[string]any{"encoding_format": "float"}).Data[0].Embedding, &floats); err != nil {
@@ -358,6 +363,21 @@ func TestOpenAIEveryField(t *testing.T) {
 				t.Errorf("%v: param %v in %s, want %q", c.body, a.Error.Param, r.body, c.field)
 			}
 		})
+	}
+
+	// A body that is not one JSON object is refused without a param, in
+	// JSON's words, never Go's.
+	for body, want := range map[string]string{
+		``: "the body is empty",
+		`{"model":"tiny-gpt","prompt":"hi","max_tokens":2} xyz`:    "more after its JSON object",
+		`{"model":"tiny-gpt","prompt":"hi","max_tokens":2}{"a":1}`: "more after its JSON object",
+		`{"model":"tiny-gpt","prompt":"hi","max_tokens":[2]}`:      "max_tokens: want a whole number, got array",
+		`{"model":"tiny-gpt","prompt":"hi","temperature":"warm"}`:  "temperature: want a number, got string",
+	} {
+		r := call(t, "POST", url+"/v1/completions", []byte(body), nil)
+		if r.status != 400 || !strings.Contains(string(r.body), want) || strings.Contains(string(r.body), "Go ") || strings.Contains(string(r.body), `"param":"the"`) {
+			t.Errorf("%q: %d %s, want 400 saying %q", body, r.status, r.body, want)
+		}
 	}
 
 	// The models API: only models that generate or embed, with their
