@@ -77,7 +77,21 @@ type GenerateRequest struct {
 	// PresencePenalty is subtracted from the logit of every token already
 	// generated, FrequencyPenalty once for every time it was.
 	PresencePenalty, FrequencyPenalty float64
+	// Group is the client request the sequence is one of (NewGroup; 0: a
+	// request of its own). While sequences wait, each admission goes to
+	// the group with the fewest sequences admitted, the earliest first
+	// among equals: one request of many sequences (n, best_of, a list of
+	// prompts) takes its share of the slots, not all of them ahead of a
+	// request that came after it.
+	Group uint64
 }
+
+// groups numbers the client requests (NewGroup), and the sequences
+// submitted without one, each its own.
+var groups atomic.Uint64
+
+// NewGroup returns a group for the sequences of one client request.
+func NewGroup() uint64 { return groups.Add(1) }
 
 // MaxTopLogprobs is the most alternatives a token's log-probabilities
 // list (OpenAI's bound).
@@ -175,6 +189,9 @@ func (e *Engine) Generate(ctx context.Context, req GenerateRequest) (*Stream, er
 		if t < 0 || t >= int64(e.dec.Vocab) {
 			return nil, fmt.Errorf("%w: token %d is outside the vocabulary of %d", runner.ErrInvalidInput, t, e.dec.Vocab)
 		}
+	}
+	if req.Group == 0 {
+		req.Group = NewGroup()
 	}
 	s := &sequence{ctx: ctx, req: req, tokens: slices.Clone(req.Prompt), prompt: len(req.Prompt),
 		queued: time.Now(), out: newStream(), rng: rand.New(rand.NewPCG(req.Seed, req.Seed^0x9e3779b97f4a7c15))}
@@ -279,9 +296,17 @@ func (e *Engine) loop(ctx context.Context) {
 			group = e.o.MaxBatch
 		}
 		var admitted []*sequence
-		for len(waiting) > 0 && len(admitted) < group && e.admit(waiting[0]) {
-			admitted = append(admitted, waiting[0])
-			waiting = waiting[1:]
+		if len(waiting) > 0 && group > 0 {
+			share := shares(running, ready)
+			for len(waiting) > 0 && len(admitted) < group {
+				i := fairest(waiting, share)
+				if !e.admit(waiting[i]) {
+					break
+				}
+				share[waiting[i].req.Group]++
+				admitted = append(admitted, waiting[i])
+				waiting = slices.Delete(waiting, i, i+1)
+			}
 		}
 		if len(admitted) > 0 {
 			if err := e.prefill(admitted); err != nil {

@@ -47,6 +47,9 @@ type Params struct {
 	// token, with a last event of token counts.
 	Stream       bool
 	IncludeUsage bool
+	// Group is the client request the session is one sequence of
+	// (GenerateRequest.Group).
+	Group uint64
 }
 
 // Observers receive a session's measurements; any may be nil. The core
@@ -138,7 +141,8 @@ func (g *Generator) Start(ctx context.Context, p Params, obs Observers) (*Sessio
 	encoded := time.Since(start)
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := g.Generate(ctx, GenerateRequest{Prompt: ids, MaxTokens: p.MaxTokens, Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: p.Seed,
-		Logprobs: p.Logprobs, TopLogprobs: p.TopLogprobs, LogitBias: p.LogitBias, PresencePenalty: p.PresencePenalty, FrequencyPenalty: p.FrequencyPenalty})
+		Logprobs: p.Logprobs, TopLogprobs: p.TopLogprobs, LogitBias: p.LogitBias, PresencePenalty: p.PresencePenalty, FrequencyPenalty: p.FrequencyPenalty,
+		Group: p.Group})
 	if err != nil {
 		cancel()
 		if errors.Is(err, ErrTooLong) { // the prompt fits (maxPrompt): the tokens asked for do not

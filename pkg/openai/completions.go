@@ -113,9 +113,11 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, s
 // all alike.
 func (s *API) start(ctx context.Context, m *runner.Model, pl plan) ([]*choice, error) {
 	var all []*choice
+	group := generate.NewGroup() // the engine shares its slots between requests
 	for pi, p := range pl.prompts {
 		for j := range pl.bestOf {
 			q := p
+			q.Group = group
 			if q.Seeded {
 				q.Seed += uint64(j)
 			}
