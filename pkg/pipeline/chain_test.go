@@ -196,7 +196,7 @@ pipeline:
   outputs: [y]
   steps:
     - {name: s, op: top_k, params: {kk: 2}, input_map: {x: x}, output_map: {scores: y}}
-`, "field kk not found"},
+`, "params: kk: no such key (the keys here are k, labels)"},
 	} {
 		dir := t.TempDir()
 		copyModel(t, dir, "mlp", "mlp")

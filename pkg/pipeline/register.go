@@ -1,13 +1,13 @@
 package pipeline
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/infer-serving/infer/pkg/runner"
+	"github.com/infer-serving/infer/pkg/yamlfile"
 )
 
 func init() {
@@ -67,13 +67,8 @@ func compose(spec runner.CompositeSpec) (runner.Composite, error) {
 	return nil, errors.New("config declares neither a pipeline nor a router")
 }
 
-// strictDecode reads node into v, refusing keys v has no field for.
+// strictDecode reads node into v, refusing keys v has no field for, each
+// problem named by its key's path (yamlfile.DecodeNode).
 func strictDecode(node *yaml.Node, v any) error {
-	buf, err := yaml.Marshal(node)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(buf))
-	dec.KnownFields(true)
-	return dec.Decode(v)
+	return yamlfile.DecodeNode(node, v)
 }

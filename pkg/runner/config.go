@@ -280,7 +280,7 @@ type Duration time.Duration
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration such as 500us or 2ms", n.Line)
+		return yamlfile.ValueError(n, "want a duration such as 500us or 2ms")
 	}
 	if us, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
 		*d = Duration(time.Duration(us) * time.Microsecond)
@@ -288,7 +288,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (want e.g. 500us, 2ms)", n.Line, n.Value)
+		return yamlfile.ValueError(n, "%q is not a duration (want e.g. 500us, 2ms)", n.Value)
 	}
 	*d = Duration(v)
 	return nil

@@ -89,6 +89,28 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	}
 }
 
+// Every problem of a file is reported, each on its line with its key,
+// those found by a value's own parsing (durations, sizes, keep_alive) as
+// well as yaml's: one such problem used to stop the decoding, hiding the
+// rest.
+func TestConfigErrorsAreAllReported(t *testing.T) {
+	_, err := ParseConfig(strings.NewReader("max_batch_size: lots\ndynamic_batching: {max_queue_delay: soon}\nkeep_alive: yesterday\ncolour: blue\nresources: {memory: lots}\n"))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"line 1: max_batch_size: `lots` is not a whole number",
+		`line 2: dynamic_batching.max_queue_delay: "soon" is not a duration`,
+		`line 3: keep_alive "yesterday": want a duration`,
+		"line 4: colour: no such key",
+		`line 5: resources.memory: "lots" is not a size`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the errors lack %q:\n%v", want, err)
+		}
+	}
+}
+
 func TestLocateLibraryNamesTheFix(t *testing.T) {
 	t.Setenv(LibraryEnv, "")
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())

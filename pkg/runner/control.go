@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/infer-serving/infer/pkg/yamlfile"
 )
 
 // ControlMode says how the set of loaded model versions changes while the
@@ -105,7 +107,7 @@ type KeepAlive time.Duration
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (k *KeepAlive) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: keep_alive: want a duration such as 10m, seconds, or -1 (never unload)", n.Line)
+		return yamlfile.ValueError(n, "keep_alive: want a duration such as 10m, seconds, or -1 (never unload)")
 	}
 	if s, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
 		if s < 0 {
@@ -117,7 +119,7 @@ func (k *KeepAlive) UnmarshalYAML(n *yaml.Node) error {
 	}
 	d, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: keep_alive %q: want a duration such as 10m, seconds, or -1 (never unload)", n.Line, n.Value)
+		return yamlfile.ValueError(n, "keep_alive %q: want a duration such as 10m, seconds, or -1 (never unload)", n.Value)
 	}
 	*k = KeepAlive(max(d, -1))
 	return nil

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/infer-serving/infer/pkg/yamlfile"
 )
 
 // Resources bounds what one model host may take.
@@ -56,11 +58,11 @@ var byteSuffixes = []struct {
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a size such as 512Mi or 2Gi", n.Line)
+		return yamlfile.ValueError(n, "want a size such as 512Mi or 2Gi")
 	}
 	v, err := ParseByteSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return yamlfile.ValueError(n, "%v", err)
 	}
 	*b = v
 	return nil

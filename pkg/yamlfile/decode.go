@@ -80,9 +80,50 @@ func index(n *yaml.Node, prefix string, keys map[int][]keyAt) {
 	}
 }
 
+// DecodeNode decodes the YAML under n (a block of a file, decoded apart
+// from it) into v as Decode does: unknown keys refused, every problem
+// reported with its key's path, in the configuration's words. The lines
+// a problem is on are those of the file, counted from n's.
+func DecodeNode(n *yaml.Node, v any) error {
+	buf, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	err = Decode(buf, v)
+	if err == nil {
+		return nil
+	}
+	// The block re-encoded starts at its first line: line k of it is
+	// line n.Line+k-1 of the file, as long as the block keeps one key a
+	// line (yaml.v3 encodes block style so); a flow mapping {a: 1, b: 2}
+	// is re-encoded over several, so its problems go without a line.
+	flow := n.Style&yaml.FlowStyle != 0
+	msgs := strings.Split(err.Error(), "\n")
+	for i, m := range msgs {
+		if l := onLine.FindStringSubmatch(m); l != nil {
+			k, _ := strconv.Atoi(l[1])
+			if flow || n.Line == 0 {
+				msgs[i] = l[2]
+			} else {
+				msgs[i] = fmt.Sprintf("line %d: %s", n.Line+k-1, l[2])
+			}
+		}
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// ValueError is a custom unmarshaler's refusal of the value at n: a
+// *yaml.TypeError, with which yaml.v3 goes on decoding the rest, so that
+// Decode reports every problem of a file, not only the first; Decode
+// names the key the value is on.
+func ValueError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
+}
+
 var (
 	wrongForm  = regexp.MustCompile("^line ([0-9]+): cannot unmarshal !!([a-z]+) (?:`(.*)` )?into (.+)$")
 	unknownKey = regexp.MustCompile(`^line ([0-9]+): field (.+) not found in type (.+)$`)
+	onLine     = regexp.MustCompile(`^line ([0-9]+): (.+)$`)
 )
 
 // explain rewrites one of yaml.v3's messages in the configuration's terms.
@@ -107,6 +148,15 @@ func explain(msg string, keys map[int][]keyAt, root reflect.Type) string {
 			out += " (the keys here are " + strings.Join(known, ", ") + ")"
 		}
 		return out
+	}
+	if m := onLine.FindStringSubmatch(msg); m != nil { // a ValueError
+		line, _ := strconv.Atoi(m[1])
+		if on := keys[line]; len(on) > 0 {
+			path := on[len(on)-1].path
+			if !strings.HasPrefix(m[2], path[strings.LastIndexAny(path, ".]")+1:]) {
+				return fmt.Sprintf("line %d: %s: %s", line, path, m[2])
+			}
+		}
 	}
 	return msg
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 type inner struct {
@@ -63,4 +65,35 @@ func FuzzDecode(f *testing.F) {
 		var v config
 		_ = Decode(data, &v)
 	})
+}
+
+// A block decoded apart from its file (a pipeline under its key) reports
+// every problem by its key's path, on the file's line for a block in
+// block style, never in Go's type names.
+func TestDecodeNodeSpeaksOfTheFile(t *testing.T) {
+	file := "kind: chain\npipeline:\n  name: p\n  steps:\n    - model: a\n      inputs: {x: y}\n      colour: blue\n      count: many\n"
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte(file), &root); err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Name  string `yaml:"name"`
+		Steps []struct {
+			Model  string            `yaml:"model"`
+			Inputs map[string]string `yaml:"inputs"`
+			Count  int               `yaml:"count"`
+		} `yaml:"steps"`
+	}
+	err := DecodeNode(root.Content[0].Content[3], &v) // the pipeline's block, from line 3
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"line 7: steps[0].colour: no such key (the keys here are model, inputs, count)", "line 8: steps[0].count: `many` is not a whole number"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors %q lack %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "struct") || strings.Contains(err.Error(), "not found in type") {
+		t.Errorf("errors in Go's words: %v", err)
+	}
 }
