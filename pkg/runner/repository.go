@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -260,9 +261,13 @@ func (r *Repository) layout(name string) (Config, map[int64]string, error) {
 		return Config{}, nil, fmt.Errorf("read %s: %w", r.where(path.Join(name, ConfigFile)), err)
 	}
 	files := map[int64]string{}
+	var notVersions []string // folders named as numbers, but not versions
 	for _, e := range entries {
 		v, err := strconv.ParseInt(e.Name(), 10, 64)
 		if !e.IsDir() || err != nil || v < 1 {
+			if e.IsDir() && strings.Trim(e.Name(), "-+0123456789") == "" {
+				notVersions = append(notVersions, e.Name())
+			}
 			continue // not a version folder
 		}
 		files[v] = path.Join(e.Name(), ModelFile)
@@ -276,6 +281,9 @@ func (r *Repository) layout(name string) (Config, map[int64]string, error) {
 		files[1] = "" // a pipeline or router needs no version folder
 	}
 	if len(files) == 0 {
+		if len(notVersions) > 0 {
+			return Config{}, nil, fmt.Errorf("model %q in %s: no version folders: %s are not versions (a version is a whole number from 1 to %d)", name, r.desc, strings.Join(notVersions, ", "), int64(math.MaxInt64))
+		}
 		return Config{}, nil, fmt.Errorf("model %q in %s: no version folders (want %s/<version>/%s)", name, r.desc, name, ModelFile)
 	}
 	return cfg, files, nil

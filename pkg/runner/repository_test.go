@@ -138,6 +138,23 @@ func TestOpenNamesWhatWasMeant(t *testing.T) {
 	}
 }
 
+// Folders named as numbers that are no versions are named as such, where
+// the model was said to have no version folders at all.
+func TestFoldersThatAreNoVersionsAreNamed(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"0", "-1", "99999999999999999999"} {
+		copyFile(t, filepath.Join(bundled, "mlp", "1", ModelFile), filepath.Join(dir, "m", v, ModelFile))
+	}
+	copyFile(t, filepath.Join(bundled, "mlp", "1", ModelFile), filepath.Join(dir, "ok", "1", ModelFile))
+	repo, err := Open(dir, LoadOptions{Isolation: IsolationNone})
+	if repo != nil {
+		defer repo.Close()
+	}
+	if want := `model "m" in ` + dir + ": no version folders: -1, 0, 99999999999999999999 are not versions (a version is a whole number from 1 to 9223372036854775807)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err %v, want %q", err, want)
+	}
+}
+
 // version_policy chooses the version folders loaded, as Triton's does:
 // the latest N, those named, or all (unset: all); a policy that names
 // what is wrong, or chooses none of the folders, leaves the model
