@@ -194,7 +194,9 @@ func (m *Top) rolloutPanel(w int) []string {
 		seen[r.Model] = true
 		ro, ok := m.frame.Rollouts[r.Model]
 		if !ok {
-			out = append(out, " "+cell(r.Model, 16, true)+" "+faintStyle.Render("no rollout"))
+			if m.frame.RolloutErrors[r.Key.Server] == nil { // unread is not none
+				out = append(out, " "+cell(r.Model, 16, true)+" "+faintStyle.Render("no rollout"))
+			}
 			continue
 		}
 		out = append(out, " "+cell(r.Model, 16, true)+" "+truncate(rolloutLine(ro.State), w-19))
