@@ -159,10 +159,10 @@ func (t *HTTP1) get(ctx context.Context, r *Result) (*conn1, bool, error) {
 	start := time.Now()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", t.addr)
-	r.Phases.Set(profile.Connect, time.Since(start))
 	if err != nil {
-		return nil, false, err
+		return nil, false, err // no connection opened: none counted
 	}
+	r.Phases.Set(profile.Connect, time.Since(start))
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}

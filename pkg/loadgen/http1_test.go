@@ -108,6 +108,12 @@ func TestHTTP1AgainstRealServer(t *testing.T) {
 	if sum, _ := Run(context.Background(), cold, Options{Concurrency: 2, Requests: 20}); sum.NewConns != 20 || sum.OK != 20 {
 		t.Fatalf("cold: %d new connections for %d requests", sum.NewConns, sum.OK)
 	}
+	// Refused connections were counted as opened (the report read
+	// "connections 10 opened" with every request refused).
+	refused, _ := NewHTTP1([]HTTPRequest{{Method: "GET", URL: "http://127.0.0.1:1/"}}, 2, false)
+	if sum, _ := Run(context.Background(), refused, Options{Concurrency: 2, Requests: 10}); sum.NewConns != 0 || sum.Connects.TotalCount() != 0 || sum.OK != 0 {
+		t.Fatalf("refused: %d new connections, %d connect times, %d answered; want none", sum.NewConns, sum.Connects.TotalCount(), sum.OK)
+	}
 	if _, err := NewHTTP1([]HTTPRequest{{Method: "GET", URL: "https://example.test/"}}, 1, false); err == nil {
 		t.Fatal("https accepted by the plain HTTP/1.1 client")
 	}
