@@ -42,3 +42,21 @@ func TestEndlessMetadataIsSaidSo(t *testing.T) {
 		t.Fatalf("endless metadata: %v, want it named as over the bound", err)
 	}
 }
+
+// Pointed at a port of another protocol, the error says which port that
+// is and which to give: the metrics port's text, an HTTP/1.1 port asked
+// for gRPC. They read as broken JSON and broken HTTP/2 frames before.
+func TestWrongPortIsSaidSo(t *testing.T) {
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("# HELP infer_requests_total Requests.\n"))
+	}))
+	defer metrics.Close()
+	_, _, _, err := newV2HTTP(context.Background(), V2Options{URL: metrics.URL, Conns: 1})
+	if err == nil || !strings.Contains(err.Error(), "as Prometheus metrics do: give the HTTP port") || strings.Contains(err.Error(), "--model NAME") {
+		t.Errorf("the metrics port: %v, want it named", err)
+	}
+	_, _, _, err = newV2GRPC(context.Background(), V2Options{URL: strings.TrimPrefix(metrics.URL, "http://"), Conns: 1})
+	if err == nil || !strings.Contains(err.Error(), "the port answers HTTP/1.1, not gRPC") {
+		t.Errorf("gRPC to an HTTP/1.1 port: %v, want it named", err)
+	}
+}
