@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -179,5 +180,43 @@ func TestModelsAnswersAreQuietAndNameTheModels(t *testing.T) {
 	_, err = run(t, "models", "config", "-m", "nosuch")
 	if err == nil || !strings.Contains(err.Error(), `"nosuch"`) || !strings.Contains(err.Error(), "the repository has") || !strings.Contains(err.Error(), "mlp") {
 		t.Fatalf("models config -m nosuch: %v, want the names the repository has", err)
+	}
+}
+
+// A model that failed to load keeps its row of the listing short (its
+// reason cut, the version "-" when it has none) and its whole reason
+// comes under the table: a config error listing every key made each row
+// hundreds of characters wide.
+func TestModelsListKeepsAFailedModelsRowShort(t *testing.T) {
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "models", "mlp", "1", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"mlp", "bad"} {
+		os.MkdirAll(filepath.Join(dir, m, "1"), 0o755)
+		os.WriteFile(filepath.Join(dir, m, "1", "model.onnx"), data, 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "bad", "config.yaml"), []byte("max_batch_sise: 4\n"), 0o644)
+	var out bytes.Buffer
+	cmd := newRootCmd()
+	cmd.SetOut(&out)
+	cmd.SetErr(io.Discard)
+	cmd.SetArgs([]string{"models", "list", dir})
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	var row string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "bad ") {
+			row = l
+		}
+	}
+	if f := strings.Fields(row); len(f) < 3 || f[1] != "-" || f[2] != "UNAVAILABLE" || len([]rune(row)) > 160 || !strings.Contains(row, "(below)") {
+		t.Fatalf("bad's row %q: want version -, UNAVAILABLE, cut within 160 characters", row)
+	}
+	if !strings.Contains(out.String(), "\nbad: read "+filepath.Join(dir, "bad", "config.yaml")+": line 1: max_batch_sise: no such key (the keys here are max_batch_size,") {
+		t.Fatalf("the whole reason is not under the table:\n%s", out.String())
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -180,15 +181,38 @@ func listModels(repo *runner.Repository, w io.Writer, out *outputFlag) error {
 func listText(w io.Writer, rows []modelListing) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODEL\tVERSION\tSTATE\tMEMORY\tDEVICE\tMAX BATCH\tINPUTS\tOUTPUTS")
+	var why []string // reasons too long for their row, in full below the table
 	for _, l := range rows {
 		if l.State != runner.StateReady {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t-\t\t\t%s\t\n", l.Name, l.Version, l.State, l.Reason)
+			version := "-" // a model whose folder could not be read has none
+			if l.Version > 0 {
+				version = strconv.FormatInt(l.Version, 10)
+			}
+			reason := l.Reason
+			if first, _, _ := strings.Cut(reason, "\n"); len([]rune(first)) > maxReason || first != reason {
+				reason = string([]rune(first)[:min(len([]rune(first)), maxReason)]) + "… (below)"
+				who := l.Name
+				if l.Version > 0 {
+					who += " v" + version
+				}
+				why = append(why, who+": "+l.Reason)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t\t\t%s\t\n", l.Name, version, l.State, reason)
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Version, l.State, memory(l.LoadedBytes), l.Device, *l.MaxBatchSize, specList(l.Inputs), specList(l.Outputs))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range why {
+		fmt.Fprintf(w, "\n%s\n", r)
+	}
+	return nil
 }
+
+// maxReason is the most of a reason a row shows, in characters.
+const maxReason = 60
 
 // specList is tensors as "name DATATYPE [shape]", the first two at most
 // and a count of the rest, so that a row stays within a terminal.
