@@ -165,6 +165,7 @@ func TestBenchBadInput(t *testing.T) {
 		{"bad shape flag", func(o *benchOptions) { o.model, o.shapes = "mlp", []string{"image:1,x"} }, `--shape "image:1,x"`},
 		{"shape of a missing input", func(o *benchOptions) { o.model, o.shapes = "mlp", []string{"pixels:1,784"} }, "no input \"pixels\""},
 		{"shape against the model", func(o *benchOptions) { o.model, o.shapes = "mlp", []string{"image:1,783"} }, "dimension 1 is 783"},
+		{"batch of a model that takes none", func(o *benchOptions) { o.model, o.rows = "fixed-shape", 4 }, "--batch-size 4: no input of the model has a dynamic first dimension"},
 		{"unreachable URL", func(o *benchOptions) { o.url, o.model = "http://127.0.0.1:1", "mlp" }, "cannot reach"},
 		{"bad URL", func(o *benchOptions) { o.url = "localhost:8000" }, "want http://host:port"},
 		{"bad protocol", func(o *benchOptions) { o.protocol = "soap" }, `protocol "soap"`},

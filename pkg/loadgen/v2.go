@@ -350,6 +350,9 @@ func generate(inputs []protocol.TensorMetadata, o V2Options) ([][]tensor.Tensor,
 			return nil, fmt.Errorf("--shape %s: the model has no input %q", name, name)
 		}
 	}
+	if o.Rows > 1 && len(o.Shapes) == 0 && !slices.ContainsFunc(inputs, func(in protocol.TensorMetadata) bool { return len(in.Shape) > 0 && in.Shape[0] < 0 }) {
+		return nil, fmt.Errorf("--batch-size %d: no input of the model has a dynamic first dimension to batch along (it takes no batch; its inputs' shapes are fixed)", o.Rows)
+	}
 	shapes := make([][]int64, len(inputs))
 	types := make([]tensor.DataType, len(inputs))
 	for i, in := range inputs {
