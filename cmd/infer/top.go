@@ -33,6 +33,7 @@ type topOptions struct {
 	plain          bool
 	count          int
 	width          int
+	out            *outputFlag
 }
 
 func newTopCmd() *cobra.Command {
@@ -53,10 +54,13 @@ Keys: q quit, ? help, tab switch panel, arrows or j/k select, enter detail,
 / filter by name, p pause.
 
 Without a terminal (or with --plain) it prints a plain-text snapshot every
-interval instead.`,
+interval instead; with -o json, one JSON object a line (the figures of each
+model version, null where not known yet, latencies in seconds; rollouts; and
+why any server could not be read).`,
 		Example: `  infer top
   infer top --server http://10.0.0.5:8000 --server http://10.0.0.6:8000 --slo 'p99<50ms,errors<1%'
-  infer top --plain --count 3 --price-per-hour 2.50`,
+  infer top --plain --count 3 --price-per-hour 2.50
+  infer top -o json --count 1 | jq '.models[] | {model, p99_seconds}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runTop(cmd.Context(), o, cmd.OutOrStdout())
@@ -73,8 +77,9 @@ interval instead.`,
 	f.Float64Var(&o.pricePerHour, "price-per-hour", 0, "US dollars an hour per server, split over its models by busy time (models priced in their config keep their own price)")
 	f.StringVar(&o.adminTokenFile, "admin-token-file", "", "file holding the servers' admin token, to read rollouts (or $"+adminTokenEnv+")")
 	f.BoolVar(&o.plain, "plain", false, "print plain-text snapshots even on a terminal")
-	f.IntVar(&o.count, "count", 0, "with plain snapshots, stop after this many (0: until interrupted)")
+	f.IntVar(&o.count, "count", 0, "with plain or JSON snapshots, stop after this many (0: until interrupted)")
 	f.IntVar(&o.width, "width", 120, "width of plain snapshots, in columns")
+	o.out = addOutputFlag(cmd, false, "json: one snapshot a line, every interval", formatText, formatJSON)
 	return cmd
 }
 
@@ -90,6 +95,11 @@ func runTop(ctx context.Context, o topOptions, stdout io.Writer) error {
 	}
 	if o.width < 80 {
 		return fmt.Errorf("--width %d: want at least 80 columns", o.width)
+	}
+	if o.out != nil {
+		if err := o.out.check(); err != nil {
+			return err
+		}
 	}
 	var objectives []loadgen.Objective
 	if o.slo != "" {
@@ -125,6 +135,9 @@ func runTop(ctx context.Context, o topOptions, stdout io.Writer) error {
 	}
 	if err := reachable(mon.Poll(ctx), len(servers)); err != nil {
 		return err
+	}
+	if o.out != nil && o.out.is(formatJSON) {
+		return runTopJSON(ctx, stdout, mon.Poll, o.interval, o.count)
 	}
 	opts := tui.TopOptions{Poll: mon.Poll, Interval: o.interval, Servers: o.servers, Objectives: objectives, Context: ctx}
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -288,8 +289,34 @@ func TestTopPlainSnapshots(t *testing.T) {
 		}
 	}
 
+	// -o json: one snapshot a line, each model version's figures, for a
+	// program.
+	out, err = run(t, "top", "--server", addrs["HTTP"], "--admin-port", adminPort, "--interval", "500ms", "--window", "1s", "--count", "2", "-o", "json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var snap struct {
+		At     time.Time
+		Models []struct {
+			Server, Model, Version string
+			Ready                  bool
+			P99                    *float64 `json:"p99_seconds"`
+			RequestsPerSecond      *float64 `json:"requests_per_second"`
+		}
+	}
+	if len(lines) != 2 || json.Unmarshal([]byte(lines[1]), &snap) != nil || snap.At.IsZero() || len(snap.Models) < 4 {
+		t.Fatalf("top -o json: want 2 lines of snapshots with the models:\n%s", out)
+	}
+	for _, m := range snap.Models {
+		if m.Server != "http://"+addrs["HTTP"] || m.Model == "" || m.Version == "" || !m.Ready || m.RequestsPerSecond == nil {
+			t.Fatalf("top -o json: model %+v", m)
+		}
+	}
+
 	for _, c := range []struct{ args, want string }{
 		{"--interval 0s", "--interval"},
+		{"-o yaml", "--output \"yaml\": want text or json"},
 		{"--window 100ms --interval 1s", "shorter than --interval"},
 		{"--slo p99", "--slo"},
 		{"--width 40", "--width"},
