@@ -220,3 +220,29 @@ func TestModelsListKeepsAFailedModelsRowShort(t *testing.T) {
 		t.Fatalf("the whole reason is not under the table:\n%s", out.String())
 	}
 }
+
+// A text generator configured for more positions than its decoder has
+// fails its load naming generation.max_positions (a sequence of the
+// longest length is run at load), where it loaded READY and answered every
+// prompt past the decoder's 512 positions with 500.
+func TestGeneratorPastItsPositionsFailsItsLoad(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join("..", "..", "testdata", "models", "tiny-gpt")
+	for _, f := range []string{"1/model.onnx", "vocab.txt", "config.yaml"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "config.yaml" {
+			data = []byte(strings.Replace(string(data), "max_positions: 512", "max_positions: 4096", 1))
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, "gpt", f)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, "gpt", f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := run(t, "models", "list", dir)
+	if err == nil || !strings.Contains(out, "generation.max_positions 4096: a sequence of 4096 tokens fails in the decoder") {
+		t.Fatalf("err %v, want the load refused naming generation.max_positions:\n%s", err, out)
+	}
+}

@@ -95,5 +95,35 @@ func load(dec *runner.Decoder, cfg runner.Config, readFile func(string) ([]byte,
 	if err != nil {
 		return nil, err
 	}
+	if n, err := probeLongest(engine, gc.MaxPositions); err != nil {
+		engine.Close()
+		return nil, fmt.Errorf("generation.max_positions %d: a sequence of %d tokens fails in the decoder (is its position table shorter?): %w", gc.MaxPositions, n, err)
+	}
 	return &Generator{cfg: gc, tok: tok, maxPrompt: tc.MaxLength, dec: dec, engine: engine}, nil
+}
+
+// probeLongest runs the longest sequence the engine admits (max_positions,
+// or what the key/value budget holds when that is less), a prompt of all
+// but one of its tokens and one more generated, so that a decoder whose
+// positions end sooner (a max_positions past its position table) fails
+// its load, naming the setting, rather than every long prompt with 500:
+// as serving engines run a sequence of their maximum length at start-up
+// to size their memory (vLLM's profile run).
+func probeLongest(e *Engine, maxPositions int) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	longest := min(maxPositions, e.pool.capacity()*e.pool.blockTokens)
+	if longest < 2 {
+		return longest, nil
+	}
+	out, err := e.Generate(ctx, GenerateRequest{Prompt: make([]int64, longest-1), MaxTokens: 1})
+	if err != nil {
+		return longest, err
+	}
+	for tok := range out.All() {
+		if tok.Err != nil {
+			return longest, tok.Err
+		}
+	}
+	return longest, nil
 }
