@@ -127,7 +127,7 @@ func (f *textFront) tokenize(req *Request, maxRows int) (_ *Request, _ time.Dura
 		}
 	}
 	if at < 0 {
-		return req, 0, false, nil
+		return req, 0, false, f.checkIDs(req)
 	}
 	text := req.Inputs[at]
 	if text.DataType != tensor.Bytes {
@@ -176,4 +176,23 @@ func (f *textFront) tokenize(req *Request, maxRows int) (_ *Request, _ time.Dura
 		}
 	}
 	return &out, time.Since(start), true, nil
+}
+
+// checkIDs refuses token ids given straight to the graph (its ids input,
+// without the text) that the tokenizer could never have made: ids outside
+// its vocabulary, which a Gather in the graph refuses (the request then
+// fails with 500) or, for -1, quietly wraps to the vocabulary's last row.
+func (f *textFront) checkIDs(req *Request) error {
+	vocab := int64(f.tok.Size())
+	for _, t := range req.Inputs {
+		if t.Name != f.cfg.IDs || t.DataType != tensor.Int64 || len(t.Data)%8 != 0 {
+			continue // wrong datatypes and sizes are refused against the graph
+		}
+		for i := 0; i < len(t.Data); i += 8 {
+			if id := int64(binary.LittleEndian.Uint64(t.Data[i:])); id < 0 || id >= vocab {
+				return fmt.Errorf("%w: input %q: token id %d (element %d) is outside the vocabulary of %d", ErrInvalidInput, t.Name, id, i/8, vocab)
+			}
+		}
+	}
+	return nil
 }

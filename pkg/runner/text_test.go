@@ -151,3 +151,27 @@ func TestCachedByString(t *testing.T) {
 		t.Fatal("a string never seen was answered from the cache")
 	}
 }
+
+// Token ids given straight to a text model's graph are checked against its
+// vocabulary: an id past it, or a negative one, is the request's 400
+// naming it, where the graph's Gather failed it with 500 (or, for -1,
+// quietly read the vocabulary's last row).
+func TestTokenIDsOutsideTheVocabularyAreRefused(t *testing.T) {
+	m := loadTextEncoder(t, Config{MaxBatchSize: intp(8)})
+	ids := func(v ...int64) *Request {
+		mask := make([]int64, len(v))
+		for i := range mask {
+			mask[i] = 1
+		}
+		return &Request{Inputs: []tensor.Tensor{tensor.New("input_ids", []int64{1, int64(len(v))}, v), tensor.New("attention_mask", []int64{1, int64(len(v))}, mask)}}
+	}
+	if _, err := m.Infer(context.Background(), ids(101, 2000, 102)); err != nil {
+		t.Fatalf("ids in the vocabulary: %v", err)
+	}
+	for _, bad := range []int64{1 << 40, -1} {
+		_, err := m.Infer(context.Background(), ids(101, bad, 102))
+		if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), fmt.Sprintf(`input "input_ids": token id %d (element 1) is outside the vocabulary of`, bad)) {
+			t.Errorf("id %d: %v, want ErrInvalidInput naming it", bad, err)
+		}
+	}
+}
