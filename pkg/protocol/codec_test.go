@@ -143,6 +143,8 @@ func TestDecodeErrorsNameTheProblem(t *testing.T) {
 		{`{"inputs":[{"name":"x","shape":[-2],"datatype":"FP32","data":[1,2]}]}`, -1, `input "x": invalid shape`},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32"}]}`, -1, `input "x": no data`},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"INT8","data":[1,300]}]}`, -1, `"300" is not a valid INT8`},
+		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP16","data":[65504,70000]}]}`, -1, `"70000" is not a valid FP16: value out of range: beyond FP16's largest magnitude, 65504`}, // it became infinity
+		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1e39]}]}`, -1, `"1e39" is not a valid FP32`},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,"a"]}]}`, -1, `input "x": data: element 1`},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[[1,2]}]}`, -1, "request JSON"},
 		{`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,,2]}]}`, -1, "request JSON"},

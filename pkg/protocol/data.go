@@ -154,6 +154,9 @@ func (s *scanner) element(dst []byte, dt tensor.DataType) ([]byte, error) {
 			s.i = start
 			return dst, s.syntax("invalid value %s", Clip(tok))
 		}
+		if errors.Is(err, errFP16Range) {
+			return dst, fmt.Errorf("%s is not a valid %s: %v", Clip(tok), dt, err)
+		}
 		return dst, fmt.Errorf("%s is not a valid %s", Clip(tok), dt)
 	}
 	return dst, nil
@@ -196,7 +199,11 @@ func appendScalar(dst []byte, tok string, dt tensor.DataType) ([]byte, error) {
 		f := float32(v)
 		switch dt {
 		case tensor.FP16:
-			return binary.LittleEndian.AppendUint16(dst, tensor.Float32ToFloat16(f)), nil
+			h := tensor.Float32ToFloat16(f)
+			if h&0x7fff == 0x7c00 && !math.IsInf(v, 0) { // finite, past FP16's largest: it would become infinity
+				return dst, errFP16Range
+			}
+			return binary.LittleEndian.AppendUint16(dst, h), nil
 		case tensor.BF16:
 			return binary.LittleEndian.AppendUint16(dst, bfloat16(f)), nil
 		}
@@ -210,6 +217,10 @@ func appendScalar(dst []byte, tok string, dt tensor.DataType) ([]byte, error) {
 	}
 	return dst, fmt.Errorf("unsupported datatype %s", dt)
 }
+
+// errFP16Range refuses a number FP16 cannot hold: past ±65,504 it would
+// round to infinity, which the protocol's JSON cannot even answer with.
+var errFP16Range = fmt.Errorf("%w: beyond FP16's largest magnitude, 65504", strconv.ErrRange)
 
 // bfloat16 rounds f to bfloat16, to nearest even; NaN stays NaN.
 func bfloat16(f float32) uint16 {
