@@ -246,3 +246,12 @@ func TestGeneratorPastItsPositionsFailsItsLoad(t *testing.T) {
 		t.Fatalf("err %v, want the load refused naming generation.max_positions:\n%s", err, out)
 	}
 }
+
+// A bundled model's name given where a path goes says how to run it.
+func TestModelsRunNamesTheModelFlag(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir) // no tiny-gpt folder here
+	if _, err := run(t, "models", "run", "tiny-gpt"); err == nil || !strings.Contains(err.Error(), "to run the bundled model tiny-gpt: infer models run -m tiny-gpt") {
+		t.Fatalf("err %v, want the -m form", err)
+	}
+}
