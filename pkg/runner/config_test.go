@@ -184,3 +184,21 @@ func TestDocsGenerationConfigParses(t *testing.T) {
 		t.Fatalf("max_batch_size %d, tokenizer %+v: want the generator's limits", *cfg.MaxBatchSize, cfg.Tokenizer)
 	}
 }
+
+// Sizes take Kubernetes' suffixes and the decimal ones people write
+// ("1GB" was refused), and nothing else.
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{
+		"1048576": 1 << 20, "512Mi": 512 << 20, "2Gi": 2 << 30, "8GiB": 8 << 30, "500M": 500e6,
+		"1GB": 1e9, "256MB": 256e6, "64KB": 64e3, "2TB": 2e12, " 3Gi ": 3 << 30,
+	} {
+		if got, err := ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"lots", "1.5GB", "-1Gi", "9999999999TB", "GB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q): no error", in)
+		}
+	}
+}

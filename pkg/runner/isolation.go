@@ -53,7 +53,8 @@ var byteSuffixes = []struct {
 	suffix string
 	scale  int64
 }{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12},
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}}
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"kB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}}
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
@@ -79,7 +80,10 @@ func (b ByteSize) MarshalYAML() (any, error) {
 	return int64(b), nil
 }
 
-// ParseByteSize reads "1048576", "512Mi", "2Gi", "8GiB" or "500M" as bytes.
+// ParseByteSize reads "1048576", "512Mi", "2Gi", "8GiB", "500M" or "1GB"
+// as bytes: the binary suffixes (Ki, Mi, Gi, Ti, with or without B) count
+// in 1024s, the decimal ones (k, M, G, T, or KB, MB, GB, TB) in 1000s, as
+// Kubernetes' quantities and disk makers count.
 func ParseByteSize(s string) (ByteSize, error) {
 	s = strings.TrimSpace(s)
 	scale := int64(1)
