@@ -500,6 +500,10 @@ func newBenchCompareCmd() *cobra.Command {
 					return fmt.Errorf("%s: not a report of one run (save one with infer bench --output json)", path)
 				}
 			}
+			// The server is what is compared; the rest shape only the output.
+			if diff := loadgen.SettingsDiff(reports[0], reports[1], "server", "output", "csv", "html", "tui", "log-level", "price-per-hour", "slo"); len(diff) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "the runs' settings differ: %s\n\n", strings.Join(diff, "; "))
+			}
 			return loadgen.WriteComparison(cmd.OutOrStdout(), args[0], args[1], loadgen.Compare(reports[0], reports[1]))
 		},
 	}

@@ -1,10 +1,13 @@
 package loadgen
 
 import (
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 )
@@ -89,11 +92,18 @@ func Compare(a, b Report) []Delta {
 // called better or worse only beyond 5% and beyond its noise, where the
 // noise is known; within the noise it says so.
 func WriteComparison(w io.Writer, nameA, nameB string, deltas []Delta) error {
+	unknown := false
+	defer func() {
+		if unknown {
+			fmt.Fprintf(w, "noise: how far the runs' own second-to-second wandering can move a figure (95%%); - where a run has under %d seconds of answers to tell\n", minNoiseSeconds)
+		}
+	}()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "\t%s\t%s\tchange\tnoise\t\n", nameA, nameB)
 	for _, d := range deltas {
 		mark, bar := "", 0.05
 		noise := "-"
+		unknown = unknown || d.Noise == 0
 		if d.Noise > 0 {
 			noise = fmt.Sprintf("±%.1f%%", 100*d.Noise)
 			bar = max(bar, d.Noise)
@@ -109,4 +119,25 @@ func WriteComparison(w io.Writer, nameA, nameB string, deltas []Delta) error {
 		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%+.1f%%%s\t%s\t\n", d.Metric, d.A, d.B, 100*d.Change(), mark, noise)
 	}
 	return tw.Flush()
+}
+
+// SettingsDiff lists the settings two runs differ in, but for those
+// named in ignore, as "name a -> b", sorted: a comparison of runs of
+// different loads says as much about the loads as about the servers.
+func SettingsDiff(a, b Report, ignore ...string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(a.Settings)) {
+		if slices.Contains(ignore, k) {
+			continue
+		}
+		if a.Settings[k] != b.Settings[k] {
+			out = append(out, fmt.Sprintf("%s %s -> %s", k, a.Settings[k], cmp.Or(b.Settings[k], "(unset)")))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(b.Settings)) {
+		if _, ok := a.Settings[k]; !ok && !slices.Contains(ignore, k) {
+			out = append(out, fmt.Sprintf("%s (unset) -> %s", k, b.Settings[k]))
+		}
+	}
+	return out
 }
