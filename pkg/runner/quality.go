@@ -65,6 +65,24 @@ func (c MonitorConfig) validate(meta Metadata) error {
 	if c.Window < 0 || c.Keep < 0 || c.MaxFeatures < 0 || c.MaxCategories < 0 || c.Queue < 0 || c.MinSamples < 0 || c.Samples.PerWindow < 0 || c.Samples.Files < 0 {
 		errs = append(errs, errors.New("monitor: window, keep, max_features, max_categories, queue, min_samples, samples.per_window and samples.files must not be negative"))
 	}
+	// Bounds on what sizes memory (a queue allocated up front, windows,
+	// features and categories kept per window, samples kept): far past
+	// any use, short of a number that ends the process.
+	for _, b := range []struct {
+		field       string
+		value, most int
+	}{
+		{"monitor.queue", c.Queue, 1 << 16},
+		{"monitor.keep", c.Keep, 10_000},
+		{"monitor.max_features", c.MaxFeatures, 4096},
+		{"monitor.max_categories", c.MaxCategories, 4096},
+		{"monitor.samples.per_window", c.Samples.PerWindow, 100_000},
+		{"monitor.samples.files", c.Samples.Files, 10_000},
+	} {
+		if b.value > b.most {
+			errs = append(errs, fmt.Errorf("%s: %d, want at most %d", b.field, b.value, b.most))
+		}
+	}
 	if !(c.Alpha >= 0 && c.Alpha < 1) {
 		errs = append(errs, fmt.Errorf("monitor.alpha: %v, want a probability in (0, 1)", c.Alpha))
 	}

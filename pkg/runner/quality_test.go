@@ -119,3 +119,26 @@ func score(t *testing.T, r *drift.Report, tensorName, feature, test string) drif
 	t.Fatalf("no %s score for %s/%s in %+v", test, tensorName, feature, r.Scores)
 	return drift.Score{}
 }
+
+// The monitor's sizes are bounded at load: monitor.queue of a billion made
+// a channel of ~96 GB and ended the process (a running server's too, on an
+// admin load); now the load fails naming the field.
+func TestMonitorSizesAreBounded(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "variants", "tabular.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		mc   MonitorConfig
+		want string
+	}{
+		{MonitorConfig{Sample: 0.1, Queue: 1_000_000_000}, "monitor.queue: 1000000000, want at most 65536"},
+		{MonitorConfig{Sample: 0.1, Keep: 1 << 40}, "monitor.keep"},
+		{MonitorConfig{Sample: 0.1, Samples: ReviewConfig{PerWindow: 1 << 30}}, "monitor.samples.per_window"},
+	} {
+		_, err := LoadModel("tabular", 1, data, Config{Isolation: IsolationNone, Monitor: c.mc}, LoadOptions{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error naming %q", c.mc, err, c.want)
+		}
+	}
+}
