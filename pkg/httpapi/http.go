@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/lograte"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
@@ -103,7 +104,7 @@ func Fail(w http.ResponseWriter, log *slog.Logger, err error) {
 // set the headers that go with it: Retry-After for a call shed before its
 // body, a load refused for the memory budget, or a call refused by an
 // open circuit breaker (with FallbackHeader "unavailable"). It logs the
-// server's own failures (500).
+// server's own failures (500), at most one a second.
 func failure(log *slog.Logger, err error, set func(name, value string)) int {
 	status := core.Status(err)
 	if after, ok := core.RetryAfter(err); ok {
@@ -115,10 +116,16 @@ func failure(log *slog.Logger, err error, set func(name, value string)) int {
 		set("Retry-After", "1") // the body stays unread
 	}
 	if status == http.StatusInternalServerError {
-		log.Error("request failed", "err", err)
+		if n, ok := failedLog.Allow(); ok {
+			log.Error("request failed", "err", err, "unlogged_since", n)
+		}
 	}
 	return status
 }
+
+// failedLog bounds failure's log of the server's own failures to a line
+// a second: a client whose every request fails must not fill the log.
+var failedLog lograte.Limiter
 
 // errorBody is err as the protocol's error object, in JSON.
 func errorBody(err error) []byte {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infer-serving/infer/pkg/drift"
+	"github.com/infer-serving/infer/pkg/lograte"
 	"github.com/infer-serving/infer/pkg/onnxgraph"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -30,20 +31,18 @@ type Model struct {
 	instances []executor
 	isolation string // IsolationProcess or IsolationNone
 	hosts     *hostHealth
-	closing   chan struct{} // closed when Close begins
-	// failureLogged is when logFailure last logged (Unix nanoseconds),
-	// failuresUnlogged how many it left out since.
-	failureLogged, failuresUnlogged atomic.Int64
-	inputIdx                        map[string]int
-	outputIdx                       map[string]int
-	stacked                         bool // every input and output has a dynamic first dimension
-	log                             *slog.Logger
-	cache                           *responseCache      // nil without one
-	gen                             TextGenerator       // a text generator's engine, else nil
-	decoder                         *Decoder            // a text generator's, else nil
-	composite                       Composite           // a pipeline's or router's, else nil
-	labels                          map[string][]string // class labels by output (config.yaml labels)
-	quality                         *drift.Monitor      // nil unless monitor.sample is set
+	closing   chan struct{}   // closed when Close begins
+	failures  lograte.Limiter // logFailure's
+	inputIdx  map[string]int
+	outputIdx map[string]int
+	stacked   bool // every input and output has a dynamic first dimension
+	log       *slog.Logger
+	cache     *responseCache      // nil without one
+	gen       TextGenerator       // a text generator's engine, else nil
+	decoder   *Decoder            // a text generator's, else nil
+	composite Composite           // a pipeline's or router's, else nil
+	labels    map[string][]string // class labels by output (config.yaml labels)
+	quality   *drift.Monitor      // nil unless monitor.sample is set
 	// perString caches a text model by string: its only input is text
 	// and every output row has a fixed size.
 	perString bool
@@ -394,13 +393,9 @@ func (m *Model) run(in executor, batch []*pending) {
 // version, saying how many it left out since: a client sending inputs the
 // runtime refuses, as fast as it can, must not fill the log.
 func (m *Model) logFailure(msg string, rows int, err error) {
-	now := time.Now().UnixNano()
-	last := m.failureLogged.Load()
-	if now-last < int64(time.Second) || !m.failureLogged.CompareAndSwap(last, now) {
-		m.failuresUnlogged.Add(1)
-		return
+	if n, ok := m.failures.Allow(); ok {
+		m.log.Error(msg, "rows", rows, "err", err, "unlogged_since", n)
 	}
-	m.log.Error(msg, "rows", rows, "err", err, "unlogged_since", m.failuresUnlogged.Swap(0))
 }
 
 // Metadata returns the model's name, version, inputs and outputs as

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/infer-serving/infer/pkg/lograte"
 	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 )
 
@@ -22,5 +23,16 @@ func runtimeLog(level ort.LoggingLevel, category, location, message string) {
 	case ort.LoggingLevelWarning:
 		l = slog.LevelWarn
 	}
+	if l == slog.LevelError { // a kernel failing on a request's inputs: as often as requests come
+		n, ok := runtimeErrors.Allow()
+		if !ok {
+			return
+		}
+		slog.Default().Log(context.Background(), l, message, "component", "onnxruntime", "category", category, "at", location, "unlogged_since", n)
+		return
+	}
 	slog.Default().Log(context.Background(), l, message, "component", "onnxruntime", "category", category, "at", location)
 }
+
+// runtimeErrors bounds the runtime's error lines to one a second.
+var runtimeErrors lograte.Limiter

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/infer-serving/infer/pkg/lograte"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
@@ -56,6 +57,7 @@ func TestRuntimeLogsGoThroughSlog(t *testing.T) {
 		t.Run(isolation, func(t *testing.T) {
 			// In process the runtime logs to slog's default; a host's
 			// lines go to the stderr its parent had when it started it.
+			runtimeErrors = lograte.Limiter{} // another test's runtime errors may have spent this second's line
 			var logged lockedBuffer
 			was := slog.Default()
 			slog.SetDefault(slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})))
