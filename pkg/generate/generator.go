@@ -72,7 +72,7 @@ func (g *Generator) Drain(grace time.Duration) { g.engine.Drain(grace) }
 
 // load builds a text generator's engine on its decoder: the runner calls
 // it for a model version with a generation: block.
-func load(dec *runner.Decoder, cfg runner.Config, readFile func(string) ([]byte, error)) (runner.TextGenerator, error) {
+func load(ctx context.Context, dec *runner.Decoder, cfg runner.Config, readFile func(string) ([]byte, error)) (runner.TextGenerator, error) {
 	tc := cfg.Tokenizer
 	vocab, err := readFile(tc.Vocab)
 	if err != nil {
@@ -95,7 +95,7 @@ func load(dec *runner.Decoder, cfg runner.Config, readFile func(string) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	if n, err := probeLongest(engine, gc.MaxPositions); err != nil {
+	if n, err := probeLongest(ctx, engine, gc.MaxPositions); err != nil {
 		engine.Close()
 		return nil, fmt.Errorf("generation.max_positions %d: a sequence of %d tokens fails in the decoder (is its position table shorter?): %w", gc.MaxPositions, n, err)
 	}
@@ -109,9 +109,9 @@ func load(dec *runner.Decoder, cfg runner.Config, readFile func(string) ([]byte,
 // its load, naming the setting, rather than every long prompt with 500:
 // as serving engines run a sequence of their maximum length at start-up
 // to size their memory (vLLM's profile run).
-func probeLongest(e *Engine, maxPositions int) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+//
+// ctx bounds it: the version's load timeout.
+func probeLongest(ctx context.Context, e *Engine, maxPositions int) (int, error) {
 	longest := min(maxPositions, e.pool.capacity()*e.pool.blockTokens)
 	if longest < 2 {
 		return longest, nil

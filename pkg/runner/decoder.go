@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"time"
 
 	ort "github.com/infer-serving/infer/third_party/onnxruntime_go"
 
@@ -54,6 +55,12 @@ var kvName = regexp.MustCompile(`^(past|present|new)_(key|value)_([0-9]+)$`)
 // LoadDecoder creates a decoder from ONNX bytes, checking that its inputs
 // and outputs are those of a key/value-cached decoder.
 func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
+	return loadDecoder(name, onnx, cfg, DefaultLoadTimeout)
+}
+
+// loadDecoder is LoadDecoder, its model host given loadTimeout to load
+// the session (a server's --model-load-timeout).
+func loadDecoder(name string, onnx []byte, cfg Config, loadTimeout time.Duration) (*Decoder, error) {
 	if LoadedRuntime() == nil {
 		return nil, fmt.Errorf("decoder %q: ONNX Runtime is not loaded", name)
 	}
@@ -143,7 +150,7 @@ func LoadDecoder(name string, onnx []byte, cfg Config) (*Decoder, error) {
 	if cfg.Isolation == IsolationProcess {
 		d.health = &hostHealth{limit: DefaultCrashLimit, window: DefaultCrashWindow}
 		d.closing = make(chan struct{})
-		if d.remote, d.device, err = newHost(meta, onnx, newModelSource(onnx, nil, nil, nil), cfg, dev, d.health, d.closing, log, DefaultLoadTimeout); err != nil {
+		if d.remote, d.device, err = newHost(meta, onnx, newModelSource(onnx, nil, nil, nil), cfg, dev, d.health, d.closing, log, loadTimeout); err != nil {
 			return nil, fmt.Errorf("decoder %q: %w", name, err)
 		}
 		return d, nil

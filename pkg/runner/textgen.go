@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -29,8 +30,9 @@ type TextGenerator interface {
 
 // GeneratorLoader builds the engine of a text generator on its loaded
 // decoder, from the version's config (defaults applied, Generation and
-// Tokenizer set) and the files of its folder.
-type GeneratorLoader func(dec *Decoder, cfg Config, readFile func(string) ([]byte, error)) (TextGenerator, error)
+// Tokenizer set) and the files of its folder, within ctx (which ends with
+// the version's load timeout).
+type GeneratorLoader func(ctx context.Context, dec *Decoder, cfg Config, readFile func(string) ([]byte, error)) (TextGenerator, error)
 
 var generators struct {
 	mu   sync.Mutex
@@ -65,11 +67,13 @@ func loadGenerator(meta Metadata, onnx []byte, cfg Config, opts LoadOptions, log
 	if opts.ReadFile == nil {
 		return nil, fmt.Errorf("tokenizer: a text generator's vocabulary lives beside it, in a model repository folder")
 	}
-	dec, err := LoadDecoder(meta.Name, onnx, cfg)
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(opts.loadTimeout()))
+	defer cancel()
+	dec, err := loadDecoder(meta.Name, onnx, cfg, opts.loadTimeout())
 	if err != nil {
 		return nil, err
 	}
-	gen, err := load(dec, cfg, opts.ReadFile)
+	gen, err := load(ctx, dec, cfg, opts.ReadFile)
 	if err != nil {
 		dec.Close()
 		return nil, err
