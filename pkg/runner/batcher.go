@@ -28,6 +28,7 @@ type pending struct {
 	state atomic.Int32
 	done  chan result // buffered: the answering side never blocks
 	place *Place      // given back as the request is answered
+	gone  atomic.Bool // the caller stopped waiting (Model.abandon), taken or not
 }
 
 const (

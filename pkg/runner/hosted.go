@@ -47,6 +47,9 @@ type HostDiedError struct {
 	Model   string
 	Version int64
 	Cause   string
+	// Hung is set when the host was killed for not answering a batch
+	// within resources.execution_timeout, rather than dying under it.
+	Hung bool
 }
 
 func (e *HostDiedError) Error() string {
@@ -258,7 +261,7 @@ func (h *host) ready() error {
 
 // died records that the host ended while running a batch and returns the
 // batch's error.
-func (h *host) died(cause string, memory bool) error {
+func (h *host) died(cause string, memory bool) *HostDiedError {
 	if h.memory > 0 && strings.Contains(cause, "out of memory") {
 		// The host's own heap met the limit before the runtime did.
 		cause, memory = fmt.Sprintf("over resources.memory (%d bytes): %s", h.memory, cause), true
@@ -328,7 +331,9 @@ func (h *host) exchange() error {
 	}
 	msg, err := h.proc.Recv(h.execute)
 	if modelhost.IsTimeout(err) {
-		return h.died(fmt.Sprintf("did not answer a batch within resources.execution_timeout %s: taken for hung and killed", h.execute), false)
+		died := h.died(fmt.Sprintf("did not answer a batch within resources.execution_timeout %s: taken for hung and killed", h.execute), false)
+		died.Hung = true
+		return died
 	}
 	if err != nil {
 		return h.died(h.proc.Cause(hostCauseWait), false)

@@ -180,6 +180,7 @@ func (m *Model) emptyBatch(p *pending) (*Response, error) {
 // the caller's error.
 func (m *Model) abandon(ctx context.Context, p *pending) error {
 	// p stays out of the pool: the batcher or a worker may still hold it.
+	p.gone.Store(true)
 	if m.batcher.abandon(p) {
 		m.stats.failure.Add(1)
 	}

@@ -326,18 +326,29 @@ func (m *Model) work(in executor) {
 // runtime) then fails by itself while its neighbours are answered, at
 // the cost of a run per request only when a batch fails. A request that
 // was alone is never run again: it is the poison, and retrying it would
-// only fail, or kill the host, once more.
+// only fail, or kill the host, once more. Nor is one whose caller has
+// stopped waiting, or whose deadline has passed: no one would read its
+// answer. A batch whose host was killed as hung is not run again at all:
+// each run of a request that hangs would cost the execution timeout and
+// a host, and a few of them in a row the version (its crash limit).
 func (m *Model) run(in executor, batch []*pending) {
 	resps := make([]Response, len(batch)) // one allocation for the batch
 	ex, err := in.execute(batch, resps)
-	if len(batch) > 1 && err != nil && !errors.Is(err, ErrClosed) {
-		var died *HostDiedError
-		if errors.As(err, &died) {
+	var died *HostDiedError
+	hostDied := errors.As(err, &died)
+	if len(batch) > 1 && err != nil && !errors.Is(err, ErrClosed) && !(hostDied && died.Hung) {
+		if hostDied {
 			m.log.Warn("model host died under a batch: running its requests again one by one", "requests", len(batch), "cause", died.Cause)
 		} else {
 			m.logFailure("the runtime refused a batch: running its requests again one by one", len(batch), err)
 		}
+		now := time.Now()
 		for _, p := range batch {
+			if p.gone.Load() || !p.deadline.IsZero() && !now.Before(p.deadline) {
+				m.stats.failure.Add(1)
+				p.answer(nil, fmt.Errorf("model %q version %d: %w", m.meta.Name, m.meta.Version, err))
+				continue
+			}
 			m.run(in, []*pending{p})
 		}
 		return

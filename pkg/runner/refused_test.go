@@ -78,3 +78,48 @@ func TestRefusedBatchFailsOnlyTheRequestRefused(t *testing.T) {
 		})
 	}
 }
+
+// A batch whose host was killed as hung is answered with the hang, not
+// run again request by request: each run of a request that stalls would
+// cost the execution timeout and a host, and a few in a row the version
+// (its crash limit). One stalling request among three costs one host.
+func TestHungBatchIsNotRunAgain(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "variants", "faulty.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{MaxBatchSize: intp(3)}
+	cfg.DynamicBatching.MaxQueueDelay = Duration(time.Minute) // the batch goes when full
+	cfg.Warmup.Data = WarmupZero
+	cfg.Resources.ExecutionTimeout = Duration(300 * time.Millisecond)
+	m, err := LoadModel("faulty", 1, data, cfg, LoadOptions{Isolation: IsolationProcess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	row := func(stall float32) tensor.Tensor {
+		b := make([]byte, 16)
+		binary.LittleEndian.PutUint32(b[8:], math.Float32bits(stall)) // column 2: thousands of loop iterations
+		return tensor.Tensor{Name: "x", DataType: tensor.FP32, Shape: []int64{1, 4}, Data: b}
+	}
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			stall := float32(0)
+			if i == 1 {
+				stall = 5000 // seconds of work: past the execution timeout
+			}
+			_, errs[i] = m.Infer(context.Background(), &Request{Inputs: []tensor.Tensor{row(stall)}})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "resources.execution_timeout") {
+			t.Errorf("request %d: %v, want the hang named", i, err)
+		}
+	}
+	if s := m.Stats(); s.HostCrashes != 1 {
+		t.Errorf("%d hosts killed, want 1: the hung batch was run again", s.HostCrashes)
+	}
+}
