@@ -3,6 +3,7 @@ package runner
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/tensor"
@@ -181,9 +182,29 @@ func (f *textFront) tokenize(req *Request, maxRows int) (_ *Request, _ time.Dura
 // checkIDs refuses token ids given straight to the graph (its ids input,
 // without the text) that the tokenizer could never have made: ids outside
 // its vocabulary, which a Gather in the graph refuses (the request then
-// fails with 500) or, for -1, quietly wraps to the vocabulary's last row.
+// fails with 500) or, for -1, quietly wraps to the vocabulary's last row;
+// a mask of another shape than the ids, or of values other than 0 and 1.
 func (f *textFront) checkIDs(req *Request) error {
 	vocab := int64(f.tok.Size())
+	var ids, mask *tensor.Tensor
+	for i := range req.Inputs {
+		switch req.Inputs[i].Name {
+		case f.cfg.IDs:
+			ids = &req.Inputs[i]
+		case f.cfg.Mask:
+			mask = &req.Inputs[i]
+		}
+	}
+	if ids != nil && mask != nil && !slices.Equal(ids.Shape, mask.Shape) {
+		return fmt.Errorf("%w: input %q: shape %v, want %q's, %v (a mask value a token)", ErrInvalidInput, mask.Name, mask.Shape, ids.Name, ids.Shape)
+	}
+	if mask != nil && mask.DataType == tensor.Int64 && len(mask.Data)%8 == 0 {
+		for i := 0; i < len(mask.Data); i += 8 {
+			if v := binary.LittleEndian.Uint64(mask.Data[i:]); v > 1 {
+				return fmt.Errorf("%w: input %q: %d (element %d), want 0 or 1", ErrInvalidInput, mask.Name, int64(v), i/8)
+			}
+		}
+	}
 	for _, t := range req.Inputs {
 		if t.Name != f.cfg.IDs || t.DataType != tensor.Int64 || len(t.Data)%8 != 0 {
 			continue // wrong datatypes and sizes are refused against the graph

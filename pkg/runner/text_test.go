@@ -168,6 +168,16 @@ func TestTokenIDsOutsideTheVocabularyAreRefused(t *testing.T) {
 	if _, err := m.Infer(context.Background(), ids(101, 2000, 102)); err != nil {
 		t.Fatalf("ids in the vocabulary: %v", err)
 	}
+	mismatched := ids(101, 2000, 102)
+	mismatched.Inputs[1] = tensor.New("attention_mask", []int64{1, 5}, []int64{1, 1, 1, 1, 1})
+	if _, err := m.Infer(context.Background(), mismatched); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), `input "attention_mask": shape [1 5], want "input_ids"'s, [1 3]`) {
+		t.Errorf("a mask of another shape: %v, want ErrInvalidInput naming both", err)
+	}
+	odd := ids(101, 2000, 102)
+	odd.Inputs[1] = tensor.New("attention_mask", []int64{1, 3}, []int64{1, 99999999999, 1})
+	if _, err := m.Infer(context.Background(), odd); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "99999999999 (element 1), want 0 or 1") {
+		t.Errorf("a mask of 99999999999: %v, want ErrInvalidInput naming it", err)
+	}
 	for _, bad := range []int64{1 << 40, -1} {
 		_, err := m.Infer(context.Background(), ids(101, bad, 102))
 		if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), fmt.Sprintf(`input "input_ids": token id %d (element 1) is outside the vocabulary of`, bad)) {
