@@ -91,7 +91,7 @@ func load(ctx context.Context, dec *runner.Decoder, cfg runner.Config, readFile 
 		sched = Static
 	}
 	engine, err := NewEngine(dec, EngineOptions{Scheduling: sched, MaxBatch: gc.MaxBatch, BatchWait: 20 * time.Millisecond,
-		KVBytes: gc.KVCacheBytes, PrefixCache: *gc.PrefixCache, EOS: tok.SepID(), MaxPositions: gc.MaxPositions})
+		KVBytes: int64(gc.KVCacheBytes), PrefixCache: *gc.PrefixCache, EOS: tok.SepID(), MaxPositions: gc.MaxPositions})
 	if err != nil {
 		return nil, err
 	}

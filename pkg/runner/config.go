@@ -118,7 +118,7 @@ type GenerationConfig struct {
 	// MaxBatch is the most sequences decoded together (16).
 	MaxBatch int `yaml:"max_batch"`
 	// KVCacheBytes is the key/value cache's budget (64 MiB).
-	KVCacheBytes int64 `yaml:"kv_cache_bytes"`
+	KVCacheBytes ByteSize `yaml:"kv_cache_bytes"`
 	// PrefixCache reuses the cache of prompt prefixes seen before (true).
 	PrefixCache *bool `yaml:"prefix_cache"`
 	// MaxPositions is the model's context length (512).
@@ -209,7 +209,7 @@ type CacheConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// MaxBytes bounds the outputs held (DefaultCacheBytes when 0);
 	// entries are evicted by recency and frequency to stay within it.
-	MaxBytes int64 `yaml:"max_bytes"`
+	MaxBytes ByteSize `yaml:"max_bytes"`
 	// TTL, when set, drops entries this long after they were stored.
 	TTL Duration `yaml:"ttl"`
 }

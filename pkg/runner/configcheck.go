@@ -211,7 +211,7 @@ func (c Config) validate(batchable bool) error {
 		}
 		if g.KVCacheBytes < 1<<20 {
 			bad("generation.kv_cache_bytes: %d, want at least 1 MiB", g.KVCacheBytes)
-		} else if total := physicalMemory(); total > 0 && g.KVCacheBytes > total {
+		} else if total := physicalMemory(); total > 0 && int64(g.KVCacheBytes) > total {
 			bad("generation.kv_cache_bytes: %d, over this machine's %d bytes of memory", g.KVCacheBytes, total)
 		}
 		if g.MaxPositions < 2 {
