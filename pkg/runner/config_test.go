@@ -49,6 +49,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"max_batch_size: 9223372036854775807\ndynamic_batching: {max_queue_size: 9223372036854775807}", "dynamic_batching.max_queue_size: 9223372036854775807 is outside 0..1048576"},
 		{"dynamic_batching: {max_queue_delay: soon}", `"soon" is not a duration`},
 		{"dynamic_batching: {preferred_batch_sizes: [128]}", "preferred_batch_sizes: 128"},
+		{"dynamic_batching: {preferred_batch_sizes: [8, 8]}", "preferred_batch_sizes: 8 is given twice"},
+		{"dynamic_batching: {preferred_batch_sizes: [" + strings.Repeat("1, ", 64) + "1]}", "preferred_batch_sizes: 65 sizes, want at most 64"},
 		{"dynamic_batching: {priority_levels: 2, default_priority: 3}", "default_priority"},
 		{"device: gpu", "device"},
 		{"device: cpu:1", "cpu takes no index"},

@@ -129,9 +129,17 @@ func (c Config) validate(batchable bool) error {
 	if db.MaxQueueDelay < 0 {
 		bad("dynamic_batching.max_queue_delay: %v is negative", time.Duration(db.MaxQueueDelay))
 	}
-	for _, p := range db.PreferredBatchSizes {
-		if p < 1 || p > mbs {
-			bad("dynamic_batching.preferred_batch_sizes: %d is outside 1..max_batch_size (%d)", p, mbs)
+	if n := len(db.PreferredBatchSizes); n > maxPreferredSizes {
+		bad("dynamic_batching.preferred_batch_sizes: %d sizes, want at most %d", n, maxPreferredSizes)
+	} else {
+		seen := map[int]bool{}
+		for _, p := range db.PreferredBatchSizes {
+			if p < 1 || p > mbs {
+				bad("dynamic_batching.preferred_batch_sizes: %d is outside 1..max_batch_size (%d)", p, mbs)
+			} else if seen[p] {
+				bad("dynamic_batching.preferred_batch_sizes: %d is given twice", p)
+			}
+			seen[p] = true
 		}
 	}
 	if db.MaxQueueSize < 0 || db.MaxQueueSize > MaxQueueSizeLimit {
@@ -267,3 +275,8 @@ func (c Config) validate(batchable bool) error {
 	}
 	return errors.Join(errs...)
 }
+
+// maxPreferredSizes bounds dynamic_batching.preferred_batch_sizes: a few
+// sizes say what a batcher should aim for; thousands say nothing more and
+// cost every batch a longer search.
+const maxPreferredSizes = 64
