@@ -39,7 +39,7 @@ type topOptions struct {
 func newTopCmd() *cobra.Command {
 	o := topOptions{}
 	cmd := &cobra.Command{
-		Use:   "top",
+		Use:   "top [URL...]",
 		Short: "Live dashboard of latency, throughput, errors, queues, rollouts and cost per model",
 		Long: `Watch running servers: per model version, requests/s, p50/p95/p99 over a
 sliding window (from histogram deltas between scrapes, not lifetime totals),
@@ -58,11 +58,20 @@ interval instead; with -o json, one JSON object a line (the figures of each
 model version, null where not known yet, latencies in seconds; rollouts; and
 why any server could not be read).`,
 		Example: `  infer top
-  infer top --server http://10.0.0.5:8000 --server http://10.0.0.6:8000 --slo 'p99<50ms,errors<1%'
+  infer top http://10.0.0.5:8000 http://10.0.0.6:8000 --slo 'p99<50ms,errors<1%'
   infer top --plain --count 3 --price-per-hour 2.50
   infer top -o json --count 1 | jq '.models[] | {model, p99_seconds}'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// Servers may be given as arguments too, as infer bench takes
+			// its URL.
+			if len(args) > 0 {
+				if cmd.Flags().Changed("server") {
+					o.servers = append(o.servers, args...)
+				} else {
+					o.servers = args
+				}
+			}
 			return runTop(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}

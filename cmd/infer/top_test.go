@@ -290,8 +290,8 @@ func TestTopPlainSnapshots(t *testing.T) {
 	}
 
 	// -o json: one snapshot a line, each model version's figures, for a
-	// program.
-	out, err = run(t, "top", "--server", addrs["HTTP"], "--admin-port", adminPort, "--interval", "500ms", "--window", "1s", "--count", "2", "-o", "json")
+	// program; the server given as an argument, as infer bench takes it.
+	out, err = run(t, "top", "http://"+addrs["HTTP"], "--admin-port", adminPort, "--interval", "500ms", "--window", "1s", "--count", "2", "-o", "json")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
