@@ -221,11 +221,10 @@ func TestModelsListKeepsAFailedModelsRowShort(t *testing.T) {
 	}
 }
 
-// A text generator configured for more positions than its decoder has
-// fails its load naming generation.max_positions (a sequence of the
-// longest length is run at load), where it loaded READY and answered every
-// prompt past the decoder's 512 positions with 500.
-func TestGeneratorPastItsPositionsFailsItsLoad(t *testing.T) {
+// tinyGPTWith copies the bundled tiny-gpt to a repository of its own as
+// model gpt, its config.yaml changed by edit, and returns the repository.
+func tinyGPTWith(t *testing.T, edit func(config string) string) string {
+	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join("..", "..", "testdata", "models", "tiny-gpt")
 	for _, f := range []string{"1/model.onnx", "vocab.txt", "config.yaml"} {
@@ -234,16 +233,38 @@ func TestGeneratorPastItsPositionsFailsItsLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		if f == "config.yaml" {
-			data = []byte(strings.Replace(string(data), "max_positions: 512", "max_positions: 4096", 1))
+			data = []byte(edit(string(data)))
 		}
 		os.MkdirAll(filepath.Dir(filepath.Join(dir, "gpt", f)), 0o755)
 		if err := os.WriteFile(filepath.Join(dir, "gpt", f), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	out, err := run(t, "models", "list", dir)
-	if err == nil || !strings.Contains(out, "generation.max_positions 4096: a sequence of 4096 tokens fails in the decoder") {
-		t.Fatalf("err %v, want the load refused naming generation.max_positions:\n%s", err, out)
+	return dir
+}
+
+// A text generator configured for more positions than its decoder has
+// fails its load naming generation.max_positions (a sequence of the
+// longest length is run at load), where it loaded READY and answered every
+// prompt past the decoder's 512 positions with 500; one whose default
+// max_tokens its key/value budget cannot hold fails naming that, where it
+// loaded and refused every request that named no max_tokens.
+func TestGeneratorPastItsPositionsFailsItsLoad(t *testing.T) {
+	for _, c := range []struct{ from, to, want string }{
+		{"max_positions: 512", "max_positions: 4096", "generation.max_positions 4096: a sequence of 4096 tokens fails in the decoder"},
+		{"default_max_tokens: 64", "default_max_tokens: 600\n  kv_cache_bytes: 1Mi", "generation.default_max_tokens 600: generation.kv_cache_bytes holds 512 positions"},
+	} {
+		dir := tinyGPTWith(t, func(config string) string {
+			if c.from == "default_max_tokens: 64" { // past what 1 MiB holds, within the positions
+				config = strings.Replace(config, "  kv_cache_bytes: 67108864", "", 1)
+				config = strings.Replace(config, "max_positions: 512", "max_positions: 1024", 1)
+			}
+			return strings.Replace(config, c.from, c.to, 1)
+		})
+		out, err := run(t, "models", "list", dir)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("%s: err %v, want the load refused saying %q:\n%s", c.to, err, c.want, out)
+		}
 	}
 }
 

@@ -95,6 +95,13 @@ func load(ctx context.Context, dec *runner.Decoder, cfg runner.Config, readFile 
 	if err != nil {
 		return nil, err
 	}
+	// A request that names no max_tokens gets the default, after a prompt
+	// of at least a token: a default the key/value budget cannot hold
+	// would refuse every such request.
+	if held := engine.pool.capacity() * engine.pool.blockTokens; gc.DefaultMaxTokens+1 > held {
+		engine.Close()
+		return nil, fmt.Errorf("generation.default_max_tokens %d: generation.kv_cache_bytes holds %d positions of this decoder, and a prompt takes one at least", gc.DefaultMaxTokens, held)
+	}
 	if n, err := probeLongest(ctx, engine, gc.MaxPositions); err != nil {
 		engine.Close()
 		return nil, fmt.Errorf("generation.max_positions %d: a sequence of %d tokens fails in the decoder (is its position table shorter?): %w", gc.MaxPositions, n, err)
