@@ -256,9 +256,15 @@ func (sc Scraper) Scrape(ctx context.Context) (Sample, error) {
 	at := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
+		if strings.Contains(err.Error(), `malformed HTTP response "\x00\x00`) {
+			return Sample{}, fmt.Errorf("scrape %s: %w (the port answers HTTP/2 frames, as a gRPC port does: give the HTTP port, 8000 by default)", url, err)
+		}
 		return Sample{}, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return Sample{}, fmt.Errorf("scrape %s: %s (no metrics there: give the server's HTTP port, 8000 by default, or --metrics-port where a server serves them apart)", url, resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return Sample{}, fmt.Errorf("scrape %s: %s", url, resp.Status)
 	}
