@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -484,6 +485,11 @@ func portsFree(ls []listener) error {
 	return nil
 }
 
+// abandonedLoads holds the loads openInterruptibly stopped waiting for,
+// until they end and close what they opened: the process's exit, or a
+// test that waits for them.
+var abandonedLoads sync.WaitGroup
+
 // openInterruptibly opens the model repository with open, which loads its
 // models one after another and may take minutes, and returns at once when
 // ctx ends first (SIGTERM or SIGINT during start-up), with an error that
@@ -504,11 +510,11 @@ func openInterruptibly(ctx context.Context, open func() (*runner.Repository, err
 	case o := <-done:
 		return o.repo, o.err
 	case <-ctx.Done():
-		go func() {
+		abandonedLoads.Go(func() {
 			if o := <-done; o.repo != nil {
 				o.repo.Close()
 			}
-		}()
+		})
 		return nil, fmt.Errorf("interrupted while loading the model repository (%v): not serving", context.Cause(ctx))
 	}
 }

@@ -99,6 +99,11 @@ type Config struct {
 	// VersionPolicy chooses which version folders are loaded (unset:
 	// all).
 	VersionPolicy VersionPolicy `yaml:"version_policy,omitempty"`
+
+	// lines holds the line of each key of the file the configuration was
+	// read from (ParseConfig), for validate to say where a value it
+	// refuses is.
+	lines map[string]int
 }
 
 // Block is a block of config.yaml kept as YAML, for the package that
@@ -309,6 +314,7 @@ func ParseConfig(r io.Reader) (Config, error) {
 	if err := yamlfile.Decode(data, &c); err != nil {
 		return Config{}, err
 	}
+	c.lines = yamlfile.KeyLines(data)
 	return c, nil
 }
 

@@ -113,6 +113,21 @@ func TestConfigErrorsAreAllReported(t *testing.T) {
 	}
 }
 
+// A value refused by validation is said to be on its line of the file, as
+// a value refused by decoding is.
+func TestConfigRangeErrorsNameTheirLine(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader("max_batch_size: 70000\ndynamic_batching:\n  max_queue_size: 2000000\ninstances: -1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.withDefaults(true).validate(true)
+	for _, want := range []string{"line 1: max_batch_size: 70000 is over", "line 3: dynamic_batching.max_queue_size: 2000000 is outside", "line 4: instances: -1 is outside"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("errors %v lack %q", err, want)
+		}
+	}
+}
+
 func TestLocateLibraryNamesTheFix(t *testing.T) {
 	t.Setenv(LibraryEnv, "")
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())

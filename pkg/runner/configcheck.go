@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -115,7 +116,7 @@ func (c Config) withDefaults(batchable bool) Config {
 // each naming its field.
 func (c Config) validate(batchable bool) error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bad := func(format string, args ...any) { errs = append(errs, c.at(fmt.Errorf(format, args...))) }
 	mbs := *c.MaxBatchSize
 	switch {
 	case mbs < 0:
@@ -280,3 +281,15 @@ func (c Config) validate(batchable bool) error {
 // sizes say what a batcher should aim for; thousands say nothing more and
 // cost every batch a longer search.
 const maxPreferredSizes = 64
+
+// at prefixes err, which names a field first ("dynamic_batching.max_queue_size:
+// ..."), with the line of that field in the file the configuration was
+// read from, when it was read from one and sets the field.
+func (c Config) at(err error) error {
+	field, _, _ := strings.Cut(err.Error(), " ")
+	field = strings.TrimSuffix(field, ":")
+	if line, ok := c.lines[field]; ok {
+		return fmt.Errorf("line %d: %w", line, err)
+	}
+	return err
+}

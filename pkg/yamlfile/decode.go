@@ -50,6 +50,28 @@ func Decode(data []byte, v any) error {
 	return errors.Join(errs...)
 }
 
+// KeyLines returns the line of every key of a YAML document by its dotted
+// path ("dynamic_batching.max_queue_size", "fallback[0].model"), so that
+// a check made after decoding can say where the value it refuses is. A
+// document that does not parse has none.
+func KeyLines(data []byte) map[string]int {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return nil
+	}
+	keys := map[int][]keyAt{}
+	index(&root, "", keys)
+	out := map[string]int{}
+	for line, on := range keys {
+		for _, k := range on {
+			if l, ok := out[k.path]; !ok || line < l {
+				out[k.path] = line // a key's own line comes before its value's
+			}
+		}
+	}
+	return out
+}
+
 // keyAt is a key's dotted path and its scalar value, on one line.
 type keyAt struct{ path, value string }
 
