@@ -465,8 +465,9 @@ func TestServeInterruptedWhileLoading(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cancel()                    // the signal came as the loads began
-	defer abandonedLoads.Wait() // the loads go on: this test's, not the next one's
+	cancel() // the signal came as the loads began
+	// The load goes on in the background: this test's, not the next one's.
+	defer abandonedLoads.Wait()
 	err = runServe(ctx, &globalOptions{}, serveOptions{path: dir, host: "127.0.0.1", httpPort: freePort(t), grpcPort: freePort(t)}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "interrupted while loading the model repository") {
 		t.Fatalf("serve signalled during its loads: %v, want the interruption named", err)
