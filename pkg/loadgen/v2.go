@@ -470,7 +470,8 @@ func wrongPort(err error) string {
 	switch {
 	case strings.Contains(msg, "looked like an HTTP/1.1 header"):
 		return "the port answers HTTP/1.1, not gRPC: infer serve's gRPC port is its HTTP port + 1, 8001 by default"
-	case strings.Contains(msg, `malformed HTTP response "\x00\x00`):
+	case strings.Contains(msg, `malformed HTTP response "\x00\x00`), strings.Contains(msg, "readLoopPeekFailLocked"):
+		// an HTTP/2 server's first frame, read as an answer or sent before the request
 		return "the port answers HTTP/2 frames, as a gRPC port does: give --protocol grpc, or the HTTP port, 8000 by default"
 	case strings.Contains(msg, "invalid character '#' looking for beginning of value"):
 		return "the port answers text starting with '#', as Prometheus metrics do: give the HTTP port, 8000 by default, not the metrics port"

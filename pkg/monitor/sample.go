@@ -256,7 +256,9 @@ func (sc Scraper) Scrape(ctx context.Context) (Sample, error) {
 	at := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		if strings.Contains(err.Error(), `malformed HTTP response "\x00\x00`) {
+		// An HTTP/2 server's first frame, read as an HTTP/1.1 answer, or
+		// sent before the request was (readLoopPeekFailLocked).
+		if msg := err.Error(); strings.Contains(msg, `malformed HTTP response "\x00\x00`) || strings.Contains(msg, "readLoopPeekFailLocked") {
 			return Sample{}, fmt.Errorf("scrape %s: %w (the port answers HTTP/2 frames, as a gRPC port does: give the HTTP port, 8000 by default)", url, err)
 		}
 		return Sample{}, fmt.Errorf("scrape %s: %w", url, err)

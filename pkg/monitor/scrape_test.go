@@ -42,15 +42,15 @@ func TestScrapeOfTheWrongPortSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() { // answers as an HTTP/2 server does: a SETTINGS frame first
+	go func() { // answers as an HTTP/2 server does: a SETTINGS frame
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		c.Write([]byte("\x00\x00\x12\x04\x00\x00\x00\x00\x00\x00\x05\x00\x00\x40\x00\x00\x03\x00\x00\x00\xfa\x00\x06\x00\x00\x40\x00"))
 		buf := make([]byte, 4096)
-		c.Read(buf)
+		c.Read(buf) // the request first, so that the client reads the frame as its answer
+		c.Write([]byte("\x00\x00\x12\x04\x00\x00\x00\x00\x00\x00\x05\x00\x00\x40\x00\x00\x03\x00\x00\x00\xfa\x00\x06\x00\x00\x40\x00"))
 	}()
 	if _, err := (Scraper{Server: "http://" + l.Addr().String()}).Scrape(context.Background()); err == nil || !strings.Contains(err.Error(), "as a gRPC port does") {
 		t.Errorf("a gRPC port: %v", err)
