@@ -114,6 +114,11 @@ func (t *OpenAI) Do(ctx context.Context, r *Result) {
 		r.FailStatus(resp.StatusCode, string(msg))
 		return
 	}
+	if ct := resp.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "text/event-stream") {
+		r.End = time.Now()
+		r.Fail(fmt.Errorf("the answer is %q, not a stream of server-sent events (text/event-stream): is this the server's HTTP port, 8000 by default?", ct))
+		return
+	}
 	if err := readStream(resp.Body, r.Start, g, maxTokens); err != nil {
 		r.End = time.Now()
 		r.Fail(err)

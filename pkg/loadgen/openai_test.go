@@ -108,3 +108,17 @@ func TestSyntheticPrompts(t *testing.T) {
 		}
 	}
 }
+
+// An answer that is not a stream (the metrics port's page) is said to be
+// the wrong port, where it read as a stream ended without [DONE].
+func TestOpenAIAnswerThatIsNoStream(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprint(w, "# HELP infer_requests_total Requests.\n")
+	}))
+	defer srv.Close()
+	sum, err := runOpenAI(t, srv.URL, 2, nil)
+	if err != nil || sum.OK != 0 || !strings.Contains(fmt.Sprint(sum.ErrorMessages), "not a stream of server-sent events") {
+		t.Fatalf("%v: %d ok, errors %v; want each refused as no stream", err, sum.OK, sum.ErrorMessages)
+	}
+}
