@@ -21,29 +21,28 @@ import (
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
-	if err := decodeErr(dec.Decode(v)); err != nil {
-		return err
+	if err := dec.Decode(v); err != nil {
+		return decodeErr(err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return decodeErr(err, "the body: more after its JSON object")
+	switch _, err := dec.Token(); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case errors.As(err, new(*http.MaxBytesError)):
+		return decodeErr(err)
 	}
-	return nil
+	return fmt.Errorf("%w: the body: more after its JSON object", runner.ErrInvalidInput)
 }
 
-// decodeErr words a decoding error; what, when given, is the message of
-// an error that is not the reader's.
-func decodeErr(err error, what ...string) error {
+// decodeErr words a decoding error; nil stays nil.
+func decodeErr(err error) error {
 	switch {
-	case err == nil && len(what) == 0:
+	case err == nil:
 		return nil
-	case errors.Is(err, io.EOF) && len(what) == 0:
+	case errors.Is(err, io.EOF):
 		return fmt.Errorf("%w: the body is empty: want a JSON object", runner.ErrInvalidInput)
 	}
 	if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
 		return fmt.Errorf("%w: the body exceeds %d bytes", runner.ErrTooLarge, tooBig.Limit)
-	}
-	if len(what) > 0 {
-		return fmt.Errorf("%w: %s", runner.ErrInvalidInput, what[0])
 	}
 	if te := new(json.UnmarshalTypeError); errors.As(err, &te) && te.Field != "" {
 		return fmt.Errorf("%w: %s: want %s, got %s", runner.ErrInvalidInput, te.Field, jsonKind(te.Type), te.Value)
@@ -107,7 +106,9 @@ func param(err error) any {
 		return nil
 	}
 	name := rest[:end]
-	if strings.Trim(name, "abcdefghijklmnopqrstuvwxyz_[].0123456789") != "" || !fields[strings.FieldsFunc(name, func(r rune) bool { return r == '[' || r == '.' })[0]] {
+	base, _, _ := strings.Cut(name, "[") // messages[0].content: messages
+	base, _, _ = strings.Cut(base, ".")
+	if strings.Trim(name, "abcdefghijklmnopqrstuvwxyz_[].0123456789") != "" || !fields[base] {
 		return nil
 	}
 	return name
