@@ -20,18 +20,17 @@ import (
 // told so (protocol.ErrBadRequest, naming the parameter) rather than
 // answered 200 with its override ignored.
 func CheckLoadParameters(names []string) error {
-	slices.Sort(names)
-	for _, name := range names {
-		switch {
-		case name == "config":
-			return fmt.Errorf("%w: parameters.config: a configuration override is not taken here: the version loads with the config.yaml in its folder", protocol.ErrBadRequest)
-		case strings.HasPrefix(name, "file:"):
-			return fmt.Errorf("%w: parameters.%s: model files are not taken in the request: put them in the model's folder in the repository", protocol.ErrBadRequest, name)
-		default:
-			return fmt.Errorf("%w: parameters.%s: no such load parameter (Triton's are config and file:<path>, neither taken here)", protocol.ErrBadRequest, name)
-		}
+	if len(names) == 0 {
+		return nil
 	}
-	return nil
+	switch name := slices.Min(names); {
+	case name == "config":
+		return fmt.Errorf("%w: parameters.config: a configuration override is not taken here: the version loads with the config.yaml in its folder", protocol.ErrBadRequest)
+	case strings.HasPrefix(name, "file:"):
+		return fmt.Errorf("%w: parameters.%s: model files are not taken in the request: put them in the model's folder in the repository", protocol.ErrBadRequest, name)
+	default:
+		return fmt.Errorf("%w: parameters.%s: no such load parameter (Triton's are config and file:<path>, neither taken here)", protocol.ErrBadRequest, name)
+	}
 }
 
 // Load (re)loads model name from the repository on an admin's request. A

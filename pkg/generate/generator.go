@@ -98,7 +98,7 @@ func load(ctx context.Context, dec *runner.Decoder, cfg runner.Config, readFile 
 	// A request that names no max_tokens gets the default, after a prompt
 	// of at least a token: a default the key/value budget cannot hold
 	// would refuse every such request.
-	if held := engine.pool.capacity() * engine.pool.blockTokens; gc.DefaultMaxTokens+1 > held {
+	if held := engine.pool.positions(); gc.DefaultMaxTokens+1 > held {
 		engine.Close()
 		return nil, fmt.Errorf("generation.default_max_tokens %d: generation.kv_cache_bytes holds %d positions of this decoder, and a prompt takes one at least", gc.DefaultMaxTokens, held)
 	}
@@ -119,7 +119,7 @@ func load(ctx context.Context, dec *runner.Decoder, cfg runner.Config, readFile 
 //
 // ctx bounds it: the version's load timeout.
 func probeLongest(ctx context.Context, e *Engine, maxPositions int) (int, error) {
-	longest := min(maxPositions, e.pool.capacity()*e.pool.blockTokens)
+	longest := min(maxPositions, e.pool.positions())
 	if longest < 2 {
 		return longest, nil
 	}

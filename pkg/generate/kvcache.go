@@ -48,6 +48,10 @@ func newKVPool(layers, heads, headDim, blockTokens int, budgetBytes int64) *kvPo
 // capacity is the number of blocks the budget holds.
 func (p *kvPool) capacity() int { return p.limit }
 
+// positions is how many positions the whole budget holds: the longest
+// sequence it could ever run.
+func (p *kvPool) positions() int { return p.limit * p.blockTokens }
+
 // inUse counts the blocks held by sequences or the prefix cache.
 func (p *kvPool) inUse() int { return len(p.blocks) - len(p.free) }
 

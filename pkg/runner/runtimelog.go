@@ -23,15 +23,15 @@ func runtimeLog(level ort.LoggingLevel, category, location, message string) {
 	case ort.LoggingLevelWarning:
 		l = slog.LevelWarn
 	}
+	attrs := []any{"component", "onnxruntime", "category", category, "at", location}
 	if l == slog.LevelError { // a kernel failing on a request's inputs: as often as requests come
 		n, ok := runtimeErrors.Allow()
 		if !ok {
 			return
 		}
-		slog.Default().Log(context.Background(), l, message, "component", "onnxruntime", "category", category, "at", location, "unlogged_since", n)
-		return
+		attrs = append(attrs, "unlogged_since", n)
 	}
-	slog.Default().Log(context.Background(), l, message, "component", "onnxruntime", "category", category, "at", location)
+	slog.Default().Log(context.Background(), l, message, attrs...)
 }
 
 // runtimeErrors bounds the runtime's error lines to one a second.

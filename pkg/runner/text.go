@@ -198,20 +198,16 @@ func (f *textFront) checkIDs(req *Request) error {
 	if ids != nil && mask != nil && !slices.Equal(ids.Shape, mask.Shape) {
 		return fmt.Errorf("%w: input %q: shape %v, want %q's, %v (a mask value a token)", ErrInvalidInput, mask.Name, mask.Shape, ids.Name, ids.Shape)
 	}
-	if mask != nil && mask.DataType == tensor.Int64 && len(mask.Data)%8 == 0 {
-		for i := 0; i < len(mask.Data); i += 8 {
-			if v := binary.LittleEndian.Uint64(mask.Data[i:]); v > 1 {
-				return fmt.Errorf("%w: input %q: %d (element %d), want 0 or 1", ErrInvalidInput, mask.Name, int64(v), i/8)
-			}
-		}
-	}
-	for _, t := range req.Inputs {
-		if t.Name != f.cfg.IDs || t.DataType != tensor.Int64 || len(t.Data)%8 != 0 {
+	for _, t := range []*tensor.Tensor{mask, ids} {
+		if t == nil || t.DataType != tensor.Int64 || len(t.Data)%8 != 0 {
 			continue // wrong datatypes and sizes are refused against the graph
 		}
 		for i := 0; i < len(t.Data); i += 8 {
-			if id := int64(binary.LittleEndian.Uint64(t.Data[i:])); id < 0 || id >= vocab {
-				return fmt.Errorf("%w: input %q: token id %d (element %d) is outside the vocabulary of %d", ErrInvalidInput, t.Name, id, i/8, vocab)
+			switch v := int64(binary.LittleEndian.Uint64(t.Data[i:])); {
+			case t == mask && (v < 0 || v > 1):
+				return fmt.Errorf("%w: input %q: %d (element %d), want 0 or 1", ErrInvalidInput, t.Name, v, i/8)
+			case t == ids && (v < 0 || v >= vocab):
+				return fmt.Errorf("%w: input %q: token id %d (element %d) is outside the vocabulary of %d", ErrInvalidInput, t.Name, v, i/8, vocab)
 			}
 		}
 	}
