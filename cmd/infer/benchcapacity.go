@@ -1,14 +1,10 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/loadgen"
@@ -23,7 +19,7 @@ func capacity(ctx context.Context, bench *loadgen.Bench, o benchOptions, rates [
 			met = "no"
 		}
 		fmt.Fprintf(stderr, "  target %8.1f/s  achieved %8.1f/s  p50 %8.3fms  p99 %8.3fms  errors %5.2f%%%s  sustained %s\n",
-			r.TargetRate, r.AchievedRate, r.Latency.P50, r.Latency.P99, 100*r.ErrorRate, errorKinds(r), met)
+			r.TargetRate, r.AchievedRate, r.Latency.P50, r.Latency.P99, 100*r.ErrorRate, r.ErrorKinds(), met)
 	}
 	const tolerance = 0.05
 	probe := o.warmup + o.duration
@@ -76,20 +72,4 @@ func writeCSV(path string, reports []loadgen.Report) error {
 		return fmt.Errorf("--csv %s: %w", path, err)
 	}
 	return f.Close()
-}
-
-// errorKinds names a run's errors by kind, most frequent first, as
-// " (queue_full 934, timeout 2)"; "" when there were none.
-func errorKinds(r loadgen.Report) string {
-	if len(r.Errors) == 0 {
-		return ""
-	}
-	kinds := slices.SortedFunc(maps.Keys(r.Errors), func(a, b string) int {
-		return cmp.Or(cmp.Compare(r.Errors[b], r.Errors[a]), cmp.Compare(a, b))
-	})
-	parts := make([]string, len(kinds))
-	for i, k := range kinds {
-		parts[i] = fmt.Sprintf("%s %d", k, r.Errors[k])
-	}
-	return " (" + strings.Join(parts, ", ") + ")"
 }

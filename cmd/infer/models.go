@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -180,8 +181,8 @@ func listText(w io.Writer, rows []modelListing) error {
 				version = strconv.FormatInt(l.Version, 10)
 			}
 			reason := l.Reason
-			if first, _, _ := strings.Cut(reason, "\n"); len([]rune(first)) > maxReason || first != reason {
-				reason = string([]rune(first)[:min(len([]rune(first)), maxReason)]) + "… (below)"
+			if first, _, _ := strings.Cut(reason, "\n"); first != reason || utf8.RuneCountInString(first) > maxReason {
+				reason = string([]rune(first)[:min(utf8.RuneCountInString(first), maxReason)]) + "… (below)"
 				who := l.Name
 				if l.Version > 0 {
 					who += " v" + version

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"maps"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/infer-serving/infer/pkg/deploy"
@@ -96,8 +94,8 @@ func snapshot(f monitor.Frame) topSnapshot {
 		}
 		if r.Index != nil {
 			m.LoadedBytes = r.Index.LoadedBytes
-			if last := r.Index.LastUsed; last > 0 {
-				m.LastUsedSeconds = known(f.At.Sub(time.UnixMilli(last)).Seconds())
+			if last := r.Index.LastUse(); !last.IsZero() {
+				m.LastUsedSeconds = known(f.At.Sub(last).Seconds())
 			}
 		}
 		s.Models = append(s.Models, m)
@@ -126,8 +124,8 @@ func messages(errs map[string]error) map[string]string {
 		return nil
 	}
 	out := make(map[string]string, len(errs))
-	for _, k := range slices.Sorted(maps.Keys(errs)) {
-		out[k] = errs[k].Error()
+	for k, err := range errs {
+		out[k] = err.Error()
 	}
 	return out
 }

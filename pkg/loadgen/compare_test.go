@@ -39,3 +39,15 @@ func TestSettingsDiff(t *testing.T) {
 		t.Fatalf("diff %q, want %q", got, want)
 	}
 }
+
+// A run's errors are named by kind, the most frequent first, for a line
+// of a sweep or search.
+func TestReportErrorKinds(t *testing.T) {
+	if got := (Report{}).ErrorKinds(); got != "" {
+		t.Errorf("no errors: %q", got)
+	}
+	r := Report{Errors: map[string]int64{"timeout": 2, "queue_full": 934, "canceled": 2}}
+	if got, want := r.ErrorKinds(), " (queue_full 934, canceled 2, timeout 2)"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}

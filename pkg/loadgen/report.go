@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -330,6 +331,21 @@ func (r Report) statsApplied() bool {
 }
 
 func ms(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+
+// ErrorKinds names the run's errors by kind, the most frequent first, as
+// " (queue_full 934, timeout 2)": "" when there were none.
+func (r Report) ErrorKinds() string {
+	if len(r.Errors) == 0 {
+		return ""
+	}
+	kinds := slices.SortedFunc(maps.Keys(r.Errors), func(a, b string) int {
+		return cmp.Or(cmp.Compare(r.Errors[b], r.Errors[a]), cmp.Compare(a, b))
+	})
+	for i, k := range kinds {
+		kinds[i] = fmt.Sprintf("%s %d", k, r.Errors[k])
+	}
+	return " (" + strings.Join(kinds, ", ") + ")"
+}
 
 func (r Report) errorLine() string {
 	if len(r.Errors) == 0 {

@@ -135,7 +135,7 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 			return fmt.Errorf("%s %s: status %d", method, path, resp.StatusCode)
 		}
 		if err := json.Unmarshal(body, v); err != nil {
-			if hint := wrongPort(err); hint != "" {
+			if hint := protocol.WrongPort(err); hint != "" {
 				return fmt.Errorf("%s %s: the answer is not the protocol's JSON: %w (%s)", method, path, err, hint)
 			}
 			return fmt.Errorf("%s %s: the answer is not the protocol's JSON: %w", method, path, err)
@@ -160,7 +160,7 @@ func newV2HTTP(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 		if name == "" {
 			var idx []struct{ Name, State string }
 			if err := get("POST", "/v2/repository/index", &idx); err != nil {
-				if _, down := errors.AsType[*unreachableError](err); down || wrongPort(err) != "" {
+				if _, down := errors.AsType[*unreachableError](err); down || protocol.WrongPort(err) != "" {
 					return nil, Model{}, nil, err
 				}
 				return nil, Model{}, nil, fmt.Errorf("no --model given, and %s has no repository index to choose from (%w): name the model with --model NAME (GET %s/v2/models/NAME is its metadata)", base, err, base)
@@ -272,7 +272,7 @@ func newV2GRPC(ctx context.Context, o V2Options) (Target, Model, func(), error) 
 		if name == "" {
 			idx, err := c.RepositoryIndex(ctx, &inferencepb.RepositoryIndexRequest{Ready: true})
 			if err != nil {
-				if hint := wrongPort(err); hint != "" {
+				if hint := protocol.WrongPort(err); hint != "" {
 					return fail(fmt.Errorf("cannot speak gRPC to %s: %w (%s)", addr, err, hint))
 				}
 				return fail(fmt.Errorf("no --model given and the repository index of %s is unavailable: %w", addr, err))
@@ -456,27 +456,10 @@ type unreachableError struct {
 }
 
 func (e *unreachableError) Error() string {
-	if hint := wrongPort(e.err); hint != "" {
+	if hint := protocol.WrongPort(e.err); hint != "" {
 		return fmt.Sprintf("cannot speak to %s: %v (%s)", e.server, e.err, hint)
 	}
 	return fmt.Sprintf("cannot reach %s: %v (is infer serve running there? --server names another)", e.server, e.err)
-}
-
-// wrongPort recognises, in a failed exchange's error, the answer of a
-// port that speaks another protocol than the one asked, and says which
-// port to give; "" otherwise.
-func wrongPort(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "looked like an HTTP/1.1 header"):
-		return "the port answers HTTP/1.1, not gRPC: infer serve's gRPC port is its HTTP port + 1, 8001 by default"
-	case strings.Contains(msg, `malformed HTTP response "\x00\x00`), strings.Contains(msg, "readLoopPeekFailLocked"):
-		// an HTTP/2 server's first frame, read as an answer or sent before the request
-		return "the port answers HTTP/2 frames, as a gRPC port does: give --protocol grpc, or the HTTP port, 8000 by default"
-	case strings.Contains(msg, "invalid character '#' looking for beginning of value"):
-		return "the port answers text starting with '#', as Prometheus metrics do: give the HTTP port, 8000 by default, not the metrics port"
-	}
-	return ""
 }
 
 func (e *unreachableError) Unwrap() error { return e.err }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/window"
 )
 
@@ -256,10 +257,8 @@ func (sc Scraper) Scrape(ctx context.Context) (Sample, error) {
 	at := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		// An HTTP/2 server's first frame, read as an HTTP/1.1 answer, or
-		// sent before the request was (readLoopPeekFailLocked).
-		if msg := err.Error(); strings.Contains(msg, `malformed HTTP response "\x00\x00`) || strings.Contains(msg, "readLoopPeekFailLocked") {
-			return Sample{}, fmt.Errorf("scrape %s: %w (the port answers HTTP/2 frames, as a gRPC port does: give the HTTP port, 8000 by default)", url, err)
+		if hint := protocol.WrongPort(err); hint != "" {
+			return Sample{}, fmt.Errorf("scrape %s: %w (%s)", url, err, hint)
 		}
 		return Sample{}, fmt.Errorf("scrape %s: %w", url, err)
 	}
