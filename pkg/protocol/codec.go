@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+	"math"
 
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -65,14 +65,18 @@ func split(body []byte, headerLength int64) ([]byte, []byte, error) {
 }
 
 // ParseHeaderLength parses the Inference-Header-Content-Length header
-// value; an empty value means none (-1).
-func ParseHeaderLength(v string) (int64, error) {
-	if v == "" {
+// value, a decimal byte count; an empty value means none (-1).
+func ParseHeaderLength[T string | []byte](v T) (int64, error) {
+	if len(v) == 0 {
 		return -1, nil
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, badf("%s %q is not a byte count", HeaderContentLength, v)
+	var n int64
+	for i := 0; i < len(v); i++ {
+		d := v[i] - '0'
+		if d > 9 || n > (math.MaxInt64-int64(d))/10 {
+			return 0, badf("%s %q is not a byte count", HeaderContentLength, Clip(string(v)))
+		}
+		n = n*10 + int64(d)
 	}
 	return n, nil
 }
@@ -81,15 +85,26 @@ func ParseHeaderLength(v string) (int64, error) {
 // Inference-Header-Content-Length value, -1 when the body is all JSON.
 // Binary tensor data is not copied: the returned tensors alias body.
 func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
+	return new(RequestDecoder).decode(body, headerLength)
+}
+
+// decode is DecodeRequest into d's memory.
+func (d *RequestDecoder) decode(body []byte, headerLength int64) (*InferRequest, error) {
 	header, bin, err := split(body, headerLength)
 	if err != nil {
 		return nil, err
 	}
-	w, err := scanRequest(header)
-	if err != nil {
+	w := &d.r
+	if err := scanRequest(&d.s, w, header); err != nil {
 		return nil, err
 	}
-	req := &InferRequest{ID: w.ID, Parameters: w.Parameters, Inputs: make([]tensor.Tensor, len(w.Inputs))}
+	clear(d.req.Inputs)
+	clear(d.req.Outputs)
+	req := &d.req
+	*req = InferRequest{ID: w.ID, Parameters: w.Parameters, Inputs: d.req.Inputs[:0], Outputs: d.req.Outputs[:0]}
+	if req.Inputs == nil {
+		req.Inputs = make([]tensor.Tensor, 0, len(w.Inputs))
+	}
 	if req.BinaryOutput, err = w.Parameters.Bool(ParamBinaryDataOutput); err != nil {
 		return nil, badf("%v", err)
 	}
@@ -99,7 +114,7 @@ func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
 			return nil, err
 		}
 		bin = rest
-		req.Inputs[i] = t
+		req.Inputs = append(req.Inputs, t)
 	}
 	if len(bin) > 0 {
 		return nil, badf("%d bytes of binary data follow the inputs that declare %s", len(bin), ParamBinaryDataSize)

@@ -11,8 +11,10 @@ import (
 )
 
 // FuzzDecodeRequest: any body and header length either decodes to tensors
-// that validate or fails with ErrBadRequest; nothing panics or hangs.
+// that validate or fails with ErrBadRequest; nothing panics or hangs. A
+// decoder reused across the inputs decodes each as a fresh one does.
 func FuzzDecodeRequest(f *testing.F) {
+	var reused RequestDecoder
 	f.Add([]byte(`{"id":"1","inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,4]]}],"outputs":[{"name":"y"}]}`), int64(-1))
 	f.Add([]byte(`{"inputs":[{"name":"s","shape":[2],"datatype":"BYTES","data":["a","\u00e9\n"]}]}`), int64(-1))
 	f.Add([]byte(`{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","parameters":{"binary_data_size":2}}]}`+"\x00\x3c"), int64(90))
@@ -26,6 +28,13 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4000000000}}]}XXXX`), int64(95))
 	f.Fuzz(func(t *testing.T, body []byte, hl int64) {
 		req, err := DecodeRequest(body, hl)
+		again, againErr := reused.Decode(body, hl)
+		if (err == nil) != (againErr == nil) || err != nil && err.Error() != againErr.Error() {
+			t.Fatalf("a reused decoder failed with %v, a fresh one with %v", againErr, err)
+		}
+		if err == nil {
+			sameRequest(t, "reused decoder", again, req)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrBadRequest) {
 				t.Fatalf("an error that is not a bad request: %v", err)

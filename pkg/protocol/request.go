@@ -33,11 +33,15 @@ func key(k []byte, name string) bool {
 	return string(k) == name || len(k) == len(name) && bytes.EqualFold(k, []byte(name))
 }
 
-// scanRequest reads an infer request's JSON header in one pass. Unknown
-// members are checked and skipped; a later duplicate wins.
-func scanRequest(header []byte) (*scannedRequest, error) {
-	s := &scanner{b: header}
-	var r scannedRequest
+// scanRequest reads an infer request's JSON header into r in one pass,
+// with s's memory, which it forgets first. Unknown members are checked
+// and skipped; a later duplicate wins.
+func scanRequest(s *scanner, r *scannedRequest, header []byte) error {
+	s.b, s.i = header, 0
+	s.mem.forget()
+	clear(r.Inputs) // what they refer to is no longer held
+	clear(r.Outputs)
+	*r = scannedRequest{Inputs: r.Inputs[:0], Outputs: r.Outputs[:0]}
 	err := s.object(func(k []byte) error {
 		var err error
 		switch {
@@ -59,11 +63,11 @@ func scanRequest(header []byte) (*scannedRequest, error) {
 	}
 	if err != nil {
 		if errSyntax(err) {
-			return nil, badf("request JSON: %v", err)
+			return badf("request JSON: %v", err)
 		}
-		return nil, badf("%v", err)
+		return badf("%v", err)
 	}
-	return &r, nil
+	return nil
 }
 
 // list reads an array (or null) of what elem reads, appending to dst.
@@ -114,7 +118,7 @@ func (s *scanner) tensor() (scannedTensor, error) {
 					// Room for the declared elements, but never for more
 					// than the rest of the text can spell: the shape is
 					// only a claim.
-					dst = make([]byte, 0, min(n, maxJSONElements(len(s.b)-s.i))*int64(dt.Size()))
+					dst = s.mem.buffer(min(n, maxJSONElements(len(s.b)-s.i)) * int64(dt.Size()))
 				}
 				t.data, t.count, err = s.data(dst, dt)
 				if err != nil && !errSyntax(err) {

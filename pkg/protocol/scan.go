@@ -21,6 +21,8 @@ const maxDepth = 10000
 type scanner struct {
 	b []byte
 	i int
+	// mem is what the scanner reuses from one text to the next.
+	mem scanMemory
 }
 
 // syntaxError is malformed JSON, at a byte offset of the text.
@@ -199,7 +201,10 @@ func (s *scanner) text(field string) (string, error) {
 		return "", s.syntax("%s: want a string, found %s", field, s.describe())
 	}
 	b, err := s.str()
-	return string(b), err
+	if err != nil {
+		return "", err
+	}
+	return s.mem.text(b), nil
 }
 
 // stringEnd returns the index of the quote closing the string that opens
@@ -256,14 +261,7 @@ func (s *scanner) value(keep bool, depth int) (any, error) {
 		if keep {
 			m = map[string]any{}
 		}
-		err := s.object(func(key []byte) error {
-			v, err := s.value(keep, depth+1)
-			if keep {
-				m[knownKey(key)] = v
-			}
-			return err
-		})
-		return m, err
+		return m, s.members(m, depth)
 	case '[':
 		var a []any
 		if keep {
@@ -302,8 +300,23 @@ func (s *scanner) value(keep bool, depth int) (any, error) {
 		if !keep {
 			return nil, nil
 		}
-		return strconv.ParseFloat(tok, 64)
+		f, err := strconv.ParseFloat(tok, 64)
+		if err != nil {
+			return nil, err
+		}
+		return s.mem.number(f), nil
 	}
+}
+
+// members reads an object's members into m (nil: checks and skips them).
+func (s *scanner) members(m map[string]any, depth int) error {
+	return s.object(func(key []byte) error {
+		v, err := s.value(m != nil, depth+1)
+		if m != nil {
+			m[knownKey(key)] = v
+		}
+		return err
+	})
 }
 
 // knownKeys are the parameter names this server reads itself: most
@@ -330,11 +343,11 @@ func (s *scanner) parameters() (Parameters, error) {
 	if s.peek() != '{' {
 		return nil, s.syntax("parameters: want an object, found %s", s.describe())
 	}
-	v, err := s.value(true, 0)
-	if err != nil {
+	m := s.mem.parametersMap()
+	if err := s.members(m, 0); err != nil {
 		return nil, err
 	}
-	return Parameters(v.(map[string]any)), nil
+	return m, nil
 }
 
 // int64s reads an array of integers (or null), such as a shape.
@@ -342,7 +355,10 @@ func (s *scanner) int64s(field string) ([]int64, error) {
 	if s.null() {
 		return nil, nil
 	}
-	out := make([]int64, 0, 4)
+	if s.mem.ints == nil {
+		s.mem.ints = make([]int64, 0, 8) // an empty shape is not a missing one
+	}
+	start := len(s.mem.ints)
 	err := s.array(func() error {
 		at := s.i
 		tok := s.token()
@@ -354,10 +370,11 @@ func (s *scanner) int64s(field string) ([]int64, error) {
 		if err != nil {
 			return fmt.Errorf("%s: %s is not a 64-bit integer", field, Clip(tok))
 		}
-		out = append(out, v)
+		s.mem.ints = append(s.mem.ints, v)
 		return nil
 	})
-	return out, err
+	ints := s.mem.ints // the arena: a shape in it is capped, so that appending to it copies
+	return ints[start:len(ints):len(ints)], err
 }
 
 // errSyntax reports whether err is malformed JSON rather than a bad value.
