@@ -224,6 +224,9 @@ type Conn struct {
 	// accepted is when Accept returned it: a connection that has sent
 	// nothing yet gets newGrace to send its first request.
 	accepted time.Time
+	// writeDeadline is the write deadline set (Unix nanoseconds), 0
+	// before the first write.
+	writeDeadline atomic.Int64
 }
 
 // idle reports whether the connection sits between requests (or has sent
@@ -267,19 +270,46 @@ var sendTimeout = 60 * time.Second
 
 // Write writes to the connection, failing once sendTimeout passes with
 // no byte taken: a large body written in one call gets a fresh
-// sendTimeout each time the client takes some of it.
+// sendTimeout each time the client takes some of it. The deadline moves
+// only once it has aged by deadlineSlack, not at every write: moving it
+// resets the runtime's timer, which costs a keep-alive connection more
+// than its answer's other work, and a stall is then cut between
+// sendTimeout less deadlineSlack and sendTimeout.
 func (c *Conn) Write(b []byte) (int, error) {
 	written := 0
 	for {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(sendTimeout))
+		c.extendWriteDeadline()
 		n, err := c.Conn.Write(b[written:])
 		written += n
-		var ne net.Error
-		if err != nil && n > 0 && errors.As(err, &ne) && ne.Timeout() {
-			continue // progress within the last sendTimeout: not stalled
+		if err != nil && n > 0 && isTimeout(err) {
+			c.writeDeadline.Store(0) // progress within the last sendTimeout: not stalled
+			continue
 		}
 		return written, err
 	}
+}
+
+// deadlineSlack is how far the write deadline may lag sendTimeout past
+// the last write before it is moved: 1/64 of it (about a second of 60 s).
+func deadlineSlack() time.Duration { return sendTimeout / 64 }
+
+// extendWriteDeadline sets the write deadline to sendTimeout from now,
+// unless the one set is within deadlineSlack of it.
+func (c *Conn) extendWriteDeadline() {
+	now := time.Now()
+	want := now.Add(sendTimeout).UnixNano()
+	if want-c.writeDeadline.Load() < int64(deadlineSlack()) {
+		return
+	}
+	if c.Conn.SetWriteDeadline(now.Add(sendTimeout)) == nil {
+		c.writeDeadline.Store(want)
+	}
+}
+
+// isTimeout reports whether err is a net.Error that timed out.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close closes the connection and gives its place back, once. Where the
