@@ -60,7 +60,8 @@ type Call struct {
 	// Options.DefaultTimeout).
 	Timeout time.Duration
 
-	place runner.Place // the call's place in its version's work
+	place  runner.Place // the call's place in its version's work
+	result Result       // what Infer returns: the call's own
 }
 
 // Result is a call's answer.
@@ -105,12 +106,14 @@ type Result struct {
 // The errors are the runner's sentinel errors, protocol.ErrBadRequest
 // (wrapped), or those of this package; Status maps them.
 //
-// Once Infer has returned a result, nothing refers to the request's input
-// data any more (a shadow copy keeps its own): the front end may reuse the
-// buffer it decoded them from. After an error it may not: a call that
-// timed out may still be read by the batch it was queued for.
+// The result is the call's own, valid as long as the call is. Once Infer
+// has returned it, nothing refers to the call or the request's input data
+// any more (a shadow copy keeps its own): the front end may reuse them and
+// the buffer it decoded the inputs from. After an error it may not: a call
+// that timed out may still be read by the batch it was queued for.
 func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
-	res := &Result{Draining: s.draining.Load()}
+	res := &call.result
+	*res = Result{Draining: s.draining.Load()}
 	m, err := s.admit(ctx, call)
 	if err == nil && m != nil && call.BinaryBytes > 0 {
 		if err = m.CheckInputBytes(call.BinaryBytes); err != nil {

@@ -13,5 +13,7 @@ func CallOf(c *core.Call, req *protocol.InferRequest) error { return callOf(c, r
 // ResponseOf is the response HTTP answers req with, given its result:
 // front ends that answer HTTP's bytes encode it.
 func ResponseOf(req *protocol.InferRequest, res *core.Result) *protocol.InferResponse {
-	return responseOf(req, res)
+	resp := new(protocol.InferResponse)
+	responseOf(resp, req, res)
+	return resp
 }

@@ -5,16 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/protocol"
 )
 
 // FrontOptions configure Front.
@@ -170,26 +173,66 @@ func (f *front) serve(fc *fasthttp.RequestCtx) {
 // infer answers an inference call.
 func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 	start := time.Now()
-	var x inference
-	header := func(name string) string { return string(fc.Request.Header.Peek(name)) }
-	length := contentLength(fc)
-	gone := f.gone.watch(fc.Conn(), start)
-	read := func(buf []byte) ([]byte, error) {
-		body, err := readBody(f.body(fc), length, f.api.opts.MaxBodyBytes, buf, f.api.bodies, &x.held)
-		gone.bodyRead.Store(err == nil)
-		return body, err
+	c := frontCalls.Get().(*frontCall)
+	c.f, c.fc, c.length = f, fc, contentLength(fc)
+	c.body.Reader, c.body.timeout = fc.RequestBodyStream(), f.opts.ReadTimeout
+	if c.body.Reader == nil {
+		c.body.Reader = eof{}
 	}
-	defer func() { f.api.bodies.give(x.held) }()
-	defer gone.end() // before the server reads the connection again, even after a panic
-	res, err := f.api.Infer(gone.ctx, x.call(model, version, start, header, length, read))
+	c.gone = f.gone.watch(fc.Conn(), start)
+	call := c.x.prepare(model, version, start, c.header, fc.Request.Header.Peek(protocol.HeaderContentLength), c.length, c.read)
+	answered := false
+	defer func() { // after a panic too
+		c.gone.end() // before the server reads the connection again
+		c.x.finish(f.api.bodies, answered)
+		if answered {
+			c.f, c.fc, c.gone, c.body.Reader = nil, nil, nil, nil
+			frontCalls.Put(c)
+		}
+	}()
+	res, err := f.api.Infer(c.gone.ctx, call)
 	if err != nil {
 		f.answerError(fc, failure(f.api.log, err, fc.Response.Header.Set), err)
 		return
 	}
-	x.headers(res, fc.Response.Header.Set)
-	fc.SetBody(x.answer)
-	x.release()
+	c.x.headers(res, fc.Response.Header.SetBytesV)
+	fc.SetBody(c.x.answer)
+	answered = true
 }
+
+// frontCall is an inference call on the front's hot path: its state
+// (inference), its request and connection, and the hooks inference
+// calls, bound once, when the pool makes it.
+type frontCall struct {
+	x      inference
+	f      *front
+	fc     *fasthttp.RequestCtx
+	gone   *goneWatch
+	length int64
+	body   timedBody
+	header func(string) string
+	read   func([]byte) ([]byte, error)
+}
+
+// frontCalls pools the front's calls (*frontCall).
+var frontCalls = sync.Pool{New: func() any {
+	c := new(frontCall)
+	c.header = func(name string) string { return string(c.fc.Request.Header.Peek(name)) }
+	c.read = c.readBody
+	return c
+}}
+
+// readBody reads the request's body into buf, within the body limit.
+func (c *frontCall) readBody(buf []byte) ([]byte, error) {
+	body, err := readBody(&c.body, c.length, c.f.api.opts.MaxBodyBytes, buf, c.f.api.bodies, &c.x.held)
+	c.gone.bodyRead.Store(err == nil)
+	return body, err
+}
+
+// eof is the body of a request that has none.
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }
 
 // bridge reads the request's body whole, within the body limit, and hands
 // the request to the net/http handler.

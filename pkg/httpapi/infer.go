@@ -15,138 +15,187 @@ import (
 const BatchSizeHeader = "Inference-Batch-Size"
 
 // inference is one infer call's state, over either HTTP server: the
-// decoded request, the pooled buffers of its body and its answer, and the
-// length of the answer's JSON header when it carries binary tensors.
+// core call, the request's decoder, the pooled buffers of its body and
+// its answer, and the length of the answer's JSON header when it carries
+// binary tensors. An inference is reused from one call to the next (the
+// front pools them, with everything they hold); the hooks the core calls
+// are bound once, when it is first prepared.
 type inference struct {
-	req          *protocol.InferRequest
-	answer       []byte
-	in, out      *[]byte
-	headerLength int64
-	held         int64 // bytes of the body's buffer charged to the API's budget
+	call     core.Call
+	dec      protocol.RequestDecoder
+	req      *protocol.InferRequest
+	resp     protocol.InferResponse
+	answer   []byte
+	in, out  []byte
+	held     int64 // bytes of the body's buffer charged to the API's budget
+	bodyRead bool  // the whole body has been read
+
+	// read reads the body into the buffer it is given (see readBody).
+	read func(buf []byte) ([]byte, error)
+	// headerLength is the request's Inference-Header-Content-Length (-1:
+	// none), headerErr its fault; answerHeader the answer's (-1: all JSON).
+	headerLength, answerHeader int64
+	headerErr                  error
+
+	readHook, decodeHook func(*core.Call) error
+	encodeHook           func(*core.Result) error
 }
 
-// call returns the core call of an infer request for model and version
-// (empty: the traffic policy's), which arrived at start. Its Read reads
-// the body with read (only once the core has routed the call and found
-// its version able to take it, so that a shed request's body is never
-// read), its Decode decodes it, its tensors aliasing the body; its Encode
-// makes the answer's bytes. header looks up a request
-// header; length is the body's announced length (-1: unknown).
-func (x *inference) call(model, version string, start time.Time, header func(string) string, length int64, read func(buf []byte) ([]byte, error)) *core.Call {
-	x.headerLength = -1
-	headerLength, headerErr := protocol.ParseHeaderLength(header(protocol.HeaderContentLength))
-	if headerErr == nil && length >= 0 && headerLength > length {
-		headerErr = fmt.Errorf("%w: %s is %d but the body has %d bytes", protocol.ErrBadRequest, protocol.HeaderContentLength, headerLength, length)
+// prepare makes x's core call for an infer request for model and version
+// (empty: the traffic policy's), which arrived at start: header looks up
+// a request header, headerLength is its Inference-Header-Content-Length
+// value, length the body's announced length (-1: unknown), read reads the
+// body into the buffer it is given. The call's Read reads the body with
+// read (only once the core has routed the call and found its version able
+// to take it, so that a shed request's body is never read), its Decode
+// decodes it, its tensors aliasing the body; its Encode makes the
+// answer's bytes.
+func (x *inference) prepare(model, version string, start time.Time, header func(string) string, headerLength []byte, length int64, read func(buf []byte) ([]byte, error)) *core.Call {
+	if x.readHook == nil {
+		x.readHook, x.decodeHook, x.encodeHook = x.readBody, x.decode, x.encode
+	}
+	x.read, x.bodyRead, x.answerHeader = read, false, -1
+	x.headerLength, x.headerErr = protocol.ParseHeaderLength(headerLength)
+	if x.headerErr == nil && length >= 0 && x.headerLength > length {
+		x.headerErr = fmt.Errorf("%w: %s is %d but the body has %d bytes", protocol.ErrBadRequest, protocol.HeaderContentLength, x.headerLength, length)
 	}
 	var binary int64
-	if headerErr == nil && headerLength >= 0 && length > headerLength {
-		binary = length - headerLength
+	if x.headerErr == nil && x.headerLength >= 0 && length > x.headerLength {
+		binary = length - x.headerLength
 	}
-	return &core.Call{
+	x.call = core.Call{
 		Model: model, Version: version, Protocol: core.ProtoHTTP, Start: start, Header: header, BinaryBytes: binary,
-		Read: func(*core.Call) error {
-			if headerErr != nil {
-				return headerErr // before a byte of the body is read
-			}
-			x.in = bodyBuffers.Get().(*[]byte)
-			body, err := read(*x.in)
-			if err != nil {
-				return err
-			}
-			*x.in = body
-			return nil
-		},
-		Decode: func(c *core.Call) (err error) {
-			if x.req, err = protocol.DecodeRequest(*x.in, headerLength); err != nil {
-				return err
-			}
-			return callOf(c, x.req)
-		},
-		Encode: func(res *core.Result) (err error) {
-			buf := responseBuffers.Get().(*[]byte)
-			x.answer, x.headerLength, err = responseOf(x.req, res).AppendTo((*buf)[:0])
-			*buf = x.answer
-			if err != nil {
-				putBuffer(&responseBuffers, buf, maxPooledBody)
-			} else {
-				x.out = buf
-			}
-			return err
-		},
+		Read: x.readHook, Decode: x.decodeHook, Encode: x.encodeHook,
 	}
+	return &x.call
 }
 
-// release pools the call's buffers again, once it is answered: no one
-// refers to its body (core.Infer) and the answer has been copied or sent.
-// A call that failed keeps its body out of the pool: it may have timed
-// out in its queue and still be read by the batch it waited for.
-func (x *inference) release() {
-	putBuffer(&bodyBuffers, x.in, maxPooledBody)
-	putBuffer(&responseBuffers, x.out, maxPooledBody)
+// readBody is the call's Read.
+func (x *inference) readBody(*core.Call) error {
+	if x.headerErr != nil {
+		return x.headerErr // before a byte of the body is read
+	}
+	body, err := x.read(x.in)
+	if err != nil {
+		return err
+	}
+	x.in, x.bodyRead = body, true
+	return nil
+}
+
+// decode is the call's Decode.
+func (x *inference) decode(c *core.Call) (err error) {
+	if x.req, err = x.dec.Decode(x.in, x.headerLength); err != nil {
+		return err
+	}
+	return callOf(c, x.req)
+}
+
+// encode is the call's Encode.
+func (x *inference) encode(res *core.Result) (err error) {
+	if x.out == nil {
+		x.out = make([]byte, 0, 4<<10)
+	}
+	responseOf(&x.resp, x.req, res)
+	x.answer, x.answerHeader, err = x.resp.AppendTo(x.out[:0])
+	x.out = x.answer
+	return err
+}
+
+// finish gives the body's buffer back to budget and, when the call was
+// answered (the answer has been copied or sent, and no one refers to its
+// body: core.Infer), readies x for its next call, for its owner to pool.
+// A call that failed must not be reused: its body and its call may still
+// be read by the batch it was queued for, after it timed out. Buffers
+// over maxPooledBody are given up, to the collector.
+func (x *inference) finish(budget *bodyBudget, answered bool) {
+	budget.give(x.held)
+	x.held = 0
+	if !answered {
+		return
+	}
+	if cap(x.in) > maxPooledBody {
+		x.in = nil
+	}
+	if cap(x.out) > maxPooledBody {
+		x.out = nil
+	}
+	x.in, x.out = x.in[:0], x.out[:0]
+	x.req, x.answer, x.read = nil, nil, nil
+	x.resp = protocol.InferResponse{Binary: x.resp.Binary[:0]}
+	x.call = core.Call{}
 }
 
 // headers sets the answer's headers with set: the latency budget in
 // Server-Timing, the batch size, the fallback and route taken, the
-// content type and, for binary tensors, the JSON header's length.
-func (x *inference) headers(res *core.Result, set func(name, value string)) {
+// content type and, for binary tensors, the JSON header's length. set
+// must copy the value it is given.
+func (x *inference) headers(res *core.Result, set func(name string, value []byte)) {
 	if res.Draining {
-		set("Connection", "close")
+		set("Connection", closeValue)
 	}
-	var timing [160]byte
-	set("Server-Timing", string(res.Timing.AppendServerTiming(timing[:0])))
-	set(BatchSizeHeader, strconv.Itoa(res.Timing.BatchSize))
+	var buf [160]byte
+	set("Server-Timing", res.Timing.AppendServerTiming(buf[:0]))
+	set(BatchSizeHeader, strconv.AppendInt(buf[:0], int64(res.Timing.BatchSize), 10))
 	if res.Via != "" {
-		set(core.FallbackHeader, res.Via)
+		set(core.FallbackHeader, append(buf[:0], res.Via...))
 	}
 	if res.Route != "" {
-		set(core.RouteHeader, res.Route)
+		set(core.RouteHeader, append(buf[:0], res.Route...))
 	}
-	if x.headerLength >= 0 {
-		set("Content-Type", "application/octet-stream")
-		set(protocol.HeaderContentLength, strconv.FormatInt(x.headerLength, 10))
+	if x.answerHeader >= 0 {
+		set("Content-Type", binaryType)
+		set(protocol.HeaderContentLength, strconv.AppendInt(buf[:0], x.answerHeader, 10))
 	} else {
-		set("Content-Type", "application/json")
+		set("Content-Type", jsonType)
 	}
+}
+
+// Header values the answers share.
+var (
+	closeValue = []byte("close")
+	binaryType = []byte("application/octet-stream")
+	jsonType   = []byte("application/json")
+)
+
+// setHeader is headers' setter for net/http's h.
+func setHeader(h http.Header) func(name string, value []byte) {
+	return func(name string, value []byte) { h.Set(name, string(value)) }
 }
 
 // serveInfer answers an infer call on net/http (Handler's mux).
 func (s *API) serveInfer(w http.ResponseWriter, r *http.Request) {
-	var x inference
+	x := newInference()
 	read := func(buf []byte) ([]byte, error) {
 		return readBody(r.Body, r.ContentLength, s.opts.MaxBodyBytes, buf, s.bodies, &x.held)
 	}
-	defer func() { s.bodies.give(x.held) }()
-	res, err := s.Infer(r.Context(), x.call(r.PathValue("model"), r.PathValue("version"), time.Now(), r.Header.Get, r.ContentLength, read))
+	call := x.prepare(r.PathValue("model"), r.PathValue("version"), time.Now(), r.Header.Get, []byte(r.Header.Get(protocol.HeaderContentLength)), r.ContentLength, read)
+	res, err := s.Infer(r.Context(), call)
 	if err != nil {
+		x.finish(s.bodies, false)
 		s.fail(w, err)
 		return
 	}
-	defer x.release()
 	h := w.Header()
-	x.headers(res, h.Set)
+	x.headers(res, setHeader(h))
 	h.Set("Content-Length", strconv.Itoa(len(x.answer)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(x.answer)
+	x.finish(s.bodies, true)
+	inferences.Put(x)
 }
 
-// bodyBuffers and responseBuffers hold the buffers request bodies are
-// read into and responses encoded into, as *[]byte.
-var (
-	bodyBuffers     = sync.Pool{New: func() any { return new([]byte) }}
-	responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
-)
+// inferences pools the state of infer calls (*inference), with the
+// buffers, decoder and call each holds.
+var inferences = sync.Pool{New: func() any { return new(inference) }}
 
-// maxPooledBody is the largest buffer kept for reuse, in bytes, so that
-// one large request or answer does not pin its memory.
+// newInference returns an inference from the pool, to prepare.
+func newInference() *inference { return inferences.Get().(*inference) }
+
+// maxPooledBody is the largest buffer an inference keeps for its next
+// call, in bytes, so that one large request or answer does not pin its
+// memory.
 const maxPooledBody = 1 << 20
-
-// putBuffer returns b, when it is one and not over limit bytes, to pool.
-func putBuffer(pool *sync.Pool, b *[]byte, limit int) {
-	if b != nil && cap(*b) <= limit {
-		*b = (*b)[:0]
-		pool.Put(b)
-	}
-}
 
 // callOf fills c from a decoded request: id, inputs, outputs wanted, and
 // the timeout (in microseconds) and priority parameters.
@@ -174,16 +223,16 @@ func callOf(c *core.Call, req *protocol.InferRequest) error {
 	return nil
 }
 
-// responseOf is the response to req: the outputs res holds, each binary
-// where req asked for it.
-func responseOf(req *protocol.InferRequest, res *core.Result) *protocol.InferResponse {
+// responseOf sets resp to the response to req: the outputs res holds,
+// each binary where req asked for it. It reuses resp.Binary's array.
+func responseOf(resp *protocol.InferResponse, req *protocol.InferRequest, res *core.Result) {
 	meta := res.Model.Metadata()
-	resp := &protocol.InferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), ID: req.ID, Outputs: res.Outputs}
+	binary := resp.Binary[:0]
+	*resp = protocol.InferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), ID: req.ID, Outputs: res.Outputs}
 	if req.BinaryOutput || len(req.Outputs) > 0 {
-		resp.Binary = make([]bool, len(res.Outputs))
-		for i := range resp.Binary {
-			resp.Binary[i] = req.BinaryOutput || i < len(req.Outputs) && req.Outputs[i].Binary
+		for i := range res.Outputs {
+			binary = append(binary, req.BinaryOutput || i < len(req.Outputs) && req.Outputs[i].Binary)
 		}
+		resp.Binary = binary
 	}
-	return resp
 }
