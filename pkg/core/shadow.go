@@ -127,8 +127,11 @@ func (sh *shadowing) summary(name string, version int64) *ShadowSummary {
 func (sh *shadowing) mirror(job shadowJob) {
 	v := job.shadow.Metadata().Version
 	// The job outlives the call, whose front end reuses the buffers its
-	// inputs lie in once it is answered: the job keeps copies.
+	// inputs lie in, and the state its headers are read from, once it is
+	// answered: the job keeps copies of the inputs, and no headers (a
+	// router's header rules see none on a shadow copy).
 	job.req.Inputs = tensor.Copies(job.req.Inputs)
+	job.req.Header = nil
 	select {
 	case sh.jobs <- job:
 		sh.mu.Lock()
