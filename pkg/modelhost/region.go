@@ -30,9 +30,12 @@ type Region struct {
 	mem []byte
 }
 
-// NewRegion creates a region of at least size bytes.
+// NewRegion creates a region of at least size bytes, sealed against
+// shrinking (F_SEAL_SHRINK): neither side can cut the file under the
+// other's mapping, where a touch of a page past its end would kill that
+// side with SIGBUS. A region is only ever grown.
 func NewRegion(name string, size int) (*Region, error) {
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
@@ -40,6 +43,10 @@ func NewRegion(name string, size int) (*Region, error) {
 	if err := r.Grow(size); err != nil {
 		r.f.Close()
 		return nil, err
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("seal shared region: %w", err)
 	}
 	return r, nil
 }
@@ -87,8 +94,12 @@ func (r *Region) Grow(size int) error {
 // Remap maps the region again at the file's current size when that
 // differs from the mapping, as after the other side grew it. want, when
 // positive, is the size the other side announced: a file smaller than
-// that is an error.
+// that is an error. When it is the size mapped there is nothing to do,
+// and no system call: the file never shrinks (NewRegion seals it).
 func (r *Region) Remap(want int) error {
+	if want > 0 && want == len(r.mem) {
+		return nil
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(r.f.Fd()), &st); err != nil {
 		return fmt.Errorf("stat shared region: %w", err)

@@ -3,10 +3,13 @@ package modelhost
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // rssShmem reads this process's resident shared memory, in KiB.
@@ -61,5 +64,28 @@ func TestZeroGivesThePagesBack(t *testing.T) {
 	}
 	if err := r.Zero(0); err != nil {
 		t.Errorf("Zero(0): %v", err)
+	}
+}
+
+// A region cannot be cut under a mapping of it, by either side (a host
+// that truncated it would kill the server with SIGBUS at its next touch
+// of a page past the end), and still grows.
+func TestRegionCannotShrink(t *testing.T) {
+	r, err := NewRegion("shrink-test", minRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := unix.Ftruncate(int(r.File().Fd()), 0); !errors.Is(err, unix.EPERM) {
+		t.Fatalf("truncating the region: %v, want EPERM", err)
+	}
+	if err := r.Grow(4 * minRegion); err != nil {
+		t.Fatalf("growing a sealed region: %v", err)
+	}
+	if err := r.Remap(4 * minRegion); err != nil || r.Size() != 4*minRegion {
+		t.Fatalf("remapped at %d bytes (%v), want %d", r.Size(), err, 4*minRegion)
+	}
+	if err := r.Remap(8 * minRegion); err == nil {
+		t.Fatal("a region remapped at a size past its file's")
 	}
 }
