@@ -1,6 +1,9 @@
 package profile
 
 import (
+	"math"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +106,22 @@ func TestPriceAtARateAndShared(t *testing.T) {
 	}
 	if got := p.Share(10*time.Second, 0, 0, 10); got != 0 {
 		t.Fatalf("no busy time: %v", got)
+	}
+}
+
+// AppendMillis writes what strconv.AppendFloat writes for the duration in
+// milliseconds, for durations of every magnitude and sign.
+func TestAppendMillisIsAppendFloat(t *testing.T) {
+	durations := []time.Duration{0, 1, 9, 10, 999, 1000, 19990, 999999, time.Millisecond, time.Millisecond + 1,
+		1234567890, time.Hour, 1e15 - 1, 1e15, 1<<53 - 1, 1 << 53, 1<<62 + 12345, math.MaxInt64, -1, -19990, -time.Hour, math.MinInt64}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		durations = append(durations, time.Duration(r.Int64N(int64(1)<<r.IntN(63))))
+	}
+	for _, d := range durations {
+		want := strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64)
+		if got := string(AppendMillis(nil, d)); got != want {
+			t.Fatalf("AppendMillis(%d) = %s, want %s", int64(d), got, want)
+		}
 	}
 }
