@@ -145,7 +145,9 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	obs.inflight.Inc()
 	defer obs.inflight.Dec()
 
-	submitted := time.Now()
+	// Phases are measured as offsets from Call.Start: time.Since reads only
+	// the monotonic clock, where time.Now reads the wall clock too.
+	submitted := time.Since(call.Start)
 	call.Request.Header, call.Request.Place = call.Header, &call.place
 	var out *runner.Response
 	var via string
@@ -155,19 +157,19 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 	call.place.Leave() // the run is over, whatever answered it
 	call.Request.Place = nil
 	if err == nil {
-		post := time.Now()
+		post := time.Since(call.Start)
 		res.Model, res.Outputs, res.Via, res.Timing, res.Route = m, out.Outputs, via, out.Timing, out.Route
 		if len(call.Classes) > 0 {
 			res.Outputs, err = classify(m, out.Outputs, call.Classes)
 		}
 		res.Timing.Set(profile.Admission, waited)
-		res.Timing.Add(profile.Preprocess, submitted.Sub(call.Start.Add(waited)))
+		res.Timing.Add(profile.Preprocess, submitted-waited)
 		if err == nil && call.Encode != nil {
 			err = call.Encode(res)
 		}
-		end := time.Now()
-		res.Timing.Add(profile.Postprocess, end.Sub(post)) // after a pipeline's output steps
-		res.Timing.Set(profile.Total, end.Sub(call.Start))
+		end := time.Since(call.Start)
+		res.Timing.Add(profile.Postprocess, end-post) // after a pipeline's output steps
+		res.Timing.Set(profile.Total, end)
 	}
 	if err != nil {
 		s.metrics.record(m, "", call.Protocol, nil, err)

@@ -152,7 +152,7 @@ func (f *front) serve(fc *fasthttp.RequestCtx) {
 	if f.opts.Draining != nil && f.opts.Draining() {
 		fc.SetConnectionClose()
 	}
-	model, version, ok := inferPath(fc)
+	modelName, versionName, ok := inferPath(fc)
 	if !ok {
 		f.bridge(fc)
 		return
@@ -167,19 +167,21 @@ func (f *front) serve(fc *fasthttp.RequestCtx) {
 			f.answerError(fc, http.StatusInternalServerError, err)
 		}
 	}()
-	f.infer(fc, model, version)
+	f.infer(fc, modelName, versionName)
 }
 
-// infer answers an inference call.
-func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
+// infer answers an inference call to the model and version named.
+func (f *front) infer(fc *fasthttp.RequestCtx, modelName, versionName []byte) {
 	start := time.Now()
 	c := frontCalls.Get().(*frontCall)
+	model, version := intern(&c.model, modelName), intern(&c.version, versionName)
 	c.f, c.fc, c.length = f, fc, contentLength(fc)
 	c.body.Reader, c.body.timeout = fc.RequestBodyStream(), f.opts.ReadTimeout
 	if c.body.Reader == nil {
 		c.body.Reader = eof{}
 	}
-	c.gone = f.gone.watch(fc.Conn(), start)
+	c.gone = &c.watch
+	f.gone.watchWith(c.gone, fc.Conn(), start)
 	call := c.x.prepare(model, version, start, c.header, fc.Request.Header.Peek(protocol.HeaderContentLength), c.length, c.read)
 	answered := false
 	defer func() { // after a panic too
@@ -195,7 +197,9 @@ func (f *front) infer(fc *fasthttp.RequestCtx, model, version string) {
 		f.answerError(fc, failure(f.api.log, err, fc.Response.Header.Set), err)
 		return
 	}
-	c.x.headers(res, fc.Response.Header.SetBytesV)
+	c.x.headers(res, func(name string, value []byte) {
+		fc.Response.Header.SetCanonical([]byte(name), value) // headers' names are canonical: no normalizing
+	})
 	fc.SetBody(c.x.answer)
 	answered = true
 }
@@ -208,10 +212,13 @@ type frontCall struct {
 	f      *front
 	fc     *fasthttp.RequestCtx
 	gone   *goneWatch
+	watch  goneWatch // gone's, reused
 	length int64
-	body   timedBody
-	header func(string) string
-	read   func([]byte) ([]byte, error)
+	// model and version are the names the last call asked for.
+	model, version string
+	body           timedBody
+	header         func(string) string
+	read           func([]byte) ([]byte, error)
 }
 
 // frontCalls pools the front's calls (*frontCall).
@@ -227,6 +234,16 @@ func (c *frontCall) readBody(buf []byte) ([]byte, error) {
 	body, err := readBody(&c.body, c.length, c.f.api.opts.MaxBodyBytes, buf, c.f.api.bodies, &c.x.held)
 	c.gone.bodyRead.Store(err == nil)
 	return body, err
+}
+
+// intern returns b as a string: *last when that holds the same bytes
+// (calls name the same few models again and again), else a new string,
+// kept in *last.
+func intern(last *string, b []byte) string {
+	if *last != string(b) {
+		*last = string(b)
+	}
+	return *last
 }
 
 // eof is the body of a request that has none.
@@ -351,39 +368,40 @@ const maxFault = 200
 
 // inferPath parses an inference call's path, /v2/models/{model}/infer or
 // /v2/models/{model}/versions/{version}/infer, of a POST, as the request
-// wrote it: a path with escapes (%), empty or dot segments goes to the
-// net/http mux, which resolves it as it resolves every other route, so
-// that no spelling of a path means one thing here and another there.
-func inferPath(fc *fasthttp.RequestCtx) (model, version string, ok bool) {
+// wrote it (the names alias the request's header): a path with escapes
+// (%), empty or dot segments goes to the net/http mux, which resolves it
+// as it resolves every other route, so that no spelling of a path means
+// one thing here and another there.
+func inferPath(fc *fasthttp.RequestCtx) (model, version []byte, ok bool) {
 	if !fc.IsPost() {
-		return "", "", false
+		return nil, nil, false
 	}
 	path := fc.Request.Header.RequestURI()
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
 	if bytes.IndexByte(path, '%') >= 0 || bytes.Contains(path, []byte("//")) || bytes.Contains(path, []byte("/.")) {
-		return "", "", false
+		return nil, nil, false
 	}
 	rest, ok := bytes.CutPrefix(path, []byte("/v2/models/"))
 	if !ok {
-		return "", "", false
+		return nil, nil, false
 	}
 	if rest, ok = bytes.CutSuffix(rest, []byte("/infer")); !ok {
-		return "", "", false
+		return nil, nil, false
 	}
 	name, tail, versioned := bytes.Cut(rest, []byte("/"))
 	if len(name) == 0 {
-		return "", "", false
+		return nil, nil, false
 	}
 	if !versioned {
-		return string(name), "", true
+		return name, nil, true
 	}
 	v, ok := bytes.CutPrefix(tail, []byte("versions/"))
 	if !ok || len(v) == 0 || bytes.IndexByte(v, '/') >= 0 {
-		return "", "", false
+		return nil, nil, false
 	}
-	return string(name), string(v), true
+	return name, v, true
 }
 
 // printfLogger logs fasthttp's messages, a connection's errors, at debug

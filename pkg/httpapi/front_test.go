@@ -34,7 +34,8 @@ func TestInferPath(t *testing.T) {
 		var fc fasthttp.RequestCtx
 		fc.Request.Header.SetMethod(c.method)
 		fc.Request.SetRequestURI(c.uri)
-		model, version, ok := inferPath(&fc)
+		modelName, versionName, ok := inferPath(&fc)
+		model, version := string(modelName), string(versionName)
 		if model != c.model || version != c.version || ok != c.ok {
 			t.Errorf("%s %s: %q %q %v, want %q %q %v", c.method, c.uri, model, version, ok, c.model, c.version, c.ok)
 		}

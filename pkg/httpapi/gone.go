@@ -24,7 +24,7 @@ const goneAfter = 10 * time.Millisecond
 // poller at every call, which costs more than the call's decoding.
 type goneWatcher struct {
 	mu       sync.Mutex
-	calls    map[*goneWatch]struct{}
+	calls    *goneWatch // the calls in flight, a list linked through them
 	sweeping bool
 }
 
@@ -36,19 +36,27 @@ type goneWatcher struct {
 // and end the watch. since is when the call began. Call end before the
 // server reads from conn again.
 func (g *goneWatcher) watch(conn net.Conn, since time.Time) *goneWatch {
+	w := new(goneWatch)
+	g.watchWith(w, conn, since)
+	return w
+}
+
+// watchWith is watch with w, a watch that has ended or never begun, for
+// the call's owner to reuse: once end has returned, nothing refers to it.
+func (g *goneWatcher) watchWith(w *goneWatch, conn net.Conn, since time.Time) {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &goneWatch{ctx: ctx, cancel: cancel, conn: conn, g: g, since: since}
+	*w = goneWatch{ctx: ctx, cancel: cancel, conn: conn, g: g, since: since}
 	g.mu.Lock()
-	if g.calls == nil {
-		g.calls = map[*goneWatch]struct{}{}
+	w.next = g.calls
+	if w.next != nil {
+		w.next.prev = w
 	}
-	g.calls[w] = struct{}{}
+	g.calls, w.listed = w, true
 	if !g.sweeping {
 		g.sweeping = true
 		go g.sweep()
 	}
 	g.mu.Unlock()
-	return w
 }
 
 // sweep starts the watch of every call that has run for goneAfter, every
@@ -59,13 +67,14 @@ func (g *goneWatcher) sweep() {
 		time.Sleep(goneAfter)
 		now := time.Now()
 		g.mu.Lock()
-		if len(g.calls) == 0 {
+		if g.calls == nil {
 			g.sweeping = false
 			g.mu.Unlock()
 			return
 		}
+		clear(due)
 		due = due[:0]
-		for w := range g.calls {
+		for w := g.calls; w != nil; w = w.next {
 			if w.watching == nil && now.Sub(w.since) >= goneAfter {
 				w.watching = make(chan struct{})
 				due = append(due, w)
@@ -95,6 +104,10 @@ type goneWatch struct {
 	// bodyRead is set once the request's body has been read: a deadline
 	// met after it is the body's, and the watch outlives it.
 	bodyRead atomic.Bool
+	// prev and next link the watcher's calls; listed is set while the
+	// watch is among them. All three are g.mu's.
+	prev, next *goneWatch
+	listed     bool
 }
 
 // run peeks at the connection until the client closes it (the context
@@ -156,7 +169,7 @@ func (w *goneWatch) check() {
 // until cancel.
 func (w *goneWatch) stop() {
 	w.g.mu.Lock()
-	delete(w.g.calls, w)
+	w.unlist()
 	w.stopped = true
 	watching := w.watching
 	w.g.mu.Unlock()
@@ -166,6 +179,22 @@ func (w *goneWatch) stop() {
 		_ = w.conn.SetReadDeadline(time.Unix(1, 0))
 		<-watching
 	}
+}
+
+// unlist takes the watch out of its watcher's calls. g.mu is held.
+func (w *goneWatch) unlist() {
+	if !w.listed {
+		return
+	}
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		w.g.calls = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	}
+	w.prev, w.next, w.listed = nil, nil, false
 }
 
 // end ends the watch (stop) and then the context (cancel): the call is

@@ -39,6 +39,7 @@ type inference struct {
 
 	readHook, decodeHook func(*core.Call) error
 	encodeHook           func(*core.Result) error
+	headerBuf            [160]byte // the answer's header values, one at a time
 }
 
 // prepare makes x's core call for an infer request for model and version
@@ -134,7 +135,7 @@ func (x *inference) headers(res *core.Result, set func(name string, value []byte
 	if res.Draining {
 		set("Connection", closeValue)
 	}
-	var buf [160]byte
+	buf := x.headerBuf[:0]
 	set("Server-Timing", res.Timing.AppendServerTiming(buf[:0]))
 	set(BatchSizeHeader, strconv.AppendInt(buf[:0], int64(res.Timing.BatchSize), 10))
 	if res.Via != "" {
