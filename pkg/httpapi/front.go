@@ -180,15 +180,14 @@ func (f *front) infer(fc *fasthttp.RequestCtx, modelName, versionName []byte) {
 	if c.body.Reader == nil {
 		c.body.Reader = eof{}
 	}
-	c.gone = &c.watch
-	f.gone.watchWith(c.gone, fc.Conn(), start)
+	f.gone.watchWith(&c.gone, fc.Conn(), start)
 	call := c.x.prepare(model, version, start, c.header, fc.Request.Header.Peek(protocol.HeaderContentLength), c.length, c.read)
 	answered := false
 	defer func() { // after a panic too
 		c.gone.end() // before the server reads the connection again
 		c.x.finish(f.api.bodies, answered)
 		if answered {
-			c.f, c.fc, c.gone, c.body.Reader = nil, nil, nil, nil
+			c.f, c.fc, c.body.Reader = nil, nil, nil
 			frontCalls.Put(c)
 		}
 	}()
@@ -211,8 +210,7 @@ type frontCall struct {
 	x      inference
 	f      *front
 	fc     *fasthttp.RequestCtx
-	gone   *goneWatch
-	watch  goneWatch // gone's, reused
+	gone   goneWatch // reused, once it has ended
 	length int64
 	// model and version are the names the last call asked for.
 	model, version string

@@ -21,14 +21,13 @@ const BatchSizeHeader = "Inference-Batch-Size"
 // front pools them, with everything they hold); the hooks the core calls
 // are bound once, when it is first prepared.
 type inference struct {
-	call     core.Call
-	dec      protocol.RequestDecoder
-	req      *protocol.InferRequest
-	resp     protocol.InferResponse
-	answer   []byte
-	in, out  []byte
-	held     int64 // bytes of the body's buffer charged to the API's budget
-	bodyRead bool  // the whole body has been read
+	call    core.Call
+	dec     protocol.RequestDecoder
+	req     *protocol.InferRequest
+	resp    protocol.InferResponse
+	answer  []byte
+	in, out []byte
+	held    int64 // bytes of the body's buffer charged to the API's budget
 
 	// read reads the body into the buffer it is given (see readBody).
 	read func(buf []byte) ([]byte, error)
@@ -55,7 +54,7 @@ func (x *inference) prepare(model, version string, start time.Time, header func(
 	if x.readHook == nil {
 		x.readHook, x.decodeHook, x.encodeHook = x.readBody, x.decode, x.encode
 	}
-	x.read, x.bodyRead, x.answerHeader = read, false, -1
+	x.read, x.answerHeader = read, -1
 	x.headerLength, x.headerErr = protocol.ParseHeaderLength(headerLength)
 	if x.headerErr == nil && length >= 0 && x.headerLength > length {
 		x.headerErr = fmt.Errorf("%w: %s is %d but the body has %d bytes", protocol.ErrBadRequest, protocol.HeaderContentLength, x.headerLength, length)
@@ -80,7 +79,7 @@ func (x *inference) readBody(*core.Call) error {
 	if err != nil {
 		return err
 	}
-	x.in, x.bodyRead = body, true
+	x.in = body
 	return nil
 }
 
@@ -136,7 +135,7 @@ func (x *inference) headers(res *core.Result, set func(name string, value []byte
 		set("Connection", closeValue)
 	}
 	buf := x.headerBuf[:0]
-	set("Server-Timing", res.Timing.AppendServerTiming(buf[:0]))
+	set("Server-Timing", res.Timing.AppendServerTiming(buf))
 	set(BatchSizeHeader, strconv.AppendInt(buf[:0], int64(res.Timing.BatchSize), 10))
 	if res.Via != "" {
 		set(core.FallbackHeader, append(buf[:0], res.Via...))

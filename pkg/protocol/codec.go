@@ -85,11 +85,13 @@ func ParseHeaderLength[T string | []byte](v T) (int64, error) {
 // Inference-Header-Content-Length value, -1 when the body is all JSON.
 // Binary tensor data is not copied: the returned tensors alias body.
 func DecodeRequest(body []byte, headerLength int64) (*InferRequest, error) {
-	return new(RequestDecoder).decode(body, headerLength)
+	return new(RequestDecoder).Decode(body, headerLength)
 }
 
-// decode is DecodeRequest into d's memory.
-func (d *RequestDecoder) decode(body []byte, headerLength int64) (*InferRequest, error) {
+// Decode decodes an infer request body, as DecodeRequest does, into the
+// decoder's memory (see RequestDecoder). headerLength is the
+// Inference-Header-Content-Length value, -1 when the body is all JSON.
+func (d *RequestDecoder) Decode(body []byte, headerLength int64) (*InferRequest, error) {
 	header, bin, err := split(body, headerLength)
 	if err != nil {
 		return nil, err

@@ -19,13 +19,6 @@ type RequestDecoder struct {
 	req InferRequest
 }
 
-// Decode decodes an infer request body, as DecodeRequest does, into the
-// decoder's memory (see RequestDecoder). headerLength is the
-// Inference-Header-Content-Length value, -1 when the body is all JSON.
-func (d *RequestDecoder) Decode(body []byte, headerLength int64) (*InferRequest, error) {
-	return d.decode(body, headerLength)
-}
-
 // Memory the decoder keeps is bounded, so that one large request does not
 // pin its memory for the rest of the decoder's life: maps and buffers
 // past the first maxKept, a parameters map of more than maxKeptKeys keys,
