@@ -121,6 +121,7 @@ func (x *inference) finish(budget *bodyBudget, answered bool) {
 		x.out = nil
 	}
 	x.in, x.out = x.in[:0], x.out[:0]
+	x.dec.Reset()
 	x.req, x.answer, x.read = nil, nil, nil
 	x.resp = protocol.InferResponse{Binary: x.resp.Binary[:0]}
 	x.call = core.Call{}

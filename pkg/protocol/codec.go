@@ -74,7 +74,7 @@ func ParseHeaderLength[T string | []byte](v T) (int64, error) {
 	for i := 0; i < len(v); i++ {
 		d := v[i] - '0'
 		if d > 9 || n > (math.MaxInt64-int64(d))/10 {
-			return 0, badf("%s %q is not a byte count", HeaderContentLength, Clip(string(v)))
+			return 0, badf("%s %s is not a byte count", HeaderContentLength, Clip(string(v)))
 		}
 		n = n*10 + int64(d)
 	}
@@ -96,14 +96,13 @@ func (d *RequestDecoder) Decode(body []byte, headerLength int64) (*InferRequest,
 	if err != nil {
 		return nil, err
 	}
+	d.Reset()
 	w := &d.r
 	if err := scanRequest(&d.s, w, header); err != nil {
 		return nil, err
 	}
-	clear(d.req.Inputs)
-	clear(d.req.Outputs)
 	req := &d.req
-	*req = InferRequest{ID: w.ID, Parameters: w.Parameters, Inputs: d.req.Inputs[:0], Outputs: d.req.Outputs[:0]}
+	req.ID, req.Parameters = w.ID, w.Parameters
 	if req.Inputs == nil {
 		req.Inputs = make([]tensor.Tensor, 0, len(w.Inputs))
 	}
@@ -137,6 +136,11 @@ func (d *RequestDecoder) Decode(body []byte, headerLength int64) (*InferRequest,
 	}
 	return req, nil
 }
+
+// MaxRequestTensors bounds the inputs, and the outputs asked for, of one
+// request: far more than any model takes, and few enough that a body of
+// nulls cannot make the decoder hold thousands of times its size.
+const MaxRequestTensors = 1024
 
 // MaxNameBytes bounds a tensor's name in a request, in bytes: every
 // message about a tensor quotes its name.

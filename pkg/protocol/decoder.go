@@ -19,16 +19,39 @@ type RequestDecoder struct {
 	req InferRequest
 }
 
+// Reset drops the decoder's references to the last request and its body,
+// keeping only the memory it reuses: a pooled decoder is reset as its
+// call ends, so that it pins no body and no client's values while it
+// waits in its pool. Decode resets first.
+func (d *RequestDecoder) Reset() {
+	d.s.b, d.s.i = nil, 0
+	d.s.mem.forget()
+	d.r = scannedRequest{Inputs: emptied(d.r.Inputs), Outputs: emptied(d.r.Outputs)}
+	d.req = InferRequest{Inputs: emptied(d.req.Inputs), Outputs: emptied(d.req.Outputs)}
+}
+
+// emptied returns s with no elements, its array kept unless it holds more
+// than maxKept, cleared so that it refers to nothing.
+func emptied[T any](s []T) []T {
+	if cap(s) > maxKept {
+		return nil
+	}
+	clear(s[:cap(s)])
+	return s[:0]
+}
+
 // Memory the decoder keeps is bounded, so that one large request does not
-// pin its memory for the rest of the decoder's life: maps and buffers
-// past the first maxKept, a parameters map of more than maxKeptKeys keys,
-// data buffers past maxKeptBytes in all, and a shape arena of more than
-// maxKeptInts dimensions are dropped after use.
+// pin its memory for the rest of the decoder's life: lists, maps and
+// buffers past the first maxKept, a parameters map of more than
+// maxKeptKeys keys, data buffers past maxKeptBytes in all, a shape arena
+// of more than maxKeptInts dimensions and strings over maxKeptText bytes
+// are dropped after use.
 const (
 	maxKept      = 16
 	maxKeptKeys  = 64
 	maxKeptBytes = 1 << 20
 	maxKeptInts  = 1 << 10
+	maxKeptText  = 64
 )
 
 // scanMemory is what a scanner reuses from one text to the next: maps
@@ -56,6 +79,13 @@ func (m *scanMemory) forget() {
 		clear(m.maps[maxKept:])
 		m.maps = m.maps[:maxKept]
 	}
+	for i, p := range m.maps {
+		if len(p) > maxKeptKeys {
+			m.maps[i] = Parameters{} // clearing keeps a map's room for its keys
+		} else {
+			clear(p)
+		}
+	}
 	kept := 0
 	for i, b := range m.bufs {
 		if kept += cap(b); kept > maxKeptBytes || i == maxKept {
@@ -73,14 +103,8 @@ func (m *scanMemory) forget() {
 // parametersMap returns an empty map for a parameters object.
 func (m *scanMemory) parametersMap() Parameters {
 	if m.nmaps < len(m.maps) {
-		p := m.maps[m.nmaps]
-		if len(p) > maxKeptKeys {
-			p = Parameters{}
-			m.maps[m.nmaps] = p
-		}
-		clear(p)
 		m.nmaps++
-		return p
+		return m.maps[m.nmaps-1] // emptied by forget
 	}
 	p := Parameters{}
 	m.maps = append(m.maps, p)
@@ -110,8 +134,12 @@ func (m *scanMemory) buffer(capacity int64) []byte {
 }
 
 // text returns b as a string, the same string as the last time the
-// scanner saw these bytes, when it is among the few it remembers.
+// scanner saw these bytes, when it is among the few it remembers; it
+// remembers none over maxKeptText bytes.
 func (m *scanMemory) text(b []byte) string {
+	if len(b) > maxKeptText {
+		return string(b)
+	}
 	for _, v := range m.strs {
 		if v == string(b) {
 			return v

@@ -2,9 +2,14 @@ package protocol
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/infer-serving/infer/pkg/tensor"
 )
 
 // sameRequest fails t unless a decoded request is b, field by field: an
@@ -98,4 +103,75 @@ func framed(header, bin string) ([]byte, int64) {
 		return []byte(header), -1
 	}
 	return []byte(header + bin), int64(len(header))
+}
+
+// A datatype or shape that comes after a tensor's data (a later duplicate
+// wins) is what the data is read as: data parsed as the datatype before
+// it is parsed again, and refused when it does not fit.
+func TestDatatypeAfterDataIsWhatTheDataIsReadAs(t *testing.T) {
+	_, err := DecodeRequest([]byte(`{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1.5,2.5],"datatype":"INT32"}]}`), -1)
+	if err == nil || !strings.Contains(err.Error(), "1.5") {
+		t.Errorf("FP32 data read as INT32: %v, want a refusal naming 1.5", err)
+	}
+	req, err := DecodeRequest([]byte(`{"inputs":[{"name":"x","shape":[2],"datatype":"INT32","data":[-1,2],"datatype":"FP32"}]}`), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tensor.Values[float32](req.Inputs[0]); req.Inputs[0].DataType != tensor.FP32 || !slices.Equal(got, []float32{-1, 2}) {
+		t.Errorf("INT32 data then FP32: %s %v, want FP32 [-1 2]", req.Inputs[0].DataType, got)
+	}
+}
+
+// A request of more inputs or outputs than MaxRequestTensors is refused
+// naming the list, before a body of nulls makes the decoder hold
+// thousands of times its size.
+func TestTooManyTensorsAreRefused(t *testing.T) {
+	for _, field := range []string{"inputs", "outputs"} {
+		body := `{"` + field + `":[` + strings.Repeat("null,", MaxRequestTensors) + `null]}`
+		_, err := DecodeRequest([]byte(body), -1)
+		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), field+": more than 1024 tensors") {
+			t.Errorf("%d %s: %v, want a 400 naming %s", MaxRequestTensors+1, field, err, field)
+		}
+	}
+}
+
+// A reset decoder holds nothing of the client's: no body, no values of
+// its parameters, no long strings, no list or map past its bounds, only
+// memory it reuses.
+func TestResetDecoderKeepsNothingOfTheClient(t *testing.T) {
+	id := strings.Repeat("i", 1<<20)
+	params := make([]string, 100)
+	for i := range params {
+		params[i] = fmt.Sprintf(`"k%d":[1,2,3]`, i)
+	}
+	inputs := make([]string, 40)
+	for i := range inputs {
+		inputs[i] = fmt.Sprintf(`{"name":"x%d","shape":[1],"datatype":"FP32","data":[%d],"parameters":{%s}}`, i, i, strings.Join(params, ","))
+	}
+	body := `{"id":"` + id + `","inputs":[` + strings.Join(inputs, ",") + `],"parameters":{` + strings.Join(params, ",") + `}}`
+	var d RequestDecoder
+	if _, err := d.Decode([]byte(body), -1); err != nil {
+		t.Fatal(err)
+	}
+	d.Reset()
+	m := &d.s.mem
+	switch {
+	case d.s.b != nil:
+		t.Error("the body is still referred to")
+	case cap(d.r.Inputs) > maxKept || cap(d.req.Inputs) > maxKept:
+		t.Errorf("lists of %d and %d inputs kept", cap(d.r.Inputs), cap(d.req.Inputs))
+	case len(m.maps) > maxKept:
+		t.Errorf("%d parameters maps kept", len(m.maps))
+	}
+	for _, p := range m.maps {
+		if len(p) > 0 {
+			t.Errorf("a parameters map still holds %d values", len(p))
+			break
+		}
+	}
+	for _, s := range m.strs {
+		if len(s) > maxKeptText {
+			t.Errorf("a string of %d bytes kept", len(s))
+		}
+	}
 }

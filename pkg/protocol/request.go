@@ -33,15 +33,11 @@ func key(k []byte, name string) bool {
 	return string(k) == name || len(k) == len(name) && bytes.EqualFold(k, []byte(name))
 }
 
-// scanRequest reads an infer request's JSON header into r in one pass,
-// with s's memory, which it forgets first. Unknown members are checked
+// scanRequest reads an infer request's JSON header into r, a reset one
+// (RequestDecoder.Reset), in one pass with s. Unknown members are checked
 // and skipped; a later duplicate wins.
 func scanRequest(s *scanner, r *scannedRequest, header []byte) error {
 	s.b, s.i = header, 0
-	s.mem.forget()
-	clear(r.Inputs) // what they refer to is no longer held
-	clear(r.Outputs)
-	*r = scannedRequest{Inputs: r.Inputs[:0], Outputs: r.Outputs[:0]}
 	err := s.object(func(k []byte) error {
 		var err error
 		switch {
@@ -50,9 +46,9 @@ func scanRequest(s *scanner, r *scannedRequest, header []byte) error {
 		case key(k, "parameters"):
 			r.Parameters, err = s.parameters()
 		case key(k, "inputs"):
-			r.Inputs, err = list(s, r.Inputs[:0], s.tensor)
+			r.Inputs, err = list(s, r.Inputs[:0], "inputs", s.tensor)
 		case key(k, "outputs"):
-			r.Outputs, err = list(s, r.Outputs[:0], s.output)
+			r.Outputs, err = list(s, r.Outputs[:0], "outputs", s.output)
 		default:
 			_, err = s.value(false, 0)
 		}
@@ -70,12 +66,16 @@ func scanRequest(s *scanner, r *scannedRequest, header []byte) error {
 	return nil
 }
 
-// list reads an array (or null) of what elem reads, appending to dst.
-func list[T any](s *scanner, dst []T, elem func() (T, error)) ([]T, error) {
+// list reads an array (or null) of what elem reads, appending to dst:
+// at most MaxRequestTensors of them, the rest refused naming field.
+func list[T any](s *scanner, dst []T, field string, elem func() (T, error)) ([]T, error) {
 	if s.null() {
 		return dst, nil
 	}
 	err := s.array(func() error {
+		if len(dst) == MaxRequestTensors {
+			return fmt.Errorf("%s: more than %d tensors", field, MaxRequestTensors)
+		}
 		v, err := elem()
 		dst = append(dst, v)
 		return err
@@ -95,10 +95,17 @@ func (s *scanner) tensor() (scannedTensor, error) {
 		switch {
 		case key(k, "name"):
 			w.Name, err = s.text("name")
-		case key(k, "datatype"):
-			w.Datatype, err = s.text("datatype")
-		case key(k, "shape"):
-			w.Shape, err = s.int64s("shape")
+		case key(k, "datatype"), key(k, "shape"):
+			// Data parsed already was parsed as the datatype and shape
+			// before it: one that comes after it (a later duplicate wins)
+			// has it parsed again, from its text, as the tensor finally
+			// declares.
+			t.parsed = false
+			if key(k, "datatype") {
+				w.Datatype, err = s.text("datatype")
+			} else {
+				w.Shape, err = s.int64s("shape")
+			}
 		case key(k, "parameters"):
 			w.Parameters, err = s.parameters()
 		case key(k, "data"):
