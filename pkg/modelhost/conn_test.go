@@ -16,9 +16,16 @@ func connPair(t *testing.T) (*Conn, *Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := &Conn{fd: fds[0]}, &Conn{fd: fds[1]}
+	a, err := newConn(fds[0], "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newConn(fds[1], "b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
+	return &a, &b
 }
 
 // Messages arrive whole whatever their length (up to what the socket's

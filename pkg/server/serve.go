@@ -8,8 +8,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -72,27 +70,6 @@ func maxConnections(want int) (int, uint64) {
 	return want, 0
 }
 
-// minProcs is the fewest Ps (runtime.GOMAXPROCS) the server runs with.
-// Go sets one P per CPU it may use, so a server pinned to one core, or in
-// a container limited to one CPU, gets one. With one P the network poller
-// is consulted only when the run queue empties (or every 10 ms by the
-// runtime's monitor), and a goroutine in a system call holds the P until
-// the monitor takes it back: under load every connection that becomes
-// readable waits behind the busy ones. Measured with scripts/overload.sh's
-// flood on one core (mlp at 256 connections, fixed-shape probed at
-// 100/s): with one P, mlp 9.4k req/s at p99 494 ms and the probe's p50
-// 181 ms; with two, 17.2k req/s at p99 29 ms and the probe's p50 6 ms.
-const minProcs = 2
-
-// ensureProcs raises GOMAXPROCS to minProcs, unless the GOMAXPROCS
-// environment variable chose it.
-func ensureProcs(log *slog.Logger) {
-	if n := runtime.GOMAXPROCS(0); n < minProcs && os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(minProcs)
-		log.Info("GOMAXPROCS raised: with one P, connections wait behind busy ones under load", "from", n, "to", minProcs)
-	}
-}
-
 // drainPoll is how often a shutdown looks for idle connections to close.
 const drainPoll = 5 * time.Millisecond
 
@@ -106,7 +83,6 @@ const drainPoll = 5 * time.Millisecond
 // returns the first listener's failure (after shutting down the others)
 // or, past the grace period, which front ends were cut.
 func (s *Server) Serve(ctx context.Context, ls Listeners) error {
-	ensureProcs(s.log)
 	inference := netlimit.NewBudget(s.opts.MaxConnections)
 	budgets := map[string]*netlimit.Budget{"inference": inference,
 		"metrics": netlimit.NewBudget(metricsConnections), "admin": netlimit.NewBudget(adminConnections)}
