@@ -284,6 +284,7 @@ func (p *Process) Cause(wait time.Duration) string {
 		select {
 		case <-p.done:
 		case <-time.After(wait):
+			p.stopping.Store(true) // not killed from outside
 			p.Kill()
 			<-p.done
 			return "stopped answering and was killed"

@@ -41,9 +41,13 @@ type Decoder struct {
 	mu              sync.Mutex // one forward pass at a time
 	// remote, when set, runs the forward passes in a model host
 	// (isolation: process) instead of session; health and closing are its.
-	remote               *host
-	health               *hostHealth
-	closing              chan struct{}
+	remote    *host
+	health    *hostHealth
+	closing   chan struct{}
+	closeOnce sync.Once
+	// supervised is closed when the goroutine that replaces a host dead
+	// while idle has stopped.
+	supervised           chan struct{}
 	pastAt, presentAt    []int // index of past/present key (2l) and value (2l+1)
 	newOnly              bool  // the present holds the new positions only
 	idsAt, posAt, maskAt int
@@ -153,6 +157,8 @@ func loadDecoder(name string, onnx []byte, cfg Config, loadTimeout time.Duration
 		if d.remote, d.device, err = newHost(meta, onnx, newModelSource(onnx, nil, nil, nil), cfg, dev, d.health, d.closing, log, loadTimeout); err != nil {
 			return nil, fmt.Errorf("decoder %q: %w", name, err)
 		}
+		d.supervised = make(chan struct{})
+		go d.supervise(d.remote)
 		return d, nil
 	}
 	if d.session, d.device, err = newSessionOrCPU(onnx, meta, cfg, dev, log); err != nil {
@@ -161,16 +167,38 @@ func loadDecoder(name string, onnx []byte, cfg Config, loadTimeout time.Duration
 	return d, nil
 }
 
+// supervise replaces h when it dies while no pass runs (the OOM killer,
+// kill -9), as a model's workers do: the next pass neither fails nor
+// waits for a restart. It stops when the decoder closes.
+func (d *Decoder) supervise(h *host) {
+	defer close(d.supervised)
+	for {
+		select {
+		case <-d.closing:
+			return
+		case <-h.dead:
+		}
+		d.mu.Lock()
+		if d.remote != nil {
+			_ = d.remote.ready() // a failure is the next pass's error
+		}
+		d.mu.Unlock()
+	}
+}
+
 // Close releases the session, or ends the model host: killed first, so
-// that a pass hung in it cannot hold Close.
+// that a pass hung in it, or a restart loading it, cannot hold Close.
 func (d *Decoder) Close() {
-	if d.remote != nil {
-		d.remote.kill()
+	if d.closing != nil {
+		d.closeOnce.Do(func() {
+			close(d.closing)
+			d.remote.kill()
+		})
+		<-d.supervised
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.remote != nil {
-		close(d.closing)
 		d.remote.close()
 		d.remote = nil
 	}

@@ -24,6 +24,32 @@ type hostHealth struct {
 	total    int64 // crashes
 	restarts int64
 	memory   int64 // crashes that were memory-limit faults
+	// watchers are the hosts' dead channels: each is sent a token when
+	// the version gives up, so that idle hosts stop.
+	watchers []chan<- struct{}
+}
+
+// watch registers a host's dead channel, to be woken when the version
+// gives up.
+func (h *hostHealth) watch(dead chan<- struct{}) {
+	h.mu.Lock()
+	h.watchers = append(h.watchers, dead)
+	h.mu.Unlock()
+}
+
+// goDown takes the version down for reason and wakes its hosts' owners.
+// h.mu is held.
+func (h *hostHealth) goDown(reason string) {
+	if h.down.Load() != nil {
+		return
+	}
+	h.down.Store(&reason)
+	for _, c := range h.watchers {
+		select {
+		case c <- struct{}{}:
+		default: // a token is there already
+		}
+	}
 }
 
 func (h *hostHealth) counts() (crashes, memory, restarts int64) {
@@ -49,8 +75,7 @@ func (h *hostHealth) crashed(now time.Time, cause string, memory bool) bool {
 	h.crashes = append(keep, now)
 	h.streak.Store(int32(len(h.crashes)))
 	if len(h.crashes) >= h.limit && h.down.Load() == nil {
-		reason := fmt.Sprintf("model host crashed %d times in a row within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause)
-		h.down.Store(&reason)
+		h.goDown(fmt.Sprintf("model host crashed %d times in a row within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause))
 	}
 	return h.down.Load() != nil
 }
@@ -69,10 +94,7 @@ func (h *hostHealth) killedIdle() {
 func (h *hostHealth) giveUp(reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.down.Load() == nil {
-		reason = "model host cannot start again: " + reason
-		h.down.Store(&reason)
-	}
+	h.goDown("model host cannot start again: " + reason)
 }
 
 // answered ends a streak of crashes: a batch was answered.

@@ -488,9 +488,15 @@ func (m *Model) waitWorkers(grace time.Duration) bool {
 		return true
 	case <-timer.C:
 	}
-	hosted := false
+	hosted, running, loading := false, 0, 0
 	for _, in := range m.instances {
 		if h, ok := in.(*hostedInstance); ok {
+			switch h.doing() {
+			case hostRunning:
+				running++
+			case hostLoading:
+				loading++
+			}
 			h.kill()
 			hosted = true
 		}
@@ -499,7 +505,12 @@ func (m *Model) waitWorkers(grace time.Duration) bool {
 		m.log.Warn("batches still running in process at close: their sessions are released when they end", "after", grace)
 		return false
 	}
-	m.log.Warn("model hosts still running batches at close: killed", "after", grace)
+	switch {
+	case running > 0:
+		m.log.Warn("model hosts still running batches at close: killed", "after", grace, "running", running, "loading", loading)
+	case loading > 0:
+		m.log.Info("model hosts still loading at close: stopped", "after", grace, "loading", loading)
+	}
 	<-done
 	return true
 }
