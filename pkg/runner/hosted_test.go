@@ -310,18 +310,7 @@ func TestLoadingUnknownNamesLeavesTheIndexAlone(t *testing.T) {
 // is counted once, a pass that reaches it fails naming the signal, and the
 // next one runs on a restarted host with the same answer.
 func TestDecoderHostDiesAndComesBack(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(bundled, "tiny-gpt", "1", ModelFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := LoadDecoder("tiny-gpt", data, Config{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	if d.remote == nil {
-		t.Fatal("the decoder runs in process, want a model host")
-	}
+	d := loadHostedDecoder(t)
 	f := &Forward{Batch: 1, News: 2, Past: 1, IDs: []int64{1001, 1002}, Pos: []int64{0, 1}, Mask: []int64{0, 1, 1}}
 	for range 2 * d.Layers {
 		f.KV = append(f.KV, make([]float32, d.Heads*d.HeadDim))
@@ -331,7 +320,7 @@ func TestDecoderHostDiesAndComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := append([]float32(nil), first.Logits...)
-	if err := syscall.Kill(d.remote.proc.Pid(), syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(d.remote.live.Load().Pid(), syscall.SIGKILL); err != nil { // proc is the supervisor's too
 		t.Fatal(err)
 	}
 	// The pass fails naming the signal when it reaches the host before the

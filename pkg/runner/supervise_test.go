@@ -12,6 +12,24 @@ import (
 	"github.com/infer-serving/infer/pkg/modelhost"
 )
 
+// loadHostedDecoder loads the bundled tiny-gpt's decoder in a model host.
+func loadHostedDecoder(t *testing.T) *Decoder {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(bundled, "tiny-gpt", "1", ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadDecoder("tiny-gpt", data, Config{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	if d.remote == nil {
+		t.Fatal("the decoder runs in process, want a model host")
+	}
+	return d
+}
+
 // untilLoading waits, bounded, for h to spawn a process other than old
 // and returns it while it is still loading its model, or nil when the
 // load finished first.
@@ -88,15 +106,7 @@ func TestHostsKilledWhileLoadingNeverTakeTheVersionDown(t *testing.T) {
 // at once, as a model's are: the next pass neither fails nor waits for a
 // restart.
 func TestIdleDecoderHostIsReplacedAtOnce(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(bundled, "tiny-gpt", "1", ModelFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := LoadDecoder("tiny-gpt", data, Config{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
+	d := loadHostedDecoder(t)
 	dead := d.remote.live.Load()
 	if err := syscall.Kill(dead.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
