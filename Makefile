@@ -11,7 +11,7 @@ onnxruntime:
 	@scripts/setup-onnxruntime.sh >/dev/null
 
 # The OCR pipeline's recogniser and key list (pinned SHA-256), for its
-# tests and demo; never fetched at run time.
+# tests; never fetched at run time.
 ocr-model:
 	@scripts/setup-ocr-model.sh >/dev/null
 
@@ -28,7 +28,7 @@ install: onnxruntime
 	$(GO) install ./cmd/infer
 
 # Load the bundled models and run inference on each through the batcher.
-demo: onnxruntime ocr-model build
+demo: onnxruntime build
 	bin/infer models run
 
 # The whole suite: formatting, vet, the bundled models bit for bit, and
