@@ -17,9 +17,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/infer-serving/infer/pkg/deploy"
+	"github.com/infer-serving/infer/pkg/lograte"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
+
+// staleRouteLog bounds the log of requests routed past a version their
+// policy names but that is not ready to a line a second: every request
+// meets it until the policy changes.
+var staleRouteLog lograte.Limiter
 
 // traffic holds the models' traffic policies, prepared for routing. Every
 // request reads them and few ever change them: the map is replaced on each
@@ -84,7 +90,9 @@ func (s *Core) route(ctx context.Context, name, version string, key func(deploy.
 	if err != nil {
 		// The policy names a version that is gone: serve the latest ready
 		// rather than fail every request.
-		s.log.Warn("traffic policy names a version that is not ready", "model", name, "version", v, "err", err)
+		if n, ok := staleRouteLog.Allow(); ok {
+			s.log.Warn("traffic policy names a version that is not ready", "model", name, "version", v, "err", err, "unlogged_since", n)
+		}
 		return s.Acquire(ctx, name, "")
 	}
 	return m, nil

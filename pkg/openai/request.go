@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -312,11 +313,56 @@ func (o request) logprobs(chat bool, p *generate.Params) error {
 	return nil
 }
 
+// listLen counts the elements of raw, valid JSON, when it is a list (0
+// otherwise), without decoding them.
+func listLen(raw json.RawMessage) int {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '[' {
+		return 0
+	}
+	n, depth, inString, escaped, empty := 1, 0, false, false, true
+	for _, c := range raw[1 : len(raw)-1] {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			depth--
+		case c == ',' && depth == 0:
+			n++
+		}
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			empty = false
+		}
+	}
+	if empty {
+		return 0
+	}
+	return n
+}
+
+func tooManyPrompts(n int) error {
+	return bad("prompt: %d prompts, want at most %d", n, maxPrompt)
+}
+
 // prompts reads a completions prompt: a string, a list of strings, a list
 // of token ids, or a list of lists of token ids; each becomes one p.
 func prompts(raw json.RawMessage, p generate.Params) ([]generate.Params, error) {
 	if !set(raw) {
 		return nil, bad("prompt: want a string, a list of strings, or token ids")
+	}
+	if n := listLen(raw); n > maxPrompt { // before any list is decoded
+		return nil, tooManyPrompts(n)
 	}
 	var out []generate.Params
 	add := func(text string, ids []int64) {
@@ -347,8 +393,6 @@ func prompts(raw json.RawMessage, p generate.Params) ([]generate.Params, error) 
 	switch {
 	case len(out) == 0:
 		return nil, bad("prompt: an empty list")
-	case len(out) > maxPrompt:
-		return nil, bad("prompt: %d prompts, want at most %d", len(out), maxPrompt)
 	}
 	for i, q := range out {
 		if q.PromptIDs != nil && len(q.PromptIDs) == 0 {

@@ -179,18 +179,23 @@ func (h *host) start(onnx []byte) (Device, error) {
 		return fail(fmt.Errorf("model %q version %d: %w", h.name, h.version, ErrClosed))
 	default:
 	}
+	// A host that ended before it read its load message (the send fails)
+	// or while it loaded (the socket closes) died loading.
+	diedLoading := func() (Device, error) {
+		cause := proc.Cause(hostCauseWait)
+		killed := proc.KilledFromOutside()
+		stop()
+		return Device{}, &HostDiedError{Model: h.name, Version: h.version, Cause: cause + " (while loading)", Killed: killed}
+	}
 	if err := proc.Send(modelhost.AppendLoad(nil, h.spec)); err != nil {
-		return fail(err)
+		return diedLoading()
 	}
 	msg, err := proc.Recv(h.timeout)
 	switch {
 	case modelhost.IsTimeout(err):
 		return fail(fmt.Errorf("model host did not load the model within %s (--model-load-timeout)", h.timeout))
 	case errors.Is(err, io.EOF):
-		cause := proc.Cause(hostCauseWait)
-		killed := proc.KilledFromOutside()
-		stop()
-		return Device{}, &HostDiedError{Model: h.name, Version: h.version, Cause: cause + " (while loading)", Killed: killed}
+		return diedLoading()
 	case err != nil:
 		return fail(err)
 	}

@@ -458,6 +458,7 @@ func (m *Model) closeWithin(grace time.Duration) {
 			m.cache.entries.InvalidateAll() // its memory goes with the version
 		}
 		m.batcher.close()
+		m.stopLoads()
 		if !m.waitWorkers(grace) {
 			// A run in process cannot be stopped: its session is released
 			// when it ends, and Close returns now.
@@ -471,6 +472,25 @@ func (m *Model) closeWithin(grace time.Duration) {
 		m.closeInstances()
 		m.quality.Close()
 	})
+}
+
+// stopLoads kills the hosts still loading a restart when nothing is
+// queued for them: a close need not wait for a load that would serve
+// nothing. With requests queued they have closeWithin's grace.
+func (m *Model) stopLoads() {
+	if n, _ := m.batcher.depth(); n > 0 {
+		return
+	}
+	loading := 0
+	for _, in := range m.instances {
+		if h, ok := in.(*hostedInstance); ok && h.doing() == hostLoading {
+			h.kill()
+			loading++
+		}
+	}
+	if loading > 0 {
+		m.log.Info("model hosts loading at close, with nothing queued: stopped", "loading", loading)
+	}
 }
 
 // waitWorkers waits for the workers to answer what is queued; after
@@ -487,6 +507,15 @@ func (m *Model) waitWorkers(grace time.Duration) bool {
 	case <-done:
 		return true
 	case <-timer.C:
+	}
+	select {
+	case <-done: // a grace of 0 raced the workers' end
+		return true
+	default:
+	}
+	if len(m.instances) == 0 { // a generator's: its engine drained already
+		<-done
+		return true
 	}
 	hosted, running, loading := false, 0, 0
 	for _, in := range m.instances {

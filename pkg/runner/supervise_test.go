@@ -216,7 +216,7 @@ func closeDuringLoad(t *testing.T) bool {
 		t.Error("the loading host still runs after Close")
 	}
 	text := log.String()
-	if strings.Contains(text, "running batches") || !strings.Contains(text, "still loading at close") {
+	if strings.Contains(text, "running batches") || !strings.Contains(text, "loading at close") {
 		t.Errorf("close's log, want a host still loading and no batch named:\n%s", text)
 	}
 	return true
