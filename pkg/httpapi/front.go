@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -252,6 +253,14 @@ func (eof) Read([]byte) (int, error) { return 0, io.EOF }
 // bridge reads the request's body whole, within the body limit, and hands
 // the request to the net/http handler.
 func (f *front) bridge(fc *fasthttp.RequestCtx) {
+	// A target net/http cannot parse (a malformed escape, CONNECT's
+	// authority form) is the client's fault: 400, where the adaptor
+	// would answer 500.
+	if _, err := url.ParseRequestURI(string(fc.Request.Header.RequestURI())); err != nil || fc.IsConnect() {
+		fc.SetConnectionClose()
+		f.answerError(fc, http.StatusBadRequest, fmt.Errorf("%w: the request target is not a path (a malformed %%-escape, or CONNECT's host:port)", protocol.ErrBadRequest))
+		return
+	}
 	if fc.RequestBodyStream() != nil {
 		if want := contentLength(fc); want != 0 {
 			var held int64

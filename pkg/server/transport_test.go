@@ -375,6 +375,20 @@ func TestMalformedRequestAnswerQuotesNothing(t *testing.T) {
 	}
 }
 
+// A request target that is not a path (a malformed %-escape on any route,
+// CONNECT's host:port) is the client's fault: 400 with the protocol's
+// error object, never the 500 the bridge to net/http once answered.
+func TestUnparsableRequestTargetIs400(t *testing.T) {
+	_, hs := startHTTP(t, Options{})
+	addr := hs.Listener.Addr().String()
+	for _, line := range []string{"POST /v2/models/mlp%zz/infer", "GET /v2%", "GET /v1/models/%zz", "CONNECT " + addr} {
+		status, body := rawRequest(t, addr, fmt.Sprintf("%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 2\r\n\r\n", line, addr), "{}", false)
+		if status != http.StatusBadRequest || !strings.Contains(body, `"error"`) || !strings.Contains(body, "request target") {
+			t.Errorf("%s: %d %s, want 400 naming the request target", line, status, body)
+		}
+	}
+}
+
 // A client that leaves a streamed answer is counted as canceled, not as
 // the server's error: over OpenAI's completions and Triton's
 // generate_stream alike.
