@@ -115,7 +115,7 @@ func newHost(meta Metadata, onnx []byte, src modelSource, cfg Config, dev Device
 	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, 0); err != nil {
 		return nil, Device{}, err
 	}
-	health.watch(h.dead)
+	health.watch(h.dead, log)
 	if src.open != nil {
 		onnx = nil // the host reads the file
 	}

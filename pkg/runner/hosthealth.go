@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,13 +28,17 @@ type hostHealth struct {
 	// watchers are the hosts' dead channels: each is sent a token when
 	// the version gives up, so that idle hosts stop.
 	watchers []chan<- struct{}
+	log      *slog.Logger // the version's, from its first host
 }
 
 // watch registers a host's dead channel, to be woken when the version
-// gives up.
-func (h *hostHealth) watch(dead chan<- struct{}) {
+// gives up, and the version's log, which says so.
+func (h *hostHealth) watch(dead chan<- struct{}, log *slog.Logger) {
 	h.mu.Lock()
 	h.watchers = append(h.watchers, dead)
+	if h.log == nil {
+		h.log = log
+	}
 	h.mu.Unlock()
 }
 
@@ -44,6 +49,9 @@ func (h *hostHealth) goDown(reason string) {
 		return
 	}
 	h.down.Store(&reason)
+	if h.log != nil {
+		h.log.Error("model version unavailable until it is loaded again", "reason", reason)
+	}
 	for _, c := range h.watchers {
 		select {
 		case c <- struct{}{}:

@@ -134,17 +134,22 @@ func TestIdleDecoderHostIsReplacedAtOnce(t *testing.T) {
 	}
 }
 
-// When one instance's crashes make a version give up, its other
-// instances' hosts stop too: the version serves nothing until it is
+// When one instance's crashes make a version give up, it says so once,
+// and its other instances' hosts stop too: the version serves nothing until it is
 // loaded again, and they held their sessions' memory for nothing.
 func TestGivingUpStopsTheOtherInstancesHosts(t *testing.T) {
-	m := loadFault(t, "int-div", Config{Instances: 2}, LoadOptions{Isolation: IsolationProcess})
+	var log lockedBuffer
+	m := loadFault(t, "int-div", Config{Instances: 2}, LoadOptions{Isolation: IsolationProcess,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	for range DefaultCrashLimit {
 		_, err := divide(m, healthyA, poisonB)
 		wantHostDied(t, err, "SIGFPE")
 	}
 	if m.hosts.downReason() == "" {
 		t.Fatal("the version still serves after the crash limit")
+	}
+	if text := log.String(); strings.Count(text, "unavailable until it is loaded again") != 1 {
+		t.Errorf("the log, want the version's giving up said once:\n%s", text)
 	}
 	for end := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		running := 0
