@@ -74,7 +74,7 @@ type host struct {
 
 	proc *modelhost.Process // nil while down
 	// live is the process started last, from its spawn until it is
-	// stopped, loading or serving: for kill and busy, which any goroutine
+	// stopped, loading or serving: for kill and doing, which any goroutine
 	// may call.
 	live atomic.Pointer[modelhost.Process]
 	// state is what the host is doing (hostIdle, hostLoading, hostRunning),
@@ -176,7 +176,7 @@ func (h *host) start(onnx []byte) (Device, error) {
 	}
 	select {
 	case <-h.closing: // closed before this host could be killed
-		return fail(fmt.Errorf("model %q version %d: %w", h.name, h.version, ErrClosed))
+		return fail(ErrClosed)
 	default:
 	}
 	// A host that ended before it read its load message (the send fails)
@@ -263,14 +263,14 @@ func (h *host) ready() error {
 	}
 	for h.proc == nil {
 		if reason := h.health.downReason(); reason != "" {
-			return fmt.Errorf("%w: model %q version %d: %s", ErrModelNotReady, h.name, h.version, reason)
+			return fmt.Errorf("%w: %s", ErrModelNotReady, reason)
 		}
 		wait := min(hostBackoffMax, hostBackoffMin<<min(h.fails-1, 10))
 		timer := time.NewTimer(wait)
 		select {
 		case <-h.closing:
 			timer.Stop()
-			return fmt.Errorf("model %q version %d: %w", h.name, h.version, ErrClosed)
+			return ErrClosed
 		case <-timer.C:
 		}
 		onnx, err := h.model.bytes()
@@ -281,21 +281,19 @@ func (h *host) ready() error {
 			h.fails++
 			select {
 			case <-h.closing: // the close killed the restart: no crash
-				return fmt.Errorf("model %q version %d: %w", h.name, h.version, ErrClosed)
+				return ErrClosed
 			default:
 			}
 			h.log.Error("model host restart failed", "err", err)
-			var died *HostDiedError
-			switch {
-			case errors.Is(err, ErrModelChanged):
+			if died := (*HostDiedError)(nil); errors.As(err, &died) && died.Killed {
+				h.health.killedIdle()
+				continue
+			}
+			if errors.Is(err, ErrModelChanged) {
 				// No retry brings the version's bytes back.
 				h.health.giveUp(err.Error())
-				h.health.crashed(time.Now(), err.Error(), false)
-			case errors.As(err, &died) && died.Killed:
-				h.health.killedIdle()
-			default:
-				h.health.crashed(time.Now(), err.Error(), false)
 			}
+			h.health.crashed(time.Now(), err.Error(), false)
 			continue
 		}
 		h.health.restarted()

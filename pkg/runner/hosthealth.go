@@ -82,7 +82,7 @@ func (h *hostHealth) crashed(now time.Time, cause string, memory bool) bool {
 	}
 	h.crashes = append(keep, now)
 	h.streak.Store(int32(len(h.crashes)))
-	if len(h.crashes) >= h.limit && h.down.Load() == nil {
+	if len(h.crashes) >= h.limit {
 		h.goDown(fmt.Sprintf("model host crashed %d times in a row within %s, last: %s; load the model again to retry", len(h.crashes), h.window, cause))
 	}
 	return h.down.Load() != nil
