@@ -60,8 +60,22 @@ type Call struct {
 	// Options.DefaultTimeout).
 	Timeout time.Duration
 
-	place  runner.Place // the call's place in its version's work
-	result Result       // what Infer returns: the call's own
+	place  runner.Place  // the call's place in its version's work
+	routed *runner.Model // the version it was routed to before Decode; nil when it routes after
+	result Result        // what Infer returns: the call's own
+}
+
+// CheckInputBytes refuses n bytes of input data when they pass the bound
+// on one request's bytes of the version the call was routed to (see
+// runner.Model.CheckInputBytes; the error wraps runner.ErrTooLarge): a
+// Decode that counts its tensors' bytes before it makes them asks first.
+// Nil when the call routes only after Decode (by the request's id): the
+// runner checks the decoded inputs then.
+func (c *Call) CheckInputBytes(n int64) error {
+	if c.routed == nil {
+		return nil
+	}
+	return c.routed.CheckInputBytes(n)
 }
 
 // Result is a call's answer.
@@ -128,6 +142,7 @@ func (s *Core) Infer(ctx context.Context, call *Call) (*Result, error) {
 		waited, err = m.Enter(ctx, &call.place)
 	}
 	if err == nil && call.Decode != nil {
+		call.routed = m
 		err = call.Decode(call)
 	}
 	if err == nil && m == nil {

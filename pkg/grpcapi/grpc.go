@@ -9,6 +9,7 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -51,9 +52,10 @@ type Options struct {
 
 // Register adds the Open Inference Protocol's gRPC service
 // (inference.GRPCInferenceService) over c, and the standard gRPC health
-// service whose state health holds, to g.
+// service whose state health holds, to g, which must use Codec.
 func Register(g *grpc.Server, c *core.Core, health *health.Server, opts Options) {
-	inferencepb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: c, opts: opts})
+	desc := serviceDesc()
+	g.RegisterService(&desc, &grpcService{s: c, opts: opts})
 	healthpb.RegisterHealthServer(g, health)
 }
 
@@ -118,8 +120,10 @@ func (g *grpcService) ModelMetadata(ctx context.Context, req *inferencepb.ModelM
 	return resp, nil
 }
 
-func (g *grpcService) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
-	resp, timing, err := g.infer(ctx, req)
+// modelInfer is ModelInfer's handler: m is the request as the codec
+// scanned it.
+func (g *grpcService) modelInfer(ctx context.Context, m *inferMessage) (*inferencepb.ModelInferResponse, error) {
+	resp, timing, err := g.infer(ctx, m)
 	if err != nil {
 		if after, ok := core.RetryAfter(err); ok {
 			md := metadata.Pairs("retry-after", after)
@@ -143,11 +147,12 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *inferencepb.ModelInfe
 // maxStreamInFlight bounds the requests of one stream executing at once.
 const maxStreamInFlight = 64
 
-// ModelStreamInfer runs each request of the stream as it arrives, up to
-// maxStreamInFlight at once, and sends each response (or its error) when
-// ready: responses may come out of order, matched by id. The timing travels
-// in each response's "server-timing" parameter.
-func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inferencepb.ModelInferRequest, inferencepb.ModelStreamInferResponse]) error {
+// modelStreamInfer is ModelStreamInfer's handler. It runs each request of
+// the stream as it arrives, up to maxStreamInFlight at once, and sends
+// each response (or its error, a malformed request's included) when
+// ready: responses may come out of order, matched by id. The timing
+// travels in each response's "server-timing" parameter.
+func (g *grpcService) modelStreamInfer(stream grpc.ServerStream) error {
 	ctx := stream.Context()
 	var (
 		wg      sync.WaitGroup
@@ -159,12 +164,13 @@ func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inference
 		sendMu.Lock()
 		defer sendMu.Unlock()
 		if sendErr == nil {
-			sendErr = stream.Send(r)
+			sendErr = stream.SendMsg(r)
 		}
 	}
 	defer wg.Wait()
 	for {
-		req, err := stream.Recv()
+		m := new(inferMessage)
+		err := stream.RecvMsg(m)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -178,10 +184,10 @@ func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inference
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			resp, timing, err := g.inferRecovered(ctx, req)
+			resp, timing, err := g.inferRecovered(ctx, m)
 			if err != nil {
 				send(&inferencepb.ModelStreamInferResponse{ErrorMessage: err.Error(),
-					InferResponse: &inferencepb.ModelInferResponse{ModelName: req.GetModelName(), ModelVersion: req.GetModelVersion(), Id: req.GetId()}})
+					InferResponse: &inferencepb.ModelInferResponse{ModelName: m.model, ModelVersion: m.version, Id: m.id}})
 				return
 			}
 			if resp.Parameters == nil {
@@ -196,25 +202,29 @@ func (g *grpcService) ModelStreamInfer(stream grpc.BidiStreamingServer[inference
 // inferRecovered runs one request of a stream on the stream's goroutine
 // for it, where the stream interceptor cannot recover a panic: it is
 // recovered here into INTERNAL for that request alone.
-func (g *grpcService) inferRecovered(ctx context.Context, req *inferencepb.ModelInferRequest) (resp *inferencepb.ModelInferResponse, timing *profile.Timing, err error) {
+func (g *grpcService) inferRecovered(ctx context.Context, m *inferMessage) (resp *inferencepb.ModelInferResponse, timing *profile.Timing, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			resp, timing = nil, nil
 			err = status.Error(codes.Internal, g.s.Panicked(core.ProtoGRPC, "a ModelStreamInfer request", v).Error())
 		}
 	}()
-	return g.infer(ctx, req)
+	return g.infer(ctx, m)
 }
 
-// infer runs one ModelInferRequest through the core.
-func (g *grpcService) infer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, *profile.Timing, error) {
+// infer runs one inference request through the core. A request the codec
+// found malformed is refused before it reaches the core.
+func (g *grpcService) infer(ctx context.Context, m *inferMessage) (*inferencepb.ModelInferResponse, *profile.Timing, error) {
+	if m.err != nil {
+		return nil, nil, m.err
+	}
 	var resp *inferencepb.ModelInferResponse
 	call := &core.Call{
-		Model: req.GetModelName(), Version: req.GetModelVersion(), Protocol: core.ProtoGRPC,
+		Model: m.model, Version: m.version, Protocol: core.ProtoGRPC,
 		Start: time.Now(), Header: metadataOf(ctx),
 		Read:   func(*core.Call) error { return g.opts.Receiving.Check(ctx) }, // the message is in memory already
-		Decode: func(c *core.Call) error { return callOf(c, req) },
-		Encode: func(res *core.Result) error { resp = responseOf(req, res); return nil },
+		Decode: func(c *core.Call) error { return callOf(c, m) },
+		Encode: func(res *core.Result) error { resp = responseOf(m, res); return nil },
 	}
 	res, err := g.s.Infer(ctx, call)
 	if err != nil {
@@ -238,45 +248,52 @@ func metadataOf(ctx context.Context) func(string) string {
 	}
 }
 
-// callOf fills c from req: id, inputs (raw contents not copied), outputs
+// callOf fills c from m: id, inputs (raw contents not copied), outputs
 // wanted, and the timeout (in microseconds) and priority parameters.
-func callOf(c *core.Call, req *inferencepb.ModelInferRequest) error {
-	inputs, err := grpcInputs(req)
+func callOf(c *core.Call, m *inferMessage) error {
+	inputs, err := m.tensors(c.CheckInputBytes)
 	if err != nil {
 		return err
 	}
-	c.Request.ID, c.Request.Inputs = req.GetId(), inputs
-	for _, o := range req.GetOutputs() {
-		if err := protocol.CheckName(o.GetName(), "requested output"); err != nil {
+	c.Request.ID, c.Request.Inputs = m.id, inputs
+	for i, b := range m.outputs {
+		name, params, err := requestedOutput(b)
+		if err != nil {
+			return at(fmt.Sprintf("outputs[%d]", i), err)
+		}
+		if err := protocol.CheckName(name, "requested output"); err != nil {
 			return err
 		}
-		c.Request.Outputs = append(c.Request.Outputs, o.GetName())
-		if err := classesOf(c, o); err != nil {
+		c.Request.Outputs = append(c.Request.Outputs, name)
+		if err := classesOf(c, name, params); err != nil {
 			return err
 		}
 	}
-	for name, p := range req.GetParameters() {
-		v, isInt := intParam(p)
-		switch name {
+	params, err := parameters(m.params)
+	if err != nil {
+		return at("parameters", err)
+	}
+	for _, p := range params {
+		switch p.name {
 		case protocol.ParamTimeout:
-			if !isInt || v < 0 {
-				return badRequest("parameter %q: want a non-negative integer (microseconds)", name)
+			if !p.isInt || p.v < 0 {
+				return badRequest("parameter %q: want a non-negative integer (microseconds)", p.name)
 			}
-			c.Timeout = time.Duration(v) * time.Microsecond
+			c.Timeout = time.Duration(p.v) * time.Microsecond
 		case protocol.ParamPriority:
-			if !isInt || v < 0 {
-				return badRequest("parameter %q: want a non-negative integer", name)
+			if !p.isInt || p.v < 0 {
+				return badRequest("parameter %q: want a non-negative integer", p.name)
 			}
-			c.Request.Priority = int(v)
+			c.Request.Priority = int(p.v)
 		}
 	}
 	return nil
 }
 
-// responseOf is the response to req that res answers.
-func responseOf(req *inferencepb.ModelInferRequest, res *core.Result) *inferencepb.ModelInferResponse {
+// responseOf is the response to m that res answers.
+func responseOf(m *inferMessage, res *core.Result) *inferencepb.ModelInferResponse {
 	meta := res.Model.Metadata()
-	resp := &inferencepb.ModelInferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), Id: req.GetId(),
+	resp := &inferencepb.ModelInferResponse{ModelName: meta.Name, ModelVersion: strconv.FormatInt(meta.Version, 10), Id: m.id,
 		Outputs:           make([]*inferencepb.ModelInferResponse_InferOutputTensor, len(res.Outputs)),
 		RawOutputContents: make([][]byte, len(res.Outputs))}
 	if res.Via != "" {
@@ -293,16 +310,6 @@ func responseOf(req *inferencepb.ModelInferRequest, res *core.Result) *inference
 		resp.RawOutputContents[i] = t.Data
 	}
 	return resp
-}
-
-func intParam(p *inferencepb.InferParameter) (int64, bool) {
-	switch v := p.GetParameterChoice().(type) {
-	case *inferencepb.InferParameter_Int64Param:
-		return v.Int64Param, true
-	case *inferencepb.InferParameter_Uint64Param:
-		return int64(v.Uint64Param), v.Uint64Param <= 1<<62
-	}
-	return 0, false
 }
 
 func (g *grpcService) ModelConfig(ctx context.Context, req *inferencepb.ModelConfigRequest) (*inferencepb.ModelConfigResponse, error) {

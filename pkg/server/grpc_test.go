@@ -15,8 +15,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/infer-serving/infer/internal/h2wire"
 	"github.com/infer-serving/infer/pkg/inferencepb"
@@ -195,6 +198,101 @@ func TestGRPCErrors(t *testing.T) {
 		if code(err) != tc.code || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %v mentioning %q", tc.name, err, tc.code, tc.want)
 		}
+	}
+}
+
+// wireCodec sends a message given as its wire bytes ([]byte) as it is,
+// and reads answers with protobuf: a client of malformed requests.
+type wireCodec struct{}
+
+func (wireCodec) Name() string { return "proto" }
+func (wireCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+func (wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
+}
+
+// A request that is not a well-formed ModelInferRequest, or one whose
+// repeated fields pass their bounds, is the client's error
+// (INVALID_ARGUMENT, naming what is wrong), answered unary and on a
+// stream, where the stream goes on; and a message of millions of empty
+// entries costs the server no more than its bytes (it took 60x them
+// through protobuf's unmarshalling).
+func TestGRPCMalformedRequestIsInvalidArgument(t *testing.T) {
+	_, _, conn := startGRPC(t)
+	ctx := context.Background()
+	model := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "mlp")
+	empties := bytes.Repeat(protowire.AppendBytes(protowire.AppendTag(nil, 7, protowire.BytesType), nil), 4<<20)
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		want string
+	}{
+		{"cut short", append(model, 0x2a, 0x10, 1), "ModelInferRequest: malformed protobuf: unexpected EOF"},
+		{"a name not UTF-8", protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0xff}), "model_name is not valid UTF-8"},
+		{"8 MB of empty raw_input_contents", append(model, empties...), "more than 1024 raw_input_contents"},
+	} {
+		var resp inferencepb.ModelInferResponse
+		err := conn.Invoke(ctx, inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, tc.msg, &resp, grpc.ForceCodecV2(wireCodec{}))
+		if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT mentioning %q", tc.name, err, tc.want)
+		}
+	}
+
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
+		inferencepb.GRPCInferenceService_ModelStreamInfer_FullMethodName, grpc.ForceCodecV2(wireCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := proto.Marshal(requests.GRPC("mlp", []tensor.Tensor{tensor.New("image", []int64{1, 784}, make([]float32, 784))}, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range [][]byte{append(model, 0x2a, 0x10, 1), good} {
+		if err := stream.SendMsg(msg); err != nil {
+			t.Fatal(err)
+		}
+		var resp inferencepb.ModelStreamInferResponse
+		if err := stream.RecvMsg(&resp); err != nil {
+			t.Fatal(err)
+		}
+		if msg[len(msg)-1] == 1 && !strings.Contains(resp.GetErrorMessage(), "malformed protobuf") {
+			t.Errorf("a malformed request on a stream: %q", resp.GetErrorMessage())
+		}
+		if msg[len(msg)-1] != 1 && (resp.GetErrorMessage() != "" || len(resp.GetInferResponse().GetRawOutputContents()) != 1) {
+			t.Errorf("the next request on the stream: %q", resp.GetErrorMessage())
+		}
+	}
+	_ = stream.CloseSend()
+}
+
+// Typed contents are counted before they are decoded, and a request whose
+// tensors would pass its version's bound on one request's bytes is
+// refused then (RESOURCE_EXHAUSTED), before their bytes are made: 4M
+// empty strings, 8 MB on the wire, would decode to 16 MB.
+func TestGRPCTypedContentsPastTheBoundAreNotDecoded(t *testing.T) {
+	_, _, conn := startGRPC(t)
+	const n = 4 << 20
+	in, err := proto.Marshal(&inferencepb.ModelInferRequest_InferInputTensor{Name: "image", Datatype: "BYTES", Shape: []int64{n}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = protowire.AppendBytes(protowire.AppendTag(in, 5, protowire.BytesType),
+		bytes.Repeat(protowire.AppendBytes(protowire.AppendTag(nil, 8, protowire.BytesType), nil), n))
+	msg := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "mlp")
+	msg = protowire.AppendBytes(protowire.AppendTag(msg, 5, protowire.BytesType), in)
+	var resp inferencepb.ModelInferResponse
+	grew := heapGrowth(func() {
+		err = conn.Invoke(context.Background(), inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, msg, &resp, grpc.ForceCodecV2(wireCodec{}))
+	})
+	if code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "the inputs hold 16777216 bytes, more than twice a full batch") {
+		t.Fatalf("%v, want RESOURCE_EXHAUSTED naming the inputs' 16 MB", err)
+	}
+	// The message is held once (grpc-go's pool may make a buffer for it,
+	// as the first call does); its tensor's 16 MB are not made.
+	if limit := uint64(len(msg)) * 5 / 2; grew > limit {
+		t.Errorf("a %d-byte message refused: the heap grew %d bytes, over %d", len(msg), grew, limit)
 	}
 }
 

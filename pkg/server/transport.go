@@ -115,7 +115,8 @@ func (s *Server) HTTPFront() *fasthttp.Server {
 }
 
 // GRPCServerOptions are the options of a grpc.Server that serves this
-// server (RegisterGRPC): a message bound equal to MaxBodyBytes, a bound
+// server (RegisterGRPC): the service's codec (grpcapi.Codec, which reads
+// an inference request from its wire bytes), a message bound equal to MaxBodyBytes, a bound
 // on the bytes of messages held over every connection
 // (grpcapi.ReceiveBudget, through the transport credentials: no
 // security), a bound on a call's wait for its request message
@@ -124,6 +125,7 @@ func (s *Server) HTTPFront() *fasthttp.Server {
 // a call's panic into INTERNAL, and a bound on model names' length.
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(grpcapi.Codec()),
 		grpc.MaxRecvMsgSize(int(min(s.opts.MaxBodyBytes, math.MaxInt32))),
 		grpc.Creds(s.receiving.Credentials()),
 		grpc.InTapHandle(s.messages.Tap),

@@ -1,5 +1,10 @@
 package grpcapi
 
+// The decoder this package had before it read requests from their wire
+// bytes: protobuf's unmarshalling into the generated types, then each
+// input's contents converted. It is the oracle the wire decoder is
+// fuzzed against.
+
 import (
 	"encoding/binary"
 	"fmt"
@@ -10,14 +15,9 @@ import (
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
-func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", protocol.ErrBadRequest, fmt.Sprintf(format, args...))
-}
-
-// grpcInputs converts a ModelInferRequest's inputs: raw_input_contents,
-// one entry per input in order, or each input's typed contents. Raw data
-// is not copied.
-func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
+// referenceInputs converts a ModelInferRequest's inputs: raw_input_contents,
+// one entry per input in order, or each input's typed contents.
+func referenceInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
 	raw := req.GetRawInputContents()
 	if len(raw) > 0 && len(raw) != len(req.GetInputs()) {
 		return nil, badRequest("%d raw_input_contents for %d inputs", len(raw), len(req.GetInputs()))
@@ -50,7 +50,7 @@ func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
 				}
 			}
 		} else {
-			data, err := typedContents(in.GetContents(), dt, n)
+			data, err := referenceContents(in.GetContents(), dt, n)
 			if err != nil {
 				return nil, badRequest("input %q: shape %v: %v", in.GetName(), in.GetShape(), err)
 			}
@@ -64,9 +64,9 @@ func grpcInputs(req *inferencepb.ModelInferRequest) ([]tensor.Tensor, error) {
 	return out, nil
 }
 
-// typedLen returns how many elements the repeated field of c that dt
+// referenceLen returns how many elements the repeated field of c that dt
 // travels in holds; ok is false for a type with no typed field.
-func typedLen(c *inferencepb.InferTensorContents, dt tensor.DataType) (n int, ok bool) {
+func referenceLen(c *inferencepb.InferTensorContents, dt tensor.DataType) (n int, ok bool) {
 	switch dt {
 	case tensor.Bool:
 		return len(c.GetBoolContents()), true
@@ -88,11 +88,11 @@ func typedLen(c *inferencepb.InferTensorContents, dt tensor.DataType) (n int, ok
 	return 0, false
 }
 
-// typedContents encodes the repeated field of c that dt travels in, which
+// referenceContents encodes the repeated field of c that dt travels in, which
 // must hold exactly n elements. The count is checked before anything is
 // allocated, so the allocation is bounded by the message received.
-func typedContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int64) ([]byte, error) {
-	got, ok := typedLen(c, dt)
+func referenceContents(c *inferencepb.InferTensorContents, dt tensor.DataType, n int64) ([]byte, error) {
+	got, ok := referenceLen(c, dt)
 	if !ok {
 		return nil, fmt.Errorf("%s travels only in raw_input_contents", dt)
 	}

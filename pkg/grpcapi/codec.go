@@ -1,0 +1,75 @@
+package grpcapi
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+
+	"github.com/infer-serving/infer/pkg/inferencepb"
+)
+
+// Codec is the codec a server of this service must use
+// (grpc.ForceServerCodecV2(grpcapi.Codec())): protobuf's for every
+// message, but an inference request (ModelInfer, ModelStreamInfer),
+// which it keeps as its bytes and scans (inferMessage) for the handler.
+func Codec() encoding.CodecV2 { return serverCodec{encoding.GetCodecV2(proto.Name)} }
+
+type serverCodec struct{ proto encoding.CodecV2 }
+
+func (c serverCodec) Name() string                           { return c.proto.Name() }
+func (c serverCodec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(*inferMessage)
+	if !ok {
+		return c.proto.Unmarshal(data, v)
+	}
+	// A message read in one buffer is kept with no copy, a message in
+	// several is copied into one. The buffer is never freed back to its
+	// pool: the call's tensors alias it for as long as anyone holds them
+	// (a batch the call timed out of, an answer being sent), and the
+	// collector takes it after them.
+	*m = inferMessage{}
+	m.err = m.scan(data.MaterializeToBuffer(mem.DefaultBufferPool()).ReadOnlyData())
+	return nil
+}
+
+// serviceDesc is inference.GRPCInferenceService with the inference
+// methods read through inferMessage; the others are the generated ones.
+func serviceDesc() grpc.ServiceDesc {
+	d := inferencepb.GRPCInferenceService_ServiceDesc
+	d.Methods = append([]grpc.MethodDesc(nil), d.Methods...)
+	for i := range d.Methods {
+		if d.Methods[i].MethodName == "ModelInfer" {
+			d.Methods[i].Handler = modelInferHandler
+		}
+	}
+	d.Streams = append([]grpc.StreamDesc(nil), d.Streams...)
+	for i := range d.Streams {
+		if d.Streams[i].StreamName == "ModelStreamInfer" {
+			d.Streams[i].Handler = modelStreamInferHandler
+		}
+	}
+	return d
+}
+
+func modelInferHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	m := new(inferMessage)
+	if err := dec(m); err != nil {
+		return nil, err
+	}
+	g := srv.(*grpcService)
+	if interceptor == nil {
+		return g.modelInfer(ctx, m)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: inferencepb.GRPCInferenceService_ModelInfer_FullMethodName}
+	return interceptor(ctx, m, info, func(ctx context.Context, req any) (any, error) {
+		return g.modelInfer(ctx, req.(*inferMessage))
+	})
+}
+
+func modelStreamInferHandler(srv any, stream grpc.ServerStream) error {
+	return srv.(*grpcService).modelStreamInfer(stream)
+}
