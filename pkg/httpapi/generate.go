@@ -62,6 +62,9 @@ func (e *SSE) Send(v any) error {
 	return e.rc.Flush()
 }
 
+// errEmptyBody is DecodeJSON's error for a body with no JSON value.
+var errEmptyBody = fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
+
 // DecodeBody reads r's JSON body into v, within limit bytes; errors wrap
 // runner.ErrInvalidInput (a 400).
 func DecodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
@@ -77,7 +80,7 @@ func DecodeJSON(body io.Reader, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
+			return errEmptyBody
 		}
 		return fmt.Errorf("%w: request JSON: %v", runner.ErrInvalidInput, err)
 	}

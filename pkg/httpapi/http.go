@@ -8,6 +8,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -259,9 +260,25 @@ func (s *API) serveModelStats(w http.ResponseWriter, r *http.Request) {
 // version the repository knows, loaded or not, with its state, and a
 // loaded version's measured memory and every version's last use (see
 // protocol.IndexEntry).
-func (s *API) ServeRepositoryIndex(w http.ResponseWriter, _ *http.Request) {
+func (s *API) ServeRepositoryIndex(w http.ResponseWriter, r *http.Request) {
+	// Triton's index request: {"repository_name": "", "ready": true} asks
+	// for the versions ready to serve alone; no body, all of them. The
+	// server has one repository, whatever its name.
+	var req struct {
+		RepositoryName string `json:"repository_name"`
+		Ready          bool   `json:"ready"`
+	}
+	if r.ContentLength != 0 {
+		if err := DecodeBody(w, r, 64<<10, &req); err != nil && !errors.Is(err, errEmptyBody) {
+			WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+	}
 	idx := []protocol.IndexEntry{}
 	for _, st := range s.Repository().Index() {
+		if req.Ready && st.State != runner.StateReady {
+			continue
+		}
 		e := protocol.IndexEntry{Name: st.Name, Version: strconv.FormatInt(st.Version, 10), State: st.State, Reason: st.Reason}
 		if st.State == runner.StateReady {
 			e.LoadedBytes = st.Bytes

@@ -420,6 +420,15 @@ func TestErrorStatuses(t *testing.T) {
 	if json.Unmarshal(r.body, &idx) != nil || !strings.Contains(string(r.body), `"state":"UNAVAILABLE"`) {
 		t.Fatalf("index %s", r.body)
 	}
+	// Triton's {"ready": true} asks for the versions ready to serve alone.
+	r = call(t, "POST", hs.URL+"/v2/repository/index", []byte(`{"ready":true}`), nil)
+	var ready []protocol.IndexEntry
+	if json.Unmarshal(r.body, &ready) != nil || len(ready) == 0 || len(ready) >= len(idx) || strings.Contains(string(r.body), `"UNAVAILABLE"`) {
+		t.Fatalf("index of the ready (%d of %d): %s", len(ready), len(idx), r.body)
+	}
+	if r := call(t, "POST", hs.URL+"/v2/repository/index", []byte(`{"ready":"yes"}`), nil); r.status != 400 || !strings.Contains(string(r.body), "ready") {
+		t.Fatalf(`index with {"ready":"yes"}: %d %s`, r.status, r.body)
+	}
 	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/mlp/load", nil, nil); r.status != 200 {
 		t.Fatalf("load: %d %s", r.status, r.body)
 	}
