@@ -27,6 +27,9 @@ type embeddingsRequest struct {
 // texts reads the input: a string or a list of strings. Token ids are
 // refused: an embedder here takes text, through its own tokenizer.
 func (e embeddingsRequest) texts() ([]string, error) {
+	if n := listLen(e.Input); n > maxEmbeddingInputs { // before any is decoded
+		return nil, bad("input: %d inputs, want at most %d", n, maxEmbeddingInputs)
+	}
 	var ids []json.Number
 	if json.Unmarshal(e.Input, &ids) == nil && len(ids) > 0 {
 		return nil, bad("input: token ids are not supported; send text")

@@ -40,3 +40,41 @@ func TestListLenCountsTopLevelElements(t *testing.T) {
 		}
 	}
 }
+
+// A chat request's messages, a message's content parts and an embeddings
+// input list are counted before any is decoded: past their bounds they
+// are refused with no more allocated than a few copies of the body's
+// bytes (the request's raw fields, the decoder's buffer). Decoded whole,
+// a list of empty messages took about 60 times its size, of parts 17.
+func TestLongListsAreRefusedBeforeTheyAreDecoded(t *testing.T) {
+	list := func(elem string, n int) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(elem+",", n), ",") + "]"
+	}
+	for _, tc := range []struct {
+		name, body, want string
+		refuse           func(request) error
+	}{
+		{"messages", `{"messages":` + list(`{}`, 100_000) + `}`, "messages: 100000 messages, want at most 4096",
+			func(o request) error { _, err := chatPrompt(o.Messages); return err }},
+		{"content parts", `{"messages":[{"role":"user","content":` + list(`{}`, 100_000) + `}]}`, "messages[0].content: 100000 parts, want at most 256",
+			func(o request) error { _, err := chatPrompt(o.Messages); return err }},
+		{"embeddings input", `{"input":` + list(`""`, 100_000) + `}`, "input: 100000 inputs, want at most 2048",
+			func(o request) error { _, err := embeddingsRequest{Input: o.Prompt}.texts(); return err }},
+	} {
+		body := strings.Replace(tc.body, `"input"`, `"prompt"`, 1) // request's field for a raw list
+		var err error
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var o request
+		if err = json.Unmarshal([]byte(body), &o); err == nil {
+			err = tc.refuse(o)
+		}
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 8*uint64(len(body)) {
+			t.Errorf("%s (%d bytes): %d bytes allocated to refuse it", tc.name, len(body), grew)
+		}
+	}
+}

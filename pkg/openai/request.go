@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/infer-serving/infer/pkg/generate"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -15,6 +14,16 @@ const (
 	maxN      = 128 // choices per prompt
 	maxBestOf = 20
 	maxPrompt = 64 // prompts in one completions request
+	// maxMessages bounds a chat request's messages, and maxParts one
+	// message's content parts: OpenAI documents neither; each is counted
+	// (listLen) before any is decoded, since decoding makes a struct of
+	// about 100 bytes for every 3 bytes of "{}," (a body of empty
+	// messages took about 20 times its size).
+	maxMessages = 4096
+	maxParts    = 256
+	// maxEmbeddingInputs bounds an embeddings input list, as OpenAI's
+	// API reference does ("any array must be 2048 dimensions or less").
+	maxEmbeddingInputs = 2048
 	// maxSequences bounds the sequences one request generates (its
 	// prompts times best_of, or n): as many as n alone allows. 64 prompts
 	// of n 128 would queue 8,192 sequences, hours of a small generator's
@@ -30,7 +39,7 @@ const (
 type request struct {
 	Model    string          `json:"model"`
 	Prompt   json.RawMessage `json:"prompt"`   // completions
-	Messages []message       `json:"messages"` // chat
+	Messages json.RawMessage `json:"messages"` // chat: chatPrompt decodes it
 	Suffix   *string         `json:"suffix"`
 	Echo     bool            `json:"echo"`
 	BestOf   *int            `json:"best_of"`
@@ -74,20 +83,6 @@ type request struct {
 type streamOptions struct {
 	IncludeUsage       bool `json:"include_usage"`
 	IncludeObfuscation bool `json:"include_obfuscation"`
-}
-
-type message struct {
-	Role      string          `json:"role"`
-	Content   json.RawMessage `json:"content"`
-	Name      string          `json:"name"`
-	ToolCalls json.RawMessage `json:"tool_calls"`
-	Refusal   *string         `json:"refusal"`
-}
-
-// part is one element of a message's content list.
-type part struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
 }
 
 // plan is what a request asks of the engine: prompts, each generated n
@@ -158,7 +153,7 @@ func (o request) misplaced(chat bool) error {
 	fields := []struct {
 		name string
 		set  bool
-	}{{"messages", o.Messages != nil}, {"top_logprobs", o.TopLogprobs != nil}, {"max_completion_tokens", o.MaxCompl != nil}}
+	}{{"messages", set(o.Messages)}, {"top_logprobs", o.TopLogprobs != nil}, {"max_completion_tokens", o.MaxCompl != nil}}
 	api, other := "/v1/chat/completions", "/v1/completions takes prompt"
 	if chat {
 		fields = []struct {
@@ -398,70 +393,6 @@ func prompts(raw json.RawMessage, p generate.Params) ([]generate.Params, error) 
 		}
 	}
 	return out, nil
-}
-
-// chatPrompt renders messages as the prompt a completion model continues:
-// one "role: text" line each, then "assistant:". Content is a string or
-// a list of text parts; other parts are refused by name.
-func chatPrompt(msgs []message) (string, error) {
-	if len(msgs) == 0 {
-		return "", bad("messages: want at least one")
-	}
-	var b strings.Builder
-	for i, m := range msgs {
-		switch m.Role {
-		case "system", "developer", "user", "assistant":
-		case "":
-			return "", bad("messages[%d].role: missing", i)
-		default:
-			return "", bad("messages[%d].role %q: want system, developer, user or assistant (this server calls no tools)", i, m.Role)
-		}
-		if set(m.ToolCalls) {
-			return "", bad("messages[%d].tool_calls: this server calls no tools", i)
-		}
-		text, err := content(m.Content, i)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%s: %s\n", m.Role, text)
-	}
-	b.WriteString("assistant:")
-	return b.String(), nil
-}
-
-// content reads message i's content: a string, or text parts joined.
-func content(raw json.RawMessage, i int) (string, error) {
-	if !set(raw) {
-		return "", nil // an assistant turn may have none
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var parts []json.RawMessage
-	if json.Unmarshal(raw, &parts) != nil {
-		return "", bad("messages[%d].content: want a string or a list of parts", i)
-	}
-	var texts []string
-	for j, raw := range parts {
-		var p struct {
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(raw, &p) != nil {
-			return "", bad("messages[%d].content[%d]: want an object with a type", i, j)
-		}
-		if p.Type != "text" {
-			return "", bad("messages[%d].content[%d].type %q: only text parts are supported", i, j, p.Type)
-		}
-		var t part
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&t); err != nil {
-			return "", bad("messages[%d].content[%d]: %v", i, j, err)
-		}
-		texts = append(texts, t.Text)
-	}
-	return strings.Join(texts, "\n"), nil
 }
 
 // stringOrList reads a string or a list of strings.
