@@ -29,6 +29,19 @@ func ClientGone(r *http.Request, err error) error {
 	return err
 }
 
+// Streamable refuses a streamed answer to an HTTP/1.0 request (errors
+// wrap runner.ErrInvalidInput, a 400): a stream's length is not known
+// when it begins, and HTTP/1.0 has no chunked transfer coding (RFC 9112,
+// section 7.1: a server must not send it to an HTTP/1.0 client). The
+// server's HTTP port could only close-delimit it, which its transport
+// does not do.
+func Streamable(r *http.Request, field string) error {
+	if r.ProtoAtLeast(1, 1) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: a streamed answer needs HTTP/1.1 (this request is %s, which cannot take a chunked body); ask without streaming, or over HTTP/1.1", runner.ErrInvalidInput, field, r.Proto)
+}
+
 // SSE writes server-sent events, flushing each.
 type SSE struct {
 	w  http.ResponseWriter
@@ -199,6 +212,9 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, e
 	var p core.GenParams
 	if err == nil {
 		p, err = req.params()
+	}
+	if err == nil && stream {
+		err = Streamable(r, "generate_stream")
 	}
 	var gen *core.Generation
 	if err == nil {

@@ -61,6 +61,9 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, s
 	if err == nil && req.Model == "" {
 		err = errNoModel
 	}
+	if err == nil && req.Stream {
+		err = httpapi.Streamable(r, "stream")
+	}
 	if err != nil {
 		return fail(nil, err)
 	}

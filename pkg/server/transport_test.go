@@ -389,6 +389,28 @@ func TestUnparsableRequestTargetIs400(t *testing.T) {
 	}
 }
 
+// HTTP/1.0 has no chunked transfer coding: a streamed answer asked over
+// it is refused with a 400 naming the field and the fix, never sent
+// chunked; unstreamed, the same request is answered.
+func TestStreamOverHTTP10IsRefused(t *testing.T) {
+	_, hs := startHTTP(t, Options{})
+	addr := hs.Listener.Addr().String()
+	for _, c := range []struct{ path, body, want string }{
+		{"/v1/completions", `{"model":"tiny-gpt","prompt":"hi","max_tokens":2,"stream":true}`, "stream: a streamed answer needs HTTP/1.1"},
+		{"/v2/models/tiny-gpt/generate_stream", `{"text_input":"hi","parameters":{"max_tokens":2}}`, "generate_stream: a streamed answer needs HTTP/1.1"},
+		{"/v1/completions", `{"model":"tiny-gpt","prompt":"hi","max_tokens":2}`, ""},
+	} {
+		head := fmt.Sprintf("POST %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", c.path, addr, len(c.body))
+		status, body := rawRequest(t, addr, head, c.body, false)
+		switch {
+		case c.want == "" && status != http.StatusOK:
+			t.Errorf("%s unstreamed over HTTP/1.0: %d %s", c.path, status, body)
+		case c.want != "" && (status != http.StatusBadRequest || !strings.Contains(body, c.want)):
+			t.Errorf("%s streamed over HTTP/1.0: %d %s, want 400 naming %q", c.path, status, body, c.want)
+		}
+	}
+}
+
 // A client that leaves a streamed answer is counted as canceled, not as
 // the server's error: over OpenAI's completions and Triton's
 // generate_stream alike.
