@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,7 +121,8 @@ type tritonGenerate struct {
 // own.
 func (t tritonGenerate) params() (core.GenParams, error) {
 	p := core.GenParams{Prompt: t.TextInput, MaxTokens: t.MaxTokens}
-	for k, v := range t.Parameters {
+	for _, k := range slices.Sorted(maps.Keys(t.Parameters)) { // the first fault named is always the same
+		v := t.Parameters[k]
 		var n float64
 		var err error
 		switch k {
@@ -138,6 +141,10 @@ func (t tritonGenerate) params() (core.GenParams, error) {
 			p.TopP, err = numberParam(k, v)
 		case "stop":
 			p.Stop, err = stopParam(v)
+		default:
+			// A setting the generator does not have would be dropped
+			// without a word ("temprature" sampling at the default).
+			err = fmt.Errorf("%w: parameter %s: not a setting of this generator (it takes max_tokens, temperature, top_p, top_k, seed or random_seed, and stop)", runner.ErrInvalidInput, protocol.Clip(k))
 		}
 		if err != nil {
 			return p, err

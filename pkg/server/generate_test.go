@@ -296,6 +296,7 @@ func TestOpenAIErrors(t *testing.T) {
 		{`{"text_input":"x","parameters":{"seed":-1}}`, 400, `want a whole number of 0 or more`},
 		{`{"text_input":"x","parameters":{"temperature":"hot"}}`, 400, `parameter \"temperature\": want a number`},
 		{`{"text_input":"x","parameters":{"stop":7}}`, 400, `parameter \"stop\": want a string or a list of strings`},
+		{`{"text_input":"x","parameters":{"temprature":0,"max_tokens":2}}`, 400, `parameter \"temprature\": not a setting of this generator`},
 		{`{"text_input":"x","parameters":{"stop":["a",7]}}`, 400, `parameter \"stop\": want a string or a list of strings`},
 		{`{"text_input":""}`, 400, "no tokens"},
 		{`{"text_input":`, 400, "request JSON"},
