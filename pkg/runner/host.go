@@ -115,7 +115,7 @@ func newHost(meta Metadata, onnx []byte, src modelSource, cfg Config, dev Device
 	if h.region, err = modelhost.NewRegion("infer-"+meta.Name, 0); err != nil {
 		return nil, Device{}, err
 	}
-	health.watch(h.dead, log)
+	health.watch(h, log)
 	if src.open != nil {
 		onnx = nil // the host reads the file
 	}
@@ -283,6 +283,11 @@ func (h *host) ready() error {
 			case <-h.closing: // the close killed the restart: no crash
 				return ErrClosed
 			default:
+			}
+			if reason := h.health.downReason(); reason != "" {
+				// Another instance's crashes made the version give up while
+				// this restart loaded, and stopped it: no crash either.
+				return fmt.Errorf("%w: %s", ErrModelNotReady, reason)
 			}
 			h.log.Error("model host restart failed", "err", err)
 			if died := (*HostDiedError)(nil); errors.As(err, &died) && died.Killed {

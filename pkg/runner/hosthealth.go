@@ -25,17 +25,19 @@ type hostHealth struct {
 	total    int64 // crashes
 	restarts int64
 	memory   int64 // crashes that were memory-limit faults
-	// watchers are the hosts' dead channels: each is sent a token when
-	// the version gives up, so that idle hosts stop.
-	watchers []chan<- struct{}
+	// watchers are the version's hosts: when it gives up, each host's
+	// owner is sent a token on its dead channel, so that an idle host
+	// stops, and a host loading a restart is killed, so that its owner
+	// does not wait out the load.
+	watchers []*host
 	log      *slog.Logger // the version's, from its first host
 }
 
-// watch registers a host's dead channel, to be woken when the version
-// gives up, and the version's log, which says so.
-func (h *hostHealth) watch(dead chan<- struct{}, log *slog.Logger) {
+// watch registers a host, to be stopped when the version gives up, and
+// the version's log, which says so.
+func (h *hostHealth) watch(w *host, log *slog.Logger) {
 	h.mu.Lock()
-	h.watchers = append(h.watchers, dead)
+	h.watchers = append(h.watchers, w)
 	if h.log == nil {
 		h.log = log
 	}
@@ -52,9 +54,12 @@ func (h *hostHealth) goDown(reason string) {
 	if h.log != nil {
 		h.log.Error("model version unavailable until it is loaded again", "reason", reason)
 	}
-	for _, c := range h.watchers {
+	for _, w := range h.watchers {
+		if w.doing() == hostLoading {
+			w.kill()
+		}
 		select {
-		case c <- struct{}{}:
+		case w.dead <- struct{}{}:
 		default: // a token is there already
 		}
 	}

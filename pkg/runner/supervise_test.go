@@ -167,6 +167,68 @@ func TestGivingUpStopsTheOtherInstancesHosts(t *testing.T) {
 	}
 }
 
+// A host still loading a restart when another instance's crashes make
+// the version give up is stopped then, not left to finish its load (up to
+// --model-load-timeout) first. Its load is frozen with SIGSTOP so that it
+// cannot finish first; one that answered in the microseconds before the
+// stop is tried again with a fresh version.
+func TestGivingUpStopsAHostStillLoading(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		if giveUpDuringLoad(t) {
+			return
+		}
+		if attempt == 3 {
+			t.Fatal("each of 3 loads finished before it was stopped")
+		}
+	}
+}
+
+// giveUpDuringLoad is one try of TestGivingUpStopsAHostStillLoading:
+// false when the load it froze had already finished.
+func giveUpDuringLoad(t *testing.T) bool {
+	m := loadFault(t, "int-div", Config{Instances: 2}, LoadOptions{Isolation: IsolationProcess})
+	defer m.Close()
+	h := m.instances[1].(*hostedInstance).host
+	loading := freezeALoad(t, h)
+	for range DefaultCrashLimit { // on instance 0: instance 1's worker is in its restart
+		_, err := divide(m, healthyA, poisonB)
+		wantHostDied(t, err, "SIGFPE")
+	}
+	if m.hosts.downReason() == "" {
+		t.Fatal("the version still serves after the crash limit")
+	}
+	select {
+	case <-loading.Done():
+	case <-time.After(10 * time.Second):
+		if h.doing() != hostLoading {
+			return false // it had answered before it stopped
+		}
+		t.Fatal("the host loading a restart still runs 10 s after the version gave up")
+	}
+	return true
+}
+
+// freezeALoad kills h's host until a replacement is caught loading, and
+// freezes that one's load with SIGSTOP (it stays killable).
+func freezeALoad(t *testing.T, h *host) *modelhost.Process {
+	t.Helper()
+	for kills, old := 0, h.live.Load(); ; kills, old = kills+1, h.live.Load() {
+		if kills == 10 {
+			t.Fatal("no host caught loading in 10 restarts")
+		}
+		if err := syscall.Kill(old.Pid(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-old.Done()
+		if loading := untilLoading(t, h, old); loading != nil {
+			if err := syscall.Kill(loading.Pid(), syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			return loading
+		}
+	}
+}
+
 // Closing a version while a replacement host loads stops that host
 // instead of waiting out its load (up to --model-load-timeout), and says
 // so: nothing was running a batch. The load is frozen with SIGSTOP, so
@@ -191,22 +253,7 @@ func closeDuringLoad(t *testing.T) bool {
 	var log lockedBuffer
 	m := loadFault(t, "int-div", Config{}, LoadOptions{Isolation: IsolationProcess,
 		Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	h := m.instances[0].(*hostedInstance).host
-	var loading *modelhost.Process
-	for kills, old := 0, h.live.Load(); loading == nil; kills, old = kills+1, h.live.Load() {
-		if kills == 10 {
-			t.Fatal("no host caught loading in 10 restarts")
-		}
-		if err := syscall.Kill(old.Pid(), syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-old.Done()
-		if loading = untilLoading(t, h, old); loading != nil {
-			if err := syscall.Kill(loading.Pid(), syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	loading := freezeALoad(t, m.instances[0].(*hostedInstance).host)
 	closed := make(chan struct{})
 	go func() { m.Close(); close(closed) }()
 	select {
