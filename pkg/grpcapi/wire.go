@@ -1,11 +1,13 @@
 package grpcapi
 
 import (
+	"errors"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/protowalk"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
 
@@ -52,9 +54,9 @@ const maxParameters = 256
 // may be met in one message (each is kept, to merge).
 const maxRepeats = 256
 
-// malformed is a field's framing error, protowire's.
+// malformed is a framing fault, protowire's.
 func malformed(n int) error {
-	return badRequest("malformed protobuf: %v", protowire.ParseError(n))
+	return badRequest("%v", &protowalk.Error{Err: protowire.ParseError(n)})
 }
 
 // scan reads b, a ModelInferRequest's wire bytes, into m. Nothing it
@@ -62,25 +64,10 @@ func malformed(n int) error {
 // bounded.
 func (m *inferMessage) scan(b []byte) error {
 	m.buf = b
-	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
-		if n < 0 {
-			return at("ModelInferRequest", malformed(n))
+	err := protowalk.Fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) (err error) {
+		if typ != protowire.BytesType {
+			return nil
 		}
-		b = b[n:]
-		if typ != protowire.BytesType || num > 7 {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return at("ModelInferRequest", malformed(n))
-			}
-			b = b[n:]
-			continue
-		}
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return at("ModelInferRequest", malformed(n))
-		}
-		b = b[n:]
-		var err error
 		switch num {
 		case 1:
 			m.model, err = wireString(v, "model_name")
@@ -97,11 +84,12 @@ func (m *inferMessage) scan(b []byte) error {
 		case 7:
 			m.raw, err = appendBounded(m.raw, v, protocol.MaxRequestTensors, "raw_input_contents")
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if pe := (*protowalk.Error)(nil); errors.As(err, &pe) {
+		return badRequest("ModelInferRequest: %v", pe)
 	}
-	return nil
+	return err
 }
 
 func appendBounded(list [][]byte, v []byte, limit int, field string) ([][]byte, error) {
@@ -109,16 +97,6 @@ func appendBounded(list [][]byte, v []byte, limit int, field string) ([][]byte, 
 		return list, badRequest("more than %d %s", limit, field)
 	}
 	return append(list, v), nil
-}
-
-// consumeTag is protowire.ConsumeTag refusing, as protobuf's decoder
-// does, a field number past protowire.MaxValidNumber.
-func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n >= 0 && num > protowire.MaxValidNumber {
-		return 0, 0, -1 // protowire's generic parse error
-	}
-	return num, typ, n
 }
 
 // wireString is a string field's value: protobuf's strings are UTF-8.
@@ -191,47 +169,13 @@ func parameterOf(e []byte) (p parameter, err error) {
 	return p, err
 }
 
-// fields calls f with each field of the message b, in order: its
-// number, wire type, and its bytes (a length-delimited field) or value (a
-// varint or fixed one). A group's fields are skipped, as protobuf does for
-// the fields it does not know.
+// fields is protowalk.Fields, its framing faults bad requests.
 func fields(b []byte, f func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error) error {
-	for len(b) > 0 {
-		num, typ, n := consumeTag(b)
-		if n < 0 {
-			return malformed(n)
-		}
-		b = b[n:]
-		var (
-			v []byte
-			x uint64
-		)
-		switch typ {
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed32Type:
-			var x32 uint32
-			x32, n = protowire.ConsumeFixed32(b)
-			x = uint64(x32)
-		case protowire.Fixed64Type:
-			x, n = protowire.ConsumeFixed64(b)
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return malformed(n)
-		}
-		b = b[n:]
-		if typ == protowire.StartGroupType {
-			continue
-		}
-		if err := f(num, typ, v, x); err != nil {
-			return err
-		}
+	err := protowalk.Fields(b, f)
+	if pe := (*protowalk.Error)(nil); errors.As(err, &pe) {
+		return badRequest("%v", pe)
 	}
-	return nil
+	return err
 }
 
 // requestedOutput reads an InferRequestedOutputTensor: name (1) and

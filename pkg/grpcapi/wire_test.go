@@ -2,7 +2,6 @@ package grpcapi
 
 import (
 	"bytes"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -10,17 +9,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/internal/heaptest"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
-
-// allocated returns the bytes the heap handed out while f ran.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // repeatedField is n copies of field num holding v, as one message's
 // bytes.
@@ -62,7 +53,7 @@ func TestWireDecodeIsBoundedByTheMessage(t *testing.T) {
 	} {
 		var err error
 		var inputs []tensor.Tensor
-		got := allocated(func() { _, inputs, err = decodeWire(tc.msg) })
+		got := heaptest.Allocated(func() { _, inputs, err = decodeWire(tc.msg) })
 		if tc.want == "" {
 			if err != nil || len(inputs) != 1 || len(inputs[0].Data) != 4*n {
 				t.Fatalf("%s: %v, %d inputs", tc.name, err, len(inputs))
@@ -77,6 +68,6 @@ func TestWireDecodeIsBoundedByTheMessage(t *testing.T) {
 		}
 		var req inferencepb.ModelInferRequest
 		t.Logf("%s: %d-byte message: %d bytes allocated; protobuf's unmarshalling: %d", tc.name, len(tc.msg), got,
-			allocated(func() { _ = proto.Unmarshal(tc.msg, &req) }))
+			heaptest.Allocated(func() { _ = proto.Unmarshal(tc.msg, &req) }))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/infer-serving/infer/pkg/protowalk"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -118,7 +119,7 @@ func readPort(b []byte) (Port, error) {
 
 // readTensorType reads a TypeProto.Tensor: its element type and shape.
 func readTensorType(b []byte, p *Port) error {
-	return walkAll(b, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
+	return protowalk.Fields(b, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
 		switch {
 		case num == tensorTypeElem && typ == protowire.VarintType:
 			p.Type = DataType(int32(n))
@@ -129,7 +130,7 @@ func readTensorType(b []byte, p *Port) error {
 					return nil
 				}
 				d := int64(-1)
-				err := walkAll(dim, func(num protowire.Number, typ protowire.Type, _ []byte, n uint64) error {
+				err := protowalk.Fields(dim, func(num protowire.Number, typ protowire.Type, _ []byte, n uint64) error {
 					if num == dimValue && typ == protowire.VarintType && int64(n) >= 0 {
 						d = int64(n)
 					}
@@ -158,41 +159,10 @@ func field(b []byte, num protowire.Number) ([]byte, error) {
 
 // walk calls fn with every length-delimited field of a message.
 func walk(b []byte, fn func(protowire.Number, []byte) error) error {
-	return walkAll(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+	return protowalk.Fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if typ == protowire.BytesType {
 			return fn(num, v)
 		}
 		return nil
 	})
-}
-
-// walkAll calls fn with every field of a message: v holds a
-// length-delimited field's bytes, n a varint's value.
-func walkAll(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error) error {
-	for len(b) > 0 {
-		num, typ, tagLen := protowire.ConsumeTag(b)
-		if tagLen < 0 {
-			return fmt.Errorf("malformed protobuf: %w", protowire.ParseError(tagLen))
-		}
-		b = b[tagLen:]
-		var v []byte
-		var n uint64
-		var m int
-		switch typ {
-		case protowire.BytesType:
-			v, m = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			n, m = protowire.ConsumeVarint(b)
-		default:
-			m = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if m < 0 {
-			return fmt.Errorf("malformed protobuf: field %d: %w", num, protowire.ParseError(m))
-		}
-		b = b[m:]
-		if err := fn(num, typ, v, n); err != nil {
-			return err
-		}
-	}
-	return nil
 }

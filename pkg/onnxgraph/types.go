@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/infer-serving/infer/pkg/protowalk"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -99,7 +100,7 @@ func readType(b []byte, p *Port, depth int) error {
 			return readElem(v, optionalElemType, p, depth)
 		case typeMap:
 			p.Kind = KindMap
-			err := walkAll(v, func(num protowire.Number, typ protowire.Type, _ []byte, n uint64) error {
+			err := protowalk.Fields(v, func(num protowire.Number, typ protowire.Type, _ []byte, n uint64) error {
 				if num == mapKeyType && typ == protowire.VarintType {
 					p.Key = DataType(int32(n))
 				}

@@ -3,19 +3,11 @@ package protocol
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
-)
 
-// allocated returns the bytes the heap handed out while f ran.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
+	"github.com/infer-serving/infer/pkg/internal/heaptest"
+)
 
 // A shape is only a claim: a small body declaring a huge tensor is refused
 // by counting the data it holds, before anything of the declared size is
@@ -60,7 +52,7 @@ func TestDeclaredShapeIsCheckedBeforeAllocating(t *testing.T) {
 			tc.hl = int64(strings.LastIndex(tc.body, "}") + 1)
 		}
 		var err error
-		grew := allocated(func() { _, err = DecodeRequest([]byte(tc.body), tc.hl) })
+		grew := heaptest.Allocated(func() { _, err = DecodeRequest([]byte(tc.body), tc.hl) })
 		if err == nil || !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v, want a bad request mentioning %q", tc.body, err, tc.want)
 		}
@@ -77,7 +69,7 @@ func TestJSONDataAllocationFollowsTheBody(t *testing.T) {
 	for _, shape := range []string{"1000", "1001", "2147483648", "1000,2147483"} {
 		body := fmt.Sprintf(`{"inputs":[{"name":"x","shape":[%s],"datatype":"FP64","data":%s}]}`, shape, data)
 		var err error
-		grew := allocated(func() { _, err = DecodeRequest([]byte(body), -1) })
+		grew := heaptest.Allocated(func() { _, err = DecodeRequest([]byte(body), -1) })
 		if (err == nil) != (shape == "1000") {
 			t.Errorf("shape [%s]: err %v", shape, err)
 		}

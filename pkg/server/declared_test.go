@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,19 +11,10 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/internal/heaptest"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
-
-// heapGrowth returns the bytes the process's heap handed out while f ran,
-// the server's goroutines included.
-func heapGrowth(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // maxGrowth is what refusing one small hostile request may cost the heap,
 // client and server together: far below the gigabytes it declares.
@@ -76,7 +66,7 @@ func TestHTTPDeclaredShapesAreCounted(t *testing.T) {
 				h[protocol.HeaderContentLength] = strconv.FormatInt(tc.hl, 10)
 			}
 			var r reply
-			grew := heapGrowth(func() { r = call(t, "POST", hs.URL+"/v2/models/"+tc.model+"/infer", []byte(tc.body), h) })
+			grew := heaptest.Allocated(func() { r = call(t, "POST", hs.URL+"/v2/models/"+tc.model+"/infer", []byte(tc.body), h) })
 			var e protocol.Error
 			if r.status != tc.status || json.Unmarshal(r.body, &e) != nil || !strings.Contains(e.Error, tc.want) {
 				t.Errorf("%d %s, want %d mentioning %q", r.status, r.body, tc.status, tc.want)
@@ -140,7 +130,7 @@ func TestGRPCDeclaredShapesAreCounted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
-			grew := heapGrowth(func() { _, err = c.ModelInfer(context.Background(), tc.req) })
+			grew := heaptest.Allocated(func() { _, err = c.ModelInfer(context.Background(), tc.req) })
 			if code(err) != 3 /* InvalidArgument */ || !strings.Contains(err.Error(), tc.want) || len(err.Error()) > 1024 {
 				t.Errorf("%.300v, want INVALID_ARGUMENT under 1 KiB mentioning %q", err, tc.want)
 			}
@@ -163,7 +153,7 @@ func TestHugeMaxTokensIsRefused(t *testing.T) {
 		{"/v2/models/tiny-gpt/generate", `{"text_input":"hello world","max_tokens":9223372036854775807}`},
 	} {
 		var r reply
-		grew := heapGrowth(func() { r = call(t, "POST", url+tc.path, []byte(tc.body), nil) })
+		grew := heaptest.Allocated(func() { r = call(t, "POST", url+tc.path, []byte(tc.body), nil) })
 		if r.status != 400 || !strings.Contains(string(r.body), "exceed the context") {
 			t.Errorf("%s %s: %d %s, want 400 naming the context", tc.path, tc.body, r.status, r.body)
 		}
@@ -186,7 +176,7 @@ func TestManyTextsAreRefusedBeforeTokenizing(t *testing.T) {
 	data = append(data, make([]byte, 4*(rows-1))...) // empty strings
 	req := &protocol.InferRequest{Inputs: []tensor.Tensor{{Name: "text", DataType: tensor.Bytes, Shape: []int64{rows}, Data: data}}}
 	var r reply
-	grew := heapGrowth(func() { r, _ = infer(t, hs.URL, "text-encoder", req, true) })
+	grew := heaptest.Allocated(func() { r, _ = infer(t, hs.URL, "text-encoder", req, true) })
 	var e protocol.Error
 	if want := `input "text": batch size 100000 exceeds the model's max_batch_size 32`; r.status != 400 || json.Unmarshal(r.body, &e) != nil || !strings.Contains(e.Error, want) {
 		t.Errorf("%d %s, want 400 mentioning %q", r.status, r.body, want)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/infer-serving/infer/internal/h2wire"
 	"github.com/infer-serving/infer/pkg/inferencepb"
+	"github.com/infer-serving/infer/pkg/internal/heaptest"
 	"github.com/infer-serving/infer/pkg/internal/requests"
 	"github.com/infer-serving/infer/pkg/profile"
 	"github.com/infer-serving/infer/pkg/runner"
@@ -229,7 +230,7 @@ func TestGRPCMalformedRequestIsInvalidArgument(t *testing.T) {
 		msg  []byte
 		want string
 	}{
-		{"cut short", append(model, 0x2a, 0x10, 1), "ModelInferRequest: malformed protobuf: unexpected EOF"},
+		{"cut short", append(model, 0x2a, 0x10, 1), "ModelInferRequest: malformed protobuf: field 5: unexpected EOF"},
 		{"a name not UTF-8", protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0xff}), "model_name is not valid UTF-8"},
 		{"8 MB of empty raw_input_contents", append(model, empties...), "more than 1024 raw_input_contents"},
 	} {
@@ -283,7 +284,7 @@ func TestGRPCTypedContentsPastTheBoundAreNotDecoded(t *testing.T) {
 	msg := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "mlp")
 	msg = protowire.AppendBytes(protowire.AppendTag(msg, 5, protowire.BytesType), in)
 	var resp inferencepb.ModelInferResponse
-	grew := heapGrowth(func() {
+	grew := heaptest.Allocated(func() {
 		err = conn.Invoke(context.Background(), inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, msg, &resp, grpc.ForceCodecV2(wireCodec{}))
 	})
 	if code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "the inputs hold 16777216 bytes, more than twice a full batch") {
