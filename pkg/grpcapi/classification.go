@@ -1,6 +1,8 @@
 package grpcapi
 
 import (
+	"fmt"
+
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/protocol"
 )
@@ -14,13 +16,14 @@ func classesOf(c *core.Call, output string, params []parameter) error {
 		if p.name != protocol.ParamClassification && p.name != protocol.ParamClassCount {
 			continue
 		}
-		if !p.isInt || p.v < 0 {
-			return badRequest("output %q: parameter %q: want a non-negative integer", output, p.name)
+		v, err := p.count(fmt.Sprintf("output %q: parameter %q", output, p.name), "")
+		if err != nil {
+			return err
 		}
-		if n != 0 && p.v != 0 && p.v != n {
+		if n != 0 && v != 0 && v != n {
 			return badRequest("output %q: parameters %q and %q disagree", output, protocol.ParamClassification, protocol.ParamClassCount)
 		}
-		n = max(n, p.v)
+		n = max(n, v)
 	}
 	if n > 0 {
 		if c.Classes == nil {

@@ -186,7 +186,7 @@ func (g *grpcService) modelStreamInfer(stream grpc.ServerStream) error {
 			defer func() { <-slots }()
 			resp, timing, err := g.inferRecovered(ctx, m)
 			if err != nil {
-				send(&inferencepb.ModelStreamInferResponse{ErrorMessage: err.Error(),
+				send(&inferencepb.ModelStreamInferResponse{ErrorMessage: protocol.ClipMessage(err.Error()), // as a status message is
 					InferResponse: &inferencepb.ModelInferResponse{ModelName: m.model, ModelVersion: m.version, Id: m.id}})
 				return
 			}
@@ -276,15 +276,17 @@ func callOf(c *core.Call, m *inferMessage) error {
 	for _, p := range params {
 		switch p.name {
 		case protocol.ParamTimeout:
-			if !p.isInt || p.v < 0 {
-				return badRequest("parameter %q: want a non-negative integer (microseconds)", p.name)
+			v, err := p.count(fmt.Sprintf("parameter %q", p.name), " (microseconds)")
+			if err != nil {
+				return err
 			}
-			c.Timeout = time.Duration(p.v) * time.Microsecond
+			c.Timeout = time.Duration(v) * time.Microsecond
 		case protocol.ParamPriority:
-			if !p.isInt || p.v < 0 {
-				return badRequest("parameter %q: want a non-negative integer", p.name)
+			v, err := p.count(fmt.Sprintf("parameter %q", p.name), "")
+			if err != nil {
+				return err
 			}
-			c.Request.Priority = int(p.v)
+			c.Request.Priority = int(v)
 		}
 	}
 	return nil

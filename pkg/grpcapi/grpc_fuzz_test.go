@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"testing"
@@ -124,6 +125,19 @@ func FuzzGRPCInputs(f *testing.F) {
 		{ModelName: "m", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{grpcInput("x", "UINT8", -1)}, RawInputContents: [][]byte{{1}}},
 		{ModelName: "m", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{grpcInput("s", "BYTES", 2147483648)}, RawInputContents: [][]byte{{1, 0, 0, 0, 'a'}}},
 		{ModelName: "m", Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{grpcInput("s", "BYTES", 1)}, RawInputContents: [][]byte{{255, 255, 255, 127, 'a'}}},
+	}
+	// Elements of a typed field in a wire type it does not have (unknown
+	// fields to protobuf), found by a hostile run: text-encoder's BYTES
+	// with a varint field 8, all-types' FP64 with a varint field 7.
+	for _, h := range []string{
+		"0a0c746578742d656e636f6465722a210a0474657874120542595445531a01012a0f420b68656c6c6f20776f726c644000",
+		"0a016d2a1a0a01781204465036341a01012a0e380042080000000000000000",
+	} {
+		b, err := hex.DecodeString(h)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
 	for _, r := range seeds {
 		b, err := proto.Marshal(r)

@@ -86,6 +86,17 @@ func TestGRPCTypedContentsUnpackedAndMerged(t *testing.T) {
 			t.Errorf("%s: % x %v, want %s", name, got, err, want)
 		}
 	}
+	// An element of the field in a wire type it does not have is an
+	// unknown field to protobuf: neither counted nor decoded (decoding it
+	// once let such elements past the request's byte bound).
+	var odd []byte
+	odd = protowire.AppendTag(odd, 7, protowire.VarintType)
+	odd = protowire.AppendVarint(odd, 0)
+	odd = protowire.AppendTag(odd, 7, protowire.BytesType)
+	odd = protowire.AppendBytes(odd, []byte{0, 0, 0, 0, 0, 0, 0xf0, 0x3f})
+	if got, err := typedBytes([][]byte{odd, odd}, tensor.FP64, 2); err != nil || fmt.Sprintf("% x", got) != "00 00 00 00 00 00 f0 3f 00 00 00 00 00 00 f0 3f" {
+		t.Errorf("fp64_contents with varint elements: % x %v, want the packed elements alone", got, err)
+	}
 	// A packed run of fixed-width elements cut short is malformed.
 	var cut []byte
 	cut = protowire.AppendTag(cut, 6, protowire.BytesType)

@@ -108,12 +108,30 @@ func wireString(v []byte, field string) (string, error) {
 }
 
 // parameter is an InferParameter as the server reads it: its name, and
-// its value when it is an integer (int64_param, or a uint64_param up to
-// 2^62).
+// its value's bits when it is an integer (int64_param, or uint64_param
+// when unsigned).
 type parameter struct {
-	name  string
-	v     int64
-	isInt bool
+	name            string
+	x               uint64
+	isInt, unsigned bool
+}
+
+// maxIntParam is the largest integer a parameter takes, over HTTP and
+// gRPC alike: JSON's numbers hold every integer up to 2^53 exactly, and
+// a timeout of 2^53 microseconds still fits a time.Duration.
+const maxIntParam = 1 << 53
+
+// count is p's value as a non-negative integer up to maxIntParam, or a
+// bad request naming it (what names the parameter, unit what it counts:
+// " (microseconds)").
+func (p parameter) count(what, unit string) (int64, error) {
+	switch {
+	case !p.isInt || !p.unsigned && int64(p.x) < 0:
+		return 0, badRequest("%s: want a non-negative integer%s", what, unit)
+	case p.x > maxIntParam:
+		return 0, badRequest("%s: %d is over 2^53, the largest integer this parameter takes", what, p.x)
+	}
+	return int64(p.x), nil
 }
 
 // parameters reads a parameters map's entries: a name given twice is its
@@ -150,7 +168,7 @@ func parameterOf(e []byte) (p parameter, err error) {
 			err = fields(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
 				switch {
 				case typ == protowire.VarintType && (num == 1 || num == 2 || num == 5):
-					p.v, p.isInt = int64(x), num == 2 || num == 5 && x <= 1<<62
+					p.x, p.isInt, p.unsigned = x, num != 1, num == 5
 				case num == 3 && typ == protowire.BytesType:
 					p.isInt = false
 					_, err := wireString(v, "string_param")

@@ -36,7 +36,7 @@ func Fields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n >= 0 && num > protowire.MaxValidNumber {
-			n = -1 // protowire's generic parse error
+			n = -2 // protowire's code for an invalid field number
 		}
 		if n < 0 {
 			return &Error{Err: protowire.ParseError(n)}

@@ -26,6 +26,7 @@ import (
 	"github.com/infer-serving/infer/pkg/internal/heaptest"
 	"github.com/infer-serving/infer/pkg/internal/requests"
 	"github.com/infer-serving/infer/pkg/profile"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -189,6 +190,16 @@ func TestGRPCErrors(t *testing.T) {
 			r.Inputs[0].Contents.Fp32Contents = r.Inputs[0].Contents.Fp32Contents[:5]
 			return r
 		}(), codes.InvalidArgument, `input "image": shape [1 784]: declares 784 elements, contents hold 5`},
+		{"a timeout past a Duration", func() *inferencepb.ModelInferRequest {
+			r := requests.GRPC("mlp", image, true)
+			r.Parameters = map[string]*inferencepb.InferParameter{"timeout": {ParameterChoice: &inferencepb.InferParameter_Uint64Param{Uint64Param: 18446744073709552}}}
+			return r
+		}(), codes.InvalidArgument, `parameter "timeout": 18446744073709552 is over 2^53`},
+		{"a negative priority", func() *inferencepb.ModelInferRequest {
+			r := requests.GRPC("mlp", image, true)
+			r.Parameters = map[string]*inferencepb.InferParameter{"priority": {ParameterChoice: &inferencepb.InferParameter_Int64Param{Int64Param: -1}}}
+			return r
+		}(), codes.InvalidArgument, `parameter "priority": want a non-negative integer`},
 		{"raw count", func() *inferencepb.ModelInferRequest {
 			r := requests.GRPC("mlp", image, true)
 			r.RawInputContents = append(r.RawInputContents, nil)
@@ -250,7 +261,13 @@ func TestGRPCMalformedRequestIsInvalidArgument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, msg := range [][]byte{append(model, 0x2a, 0x10, 1), good} {
+	// An error of many bytes (a name of 1 KiB of control bytes, quoted) is
+	// cut as a status message is.
+	long, err := proto.Marshal(requests.GRPC("mlp", []tensor.Tensor{{Name: strings.Repeat("\x01", 1024), DataType: tensor.FP32, Shape: []int64{1, 784}, Data: []byte{1}}}, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, msg := range [][]byte{append(model, 0x2a, 0x10, 1), good, long} {
 		if err := stream.SendMsg(msg); err != nil {
 			t.Fatal(err)
 		}
@@ -258,11 +275,13 @@ func TestGRPCMalformedRequestIsInvalidArgument(t *testing.T) {
 		if err := stream.RecvMsg(&resp); err != nil {
 			t.Fatal(err)
 		}
-		if msg[len(msg)-1] == 1 && !strings.Contains(resp.GetErrorMessage(), "malformed protobuf") {
-			t.Errorf("a malformed request on a stream: %q", resp.GetErrorMessage())
-		}
-		if msg[len(msg)-1] != 1 && (resp.GetErrorMessage() != "" || len(resp.GetInferResponse().GetRawOutputContents()) != 1) {
-			t.Errorf("the next request on the stream: %q", resp.GetErrorMessage())
+		switch e := resp.GetErrorMessage(); {
+		case i == 0 && !strings.Contains(e, "malformed protobuf"):
+			t.Errorf("a malformed request on a stream: %q", e)
+		case i == 1 && (e != "" || len(resp.GetInferResponse().GetRawOutputContents()) != 1):
+			t.Errorf("the next request on the stream: %q", e)
+		case i == 2 && (!strings.Contains(e, "cut") || len(e) > protocol.MaxMessageBytes+100):
+			t.Errorf("an error of many bytes on a stream: %d bytes", len(e))
 		}
 	}
 	_ = stream.CloseSend()
