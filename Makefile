@@ -25,7 +25,7 @@ build:
 # infer into $(go env GOPATH)/bin, with ONNX Runtime in the cache folder
 # where it finds it.
 install: onnxruntime
-	$(GO) install ./cmd/infer
+	$(GO) install -buildvcs=auto ./cmd/infer
 
 # Load the bundled models and run inference on each through the batcher.
 demo: onnxruntime build

@@ -261,6 +261,8 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		if o.protocol == loadgen.ProtoGRPC {
 			o.url = "localhost:8001"
 		}
+	} else if o.protocol != loadgen.ProtoGRPC && !strings.Contains(o.url, "://") {
+		o.url = "http://" + o.url // host:port, as gRPC's address is given
 	}
 	conns := o.concurrency
 	if conns <= 0 {

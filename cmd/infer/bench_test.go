@@ -31,7 +31,7 @@ func TestBenchAgainstServeEveryProtocol(t *testing.T) {
 		open          bool
 	}{
 		{loadgen.ProtoHTTPBinary, "http://" + httpAddr, false},
-		{loadgen.ProtoHTTPJSON, "http://" + httpAddr, true},
+		{loadgen.ProtoHTTPJSON, httpAddr, true}, // host:port, as gRPC's: http:// is assumed
 		{loadgen.ProtoGRPC, grpcAddr, false},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
@@ -167,7 +167,7 @@ func TestBenchBadInput(t *testing.T) {
 		{"shape against the model", func(o *benchOptions) { o.model, o.shapes = "mlp", []string{"image:1,783"} }, "dimension 1 is 783"},
 		{"batch of a model that takes none", func(o *benchOptions) { o.model, o.rows = "fixed-shape", 4 }, "--batch-size 4: no input of the model has a dynamic first dimension"},
 		{"unreachable URL", func(o *benchOptions) { o.url, o.model = "http://127.0.0.1:1", "mlp" }, "cannot reach"},
-		{"bad URL", func(o *benchOptions) { o.url = "localhost:8000" }, "want http://host:port"},
+		{"bad URL", func(o *benchOptions) { o.url = "ftp://localhost:8000" }, "want http://host:port"},
 		{"bad protocol", func(o *benchOptions) { o.protocol = "soap" }, `protocol "soap"`},
 		{"bad slo", func(o *benchOptions) { o.slo = "p98<1ms" }, `unknown metric "p98"`},
 		{"bad schedule", func(o *benchOptions) { o.qps, o.schedule = 10, "square" }, `--schedule "square"`},
