@@ -140,7 +140,7 @@ func TestTooManyTensorsAreRefused(t *testing.T) {
 // memory it reuses.
 func TestResetDecoderKeepsNothingOfTheClient(t *testing.T) {
 	id := strings.Repeat("i", 1<<20)
-	params := make([]string, 100)
+	params := make([]string, 20) // 41 objects of 80 values: within MaxParameterValues
 	for i := range params {
 		params[i] = fmt.Sprintf(`"k%d":[1,2,3]`, i)
 	}

@@ -37,7 +37,7 @@ func key(k []byte, name string) bool {
 // (RequestDecoder.Reset), in one pass with s. Unknown members are checked
 // and skipped; a later duplicate wins.
 func scanRequest(s *scanner, r *scannedRequest, header []byte) error {
-	s.b, s.i = header, 0
+	s.b, s.i, s.kept = header, 0, 0
 	err := s.object(func(k []byte) error {
 		var err error
 		switch {

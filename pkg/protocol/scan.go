@@ -21,9 +21,20 @@ const maxDepth = 10000
 type scanner struct {
 	b []byte
 	i int
+	// kept counts the values kept (parameters') in this text, bounded by
+	// MaxParameterValues.
+	kept int
 	// mem is what the scanner reuses from one text to the next.
 	mem scanMemory
 }
+
+// MaxParameterValues bounds the values a request's parameters hold, over
+// all its parameters objects (the request's, each input's and output's):
+// each member's value, and each element of an array or object within
+// one. Triton's clients send a handful. Each kept value costs a map entry,
+// a slice element or a box: a body of a million "[]," took 36 times its
+// size to decode before the bound.
+const MaxParameterValues = 4096
 
 // syntaxError is malformed JSON, at a byte offset of the text.
 type syntaxError struct {
@@ -254,6 +265,11 @@ func (s *scanner) token() string {
 func (s *scanner) value(keep bool, depth int) (any, error) {
 	if depth > maxDepth {
 		return nil, s.syntax("nested too deep")
+	}
+	if keep {
+		if s.kept++; s.kept > MaxParameterValues {
+			return nil, fmt.Errorf("parameters: more than %d values in one request", MaxParameterValues)
+		}
 	}
 	switch c := s.peek(); c {
 	case '{':
