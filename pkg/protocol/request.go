@@ -103,8 +103,15 @@ func (s *scanner) tensor() (scannedTensor, error) {
 			t.parsed = false
 			if key(k, "datatype") {
 				w.Datatype, err = s.text("datatype")
-			} else {
-				w.Shape, err = s.int64s("shape")
+				break
+			}
+			var rank int
+			if w.Shape, rank, err = s.int64s("shape", tensor.MaxRank); err == nil && rank > tensor.MaxRank {
+				name := "an input"
+				if w.Name != "" {
+					name = "input " + Clip(w.Name)
+				}
+				err = fmt.Errorf("%s: invalid shape: rank %d, at most %d dimensions", name, rank, tensor.MaxRank)
 			}
 		case key(k, "parameters"):
 			w.Parameters, err = s.parameters()

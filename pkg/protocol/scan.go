@@ -366,16 +366,19 @@ func (s *scanner) parameters() (Parameters, error) {
 	return m, nil
 }
 
-// int64s reads an array of integers (or null), such as a shape.
-func (s *scanner) int64s(field string) ([]int64, error) {
+// int64s reads an array of integers (or null), such as a shape: the first
+// limit of them, and n, how many it holds. Those past limit are checked
+// but not kept, so that a shape of a million dimensions costs nothing
+// before it is refused.
+func (s *scanner) int64s(field string, limit int) (ints []int64, n int, err error) {
 	if s.null() {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if s.mem.ints == nil {
 		s.mem.ints = make([]int64, 0, 8) // an empty shape is not a missing one
 	}
 	start := len(s.mem.ints)
-	err := s.array(func() error {
+	err = s.array(func() error {
 		at := s.i
 		tok := s.token()
 		if _, ok := parseNumber(tok); !ok {
@@ -386,11 +389,13 @@ func (s *scanner) int64s(field string) ([]int64, error) {
 		if err != nil {
 			return fmt.Errorf("%s: %s is not a 64-bit integer", field, Clip(tok))
 		}
-		s.mem.ints = append(s.mem.ints, v)
+		if n++; n <= limit {
+			s.mem.ints = append(s.mem.ints, v)
+		}
 		return nil
 	})
-	ints := s.mem.ints // the arena: a shape in it is capped, so that appending to it copies
-	return ints[start:len(ints):len(ints)], err
+	all := s.mem.ints // the arena: a shape in it is capped, so that appending to it copies
+	return all[start:len(all):len(all)], n, err
 }
 
 // errSyntax reports whether err is malformed JSON rather than a bad value.
