@@ -107,12 +107,20 @@ func DecodeJSON(body io.Reader, v any) error {
 // sampling settings in parameters. Any other key is refused: a sampling
 // setting put at the top level would otherwise be dropped without a word.
 type tritonGenerate struct {
-	ID         string         `json:"id"`
-	TextInput  string         `json:"text_input"`
-	MaxTokens  int            `json:"max_tokens"`
-	Stream     bool           `json:"stream"`
-	Parameters map[string]any `json:"parameters"`
+	ID         string          `json:"id"`
+	TextInput  string          `json:"text_input"`
+	MaxTokens  int             `json:"max_tokens"`
+	Stream     bool            `json:"stream"`
+	Parameters json.RawMessage `json:"parameters"` // counted, then decoded by params
 }
+
+// Bounds on a generate request's parameters, counted before they are
+// decoded: decoding makes a map entry or a slice element for every few
+// bytes of body (a million empty lists took 19 times their size).
+const (
+	maxGenerateParameters = 64 // the generator has 7
+	maxParameterElements  = 64 // a list's, such as stop's
+)
 
 // params are the settings of a generate request. A number parameter
 // must be a number, and max_tokens, top_k and seed whole numbers of 64
@@ -121,8 +129,12 @@ type tritonGenerate struct {
 // own.
 func (t tritonGenerate) params() (core.GenParams, error) {
 	p := core.GenParams{Prompt: t.TextInput, MaxTokens: t.MaxTokens}
-	for _, k := range slices.Sorted(maps.Keys(t.Parameters)) { // the first fault named is always the same
-		v := t.Parameters[k]
+	params, err := t.parameters()
+	if err != nil {
+		return p, err
+	}
+	for _, k := range slices.Sorted(maps.Keys(params)) { // the first fault named is always the same
+		v := params[k]
 		var n float64
 		var err error
 		switch k {
@@ -151,6 +163,33 @@ func (t tritonGenerate) params() (core.GenParams, error) {
 		}
 	}
 	return p, nil
+}
+
+// parameters decodes the request's parameters, an object, once counted:
+// its members, and each member's elements when it is a list or object.
+func (t tritonGenerate) parameters() (map[string]any, error) {
+	if len(t.Parameters) == 0 || string(t.Parameters) == "null" {
+		return nil, nil
+	}
+	if n := protocol.JSONLen(t.Parameters); n > maxGenerateParameters {
+		return nil, fmt.Errorf("%w: parameters: %d members, want at most %d", runner.ErrInvalidInput, n, maxGenerateParameters)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(t.Parameters, &raw); err != nil {
+		return nil, fmt.Errorf("%w: parameters: want an object", runner.ErrInvalidInput)
+	}
+	params := make(map[string]any, len(raw))
+	for k, r := range raw {
+		if n := protocol.JSONLen(r); n > maxParameterElements {
+			return nil, fmt.Errorf("%w: parameter %s: %d elements, want at most %d", runner.ErrInvalidInput, protocol.Clip(k), n, maxParameterElements)
+		}
+		var v any
+		if err := json.Unmarshal(r, &v); err != nil {
+			return nil, fmt.Errorf("%w: parameter %s: %v", runner.ErrInvalidInput, protocol.Clip(k), err)
+		}
+		params[k] = v
+	}
+	return params, nil
 }
 
 // numberParam reads parameter k as a number.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/infer-serving/infer/pkg/protocol"
 )
 
 type message struct {
@@ -26,7 +28,7 @@ type part struct {
 // maxMessages they are refused before any is decoded. Fields a message
 // does not have are refused by name, as the body's are.
 func messages(raw json.RawMessage) ([]message, error) {
-	if n := listLen(raw); n > maxMessages {
+	if n := protocol.JSONLen(raw); n > maxMessages {
 		return nil, bad("messages: %d messages, want at most %d", n, maxMessages)
 	}
 	var msgs []message
@@ -84,7 +86,7 @@ func content(raw json.RawMessage, i int) (string, error) {
 	if json.Unmarshal(raw, &s) == nil {
 		return s, nil
 	}
-	if n := listLen(raw); n > maxParts {
+	if n := protocol.JSONLen(raw); n > maxParts {
 		return "", bad("messages[%d].content: %d parts, want at most %d", i, n, maxParts)
 	}
 	var parts []json.RawMessage

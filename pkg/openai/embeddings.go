@@ -12,6 +12,7 @@ import (
 
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/httpapi"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 	"github.com/infer-serving/infer/pkg/tensor"
 )
@@ -27,7 +28,7 @@ type embeddingsRequest struct {
 // texts reads the input: a string or a list of strings. Token ids are
 // refused: an embedder here takes text, through its own tokenizer.
 func (e embeddingsRequest) texts() ([]string, error) {
-	if n := listLen(e.Input); n > maxEmbeddingInputs { // before any is decoded
+	if n := protocol.JSONLen(e.Input); n > maxEmbeddingInputs { // before any is decoded
 		return nil, bad("input: %d inputs, want at most %d", n, maxEmbeddingInputs)
 	}
 	var ids []json.Number

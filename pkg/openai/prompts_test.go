@@ -28,21 +28,9 @@ func TestTooManyPromptsAreRefusedBeforeTheyAreBuilt(t *testing.T) {
 	}
 }
 
-// listLen counts a list's elements without decoding them, commas inside
-// strings and nested values aside.
-func TestListLenCountsTopLevelElements(t *testing.T) {
-	for raw, want := range map[string]int{
-		`[]`: 0, ` [ ] `: 0, `"a,b"`: 0, `7`: 0, `["a"]`: 1,
-		`["a,b", [1,2], {"k":"],\""}, "\\\"", 3]`: 5,
-	} {
-		if got := listLen(json.RawMessage(raw)); got != want {
-			t.Errorf("listLen(%s) = %d, want %d", raw, got, want)
-		}
-	}
-}
-
-// A chat request's messages, a message's content parts and an embeddings
-// input list are counted before any is decoded: past their bounds they
+// A chat request's messages, a message's content parts, an embeddings
+// input list, logit_bias and modalities are counted before any is decoded
+// (metadata, refused unless empty, is never decoded): past their bounds they
 // are refused with no more allocated than a few copies of the body's
 // bytes (the request's raw fields, the decoder's buffer). Decoded whole,
 // a list of empty messages took about 60 times its size, of parts 17.
@@ -60,6 +48,12 @@ func TestLongListsAreRefusedBeforeTheyAreDecoded(t *testing.T) {
 			func(o request) error { _, err := chatPrompt(o.Messages); return err }},
 		{"embeddings input", `{"input":` + list(`""`, 100_000) + `}`, "input: 100000 inputs, want at most 2048",
 			func(o request) error { _, err := embeddingsRequest{Input: o.Prompt}.texts(); return err }},
+		{"logit_bias", `{"logit_bias":{` + strings.TrimPrefix(strings.Repeat(`,"1":0`, 100_000), ",") + `}}`, "logit_bias: 100000 entries, want at most 1024",
+			func(o request) error { _, err := logitBias(o.LogitBias); return err }},
+		{"modalities", `{"modalities":` + list(`""`, 100_000) + `}`, `: only ["text"]`,
+			func(o request) error { return o.refused(true) }},
+		{"metadata", `{"metadata":{` + strings.TrimPrefix(strings.Repeat(`,"k":""`, 100_000), ",") + `}}`, "metadata: this server keeps no completions to tag",
+			func(o request) error { return o.refused(true) }},
 	} {
 		body := strings.Replace(tc.body, `"input"`, `"prompt"`, 1) // request's field for a raw list
 		var err error

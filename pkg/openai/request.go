@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/infer-serving/infer/pkg/generate"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -16,7 +17,7 @@ const (
 	maxPrompt = 64 // prompts in one completions request
 	// maxMessages bounds a chat request's messages, and maxParts one
 	// message's content parts: OpenAI documents neither; each is counted
-	// (listLen) before any is decoded, since decoding makes a struct of
+	// (protocol.JSONLen) before any is decoded, since decoding makes a struct of
 	// about 100 bytes for every 3 bytes of "{}," (a body of empty
 	// messages took about 20 times its size).
 	maxMessages = 4096
@@ -24,6 +25,9 @@ const (
 	// maxEmbeddingInputs bounds an embeddings input list, as OpenAI's
 	// API reference does ("any array must be 2048 dimensions or less").
 	maxEmbeddingInputs = 2048
+	// maxLogitBias bounds logit_bias's entries (a bound of this
+	// server's: OpenAI documents none), counted before it is decoded.
+	maxLogitBias = 1024
 	// maxSequences bounds the sequences one request generates (its
 	// prompts times best_of, or n): as many as n alone allows. 64 prompts
 	// of n 128 would queue 8,192 sequences, hours of a small generator's
@@ -44,22 +48,22 @@ type request struct {
 	Echo     bool            `json:"echo"`
 	BestOf   *int            `json:"best_of"`
 
-	MaxTokens   *int               `json:"max_tokens"`
-	MaxCompl    *int               `json:"max_completion_tokens"`
-	Temperature *float64           `json:"temperature"`
-	TopP        *float64           `json:"top_p"`
-	TopK        *int               `json:"top_k"` // vLLM's and Ollama's extension
-	N           *int               `json:"n"`
-	Seed        *int64             `json:"seed"`
-	Stop        json.RawMessage    `json:"stop"`
-	Stream      bool               `json:"stream"`
-	StreamOpts  *streamOptions     `json:"stream_options"`
-	Logprobs    json.RawMessage    `json:"logprobs"` // completions: an int; chat: a bool
-	TopLogprobs *int               `json:"top_logprobs"`
-	LogitBias   map[string]float32 `json:"logit_bias"`
-	Presence    *float64           `json:"presence_penalty"`
-	Frequency   *float64           `json:"frequency_penalty"`
-	User        string             `json:"user"`
+	MaxTokens   *int            `json:"max_tokens"`
+	MaxCompl    *int            `json:"max_completion_tokens"`
+	Temperature *float64        `json:"temperature"`
+	TopP        *float64        `json:"top_p"`
+	TopK        *int            `json:"top_k"` // vLLM's and Ollama's extension
+	N           *int            `json:"n"`
+	Seed        *int64          `json:"seed"`
+	Stop        json.RawMessage `json:"stop"`
+	Stream      bool            `json:"stream"`
+	StreamOpts  *streamOptions  `json:"stream_options"`
+	Logprobs    json.RawMessage `json:"logprobs"` // completions: an int; chat: a bool
+	TopLogprobs *int            `json:"top_logprobs"`
+	LogitBias   json.RawMessage `json:"logit_bias"` // token id: bias, counted before it is decoded
+	Presence    *float64        `json:"presence_penalty"`
+	Frequency   *float64        `json:"frequency_penalty"`
+	User        string          `json:"user"`
 
 	ResponseFormat    *struct{ Type string } `json:"response_format"`
 	Tools             json.RawMessage        `json:"tools"`
@@ -68,9 +72,9 @@ type request struct {
 	Functions         json.RawMessage        `json:"functions"`
 	FunctionCall      json.RawMessage        `json:"function_call"`
 	Store             *bool                  `json:"store"`
-	Metadata          map[string]string      `json:"metadata"`
+	Metadata          json.RawMessage        `json:"metadata"` // refused unless empty: never decoded
 	ServiceTier       *string                `json:"service_tier"`
-	Modalities        []string               `json:"modalities"`
+	Modalities        json.RawMessage        `json:"modalities"`
 	Audio             json.RawMessage        `json:"audio"`
 	Prediction        json.RawMessage        `json:"prediction"`
 	ReasoningEffort   *string                `json:"reasoning_effort"`
@@ -124,12 +128,12 @@ func (o request) refused(chat bool) error {
 		return bad("suffix: the models served here do not fill in the middle")
 	case o.Store != nil && *o.Store:
 		return bad("store: this server keeps no completions")
-	case len(o.Metadata) > 0:
+	case set(o.Metadata) && string(bytes.TrimSpace(o.Metadata)) != "{}":
 		return bad("metadata: this server keeps no completions to tag")
 	case o.ServiceTier != nil && *o.ServiceTier != "auto" && *o.ServiceTier != "default":
 		return bad("service_tier %q: this server has one tier (\"auto\" or \"default\")", *o.ServiceTier)
-	case len(o.Modalities) > 0 && !(len(o.Modalities) == 1 && o.Modalities[0] == "text"):
-		return bad("modalities %v: only [\"text\"]", o.Modalities)
+	case set(o.Modalities) && !textOnly(o.Modalities):
+		return bad("modalities %s: only [\"text\"]", protocol.Clip(string(o.Modalities)))
 	case set(o.Audio):
 		return bad("audio: the models served here make text only")
 	case set(o.Prediction):
@@ -212,7 +216,11 @@ func (o request) plan(chat bool) (plan, error) {
 	if o.Frequency != nil {
 		p.FrequencyPenalty = *o.Frequency
 	}
-	for k, v := range o.LogitBias {
+	biases, err := logitBias(o.LogitBias)
+	if err != nil {
+		return pl, err
+	}
+	for k, v := range biases {
 		var id int64
 		if _, err := fmt.Sscan(k, &id); err != nil || fmt.Sprint(id) != k {
 			return pl, bad("logit_bias: key %q, want a token id", k)
@@ -308,53 +316,13 @@ func (o request) logprobs(chat bool, p *generate.Params) error {
 	return nil
 }
 
-// listLen counts the elements of raw, valid JSON, when it is a list (0
-// otherwise), without decoding them: a scan of its bytes that allocates
-// nothing, where json.Decoder skipping each element allocated about 88
-// bytes for every one.
-func listLen(raw json.RawMessage) int {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) < 2 || raw[0] != '[' {
-		return 0
-	}
-	n, depth, inString, escaped, empty := 1, 0, false, false, true
-	for _, c := range raw[1 : len(raw)-1] {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			depth++
-		case c == ']' || c == '}':
-			depth--
-		case c == ',' && depth == 0:
-			n++
-		}
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			empty = false
-		}
-	}
-	if empty {
-		return 0
-	}
-	return n
-}
-
 // prompts reads a completions prompt: a string, a list of strings, a list
 // of token ids, or a list of lists of token ids; each becomes one p.
 func prompts(raw json.RawMessage, p generate.Params) ([]generate.Params, error) {
 	if !set(raw) {
 		return nil, bad("prompt: want a string, a list of strings, or token ids")
 	}
-	if n := listLen(raw); n > maxPrompt { // before any list is decoded
+	if n := protocol.JSONLen(raw); n > maxPrompt { // before any list is decoded
 		return nil, bad("prompt: %d prompts, want at most %d", n, maxPrompt)
 	}
 	var out []generate.Params
@@ -409,4 +377,28 @@ func stringOrList(raw json.RawMessage, field string) ([]string, error) {
 		return nil, bad("%s: want a string or a list of strings", field)
 	}
 	return many, nil
+}
+
+// logitBias decodes logit_bias, an object of token ids to biases, once
+// its entries are counted: past maxLogitBias it is refused undecoded (a
+// map entry for every 8 bytes of body took 12 times its size).
+func logitBias(raw json.RawMessage) (map[string]float32, error) {
+	if !set(raw) {
+		return nil, nil
+	}
+	if n := protocol.JSONLen(raw); n > maxLogitBias {
+		return nil, bad("logit_bias: %d entries, want at most %d", n, maxLogitBias)
+	}
+	var m map[string]float32
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, bad("logit_bias: want an object of token ids to numbers")
+	}
+	return m, nil
+}
+
+// textOnly reports whether modalities, a list counted before it is
+// decoded, is ["text"].
+func textOnly(modalities json.RawMessage) bool {
+	var m []string
+	return protocol.JSONLen(modalities) == 1 && json.Unmarshal(modalities, &m) == nil && len(m) == 1 && m[0] == "text"
 }
