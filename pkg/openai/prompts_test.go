@@ -52,6 +52,10 @@ func TestLongListsAreRefusedBeforeTheyAreDecoded(t *testing.T) {
 			func(o request) error { _, err := logitBias(o.LogitBias); return err }},
 		{"modalities", `{"modalities":` + list(`""`, 100_000) + `}`, `: only ["text"]`,
 			func(o request) error { return o.refused(true) }},
+		{"stop", `{"prompt":"hi","stop":` + list(`""`, 100_000) + `}`, "stop: 100000 sequences, want at most 4",
+			func(o request) error { _, err := o.plan(false); return err }},
+		{"token ids", `{"prompt":[` + list(`1`, 1<<20+1) + `]}`, "prompt: over 1048576 token ids",
+			func(o request) error { _, err := prompts(o.Prompt, generate.Params{}); return err }},
 		{"metadata", `{"metadata":{` + strings.TrimPrefix(strings.Repeat(`,"k":""`, 100_000), ",") + `}}`, "metadata: this server keeps no completions to tag",
 			func(o request) error { return o.refused(true) }},
 	} {
@@ -70,5 +74,15 @@ func TestLongListsAreRefusedBeforeTheyAreDecoded(t *testing.T) {
 		if grew := after.TotalAlloc - before.TotalAlloc; grew > 8*uint64(len(body)) {
 			t.Errorf("%s (%d bytes): %d bytes allocated to refuse it", tc.name, len(body), grew)
 		}
+	}
+}
+
+// A flat list of token ids is one prompt, however long: its ids are not
+// counted as prompts (65 ids were refused as "65 prompts").
+func TestTokenIDsAreOnePrompt(t *testing.T) {
+	ids := "[" + strings.TrimSuffix(strings.Repeat("7,", 65), ",") + "]"
+	ps, err := prompts(json.RawMessage(ids), generate.Params{})
+	if err != nil || len(ps) != 1 || len(ps[0].PromptIDs) != 65 {
+		t.Fatalf("65 token ids: %d prompts, %v", len(ps), err)
 	}
 }

@@ -25,6 +25,9 @@ const (
 	// maxEmbeddingInputs bounds an embeddings input list, as OpenAI's
 	// API reference does ("any array must be 2048 dimensions or less").
 	maxEmbeddingInputs = 2048
+	// maxPromptIDs bounds a completions prompt's token ids, over all its
+	// prompts (a bound of this server's, far past any context here).
+	maxPromptIDs = 1 << 20
 	// maxLogitBias bounds logit_bias's entries (a bound of this
 	// server's: OpenAI documents none), counted before it is decoded.
 	maxLogitBias = 1024
@@ -230,6 +233,9 @@ func (o request) plan(chat bool) (plan, error) {
 		}
 		p.LogitBias[id] = v
 	}
+	if n := protocol.JSONLen(o.Stop); n > generate.MaxStops { // before it is decoded
+		return pl, bad("stop: %d sequences, want at most %d", n, generate.MaxStops)
+	}
 	stop, err := stringOrList(o.Stop, "stop")
 	if err != nil {
 		return pl, err
@@ -322,8 +328,15 @@ func prompts(raw json.RawMessage, p generate.Params) ([]generate.Params, error) 
 	if !set(raw) {
 		return nil, bad("prompt: want a string, a list of strings, or token ids")
 	}
-	if n := protocol.JSONLen(raw); n > maxPrompt { // before any list is decoded
+	// Before any list is decoded: a list of strings or of id lists is
+	// that many prompts; a list of numbers is one prompt's token ids. Ids
+	// are bounded by the commas that could part them (each decodes to 8
+	// bytes from 2).
+	switch n, first := protocol.JSONLen(raw), firstElement(raw); {
+	case first != '-' && (first < '0' || first > '9') && n > maxPrompt:
 		return nil, bad("prompt: %d prompts, want at most %d", n, maxPrompt)
+	case first != '"' && bytes.Count(raw, []byte(",")) >= maxPromptIDs:
+		return nil, bad("prompt: over %d token ids, want at most %d", maxPromptIDs, maxPromptIDs)
 	}
 	var out []generate.Params
 	add := func(text string, ids []int64) {
@@ -401,4 +414,17 @@ func logitBias(raw json.RawMessage) (map[string]float32, error) {
 func textOnly(modalities json.RawMessage) bool {
 	var m []string
 	return protocol.JSONLen(modalities) == 1 && json.Unmarshal(modalities, &m) == nil && len(m) == 1 && m[0] == "text"
+}
+
+// firstElement is the first byte of raw's first element when raw is a
+// list (0 otherwise, or for an empty list).
+func firstElement(raw json.RawMessage) byte {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '[' {
+		return 0
+	}
+	if rest := bytes.TrimSpace(raw[1:]); len(rest) > 0 && rest[0] != ']' {
+		return rest[0]
+	}
+	return 0
 }

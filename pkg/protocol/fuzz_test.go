@@ -215,6 +215,12 @@ func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if nesting(body) > maxDepth {
+			return // encoding/json nests to 10,000; the scanner refuses past maxDepth
+		}
+		if string(bytes.TrimSpace(body)) == "null" {
+			return // encoding/json leaves its value as it is; a request must be an object
+		}
 		want, wantErr := referenceDecode(body, -1)
 		got, err := DecodeRequest(body, -1)
 		if (err != nil) != (wantErr != nil) {
@@ -233,4 +239,31 @@ func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// nesting is the deepest nesting of arrays and objects in body, strings
+// aside.
+func nesting(body []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range body {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
 }

@@ -105,6 +105,12 @@ func (s *scanner) tensor() (scannedTensor, error) {
 				w.Datatype, err = s.text("datatype")
 				break
 			}
+			if n := len(w.Shape); n > 0 && len(s.mem.ints) >= n {
+				// A shape given again replaces the last, at the end of
+				// the arena: reuse its room, or a body of shapes given
+				// over and over grows the arena by each.
+				s.mem.ints = s.mem.ints[:len(s.mem.ints)-n]
+			}
 			var rank int
 			if w.Shape, rank, err = s.int64s("shape", tensor.MaxRank); err == nil && rank > tensor.MaxRank {
 				name := "an input"
@@ -117,6 +123,7 @@ func (s *scanner) tensor() (scannedTensor, error) {
 			w.Parameters, err = s.parameters()
 		case key(k, "data"):
 			start := s.i
+			again := t.data[:0] // the room a "data" given before made, reused
 			t.parsed, t.data, t.count = false, nil, 0
 			if s.null() {
 				w.Data = nil
@@ -130,9 +137,15 @@ func (s *scanner) tensor() (scannedTensor, error) {
 				var dst []byte
 				if dt != tensor.Bytes {
 					// Room for the declared elements, but never for more
-					// than the rest of the text can spell: the shape is
-					// only a claim.
-					dst = s.mem.buffer(min(n, maxJSONElements(len(s.b)-s.i)) * int64(dt.Size()))
+					// than the rest of the text can spell (the shape is
+					// only a claim), nor past maxDataRoom made ahead: the
+					// rest of the text may be anything, and a "data" given
+					// again makes room again. Past it the data grows as it
+					// is read.
+					dst = again
+					if cap(dst) == 0 {
+						dst = s.mem.buffer(min(min(n, maxJSONElements(len(s.b)-s.i))*int64(dt.Size()), maxDataRoom))
+					}
 				}
 				t.data, t.count, err = s.data(dst, dt)
 				if err != nil && !errSyntax(err) {

@@ -11,8 +11,15 @@ import (
 )
 
 // maxDepth bounds the nesting of the JSON values a scanner skips or
-// keeps, as encoding/json bounds it.
-const maxDepth = 10000
+// keeps. No value of the protocol nests deeper than a tensor's rank (64)
+// and a few levels more; each level is a frame of the scanner's
+// recursion, and at encoding/json's 10,000 a body of 23 KB held 11.6 MB
+// of stack.
+const maxDepth = 256
+
+// maxDataRoom bounds the room made ahead for a tensor's JSON data, in
+// bytes; data past it grows as it is read.
+const maxDataRoom = 1 << 20
 
 // scanner reads one JSON text front to back in a single pass: the request
 // decoder walks the header with it and parses tensor data straight into
@@ -358,6 +365,9 @@ func (s *scanner) parameters() (Parameters, error) {
 	}
 	if s.peek() != '{' {
 		return nil, s.syntax("parameters: want an object, found %s", s.describe())
+	}
+	if s.kept++; s.kept > MaxParameterValues { // the object itself, a map made
+		return nil, fmt.Errorf("parameters: more than %d values in one request", MaxParameterValues)
 	}
 	m := s.mem.parametersMap()
 	if err := s.members(m, 0); err != nil {
