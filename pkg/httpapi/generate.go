@@ -174,6 +174,9 @@ func (t tritonGenerate) parameters() (map[string]any, error) {
 	if n := protocol.JSONLen(t.Parameters); n > maxGenerateParameters {
 		return nil, fmt.Errorf("%w: parameters: %d members, want at most %d", runner.ErrInvalidInput, n, maxGenerateParameters)
 	}
+	if d := protocol.JSONDepth(t.Parameters); d > 2 { // an object of numbers, strings and lists of strings (stop)
+		return nil, fmt.Errorf("%w: parameters: nested %d deep, want numbers, strings or lists of strings", runner.ErrInvalidInput, d)
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(t.Parameters, &raw); err != nil {
 		return nil, fmt.Errorf("%w: parameters: want an object", runner.ErrInvalidInput)

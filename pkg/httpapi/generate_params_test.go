@@ -16,6 +16,7 @@ import (
 func TestGenerateParametersAreCountedFirst(t *testing.T) {
 	for _, tc := range []struct{ name, params, want string }{
 		{"members", "{" + strings.TrimPrefix(strings.Repeat(`,"k":[]`, 1<<20), ",") + "}", "parameters: 1048576 members, want at most 64"},
+		{"nesting", `{"stop":` + strings.Repeat("[", 9000) + strings.Repeat("]", 9000) + "}", `parameters: nested 9001 deep, want numbers, strings or lists of strings`},
 		{"a list's elements", `{"stop":[` + strings.TrimPrefix(strings.Repeat(`,""`, 1<<20), ",") + "]}", `parameter "stop": 1048576 elements, want at most 64`},
 	} {
 		var err error

@@ -215,7 +215,7 @@ func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if nesting(body) > maxDepth {
+		if JSONDepth(body) > maxDepth {
 			return // encoding/json nests to 10,000; the scanner refuses past maxDepth
 		}
 		if string(bytes.TrimSpace(body)) == "null" {
@@ -239,31 +239,4 @@ func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
 			}
 		}
 	})
-}
-
-// nesting is the deepest nesting of arrays and objects in body, strings
-// aside.
-func nesting(body []byte) int {
-	depth, deepest, inString, escaped := 0, 0, false, false
-	for _, c := range body {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
-	return deepest
 }

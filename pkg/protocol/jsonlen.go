@@ -44,3 +44,31 @@ func JSONLen(raw []byte) int {
 	}
 	return n
 }
+
+// JSONDepth is the deepest nesting of arrays and objects in raw, strings
+// aside (0 for a scalar): a front end bounds it before a decoder recurses
+// into it, each level a frame of its stack.
+func JSONDepth(raw []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range raw {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}

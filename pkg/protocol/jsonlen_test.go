@@ -15,3 +15,12 @@ func TestJSONLenCountsTopLevelElements(t *testing.T) {
 		}
 	}
 }
+
+// JSONDepth is the deepest nesting, brackets inside strings aside.
+func TestJSONDepth(t *testing.T) {
+	for raw, want := range map[string]int{`7`: 0, `"[[["`: 0, `[]`: 1, `{"a":[1,{"b":[]}]}`: 4, `["]\"[", [[]]]`: 3} {
+		if got := JSONDepth([]byte(raw)); got != want {
+			t.Errorf("JSONDepth(%s) = %d, want %d", raw, got, want)
+		}
+	}
+}
