@@ -1,7 +1,5 @@
 package protocol
 
-import "bytes"
-
 // JSONLen counts the elements of raw, valid JSON, when it is an array, or
 // its members when it is an object (0 for any other value), without
 // decoding them: a scan of its bytes that allocates nothing. A front end
@@ -10,36 +8,26 @@ import "bytes"
 // bytes that spelled it ("[]," is 3 bytes, an empty []any 24), where
 // json.Decoder skipping each element allocates about 88 bytes apiece.
 func JSONLen(raw []byte) int {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) < 2 || raw[0] != '[' && raw[0] != '{' {
-		return 0
-	}
-	n, depth, inString, escaped, empty := 1, 0, false, false, true
-	for _, c := range raw[1 : len(raw)-1] {
+	n, depth, empty, open := 1, 0, true, byte(0)
+	structure(raw, func(c byte) {
 		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
+		case open == 0: // the first byte that is not a space
+			open = c
+			depth = 1
+			return
 		case c == '[' || c == '{':
 			depth++
 		case c == ']' || c == '}':
 			depth--
-		case c == ',' && depth == 0:
+			if depth == 0 {
+				return // the list's own end
+			}
+		case c == ',' && depth == 1:
 			n++
 		}
-		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			empty = false
-		}
-	}
-	if empty {
+		empty = false
+	})
+	if open != '[' && open != '{' || empty {
 		return 0
 	}
 	return n
@@ -49,7 +37,24 @@ func JSONLen(raw []byte) int {
 // aside (0 for a scalar): a front end bounds it before a decoder recurses
 // into it, each level a frame of its stack.
 func JSONDepth(raw []byte) int {
-	depth, deepest, inString, escaped := 0, 0, false, false
+	depth, deepest := 0, 0
+	structure(raw, func(c byte) {
+		switch c {
+		case '[', '{':
+			depth++
+			deepest = max(deepest, depth)
+		case ']', '}':
+			depth--
+		}
+	})
+	return deepest
+}
+
+// structure calls fn with each byte of raw, JSON text, that is not a
+// space and not within a string (a string's opening quote included, so
+// that fn sees every value begin).
+func structure(raw []byte, fn func(c byte)) {
+	inString, escaped := false, false
 	for _, c := range raw {
 		switch {
 		case inString:
@@ -61,14 +66,10 @@ func JSONDepth(raw []byte) int {
 			case c == '"':
 				inString = false
 			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		default:
+			inString = c == '"'
+			fn(c)
 		}
 	}
-	return deepest
 }

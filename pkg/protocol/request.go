@@ -139,9 +139,9 @@ func (s *scanner) tensor() (scannedTensor, error) {
 					// Room for the declared elements, but never for more
 					// than the rest of the text can spell (the shape is
 					// only a claim), nor past maxDataRoom made ahead: the
-					// rest of the text may be anything, and a "data" given
-					// again makes room again. Past it the data grows as it
-					// is read.
+					// rest of the text may be anything. A "data" given
+					// again reuses the room the last one made. Past it the
+					// data grows as it is read.
 					dst = again
 					if cap(dst) == 0 {
 						dst = s.mem.buffer(min(min(n, maxJSONElements(len(s.b)-s.i))*int64(dt.Size()), maxDataRoom))
