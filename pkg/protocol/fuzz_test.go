@@ -211,6 +211,7 @@ func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["1"]}]}`,
 		`{"inputs":[{"name":"x","shape":[1.5],"datatype":"FP32","data":[1]}]}`,
 		`{"id":7,"inputs":[]}`,
+		"{\"id\":\"\xff\xc3(\",\"inputs\":[{\"name\":\"\xe2\x82x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
 	} {
 		f.Add([]byte(s))
 	}
