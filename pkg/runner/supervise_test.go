@@ -173,14 +173,20 @@ func TestGivingUpStopsTheOtherInstancesHosts(t *testing.T) {
 // cannot finish first; one that answered in the microseconds before the
 // stop is tried again with a fresh version.
 func TestGivingUpStopsAHostStillLoading(t *testing.T) {
-	for attempt := 1; ; attempt++ {
-		if giveUpDuringLoad(t) {
+	untilFrozenInTime(t, giveUpDuringLoad)
+}
+
+// untilFrozenInTime runs try, a test on a load frozen with SIGSTOP, until
+// it caught a load before it finished (try reports false when the load
+// had answered in the microseconds before the stop), at most 3 times.
+func untilFrozenInTime(t *testing.T, try func(*testing.T) bool) {
+	t.Helper()
+	for range 3 {
+		if try(t) {
 			return
 		}
-		if attempt == 3 {
-			t.Fatal("each of 3 loads finished before it was stopped")
-		}
 	}
+	t.Fatal("each of 3 loads finished before it was stopped")
 }
 
 // giveUpDuringLoad is one try of TestGivingUpStopsAHostStillLoading:
@@ -237,14 +243,7 @@ func freezeALoad(t *testing.T, h *host) *modelhost.Process {
 func TestCloseStopsAHostStillLoading(t *testing.T) {
 	defer func(g time.Duration) { closeGrace = g }(closeGrace)
 	closeGrace = 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		if closeDuringLoad(t) {
-			return
-		}
-		if attempt == 3 {
-			t.Fatal("each of 3 loads finished before it was stopped")
-		}
-	}
+	untilFrozenInTime(t, closeDuringLoad)
 }
 
 // closeDuringLoad is one try of TestCloseStopsAHostStillLoading: false
