@@ -78,11 +78,18 @@ func TestLongListsAreRefusedBeforeTheyAreDecoded(t *testing.T) {
 }
 
 // A flat list of token ids is one prompt, however long: its ids are not
-// counted as prompts (65 ids were refused as "65 prompts").
+// counted as prompts (65 ids were refused as "65 prompts"); nor is a
+// text's comma counted as a token id.
 func TestTokenIDsAreOnePrompt(t *testing.T) {
 	ids := "[" + strings.TrimSuffix(strings.Repeat("7,", 65), ",") + "]"
 	ps, err := prompts(json.RawMessage(ids), generate.Params{})
 	if err != nil || len(ps) != 1 || len(ps[0].PromptIDs) != 65 {
 		t.Fatalf("65 token ids: %d prompts, %v", len(ps), err)
+	}
+	// A text's commas are no token ids: a prompt of more commas than the
+	// ids' bound is one prompt too.
+	text := `"` + strings.Repeat(",", 1<<20+1) + `"`
+	if ps, err := prompts(json.RawMessage(text), generate.Params{}); err != nil || len(ps) != 1 {
+		t.Fatalf("a text of commas: %d prompts, %v", len(ps), err)
 	}
 }

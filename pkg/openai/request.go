@@ -332,10 +332,12 @@ func prompts(raw json.RawMessage, p generate.Params) ([]generate.Params, error) 
 	// that many prompts; a list of numbers is one prompt's token ids. Ids
 	// are bounded by the commas that could part them (each decodes to 8
 	// bytes from 2).
-	switch n, first := protocol.JSONLen(raw), firstElement(raw); {
-	case first != '-' && (first < '0' || first > '9') && n > maxPrompt:
+	first := firstElement(raw)
+	flat := first == '-' || first >= '0' && first <= '9' // one prompt's token ids
+	switch n := protocol.JSONLen(raw); {
+	case !flat && n > maxPrompt:
 		return nil, bad("prompt: %d prompts, want at most %d", n, maxPrompt)
-	case first != '"' && bytes.Count(raw, []byte(",")) >= maxPromptIDs:
+	case (flat || first == '[') && bytes.Count(raw, []byte(",")) >= maxPromptIDs:
 		return nil, bad("prompt: over %d token ids, want at most %d", maxPromptIDs, maxPromptIDs)
 	}
 	var out []generate.Params
