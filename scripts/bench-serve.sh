@@ -13,19 +13,23 @@
 #     infer): per response with wrk and scripts/bench/overhead.lua over
 #     HTTP; over gRPC, the sum of infer bench's server phase p50s other than
 #     infer (admission, queue, cache, preprocess, postprocess).
-# Each server runs alone, pinned with its model hosts to SERVER_CPU, the
+# The servers, with their model hosts, are pinned to SERVER_CPU and the
 # generator to CLIENT_CPU, both at nice -10 (when allowed), so that neither
-# takes the other's core. Count no figure whose wrk line says "Non-2xx".
+# takes the other's core. They all run at once, and each round measures
+# the six in a row (infer serve then its baseline, for each protocol); the
+# ratios printed are the medians of the rounds'. A figure of 0 means wrk
+# saw an answer that was not 2xx, printed above it.
 #
 # Usage: scripts/bench-serve.sh
 # Environment:
 #   DURATION     each measurement (default 5s); CONNS connections (default 64)
+#   ROUNDS       rounds of the six measurements (default 3)
 #   BASE         the commit to compare gRPC against (default: the commit the
 #                request-path work branched from, found by its subject, which
 #                outlives a rewritten history where its hash may not)
 #   BASELINES    the shared baselines folder (default ../shared/baselines)
 #   SERVER_CPU, CLIENT_CPU   the cores to pin to (default 0 and 1)
-#   PORT         first of the loopback ports used (default 18600)
+#   PORT         first of the six loopback ports used (default 18600)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
@@ -36,22 +40,19 @@ BASELINES=${BASELINES:-../shared/baselines}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18600}
-HTTP=127.0.0.1:$PORT
-GRPC=127.0.0.1:$((PORT + 1))
+ROUNDS=${ROUNDS:-3}
 INFER_PATH=/v2/models/mlp/infer
 
 git rev-parse --verify --quiet "${BASE:-none}^{commit}" >/dev/null ||
   { echo "bench-serve: no base commit to compare gRPC against (\"$BASE_SUBJECT\" is not in this clone's history); set BASE" >&2; exit 1; }
-for tool in wrk taskset perl curl; do
+for tool in wrk taskset perl curl jq; do
   command -v $tool >/dev/null || { echo "bench-serve: $tool is missing (wrk: apt-get install wrk)" >&2; exit 1; }
 done
 [ -f "$BASELINES/wrk-json.lua" ] || { echo "bench-serve: no $BASELINES/wrk-json.lua; set BASELINES" >&2; exit 1; }
 BASELINES=$(cd "$BASELINES" && pwd)
 
 work=$(mktemp -d)
-server=
-stop() { if [ -n "$server" ]; then kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; server=; fi; }
-trap 'stop; rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT
 prio=-10
 nice -n -10 true 2>/dev/null || prio=0 # not allowed to raise priority: run as is
 on_server() { exec taskset -c "$SERVER_CPU" nice -n "$prio" "$@"; }
@@ -83,22 +84,42 @@ perl -e '
   open(my $l, ">", "$ARGV[0]/header_len") or die; print $l length($h);
 ' "$work"
 HEADER_LEN=$(cat "$work/header_len")
-export HEADER_LEN
 
 ready() { # url: wait up to 60 s for 200
   curl -s -o /dev/null --retry 120 --retry-connrefused --retry-delay 0 --retry-max-time 60 -f "$1" ||
     { echo "bench-serve: $1 never answered" >&2; exit 1; }
 }
-serve() { # binary: infer serve (this build or base) on mlp
-  on_server "$1" serve "$work/models" --onnxruntime-lib "$lib" --host 127.0.0.1 --http-port "$PORT" \
-    --grpc-port "$((PORT + 1))" --metrics-port 0 --admin-port 0 --log-level warn &
-  server=$!
-  ready "http://$HTTP/v2/health/ready"
+# Every server runs at once, each on its own loopback port and all on
+# SERVER_CPU; an idle one takes no CPU. The generators then alternate
+# between them, ROUNDS times, so that each ratio is of two figures taken
+# seconds apart: on a shared machine the rate a core gives drifts by a
+# third over minutes, which a ratio of figures taken minutes apart reads
+# as the server's.
+servers=()
+stop() { for p in "${servers[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done; servers=(); }
+start() { # name port command...: run it on SERVER_CPU, wait for its readiness
+  local name=$1 port=$2
+  shift 2
+  (on_server "$@") &
+  servers+=($!)
+  if [ "$name" = loopback ]; then ready "http://127.0.0.1:$port/"; else ready "http://127.0.0.1:$port/v2/health/ready"; fi
 }
-# wrk_rate script body [conns]: requests/s, or the failure when any answer was not 2xx.
+infer_serve() { # binary port: infer serve (this build or base) on mlp, HTTP on port, gRPC on port+1
+  start infer "$2" "$1" serve "$work/models" --onnxruntime-lib "$lib" --host 127.0.0.1 --http-port "$2" \
+    --grpc-port "$(($2 + 1))" --metrics-port 0 --admin-port 0 --log-level warn
+}
+INFER=$PORT BASE_PORT=$((PORT + 2)) NAIVE=$((PORT + 4)) LOOPBACK=$((PORT + 5))
+infer_serve "$work/infer" "$INFER"
+infer_serve "$work/infer-base" "$BASE_PORT"
+start naive "$NAIVE" "$work/naive" -model "$work/models/mlp/1/model.onnx" -name mlp -port "$NAIVE" -lib "$lib"
+start loopback "$LOOPBACK" "$work/loopback" -addr "127.0.0.1:$LOOPBACK"
+trap 'stop; rm -rf "$work"' EXIT
+
+# wrk_rate script body port [header length]: requests/s, or 0 and the
+# failure when any answer was not 2xx.
 wrk_rate() {
   local out
-  out=$(BODY=$2 on_client wrk -t1 -c"${3:-$CONNS}" -d"$DURATION" -s "$1" "http://$HTTP$INFER_PATH")
+  out=$(on_client env -u HEADER_LEN BODY="$2" ${4:+HEADER_LEN=$4} wrk -t1 -c"$CONNS" -d"$DURATION" -s "$1" "http://127.0.0.1:$3$INFER_PATH")
   if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
     echo "bench-serve: wrk saw errors:" >&2; echo "$out" >&2; echo 0; return
   fi
@@ -106,54 +127,48 @@ wrk_rate() {
 }
 overhead() { # body [header length]: p50 in µs at one connection
   env -u HEADER_LEN BODY="$1" ${2:+HEADER_LEN=$2} taskset -c "$CLIENT_CPU" nice -n "$prio" \
-    wrk -t1 -c1 -d"$DURATION" -s scripts/bench/overhead.lua "http://$HTTP$INFER_PATH" | awk '/^overhead p50 us:/ {print $4}'
+    wrk -t1 -c1 -d"$DURATION" -s scripts/bench/overhead.lua "http://127.0.0.1:$INFER$INFER_PATH" | awk '/^overhead p50 us:/ {print $4}'
 }
-grpc_bench() { # concurrency: infer bench's report, as JSON
-  on_client "$work/infer" bench "$GRPC" --protocol grpc -m mlp -c "$1" --warmup 1s -d "$DURATION" -o json 2>/dev/null
+grpc_bench() { # port concurrency: infer bench's report, as JSON
+  on_client "$work/infer" bench "127.0.0.1:$(($1 + 1))" --protocol grpc -m mlp -c "$2" --warmup 1s -d "$DURATION" -o json 2>/dev/null
 }
-grpc_rate() { grpc_bench "$CONNS" | jq '.achieved_rate // .runs[0].achieved_rate'; }
+grpc_rate() { grpc_bench "$1" "$CONNS" | jq '.achieved_rate // .runs[0].achieved_rate'; }
+json() { wrk_rate "$BASELINES/wrk-json.lua" "$work/req.json" "$1"; }
+binary() { wrk_rate "$BASELINES/wrk-binary.lua" "$work/req.bin" "$1" "$HEADER_LEN"; }
 
-echo "cores: $(nproc); server on CPU $SERVER_CPU, generator on CPU $CLIENT_CPU, nice $prio; $CONNS connections, $DURATION each" >&2
-
-serve "$work/infer"
-unset HEADER_LEN
-json=$(wrk_rate "$BASELINES/wrk-json.lua" "$work/req.json")
-export HEADER_LEN=$(cat "$work/header_len")
-binary=$(wrk_rate "$BASELINES/wrk-binary.lua" "$work/req.bin")
-grpc=$(grpc_rate)
+echo "cores: $(nproc); servers on CPU $SERVER_CPU, generator on CPU $CLIENT_CPU, nice $prio; $CONNS connections, $DURATION each, $ROUNDS rounds" >&2
+rows=()
+for round in $(seq "$ROUNDS"); do
+  j=$(json "$INFER") n=$(json "$NAIVE")
+  b=$(binary "$INFER") l=$(binary "$LOOPBACK")
+  g=$(grpc_rate "$INFER") g0=$(grpc_rate "$BASE_PORT")
+  rows+=("$round $j $n $b $l $g $g0")
+  echo "round $round of $ROUNDS done" >&2
+done
 ovh_json=$(overhead "$work/req.json")
 ovh_binary=$(overhead "$work/req.bin" "$HEADER_LEN")
-ovh_grpc=$(grpc_bench 1 | jq '[(.phases // .runs[0].phases)[] | select(.phase == "admission" or .phase == "queue" or .phase == "cache" or .phase == "preprocess" or .phase == "postprocess") | .p50_ms] | add * 1000')
+ovh_grpc=$(grpc_bench "$INFER" 1 | jq '[(.phases // .runs[0].phases)[] | select(.phase == "admission" or .phase == "queue" or .phase == "cache" or .phase == "preprocess" or .phase == "postprocess") | .p50_ms] | add * 1000')
 stop
 
-serve "$work/infer-base"
-grpc_base=$(grpc_rate)
-stop
-
-on_server "$work/naive" -model "$work/models/mlp/1/model.onnx" -name mlp -port "$PORT" -lib "$lib" &
-server=$!
-ready "http://$HTTP/v2/health/ready"
-unset HEADER_LEN
-naive=$(wrk_rate "$BASELINES/wrk-json.lua" "$work/req.json")
-stop
-
-on_server "$work/loopback" -addr "$HTTP" &
-server=$!
-ready "http://$HTTP/"
-export HEADER_LEN=$(cat "$work/header_len")
-loopback=$(wrk_rate "$BASELINES/wrk-binary.lua" "$work/req.bin")
-stop
-
-printf '\n%-44s %12s\n' "requests/s, $CONNS connections" ""
-printf '%-44s %12.0f\n' "infer serve, JSON (wrk)" "$json" "naive Go server, JSON (wrk)" "$naive" \
-  "infer serve, binary (wrk)" "$binary" "loopback server, same binary body (wrk)" "$loopback" \
-  "infer serve, gRPC (infer bench)" "$grpc" "infer serve at $BASE, gRPC (infer bench)" "$grpc_base"
+printf '\nrequests/s, %s connections, each round the six in a row\n' "$CONNS"
+printf '%-6s %9s %9s %7s %9s %9s %7s %9s %9s %7s\n' round "JSON" "naive Go" ratio binary loopback ratio gRPC "$BASE" ratio
+printf '%s\n' "${rows[@]}" | awk '{
+  printf "%-6s %9.0f %9.0f %6.2fx %9.0f %9.0f %6.1f%% %9.0f %9.0f %6.2fx\n", $1, $2, $3, $2 / $3, $4, $5, 100 * $4 / $5, $6, $7, $6 / $7
+}'
 printf '\n%-44s %12s\n' "server overhead p50 at one client, µs" ""
 printf '%-44s %12.1f\n' "binary" "$ovh_binary" "JSON" "$ovh_json" "gRPC" "$ovh_grpc"
-awk -v j="$json" -v n="$naive" -v b="$binary" -v l="$loopback" -v g="$grpc" -v g0="$grpc_base" \
-  -v ob="$ovh_binary" -v oj="$ovh_json" -v og="$ovh_grpc" 'BEGIN {
-  printf "\nJSON / naive Go:            %5.2fx  (target 3x)\n", j / n
-  printf "binary / loopback:          %5.1f%%  (target 50%%)\n", 100 * b / l
-  printf "gRPC / the build before:    %5.2fx  (target 1.5x)\n", g / g0
-  printf "overhead p50 binary, JSON, gRPC: %.1f, %.1f, %.1f us  (targets 20, 40, 15)\n", ob, oj, og
-}'
+# The medians of the rounds' ratios (the middle one, or the mean of the
+# two middle ones).
+printf '%s\n' "${rows[@]}" | awk -v ob="$ovh_binary" -v oj="$ovh_json" -v og="$ovh_grpc" '
+  function median(a, n,   i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  { n++; j[n] = $2 / $3; b[n] = $4 / $5; g[n] = $6 / $7 }
+  END {
+    printf "\nmedians of %d rounds\n", n
+    printf "JSON / naive Go:            %5.2fx  (target 3x)\n", median(j, n)
+    printf "binary / loopback:          %5.1f%%  (target 50%%)\n", 100 * median(b, n)
+    printf "gRPC / the build before:    %5.2fx  (target 1.5x)\n", median(g, n)
+    printf "overhead p50 binary, JSON, gRPC: %.1f, %.1f, %.1f us  (targets 20, 40, 15)\n", ob, oj, og
+  }'
