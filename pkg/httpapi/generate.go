@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	"net/http"
@@ -75,31 +73,6 @@ func (e *SSE) Send(v any) error {
 		return err
 	}
 	return e.rc.Flush()
-}
-
-// errEmptyBody is DecodeJSON's error for a body with no JSON value.
-var errEmptyBody = fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
-
-// DecodeBody reads r's JSON body into v, within limit bytes; errors wrap
-// runner.ErrInvalidInput (a 400).
-func DecodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	return DecodeJSON(http.MaxBytesReader(w, r.Body, limit), v)
-}
-
-// DecodeJSON reads one JSON value from body into v, a struct: a field v
-// does not have is an error naming it, as Triton refuses a generate
-// request's key that names no input of the model. Errors wrap
-// runner.ErrInvalidInput (a 400).
-func DecodeJSON(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errEmptyBody
-		}
-		return fmt.Errorf("%w: request JSON: %v", runner.ErrInvalidInput, err)
-	}
-	return nil
 }
 
 // tritonGenerate is a generate request: the text generator's inputs at
@@ -174,7 +147,7 @@ func (t tritonGenerate) parameters() (map[string]any, error) {
 	if n := protocol.JSONLen(t.Parameters); n > maxGenerateParameters {
 		return nil, fmt.Errorf("%w: parameters: %d members, want at most %d", runner.ErrInvalidInput, n, maxGenerateParameters)
 	}
-	if d := protocol.JSONDepth(t.Parameters); d > 2 { // an object of numbers, strings and lists of strings (stop)
+	if d, _ := protocol.JSONShape(t.Parameters); d > 2 { // an object of numbers, strings and lists of strings (stop)
 		return nil, fmt.Errorf("%w: parameters: nested %d deep, want numbers, strings or lists of strings", runner.ErrInvalidInput, d)
 	}
 	var raw map[string]json.RawMessage

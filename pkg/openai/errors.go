@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,25 +11,27 @@ import (
 	"strings"
 
 	"github.com/infer-serving/infer/pkg/core"
+	"github.com/infer-serving/infer/pkg/httpapi"
 	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
-// decode reads a body of at most limit bytes into v, refusing fields v
-// does not have. A value of the wrong JSON type names the field and the
-// types, in JSON's words rather than Go's; more after the object is
-// refused too.
+// decode reads a body of at most limit bytes into v, its shape checked
+// first (httpapi.ReadJSON), refusing fields v does not have. A value of
+// the wrong JSON type names the field and the types, in JSON's words
+// rather than Go's; more after the object is refused too.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	raw, err := httpapi.ReadJSON(w, r, limit)
+	if err != nil {
+		return decodeErr(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeErr(err)
 	}
-	switch _, err := dec.Token(); {
-	case errors.Is(err, io.EOF):
+	if _, err := dec.Token(); errors.Is(err, io.EOF) {
 		return nil
-	case errors.As(err, new(*http.MaxBytesError)):
-		return decodeErr(err)
 	}
 	return fmt.Errorf("%w: the body: more after its JSON object", runner.ErrInvalidInput)
 }
@@ -40,6 +43,8 @@ func decodeErr(err error) error {
 		return nil
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("%w: the body is empty: want a JSON object", runner.ErrInvalidInput)
+	case errors.Is(err, runner.ErrInvalidInput):
+		return err
 	}
 	if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
 		return fmt.Errorf("%w: the body exceeds %d bytes", runner.ErrTooLarge, tooBig.Limit)

@@ -16,11 +16,18 @@ func TestJSONLenCountsTopLevelElements(t *testing.T) {
 	}
 }
 
-// JSONDepth is the deepest nesting, brackets inside strings aside.
-func TestJSONDepth(t *testing.T) {
-	for raw, want := range map[string]int{`7`: 0, `"[[["`: 0, `[]`: 1, `{"a":[1,{"b":[]}]}`: 4, `["]\"[", [[]]]`: 3} {
-		if got := JSONDepth([]byte(raw)); got != want {
-			t.Errorf("JSONDepth(%s) = %d, want %d", raw, got, want)
+// JSONShape reports the deepest nesting and the longest key as written,
+// brackets, colons and quotes inside strings aside.
+func TestJSONShape(t *testing.T) {
+	for raw, want := range map[string][2]int{
+		`7`: {0, 0}, `"[[["`: {0, 0}, `[]`: {1, 0}, `{"a":[1,{"b":[]}]}`: {4, 1}, `["]\"[", [[]]]`: {3, 0},
+		`{"abc" : 1, "x": {"a\"b:": "long value: not a key"}}`: {2, 5},
+		`["not:a", "key", {"":0}]`:                             {2, 0},
+		`{"k": "v", "unterminated`:                             {1, 1},
+	} {
+		depth, key := JSONShape([]byte(raw))
+		if depth != want[0] || key != want[1] {
+			t.Errorf("JSONShape(%s) = %d, %d; want %d, %d", raw, depth, key, want[0], want[1])
 		}
 	}
 }

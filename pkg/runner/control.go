@@ -360,7 +360,7 @@ func (r *Repository) Acquire(ctx context.Context, name string, version int64) (*
 func (r *Repository) pick(name string, want int64) (*Model, *version, error) {
 	versions, ok := r.models[name]
 	if !ok {
-		return nil, nil, fmt.Errorf("%w: %q", ErrModelNotFound, name)
+		return nil, nil, fmt.Errorf("%w: %s", ErrModelNotFound, QuoteName(name))
 	}
 	onDemand := r.ctl.Mode == ControlOnDemand
 	usable := func(v *version) bool {
@@ -370,7 +370,7 @@ func (r *Repository) pick(name string, want int64) (*Model, *version, error) {
 	var v *version
 	if want != 0 {
 		if v, ok = versions[want]; !ok {
-			return nil, nil, fmt.Errorf("%w: model %q has no version %d", ErrModelNotFound, name, want)
+			return nil, nil, fmt.Errorf("%w: model %s has no version %d", ErrModelNotFound, QuoteName(name), want)
 		}
 		num = want
 	} else {

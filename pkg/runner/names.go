@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -36,4 +37,16 @@ func ValidModelName(name string) error {
 		return fmt.Errorf("%w: model name %q holds %s at byte %d; want only ASCII letters, digits, '.', '_' and '-'", ErrInvalidInput, name, what, i)
 	}
 	return nil
+}
+
+// QuoteName quotes a model name for an error as %q does, cut to its first
+// 40 characters, with its length, when it is longer than any model's
+// (MaxModelNameLen): a request may name a model in any number of bytes,
+// and an error quoting them whole would copy them again, and again into
+// its answer.
+func QuoteName(name string) string {
+	if len(name) <= MaxModelNameLen {
+		return strconv.Quote(name)
+	}
+	return fmt.Sprintf("%.40q… (%d bytes)", name, len(name))
 }

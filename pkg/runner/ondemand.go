@@ -438,7 +438,7 @@ func (r *Repository) unloadKeeping(name string) error {
 	versions, ok := r.models[name]
 	if !ok {
 		r.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
+		return fmt.Errorf("%w: %s", ErrModelNotFound, QuoteName(name))
 	}
 	var all []candidate
 	for num := range versions {

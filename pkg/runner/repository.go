@@ -410,7 +410,7 @@ func (r *Repository) Unload(name string) error {
 	}
 	r.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
+		return fmt.Errorf("%w: %s", ErrModelNotFound, QuoteName(name))
 	}
 	var ds []detached
 	for num, v := range old {
@@ -429,12 +429,12 @@ func (r *Repository) Model(name string, version int64) (*Model, error) {
 	defer r.mu.RUnlock()
 	versions, ok := r.models[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrModelNotFound, name)
+		return nil, fmt.Errorf("%w: %s", ErrModelNotFound, QuoteName(name))
 	}
 	if version != 0 {
 		v, ok := versions[version]
 		if !ok {
-			return nil, fmt.Errorf("%w: model %q has no version %d", ErrModelNotFound, name, version)
+			return nil, fmt.Errorf("%w: model %s has no version %d", ErrModelNotFound, QuoteName(name), version)
 		}
 		if v.model == nil {
 			return nil, fmt.Errorf("%w: model %q version %d: %v", ErrModelNotReady, name, version, v.err)

@@ -276,12 +276,18 @@ func TestOpenAIErrors(t *testing.T) {
 		{"/v1/completions", `{"model":`, 400, "request JSON"},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","stop":7}`, 400, "stop"},
 		{"/v1/embeddings", `{"model":"text-encoder","input":[]}`, 400, "input"},
+		// A body's shape is checked before it is decoded, quoting none of
+		// it: a long key (encoding/json quotes an unknown one whole), deep
+		// nesting, and a model name longer than any.
+		{"/v1/completions", `{"` + strings.Repeat("k", 2000) + `":1}`, 400, "a key of 2000 bytes, at most 1024"},
+		{"/v1/chat/completions", `{"model":"tiny-gpt","messages":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`, 400, "nests 66 deep, at most 64"},
+		{"/v1/completions", `{"model":"` + strings.Repeat("m", 5000) + `","prompt":"x"}`, 404, `"mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm"… (5000 bytes)`},
 	} {
 		r := call(t, "POST", url+c.path, []byte(c.body), nil)
 		var e struct {
 			Error struct{ Message, Type string } `json:"error"`
 		}
-		if r.status != c.status || json.Unmarshal(r.body, &e) != nil || !strings.Contains(e.Error.Message, c.want) || e.Error.Type == "" {
+		if r.status != c.status || json.Unmarshal(r.body, &e) != nil || !strings.Contains(e.Error.Message, c.want) || e.Error.Type == "" || len(r.body) > 1000 {
 			t.Errorf("%s %s: %d %s, want %d mentioning %q", c.path, c.body, r.status, r.body, c.status, c.want)
 		}
 	}
@@ -300,6 +306,7 @@ func TestOpenAIErrors(t *testing.T) {
 		{`{"text_input":"x","parameters":{"stop":["a",7]}}`, 400, `parameter \"stop\": want a string or a list of strings`},
 		{`{"text_input":""}`, 400, "no tokens"},
 		{`{"text_input":`, 400, "request JSON"},
+		{`{"text_input":"x","` + strings.Repeat("k", 2000) + `":1}`, 400, "a key of 2000 bytes, at most 1024"},
 	} {
 		if r := call(t, "POST", url+"/v2/models/tiny-gpt/generate", []byte(c.body), nil); r.status != c.status || !strings.Contains(string(r.body), c.want) {
 			t.Errorf("generate %s: %d %s, want %d mentioning %s", c.body, r.status, r.body, c.status, c.want)
