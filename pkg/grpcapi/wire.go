@@ -74,6 +74,9 @@ func (m *inferMessage) scan(b []byte) error {
 		case 2:
 			m.version, err = wireString(v, "model_version")
 		case 3:
+			if len(v) > protocol.MaxRequestIDBytes {
+				return badRequest("id: %d bytes, at most %d", len(v), protocol.MaxRequestIDBytes)
+			}
 			m.id, err = wireString(v, "id")
 		case 4:
 			m.params, err = appendBounded(m.params, v, maxParameters, "parameters")

@@ -50,6 +50,7 @@ func TestWireDecodeIsBoundedByTheMessage(t *testing.T) {
 		{"contents met again and again", append(model, repeatedField(5, append(input, repeatedField(5, nil, n)...), 1)...), "inputs[0]: contents met more than 256 times"},
 		{"a packed shape", append(model, repeatedField(5, protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), make([]byte, n)), 1)...), "invalid shape: rank 2097152, at most 64 dimensions"},
 		{"BYTES of empty elements", append(model, repeatedField(5, bytesInput(n), 1)...), ""},
+		{"a long id", append(model, repeatedField(3, bytes.Repeat([]byte("i"), n), 1)...), "id: 2097152 bytes, at most 1024"},
 	} {
 		var err error
 		var inputs []tensor.Tensor

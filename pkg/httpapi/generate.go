@@ -102,6 +102,9 @@ const (
 // own.
 func (t tritonGenerate) params() (core.GenParams, error) {
 	p := core.GenParams{Prompt: t.TextInput, MaxTokens: t.MaxTokens}
+	if len(t.ID) > protocol.MaxRequestIDBytes { // echoed in every event of a stream
+		return p, fmt.Errorf("%w: id: %d bytes, at most %d", runner.ErrInvalidInput, len(t.ID), protocol.MaxRequestIDBytes)
+	}
 	params, err := t.parameters()
 	if err != nil {
 		return p, err

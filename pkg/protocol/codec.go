@@ -142,6 +142,13 @@ func (d *RequestDecoder) Decode(body []byte, headerLength int64) (*InferRequest,
 // nulls cannot make the decoder hold thousands of times its size.
 const MaxRequestTensors = 1024
 
+// MaxRequestIDBytes bounds a request's id, in bytes as sent (a JSON
+// string's escapes counted as written). An id correlates a request with
+// its answer (a UUID is 36 bytes, a W3C trace id 32 hex digits), and is
+// echoed in the answer: a 60 MB id of bytes that are not UTF-8 cost the
+// server twenty times its size to answer.
+const MaxRequestIDBytes = 1024
+
 // MaxNameBytes bounds a tensor's name in a request, in bytes: every
 // message about a tensor quotes its name.
 const MaxNameBytes = 1024

@@ -158,6 +158,7 @@ func TestDecodeErrorsNameTheProblem(t *testing.T) {
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":9223372036854775807}}]}`, -1, "over 2^53"},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":"4"}}]}`, -1, `parameter "binary_data_size": the string "4", want a JSON number`},
 		{`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"parameters":{"binary_data_output":"yes"}}`, -1, "not a boolean"},
+		{`{"id":"` + strings.Repeat("\\u00e9", 200) + `","inputs":[]}`, -1, "id: 1200 bytes, at most 1024"}, // counted as written
 	} {
 		if tc.hl == 0 { // the JSON header ends at the last '}'
 			tc.hl = int64(strings.LastIndex(tc.body, "}") + 1)
@@ -166,6 +167,15 @@ func TestDecodeErrorsNameTheProblem(t *testing.T) {
 		if err == nil || !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v, want a bad request mentioning %q", tc.body, err, tc.want)
 		}
+	}
+}
+
+// An id of MaxRequestIDBytes is taken as it is.
+func TestLongestIDIsTaken(t *testing.T) {
+	id := strings.Repeat("i", MaxRequestIDBytes)
+	req, err := DecodeRequest([]byte(`{"id":"`+id+`","inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}`), -1)
+	if err != nil || req.ID != id {
+		t.Fatalf("an id of %d bytes: %v", len(id), err)
 	}
 }
 

@@ -155,15 +155,16 @@ func TestRepeatedKeysCostNoMoreThanOnce(t *testing.T) {
 
 // A string of bytes that are not UTF-8 decodes to U+FFFD for each, 3
 // bytes for 1, made once: through encoding/json an id of them took about
-// 20 times its size.
+// 20 times its size (ids and names are bounded now; a parameter's value is
+// not).
 func TestInvalidUTF8StringsCostTheirReplacement(t *testing.T) {
-	body := []byte(`{"id":"` + strings.Repeat("\xff", 4<<20) + `","inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}`)
+	body := []byte(`{"parameters":{"note":"` + strings.Repeat("\xff", 4<<20) + `"},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}`)
 	var d RequestDecoder
 	var req *InferRequest
 	var err error
 	grew := heaptest.Allocated(func() { req, err = d.Decode(body, -1) })
-	if err != nil || req.ID != strings.Repeat("\uFFFD", 4<<20) {
-		t.Fatalf("%v, or the id is not U+FFFD for each byte", err)
+	if err != nil || req.Parameters["note"] != strings.Repeat("\uFFFD", 4<<20) {
+		t.Fatalf("%v, or the value is not U+FFFD for each byte", err)
 	}
 	if grew > 7*uint64(len(body)) {
 		t.Errorf("%d bytes: %d bytes allocated", len(body), grew)

@@ -139,7 +139,7 @@ func TestTooManyTensorsAreRefused(t *testing.T) {
 // its parameters, no long strings, no list or map past its bounds, only
 // memory it reuses.
 func TestResetDecoderKeepsNothingOfTheClient(t *testing.T) {
-	id := strings.Repeat("i", 1<<20)
+	note := strings.Repeat("i", 1<<20)
 	params := make([]string, 20) // 41 objects of 80 values: within MaxParameterValues
 	for i := range params {
 		params[i] = fmt.Sprintf(`"k%d":[1,2,3]`, i)
@@ -148,7 +148,7 @@ func TestResetDecoderKeepsNothingOfTheClient(t *testing.T) {
 	for i := range inputs {
 		inputs[i] = fmt.Sprintf(`{"name":"x%d","shape":[1],"datatype":"FP32","data":[%d],"parameters":{%s}}`, i, i, strings.Join(params, ","))
 	}
-	body := `{"id":"` + id + `","inputs":[` + strings.Join(inputs, ",") + `],"parameters":{` + strings.Join(params, ",") + `}}`
+	body := `{"inputs":[` + strings.Join(inputs, ",") + `],"parameters":{"note":"` + note + `",` + strings.Join(params, ",") + `}}`
 	var d RequestDecoder
 	if _, err := d.Decode([]byte(body), -1); err != nil {
 		t.Fatal(err)

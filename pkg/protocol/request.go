@@ -42,6 +42,9 @@ func scanRequest(s *scanner, r *scannedRequest, header []byte) error {
 		var err error
 		switch {
 		case key(k, "id"):
+			if n := s.stringLen(); n > MaxRequestIDBytes {
+				return fmt.Errorf("id: %d bytes, at most %d", n, MaxRequestIDBytes)
+			}
 			r.ID, err = s.text("id")
 		case key(k, "parameters"):
 			r.Parameters, err = s.parameters()

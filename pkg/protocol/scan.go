@@ -242,6 +242,20 @@ func replaceInvalid(raw []byte) []byte {
 	return out
 }
 
+// stringLen is the length in bytes, as written, of the string the
+// scanner is at (0 when it is at something else, or one not closed): a
+// field bounds it before the string is read.
+func (s *scanner) stringLen() int {
+	if s.peek() != '"' {
+		return 0
+	}
+	end, _, err := stringEnd(s.b, s.i)
+	if err != nil {
+		return 0
+	}
+	return end - s.i - 1
+}
+
 // text reads a string, or a null (as ""), for a field of type string.
 func (s *scanner) text(field string) (string, error) {
 	if s.null() {

@@ -307,6 +307,7 @@ func TestOpenAIErrors(t *testing.T) {
 		{`{"text_input":""}`, 400, "no tokens"},
 		{`{"text_input":`, 400, "request JSON"},
 		{`{"text_input":"x","` + strings.Repeat("k", 2000) + `":1}`, 400, "a key of 2000 bytes, at most 1024"},
+		{`{"text_input":"x","id":"` + strings.Repeat("i", 1025) + `"}`, 400, "id: 1025 bytes, at most 1024"},
 	} {
 		if r := call(t, "POST", url+"/v2/models/tiny-gpt/generate", []byte(c.body), nil); r.status != c.status || !strings.Contains(string(r.body), c.want) {
 			t.Errorf("generate %s: %d %s, want %d mentioning %s", c.body, r.status, r.body, c.status, c.want)
