@@ -9,7 +9,7 @@ package protocol
 // json.Decoder skipping each element allocates about 88 bytes apiece.
 func JSONLen(raw []byte) int {
 	n, depth, empty, open := 1, 0, true, byte(0)
-	structure(raw, func(c byte) {
+	structure(raw, func(_ int, c byte) {
 		switch {
 		case open == 0: // the first byte that is not a space
 			open = c
@@ -34,11 +34,12 @@ func JSONLen(raw []byte) int {
 }
 
 // structure calls fn with each byte of raw, JSON text, that is not a
-// space and not within a string (a string's opening quote included, so
-// that fn sees every value begin).
-func structure(raw []byte, fn func(c byte)) {
+// space and not within a string, and its index: a string's quotes
+// included, opening and closing, so that fn sees every value begin and
+// every string end.
+func structure(raw []byte, fn func(i int, c byte)) {
 	inString, escaped := false, false
-	for _, c := range raw {
+	for i, c := range raw {
 		switch {
 		case inString:
 			switch {
@@ -48,11 +49,12 @@ func structure(raw []byte, fn func(c byte)) {
 				escaped = true
 			case c == '"':
 				inString = false
+				fn(i, c)
 			}
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 		default:
 			inString = c == '"'
-			fn(c)
+			fn(i, c)
 		}
 	}
 }
@@ -65,25 +67,16 @@ func structure(raw []byte, fn func(c byte)) {
 // its error (a body of one 60 MiB key took ten times its size to
 // refuse).
 func JSONShape(raw []byte) (depth, longestKey int) {
-	level, inString, escaped := 0, false, false
-	start, last := 0, -1 // the open string's first byte; the length of the string just closed
-	for i, c := range raw {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString, last = false, i-start
-			}
-			continue
-		}
+	level, open, last := 0, -1, -1 // the open string's quote; the length of the string just closed
+	structure(raw, func(i int, c byte) {
 		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue // a key's colon may follow spaces
 		case '"':
-			inString, start = true, i+1
+			if open < 0 {
+				open = i
+				return
+			}
+			last, open = i-open-1, -1
+			return
 		case '[', '{':
 			level++
 			depth = max(depth, level)
@@ -93,6 +86,6 @@ func JSONShape(raw []byte) (depth, longestKey int) {
 			longestKey = max(longestKey, last)
 		}
 		last = -1
-	}
+	})
 	return depth, longestKey
 }
