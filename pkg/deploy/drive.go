@@ -158,7 +158,7 @@ func (e *Engine) analyse(model string, seen State) {
 		case spec.Strategy == Mirror && last:
 			e.end(model, cur, judged, Completed, spec.Stable, "drift within bounds at every step; the shadow never served")
 		case last:
-			e.end(model, cur, judged, Promoted, spec.Candidate, fmt.Sprintf("every step passed; version %d (%s) serves", spec.Candidate, cur.CandidateDigest))
+			e.end(model, cur, judged, Promoted, spec.Candidate, fmt.Sprintf("every step passed; version %d (%s) now serves all traffic", spec.Candidate, cur.CandidateDigest))
 		default:
 			i := cur.Step + 1
 			next, err := e.atStep(judged, i)

@@ -341,7 +341,7 @@ func (e *Engine) Promote(model, by string) (State, error) {
 		if st.Done() {
 			return "", 0, "", refused("the rollout of %q has ended (%s)", model, st.Phase)
 		}
-		return Promoted, st.Spec.Candidate, fmt.Sprintf("promoted by %s; version %d (%s) serves", by, st.Spec.Candidate, st.CandidateDigest), nil
+		return Promoted, st.Spec.Candidate, fmt.Sprintf("promoted by %s; version %d (%s) now serves all traffic", by, st.Spec.Candidate, st.CandidateDigest), nil
 	})
 }
 
