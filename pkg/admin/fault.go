@@ -1,10 +1,8 @@
 package admin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -39,10 +37,8 @@ func (s *API) servePutFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in faultJSON
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("fault JSON: %v", err))
+	if err := httpapi.DecodeBody(w, r, 1<<16, &in); err != nil {
+		httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("fault: %w", err))
 		return
 	}
 	var f core.Fault

@@ -47,6 +47,9 @@ func loadParameters(r *http.Request) error {
 	case len(bytes.TrimSpace(body)) == 0:
 		return nil
 	}
+	if err := protocol.CheckJSON(body); err != nil {
+		return fmt.Errorf("%w: the body %v", protocol.ErrBadRequest, err)
+	}
 	var req struct {
 		Parameters map[string]json.RawMessage `json:"parameters"`
 	}

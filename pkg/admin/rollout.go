@@ -1,9 +1,7 @@
 package admin
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/infer-serving/infer/pkg/core"
@@ -13,10 +11,8 @@ import (
 
 func (s *API) serveStartRollout(w http.ResponseWriter, r *http.Request) {
 	var spec deploy.Spec
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("rollout spec JSON: %v", err))
+	if err := httpapi.DecodeBody(w, r, 1<<20, &spec); err != nil {
+		httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("rollout spec: %w", err))
 		return
 	}
 	spec.Model = r.PathValue("model")

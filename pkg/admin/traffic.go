@@ -1,10 +1,8 @@
 package admin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -58,10 +56,8 @@ func (s *API) servePutPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p deploy.Policy
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("traffic policy JSON: %v", err))
+	if err := httpapi.DecodeBody(w, r, 1<<20, &p); err != nil {
+		httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("traffic policy: %w", err))
 		return
 	}
 	if err := s.ChangePolicy(name, &p, who(r), false); err != nil {

@@ -80,11 +80,28 @@ func (e *SSE) Send(v any) error {
 // sampling settings in parameters. Any other key is refused: a sampling
 // setting put at the top level would otherwise be dropped without a word.
 type tritonGenerate struct {
-	ID         string          `json:"id"`
+	RawID      json.RawMessage `json:"id"` // bounded as sent, then decoded by id
+	ID         string          `json:"-"`
 	TextInput  string          `json:"text_input"`
 	MaxTokens  int             `json:"max_tokens"`
 	Stream     bool            `json:"stream"`
 	Parameters json.RawMessage `json:"parameters"` // counted, then decoded by params
+}
+
+// decodeID reads the request's id into ID: a string, or null, of at most
+// protocol.MaxRequestIDBytes bytes as sent (escapes counted as written,
+// as an infer request's id is): it is echoed in every event of a stream.
+func (t *tritonGenerate) decodeID() error {
+	if n := len(t.RawID) - len(`""`); n > protocol.MaxRequestIDBytes {
+		return fmt.Errorf("%w: id: %d bytes, at most %d", runner.ErrInvalidInput, n, protocol.MaxRequestIDBytes)
+	}
+	if len(t.RawID) == 0 || string(t.RawID) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(t.RawID, &t.ID); err != nil {
+		return fmt.Errorf("%w: id: want a string", runner.ErrInvalidInput)
+	}
+	return nil
 }
 
 // Bounds on a generate request's parameters, counted before they are
@@ -102,9 +119,6 @@ const (
 // own.
 func (t tritonGenerate) params() (core.GenParams, error) {
 	p := core.GenParams{Prompt: t.TextInput, MaxTokens: t.MaxTokens}
-	if len(t.ID) > protocol.MaxRequestIDBytes { // echoed in every event of a stream
-		return p, fmt.Errorf("%w: id: %d bytes, at most %d", runner.ErrInvalidInput, len(t.ID), protocol.MaxRequestIDBytes)
-	}
 	params, err := t.parameters()
 	if err != nil {
 		return p, err
@@ -150,7 +164,7 @@ func (t tritonGenerate) parameters() (map[string]any, error) {
 	if n := protocol.JSONLen(t.Parameters); n > maxGenerateParameters {
 		return nil, fmt.Errorf("%w: parameters: %d members, want at most %d", runner.ErrInvalidInput, n, maxGenerateParameters)
 	}
-	if d, _ := protocol.JSONShape(t.Parameters); d > 2 { // an object of numbers, strings and lists of strings (stop)
+	if d := protocol.ShapeOf(t.Parameters).Depth; d > 2 { // an object of numbers, strings and lists of strings (stop)
 		return nil, fmt.Errorf("%w: parameters: nested %d deep, want numbers, strings or lists of strings", runner.ErrInvalidInput, d)
 	}
 	var raw map[string]json.RawMessage
@@ -233,6 +247,9 @@ func (s *API) generate(w http.ResponseWriter, r *http.Request) (*runner.Model, e
 		if err = DecodeBody(w, r, s.opts.MaxBodyBytes, &req); err != nil && strings.Contains(err.Error(), "unknown field") {
 			err = fmt.Errorf("%w (the top level holds text_input, max_tokens, stream and id; sampling settings go in parameters)", err)
 		}
+	}
+	if err == nil {
+		err = req.decodeID()
 	}
 	var p core.GenParams
 	if err == nil {

@@ -216,7 +216,7 @@ func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if depth, _ := JSONShape(body); depth > maxDepth {
+		if ShapeOf(body).Depth > maxDepth {
 			return // encoding/json nests to 10,000; the scanner refuses past maxDepth
 		}
 		if string(bytes.TrimSpace(body)) == "null" {

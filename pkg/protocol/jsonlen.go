@@ -1,5 +1,10 @@
 package protocol
 
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
 // JSONLen counts the elements of raw, valid JSON, when it is an array, or
 // its members when it is an object (0 for any other value), without
 // decoding them: a scan of its bytes that allocates nothing. A front end
@@ -59,15 +64,25 @@ func structure(raw []byte, fn func(i int, c byte)) {
 	}
 }
 
-// JSONShape reports how deeply raw, JSON text, nests arrays and objects
-// (0 for a scalar) and the length of its longest object key, in bytes as
-// written (escapes and all), in one scan that allocates nothing. A front
-// end checks both before a decoder reads the text: a decoder recurses
-// once a level, and encoding/json quotes a key it does not know whole in
-// its error (a body of one 60 MiB key took ten times its size to
-// refuse).
-func JSONShape(raw []byte) (depth, longestKey int) {
+// JSONShape is what a scan of JSON text finds of its shape, strings'
+// contents aside.
+type JSONShape struct {
+	// Depth is how deeply it nests arrays and objects (0 for a scalar).
+	Depth int
+	// LongestKey is the length of its longest object key, in bytes as
+	// written (escapes and all).
+	LongestKey int
+	// LongestLiteral is the length of its longest number, true, false or
+	// null, in bytes as written.
+	LongestLiteral int
+}
+
+// ShapeOf scans raw, JSON text, for its shape, in one pass that allocates
+// nothing.
+func ShapeOf(raw []byte) JSONShape {
+	var sh JSONShape
 	level, open, last := 0, -1, -1 // the open string's quote; the length of the string just closed
+	run, runEnd := 0, -2            // the literal being read, and its last byte's index
 	structure(raw, func(i int, c byte) {
 		switch c {
 		case '"':
@@ -79,13 +94,66 @@ func JSONShape(raw []byte) (depth, longestKey int) {
 			return
 		case '[', '{':
 			level++
-			depth = max(depth, level)
+			sh.Depth = max(sh.Depth, level)
 		case ']', '}':
 			level--
 		case ':':
-			longestKey = max(longestKey, last)
+			sh.LongestKey = max(sh.LongestKey, last)
+		case ',':
+		default: // a number's or a literal's byte
+			if i != runEnd+1 {
+				run = 0
+			}
+			run, runEnd = run+1, i
+			sh.LongestLiteral = max(sh.LongestLiteral, run)
 		}
 		last = -1
 	})
-	return depth, longestKey
+	return sh
+}
+
+// Bounds on JSON text a front end decodes with encoding/json (CheckJSON):
+// no request nests past a few levels, names a field in more than a few
+// dozen bytes, or writes a number in more than a few dozen digits.
+const (
+	MaxJSONDepth   = 64
+	MaxJSONKey     = 1 << 10
+	MaxJSONLiteral = 256
+)
+
+// CheckJSON refuses JSON text before a decoder reads it when it is not
+// UTF-8 (RFC 8259, 8.1), nests past MaxJSONDepth, or holds a key past
+// MaxJSONKey bytes or a number past MaxJSONLiteral bytes as written. A
+// decoder recurses once a level; encoding/json quotes an unknown key or
+// a number it cannot take whole in its error, and makes each byte that
+// is not UTF-8 three: a body of one 60 MiB key took 10 times its size to
+// refuse, a 60 MiB number 11 times, 60 MiB of such bytes in a string up
+// to 20 times. The error quotes nothing of raw; it reads as the rest of a
+// sentence whose subject is the text ("the body " + err).
+func CheckJSON(raw []byte) error {
+	if !utf8.Valid(raw) {
+		return fmt.Errorf("is not UTF-8 (byte %d), as JSON text must be", invalidUTF8(raw))
+	}
+	switch sh := ShapeOf(raw); {
+	case sh.Depth > MaxJSONDepth:
+		return fmt.Errorf("nests %d deep, at most %d", sh.Depth, MaxJSONDepth)
+	case sh.LongestKey > MaxJSONKey:
+		return fmt.Errorf("has a key of %d bytes, at most %d", sh.LongestKey, MaxJSONKey)
+	case sh.LongestLiteral > MaxJSONLiteral:
+		return fmt.Errorf("has a number of %d bytes, at most %d", sh.LongestLiteral, MaxJSONLiteral)
+	}
+	return nil
+}
+
+// invalidUTF8 is the index of raw's first byte that is not part of valid
+// UTF-8.
+func invalidUTF8(raw []byte) int {
+	for i := 0; i < len(raw); {
+		r, size := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(raw)
 }

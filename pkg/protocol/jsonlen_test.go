@@ -1,6 +1,9 @@
 package protocol
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // JSONLen counts an array's elements or an object's members without
 // decoding them, commas inside strings and nested values aside.
@@ -16,18 +19,38 @@ func TestJSONLenCountsTopLevelElements(t *testing.T) {
 	}
 }
 
-// JSONShape reports the deepest nesting and the longest key as written,
-// brackets, colons and quotes inside strings aside.
-func TestJSONShape(t *testing.T) {
-	for raw, want := range map[string][2]int{
-		`7`: {0, 0}, `"[[["`: {0, 0}, `[]`: {1, 0}, `{"a":[1,{"b":[]}]}`: {4, 1}, `["]\"[", [[]]]`: {3, 0},
-		`{"abc" : 1, "x": {"a\"b:": "long value: not a key"}}`: {2, 5},
-		`["not:a", "key", {"":0}]`:                             {2, 0},
-		`{"k": "v", "unterminated`:                             {1, 1},
+// ShapeOf reports the deepest nesting, the longest key and the longest
+// literal as written, brackets, colons and quotes inside strings aside.
+func TestShapeOf(t *testing.T) {
+	for raw, want := range map[string]JSONShape{
+		`7`: {0, 0, 1}, `"[[["`: {0, 0, 0}, `[]`: {1, 0, 0}, `{"a":[1,{"b":[]}]}`: {4, 1, 1}, `["]\"[", [[]]]`: {3, 0, 0},
+		`{"abc" : 1, "x": {"a\"b:": "long value: not a key"}}`: {2, 5, 1},
+		`["not:a", "key", {"":0}]`:                             {2, 0, 1},
+		`{"k": "v", "unterminated`:                             {1, 1, 0},
+		`[-12.5e+3, true,null , 1 2]`:                          {1, 0, 8},
 	} {
-		depth, key := JSONShape([]byte(raw))
-		if depth != want[0] || key != want[1] {
-			t.Errorf("JSONShape(%s) = %d, %d; want %d, %d", raw, depth, key, want[0], want[1])
+		if got := ShapeOf([]byte(raw)); got != want {
+			t.Errorf("ShapeOf(%s) = %+v, want %+v", raw, got, want)
+		}
+	}
+}
+
+// CheckJSON refuses text that is not UTF-8 or passes a bound, naming what
+// and quoting nothing.
+func TestCheckJSON(t *testing.T) {
+	long := func(n int, s string) string { return strings.Repeat(s, n) }
+	for raw, want := range map[string]string{
+		`{"a":"b"}`:                       "",
+		"{\"a\":\"\xff\"}":                "is not UTF-8 (byte 6), as JSON text must be",
+		`{"` + long(1025, "k") + `":1}`:   "has a key of 1025 bytes, at most 1024",
+		`{"` + long(1024, "k") + `":1}`:   "",
+		long(65, "[") + long(65, "]"):     "nests 65 deep, at most 64",
+		`{"n":` + long(257, "9") + `}`:    "has a number of 257 bytes, at most 256",
+		`{"s":"` + long(5000, "9") + `"}`: "",
+	} {
+		err := CheckJSON([]byte(raw))
+		if want == "" && err != nil || want != "" && (err == nil || err.Error() != want) {
+			t.Errorf("CheckJSON(%.40s…) = %v, want %q", raw, err, want)
 		}
 	}
 }

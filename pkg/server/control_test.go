@@ -244,3 +244,29 @@ func adminBase(t *testing.T, s *Server, hs *frontServer) string {
 	t.Cleanup(as.Close)
 	return as.URL
 }
+
+// The admin API's JSON bodies are checked as JSON text before they are
+// decoded (protocol.CheckJSON), refused whole past their limit, and
+// refused with anything after their value; no answer quotes the body.
+func TestAdminBodiesAreCheckedBeforeDecoding(t *testing.T) {
+	s, hs := start(t, openRepo(t, twoVersions(t)), Options{})
+	admin := adminBase(t, s, hs)
+	traffic := admin + "/v2/admin/models/mlp/traffic"
+	for _, c := range []struct{ method, url, body, want string }{
+		{"PUT", traffic, `{"` + strings.Repeat("k", 2000) + `":1}`, "traffic policy: invalid input: the body has a key of 2000 bytes, at most 1024"},
+		{"PUT", traffic, `{"weights":{"1":1}} ]]]`, "traffic policy: invalid input: request JSON: more after its value"},
+		{"PUT", traffic, `{"weights":{"1":1}}` + strings.Repeat(" ", 1<<20), "traffic policy: invalid input: the body is over 1048576 bytes"},
+		{"PUT", traffic, "{\"weights\":{\"1\":1},\"x\":\"\xff\"}", "the body is not UTF-8 (byte 24)"},
+		{"POST", admin + "/v2/admin/models/mlp/rollout", `{"candidate":` + strings.Repeat("9", 300) + `}`, "rollout spec: invalid input: the body has a number of 300 bytes, at most 256"},
+		{"POST", admin + "/v2/admin/models/mlp/rollout", strings.Repeat("[", 65) + strings.Repeat("]", 65), "rollout spec: invalid input: the body nests 65 deep, at most 64"},
+		{"POST", admin + "/v2/repository/models/mlp/load", `{"parameters":{"` + strings.Repeat("p", 2000) + `":1}}`, "the body has a key of 2000 bytes, at most 1024"},
+	} {
+		status, msg := adminError(t, c.method, c.url, c.body)
+		if status != 400 || !strings.Contains(msg, c.want) || len(msg) > 300 {
+			t.Errorf("%s %s %.60q: %d %q, want 400 %q", c.method, c.url, c.body, status, msg, c.want)
+		}
+	}
+	if p, _ := s.Policy("mlp"); len(p.Weights) != 0 {
+		t.Errorf("a refused body changed the policy: %+v", p)
+	}
+}

@@ -282,6 +282,8 @@ func TestOpenAIErrors(t *testing.T) {
 		{"/v1/completions", `{"` + strings.Repeat("k", 2000) + `":1}`, 400, "a key of 2000 bytes, at most 1024"},
 		{"/v1/chat/completions", `{"model":"tiny-gpt","messages":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`, 400, "nests 66 deep, at most 64"},
 		{"/v1/completions", `{"model":"` + strings.Repeat("m", 5000) + `","prompt":"x"}`, 404, `"mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm"… (5000 bytes)`},
+		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","max_tokens":` + strings.Repeat("9", 300) + `}`, 400, "has a number of 300 bytes, at most 256"},
+		{"/v1/embeddings", "{\"model\":\"text-encoder\",\"input\":\"\xff\"}", 400, "the body is not UTF-8 (byte 33)"},
 	} {
 		r := call(t, "POST", url+c.path, []byte(c.body), nil)
 		var e struct {
@@ -308,6 +310,9 @@ func TestOpenAIErrors(t *testing.T) {
 		{`{"text_input":`, 400, "request JSON"},
 		{`{"text_input":"x","` + strings.Repeat("k", 2000) + `":1}`, 400, "a key of 2000 bytes, at most 1024"},
 		{`{"text_input":"x","id":"` + strings.Repeat("i", 1025) + `"}`, 400, "id: 1025 bytes, at most 1024"},
+		{`{"text_input":"x","id":"` + strings.Repeat(`\u0041`, 200) + `"}`, 400, "id: 1200 bytes, at most 1024"}, // as sent
+		{`{"text_input":"x","id":7}`, 400, "id: want a string"},
+		{`{"text_input":"x"} ]]]`, 400, "more after its value"},
 	} {
 		if r := call(t, "POST", url+"/v2/models/tiny-gpt/generate", []byte(c.body), nil); r.status != c.status || !strings.Contains(string(r.body), c.want) {
 			t.Errorf("generate %s: %d %s, want %d mentioning %s", c.body, r.status, r.body, c.status, c.want)
