@@ -82,7 +82,7 @@ type JSONShape struct {
 func ShapeOf(raw []byte) JSONShape {
 	var sh JSONShape
 	level, open, last := 0, -1, -1 // the open string's quote; the length of the string just closed
-	run, runEnd := 0, -2            // the literal being read, and its last byte's index
+	run, runEnd := 0, -2           // the literal being read, and its last byte's index
 	structure(raw, func(i int, c byte) {
 		switch c {
 		case '"':
