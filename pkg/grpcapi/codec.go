@@ -4,9 +4,11 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 
 	"github.com/infer-serving/infer/pkg/inferencepb"
 )
@@ -22,6 +24,10 @@ type serverCodec struct{ proto encoding.CodecV2 }
 func (c serverCodec) Name() string                           { return c.proto.Name() }
 func (c serverCodec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
 func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*checkedRequest); ok {
+		r.err = c.proto.Unmarshal(data, r.msg)
+		return nil // the handler answers r.err (malformedIsInvalid)
+	}
 	m, ok := v.(*inferMessage)
 	if !ok {
 		return c.proto.Unmarshal(data, v)
@@ -37,13 +43,17 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // serviceDesc is inference.GRPCInferenceService with the inference
-// methods read through inferMessage; the others are the generated ones.
+// methods read through inferMessage; the others are the generated ones,
+// a request protobuf cannot read answered as the client's fault
+// (malformedIsInvalid).
 func serviceDesc() grpc.ServiceDesc {
 	d := inferencepb.GRPCInferenceService_ServiceDesc
 	d.Methods = append([]grpc.MethodDesc(nil), d.Methods...)
 	for i := range d.Methods {
 		if d.Methods[i].MethodName == "ModelInfer" {
 			d.Methods[i].Handler = modelInferHandler
+		} else {
+			d.Methods[i].Handler = malformedIsInvalid(d.Methods[i].Handler)
 		}
 	}
 	d.Streams = append([]grpc.StreamDesc(nil), d.Streams...)
@@ -72,4 +82,32 @@ func modelInferHandler(srv any, ctx context.Context, dec func(any) error, interc
 
 func modelStreamInferHandler(srv any, stream grpc.ServerStream) error {
 	return srv.(*grpcService).modelStreamInfer(stream)
+}
+
+// malformedIsInvalid is h with a request protobuf cannot read (cut short,
+// a string that is not UTF-8) answered INVALID_ARGUMENT, as a malformed
+// inference request is. The request goes through the codec as a
+// checkedRequest, which keeps protobuf's error: a codec's error is
+// answered INTERNAL by grpc-go, the server's fault, before any handler
+// can say otherwise.
+func malformedIsInvalid(h grpc.MethodHandler) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		return h(srv, ctx, func(v any) error {
+			r := checkedRequest{msg: v}
+			if err := dec(&r); err != nil {
+				return err
+			}
+			if r.err != nil {
+				return status.Errorf(codes.InvalidArgument, "malformed request: %v", r.err)
+			}
+			return nil
+		}, interceptor)
+	}
+}
+
+// checkedRequest is a request message (msg) on its way through the
+// codec, with protobuf's error reading it, if any.
+type checkedRequest struct {
+	msg any
+	err error
 }

@@ -52,6 +52,9 @@ func (s namesChecked) RecvMsg(m any) error {
 		return err
 	}
 	Arrived(s.Context())
+	if r, ok := m.(*checkedRequest); ok {
+		m = r.msg
+	}
 	return checkNames(m)
 }
 

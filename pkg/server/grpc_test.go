@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/infer-serving/infer/internal/h2wire"
 	"github.com/infer-serving/infer/pkg/inferencepb"
@@ -249,6 +250,16 @@ func TestGRPCMalformedRequestIsInvalidArgument(t *testing.T) {
 		err := conn.Invoke(ctx, inferencepb.GRPCInferenceService_ModelInfer_FullMethodName, tc.msg, &resp, grpc.ForceCodecV2(wireCodec{}))
 		if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want INVALID_ARGUMENT mentioning %q", tc.name, err, tc.want)
+		}
+	}
+
+	// The other methods, read by protobuf, answer the same.
+	badName := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0xff})
+	for _, method := range []string{inferencepb.GRPCInferenceService_ModelReady_FullMethodName, inferencepb.GRPCInferenceService_ModelMetadata_FullMethodName,
+		inferencepb.GRPCInferenceService_ModelConfig_FullMethodName, inferencepb.GRPCInferenceService_ModelStatistics_FullMethodName} {
+		var resp emptypb.Empty
+		if err := conn.Invoke(ctx, method, badName, &resp, grpc.ForceCodecV2(wireCodec{})); code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "malformed request") {
+			t.Errorf("%s with a name that is not UTF-8: %v, want INVALID_ARGUMENT", method, err)
 		}
 	}
 
