@@ -10,6 +10,7 @@ import (
 
 	"github.com/infer-serving/infer/pkg/drift"
 	"github.com/infer-serving/infer/pkg/httpapi"
+	"github.com/infer-serving/infer/pkg/protocol"
 )
 
 // maxBaselineBytes bounds a baseline sent to the admin API: a baseline of
@@ -93,7 +94,7 @@ func (s *API) servePutBaseline(w http.ResponseWriter, r *http.Request) {
 func (s *API) liveBaseline(model, from, last string) (drift.Summary, int, error) {
 	v, err := strconv.ParseInt(from, 10, 64)
 	if err != nil || v < 1 {
-		return drift.Summary{}, http.StatusBadRequest, fmt.Errorf("parameter from_version %q: want a version number (1 or more)", from)
+		return drift.Summary{}, http.StatusBadRequest, fmt.Errorf("parameter from_version %s: want a version number (1 or more)", protocol.Clip(from))
 	}
 	var since time.Time
 	if last != "" {

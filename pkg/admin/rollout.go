@@ -7,6 +7,7 @@ import (
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/httpapi"
+	"github.com/infer-serving/infer/pkg/protocol"
 )
 
 func (s *API) serveStartRollout(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +48,7 @@ func (s *API) serveRolloutCommand(w http.ResponseWriter, r *http.Request) {
 	case "undo":
 		st, err = s.Rollouts().Undo(model, by)
 	default:
-		httpapi.WriteError(w, http.StatusNotFound, fmt.Errorf("rollout command %q: want promote, abort or undo", r.PathValue("command")))
+		httpapi.WriteError(w, http.StatusNotFound, fmt.Errorf("rollout command %s: want promote, abort or undo", protocol.Clip(r.PathValue("command"))))
 		return
 	}
 	if err != nil {

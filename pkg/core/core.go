@@ -200,7 +200,7 @@ func parseVersion(version string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(version, 10, 64)
 	if err != nil || n < 1 {
-		return 0, fmt.Errorf("%w: version %q is not a positive integer", runner.ErrModelNotFound, version)
+		return 0, fmt.Errorf("%w: version %s is not a positive integer", runner.ErrModelNotFound, protocol.Clip(version))
 	}
 	return n, nil
 }

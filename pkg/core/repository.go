@@ -10,6 +10,7 @@ import (
 
 	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
 )
 
 // CheckLoadParameters refuses the parameters of a load request (Triton's
@@ -41,6 +42,9 @@ func CheckLoadParameters(names []string) error {
 // load is refused with nothing changed. A load is refused while a rollout
 // of the model is in progress: it could drop a version the rollout needs.
 func (s *Core) Load(name, by string) error {
+	if err := runner.ValidModelName(name); err != nil {
+		return err // no folder holds it: said before the name is logged or quoted whole
+	}
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	if err := s.idle(name, "a load of the model"); err != nil {
@@ -106,6 +110,9 @@ func LoadStatus(err error) int {
 // Unload closes every version of model name on an admin's request,
 // refused while a rollout of the model is in progress.
 func (s *Core) Unload(name, by string) error {
+	if err := runner.ValidModelName(name); err != nil {
+		return err
+	}
 	s.traffic.mu.Lock()
 	defer s.traffic.mu.Unlock()
 	if err := s.idle(name, "an unload of the model"); err != nil {

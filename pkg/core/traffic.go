@@ -251,7 +251,7 @@ func AdminStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, errBusy), errors.Is(err, deploy.ErrInProgress), errors.Is(err, deploy.ErrRefused), errors.Is(err, ErrBadPolicy):
 		return http.StatusConflict
-	case errors.Is(err, deploy.ErrInvalidSpec), errors.Is(err, protocol.ErrBadRequest):
+	case errors.Is(err, deploy.ErrInvalidSpec), errors.Is(err, protocol.ErrBadRequest), errors.Is(err, runner.ErrInvalidInput):
 		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError

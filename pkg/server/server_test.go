@@ -438,6 +438,10 @@ func TestErrorStatuses(t *testing.T) {
 	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/ghost/load", nil, nil); r.status != 404 {
 		t.Fatalf("load of a missing model: %d %s", r.status, r.body)
 	}
+	// A name no model can have is the caller's error, quoted cut.
+	if r := call(t, "POST", adminBase(t, s, hs)+"/v2/repository/models/"+strings.Repeat("m", 3000)+"/unload", nil, nil); r.status != 400 || len(r.body) > 200 {
+		t.Fatalf("unload of a name of 3000 bytes: %d %s", r.status, r.body)
+	}
 	// Triton's load parameters are refused by name, never answered 200
 	// with the override ignored; a body that is not one is a 400 too.
 	for body, want := range map[string]string{
