@@ -77,6 +77,10 @@ func (s *API) servePutBaseline(w http.ResponseWriter, r *http.Request) {
 			httpapi.WriteError(w, http.StatusBadRequest, errors.New("baseline: send a baseline file as the body, or ?from_version=N to take a version's live statistics"))
 			return
 		}
+		if err := protocol.CheckJSON(data); err != nil {
+			httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("baseline: the body %v", err))
+			return
+		}
 		if b, err = drift.ParseSummary(data); err != nil {
 			httpapi.WriteError(w, http.StatusBadRequest, err)
 			return
@@ -100,7 +104,7 @@ func (s *API) liveBaseline(model, from, last string) (drift.Summary, int, error)
 	if last != "" {
 		d, err := time.ParseDuration(last)
 		if err != nil || d <= 0 {
-			return drift.Summary{}, http.StatusBadRequest, fmt.Errorf("parameter last %q: want a positive duration, such as 10m", last)
+			return drift.Summary{}, http.StatusBadRequest, fmt.Errorf("parameter last %s: want a positive duration, such as 10m", protocol.Clip(last))
 		}
 		since = time.Now().Add(-d)
 	}

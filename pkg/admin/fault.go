@@ -8,6 +8,7 @@ import (
 
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/httpapi"
+	"github.com/infer-serving/infer/pkg/protocol"
 )
 
 // faultJSON is a fault as the admin endpoint reads it.
@@ -45,7 +46,7 @@ func (s *API) servePutFault(w http.ResponseWriter, r *http.Request) {
 	f.ErrorRate = in.ErrorRate
 	if in.Latency != "" {
 		if f.Latency, err = time.ParseDuration(in.Latency); err != nil {
-			httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("fault: latency %q is not a duration such as 50ms", in.Latency))
+			httpapi.WriteError(w, http.StatusBadRequest, fmt.Errorf("fault: latency %s is not a duration such as 50ms", protocol.Clip(in.Latency)))
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -58,7 +59,7 @@ func loadParameters(r *http.Request) error {
 	if err := dec.Decode(&req); err != nil {
 		return fmt.Errorf("%w: the body: want none, or {\"parameters\": {...}}: %v", protocol.ErrBadRequest, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) { // dec.More misses a closing bracket
 		return fmt.Errorf("%w: the body: more after its JSON object", protocol.ErrBadRequest)
 	}
 	return core.CheckLoadParameters(slices.Collect(maps.Keys(req.Parameters)))

@@ -9,6 +9,8 @@ import (
 	"github.com/infer-serving/infer/pkg/core"
 	"github.com/infer-serving/infer/pkg/deploy"
 	"github.com/infer-serving/infer/pkg/httpapi"
+	"github.com/infer-serving/infer/pkg/protocol"
+	"github.com/infer-serving/infer/pkg/runner"
 )
 
 // admin guards the endpoints that change what the server serves, on the
@@ -74,7 +76,7 @@ func (s *API) servePutPolicy(w http.ResponseWriter, r *http.Request) {
 func (s *API) serveShadowSummary(w http.ResponseWriter, r *http.Request) {
 	sum, ok := s.ShadowSummary(r.PathValue("model"))
 	if !ok {
-		httpapi.WriteError(w, http.StatusNotFound, fmt.Errorf("model %q has mirrored nothing", r.PathValue("model")))
+		httpapi.WriteError(w, http.StatusNotFound, fmt.Errorf("model %s has mirrored nothing", runner.QuoteName(r.PathValue("model"))))
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, sum)
@@ -100,7 +102,7 @@ func parseForce(v string) (bool, error) {
 	}
 	force, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("query parameter force=%q: want true or false", v)
+		return false, fmt.Errorf("query parameter force=%s: want true or false", protocol.Clip(v))
 	}
 	return force, nil
 }

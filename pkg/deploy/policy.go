@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/infer-serving/infer/pkg/protocol"
 )
 
 // Policy spreads the requests that name no version over a model's
@@ -91,7 +93,7 @@ func (p Policy) Validate(ready func(version int64) bool) error {
 		return errors.New("weights: every version has weight 0")
 	}
 	if p.Sticky != "" && p.Sticky != "id" && p.StickyHeader() == "" {
-		return fmt.Errorf("sticky %q: want \"id\" or \"header:Name\"", p.Sticky)
+		return fmt.Errorf("sticky %s: want \"id\" or \"header:Name\"", protocol.Clip(p.Sticky))
 	}
 	if s := p.Shadow; s != nil {
 		if s.Version < 1 {

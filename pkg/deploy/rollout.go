@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/window"
 )
 
@@ -51,7 +52,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
+		return fmt.Errorf("duration %s: want one such as \"30s\" or \"2m\"", protocol.Clip(s)) // time's error quotes s whole
 	}
 	*d = Duration(v)
 	return nil
@@ -167,7 +168,7 @@ func (s Spec) Validate() error {
 		bad("stable %d and candidate %d: want two different versions", s.Stable, s.Candidate)
 	}
 	if !slices.Contains([]string{Canary, BlueGreen, Mirror, AB}, s.Strategy) {
-		bad("strategy %q: want canary, blue-green, shadow or ab", s.Strategy)
+		bad("strategy %s: want canary, blue-green, shadow or ab", protocol.Clip(s.Strategy))
 	}
 	if len(s.Steps) == 0 {
 		bad("steps: none")

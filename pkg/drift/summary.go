@@ -161,6 +161,7 @@ func ReadSummary(path string) (Summary, error) {
 
 // ParseSummary decodes a Summary from JSON and checks it: known roles and
 // kinds, QuantilePoints ascending quantiles on each continuous feature.
+// Its errors quote at most 64 characters of a name, role or kind.
 func ParseSummary(data []byte) (Summary, error) {
 	var s Summary
 	if err := json.Unmarshal(data, &s); err != nil {
@@ -168,19 +169,19 @@ func ParseSummary(data []byte) (Summary, error) {
 	}
 	for _, t := range s.Tensors {
 		if t.Role != Input && t.Role != Output {
-			return Summary{}, fmt.Errorf("baseline: tensor %q: role %q, want %q or %q", t.Name, t.Role, Input, Output)
+			return Summary{}, fmt.Errorf("baseline: tensor %.64q: role %.64q, want %q or %q", t.Name, t.Role, Input, Output)
 		}
 		if t.Positions != nil && !t.Positions.valid() {
-			return Summary{}, fmt.Errorf("baseline: tensor %q: positions: want width > 0 and min(width, %d) counts, means and stds", t.Name, MaxPositionGroups)
+			return Summary{}, fmt.Errorf("baseline: tensor %.64q: positions: want width > 0 and min(width, %d) counts, means and stds", t.Name, MaxPositionGroups)
 		}
 		for _, f := range t.Features {
 			switch {
 			case f.Kind != Continuous && f.Kind != Categorical:
-				return Summary{}, fmt.Errorf("baseline: tensor %q feature %q: kind %q, want %q or %q", t.Name, f.Name, f.Kind, Continuous, Categorical)
+				return Summary{}, fmt.Errorf("baseline: tensor %.64q feature %.64q: kind %.64q, want %q or %q", t.Name, f.Name, f.Kind, Continuous, Categorical)
 			case f.Kind == Continuous && f.Count > 0 && len(f.Quantiles) != QuantilePoints:
-				return Summary{}, fmt.Errorf("baseline: tensor %q feature %q: %d quantiles, want %d", t.Name, f.Name, len(f.Quantiles), QuantilePoints)
+				return Summary{}, fmt.Errorf("baseline: tensor %.64q feature %.64q: %d quantiles, want %d", t.Name, f.Name, len(f.Quantiles), QuantilePoints)
 			case f.Kind == Continuous && !slices.IsSorted(f.Quantiles):
-				return Summary{}, fmt.Errorf("baseline: tensor %q feature %q: quantiles not ascending", t.Name, f.Name)
+				return Summary{}, fmt.Errorf("baseline: tensor %.64q feature %.64q: quantiles not ascending", t.Name, f.Name)
 			}
 		}
 	}

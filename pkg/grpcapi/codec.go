@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"context"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -47,16 +48,12 @@ func (c serverCodec) Unmarshal(data mem.BufferSlice, v any) error {
 // a request protobuf cannot read answered as the client's fault
 // (malformedIsInvalid).
 func serviceDesc() grpc.ServiceDesc {
-	d := inferencepb.GRPCInferenceService_ServiceDesc
-	d.Methods = append([]grpc.MethodDesc(nil), d.Methods...)
+	d := malformedIsInvalid(inferencepb.GRPCInferenceService_ServiceDesc)
 	for i := range d.Methods {
 		if d.Methods[i].MethodName == "ModelInfer" {
 			d.Methods[i].Handler = modelInferHandler
-		} else {
-			d.Methods[i].Handler = malformedIsInvalid(d.Methods[i].Handler)
 		}
 	}
-	d.Streams = append([]grpc.StreamDesc(nil), d.Streams...)
 	for i := range d.Streams {
 		if d.Streams[i].StreamName == "ModelStreamInfer" {
 			d.Streams[i].Handler = modelStreamInferHandler
@@ -84,26 +81,44 @@ func modelStreamInferHandler(srv any, stream grpc.ServerStream) error {
 	return srv.(*grpcService).modelStreamInfer(stream)
 }
 
-// malformedIsInvalid is h with a request protobuf cannot read (cut short,
-// a string that is not UTF-8) answered INVALID_ARGUMENT, as a malformed
-// inference request is. The request goes through the codec as a
-// checkedRequest, which keeps protobuf's error: a codec's error is
-// answered INTERNAL by grpc-go, the server's fault, before any handler
-// can say otherwise.
-func malformedIsInvalid(h grpc.MethodHandler) grpc.MethodHandler {
-	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-		return h(srv, ctx, func(v any) error {
-			r := checkedRequest{msg: v}
-			if err := dec(&r); err != nil {
-				return err
-			}
-			if r.err != nil {
-				return status.Errorf(codes.InvalidArgument, "malformed request: %v", r.err)
-			}
-			return nil
-		}, interceptor)
+// malformedIsInvalid is d with a request protobuf cannot read (cut
+// short, a string that is not UTF-8) answered INVALID_ARGUMENT by each of
+// its methods and streams, as a malformed inference request is. Each
+// request goes through the codec as a checkedRequest, which keeps
+// protobuf's error: grpc-go answers a codec's error INTERNAL, the
+// server's fault, before any handler can say otherwise.
+func malformedIsInvalid(d grpc.ServiceDesc) grpc.ServiceDesc {
+	d.Methods = slices.Clone(d.Methods)
+	for i := range d.Methods {
+		h := d.Methods[i].Handler
+		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			return h(srv, ctx, func(v any) error { return checked(v, dec) }, interceptor)
+		}
 	}
+	d.Streams = slices.Clone(d.Streams)
+	for i := range d.Streams {
+		h := d.Streams[i].Handler
+		d.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error { return h(srv, checkedStream{stream}) }
+	}
+	return d
 }
+
+// checked reads v with recv through the codec as a checkedRequest.
+func checked(v any, recv func(any) error) error {
+	r := checkedRequest{msg: v}
+	if err := recv(&r); err != nil {
+		return err
+	}
+	if r.err != nil {
+		return status.Errorf(codes.InvalidArgument, "malformed request: %v", r.err)
+	}
+	return nil
+}
+
+// checkedStream reads a stream's requests as checkedRequests.
+type checkedStream struct{ grpc.ServerStream }
+
+func (s checkedStream) RecvMsg(m any) error { return checked(m, s.ServerStream.RecvMsg) }
 
 // checkedRequest is a request message (msg) on its way through the
 // codec, with protobuf's error reading it, if any.

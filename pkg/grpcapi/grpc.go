@@ -56,7 +56,8 @@ type Options struct {
 func Register(g *grpc.Server, c *core.Core, health *health.Server, opts Options) {
 	desc := serviceDesc()
 	g.RegisterService(&desc, &grpcService{s: c, opts: opts})
-	healthpb.RegisterHealthServer(g, health)
+	healthDesc := malformedIsInvalid(healthpb.Health_ServiceDesc)
+	g.RegisterService(&healthDesc, health)
 }
 
 // grpcError maps an error to a gRPC status, as core.Status does for HTTP.

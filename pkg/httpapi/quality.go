@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/infer-serving/infer/pkg/drift"
+	"github.com/infer-serving/infer/pkg/protocol"
 	"github.com/infer-serving/infer/pkg/runner"
 )
 
@@ -25,7 +26,7 @@ func (s *API) serveQuality(w http.ResponseWriter, r *http.Request) {
 	if since := r.URL.Query().Get("since"); since != "" {
 		t, err := time.Parse(time.RFC3339Nano, since)
 		if err != nil {
-			WriteError(w, http.StatusBadRequest, fmt.Errorf("parameter since %q: want an RFC 3339 time, such as 2026-01-02T15:04:05Z", since))
+			WriteError(w, http.StatusBadRequest, fmt.Errorf("parameter since %s: want an RFC 3339 time, such as 2026-01-02T15:04:05Z", protocol.Clip(since)))
 			return
 		}
 		m, err := s.Resolve(name, version)
@@ -56,7 +57,7 @@ func (s *API) serveQuality(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if len(models) == 0 {
-			s.fail(w, fmt.Errorf("%w: model %q has no ready version", runner.ErrModelNotFound, name))
+			s.fail(w, fmt.Errorf("%w: model %s has no ready version", runner.ErrModelNotFound, runner.QuoteName(name)))
 			return
 		}
 	}
@@ -67,7 +68,7 @@ func (s *API) serveQuality(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(ans.Versions) == 0 {
-		WriteError(w, http.StatusNotFound, fmt.Errorf("model %q has no version with a quality monitor: set monitor.sample (such as 0.1) in its config.yaml", name))
+		WriteError(w, http.StatusNotFound, fmt.Errorf("model %s has no version with a quality monitor: set monitor.sample (such as 0.1) in its config.yaml", runner.QuoteName(name)))
 		return
 	}
 	WriteJSON(w, http.StatusOK, ans)

@@ -62,7 +62,7 @@ func chatPrompt(raw json.RawMessage) (string, error) {
 		case "":
 			return "", bad("messages[%d].role: missing", i)
 		default:
-			return "", bad("messages[%d].role %q: want system, developer, user or assistant (this server calls no tools)", i, m.Role)
+			return "", bad("messages[%d].role %s: want system, developer, user or assistant (this server calls no tools)", i, protocol.Clip(m.Role))
 		}
 		if set(m.ToolCalls) {
 			return "", bad("messages[%d].tool_calls: this server calls no tools", i)
@@ -102,7 +102,7 @@ func content(raw json.RawMessage, i int) (string, error) {
 			return "", bad("messages[%d].content[%d]: want an object with a type", i, j)
 		}
 		if p.Type != "text" {
-			return "", bad("messages[%d].content[%d].type %q: only text parts are supported", i, j, p.Type)
+			return "", bad("messages[%d].content[%d].type %s: only text parts are supported", i, j, protocol.Clip(p.Type))
 		}
 		var t part
 		dec := json.NewDecoder(strings.NewReader(string(raw)))

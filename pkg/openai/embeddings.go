@@ -64,7 +64,7 @@ func (s *API) serveEmbeddings(w http.ResponseWriter, r *http.Request) {
 		texts, err = req.texts()
 	}
 	if err == nil && req.EncodingFormat != "" && req.EncodingFormat != "float" && req.EncodingFormat != "base64" {
-		err = bad("encoding_format %q: want float or base64", req.EncodingFormat)
+		err = bad("encoding_format %s: want float or base64", protocol.Clip(req.EncodingFormat))
 	}
 	if err == nil && req.Model == "" {
 		err = errNoModel

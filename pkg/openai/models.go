@@ -74,5 +74,5 @@ func (s *API) serveModel(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, o)
 		return
 	}
-	openAIError(w, fmt.Errorf("%w: %q is not a text generator or embedder being served", runner.ErrModelNotFound, id))
+	openAIError(w, fmt.Errorf("%w: %s is not a text generator or embedder being served", runner.ErrModelNotFound, runner.QuoteName(id)))
 }

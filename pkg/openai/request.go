@@ -126,7 +126,7 @@ func (o request) refused(chat bool) error {
 	case set(o.FunctionCall) && string(o.FunctionCall) != `"none"`:
 		return bad("function_call: this server does not call functions (only \"none\")")
 	case o.ResponseFormat != nil && o.ResponseFormat.Type != "text":
-		return bad("response_format: type %q: this server does not constrain decoding to JSON (only \"text\")", o.ResponseFormat.Type)
+		return bad("response_format: type %s: this server does not constrain decoding to JSON (only \"text\")", protocol.Clip(o.ResponseFormat.Type))
 	case o.Suffix != nil && *o.Suffix != "":
 		return bad("suffix: the models served here do not fill in the middle")
 	case o.Store != nil && *o.Store:
@@ -134,7 +134,7 @@ func (o request) refused(chat bool) error {
 	case set(o.Metadata) && string(bytes.TrimSpace(o.Metadata)) != "{}":
 		return bad("metadata: this server keeps no completions to tag")
 	case o.ServiceTier != nil && *o.ServiceTier != "auto" && *o.ServiceTier != "default":
-		return bad("service_tier %q: this server has one tier (\"auto\" or \"default\")", *o.ServiceTier)
+		return bad("service_tier %s: this server has one tier (\"auto\" or \"default\")", protocol.Clip(*o.ServiceTier))
 	case set(o.Modalities) && !textOnly(o.Modalities):
 		return bad("modalities %s: only [\"text\"]", protocol.Clip(string(o.Modalities)))
 	case set(o.Audio):
@@ -226,7 +226,7 @@ func (o request) plan(chat bool) (plan, error) {
 	for k, v := range biases {
 		var id int64
 		if _, err := fmt.Sscan(k, &id); err != nil || fmt.Sprint(id) != k {
-			return pl, bad("logit_bias: key %q, want a token id", k)
+			return pl, bad("logit_bias: key %s, want a token id", protocol.Clip(k))
 		}
 		if p.LogitBias == nil {
 			p.LogitBias = map[int64]float32{}

@@ -145,9 +145,13 @@ func TestCapturedBaselineSetAtRuntime(t *testing.T) {
 		{"?from_version=one", "", http.StatusBadRequest, "from_version"},
 		{"?from_version=1&last=soon", "", http.StatusBadRequest, "last"},
 		{"?from_version=9", "", http.StatusNotFound, "9"},
+		// Checked as JSON text before it is decoded, quoting none of it.
+		{"", `{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, http.StatusBadRequest, "the body nests 101 deep, at most 64"},
+		{"", `{"tensors":[{"name":"` + strings.Repeat("n", 3000) + `","role":"middle"}]}`, http.StatusBadRequest, `tensor \"nnnnnnnnnn`},
+		{"?from_version=1&last=" + strings.Repeat("s", 3000), "", http.StatusBadRequest, "(3000 bytes)"},
 	} {
 		rep := call(t, "PUT", hs.URL+"/v2/admin/models/mlp/versions/2/baseline"+c.query, []byte(c.body), auth)
-		if rep.status != c.status || !strings.Contains(string(rep.body), c.says) {
+		if rep.status != c.status || !strings.Contains(string(rep.body), c.says) || len(rep.body) > 400 {
 			t.Errorf("PUT%s %q: %d %s; want %d naming %q", c.query, c.body, rep.status, rep.body, c.status, c.says)
 		}
 	}

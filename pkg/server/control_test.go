@@ -260,6 +260,8 @@ func TestAdminBodiesAreCheckedBeforeDecoding(t *testing.T) {
 		{"POST", admin + "/v2/admin/models/mlp/rollout", `{"candidate":` + strings.Repeat("9", 300) + `}`, "rollout spec: invalid input: the body has a number of 300 bytes, at most 256"},
 		{"POST", admin + "/v2/admin/models/mlp/rollout", strings.Repeat("[", 65) + strings.Repeat("]", 65), "rollout spec: invalid input: the body nests 65 deep, at most 64"},
 		{"POST", admin + "/v2/repository/models/mlp/load", `{"parameters":{"` + strings.Repeat("p", 2000) + `":1}}`, "the body has a key of 2000 bytes, at most 1024"},
+		{"POST", admin + "/v2/repository/models/mlp/load", `{"parameters":{}}}`, "more after its JSON object"},
+		{"PUT", traffic, `{"sticky":"` + strings.Repeat("s", 3000) + `","weights":{"1":1}}`, `sticky "sssss`},
 	} {
 		status, msg := adminError(t, c.method, c.url, c.body)
 		if status != 400 || !strings.Contains(msg, c.want) || len(msg) > 300 {

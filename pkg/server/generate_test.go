@@ -283,6 +283,8 @@ func TestOpenAIErrors(t *testing.T) {
 		{"/v1/chat/completions", `{"model":"tiny-gpt","messages":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`, 400, "nests 66 deep, at most 64"},
 		{"/v1/completions", `{"model":"` + strings.Repeat("m", 5000) + `","prompt":"x"}`, 404, `"mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm"… (5000 bytes)`},
 		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","max_tokens":` + strings.Repeat("9", 300) + `}`, 400, "has a number of 300 bytes, at most 256"},
+		{"/v1/completions", `{"model":"tiny-gpt","prompt":"x","service_tier":"` + strings.Repeat("\u0080", 3000) + `"}`, 400, "(6000 bytes)"}, // quoted cut
+		{"/v1/chat/completions", `{"model":"tiny-gpt","messages":[{"role":"` + strings.Repeat("r", 3000) + `","content":"x"}]}`, 400, "(3000 bytes)"},
 		{"/v1/embeddings", "{\"model\":\"text-encoder\",\"input\":\"\xff\"}", 400, "the body is not UTF-8 (byte 33)"},
 	} {
 		r := call(t, "POST", url+c.path, []byte(c.body), nil)

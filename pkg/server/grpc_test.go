@@ -256,7 +256,8 @@ func TestGRPCMalformedRequestIsInvalidArgument(t *testing.T) {
 	// The other methods, read by protobuf, answer the same.
 	badName := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0xff})
 	for _, method := range []string{inferencepb.GRPCInferenceService_ModelReady_FullMethodName, inferencepb.GRPCInferenceService_ModelMetadata_FullMethodName,
-		inferencepb.GRPCInferenceService_ModelConfig_FullMethodName, inferencepb.GRPCInferenceService_ModelStatistics_FullMethodName} {
+		inferencepb.GRPCInferenceService_ModelConfig_FullMethodName, inferencepb.GRPCInferenceService_ModelStatistics_FullMethodName,
+		"/grpc.health.v1.Health/Check"} {
 		var resp emptypb.Empty
 		if err := conn.Invoke(ctx, method, badName, &resp, grpc.ForceCodecV2(wireCodec{})); code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "malformed request") {
 			t.Errorf("%s with a name that is not UTF-8: %v, want INVALID_ARGUMENT", method, err)
