@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -122,7 +124,7 @@ const (
 )
 
 // CheckJSON refuses JSON text before a decoder reads it when it is not
-// UTF-8 (RFC 8259, 8.1), nests past MaxJSONDepth, or holds a key past
+// UTF-8 or begins with a byte order mark (RFC 8259, 8.1), nests past MaxJSONDepth, or holds a key past
 // MaxJSONKey bytes or a number past MaxJSONLiteral bytes as written. A
 // decoder recurses once a level; encoding/json quotes an unknown key or
 // a number it cannot take whole in its error, and makes each byte that
@@ -133,6 +135,9 @@ const (
 func CheckJSON(raw []byte) error {
 	if !utf8.Valid(raw) {
 		return fmt.Errorf("is not UTF-8 (byte %d), as JSON text must be", invalidUTF8(raw))
+	}
+	if bytes.HasPrefix(raw, []byte("\uFEFF")) {
+		return errors.New("begins with a byte order mark (U+FEFF), which JSON text must not (RFC 8259, 8.1)")
 	}
 	switch sh := ShapeOf(raw); {
 	case sh.Depth > MaxJSONDepth:

@@ -41,6 +41,7 @@ func TestCheckJSON(t *testing.T) {
 	long := func(n int, s string) string { return strings.Repeat(s, n) }
 	for raw, want := range map[string]string{
 		`{"a":"b"}`:                       "",
+		"\uFEFF{}":                        "begins with a byte order mark (U+FEFF), which JSON text must not (RFC 8259, 8.1)",
 		"{\"a\":\"\xff\"}":                "is not UTF-8 (byte 6), as JSON text must be",
 		`{"` + long(1025, "k") + `":1}`:   "has a key of 1025 bytes, at most 1024",
 		`{"` + long(1024, "k") + `":1}`:   "",
