@@ -42,7 +42,7 @@ model versions.
 Conventions: the server a client command talks to is --server URL (default
 the local infer serve); formats are -o/--output text|json|yaml; files
 written are --out FILE (or a flag named for the format, such as --csv).`,
-		Version:       version,
+		Version:       shortVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

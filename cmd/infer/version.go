@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -48,6 +49,22 @@ func buildCommit() string {
 		}
 	}
 	return "unknown"
+}
+
+// shortVersion is what --version prints: the version, and for a build
+// that is not a release ("dev") the commit it was built from, short.
+func shortVersion() string {
+	if version != "dev" {
+		return version
+	}
+	rev, dirty, _ := strings.Cut(buildCommit(), "-")
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty != "" {
+		rev += "-" + dirty
+	}
+	return version + " (" + rev + ")"
 }
 
 func newVersionCmd(g *globalOptions) *cobra.Command {
