@@ -68,7 +68,8 @@ The versions default to those in --repository (default: the bundled models),
 the newest taking all traffic and the others kept with none.`,
 		Example: `  infer deploy render --model mlp --image registry.example.com/infer:1.0 --weights 1=95,2=5 > mlp.yaml
   infer deploy render --model tiny-gpt --image registry.example.com/infer:1.0 --autoscaler keda --max-replicas 8 --spot`,
-		Args: cobra.NoArgs,
+		Annotations: map[string]string{quietLogs: "warn"}, // the versions it loads to measure are no news
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if weights != "" {
