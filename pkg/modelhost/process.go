@@ -181,6 +181,9 @@ type Spawn struct {
 	// ended it, with the host's process ID and the cause: a host that
 	// dies while idle is known at once.
 	Exited func(pid int, cause string)
+	// Reaped, when set, is called once the host has exited and been
+	// waited for, however it ended.
+	Reaped func()
 }
 
 // Start starts a host: this executable with HostArg, given its end of a
@@ -233,6 +236,9 @@ func Start(region *Region, s Spawn) (*Process, error) {
 		close(p.done)
 		if s.Exited != nil && !p.stopping.Load() {
 			s.Exited(cmd.Process.Pid, p.Cause(0))
+		}
+		if s.Reaped != nil {
+			s.Reaped()
 		}
 	}()
 	return p, nil

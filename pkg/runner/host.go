@@ -148,14 +148,14 @@ func (h *host) start(onnx []byte) (Device, error) {
 	log := h.log
 	dead := h.dead
 	var proc *modelhost.Process
-	err = spawnLowered(func(env []string) (err error) {
+	err = spawnLowered(func(env []string, reaped func()) (err error) {
 		proc, err = modelhost.Start(h.region, modelhost.Spawn{Model: model, Env: env, Stderr: os.Stderr, Exited: func(pid int, cause string) {
 			log.Error("model host exited", "pid", pid, "cause", cause)
 			select {
 			case dead <- struct{}{}:
 			default: // the owner has one to take already
 			}
-		}})
+		}, Reaped: reaped})
 		return err
 	})
 	if err != nil {

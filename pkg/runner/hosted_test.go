@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -656,8 +657,9 @@ func TestHostStartsLowered(t *testing.T) {
 		defer runtime.UnlockOSThread()
 		var during int
 		var env []string
-		err := spawnLowered(func(e []string) error {
+		err := spawnLowered(func(e []string, reaped func()) error {
 			during, env = threadNice(t, "/proc/thread-self/stat"), e
+			reaped() // started nothing
 			return nil
 		})
 		if err != nil {
@@ -714,5 +716,45 @@ func TestCloseInProcessReturnsAfterTheGrace(t *testing.T) {
 		if err := <-answered; err != nil {
 			t.Errorf("a batch in process: %v, want it answered", err)
 		}
+	}
+}
+
+// A host outlives the thread of the goroutine that loaded its version: the
+// kernel's SIGKILL on its parent's death (Pdeathsig) follows the thread
+// that started it, and Go ends a thread whose locked goroutine exits. Hosts
+// start from the spawner thread, which lives while they do.
+func TestHostOutlivesTheThreadThatLoadedIt(t *testing.T) {
+	var tid int
+	loaded := make(chan *Model)
+	held := make(chan struct{}) // a goroutine that locked the main thread waits here: Go never ends that one
+	defer close(held)
+	var load func()
+	load = func() {
+		go func() {
+			runtime.LockOSThread() // never unlocked: Go ends this thread with the goroutine
+			if unix.Gettid() == os.Getpid() {
+				load() // on another thread
+				<-held
+				return
+			}
+			tid = unix.Gettid()
+			loaded <- loadFault(t, "no-inputs", Config{}, LoadOptions{Isolation: IsolationProcess})
+		}()
+	}
+	load()
+	m := <-loaded
+	// The kernel signals a thread's children as the thread exits, before
+	// its entry leaves /proc.
+	for start := time.Now(); ; {
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid)); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the loading thread did not end")
+		}
+		runtime.Gosched()
+	}
+	if _, err := m.Infer(context.Background(), &Request{}); err != nil {
+		t.Fatalf("after the loading thread ended: %v", err)
 	}
 }

@@ -120,33 +120,96 @@ func (p *hostPriority) escalate() {
 // nice value to serve at: its server's.
 const envServeNice = "INFER_MODEL_HOST_NICE"
 
-// spawnLowered calls start, which starts a model host, from this
-// goroutine's own thread lowered LoadNice steps where this process may
-// raise it again (mayRaise), and gives start the environment that tells
-// the host its server's nice value. A child takes its creator's nice
-// value, so the host loads at its load's priority from its first
-// instruction, the kernel's exec and its runtime's start included, which
-// would otherwise run at the server's until the host lowers itself. The
-// thread is raised again before the goroutine leaves it; were that to fail
-// (mayRaise says it cannot), the goroutine keeps the thread, so that no
-// other goroutine runs lowered, and Go ends the thread with it.
-func spawnLowered(start func(env []string) error) error {
-	runtime.LockOSThread()
-	tid := unix.Gettid()
-	attr, err := unix.SchedGetAttr(tid, 0)
-	if err != nil || attr.Nice >= 19 || !mayRaise(attr.Nice) {
-		runtime.UnlockOSThread()
-		return start(nil)
-	}
-	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, int(min(attr.Nice+LoadNice, 19))); err != nil {
-		runtime.UnlockOSThread()
-		return start(nil)
-	}
-	err = start([]string{envServeNice + "=" + strconv.Itoa(int(attr.Nice))})
-	if unix.Setpriority(unix.PRIO_PROCESS, tid, int(attr.Nice)) == nil {
-		runtime.UnlockOSThread()
-	}
+// spawnLowered calls start, which starts a model host, on the spawner
+// thread (onSpawner), lowered LoadNice steps where this process may raise
+// it again (mayRaise), and gives start the environment that tells the
+// host its server's nice value, and reaped, which the host's owner calls
+// once the host has exited (modelhost.Spawn.Reaped) when start returns no
+// error. A child takes its creator's nice value, so the host loads at its
+// load's priority from its first instruction, the kernel's exec and its
+// runtime's start included, which would otherwise run at the server's
+// until the host lowers itself. The thread is raised again after; should
+// that fail, it stays lowered, and only hosts are started from it.
+func spawnLowered(start func(env []string, reaped func()) error) (err error) {
+	onSpawner(func(reaped func()) error {
+		tid := unix.Gettid()
+		attr, e := unix.SchedGetAttr(tid, 0)
+		if e != nil || attr.Nice >= 19 || !mayRaise(attr.Nice) {
+			return start(nil, reaped)
+		}
+		if unix.Setpriority(unix.PRIO_PROCESS, tid, int(min(attr.Nice+LoadNice, 19))) != nil {
+			return start(nil, reaped)
+		}
+		err := start([]string{envServeNice + "=" + strconv.Itoa(int(attr.Nice))}, reaped)
+		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, int(attr.Nice))
+		return err
+	}, &err)
 	return err
+}
+
+// spawner is the OS thread model hosts are started from. A host is
+// started asking the kernel for SIGKILL when its parent dies (Pdeathsig),
+// so that no host outlives its server; but the parent the kernel means is
+// the thread that started it, not the process (go.dev/issue/27505), and
+// Go ends a thread when a goroutine locked to it exits. The spawner's
+// goroutine keeps its thread locked for as long as a host it started
+// lives, and ends with the last of them (the thread with it, harming
+// none); the next start begins another.
+var spawner struct {
+	mu   sync.Mutex
+	live int           // hosts started from the current thread and not yet reaped, and starts under way
+	jobs chan func()   // the current goroutine's; nil when none runs
+	quit chan struct{} // closed to end the current goroutine
+}
+
+// onSpawner runs f on the spawner thread, giving it the function the
+// host it starts calls once reaped, and stores f's error in err; a panic
+// in f is the caller's. A start that fails counts no host.
+func onSpawner(f func(reaped func()) error, err *error) {
+	spawner.mu.Lock()
+	spawner.live++
+	if spawner.jobs == nil {
+		jobs, quit := make(chan func()), make(chan struct{})
+		spawner.jobs, spawner.quit = jobs, quit
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			for {
+				select {
+				case job := <-jobs:
+					job()
+				case <-quit:
+					return
+				}
+			}
+		}()
+	}
+	jobs, quit := spawner.jobs, spawner.quit
+	spawner.mu.Unlock()
+	var once sync.Once
+	reaped := func() {
+		once.Do(func() {
+			spawner.mu.Lock()
+			defer spawner.mu.Unlock()
+			if spawner.live--; spawner.live == 0 && spawner.quit == quit {
+				close(quit)
+				spawner.jobs, spawner.quit = nil, nil
+			}
+		})
+	}
+	var panicked any
+	done := make(chan struct{})
+	jobs <- func() {
+		defer close(done)
+		defer func() { panicked = recover() }()
+		*err = f(reaped)
+	}
+	<-done
+	if panicked != nil || *err != nil {
+		reaped() // no host was started
+	}
+	if panicked != nil {
+		panic(panicked)
+	}
 }
 
 // serve gives every thread of this process HostSlice at the server's nice
