@@ -21,8 +21,12 @@ var errEmptyBody = fmt.Errorf("%w: an empty body", runner.ErrInvalidInput)
 // wraps runner.ErrInvalidInput (a 400) and quotes nothing of the body.
 func ReadJSON(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	var buf bytes.Buffer
-	if n := r.ContentLength; n > 0 && n <= limit {
-		buf.Grow(int(n) + bytes.MinRead) // read whole in one buffer, with room to see the end
+	if _, held := r.Context().Value(goneKey{}).(*goneWatch); held && r.ContentLength > 0 && r.ContentLength <= limit {
+		// The HTTP port's front read this body whole before bridging it
+		// (its length is what arrived): read it in one buffer, with room to
+		// see the end. A length a net/http port's client merely announced
+		// sizes nothing; that buffer grows as the bytes come.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		return nil, err
